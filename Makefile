@@ -1,0 +1,50 @@
+# The two commands: `make run` and `make test`. Both install what they need on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY_STAMP := $(VENV)/.installed
+WEB_STAMP := web/node_modules/.installed
+DEB_STAMP := .debian-packages
+DATA ?= data
+WEB_SOURCES := $(shell find web/src web/*.html web/public -type f 2>/dev/null) web/package.json web/vite.config.ts web/tsconfig.json
+
+.PHONY: run test lint typecheck pytest deps web clean
+
+run: $(PY_STAMP) web/dist/index.html
+	$(BIN)/lockstep serve --data $(DATA) --lan
+
+test: deps web/dist/index.html lint typecheck pytest
+
+deps: $(PY_STAMP) $(WEB_STAMP) $(DEB_STAMP)
+
+$(PY_STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+$(WEB_STAMP): web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(DEB_STAMP): scripts/ensure-debian-packages.sh
+	scripts/ensure-debian-packages.sh
+	touch $@
+
+web/dist/index.html: $(WEB_STAMP) $(WEB_SOURCES)
+	cd web && npm run --silent build
+
+lint: $(PY_STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+typecheck: $(PY_STAMP) $(WEB_STAMP)
+	$(BIN)/mypy
+	cd web && npm run --silent typecheck
+
+pytest: $(PY_STAMP) $(DEB_STAMP) web/dist/index.html
+	$(BIN)/pytest
+
+clean:
+	rm -rf $(VENV) web/node_modules web/dist $(DEB_STAMP)
