@@ -1,0 +1,237 @@
+#!/usr/bin/env python3
+"""Regenerates vectors/link-*.json from fixed seeds with the Python implementation.
+
+The files are committed: Python and browser tests both read them, so a change to either implementation
+that alters the wire format fails a test instead of silently drifting. Run this only when the protocol
+itself changes (and say so in docs/protocol/linking.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+from lockstep.link.devices import DeviceEntry, DeviceList, Role
+from lockstep.link.encoding import b64u_encode, json_bytes, key_id
+from lockstep.link.envelope import Context, Envelope, auth_message, sign
+from lockstep.link.grant import AccountInfo, approve
+from lockstep.link.qr import LinkCode
+
+VECTORS = Path(__file__).resolve().parent.parent / "vectors"
+ORIGIN = "https://chat.example:8443"
+NOW = 1764000000000
+
+
+def seed(label: str) -> bytes:
+    return hashlib.sha256(f"lockstep vectors {label}".encode()).digest()
+
+
+def ed25519(label: str) -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.from_private_bytes(seed(label))
+
+
+def x25519(label: str) -> X25519PrivateKey:
+    return X25519PrivateKey.from_private_bytes(seed(label))
+
+
+def write(name: str, doc: dict[str, object]) -> None:
+    (VECTORS / name).write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+
+
+def qr_vectors() -> None:
+    code = LinkCode(
+        ORIGIN,
+        ref=seed("ref"),
+        ephemeral_key=x25519("companion ephemeral").public_key().public_bytes_raw(),
+        device_key=ed25519("companion device").public_key().public_bytes_raw(),
+        link_secret=seed("link secret"),
+    )
+    text = code.to_text()
+    fields = {
+        "origin": ORIGIN,
+        "ref": code.ref.hex(),
+        "ephemeral_key": code.ephemeral_key.hex(),
+        "device_key": code.device_key.hex(),
+        "link_secret": code.link_secret.hex(),
+    }
+    payload = code.payload()
+    fragment = text.split("#", 1)[1]
+    invalid = [
+        ("not a URL", "hello", "NotALinkCode"),
+        ("other scheme", "lockstep://link#" + fragment, "NotALinkCode"),
+        ("other path", f"{ORIGIN}/login#{fragment}", "NotALinkCode"),
+        ("query string", f"{ORIGIN}/link?x=1#{fragment}", "NotALinkCode"),
+        ("no fragment", f"{ORIGIN}/link", "NotALinkCode"),
+        ("truncated payload", text[:-10], "MalformedCode"),
+        ("padding", text + "=", "MalformedCode"),
+        ("not base64url", text[:-3] + "+/+", "MalformedCode"),
+        ("one extra byte", f"{ORIGIN}/link#{b64u_encode(payload + b'x')}", "MalformedCode"),
+        ("version 2", f"{ORIGIN}/link#{b64u_encode(bytes([2]) + payload[1:])}", "UnsupportedVersion"),
+        ("too long", text + "A" * 400, "MalformedCode"),
+        ("another server", f"https://chat.example.evil:8443/link#{fragment}", "ForeignOrigin"),
+        ("same host, other port", f"https://chat.example:9443/link#{fragment}", "ForeignOrigin"),
+        ("http instead of https", f"http://chat.example:8443/link#{fragment}", "ForeignOrigin"),
+    ]
+    write(
+        "link-qr.json",
+        {
+            "description": "QR text codec (docs/protocol/linking.md §3). Made by scripts/generate-link-vectors.py; "
+            "binary fields are hex. Decode each 'invalid' text with own_origin and expect the named error.",
+            "own_origin": ORIGIN,
+            "valid": [
+                {"name": "canonical", "text": text, **fields},
+                {
+                    "name": "upper-case host, default port spelled out",
+                    "text": text.replace("https://chat.example:8443", "HTTPS://Chat.Example:8443"),
+                    **fields,
+                },
+            ],
+            "invalid": [{"name": n, "text": t, "error": e} for n, t, e in invalid],
+        },
+    )
+
+
+def signature_vectors() -> None:
+    account = ed25519("account")
+    device = ed25519("primary device")
+    challenge = seed("challenge")
+    cases = []
+    for context, key, message, label in [
+        (Context.AUTH, device, auth_message(challenge, ORIGIN), "auth"),
+        (Context.DEVICE_LIST, account, b'{"hello":"world"}', "device list context"),
+        (Context.DEVICE_CERTIFICATE, account, b'{"hello":"world"}', "certificate context"),
+    ]:
+        cases.append(
+            {
+                "name": label,
+                "context": context.value,
+                "private_key": key.private_bytes_raw().hex(),
+                "public_key": key.public_key().public_bytes_raw().hex(),
+                "message": message.hex(),
+                "signature": sign(key, context, message).hex(),
+            }
+        )
+    account_key = account.public_key().public_bytes_raw()
+    primary = DeviceEntry.new(device.public_key().public_bytes_raw(), Role.PRIMARY, "Phone", NOW)
+    devices = DeviceList(key_id(account_key), 1, NOW, (primary,))
+    valid = devices.sign(account).to_json()
+    companions = [
+        DeviceEntry.new(
+            ed25519(f"companion {i}").public_key().public_bytes_raw(), Role.COMPANION, f"C{i}", NOW
+        )
+        for i in range(5)
+    ]
+
+    def raw_list(entries: list[DeviceEntry], **changes: object) -> dict[str, str]:
+        payload = {**devices.to_payload(), "devices": [e.to_json() for e in entries], **changes}
+        return Envelope.seal(account, Context.DEVICE_LIST, payload).to_json()
+
+    tampered_payload = json_bytes({**devices.to_payload(), "version": 2})
+    wrong_id = {**companions[0].to_json(), "device_id": companions[1].device_id}
+    invalid_lists = [
+        (
+            "signed by another key",
+            Envelope.seal(ed25519("mallory"), Context.DEVICE_LIST, devices.to_payload()).to_json(),
+        ),
+        (
+            "payload changed after signing",
+            {"payload": b64u_encode(tampered_payload), "signature": valid["signature"]},
+        ),
+        (
+            "signed as a certificate",
+            Envelope.seal(account, Context.DEVICE_CERTIFICATE, devices.to_payload()).to_json(),
+        ),
+        ("five companions", raw_list([primary, *companions])),
+        ("no primary", raw_list(companions[:2])),
+        ("device listed twice", raw_list([primary, companions[0], companions[0]])),
+        (
+            "device_id does not match key",
+            Envelope.seal(
+                account,
+                Context.DEVICE_LIST,
+                {**devices.to_payload(), "devices": [primary.to_json(), wrong_id]},
+            ).to_json(),
+        ),
+        ("other account_id", raw_list([primary], account_id=key_id(seed("x")))),
+    ]
+    write(
+        "link-signatures.json",
+        {
+            "description": "Domain-separated Ed25519 signatures and signed device lists (linking.md §4). "
+            "Made by scripts/generate-link-vectors.py; keys and messages are hex, envelopes as on the wire.",
+            "signatures": cases,
+            "device_lists": {
+                "account_key": account_key.hex(),
+                "valid": [
+                    {
+                        "name": "primary only",
+                        "envelope": valid,
+                        "version": 1,
+                        "device_ids": [primary.device_id],
+                    }
+                ],
+                "invalid": [{"name": n, "envelope": e} for n, e in invalid_lists],
+            },
+        },
+    )
+
+
+def grant_vectors() -> None:
+    account = ed25519("account")
+    account_key = account.public_key().public_bytes_raw()
+    info = AccountInfo(key_id(account_key), "alice", "Alice Liddell", account_key)
+    primary = DeviceEntry.new(
+        ed25519("primary device").public_key().public_bytes_raw(), Role.PRIMARY, "Phone", NOW
+    )
+    devices = DeviceList(info.account_id, 1, NOW, (primary,))
+    ephemeral = x25519("companion ephemeral")
+    code = LinkCode(
+        ORIGIN,
+        seed("ref"),
+        ephemeral.public_key().public_bytes_raw(),
+        ed25519("companion device").public_key().public_bytes_raw(),
+        seed("link secret"),
+    )
+    approval = approve(code, account, info, devices, "Chromium on Linux", NOW + 1000)
+    enc, ciphertext = approval.sealed.enc, approval.sealed.ciphertext
+    flipped = bytearray(ciphertext)
+    flipped[10] ^= 1
+    write(
+        "link-grant.json",
+        {
+            "description": "A sealed link grant (linking.md §5) and tampered copies. HPKE's ephemeral key is random, "
+            "so these test opening only. Made by scripts/generate-link-vectors.py; bytes are hex.",
+            "code_text": code.to_text(),
+            "ephemeral_private_key": ephemeral.private_bytes_raw().hex(),
+            "valid": {
+                "enc": enc.hex(),
+                "ciphertext": ciphertext.hex(),
+                "account_id": info.account_id,
+                "handle": "alice",
+                "display_name": "Alice Liddell",
+                "device_name": "Chromium on Linux",
+                "device_list_version": 2,
+                "device_id": approval.device_id,
+            },
+            "invalid": [
+                {"name": "ciphertext bit flipped", "enc": enc.hex(), "ciphertext": bytes(flipped).hex()},
+                {
+                    "name": "enc from another key",
+                    "enc": x25519("other").public_key().public_bytes_raw().hex(),
+                    "ciphertext": ciphertext.hex(),
+                },
+                {"name": "truncated", "enc": enc.hex(), "ciphertext": ciphertext[:-1].hex()},
+            ],
+            "wrong_secret": seed("not the link secret").hex(),
+        },
+    )
+
+
+if __name__ == "__main__":
+    qr_vectors()
+    signature_vectors()
+    grant_vectors()
