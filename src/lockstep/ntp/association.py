@@ -1,0 +1,241 @@
+"""One client association: the peer process and poll process of RFC 5905 (§9, §13, A.5.1, A.5.7).
+
+An :class:`Association` builds requests and checks replies; it never touches a socket or a clock.
+Time is a parameter (a full NTP time, see :mod:`lockstep.ntp.timestamps`).
+
+Requests follow RFC 9109 and draft-ietf-ntp-data-minimization: every field is zero except the
+version, the mode and a random transmit timestamp, so the request reveals nothing about our clock
+and a reply is accepted only when its origin timestamp echoes that random value (§8 "bogus"
+check). The real send time T1 is kept locally.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from enum import Enum
+from typing import Protocol
+
+from lockstep.ntp.constants import (
+    BURST_COUNT,
+    BURST_INTERVAL,
+    DEFAULT_MAXPOLL,
+    DEFAULT_MINPOLL,
+    MAXDISP,
+    MAXDIST,
+    MAXPOLL,
+    MAXSTRAT,
+    MINPOLL,
+    PHI,
+)
+from lockstep.ntp.errors import LocalProtocolError, MalformedPacket
+from lockstep.ntp.events import KissReceived, PacketDropped, SampleAccepted, SourceDemobilized
+from lockstep.ntp.filter import ClockFilter
+from lockstep.ntp.onwire import on_wire
+from lockstep.ntp.timestamps import (
+    ONE_SECOND,
+    from_seconds,
+    short_to_seconds,
+    to_seconds,
+    to_timestamp,
+)
+from lockstep.ntp.wire import KissCode, LeapIndicator, Mode, Packet
+
+Event = PacketDropped | SampleAccepted | KissReceived | SourceDemobilized
+
+
+class RandomSource(Protocol):
+    def getrandbits(self, k: int, /) -> int: ...
+
+
+class AssociationState(Enum):
+    """Life cycle of an association."""
+
+    ACTIVE = "active"
+    DEMOBILIZED = "demobilized"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerInfo:
+    """What the last valid reply said about the server (RFC 5905 §9.1 packet variables)."""
+
+    leap: LeapIndicator
+    version: int
+    stratum: int
+    poll: int
+    precision: int
+    root_delay: float
+    root_dispersion: float
+    reference_id: int
+    reference_timestamp: int
+
+
+_REQUEST_PREFIX = bytes([(4 << 3) | Mode.CLIENT]) + bytes(39)
+
+
+class Association:
+    """A client association with one server (modes 3/4)."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        now: int,
+        reference_id: int = 0,
+        iburst: bool = True,
+        minpoll: int = DEFAULT_MINPOLL,
+        maxpoll: int = DEFAULT_MAXPOLL,
+        precision: int = -20,
+        rng: RandomSource | None = None,
+    ) -> None:
+        if not MINPOLL <= minpoll <= maxpoll <= MAXPOLL:
+            raise LocalProtocolError(
+                f"need {MINPOLL} <= minpoll ({minpoll}) <= maxpoll ({maxpoll}) <= {MAXPOLL}"
+            )
+        self.name = name
+        self.reference_id = reference_id  # what we put as refid when this is our system peer
+        self.minpoll = minpoll
+        self.maxpoll = maxpoll
+        self.hpoll = minpoll  # host poll exponent, set by the system process
+        self.precision = precision
+        self.state = AssociationState.ACTIVE
+        self.reach = 0  # 8-bit reachability shift register (§13)
+        self.burst = BURST_COUNT if iburst else 0
+        self.filter = ClockFilter(precision=2.0**precision)
+        self.server: ServerInfo | None = None
+        self.next_poll = now  # first request goes out at once
+        self.polls = 0
+        self.counters: dict[str, int] = {}
+        self._rng: RandomSource = rng if rng is not None else random.SystemRandom()
+        self._origin: int | None = None  # the random transmit timestamp we are waiting to see
+        self._sent_at = 0  # T1, our real send time (full NTP time)
+        self._last_transmit: int | None = None  # server's T3 of the last reply, for duplicates
+
+    # -- poll process (§13, A.5.7) ------------------------------------------------------------
+
+    @property
+    def poll_interval(self) -> float:
+        """Seconds between requests: the iburst spacing, else 2**poll."""
+        return BURST_INTERVAL if self.burst > 0 else float(1 << self.poll)
+
+    @property
+    def poll(self) -> int:
+        return max(self.minpoll, min(self.maxpoll, self.hpoll))
+
+    def poll_due(self, now: int) -> bytes | None:
+        """If a request is due at ``now``, return its bytes and schedule the next one."""
+        if self.state is not AssociationState.ACTIVE or now < self.next_poll:
+            return None
+        self.polls += 1
+        if self._origin is not None:
+            self._count("timeout")
+        self.reach = (self.reach << 1) & 0xFF
+        if self.reach & 0x07 == 0 and self.filter.time is not None:
+            # Three polls unanswered: shift a dummy sample in so the dispersion grows (A.5.7.1).
+            self.filter.add_sample(0.0, MAXDISP, MAXDISP, to_seconds(now))
+        if self.burst > 0:
+            self.burst -= 1
+        origin = self._rng.getrandbits(64)
+        self._origin = origin
+        self._sent_at = now
+        interval = self.poll_interval
+        if self.burst == 0 and interval >= 16:
+            # Spread polls a little (±1/32 of the interval) so clients do not synchronise.
+            spread = self._rng.getrandbits(16) / 65536.0 - 0.5
+            interval += interval * spread / 16
+        self.next_poll = now + from_seconds(interval)
+        return _REQUEST_PREFIX + origin.to_bytes(8, "big")
+
+    # -- peer process (§8, §9, A.5.1) ---------------------------------------------------------
+
+    def receive(self, data: bytes, now: int) -> Event | None:
+        """Check one datagram from the server; return what happened, or None (nothing to say)."""
+        if self.state is not AssociationState.ACTIVE:
+            return self._drop("association demobilized")
+        try:
+            packet = Packet.decode(data)
+        except MalformedPacket as error:
+            return self._drop(f"malformed: {error}")
+        if packet.mode is not Mode.SERVER:
+            return self._drop(f"unexpected mode {packet.mode.name}")
+        if not 1 <= packet.version <= 4:
+            return self._drop(f"unsupported version {packet.version}")
+        if self._origin is None:
+            return self._drop("no request outstanding (duplicate or late)")
+        if packet.origin_timestamp != self._origin:
+            return self._drop("origin timestamp does not match our request (bogus)")
+        # From here the reply is authentic to the extent an unauthenticated reply can be.
+        self._origin = None
+        if packet.is_kiss_of_death:
+            return self._kiss(packet)
+        if packet.transmit_timestamp == self._last_transmit:
+            return self._drop("duplicate transmit timestamp")
+        self._last_transmit = packet.transmit_timestamp
+        self.reach |= 1
+        self.server = ServerInfo(
+            leap=packet.leap,
+            version=packet.version,
+            stratum=packet.stratum,
+            poll=packet.poll,
+            precision=packet.precision,
+            root_delay=short_to_seconds(packet.root_delay),
+            root_dispersion=short_to_seconds(packet.root_dispersion),
+            reference_id=packet.reference_id,
+            reference_timestamp=packet.reference_timestamp,
+        )
+        if packet.leap is LeapIndicator.UNSYNCHRONIZED or packet.stratum >= MAXSTRAT:
+            return self._drop("server unsynchronised")
+        if packet.receive_timestamp == 0 or packet.transmit_timestamp == 0:
+            return self._drop("server timestamps missing")
+        if self.server.root_delay / 2 + self.server.root_dispersion >= MAXDIST:
+            return self._drop("server root distance exceeds MAXDIST")
+        exchange = on_wire(
+            to_timestamp(self._sent_at),
+            packet.receive_timestamp,
+            packet.transmit_timestamp,
+            to_timestamp(now),
+        )
+        offset = to_seconds(exchange.offset)
+        delay = max(to_seconds(exchange.delay), 2.0**self.precision)
+        # Sample dispersion: both precisions plus PHI over the round trip (§8).
+        dispersion = 2.0**packet.precision + 2.0**self.precision + PHI * to_seconds(now - self._sent_at)
+        self._count("accepted")
+        self.filter.add_sample(offset, delay, dispersion, to_seconds(now))
+        return SampleAccepted(self.name, offset, delay, dispersion)
+
+    def _kiss(self, packet: Packet) -> Event:
+        code = packet.kiss_code
+        text = packet.reference_id.to_bytes(4, "big").decode("ascii", errors="replace")
+        self._count(f"kiss {text}")
+        if code in (KissCode.DENY, KissCode.RSTR):
+            # The server forbids us: stop for good (§7.4).
+            self.state = AssociationState.DEMOBILIZED
+            return SourceDemobilized(self.name, f"kiss-o'-death {text}")
+        if code is KissCode.RATE:
+            # Slow down: at least double the interval and respect the server's poll (RFC 8633).
+            self.burst = 0
+            self.minpoll = min(self.maxpoll, max(self.poll + 1, packet.poll))
+            self.hpoll = max(self.hpoll, self.minpoll)
+            self.next_poll = self._sent_at + (ONE_SECOND << self.poll)
+            return KissReceived(self.name, text)
+        return self._drop(f"kiss-o'-death {text} ignored")
+
+    # -- statistics ---------------------------------------------------------------------------
+
+    def root_distance(self, now: int) -> float:
+        """Lambda, the root synchronisation distance of this source (A.5.5.2 ``root_dist``)."""
+        if self.server is None or self.filter.time is None:
+            return MAXDISP
+        return (
+            max(0.01, self.server.root_delay + self.filter.delay) / 2
+            + self.server.root_dispersion
+            + self.filter.distance_dispersion(to_seconds(now))
+            + self.filter.jitter
+        )
+
+    def _drop(self, reason: str) -> PacketDropped:
+        self._count(f"dropped: {reason.split(':')[0]}")
+        return PacketDropped(reason, self.name)
+
+    def _count(self, key: str) -> None:
+        self.counters[key] = self.counters.get(key, 0) + 1

@@ -1,0 +1,359 @@
+"""The client's system process: mitigation and clock discipline (RFC 5905 §11-12, A.5.5).
+
+:class:`NtpClient` owns one :class:`~lockstep.ntp.association.Association` per source and, after
+each accepted sample, runs selection, cluster and combine (:mod:`lockstep.ntp.selection`) to pick a
+system peer and a combined offset. With ``discipline=True`` it also runs the clock discipline of
+A.5.5.6 and emits :class:`ClockStepped` / :class:`ClockSlewed` for the caller to apply; with the
+default ``discipline=False`` it only estimates the offset (what ``lockstep ntp monitor`` shows).
+
+Sans-I/O shape: ``next_timer()``, ``handle_timer(now)`` → datagrams to send,
+``receive(source, data, now)`` → events. ``now`` is a full NTP time (``timestamps.from_unix_ns``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import Enum
+
+from lockstep.ntp.association import Association, AssociationState, Event, RandomSource
+from lockstep.ntp.constants import (
+    DEFAULT_MAXPOLL,
+    DEFAULT_MINPOLL,
+    LIMIT,
+    MAXDIST,
+    MAXFREQ,
+    MAXSTRAT,
+    PANICT,
+    PGATE,
+    PHI,
+    STEPT,
+    WATCH,
+)
+from lockstep.ntp.errors import LocalProtocolError
+from lockstep.ntp.events import (
+    ClockSlewed,
+    ClockStepped,
+    ClockUpdated,
+    PanicThresholdExceeded,
+    SampleAccepted,
+    SystemPeerChanged,
+)
+from lockstep.ntp.selection import Candidate, cluster, combine, select_truechimers
+from lockstep.ntp.timestamps import to_seconds
+from lockstep.ntp.wire import LeapIndicator
+
+SystemEvent = Event | SystemPeerChanged | ClockUpdated | ClockStepped | ClockSlewed | PanicThresholdExceeded
+
+
+class DisciplineState(Enum):
+    """States of the clock discipline (RFC 5905 A.5.5.6)."""
+
+    NSET = "clock never set"
+    FSET = "frequency set"
+    SPIK = "spike detected"
+    FREQ = "measuring frequency"
+    SYNC = "synchronised"
+
+
+class SourceMark(Enum):
+    """The state mark of a source, as ``chronyc sources`` shows it."""
+
+    SYSTEM_PEER = "*"
+    COMBINED = "+"
+    NOT_COMBINED = "-"
+    FALSETICKER = "x"
+    UNUSABLE = "?"
+
+
+@dataclass(frozen=True, slots=True)
+class Transmit:
+    """A datagram for the adapter to send to ``source``."""
+
+    source: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SourceReport:
+    """One row of the monitor table."""
+
+    name: str
+    mark: SourceMark
+    stratum: int | None
+    poll: int
+    reach: int
+    last_offset: float | None
+    offset: float | None
+    delay: float | None
+    jitter: float | None
+    root_distance: float
+
+
+@dataclass(frozen=True, slots=True)
+class SystemVariables:
+    """The system variables a server hands on to its clients (RFC 5905 §11.1)."""
+
+    leap: LeapIndicator
+    stratum: int
+    reference_id: int
+    reference_time: int  # full NTP time of the last update
+    root_delay: float
+    root_dispersion: float
+    offset: float
+    jitter: float
+
+
+class NtpClient:
+    """Sources, mitigation and (optionally) discipline: the whole client side of RFC 5905."""
+
+    def __init__(
+        self,
+        *,
+        discipline: bool = False,
+        precision: int = -20,
+        rng: RandomSource | None = None,
+    ) -> None:
+        self.discipline = discipline
+        self.precision = precision
+        self._rng = rng
+        self.associations: dict[str, Association] = {}
+        self.system_peer: str | None = None
+        self.system: SystemVariables | None = None
+        self.state = DisciplineState.NSET
+        self.frequency = 0.0  # s/s correction the discipline has asked for
+        self.hpoll = DEFAULT_MINPOLL
+        self._poll_count = 0
+        self._last_update: int | None = None  # full time of the last discipline update
+        self._last_sample: dict[str, float] = {}
+        self._marks: dict[str, SourceMark] = {}
+        self.updates = 0
+        self.steps = 0
+
+    # -- sources ------------------------------------------------------------------------------
+
+    def add_source(
+        self,
+        name: str,
+        *,
+        now: int,
+        reference_id: int = 0,
+        iburst: bool = True,
+        minpoll: int = DEFAULT_MINPOLL,
+        maxpoll: int = DEFAULT_MAXPOLL,
+    ) -> Association:
+        if name in self.associations:
+            raise LocalProtocolError(f"source {name!r} is already configured")
+        association = Association(
+            name,
+            now=now,
+            reference_id=reference_id,
+            iburst=iburst,
+            minpoll=minpoll,
+            maxpoll=maxpoll,
+            precision=self.precision,
+            rng=self._rng,
+        )
+        self.hpoll = max(self.hpoll, minpoll) if not self.associations else self.hpoll
+        association.hpoll = self.hpoll
+        self.associations[name] = association
+        return association
+
+    # -- timers ---------------------------------------------------------------------------------
+
+    def next_timer(self) -> int | None:
+        """Full NTP time of the next request due, or None when every source is demobilized."""
+        due = [a.next_poll for a in self.associations.values() if a.state is AssociationState.ACTIVE]
+        return min(due) if due else None
+
+    def handle_timer(self, now: int) -> list[Transmit]:
+        """Requests due at ``now``."""
+        out: list[Transmit] = []
+        for association in self.associations.values():
+            data = association.poll_due(now)
+            if data is not None:
+                out.append(Transmit(association.name, data))
+        return out
+
+    # -- packets ----------------------------------------------------------------------------------
+
+    def receive(self, source: str, data: bytes, now: int) -> list[SystemEvent]:
+        """Feed one datagram that came from ``source``; return what happened."""
+        association = self.associations.get(source)
+        if association is None:
+            raise LocalProtocolError(f"unknown source {source!r}")
+        event = association.receive(data, now)
+        events: list[SystemEvent] = [] if event is None else [event]
+        if isinstance(event, SampleAccepted):
+            self._last_sample[source] = event.offset
+            events.extend(self._clock_select(association, now))
+        return events
+
+    # -- mitigation (§11.2, A.5.5.1) ----------------------------------------------------------------
+
+    def candidates(self, now: int) -> list[Candidate]:
+        """Sources passing the fitness checks of A.5.5.2 ``fit``."""
+        out = []
+        for a in self.associations.values():
+            if a.state is not AssociationState.ACTIVE or a.reach == 0 or a.server is None:
+                continue
+            if a.filter.time is None or a.server.stratum >= MAXSTRAT:
+                continue
+            if a.server.leap is LeapIndicator.UNSYNCHRONIZED:
+                continue
+            distance = a.root_distance(now)
+            if distance > MAXDIST + PHI * (1 << a.poll):
+                continue
+            out.append(Candidate(a.name, a.server.stratum, a.filter.offset, a.filter.jitter, distance))
+        return out
+
+    def _clock_select(self, updated: Association, now: int) -> list[SystemEvent]:
+        events: list[SystemEvent] = []
+        candidates = self.candidates(now)
+        intersection = select_truechimers(candidates)
+        self._marks = {c.name: SourceMark.FALSETICKER for c in candidates}
+        if intersection is None:
+            if self.system_peer is not None:
+                self.system_peer = None
+                events.append(SystemPeerChanged(None))
+            return events
+        survivors = list(cluster(intersection.truechimers))
+        for c in intersection.truechimers:
+            self._marks[c.name] = SourceMark.NOT_COMBINED
+        # Keep the current system peer while it survives at the best stratum (A.5.5.1).
+        best = survivors[0]
+        current = next((c for c in survivors if c.name == self.system_peer), None)
+        if current is not None and current.stratum == best.stratum:
+            best = current
+        survivors.remove(best)
+        survivors.insert(0, best)
+        for c in survivors:
+            self._marks[c.name] = SourceMark.COMBINED
+        self._marks[best.name] = SourceMark.SYSTEM_PEER
+        if best.name != self.system_peer:
+            self.system_peer = best.name
+            events.append(SystemPeerChanged(best.name))
+        elif updated.name != best.name:
+            return events  # only updates of the system peer move the clock (A.5.5.1)
+        combined = combine(survivors)
+        peer = self.associations[best.name]
+        assert peer.server is not None
+        self.system = SystemVariables(
+            leap=peer.server.leap,
+            stratum=min(MAXSTRAT, peer.server.stratum + 1),
+            reference_id=peer.reference_id,
+            reference_time=now,
+            root_delay=peer.server.root_delay + peer.filter.delay,
+            root_dispersion=(
+                peer.server.root_dispersion
+                + peer.filter.distance_dispersion(to_seconds(now))
+                + combined.jitter
+                + abs(combined.offset)
+            ),
+            offset=combined.offset,
+            jitter=combined.jitter,
+        )
+        self.updates += 1
+        events.append(ClockUpdated(combined.offset, combined.jitter, best.name))
+        events.extend(self._local_clock(combined.offset, combined.jitter, now))
+        return events
+
+    # -- discipline (§12, A.5.5.6) --------------------------------------------------------------------
+
+    def _local_clock(self, offset: float, jitter: float, now: int) -> list[SystemEvent]:
+        mu = 0.0 if self._last_update is None else to_seconds(now - self._last_update)
+        self._adjust_poll(offset, jitter)
+        if not self.discipline:
+            self._last_update = now
+            return []
+        if abs(offset) > PANICT and self.state is not DisciplineState.NSET:
+            return [PanicThresholdExceeded(offset)]
+        if abs(offset) > STEPT:
+            if self.state is DisciplineState.SYNC:
+                self.state = DisciplineState.SPIK  # a spike: wait for it to persist
+                return []
+            if self.state in (DisciplineState.SPIK, DisciplineState.FREQ) and mu < WATCH:
+                return []
+            return self._step(offset, now)
+        frequency_change = 0.0
+        if self.state in (DisciplineState.SYNC, DisciplineState.SPIK) and mu > 0:
+            # Type-II PLL frequency update (A.5.5.6): offset * mu / (4 * PLL time constant ** 2).
+            tau = float(1 << self.hpoll) * 4
+            frequency_change = offset * mu / (tau * tau)
+            if mu > 256:  # FLL contribution for long intervals
+                frequency_change += offset / mu / 4
+        self.frequency = max(-MAXFREQ, min(MAXFREQ, self.frequency + frequency_change))
+        self.state = DisciplineState.SYNC
+        self._last_update = now
+        self._zero_offsets(offset)
+        return [ClockSlewed(offset, self.frequency)]
+
+    def _step(self, offset: float, now: int) -> list[SystemEvent]:
+        self.steps += 1
+        self.state = DisciplineState.FSET
+        self._last_update = now
+        # After a step every filter holds stale offsets: clear them (A.5.5.1 "clear(ALL)").
+        for association in self.associations.values():
+            association.filter.reset()
+        self.system_peer = None
+        self.system = None
+        self.hpoll = min(a.minpoll for a in self.associations.values())
+        return [ClockStepped(offset), SystemPeerChanged(None)]
+
+    def _zero_offsets(self, offset: float) -> None:
+        # The caller corrects the clock by ``offset``: shift the retained samples to match, so a
+        # later selection does not see the same error twice.
+        for association in self.associations.values():
+            association.filter.offset -= offset
+
+    def _adjust_poll(self, offset: float, jitter: float) -> None:
+        """Poll-interval adaptation of A.5.5.6: lengthen while offsets stay within PGATE jitters."""
+        if abs(offset) < PGATE * jitter:
+            self._poll_count += self.hpoll
+            if self._poll_count > LIMIT:
+                self._poll_count = LIMIT
+                if self.hpoll < max(a.maxpoll for a in self.associations.values()):
+                    self._poll_count = 0
+                    self.hpoll += 1
+        else:
+            self._poll_count -= self.hpoll << 1
+            if self._poll_count < -LIMIT:
+                self._poll_count = -LIMIT
+                if self.hpoll > min(a.minpoll for a in self.associations.values()):
+                    self._poll_count = 0
+                    self.hpoll -= 1
+        for association in self.associations.values():
+            association.hpoll = self.hpoll
+
+    # -- reporting ------------------------------------------------------------------------------------
+
+    def sources(self, now: int) -> list[SourceReport]:
+        """The rows of a ``chronyc sources``-like table."""
+        rows = []
+        for a in self.associations.values():
+            mark = self._marks.get(a.name, SourceMark.UNUSABLE)
+            if a.reach == 0 or a.state is not AssociationState.ACTIVE:
+                mark = SourceMark.UNUSABLE
+            has_sample = a.filter.time is not None
+            rows.append(
+                SourceReport(
+                    name=a.name,
+                    mark=mark,
+                    stratum=a.server.stratum if a.server else None,
+                    poll=a.poll,
+                    reach=a.reach,
+                    last_offset=self._last_sample.get(a.name),
+                    offset=a.filter.offset if has_sample else None,
+                    delay=a.filter.delay if has_sample else None,
+                    jitter=a.filter.jitter if has_sample else None,
+                    root_distance=a.root_distance(now),
+                )
+            )
+        return rows
+
+    def error_estimate(self, now: int) -> float | None:
+        """A bound on the combined offset's error: system jitter plus the peer's root distance."""
+        if self.system is None or self.system_peer is None:
+            return None
+        peer = self.associations[self.system_peer]
+        return math.hypot(self.system.jitter, peer.filter.jitter) + peer.root_distance(now) / 2

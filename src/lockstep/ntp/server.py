@@ -1,0 +1,252 @@
+"""The server side (modes 3 → 4, RFC 5905 §9.2 "fast_xmit"), hardened per RFC 8633.
+
+:meth:`NtpServer.respond` is the whole hot path: bytes in, bytes or a drop reason out, with the
+receive time as a parameter. It
+
+* answers NTPv1-v4 client requests (mode 3) and nothing else: mode 6 (control) and mode 7
+  (private) are never served, so there is no amplification; modes 1/2/4/5 are dropped;
+* never replies with more bytes than it received (replies are 48 bytes; requests are at least 48);
+* copies the request's transmit timestamp into the origin field and echoes its version and poll;
+* writes era-correct timestamps (the 64-bit value of the full time, RFC 5905 §6), so it keeps
+  serving correctly past 2036-02-07;
+* rate-limits each client address (a leaky bucket per address) and answers abusers with a
+  Kiss-o'-Death RATE at most once per ``kod_interval``, dropping the rest (RFC 8633 §4.4);
+* answers addresses in a deny list with Kiss-o'-Death DENY (equally rate-limited).
+
+Dropped datagrams are counted by reason in :attr:`NtpServer.dropped` and never raise.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import Final
+
+from lockstep.ntp.constants import MAXSTRAT, PHI
+from lockstep.ntp.events import PacketDropped
+from lockstep.ntp.timestamps import (
+    ONE_SECOND,
+    short_from_seconds,
+    to_seconds,
+    to_timestamp,
+)
+from lockstep.ntp.wire import HEADER_LENGTH, KissCode, LeapIndicator, Mode
+
+_PREFIX: Final = struct.Struct(">BBbbIIIQ")  # everything before the origin timestamp
+_TAIL: Final = struct.Struct(">QQ")  # receive and transmit timestamps
+
+
+@dataclass(frozen=True, slots=True)
+class ServerState:
+    """What the server says about its own synchronisation (RFC 5905 §11.1 system variables)."""
+
+    leap: LeapIndicator
+    stratum: int
+    precision: int  # log2 seconds
+    root_delay: float  # seconds
+    root_dispersion: float  # seconds, at ``reference_time``
+    reference_id: int
+    reference_time: int  # full NTP time; 0 when never synchronised
+    follows_clock: bool = False  # a local clock: the reference time is always "now"
+
+    @classmethod
+    def unsynchronized(cls, precision: int = -20) -> ServerState:
+        return cls(LeapIndicator.UNSYNCHRONIZED, MAXSTRAT, precision, 0.0, 0.0, 0, 0)
+
+    @classmethod
+    def local(cls, stratum: int, now: int, precision: int = -20) -> ServerState:
+        """A free-running local clock at ``stratum`` (like chrony's ``local stratum N``).
+
+        The reference id is 127.127.1.1, the traditional local-clock address (chrony announces
+        the same), and the reference time follows the clock.
+        """
+        return cls(LeapIndicator.NO_WARNING, stratum, precision, 0.0, 0.0, 0x7F7F0101, now, True)
+
+
+@dataclass(slots=True)
+class RateLimit:
+    """Per-address leaky bucket (RFC 8633 §4.4; compare chrony's ``ratelimit``).
+
+    Each request adds ``1 / average_rate`` seconds of debt; debt drains in real time; a request
+    that would push the debt over ``burst / average_rate`` is refused. Refusals answer with a
+    RATE kiss at most once per ``kod_interval`` seconds per address.
+    """
+
+    average_rate: float = 1.0  # requests per second allowed on average
+    burst: int = 16
+    kod_interval: float = 8.0
+    max_clients: int = 100_000
+
+
+@dataclass(slots=True)
+class _Client:
+    debt: int  # in 2**-32 s
+    last: int  # full time of the last request
+    last_kod: int
+
+
+@dataclass(slots=True)
+class ServerCounters:
+    received: int = 0
+    replied: int = 0
+    kiss_sent: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+
+
+_DROP_SHORT = PacketDropped("shorter than an NTP header")
+_DROP_VERSION = PacketDropped("unsupported version")
+_DROP_CONTROL = PacketDropped("mode 6/7 (control/private) is not served")
+_DROP_MODE = PacketDropped("not a client request")
+_DROP_RATE = PacketDropped("rate limited")
+_DROP_DENIED = PacketDropped("denied")
+
+
+class NtpServer:
+    """A stateless-per-packet NTP server core with per-client rate limiting."""
+
+    def __init__(
+        self,
+        state: ServerState,
+        *,
+        rate_limit: RateLimit | None = None,
+        deny: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network] = (),
+        clock_offset: int = 0,
+    ) -> None:
+        self.rate_limit = rate_limit
+        self.deny = tuple(deny)
+        self.counters = ServerCounters()
+        self.clock_offset = clock_offset  # added to ``now``: lets a server serve corrected time
+        self._clients: dict[Hashable, _Client] = {}
+        self._templates: dict[int, bytes] = {}
+        self._template_second = -1
+        self.state = state
+        self.set_state(state)
+
+    @property
+    def dropped(self) -> dict[str, int]:
+        return self.counters.dropped
+
+    def set_state(self, state: ServerState) -> None:
+        """Change what the server announces (e.g. after its own client synchronised)."""
+        self.state = state
+        self._template_second = -1
+
+    def _prefixes(self, now: int) -> dict[int, bytes]:
+        # Header bytes 0..39 depend only on the state and (through root dispersion) on the time;
+        # rebuild them once per second, one per (version, poll) in first byte / poll order.
+        second = now >> 32
+        if second != self._template_second:
+            self._template_second = second
+            self._templates = {}
+        return self._templates
+
+    def _prefix(self, now: int, version: int, poll: int) -> bytes:
+        templates = self._prefixes(now)
+        key = (version << 8) | (poll & 0xFF)
+        prefix = templates.get(key)
+        if prefix is None:
+            state = self.state
+            reference_time = state.reference_time
+            if state.follows_clock:
+                reference_time = (now >> 32) << 32
+                dispersion = state.root_dispersion
+            elif reference_time:
+                age = max(0.0, to_seconds(now - state.reference_time))
+                dispersion = state.root_dispersion + PHI * (age + 1.0)
+            else:
+                dispersion = state.root_dispersion
+            prefix = _PREFIX.pack(
+                (state.leap << 6) | (version << 3) | Mode.SERVER,
+                state.stratum,
+                max(-128, min(127, poll)),
+                state.precision,
+                short_from_seconds(state.root_delay),
+                short_from_seconds(dispersion),
+                state.reference_id,
+                to_timestamp(reference_time),
+            )
+            templates[key] = prefix
+        return prefix
+
+    def respond(self, data: bytes, client: Hashable, now: int) -> bytes | PacketDropped:
+        """Answer one datagram received at ``now`` (full NTP time) from ``client``.
+
+        ``client`` identifies the sender for rate limiting; pass the source IP address string
+        (not the port: a client changing ports is still one client). Returns the reply bytes, or
+        a :class:`PacketDropped` saying why there is no reply.
+        """
+        counters = self.counters
+        counters.received += 1
+        if len(data) < HEADER_LENGTH:
+            return self._drop(_DROP_SHORT)
+        first = data[0]
+        mode = first & 7
+        version = (first >> 3) & 7
+        if mode != Mode.CLIENT:
+            return self._drop(_DROP_CONTROL if mode >= Mode.CONTROL else _DROP_MODE)
+        if not 1 <= version <= 4:
+            return self._drop(_DROP_VERSION)
+        if self.deny and self._denied(client):
+            return self._kiss(data, client, now, KissCode.DENY, _DROP_DENIED)
+        if self.rate_limit is not None and not self._admit(client, now):
+            return self._kiss(data, client, now, KissCode.RATE, _DROP_RATE)
+        now += self.clock_offset
+        prefix = self._prefix(now, version, data[2] if data[2] < 128 else data[2] - 256)
+        counters.replied += 1
+        timestamp = now & 0xFFFFFFFFFFFFFFFF
+        # Origin = the request's transmit; receive and transmit are both ``now``: the core has no
+        # later clock reading, and the adapter stamps the receive time as the datagram arrives.
+        return prefix + data[40:48] + _TAIL.pack(timestamp, timestamp)
+
+    def _admit(self, client: Hashable, now: int) -> bool:
+        limit = self.rate_limit
+        assert limit is not None
+        cost = round(ONE_SECOND / limit.average_rate)
+        state = self._clients.get(client)
+        if state is None:
+            if len(self._clients) >= limit.max_clients:
+                # Forget the least recently seen client (dicts keep insertion order).
+                del self._clients[next(iter(self._clients))]
+            self._clients[client] = _Client(cost, now, -(1 << 62))
+            return True
+        state.debt = max(0, state.debt - (now - state.last))
+        state.last = now
+        del self._clients[client]
+        self._clients[client] = state  # move to the end: most recently seen
+        if state.debt + cost > cost * limit.burst:
+            return False
+        state.debt += cost
+        return True
+
+    def _kiss(
+        self, data: bytes, client: Hashable, now: int, code: KissCode, reason: PacketDropped
+    ) -> bytes | PacketDropped:
+        """A Kiss-o'-Death, at most one per ``kod_interval`` per client; otherwise a drop."""
+        limit = self.rate_limit or RateLimit()
+        state = self._clients.get(client)
+        if state is None:
+            state = self._clients[client] = _Client(0, now, -(1 << 62))
+        if now - state.last_kod < round(limit.kod_interval * ONE_SECOND):
+            return self._drop(reason)
+        state.last_kod = now
+        self.counters.kiss_sent += 1
+        first = (LeapIndicator.UNSYNCHRONIZED << 6) | (data[0] & 0x38) | Mode.SERVER
+        # RFC 5905 §7.4: stratum 0, the code in the reference id; origin echoes the request so
+        # the client can authenticate it (RFC 8633 §4.4); other timestamps stay zero.
+        poll = max(data[2] if data[2] < 128 else data[2] - 256, 10)
+        header = _PREFIX.pack(first, 0, poll, self.state.precision, 0, 0, code, 0)
+        return header + data[40:48] + bytes(16)
+
+    def _denied(self, client: Hashable) -> bool:
+        try:
+            address = ipaddress.ip_address(str(client))
+        except ValueError:
+            return False
+        return any(address in network for network in self.deny)
+
+    def _drop(self, reason: PacketDropped) -> PacketDropped:
+        dropped = self.counters.dropped
+        dropped[reason.reason] = dropped.get(reason.reason, 0) + 1
+        return reason
