@@ -209,8 +209,21 @@ class NtpClient:
 
     def _clock_select(self, updated: Association, now: int) -> list[SystemEvent]:
         events: list[SystemEvent] = []
+        if any(
+            a.state is AssociationState.ACTIVE and a.filter.time is None and a.polls < 3
+            for a in self.associations.values()
+        ):
+            # Start-up: wait until every source had a chance to answer, so a lone fast reply
+            # (perhaps a falseticker's) is never selected before the others can outvote it.
+            return events
         candidates = self.candidates(now)
-        intersection = select_truechimers(candidates)
+        reachable = sum(
+            1 for a in self.associations.values() if a.state is AssociationState.ACTIVE and a.reach != 0
+        )
+        # Deviation from RFC 5905 (NSANE = 1): selection needs a majority of the reachable
+        # sources to be fit, so a fit falseticker cannot win while truechimers are still
+        # building up their filters.
+        intersection = select_truechimers(candidates) if 2 * len(candidates) > reachable else None
         self._marks = {c.name: SourceMark.FALSETICKER for c in candidates}
         if intersection is None:
             if self.system_peer is not None:
