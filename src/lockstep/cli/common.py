@@ -1,0 +1,45 @@
+"""What the client verbs share: running coroutines, loading state, and one-line refusals."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Coroutine, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+from lockstep.cli import CommandError
+from lockstep.client.errors import ClientError
+from lockstep.client.state import DeviceState, default_state_dir
+from lockstep.link.errors import LinkError
+
+T = TypeVar("T")
+
+
+@contextlib.contextmanager
+def refusals() -> Iterator[None]:
+    """Client and protocol errors become :class:`CommandError`: one line, non-zero exit."""
+    try:
+        yield
+    except (ClientError, LinkError) as error:
+        raise CommandError(str(error)) from error
+
+
+def run_client(work: Coroutine[Any, Any, T]) -> T:
+    with refusals():
+        return asyncio.run(work)
+
+
+def state_dir(args: Any, role: str) -> Path:
+    return Path(args.state) if args.state else default_state_dir(role)
+
+
+def load_state(args: Any, role: str) -> DeviceState:
+    with refusals():
+        return DeviceState.load(state_dir(args, role), role)
+
+
+def add_state_argument(parser: Any, role: str) -> None:
+    parser.add_argument(
+        "--state", metavar="DIR", help=f"device state folder (default: {default_state_dir(role)})"
+    )

@@ -1,0 +1,77 @@
+"""`lockstep companion ...`: a terminal linked to an account by scanning its QR code with the primary."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from lockstep.cli.common import add_state_argument, load_state, run_client, state_dir
+from lockstep.client import companion, qrimage
+from lockstep.client.companion import ShownCode
+from lockstep.client.session import DeviceSession
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("companion", help="a computer or terminal linked to an account")
+    verbs = parser.add_subparsers(dest="companion_verb", required=True, metavar="VERB")
+
+    link = verbs.add_parser("link", help="show a QR code for the primary to scan; wait until linked")
+    link.add_argument("--server", required=True, help="server URL, e.g. http://127.0.0.1:8000")
+    link.add_argument(
+        "--qr-out", metavar="FILE", help="also save each QR code as a PNG (replaced atomically)"
+    )
+    link.add_argument("--quiet-qr", action="store_true", help="do not draw the QR code in the terminal")
+    add_state_argument(link, "companion")
+    link.set_defaults(handler=run_link)
+
+    status = verbs.add_parser("status", help="check that this device is still linked")
+    add_state_argument(status, "companion")
+    status.set_defaults(handler=run_status)
+
+
+def run_link(args: argparse.Namespace) -> int:
+    directory = state_dir(args, "companion")
+
+    def show(shown: ShownCode) -> None:
+        text = shown.code.to_text()
+        if args.qr_out:
+            qrimage.save_png(text, Path(args.qr_out))
+        seconds = max(0, (shown.expires_at - shown.server_time) // 1000)
+        if not args.quiet_qr:
+            print(qrimage.terminal_art(text))
+        print(
+            "Open Lockstep on your phone -> Linked devices -> Link a device, and point it at this code "
+            f"(valid {seconds} s{'; the last one' if shown.last else ''}).",
+            flush=True,
+        )
+
+    def scanned() -> None:
+        print("Code scanned; confirm on your phone.", flush=True)
+
+    async def link() -> DeviceSession:
+        session = await companion.link(args.server, directory, show, scanned)
+        await session.close()
+        return session
+
+    session = run_client(link())
+    state = session.state
+    print(f'Linked to @{state.account.handle} ({state.account.display_name}) as "{state.device_name}".')
+    return 0
+
+
+def run_status(args: argparse.Namespace) -> int:
+    state = load_state(args, "companion")
+
+    async def check() -> DeviceSession:
+        session = await DeviceSession.open(state)
+        await session.close()
+        return session
+
+    session = run_client(check())
+    fresh = session.state
+    print(
+        f'Linked to @{fresh.account.handle} ({fresh.account.display_name}) as "{fresh.device_name}"; '
+        f"{len(fresh.devices.devices)} devices on the account.",
+    )
+    return 0

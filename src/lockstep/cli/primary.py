@@ -1,0 +1,186 @@
+"""`lockstep primary ...`: the phone-like device that owns the account."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from lockstep.cli import CommandError
+from lockstep.cli.common import add_state_argument, load_state, refusals, run_client, state_dir
+from lockstep.client import primary, qrimage
+from lockstep.client.primary import PrimarySession
+from lockstep.client.state import DeviceState
+from lockstep.link.qr import decode_text
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("primary", help="the device that owns the account")
+    verbs = parser.add_subparsers(dest="primary_verb", required=True, metavar="VERB")
+
+    init = verbs.add_parser("init", help="create an account with this device as its primary")
+    init.add_argument("--server", required=True, help="server URL, e.g. http://127.0.0.1:8000")
+    init.add_argument("--handle", required=True, help="your handle (3-32 of a-z 0-9 _ . -)")
+    init.add_argument("--name", help="display name (default: the handle)")
+    init.add_argument("--device-name", default="Terminal primary", help="this device's name")
+    add_state_argument(init, "primary")
+    init.set_defaults(handler=run_init)
+
+    scan = verbs.add_parser("scan", help="link a companion by scanning its QR code")
+    source = scan.add_mutually_exclusive_group(required=True)
+    source.add_argument("--image", metavar="FILE", help="a picture of the QR code")
+    source.add_argument("--camera", action="store_true", help="scan with the camera (needs lockstep[camera])")
+    scan.add_argument("--yes", action="store_true", help="approve without asking (after showing the context)")
+    scan.add_argument(
+        "--name", help="name for the new device (default: what the server saw, e.g. Chrome on Linux)"
+    )
+    add_state_argument(scan, "primary")
+    scan.set_defaults(handler=run_scan)
+
+    devices = verbs.add_parser("devices", help="list the account's devices")
+    devices.add_argument("--json", action="store_true", help="machine-readable output")
+    add_state_argument(devices, "primary")
+    devices.set_defaults(handler=run_devices)
+
+    unlink = verbs.add_parser("unlink", help="unlink a companion (it is logged out at once)")
+    unlink.add_argument("device", metavar="DEVICE", help="device id, id prefix or name")
+    add_state_argument(unlink, "primary")
+    unlink.set_defaults(handler=run_unlink)
+
+    rename = verbs.add_parser("rename", help="rename a device")
+    rename.add_argument("device", metavar="DEVICE", help="device id, id prefix or name")
+    rename.add_argument("name", metavar="NAME")
+    add_state_argument(rename, "primary")
+    rename.set_defaults(handler=run_rename)
+
+
+def run_init(args: argparse.Namespace) -> int:
+    state = run_client(
+        primary.create_account(
+            args.server, args.handle, args.name or args.handle, args.device_name, state_dir(args, "primary")
+        )
+    )
+    print(f"Account @{state.account.handle} created; this device ({state.device_id}) is its primary.")
+    return 0
+
+
+def _ago(ms: int) -> str:
+    seconds = max(0, ms // 1000)
+    return f"{seconds} s ago" if seconds < 120 else f"{seconds // 60} min ago"
+
+
+def run_scan(args: argparse.Namespace) -> int:
+    state = load_state(args, "primary")
+    with refusals():
+        text = qrimage.read_camera() if args.camera else qrimage.read_image(Path(args.image))
+        code = decode_text(text, own_origin=state.origin)
+
+    async def scan() -> str | None:
+        session = await PrimarySession.open(state)
+        try:
+            context = await session.inspect(code)
+            companion, network = context["companion"], context["network"]
+            print(f"A device asks to be linked to @{state.account.handle}:")
+            print(f"  device:   {companion['description']}")
+            print(
+                f"  address:  {companion['address']} "
+                f"({'same network as this device' if network['same_network'] else 'a DIFFERENT network'})"
+            )
+            print(f"  code made {_ago(context['age_ms'])}")
+            if not network["same_network"]:
+                print("  Warning: if you did not open Lockstep on a computer next to you, decline.")
+            if not args.yes and not _confirm():
+                await session.decline(code)
+                return None
+            return await session.approve(code, args.name or companion["description"])
+        finally:
+            await session.close()
+
+    device_id = run_client(scan())
+    if device_id is None:
+        print("Declined; nothing was linked.")
+        return 1
+    print(f"Linked {device_id}.")
+    return 0
+
+
+def _confirm() -> bool:
+    if not sys.stdin.isatty():
+        raise CommandError("not approved: pass --yes to approve without a terminal to ask in")
+    return input("Link this device? [y/N] ").strip().lower() in ("y", "yes")
+
+
+def run_devices(args: argparse.Namespace) -> int:
+    state = load_state(args, "primary")
+
+    async def listing() -> dict[str, Any]:
+        session = await PrimarySession.open(state)
+        try:
+            return await session.refresh() | {"_state": session.state}
+        finally:
+            await session.close()
+
+    result = run_client(listing())
+    fresh: DeviceState = result["_state"]
+    server = {d["device_id"]: d for d in result["devices"]}
+    rows = [
+        {
+            "device_id": entry.device_id,
+            "name": entry.name,
+            "role": entry.role.value,
+            "linked_at": entry.linked_at,
+            "last_active": server.get(entry.device_id, {}).get("last_active"),
+            "online": server.get(entry.device_id, {}).get("online", False),
+        }
+        for entry in fresh.devices.devices
+    ]
+    if args.json:
+        print(
+            json.dumps({"account": fresh.account.handle, "version": fresh.devices.version, "devices": rows})
+        )
+        return 0
+    now = time.time_ns() // 1_000_000
+    for row in rows:
+        active = (
+            "online"
+            if row["online"]
+            else (f"active {_ago(now - row['last_active'])}" if row["last_active"] else "never active")
+        )
+        print(
+            f"{row['device_id']}  {row['role']:<9}  {row['name']:<28}  "
+            f"linked {_ago(now - row['linked_at'])}, {active}"
+        )
+    return 0
+
+
+def run_unlink(args: argparse.Namespace) -> int:
+    state = load_state(args, "primary")
+
+    async def unlink() -> None:
+        session = await PrimarySession.open(state)
+        try:
+            await session.unlink(args.device)
+        finally:
+            await session.close()
+
+    run_client(unlink())
+    print(f"Unlinked {args.device}.")
+    return 0
+
+
+def run_rename(args: argparse.Namespace) -> int:
+    state = load_state(args, "primary")
+
+    async def rename() -> None:
+        session = await PrimarySession.open(state)
+        try:
+            await session.rename(args.device, args.name)
+        finally:
+            await session.close()
+
+    run_client(rename())
+    print(f"Renamed {args.device} to {args.name}.")
+    return 0

@@ -1,0 +1,78 @@
+"""`lockstep serve`: run the server (SQLite in the data folder, the web app, the WebSocket API)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+from pathlib import Path
+from typing import Any
+
+from lockstep import __version__
+from lockstep.cli import CommandError
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("serve", help="run the Lockstep server")
+    parser.add_argument("--host", help="address to listen on (LOCKSTEP_HOST; default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port to listen on (LOCKSTEP_PORT; default 8000)")
+    parser.add_argument("--data", type=Path, help="data folder (LOCKSTEP_DATA; default ./data)")
+    parser.add_argument("--tls-cert", type=Path, help="serve HTTPS with this PEM certificate")
+    parser.add_argument("--tls-key", type=Path, help="... and this PEM private key")
+    parser.add_argument(
+        "--public-origin", help="the origin QR codes name, e.g. https://chat.example (LOCKSTEP_PUBLIC_ORIGIN)"
+    )
+    parser.add_argument(
+        "--lan",
+        action="store_true",
+        help="also serve HTTPS on this machine's LAN address for phones (self-signed unless --tls-cert)",
+    )
+    parser.add_argument("--lan-port", type=int, default=8443, help="HTTPS port for --lan (default 8443)")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from lockstep.server.runner import Listener, serve
+    from lockstep.server.settings import Settings, SettingsError
+    from lockstep.server.tls import ensure_certificate, fingerprint, lan_addresses
+
+    try:
+        settings = Settings.from_env(
+            os.environ,
+            host=args.host,
+            port=args.port,
+            data_dir=args.data,
+            public_origin=args.public_origin,
+            tls_cert=None if args.lan else args.tls_cert,
+            tls_key=None if args.lan else args.tls_key,
+        )
+    except SettingsError as error:
+        raise CommandError(str(error)) from error
+    listeners = [Listener(settings.host, settings.port, settings.tls_cert, settings.tls_key)]
+    origin = settings.origin()
+    lines = [f"Lockstep {__version__} is running. Data: {settings.database}"]
+    if args.lan:
+        lan = lan_addresses()
+        phone_host = lan[0] if lan else "127.0.0.1"
+        if args.tls_cert and args.tls_key:
+            cert, key = args.tls_cert, args.tls_key
+        else:
+            cert, key = ensure_certificate(settings.data_dir / "tls", [*lan, "127.0.0.1", "localhost"])
+        listeners.append(Listener("0.0.0.0", args.lan_port, cert, key))  # noqa: S104
+        origin = settings.public_origin or f"https://{phone_host}:{args.lan_port}"
+        lines += [
+            f"  On this computer (shows the QR code):  {listeners[0].url()}/",
+            f"  On your phone, same Wi-Fi (primary):    https://{phone_host}:{args.lan_port}/app",
+            f"  The phone will warn about the self-signed certificate; accept it only if its SHA-256 "
+            f"fingerprint is {fingerprint(cert)}",
+        ]
+        if not lan:
+            lines.append("  (no LAN address found: phones cannot reach this machine)")
+    else:
+        lines.append(
+            f"  Open {listeners[0].url()}/ (companion page) and {listeners[0].url()}/app (primary app)"
+        )
+    lines.append(f"  QR codes name this server as {origin}")
+    print("\n".join(lines), flush=True)
+    asyncio.run(serve(settings, origin, listeners))
+    return 0

@@ -1,0 +1,109 @@
+"""The companion role: show rotating QR codes until a primary grants a link, then keep the identity."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+from lockstep.client.connection import ServerConnection
+from lockstep.client.errors import ClientError, StateError
+from lockstep.client.session import DeviceSession
+from lockstep.client.state import DeviceState, exists, save_key
+from lockstep.link.encoding import b64u_decode
+from lockstep.link.grant import OpenedGrant, SealedGrant, open_grant
+from lockstep.link.qr import LinkCode
+
+
+class LinkNotCompleted(ClientError):
+    """No link happened: declined on the phone, or every code expired unscanned."""
+
+
+@dataclass(frozen=True, slots=True)
+class ShownCode:
+    code: LinkCode
+    expires_at: int
+    server_time: int
+    index: int
+    last: bool
+
+
+async def link(
+    server_url: str,
+    directory: Path,
+    show: Callable[[ShownCode], None],
+    on_scanned: Callable[[], None] = lambda: None,
+) -> DeviceSession:
+    """Run one link session to its end; on success the state is saved and the socket authenticated."""
+    if exists(directory):
+        raise StateError(f"{directory} already holds a linked device; choose another --state folder")
+    device_key = Ed25519PrivateKey.generate()
+    ephemeral_key = X25519PrivateKey.generate()
+    connection = await ServerConnection.open(server_url)
+    codes: dict[bytes, LinkCode] = {}
+    current: LinkCode | None = None
+    try:
+        await connection.request("link.start", client="terminal")
+        while True:
+            event = await connection.next_event()
+            kind = event.get("event")
+            if kind == "link.ref":
+                current = LinkCode(
+                    connection.origin,
+                    b64u_decode(event["ref"], length=32, what="ref"),
+                    ephemeral_key.public_key().public_bytes_raw(),
+                    device_key.public_key().public_bytes_raw(),
+                    secrets.token_bytes(32),  # a fresh secret for every code (§6.1)
+                )
+                codes[current.ref] = current
+                show(
+                    ShownCode(
+                        current, event["expires_at"], event["server_time"], event["index"], event["last"]
+                    )
+                )
+            elif kind == "link.scanned":
+                on_scanned()
+            elif kind == "link.granted" and current is not None:
+                sealed = SealedGrant(
+                    b64u_decode(event["enc"], length=32, what="enc"),
+                    b64u_decode(event["ciphertext"], what="ciphertext"),
+                )
+                grant = open_grant(current, ephemeral_key, sealed)
+                return await _finish(connection, directory, device_key, grant, server_url)
+            elif kind == "link.declined":
+                raise LinkNotCompleted("linking was declined on the phone")
+            elif kind == "link.idle":
+                raise LinkNotCompleted(
+                    "no phone scanned the code in time; run the command again for a new code"
+                )
+    except BaseException:
+        await connection.close()
+        raise
+
+
+async def _finish(
+    connection: ServerConnection,
+    directory: Path,
+    device_key: Ed25519PrivateKey,
+    grant: OpenedGrant,
+    server_url: str,
+) -> DeviceSession:
+    save_key(directory / "device.key", device_key)
+    state = DeviceState(
+        directory,
+        "companion",
+        server_url,
+        connection.origin,
+        grant.account,
+        grant.certificate.unverified()["device_id"],
+        grant.device_name,
+        grant.device_list,
+    )
+    state.save()
+    session = DeviceSession(state, connection)
+    await session.authenticate()
+    return session

@@ -1,0 +1,103 @@
+"""A WebSocket connection to a Lockstep server: requests matched to replies by id, events queued."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import platform
+import ssl
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from lockstep import __version__
+from lockstep.client.errors import ClientError, ConnectionLost, ServerRefused
+from lockstep.link.encoding import b64u_decode
+
+USER_AGENT = f"lockstep-cli/{__version__} ({platform.system()})"
+
+
+def websocket_url(server_url: str) -> str:
+    server_url = server_url.rstrip("/")
+    if server_url.startswith("https://"):
+        return "wss://" + server_url.removeprefix("https://") + "/ws"
+    if server_url.startswith("http://"):
+        return "ws://" + server_url.removeprefix("http://") + "/ws"
+    raise ClientError(f"server URL must start with http:// or https://, got {server_url!r}")
+
+
+class ServerConnection:
+    def __init__(self, socket: ClientConnection, hello: dict[str, Any]) -> None:
+        self._socket = socket
+        self.hello = hello
+        self.origin: str = hello["server"]["origin"]
+        self.challenge = b64u_decode(hello["challenge"], length=32, what="challenge")
+        self._ids = itertools.count(1)
+        self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._events: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self._reader = asyncio.create_task(self._read(), name="lockstep-reader")
+
+    @classmethod
+    async def open(cls, server_url: str, *, ca_file: str | None = None) -> ServerConnection:
+        url = websocket_url(server_url)
+        context = ssl.create_default_context(cafile=ca_file) if url.startswith("wss://") else None
+        try:
+            socket = await connect(url, user_agent_header=USER_AGENT, ssl=context, open_timeout=10)
+            hello = json.loads(await asyncio.wait_for(socket.recv(), timeout=10))
+        except (OSError, InvalidHandshake, InvalidURI, TimeoutError, ConnectionClosed) as error:
+            raise ConnectionLost(f"cannot connect to {server_url}: {error}") from error
+        if not isinstance(hello, dict) or hello.get("event") != "hello":
+            await socket.close()
+            raise ClientError(f"{server_url} is not a Lockstep server")
+        return cls(socket, hello)
+
+    async def _read(self) -> None:
+        try:
+            async for frame in self._socket:
+                message = json.loads(frame)
+                if "id" in message and message.get("id") in self._pending:
+                    self._pending.pop(message["id"]).set_result(message)
+                elif "event" in message:
+                    await self._events.put(message)
+        except (ConnectionClosed, json.JSONDecodeError):
+            pass
+        finally:
+            for future in self._pending.values():
+                if not future.done():
+                    future.set_exception(ConnectionLost("the server closed the connection"))
+            self._pending.clear()
+            await self._events.put(None)
+
+    async def request(self, op: str, **fields: Any) -> dict[str, Any]:
+        """Send one request and wait for its reply; raises :class:`ServerRefused` on an error reply."""
+        request_id = next(self._ids)
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = future
+        try:
+            await self._socket.send(json.dumps({"id": request_id, "op": op, **fields}))
+        except ConnectionClosed as error:
+            self._pending.pop(request_id, None)
+            raise ConnectionLost("the server closed the connection") from error
+        reply = await asyncio.wait_for(future, timeout=30)
+        if not reply.get("ok"):
+            refusal = reply.get("error", {})
+            raise ServerRefused(str(refusal.get("code")), str(refusal.get("message")))
+        result: dict[str, Any] = reply["result"]
+        return result
+
+    async def next_event(self, timeout: float | None = None) -> dict[str, Any]:
+        """The next pushed event; :class:`ConnectionLost` once the socket is closed."""
+        event = await asyncio.wait_for(self._events.get(), timeout=timeout)
+        if event is None:
+            await self._events.put(None)  # stay closed for later callers
+            raise ConnectionLost("the server closed the connection")
+        return event
+
+    async def close(self) -> None:
+        await self._socket.close()
+        self._reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._reader

@@ -1,0 +1,122 @@
+"""The primary role: create an account, inspect and approve link codes, rename and unlink devices."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from lockstep.client.connection import ServerConnection
+from lockstep.client.errors import StateError
+from lockstep.client.session import DeviceSession
+from lockstep.client.state import DeviceState, exists, save_key
+from lockstep.link.devices import DeviceEntry, DeviceList, Role
+from lockstep.link.encoding import b64u_encode, key_id
+from lockstep.link.envelope import Context, Envelope, auth_message, sign
+from lockstep.link.grant import AccountInfo, approve
+from lockstep.link.qr import LinkCode
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+async def create_account(
+    server_url: str, handle: str, display_name: str, device_name: str, directory: Path
+) -> DeviceState:
+    """Make account and device keys here, register them, and save the state (keys never leave)."""
+    if exists(directory):
+        raise StateError(f"{directory} already holds a device; choose another --state folder")
+    account_key, device_key = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    account_public = account_key.public_key().public_bytes_raw()
+    device_public = device_key.public_key().public_bytes_raw()
+    connection = await ServerConnection.open(server_url)
+    try:
+        primary = DeviceEntry.new(device_public, Role.PRIMARY, device_name, now_ms())
+        devices = DeviceList(key_id(account_public), 1, now_ms(), (primary,))
+        envelope = devices.sign(account_key)
+        signature = sign(device_key, Context.AUTH, auth_message(connection.challenge, connection.origin))
+        await connection.request(
+            "account.register",
+            handle=handle,
+            display_name=display_name,
+            account_key=b64u_encode(account_public),
+            device_key=b64u_encode(device_public),
+            device_list=envelope.to_json(),
+            signature=b64u_encode(signature),
+        )
+    finally:
+        await connection.close()
+    save_key(directory / "account.key", account_key)
+    save_key(directory / "device.key", device_key)
+    state = DeviceState(
+        directory,
+        "primary",
+        server_url,
+        connection.origin,
+        AccountInfo(key_id(account_public), handle, display_name, account_public),
+        primary.device_id,
+        primary.name,
+        envelope,
+    )
+    state.save()
+    return state
+
+
+class PrimarySession(DeviceSession):
+    async def inspect(self, code: LinkCode) -> dict[str, Any]:
+        return await self.connection.request("link.inspect", ref=b64u_encode(code.ref))
+
+    async def approve(self, code: LinkCode, device_name: str) -> str:
+        await self.refresh()
+        approval = approve(
+            code, self.state.account_key(), self.state.account, self.state.devices, device_name, now_ms()
+        )
+        result = await self.connection.request(
+            "link.approve",
+            ref=b64u_encode(code.ref),
+            enc=b64u_encode(approval.sealed.enc),
+            ciphertext=b64u_encode(approval.sealed.ciphertext),
+            certificate=approval.certificate.to_json(),
+            device_list=approval.device_list.to_json(),
+        )
+        self.accept_device_list(approval.device_list)
+        device_id: str = result["device_id"]
+        return device_id
+
+    async def decline(self, code: LinkCode) -> None:
+        await self.connection.request("link.decline", ref=b64u_encode(code.ref))
+
+    async def refresh(self) -> dict[str, Any]:
+        """The server's view of the devices; its list is accepted only if signed and not older."""
+        result = await self.connection.request("devices.list")
+        self.accept_device_list(Envelope.from_json(result["device_list"]))
+        return result
+
+    async def publish(self, devices: DeviceList) -> dict[str, Any]:
+        envelope = devices.sign(self.state.account_key())
+        result = await self.connection.request("devices.update", device_list=envelope.to_json())
+        self.accept_device_list(envelope)
+        return result
+
+    async def unlink(self, device_id: str) -> None:
+        await self.refresh()
+        await self.publish(self.state.devices.without(self.resolve(device_id), now_ms()))
+
+    async def rename(self, device_id: str, name: str) -> None:
+        await self.refresh()
+        await self.publish(self.state.devices.renamed(self.resolve(device_id), name, now_ms()))
+
+    def resolve(self, device: str) -> str:
+        """A device named by id, id prefix (at least 4 characters) or exact name."""
+        devices = self.state.devices.devices
+        matches = [d for d in devices if d.device_id == device or d.name == device]
+        if not matches and len(device) >= 4:
+            matches = [d for d in devices if d.device_id.startswith(device)]
+        if len(matches) != 1:
+            raise StateError(
+                f"no single device matches {device!r}" if matches else f"no linked device {device!r}"
+            )
+        return matches[0].device_id

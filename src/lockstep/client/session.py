@@ -1,0 +1,66 @@
+"""An authenticated connection for a device with saved state, keeping its device list current."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Self
+
+from lockstep.client.connection import ServerConnection
+from lockstep.client.errors import ServerRefused, StateError
+from lockstep.client.state import DeviceState
+from lockstep.link.encoding import b64u_encode
+from lockstep.link.envelope import Context, Envelope, auth_message, sign
+
+
+class DeviceUnlinked(StateError):
+    """The server or the signed device list says this device is no longer linked; its keys were wiped."""
+
+
+@dataclass(slots=True)
+class DeviceSession:
+    state: DeviceState
+    connection: ServerConnection
+
+    @classmethod
+    async def open(cls, state: DeviceState, *, ca_file: str | None = None) -> Self:
+        connection = await ServerConnection.open(state.server_url, ca_file=ca_file)
+        session = cls(state, connection)
+        try:
+            await session.authenticate()
+        except BaseException:
+            await connection.close()
+            raise
+        return session
+
+    async def authenticate(self) -> None:
+        if self.connection.origin != self.state.origin:
+            raise StateError(f"server now says it is {self.connection.origin}, not {self.state.origin}")
+        signature = sign(
+            self.state.device_key(), Context.AUTH, auth_message(self.connection.challenge, self.state.origin)
+        )
+        try:
+            result = await self.connection.request(
+                "auth", device_id=self.state.device_id, signature=b64u_encode(signature)
+            )
+        except ServerRefused as error:
+            if error.code == "device_unknown":
+                self.state.wipe()
+                raise DeviceUnlinked(
+                    "this device was unlinked from its account; its keys are wiped"
+                ) from error
+            raise
+        self.accept_device_list(Envelope.from_json(result["device_list"]))
+
+    def accept_device_list(self, envelope: Envelope) -> None:
+        """Keep the newest valid list; a list without this device means it was unlinked (§4.3)."""
+        state = self.state.with_device_list(envelope)
+        if state.devices.find(state.device_id) is None:
+            self.state.wipe()
+            raise DeviceUnlinked("this device is no longer in the account's device list; its keys are wiped")
+        entry = state.devices.find(state.device_id)
+        assert entry is not None
+        self.state = replace(state, device_name=entry.name)
+        self.state.save()
+
+    async def close(self) -> None:
+        await self.connection.close()

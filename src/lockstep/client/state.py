@@ -1,0 +1,144 @@
+"""A device's local state: its keys (files readable only by their owner) and what it knows of its account.
+
+Layout of a state folder::
+
+    state.json     role, server URL and origin, account, device id and name, the newest device list
+    device.key     the device's Ed25519 private key (PKCS#8 PEM, mode 0600)
+    account.key    the account's Ed25519 private key, primary only (PKCS#8 PEM, mode 0600)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from lockstep.client.errors import StateError
+from lockstep.link.devices import DeviceList
+from lockstep.link.envelope import Envelope
+from lockstep.link.errors import LinkError
+from lockstep.link.grant import AccountInfo
+
+STATE_FILE = "state.json"
+
+
+def default_state_dir(role: str) -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "lockstep" / role
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Write a secret file that is never, even briefly, readable by others."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    os.replace(tmp, path)
+
+
+def save_key(path: Path, key: Ed25519PrivateKey) -> None:
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    _write_private(path, pem)
+
+
+def load_key(path: Path) -> Ed25519PrivateKey:
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except (OSError, ValueError) as error:
+        raise StateError(f"cannot read key {path}: {error}") from error
+    if not isinstance(key, Ed25519PrivateKey):
+        raise StateError(f"{path} is not an Ed25519 key")
+    return key
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceState:
+    directory: Path
+    role: str
+    server_url: str
+    origin: str
+    account: AccountInfo
+    device_id: str
+    device_name: str
+    device_list: Envelope
+
+    @property
+    def devices(self) -> DeviceList:
+        return DeviceList.verify(self.device_list, self.account.account_key)
+
+    def device_key(self) -> Ed25519PrivateKey:
+        return load_key(self.directory / "device.key")
+
+    def account_key(self) -> Ed25519PrivateKey:
+        if self.role != "primary":
+            raise StateError("only the primary holds the account key")
+        return load_key(self.directory / "account.key")
+
+    def with_device_list(self, envelope: Envelope) -> DeviceState:
+        """Accept a newer valid list (§4.3); an older or invalid one is refused."""
+        new = DeviceList.verify(envelope, self.account.account_key)
+        if new.version < self.devices.version:
+            raise StateError(f"refusing device list version {new.version}: older than {self.devices.version}")
+        return DeviceState(
+            self.directory,
+            self.role,
+            self.server_url,
+            self.origin,
+            self.account,
+            self.device_id,
+            self.device_name,
+            envelope,
+        )
+
+    def save(self) -> None:
+        document: dict[str, Any] = {
+            "version": 1,
+            "role": self.role,
+            "server_url": self.server_url,
+            "origin": self.origin,
+            "account": self.account.to_json(),
+            "device_id": self.device_id,
+            "device_name": self.device_name,
+            "device_list": self.device_list.to_json(),
+        }
+        _write_private(self.directory / STATE_FILE, json.dumps(document, indent=2).encode())
+
+    @classmethod
+    def load(cls, directory: Path, role: str) -> DeviceState:
+        path = directory / STATE_FILE
+        if not path.is_file():
+            raise StateError(f"no {role} state in {directory}: set one up first")
+        try:
+            document = json.loads(path.read_text())
+            state = cls(
+                directory,
+                document["role"],
+                document["server_url"],
+                document["origin"],
+                AccountInfo.from_json(document["account"]),
+                document["device_id"],
+                document["device_name"],
+                Envelope.from_json(document["device_list"]),
+            )
+        except (OSError, ValueError, KeyError, TypeError, LinkError) as error:
+            raise StateError(f"damaged state file {path}: {error}") from error
+        if state.role != role:
+            raise StateError(f"{directory} holds a {state.role} device, not a {role}")
+        return state
+
+    def wipe(self) -> None:
+        """Forget everything: keys first."""
+        for name in ("account.key", "device.key", STATE_FILE):
+            (self.directory / name).unlink(missing_ok=True)
+
+
+def exists(directory: Path) -> bool:
+    return (directory / STATE_FILE).is_file()

@@ -1,0 +1,189 @@
+"""Account and device operations: register, auth, devices.list, devices.update (linking.md §7.2)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from lockstep.link.devices import DeviceList, check_name
+from lockstep.link.encoding import key_id
+from lockstep.link.envelope import Context, auth_message, verify
+from lockstep.link.errors import DeviceListError, SignatureError
+from lockstep.link.grant import AccountInfo
+from lockstep.server.connection import CLOSE_UNLINKED, Connection, DeviceIdentity
+from lockstep.server.errors import ApiError, HandleTaken, StaleDeviceList
+from lockstep.server.frames import Request
+from lockstep.server.services import Services
+from lockstep.server.storage import AccountRecord, DeviceListChange
+
+HANDLE = re.compile(r"[a-z0-9][a-z0-9_.-]{2,31}")
+
+
+def require_device(connection: Connection) -> DeviceIdentity:
+    if connection.identity is None:
+        raise ApiError("not_authenticated", "authenticate first")
+    return connection.identity
+
+
+def require_primary(connection: Connection) -> DeviceIdentity:
+    identity = require_device(connection)
+    if not identity.is_primary:
+        raise ApiError("forbidden", "only the account's primary device can do this")
+    return identity
+
+
+def verify_list(envelope_request: Request, name: str, account_key: bytes) -> DeviceList:
+    try:
+        return DeviceList.verify(envelope_request.envelope(name), account_key)
+    except DeviceListError as error:
+        raise ApiError("invalid_device_list", str(error)) from error
+
+
+async def load_account(services: Services, account_id: str) -> AccountRecord:
+    record = await services.store.account(account_id)
+    if record is None:
+        raise ApiError("device_unknown", "this account no longer exists")
+    return record
+
+
+def check_successor(record: AccountRecord, new_list: DeviceList) -> DeviceList:
+    """The stored list, after checking ``new_list`` may replace it (version + 1, same primary)."""
+    current = record.devices()
+    if new_list.version != record.device_list_version + 1:
+        raise ApiError(
+            "stale_device_list",
+            f"device list version {new_list.version} does not follow {record.device_list_version}; "
+            "refresh the device list and try again",
+        )
+    if new_list.primary != current.primary:
+        raise ApiError("invalid_device_list", "the primary device cannot change")
+    return current
+
+
+def _authenticate(services: Services, connection: Connection, identity: DeviceIdentity) -> None:
+    connection.identity = identity
+    services.hub.attach(identity.device_id, connection)
+
+
+async def register(services: Services, connection: Connection, request: Request) -> dict[str, Any]:
+    if connection.identity is not None:
+        raise ApiError("bad_request", "this socket is already authenticated")
+    if not services.limits.registrations.allow(connection.address, services.clock()):
+        raise ApiError("rate_limited", "too many accounts created from this address; wait a minute")
+    handle = request.text("handle", max_length=32)
+    if not HANDLE.fullmatch(handle):
+        raise ApiError(
+            "invalid_handle",
+            "a handle is 3 to 32 of a-z, 0-9, '_', '.', '-', starting with a letter or digit",
+        )
+    try:
+        display_name = check_name(request.text("display_name", max_length=64))
+    except DeviceListError as error:
+        raise ApiError("bad_request", f"display_name: {error}") from error
+    account_key = request.binary("account_key", length=32)
+    device_key = request.binary("device_key", length=32)
+    signature = request.binary("signature", length=64)
+    devices = verify_list(request, "device_list", account_key)
+    if devices.version != 1 or len(devices.devices) != 1 or devices.primary.device_key != device_key:
+        raise ApiError("invalid_device_list", "a new account's list is version 1 with only its primary")
+    try:
+        verify(device_key, Context.AUTH, auth_message(connection.challenge, services.origin), signature)
+    except SignatureError as error:
+        raise ApiError("bad_signature", "the device signature does not verify") from error
+    info = AccountInfo(key_id(account_key), handle, display_name, account_key)
+    try:
+        await services.store.create_account(info, request.envelope("device_list"), devices, services.clock())
+    except HandleTaken as error:
+        raise ApiError("handle_taken", f"the handle '{handle}' is taken") from error
+    _authenticate(services, connection, DeviceIdentity(info.account_id, devices.primary.device_id, "primary"))
+    return {"account_id": info.account_id, "device_id": devices.primary.device_id}
+
+
+async def auth(services: Services, connection: Connection, request: Request) -> dict[str, Any]:
+    if connection.identity is not None:
+        raise ApiError("bad_request", "this socket is already authenticated")
+    now = services.clock()
+    if services.limits.auth_failures.exhausted(connection.address, now):
+        raise ApiError("rate_limited", "too many failed sign-ins from this address; wait a minute")
+    device_id = request.text("device_id", max_length=64)
+    signature = request.binary("signature", length=64)
+    device = await services.store.device(device_id)
+    record = None if device is None else await services.store.account(device.account_id)
+    entry = None if record is None else record.devices().find(device_id)
+    if device is None or record is None or entry is None:
+        services.limits.auth_failures.allow(connection.address, now)
+        raise ApiError(
+            "device_unknown", "this device is not linked to any account (it may have been unlinked)"
+        )
+    try:
+        verify(
+            device.device_key, Context.AUTH, auth_message(connection.challenge, services.origin), signature
+        )
+    except SignatureError as error:
+        services.limits.auth_failures.allow(connection.address, now)
+        raise ApiError("bad_signature", "the device signature does not verify") from error
+    _authenticate(services, connection, DeviceIdentity(record.info.account_id, device_id, entry.role.value))
+    await services.store.touch(device_id, now)
+    return {
+        "account": record.info.to_json(),
+        "device_id": device_id,
+        "role": entry.role.value,
+        "device_list": record.device_list.to_json(),
+    }
+
+
+async def list_devices(services: Services, connection: Connection, request: Request) -> dict[str, Any]:
+    identity = require_device(connection)
+    record = await load_account(services, identity.account_id)
+    last_active = await services.store.last_active(identity.account_id)
+    return {
+        "device_list": record.device_list.to_json(),
+        "devices": [
+            {
+                "device_id": entry.device_id,
+                "last_active": last_active.get(entry.device_id),
+                "online": services.hub.online(entry.device_id),
+            }
+            for entry in record.devices().devices
+        ],
+    }
+
+
+async def update_devices(services: Services, connection: Connection, request: Request) -> dict[str, Any]:
+    """Rename or unlink, as a new signed list that adds nothing (§7.4)."""
+    identity = require_primary(connection)
+    record = await load_account(services, identity.account_id)
+    new_list = verify_list(request, "device_list", record.info.account_key)
+    current = check_successor(record, new_list)
+    old = {entry.device_id: entry for entry in current.devices}
+    if any(entry.device_id not in old for entry in new_list.devices):
+        raise ApiError("invalid_device_list", "devices are added only by linking")
+    if any(old[entry.device_id].device_key != entry.device_key for entry in new_list.devices):
+        raise ApiError("invalid_device_list", "a device's key cannot change")
+    kept = {entry.device_id for entry in new_list.devices}
+    unlinked = [device_id for device_id in old if device_id not in kept]
+    renamed = [entry for entry in new_list.devices if old[entry.device_id].name != entry.name]
+    change = DeviceListChange(
+        identity.account_id, record.device_list_version, new_list, request.envelope("device_list")
+    )
+    try:
+        await services.store.change_device_list(change, services.clock())
+    except StaleDeviceList as error:
+        raise ApiError("stale_device_list", "the device list changed meanwhile; refresh and retry") from error
+    list_json = request.envelope("device_list").to_json()
+    for device_id in unlinked:
+        services.hub.disconnect(
+            device_id, {"event": "device.unlinked", "device_id": device_id}, CLOSE_UNLINKED, "unlinked"
+        )
+    changes = [("unlinked", old[d].device_id, old[d].name) for d in unlinked]
+    changes += [("renamed", entry.device_id, entry.name) for entry in renamed]
+    for kind, device_id, name in changes:
+        services.hub.push(
+            kept,
+            {
+                "event": "devices.changed",
+                "device_list": list_json,
+                "change": {"kind": kind, "device_id": device_id, "name": name},
+            },
+        )
+    return {"unlinked": unlinked, "renamed": [entry.device_id for entry in renamed]}

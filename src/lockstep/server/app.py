@@ -1,0 +1,93 @@
+"""The ASGI application: pages of the web app, a small HTTP API, and the WebSocket API."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.websockets import WebSocket
+
+from lockstep import __version__
+from lockstep.server.gateway import serve_websocket
+from lockstep.server.services import Services
+
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; style-src 'self'; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
+SECURITY_HEADERS = [
+    (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+    (b"permissions-policy", b"camera=(self), microphone=(), geolocation=()"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+]
+PAGES = {"/": "index.html", "/app": "app.html", "/link": "link.html"}
+
+
+class SecurityHeaders:
+    """Adds the headers above to every HTTP response (pages, API and static files alike)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *SECURITY_HEADERS]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def create_app(services: Services, web_root: Path) -> Starlette:
+    def page(name: str) -> Response:
+        path = web_root / name
+        if not path.is_file():
+            return PlainTextResponse(
+                f"The web app is not built ({path} is missing): run `make run`.", status_code=503
+            )
+        return FileResponse(path, headers={"cache-control": "no-cache"})
+
+    async def pages(request: Request) -> Response:
+        return page(PAGES[request.url.path.rstrip("/") or "/"])
+
+    async def info(request: Request) -> Response:
+        return JSONResponse({"origin": services.origin, "name": "Lockstep", "version": __version__})
+
+    async def health(request: Request) -> Response:
+        return PlainTextResponse("ok")
+
+    async def websocket(websocket: WebSocket) -> None:
+        await serve_websocket(services, websocket)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await services.store.open()
+        try:
+            yield
+        finally:
+            await services.store.close()
+
+    routes = [
+        *(Route(path, pages) for path in ("/", "/app", "/app/", "/link")),
+        Route("/api/info", info),
+        Route("/healthz", health),
+        WebSocketRoute("/ws", websocket),
+        Mount("/", StaticFiles(directory=web_root, check_dir=False)),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.add_middleware(SecurityHeaders)
+    return app

@@ -1,0 +1,72 @@
+"""One WebSocket client: its identity once authenticated, its link session, and an ordered outbox.
+
+Events for a socket can come from any task (another device's request, a rotation timer), so nothing
+writes to the socket directly: everything goes through the outbox, drained by one writer task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from lockstep.server.link_sessions import LinkSession
+
+log = logging.getLogger(__name__)
+
+OUTBOX_SIZE = 256
+CLOSE_TOO_SLOW = 1008
+CLOSE_UNLINKED = 4001
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceIdentity:
+    account_id: str
+    device_id: str
+    role: str
+
+    @property
+    def is_primary(self) -> bool:
+        return self.role == "primary"
+
+
+class Connection:
+    def __init__(self, websocket: WebSocket, address: str, user_agent: str) -> None:
+        self.websocket = websocket
+        self.address = address
+        self.user_agent = user_agent
+        self.challenge = secrets.token_bytes(32)
+        self.identity: DeviceIdentity | None = None
+        self.link_session: LinkSession | None = None
+        self.link_task: asyncio.Task[None] | None = None
+        self.last_touched = 0
+        self._outbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize=OUTBOX_SIZE)
+        self._close: tuple[int, str] = (1000, "")
+
+    def push(self, event: dict[str, Any]) -> None:
+        try:
+            self._outbox.put_nowait(event)
+        except asyncio.QueueFull:
+            log.warning("closing a client that does not read its events (%s)", self.address)
+            self.close_soon(CLOSE_TOO_SLOW, "client too slow")
+
+    def close_soon(self, code: int, reason: str) -> None:
+        self._close = (code, reason)
+        with contextlib.suppress(asyncio.QueueFull):
+            self._outbox.put_nowait(None)
+
+    async def write_outbox(self) -> None:
+        """Send queued frames in order until a close is asked for or the socket goes away."""
+        try:
+            while (frame := await self._outbox.get()) is not None:
+                await self.websocket.send_text(json.dumps(frame, separators=(",", ":")))
+            code, reason = self._close
+            await self.websocket.close(code, reason)
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            pass  # the peer is gone; the reader notices too

@@ -1,0 +1,30 @@
+"""Errors the WebSocket API reports to clients (docs/protocol/linking.md §7.5)::
+
+ApiError(code, message)      a request refused; the client gets {"ok": false, "error": {...}}
+StorageError                 the store refused a write
+├── HandleTaken
+└── StaleDeviceList          a concurrent update won the race for the next version
+"""
+
+from __future__ import annotations
+
+
+class ApiError(Exception):
+    """A refusal with a stable machine-readable ``code`` and a message for people."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class StorageError(Exception):
+    """Root of storage refusals."""
+
+
+class HandleTaken(StorageError):
+    pass
+
+
+class StaleDeviceList(StorageError):
+    pass

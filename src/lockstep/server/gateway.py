@@ -1,0 +1,112 @@
+"""The WebSocket endpoint: accept, greet, read requests in order, dispatch, clean up (linking.md §7)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from lockstep import __version__
+from lockstep.link.encoding import b64u_encode
+from lockstep.server import api_accounts, api_linking, api_time
+from lockstep.server.connection import Connection
+from lockstep.server.errors import ApiError
+from lockstep.server.frames import Request, error_reply, reply
+from lockstep.server.services import Services
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Services, Connection, Request], Awaitable[dict[str, Any]]]
+
+OPERATIONS: dict[str, Handler] = {
+    "account.register": api_accounts.register,
+    "auth": api_accounts.auth,
+    "devices.list": api_accounts.list_devices,
+    "devices.update": api_accounts.update_devices,
+    "link.start": api_linking.start,
+    "link.inspect": api_linking.inspect,
+    "link.approve": api_linking.approve,
+    "link.decline": api_linking.decline,
+    "time.sync": api_time.sync,
+}
+
+TOUCH_EVERY_MS = 30_000
+
+
+def same_origin(websocket: WebSocket, origin: str) -> bool:
+    """Browsers send Origin: refuse other sites' pages (cross-site WebSocket hijacking)."""
+    header = websocket.headers.get("origin")
+    if header is None:
+        return True  # not a browser: terminal clients authenticate by signature anyway
+    scheme = "https" if websocket.url.scheme == "wss" else "http"
+    return header in (origin, f"{scheme}://{websocket.headers.get('host', '')}")
+
+
+async def handle_frame(services: Services, connection: Connection, frame: str) -> dict[str, Any]:
+    request_id: int | None = None
+    try:
+        request = Request.parse(frame, received_ms=time.time_ns() / 1_000_000)
+        request_id = request.id
+        handler = OPERATIONS.get(request.op)
+        if handler is None:
+            raise ApiError("unknown_op", f"unknown op '{request.op[:40]}'")
+        result = await handler(services, connection, request)
+        await _touch(services, connection)
+        return reply(request.id, result)
+    except ApiError as error:
+        return error_reply(request_id, error)
+    except Exception:  # a bug: the client gets a clear error, the log gets the traceback
+        log.exception("request failed")
+        return error_reply(request_id, ApiError("internal_error", "the server failed on this request"))
+
+
+async def _touch(services: Services, connection: Connection) -> None:
+    if connection.identity is None:
+        return
+    now = services.clock()
+    if now - connection.last_touched >= TOUCH_EVERY_MS:
+        connection.last_touched = now
+        await services.store.touch(connection.identity.device_id, now)
+
+
+async def serve_websocket(services: Services, websocket: WebSocket) -> None:
+    if not same_origin(websocket, services.origin):
+        await websocket.close(code=1008, reason="cross-origin connection refused")
+        return
+    await websocket.accept()
+    address = websocket.client.host if websocket.client else "unknown"
+    connection = Connection(websocket, address, websocket.headers.get("user-agent", ""))
+    writer = asyncio.create_task(connection.write_outbox(), name="ws-writer")
+    connection.push(
+        {
+            "event": "hello",
+            "server": {"origin": services.origin, "name": "Lockstep", "version": __version__},
+            "challenge": b64u_encode(connection.challenge),
+            "server_time": services.clock(),
+        }
+    )
+    try:
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                break
+            text = message.get("text")
+            if text is None:
+                connection.close_soon(1003, "binary frames are not part of this protocol")
+                break
+            connection.push(await handle_frame(services, connection, text))
+    except WebSocketDisconnect:
+        pass
+    finally:
+        api_linking.end_link_session(services, connection)
+        if connection.identity is not None:
+            services.hub.detach(connection.identity.device_id, connection)
+        connection.close_soon(1000, "")
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(writer, timeout=2)
+        writer.cancel()

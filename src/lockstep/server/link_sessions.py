@@ -1,0 +1,162 @@
+"""Link sessions and their refs (docs/protocol/linking.md §6): in memory, time passed in.
+
+A session belongs to one companion socket and hands out refs on a fixed schedule. A ref is issued,
+then claimed by the primary that inspected it (which pauses rotation while the person decides), then
+granted, declined or expired. Finished refs are remembered for a while so a late primary learns exactly
+why its ref no longer works.
+"""
+
+from __future__ import annotations
+
+import enum
+import secrets
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from lockstep.server.errors import ApiError
+
+# WhatsApp's rhythm: the first code lives 60 s, five more live 20 s each, then the user reloads.
+SCHEDULE_MS = (60_000, 20_000, 20_000, 20_000, 20_000, 20_000)
+CLAIM_MS = 120_000
+REMEMBER_MS = 600_000
+REF_SIZE = 32
+
+
+class RefState(enum.Enum):
+    ISSUED = "issued"
+    CLAIMED = "claimed"
+    GRANTED = "granted"
+    DECLINED = "declined"
+    EXPIRED = "expired"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class CompanionContext:
+    """What the server saw of the companion when its session started."""
+
+    description: str
+    client: str
+    user_agent: str
+    address: str
+
+
+@dataclass(slots=True)
+class IssuedRef:
+    ref: bytes
+    session: LinkSession
+    index: int
+    issued_at: int
+    expires_at: int
+    state: RefState = RefState.ISSUED
+    claimed_by: str | None = None
+    claim_expires_at: int = 0
+
+    @property
+    def last(self) -> bool:
+        return self.index == len(SCHEDULE_MS) - 1
+
+    def live(self, now: int) -> bool:
+        if self.state is RefState.ISSUED:
+            return now < self.expires_at
+        return self.state is RefState.CLAIMED and now < self.claim_expires_at
+
+
+class Owner(Protocol):
+    """The companion socket a session belongs to: where its events go."""
+
+    def push(self, event: dict[str, Any]) -> None: ...
+
+
+@dataclass(slots=True)
+class LinkSession:
+    context: CompanionContext
+    started_at: int
+    owner: Owner
+    refs: list[IssuedRef] = field(default_factory=list)
+    closed: bool = False
+
+    @property
+    def current(self) -> IssuedRef | None:
+        return self.refs[-1] if self.refs else None
+
+    @property
+    def finished(self) -> bool:
+        current = self.current
+        return self.closed or (current is not None and current.state in (RefState.GRANTED, RefState.DECLINED))
+
+
+class LinkRegistry:
+    """Every live and recently finished ref, by its bytes."""
+
+    def __init__(self) -> None:
+        self._refs: dict[bytes, IssuedRef] = {}
+
+    def start(self, context: CompanionContext, owner: Owner, now: int) -> LinkSession:
+        self.prune(now)
+        return LinkSession(context, now, owner)
+
+    def issue_next(self, session: LinkSession, now: int) -> IssuedRef | None:
+        """The session's next ref, or None when the schedule is used up or the session is over."""
+        if session.finished or len(session.refs) >= len(SCHEDULE_MS):
+            return None
+        previous = session.current
+        if previous is not None and previous.state in (RefState.ISSUED, RefState.CLAIMED):
+            previous.state = RefState.EXPIRED
+        index = len(session.refs)
+        issued = IssuedRef(secrets.token_bytes(REF_SIZE), session, index, now, now + SCHEDULE_MS[index])
+        session.refs.append(issued)
+        self._refs[issued.ref] = issued
+        return issued
+
+    def next_deadline(self, session: LinkSession) -> int | None:
+        """When the session's current ref stops being live (expiry, or the end of a claim)."""
+        current = session.current
+        if current is None or session.finished:
+            return None
+        if current.state is RefState.CLAIMED:
+            return current.claim_expires_at
+        return current.expires_at
+
+    def lookup(self, ref: bytes, now: int) -> IssuedRef:
+        """A ref a primary may act on, or the precise reason it may not."""
+        issued = self._refs.get(ref)
+        if issued is None or now - issued.issued_at > REMEMBER_MS:
+            raise ApiError("ref_unknown", "no such code: it may be older than ten minutes, or mistyped")
+        if issued.state in (RefState.GRANTED, RefState.DECLINED):
+            raise ApiError("ref_used", "this code was already used; ask for a new one on the computer")
+        if issued.state is RefState.CLOSED:
+            raise ApiError("ref_expired", "the page that showed this code was closed")
+        if not issued.live(now):
+            issued.state = RefState.EXPIRED
+            raise ApiError("ref_expired", "this code has expired; scan the code on the computer again")
+        return issued
+
+    def claim(self, ref: bytes, device_id: str, now: int) -> IssuedRef:
+        """The inspecting primary claims the ref: rotation pauses while the person decides."""
+        issued = self.lookup(ref, now)
+        if issued.state is RefState.CLAIMED and issued.claimed_by != device_id:
+            raise ApiError("ref_used", "another device is already linking with this code")
+        issued.state = RefState.CLAIMED
+        issued.claimed_by = device_id
+        issued.claim_expires_at = max(issued.expires_at, now + CLAIM_MS)
+        return issued
+
+    def resolve(self, ref: bytes, device_id: str, now: int, outcome: RefState) -> IssuedRef:
+        """Grant or decline: only by the primary holding the claim (or any primary, unclaimed)."""
+        issued = self.lookup(ref, now)
+        if issued.state is RefState.CLAIMED and issued.claimed_by != device_id:
+            raise ApiError("ref_used", "another device is already linking with this code")
+        issued.state = outcome
+        return issued
+
+    def close(self, session: LinkSession) -> None:
+        session.closed = True
+        for issued in session.refs:
+            if issued.state in (RefState.ISSUED, RefState.CLAIMED):
+                issued.state = RefState.CLOSED
+
+    def prune(self, now: int) -> None:
+        old = [ref for ref, issued in self._refs.items() if now - issued.issued_at > REMEMBER_MS]
+        for ref in old:
+            del self._refs[ref]

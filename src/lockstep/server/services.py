@@ -1,0 +1,31 @@
+"""What every request handler can reach: settings-derived facts, the store, link sessions, the hub."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from lockstep.server.clock import Clock, system_clock
+from lockstep.server.hub import Hub
+from lockstep.server.link_sessions import LinkRegistry
+from lockstep.server.ratelimit import RateLimiter
+from lockstep.server.storage import SqliteStore
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Rate limits of docs/protocol/linking.md §6.4."""
+
+    link_start: RateLimiter = field(default_factory=lambda: RateLimiter(per_minute=20))
+    unknown_refs: RateLimiter = field(default_factory=lambda: RateLimiter(per_minute=10))
+    auth_failures: RateLimiter = field(default_factory=lambda: RateLimiter(per_minute=20))
+    registrations: RateLimiter = field(default_factory=lambda: RateLimiter(per_minute=10))
+
+
+@dataclass(slots=True)
+class Services:
+    origin: str
+    store: SqliteStore
+    links: LinkRegistry = field(default_factory=LinkRegistry)
+    hub: Hub = field(default_factory=Hub)
+    limits: Limits = field(default_factory=Limits)
+    clock: Clock = system_clock
