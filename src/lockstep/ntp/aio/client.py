@@ -1,0 +1,213 @@
+"""UDP client adapters: a one-shot :func:`query` and the continuous :class:`Monitor`.
+
+Each source gets its own connected UDP socket on a random ephemeral port (RFC 9109 §3), so
+replies from anywhere else are discarded by the kernel, and each reply is checked by the core
+against the random transmit timestamp it sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from lockstep.ntp.aio import clock
+from lockstep.ntp.association import Association, ServerInfo
+from lockstep.ntp.client import NtpClient, SystemEvent
+from lockstep.ntp.constants import PORT
+from lockstep.ntp.events import KissReceived, PacketDropped, SampleAccepted, SourceDemobilized
+from lockstep.ntp.timestamps import to_seconds
+from lockstep.ntp.wire import reference_id_for_address
+
+logger = logging.getLogger(__name__)
+
+
+class QueryFailed(Exception):
+    """A query got no usable answer; the message says why (timeout, kiss, unsynchronised)."""
+
+
+@dataclass(frozen=True, slots=True)
+class QueryResult:
+    """One exchange's outcome, as ``lockstep ntp query`` prints it."""
+
+    server: str
+    address: str
+    port: int
+    offset: float
+    delay: float
+    dispersion: float
+    info: ServerInfo
+
+
+def split_host_port(text: str, default_port: int = PORT) -> tuple[str, int]:
+    """``host``, ``host:port``, ``[v6]:port`` or a bare IPv6 address."""
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        return host, int(rest[1:]) if rest.startswith(":") else default_port
+    if text.count(":") == 1:
+        host, _, port = text.partition(":")
+        return host, int(port)
+    return text, default_port
+
+
+async def resolve(host: str, port: int) -> tuple[int, tuple[str, int]]:
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    if not infos:
+        raise QueryFailed(f"cannot resolve {host}")
+    family, _, _, _, address = infos[0]
+    return family, (str(address[0]), int(address[1]))
+
+
+class _Endpoint(asyncio.DatagramProtocol):
+    def __init__(self, on_datagram: Callable[[bytes], None]) -> None:
+        self.on_datagram = on_datagram
+
+    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        self.on_datagram(data)
+
+    def error_received(self, exc: Exception) -> None:
+        logger.debug("UDP error: %s", exc)
+
+
+async def _connect(
+    family: int, address: tuple[str, int], on_datagram: Callable[[bytes], None]
+) -> asyncio.DatagramTransport:
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(
+        lambda: _Endpoint(on_datagram), remote_addr=address, family=family
+    )
+    return transport
+
+
+async def query(server: str, *, timeout: float = 5.0, port: int = PORT) -> QueryResult:
+    """Send one request (RFC 9109 style) and return the checked result; raise QueryFailed."""
+    host, port = split_host_port(server, port)
+    family, address = await resolve(host, port)
+    association = Association(server, now=clock.now(), iburst=False)
+    outcome: asyncio.Future[SampleAccepted | KissReceived | SourceDemobilized | PacketDropped]
+    outcome = asyncio.get_running_loop().create_future()
+
+    def on_datagram(data: bytes) -> None:
+        event = association.receive(data, clock.now())
+        if outcome.done() or event is None:
+            return
+        if isinstance(event, PacketDropped) and association.server is None:
+            logger.debug("ignored datagram: %s", event.reason)  # not our reply: keep waiting
+            return
+        outcome.set_result(event)
+
+    transport = await _connect(family, address, on_datagram)
+    try:
+        request = association.poll_due(clock.now())
+        assert request is not None
+        transport.sendto(request)
+        try:
+            event = await asyncio.wait_for(outcome, timeout)
+        except TimeoutError:
+            raise QueryFailed(f"no reply from {server} within {timeout:g} s") from None
+    finally:
+        transport.close()
+    if isinstance(event, KissReceived | SourceDemobilized):
+        code = event.code if isinstance(event, KissReceived) else event.reason.split()[-1]
+        raise QueryFailed(f"{server} sent kiss-o'-death {code}")
+    if isinstance(event, PacketDropped):
+        raise QueryFailed(f"{server}: {event.reason}")
+    assert association.server is not None
+    return QueryResult(
+        server=server,
+        address=address[0],
+        port=address[1],
+        offset=event.offset,
+        delay=event.delay,
+        dispersion=event.dispersion,
+        info=association.server,
+    )
+
+
+class Monitor:
+    """Runs an :class:`NtpClient` over UDP: one connected socket per source, timers from the core.
+
+    ``on_event`` sees every event the core emits (samples, selection changes, kisses, steps).
+    """
+
+    def __init__(
+        self,
+        client: NtpClient,
+        *,
+        on_event: Callable[[SystemEvent], None] | None = None,
+    ) -> None:
+        self.client = client
+        self.on_event = on_event
+        self._transports: dict[str, asyncio.DatagramTransport] = {}
+        self._wake = asyncio.Event()
+
+    async def add_source(
+        self, server: str, *, iburst: bool = True, minpoll: int = 6, maxpoll: int = 10
+    ) -> None:
+        host, port = split_host_port(server)
+        family, address = await resolve(host, port)
+        self.client.add_source(
+            server,
+            now=clock.now(),
+            reference_id=reference_id_for_address(address[0]),
+            iburst=iburst,
+            minpoll=minpoll,
+            maxpoll=maxpoll,
+        )
+
+        def on_datagram(data: bytes) -> None:
+            for event in self.client.receive(server, data, clock.now()):
+                if isinstance(event, PacketDropped):
+                    logger.debug("%s: dropped: %s", server, event.reason)
+                if self.on_event is not None:
+                    self.on_event(event)
+            self._wake.set()
+
+        self._transports[server] = await _connect(family, address, on_datagram)
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Poll until cancelled or until ``stop`` is set."""
+        stop = stop or asyncio.Event()
+        try:
+            while not stop.is_set():
+                for transmit in self.client.handle_timer(clock.now()):
+                    self._transports[transmit.source].sendto(transmit.data)
+                due = self.client.next_timer()
+                delay = 3600.0 if due is None else max(0.0, to_seconds(due - clock.now()))
+                self._wake.clear()
+                waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
+                try:
+                    await asyncio.wait(waiters, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for waiter in waiters:
+                        waiter.cancel()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        for transport in self._transports.values():
+            with contextlib.suppress(Exception):
+                transport.close()
+        self._transports.clear()
+
+
+async def monitor(
+    servers: Sequence[str],
+    client: NtpClient,
+    *,
+    on_event: Callable[[SystemEvent], None] | None = None,
+    stop: asyncio.Event | None = None,
+    minpoll: int = 6,
+    maxpoll: int = 10,
+    iburst: bool = True,
+) -> None:
+    """Convenience: a :class:`Monitor` over ``servers`` run until ``stop``."""
+    runner = Monitor(client, on_event=on_event)
+    for server in servers:
+        await runner.add_source(server, iburst=iburst, minpoll=minpoll, maxpoll=maxpoll)
+    await runner.run(stop)
