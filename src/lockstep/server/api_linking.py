@@ -49,7 +49,7 @@ async def rotate_refs(services: Services, session: LinkSession) -> None:
             remaining = deadline - services.clock()
             if remaining <= 0:
                 break
-            await asyncio.sleep(remaining / 1000)
+            await services.sleep(remaining / 1000)
         if session.finished:
             return
     if not session.finished:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from lockstep.server.clock import Clock, system_clock
@@ -29,3 +31,5 @@ class Services:
     hub: Hub = field(default_factory=Hub)
     limits: Limits = field(default_factory=Limits)
     clock: Clock = system_clock
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    """How timers wait, in seconds; tests swap in one driven by their fake clock."""
