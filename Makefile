@@ -36,8 +36,8 @@ web/dist/index.html: $(WEB_STAMP) $(WEB_SOURCES)
 	cd web && npm run --silent build
 
 lint: $(PY_STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/ruff format --check src tests bench scripts
 
 typecheck: $(PY_STAMP) $(WEB_STAMP)
 	$(BIN)/mypy

@@ -79,8 +79,9 @@ def qr_vectors() -> None:
     write(
         "link-qr.json",
         {
-            "description": "QR text codec (docs/protocol/linking.md §3). Made by scripts/generate-link-vectors.py; "
-            "binary fields are hex. Decode each 'invalid' text with own_origin and expect the named error.",
+            "description": "QR text codec (docs/protocol/linking.md §3). Made by "
+            "scripts/generate-link-vectors.py; binary fields are hex. Decode each 'invalid' text "
+            "with own_origin and expect the named error.",
             "own_origin": ORIGIN,
             "valid": [
                 {"name": "canonical", "text": text, **fields},
@@ -203,8 +204,8 @@ def grant_vectors() -> None:
     write(
         "link-grant.json",
         {
-            "description": "A sealed link grant (linking.md §5) and tampered copies. HPKE's ephemeral key is random, "
-            "so these test opening only. Made by scripts/generate-link-vectors.py; bytes are hex.",
+            "description": "A sealed link grant (linking.md §5) and tampered copies. HPKE's ephemeral key "
+            "is random, so these test opening only. Made by scripts/generate-link-vectors.py; bytes are hex.",
             "code_text": code.to_text(),
             "ephemeral_private_key": ephemeral.private_bytes_raw().hex(),
             "valid": {

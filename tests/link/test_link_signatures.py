@@ -89,7 +89,7 @@ def test_unlink_and_rename_make_the_next_version() -> None:
 
 
 def test_a_list_signed_by_another_key_is_refused() -> None:
-    account, devices = _list_with(1)
+    _account, devices = _list_with(1)
     with pytest.raises(DeviceListError):
         devices.sign(Ed25519PrivateKey.generate())
 
