@@ -1,0 +1,136 @@
+/**
+ * Device certificates (linking.md §4.2) and signed device lists (§4.3): building, signing, validating.
+ */
+import { b64uDecode, b64uEncode } from "../crypto/b64u";
+import { equalBytes } from "../crypto/bytes";
+import { keyId } from "../crypto/ed25519";
+import { Context, type Envelope, EnvelopeError, openEnvelope, sealEnvelope } from "../crypto/envelope";
+
+export const MAX_COMPANIONS = 4;
+
+export type Role = "primary" | "companion";
+
+export interface DeviceEntry {
+  device_id: string;
+  device_key: string;
+  role: Role;
+  name: string;
+  linked_at: number;
+}
+
+export interface DeviceList {
+  v: 1;
+  type: "device-list";
+  account_id: string;
+  version: number;
+  issued_at: number;
+  devices: DeviceEntry[];
+}
+
+export interface DeviceCertificate {
+  v: 1;
+  type: "device-certificate";
+  account_id: string;
+  account_key: string;
+  device_id: string;
+  device_key: string;
+  name: string;
+  issued_at: number;
+}
+
+/** A device list or certificate that does not verify or breaks a rule of §4. */
+export class InvalidDeviceList extends Error {
+  override name = "InvalidDeviceList";
+}
+export class InvalidCertificate extends Error {
+  override name = "InvalidCertificate";
+}
+
+function isInt(value: unknown): value is number {
+  return typeof value === "number" && Number.isSafeInteger(value);
+}
+
+async function keyMatchesId(deviceKey: unknown, deviceId: unknown): Promise<boolean> {
+  if (typeof deviceKey !== "string" || typeof deviceId !== "string") return false;
+  let raw: Uint8Array;
+  try {
+    raw = b64uDecode(deviceKey);
+  } catch {
+    return false;
+  }
+  return raw.length === 32 && (await keyId(raw)) === deviceId;
+}
+
+/** §4.3 "valid": verifies under the account key, right type/v/account, one primary, ≤4 companions, ids unique and derived. */
+export async function verifyDeviceList(envelope: unknown, accountKey: Uint8Array, accountId: string): Promise<DeviceList> {
+  let payload: Record<string, unknown>;
+  try {
+    payload = await openEnvelope(envelope, Context.deviceList, accountKey);
+  } catch (error) {
+    throw new InvalidDeviceList(error instanceof EnvelopeError ? `device list: ${error.message}` : "device list does not verify");
+  }
+  if (payload.v !== 1 || payload.type !== "device-list" || payload.account_id !== accountId) throw new InvalidDeviceList("device list is for another account or format");
+  if (!isInt(payload.version) || payload.version < 1 || !isInt(payload.issued_at) || !Array.isArray(payload.devices)) throw new InvalidDeviceList("device list fields are missing");
+  const seen = new Set<string>();
+  let primaries = 0;
+  let companions = 0;
+  for (const item of payload.devices as unknown[]) {
+    if (typeof item !== "object" || item === null) throw new InvalidDeviceList("device entry is not an object");
+    const d = item as Record<string, unknown>;
+    if (typeof d.name !== "string" || !isInt(d.linked_at)) throw new InvalidDeviceList("device entry fields are missing");
+    if (d.role === "primary") primaries++;
+    else if (d.role === "companion") companions++;
+    else throw new InvalidDeviceList("device has an unknown role");
+    if (!(await keyMatchesId(d.device_key, d.device_id))) throw new InvalidDeviceList("device id does not match its key");
+    if (seen.has(d.device_id as string)) throw new InvalidDeviceList("device listed twice");
+    seen.add(d.device_id as string);
+  }
+  if (primaries !== 1) throw new InvalidDeviceList("device list needs exactly one primary");
+  if (companions > MAX_COMPANIONS) throw new InvalidDeviceList(`device list has more than ${MAX_COMPANIONS} companions`);
+  return payload as unknown as DeviceList;
+}
+
+/** §4.2: verifies under the account key and checks it names `deviceKey` (when given). */
+export async function verifyCertificate(envelope: unknown, accountKey: Uint8Array, accountId: string, deviceKey?: Uint8Array): Promise<DeviceCertificate> {
+  let payload: Record<string, unknown>;
+  try {
+    payload = await openEnvelope(envelope, Context.deviceCertificate, accountKey);
+  } catch (error) {
+    throw new InvalidCertificate(error instanceof EnvelopeError ? `certificate: ${error.message}` : "certificate does not verify");
+  }
+  if (payload.v !== 1 || payload.type !== "device-certificate" || payload.account_id !== accountId) throw new InvalidCertificate("certificate is for another account or format");
+  if (payload.account_key !== b64uEncode(accountKey)) throw new InvalidCertificate("certificate names another account key");
+  if (typeof payload.name !== "string" || !isInt(payload.issued_at)) throw new InvalidCertificate("certificate fields are missing");
+  if (!(await keyMatchesId(payload.device_key, payload.device_id))) throw new InvalidCertificate("certificate device id does not match its key");
+  if (deviceKey) {
+    let named: Uint8Array;
+    try {
+      named = b64uDecode(payload.device_key as string);
+    } catch {
+      throw new InvalidCertificate("certificate device key is not base64url");
+    }
+    if (!equalBytes(named, deviceKey)) throw new InvalidCertificate("certificate names another device");
+  }
+  return payload as unknown as DeviceCertificate;
+}
+
+export async function signDeviceList(accountPrivateKey: CryptoKey, list: DeviceList): Promise<Envelope> {
+  return sealEnvelope(accountPrivateKey, Context.deviceList, list);
+}
+
+export async function signCertificate(accountPrivateKey: CryptoKey, certificate: DeviceCertificate): Promise<Envelope> {
+  return sealEnvelope(accountPrivateKey, Context.deviceCertificate, certificate);
+}
+
+export function companions(list: DeviceList): DeviceEntry[] {
+  return list.devices.filter((d) => d.role === "companion");
+}
+
+export function findDevice(list: DeviceList, deviceId: string): DeviceEntry | undefined {
+  return list.devices.find((d) => d.device_id === deviceId);
+}
+
+/** The next version of `list` with `devices` (the primary bumps version by one and re-signs). */
+export function nextList(list: DeviceList, devices: DeviceEntry[], issuedAt: number): DeviceList {
+  return { v: 1, type: "device-list", account_id: list.account_id, version: list.version + 1, issued_at: issuedAt, devices };
+}

@@ -1,0 +1,164 @@
+/**
+ * The app's WebSocket (linking.md §7): JSON request/reply frames with integer ids, plus server events.
+ *
+ *   const socket = await LockstepSocket.open(url, { onEvent, onClose });
+ *   socket.hello            // { server: { origin, … }, challenge, server_time }
+ *   await socket.request("link.start", { client: "browser" })   // result, or throws ServerError
+ *
+ * Errors: ServerError (the server replied ok:false; carries .code), ProtocolError (a frame we cannot use),
+ * SocketClosed (the socket closed before a reply).
+ */
+
+export interface Hello {
+  server: { origin: string; name: string; version: string };
+  challenge: string;
+  server_time: number;
+}
+
+export type ServerEvent = { event: string } & Record<string, unknown>;
+
+export class ServerError extends Error {
+  override name = "ServerError";
+  constructor(readonly code: string, message: string) {
+    super(message);
+  }
+}
+export class ProtocolError extends Error {
+  override name = "ProtocolError";
+}
+export class SocketClosed extends Error {
+  override name = "SocketClosed";
+  constructor(readonly closeCode: number) {
+    super(`connection closed (${closeCode})`);
+  }
+}
+
+export interface SocketHandlers {
+  onEvent?: (event: ServerEvent) => void;
+  onClose?: (code: number, reason: string) => void;
+}
+
+type Pending = { resolve: (value: Record<string, unknown>) => void; reject: (error: Error) => void };
+
+/** ws(s)://host/ws for the page's own origin. */
+export function defaultSocketUrl(): string {
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  return `${scheme}//${location.host}/ws`;
+}
+
+export class LockstepSocket {
+  private nextId = 1;
+  private pending = new Map<number, Pending>();
+  private closed = false;
+  /** Server clock minus ours, estimated from hello and later server_time fields (ms). */
+  clockOffset = 0;
+
+  private constructor(
+    private ws: WebSocket,
+    readonly hello: Hello,
+    private handlers: SocketHandlers,
+  ) {}
+
+  static open(url: string, handlers: SocketHandlers, timeoutMs = 10000): Promise<LockstepSocket> {
+    return new Promise((resolve, reject) => {
+      const ws = new WebSocket(url);
+      let socket: LockstepSocket | null = null;
+      const timer = setTimeout(() => {
+        ws.close();
+        reject(new SocketClosed(1006));
+      }, timeoutMs);
+      ws.onmessage = (message) => {
+        const frame = parseFrame(message.data);
+        if (socket) {
+          socket.dispatch(frame);
+          return;
+        }
+        if (frame && frame.event === "hello" && isHello(frame)) {
+          clearTimeout(timer);
+          socket = new LockstepSocket(ws, frame, handlers);
+          socket.observeServerTime(frame.server_time);
+          resolve(socket);
+        }
+      };
+      ws.onclose = (event) => {
+        clearTimeout(timer);
+        if (socket) socket.closedBy(event.code, event.reason);
+        else reject(new SocketClosed(event.code));
+      };
+      ws.onerror = () => {
+        /* onclose follows */
+      };
+    });
+  }
+
+  get isOpen(): boolean {
+    return !this.closed && this.ws.readyState === WebSocket.OPEN;
+  }
+
+  /** Server time now, in ms, by our clock corrected with the measured offset. */
+  serverNow(): number {
+    return Date.now() + this.clockOffset;
+  }
+
+  observeServerTime(serverTime: unknown): void {
+    if (typeof serverTime === "number" && Number.isFinite(serverTime)) this.clockOffset = serverTime - Date.now();
+  }
+
+  request(op: string, fields: Record<string, unknown> = {}): Promise<Record<string, unknown>> {
+    if (!this.isOpen) return Promise.reject(new SocketClosed(1006));
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      this.ws.send(JSON.stringify({ ...fields, id, op }));
+    });
+  }
+
+  close(code = 1000): void {
+    this.closed = true;
+    this.ws.close(code);
+  }
+
+  private dispatch(frame: Record<string, unknown> | null): void {
+    if (!frame) return; // not JSON: ignore (never crash on server garbage)
+    if (typeof frame.id === "number") {
+      const pending = this.pending.get(frame.id);
+      if (!pending) return;
+      this.pending.delete(frame.id);
+      if (frame.ok === true && typeof frame.result === "object" && frame.result !== null) {
+        pending.resolve(frame.result as Record<string, unknown>);
+      } else if (frame.ok === false) {
+        const error = (frame.error ?? {}) as Record<string, unknown>;
+        pending.reject(new ServerError(String(error.code ?? "unknown"), String(error.message ?? "")));
+      } else {
+        pending.reject(new ProtocolError("reply without ok/result"));
+      }
+      return;
+    }
+    if (typeof frame.event === "string") {
+      if ("server_time" in frame) this.observeServerTime(frame.server_time);
+      this.handlers.onEvent?.(frame as ServerEvent);
+    }
+  }
+
+  private closedBy(code: number, reason: string): void {
+    this.closed = true;
+    for (const pending of this.pending.values()) pending.reject(new SocketClosed(code));
+    this.pending.clear();
+    this.handlers.onClose?.(code, reason);
+  }
+}
+
+function parseFrame(data: unknown): Record<string, unknown> | null {
+  if (typeof data !== "string") return null;
+  try {
+    const value: unknown = JSON.parse(data);
+    return typeof value === "object" && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : null;
+  } catch {
+    return null;
+  }
+}
+
+function isHello(frame: Record<string, unknown>): frame is Record<string, unknown> & Hello {
+  const server = frame.server as Record<string, unknown> | undefined;
+  return typeof server === "object" && server !== null && typeof server.origin === "string" && typeof frame.challenge === "string";
+}

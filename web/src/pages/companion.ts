@@ -1,0 +1,456 @@
+/**
+ * Companion page (index.html): shows the rotating QR code, receives the link grant, stays linked.
+ * Follows the companion state machine of linking.md §8.
+ */
+import "../ui/styles.css";
+import { b64uDecode, b64uEncode } from "../crypto/b64u";
+import { equalBytes, randomBytes } from "../crypto/bytes";
+import { exportEd25519Public, generateEd25519, keyId } from "../crypto/ed25519";
+import { type Envelope, authSignature } from "../crypto/envelope";
+import { generateX25519 } from "../crypto/hpke";
+import { InvalidDeviceList, type DeviceList, verifyDeviceList } from "../link/deviceList";
+import { type AccountInfo, GrantError, type OpenedGrant, openGrant } from "../link/grant";
+import { encodeLinkText } from "../link/qr";
+import { LockstepSocket, ServerError, type ServerEvent, defaultSocketUrl } from "../net/socket";
+import { StateStore } from "../store/db";
+import { clearQr, drawQr } from "../ui/qrcode";
+import { byTestId, flashNotice, hide, show } from "../ui/dom";
+
+/** What a linked companion keeps in IndexedDB. Private keys are non-extractable CryptoKeys. */
+interface CompanionState {
+  v: 1;
+  origin: string;
+  deviceKey: CryptoKey;
+  devicePublic: Uint8Array;
+  deviceId: string;
+  ephemeralKey: CryptoKey;
+  account: AccountInfo;
+  accountKey: Uint8Array;
+  certificate: Envelope;
+  deviceList: Envelope;
+  listVersion: number;
+  deviceName: string;
+  linkedAt: number;
+}
+
+/** One link session (one `link.start`): fresh keys, and one fresh secret per ref. */
+interface LinkSession {
+  device: CryptoKeyPair;
+  devicePublic: Uint8Array;
+  ephemeral: CryptoKeyPair;
+  ephemeralPublic: Uint8Array;
+  refs: { ref: Uint8Array; secret: Uint8Array }[];
+  expiresAt: number;
+  last: boolean;
+}
+
+type Phase = "connecting" | "waiting" | "showing" | "idle" | "declined" | "verifying" | "failed" | "linked" | "logged_out";
+
+const store = new StateStore<CompanionState>("lockstep-companion");
+const ui = {
+  panel: byTestId("link-panel"),
+  status: byTestId("link-status"),
+  qr: byTestId<HTMLCanvasElement>("qr"),
+  placeholder: byTestId("qr-placeholder"),
+  countdown: byTestId("countdown"),
+  newCode: byTestId<HTMLButtonElement>("new-code"),
+  linked: byTestId("linked-account"),
+  linkedTitle: byTestId("linked-title"),
+  connection: byTestId("connection-status"),
+  loggedOut: byTestId("logged-out"),
+  loggedOutReason: byTestId("logged-out-reason"),
+  linkAgain: byTestId<HTMLButtonElement>("link-again"),
+  notice: byTestId("notice"),
+};
+
+const QR_PIXELS = 400;
+const MAX_BACKOFF_MS = 10_000;
+
+let phase: Phase = "connecting";
+let state: CompanionState | undefined;
+let socket: LockstepSocket | null = null;
+let session: LinkSession | null = null;
+let attempts = 0;
+let reconnectTimer: ReturnType<typeof setTimeout> | undefined;
+/** Incremented whenever a socket is replaced, so stale callbacks do nothing. */
+let generation = 0;
+
+function setStatus(text: string): void {
+  ui.status.textContent = text;
+}
+
+function hideCode(placeholder: string): void {
+  clearQr(ui.qr);
+  hide(ui.qr);
+  ui.placeholder.textContent = placeholder;
+  show(ui.placeholder);
+  ui.countdown.textContent = "";
+}
+
+function forgetSession(): void {
+  if (session) for (const r of session.refs) r.secret.fill(0);
+  session = null;
+}
+
+function showPanel(): void {
+  show(ui.panel);
+  hide(ui.linked);
+  hide(ui.loggedOut);
+}
+
+// --- connection ------------------------------------------------------------------------------------
+
+async function connect(): Promise<void> {
+  const mine = ++generation;
+  clearTimeout(reconnectTimer);
+  let opened: LockstepSocket;
+  try {
+    opened = await LockstepSocket.open(defaultSocketUrl(), {
+      onEvent: (event) => {
+        if (mine === generation) void onEvent(event);
+      },
+      onClose: (code) => {
+        if (mine === generation) onClose(code);
+      },
+    });
+  } catch {
+    if (mine === generation) scheduleReconnect();
+    return;
+  }
+  if (mine !== generation) {
+    opened.close();
+    return;
+  }
+  socket = opened;
+  attempts = 0;
+  if (state) await authenticate();
+  else await startLinking();
+}
+
+function scheduleReconnect(): void {
+  if (phase === "logged_out") return;
+  const delay = Math.min(MAX_BACKOFF_MS, 500 * 2 ** attempts) * (0.75 + Math.random() * 0.5);
+  attempts += 1;
+  clearTimeout(reconnectTimer);
+  reconnectTimer = setTimeout(() => void connect(), delay);
+}
+
+function onClose(code: number): void {
+  socket = null;
+  if (code === 4001) {
+    void unlinked("This browser was unlinked from your account.");
+    return;
+  }
+  if (phase === "logged_out") return;
+  // Never leave a code on screen whose session is gone: hide it at once.
+  forgetSession();
+  if (state) {
+    ui.connection.textContent = "Reconnecting…";
+  } else {
+    phase = "connecting";
+    hideCode("Reconnecting…");
+    hide(ui.newCode);
+    setStatus("Reconnecting…");
+  }
+  scheduleReconnect();
+}
+
+// --- linking ---------------------------------------------------------------------------------------
+
+async function startLinking(): Promise<void> {
+  if (!socket) return;
+  showPanel();
+  forgetSession();
+  phase = "waiting";
+  hide(ui.newCode);
+  hideCode("Getting a code…");
+  setStatus("Getting a code…");
+  const device = await generateEd25519(false);
+  const ephemeral = await generateX25519(false);
+  session = {
+    device,
+    devicePublic: await exportEd25519Public(device.publicKey),
+    ephemeral,
+    ephemeralPublic: new Uint8Array(await crypto.subtle.exportKey("raw", ephemeral.publicKey)),
+    refs: [],
+    expiresAt: 0,
+    last: false,
+  };
+  try {
+    await socket.request("link.start", { client: "browser" });
+  } catch (error) {
+    forgetSession();
+    phase = "idle";
+    hideCode("No code");
+    if (error instanceof ServerError && error.code === "rate_limited") {
+      setStatus("Too many codes were requested from this network. Wait a minute, then try again.");
+    } else {
+      setStatus("Could not get a code from the server.");
+    }
+    ui.newCode.textContent = "Try again";
+    show(ui.newCode);
+  }
+}
+
+function onRef(event: ServerEvent): void {
+  if (!session || !socket || (phase !== "waiting" && phase !== "showing")) return;
+  let ref: Uint8Array;
+  try {
+    ref = b64uDecode(String(event.ref));
+  } catch {
+    return;
+  }
+  if (ref.length !== 32) return;
+  const secret = randomBytes(32); // a fresh link_secret for every ref (§6.1)
+  session.refs.push({ ref, secret });
+  while (session.refs.length > 6) session.refs.shift()?.secret.fill(0);
+  session.expiresAt = typeof event.expires_at === "number" ? event.expires_at : socket.serverNow() + 20_000;
+  session.last = event.last === true;
+  const text = encodeLinkText(socket.hello.server.origin, {
+    version: 1,
+    ref,
+    ephemeralKey: session.ephemeralPublic,
+    deviceKey: session.devicePublic,
+    linkSecret: secret,
+  });
+  drawQr(ui.qr, text, QR_PIXELS);
+  hide(ui.placeholder);
+  show(ui.qr);
+  phase = "showing";
+  setStatus(session.last ? "Scan this code with your phone. This is the last code; after it you can ask for a new one." : "Scan this code with your phone.");
+  tick();
+}
+
+function tick(): void {
+  if (phase !== "showing" || !session || !socket) {
+    ui.countdown.textContent = "";
+    return;
+  }
+  const seconds = Math.max(0, Math.ceil((session.expiresAt - socket.serverNow()) / 1000));
+  ui.countdown.textContent = session.last ? `This code expires in ${seconds} s` : `New code in ${seconds} s`;
+}
+
+function offerNewCode(status: string, button: string, placeholder: string): void {
+  forgetSession();
+  hideCode(placeholder);
+  setStatus(status);
+  ui.newCode.textContent = button;
+  show(ui.newCode);
+}
+
+async function onGranted(event: ServerEvent): Promise<void> {
+  if (!session || !socket) return;
+  const current = session;
+  const origin = socket.hello.server.origin;
+  phase = "verifying";
+  hideCode("Checking…");
+  setStatus("Your phone approved. Checking the link…");
+  let enc: Uint8Array;
+  let ciphertext: Uint8Array;
+  try {
+    enc = b64uDecode(String(event.enc));
+    ciphertext = b64uDecode(String(event.ciphertext));
+  } catch {
+    return failLink("the server sent a malformed grant");
+  }
+  // The grant names no ref, so try this session's refs, newest first: only the right secret opens it.
+  let opened: OpenedGrant | null = null;
+  let reason = "the grant does not open with this code's secret";
+  for (const { ref, secret } of [...current.refs].reverse()) {
+    try {
+      opened = await openGrant({ enc, ciphertext, ephemeralPrivateKey: current.ephemeral.privateKey, ref, linkSecret: secret, origin, deviceKey: current.devicePublic });
+      break;
+    } catch (error) {
+      if (error instanceof GrantError) reason = error.message;
+      else throw error;
+    }
+  }
+  if (!opened) return failLink(reason);
+  const deviceEntry = opened.list.devices.find((d) => d.device_id === opened.deviceId);
+  state = {
+    v: 1,
+    origin,
+    deviceKey: current.device.privateKey,
+    devicePublic: current.devicePublic,
+    deviceId: opened.deviceId,
+    ephemeralKey: current.ephemeral.privateKey,
+    account: opened.account,
+    accountKey: opened.accountKey,
+    certificate: opened.certificate,
+    deviceList: opened.deviceList,
+    listVersion: opened.list.version,
+    deviceName: opened.deviceName,
+    linkedAt: deviceEntry?.linked_at ?? socket.serverNow(),
+  };
+  forgetSession();
+  await store.save(state);
+  await authenticate();
+}
+
+function failLink(reason: string): void {
+  phase = "failed";
+  offerNewCode(`This link was refused: ${reason}. Nothing was stored.`, "Get a new code", "Link refused");
+  // A fresh session needs a fresh socket: the server's link session for this one is finished.
+  const old = socket;
+  generation++;
+  socket = null;
+  old?.close();
+}
+
+// --- linked ----------------------------------------------------------------------------------------
+
+async function authenticate(): Promise<void> {
+  if (!socket || !state) return;
+  const hello = socket.hello;
+  let result: Record<string, unknown>;
+  try {
+    const signature = await authSignature(state.deviceKey, b64uDecode(hello.challenge), hello.server.origin);
+    result = await socket.request("auth", { device_id: state.deviceId, signature: b64uEncode(signature) });
+  } catch (error) {
+    if (error instanceof ServerError && error.code === "device_unknown") {
+      await unlinked("This browser is no longer one of your account's devices.");
+    } else if (error instanceof ServerError) {
+      showLinked();
+      ui.connection.textContent = "Could not sign in to the server; retrying…";
+      const old = socket;
+      socket = null;
+      generation++;
+      old.close();
+      scheduleReconnect();
+    }
+    return;
+  }
+  if (await acceptList(result.device_list)) showLinked();
+}
+
+/** Accepts a newer valid list (§4.3); returns false when it no longer lists this device (then unlinks). */
+async function acceptList(envelope: unknown): Promise<boolean> {
+  if (!state || envelope === undefined) return true;
+  let list: DeviceList;
+  try {
+    list = await verifyDeviceList(envelope, state.accountKey, state.account.id);
+  } catch (error) {
+    if (error instanceof InvalidDeviceList) return true; // ignore lists that do not verify: the server cannot speak for the account
+    throw error;
+  }
+  if (list.version < state.listVersion) return true; // stale: keep ours
+  const me = list.devices.find((d) => d.device_id === state?.deviceId);
+  if (list.version === state.listVersion) return true;
+  if (!me || me.role !== "companion" || !equalBytes(b64uDecode(me.device_key), state.devicePublic)) {
+    await unlinked("This browser was removed from your account's device list.");
+    return false;
+  }
+  state = { ...state, deviceList: envelope as Envelope, listVersion: list.version, deviceName: me.name };
+  await store.save(state);
+  return true;
+}
+
+function showLinked(): void {
+  if (!state) return;
+  phase = "linked";
+  hide(ui.panel);
+  hide(ui.loggedOut);
+  ui.linkedTitle.textContent = `Linked to @${state.account.handle} (${state.account.display_name}) as ${state.deviceName}`;
+  ui.connection.textContent = "";
+  show(ui.linked);
+}
+
+async function unlinked(reason: string): Promise<void> {
+  if (phase === "logged_out") return;
+  phase = "logged_out";
+  clearTimeout(reconnectTimer);
+  generation++;
+  const old = socket;
+  socket = null;
+  old?.close();
+  forgetSession();
+  state = undefined;
+  await store.wipe();
+  hide(ui.panel);
+  hide(ui.linked);
+  ui.loggedOutReason.textContent = `${reason} Its keys were deleted from this browser.`;
+  show(ui.loggedOut);
+}
+
+async function onEvent(event: ServerEvent): Promise<void> {
+  switch (event.event) {
+    case "link.ref":
+      onRef(event);
+      break;
+    case "link.idle":
+      if (phase === "showing" || phase === "waiting") {
+        phase = "idle";
+        offerNewCode("The code expired. Click to get a new code when your phone is ready.", "Click to get a new code", "Code expired");
+      }
+      break;
+    case "link.declined":
+      if (phase === "showing" || phase === "waiting") {
+        phase = "declined";
+        offerNewCode("Your phone declined this link. Nothing was linked.", "Get a new code", "Declined");
+      }
+      break;
+    case "link.granted":
+      if (phase === "showing") await onGranted(event);
+      break;
+    case "devices.changed":
+      await onDevicesChanged(event);
+      break;
+    case "device.unlinked":
+      if (state && event.device_id === state.deviceId) await unlinked("This browser was unlinked from your account.");
+      break;
+    default:
+      break;
+  }
+}
+
+async function onDevicesChanged(event: ServerEvent): Promise<void> {
+  if (!state) return;
+  const before = state.listVersion;
+  if (!(await acceptList(event.device_list)) || !state || state.listVersion === before) return;
+  showLinked();
+  const change = (event.change ?? {}) as Record<string, unknown>;
+  const name = typeof change.name === "string" ? change.name : "a device";
+  if (change.kind === "linked" && change.device_id !== state.deviceId) flashNotice(ui.notice, `New device linked: ${name}`);
+  else if (change.kind === "unlinked") flashNotice(ui.notice, `Device unlinked: ${name}`);
+  else if (change.kind === "renamed") flashNotice(ui.notice, `Device renamed: ${name}`);
+}
+
+// --- user actions ----------------------------------------------------------------------------------
+
+ui.newCode.addEventListener("click", () => {
+  hide(ui.newCode);
+  if (socket?.isOpen && (phase === "idle" || phase === "declined")) void startLinking();
+  else {
+    phase = "connecting";
+    hideCode("Connecting…");
+    setStatus("Connecting…");
+    void connect();
+  }
+});
+
+ui.linkAgain.addEventListener("click", () => {
+  phase = "connecting";
+  attempts = 0;
+  showPanel();
+  hideCode("Connecting…");
+  setStatus("Connecting…");
+  void connect();
+});
+
+setInterval(tick, 250);
+
+async function main(): Promise<void> {
+  try {
+    const loaded = await store.load();
+    if (loaded && loaded.v === 1 && (await keyId(loaded.devicePublic)) === loaded.deviceId) state = loaded;
+  } catch {
+    state = undefined;
+  }
+  if (state) {
+    showLinked();
+    ui.connection.textContent = "Connecting…";
+  }
+  await connect();
+}
+
+void main();

@@ -1,0 +1,54 @@
+/** Tiny DOM helpers: look up by data-testid, show/hide, and text-only rendering (never innerHTML). */
+
+export function byTestId<T extends HTMLElement = HTMLElement>(id: string, root: ParentNode = document): T {
+  const element = root.querySelector<T>(`[data-testid="${id}"]`);
+  if (!element) throw new Error(`missing element ${id}`);
+  return element;
+}
+
+export function show(element: HTMLElement, visible = true): void {
+  element.hidden = !visible;
+}
+
+export function hide(element: HTMLElement): void {
+  element.hidden = true;
+}
+
+export function el<K extends keyof HTMLElementTagNameMap>(
+  tag: K,
+  props: { className?: string; text?: string; testid?: string; attrs?: Record<string, string> } = {},
+  ...children: (Node | string)[]
+): HTMLElementTagNameMap[K] {
+  const element = document.createElement(tag);
+  if (props.className) element.className = props.className;
+  if (props.text !== undefined) element.textContent = props.text;
+  if (props.testid) element.dataset.testid = props.testid;
+  for (const [name, value] of Object.entries(props.attrs ?? {})) element.setAttribute(name, value);
+  for (const child of children) element.append(child);
+  return element;
+}
+
+/** Shows a transient notice (aria-live) for `ms`. */
+export function flashNotice(element: HTMLElement, text: string, ms = 8000): void {
+  element.textContent = text;
+  element.hidden = false;
+  const token = String(Date.now() + Math.random());
+  element.dataset.token = token;
+  setTimeout(() => {
+    if (element.dataset.token === token) element.hidden = true;
+  }, ms);
+}
+
+export function formatTime(ms: number): string {
+  return new Date(ms).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
+}
+
+export function formatAgo(ms: number, now: number): string {
+  const seconds = Math.max(0, Math.round((now - ms) / 1000));
+  if (seconds < 60) return seconds <= 1 ? "just now" : `${seconds} s ago`;
+  const minutes = Math.round(seconds / 60);
+  if (minutes < 60) return `${minutes} min ago`;
+  const hours = Math.round(minutes / 60);
+  if (hours < 48) return `${hours} h ago`;
+  return formatTime(ms);
+}

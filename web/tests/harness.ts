@@ -1,0 +1,21 @@
+// Test-only entry (built by `vite build --mode test` into dist-test/, never into dist/): exposes the real
+// browser modules to Playwright so tests/web can run them against the shared vector files.
+import * as b64u from "../src/crypto/b64u";
+import * as bytes from "../src/crypto/bytes";
+import * as ed25519 from "../src/crypto/ed25519";
+import * as envelope from "../src/crypto/envelope";
+import * as hpke from "../src/crypto/hpke";
+import * as deviceList from "../src/link/deviceList";
+import * as grant from "../src/link/grant";
+import * as qr from "../src/link/qr";
+
+declare global {
+  interface Window {
+    lockstep: typeof modules;
+    lockstepReady: boolean;
+  }
+}
+
+const modules = { b64u, bytes, ed25519, envelope, hpke, deviceList, grant, qr };
+window.lockstep = modules;
+window.lockstepReady = true;
