@@ -47,7 +47,7 @@ class Connection:
         self.link_task: asyncio.Task[None] | None = None
         self.last_touched = 0
         self._outbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize=OUTBOX_SIZE)
-        self._close: tuple[int, str] = (1000, "")
+        self._close: tuple[int, str] | None = None
 
     def push(self, event: dict[str, Any]) -> None:
         try:
@@ -57,7 +57,8 @@ class Connection:
             self.close_soon(CLOSE_TOO_SLOW, "client too slow")
 
     def close_soon(self, code: int, reason: str) -> None:
-        self._close = (code, reason)
+        """Close after what is queued; the first reason given is the one the client sees."""
+        self._close = self._close or (code, reason)
         with contextlib.suppress(asyncio.QueueFull):
             self._outbox.put_nowait(None)
 
@@ -66,7 +67,7 @@ class Connection:
         try:
             while (frame := await self._outbox.get()) is not None:
                 await self.websocket.send_text(json.dumps(frame, separators=(",", ":")))
-            code, reason = self._close
+            code, reason = self._close or (1000, "")
             await self.websocket.close(code, reason)
         except (WebSocketDisconnect, RuntimeError, OSError):
             pass  # the peer is gone; the reader notices too

@@ -1,0 +1,55 @@
+"""What the primary is shown about a companion: device description and same-network signal (§6.2)."""
+
+from __future__ import annotations
+
+import pytest
+
+from lockstep.server.context import describe_user_agent, same_network
+
+CHROME_LINUX = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0.0.0 Safari/537.36"
+)
+SAFARI_IPHONE = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 18_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Version/18.0 Mobile/15E148 Safari/604.1"
+)
+FIREFOX_WINDOWS = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:140.0) Gecko/20100101 Firefox/140.0"
+EDGE_MAC = (
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/140.0.0.0 Safari/537.36 Edg/140.0.0.0"
+)
+
+
+@pytest.mark.parametrize(
+    ("user_agent", "description"),
+    [
+        (CHROME_LINUX, "Chrome 156 on Linux"),
+        (SAFARI_IPHONE, "Safari 18 on iOS"),
+        (FIREFOX_WINDOWS, "Firefox 140 on Windows"),
+        (EDGE_MAC, "Edge 140 on macOS"),
+        ("lockstep-cli/0.1.0 (Linux)", "Lockstep terminal 0.1.0 on Linux"),
+        ("curl/8.0", "Unknown app"),
+        ("", "Unknown app"),
+    ],
+)
+def test_user_agents_are_described_plainly(user_agent: str, description: str) -> None:
+    assert describe_user_agent(user_agent) == description
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "same"),
+    [
+        ("127.0.0.1", "127.0.0.1", True),
+        ("127.0.0.1", "::1", True),
+        ("192.168.1.10", "192.168.1.77", True),
+        ("192.168.1.10", "192.168.2.10", False),
+        ("10.0.0.5", "1.2.3.4", False),
+        ("1.2.3.4", "1.2.3.4", True),
+        ("1.2.3.4", "1.2.3.5", False),
+        ("fd00::1", "fd00::2", True),
+        ("::ffff:192.168.1.2", "192.168.1.3", True),
+        ("unknown", "127.0.0.1", False),
+    ],
+)
+def test_same_network(first: str, second: str, same: bool) -> None:
+    assert same_network(first, second) is same

@@ -1,0 +1,132 @@
+"""A state-machine test of the linking handshake on the server side (linking.md §6.3).
+
+Hypothesis drives companions (start, close) and two primaries (inspect, approve, decline) against a
+:class:`LinkRegistry` on a fake clock, checking every answer against a small model: a ref is granted at
+most once, never after it expired or its page closed, and only by the primary that claimed it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import strategies as st
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, rule
+
+from lockstep.server.errors import ApiError
+from lockstep.server.link_sessions import (
+    CLAIM_MS,
+    SCHEDULE_MS,
+    CompanionContext,
+    LinkRegistry,
+    LinkSession,
+    RefState,
+)
+
+PRIMARIES = ("phone-a", "phone-b")
+
+
+class Owner:
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+
+    def push(self, event: dict[str, Any]) -> None:
+        self.events.append(event)
+
+
+class LinkingMachine(RuleBasedStateMachine):
+    sessions = Bundle("sessions")
+    refs = Bundle("refs")
+
+    @initialize()
+    def setup(self) -> None:
+        self.registry = LinkRegistry()
+        self.now = 1_000_000
+        self.model: dict[
+            bytes, dict[str, Any]
+        ] = {}  # ref -> {state, expires, claim_by, claim_until, session}
+        self.granted: list[bytes] = []
+
+    def _live(self, ref: bytes) -> bool:
+        entry = self.model[ref]
+        if entry["session"].closed or entry["state"] in ("granted", "declined", "expired"):
+            return False
+        if entry["state"] == "claimed":
+            return self.now < entry["claim_until"]
+        return self.now < entry["expires"]
+
+    @rule(target=sessions)
+    def start(self) -> LinkSession:
+        context = CompanionContext("Chrome 156 on Linux", "browser", "ua", "127.0.0.1")
+        return self.registry.start(context, Owner(), self.now)
+
+    @rule(target=refs, session=sessions)
+    def issue(self, session: LinkSession) -> bytes:
+        previous = session.current
+        issued = self.registry.issue_next(session, self.now)
+        if issued is None:
+            assert session.finished or len(session.refs) == len(SCHEDULE_MS)
+            return b""
+        if previous is not None and self.model[previous.ref]["state"] in ("issued", "claimed"):
+            self.model[previous.ref]["state"] = "expired"
+        self.model[issued.ref] = {
+            "state": "issued",
+            "expires": self.now + SCHEDULE_MS[issued.index],
+            "session": session,
+        }
+        return issued.ref
+
+    @rule(ms=st.integers(min_value=0, max_value=150_000))
+    def wait(self, ms: int) -> None:
+        self.now += ms
+
+    @rule(session=sessions)
+    def close(self, session: LinkSession) -> None:
+        self.registry.close(session)
+
+    @rule(ref=refs, primary=st.sampled_from(PRIMARIES))
+    def inspect(self, ref: bytes, primary: str) -> None:
+        if not ref:
+            return
+        entry = self.model[ref]
+        expect_ok = self._live(ref) and (entry["state"] != "claimed" or entry["claim_by"] == primary)
+        try:
+            self.registry.claim(ref, primary, self.now)
+        except ApiError as error:
+            assert not expect_ok, error.code
+            return
+        assert expect_ok
+        entry.update(
+            state="claimed", claim_by=primary, claim_until=max(entry["expires"], self.now + CLAIM_MS)
+        )
+
+    @rule(ref=refs, primary=st.sampled_from(PRIMARIES), grant=st.booleans())
+    def resolve(self, ref: bytes, primary: str, grant: bool) -> None:
+        if not ref:
+            return
+        entry = self.model[ref]
+        expect_ok = self._live(ref) and (entry["state"] != "claimed" or entry["claim_by"] == primary)
+        outcome = RefState.GRANTED if grant else RefState.DECLINED
+        try:
+            self.registry.resolve(ref, primary, self.now, outcome)
+        except ApiError as error:
+            assert not expect_ok, error.code
+            assert error.code in ("ref_used", "ref_expired", "ref_unknown")
+            return
+        assert expect_ok
+        entry["state"] = "granted" if grant else "declined"
+        if grant:
+            self.granted.append(ref)
+
+    @invariant()
+    def a_ref_is_granted_at_most_once(self) -> None:
+        if hasattr(self, "granted"):
+            assert len(self.granted) == len(set(self.granted))
+
+    @invariant()
+    def a_session_grants_at_most_once(self) -> None:
+        if hasattr(self, "granted"):
+            sessions = [id(self.model[ref]["session"]) for ref in self.granted]
+            assert len(sessions) == len(set(sessions))
+
+
+TestLinkingHandshake = LinkingMachine.TestCase
