@@ -281,6 +281,7 @@ function showHome(): void {
 
 function renderDevices(): void {
   if (!state || !list) return;
+  if (document.activeElement?.closest(".edit, .confirm")) return; // the user is typing or confirming: later
   const now = socket?.serverNow() ?? Date.now();
   const rows = list.devices.map((device) => deviceRow(device, now));
   ui.devices.replaceChildren(...rows);
@@ -364,6 +365,7 @@ async function publishList(change: (devices: DeviceEntry[]) => DeviceEntry[], do
   } finally {
     busy = false;
   }
+  closeEditors();
   await refreshDevices();
 }
 
@@ -535,10 +537,11 @@ ui.decline.addEventListener("click", () => void decline());
 setInterval(() => {
   updateAge();
 }, 1000);
-setInterval(() => renderDevicesIfIdle(), 30_000);
+setInterval(() => void refreshDevicesIfIdle(), 15_000);
 
-function renderDevicesIfIdle(): void {
-  if (!ui.devices.querySelector(".edit, .confirm")) renderDevices();
+/** Presence (online, last active) changes without events: poll it, but never under an open editor. */
+async function refreshDevicesIfIdle(): Promise<void> {
+  if (!ui.devices.querySelector(".edit, .confirm") && !document.hidden) await refreshDevices();
 }
 
 // --- start-up --------------------------------------------------------------------------------------
