@@ -108,13 +108,13 @@ class ServerProcess:
 
 def start_server(data_dir: Path, log_path: Path) -> ServerProcess:
     port = free_port()
-    log = log_path.open("wb")
-    process = subprocess.Popen(
-        [str(LOCKSTEP), "serve", "--host", "127.0.0.1", "--port", str(port), "--data", str(data_dir)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "LOCKSTEP_WEB_ROOT": str(default_web_root())},
-    )
+    with log_path.open("wb") as log:  # the child keeps its own copy of the descriptor
+        process = subprocess.Popen(
+            [str(LOCKSTEP), "serve", "--host", "127.0.0.1", "--port", str(port), "--data", str(data_dir)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "LOCKSTEP_WEB_ROOT": str(default_web_root())},
+        )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
