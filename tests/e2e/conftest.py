@@ -1,0 +1,74 @@
+"""Browsers for the end-to-end tests: Debian's Chromium through Playwright, one with a fake camera.
+
+Playwright's sync API keeps an event loop running while it is alive, so it lives per module here and
+never overlaps the asyncio tests of other folders.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from camera import show_blank
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+PHONE = {"viewport": {"width": 412, "height": 860}, "is_mobile": True, "has_touch": True}
+
+
+@pytest.fixture(scope="module")
+def playwright() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as instance:
+        yield instance
+
+
+@dataclass
+class Phone:
+    """A browser with a camera the test controls."""
+
+    page: Any
+    camera: Path
+
+
+@pytest.fixture
+def computer(playwright: Any) -> Iterator[Any]:
+    """A desktop browser: opens the companion page."""
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    try:
+        yield context
+    finally:
+        browser.close()
+
+
+@pytest.fixture
+def phone(playwright: Any, tmp_path: Path) -> Iterator[Phone]:
+    """A phone-sized browser whose camera shows whatever the test puts in ``phone.camera``."""
+    camera = tmp_path / "camera.y4m"
+    show_blank(camera)
+    browser = playwright.chromium.launch(
+        executable_path=CHROMIUM,
+        args=[
+            *CHROMIUM_ARGS,
+            "--use-fake-ui-for-media-stream",
+            "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-video-capture={camera}",
+        ],
+    )
+    context = browser.new_context(**PHONE)
+    try:
+        yield Phone(context.new_page(), camera)
+    finally:
+        browser.close()

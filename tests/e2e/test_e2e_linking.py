@@ -1,0 +1,239 @@
+"""Linking as people do it, in real Chromium: a phone scans the computer's QR code with its camera.
+
+No shortcut through the API: the companion page's QR is screenshotted, fed to the phone browser as its
+camera, decoded there, approved there, and the companion page turns linked.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import segno
+from camera import show_blank, show_picture
+
+from conftest import Phone
+from lockstep.client.qrimage import read_image
+from lockstep.link.encoding import b64u_encode
+from lockstep.link.qr import LinkCode, decode_text
+
+pytestmark = pytest.mark.browser
+
+LOCKSTEP = str(Path(sys.executable).parent / "lockstep")
+TIMEOUT = 20_000
+
+
+def create_account(phone: Phone, url: str, handle: str = "alice", name: str = "Alice Liddell") -> None:
+    page = phone.page
+    page.goto(f"{url}/app")
+    page.get_by_test_id("handle").fill(handle)
+    page.get_by_test_id("display-name").fill(name)
+    page.get_by_test_id("create-account").click()
+    page.get_by_test_id("account").wait_for(timeout=TIMEOUT)
+    assert f"@{handle}" in page.get_by_test_id("account").inner_text()
+
+
+def open_companion(computer: Any, url: str) -> Any:
+    page = computer.new_page()
+    page.goto(f"{url}/")
+    page.get_by_test_id("qr").wait_for(state="visible", timeout=TIMEOUT)
+    assert "Link a device" in page.get_by_test_id("link-instructions").inner_text()
+    return page
+
+
+def scan(phone: Phone, picture: bytes | Path) -> None:
+    """Point the phone's camera at ``picture`` and start a scan in the primary app."""
+    show_picture(phone.camera, picture)
+    phone.page.get_by_test_id("link-device").click()
+
+
+def wait_for_context(phone: Phone) -> dict[str, str]:
+    page = phone.page
+    page.get_by_test_id("link-context").wait_for(timeout=TIMEOUT)
+    return {
+        key: page.get_by_test_id(f"context-{key}").inner_text()
+        for key in ("description", "address", "network", "age")
+    }
+
+
+def approve(phone: Phone) -> None:
+    phone.page.get_by_test_id("link-approve").click()
+    phone.page.get_by_test_id("link-success").wait_for(timeout=TIMEOUT)
+    show_blank(phone.camera)
+
+
+def lockstep(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([LOCKSTEP, *args], capture_output=True, text=True, timeout=30, check=False)
+
+
+def test_phone_scans_the_computer_and_links_it(
+    server_process, computer: Any, phone: Phone, tmp_path: Path
+) -> None:
+    url = server_process.url
+    create_account(phone, url)
+    laptop = open_companion(computer, url)
+    laptop.get_by_test_id("qr").screenshot(path=str(tmp_path / "qr.png"))
+    (tmp_path / "companion.png").write_bytes(laptop.screenshot())
+
+    scan(phone, tmp_path / "qr.png")
+    context = wait_for_context(phone)
+    assert "Chrome" in context["description"] and "Linux" in context["description"]
+    assert "127.0.0.1" in context["address"]
+    assert "same network" in context["network"].lower()
+    assert "s" in context["age"]
+    approve_box = phone.page.get_by_test_id("link-approve").bounding_box()
+    decline_box = phone.page.get_by_test_id("link-decline").bounding_box()
+    assert approve_box and decline_box
+    assert abs(approve_box["width"] - decline_box["width"]) < 2  # equally prominent
+    assert abs(approve_box["height"] - decline_box["height"]) < 2
+    approve(phone)
+
+    linked = laptop.get_by_test_id("linked-account")
+    linked.wait_for(timeout=TIMEOUT)
+    assert "@alice" in linked.inner_text() and "Alice Liddell" in linked.inner_text()
+    laptop.reload()
+    laptop.get_by_test_id("linked-account").wait_for(timeout=TIMEOUT)  # stays linked across reloads
+    row = phone.page.get_by_test_id("device-row").filter(has_text="Chrome 156")
+    row.wait_for(timeout=TIMEOUT)
+
+    # The server stored the link, but never the QR's secret (only phone and computer saw it).
+    code = decode_text(read_image(tmp_path / "qr.png"))
+    database = b"".join(p.read_bytes() for p in server_process.data_dir.glob("lockstep.sqlite3*"))
+    assert b"alice" in database
+    assert code.link_secret not in database and b64u_encode(code.link_secret).encode() not in database
+
+
+def test_unlink_logs_the_browser_companion_out(
+    server_process, computer: Any, phone: Phone, tmp_path: Path
+) -> None:
+    url = server_process.url
+    create_account(phone, url, "bob", "Bob")
+    laptop = open_companion(computer, url)
+    laptop.get_by_test_id("qr").screenshot(path=str(tmp_path / "qr.png"))
+    scan(phone, tmp_path / "qr.png")
+    wait_for_context(phone)
+    approve(phone)
+    laptop.get_by_test_id("linked-account").wait_for(timeout=TIMEOUT)
+
+    row = phone.page.get_by_test_id("device-row").filter(has_text="Chrome 156")
+    row.get_by_test_id("unlink").click()
+    phone.page.get_by_test_id("unlink-confirm").click()
+    laptop.get_by_test_id("logged-out").wait_for(timeout=TIMEOUT)
+    laptop.reload()
+    laptop.get_by_test_id("qr").wait_for(state="visible", timeout=TIMEOUT)  # keys wiped: back to a code
+    assert (
+        laptop.get_by_test_id("linked-account").count() == 0
+        or not laptop.get_by_test_id("linked-account").is_visible()
+    )
+
+
+def test_cli_primary_links_a_browser_companion(server_process, computer: Any, tmp_path: Path) -> None:
+    url, state = server_process.url, tmp_path / "primary"
+    assert (
+        lockstep(
+            "primary", "init", "--server", url, "--handle", "carol", "--name", "Carol", "--state", str(state)
+        ).returncode
+        == 0
+    )
+    laptop = open_companion(computer, url)
+    laptop.get_by_test_id("qr").screenshot(path=str(tmp_path / "qr.png"))
+    scanned = lockstep("primary", "scan", "--image", str(tmp_path / "qr.png"), "--yes", "--state", str(state))
+    assert scanned.returncode == 0, scanned.stderr
+    assert "Chrome" in scanned.stdout
+    laptop.get_by_test_id("linked-account").wait_for(timeout=TIMEOUT)
+    assert "@carol" in laptop.get_by_test_id("linked-account").inner_text()
+
+
+def test_browser_primary_links_a_cli_companion(server_process, phone: Phone, tmp_path: Path) -> None:
+    url, qr = server_process.url, tmp_path / "qr.png"
+    create_account(phone, url, "dora", "Dora")
+    companion = subprocess.Popen(
+        [
+            LOCKSTEP,
+            "companion",
+            "link",
+            "--server",
+            url,
+            "--qr-out",
+            str(qr),
+            "--quiet-qr",
+            "--state",
+            str(tmp_path / "c"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 15
+    while not qr.exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    scan(phone, qr)
+    context = wait_for_context(phone)
+    assert "Lockstep terminal" in context["description"]
+    approve(phone)
+    out, err = companion.communicate(timeout=20)
+    assert companion.returncode == 0, err
+    assert "Linked to @dora (Dora)" in out
+
+
+def test_a_code_for_another_server_is_refused(server_process, phone: Phone, tmp_path: Path) -> None:
+    create_account(phone, server_process.url, "erin", "Erin")
+    foreign = LinkCode(
+        "https://lockstep-verify.example", bytes(32), bytes(32), bytes(32), bytes(32)
+    ).to_text()
+    segno.make_qr(foreign).save(str(tmp_path / "foreign.png"), scale=8, border=4)
+    scan(phone, tmp_path / "foreign.png")
+    error = phone.page.get_by_test_id("link-error")
+    error.wait_for(timeout=TIMEOUT)
+    assert "not from your server" in error.inner_text()
+    assert (
+        phone.page.get_by_test_id("link-context").count() == 0
+        or not phone.page.get_by_test_id("link-context").is_visible()
+    )
+
+
+def test_a_used_code_is_refused(server_process, computer: Any, phone: Phone, tmp_path: Path) -> None:
+    create_account(phone, server_process.url, "fay", "Fay")
+    laptop = open_companion(computer, server_process.url)
+    laptop.get_by_test_id("qr").screenshot(path=str(tmp_path / "qr.png"))
+    scan(phone, tmp_path / "qr.png")
+    wait_for_context(phone)
+    approve(phone)
+    phone.page.reload()
+    phone.page.get_by_test_id("account").wait_for(timeout=TIMEOUT)
+    scan(phone, tmp_path / "qr.png")
+    error = phone.page.get_by_test_id("link-error")
+    error.wait_for(timeout=TIMEOUT)
+    assert "already used" in error.inner_text()
+
+
+def test_the_linking_url_opened_as_a_link_only_warns(server_process, computer: Any, tmp_path: Path) -> None:
+    requests: list[str] = []
+    page = computer.new_page()
+    page.on("request", lambda request: requests.append(request.url))
+    code = LinkCode(server_process.url, bytes(range(32)), bytes(32), bytes(32), bytes(32)).to_text()
+    page.goto(code)
+    warning = page.get_by_test_id("link-warning")
+    warning.wait_for(timeout=TIMEOUT)
+    text = warning.inner_text().lower()
+    assert "scan" in text and "nobody" in text
+    fragment = code.split("#", 1)[1]
+    assert "#" not in page.url  # the code is cleared from the address bar
+    assert all(fragment not in url for url in requests)
+
+
+def test_pages_are_served_with_a_strict_policy(server_process) -> None:
+    import urllib.request
+
+    with urllib.request.urlopen(server_process.url + "/app") as response:
+        headers = {k.lower(): v for k, v in response.headers.items()}
+    assert "frame-ancestors 'none'" in headers["content-security-policy"]
+    assert headers["x-frame-options"] == "DENY"
+    info = json.loads(urllib.request.urlopen(server_process.url + "/api/info").read())
+    assert info["origin"] == server_process.url
