@@ -1,0 +1,151 @@
+"""`lockstep ntp query|monitor|serve` as an operator runs them."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import subprocess
+import sys
+import time
+
+from conftest import free_udp_port, lockstep_ntp, run_server_in_thread
+from lockstep.ntp.aio import clock
+from lockstep.ntp.server import NtpServer, ServerState
+
+
+def local_core(stratum: int = 3) -> NtpServer:
+    return NtpServer(ServerState.local(stratum=stratum, now=clock.now()))
+
+
+def test_query_prints_the_fields_an_operator_expects() -> None:
+    with run_server_in_thread(local_core()) as server:
+        completed = lockstep_ntp("query", f"127.0.0.1:{server.port}")
+    assert completed.returncode == 0, completed.stderr
+    out = completed.stdout
+    for label in (
+        "offset",
+        "delay",
+        "stratum",
+        "reference id",
+        "leap indicator",
+        "precision",
+        "root delay",
+        "root dispersion",
+    ):
+        assert label in out
+    assert "stratum         3" in out
+    assert "127.127.1.1" in out
+
+
+def test_query_json() -> None:
+    with run_server_in_thread(local_core(stratum=6)) as server:
+        completed = lockstep_ntp("query", f"127.0.0.1:{server.port}", "--json")
+    answer = json.loads(completed.stdout)
+    assert answer["stratum"] == 6
+    assert abs(answer["offset"]) < 0.005
+    assert answer["leap_indicator"] == 0
+
+
+def test_query_timeout_is_a_clear_failure() -> None:
+    port = free_udp_port()  # nobody listens there
+    completed = lockstep_ntp("query", f"127.0.0.1:{port}", "--timeout", "0.5")
+    assert completed.returncode != 0
+    assert "no reply" in completed.stderr or "refused" in completed.stderr
+
+
+def test_query_kiss_of_death_is_a_clear_failure() -> None:
+    core = NtpServer(
+        ServerState.local(stratum=3, now=clock.now()),
+        deny=[ipaddress.ip_network("127.0.0.0/8")],
+    )
+    with run_server_in_thread(core) as server:
+        completed = lockstep_ntp("query", f"127.0.0.1:{server.port}", "--timeout", "2")
+    assert completed.returncode != 0
+    assert "kiss-o'-death DENY" in completed.stderr
+
+
+def test_query_unsynchronised_server_is_a_clear_failure() -> None:
+    with run_server_in_thread(NtpServer(ServerState.unsynchronized())) as server:
+        completed = lockstep_ntp("query", f"127.0.0.1:{server.port}", "--timeout", "2")
+    assert completed.returncode != 0
+    assert "unsynchronised" in completed.stderr
+
+
+def test_monitor_shows_sources_and_a_combined_offset() -> None:
+    with (
+        run_server_in_thread(local_core(stratum=2)) as a,
+        run_server_in_thread(local_core(stratum=2)) as b,
+        run_server_in_thread(local_core(stratum=2)) as c,
+    ):
+        completed = lockstep_ntp(
+            "monitor",
+            *(f"127.0.0.1:{s.port}" for s in (a, b, c)),
+            "--duration",
+            "7",
+            "--json",
+        )
+    assert completed.returncode == 0, completed.stderr
+    updates = [json.loads(line) for line in completed.stdout.splitlines()]
+    last = updates[-1]
+    assert abs(last["offset"]) < 0.002
+    assert last["stratum"] == 3
+    states = sorted(source["state"] for source in last["sources"])
+    assert states[-1] == "*" or "*" in states
+    assert all(source["reach"] > 0 for source in last["sources"])
+
+
+def test_monitor_table_output() -> None:
+    with run_server_in_thread(local_core()) as server:
+        completed = lockstep_ntp("monitor", f"127.0.0.1:{server.port}", "--duration", "8")
+    assert completed.returncode == 0, completed.stderr
+    assert "MS Name/IP address" in completed.stdout
+    assert f"*  127.0.0.1:{server.port}" in completed.stdout
+    assert "system offset" in completed.stdout
+
+
+def test_serve_follows_its_upstream_source_and_announces_stratum_plus_one() -> None:
+    port = free_udp_port()
+    with run_server_in_thread(local_core(stratum=2)) as upstream:
+        serving = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "lockstep.cli.ntp",
+                "ntp",
+                "serve",
+                "--port",
+                str(port),
+                "--server",
+                f"127.0.0.1:{upstream.port}",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        try:
+            assert serving.stdout is not None
+            assert "serving NTP" in serving.stdout.readline()
+            first = json.loads(lockstep_ntp("query", f"127.0.0.1:{port}", "--json").stdout or "{}")
+            deadline = time.monotonic() + 15
+            answer: dict[str, object] = {}
+            while time.monotonic() < deadline:
+                completed = lockstep_ntp("query", f"127.0.0.1:{port}", "--json")
+                if completed.returncode == 0:
+                    answer = json.loads(completed.stdout)
+                    break
+                time.sleep(1)
+        finally:
+            serving.terminate()
+            serving.communicate(timeout=10)
+    assert first == {}  # unsynchronised (no --local-stratum) until its source is selected
+    assert answer.get("stratum") == 3
+    assert answer.get("reference_id") == "127.0.0.1"
+
+
+def test_serve_refuses_a_busy_port() -> None:
+    with run_server_in_thread(local_core()) as server:
+        completed = lockstep_ntp("serve", "--port", str(server.port), timeout=20)
+    assert completed.returncode != 0
+    assert "cannot serve" in completed.stderr

@@ -1,0 +1,136 @@
+"""NTPsec's ntpdig and ntplib read our server; random UDP garbage does not disturb it.
+
+ntpdig only speaks to port 123, so our server runs in a network namespace this test creates
+(loopback only), or on 127.0.0.1:123 when namespaces are unavailable and the port is free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import ntplib
+import pytest
+
+from conftest import run_server_in_thread
+from lockstep.ntp.aio import clock
+from lockstep.ntp.aio.client import query
+from lockstep.ntp.server import NtpServer, RateLimit, ServerState
+
+pytestmark = pytest.mark.interop
+
+NTPDIG = shutil.which("ntpdig") or "/usr/bin/ntpdig"
+
+
+def _port_123_free() -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", 123))
+        except OSError:
+            return False
+    return True
+
+
+@pytest.fixture
+def port_123_sandbox() -> Iterator[list[str]]:
+    """A command prefix that runs programs where 127.0.0.1:123 is ours to use."""
+    name = f"lsntp{secrets.token_hex(4)}"
+    created = subprocess.run(["ip", "netns", "add", name], capture_output=True)
+    if created.returncode == 0:
+        try:
+            subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"], check=True)
+            yield ["ip", "netns", "exec", name]
+        finally:
+            subprocess.run(["ip", "netns", "del", name], check=False)
+    elif _port_123_free():
+        yield []
+    else:
+        pytest.skip("needs `ip netns` (root) or a free 127.0.0.1:123 for ntpdig")
+
+
+def test_ntpdig_reads_our_server(port_123_sandbox: list[str]) -> None:
+    server = subprocess.Popen(
+        [
+            *port_123_sandbox,
+            sys.executable,
+            "-m",
+            "lockstep.cli.ntp",
+            "ntp",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "123",
+            "--local-stratum",
+            "7",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert server.stdout is not None
+        assert "serving NTP" in server.stdout.readline()
+        result = subprocess.run(
+            [*port_123_sandbox, NTPDIG, "-j", "-t", "2", "127.0.0.1"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+        assert result.returncode == 0, result.stderr
+        answer = json.loads(result.stdout)
+        assert answer["stratum"] == 7
+        assert answer["leap"] == "no-leap"
+        assert abs(answer["offset"]) < 0.005
+    finally:
+        server.terminate()
+        server.communicate(timeout=10)
+
+
+def test_ntplib_reads_our_server() -> None:
+    core = NtpServer(ServerState.local(stratum=4, now=clock.now()))
+    with run_server_in_thread(core) as server:
+        for version in (3, 4):
+            response = ntplib.NTPClient().request("127.0.0.1", port=server.port, version=version)
+            assert response.stratum == 4
+            assert response.version == version
+            assert abs(response.offset) < 0.005
+            assert ntplib.ref_id_to_text(response.ref_id, response.stratum) == "127.127.1.1"
+
+
+def test_udp_garbage_is_dropped_and_counted_while_service_continues() -> None:
+    core = NtpServer(
+        ServerState.local(stratum=4, now=clock.now()),
+        rate_limit=RateLimit(average_rate=1000, burst=1000),
+    )
+    rng = random.Random(1)
+    with run_server_in_thread(core) as server:
+        replies = []
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            for _ in range(300):
+                size = rng.choice([0, 1, 47, 48, 49, 68, 200, 1000])
+                sock.sendto(rng.randbytes(size), ("127.0.0.1", server.port))
+            sock.settimeout(0.5)
+            try:
+                while True:
+                    replies.append(sock.recv(4096))
+            except TimeoutError:
+                pass
+        # Only >= 48-byte client requests are answered, always with exactly 48 bytes.
+        assert all(len(reply) == 48 for reply in replies)
+        assert len(replies) == core.counters.replied + core.counters.kiss_sent
+        time.sleep(0.1)
+        result = asyncio.run(query(f"127.0.0.1:{server.port}", timeout=3))
+        assert result.info.stratum == 4
+    assert sum(core.dropped.values()) > 0
+    assert core.counters.received >= 301
