@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fake_lockstep import FakeServer
 
 ROOT = Path(__file__).resolve().parents[2]
 WEB = ROOT / "web"
@@ -115,7 +116,7 @@ def static_origin() -> Iterator[str]:
         thread.join()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
@@ -146,3 +147,9 @@ def harness(page: Any, static_origin: str, harness_build: None) -> Any:
     page.wait_for_function("window.lockstepReady === true")
     assert errors == []
     return page
+
+
+@pytest.fixture
+def fake_server(page: Any, static_origin: str, product_build: None) -> FakeServer:
+    """The page's /ws answered by the test instead of a real server (see fake_lockstep.py)."""
+    return FakeServer(page, static_origin)

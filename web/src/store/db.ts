@@ -38,7 +38,10 @@ function run<T>(name: string, mode: IDBTransactionMode, action: (store: IDBObjec
 export class StateStore<T> {
   constructor(readonly dbName: string) {}
 
+  /** The stored state, if any; never creates the database just to look. */
   async load(): Promise<T | undefined> {
+    const existing = await indexedDB.databases();
+    if (!existing.some((db) => db.name === this.dbName)) return undefined;
     return run<T | undefined>(this.dbName, "readonly", (store) => store.get(KEY));
   }
 

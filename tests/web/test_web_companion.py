@@ -1,0 +1,333 @@
+"""The companion page (index.html) against a scripted server, in real Chromium.
+
+The page's /ws is answered by the test (conftest.FakeServer), so rotation, idle, decline and dropped
+connections can be driven precisely; grants are made by the Python primary code (lockstep.link), so this
+also checks the browser and Python implementations against each other.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+from typing import Any
+
+import pytest
+import zxingcpp
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from fake_lockstep import FakeConnection, FakeServer, now_ms
+from PIL import Image
+
+from lockstep.link.devices import DeviceEntry, DeviceList, Role
+from lockstep.link.encoding import key_id
+from lockstep.link.envelope import Context, auth_message, verify
+from lockstep.link.grant import AccountInfo, approve
+from lockstep.link.qr import LinkCode, decode_text
+
+pytestmark = pytest.mark.browser
+
+
+def b64u(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def unb64u(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def send_ref(
+    conn: FakeConnection, ref: bytes, index: int = 0, ttl_ms: int = 60_000, last: bool = False
+) -> None:
+    now = now_ms()
+    conn.send(
+        {
+            "event": "link.ref",
+            "ref": b64u(ref),
+            "issued_at": now,
+            "expires_at": now + ttl_ms,
+            "server_time": now,
+            "index": index,
+            "last": last,
+        }
+    )
+
+
+def scan(page: Any, origin: str, expect_ref: bytes | None = None, timeout_s: float = 10.0) -> LinkCode:
+    """Decodes the page's QR element (as a phone would), waiting for the code with `expect_ref`."""
+    deadline = now_ms() + int(timeout_s * 1000)
+    while True:
+        qr = page.get_by_test_id("qr")
+        qr.wait_for(state="visible")
+        results = zxingcpp.read_barcodes(Image.open(io.BytesIO(qr.screenshot())))
+        if results:
+            code = decode_text(results[0].text, own_origin=origin)
+            if expect_ref is None or code.ref == expect_ref:
+                return code
+        assert now_ms() < deadline, "the expected code never showed"
+        page.wait_for_timeout(50)
+
+
+def start_linking(server: FakeServer) -> None:
+    server.replies["link.start"] = lambda conn, req: {
+        "schedule_ms": [60000, 20000, 20000, 20000, 20000, 20000]
+    }
+
+
+def test_codes_rotate_with_fresh_secrets_then_idle(
+    page: Any, fake_server: FakeServer, static_origin: str
+) -> None:
+    start_linking(fake_server)
+    page.goto(f"{static_origin}/")
+    fake_server.wait_until(
+        lambda: fake_server.connections and "link.start" in fake_server.last.ops(), what="link.start"
+    )
+    conn = fake_server.last
+    assert conn.requests[0]["client"] == "browser"
+
+    refs = [bytes([i]) * 32 for i in range(1, 4)]
+    send_ref(conn, refs[0])
+    first = scan(page, static_origin, refs[0])
+    assert first.origin == static_origin
+    assert re.fullmatch(r"New code in (59|60) s", page.get_by_test_id("countdown").inner_text())
+    assert (
+        page.get_by_test_id("link-instructions")
+        .inner_text()
+        .startswith(
+            "Open Lockstep on your phone → Linked devices → Link a device → point your phone at this screen"
+        )
+    )
+
+    send_ref(conn, refs[1], index=1, ttl_ms=20_000)
+    second = scan(page, static_origin, refs[1])
+    assert second.link_secret != first.link_secret  # a fresh secret for every ref
+    assert (second.ephemeral_key, second.device_key) == (first.ephemeral_key, first.device_key)
+
+    send_ref(conn, refs[2], index=5, ttl_ms=20_000, last=True)
+    scan(page, static_origin, refs[2])
+    assert page.get_by_test_id("countdown").inner_text().startswith("This code expires in")
+
+    conn.send({"event": "link.idle"})
+    page.get_by_test_id("qr").wait_for(state="hidden")
+    new_code = page.get_by_test_id("new-code")
+    new_code.wait_for(state="visible")
+    assert new_code.inner_text() == "Click to get a new code"
+    new_code.click()
+    fake_server.wait_until(lambda: conn.ops().count("link.start") == 2, what="a second link.start")
+    send_ref(conn, bytes([9]) * 32)
+    fresh = scan(page, static_origin, bytes([9]) * 32)
+    assert fresh.device_key != first.device_key and fresh.link_secret != first.link_secret
+
+
+def test_declined_offers_a_new_code(page: Any, fake_server: FakeServer, static_origin: str) -> None:
+    start_linking(fake_server)
+    page.goto(f"{static_origin}/")
+    fake_server.wait_until(
+        lambda: fake_server.connections and "link.start" in fake_server.last.ops(), what="link.start"
+    )
+    send_ref(fake_server.last, bytes([1]) * 32)
+    scan(page, static_origin)
+    fake_server.last.send({"event": "link.declined"})
+    page.get_by_test_id("qr").wait_for(state="hidden")
+    assert "declined" in page.get_by_test_id("link-status").inner_text()
+    assert page.get_by_test_id("new-code").is_visible()
+
+
+def test_dropped_socket_hides_code_and_starts_a_new_session(
+    page: Any, fake_server: FakeServer, static_origin: str
+) -> None:
+    start_linking(fake_server)
+    page.goto(f"{static_origin}/")
+    fake_server.wait_until(
+        lambda: fake_server.connections and "link.start" in fake_server.last.ops(), what="link.start"
+    )
+    send_ref(fake_server.last, bytes([1]) * 32)
+    old = scan(page, static_origin)
+
+    fake_server.last.close()
+    page.get_by_test_id("qr").wait_for(state="hidden", timeout=1000)
+    assert page.get_by_test_id("link-status").inner_text() == "Reconnecting…"
+
+    fake_server.wait_until(lambda: len(fake_server.connections) == 2, what="a reconnect")
+    fake_server.wait_until(lambda: "link.start" in fake_server.last.ops(), what="link.start after reconnect")
+    assert page.get_by_test_id("qr").is_hidden()  # nothing shown until the new session's first ref
+    send_ref(fake_server.last, bytes([2]) * 32)
+    new = scan(page, static_origin, bytes([2]) * 32)
+    assert new.link_secret != old.link_secret and new.ephemeral_key != old.ephemeral_key
+
+
+class Primary:
+    """A Python primary (lockstep.link) that approves the scanned code, as `lockstep primary scan` would."""
+
+    def __init__(self) -> None:
+        self.account_key = Ed25519PrivateKey.generate()
+        self.device_key = Ed25519PrivateKey.generate()
+        account_public = self.account_key.public_key().public_bytes_raw()
+        self.account = AccountInfo(key_id(account_public), "alice", "Alice Liddell", account_public)
+        primary = DeviceEntry.new(
+            self.device_key.public_key().public_bytes_raw(), Role.PRIMARY, "Phone", now_ms()
+        )
+        self.devices = DeviceList(self.account.account_id, 1, now_ms(), (primary,))
+
+    def approve(self, code: LinkCode, name: str) -> dict[str, Any]:
+        approval = approve(code, self.account_key, self.account, self.devices, name, now_ms())
+        self.devices = approval.new_list
+        return {"enc": b64u(approval.sealed.enc), "ciphertext": b64u(approval.sealed.ciphertext)}
+
+    def publish(self, devices: DeviceList) -> dict[str, str]:
+        self.devices = devices
+        return devices.sign(self.account_key).to_json()
+
+    def auth_result(self, device_id: str) -> dict[str, Any]:
+        return {
+            "account": self.account.to_json(),
+            "device_id": device_id,
+            "role": "companion",
+            "device_list": self.devices.sign(self.account_key).to_json(),
+        }
+
+
+def answer_auth(primary: Primary, code: LinkCode, origin: str) -> Any:
+    """An `auth` reply that checks the browser's signature the way the server does (§7.2)."""
+
+    def reply(conn: FakeConnection, request: dict[str, Any]) -> Any:
+        if (
+            request["device_id"] != key_id(code.device_key)
+            or primary.devices.find(request["device_id"]) is None
+        ):
+            return ("device_unknown", "no such device")
+        verify(
+            code.device_key, Context.AUTH, auth_message(conn.challenge, origin), unb64u(request["signature"])
+        )
+        return primary.auth_result(request["device_id"])
+
+    return reply
+
+
+STORED_KEYS = """
+() => new Promise((resolve) => {
+  const open = indexedDB.open("lockstep-companion");
+  open.onsuccess = () => {
+    const get = open.result.transaction("state").objectStore("state").get("current");
+    get.onsuccess = () => {
+      const s = get.result;
+      open.result.close();
+      resolve(s && [s.deviceKey, s.ephemeralKey].map((k) => [k.type, k.algorithm.name, k.extractable]));
+    };
+  };
+})
+"""
+
+
+def test_links_with_a_python_grant_stays_linked_then_is_unlinked(
+    page: Any, fake_server: FakeServer, static_origin: str
+) -> None:
+    start_linking(fake_server)
+    primary = Primary()
+    page.goto(f"{static_origin}/")
+    fake_server.wait_until(
+        lambda: fake_server.connections and "link.start" in fake_server.last.ops(), what="link.start"
+    )
+    send_ref(fake_server.last, bytes([7]) * 32)
+    code = scan(page, static_origin)
+    fake_server.replies["auth"] = answer_auth(primary, code, static_origin)
+
+    fake_server.last.send({"event": "link.granted", **primary.approve(code, "Work laptop")})
+    linked = page.get_by_test_id("linked-account")
+    linked.wait_for(state="visible")
+    assert "Linked to @alice (Alice Liddell) as Work laptop" in linked.inner_text()
+    assert fake_server.last.ops() == ["link.start", "auth"]
+    assert page.evaluate(STORED_KEYS) == [["private", "Ed25519", False], ["private", "X25519", False]]
+
+    page.reload()  # stays linked: re-authenticates with the stored key
+    linked.wait_for(state="visible")
+    fake_server.wait_until(lambda: fake_server.last.ops() == ["auth"], what="auth after reload")
+    assert "as Work laptop" in linked.inner_text()
+
+    other = DeviceEntry.new(
+        Ed25519PrivateKey.generate().public_key().public_bytes_raw(), Role.COMPANION, "Den PC", 1
+    )
+    with_other = primary.devices.with_companion(other, now_ms())
+    fake_server.last.send(
+        {
+            "event": "devices.changed",
+            "device_list": primary.publish(with_other),
+            "change": {"kind": "linked", "device_id": other.device_id, "name": "Den PC"},
+        }
+    )
+    page.get_by_test_id("notice").wait_for(state="visible")
+    assert page.get_by_test_id("notice").inner_text() == "New device linked: Den PC"
+
+    without_me = primary.devices.without(key_id(code.device_key), now_ms())
+    fake_server.last.send(
+        {
+            "event": "devices.changed",
+            "device_list": primary.publish(without_me),
+            "change": {"kind": "unlinked", "device_id": key_id(code.device_key), "name": "Work laptop"},
+        }
+    )
+    page.get_by_test_id("logged-out").wait_for(state="visible")
+    assert linked.is_hidden()
+    assert page.evaluate("indexedDB.databases().then((dbs) => dbs.map((d) => d.name))") == []
+    assert page.get_by_test_id("link-again").is_visible()
+
+
+def test_unlinked_by_close_code_4001(page: Any, fake_server: FakeServer, static_origin: str) -> None:
+    start_linking(fake_server)
+    primary = Primary()
+    page.goto(f"{static_origin}/")
+    fake_server.wait_until(
+        lambda: fake_server.connections and "link.start" in fake_server.last.ops(), what="link.start"
+    )
+    send_ref(fake_server.last, bytes([7]) * 32)
+    code = scan(page, static_origin)
+    fake_server.replies["auth"] = answer_auth(primary, code, static_origin)
+    fake_server.last.send({"event": "link.granted", **primary.approve(code, "Work laptop")})
+    page.get_by_test_id("linked-account").wait_for(state="visible")
+
+    fake_server.last.close(code=4001)
+    page.get_by_test_id("logged-out").wait_for(state="visible")
+    assert page.evaluate("indexedDB.databases().then((dbs) => dbs.length)") == 0
+    page.wait_for_timeout(1500)
+    assert len(fake_server.connections) == 1  # no reconnect once logged out
+
+
+def test_auth_device_unknown_logs_out(page: Any, fake_server: FakeServer, static_origin: str) -> None:
+    start_linking(fake_server)
+    primary = Primary()
+    page.goto(f"{static_origin}/")
+    fake_server.wait_until(
+        lambda: fake_server.connections and "link.start" in fake_server.last.ops(), what="link.start"
+    )
+    send_ref(fake_server.last, bytes([7]) * 32)
+    code = scan(page, static_origin)
+    fake_server.replies["auth"] = answer_auth(primary, code, static_origin)
+    fake_server.last.send({"event": "link.granted", **primary.approve(code, "Work laptop")})
+    page.get_by_test_id("linked-account").wait_for(state="visible")
+
+    fake_server.replies["auth"] = lambda conn, req: ("device_unknown", "no such device")
+    page.reload()
+    page.get_by_test_id("logged-out").wait_for(state="visible")
+    assert page.evaluate("indexedDB.databases().then((dbs) => dbs.length)") == 0
+
+
+def test_grant_naming_another_device_is_refused(
+    page: Any, fake_server: FakeServer, static_origin: str
+) -> None:
+    """A grant that opens (right secret) but certifies someone else's device key stores nothing."""
+    start_linking(fake_server)
+    primary = Primary()
+    page.goto(f"{static_origin}/")
+    fake_server.wait_until(
+        lambda: fake_server.connections and "link.start" in fake_server.last.ops(), what="link.start"
+    )
+    send_ref(fake_server.last, bytes([7]) * 32)
+    code = scan(page, static_origin)
+    intruder = Ed25519PrivateKey.generate().public_key().public_bytes_raw()
+    swapped = LinkCode(code.origin, code.ref, code.ephemeral_key, intruder, code.link_secret)
+    fake_server.last.send({"event": "link.granted", **primary.approve(swapped, "Intruder")})
+
+    page.get_by_test_id("new-code").wait_for(state="visible")
+    assert "refused" in page.get_by_test_id("link-status").inner_text()
+    assert page.get_by_test_id("linked-account").is_hidden()
+    assert "auth" not in fake_server.connections[0].ops()
+    assert page.evaluate("indexedDB.databases().then((dbs) => dbs.length)") == 0
