@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 from lockstep.cli import CommandError
 from lockstep.client.errors import ClientError
+from lockstep.client.session import DeviceSession
 from lockstep.client.state import DeviceState, default_state_dir
 from lockstep.link.errors import LinkError
 
@@ -43,3 +45,9 @@ def add_state_argument(parser: Any, role: str) -> None:
     parser.add_argument(
         "--state", metavar="DIR", help=f"device state folder (default: {default_state_dir(role)})"
     )
+
+
+def warn_about_clock(session: DeviceSession) -> None:
+    """Tell the person when their clock is far from the server's (Lockstep itself uses server time)."""
+    if session.clock.far_off:
+        print(f"lockstep: note: {session.clock.describe()}", file=sys.stderr)

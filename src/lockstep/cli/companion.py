@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from lockstep.cli.common import add_state_argument, load_state, run_client, state_dir
+from lockstep.cli.common import add_state_argument, load_state, run_client, state_dir, warn_about_clock
 from lockstep.client import companion, qrimage
 from lockstep.client.companion import ShownCode
 from lockstep.client.session import DeviceSession
@@ -66,6 +66,7 @@ def run_status(args: argparse.Namespace) -> int:
     async def check() -> DeviceSession:
         session = await DeviceSession.open(state)
         await session.close()
+        warn_about_clock(session)
         return session
 
     session = run_client(check())

@@ -10,7 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from lockstep.cli import CommandError
-from lockstep.cli.common import add_state_argument, load_state, refusals, run_client, state_dir
+from lockstep.cli.common import (
+    add_state_argument,
+    load_state,
+    refusals,
+    run_client,
+    state_dir,
+    warn_about_clock,
+)
 from lockstep.client import primary, qrimage
 from lockstep.client.primary import PrimarySession
 from lockstep.client.state import DeviceState
@@ -80,6 +87,7 @@ def run_scan(args: argparse.Namespace) -> int:
 
     async def scan() -> str | None:
         session = await PrimarySession.open(state)
+        warn_about_clock(session)
         try:
             context = await session.inspect(code)
             companion, network = context["companion"], context["network"]

@@ -10,6 +10,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
+from lockstep.client import timesync
 from lockstep.client.connection import ServerConnection
 from lockstep.client.errors import ClientError, StateError
 from lockstep.client.session import DeviceSession
@@ -106,4 +107,5 @@ async def _finish(
     state.save()
     session = DeviceSession(state, connection)
     await session.authenticate()
+    session.clock = await timesync.measure(connection)
     return session

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from lockstep.client import timesync
 from lockstep.client.connection import ServerConnection
 from lockstep.client.errors import StateError
 from lockstep.client.session import DeviceSession
@@ -17,10 +17,6 @@ from lockstep.link.encoding import b64u_encode, key_id
 from lockstep.link.envelope import Context, Envelope, auth_message, sign
 from lockstep.link.grant import AccountInfo, approve
 from lockstep.link.qr import LinkCode
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 async def create_account(
@@ -34,8 +30,9 @@ async def create_account(
     device_public = device_key.public_key().public_bytes_raw()
     connection = await ServerConnection.open(server_url)
     try:
-        primary = DeviceEntry.new(device_public, Role.PRIMARY, device_name, now_ms())
-        devices = DeviceList(key_id(account_public), 1, now_ms(), (primary,))
+        now = (await timesync.measure(connection)).now_ms()
+        primary = DeviceEntry.new(device_public, Role.PRIMARY, device_name, now)
+        devices = DeviceList(key_id(account_public), 1, now, (primary,))
         envelope = devices.sign(account_key)
         signature = sign(device_key, Context.AUTH, auth_message(connection.challenge, connection.origin))
         await connection.request(
@@ -72,7 +69,12 @@ class PrimarySession(DeviceSession):
     async def approve(self, code: LinkCode, device_name: str) -> str:
         await self.refresh()
         approval = approve(
-            code, self.state.account_key(), self.state.account, self.state.devices, device_name, now_ms()
+            code,
+            self.state.account_key(),
+            self.state.account,
+            self.state.devices,
+            device_name,
+            self.clock.now_ms(),
         )
         result = await self.connection.request(
             "link.approve",
@@ -103,11 +105,11 @@ class PrimarySession(DeviceSession):
 
     async def unlink(self, device_id: str) -> None:
         await self.refresh()
-        await self.publish(self.state.devices.without(self.resolve(device_id), now_ms()))
+        await self.publish(self.state.devices.without(self.resolve(device_id), self.clock.now_ms()))
 
     async def rename(self, device_id: str, name: str) -> None:
         await self.refresh()
-        await self.publish(self.state.devices.renamed(self.resolve(device_id), name, now_ms()))
+        await self.publish(self.state.devices.renamed(self.resolve(device_id), name, self.clock.now_ms()))
 
     def resolve(self, device: str) -> str:
         """A device named by id, id prefix (at least 4 characters) or exact name."""

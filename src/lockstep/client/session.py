@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Self
 
+from lockstep.client import timesync
 from lockstep.client.connection import ServerConnection
 from lockstep.client.errors import ServerRefused, StateError
 from lockstep.client.state import DeviceState
+from lockstep.client.timesync import ServerClock
 from lockstep.link.encoding import b64u_encode
 from lockstep.link.envelope import Context, Envelope, auth_message, sign
 
@@ -20,6 +22,8 @@ class DeviceUnlinked(StateError):
 class DeviceSession:
     state: DeviceState
     connection: ServerConnection
+    clock: ServerClock = field(default_factory=lambda: ServerClock(0.0, 0.0))
+    """Server time as measured over this connection (see :mod:`lockstep.client.timesync`)."""
 
     @classmethod
     async def open(cls, state: DeviceState, *, ca_file: str | None = None) -> Self:
@@ -27,6 +31,7 @@ class DeviceSession:
         session = cls(state, connection)
         try:
             await session.authenticate()
+            session.clock = await timesync.measure(connection)
         except BaseException:
             await connection.close()
             raise

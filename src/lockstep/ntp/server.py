@@ -173,8 +173,9 @@ class NtpServer:
     def respond(self, data: bytes, client: Hashable, now: int) -> bytes | PacketDropped:
         """Answer one datagram received at ``now`` (full NTP time) from ``client``.
 
-        ``client`` identifies the sender for rate limiting; pass the source IP address string
-        (not the port: a client changing ports is still one client). Returns the reply bytes, or
+        ``client`` identifies the sender for rate limiting and the deny list: the source IP
+        address as text or packed bytes (not the port: a client changing ports is still one
+        client). Returns the reply bytes, or
         a :class:`PacketDropped` saying why there is no reply.
         """
         counters = self.counters
@@ -241,7 +242,8 @@ class NtpServer:
 
     def _denied(self, client: Hashable) -> bool:
         try:
-            address = ipaddress.ip_address(str(client))
+            # A packed address (bytes, from the batched adapter) or its text form.
+            address = ipaddress.ip_address(client if isinstance(client, bytes) else str(client))
         except ValueError:
             return False
         return any(address in network for network in self.deny)

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from multiprocessing.process import BaseProcess
 
+from lockstep.ntp.aio import mmsg
 from lockstep.ntp.server import NtpServer
 from lockstep.ntp.timestamps import from_unix_ns
 
@@ -44,14 +45,32 @@ def open_udp_socket(host: str, port: int, *, reuse_port: bool = False) -> socket
 
 
 class UdpServer:
-    """Serve one :class:`NtpServer` core on one socket inside a running event loop."""
+    """Serve one :class:`NtpServer` core on one socket inside a running event loop.
 
-    def __init__(self, core: NtpServer, sock: socket.socket, *, batch: int = 256) -> None:
+    On Linux it reads and answers up to 64 datagrams per system call (``recvmmsg`` /
+    ``sendmmsg``, see :mod:`lockstep.ntp.aio.mmsg`); elsewhere, or with ``batched=False``, it
+    drains the socket one ``recvfrom`` at a time, up to ``batch`` datagrams per wake-up. With
+    batching, all datagrams read by one ``recvmmsg`` share one receive timestamp.
+    """
+
+    def __init__(
+        self,
+        core: NtpServer,
+        sock: socket.socket,
+        *,
+        batch: int = 256,
+        batched: bool | None = None,
+    ) -> None:
         self.core = core
         self.sock = sock
         self.batch = batch
         self.send_errors = 0
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._mmsg: mmsg.DatagramBatch | None = None
+        if batched is None:
+            batched = mmsg.available()
+        if batched:
+            self._mmsg = mmsg.DatagramBatch(sock, size=64, max_datagram=MAX_DATAGRAM)
 
     @property
     def address(self) -> tuple[str, int]:
@@ -60,7 +79,8 @@ class UdpServer:
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._loop.add_reader(self.sock.fileno(), self._drain)
+        reader = self._drain if self._mmsg is None else self._drain_batched
+        self._loop.add_reader(self.sock.fileno(), reader)
 
     def close(self) -> None:
         if self._loop is not None:
@@ -87,6 +107,41 @@ class UdpServer:
                     sendto(reply, address)
                 except OSError:
                     self.send_errors += 1
+
+    def _drain_batched(self) -> None:
+        batch = self._mmsg
+        assert batch is not None
+        respond = self.core.respond
+        clock = time.time_ns
+        received = memoryview(batch.rdata)
+        raddr = batch.raddr
+        sdata = batch.sdata
+        saddr = batch.saddr
+        slot = batch.max_datagram
+        address_length = batch.address_length
+        # sockaddr_in: the IPv4 address at bytes 4..8; sockaddr_in6: the IPv6 address at 8..24.
+        key_start, key_end = (4, 8) if address_length == 16 else (8, 24)
+        for _ in range(self.batch // batch.size + 1):
+            try:
+                count = batch.receive()
+            except OSError:
+                continue  # an ICMP error reported on the socket: nothing to do with it
+            if count == 0:
+                return
+            now = from_unix_ns(clock())
+            out = 0
+            for i in range(count):
+                start = i * slot
+                data = bytes(received[start : start + batch.length(i)])
+                address = i * mmsg.ADDRESS_SIZE
+                reply = respond(data, bytes(raddr[address + key_start : address + key_end]), now)
+                if type(reply) is bytes:
+                    sdata[out * 48 : out * 48 + 48] = reply
+                    target = out * mmsg.ADDRESS_SIZE
+                    saddr[target : target + address_length] = raddr[address : address + address_length]
+                    out += 1
+            if out:
+                self.send_errors += out - batch.send(out)
 
 
 async def serve(
