@@ -14,10 +14,12 @@ import shutil
 import subprocess
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fake_camera import FakeCamera
 from fake_lockstep import FakeServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -117,15 +119,20 @@ def static_origin() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def chromium() -> Iterator[Any]:
+def playwright() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    with sync_playwright() as instance:
+        yield instance
+
+
+@pytest.fixture(scope="module")
+def chromium(playwright: Any) -> Iterator[Any]:
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    try:
+        yield browser
+    finally:
+        browser.close()
 
 
 @pytest.fixture
@@ -153,3 +160,29 @@ def harness(page: Any, static_origin: str, harness_build: None) -> Any:
 def fake_server(page: Any, static_origin: str, product_build: None) -> FakeServer:
     """The page's /ws answered by the test instead of a real server (see fake_lockstep.py)."""
     return FakeServer(page, static_origin)
+
+
+@pytest.fixture
+def phone(playwright: Any, tmp_path: Path) -> Iterator[Phone]:
+    """A phone-sized Chromium whose (fake) camera shows what the test puts on it; camera allowed."""
+    camera = FakeCamera(tmp_path / "camera.y4m")
+    browser = playwright.chromium.launch(
+        executable_path=CHROMIUM,
+        args=[
+            *CHROMIUM_ARGS,
+            "--use-fake-ui-for-media-stream",
+            "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-video-capture={camera.path}",
+        ],
+    )
+    context = browser.new_context(viewport={"width": 412, "height": 860}, is_mobile=True, has_touch=True)
+    try:
+        yield Phone(context.new_page(), camera)
+    finally:
+        browser.close()
+
+
+@dataclass
+class Phone:
+    page: Any
+    camera: FakeCamera
