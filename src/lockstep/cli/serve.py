@@ -28,6 +28,9 @@ def register(subparsers: Any) -> None:
         help="also serve HTTPS on this machine's LAN address for phones (self-signed unless --tls-cert)",
     )
     parser.add_argument("--lan-port", type=int, default=8443, help="HTTPS port for --lan (default 8443)")
+    parser.add_argument(
+        "--lan-host", default="0.0.0.0", help="address the --lan listener binds (default: all)"  # noqa: S104
+    )
     parser.set_defaults(handler=run)
 
 
@@ -58,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
             cert, key = args.tls_cert, args.tls_key
         else:
             cert, key = ensure_certificate(settings.data_dir / "tls", [*lan, "127.0.0.1", "localhost"])
-        listeners.append(Listener("0.0.0.0", args.lan_port, cert, key))  # noqa: S104
+        listeners.append(Listener(args.lan_host, args.lan_port, cert, key))
         origin = settings.public_origin or f"https://{phone_host}:{args.lan_port}"
         lines += [
             f"  On this computer (shows the QR code):  {listeners[0].url()}/",
