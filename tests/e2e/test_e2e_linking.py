@@ -237,3 +237,39 @@ def test_pages_are_served_with_a_strict_policy(server_process) -> None:
     assert headers["x-frame-options"] == "DENY"
     info = json.loads(urllib.request.urlopen(server_process.url + "/api/info").read())
     assert info["origin"] == server_process.url
+
+
+def test_every_other_device_hears_of_a_new_link_and_a_rename(
+    server_process, computer: Any, phone: Phone, tmp_path: Path
+) -> None:
+    url = server_process.url
+    create_account(phone, url, "gus", "Gus")
+    first = open_companion(computer, url)
+    first.get_by_test_id("qr").screenshot(path=str(tmp_path / "first.png"))
+    scan(phone, tmp_path / "first.png")
+    wait_for_context(phone)
+    phone.page.get_by_test_id("device-name-input").fill("Office PC")
+    approve(phone)
+    first.get_by_test_id("linked-account").wait_for(timeout=TIMEOUT)
+    assert "Office PC" in first.get_by_test_id("linked-account").inner_text()
+
+    other_computer = computer.browser.new_context(viewport={"width": 1280, "height": 860})
+    second = open_companion(other_computer, url)  # its own storage: a different computer
+    second.get_by_test_id("qr").screenshot(path=str(tmp_path / "second.png"))
+    phone.page.reload()
+    phone.page.get_by_test_id("account").wait_for(timeout=TIMEOUT)
+    scan(phone, tmp_path / "second.png")
+    wait_for_context(phone)
+    phone.page.get_by_test_id("device-name-input").fill("Home laptop")
+    approve(phone)
+    second.get_by_test_id("linked-account").wait_for(timeout=TIMEOUT)
+
+    notice = first.get_by_test_id("notice").filter(has_text="Home laptop")
+    notice.wait_for(timeout=TIMEOUT)
+    assert "new device linked" in notice.inner_text().lower()
+
+    row = phone.page.get_by_test_id("device-row").filter(has_text="Office PC")
+    row.get_by_test_id("rename").click()
+    phone.page.get_by_test_id("rename-input").fill("Front desk")
+    phone.page.get_by_test_id("rename-save").click()
+    first.get_by_test_id("linked-account").filter(has_text="Front desk").wait_for(timeout=TIMEOUT)
