@@ -30,8 +30,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--lan-port", type=int, default=8443, help="HTTPS port for --lan (default 8443)")
     parser.add_argument(
         "--lan-host",
-        default="0.0.0.0",
-        help="address the --lan listener binds (default: all)",  # noqa: S104
+        default="0.0.0.0",  # noqa: S104 - phones on the LAN must reach it
+        help="address the --lan listener binds (default: all)",
     )
     parser.set_defaults(handler=run)
 
