@@ -123,7 +123,9 @@ class ThreadedServer:
 
 
 @contextlib.contextmanager
-def run_server_in_thread(core: NtpServer, host: str = "127.0.0.1") -> Iterator[ThreadedServer]:
+def run_server_in_thread(
+    core: NtpServer, host: str = "127.0.0.1", *, batched: bool | None = None
+) -> Iterator[ThreadedServer]:
     """Our UDP server on a free loopback port, in its own event loop thread."""
     ready = threading.Event()
     holder: dict[str, object] = {}
@@ -131,7 +133,7 @@ def run_server_in_thread(core: NtpServer, host: str = "127.0.0.1") -> Iterator[T
 
     def run() -> None:
         asyncio.set_event_loop(loop)
-        server = UdpServer(core, open_udp_socket(host, 0))
+        server = UdpServer(core, open_udp_socket(host, 0), batched=batched)
 
         async def start() -> None:
             server.start()

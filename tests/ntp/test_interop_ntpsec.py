@@ -97,9 +97,10 @@ def test_ntpdig_reads_our_server(port_123_sandbox: list[str]) -> None:
         server.communicate(timeout=10)
 
 
-def test_ntplib_reads_our_server() -> None:
+@pytest.mark.parametrize("batched", [True, False], ids=["recvmmsg", "recvfrom"])
+def test_ntplib_reads_our_server(batched: bool) -> None:
     core = NtpServer(ServerState.local(stratum=4, now=clock.now()))
-    with run_server_in_thread(core) as server:
+    with run_server_in_thread(core, batched=batched) as server:
         for version in (3, 4):
             response = ntplib.NTPClient().request("127.0.0.1", port=server.port, version=version)
             assert response.stratum == 4
@@ -108,13 +109,14 @@ def test_ntplib_reads_our_server() -> None:
             assert ntplib.ref_id_to_text(response.ref_id, response.stratum) == "127.127.1.1"
 
 
-def test_udp_garbage_is_dropped_and_counted_while_service_continues() -> None:
+@pytest.mark.parametrize("batched", [True, False], ids=["recvmmsg", "recvfrom"])
+def test_udp_garbage_is_dropped_and_counted_while_service_continues(batched: bool) -> None:
     core = NtpServer(
         ServerState.local(stratum=4, now=clock.now()),
         rate_limit=RateLimit(average_rate=1000, burst=1000),
     )
     rng = random.Random(1)
-    with run_server_in_thread(core) as server:
+    with run_server_in_thread(core, batched=batched) as server:
         replies = []
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
             for _ in range(300):

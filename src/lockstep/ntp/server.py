@@ -133,19 +133,11 @@ class NtpServer:
         self.state = state
         self._template_second = -1
 
-    def _prefixes(self, now: int) -> dict[int, bytes]:
-        # Header bytes 0..39 depend only on the state and (through root dispersion) on the time;
-        # rebuild them once per second, one per (version, poll) in first byte / poll order.
-        second = now >> 32
-        if second != self._template_second:
-            self._template_second = second
-            self._templates = {}
-        return self._templates
-
     def _prefix(self, now: int, version: int, poll: int) -> bytes:
-        templates = self._prefixes(now)
+        """Header bytes 0..39 for a reply; they depend on the state, the request's version and
+        poll, and (through root dispersion and a local clock's reference time) on the second."""
         key = (version << 8) | (poll & 0xFF)
-        prefix = templates.get(key)
+        prefix = self._templates.get(key)
         if prefix is None:
             state = self.state
             reference_time = state.reference_time
@@ -167,7 +159,7 @@ class NtpServer:
                 state.reference_id,
                 to_timestamp(reference_time),
             )
-            templates[key] = prefix
+            self._templates[key] = prefix
         return prefix
 
     def respond(self, data: bytes, client: Hashable, now: int) -> bytes | PacketDropped:
@@ -175,8 +167,7 @@ class NtpServer:
 
         ``client`` identifies the sender for rate limiting and the deny list: the source IP
         address as text or packed bytes (not the port: a client changing ports is still one
-        client). Returns the reply bytes, or
-        a :class:`PacketDropped` saying why there is no reply.
+        client). Returns the reply bytes, or a :class:`PacketDropped` saying why there is none.
         """
         counters = self.counters
         counters.received += 1
@@ -194,7 +185,12 @@ class NtpServer:
         if self.rate_limit is not None and not self._admit(client, now):
             return self._kiss(data, client, now, KissCode.RATE, _DROP_RATE)
         now += self.clock_offset
-        prefix = self._prefix(now, version, data[2] if data[2] < 128 else data[2] - 256)
+        if now >> 32 != self._template_second:  # templates are rebuilt once per second
+            self._template_second = now >> 32
+            self._templates = {}
+        prefix = self._templates.get((version << 8) | data[2])
+        if prefix is None:
+            prefix = self._prefix(now, version, data[2] if data[2] < 128 else data[2] - 256)
         counters.replied += 1
         timestamp = now & 0xFFFFFFFFFFFFFFFF
         # Origin = the request's transmit; receive and transmit are both ``now``: the core has no

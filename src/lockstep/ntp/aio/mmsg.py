@@ -41,6 +41,10 @@ class _Mmsghdr(ctypes.Structure):
     _fields_ = [("msg_hdr", _Msghdr), ("msg_len", ctypes.c_uint)]
 
 
+STRIDE = ctypes.sizeof(_Mmsghdr) // 4  # uint32 words per mmsghdr
+MSG_LEN_INDEX = _Mmsghdr.msg_len.offset // 4
+
+
 def available() -> bool:
     """Whether batched calls can be used here (Linux with a libc that has them)."""
     return sys.platform == "linux" and _libc() is not None
@@ -100,6 +104,9 @@ class DatagramBatch:
             self._siov[i].iov_len = reply_size
             r = self._rmsgs[i].msg_hdr
             r.msg_name = raddr + i * ADDRESS_SIZE
+            # The kernel writes back the real address length (16 or 28 on one socket, always
+            # the same), which stays large enough for the next call: no per-call reset.
+            r.msg_namelen = ADDRESS_SIZE
             r.msg_iov = ctypes.pointer(self._riov[i])
             r.msg_iovlen = 1
             s = self._smsgs[i].msg_hdr
@@ -108,12 +115,12 @@ class DatagramBatch:
             s.msg_iov = ctypes.pointer(self._siov[i])
             s.msg_iovlen = 1
         self._rmsgs_ref = ctypes.byref(self._rmsgs)
+        #: msg_len of every receive slot, readable without building ctypes objects.
+        self.lengths = memoryview(self._rmsgs).cast("B").cast("I")
         self._smsgs_ref = ctypes.byref(self._smsgs)
 
     def receive(self) -> int:
         """Fill up to ``size`` slots without blocking; return how many (0: nothing waiting)."""
-        for i in range(self.size):
-            self._rmsgs[i].msg_hdr.msg_namelen = ADDRESS_SIZE
         count: int = self._recvmmsg(self.fd, self._rmsgs_ref, self.size, MSG_DONTWAIT, None)
         if count < 0:
             error = ctypes.get_errno()
@@ -123,7 +130,8 @@ class DatagramBatch:
         return count
 
     def length(self, index: int) -> int:
-        return int(self._rmsgs[index].msg_len)
+        """Bytes received in slot ``index`` by the last :meth:`receive`."""
+        return self.lengths[index * STRIDE + MSG_LEN_INDEX]
 
     def send(self, count: int) -> int:
         """Send send-slots 0..count-1 (each ``reply_size`` bytes); return how many went out."""

@@ -119,6 +119,9 @@ class UdpServer:
         saddr = batch.saddr
         slot = batch.max_datagram
         address_length = batch.address_length
+        lengths = batch.lengths
+        stride = mmsg.STRIDE
+        length_index = mmsg.MSG_LEN_INDEX
         # sockaddr_in: the IPv4 address at bytes 4..8; sockaddr_in6: the IPv6 address at 8..24.
         key_start, key_end = (4, 8) if address_length == 16 else (8, 24)
         for _ in range(self.batch // batch.size + 1):
@@ -132,7 +135,7 @@ class UdpServer:
             out = 0
             for i in range(count):
                 start = i * slot
-                data = bytes(received[start : start + batch.length(i)])
+                data = bytes(received[start : start + lengths[i * stride + length_index]])
                 address = i * mmsg.ADDRESS_SIZE
                 reply = respond(data, bytes(raddr[address + key_start : address + key_end]), now)
                 if type(reply) is bytes:
