@@ -30,7 +30,7 @@ class FakeConnection:
                 "event": "hello",
                 "server": {"origin": server.origin, "name": "Lockstep", "version": "0.1.0"},
                 "challenge": _b64u(self.challenge),
-                "server_time": now_ms(),
+                "server_time": server.now(),
             }
         )
 
@@ -53,8 +53,9 @@ class FakeConnection:
         else:
             self.send({"id": frame["id"], "ok": True, "result": outcome})
 
-    def ops(self) -> list[str]:
-        return [r["op"] for r in self.requests]
+    def ops(self, *, with_time_sync: bool = False) -> list[str]:
+        """The ops requested so far, in order (time.sync, which runs beside everything, left out)."""
+        return [r["op"] for r in self.requests if with_time_sync or r["op"] != "time.sync"]
 
 
 class FakeServer:
@@ -68,10 +69,19 @@ class FakeServer:
         self.page = page
         self.origin = origin
         self.connections: list[FakeConnection] = []
-        self.replies: dict[str, Any] = {}
+        self.clock_offset_ms = 0
+        self.replies: dict[str, Any] = {"time.sync": self._time_sync}
         page.route_web_socket(
             re.compile(r".*/ws$"), lambda route: self.connections.append(FakeConnection(route, self))
         )
+
+    def now(self) -> int:
+        """The scripted server's clock: ours plus `clock_offset_ms`."""
+        return now_ms() + self.clock_offset_ms
+
+    def _time_sync(self, conn: FakeConnection, request: dict[str, Any]) -> dict[str, Any]:
+        now = now_ms() + self.clock_offset_ms
+        return {"t1": request["t1"], "t2": now, "t3": now}
 
     @property
     def last(self) -> FakeConnection:

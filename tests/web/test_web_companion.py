@@ -38,7 +38,7 @@ def unb64u(text: str) -> bytes:
 def send_ref(
     conn: FakeConnection, ref: bytes, index: int = 0, ttl_ms: int = 60_000, last: bool = False
 ) -> None:
-    now = now_ms()
+    now = conn.server.now()
     conn.send(
         {
             "event": "link.ref",
@@ -82,7 +82,7 @@ def test_codes_rotate_with_fresh_secrets_then_idle(
         lambda: fake_server.connections and "link.start" in fake_server.last.ops(), what="link.start"
     )
     conn = fake_server.last
-    assert conn.requests[0]["client"] == "browser"
+    assert next(r for r in conn.requests if r["op"] == "link.start")["client"] == "browser"
 
     refs = [bytes([i]) * 32 for i in range(1, 4)]
     send_ref(conn, refs[0])
@@ -116,6 +116,27 @@ def test_codes_rotate_with_fresh_secrets_then_idle(
     send_ref(conn, bytes([9]) * 32)
     fresh = scan(page, static_origin, bytes([9]) * 32)
     assert fresh.device_key != first.device_key and fresh.link_secret != first.link_secret
+
+
+def test_countdown_and_clock_warning_follow_the_server_clock(
+    page: Any, fake_server: FakeServer, static_origin: str
+) -> None:
+    """With the server's clock an hour ahead, codes still count down from 60 s and the user is told."""
+    fake_server.clock_offset_ms = 3_600_000
+    start_linking(fake_server)
+    page.goto(f"{static_origin}/")
+    fake_server.wait_until(
+        lambda: fake_server.connections and "link.start" in fake_server.last.ops(), what="link.start"
+    )
+    fake_server.wait_until(
+        lambda: fake_server.last.ops(with_time_sync=True).count("time.sync") >= 2, what="time.sync"
+    )
+    send_ref(fake_server.last, bytes([1]) * 32)
+    scan(page, static_origin)
+    assert re.fullmatch(r"New code in (59|60) s", page.get_by_test_id("countdown").inner_text())
+    warning = page.get_by_test_id("clock-warning")
+    warning.wait_for()
+    assert "60 minutes behind the server's" in warning.inner_text()
 
 
 def test_declined_offers_a_new_code(page: Any, fake_server: FakeServer, static_origin: str) -> None:

@@ -9,6 +9,8 @@
  * SocketClosed (the socket closed before a reply).
  */
 
+import { type TimeSample, bestSample, localNow, onWire } from "./timesync";
+
 export interface Hello {
   server: { origin: string; name: string; version: string };
   challenge: string;
@@ -50,8 +52,10 @@ export class LockstepSocket {
   private nextId = 1;
   private pending = new Map<number, Pending>();
   private closed = false;
-  /** Server clock minus ours, estimated from hello and later server_time fields (ms). */
+  /** Server clock minus ours (ms): first from hello's server_time, then from time.sync (see syncClock). */
   clockOffset = 0;
+  /** The time.sync sample in use, once there is one. */
+  clockSample: TimeSample | null = null;
 
   private constructor(
     private ws: WebSocket,
@@ -97,11 +101,35 @@ export class LockstepSocket {
 
   /** Server time now, in ms, by our clock corrected with the measured offset. */
   serverNow(): number {
-    return Date.now() + this.clockOffset;
+    return Math.round(localNow() + this.clockOffset);
   }
 
+  /** A coarse estimate (ignores network delay), used only until time.sync has answered. */
   observeServerTime(serverTime: unknown): void {
-    if (typeof serverTime === "number" && Number.isFinite(serverTime)) this.clockOffset = serverTime - Date.now();
+    if (this.clockSample === null && typeof serverTime === "number" && Number.isFinite(serverTime)) this.clockOffset = serverTime - localNow();
+  }
+
+  /** Measures the offset to the server's clock with `rounds` time.sync exchanges; keeps the least-delay one. */
+  async syncClock(rounds = 4): Promise<TimeSample | null> {
+    const samples: TimeSample[] = [];
+    for (let i = 0; i < rounds && this.isOpen; i++) {
+      const t1 = localNow();
+      let result: Record<string, unknown>;
+      try {
+        result = await this.request("time.sync", { t1 });
+      } catch {
+        break; // an older server without time.sync, or the socket closed: keep the coarse estimate
+      }
+      const t4 = localNow();
+      if (result.t1 !== t1 || typeof result.t2 !== "number" || typeof result.t3 !== "number") continue;
+      samples.push(onWire(t1, result.t2, result.t3, t4));
+    }
+    const best = bestSample(samples);
+    if (best) {
+      this.clockSample = best;
+      this.clockOffset = best.offset;
+    }
+    return best;
   }
 
   request(op: string, fields: Record<string, unknown> = {}): Promise<Record<string, unknown>> {

@@ -14,7 +14,7 @@ import { encodeLinkText } from "../link/qr";
 import { LockstepSocket, ServerError, type ServerEvent, defaultSocketUrl } from "../net/socket";
 import { StateStore } from "../store/db";
 import { clearQr, drawQr } from "../ui/qrcode";
-import { byTestId, flashNotice, hide, show } from "../ui/dom";
+import { byTestId, checkClock, flashNotice, hide, show } from "../ui/dom";
 
 /** What a linked companion keeps in IndexedDB. Private keys are non-extractable CryptoKeys. */
 interface CompanionState {
@@ -61,6 +61,7 @@ const ui = {
   loggedOutReason: byTestId("logged-out-reason"),
   linkAgain: byTestId<HTMLButtonElement>("link-again"),
   notice: byTestId("notice"),
+  clock: byTestId("clock-warning"),
 };
 
 const QR_PIXELS = 400;
@@ -123,6 +124,7 @@ async function connect(): Promise<void> {
   }
   socket = opened;
   attempts = 0;
+  void checkClock(opened, ui.clock);
   if (state) await authenticate();
   else await startLinking();
 }

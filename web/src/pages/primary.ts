@@ -20,7 +20,7 @@ import { TooManyDevices, buildGrant } from "../link/grant";
 import { type DecodedLinkCode, decodeLinkText } from "../link/qr";
 import { LockstepSocket, ServerError, type ServerEvent, defaultSocketUrl } from "../net/socket";
 import { StateStore } from "../store/db";
-import { byTestId, el, flashNotice, formatAgo, formatTime, hide, show } from "../ui/dom";
+import { byTestId, checkClock, el, flashNotice, formatAgo, formatTime, hide, show } from "../ui/dom";
 import { describeThisDevice } from "../ui/platform";
 import { describeError } from "./primary/messages";
 import { Scanner } from "./primary/scanner";
@@ -81,6 +81,7 @@ const ui = {
   devices: byTestId<HTMLUListElement>("devices"),
   linkDevice: byTestId<HTMLButtonElement>("link-device"),
   notice: byTestId("notice"),
+  clock: byTestId("clock-warning"),
 };
 
 const HANDLE = /^[a-z0-9][a-z0-9_.-]{2,31}$/;
@@ -122,6 +123,7 @@ async function start(): Promise<void> {
   }
   attempts = 0;
   ui.status.textContent = "";
+  void checkClock(socket, ui.clock);
   if (state) await authenticate();
   else showOnboarding();
 }

@@ -1,3 +1,5 @@
+import { CLOCK_WARNING_MS, describeOffset } from "../net/timesync";
+
 /** Tiny DOM helpers: look up by data-testid, show/hide, and text-only rendering (never innerHTML). */
 
 export function byTestId<T extends HTMLElement = HTMLElement>(id: string, root: ParentNode = document): T {
@@ -51,4 +53,15 @@ export function formatAgo(ms: number, now: number): string {
   const hours = Math.round(minutes / 60);
   if (hours < 48) return `${hours} h ago`;
   return formatTime(ms);
+}
+
+/** After the socket measured the server's clock, warn when ours is far off (brief: "a device whose clock is far off is told so"). */
+export async function checkClock(socket: { syncClock(): Promise<{ offset: number } | null> }, banner: HTMLElement): Promise<void> {
+  const sample = await socket.syncClock();
+  if (sample && Math.abs(sample.offset) > CLOCK_WARNING_MS) {
+    banner.textContent = describeOffset(sample.offset);
+    banner.hidden = false;
+  } else if (sample) {
+    banner.hidden = true;
+  }
 }
