@@ -8,6 +8,7 @@ import * as hpke from "../src/crypto/hpke";
 import * as deviceList from "../src/link/deviceList";
 import * as grant from "../src/link/grant";
 import * as qr from "../src/link/qr";
+import * as timesync from "../src/net/timesync";
 
 declare global {
   interface Window {
@@ -16,6 +17,6 @@ declare global {
   }
 }
 
-const modules = { b64u, bytes, ed25519, envelope, hpke, deviceList, grant, qr };
+const modules = { b64u, bytes, ed25519, envelope, hpke, deviceList, grant, qr, timesync };
 window.lockstep = modules;
 window.lockstepReady = true;
