@@ -22,7 +22,7 @@ ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_=+/#
 
 
 def mutate(rng: random.Random, text: str) -> str:
-    """1–4 random edits (delete, insert, replace, truncate); never returns `text` unchanged."""
+    """1 to 4 random edits (delete, insert, replace, truncate); never returns `text` unchanged."""
     while (mutated := _edit(rng, text)) == text:
         pass
     return mutated
