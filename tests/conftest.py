@@ -1,4 +1,4 @@
-"""Fixtures shared across test folders: Lockstep servers on loopback.
+"""Fixtures shared across test folders: Lockstep servers on loopback (see tests/lockstep_servers.py).
 
 - ``live_server``: the app in this test's event loop (anyio), with a clock the test can move.
 - ``server_process``: ``lockstep serve`` as a real process, for the CLI and browser tests.
@@ -7,15 +7,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import socket
 import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -26,53 +19,12 @@ from lockstep.server.link_sessions import LinkRegistry
 from lockstep.server.services import Services
 from lockstep.server.settings import default_web_root
 from lockstep.server.storage import SqliteStore
-
-REPO = Path(__file__).resolve().parent.parent
-LOCKSTEP = Path(sys.executable).parent / "lockstep"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+from lockstep_servers import FakeClock, LiveServer, ServerProcess, free_port, start_server
 
 
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-class FakeClock:
-    """Server time the test controls; starts at the real time so codes look fresh.
-
-    Its ``sleep`` wakes when the test advances the clock past the deadline, so timers run on fake time.
-    """
-
-    def __init__(self) -> None:
-        self.now = time.time_ns() // 1_000_000
-        self._moved = asyncio.Event()
-
-    def __call__(self) -> int:
-        return self.now
-
-    def advance(self, ms: int) -> None:
-        self.now += ms
-        self._moved.set()
-
-    async def sleep(self, seconds: float) -> None:
-        wake_at = self.now + seconds * 1000
-        while self.now < wake_at:
-            self._moved.clear()
-            await self._moved.wait()
-
-
-@dataclass
-class LiveServer:
-    url: str
-    services: Services
-    clock: FakeClock
-    database: Path
 
 
 @pytest.fixture
@@ -93,39 +45,6 @@ async def live_server(tmp_path: Path) -> AsyncIterator[LiveServer]:
     finally:
         server.should_exit = True
         await task
-
-
-@dataclass
-class ServerProcess:
-    url: str
-    data_dir: Path
-    process: subprocess.Popen[bytes]
-
-    @property
-    def database(self) -> Path:
-        return self.data_dir / "lockstep.sqlite3"
-
-
-def start_server(data_dir: Path, log_path: Path) -> ServerProcess:
-    port = free_port()
-    with log_path.open("wb") as log:  # the child keeps its own copy of the descriptor
-        process = subprocess.Popen(
-            [str(LOCKSTEP), "serve", "--host", "127.0.0.1", "--port", str(port), "--data", str(data_dir)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "LOCKSTEP_WEB_ROOT": str(default_web_root())},
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited: {log_path.read_text()}")
-        with contextlib.suppress(OSError):
-            urllib.request.urlopen(url + "/healthz", timeout=1).read()
-            return ServerProcess(url, data_dir, process)
-        time.sleep(0.1)
-    process.kill()
-    raise RuntimeError("server did not start in 20 s")
 
 
 @pytest.fixture

@@ -15,14 +15,9 @@ from pathlib import Path
 import pytest
 
 from lockstep.server.tls import ensure_certificate, fingerprint
+from lockstep_servers import free_port
 
 LOCKSTEP = str(Path(sys.executable).parent / "lockstep")
-
-
-def free_port() -> int:
-    from conftest import free_port as pick
-
-    return pick()
 
 
 @pytest.fixture

@@ -7,11 +7,11 @@ never overlaps the asyncio tests of other folders.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from browsers import Phone
 from camera import show_blank
 
 CHROMIUM = "/usr/bin/chromium"
@@ -32,14 +32,6 @@ def playwright() -> Iterator[Any]:
 
     with sync_playwright() as instance:
         yield instance
-
-
-@dataclass
-class Phone:
-    """A browser with a camera the test controls."""
-
-    page: Any
-    camera: Path
 
 
 @pytest.fixture

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 import segno
+from browsers import Phone
 from camera import show_blank, show_picture
 
-from conftest import Phone
 from lockstep.client.qrimage import read_image
 from lockstep.link.encoding import b64u_encode
 from lockstep.link.qr import LinkCode, decode_text

@@ -1,0 +1,91 @@
+"""Lockstep servers on loopback for tests: an in-process app on a fake clock, or a real process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from lockstep.server.services import Services
+from lockstep.server.settings import default_web_root
+
+LOCKSTEP = Path(sys.executable).parent / "lockstep"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class FakeClock:
+    """Server time the test controls; starts at the real time so codes look fresh.
+
+    Its ``sleep`` wakes when the test advances the clock past the deadline, so timers run on fake time.
+    """
+
+    def __init__(self) -> None:
+        self.now = time.time_ns() // 1_000_000
+        self._moved = asyncio.Event()
+
+    def __call__(self) -> int:
+        return self.now
+
+    def advance(self, ms: int) -> None:
+        self.now += ms
+        self._moved.set()
+
+    async def sleep(self, seconds: float) -> None:
+        wake_at = self.now + seconds * 1000
+        while self.now < wake_at:
+            self._moved.clear()
+            await self._moved.wait()
+
+
+@dataclass
+class LiveServer:
+    url: str
+    services: Services
+    clock: FakeClock
+    database: Path
+
+
+@dataclass
+class ServerProcess:
+    url: str
+    data_dir: Path
+    process: subprocess.Popen[bytes]
+
+    @property
+    def database(self) -> Path:
+        return self.data_dir / "lockstep.sqlite3"
+
+
+def start_server(data_dir: Path, log_path: Path) -> ServerProcess:
+    port = free_port()
+    with log_path.open("wb") as log:  # the child keeps its own copy of the descriptor
+        process = subprocess.Popen(
+            [str(LOCKSTEP), "serve", "--host", "127.0.0.1", "--port", str(port), "--data", str(data_dir)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "LOCKSTEP_WEB_ROOT": str(default_web_root())},
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited: {log_path.read_text()}")
+        with contextlib.suppress(OSError):
+            urllib.request.urlopen(url + "/healthz", timeout=1).read()
+            return ServerProcess(url, data_dir, process)
+        time.sleep(0.1)
+    process.kill()
+    raise RuntimeError("server did not start in 20 s")
