@@ -154,7 +154,8 @@ class NtpClient:
             precision=self.precision,
             rng=self._rng,
         )
-        self.hpoll = max(self.hpoll, minpoll) if not self.associations else self.hpoll
+        if not self.associations:
+            self.hpoll = minpoll  # the system poll starts at the first source's minpoll
         association.hpoll = self.hpoll
         self.associations[name] = association
         return association
