@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -21,9 +21,17 @@ LOCKSTEP = str(Path(sys.executable).parent / "lockstep")
 
 
 @pytest.fixture
-def run_server() -> Iterator[list[subprocess.Popen[str]]]:
+def serve(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[str]]]:
+    """Start `lockstep serve --data <tmp> ARGS...`; every server started is stopped at the end."""
     processes: list[subprocess.Popen[str]] = []
-    yield processes
+
+    def start(*args: str) -> subprocess.Popen[str]:
+        command = [LOCKSTEP, "serve", "--data", str(tmp_path / "d"), *args]
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        processes.append(process)
+        return process
+
+    yield start
     for process in processes:
         process.terminate()
         process.communicate(timeout=10)
@@ -43,53 +51,17 @@ def get_json(url: str, cafile: Path) -> dict[str, str]:
             time.sleep(0.1)
 
 
-def test_serve_https_with_a_given_certificate(tmp_path: Path, run_server) -> None:
+def test_serve_https_with_a_given_certificate(tmp_path: Path, serve) -> None:
     cert, key = ensure_certificate(tmp_path / "tls", ["127.0.0.1"])
     port = free_port()
-    run_server.append(
-        subprocess.Popen(
-            [
-                LOCKSTEP,
-                "serve",
-                "--port",
-                str(port),
-                "--data",
-                str(tmp_path / "d"),
-                "--tls-cert",
-                str(cert),
-                "--tls-key",
-                str(key),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-    )
+    serve("--port", str(port), "--tls-cert", str(cert), "--tls-key", str(key))
     info = get_json(f"https://127.0.0.1:{port}/api/info", cert)
     assert info["origin"] == f"https://127.0.0.1:{port}"
 
 
-def test_serve_lan_prints_how_to_reach_it_from_a_phone(tmp_path: Path, run_server) -> None:
+def test_serve_lan_prints_how_to_reach_it_from_a_phone(tmp_path: Path, serve) -> None:
     port, lan_port = free_port(), free_port()
-    process = subprocess.Popen(
-        [
-            LOCKSTEP,
-            "serve",
-            "--port",
-            str(port),
-            "--data",
-            str(tmp_path / "d"),
-            "--lan",
-            "--lan-host",
-            "127.0.0.1",
-            "--lan-port",
-            str(lan_port),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    run_server.append(process)
+    process = serve("--port", str(port), "--lan", "--lan-host", "127.0.0.1", "--lan-port", str(lan_port))
     assert process.stdout is not None
     banner = "".join(process.stdout.readline() for _ in range(5))
     cert = tmp_path / "d" / "tls" / "cert.pem"

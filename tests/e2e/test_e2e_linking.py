@@ -67,6 +67,17 @@ def approve(phone: Phone) -> None:
     show_blank(phone.camera)
 
 
+def link_companion(phone: Phone, companion: Any, picture: Path, name: str | None = None) -> None:
+    """The whole gesture: photograph the companion's code, scan it, (rename), approve, see it linked."""
+    companion.get_by_test_id("qr").screenshot(path=str(picture))
+    scan(phone, picture)
+    wait_for_context(phone)
+    if name is not None:
+        phone.page.get_by_test_id("device-name-input").fill(name)
+    approve(phone)
+    companion.get_by_test_id("linked-account").wait_for(timeout=TIMEOUT)
+
+
 def lockstep(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([LOCKSTEP, *args], capture_output=True, text=True, timeout=30, check=False)
 
@@ -114,11 +125,7 @@ def test_unlink_logs_the_browser_companion_out(
     url = server_process.url
     create_account(phone, url, "bob", "Bob")
     laptop = open_companion(computer, url)
-    laptop.get_by_test_id("qr").screenshot(path=str(tmp_path / "qr.png"))
-    scan(phone, tmp_path / "qr.png")
-    wait_for_context(phone)
-    approve(phone)
-    laptop.get_by_test_id("linked-account").wait_for(timeout=TIMEOUT)
+    link_companion(phone, laptop, tmp_path / "qr.png")
 
     row = phone.page.get_by_test_id("device-row").filter(has_text="Chrome 156")
     row.get_by_test_id("unlink").click()
@@ -245,24 +252,14 @@ def test_every_other_device_hears_of_a_new_link_and_a_rename(
     url = server_process.url
     create_account(phone, url, "gus", "Gus")
     first = open_companion(computer, url)
-    first.get_by_test_id("qr").screenshot(path=str(tmp_path / "first.png"))
-    scan(phone, tmp_path / "first.png")
-    wait_for_context(phone)
-    phone.page.get_by_test_id("device-name-input").fill("Office PC")
-    approve(phone)
-    first.get_by_test_id("linked-account").wait_for(timeout=TIMEOUT)
+    link_companion(phone, first, tmp_path / "first.png", "Office PC")
     assert "Office PC" in first.get_by_test_id("linked-account").inner_text()
 
     other_computer = computer.browser.new_context(viewport={"width": 1280, "height": 860})
     second = open_companion(other_computer, url)  # its own storage: a different computer
-    second.get_by_test_id("qr").screenshot(path=str(tmp_path / "second.png"))
     phone.page.reload()
     phone.page.get_by_test_id("account").wait_for(timeout=TIMEOUT)
-    scan(phone, tmp_path / "second.png")
-    wait_for_context(phone)
-    phone.page.get_by_test_id("device-name-input").fill("Home laptop")
-    approve(phone)
-    second.get_by_test_id("linked-account").wait_for(timeout=TIMEOUT)
+    link_companion(phone, second, tmp_path / "second.png", "Home laptop")
 
     notice = first.get_by_test_id("notice").filter(has_text="Home laptop")
     notice.wait_for(timeout=TIMEOUT)
