@@ -14,13 +14,13 @@ import shutil
 import subprocess
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fake_camera import FakeCamera
-from fake_lockstep import FakeServer
+
+from .fake_camera import FakeCamera, Phone
+from .fake_lockstep import FakeServer
 
 ROOT = Path(__file__).resolve().parents[2]
 WEB = ROOT / "web"
@@ -180,9 +180,3 @@ def phone(playwright: Any, tmp_path: Path) -> Iterator[Phone]:
         yield Phone(context.new_page(), camera)
     finally:
         browser.close()
-
-
-@dataclass
-class Phone:
-    page: Any
-    camera: FakeCamera

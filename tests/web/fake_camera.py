@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import io
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import segno
 from PIL import Image
@@ -36,3 +38,11 @@ class FakeCamera:
         tmp = self.path.with_name(self.path.name + ".tmp")
         tmp.write_bytes(header + b"FRAME\n" + frame.tobytes() + chroma + chroma)
         os.replace(tmp, self.path)
+
+
+@dataclass
+class Phone:
+    """A phone-sized page whose camera shows what the test puts on `camera`."""
+
+    page: Any
+    camera: FakeCamera

@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 import zxingcpp
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from fake_lockstep import FakeConnection, FakeServer, now_ms
 from PIL import Image
 
 from lockstep.link.devices import DeviceEntry, DeviceList, Role
@@ -23,6 +22,8 @@ from lockstep.link.encoding import key_id
 from lockstep.link.envelope import Context, auth_message, verify
 from lockstep.link.grant import AccountInfo, approve
 from lockstep.link.qr import LinkCode, decode_text
+
+from .fake_lockstep import FakeConnection, FakeServer, now_ms
 
 pytestmark = pytest.mark.browser
 

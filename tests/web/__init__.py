@@ -1,0 +1,1 @@
+"""Browser tests: the web app's code and pages in Debian's Chromium via Playwright."""

@@ -1,0 +1,170 @@
+/**
+ * The WebCrypto primitives Olm and Megolm are built from: HMAC-SHA-256 (RFC 2104), HKDF-SHA-256
+ * (RFC 5869), AES-256-CBC with PKCS#7 padding, X25519 (RFC 7748) and Ed25519 (RFC 8032). Nothing here
+ * is hand-rolled: WebCrypto's HKDF expresses every derivation Olm needs (a salt of one zero byte is,
+ * after HMAC's key padding, the RFC's "default salt" of HashLen zeros).
+ *
+ * Private X25519/Ed25519 keys live as non-extractable CryptoKeys; only their public halves are bytes.
+ */
+
+import { MacError, NonContributoryKeyError, MalformedError } from "./errors";
+
+const subtle = globalThis.crypto.subtle;
+
+/** A copy in a fresh ArrayBuffer: what WebCrypto accepts as a BufferSource under TypeScript's lib types. */
+export function buf(bytes: Uint8Array): ArrayBuffer {
+  const out = new ArrayBuffer(bytes.length);
+  new Uint8Array(out).set(bytes);
+  return out;
+}
+
+export function concatBytes(...parts: Uint8Array[]): Uint8Array {
+  let length = 0;
+  for (const part of parts) length += part.length;
+  const out = new Uint8Array(length);
+  let offset = 0;
+  for (const part of parts) {
+    out.set(part, offset);
+    offset += part.length;
+  }
+  return out;
+}
+
+export function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  let diff = 0;
+  for (let i = 0; i < a.length; i++) diff |= a[i]! ^ b[i]!;
+  return diff === 0;
+}
+
+export function randomBytes(length: number): Uint8Array {
+  return globalThis.crypto.getRandomValues(new Uint8Array(length));
+}
+
+export async function sha256(data: Uint8Array): Promise<Uint8Array> {
+  return new Uint8Array(await subtle.digest("SHA-256", buf(data)));
+}
+
+export async function hmacSha256(key: Uint8Array, data: Uint8Array): Promise<Uint8Array> {
+  const cryptoKey = await subtle.importKey("raw", buf(key), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+  return new Uint8Array(await subtle.sign("HMAC", cryptoKey, buf(data)));
+}
+
+/** HKDF-SHA-256 (RFC 5869) extract-and-expand to `length` bytes. */
+export async function hkdfSha256(salt: Uint8Array, ikm: Uint8Array, info: Uint8Array, length: number): Promise<Uint8Array> {
+  const key = await subtle.importKey("raw", buf(ikm), "HKDF", false, ["deriveBits"]);
+  const bits = await subtle.deriveBits({ name: "HKDF", hash: "SHA-256", salt: buf(salt), info: buf(info) }, key, length * 8);
+  return new Uint8Array(bits);
+}
+
+export async function aesCbcEncrypt(key: Uint8Array, iv: Uint8Array, plaintext: Uint8Array): Promise<Uint8Array> {
+  const cryptoKey = await subtle.importKey("raw", buf(key), "AES-CBC", false, ["encrypt"]);
+  return new Uint8Array(await subtle.encrypt({ name: "AES-CBC", iv: buf(iv) }, cryptoKey, buf(plaintext)));
+}
+
+/** AES-256-CBC decryption; bad PKCS#7 padding (only reachable after a good MAC) is a MacError. */
+export async function aesCbcDecrypt(key: Uint8Array, iv: Uint8Array, ciphertext: Uint8Array): Promise<Uint8Array> {
+  const cryptoKey = await subtle.importKey("raw", buf(key), "AES-CBC", false, ["decrypt"]);
+  try {
+    return new Uint8Array(await subtle.decrypt({ name: "AES-CBC", iv: buf(iv) }, cryptoKey, buf(ciphertext)));
+  } catch {
+    throw new MacError("ciphertext has invalid length or padding");
+  }
+}
+
+// PKCS#8 wrappers for a raw 32-byte X25519 or Ed25519 private key (RFC 8410 §7).
+const PKCS8_X25519 = Uint8Array.of(0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x6e, 0x04, 0x22, 0x04, 0x20);
+const PKCS8_ED25519 = Uint8Array.of(0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20);
+const X25519_BASE_POINT = Uint8Array.of(9, ...new Array<number>(31).fill(0));
+
+/** A Curve25519 key pair: the private key never leaves WebCrypto. */
+export interface X25519KeyPair {
+  readonly privateKey: CryptoKey;
+  readonly publicKey: Uint8Array;
+}
+
+export interface Ed25519KeyPair {
+  readonly privateKey: CryptoKey;
+  readonly publicKey: Uint8Array;
+}
+
+export async function generateX25519(): Promise<X25519KeyPair> {
+  const pair = (await subtle.generateKey({ name: "X25519" }, false, ["deriveBits"])) as CryptoKeyPair;
+  const publicKey = new Uint8Array(await subtle.exportKey("raw", pair.publicKey));
+  return { privateKey: pair.privateKey, publicKey };
+}
+
+/** Imports a raw X25519 secret (non-extractable) and derives its public key as X25519(secret, 9). */
+export async function importX25519(secret: Uint8Array): Promise<X25519KeyPair> {
+  if (secret.length !== 32) throw new MalformedError("an X25519 secret key is 32 bytes");
+  const privateKey = await subtle.importKey("pkcs8", buf(concatBytes(PKCS8_X25519, secret)), { name: "X25519" }, false, [
+    "deriveBits",
+  ]);
+  const basePoint = await subtle.importKey("raw", buf(X25519_BASE_POINT), { name: "X25519" }, true, []);
+  const publicKey = new Uint8Array(await subtle.deriveBits({ name: "X25519", public: basePoint }, privateKey, 256));
+  return { privateKey, publicKey };
+}
+
+/** X25519(private, public); an all-zero result (a low-order public key) is refused. */
+export async function x25519(privateKey: CryptoKey, publicKey: Uint8Array): Promise<Uint8Array> {
+  if (publicKey.length !== 32) throw new MalformedError("a Curve25519 public key is 32 bytes");
+  let shared: Uint8Array;
+  try {
+    const peer = await subtle.importKey("raw", buf(publicKey), { name: "X25519" }, true, []);
+    shared = new Uint8Array(await subtle.deriveBits({ name: "X25519", public: peer }, privateKey, 256));
+  } catch {
+    throw new NonContributoryKeyError("X25519 refused the public key");
+  }
+  if (shared.every((byte) => byte === 0)) throw new NonContributoryKeyError("X25519 gave the all-zero secret");
+  return shared;
+}
+
+export async function generateEd25519(): Promise<Ed25519KeyPair> {
+  const pair = (await subtle.generateKey({ name: "Ed25519" }, false, ["sign", "verify"])) as CryptoKeyPair;
+  const publicKey = new Uint8Array(await subtle.exportKey("raw", pair.publicKey));
+  return { privateKey: pair.privateKey, publicKey };
+}
+
+/**
+ * Imports a 32-byte Ed25519 seed (RFC 8032 §5.1.5). The public key is read through a short-lived
+ * extractable copy; the key kept is non-extractable.
+ */
+export async function importEd25519(seed: Uint8Array): Promise<Ed25519KeyPair> {
+  if (seed.length !== 32) throw new MalformedError("an Ed25519 seed is 32 bytes");
+  const pkcs8 = buf(concatBytes(PKCS8_ED25519, seed));
+  const temporary = await subtle.importKey("pkcs8", pkcs8, { name: "Ed25519" }, true, ["sign"]);
+  const jwk = await subtle.exportKey("jwk", temporary);
+  const privateKey = await subtle.importKey("pkcs8", pkcs8, { name: "Ed25519" }, false, ["sign"]);
+  const x = jwk.x ?? "";
+  const publicKey = Uint8Array.from(atob(x.replace(/-/g, "+").replace(/_/g, "/")), (c) => c.charCodeAt(0));
+  return { privateKey, publicKey };
+}
+
+export async function ed25519Sign(privateKey: CryptoKey, message: Uint8Array): Promise<Uint8Array> {
+  return new Uint8Array(await subtle.sign({ name: "Ed25519" }, privateKey, buf(message)));
+}
+
+/** True when `signature` is a valid Ed25519 signature of `message` by `publicKey`; never throws. */
+export async function ed25519Verify(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): Promise<boolean> {
+  if (publicKey.length !== 32 || signature.length !== 64) return false;
+  try {
+    const key = await subtle.importKey("raw", buf(publicKey), { name: "Ed25519" }, true, ["verify"]);
+    return await subtle.verify({ name: "Ed25519" }, key, buf(signature), buf(message));
+  } catch {
+    return false;
+  }
+}
+
+/** Checks that 32 bytes are a usable Ed25519 public key (WebCrypto accepts its encoding). */
+export async function checkEd25519PublicKey(publicKey: Uint8Array): Promise<void> {
+  if (publicKey.length !== 32) throw new MalformedError("an Ed25519 public key is 32 bytes");
+  try {
+    await subtle.importKey("raw", buf(publicKey), { name: "Ed25519" }, true, ["verify"]);
+  } catch {
+    throw new MalformedError("not an Ed25519 public key");
+  }
+}
+
+/** A source of fresh X25519 key pairs: random by default; tests inject known keys to reproduce vectors. */
+export type X25519KeySource = () => Promise<X25519KeyPair>;
+export const randomX25519: X25519KeySource = generateX25519;
