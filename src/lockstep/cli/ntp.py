@@ -11,6 +11,7 @@ import logging
 import math
 import signal
 import sys
+import threading
 import time
 from typing import Any
 
@@ -329,7 +330,11 @@ def _serve_workers(make_core: Any, host: str, port: int, workers: int) -> int:
 
 async def _serve_one(core: NtpServer, args: argparse.Namespace, fallback: Any, precision: int) -> int:
     server = UdpServer(core, open_udp_socket(args.host, args.port))
-    server.start()
+    service: tuple[threading.Thread, threading.Event] | None = None
+    if server.batched:
+        service = server.start_thread()  # blocking recvmmsg on its own thread: the fast path
+    else:
+        server.start()
     print(f"serving NTP on {server.address[0]} port {server.address[1]}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -367,6 +372,10 @@ async def _serve_one(core: NtpServer, args: argparse.Namespace, fallback: Any, p
     try:
         await stop.wait()
     finally:
+        if service is not None:
+            thread, thread_stop = service
+            thread_stop.set()
+            await asyncio.to_thread(thread.join)
         server.close()
         for task in tasks:
             await task

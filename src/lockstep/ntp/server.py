@@ -35,7 +35,7 @@ from lockstep.ntp.timestamps import (
 from lockstep.ntp.wire import HEADER_LENGTH, KissCode, LeapIndicator, Mode
 
 _PREFIX: Final = struct.Struct(">BBbbIIIQ")  # everything before the origin timestamp
-_TAIL: Final = struct.Struct(">QQ")  # receive and transmit timestamps
+_TIMESTAMP: Final = struct.Struct(">Q")
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,10 +89,16 @@ class _Client:
 
 @dataclass(slots=True)
 class ServerCounters:
-    received: int = 0
+    """What the server did with the datagrams it was given."""
+
     replied: int = 0
     kiss_sent: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def received(self) -> int:
+        # Every datagram is answered, kissed or dropped.
+        return self.replied + self.kiss_sent + sum(self.dropped.values())
 
 
 _DROP_SHORT = PacketDropped("shorter than an NTP header")
@@ -169,16 +175,14 @@ class NtpServer:
         address as text or packed bytes (not the port: a client changing ports is still one
         client). Returns the reply bytes, or a :class:`PacketDropped` saying why there is none.
         """
-        counters = self.counters
-        counters.received += 1
-        if len(data) < HEADER_LENGTH:
-            return self._drop(_DROP_SHORT)
-        first = data[0]
-        mode = first & 7
-        version = (first >> 3) & 7
-        if mode != Mode.CLIENT:
-            return self._drop(_DROP_CONTROL if mode >= Mode.CONTROL else _DROP_MODE)
-        if not 1 <= version <= 4:
+        first = data[0] if len(data) >= HEADER_LENGTH else 0
+        # Fast check: mode 3 and version 1..4 (bits 0x08..0x20); the reasons are sorted out below.
+        if first & 0x07 != 3 or not 0x08 <= first & 0x38 <= 0x20:
+            if len(data) < HEADER_LENGTH:
+                return self._drop(_DROP_SHORT)
+            mode = first & 7
+            if mode != 3:
+                return self._drop(_DROP_CONTROL if mode >= Mode.CONTROL else _DROP_MODE)
             return self._drop(_DROP_VERSION)
         if self.deny and self._denied(client):
             return self._kiss(data, client, now, KissCode.DENY, _DROP_DENIED)
@@ -188,14 +192,15 @@ class NtpServer:
         if now >> 32 != self._template_second:  # templates are rebuilt once per second
             self._template_second = now >> 32
             self._templates = {}
-        prefix = self._templates.get((version << 8) | data[2])
+        poll = data[2]
+        prefix = self._templates.get(((first & 0x38) << 5) | poll)
         if prefix is None:
-            prefix = self._prefix(now, version, data[2] if data[2] < 128 else data[2] - 256)
-        counters.replied += 1
-        timestamp = now & 0xFFFFFFFFFFFFFFFF
+            prefix = self._prefix(now, (first >> 3) & 7, poll if poll < 128 else poll - 256)
+        self.counters.replied += 1
         # Origin = the request's transmit; receive and transmit are both ``now``: the core has no
         # later clock reading, and the adapter stamps the receive time as the datagram arrives.
-        return prefix + data[40:48] + _TAIL.pack(timestamp, timestamp)
+        timestamp = _TIMESTAMP.pack(now & 0xFFFFFFFFFFFFFFFF)
+        return prefix + data[40:48] + timestamp + timestamp
 
     def _admit(self, client: Hashable, now: int) -> bool:
         limit = self.rate_limit

@@ -18,6 +18,7 @@ import socket
 import sys
 
 MSG_DONTWAIT = 0x40
+MSG_WAITFORONE = 0x10000
 ADDRESS_SIZE = 128  # sockaddr_storage
 
 
@@ -68,10 +69,20 @@ def _libc() -> ctypes.CDLL | None:
 
 
 class DatagramBatch:
-    """Fixed buffers for ``size`` datagrams in and ``size`` replies of ``reply_size`` bytes out."""
+    """Fixed buffers for ``size`` datagrams in and ``size`` replies of ``reply_size`` bytes out.
+
+    With ``reply_in_place`` send slot i goes to the address in receive slot i (a server answering
+    what it read); otherwise to the address written into ``saddr`` slot i.
+    """
 
     def __init__(
-        self, sock: socket.socket, *, size: int = 64, max_datagram: int = 1024, reply_size: int = 48
+        self,
+        sock: socket.socket,
+        *,
+        size: int = 64,
+        max_datagram: int = 1024,
+        reply_size: int = 48,
+        reply_in_place: bool = False,
     ) -> None:
         libc = _libc()
         if libc is None:
@@ -110,7 +121,7 @@ class DatagramBatch:
             r.msg_iov = ctypes.pointer(self._riov[i])
             r.msg_iovlen = 1
             s = self._smsgs[i].msg_hdr
-            s.msg_name = saddr + i * ADDRESS_SIZE
+            s.msg_name = (raddr if reply_in_place else saddr) + i * ADDRESS_SIZE
             s.msg_namelen = self.address_length
             s.msg_iov = ctypes.pointer(self._siov[i])
             s.msg_iovlen = 1
@@ -119,9 +130,14 @@ class DatagramBatch:
         self.lengths = memoryview(self._rmsgs).cast("B").cast("I")
         self._smsgs_ref = ctypes.byref(self._smsgs)
 
-    def receive(self) -> int:
-        """Fill up to ``size`` slots without blocking; return how many (0: nothing waiting)."""
-        count: int = self._recvmmsg(self.fd, self._rmsgs_ref, self.size, MSG_DONTWAIT, None)
+    def receive(self, *, wait: bool = False) -> int:
+        """Fill up to ``size`` slots; return how many (0: nothing waiting, or timed out).
+
+        Without ``wait`` it never blocks; with it, it blocks until one datagram arrives (or the
+        socket's SO_RCVTIMEO expires) and then takes whatever else is already queued.
+        """
+        flags = MSG_WAITFORONE if wait else MSG_DONTWAIT
+        count: int = self._recvmmsg(self.fd, self._rmsgs_ref, self.size, flags, None)
         if count < 0:
             error = ctypes.get_errno()
             if error in (11, 4):  # EAGAIN, EINTR

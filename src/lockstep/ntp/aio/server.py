@@ -2,8 +2,9 @@
 
 :class:`UdpServer` reads its socket with ``loop.add_reader`` and drains it — up to ``batch``
 datagrams per wake-up — instead of asyncio's one-datagram-per-loop-turn ``DatagramProtocol``,
-answering each with :meth:`lockstep.ntp.server.NtpServer.respond`. The receive time is read once
-per datagram, right after ``recvfrom`` returns. :func:`serve_workers` runs several processes on one
+answering each with :meth:`lockstep.ntp.server.NtpServer.respond`; on Linux it batches with
+``recvmmsg``/``sendmmsg``, and :meth:`UdpServer.serve_blocking` serves from a plain thread with
+blocking ``recvmmsg`` (what ``lockstep ntp serve`` uses). :func:`serve_workers` runs several processes on one
 port with ``SO_REUSEPORT`` (the kernel spreads clients over them by address hash).
 """
 
@@ -14,6 +15,8 @@ import contextlib
 import logging
 import multiprocessing
 import socket
+import struct
+import threading
 import time
 from collections.abc import Callable
 from multiprocessing.process import BaseProcess
@@ -70,7 +73,12 @@ class UdpServer:
         if batched is None:
             batched = mmsg.available()
         if batched:
-            self._mmsg = mmsg.DatagramBatch(sock, size=64, max_datagram=MAX_DATAGRAM)
+            self._mmsg = mmsg.DatagramBatch(sock, size=64, max_datagram=MAX_DATAGRAM, reply_in_place=True)
+
+    @property
+    def batched(self) -> bool:
+        """Whether recvmmsg/sendmmsg are in use (and :meth:`serve_blocking` is possible)."""
+        return self._mmsg is not None
 
     @property
     def address(self) -> tuple[str, int]:
@@ -111,19 +119,6 @@ class UdpServer:
     def _drain_batched(self) -> None:
         batch = self._mmsg
         assert batch is not None
-        respond = self.core.respond
-        clock = time.time_ns
-        received = memoryview(batch.rdata)
-        raddr = batch.raddr
-        sdata = batch.sdata
-        saddr = batch.saddr
-        slot = batch.max_datagram
-        address_length = batch.address_length
-        lengths = batch.lengths
-        stride = mmsg.STRIDE
-        length_index = mmsg.MSG_LEN_INDEX
-        # sockaddr_in: the IPv4 address at bytes 4..8; sockaddr_in6: the IPv6 address at 8..24.
-        key_start, key_end = (4, 8) if address_length == 16 else (8, 24)
         for _ in range(self.batch // batch.size + 1):
             try:
                 count = batch.receive()
@@ -131,20 +126,72 @@ class UdpServer:
                 continue  # an ICMP error reported on the socket: nothing to do with it
             if count == 0:
                 return
-            now = from_unix_ns(clock())
-            out = 0
-            for i in range(count):
-                start = i * slot
-                data = bytes(received[start : start + lengths[i * stride + length_index]])
-                address = i * mmsg.ADDRESS_SIZE
-                reply = respond(data, bytes(raddr[address + key_start : address + key_end]), now)
-                if type(reply) is bytes:
-                    sdata[out * 48 : out * 48 + 48] = reply
-                    target = out * mmsg.ADDRESS_SIZE
-                    saddr[target : target + address_length] = raddr[address : address + address_length]
-                    out += 1
-            if out:
-                self.send_errors += out - batch.send(out)
+            self._answer(batch, count)
+
+    def _answer(self, batch: mmsg.DatagramBatch, count: int) -> None:
+        """Answer the ``count`` datagrams in ``batch``'s receive slots with one ``sendmmsg``.
+
+        Replies go out from send slot i to the address in receive slot i, so when every
+        datagram is answered no address is copied; a dropped datagram shifts the later ones down.
+        """
+        now = from_unix_ns(time.time_ns())
+        core = self.core
+        respond = core.respond
+        received = memoryview(batch.rdata)
+        raddr = batch.raddr
+        sdata = batch.sdata
+        slot = batch.max_datagram
+        address_size = mmsg.ADDRESS_SIZE
+        address_length = batch.address_length
+        lengths = batch.lengths
+        stride = mmsg.STRIDE
+        length_index = mmsg.MSG_LEN_INDEX
+        # The client key (for rate limits and deny lists) is the packed IP address: bytes 4..8
+        # of a sockaddr_in, 8..24 of a sockaddr_in6. Without limits it is not even extracted.
+        key_start, key_end = (4, 8) if address_length == 16 else (8, 24)
+        needs_key = core.rate_limit is not None or bool(core.deny)
+        out = 0
+        for i in range(count):
+            start = i * slot
+            data = bytes(received[start : start + lengths[i * stride + length_index]])
+            address = i * address_size
+            key = bytes(raddr[address + key_start : address + key_end]) if needs_key else None
+            reply = respond(data, key, now)
+            if type(reply) is bytes:
+                if out != i:
+                    target = out * address_size
+                    raddr[target : target + address_length] = raddr[address : address + address_length]
+                sdata[out * 48 : out * 48 + 48] = reply
+                out += 1
+        if out:
+            self.send_errors += out - batch.send(out)
+
+    def serve_blocking(self, stop: threading.Event) -> None:
+        """Serve on the calling thread with blocking ``recvmmsg`` until ``stop`` is set.
+
+        No event loop is involved: each system call waits for at least one datagram and returns
+        all that are queued (MSG_WAITFORONE), which is the cheapest way to serve from Python.
+        The socket wakes every 0.2 s (SO_RCVTIMEO) to look at ``stop``.
+        """
+        batch = self._mmsg
+        if batch is None:
+            raise RuntimeError("blocking service needs recvmmsg (Linux)")
+        self.sock.setblocking(True)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", 0, 200_000))
+        while not stop.is_set():
+            try:
+                count = batch.receive(wait=True)
+            except OSError:
+                continue
+            if count:
+                self._answer(batch, count)
+
+    def start_thread(self) -> tuple[threading.Thread, threading.Event]:
+        """Run :meth:`serve_blocking` on a daemon thread; set the returned event to stop it."""
+        stop = threading.Event()
+        thread = threading.Thread(target=self.serve_blocking, args=(stop,), name="ntp-server", daemon=True)
+        thread.start()
+        return thread, stop
 
 
 async def serve(
@@ -172,8 +219,12 @@ async def serve(
 
 
 def _worker(make_core: Callable[[], NtpServer], host: str, port: int) -> None:
+    server = UdpServer(make_core(), open_udp_socket(host, port, reuse_port=True))
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(make_core(), host, port, reuse_port=True))
+        if server.batched:
+            server.serve_blocking(threading.Event())
+        else:
+            asyncio.run(serve(server.core, host, port, reuse_port=True))
 
 
 def serve_workers(
