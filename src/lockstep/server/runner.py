@@ -55,6 +55,9 @@ async def serve(settings: Settings, origin: str, listeners: list[Listener]) -> N
             log_level="warning",
             lifespan="on" if not servers else "off",
             server_header=False,
+            # Client addresses feed rate limits and the "same network" signal: never take them from
+            # X-Forwarded-For, which any local process could set.
+            proxy_headers=False,
         )
         servers.append(_Server(config))
 

@@ -1,0 +1,131 @@
+"""Scan-to-linked latency with many concurrent link flows, on loopback.
+
+A server runs in a child process (rate limits raised: every flow here comes from 127.0.0.1, which the
+per-address limits would otherwise stop after 20 codes a minute). Primaries are Python clients; each
+links up to four terminal companions, one after another, while many primaries work at once. A flow is
+timed from the companion receiving its code to the companion holding a verified grant and having
+authenticated with its new identity: inspect, approve (certificate, signed list, HPKE), relay, open,
+verify, store, auth.
+
+    .venv/bin/python bench/link_flows.py [--primaries 50] [--concurrency 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from lockstep.client.companion import ShownCode, link
+from lockstep.client.primary import PrimarySession, create_account
+
+COMPANIONS_PER_PRIMARY = 4
+
+
+def serve_with_generous_limits(port: int, data: str) -> None:
+    import uvicorn
+
+    from lockstep.server.app import create_app
+    from lockstep.server.ratelimit import RateLimiter
+    from lockstep.server.services import Limits, Services
+    from lockstep.server.settings import default_web_root
+    from lockstep.server.storage import SqliteStore
+
+    many = RateLimiter(per_minute=1_000_000)
+    limits = Limits(link_start=many, unknown_refs=many, auth_failures=many, registrations=many)
+    services = Services(f"http://127.0.0.1:{port}", SqliteStore(Path(data) / "bench.sqlite3"), limits=limits)
+    uvicorn.run(create_app(services, default_web_root()), host="127.0.0.1", port=port, log_level="warning")
+
+
+async def one_primary(
+    url: str, index: int, root: Path, gate: asyncio.Semaphore, latencies: list[float]
+) -> None:
+    async with gate:
+        state = await create_account(url, f"bench{index}", f"Bench {index}", "Phone", root / f"p{index}")
+        primary = await PrimarySession.open(state)
+        try:
+            for flow in range(COMPANIONS_PER_PRIMARY):
+                shown: asyncio.Queue[tuple[float, ShownCode]] = asyncio.Queue()
+
+                def note(code: ShownCode, shown: asyncio.Queue[tuple[float, ShownCode]] = shown) -> None:
+                    shown.put_nowait((time.perf_counter(), code))
+
+                task = asyncio.create_task(link(url, root / f"c{index}-{flow}", note))
+                started, code = await shown.get()
+                await primary.inspect(code.code)
+                await primary.approve(code.code, f"Companion {flow}")
+                session = await task
+                latencies.append(time.perf_counter() - started)
+                await session.close()
+        finally:
+            await primary.close()
+
+
+async def run(url: str, primaries: int, concurrency: int) -> None:
+    latencies: list[float] = []
+    gate = asyncio.Semaphore(concurrency)
+    with tempfile.TemporaryDirectory() as root:
+        started = time.perf_counter()
+        await asyncio.gather(*(one_primary(url, i, Path(root), gate, latencies) for i in range(primaries)))
+        elapsed = time.perf_counter() - started
+    ordered = sorted(latencies)
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    print(
+        f"flows: {len(latencies)} ({primaries} primaries x {COMPANIONS_PER_PRIMARY}), "
+        f"{concurrency} primaries at once"
+    )
+    print(
+        f"throughput: {len(latencies) / elapsed:.1f} links/s over {elapsed:.1f} s (account creation included)"
+    )
+    print(
+        f"scan-to-linked latency: p50 {statistics.median(ordered) * 1000:.1f} ms, "
+        f"p99 {p99 * 1000:.1f} ms, max {ordered[-1] * 1000:.1f} ms"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--primaries", type=int, default=50)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--serve", nargs=2, metavar=("PORT", "DATA"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve_with_generous_limits(int(args.serve[0]), args.serve[1])
+        return
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from lockstep_servers import free_port
+
+    port = free_port()
+    with tempfile.TemporaryDirectory() as data:
+        server = subprocess.Popen(
+            [sys.executable, __file__, "--serve", str(port), data], env=os.environ.copy()
+        )
+        try:
+            url = f"http://127.0.0.1:{port}"
+            for _ in range(100):
+                try:
+                    urllib.request.urlopen(url + "/healthz", timeout=1).read()
+                    break
+                except OSError:
+                    time.sleep(0.1)
+            asyncio.run(run(url, args.primaries, args.concurrency))
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+    clients, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    print(
+        f"CPU: server {children.ru_utime + children.ru_stime:.2f} s, "
+        f"clients (both roles, one process) {clients.ru_utime + clients.ru_stime:.2f} s"
+    )
+
+
+if __name__ == "__main__":
+    main()
