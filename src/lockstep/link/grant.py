@@ -22,6 +22,13 @@ from lockstep.link.qr import LinkCode, normalise_origin
 INFO_PREFIX = "lockstep/link/v1 "
 
 
+def _string(value: dict[str, Any], name: str) -> str:
+    field = value.get(name)
+    if not isinstance(field, str):
+        raise GrantError(f"account {name} must be a string")
+    return field
+
+
 def hpke_info(origin: str) -> bytes:
     return (INFO_PREFIX + normalise_origin(origin)).encode("utf-8")
 
@@ -51,10 +58,7 @@ class AccountInfo:
             key = b64u_decode(value.get("key", ""), length=32, what="account key")
         except EncodingError as error:
             raise GrantError(str(error)) from error
-        account_id, handle, display_name = value.get("id"), value.get("handle"), value.get("display_name")
-        if not all(isinstance(v, str) for v in (account_id, handle, display_name)):
-            raise GrantError("account id, handle and display_name must be strings")
-        assert isinstance(account_id, str) and isinstance(handle, str) and isinstance(display_name, str)
+        account_id, handle, display_name = (_string(value, name) for name in ("id", "handle", "display_name"))
         if account_id != key_id(key):
             raise GrantError("account id does not match the account key")
         return cls(account_id, handle, display_name, key)
