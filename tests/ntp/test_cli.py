@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -47,11 +48,20 @@ def test_query_json() -> None:
     assert answer["leap_indicator"] == 0
 
 
+def test_query_to_a_closed_port_fails_fast_with_the_reason() -> None:
+    port = free_udp_port()  # nobody listens there: the kernel answers ICMP port unreachable
+    completed = lockstep_ntp("query", f"127.0.0.1:{port}", "--timeout", "20")
+    assert completed.returncode == 1
+    assert "Connection refused" in completed.stderr
+
+
 def test_query_timeout_is_a_clear_failure() -> None:
-    port = free_udp_port()  # nobody listens there
-    completed = lockstep_ntp("query", f"127.0.0.1:{port}", "--timeout", "0.5")
-    assert completed.returncode != 0
-    assert "no reply" in completed.stderr or "refused" in completed.stderr
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:  # receives, never answers
+        silent.bind(("127.0.0.1", 0))
+        port = silent.getsockname()[1]
+        completed = lockstep_ntp("query", f"127.0.0.1:{port}", "--timeout", "0.5")
+    assert completed.returncode == 1
+    assert completed.stderr.strip() == f"lockstep: no reply from 127.0.0.1:{port} within 0.5 s"
 
 
 def test_query_kiss_of_death_is_a_clear_failure() -> None:
@@ -142,6 +152,42 @@ def test_serve_follows_its_upstream_source_and_announces_stratum_plus_one() -> N
     assert first == {}  # unsynchronised (no --local-stratum) until its source is selected
     assert answer.get("stratum") == 3
     assert answer.get("reference_id") == "127.0.0.1"
+
+
+def test_serve_with_reuseport_workers_answers() -> None:
+    port = free_udp_port()
+    serving = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "lockstep.cli.ntp",
+            "ntp",
+            "serve",
+            "--port",
+            str(port),
+            "--local-stratum",
+            "9",
+            "--workers",
+            "2",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        answers = []
+        deadline = time.monotonic() + 15
+        while len(answers) < 4 and time.monotonic() < deadline:
+            completed = lockstep_ntp("query", f"127.0.0.1:{port}", "--json", "--timeout", "1")
+            if completed.returncode == 0:
+                answers.append(json.loads(completed.stdout))
+            else:
+                time.sleep(0.3)
+    finally:
+        serving.terminate()
+        serving.communicate(timeout=10)
+    assert len(answers) == 4
+    assert {answer["stratum"] for answer in answers} == {9}
 
 
 def test_serve_refuses_a_busy_port() -> None:

@@ -315,6 +315,12 @@ def _serve_workers(make_core: Any, host: str, port: int, workers: int) -> int:
     # Bind once in the parent first so a busy port is reported before forking.
     open_udp_socket(host, port, reuse_port=True).close()
     processes = serve_workers(make_core, host, port, workers)
+    print(f"serving NTP on {host} port {port} with {workers} worker processes", flush=True)
+
+    def terminate(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, terminate)
     try:
         while all(p.is_alive() for p in processes):
             time.sleep(0.5)

@@ -63,22 +63,33 @@ async def resolve(host: str, port: int) -> tuple[int, tuple[str, int]]:
 
 
 class _Endpoint(asyncio.DatagramProtocol):
-    def __init__(self, on_datagram: Callable[[bytes], None]) -> None:
+    def __init__(
+        self,
+        on_datagram: Callable[[bytes], None],
+        on_error: Callable[[Exception], None] | None = None,
+    ) -> None:
         self.on_datagram = on_datagram
+        self.on_error = on_error
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         self.on_datagram(data)
 
     def error_received(self, exc: Exception) -> None:
+        # ICMP errors (port unreachable) arrive here on a connected socket.
         logger.debug("UDP error: %s", exc)
+        if self.on_error is not None:
+            self.on_error(exc)
 
 
 async def _connect(
-    family: int, address: tuple[str, int], on_datagram: Callable[[bytes], None]
+    family: int,
+    address: tuple[str, int],
+    on_datagram: Callable[[bytes], None],
+    on_error: Callable[[Exception], None] | None = None,
 ) -> asyncio.DatagramTransport:
     loop = asyncio.get_running_loop()
     transport, _ = await loop.create_datagram_endpoint(
-        lambda: _Endpoint(on_datagram), remote_addr=address, family=family
+        lambda: _Endpoint(on_datagram, on_error), remote_addr=address, family=family
     )
     return transport
 
@@ -100,7 +111,12 @@ async def query(server: str, *, timeout: float = 5.0, port: int = PORT) -> Query
             return
         outcome.set_result(event)
 
-    transport = await _connect(family, address, on_datagram)
+    def on_error(error: Exception) -> None:
+        if not outcome.done():
+            reason = error.strerror if isinstance(error, OSError) and error.strerror else error
+            outcome.set_exception(QueryFailed(f"{server}: {reason}"))
+
+    transport = await _connect(family, address, on_datagram, on_error)
     try:
         request = association.poll_due(clock.now())
         assert request is not None
