@@ -203,3 +203,10 @@ def test_grant_wrong_secret(harness: Any) -> None:
     valid = GRANT["valid"]
     out = harness.evaluate(OPEN_GRANT, [GRANT, valid["enc"], valid["ciphertext"], GRANT["wrong_secret"]])
     assert out == {"error": "GrantError"}
+
+
+def test_device_names_the_primary_writes(harness: Any) -> None:
+    """Trimmed, 1 to 64 characters, no control characters (what lockstep.link.devices.check_name accepts)."""
+    names = ["  Den PC  ", "", "   ", "x" * 64, "x" * 65, "tab\there", "nul\x00", "c1\x85", "Café ☕"]
+    out = harness.evaluate("(names) => names.map((n) => window.lockstep.deviceList.checkName(n))", names)
+    assert out == ["Den PC", None, None, "x" * 64, None, None, None, None, "Café ☕"]

@@ -7,6 +7,17 @@ import { keyId } from "../crypto/ed25519";
 import { Context, type Envelope, EnvelopeError, openEnvelope, sealEnvelope } from "../crypto/envelope";
 
 export const MAX_COMPANIONS = 4;
+export const MAX_NAME_LENGTH = 64;
+
+/** A device name as the primary writes it into lists and certificates: trimmed, 1 to 64 characters, no
+ * control characters (the Python implementation refuses anything else). Returns null when not acceptable. */
+export function checkName(name: string): string | null {
+  const trimmed = name.trim();
+  if (trimmed.length < 1 || trimmed.length > MAX_NAME_LENGTH) return null;
+  // C0 controls, DEL and C1 controls
+  if (/[\u0000-\u001f\u007f-\u009f]/.test(trimmed)) return null;
+  return trimmed;
+}
 
 export type Role = "primary" | "companion";
 

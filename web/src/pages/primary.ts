@@ -11,6 +11,7 @@ import {
   type DeviceList,
   InvalidDeviceList,
   MAX_COMPANIONS,
+  checkName,
   companions,
   nextList,
   signDeviceList,
@@ -213,7 +214,7 @@ async function createAccount(): Promise<void> {
     show(ui.createError);
   };
   if (!HANDLE.test(handle)) return fail("Handles are 3–32 characters of a–z, 0–9, dot, dash or underscore, starting with a letter or digit.");
-  if (displayName.length < 1 || displayName.length > 64) return fail("Display names are 1–64 characters.");
+  if (checkName(displayName) === null) return fail("Display names are 1–64 characters.");
   if (!socket) return fail("Not connected to the server yet. Try again in a moment.");
   ui.create.disabled = true;
   try {
@@ -324,9 +325,9 @@ function openRename(info: HTMLElement, device: DeviceEntry): void {
   const editor = el("div", { className: "edit" }, input, save, cancel);
   cancel.addEventListener("click", () => editor.remove());
   const submit = (): void => {
-    const name = input.value.trim();
-    if (name.length < 1 || name.length > 64) {
-      flashNotice(ui.notice, "Device names are 1–64 characters.");
+    const name = checkName(input.value);
+    if (name === null) {
+      flashNotice(ui.notice, "Device names are 1–64 characters, without control characters.");
       return;
     }
     void publishList((devices) => devices.map((d) => (d.device_id === device.device_id ? { ...d, name } : d)), `Renamed to ${name}`);
@@ -458,7 +459,7 @@ async function inspect(text: string): Promise<void> {
     ui.contextWarning.textContent = `Warning: this device is on a different network from your phone${phone}. Only link it if it is your own computer and it is in front of you. If someone sent you this code or asked you to scan it, choose Decline — they may be trying to take over your account.`;
     show(ui.contextWarning);
   }
-  ui.deviceName.value = description.slice(0, 64);
+  ui.deviceName.value = checkName(description.slice(0, 64)) ?? "Linked device";
   updateAge();
   showStep("context");
   ui.decline.focus();
@@ -472,8 +473,8 @@ function updateAge(): void {
 
 async function approve(): Promise<void> {
   if (!pending || !state || !list || !socket || busy) return;
-  const name = ui.deviceName.value.trim();
-  if (name.length < 1 || name.length > 64) {
+  const name = checkName(ui.deviceName.value);
+  if (name === null) {
     ui.deviceName.focus();
     flashNotice(ui.notice, "Give the device a name of 1–64 characters.");
     return;
