@@ -26,6 +26,8 @@ class Context(enum.StrEnum):
     DEVICE_LIST = "lockstep/device-list/v1"
     DEVICE_CERTIFICATE = "lockstep/device-certificate/v1"
     AUTH = "lockstep/auth/v1"
+    DEVICE_KEYS = "lockstep/device-keys/v1"
+    """A device's end-to-end key bundle, signed by its device key (docs/protocol/messaging.md §3)."""
 
 
 def _signed_message(context: Context, message: bytes) -> bytes:
