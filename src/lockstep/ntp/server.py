@@ -37,6 +37,10 @@ from lockstep.ntp.wire import HEADER_LENGTH, KissCode, LeapIndicator, Mode
 _PREFIX: Final = struct.Struct(">BBbbIIIQ")  # everything before the origin timestamp
 _TIMESTAMP: Final = struct.Struct(">Q")
 
+#: A received datagram: bytes, or a memoryview into an adapter's receive buffer (read only
+#: during the call; the reply never aliases it).
+Datagram = bytes | bytearray | memoryview
+
 
 @dataclass(frozen=True, slots=True)
 class ServerState:
@@ -168,7 +172,7 @@ class NtpServer:
             self._templates[key] = prefix
         return prefix
 
-    def respond(self, data: bytes, client: Hashable, now: int) -> bytes | PacketDropped:
+    def respond(self, data: Datagram, client: Hashable, now: int) -> bytes | PacketDropped:
         """Answer one datagram received at ``now`` (full NTP time) from ``client``.
 
         ``client`` identifies the sender for rate limiting and the deny list: the source IP
@@ -223,7 +227,7 @@ class NtpServer:
         return True
 
     def _kiss(
-        self, data: bytes, client: Hashable, now: int, code: KissCode, reason: PacketDropped
+        self, data: Datagram, client: Hashable, now: int, code: KissCode, reason: PacketDropped
     ) -> bytes | PacketDropped:
         """A Kiss-o'-Death, at most one per ``kod_interval`` per client; otherwise a drop."""
         limit = self.rate_limit or RateLimit()
@@ -239,7 +243,7 @@ class NtpServer:
         # the client can authenticate it (RFC 8633 §4.4); other timestamps stay zero.
         poll = max(data[2] if data[2] < 128 else data[2] - 256, 10)
         header = _PREFIX.pack(first, 0, poll, self.state.precision, 0, 0, code, 0)
-        return header + data[40:48] + bytes(16)
+        return header + bytes(data[40:48]) + bytes(16)
 
     def _denied(self, client: Hashable) -> bool:
         try:

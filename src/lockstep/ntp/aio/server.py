@@ -153,7 +153,7 @@ class UdpServer:
         out = 0
         for i in range(count):
             start = i * slot
-            data = bytes(received[start : start + lengths[i * stride + length_index]])
+            data = received[start : start + lengths[i * stride + length_index]]
             address = i * address_size
             key = bytes(raddr[address + key_start : address + key_end]) if needs_key else None
             reply = respond(data, key, now)
