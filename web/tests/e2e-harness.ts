@@ -1,6 +1,7 @@
 // Test-only entry (built by `vite build --mode test` into dist-test/, never into dist/): exposes the
 // Olm/Megolm modules to Playwright so tests/e2ecrypto can drive them against vodozemac.
 import * as e2e from "../src/e2e";
+import { ed25519Sign, importEd25519 } from "../src/e2e/primitives";
 
 /** Objects the tests keep between page.evaluate calls, by name. */
 const objects = new Map<string, unknown>();
@@ -25,6 +26,11 @@ async function outcome<T>(work: () => Promise<T>): Promise<{ ok: T } | { error: 
   }
 }
 
+/** An Ed25519 signature by the key with this seed (to forge test messages signed by a known key). */
+async function signWithSeed(seed: Uint8Array, message: Uint8Array): Promise<Uint8Array> {
+  return ed25519Sign((await importEd25519(seed)).privateKey, message);
+}
+
 const utf8 = (text: string): Uint8Array => new TextEncoder().encode(text);
 const fromUtf8 = (bytes: Uint8Array): string => new TextDecoder().decode(bytes);
 
@@ -37,11 +43,12 @@ declare global {
       outcome: typeof outcome;
       utf8: typeof utf8;
       fromUtf8: typeof fromUtf8;
+      signWithSeed: typeof signWithSeed;
     };
     e2eReady: boolean;
   }
 }
 
 window.e2e = e2e;
-window.e2eTest = { objects, queuedKeys, outcome, utf8, fromUtf8 };
+window.e2eTest = { objects, queuedKeys, outcome, utf8, fromUtf8, signWithSeed };
 window.e2eReady = true;
