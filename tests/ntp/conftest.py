@@ -75,6 +75,8 @@ def start_chronyd(directory: Path, lines: list[str], port: int = 0) -> Chronyd:
             ]
         )
     )
+    if not os.access(CHRONYD, os.X_OK):
+        raise RuntimeError(f"{CHRONYD} is missing: run scripts/ensure-debian-packages.sh")
     log = (directory / "chronyd.log").open("wb")
     process = subprocess.Popen(
         [CHRONYD, "-x", "-d", "-u", "root", "-f", str(config)],

@@ -176,14 +176,16 @@ def render_table(rows: list[SourceReport], client: NtpClient, now: int) -> str:
     lines = [
         "  .-- state: * system peer, + combined, - not combined, x falseticker, ? unusable",
         "  |",
-        f"MS Name/IP address{'':15} Stratum Poll Reach  LastRx offset      jitter",
+        f"MS Name/IP address{'':15} Stratum Poll Reach LastRx  Last sample     Jitter",
         "=" * 80,
     ]
     for row in rows:
         stratum = "-" if row.stratum is None else str(row.stratum)
+        age = "-" if row.last_receive_age is None else f"{row.last_receive_age:.0f}"
+        jitter = _fmt_seconds(row.jitter).lstrip("+")
         lines.append(
             f"{row.mark.value}  {row.name:<32.32} {stratum:>7} {row.poll:>4} {row.reach:>5o}"
-            f"  {_fmt_seconds(row.last_offset):>12} {_fmt_seconds(row.jitter):>10}"
+            f" {age:>6}  {_fmt_seconds(row.last_offset):>11} {jitter:>10}"
         )
     if client.system is not None:
         error = client.error_estimate(now)
@@ -268,6 +270,7 @@ def _monitor_json(client: NtpClient, now: int) -> dict[str, Any]:
                 "stratum": row.stratum,
                 "poll": row.poll,
                 "reach": row.reach,
+                "last_receive_age": row.last_receive_age,
                 "last_offset": row.last_offset,
                 "offset": row.offset,
                 "delay": row.delay,

@@ -110,6 +110,7 @@ class Association:
         self._origin: int | None = None  # the random transmit timestamp we are waiting to see
         self._sent_at = 0  # T1, our real send time (full NTP time)
         self._last_transmit: int | None = None  # server's T3 of the last reply, for duplicates
+        self.last_receive: int | None = None  # full time of the last valid reply
 
     # -- poll process (§13, A.5.7) ------------------------------------------------------------
 
@@ -172,6 +173,7 @@ class Association:
             return self._drop("duplicate transmit timestamp")
         self._last_transmit = packet.transmit_timestamp
         self.reach |= 1
+        self.last_receive = now
         self.server = ServerInfo(
             leap=packet.leap,
             version=packet.version,

@@ -83,6 +83,7 @@ class SourceReport:
     stratum: int | None
     poll: int
     reach: int
+    last_receive_age: float | None  # seconds since the last valid reply
     last_offset: float | None
     offset: float | None
     delay: float | None
@@ -356,6 +357,7 @@ class NtpClient:
                     stratum=a.server.stratum if a.server else None,
                     poll=a.poll,
                     reach=a.reach,
+                    last_receive_age=(None if a.last_receive is None else to_seconds(now - a.last_receive)),
                     last_offset=self._last_sample.get(a.name),
                     offset=a.filter.offset if has_sample else None,
                     delay=a.filter.delay if has_sample else None,
