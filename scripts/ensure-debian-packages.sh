@@ -40,7 +40,7 @@ fi
 if [ $need_ntpsec -eq 1 ]; then
   echo "unpacking ntpsec into $NTPSEC_ROOT"
   workdir=$(mktemp -d)
-  chmod 755 "$workdir"  # apt downloads as its own user
+  chown _apt "$workdir" 2>/dev/null || true  # apt downloads as its own user
   (cd "$workdir" && apt-get download -qq ntpsec >/dev/null)
   mkdir -p "$NTPSEC_ROOT"
   dpkg-deb -x "$workdir"/ntpsec_*.deb "$NTPSEC_ROOT"
