@@ -137,12 +137,22 @@ def chromium(playwright: Any) -> Iterator[Any]:
 
 @pytest.fixture
 def page(chromium: Any) -> Iterator[Any]:
+    """A fresh page; the test fails if the page threw or logged an error (CSP violations included)."""
     context = chromium.new_context()
     page = context.new_page()
+    errors = watch_errors(page)
     try:
         yield page
+        assert errors == [], errors
     finally:
         context.close()
+
+
+def watch_errors(page: Any) -> list[str]:
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(f"uncaught: {error}"))
+    page.on("console", lambda message: message.type == "error" and errors.append(message.text))
+    return errors
 
 
 @pytest.fixture
@@ -176,7 +186,10 @@ def phone(playwright: Any, tmp_path: Path) -> Iterator[Phone]:
         ],
     )
     context = browser.new_context(viewport={"width": 412, "height": 860}, is_mobile=True, has_touch=True)
+    page = context.new_page()
+    errors = watch_errors(page)
     try:
-        yield Phone(context.new_page(), camera)
+        yield Phone(page, camera)
+        assert errors == [], errors
     finally:
         browser.close()

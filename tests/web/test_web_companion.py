@@ -353,3 +353,28 @@ def test_grant_naming_another_device_is_refused(
     assert page.get_by_test_id("linked-account").is_hidden()
     assert "auth" not in fake_server.connections[0].ops()
     assert page.evaluate("indexedDB.databases().then((dbs) => dbs.length)") == 0
+
+
+def test_other_tabs_follow_link_and_unlink(page: Any, fake_server: FakeServer, static_origin: str) -> None:
+    """Tabs in one browser share the stored keys: linking one links both; unlinking logs both out."""
+    start_linking(fake_server)
+    primary = Primary()
+    other_tab = page.context.new_page()
+    other_server = FakeServer(other_tab, static_origin)
+    start_linking(other_server)
+    other_tab.goto(f"{static_origin}/")
+    page.goto(f"{static_origin}/")
+    fake_server.wait_until(
+        lambda: fake_server.connections and "link.start" in fake_server.last.ops(), what="link.start"
+    )
+    send_ref(fake_server.last, bytes([7]) * 32)
+    code = scan(page, static_origin)
+    fake_server.replies["auth"] = other_server.replies["auth"] = answer_auth(primary, code, static_origin)
+    fake_server.last.send({"event": "link.granted", **primary.approve(code, "Work laptop")})
+
+    for tab in (page, other_tab):
+        tab.get_by_test_id("linked-account").filter(has_text="as Work laptop").wait_for()
+    fake_server.last.close(code=4001)
+    for tab in (page, other_tab):
+        tab.get_by_test_id("logged-out").wait_for()
+    assert page.evaluate("indexedDB.databases().then((dbs) => dbs.length)") == 0

@@ -23,8 +23,8 @@ import {
 
 /** How many unpublished one-time keys a server should hold for us (vodozemac's value). */
 export const MAX_NUMBER_OF_ONE_TIME_KEYS = 50;
-/** How many one-time private keys we keep at most; the oldest are forgotten first. */
-export const MAX_STORED_ONE_TIME_KEYS = 100;
+/** How many one-time private keys we keep at most (vodozemac: 100 × 50); the oldest are forgotten first. */
+export const MAX_STORED_ONE_TIME_KEYS = 100 * MAX_NUMBER_OF_ONE_TIME_KEYS;
 
 interface StoredKey {
   readonly id: number;

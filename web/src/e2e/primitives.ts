@@ -7,7 +7,8 @@
  * Private X25519/Ed25519 keys live as non-extractable CryptoKeys; only their public halves are bytes.
  */
 
-import { MacError, NonContributoryKeyError, MalformedError } from "./errors";
+import { b64uDecode } from "../crypto/b64u";
+import { MacError, MalformedError, NonContributoryKeyError } from "./errors";
 
 const subtle = globalThis.crypto.subtle;
 
@@ -135,9 +136,7 @@ export async function importEd25519(seed: Uint8Array): Promise<Ed25519KeyPair> {
   const temporary = await subtle.importKey("pkcs8", pkcs8, { name: "Ed25519" }, true, ["sign"]);
   const jwk = await subtle.exportKey("jwk", temporary);
   const privateKey = await subtle.importKey("pkcs8", pkcs8, { name: "Ed25519" }, false, ["sign"]);
-  const x = jwk.x ?? "";
-  const publicKey = Uint8Array.from(atob(x.replace(/-/g, "+").replace(/_/g, "/")), (c) => c.charCodeAt(0));
-  return { privateKey, publicKey };
+  return { privateKey, publicKey: b64uDecode(jwk.x ?? "") };
 }
 
 export async function ed25519Sign(privateKey: CryptoKey, message: Uint8Array): Promise<Uint8Array> {

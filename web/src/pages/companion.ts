@@ -64,6 +64,14 @@ const ui = {
   clock: byTestId("clock-warning"),
 };
 
+/** Other tabs of this page in this browser share the stored state: when one links, the others reload
+ * (and show the link); when one is unlinked, the others log out too. */
+const tabs = "BroadcastChannel" in window ? new BroadcastChannel("lockstep-companion") : null;
+tabs?.addEventListener("message", (message: MessageEvent) => {
+  if (message.data === "linked" && !state) location.reload();
+  else if (message.data === "unlinked" && state) void unlinked("This browser was unlinked from your account.", false);
+});
+
 const QR_PIXELS = 400;
 const MAX_BACKOFF_MS = 10_000;
 
@@ -286,6 +294,7 @@ async function onGranted(event: ServerEvent): Promise<void> {
   };
   forgetSession();
   await store.save(state);
+  tabs?.postMessage("linked");
   await authenticate();
 }
 
@@ -357,7 +366,7 @@ function showLinked(): void {
   show(ui.linked);
 }
 
-async function unlinked(reason: string): Promise<void> {
+async function unlinked(reason: string, tellOtherTabs = true): Promise<void> {
   if (phase === "logged_out") return;
   phase = "logged_out";
   clearTimeout(reconnectTimer);
@@ -367,7 +376,10 @@ async function unlinked(reason: string): Promise<void> {
   old?.close();
   forgetSession();
   state = undefined;
-  await store.wipe();
+  if (tellOtherTabs) {
+    await store.wipe();
+    tabs?.postMessage("unlinked");
+  }
   hide(ui.panel);
   hide(ui.linked);
   ui.loggedOutReason.textContent = `${reason} Its keys were deleted from this browser.`;
