@@ -1,0 +1,137 @@
+"""The server half of NTS-protected NTPv4 (RFC 8915 §5.7).
+
+:meth:`NtsServer.respond` takes a client request carrying NTS extension fields and the plain
+48-byte reply header the NTP server core built for it, and returns
+
+* the protected reply: header, the echoed Unique Identifier, and an Authenticator under the S2C
+  key whose encrypted part holds one fresh cookie per cookie or placeholder received (fewer if
+  that would make the reply longer than the request, which is never allowed);
+* an NTS NAK (kiss code NTSN with the Unique Identifier echoed, unauthenticated) when the cookie
+  cannot be opened (unknown or expired key, forged) or the request does not authenticate;
+* or a :class:`~lockstep.ntp.events.PacketDropped` for a request that is not a well-formed NTS
+  request (no unique identifier, two cookies, placeholder length mismatch, authenticator not
+  last, ...).
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Final
+
+from lockstep.ntp.errors import MalformedPacket
+from lockstep.ntp.events import PacketDropped
+from lockstep.ntp.nts import fields
+from lockstep.ntp.nts.cookies import CookieKeys, CookieRejected
+from lockstep.ntp.nts.fields import FieldType
+from lockstep.ntp.wire import ExtensionField, KissCode, LeapIndicator, Mode, Packet
+
+_NAK_PREFIX: Final = struct.Struct(">BBbbIII")
+
+
+@dataclass(slots=True)
+class NtsCounters:
+    authenticated: int = 0
+    naks: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class NtsNakSent:
+    """Bytes of an NTS NAK and why it was sent (for counting and logs)."""
+
+    data: bytes
+    reason: str
+
+
+class NtsServer:
+    """Opens cookies and protects replies; stateless per request."""
+
+    def __init__(
+        self,
+        cookie_keys: CookieKeys,
+        *,
+        random_bytes: Callable[[int], bytes] = os.urandom,
+    ) -> None:
+        self.cookie_keys = cookie_keys
+        self.counters = NtsCounters()
+        self._random_bytes = random_bytes
+
+    def respond(self, request: bytes, header: bytes, now: int) -> bytes | NtsNakSent | PacketDropped:
+        try:
+            packet = Packet.decode(request)
+        except MalformedPacket as error:
+            return self._drop(f"NTS: malformed: {error}")
+        located = fields.locate(packet)
+        unique_id: bytes | None = None
+        cookie: bytes | None = None
+        placeholders = 0
+        authenticator: fields.LocatedField | None = None
+        for position, item in enumerate(located):
+            kind = item.field_type
+            if kind == FieldType.UNIQUE_IDENTIFIER:
+                if unique_id is not None or len(item.value) < fields.UNIQUE_ID_LENGTH:
+                    return self._drop("NTS: bad or repeated unique identifier")
+                unique_id = item.value
+            elif kind == FieldType.NTS_COOKIE:
+                if cookie is not None:
+                    return self._drop("NTS: more than one cookie")
+                cookie = item.value
+            elif kind == FieldType.NTS_COOKIE_PLACEHOLDER:
+                placeholders += 1
+            elif kind == FieldType.NTS_AUTHENTICATOR:
+                if position != len(located) - 1 or packet.mac:
+                    return self._drop("NTS: authenticator is not the last field")
+                authenticator = item
+        if unique_id is None or cookie is None or authenticator is None:
+            return self._drop("NTS: unique identifier, cookie or authenticator missing")
+        if any(
+            f.field_type == FieldType.NTS_COOKIE_PLACEHOLDER and len(f.value) != len(cookie) for f in located
+        ):
+            return self._drop("NTS: cookie placeholder length differs from the cookie")
+        try:
+            contents = self.cookie_keys.open(cookie, now)
+        except CookieRejected as error:
+            return self._nak(header, unique_id, str(error))
+        try:
+            plaintext = fields.open_sealed(contents.c2s, authenticator.value, request[: authenticator.offset])
+            encrypted = fields.decode_fields(plaintext)
+        except fields.AuthenticationFailed as error:
+            return self._nak(header, unique_id, f"request {error}")
+        except MalformedPacket as error:
+            return self._drop(f"NTS: encrypted fields malformed: {error}")
+        # Placeholders may also travel encrypted (§5.5): they count the same.
+        placeholders += sum(
+            1
+            for f in encrypted
+            if f.field_type == FieldType.NTS_COOKIE_PLACEHOLDER and len(f.value) == len(cookie)
+        )
+        uid_field = fields.unique_identifier(unique_id).encode()
+        associated = header + uid_field
+        new_cookie = self.cookie_keys.make(contents, now)
+        cookie_size = 4 + len(fields.padded(new_cookie))
+        fixed = len(associated) + 4 + 4 + fields.NONCE_LENGTH + fields.TAG_LENGTH
+        count = 1 + placeholders
+        while count > 0 and fixed + count * cookie_size > len(request):
+            count -= 1  # never reply with more bytes than the request had (§5.7, RFC 8633)
+        cookies = [new_cookie] + [self.cookie_keys.make(contents, now) for _ in range(count - 1)]
+        plaintext_out = fields.encode_fields([fields.cookie_field(c) for c in cookies[:count]])
+        sealed = fields.seal(contents.s2c, self._random_bytes(fields.NONCE_LENGTH), associated, plaintext_out)
+        self.counters.authenticated += 1
+        return associated + sealed.encode()
+
+    def _nak(self, header: bytes, unique_id: bytes, reason: str) -> NtsNakSent:
+        """An NTS NAK (§5.7): kiss code NTSN, origin echoed, the Unique Identifier echoed."""
+        self.counters.naks += 1
+        first = (LeapIndicator.UNSYNCHRONIZED << 6) | (header[0] & 0x38) | Mode.SERVER
+        prefix = _NAK_PREFIX.pack(
+            first, 0, header[2] if header[2] < 128 else header[2] - 256, header[3], 0, 0, KissCode.NTSN
+        )
+        kiss = prefix + bytes(8) + header[24:32] + bytes(16)
+        return NtsNakSent(kiss + ExtensionField(FieldType.UNIQUE_IDENTIFIER, unique_id).encode(), reason)
+
+    def _drop(self, reason: str) -> PacketDropped:
+        self.counters.dropped[reason] = self.counters.dropped.get(reason, 0) + 1
+        return PacketDropped(reason)
