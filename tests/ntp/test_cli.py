@@ -13,6 +13,7 @@ import time
 from conftest import free_udp_port, lockstep_ntp, run_server_in_thread
 from lockstep.ntp.aio import clock
 from lockstep.ntp.server import NtpServer, ServerState
+from lockstep.ntp.timestamps import from_seconds
 
 
 def local_core(stratum: int = 3) -> NtpServer:
@@ -195,3 +196,30 @@ def test_serve_refuses_a_busy_port() -> None:
         completed = lockstep_ntp("serve", "--port", str(server.port), timeout=20)
     assert completed.returncode != 0
     assert "cannot serve" in completed.stderr
+
+
+def test_monitor_marks_a_real_falseticker_and_ignores_it() -> None:
+    # 3 s off: once four samples shrink every root distance under MAXDIST (1.5 s), the liar's
+    # correctness interval no longer meets the others' and it is marked a falseticker. (Smaller
+    # lies need fuller filters, which the simulator's long runs cover.)
+    liar = NtpServer(ServerState.local(stratum=2, now=clock.now()), clock_offset=from_seconds(3.0))
+    with (
+        run_server_in_thread(local_core(stratum=2)) as a,
+        run_server_in_thread(local_core(stratum=2)) as b,
+        run_server_in_thread(local_core(stratum=2)) as c,
+        run_server_in_thread(liar) as lying,
+    ):
+        completed = lockstep_ntp(
+            "monitor",
+            *(f"127.0.0.1:{s.port}" for s in (a, b, c, lying)),
+            "--duration",
+            "13",
+            "--json",
+        )
+    assert completed.returncode == 0, completed.stderr
+    updates = [json.loads(line) for line in completed.stdout.splitlines()]
+    liar_name = f"127.0.0.1:{lying.port}"
+    assert all(update["system_peer"] != liar_name for update in updates)
+    assert all(abs(update["offset"]) < 0.01 for update in updates)
+    last = {source["name"]: source["state"] for source in updates[-1]["sources"]}
+    assert last[liar_name] == "x"
