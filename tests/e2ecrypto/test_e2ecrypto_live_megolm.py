@@ -110,6 +110,15 @@ def test_vodozemac_outbound_read_by_ts(harness: Harness) -> None:
     got = ts_decrypt(harness, "in", [bodies[i] for i in order])
     assert got == [{"ok": [i, b64(plaintexts[i])]} for i in order]
     assert ts_decrypt(harness, "in", [last]) == [{"ok": [300, b64(b"the last one")]}]
+    concurrent = harness.run(
+        """
+const s = await E.InboundGroupSession.fromSessionKey(arg.key);
+const results = await Promise.all(arg.bodies.map((body) => s.decrypt(body)));
+return results.map((r) => r.messageIndex);
+""",
+        {"key": key0, "bodies": [bodies[i] for i in order[:60]]},
+    )
+    assert concurrent == order[:60]  # concurrent decrypts do not trample the cached ratchet
     info = harness.run("const s = O.get('in'); return [s.sessionId, s.firstKnownIndex];")
     assert info == [outbound.session_id, 0]
 

@@ -134,6 +134,15 @@ return { identity: alice.curve25519Key, sessionId: session.sessionId };
 
     assert converse(ts, vz, random.Random(1), rounds=12) > 20
 
+    burst = harness.run(
+        """
+const s = O.get("ts");
+const sent = await Promise.all(["a", "b", "c", "d", "e"].map((t) => s.encrypt(T.utf8(t))));
+return sent.map((m) => [m.type, E.encodeBase64(m.body)]);
+"""
+    )
+    assert vz.decrypt([(t, body) for t, body in burst][::-1]) == [b"e", b"d", b"c", b"b", b"a"]
+
 
 def test_vodozemac_outbound_to_ts_account(harness: Harness) -> None:
     keys = harness.run(

@@ -114,6 +114,8 @@ export class OutboundGroupSession {
 }
 
 export class InboundGroupSession {
+  private queue: Promise<unknown> = Promise.resolve();
+
   private constructor(
     private readonly initial: MegolmRatchet,
     private latest: MegolmRatchet,
@@ -147,14 +149,12 @@ export class InboundGroupSession {
   private async ratchetAt(index: number): Promise<MegolmRatchet | null> {
     if (this.initial.index === index) return this.initial;
     if (this.latest.index === index) return this.latest;
-    if (this.latest.index < index) {
-      await this.latest.advanceTo(index);
-      return this.latest;
-    }
     if (this.initial.index < index) {
-      this.latest = this.initial.clone();
-      await this.latest.advanceTo(index);
-      return this.latest;
+      // From the latest ratchet when it is not past the index, else from the first one.
+      const next = (this.latest.index < index ? this.latest : this.initial).clone();
+      await next.advanceTo(index);
+      this.latest = next;
+      return next;
     }
     return null;
   }
@@ -163,7 +163,14 @@ export class InboundGroupSession {
    * Checks the signature (by K), finds R(i), checks the MAC, decrypts. Replays decrypt again (megolm.md
    * "Message Replays"): the caller tracks the indexes it has seen.
    */
-  async decrypt(message: Uint8Array | string): Promise<{ plaintext: Uint8Array; messageIndex: number }> {
+  decrypt(message: Uint8Array | string): Promise<{ plaintext: Uint8Array; messageIndex: number }> {
+    const work = () => this.decryptNow(message);
+    const run = this.queue.then(work, work);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private async decryptNow(message: Uint8Array | string): Promise<{ plaintext: Uint8Array; messageIndex: number }> {
     const bytes = typeof message === "string" ? decodeBase64(message) : message;
     const decoded = MegolmMessage.decode(bytes);
     if (!(await ed25519Verify(this.signingKey, decoded.signatureInput(), decoded.signature))) {
