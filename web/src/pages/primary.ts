@@ -80,6 +80,7 @@ const ui = {
   scanAgain: byTestId<HTMLButtonElement>("scan-again"),
   done: byTestId<HTMLButtonElement>("link-done"),
   devices: byTestId<HTMLUListElement>("devices"),
+  deviceCount: byTestId("device-count"),
   linkDevice: byTestId<HTMLButtonElement>("link-device"),
   notice: byTestId("notice"),
   clock: byTestId("clock-warning"),
@@ -288,6 +289,11 @@ function renderDevices(): void {
   const now = socket?.serverNow() ?? Date.now();
   const rows = list.devices.map((device) => deviceRow(device, now));
   ui.devices.replaceChildren(...rows);
+  const linked = companions(list).length;
+  ui.deviceCount.textContent =
+    linked >= MAX_COMPANIONS
+      ? `${linked} of at most ${MAX_COMPANIONS} other devices linked: unlink one to link another.`
+      : `${linked} of at most ${MAX_COMPANIONS} other devices linked.`;
 }
 
 function deviceRow(device: DeviceEntry, now: number): HTMLLIElement {
@@ -296,8 +302,9 @@ function deviceRow(device: DeviceEntry, now: number): HTMLLIElement {
   const kind = isSelf ? "This phone (primary)" : (state?.descriptions[device.device_id] ?? "Linked companion");
   const activity = isSelf || seen?.online ? "online now" : seen?.last_active ? `last active ${formatAgo(seen.last_active, now)}` : "not seen yet";
   const name = el("div", { className: "name", text: device.name, testid: "device-name" });
-  const meta = el("div", { className: "meta", text: `${kind} · linked ${formatTime(device.linked_at)} · ` }, el("span", { className: isSelf || seen?.online ? "online" : "", text: activity }));
-  const info = el("div", {}, name, meta);
+  const platform = el("div", { className: "meta", text: kind, testid: "device-platform" });
+  const when = el("div", { className: "meta", text: `Linked ${formatTime(device.linked_at)} · ` }, el("span", { className: isSelf || seen?.online ? "online" : "", text: activity, testid: "device-activity" }));
+  const info = el("div", {}, name, platform, when);
   const row = el("li", { className: "device", testid: "device-row", attrs: { "data-device-id": device.device_id } }, info);
   const actions = el("div", { className: "actions" });
   const rename = el("button", { text: "Rename", testid: "rename", attrs: { type: "button", "aria-label": `Rename ${device.name}` } });

@@ -13,8 +13,6 @@ export function drawQr(canvas: HTMLCanvasElement, text: string, targetPixels: nu
   const size = total * scale;
   canvas.width = size;
   canvas.height = size;
-  canvas.style.width = `${size}px`;
-  canvas.style.height = `${size}px`;
   const ctx = canvas.getContext("2d");
   if (!ctx) return;
   ctx.fillStyle = "#ffffff";
