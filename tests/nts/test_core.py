@@ -218,3 +218,56 @@ def test_ke_client_refuses_incomplete_or_odd_responses() -> None:
     )
     assert result is not None and result.port is None
     assert RecordType.NEW_COOKIE == 5
+
+
+def test_ntp_server_core_serves_nts_and_plain_ntp() -> None:
+    from lockstep.ntp.server import NtpServer, ServerState
+
+    cookie_keys = keys()
+    core = NtpServer(ServerState.local(3, NOW), nts=NtsServer(cookie_keys))
+    session = negotiated_session(cookie_keys)
+    request = session.protect(header(77))
+    reply = core.respond(request, "127.0.0.1", NOW)
+    assert isinstance(reply, bytes) and len(reply) <= len(request)
+    packet = Packet.decode(reply)
+    assert packet.origin_timestamp == 77 and packet.stratum == 3
+    assert isinstance(session.check(reply, packet), NtsAuthenticated)
+    plain = core.respond(header(5), "127.0.0.1", NOW)
+    assert isinstance(plain, bytes) and len(plain) == 48
+    nak = core.respond(NtsClientSession(C2S, S2C, [bytes(104)]).protect(header()), "127.0.0.1", NOW)
+    assert isinstance(nak, bytes) and Packet.decode(nak).kiss_code is KissCode.NTSN
+    assert core.counters.kiss_sent == 1 and core.nts is not None and core.nts.counters.naks == 1
+
+
+def test_association_accepts_only_authenticated_replies_and_rekeys_on_nak() -> None:
+    from lockstep.ntp.association import Association
+    from lockstep.ntp.events import KissReceived, PacketDropped, SampleAccepted
+    from lockstep.ntp.server import NtpServer, ServerState
+
+    cookie_keys = keys()
+    core = NtpServer(ServerState.local(3, NOW), nts=NtsServer(cookie_keys))
+    association = Association("s", now=NOW, iburst=False)
+    association.nts = negotiated_session(cookie_keys)
+    request = association.poll_due(NOW)
+    assert request is not None
+    reply = core.respond(request, "c", NOW)
+    assert isinstance(reply, bytes)
+    forged = bytearray(reply)
+    forged[32] ^= 0x80  # receive timestamp
+    event = association.receive(bytes(forged), NOW)
+    assert isinstance(event, PacketDropped) and "does not verify" in event.reason
+    assert isinstance(association.receive(reply, NOW), SampleAccepted)
+    replayed = association.receive(reply, NOW)
+    assert isinstance(replayed, PacketDropped) and "no NTS request outstanding" in replayed.reason
+    # A server that lost its keys answers NTSN; the association then waits for NTS-KE.
+    association.next_poll = NOW
+    request = association.poll_due(NOW)
+    assert request is not None
+    nak = NtpServer(ServerState.local(3, NOW), nts=NtsServer(CookieKeys(b"z" * 32))).respond(
+        request, "c", NOW
+    )
+    assert isinstance(nak, bytes)
+    assert association.receive(nak, NOW) == KissReceived("s", "NTSN")
+    assert association.nts.needs_ke
+    association.next_poll = NOW
+    assert association.poll_due(NOW) is None

@@ -31,6 +31,7 @@ from lockstep.ntp.constants import (
 from lockstep.ntp.errors import LocalProtocolError, MalformedPacket
 from lockstep.ntp.events import KissReceived, PacketDropped, SampleAccepted, SourceDemobilized
 from lockstep.ntp.filter import ClockFilter
+from lockstep.ntp.nts.client import NtsClientSession, NtsNak, NtsReplyRejected
 from lockstep.ntp.onwire import on_wire
 from lockstep.ntp.timestamps import (
     ONE_SECOND,
@@ -110,6 +111,9 @@ class Association:
         self._origin: int | None = None  # the random transmit timestamp we are waiting to see
         self._sent_at = 0  # T1, our real send time (full NTP time)
         self._last_transmit: int | None = None  # server's T3 of the last reply, for duplicates
+        #: RFC 8915: with a session, requests carry NTS fields and only authenticated replies
+        #: (or an NTS NAK echoing our unique identifier) are accepted.
+        self.nts: NtsClientSession | None = None
         self.last_receive: int | None = None  # full time of the last valid reply
 
     # -- poll process (§13, A.5.7) ------------------------------------------------------------
@@ -126,6 +130,11 @@ class Association:
     def poll_due(self, now: int) -> bytes | None:
         """If a request is due at ``now``, return its bytes and schedule the next one."""
         if self.state is not AssociationState.ACTIVE or now < self.next_poll:
+            return None
+        if self.nts is not None and self.nts.needs_ke:
+            # No cookie left: nothing can be sent until NTS-KE refills the jar (RFC 8915 §5.7).
+            self._count("waiting for NTS-KE")
+            self.next_poll = now + from_seconds(self.poll_interval)
             return None
         self.polls += 1
         if self._origin is not None:
@@ -145,7 +154,8 @@ class Association:
             spread = self._rng.getrandbits(16) / 65536.0 - 0.5
             interval += interval * spread / 16
         self.next_poll = now + from_seconds(interval)
-        return _REQUEST_PREFIX + origin.to_bytes(8, "big")
+        request = _REQUEST_PREFIX + origin.to_bytes(8, "big")
+        return request if self.nts is None else self.nts.protect(request)
 
     # -- peer process (§8, §9, A.5.1) ---------------------------------------------------------
 
@@ -161,12 +171,22 @@ class Association:
             return self._drop(f"unexpected mode {packet.mode.name}")
         if not 1 <= packet.version <= 4:
             return self._drop(f"unsupported version {packet.version}")
+        nak = False
+        if self.nts is not None:
+            try:
+                nak = isinstance(self.nts.check(data, packet), NtsNak)
+            except NtsReplyRejected as error:
+                return self._drop(f"NTS: {error}")
         if self._origin is None:
             return self._drop("no request outstanding (duplicate or late)")
         if packet.origin_timestamp != self._origin:
             return self._drop("origin timestamp does not match our request (bogus)")
         # From here the reply is authentic to the extent an unauthenticated reply can be.
         self._origin = None
+        if nak:
+            # RFC 8915 §5.7: the server cannot open our cookie; the caller runs NTS-KE again.
+            self._count("kiss NTSN")
+            return KissReceived(self.name, "NTSN")
         if packet.is_kiss_of_death:
             return self._kiss(packet)
         if packet.transmit_timestamp == self._last_transmit:

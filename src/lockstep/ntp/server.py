@@ -26,6 +26,7 @@ from typing import Final
 
 from lockstep.ntp.constants import MAXSTRAT, PHI
 from lockstep.ntp.events import PacketDropped
+from lockstep.ntp.nts.server import NtsNakSent, NtsServer
 from lockstep.ntp.timestamps import (
     ONE_SECOND,
     short_from_seconds,
@@ -123,8 +124,10 @@ class NtpServer:
         rate_limit: RateLimit | None = None,
         deny: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network] = (),
         clock_offset: int = 0,
+        nts: NtsServer | None = None,
     ) -> None:
         self.rate_limit = rate_limit
+        self.nts = nts  # RFC 8915: requests with NTS fields get protected replies or NTSN
         self.deny = tuple(deny)
         self.counters = ServerCounters()
         self.clock_offset = clock_offset  # added to ``now``: lets a server serve corrected time
@@ -200,11 +203,29 @@ class NtpServer:
         prefix = self._templates.get(((first & 0x38) << 5) | poll)
         if prefix is None:
             prefix = self._prefix(now, (first >> 3) & 7, poll if poll < 128 else poll - 256)
-        self.counters.replied += 1
         # Origin = the request's transmit; receive and transmit are both ``now``: the core has no
         # later clock reading, and the adapter stamps the receive time as the datagram arrives.
         timestamp = _TIMESTAMP.pack(now & 0xFFFFFFFFFFFFFFFF)
-        return prefix + data[40:48] + timestamp + timestamp
+        reply = prefix + data[40:48] + timestamp + timestamp
+        if self.nts is not None and len(data) > HEADER_LENGTH:
+            return self._respond_nts(bytes(data), reply, now)
+        self.counters.replied += 1
+        return reply
+
+    def _respond_nts(self, data: bytes, reply: bytes, now: int) -> bytes | PacketDropped:
+        """RFC 8915 §5.7: protect the reply, or NAK a cookie we cannot open; plain NTP otherwise."""
+        assert self.nts is not None
+        protected = self.nts.respond(data, reply, now - self.clock_offset)
+        if protected is None:  # extension fields, but not NTS ones: plain NTP
+            self.counters.replied += 1
+            return reply
+        if isinstance(protected, NtsNakSent):
+            self.counters.kiss_sent += 1
+            return protected.data
+        if isinstance(protected, PacketDropped):
+            return self._drop(protected)
+        self.counters.replied += 1
+        return protected
 
     def _admit(self, client: Hashable, now: int) -> bool:
         limit = self.rate_limit

@@ -158,6 +158,9 @@ class UdpServer:
             key = bytes(raddr[address + key_start : address + key_end]) if needs_key else None
             reply = respond(data, key, now)
             if type(reply) is bytes:
+                if len(reply) != 48:  # an NTS reply (RFC 8915): longer, sent on its own
+                    self._send_one(reply, raddr[address : address + address_length])
+                    continue
                 if out != i:
                     target = out * address_size
                     raddr[target : target + address_length] = raddr[address : address + address_length]
@@ -165,6 +168,22 @@ class UdpServer:
                 out += 1
         if out:
             self.send_errors += out - batch.send(out)
+
+    def _send_one(self, reply: bytes, sockaddr: bytearray) -> None:
+        """Send one reply to a raw sockaddr_in / sockaddr_in6 taken from a receive slot."""
+        port = int.from_bytes(sockaddr[2:4], "big")
+        if len(sockaddr) == 16:
+            target: tuple[str, int] | tuple[str, int, int, int] = (
+                socket.inet_ntop(socket.AF_INET, bytes(sockaddr[4:8])),
+                port,
+            )
+        else:
+            host = socket.inet_ntop(socket.AF_INET6, bytes(sockaddr[8:24]))
+            target = (host, port, 0, int.from_bytes(sockaddr[24:28], "little"))
+        try:
+            self.sock.sendto(reply, target)
+        except OSError:
+            self.send_errors += 1
 
     def serve_blocking(self, stop: threading.Event) -> None:
         """Serve on the calling thread with blocking ``recvmmsg`` until ``stop`` is set.

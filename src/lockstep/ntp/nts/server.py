@@ -28,7 +28,8 @@ from lockstep.ntp.nts.cookies import CookieKeys, CookieRejected
 from lockstep.ntp.nts.fields import FieldType
 from lockstep.ntp.wire import ExtensionField, KissCode, LeapIndicator, Mode, Packet
 
-_NAK_PREFIX: Final = struct.Struct(">BBbbIII")
+_NAK_PREFIX: Final = struct.Struct(">BBBBIII")
+_NTS_TYPES: Final = frozenset(FieldType)
 
 
 @dataclass(slots=True)
@@ -59,12 +60,15 @@ class NtsServer:
         self.counters = NtsCounters()
         self._random_bytes = random_bytes
 
-    def respond(self, request: bytes, header: bytes, now: int) -> bytes | NtsNakSent | PacketDropped:
+    def respond(self, request: bytes, header: bytes, now: int) -> bytes | NtsNakSent | PacketDropped | None:
+        """Protect ``header`` for ``request``; None when the request has no NTS fields at all."""
         try:
             packet = Packet.decode(request)
-        except MalformedPacket as error:
-            return self._drop(f"NTS: malformed: {error}")
+        except MalformedPacket:
+            return None  # not NTS we can read: the NTP core answers it as plain NTP
         located = fields.locate(packet)
+        if not any(f.field_type in _NTS_TYPES for f in located):
+            return None
         unique_id: bytes | None = None
         cookie: bytes | None = None
         placeholders = 0
@@ -126,9 +130,7 @@ class NtsServer:
         """An NTS NAK (§5.7): kiss code NTSN, origin echoed, the Unique Identifier echoed."""
         self.counters.naks += 1
         first = (LeapIndicator.UNSYNCHRONIZED << 6) | (header[0] & 0x38) | Mode.SERVER
-        prefix = _NAK_PREFIX.pack(
-            first, 0, header[2] if header[2] < 128 else header[2] - 256, header[3], 0, 0, KissCode.NTSN
-        )
+        prefix = _NAK_PREFIX.pack(first, 0, header[2], header[3], 0, 0, KissCode.NTSN)
         kiss = prefix + bytes(8) + header[24:32] + bytes(16)
         return NtsNakSent(kiss + ExtensionField(FieldType.UNIQUE_IDENTIFIER, unique_id).encode(), reason)
 
