@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from lockstep import __version__
+from lockstep.server import media
 from lockstep.server.gateway import serve_websocket
 from lockstep.server.services import Services
 
@@ -70,6 +71,12 @@ def create_app(services: Services, web_root: Path) -> Starlette:
     async def health(request: Request) -> Response:
         return PlainTextResponse("ok")
 
+    async def media_upload(request: Request) -> Response:
+        return await media.upload(services, request)
+
+    async def media_download(request: Request) -> Response:
+        return await media.download(services, request)
+
     async def websocket(websocket: WebSocket) -> None:
         await serve_websocket(services, websocket)
 
@@ -85,6 +92,8 @@ def create_app(services: Services, web_root: Path) -> Starlette:
         *(Route(path, pages) for path in ("/", "/app", "/app/", "/link")),
         Route("/api/info", info),
         Route("/healthz", health),
+        Route("/media", media_upload, methods=["POST"]),
+        Route("/media/{media_id}", media_download, methods=["GET"]),
         WebSocketRoute("/ws", websocket),
         Mount("/", StaticFiles(directory=web_root, check_dir=False)),
     ]

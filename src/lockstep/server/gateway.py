@@ -13,7 +13,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from lockstep import __version__
 from lockstep.link.encoding import b64u_encode
-from lockstep.server import api_accounts, api_linking, api_time
+from lockstep.server import api_accounts, api_groups, api_keys, api_linking, api_messages, api_time, media
 from lockstep.server.connection import Connection
 from lockstep.server.errors import ApiError
 from lockstep.server.frames import Request, error_reply, reply
@@ -33,6 +33,18 @@ OPERATIONS: dict[str, Handler] = {
     "link.approve": api_linking.approve,
     "link.decline": api_linking.decline,
     "time.sync": api_time.sync,
+    "keys.upload": api_keys.upload,
+    "keys.claim": api_keys.claim,
+    "accounts.lookup": api_keys.lookup,
+    "messages.send": api_messages.send,
+    "messages.fetch": api_messages.fetch,
+    "messages.ack": api_messages.ack,
+    "groups.create": api_groups.create,
+    "groups.add": api_groups.add,
+    "groups.remove": api_groups.remove,
+    "groups.get": api_groups.get,
+    "groups.list": api_groups.list_groups,
+    "media.token": media.token,
 }
 
 TOUCH_EVERY_MS = 30_000

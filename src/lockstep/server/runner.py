@@ -39,7 +39,9 @@ class _Server(uvicorn.Server):
 
 
 async def serve(settings: Settings, origin: str, listeners: list[Listener]) -> None:
-    services = Services(origin=origin, store=SqliteStore(settings.database))
+    services = Services(
+        origin=origin, store=SqliteStore(settings.database), media_max_bytes=settings.media_max_bytes
+    )
     app = create_app(services, settings.web_root)
     servers: list[_Server] = []
     for listener in listeners:

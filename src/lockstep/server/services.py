@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from lockstep.server.clock import Clock, system_clock
 from lockstep.server.hub import Hub
@@ -21,6 +22,8 @@ class Limits:
     unknown_refs: RateLimiter = field(default_factory=lambda: RateLimiter(per_minute=10))
     auth_failures: RateLimiter = field(default_factory=lambda: RateLimiter(per_minute=20))
     registrations: RateLimiter = field(default_factory=lambda: RateLimiter(per_minute=10))
+    key_claims: RateLimiter = field(default_factory=lambda: RateLimiter(per_minute=600))
+    """keys.claim and accounts.lookup per device (messaging.md §7.5): one-time keys are a finite pool."""
 
 
 @dataclass(slots=True)
@@ -33,3 +36,13 @@ class Services:
     clock: Clock = system_clock
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     """How timers wait, in seconds; tests swap in one driven by their fake clock."""
+    media_max_bytes: int = 100 * 1024 * 1024
+    """Largest encrypted media blob accepted (LOCKSTEP_MEDIA_MAX_BYTES)."""
+    media_dir: Path | None = None
+    """Where encrypted blobs live; by default a ``media`` folder beside the database."""
+    media_tokens: dict[str, tuple[str, int]] = field(default_factory=dict)
+    """Media HTTP bearer tokens: token → (device id, expiry in server ms)."""
+
+    @property
+    def media_root(self) -> Path:
+        return self.media_dir if self.media_dir is not None else self.store.path.parent / "media"

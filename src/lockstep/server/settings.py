@@ -29,8 +29,11 @@ class Settings:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     web_root: Path = field(default_factory=default_web_root)
+    media_max_bytes: int = 100 * 1024 * 1024
 
     def __post_init__(self) -> None:
+        if not 1024 <= self.media_max_bytes <= 2**40:
+            raise SettingsError(f"media_max_bytes must be 1024 to 2**40, got {self.media_max_bytes}")
         if not 0 <= self.port <= 65535:
             raise SettingsError(f"port must be 0 to 65535, got {self.port}")
         if (self.tls_cert is None) != (self.tls_key is None):
@@ -77,6 +80,13 @@ class Settings:
             values["data_dir"] = Path(env["LOCKSTEP_DATA"])
         if "LOCKSTEP_PUBLIC_ORIGIN" in env:
             values["public_origin"] = env["LOCKSTEP_PUBLIC_ORIGIN"]
+        if "LOCKSTEP_MEDIA_MAX_BYTES" in env:
+            try:
+                values["media_max_bytes"] = int(env["LOCKSTEP_MEDIA_MAX_BYTES"])
+            except ValueError as error:
+                raise SettingsError(
+                    f"LOCKSTEP_MEDIA_MAX_BYTES must be a number, got {env['LOCKSTEP_MEDIA_MAX_BYTES']!r}"
+                ) from error
         if "LOCKSTEP_WEB_ROOT" in env:
             values["web_root"] = Path(env["LOCKSTEP_WEB_ROOT"])
         values.update({k: v for k, v in overrides.items() if v is not None})

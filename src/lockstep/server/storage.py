@@ -15,7 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from lockstep.link.devices import DeviceEntry, DeviceList
 from lockstep.link.envelope import Envelope
@@ -46,6 +46,61 @@ CREATE TABLE IF NOT EXISTS devices (
 CREATE INDEX IF NOT EXISTS devices_by_account ON devices(account_id);
 """
 
+# Messaging (docs/protocol/messaging.md §8): public keys, ciphertext queues, group routing, media index.
+# Every per-device row cascades from `devices`, so unlinking a device deletes its keys and its queue.
+MESSAGING_SCHEMA = """
+CREATE TABLE IF NOT EXISTS device_keys (
+    device_id TEXT PRIMARY KEY REFERENCES devices(device_id) ON DELETE CASCADE,
+    bundle TEXT NOT NULL,               -- envelope signed by the device key (lockstep/device-keys/v1)
+    fallback_key TEXT,                  -- signed one-time key JSON, handed out when none are left
+    updated_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS one_time_keys (
+    device_id TEXT NOT NULL REFERENCES devices(device_id) ON DELETE CASCADE,
+    key_id TEXT NOT NULL,
+    one_time_key TEXT NOT NULL,         -- signed one-time key JSON
+    PRIMARY KEY (device_id, key_id)
+);
+CREATE TABLE IF NOT EXISTS device_sequences (
+    device_id TEXT PRIMARY KEY REFERENCES devices(device_id) ON DELETE CASCADE,
+    last_seq INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS message_queue (
+    device_id TEXT NOT NULL REFERENCES devices(device_id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    message_id TEXT NOT NULL,
+    sender_account TEXT NOT NULL,
+    sender_device TEXT NOT NULL,
+    group_id TEXT,
+    payload TEXT NOT NULL,              -- ciphertext and its routing fields, JSON; never plaintext
+    server_time INTEGER NOT NULL,
+    PRIMARY KEY (device_id, seq)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX IF NOT EXISTS message_queue_once
+    ON message_queue(device_id, sender_device, message_id);
+CREATE TABLE IF NOT EXISTS chat_groups (
+    group_id TEXT PRIMARY KEY,
+    created_by TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    version INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS group_members (
+    group_id TEXT NOT NULL REFERENCES chat_groups(group_id) ON DELETE CASCADE,
+    account_id TEXT NOT NULL REFERENCES accounts(account_id) ON DELETE CASCADE,
+    role TEXT NOT NULL,                 -- admin | member
+    added_at INTEGER NOT NULL,
+    PRIMARY KEY (group_id, account_id)
+);
+CREATE INDEX IF NOT EXISTS group_members_by_account ON group_members(account_id);
+CREATE TABLE IF NOT EXISTS media (
+    media_id TEXT PRIMARY KEY,
+    device_id TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    sha256 BLOB NOT NULL,
+    created_at INTEGER NOT NULL
+);
+"""
+
 
 @dataclass(frozen=True, slots=True)
 class AccountRecord:
@@ -65,6 +120,65 @@ class DeviceRecord:
     device_key: bytes
     role: str
     last_active: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedMessage:
+    """One ciphertext waiting in a device's queue."""
+
+    seq: int
+    message_id: str
+    sender_account: str
+    sender_device: str
+    group_id: str | None
+    payload: dict[str, Any]
+    server_time: int
+
+    def to_event(self) -> dict[str, Any]:
+        return {
+            "event": "message",
+            "seq": self.seq,
+            "message_id": self.message_id,
+            "sender": {"account_id": self.sender_account, "device_id": self.sender_device},
+            "group_id": self.group_id,
+            "payload": self.payload,
+            "server_time": self.server_time,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """What to enqueue for one send: per-device payloads, in order, sharing one message id."""
+
+    message_id: str
+    sender_account: str
+    sender_device: str
+    group_id: str | None
+    payloads: list[tuple[str, dict[str, Any]]]
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedKeys:
+    bundle: dict[str, Any] | None
+    one_time_key: dict[str, Any] | None
+    one_time_keys_left: int
+
+
+@dataclass(frozen=True, slots=True)
+class GroupRecord:
+    group_id: str
+    created_by: str
+    version: int
+    members: dict[str, str]
+    """account id → role (admin or member)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "group_id": self.group_id,
+            "created_by": self.created_by,
+            "version": self.version,
+            "members": [{"account_id": a, "role": r} for a, r in sorted(self.members.items())],
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +219,7 @@ class SqliteStore:
         db.execute("PRAGMA foreign_keys=ON")
         db.execute("PRAGMA synchronous=NORMAL")
         db.executescript(SCHEMA)
+        db.executescript(MESSAGING_SCHEMA)
         return db
 
     async def open(self) -> None:
@@ -234,4 +349,281 @@ class SqliteStore:
         db.execute(
             "INSERT INTO devices VALUES (?, ?, ?, ?, ?, ?, ?)",
             (entry.device_id, change.account_id, entry.device_key, entry.role.value, certificate, now, now),
+        )
+
+    # --- messaging: keys ------------------------------------------------------------------------
+    async def put_device_keys(
+        self,
+        device_id: str,
+        bundle: dict[str, Any],
+        fallback_key: dict[str, Any] | None,
+        one_time_keys: list[dict[str, Any]],
+        now: int,
+    ) -> int:
+        """Store a device's bundle (a changed identity drops its old one-time keys) and new keys."""
+
+        def work(db: sqlite3.Connection) -> int:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                row = db.execute(
+                    "SELECT bundle FROM device_keys WHERE device_id = ?", (device_id,)
+                ).fetchone()
+                bundle_json = json.dumps(bundle)
+                if row is not None and row[0] != bundle_json:
+                    db.execute("DELETE FROM one_time_keys WHERE device_id = ?", (device_id,))
+                db.execute(
+                    "INSERT INTO device_keys VALUES (?, ?, ?, ?) ON CONFLICT(device_id) DO UPDATE SET "
+                    "bundle = excluded.bundle, fallback_key = coalesce(excluded.fallback_key, fallback_key), "
+                    "updated_at = excluded.updated_at",
+                    (device_id, bundle_json, json.dumps(fallback_key) if fallback_key else None, now),
+                )
+                db.executemany(
+                    "INSERT OR IGNORE INTO one_time_keys VALUES (?, ?, ?)",
+                    [(device_id, key["key_id"], json.dumps(key)) for key in one_time_keys],
+                )
+                count: int = db.execute(
+                    "SELECT count(*) FROM one_time_keys WHERE device_id = ?", (device_id,)
+                ).fetchone()[0]
+                db.execute("COMMIT")
+                return count
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+        return await self._run(work)
+
+    async def device_bundles(self, device_ids: list[str]) -> dict[str, dict[str, Any]]:
+        def work(db: sqlite3.Connection) -> dict[str, dict[str, Any]]:
+            marks = ",".join("?" * len(device_ids))
+            rows = db.execute(
+                f"SELECT device_id, bundle FROM device_keys WHERE device_id IN ({marks})",  # noqa: S608
+                device_ids,
+            )
+            return {device_id: json.loads(bundle) for device_id, bundle in rows}
+
+        return await self._run(work)
+
+    async def claim_keys(self, device_ids: list[str]) -> dict[str, ClaimedKeys]:
+        """Take one one-time key per device (the fallback key when none are left)."""
+
+        def work(db: sqlite3.Connection) -> dict[str, ClaimedKeys]:
+            claimed: dict[str, ClaimedKeys] = {}
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for device_id in device_ids:
+                    row = db.execute(
+                        "SELECT bundle, fallback_key FROM device_keys WHERE device_id = ?", (device_id,)
+                    ).fetchone()
+                    if row is None:
+                        claimed[device_id] = ClaimedKeys(None, None, 0)
+                        continue
+                    key = db.execute(
+                        "DELETE FROM one_time_keys WHERE rowid = (SELECT rowid FROM one_time_keys "
+                        "WHERE device_id = ? ORDER BY key_id LIMIT 1) RETURNING one_time_key",
+                        (device_id,),
+                    ).fetchone()
+                    left = db.execute(
+                        "SELECT count(*) FROM one_time_keys WHERE device_id = ?", (device_id,)
+                    ).fetchone()[0]
+                    one_time_key = key[0] if key is not None else row[1]
+                    claimed[device_id] = ClaimedKeys(
+                        json.loads(row[0]), json.loads(one_time_key) if one_time_key else None, left
+                    )
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            return claimed
+
+        return await self._run(work)
+
+    async def devices_of(self, account_ids: list[str], *, with_keys: bool = False) -> dict[str, set[str]]:
+        """The devices of some accounts; ``with_keys``: only those that published E2E keys."""
+
+        def work(db: sqlite3.Connection) -> dict[str, set[str]]:
+            marks = ",".join("?" * len(account_ids))
+            join = "JOIN device_keys USING (device_id)" if with_keys else ""
+            found: dict[str, set[str]] = {account_id: set() for account_id in account_ids}
+            for account_id, device_id in db.execute(
+                f"SELECT account_id, device_id FROM devices {join} WHERE account_id IN ({marks})",  # noqa: S608
+                account_ids,
+            ):
+                found[account_id].add(device_id)
+            return found
+
+        return await self._run(work)
+
+    async def account_by_handle(self, handle: str) -> str | None:
+        def work(db: sqlite3.Connection) -> str | None:
+            row = db.execute("SELECT account_id FROM accounts WHERE handle = ?", (handle,)).fetchone()
+            return None if row is None else str(row[0])
+
+        return await self._run(work)
+
+    # --- messaging: queues ----------------------------------------------------------------------
+    async def enqueue(self, delivery: Delivery, now: int) -> list[tuple[str, QueuedMessage]]:
+        """Append each payload to its device's queue with that device's next sequence number.
+
+        A (device, sender device, message id) already queued is skipped, so a retried send is not
+        delivered twice while it waits.
+        """
+
+        def work(db: sqlite3.Connection) -> list[tuple[str, QueuedMessage]]:
+            queued: list[tuple[str, QueuedMessage]] = []
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for device_id, payload in delivery.payloads:
+                    duplicate = db.execute(
+                        "SELECT 1 FROM message_queue WHERE device_id = ? AND sender_device = ? "
+                        "AND message_id = ?",
+                        (device_id, delivery.sender_device, delivery.message_id),
+                    ).fetchone()
+                    if duplicate:
+                        continue
+                    (seq,) = db.execute(
+                        "INSERT INTO device_sequences VALUES (?, 1) ON CONFLICT(device_id) "
+                        "DO UPDATE SET last_seq = last_seq + 1 RETURNING last_seq",
+                        (device_id,),
+                    ).fetchone()
+                    message = QueuedMessage(
+                        seq,
+                        delivery.message_id,
+                        delivery.sender_account,
+                        delivery.sender_device,
+                        delivery.group_id,
+                        payload,
+                        now,
+                    )
+                    db.execute(
+                        "INSERT INTO message_queue VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            device_id,
+                            seq,
+                            message.message_id,
+                            message.sender_account,
+                            message.sender_device,
+                            message.group_id,
+                            json.dumps(payload),
+                            now,
+                        ),
+                    )
+                    queued.append((device_id, message))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            return queued
+
+        return await self._run(work)
+
+    async def fetch_messages(self, device_id: str, after: int, limit: int) -> list[QueuedMessage]:
+        def work(db: sqlite3.Connection) -> list[QueuedMessage]:
+            rows = db.execute(
+                "SELECT seq, message_id, sender_account, sender_device, group_id, payload, server_time "
+                "FROM message_queue WHERE device_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+                (device_id, after, limit),
+            )
+            return [QueuedMessage(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6]) for r in rows]
+
+        return await self._run(work)
+
+    async def ack_messages(self, device_id: str, up_to: int) -> int:
+        def work(db: sqlite3.Connection) -> int:
+            return db.execute(
+                "DELETE FROM message_queue WHERE device_id = ? AND seq <= ?", (device_id, up_to)
+            ).rowcount
+
+        return await self._run(work)
+
+    # --- messaging: groups ----------------------------------------------------------------------
+    @staticmethod
+    def _group(db: sqlite3.Connection, group_id: str) -> GroupRecord | None:
+        row = db.execute(
+            "SELECT created_by, version FROM chat_groups WHERE group_id = ?", (group_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        members = dict(
+            db.execute(
+                "SELECT account_id, role FROM group_members WHERE group_id = ?", (group_id,)
+            ).fetchall()
+        )
+        return GroupRecord(group_id, row[0], row[1], members)
+
+    async def create_group(self, group_id: str, creator: str, members: list[str], now: int) -> GroupRecord:
+        def work(db: sqlite3.Connection) -> GroupRecord:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.execute("INSERT INTO chat_groups VALUES (?, ?, ?, 1)", (group_id, creator, now))
+                db.executemany(
+                    "INSERT OR IGNORE INTO group_members VALUES (?, ?, ?, ?)",
+                    [(group_id, creator, "admin", now)]
+                    + [(group_id, member, "member", now) for member in members],
+                )
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            record = self._group(db, group_id)
+            assert record is not None
+            return record
+
+        return await self._run(work)
+
+    async def group(self, group_id: str) -> GroupRecord | None:
+        return await self._run(lambda db: self._group(db, group_id))
+
+    async def groups_of(self, account_id: str) -> list[GroupRecord]:
+        def work(db: sqlite3.Connection) -> list[GroupRecord]:
+            ids = [
+                row[0]
+                for row in db.execute(
+                    "SELECT group_id FROM group_members WHERE account_id = ? ORDER BY group_id", (account_id,)
+                )
+            ]
+            return [g for g in (self._group(db, group_id) for group_id in ids) if g is not None]
+
+        return await self._run(work)
+
+    async def change_member(
+        self, group_id: str, account_id: str, *, add: bool, now: int
+    ) -> GroupRecord | None:
+        """Add or remove one member and bump the group's version; None if nothing changed."""
+
+        def work(db: sqlite3.Connection) -> GroupRecord | None:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                if add:
+                    changed = db.execute(
+                        "INSERT OR IGNORE INTO group_members VALUES (?, ?, 'member', ?)",
+                        (group_id, account_id, now),
+                    ).rowcount
+                else:
+                    changed = db.execute(
+                        "DELETE FROM group_members WHERE group_id = ? AND account_id = ?",
+                        (group_id, account_id),
+                    ).rowcount
+                if changed:
+                    db.execute("UPDATE chat_groups SET version = version + 1 WHERE group_id = ?", (group_id,))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            return self._group(db, group_id) if changed else None
+
+        return await self._run(work)
+
+    # --- messaging: media -----------------------------------------------------------------------
+    async def add_media(self, media_id: str, device_id: str, size: int, sha256: bytes, now: int) -> None:
+        await self._run(
+            lambda db: db.execute(
+                "INSERT INTO media VALUES (?, ?, ?, ?, ?)", (media_id, device_id, size, sha256, now)
+            )
+        )
+
+    async def media_exists(self, media_id: str) -> bool:
+        return await self._run(
+            lambda db: (
+                db.execute("SELECT 1 FROM media WHERE media_id = ?", (media_id,)).fetchone() is not None
+            )
         )

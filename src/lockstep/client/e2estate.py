@@ -1,0 +1,153 @@
+"""A device's end-to-end state on disk, beside its linking state (client/state.py).
+
+Files added to the state folder, all mode 0600::
+
+    pickle.key    32 random bytes: the key vodozemac encrypts every pickle with
+    e2e.json      Olm account and sessions, Megolm sessions (vodozemac pickles under pickle.key), the
+                  last queue sequence handled, message ids seen, known contacts and groups, the status
+                  of sent messages, and recent history (this device's own copy of its chats)
+    e2e.lock      held while a process uses the state, so two commands never race on the ratchets
+
+The ratchets move on every message, so the state is saved after each batch *before* it is acknowledged
+to the server: a crash re-delivers, and duplicates are dropped by message id.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import secrets
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lockstep.client.errors import StateError
+from lockstep.client.state import _write_private
+from lockstep.e2e.dedup import SeenMessages
+from lockstep.e2e.errors import E2EError
+from lockstep.e2e.megolm import GroupSessions
+from lockstep.e2e.olm import PICKLE_KEY_SIZE, OlmDevice
+
+E2E_FILE = "e2e.json"
+PICKLE_KEY_FILE = "pickle.key"
+LOCK_FILE = "e2e.lock"
+MAX_HISTORY = 1000
+LOCK_TIMEOUT_S = 30.0
+
+STATUS_ORDER = {"sent": 1, "delivered": 2, "read": 3}
+
+
+@dataclass
+class E2EStore:
+    directory: Path
+    pickle_key: bytes
+    olm: OlmDevice
+    groups: GroupSessions
+    seen: SeenMessages = field(default_factory=SeenMessages)
+    last_seq: int = 0
+    contacts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """account id → {handle, display_name, key, device_list_version, devices: {device id: identity key}}."""
+    handles: dict[str, str] = field(default_factory=dict)
+    """handle → account id, pinned at first contact (a change is refused, like a safety-number change)."""
+    group_names: dict[str, str] = field(default_factory=dict)
+    sent: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """message id → {conversation, status, by: {account id: status}}, for ticks."""
+    history: list[dict[str, Any]] = field(default_factory=list)
+    bundle: dict[str, Any] | None = None
+    """This device's signed key bundle as published (kept, so re-publishing changes nothing)."""
+
+    @classmethod
+    def load_or_create(cls, directory: Path) -> E2EStore:
+        key_path, path = directory / PICKLE_KEY_FILE, directory / E2E_FILE
+        if not key_path.is_file():
+            if path.is_file():
+                raise StateError(f"{path} exists without {key_path}: the E2E state cannot be opened")
+            key = secrets.token_bytes(PICKLE_KEY_SIZE)
+            _write_private(key_path, key)
+            return cls(directory, key, OlmDevice.create(), GroupSessions())
+        key = key_path.read_bytes()
+        if len(key) != PICKLE_KEY_SIZE:
+            raise StateError(f"{key_path} is damaged")
+        if not path.is_file():
+            return cls(directory, key, OlmDevice.create(), GroupSessions())
+        try:
+            document = json.loads(path.read_text())
+            return cls(
+                directory,
+                key,
+                OlmDevice.from_pickle(document["olm"], key),
+                GroupSessions.from_pickle(document["groups"], key),
+                SeenMessages(document["seen"]),
+                int(document["last_seq"]),
+                document["contacts"],
+                document["handles"],
+                document["group_names"],
+                document["sent"],
+                document["history"],
+                document["bundle"],
+            )
+        except (OSError, ValueError, KeyError, TypeError, E2EError) as error:
+            raise StateError(f"damaged E2E state {path}: {error}") from error
+
+    def save(self) -> None:
+        document = {
+            "version": 1,
+            "olm": self.olm.pickle(self.pickle_key),
+            "groups": self.groups.pickle(self.pickle_key),
+            "seen": self.seen.to_json(),
+            "last_seq": self.last_seq,
+            "contacts": self.contacts,
+            "handles": self.handles,
+            "group_names": self.group_names,
+            "sent": dict(list(self.sent.items())[-MAX_HISTORY:]),
+            "history": self.history[-MAX_HISTORY:],
+            "bundle": self.bundle,
+        }
+        _write_private(self.directory / E2E_FILE, json.dumps(document).encode())
+
+    def note_status(self, message_id: str, account_id: str, status: str) -> str | None:
+        """Record a receipt; the message's status is the least advanced among recipients' accounts."""
+        entry = self.sent.get(message_id)
+        if entry is None:
+            return None
+        by: dict[str, str] = entry.setdefault("by", {})
+        if STATUS_ORDER.get(status, 0) > STATUS_ORDER.get(by.get(account_id, "sent"), 0):
+            by[account_id] = status
+        recipients = entry.get("recipients") or list(by)
+        statuses = [by.get(a, "sent") for a in recipients]
+        entry["status"] = min(statuses, key=lambda s: STATUS_ORDER[s]) if statuses else entry["status"]
+        return str(entry["status"])
+
+    def remember(self, record: dict[str, Any]) -> None:
+        self.history.append(record)
+        del self.history[:-MAX_HISTORY]
+
+
+def wipe(directory: Path) -> None:
+    """Forget the E2E state (an unlinked device): the pickle key first, then the pickles."""
+    for name in (PICKLE_KEY_FILE, E2E_FILE):
+        (directory / name).unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def locked(directory: Path, timeout: float = LOCK_TIMEOUT_S) -> Iterator[None]:
+    """Hold the state folder's E2E lock (another `lockstep send/receive` on it waits)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise StateError(f"{directory} is in use by another lockstep command") from None
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)

@@ -1,0 +1,104 @@
+"""End-to-end key directory: keys.upload, keys.claim, accounts.lookup (docs/protocol/messaging.md §7).
+
+The server checks what it stores (a bundle signed by the uploading device's key, one-time keys signed by
+the bundle's signing key) so garbage is refused early, but clients never rely on that: they verify every
+bundle against the account's primary-signed device list themselves.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lockstep.e2e.errors import KeyBundleError
+from lockstep.e2e.keys import DeviceKeys, OneTimeKey
+from lockstep.link.errors import SignatureError
+from lockstep.server.api_accounts import HANDLE, load_account, require_device
+from lockstep.server.connection import Connection
+from lockstep.server.errors import ApiError
+from lockstep.server.frames import Request, bad_request
+from lockstep.server.services import Services
+
+MAX_KEYS_PER_UPLOAD = 100
+MAX_CLAIM = 256
+LOW_ONE_TIME_KEYS = 10
+"""Below this many unclaimed one-time keys the device is told to upload more (``keys.low``)."""
+
+
+def _one_time_key(value: object, signing_key: bytes, *, fallback: bool) -> dict[str, Any]:
+    try:
+        key = OneTimeKey.from_json(value)
+        key.verify(signing_key)
+    except KeyBundleError as error:
+        raise ApiError("bad_signature", f"one-time key: {error}") from error
+    if key.fallback != fallback:
+        raise bad_request("'fallback' must be true exactly for the fallback key")
+    return key.to_json()
+
+
+async def upload(services: Services, connection: Connection, request: Request) -> dict[str, Any]:
+    identity = require_device(connection)
+    record = await load_account(services, identity.account_id)
+    try:
+        bundle = DeviceKeys.verify(request.envelope("bundle"), record.devices(), identity.device_id)
+    except (KeyBundleError, SignatureError) as error:
+        raise ApiError("bad_signature", f"key bundle: {error}") from error
+    keys = request.fields.get("one_time_keys", [])
+    if not isinstance(keys, list) or len(keys) > MAX_KEYS_PER_UPLOAD:
+        raise bad_request(f"'one_time_keys' must be a list of at most {MAX_KEYS_PER_UPLOAD}")
+    one_time_keys = [_one_time_key(key, bundle.signing_key, fallback=False) for key in keys]
+    fallback = request.fields.get("fallback_key")
+    fallback_key = None if fallback is None else _one_time_key(fallback, bundle.signing_key, fallback=True)
+    left = await services.store.put_device_keys(
+        identity.device_id,
+        request.envelope("bundle").to_json(),
+        fallback_key,
+        one_time_keys,
+        services.clock(),
+    )
+    return {"one_time_keys_left": left}
+
+
+async def claim(services: Services, connection: Connection, request: Request) -> dict[str, Any]:
+    identity = require_device(connection)
+    device_ids = request.fields.get("device_ids")
+    if (
+        not isinstance(device_ids, list)
+        or not 1 <= len(device_ids) <= MAX_CLAIM
+        or not all(isinstance(d, str) and len(d) <= 64 for d in device_ids)
+    ):
+        raise bad_request(f"'device_ids' must list 1 to {MAX_CLAIM} device ids")
+    if not services.limits.key_claims.allow(identity.device_id, services.clock()):
+        raise ApiError("rate_limited", "too many key claims; wait a minute")
+    claimed = await services.store.claim_keys(list(dict.fromkeys(device_ids)))
+    for device_id, keys in claimed.items():
+        if keys.bundle is not None and keys.one_time_keys_left < LOW_ONE_TIME_KEYS:
+            services.hub.push(
+                [device_id], {"event": "keys.low", "one_time_keys_left": keys.one_time_keys_left}
+            )
+    return {
+        "devices": {
+            device_id: {"bundle": keys.bundle, "one_time_key": keys.one_time_key}
+            for device_id, keys in claimed.items()
+        }
+    }
+
+
+async def lookup(services: Services, connection: Connection, request: Request) -> dict[str, Any]:
+    """An account by ``handle`` or ``account_id``: its info, signed device list and device key bundles."""
+    identity = require_device(connection)
+    if not services.limits.key_claims.allow(identity.device_id, services.clock()):
+        raise ApiError("rate_limited", "too many look-ups; wait a minute")
+    if "handle" in request.fields:
+        handle = request.text("handle", max_length=32).lower()
+        account_id = await services.store.account_by_handle(handle) if HANDLE.fullmatch(handle) else None
+    else:
+        account_id = request.text("account_id", max_length=64)
+    record = None if account_id is None else await services.store.account(account_id)
+    if record is None:
+        raise ApiError("account_unknown", "no account has that handle")
+    device_ids = [entry.device_id for entry in record.devices().devices]
+    return {
+        "account": record.info.to_json(),
+        "device_list": record.device_list.to_json(),
+        "device_keys": await services.store.device_bundles(device_ids),
+    }

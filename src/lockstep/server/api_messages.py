@@ -1,0 +1,140 @@
+"""Store-and-forward of ciphertext: messages.send, messages.fetch, messages.ack (messaging.md §7.2).
+
+The server sees who sends to whom and when, and opaque ciphertext; never plaintext. It checks that a
+send reaches *every* device it must (all devices of the recipient and all other devices of the sender,
+or all devices of all group members; devices that never published E2E keys cannot be reached), so a
+client with a stale device list is told ``devices_changed`` instead of silently missing a device.
+Each device has its own queue, numbered by a sequence that only grows; live sockets get each message
+as an event at once, a device that was away fetches on reconnect, and acknowledging up to a sequence
+number deletes what it covers.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from lockstep.link.encoding import b64u_decode
+from lockstep.link.errors import EncodingError
+from lockstep.server.api_accounts import require_device
+from lockstep.server.connection import Connection
+from lockstep.server.errors import ApiError
+from lockstep.server.frames import Request, bad_request
+from lockstep.server.services import Services
+from lockstep.server.storage import Delivery
+
+MESSAGE_ID = re.compile(r"[A-Za-z0-9_-]{16,64}")
+MAX_PAYLOADS = 1024
+MAX_FETCH = 500
+
+
+def _b64u(value: dict[str, Any], name: str, length: int | None = None) -> str:
+    text = value.get(name)
+    try:
+        b64u_decode(text, length=length, what=name)  # type: ignore[arg-type]
+    except EncodingError as error:
+        raise bad_request(str(error)) from error
+    assert isinstance(text, str)
+    return text
+
+
+def _olm_payload(value: object) -> tuple[str, dict[str, Any]]:
+    if not isinstance(value, dict) or value.get("type") != "olm":
+        raise bad_request("each payload is {device_id, type: 'olm', olm_type, sender_key, ciphertext}")
+    device_id, olm_type = value.get("device_id"), value.get("olm_type")
+    if not isinstance(device_id, str) or len(device_id) > 64:
+        raise bad_request("'device_id' must be a device id")
+    if olm_type not in (0, 1) or isinstance(olm_type, bool):
+        raise bad_request("'olm_type' is 0 (pre-key) or 1 (normal)")
+    return device_id, {
+        "type": "olm",
+        "olm_type": olm_type,
+        "sender_key": _b64u(value, "sender_key", 32),
+        "ciphertext": _b64u(value, "ciphertext"),
+    }
+
+
+def _megolm_payload(value: object) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise bad_request("'megolm' is {session_id, ciphertext}")
+    session_id = value.get("session_id")
+    if not isinstance(session_id, str) or not 1 <= len(session_id) <= 64:
+        raise bad_request("'session_id' must be a short string")
+    return {"type": "megolm", "session_id": session_id, "ciphertext": _b64u(value, "ciphertext")}
+
+
+async def send(services: Services, connection: Connection, request: Request) -> dict[str, Any]:
+    identity = require_device(connection)
+    message_id = request.text("message_id", max_length=64)
+    if not MESSAGE_ID.fullmatch(message_id):
+        raise bad_request("'message_id' is 16 to 64 base64url characters")
+    raw_payloads = request.fields.get("payloads", [])
+    if not isinstance(raw_payloads, list) or len(raw_payloads) > MAX_PAYLOADS:
+        raise bad_request(f"'payloads' must be a list of at most {MAX_PAYLOADS}")
+    payloads = [_olm_payload(p) for p in raw_payloads]
+    targets = [device_id for device_id, _ in payloads]
+    if len(set(targets)) != len(targets):
+        raise bad_request("one payload per device")
+    megolm = request.fields.get("megolm")
+    group_id: str | None = None
+    if "group_id" in request.fields:
+        group_id = request.text("group_id", max_length=64)
+        group = await services.store.group(group_id)
+        if group is None:
+            raise ApiError("group_unknown", "no such group")
+        if identity.account_id not in group.members:
+            raise ApiError("forbidden", "you are not a member of this group")
+        devices = await services.store.devices_of(list(group.members), with_keys=True)
+        expected = set().union(*devices.values()) - {identity.device_id}
+        if (megolm is None) == (not payloads):
+            raise bad_request("a group send carries either 'megolm' (to everyone) or Olm 'payloads'")
+        if not set(targets) <= expected:
+            raise ApiError("devices_changed", "a target device is not in the group; refresh and retry")
+        if megolm is not None:
+            shared = _megolm_payload(megolm)
+            payloads = [(device_id, shared) for device_id in sorted(expected)]
+    else:
+        to = request.text("to", max_length=64)
+        if megolm is not None:
+            raise bad_request("'megolm' goes only to groups")
+        if await services.store.account(to) is None:
+            raise ApiError("account_unknown", "no such account")
+        devices = await services.store.devices_of(list({to, identity.account_id}), with_keys=True)
+        expected = set().union(*devices.values()) - {identity.device_id}
+        if set(targets) != expected:
+            raise ApiError(
+                "devices_changed",
+                "the message must go to every device of the recipient and every other device of yours; "
+                "the device lists changed: refresh and retry",
+            )
+    now = services.clock()
+    queued = await services.store.enqueue(
+        Delivery(message_id, identity.account_id, identity.device_id, group_id, payloads), now
+    )
+    for device_id, message in queued:
+        services.hub.push([device_id], message.to_event())
+    return {"message_id": message_id, "server_time": now, "devices": len(payloads)}
+
+
+def _non_negative(request: Request, name: str, default: int) -> int:
+    value = request.fields.get(name, default)
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**53:
+        raise bad_request(f"'{name}' must be a non-negative integer")
+    return value
+
+
+async def fetch(services: Services, connection: Connection, request: Request) -> dict[str, Any]:
+    identity = require_device(connection)
+    after = _non_negative(request, "after", 0)
+    limit = min(max(_non_negative(request, "limit", 100), 1), MAX_FETCH)
+    messages = await services.store.fetch_messages(identity.device_id, after, limit + 1)
+    return {
+        "messages": [{k: v for k, v in m.to_event().items() if k != "event"} for m in messages[:limit]],
+        "more": len(messages) > limit,
+    }
+
+
+async def ack(services: Services, connection: Connection, request: Request) -> dict[str, Any]:
+    identity = require_device(connection)
+    up_to = _non_negative(request, "up_to", 0)
+    return {"deleted": await services.store.ack_messages(identity.device_id, up_to)}

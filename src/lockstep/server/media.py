@@ -1,0 +1,97 @@
+"""Encrypted media over HTTP (messaging.md §7.4): short-lived bearer tokens from the WebSocket API,
+``POST /media`` to upload a blob (streamed to disk, size-limited), ``GET /media/{id}`` to download it.
+
+The server stores only the encrypted blob, under a random 256-bit id; the key and the hashes travel in
+the end-to-end message. The upload answer carries the blob's SHA-256 so the sender can check it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import re
+import secrets
+from typing import Any
+
+from starlette.requests import Request as HttpRequest
+from starlette.responses import FileResponse, JSONResponse, Response
+
+from lockstep.link.encoding import b64u_encode
+from lockstep.server.api_accounts import require_device
+from lockstep.server.connection import Connection
+from lockstep.server.frames import Request
+from lockstep.server.services import Services
+
+TOKEN_LIFETIME_MS = 10 * 60_000
+MEDIA_ID = re.compile(r"[A-Za-z0-9_-]{43}")
+
+
+async def token(services: Services, connection: Connection, request: Request) -> dict[str, Any]:
+    """``media.token``: a bearer token for this device's uploads and downloads, valid 10 minutes."""
+    identity = require_device(connection)
+    now = services.clock()
+    for stale in [t for t, (_, expires) in services.media_tokens.items() if expires <= now]:
+        del services.media_tokens[stale]
+    value = b64u_encode(secrets.token_bytes(32))
+    services.media_tokens[value] = (identity.device_id, now + TOKEN_LIFETIME_MS)
+    return {"token": value, "expires_at": now + TOKEN_LIFETIME_MS, "max_bytes": services.media_max_bytes}
+
+
+async def _bearer(services: Services, request: HttpRequest) -> str | None:
+    """The device a request's bearer token belongs to, if the token is live and the device still linked."""
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    entry = services.media_tokens.get(value) if scheme.lower() == "bearer" else None
+    if entry is None or entry[1] <= services.clock():
+        return None
+    if await services.store.device(entry[0]) is None:
+        return None
+    return entry[0]
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+
+
+async def upload(services: Services, request: HttpRequest) -> Response:
+    device_id = await _bearer(services, request)
+    if device_id is None:
+        return _error(401, "not_authenticated", "a live media token is required (media.token)")
+    limit = services.media_max_bytes
+    length = request.headers.get("content-length")
+    if length is not None and (not length.isdigit() or int(length) > limit):
+        return _error(413, "too_large", f"media is limited to {limit} bytes")
+    root = services.media_root
+    root.mkdir(parents=True, exist_ok=True)
+    media_id = b64u_encode(secrets.token_bytes(32))
+    partial = root / f"{media_id}.part"
+    digest, size = hashlib.sha256(), 0
+    try:
+        with partial.open("wb") as output:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    return _error(413, "too_large", f"media is limited to {limit} bytes")
+                digest.update(chunk)
+                await asyncio.to_thread(output.write, chunk)
+        if size == 0:
+            return _error(400, "bad_request", "an empty upload")
+        partial.replace(root / media_id)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            partial.unlink()
+    await services.store.add_media(media_id, device_id, size, digest.digest(), services.clock())
+    return JSONResponse(
+        {"media_id": media_id, "size": size, "sha256": b64u_encode(digest.digest())}, status_code=201
+    )
+
+
+async def download(services: Services, request: HttpRequest) -> Response:
+    if await _bearer(services, request) is None:
+        return _error(401, "not_authenticated", "a live media token is required (media.token)")
+    media_id = request.path_params["media_id"]
+    path = services.media_root / media_id
+    if not MEDIA_ID.fullmatch(media_id) or not path.is_file():
+        return _error(404, "media_unknown", "no such media")
+    return FileResponse(path, media_type="application/octet-stream", headers={"cache-control": "no-store"})
