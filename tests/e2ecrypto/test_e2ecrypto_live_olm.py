@@ -364,3 +364,52 @@ return [
     assert got[1]["error"] == "SessionMismatchError"  # a one-time key Bob never had
     assert got[2] == {"ok": b64(b"for bob")}
     assert got[3]["error"] == "SessionMismatchError"  # the one-time key is used up
+
+
+def test_fallback_keys_work_both_ways_and_are_not_used_up(harness: Harness) -> None:
+    keys = harness.run(
+        """
+const bob = await E.OlmAccount.create();
+await bob.generateFallbackKey();
+O.set("bob", bob);
+const alice = await E.OlmAccount.create();
+O.set("alice", alice);
+return { bob: bob.curve25519Key, fallback: bob.fallbackKey(), alice: alice.curve25519Key };
+"""
+    )
+    [(key_id, fallback)] = keys["fallback"].items()
+    assert key_id == "AAAAAAAAAAA"
+    # Two vodozemac devices start sessions to the browser's one fallback key; both are accepted.
+    for text in (b"first user of the fallback key", b"second user of the same key"):
+        sender = vodozemac.Account()
+        outbound = sender.create_outbound_session(
+            vodozemac.Curve25519PublicKey.from_base64(keys["bob"]),
+            vodozemac.Curve25519PublicKey.from_base64(fallback),
+        )
+        message_type, body = outbound.encrypt(text).to_parts()
+        got = harness.run(
+            """
+const message = { type: arg.type, body: E.decodeBase64(arg.body) };
+const { plaintext } = await O.get("bob").createInboundSession(arg.identity, message);
+return E.encodeBase64(plaintext);
+""",
+            {"type": message_type, "body": b64(body), "identity": sender.curve25519_key.to_base64()},
+        )
+        assert got == b64(text)
+
+    # The browser starts a session to a vodozemac fallback key.
+    carol = vodozemac.Account()
+    carol.generate_fallback_key()
+    [carol_fallback] = carol.fallback_key.values()
+    [(message_type, body)] = harness.run(
+        """
+const s = await O.get("alice").createOutboundSession(arg.identity, arg.fallback);
+const m = await s.encrypt(T.utf8("to a fallback key"));
+return [[m.type, E.encodeBase64(m.body)]];
+""",
+        {"identity": carol.curve25519_key.to_base64(), "fallback": carol_fallback.to_base64()},
+    )
+    pre_key = vodozemac.AnyOlmMessage.from_parts(message_type, unb64(body)).to_pre_key()
+    alice = vodozemac.Curve25519PublicKey.from_base64(keys["alice"])
+    _, plaintext = carol.create_inbound_session(alice, pre_key)
+    assert plaintext == b"to a fallback key"
