@@ -378,3 +378,29 @@ def test_other_tabs_follow_link_and_unlink(page: Any, fake_server: FakeServer, s
     for tab in (page, other_tab):
         tab.get_by_test_id("logged-out").wait_for()
     assert page.evaluate("indexedDB.databases().then((dbs) => dbs.length)") == 0
+
+
+def test_linked_page_reauthenticates_after_a_dropped_socket(
+    page: Any, fake_server: FakeServer, static_origin: str
+) -> None:
+    start_linking(fake_server)
+    primary = Primary()
+    page.goto(f"{static_origin}/")
+    fake_server.wait_until(
+        lambda: fake_server.connections and "link.start" in fake_server.last.ops(), what="link.start"
+    )
+    send_ref(fake_server.last, bytes([7]) * 32)
+    code = scan(page, static_origin)
+    fake_server.replies["auth"] = answer_auth(primary, code, static_origin)
+    fake_server.last.send({"event": "link.granted", **primary.approve(code, "Work laptop")})
+    linked = page.get_by_test_id("linked-account")
+    linked.wait_for()
+
+    fake_server.last.close(code=1012)  # server restart
+    page.get_by_test_id("connection-status").filter(has_text="Reconnecting").wait_for()
+    assert linked.is_visible()  # still linked while away
+    fake_server.wait_until(lambda: len(fake_server.connections) == 2, what="a reconnect")
+    fake_server.wait_until(lambda: fake_server.last.ops() == ["auth"], what="auth on the new socket")
+    page.wait_for_function("document.querySelector('[data-testid=connection-status]').textContent === ''")
+    assert "as Work laptop" in linked.inner_text()
+    assert page.get_by_test_id("qr").is_hidden()

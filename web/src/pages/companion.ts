@@ -123,7 +123,10 @@ async function connect(): Promise<void> {
       },
     });
   } catch {
-    if (mine === generation) scheduleReconnect();
+    if (mine !== generation) return;
+    if (state) ui.connection.textContent = "Cannot reach the server. Retrying…";
+    else setStatus("Cannot reach the server. Retrying…");
+    scheduleReconnect();
     return;
   }
   if (mine !== generation) {
@@ -131,7 +134,6 @@ async function connect(): Promise<void> {
     return;
   }
   socket = opened;
-  attempts = 0;
   void checkClock(opened, ui.clock);
   if (state) await authenticate();
   else await startLinking();
@@ -188,6 +190,7 @@ async function startLinking(): Promise<void> {
   };
   try {
     await socket.request("link.start", { client: "browser" });
+    attempts = 0; // back off again from the start only once the server really served us
   } catch (error) {
     forgetSession();
     phase = "idle";
@@ -331,6 +334,7 @@ async function authenticate(): Promise<void> {
     }
     return;
   }
+  attempts = 0;
   if (await acceptList(result.device_list)) showLinked();
 }
 
