@@ -110,12 +110,28 @@ def olm_vectors() -> None:
     signatures = [{"message": text, "signature": bob.sign(text.encode()).to_base64()} for text in messages]
 
     outbound = alice.create_outbound_session(bob.curve25519_key, bob.one_time_keys[one_time_key["key_id"]])
+    initial = open_pickle(outbound.pickle(PICKLE_KEY))
+    alice_initial = {
+        "base_key": b64(bytes(initial["session_keys"]["base_key"])),
+        "root_key": b64(bytes(initial["sending_ratchet"]["active_ratchet"]["root_key"])),
+        "ratchet_secret": b64(bytes(initial["sending_ratchet"]["active_ratchet"]["ratchet_key"])),
+        "chain_key": b64(bytes(initial["sending_ratchet"]["symmetric_key_ratchet"]["key"])),
+    }
+    assert initial["sending_ratchet"]["symmetric_key_ratchet"]["index"] == 0
     inbound: list[vodozemac.Session] = []
     events: list[dict[str, Any]] = []
+    alice_events: list[dict[str, Any]] = []
 
     def alice_sends(text: str) -> dict[str, Any]:
+        before = sending_state(outbound)
         message_type, body = outbound.encrypt(text.encode()).to_parts()
-        return {"type": message_type, "body": b64(body), "plaintext": text}
+        after = sending_state(outbound)
+        new_secret = None
+        if before["type"] == "inactive":
+            new_secret = b64(bytes(after["active_ratchet"]["ratchet_key"]))
+        message = {"type": message_type, "body": b64(body), "plaintext": text}
+        alice_events.append({"op": "send", "new_ratchet_secret": new_secret, **message})
+        return message
 
     def bob_receives(message: dict[str, Any], note: str) -> None:
         any_message = vodozemac.AnyOlmMessage.from_parts(message["type"], unb64(message["body"]))
@@ -150,6 +166,7 @@ def olm_vectors() -> None:
     def alice_receives(message: dict[str, Any]) -> None:
         any_message = vodozemac.AnyOlmMessage.from_parts(message["type"], unb64(message["body"]))
         assert outbound.decrypt(any_message).decode() == message["plaintext"]
+        alice_events.append({"op": "receive", **message})
 
     a0, a1, a2 = alice_sends("first pre-key message"), alice_sends("second"), alice_sends("third")
     late = alice_sends("a pre-key message delivered after three ratchet turns")
@@ -186,10 +203,11 @@ def olm_vectors() -> None:
         {
             "source": SOURCE,
             "description": (
-                "Alice (vodozemac) starts an Olm session to Bob's one-time key; Bob's side is recorded as "
-                "events in order. Secrets come from vodozemac's pickles. Replaying the events as Bob, with "
-                "the given ratchet secrets injected when Bob sends on a new chain, must reproduce every "
-                "body byte for byte and every plaintext."
+                "Alice (vodozemac) starts an Olm session to Bob's one-time key; each side's view is "
+                "recorded as events in order. Secrets come from vodozemac's pickles: Bob's account, and "
+                "Alice's session right after creation (R0, C(0,0), T0; the base key's secret is not kept "
+                "by vodozemac). Replaying either side, with the given ratchet secrets injected when it "
+                "sends on a new chain, must reproduce every body byte for byte and every plaintext."
             ),
             "alice": {k: alice_keys[k] for k in ("curve25519", "ed25519")},
             "bob": bob_keys,
@@ -197,6 +215,8 @@ def olm_vectors() -> None:
             "bob_signatures": signatures,
             "session_id": outbound.session_id,
             "events": events,
+            "alice_initial": alice_initial,
+            "alice_events": alice_events,
         },
     )
 

@@ -63,6 +63,7 @@ def test_olm_transcript_replayed_as_bob(harness: Harness) -> None:
         + BOB
         + """
 let session = null;
+let rootKey = null;
 const results = [];
 for (const ev of V.events) {
   const body = d(ev.body);
@@ -73,6 +74,7 @@ for (const ev of V.events) {
       if (session === null) {
         const created = await bob.createInboundSession(V.alice.curve25519, { type: ev.type, body });
         session = created.session;
+        rootKey = session.pickle().sending.rootKey;
         return T.fromUtf8(created.plaintext);
       }
       return T.fromUtf8(await session.decrypt({ type: ev.type, body }));
@@ -84,7 +86,8 @@ for (const ev of V.events) {
     results.push({ type: m.type, body: E.encodeBase64(m.body) });
   }
 }
-return { results, sessionId: session.sessionId, oneTimeKeysLeft: Object.keys(bob.oneTimeKeys()) };
+const oneTimeKeysLeft = Object.keys(bob.oneTimeKeys());
+return { results, sessionId: session.sessionId, oneTimeKeysLeft, rootKey };
 """,
         "/vectors/olm-session.json",
     )
@@ -100,8 +103,56 @@ return { results, sessionId: session.sessionId, oneTimeKeysLeft: Object.keys(bob
         else:
             assert result == {"type": event["type"], "body": event["body"]}, event["note"]
     assert got["sessionId"] == OLM["session_id"]
+    assert got["rootKey"] == OLM["alice_initial"]["root_key"]  # Bob's triple DH + HKDF meets Alice's R0
     used = OLM["bob_one_time_key"]
     assert got["oneTimeKeysLeft"] == [k["key_id"] for k in OLM["bob"]["one_time_keys"] if k["key_id"] != used]
+
+
+def test_olm_transcript_replayed_as_alice(harness: Harness) -> None:
+    """Alice's side from vodozemac's session state right after creation (R0, C(0,0), T0), as a pickle:
+    her pre-key messages, ratchet turns and normal messages come out byte for byte; Bob's replies decrypt."""
+    got = harness.run(
+        LOAD
+        + """
+const d = E.decodeBase64;
+const st = V.alice_initial;
+const t0 = await E.importX25519(d(st.ratchet_secret));
+const oneTimeKey = V.bob.one_time_keys.find((k) => k.key_id === V.bob_one_time_key).public;
+const session = await E.OlmSession.unpickle({
+  format: "lockstep-olm-session-1",
+  sessionKeys: { identityKey: V.alice.curve25519, baseKey: st.base_key, oneTimeKey },
+  sending: {
+    kind: "active",
+    rootKey: st.root_key,
+    ratchetKey: { privateKey: t0.privateKey, publicKey: E.encodeBase64(t0.publicKey) },
+    chainKey: st.chain_key,
+    chainIndex: 0,
+  },
+  receiving: [],
+});
+const results = [];
+for (const ev of V.alice_events) {
+  if (ev.op === "send") {
+    session.keySource = T.queuedKeys(ev.new_ratchet_secret ? [ev.new_ratchet_secret] : []);
+    const m = await session.encrypt(T.utf8(ev.plaintext));
+    results.push({ type: m.type, body: E.encodeBase64(m.body) });
+  } else {
+    const plaintext = await session.decrypt({ type: ev.type, body: d(ev.body) });
+    results.push({ plaintext: T.fromUtf8(plaintext) });
+  }
+}
+return { results, sessionId: session.sessionId };
+""",
+        "/vectors/olm-session.json",
+    )
+    events = OLM["alice_events"]
+    assert len(got["results"]) == len(events) > 50
+    for number, (event, result) in enumerate(zip(events, got["results"], strict=True)):
+        if event["op"] == "send":
+            assert result == {"type": event["type"], "body": event["body"]}, number
+        else:
+            assert result == {"plaintext": event["plaintext"]}, number
+    assert got["sessionId"] == OLM["session_id"]
 
 
 def test_megolm_session_key_and_messages_from_the_same_secrets(harness: Harness) -> None:
