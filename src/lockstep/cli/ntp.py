@@ -41,13 +41,17 @@ def register(subparsers: Any) -> None:
     verbs = parser.add_subparsers(dest="ntp_verb", required=True, metavar="COMMAND")
 
     q = verbs.add_parser("query", help="one exchange with a server, like ntpdig/sntp")
-    q.add_argument("server", metavar="HOST[:PORT]")
+    q.add_argument("server", metavar="HOST[:PORT]", help="with --nts: the NTS-KE server, HOST[:KE_PORT]")
+    q.add_argument("--nts", action="store_true", help="authenticate with NTS (RFC 8915): NTS-KE, then NTP")
+    q.add_argument("--ca", metavar="FILE", help="with --nts: trust these CA certificates (PEM)")
     q.add_argument("--json", action="store_true", help="print one JSON object")
     q.add_argument("--timeout", type=float, default=5.0, help="seconds to wait (default 5)")
     q.set_defaults(handler=_query)
 
     m = verbs.add_parser("monitor", help="continuous client with a live sources table")
     m.add_argument("servers", nargs="+", metavar="SERVER")
+    m.add_argument("--nts", action="store_true", help="every SERVER is an NTS-KE server HOST[:KE_PORT]")
+    m.add_argument("--ca", metavar="FILE", help="with --nts: trust these CA certificates (PEM)")
     m.add_argument("--minpoll", type=_poll, default=6, help="log2 s (default 6)")
     m.add_argument("--maxpoll", type=_poll, default=10, help="log2 s (default 10)")
     m.add_argument("--no-iburst", dest="iburst", action="store_false")
@@ -92,6 +96,15 @@ def register(subparsers: Any) -> None:
     s.add_argument(
         "--workers", type=int, default=1, help="processes sharing the port with SO_REUSEPORT (default 1)"
     )
+    s.add_argument("--nts-cert", metavar="FILE", help="serve NTS (RFC 8915): certificate chain (PEM)")
+    s.add_argument("--nts-key", metavar="FILE", help="the certificate's private key (PEM)")
+    s.add_argument("--nts-port", type=int, default=4460, help="NTS-KE TCP port (default 4460)")
+    s.add_argument(
+        "--nts-rotate", type=int, default=3600, help="seconds between cookie key rotations (default 3600)"
+    )
+    s.add_argument(
+        "--nts-keep", type=int, default=24, help="old cookie keys still accepted (default 24 rotations)"
+    )
     s.set_defaults(handler=_serve)
 
 
@@ -106,15 +119,27 @@ def _poll(text: str) -> int:
 
 
 def _query(args: argparse.Namespace) -> int:
+    if args.ca is not None and not args.nts:
+        raise CommandError("--ca only applies with --nts")
     try:
-        result = asyncio.run(query(args.server, timeout=args.timeout))
+        if args.nts:
+            from lockstep.ntp.aio.nts_client import nts_query
+
+            result = asyncio.run(nts_query(args.server, cafile=args.ca, timeout=args.timeout))
+        else:
+            result = asyncio.run(query(args.server, timeout=args.timeout))
     except QueryFailed as error:
         raise CommandError(str(error)) from None
     except OSError as error:
         raise CommandError(f"{args.server}: {error.strerror or error}") from None
     except ValueError as error:
         raise CommandError(f"bad server {args.server!r}: {error}") from None
-    print(json.dumps(_result_json(result)) if args.json else _result_text(result))
+    if args.json:
+        print(json.dumps({**_result_json(result), "authenticated": "NTS" if args.nts else None}))
+    else:
+        print(_result_text(result))
+        if args.nts:
+            print("  authenticated   NTS (RFC 8915, AEAD_AES_SIV_CMAC_256)")
     return 0
 
 
@@ -228,7 +253,13 @@ def _monitor(args: argparse.Namespace) -> int:
                 print(render_table(client.sources(now), client, now) + "\n", flush=True)
 
     async def main() -> None:
-        runner = Monitor(client, on_event=on_event)
+        runner: Any
+        if args.nts:
+            from lockstep.ntp.aio.nts_client import NtsMonitor
+
+            runner = NtsMonitor(client, cafile=args.ca, on_event=on_event)
+        else:
+            runner = Monitor(client, on_event=on_event)
         for server in args.servers:
             try:
                 await runner.add_source(
@@ -303,15 +334,71 @@ def _serve(args: argparse.Namespace) -> int:
             return ServerState.local(args.local_stratum, clock.now(), precision)
         return ServerState.unsynchronized(precision)
 
+    nts = _nts_setup(args)
+
     def make_core() -> NtpServer:
-        return NtpServer(fallback_state(), rate_limit=rate_limit, deny=deny)
+        core = NtpServer(fallback_state(), rate_limit=rate_limit, deny=deny)
+        if nts is not None:
+            from lockstep.ntp.nts.server import NtsServer
+
+            core.nts = NtsServer(nts[1])
+        return core
 
     try:
         if args.workers > 1:
-            return _serve_workers(make_core, args.host, args.port, args.workers)
-        return asyncio.run(_serve_one(make_core(), args, fallback_state, precision))
+            ke = _start_nts_ke(args, nts, args.port)
+            try:
+                return _serve_workers(make_core, args.host, args.port, args.workers)
+            finally:
+                if ke is not None:
+                    ke.close()
+        return asyncio.run(_serve_one(make_core(), args, fallback_state, precision, nts))
     except OSError as error:
         raise CommandError(f"cannot serve on {args.host} port {args.port}: {error}") from None
+
+
+def _nts_setup(args: argparse.Namespace) -> tuple[Any, Any] | None:
+    """The TLS context and cookie keys for ``--nts-cert``/``--nts-key`` (RFC 8915), or None."""
+    if args.nts_cert is None and args.nts_key is None:
+        return None
+    if args.nts_cert is None or args.nts_key is None:
+        raise CommandError("NTS needs both --nts-cert and --nts-key")
+    if args.nts_rotate < 1 or args.nts_keep < 0:
+        raise CommandError("--nts-rotate must be >= 1 and --nts-keep >= 0")
+    import os
+
+    from OpenSSL import SSL
+
+    from lockstep.ntp.aio.nts_ke import server_context
+    from lockstep.ntp.nts.cookies import CookieKeys
+
+    try:
+        context = server_context(args.nts_cert, args.nts_key)
+    except (SSL.Error, OSError) as error:
+        raise CommandError(f"cannot use --nts-cert/--nts-key: {error}") from None
+    # One master secret for this run, shared by every worker (keys are derived from it, §6).
+    return context, CookieKeys(os.urandom(32), rotation=args.nts_rotate, keep=args.nts_keep)
+
+
+def _start_nts_ke(args: argparse.Namespace, nts: tuple[Any, Any] | None, ntp_port: int) -> Any:
+    if nts is None:
+        return None
+    from lockstep.ntp.aio.nts_ke import KeRateLimit, NtsKeServer
+
+    try:
+        ke = NtsKeServer(
+            nts[0],
+            nts[1],
+            host=args.host,
+            port=args.nts_port,
+            ntp_port=None if ntp_port == 123 else ntp_port,
+            rate_limit=KeRateLimit() if args.rate_limit else None,
+        )
+    except OSError as error:
+        raise CommandError(f"cannot serve NTS-KE on {args.host} port {args.nts_port}: {error}") from None
+    ke.start()
+    print(f"serving NTS-KE on {ke.address[0]} port {ke.address[1]}", flush=True)
+    return ke
 
 
 def _serve_workers(make_core: Any, host: str, port: int, workers: int) -> int:
@@ -337,7 +424,9 @@ def _serve_workers(make_core: Any, host: str, port: int, workers: int) -> int:
     return 0
 
 
-async def _serve_one(core: NtpServer, args: argparse.Namespace, fallback: Any, precision: int) -> int:
+async def _serve_one(
+    core: NtpServer, args: argparse.Namespace, fallback: Any, precision: int, nts: Any = None
+) -> int:
     server = UdpServer(core, open_udp_socket(args.host, args.port))
     service: tuple[threading.Thread, threading.Event] | None = None
     if server.batched:
@@ -345,6 +434,7 @@ async def _serve_one(core: NtpServer, args: argparse.Namespace, fallback: Any, p
     else:
         server.start()
     print(f"serving NTP on {server.address[0]} port {server.address[1]}", flush=True)
+    ke = _start_nts_ke(args, nts, server.address[1])
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     with contextlib.suppress(NotImplementedError):
@@ -386,6 +476,8 @@ async def _serve_one(core: NtpServer, args: argparse.Namespace, fallback: Any, p
             thread_stop.set()
             await asyncio.to_thread(thread.join)
         server.close()
+        if ke is not None:
+            await asyncio.to_thread(ke.close)
         for task in tasks:
             await task
         counters = core.counters

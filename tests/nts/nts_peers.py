@@ -1,0 +1,193 @@
+"""Helpers for the NTS tests: certificates, chronyd with NTS, our NTS server in threads."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import ipaddress
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from lockstep.ntp.aio import clock
+from lockstep.ntp.aio.nts_ke import KeRateLimit, NtsKeServer, server_context
+from lockstep.ntp.aio.server import UdpServer, open_udp_socket
+from lockstep.ntp.nts.cookies import CookieKeys
+from lockstep.ntp.nts.server import NtsServer
+from lockstep.ntp.server import NtpServer, RateLimit, ServerState
+
+CHRONYD = shutil.which("chronyd") or "/usr/sbin/chronyd"
+CHRONYC = shutil.which("chronyc") or "/usr/bin/chronyc"
+
+
+def free_port(kind: int = socket.SOCK_DGRAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Certificate:
+    cert: Path
+    key: Path
+
+
+def make_certificate(directory: Path, name: str = "localhost", days: int = 2) -> Certificate:
+    """A self-signed EC certificate for ``name``, 127.0.0.1 and ::1."""
+    directory.mkdir(parents=True, exist_ok=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [
+                    x509.DNSName(name),
+                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                    x509.IPAddress(ipaddress.ip_address("::1")),
+                ]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    paths = Certificate(directory / f"{name}.crt", directory / f"{name}.key")
+    paths.cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    paths.key.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return paths
+
+
+@dataclass
+class Chronyd:
+    process: subprocess.Popen[bytes]
+    directory: Path
+    log_file: IO[bytes]
+    ntp_port: int
+
+    def chronyc(self, *args: str) -> str:
+        result = subprocess.run(
+            [CHRONYC, "-n", "-h", str(self.directory / "chronyd.sock"), *args],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+        return result.stdout
+
+    def log(self) -> str:
+        path = self.directory / "chronyd.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+
+@contextlib.contextmanager
+def chronyd(directory: Path, lines: list[str], *, ntp_port: int = 0) -> Iterator[Chronyd]:
+    """chronyd -x (never touches the clock) on loopback with ``lines`` of extra configuration."""
+    directory.mkdir(parents=True, exist_ok=True)
+    directory.chmod(0o700)
+    (directory / "chrony.conf").write_text(
+        "\n".join(
+            [
+                f"port {ntp_port}",
+                "bindaddress 127.0.0.1",
+                "cmdport 0",
+                f"bindcmdaddress {directory / 'chronyd.sock'}",
+                f"pidfile {directory / 'chronyd.pid'}",
+                f"driftfile {directory / 'drift'}",
+                f"ntsdumpdir {directory}",
+                *lines,
+                "",
+            ]
+        )
+    )
+    log = (directory / "chronyd.log").open("wb")
+    process = subprocess.Popen(
+        [CHRONYD, "-x", "-d", "-u", "root", "-f", str(directory / "chrony.conf")],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    peer = Chronyd(process, directory, log, ntp_port)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"chronyd exited: {peer.log()}")
+            try:
+                peer.chronyc("tracking")
+                break
+            except subprocess.CalledProcessError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"chronyd did not start: {peer.log()}") from None
+                time.sleep(0.1)
+        yield peer
+    finally:
+        process.terminate()
+        try:
+            process.wait(5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+@dataclass
+class OurNtsServer:
+    core: NtpServer
+    ke: NtsKeServer
+    ntp_port: int
+    ke_port: int
+
+
+@contextlib.contextmanager
+def our_nts_server(
+    certificate: Certificate,
+    *,
+    cookie_keys: CookieKeys | None = None,
+    stratum: int = 5,
+    rate_limit: RateLimit | None = None,
+    ke_rate_limit: KeRateLimit | None = None,
+    ntp_port: int = 0,
+    ke_port: int = 0,
+) -> Iterator[OurNtsServer]:
+    """Our NTP server (blocking recvmmsg thread) with NTS, and our NTS-KE server, on loopback."""
+    keys = cookie_keys or CookieKeys(__import__("os").urandom(32))
+    core = NtpServer(ServerState.local(stratum, clock.now()), rate_limit=rate_limit, nts=NtsServer(keys))
+    udp = UdpServer(core, open_udp_socket("127.0.0.1", ntp_port))
+    thread, stop = udp.start_thread()
+    port = udp.address[1]
+    ke = NtsKeServer(
+        server_context(str(certificate.cert), str(certificate.key)),
+        keys,
+        port=ke_port,
+        ntp_port=port,
+        rate_limit=ke_rate_limit,
+    )
+    ke.start()
+    try:
+        yield OurNtsServer(core, ke, port, ke.address[1])
+    finally:
+        ke.close()
+        stop.set()
+        thread.join(5)
+        udp.close()

@@ -1,0 +1,76 @@
+"""Interop with chrony 4.3: our NTS client against chronyd's NTS server, chronyd against ours."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from lockstep.ntp.aio.nts_client import nts_query
+from lockstep.ntp.aio.nts_ke import key_exchange_blocking
+from nts.nts_peers import chronyd, free_port, make_certificate, our_nts_server
+
+pytestmark = pytest.mark.interop
+
+
+def test_our_client_against_chronyd_nts_server(tmp_path: Path) -> None:
+    certificate = make_certificate(tmp_path / "pki")
+    ntp_port, ke_port = free_port(), free_port(__import__("socket").SOCK_STREAM)
+    lines = [
+        f"ntsport {ke_port}",
+        f"ntsserverkey {certificate.key}",
+        f"ntsservercert {certificate.cert}",
+        "local stratum 8",
+        "allow 127.0.0.1",
+    ]
+    with chronyd(tmp_path / "chronyd", lines, ntp_port=ntp_port) as peer:
+        outcome = key_exchange_blocking("127.0.0.1", ke_port, cafile=str(certificate.cert))
+        assert outcome.ntp_port == ntp_port and outcome.result.aead == 15
+        assert len(outcome.result.cookies) == 8
+        result = asyncio.run(nts_query(f"127.0.0.1:{ke_port}", cafile=str(certificate.cert)))
+        assert result.info.stratum == 8
+        assert abs(result.offset) < 0.001
+        assert result.port == ntp_port
+        serverstats = peer.chronyc("serverstats")
+        assert re.search(r"Authenticated NTP packets\s*:\s*[1-9]", serverstats), serverstats
+
+
+def _authdata(text: str) -> dict[str, list[str]]:
+    """``chronyc -n authdata`` rows by address: Mode KeyID Type KLen Last Atmp NAK Cook CLen."""
+    rows = {}
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) == 10 and fields[1] == "NTS":
+            rows[fields[0]] = fields[1:]
+    return rows
+
+
+def test_chronyd_nts_client_against_our_server(tmp_path: Path) -> None:
+    certificate = make_certificate(tmp_path / "pki")
+    with our_nts_server(certificate, stratum=6) as ours:
+        lines = [
+            f"server 127.0.0.1 port {ours.ntp_port} nts ntsport {ours.ke_port} iburst minpoll 0 maxpoll 0",
+            f"ntstrustedcerts {certificate.cert}",
+        ]
+        with chronyd(tmp_path / "chronyd-client", lines) as peer:
+            deadline = time.monotonic() + 30
+            sources = authdata = ""
+            while time.monotonic() < deadline:
+                sources = peer.chronyc("sources")
+                authdata = peer.chronyc("authdata")
+                row = _authdata(authdata).get("127.0.0.1")
+                if row and "^*" in sources and row[7] == "8" and ours.core.counters.replied >= 4:
+                    break
+                time.sleep(0.5)
+            row = _authdata(authdata).get("127.0.0.1")
+            assert row is not None, authdata
+            mode, _key_id, _type, key_length, _last, attempts, naks, cookies, cookie_length = row
+            assert mode == "NTS" and key_length == "256" and cookie_length == "104", authdata
+            assert int(cookies) == 8 and int(naks) == 0 and int(attempts) == 0, authdata
+            assert re.search(r"^\^\*\s+127\.0\.0\.1", sources, re.M), sources + peer.log()
+        assert ours.core.nts is not None
+        assert ours.core.nts.counters.authenticated >= 4
+        assert ours.ke.counters.served >= 1
