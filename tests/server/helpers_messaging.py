@@ -25,7 +25,10 @@ async def make_account(url: str, root: Path, handle: str) -> Account:
     async with primary(url, root / f"{handle}-phone", handle) as phone:
         laptop = await link_one(url, phone, root / f"{handle}-laptop", "Laptop")
         await laptop.close()
-    return Account(handle, root / f"{handle}-phone", root / f"{handle}-laptop")
+    account = Account(handle, root / f"{handle}-phone", root / f"{handle}-laptop")
+    async with messengers(account.primary_dir, account.companion_dir):
+        pass  # each device publishes its E2E keys, as the apps do once linked
+    return account
 
 
 def load(directory: Path) -> DeviceState:

@@ -9,7 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers_messaging import make_account, messengers, shown
+from helpers_messaging import load, make_account, messengers, shown
+
+from lockstep.client.errors import ClientError, ConnectionLost, ServerRefused
+from lockstep.client.primary import PrimarySession
+from lockstep.client.session import DeviceUnlinked
+from lockstep.e2e.envelope import ReceiptStatus
+from lockstep.e2e.errors import DecryptionError
+from lockstep.link.encoding import b64u_decode
 
 pytestmark = pytest.mark.anyio
 
@@ -45,3 +52,204 @@ async def test_a_message_from_a_companion_reaches_every_other_device_and_receipt
             texts = [m.text for m in await device.receive(wait=5, until=shown) if m.kind == "text"]
             assert texts == ["hi alice"]
         assert reply.devices == 3
+
+
+async def test_an_offline_device_gets_everything_on_reconnect_in_order_exactly_once(
+    live_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice = await make_account(live_server.url, tmp_path, "alice")
+    bob = await make_account(live_server.url, tmp_path, "bob")
+    texts = [f"message {i}" for i in range(12)]
+    async with messengers(bob.companion_dir):
+        pass  # bob's laptop publishes its keys once, then goes offline
+    async with messengers(alice.primary_dir) as (a_phone,):
+        for text in texts:
+            await a_phone.send("bob", text)
+    store = live_server.services.store
+    laptop_id = load(bob.companion_dir).device_id
+    assert len(await store.fetch_messages(laptop_id, 0, 100)) == len(texts)
+
+    # The laptop reads everything but crashes before acknowledging: the server still holds it all.
+    async with messengers(bob.companion_dir) as (b_laptop,):
+        original = b_laptop._request
+
+        async def no_ack(op: str, **fields: object) -> dict[str, object]:
+            return {"deleted": 0} if op == "messages.ack" else await original(op, **fields)
+
+        monkeypatch.setattr(b_laptop, "_request", no_ack)
+        first = await b_laptop.receive(receipts=False)
+    assert [m.text for m in first] == texts
+    assert [m.seq for m in first] == sorted(m.seq for m in first)
+    assert len(await store.fetch_messages(laptop_id, 0, 100)) == len(texts)
+    monkeypatch.undo()
+
+    # On reconnect nothing is shown twice, and the acknowledgement empties the queue.
+    async with messengers(bob.companion_dir) as (b_laptop,):
+        assert await b_laptop.receive() == []
+    assert await store.fetch_messages(laptop_id, 0, 100) == []
+    # The phone, online all along or not, gets the same messages once.
+    async with messengers(bob.primary_dir) as (b_phone,):
+        assert [m.text for m in await b_phone.receive()] == texts
+        assert await b_phone.receive() == []
+
+
+async def test_live_delivery_and_a_gap_are_both_handled_in_order(live_server, tmp_path: Path) -> None:
+    alice = await make_account(live_server.url, tmp_path, "alice")
+    bob = await make_account(live_server.url, tmp_path, "bob")
+    async with messengers(alice.primary_dir, bob.primary_dir, bob.companion_dir) as (a, b, _):
+        await b.receive()
+        for i in range(5):
+            await a.send("bob", f"live {i}")
+        got = await b.receive(wait=5, until=lambda r: len([m for m in r if m.kind == "text"]) == 5)
+        assert [m.text for m in got if m.kind == "text"] == [f"live {i}" for i in range(5)]
+
+
+async def test_a_removed_group_member_stops_receiving_and_cannot_decrypt_what_is_sent_after(
+    live_server, tmp_path: Path
+) -> None:
+    alice = await make_account(live_server.url, tmp_path, "alice")
+    bob = await make_account(live_server.url, tmp_path, "bob")
+    carol = await make_account(live_server.url, tmp_path, "carol")
+    dirs = (alice.primary_dir, bob.primary_dir, bob.companion_dir, carol.primary_dir, carol.companion_dir)
+    async with messengers(*dirs, alice.companion_dir) as (a, b, b2, c, c2, a2):
+        group_id = await a.create_group("Climbing", ["bob", "carol"])
+        await a.send("Climbing", "first, to everyone")
+        for device in (b, b2, c, c2, a2):
+            got = await device.receive(wait=5, until=shown)
+            assert [m.text for m in got if m.kind == "text"] == ["first, to everyone"]
+            assert device.store.group_names[group_id] == "Climbing"
+        # Bob answers in the group from his laptop.
+        await b2.send(f"#{group_id}", "bob here")
+        for device in (a, b, c, c2, a2):
+            got = await device.receive(wait=5, until=shown)
+            assert [m.text for m in got if m.kind == "text"] == ["bob here"]
+
+        await a.remove_member("Climbing", "carol")
+        await a.send("Climbing", "after carol left")
+        await b2.send(group_id, "bob, after carol left")
+        for device in (c, c2):
+            assert [m for m in await device.receive(wait=1) if m.kind == "text"] == []
+        # Even given the ciphertexts the server queued for bob, carol's sessions cannot open them.
+        store = live_server.services.store
+        queued = await store.fetch_messages(b.device_id, 0, 100)
+        megolm = [m for m in queued if m.payload["type"] == "megolm"]
+        assert len(megolm) == 2
+        for message in megolm:
+            for device in (c, c2):
+                with pytest.raises(DecryptionError):
+                    device.store.groups.decrypt(
+                        message.sender_device,
+                        message.payload["session_id"],
+                        b64u_decode(message.payload["ciphertext"]),
+                    )
+        texts = [m.text for m in await b.receive(wait=5, until=lambda r: len([m for m in r if m.text]) == 2)]
+        assert "after carol left" in texts and "bob, after carol left" in texts
+        with pytest.raises(ServerRefused):  # carol is no longer a member
+            await c.send(group_id, "can I still post?")
+
+
+async def test_an_image_round_trips_through_media_upload_and_a_tampered_blob_is_rejected(
+    live_server, tmp_path: Path
+) -> None:
+    alice = await make_account(live_server.url, tmp_path, "alice")
+    bob = await make_account(live_server.url, tmp_path, "bob")
+    picture = tmp_path / "holiday.png"
+    picture.write_bytes(bytes(range(256)) * 4000 + b"end")
+    progress: list[tuple[int, int]] = []
+    async with messengers(alice.companion_dir, bob.primary_dir, bob.companion_dir) as (a, b, b2):
+        sent = await a.send("bob", "look!", file=picture, progress=lambda d, t: progress.append((d, t)))
+        assert progress[-1][0] == progress[-1][1] and len(progress) > 2
+        for device in (b, b2):
+            (message,) = [m for m in await device.receive(wait=5, until=shown) if m.kind == "media"]
+            assert message.kind == "media" and message.text == "look!" and message.error is None
+            assert message.body["media"]["type"] == "image" and message.body["media"]["name"] == "holiday.png"
+            assert message.file is not None and message.file.read_bytes() == picture.read_bytes()
+            assert message.message_id == sent.message_id
+        # The server holds only the encrypted blob.
+        (blob,) = [p for p in live_server.services.media_root.iterdir()]
+        assert picture.read_bytes()[:4096] not in blob.read_bytes()
+
+        # A blob changed on the server is refused, and nothing half-written is kept.
+        await a.send("bob", file=picture)
+        for path in live_server.services.media_root.iterdir():
+            if path != blob:
+                data = bytearray(path.read_bytes())
+                data[1000] ^= 1
+                path.write_bytes(bytes(data))
+        (message,) = [m for m in await b.receive(wait=5, until=shown) if m.kind == "media"]
+        assert message.file is None
+        assert message.error is not None and "media rejected" in message.error
+        assert sorted(p.name for p in (bob.primary_dir / "downloads").iterdir()) == ["holiday.png"]
+
+        # Uploads over the configured limit are refused by the server.
+        live_server.services.media_max_bytes = 4096
+        with pytest.raises(ClientError):
+            await a.send("bob", file=picture)
+
+
+async def test_an_unlinked_device_gets_nothing_after_and_its_queue_and_keys_are_gone(
+    live_server, tmp_path: Path
+) -> None:
+    alice = await make_account(live_server.url, tmp_path, "alice")
+    bob = await make_account(live_server.url, tmp_path, "bob")
+    laptop_id = load(alice.companion_dir).device_id
+    async with messengers(alice.companion_dir, bob.primary_dir) as (a_laptop, b):
+        await b.send("alice", "before")
+        await b.send("alice", "also before, never read by the laptop")
+        phone = await PrimarySession.open(load(alice.primary_dir))
+        await phone.unlink(laptop_id)
+        await phone.close()
+        after = await b.send("alice", "after the unlink")  # the stale device list is refreshed
+        assert after.devices == 2  # alice's phone and bob's laptop
+        assert await live_server.services.store.fetch_messages(laptop_id, 0, 100) == []
+        assert await live_server.services.store.device_bundles([laptop_id]) == {}
+        with pytest.raises((DeviceUnlinked, ConnectionLost)):
+            await a_laptop.receive(wait=2)
+    assert not (alice.companion_dir / "pickle.key").exists()
+    async with messengers(alice.primary_dir) as (a_phone,):
+        texts = [m.text for m in await a_phone.receive()]
+        assert texts == ["before", "also before, never read by the laptop", "after the unlink"]
+
+
+async def test_read_receipts_and_ticks(live_server, tmp_path: Path) -> None:
+    alice = await make_account(live_server.url, tmp_path, "alice")
+    bob = await make_account(live_server.url, tmp_path, "bob")
+    async with messengers(alice.primary_dir, bob.primary_dir) as (a, b):
+        sent = await a.send("bob", "tick tock")
+        assert a.status(sent.message_id) == "sent"
+        got = await b.receive(wait=5, until=shown)
+        await a.receive(wait=5, until=lambda r: any(m.kind == "receipt" for m in r))
+        assert a.status(sent.message_id) == "delivered"
+        await b.send_receipts(got, ReceiptStatus.READ)
+        await a.receive(wait=5, until=lambda r: any(m.kind == "receipt" for m in r))
+        assert a.status(sent.message_id) == "read"
+
+
+async def test_the_database_holds_no_plaintext_of_any_message(live_server, tmp_path: Path) -> None:
+    alice = await make_account(live_server.url, tmp_path, "alice")
+    bob = await make_account(live_server.url, tmp_path, "bob")
+    secrets_sent = [
+        "a direct secret 7d1f",
+        "a group secret 93ab",
+        "a caption secret 55e0",
+        "Secret Group Name",
+    ]
+    attachment = tmp_path / "notes.txt"
+    attachment.write_text("file contents secret 0c4d " * 50)
+    async with messengers(alice.primary_dir, alice.companion_dir, bob.primary_dir) as (a, a2, b):
+        await a.send("bob", secrets_sent[0])
+        await a.create_group(secrets_sent[3], ["bob"])
+        await a2.receive(wait=5, until=shown)
+        await a.send(secrets_sent[3], secrets_sent[1])
+        await a.send("bob", secrets_sent[2], file=attachment)
+        # Leave some of it queued (bob's laptop never reads), some acknowledged.
+        await b.receive(wait=5, until=lambda r: len([m for m in r if m.kind in ("text", "media")]) == 3)
+    files = [
+        *live_server.database.parent.glob("lockstep.sqlite3*"),
+        *live_server.services.media_root.iterdir(),
+    ]
+    data = b"".join(path.read_bytes() for path in files)
+    assert live_server.database.with_name("lockstep.sqlite3-wal").exists()
+    for secret in [*secrets_sent, "file contents secret 0c4d"]:
+        for encoding in ("utf-8", "utf-16-le"):
+            assert secret.encode(encoding) not in data, secret

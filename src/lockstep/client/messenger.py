@@ -23,7 +23,7 @@ from typing import Any
 
 from lockstep.client import e2estate, mediahttp
 from lockstep.client.e2estate import E2EStore
-from lockstep.client.errors import ClientError, ServerRefused, StateError
+from lockstep.client.errors import ClientError, ConnectionLost, ServerRefused, StateError
 from lockstep.client.session import DeviceSession, DeviceUnlinked
 from lockstep.client.state import DeviceState
 from lockstep.e2e.envelope import (
@@ -305,6 +305,8 @@ class Messenger:
                 peer = await self.contact(account_id=peer.account.account_id, refresh=True)
             me = await self.contact(account_id=self.account_id, refresh=attempt > 0)
             envelope = self._envelope(kind, conversation, body, message_id)
+            if not peer.keys:
+                raise ClientError(f"@{peer.account.handle} has no device that can receive messages yet")
             targets = {
                 k.device_id: k for c in (peer, me) for k in c.keys.values() if k.device_id != self.device_id
             }
@@ -546,6 +548,29 @@ class Messenger:
         Each batch is saved before it is acknowledged. Text and media from others get a
         ``delivered`` receipt unless ``receipts`` is False.
         """
+        try:
+            return await self._receive(wait, receipts, until, settle)
+        except ConnectionLost:
+            await self._unlinked_while_away()
+            raise
+
+    async def _unlinked_while_away(self) -> None:
+        """After the socket closed: if the server said why (``device.unlinked``), forget everything."""
+        with contextlib.suppress(ConnectionLost, TimeoutError):
+            while True:
+                event = await self.session.connection.next_event(timeout=0.1)
+                if event.get("event") == "device.unlinked":
+                    self.session.state.wipe()
+                    e2estate.wipe(self.session.state.directory)
+                    raise DeviceUnlinked("this device was unlinked from its account; its keys are wiped")
+
+    async def _receive(
+        self,
+        wait: float,
+        receipts: bool,
+        until: Callable[[list[Received]], bool] | None,
+        settle: float,
+    ) -> list[Received]:
         received: list[Received] = []
         await self._fetch_all(received)
         loop_time = asyncio.get_running_loop().time
@@ -582,6 +607,7 @@ class Messenger:
             self._contacts.pop(self.account_id, None)
         elif kind == "device.unlinked":
             self.session.state.wipe()
+            e2estate.wipe(self.session.state.directory)
             raise DeviceUnlinked("this device was unlinked from its account; its keys are wiped")
         elif kind == "keys.low":
             await self.publish_keys()
@@ -592,28 +618,29 @@ class Messenger:
                 self.store.save()
 
     async def _fetch_all(self, received: list[Received]) -> None:
+        after = 0  # from the start of what the server holds: it also re-offers what was never acked
         while True:
-            result = await self._request("messages.fetch", after=self.store.last_seq, limit=FETCH_LIMIT)
+            result = await self._request("messages.fetch", after=after, limit=FETCH_LIMIT)
             await self._handle_batch(result["messages"], received)
             if not result["more"]:
                 return
+            after = max(int(m["seq"]) for m in result["messages"])
 
     async def _handle_batch(self, items: list[dict[str, Any]], received: list[Received]) -> None:
-        handled = False
+        if not items:
+            return
         for item in sorted(items, key=lambda i: int(i["seq"])):
             seq = int(item["seq"])
             if seq <= self.store.last_seq:
-                continue
+                continue  # handled before a crash or a lost acknowledgement
             if item["message_id"] not in self.store.seen:
                 message = await self._open(item)
                 self.store.seen.add(item["message_id"])
                 if message is not None:
                     received.append(message)
             self.store.last_seq = seq
-            handled = True
-        if handled:
-            self.store.save()  # ratchets on disk before the server forgets the ciphertext
-            await self._request("messages.ack", up_to=self.store.last_seq)
+        self.store.save()  # ratchets on disk before the server forgets the ciphertext
+        await self._request("messages.ack", up_to=self.store.last_seq)
 
     async def _sender_key_ok(self, account_id: str, device_id: str, sender_key: bytes) -> None:
         contact = await self.contact(account_id=account_id)
