@@ -175,8 +175,14 @@ class NtpServer:
             self._templates[key] = prefix
         return prefix
 
-    def respond(self, data: Datagram, client: Hashable, now: int) -> bytes | PacketDropped:
+    def respond(
+        self, data: Datagram, client: Hashable, now: int, transmit_time: int | None = None
+    ) -> bytes | PacketDropped:
         """Answer one datagram received at ``now`` (full NTP time) from ``client``.
+
+        ``now`` becomes the receive timestamp T2 and ``transmit_time`` (default: ``now``) the
+        transmit timestamp T3 (RFC 5905 §8); adapters pass the kernel's arrival time and a clock
+        reading taken just before the reply is queued.
 
         ``client`` identifies the sender for rate limiting and the deny list: the source IP
         address as text or packed bytes (not the port: a client changing ports is still one
@@ -195,7 +201,8 @@ class NtpServer:
             return self._kiss(data, client, now, KissCode.DENY, _DROP_DENIED)
         if self.rate_limit is not None and not self._admit(client, now):
             return self._kiss(data, client, now, KissCode.RATE, _DROP_RATE)
-        now += self.clock_offset
+        offset = self.clock_offset
+        now += offset
         if now >> 32 != self._template_second:  # templates are rebuilt once per second
             self._template_second = now >> 32
             self._templates = {}

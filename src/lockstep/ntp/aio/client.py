@@ -11,6 +11,8 @@ import asyncio
 import contextlib
 import logging
 import socket
+import struct
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -19,7 +21,7 @@ from lockstep.ntp.association import Association, ServerInfo
 from lockstep.ntp.client import NtpClient, SystemEvent
 from lockstep.ntp.constants import PORT
 from lockstep.ntp.events import KissReceived, PacketDropped, SampleAccepted, SourceDemobilized
-from lockstep.ntp.timestamps import to_seconds
+from lockstep.ntp.timestamps import from_unix_ns, to_seconds
 from lockstep.ntp.wire import reference_id_for_address
 
 logger = logging.getLogger(__name__)
@@ -62,36 +64,86 @@ async def resolve(host: str, port: int) -> tuple[int, tuple[str, int]]:
     return family, (str(address[0]), int(address[1]))
 
 
-class _Endpoint(asyncio.DatagramProtocol):
+# Linux: ask the kernel to stamp each datagram's arrival (struct timespec in a control message).
+# Python's socket module does not name these constants; 35 is SO_TIMESTAMPNS(_OLD) on Linux.
+SO_TIMESTAMPNS = 35
+_TIMESPEC = struct.Struct("@qq")
+_CONTROL_SIZE = socket.CMSG_SPACE(_TIMESPEC.size)
+
+
+class _UdpSource:
+    """A connected UDP socket on a random port, read with kernel receive timestamps.
+
+    The receive time T4 is the kernel's (SO_TIMESTAMPNS), not the moment the event loop got
+    round to the datagram, so scheduling latency does not bias the offset; where the kernel
+    offers no timestamp the clock is read on arrival instead.
+    """
+
     def __init__(
         self,
-        on_datagram: Callable[[bytes], None],
-        on_error: Callable[[Exception], None] | None = None,
+        sock: socket.socket,
+        on_datagram: Callable[[bytes, int], None],
+        on_error: Callable[[Exception], None] | None,
     ) -> None:
+        self.sock = sock
         self.on_datagram = on_datagram
         self.on_error = on_error
+        self.kernel_timestamps = False
+        with contextlib.suppress(OSError):
+            if sys.platform == "linux":
+                sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+                self.kernel_timestamps = True
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(sock.fileno(), self._readable)
 
-    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        self.on_datagram(data)
+    @classmethod
+    async def open(
+        cls,
+        family: int,
+        address: tuple[str, int],
+        on_datagram: Callable[[bytes, int], None],
+        on_error: Callable[[Exception], None] | None = None,
+    ) -> _UdpSource:
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.setblocking(False)
+            sock.connect(address)  # an ephemeral port chosen by the kernel (RFC 9109 §3)
+        except BaseException:
+            sock.close()
+            raise
+        return cls(sock, on_datagram, on_error)
 
-    def error_received(self, exc: Exception) -> None:
-        # ICMP errors (port unreachable) arrive here on a connected socket.
-        logger.debug("UDP error: %s", exc)
+    def send(self, data: bytes) -> None:
+        try:
+            self.sock.send(data)
+        except OSError as error:
+            self._error(error)
+
+    def _readable(self) -> None:
+        while True:
+            try:
+                data, ancillary, _, _ = self.sock.recvmsg(2048, _CONTROL_SIZE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as error:  # ICMP errors (port unreachable) on a connected socket
+                self._error(error)
+                return
+            received_at = None
+            for level, kind, payload in ancillary:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                    seconds, nanoseconds = _TIMESPEC.unpack(payload[: _TIMESPEC.size])
+                    received_at = from_unix_ns(seconds * 1_000_000_000 + nanoseconds)
+            self.on_datagram(data, clock.now() if received_at is None else received_at)
+
+    def _error(self, error: Exception) -> None:
+        logger.debug("UDP error: %s", error)
         if self.on_error is not None:
-            self.on_error(exc)
+            self.on_error(error)
 
-
-async def _connect(
-    family: int,
-    address: tuple[str, int],
-    on_datagram: Callable[[bytes], None],
-    on_error: Callable[[Exception], None] | None = None,
-) -> asyncio.DatagramTransport:
-    loop = asyncio.get_running_loop()
-    transport, _ = await loop.create_datagram_endpoint(
-        lambda: _Endpoint(on_datagram, on_error), remote_addr=address, family=family
-    )
-    return transport
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._loop.remove_reader(self.sock.fileno())
+        self.sock.close()
 
 
 async def query(server: str, *, timeout: float = 5.0, port: int = PORT) -> QueryResult:
@@ -102,8 +154,8 @@ async def query(server: str, *, timeout: float = 5.0, port: int = PORT) -> Query
     outcome: asyncio.Future[SampleAccepted | KissReceived | SourceDemobilized | PacketDropped]
     outcome = asyncio.get_running_loop().create_future()
 
-    def on_datagram(data: bytes) -> None:
-        event = association.receive(data, clock.now())
+    def on_datagram(data: bytes, received_at: int) -> None:
+        event = association.receive(data, received_at)
         if outcome.done() or event is None:
             return
         if isinstance(event, PacketDropped) and association.server is None:
@@ -116,11 +168,11 @@ async def query(server: str, *, timeout: float = 5.0, port: int = PORT) -> Query
             reason = error.strerror if isinstance(error, OSError) and error.strerror else error
             outcome.set_exception(QueryFailed(f"{server}: {reason}"))
 
-    transport = await _connect(family, address, on_datagram, on_error)
+    transport = await _UdpSource.open(family, address, on_datagram, on_error)
     try:
         request = association.poll_due(clock.now())
         assert request is not None
-        transport.sendto(request)
+        transport.send(request)
         try:
             event = await asyncio.wait_for(outcome, timeout)
         except TimeoutError:
@@ -158,7 +210,7 @@ class Monitor:
     ) -> None:
         self.client = client
         self.on_event = on_event
-        self._transports: dict[str, asyncio.DatagramTransport] = {}
+        self._transports: dict[str, _UdpSource] = {}
         self._wake = asyncio.Event()
 
     async def add_source(
@@ -175,15 +227,15 @@ class Monitor:
             maxpoll=maxpoll,
         )
 
-        def on_datagram(data: bytes) -> None:
-            for event in self.client.receive(server, data, clock.now()):
+        def on_datagram(data: bytes, received_at: int) -> None:
+            for event in self.client.receive(server, data, received_at):
                 if isinstance(event, PacketDropped):
                     logger.debug("%s: dropped: %s", server, event.reason)
                 if self.on_event is not None:
                     self.on_event(event)
             self._wake.set()
 
-        self._transports[server] = await _connect(family, address, on_datagram)
+        self._transports[server] = await _UdpSource.open(family, address, on_datagram)
         self._wake.set()
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
@@ -192,7 +244,7 @@ class Monitor:
         try:
             while not stop.is_set():
                 for transmit in self.client.handle_timer(clock.now()):
-                    self._transports[transmit.source].sendto(transmit.data)
+                    self._transports[transmit.source].send(transmit.data)
                 due = self.client.next_timer()
                 delay = 3600.0 if due is None else max(0.0, to_seconds(due - clock.now()))
                 self._wake.clear()

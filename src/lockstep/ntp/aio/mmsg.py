@@ -44,6 +44,9 @@ class _Mmsghdr(ctypes.Structure):
 
 STRIDE = ctypes.sizeof(_Mmsghdr) // 4  # uint32 words per mmsghdr
 MSG_LEN_INDEX = _Mmsghdr.msg_len.offset // 4
+CONTROLLEN_INDEX = _Msghdr.msg_controllen.offset // 4  # low word (little-endian size_t)
+SO_TIMESTAMPNS = 35  # Linux; Python's socket module does not name it
+CONTROL_SIZE = socket.CMSG_SPACE(16)  # one struct timespec
 
 
 def available() -> bool:
@@ -83,6 +86,7 @@ class DatagramBatch:
         max_datagram: int = 1024,
         reply_size: int = 48,
         reply_in_place: bool = False,
+        timestamps: bool = False,
     ) -> None:
         libc = _libc()
         if libc is None:
@@ -99,11 +103,15 @@ class DatagramBatch:
         self.raddr = bytearray(size * ADDRESS_SIZE)
         self.sdata = bytearray(size * reply_size)
         self.saddr = bytearray(size * ADDRESS_SIZE)
+        # One control slot per datagram for the kernel's receive timestamp (SO_TIMESTAMPNS):
+        # cmsghdr (len 8, level 4, type 4) then struct timespec (sec 8, nsec 8).
+        self.timestamps = timestamps
+        self.control = bytearray(size * CONTROL_SIZE)
         self._keep = [
             (ctypes.c_char * len(buf)).from_buffer(buf)
-            for buf in (self.rdata, self.raddr, self.sdata, self.saddr)
+            for buf in (self.rdata, self.raddr, self.sdata, self.saddr, self.control)
         ]
-        rdata, raddr, sdata, saddr = (ctypes.addressof(b) for b in self._keep)
+        rdata, raddr, sdata, saddr, control = (ctypes.addressof(b) for b in self._keep)
         self._riov = (_Iovec * size)()
         self._siov = (_Iovec * size)()
         self._rmsgs = (_Mmsghdr * size)()
@@ -120,6 +128,9 @@ class DatagramBatch:
             r.msg_namelen = ADDRESS_SIZE
             r.msg_iov = ctypes.pointer(self._riov[i])
             r.msg_iovlen = 1
+            if timestamps:
+                r.msg_control = control + i * CONTROL_SIZE
+                r.msg_controllen = CONTROL_SIZE
             s = self._smsgs[i].msg_hdr
             s.msg_name = (raddr if reply_in_place else saddr) + i * ADDRESS_SIZE
             s.msg_namelen = self.address_length
@@ -129,6 +140,11 @@ class DatagramBatch:
         #: msg_len of every receive slot, readable without building ctypes objects.
         self.lengths = memoryview(self._rmsgs).cast("B").cast("I")
         self._smsgs_ref = ctypes.byref(self._smsgs)
+        #: The control slots as int64 words: [len, level|type, tv_sec, tv_nsec] per datagram.
+        self.control_words = memoryview(self.control).cast("q")
+        self._used = 0
+        if timestamps:
+            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
 
     def receive(self, *, wait: bool = False) -> int:
         """Fill up to ``size`` slots; return how many (0: nothing waiting, or timed out).
@@ -136,14 +152,28 @@ class DatagramBatch:
         Without ``wait`` it never blocks; with it, it blocks until one datagram arrives (or the
         socket's SO_RCVTIMEO expires) and then takes whatever else is already queued.
         """
+        if self.timestamps:
+            # The kernel shrinks msg_controllen to what it wrote: restore it in the used slots.
+            lengths = self.lengths
+            for i in range(self._used):
+                lengths[i * STRIDE + CONTROLLEN_INDEX] = CONTROL_SIZE
         flags = MSG_WAITFORONE if wait else MSG_DONTWAIT
         count: int = self._recvmmsg(self.fd, self._rmsgs_ref, self.size, flags, None)
+        self._used = max(count, 0)
         if count < 0:
             error = ctypes.get_errno()
             if error in (11, 4):  # EAGAIN, EINTR
                 return 0
             raise OSError(error, os.strerror(error))
         return count
+
+    def received_ns(self, index: int) -> int | None:
+        """The kernel's receive time of slot ``index`` (Unix ns), if it reported one."""
+        if self.lengths[index * STRIDE + CONTROLLEN_INDEX] < CONTROL_SIZE:
+            return None
+        words = self.control_words
+        base = index * (CONTROL_SIZE // 8)
+        return words[base + 2] * 1_000_000_000 + words[base + 3]
 
     def length(self, index: int) -> int:
         """Bytes received in slot ``index`` by the last :meth:`receive`."""

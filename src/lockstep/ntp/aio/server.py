@@ -109,7 +109,8 @@ class UdpServer:
             except OSError:
                 # ICMP errors from earlier sends surface here on Linux; nothing to do with them.
                 continue
-            reply = respond(data, address[0], from_unix_ns(clock()))
+            received = from_unix_ns(clock())
+            reply = respond(data, address[0], received, from_unix_ns(clock()))
             if type(reply) is bytes:
                 try:
                     sendto(reply, address)
@@ -134,7 +135,8 @@ class UdpServer:
         Replies go out from send slot i to the address in receive slot i, so when every
         datagram is answered no address is copied; a dropped datagram shifts the later ones down.
         """
-        now = from_unix_ns(time.time_ns())
+        clock = time.time_ns
+        now = from_unix_ns(clock())
         core = self.core
         respond = core.respond
         received = memoryview(batch.rdata)
@@ -150,13 +152,22 @@ class UdpServer:
         # of a sockaddr_in, 8..24 of a sockaddr_in6. Without limits it is not even extracted.
         key_start, key_end = (4, 8) if address_length == 16 else (8, 24)
         needs_key = core.rate_limit is not None or bool(core.deny)
+        control = batch.control_words
+        control_length_index = mmsg.CONTROLLEN_INDEX
+        control_words = mmsg.CONTROL_SIZE // 8
         out = 0
         for i in range(count):
             start = i * slot
             data = received[start : start + lengths[i * stride + length_index]]
             address = i * address_size
             key = bytes(raddr[address + key_start : address + key_end]) if needs_key else None
-            reply = respond(data, key, now)
+            # T2: the kernel's arrival time (SO_TIMESTAMPNS) when present, else the batch's
+            # read time; T3: the clock now, as late as this design allows before sendmmsg.
+            arrival = now
+            if lengths[i * stride + control_length_index]:
+                word = i * control_words
+                arrival = from_unix_ns(control[word + 2] * 1_000_000_000 + control[word + 3])
+            reply = respond(data, key, arrival, from_unix_ns(clock()))
             if type(reply) is bytes:
                 if len(reply) != 48:  # an NTS reply (RFC 8915): longer, sent on its own
                     self._send_one(reply, raddr[address : address + address_length])
