@@ -1,0 +1,243 @@
+"""`lockstep send`, `lockstep receive`, `lockstep group ...`: end-to-end encrypted messaging.
+
+Each works with a primary's or a companion's state folder (``--state``; state.json says the role). By
+default the primary's folder is used if there is one, else the companion's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from lockstep.cli import CommandError
+from lockstep.cli.common import refusals, run_client
+from lockstep.client.messenger import Messenger, Received
+from lockstep.client.state import STATE_FILE, DeviceState, default_state_dir
+from lockstep.e2e.envelope import ReceiptStatus
+from lockstep.e2e.errors import E2EError
+
+T = TypeVar("T")
+
+
+def register(subparsers: Any) -> None:
+    send = subparsers.add_parser("send", help="send an end-to-end encrypted message or file")
+    send.add_argument("--to", required=True, metavar="HANDLE", help="@handle, or a group (#name, name or id)")
+    send.add_argument("--file", type=Path, metavar="PATH", help="attach a file (image, video, document ...)")
+    send.add_argument("text", nargs="?", metavar="TEXT", help="the message (the caption with --file)")
+    _state_argument(send)
+    send.set_defaults(handler=run_send)
+
+    receive = subparsers.add_parser("receive", help="print and acknowledge the messages that arrived")
+    receive.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="if nothing is waiting, wait up to this long for something to arrive (default 0)",
+    )
+    receive.add_argument("--json", action="store_true", help="one JSON object per line")
+    _state_argument(receive)
+    receive.set_defaults(handler=run_receive)
+
+    group = subparsers.add_parser("group", help="create groups and change their members")
+    verbs = group.add_subparsers(dest="group_verb", required=True, metavar="VERB")
+    create = verbs.add_parser("create", help="create a group (you are its admin)")
+    create.add_argument("name", metavar="NAME")
+    create.add_argument("--members", required=True, metavar="H1,H2", help="comma-separated handles")
+    _state_argument(create)
+    create.set_defaults(handler=run_group_create)
+    for verb, text in (("add", "add a member"), ("remove", "remove a member (they can't read what follows)")):
+        change = verbs.add_parser(verb, help=text)
+        change.add_argument("group", metavar="GROUP", help="group name or id")
+        change.add_argument("handle", metavar="HANDLE")
+        _state_argument(change)
+        change.set_defaults(handler=run_group_change, add=verb == "add")
+    listing = verbs.add_parser("list", help="your groups and their members")
+    listing.add_argument("--json", action="store_true")
+    _state_argument(listing)
+    listing.set_defaults(handler=run_group_list)
+
+
+def _state_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--state",
+        metavar="DIR",
+        help="the device's state folder, primary or companion (default: the primary's if set up, "
+        f"else the companion's: {default_state_dir('primary')}, {default_state_dir('companion')})",
+    )
+
+
+def load_device(args: argparse.Namespace) -> DeviceState:
+    """The state in ``--state``, whichever role it holds."""
+    if args.state:
+        directory = Path(args.state)
+    else:
+        candidates = [default_state_dir(role) for role in ("primary", "companion")]
+        directory = next((d for d in candidates if (d / STATE_FILE).is_file()), candidates[0])
+    try:
+        role = json.loads((directory / STATE_FILE).read_text())["role"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise CommandError(
+            f"no device state in {directory}: run `lockstep primary init` or `lockstep companion link`"
+        ) from error
+    if role not in ("primary", "companion"):
+        raise CommandError(f"{directory} holds an unknown role {role!r}")
+    with refusals():
+        return DeviceState.load(directory, role)
+
+
+def with_messenger(args: argparse.Namespace, work: Callable[[Messenger], Awaitable[T]]) -> T:
+    state = load_device(args)
+
+    async def run() -> T:
+        async with Messenger.open(state) as messenger:
+            return await work(messenger)
+
+    try:
+        return run_client(run())
+    except E2EError as error:
+        raise CommandError(str(error)) from error
+
+
+def _progress(label: str) -> Callable[[int, int], None]:
+    if not sys.stderr.isatty():
+        return lambda done, total: None
+
+    def show(done: int, total: int) -> None:
+        width = 30
+        filled = width * done // max(total, 1)
+        print(
+            f"\r{label} [{'#' * filled}{'.' * (width - filled)}] {100 * done // max(total, 1):3d}%",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
+        if done >= total:
+            print(file=sys.stderr)
+
+    return show
+
+
+def run_send(args: argparse.Namespace) -> int:
+    if not args.text and not args.file:
+        raise CommandError("nothing to send: give a TEXT or --file PATH")
+
+    async def work(messenger: Messenger) -> str:
+        label = f"Uploading {args.file.name}" if args.file else ""
+        sent = await messenger.send(args.to, args.text, file=args.file, progress=_progress(label))
+        plural = "s" if sent.devices != 1 else ""
+        return f"Sent to {args.to} ({sent.devices} device{plural}): {sent.message_id}"
+
+    print(with_messenger(args, work))
+    return 0
+
+
+def _when(ms: int | None) -> str:
+    if ms is None:
+        return "--:--:--"
+    return datetime.datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def describe(messenger: Messenger, message: Received) -> str | None:
+    """One line for a person, or None for what is not shown (keys)."""
+    who = f"@{message.sender_handle}" if message.sender_handle else message.sender_account
+    if message.sender_account == messenger.account_id:
+        who = "you (another device)"
+    where = ""
+    if message.group_id:
+        where = f"#{messenger.store.group_names.get(message.group_id, message.group_id)} "
+    stamp = f"[{_when(message.timestamp or message.server_time)}] {where}"
+    if message.kind == "text":
+        return f"{stamp}{who}: {message.text}"
+    if message.kind == "media":
+        media = message.body.get("media", {})
+        saved = f"saved to {message.file}" if message.file else message.error or "not downloaded"
+        caption = f" {message.text}" if message.text else ""
+        return f"{stamp}{who}: [{media.get('type', 'file')} {media.get('name', '')}, {saved}]{caption}"
+    if message.kind == "receipt":
+        if message.sender_account == messenger.account_id:
+            return None
+        count = len(message.body.get("message_ids", []))
+        ticks = "\u2713\u2713" + (" (read)" if message.body.get("status") == "read" else " (delivered)")
+        return f"{stamp}{who}: {ticks} {count} message{'s' if count != 1 else ''}"
+    if message.kind == "group-info":
+        return f"{stamp}{who} set the group name: {message.body.get('name')}"
+    if message.kind == "undecryptable":
+        return f"{stamp}{who}: (a message that could not be decrypted: {message.error})"
+    return None
+
+
+def run_receive(args: argparse.Namespace) -> int:
+    if args.wait < 0:
+        raise CommandError("--wait must not be negative")
+
+    async def work(messenger: Messenger) -> list[str]:
+        shown = ("text", "media", "receipt", "undecryptable", "group-info")
+        received = await messenger.receive(
+            args.wait, receipts=False, until=lambda r: any(m.kind in shown for m in r), settle=0.5
+        )
+        lines = []
+        for message in received:
+            if args.json:
+                if message.kind != "group-key":
+                    lines.append(json.dumps(message.to_json(), ensure_ascii=False))
+            elif (line := describe(messenger, message)) is not None:
+                lines.append(line)
+        await messenger.send_receipts(received, ReceiptStatus.READ)  # printed = read
+        return lines
+
+    for line in with_messenger(args, work):
+        print(line)
+    return 0
+
+
+def run_group_create(args: argparse.Namespace) -> int:
+    handles = [h.strip().removeprefix("@") for h in args.members.split(",") if h.strip()]
+    if not handles:
+        raise CommandError("--members needs at least one handle")
+
+    async def work(messenger: Messenger) -> str:
+        return await messenger.create_group(args.name, handles)
+
+    group_id = with_messenger(args, work)
+    print(f'Group "{args.name}" created ({group_id}) with ' + ", ".join(f"@{h}" for h in handles))
+    return 0
+
+
+def run_group_change(args: argparse.Namespace) -> int:
+    async def work(messenger: Messenger) -> str:
+        if args.add:
+            return await messenger.add_member(args.group, args.handle)
+        return await messenger.remove_member(args.group, args.handle)
+
+    group_id = with_messenger(args, work)
+    handle = args.handle.removeprefix("@")
+    print(f"@{handle} {'added to' if args.add else 'removed from'} {args.group} ({group_id})")
+    return 0
+
+
+def run_group_list(args: argparse.Namespace) -> int:
+    async def work(messenger: Messenger) -> list[dict[str, Any]]:
+        groups = (await messenger.session.connection.request("groups.list"))["groups"]
+        for group in groups:
+            group["name"] = messenger.store.group_names.get(group["group_id"])
+            for member in group["members"]:
+                member["handle"] = messenger.handle_of(member["account_id"])
+        return list(groups)
+
+    groups = with_messenger(args, work)
+    if args.json:
+        print(json.dumps(groups, indent=2))
+        return 0
+    for group in groups:
+        members = ", ".join(
+            f"@{m['handle'] or m['account_id']}" + (" (admin)" if m["role"] == "admin" else "")
+            for m in group["members"]
+        )
+        print(f"{group['name'] or '(unnamed)'}  {group['group_id']}  {members}")
+    return 0

@@ -1,0 +1,150 @@
+"""Messaging from the command line: real `lockstep` processes against a real server process."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+LOCKSTEP = str(Path(sys.executable).parent / "lockstep")
+
+
+def lockstep(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([LOCKSTEP, *args], capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def ok(*args: str) -> str:
+    result = lockstep(*args)
+    assert result.returncode == 0, (args, result.stdout, result.stderr)
+    return result.stdout
+
+
+def received(state: Path, wait: float = 10) -> list[dict[str, object]]:
+    out = ok("receive", "--json", "--wait", str(wait), "--state", str(state))
+    return [json.loads(line) for line in out.splitlines()]
+
+
+def link_companion(url: str, primary: Path, laptop: Path, tmp_path: Path) -> None:
+    qr = tmp_path / f"{laptop.name}.png"
+    companion = subprocess.Popen(
+        [
+            LOCKSTEP,
+            "companion",
+            "link",
+            "--server",
+            url,
+            "--qr-out",
+            str(qr),
+            "--quiet-qr",
+            "--state",
+            str(laptop),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    import time
+
+    deadline = time.monotonic() + 15
+    while not qr.exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    ok("primary", "scan", "--image", str(qr), "--yes", "--state", str(primary))
+    _, err = companion.communicate(timeout=20)
+    assert companion.returncode == 0, err
+
+
+def test_cli_send_receive_media_receipts_and_groups(server_process, tmp_path: Path) -> None:
+    url = server_process.url
+    alice, laptop, bob, carol = (
+        tmp_path / "alice",
+        tmp_path / "alice-laptop",
+        tmp_path / "bob",
+        tmp_path / "carol",
+    )
+    for handle, state in (("alice", alice), ("bob", bob), ("carol", carol)):
+        ok("primary", "init", "--server", url, "--handle", handle, "--state", str(state))
+    link_companion(url, alice, laptop, tmp_path)
+    for state in (alice, laptop, bob, carol):
+        assert received(state, wait=0) == []  # each device publishes its keys on first use
+
+    # From alice's companion to bob: bob's phone and alice's phone both get it.
+    out = ok("send", "--to", "bob", "hello bob, from a terminal", "--state", str(laptop))
+    assert "Sent to bob (2 devices)" in out
+    (message,) = received(bob)
+    assert message["kind"] == "text" and message["body"] == {"text": "hello bob, from a terminal"}
+    assert message["from"]["handle"] == "alice"
+    # Alice's phone has the copy of what she sent, and bob's read receipt (he printed it).
+    on_phone = received(alice)
+    assert [m["id"] for m in on_phone if m["kind"] == "text"] == [message["id"]]
+    assert [m["body"]["status"] for m in on_phone if m["kind"] == "receipt"] == ["read"]
+    receipts = [m for m in received(laptop) if m["kind"] == "receipt"]
+    assert (
+        receipts
+        and receipts[0]["body"]["status"] == "read"
+        and message["id"] in receipts[0]["body"]["message_ids"]
+    )
+    ok("send", "--to", "alice", "read yet?", "--state", str(bob))
+    human = ok("receive", "--wait", "10", "--state", str(alice))
+    assert "@bob: read yet?" in human
+    assert "(read)" in ok("receive", "--wait", "10", "--state", str(bob))
+    assert "@bob: read yet?" in ok("receive", "--wait", "10", "--state", str(laptop))
+
+    # A file with a caption.
+    picture = tmp_path / "cat.jpg"
+    picture.write_bytes(b"\xff\xd8\xff" + bytes(range(256)) * 300)
+    ok("send", "--to", "@bob", "--file", str(picture), "my cat", "--state", str(alice))
+    (media,) = [m for m in received(bob) if m["kind"] == "media"]
+    assert media["body"]["caption"] == "my cat" and "media_key" not in media["body"]["media"]
+    assert Path(str(media["file"])).read_bytes() == picture.read_bytes()
+    human = ok("receive", "--state", str(bob))  # nothing left
+    assert human == ""
+
+    # A group; carol is removed and hears nothing after.
+    out = ok("group", "create", "Book club", "--members", "bob,carol", "--state", str(alice))
+    assert 'Group "Book club" created' in out
+    ok("send", "--to", "Book club", "first chapter", "--state", str(alice))
+    for state in (bob, carol, laptop):
+        texts = [m["body"].get("text") for m in received(state) if m["kind"] == "text"]
+        assert texts == ["first chapter"]
+    assert "Book club" in ok("group", "list", "--state", str(bob))
+    ok("group", "remove", "Book club", "carol", "--state", str(alice))
+    ok("send", "--to", "Book club", "second chapter", "--state", str(alice))
+    assert [m for m in received(carol, wait=1) if m["kind"] == "text"] == []
+    assert [m["body"]["text"] for m in received(bob) if m["kind"] == "text"] == ["second chapter"]
+    refused = lockstep("send", "--to", "#Book club", "let me back in", "--state", str(carol))
+    assert refused.returncode != 0 and refused.stderr.count("\n") == 1
+    ok("group", "add", "Book club", "carol", "--state", str(alice))
+    ok("send", "--to", "Book club", "welcome back", "--state", str(bob))
+    assert [m["body"]["text"] for m in received(carol) if m["kind"] == "text"] == ["welcome back"]
+
+    # Nothing readable in the server's database.
+    database = b"".join(p.read_bytes() for p in server_process.data_dir.glob("lockstep.sqlite3*"))
+    for text in (
+        "hello bob, from a terminal",
+        "first chapter",
+        "second chapter",
+        "welcome back",
+        "Book club",
+    ):
+        assert text.encode() not in database
+    with sqlite3.connect(server_process.database) as db:
+        assert db.execute("SELECT count(*) FROM message_queue").fetchone()[0] >= 0
+
+
+def test_cli_messaging_refusals_are_one_line(server_process, tmp_path: Path) -> None:
+    url, alice = server_process.url, tmp_path / "alice"
+    ok("primary", "init", "--server", url, "--handle", "alice", "--state", str(alice))
+    for args in (
+        ("send", "--to", "nobody", "hi"),
+        ("send", "--to", "alice"),
+        ("send", "--to", "alice", "--file", str(tmp_path / "missing.png")),
+        ("group", "add", "no such group", "alice"),
+    ):
+        result = lockstep(*args, "--state", str(alice))
+        assert result.returncode != 0, args
+        assert result.stderr.startswith("lockstep: ") and result.stderr.count("\n") == 1, result.stderr
+    missing = lockstep("receive", "--state", str(tmp_path / "nothing-here"))
+    assert missing.returncode != 0 and "no device state" in missing.stderr
