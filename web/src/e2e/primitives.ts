@@ -8,39 +8,13 @@
  */
 
 import { b64uDecode } from "../crypto/b64u";
+import { buf, concat, equalBytes, randomBytes } from "../crypto/bytes";
 import { MacError, MalformedError, NonContributoryKeyError } from "./errors";
 
 const subtle = globalThis.crypto.subtle;
 
-/** A copy in a fresh ArrayBuffer: what WebCrypto accepts as a BufferSource under TypeScript's lib types. */
-export function buf(bytes: Uint8Array): ArrayBuffer {
-  const out = new ArrayBuffer(bytes.length);
-  new Uint8Array(out).set(bytes);
-  return out;
-}
-
-export function concatBytes(...parts: Uint8Array[]): Uint8Array {
-  let length = 0;
-  for (const part of parts) length += part.length;
-  const out = new Uint8Array(length);
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
-}
-
-export function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  let diff = 0;
-  for (let i = 0; i < a.length; i++) diff |= a[i]! ^ b[i]!;
-  return diff === 0;
-}
-
-export function randomBytes(length: number): Uint8Array {
-  return globalThis.crypto.getRandomValues(new Uint8Array(length));
-}
+// Byte helpers are the app's shared ones (web/src/crypto/bytes.ts); re-exported for the e2e modules.
+export { buf, concat as concatBytes, equalBytes, randomBytes };
 
 export async function sha256(data: Uint8Array): Promise<Uint8Array> {
   return new Uint8Array(await subtle.digest("SHA-256", buf(data)));
@@ -98,7 +72,7 @@ export async function generateX25519(): Promise<X25519KeyPair> {
 /** Imports a raw X25519 secret (non-extractable) and derives its public key as X25519(secret, 9). */
 export async function importX25519(secret: Uint8Array): Promise<X25519KeyPair> {
   if (secret.length !== 32) throw new MalformedError("an X25519 secret key is 32 bytes");
-  const privateKey = await subtle.importKey("pkcs8", buf(concatBytes(PKCS8_X25519, secret)), { name: "X25519" }, false, [
+  const privateKey = await subtle.importKey("pkcs8", buf(concat(PKCS8_X25519, secret)), { name: "X25519" }, false, [
     "deriveBits",
   ]);
   const basePoint = await subtle.importKey("raw", buf(X25519_BASE_POINT), { name: "X25519" }, true, []);
@@ -132,7 +106,7 @@ export async function generateEd25519(): Promise<Ed25519KeyPair> {
  */
 export async function importEd25519(seed: Uint8Array): Promise<Ed25519KeyPair> {
   if (seed.length !== 32) throw new MalformedError("an Ed25519 seed is 32 bytes");
-  const pkcs8 = buf(concatBytes(PKCS8_ED25519, seed));
+  const pkcs8 = buf(concat(PKCS8_ED25519, seed));
   const temporary = await subtle.importKey("pkcs8", pkcs8, { name: "Ed25519" }, true, ["sign"]);
   const jwk = await subtle.exportKey("jwk", temporary);
   const privateKey = await subtle.importKey("pkcs8", pkcs8, { name: "Ed25519" }, false, ["sign"]);
