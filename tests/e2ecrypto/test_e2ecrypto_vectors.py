@@ -43,8 +43,14 @@ def test_olm_account_keys_and_signatures(harness: Harness) -> None:
         + BOB
         + """
 const signatures = [];
-for (const s of V.bob_signatures) signatures.push(await bob.sign(T.utf8(s.message)));
-return { curve25519: bob.curve25519Key, ed25519: bob.ed25519Key, oneTimeKeys: bob.oneTimeKeys(), signatures };
+const verified = [];
+for (const s of V.bob_signatures) {
+  signatures.push(await bob.sign(T.utf8(s.message)));
+  verified.push(await T.outcome(() => E.verifyEd25519Signature(V.bob.ed25519, s.message, s.signature)));
+  verified.push(await T.outcome(() => E.verifyEd25519Signature(V.bob.ed25519, s.message + "!", s.signature)));
+}
+const oneTimeKeys = bob.oneTimeKeys();
+return { curve25519: bob.curve25519Key, ed25519: bob.ed25519Key, oneTimeKeys, signatures, verified };
 """,
         "/vectors/olm-session.json",
     )
@@ -53,6 +59,7 @@ return { curve25519: bob.curve25519Key, ed25519: bob.ed25519Key, oneTimeKeys: bo
     assert got["ed25519"] == bob["ed25519"]
     assert got["oneTimeKeys"] == {k["key_id"]: k["public"] for k in bob["one_time_keys"]}
     assert got["signatures"] == [s["signature"] for s in OLM["bob_signatures"]]
+    assert [v.get("error") for v in got["verified"]] == [None, "SignatureError"] * len(OLM["bob_signatures"])
 
 
 def test_olm_transcript_replayed_as_bob(harness: Harness) -> None:

@@ -25,6 +25,7 @@ export {
   MAX_NUMBER_OF_ONE_TIME_KEYS,
   OlmAccount,
   keyIdToString,
+  verifyEd25519Signature,
   type OlmAccountPickle,
   type OlmAccountSecrets,
 } from "./olmAccount";

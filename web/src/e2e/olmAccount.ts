@@ -5,11 +5,12 @@
  */
 
 import { decodeBase64, encodeBase64 } from "./base64";
-import { E2EError, LocalE2EError, PickleError, SessionMismatchError } from "./errors";
+import { E2EError, LocalE2EError, PickleError, SessionMismatchError, SignatureError } from "./errors";
 import { MESSAGE_TYPE_PRE_KEY, PreKeyMessage, type OlmMessage } from "./olmMessage";
 import { OlmSession } from "./olmSession";
 import {
   ed25519Sign,
+  ed25519Verify,
   equalBytes,
   generateEd25519,
   generateX25519,
@@ -58,6 +59,21 @@ export function keyIdToString(id: number): string {
   const bytes = new Uint8Array(8);
   new DataView(bytes.buffer).setBigUint64(0, BigInt(id));
   return encodeBase64(bytes);
+}
+
+/**
+ * Checks an Ed25519 signature made by an account's signing key (all three as the account gives them:
+ * base64 key and signature, message as bytes or UTF-8 text); a bad one is a SignatureError.
+ */
+export async function verifyEd25519Signature(
+  ed25519Key: string,
+  message: Uint8Array | string,
+  signature: string,
+): Promise<void> {
+  const bytes = typeof message === "string" ? new TextEncoder().encode(message) : message;
+  if (!(await ed25519Verify(decodeBase64(ed25519Key), bytes, decodeBase64(signature)))) {
+    throw new SignatureError("Ed25519 signature does not verify");
+  }
 }
 
 function toBytes(key: string | Uint8Array): Uint8Array {
