@@ -315,13 +315,13 @@ class Messenger:
                 result = await self._request(
                     "messages.send", message_id=message_id, to=peer.account.account_id, payloads=payloads
                 )
+                self._record_sent(envelope, [peer.account.account_id])
             except ServerRefused as error:
                 if error.code == "devices_changed" and attempt + 1 < SEND_ATTEMPTS:
                     continue
                 raise
             finally:
-                self.store.save()
-            self._record_sent(envelope, [peer.account.account_id])
+                self.store.save()  # the ratchets moved, whatever happened to the request
             return Sent(message_id, conversation, len(payloads), int(result["server_time"]))
         raise AssertionError("unreachable")
 
@@ -367,13 +367,13 @@ class Messenger:
                     group_id=group_id,
                     megolm={"session_id": groups.session_id(group_id), "ciphertext": b64u_encode(ciphertext)},
                 )
+                self._record_sent(envelope, [m for m in members if m != self.account_id])
             except ServerRefused as error:
                 if error.code == "devices_changed" and attempt + 1 < SEND_ATTEMPTS:
                     continue
                 raise
             finally:
                 self.store.save()
-            self._record_sent(envelope, [m for m in members if m != self.account_id])
             return Sent(message_id, conversation, int(result["devices"]), int(result["server_time"]))
         raise AssertionError("unreachable")
 
@@ -387,7 +387,6 @@ class Messenger:
             "by": {},
         }
         self.store.remember(self._history_record(envelope))
-        self.store.save()
 
     @staticmethod
     def _history_record(envelope: MessageEnvelope) -> dict[str, Any]:
