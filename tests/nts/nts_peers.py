@@ -8,8 +8,9 @@ import ipaddress
 import shutil
 import socket
 import subprocess
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -169,6 +170,7 @@ def our_nts_server(
     ke_rate_limit: KeRateLimit | None = None,
     ntp_port: int = 0,
     ke_port: int = 0,
+    advertised_ntp_port: int | None = None,
 ) -> Iterator[OurNtsServer]:
     """Our NTP server (blocking recvmmsg thread) with NTS, and our NTS-KE server, on loopback."""
     keys = cookie_keys or CookieKeys(__import__("os").urandom(32))
@@ -180,7 +182,7 @@ def our_nts_server(
         server_context(str(certificate.cert), str(certificate.key)),
         keys,
         port=ke_port,
-        ntp_port=port,
+        ntp_port=advertised_ntp_port or port,
         rate_limit=ke_rate_limit,
     )
     ke.start()
@@ -191,3 +193,51 @@ def our_nts_server(
         stop.set()
         thread.join(5)
         udp.close()
+
+
+class UdpProxy:
+    """A loopback UDP relay that lets a test rewrite, drop or replay the server's replies."""
+
+    def __init__(self, target_port: int, transform: Callable[[bytes], bytes | None]) -> None:
+        self.target_port = target_port
+        self.transform = transform
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.1)
+        self.port = int(self.sock.getsockname()[1])
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> UdpProxy:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.sock.close()
+
+    def _run(self) -> None:
+        upstream = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        upstream.settimeout(1.0)
+        with upstream:
+            while not self._stop.is_set():
+                try:
+                    data, client = self.sock.recvfrom(4096)
+                except TimeoutError:
+                    continue
+                upstream.sendto(data, ("127.0.0.1", self.target_port))
+                try:
+                    reply = upstream.recv(4096)
+                except TimeoutError:
+                    continue
+                changed = self.transform(reply)
+                if changed is not None:
+                    self.sock.sendto(changed, client)
+
+
+def udp_exchange(port: int, request: bytes, timeout: float = 2.0) -> bytes:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(timeout)
+        sock.sendto(request, ("127.0.0.1", port))
+        return sock.recv(4096)

@@ -36,6 +36,7 @@ _NTS_TYPES: Final = frozenset(FieldType)
 class NtsCounters:
     authenticated: int = 0
     naks: int = 0
+    nak_reasons: dict[str, int] = field(default_factory=dict)
     dropped: dict[str, int] = field(default_factory=dict)
 
 
@@ -129,6 +130,7 @@ class NtsServer:
     def _nak(self, header: bytes, unique_id: bytes, reason: str) -> NtsNakSent:
         """An NTS NAK (§5.7): kiss code NTSN, origin echoed, the Unique Identifier echoed."""
         self.counters.naks += 1
+        self.counters.nak_reasons[reason] = self.counters.nak_reasons.get(reason, 0) + 1
         first = (LeapIndicator.UNSYNCHRONIZED << 6) | (header[0] & 0x38) | Mode.SERVER
         prefix = _NAK_PREFIX.pack(first, 0, header[2], header[3], 0, 0, KissCode.NTSN)
         kiss = prefix + bytes(8) + header[24:32] + bytes(16)
