@@ -9,14 +9,19 @@ from pathlib import Path
 
 import pytest
 
+from lockstep.ntp.aio import clock
 from lockstep.ntp.aio.nts_client import nts_query
 from lockstep.ntp.aio.nts_ke import key_exchange_blocking
-from nts.nts_peers import chronyd, free_port, make_certificate, our_nts_server
+from lockstep.ntp.association import Association
+from lockstep.ntp.events import KissReceived, SampleAccepted
+from lockstep.ntp.nts.client import NtsClientSession
+from lockstep.ntp.wire import Packet
+from nts.nts_peers import chronyd, free_port, make_certificate, our_nts_server, udp_exchange
 
 pytestmark = pytest.mark.interop
 
 
-def test_our_client_against_chronyd_nts_server(tmp_path: Path) -> None:
+def test_our_client_against_chronyd_nts_server_cookies_and_ntsn(tmp_path: Path) -> None:
     certificate = make_certificate(tmp_path / "pki")
     ntp_port, ke_port = free_port(), free_port(__import__("socket").SOCK_STREAM)
     lines = [
@@ -36,6 +41,30 @@ def test_our_client_against_chronyd_nts_server(tmp_path: Path) -> None:
         assert result.port == ntp_port
         serverstats = peer.chronyc("serverstats")
         assert re.search(r"Authenticated NTP packets\s*:\s*[1-9]", serverstats), serverstats
+
+        # Cookies: each reply brings one back; lost replies are made up with placeholders.
+        association = Association("chronyd", now=clock.now(), iburst=False)
+        association.nts = NtsClientSession(outcome.c2s, outcome.s2c, outcome.result.cookies)
+        for lost in (0, 3, 7):
+            for _ in range(lost):  # requests whose replies never came back
+                association.nts.protect(Packet().encode())
+            assert association.nts.cookies == 8 - lost
+            association.next_poll = clock.now()
+            request = association.poll_due(clock.now())
+            assert request is not None
+            reply = udp_exchange(ntp_port, request)
+            event = association.receive(reply, clock.now())
+            assert isinstance(event, SampleAccepted), event
+            assert association.nts.cookies == 8
+
+        # A cookie chronyd cannot open: it answers NTS NAK, which we believe (unique id echoed).
+        association.nts.rekey(outcome.c2s, outcome.s2c, [bytes(len(outcome.result.cookies[0]))])
+        association.next_poll = clock.now()
+        request = association.poll_due(clock.now())
+        assert request is not None
+        event = association.receive(udp_exchange(ntp_port, request), clock.now())
+        assert event == KissReceived("chronyd", "NTSN")
+        assert association.nts.needs_ke
 
 
 def _authdata(text: str) -> dict[str, list[str]]:
