@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from helpers_linking import link_one
 from helpers_messaging import load, make_account, messengers, shown
 
 from lockstep.client.errors import ClientError, ConnectionLost, ServerRefused
@@ -166,16 +167,16 @@ async def test_an_image_round_trips_through_media_upload_and_a_tampered_blob_is_
             assert message.file is not None and message.file.read_bytes() == picture.read_bytes()
             assert message.message_id == sent.message_id
         # The server holds only the encrypted blob.
-        (blob,) = [p for p in live_server.services.media_root.iterdir()]
+        blob = live_server.services.media_root / message.body["media"]["media_id"]
         assert picture.read_bytes()[:4096] not in blob.read_bytes()
 
         # A blob changed on the server is refused, and nothing half-written is kept.
+        before = set(live_server.services.media_root.iterdir())
         await a.send("bob", file=picture)
-        for path in live_server.services.media_root.iterdir():
-            if path != blob:
-                data = bytearray(path.read_bytes())
-                data[1000] ^= 1
-                path.write_bytes(bytes(data))
+        (path,) = set(live_server.services.media_root.iterdir()) - before
+        data = bytearray(path.read_bytes())
+        data[1000] ^= 1
+        path.write_bytes(bytes(data))
         (message,) = [m for m in await b.receive(wait=5, until=shown) if m.kind == "media"]
         assert message.file is None
         assert message.error is not None and "media rejected" in message.error
@@ -253,3 +254,34 @@ async def test_the_database_holds_no_plaintext_of_any_message(live_server, tmp_p
     for secret in [*secrets_sent, "file contents secret 0c4d"]:
         for encoding in ("utf-8", "utf-16-le"):
             assert secret.encode(encoding) not in data, secret
+
+
+async def test_a_new_companion_gets_recent_history_from_the_primary_with_a_note(
+    live_server, tmp_path: Path
+) -> None:
+    alice = await make_account(live_server.url, tmp_path, "alice")
+    bob = await make_account(live_server.url, tmp_path, "bob")
+    async with messengers(alice.primary_dir, bob.primary_dir) as (a, b):
+        await a.send("bob", "old news")
+        await b.receive(wait=5, until=shown)
+        await b.send("alice", "an answer")
+        await a.receive(wait=5, until=shown)
+        # An old entry in the phone's own history: older than 30 days, it is not transferred.
+        a.store.history.insert(0, {**a.store.history[0], "id": "ancient-message-id-0", "ts": 1})
+        a.store.save()
+        phone = await PrimarySession.open(load(alice.primary_dir))
+        tablet = await link_one(live_server.url, phone, tmp_path / "alice-tablet", "Tablet")
+        await tablet.close()
+        await phone.close()
+        async with messengers(tmp_path / "alice-tablet") as (t,):
+            assert t.store.history == []
+            await a.receive()  # the phone notices the new companion and sends it the bundle
+            assert t.device_id in a.store.history_sent_to
+            got = await t.receive(wait=5, until=lambda r: any(m.kind == "history" for m in r))
+            (history,) = [m for m in got if m.kind == "history"]
+            assert history.body["count"] == 2
+            assert "2 messages from the last 30 days" in history.body["note"]
+            assert "1 older messages stay only on the phone" in history.body["note"]
+            assert [r["body"]["text"] for r in t.store.history] == ["old news", "an answer"]
+            await a.receive()
+            assert [m for m in await t.receive() if m.kind == "history"] == []  # once only

@@ -167,6 +167,8 @@ def describe(messenger: Messenger, message: Received) -> str | None:
         return f"{stamp}{who}: {ticks} {count} message{'s' if count != 1 else ''}"
     if message.kind == "group-info":
         return f"{stamp}{who} set the group name: {message.body.get('name')}"
+    if message.kind == "history":
+        return f"{stamp}history from your primary: {message.body.get('note')}"
     if message.kind == "undecryptable":
         return f"{stamp}{who}: (a message that could not be decrypted: {message.error})"
     return None

@@ -59,6 +59,12 @@ class E2EStore:
     history: list[dict[str, Any]] = field(default_factory=list)
     bundle: dict[str, Any] | None = None
     """This device's signed key bundle as published (kept, so re-publishing changes nothing)."""
+    history_dropped: int = 0
+    """Messages that fell out of ``history`` (over :data:`MAX_HISTORY`): never transferable."""
+    history_sent_to: list[str] = field(default_factory=list)
+    """Primary only: companions that got a history bundle from this device."""
+    history_note: str | None = None
+    """Companion only: what the primary said about the history it sent (what was not transferred)."""
 
     @classmethod
     def load_or_create(cls, directory: Path) -> E2EStore:
@@ -89,6 +95,9 @@ class E2EStore:
                 document["sent"],
                 document["history"],
                 document["bundle"],
+                int(document.get("history_dropped", 0)),
+                list(document.get("history_sent_to", [])),
+                document.get("history_note"),
             )
         except (OSError, ValueError, KeyError, TypeError, E2EError) as error:
             raise StateError(f"damaged E2E state {path}: {error}") from error
@@ -106,6 +115,9 @@ class E2EStore:
             "sent": dict(list(self.sent.items())[-MAX_HISTORY:]),
             "history": self.history[-MAX_HISTORY:],
             "bundle": self.bundle,
+            "history_dropped": self.history_dropped,
+            "history_sent_to": self.history_sent_to,
+            "history_note": self.history_note,
         }
         _write_private(self.directory / E2E_FILE, json.dumps(document).encode())
 
@@ -124,7 +136,20 @@ class E2EStore:
 
     def remember(self, record: dict[str, Any]) -> None:
         self.history.append(record)
+        self.history_dropped += max(0, len(self.history) - MAX_HISTORY)
         del self.history[:-MAX_HISTORY]
+
+    def merge_history(self, records: list[dict[str, Any]]) -> int:
+        """Add records from a history bundle that this device does not have; returns how many."""
+        known = {r.get("id") for r in self.history}
+        fresh = [r for r in records if isinstance(r, dict) and r.get("id") not in known]
+        self.history = sorted(self.history + fresh, key=lambda r: int(r.get("ts") or 0))[-MAX_HISTORY:]
+        return len(fresh)
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write a file only its owner can read (atomically)."""
+    _write_private(path, data)
 
 
 def wipe(directory: Path) -> None:

@@ -46,6 +46,8 @@ from lockstep.link.grant import AccountInfo
 log = logging.getLogger(__name__)
 
 ONE_TIME_KEYS_TARGET = 50
+HISTORY_DAYS = 30
+HISTORY_MAX = 1000
 MAX_FRAME = 60_000
 SEND_ATTEMPTS = 3
 FETCH_LIMIT = 200
@@ -449,8 +451,15 @@ class Messenger:
             "enc_length": digest.enc_length,
         }
 
-    async def download(self, media: dict[str, Any], progress: Progress = lambda done, total: None) -> Path:
-        """Fetch, check and decrypt a media message's blob into the state folder's downloads/."""
+    async def download(
+        self,
+        media: dict[str, Any],
+        progress: Progress = lambda done, total: None,
+        *,
+        folder: Path | None = None,
+    ) -> Path:
+        """Fetch, check and decrypt a media message's blob into ``folder`` (default: the state
+        folder's downloads/)."""
         try:
             kind = MediaKind(media["type"])
             key = b64u_decode(media["media_key"], length=32)
@@ -463,7 +472,7 @@ class Messenger:
             media_id = str(media["media_id"])
         except (KeyError, ValueError, TypeError, LinkError) as error:
             raise MediaError("a media message without a usable key or hashes") from error
-        downloads = self.session.state.directory / "downloads"
+        downloads = folder or self.session.state.directory / "downloads"
         downloads.mkdir(parents=True, exist_ok=True, mode=0o700)
         name = _safe_name(str(media.get("name", "file")))
         target = downloads / name
@@ -572,6 +581,7 @@ class Messenger:
     ) -> list[Received]:
         received: list[Received] = []
         await self._fetch_all(received)
+        await self.sync_history()
         loop_time = asyncio.get_running_loop().time
         deadline = loop_time() + wait
         while (remaining := deadline - loop_time()) > 0:
@@ -724,6 +734,8 @@ class Messenger:
             if envelope.sender_account != self.account_id:
                 for message_id in envelope.body["message_ids"][:1000]:
                     store.note_status(str(message_id), envelope.sender_account, str(envelope.body["status"]))
+        elif envelope.kind is Kind.HISTORY:
+            await self._import_history(envelope, message)
         elif envelope.kind in (Kind.TEXT, Kind.MEDIA):
             store.remember(self._history_record(envelope))
             if envelope.kind is Kind.MEDIA and self.auto_download:
@@ -732,6 +744,81 @@ class Messenger:
                 except (E2EError, ClientError) as error:
                     message.error = f"media rejected: {error}"
         return message
+
+    # --- history sync -------------------------------------------------------------------------------
+    async def sync_history(self) -> list[str]:
+        """Primary only: send every companion that can receive and has not had one a history bundle.
+
+        The bundle (the last :data:`HISTORY_DAYS` days, at most :data:`HISTORY_MAX` messages) is
+        encrypted and uploaded like a file; its key goes to that one companion over Olm, with a note of
+        what was not transferred. Returns the companions served.
+        """
+        if self.session.state.role != "primary":
+            return []
+        me = await self.contact(account_id=self.account_id, refresh=True)
+        served = []
+        for device_id, keys in sorted(me.keys.items()):
+            if device_id == self.device_id or device_id in self.store.history_sent_to:
+                continue
+            await self._send_history(keys)
+            self.store.history_sent_to.append(device_id)
+            self.store.save()
+            served.append(device_id)
+        return served
+
+    async def _send_history(self, keys: DeviceKeys) -> None:
+        now = self.session.clock.now_ms()
+        cutoff = now - HISTORY_DAYS * 86_400_000
+        recent = [r for r in self.store.history if int(r.get("ts") or 0) >= cutoff]
+        older = len(self.store.history) - len(recent) + self.store.history_dropped
+        over_limit = max(0, len(recent) - HISTORY_MAX)
+        recent = recent[-HISTORY_MAX:]
+        not_transferred = {"older_than_30_days_or_dropped": older, "over_1000_limit": over_limit}
+        note = f"{len(recent)} messages from the last {HISTORY_DAYS} days were transferred"
+        if older or over_limit:
+            note += f"; {older + over_limit} older messages stay only on the phone"
+        bundle = {
+            "v": 1,
+            "type": "history-bundle",
+            "generated_at": now,
+            "messages": recent,
+            "not_transferred": not_transferred,
+        }
+        staging = self.session.state.directory / ".history-upload.json"
+        e2estate.write_private(staging, json.dumps(bundle).encode())
+        try:
+            media = await self.upload(staging)
+        finally:
+            staging.unlink(missing_ok=True)
+        body = {"media": media, "count": len(recent), "not_transferred": not_transferred, "note": note}
+        envelope = self._envelope(
+            Kind.HISTORY, direct_conversation(self.account_id, self.account_id), body, new_message_id()
+        )
+        payloads = await self._olm_payloads([keys], envelope.encode())
+        try:
+            await self._request(
+                "messages.send", message_id=envelope.message_id, to=self.account_id, payloads=payloads
+            )
+        finally:
+            self.store.save()
+
+    async def _import_history(self, envelope: MessageEnvelope, message: Received) -> None:
+        entry = self.session.state.devices.find(envelope.sender_device)
+        if envelope.sender_account != self.account_id or entry is None or entry.role.value != "primary":
+            raise EnvelopeError("history comes only from this account's primary")
+        staging = self.session.state.directory / ".history"
+        path = await self.download(envelope.body["media"], folder=staging)
+        try:
+            bundle = json.loads(path.read_bytes())
+        finally:
+            path.unlink(missing_ok=True)
+        records = bundle.get("messages") if isinstance(bundle, dict) else None
+        if not isinstance(records, list):
+            raise EnvelopeError("a history bundle without messages")
+        added = self.store.merge_history(records)
+        note = str(envelope.body.get("note", ""))[:500]
+        self.store.history_note = note
+        message.body = {"count": added, "note": note, "not_transferred": envelope.body.get("not_transferred")}
 
     async def send_receipts(self, messages: list[Received], status: ReceiptStatus) -> None:
         """One receipt per sender account for the text and media messages of other accounts."""
