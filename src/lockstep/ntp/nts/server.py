@@ -26,10 +26,21 @@ from lockstep.ntp.events import PacketDropped
 from lockstep.ntp.nts import fields
 from lockstep.ntp.nts.cookies import CookieKeys, CookieRejected
 from lockstep.ntp.nts.fields import FieldType
-from lockstep.ntp.wire import ExtensionField, KissCode, LeapIndicator, Mode, Packet
+from lockstep.ntp.wire import (
+    CRYPTO_NAK_LENGTH,
+    HEADER_LENGTH,
+    MAC_LENGTHS,
+    MIN_EXTENSION_LENGTH,
+    ExtensionField,
+    KissCode,
+    LeapIndicator,
+    Mode,
+)
 
 _NAK_PREFIX: Final = struct.Struct(">BBBBIII")
-_NTS_TYPES: Final = frozenset(FieldType)
+_NTS_TYPES: Final = frozenset(int(kind) for kind in FieldType)
+_FIELD_HEADER: Final = struct.Struct(">HH")
+_MAC_LENGTHS: Final = (CRYPTO_NAK_LENGTH, *MAC_LENGTHS)
 
 
 @dataclass(slots=True)
@@ -63,45 +74,44 @@ class NtsServer:
 
     def respond(self, request: bytes, header: bytes, now: int) -> bytes | NtsNakSent | PacketDropped | None:
         """Protect ``header`` for ``request``; None when the request has no NTS fields at all."""
-        try:
-            packet = Packet.decode(request)
-        except MalformedPacket:
-            return None  # not NTS we can read: the NTP core answers it as plain NTP
-        located = fields.locate(packet)
-        if not any(f.field_type in _NTS_TYPES for f in located):
+        scanned = _scan(request)
+        if scanned is None:
+            return None  # not extension fields we can read: the NTP core answers as plain NTP
+        found, has_mac = scanned
+        if not any(kind in _NTS_TYPES for kind, _, _ in found):
             return None
         unique_id: bytes | None = None
         cookie: bytes | None = None
-        placeholders = 0
-        authenticator: fields.LocatedField | None = None
-        for position, item in enumerate(located):
-            kind = item.field_type
+        placeholder_lengths: list[int] = []
+        auth_start = auth_end = 0
+        for position, (kind, begin, end) in enumerate(found):
             if kind == FieldType.UNIQUE_IDENTIFIER:
-                if unique_id is not None or len(item.value) < fields.UNIQUE_ID_LENGTH:
+                if unique_id is not None or end - begin - 4 < fields.UNIQUE_ID_LENGTH:
                     return self._drop("NTS: bad or repeated unique identifier")
-                unique_id = item.value
+                unique_id = request[begin + 4 : end]
             elif kind == FieldType.NTS_COOKIE:
                 if cookie is not None:
                     return self._drop("NTS: more than one cookie")
-                cookie = item.value
+                cookie = request[begin + 4 : end]
             elif kind == FieldType.NTS_COOKIE_PLACEHOLDER:
-                placeholders += 1
+                placeholder_lengths.append(end - begin - 4)
             elif kind == FieldType.NTS_AUTHENTICATOR:
-                if position != len(located) - 1 or packet.mac:
+                if position != len(found) - 1 or has_mac:
                     return self._drop("NTS: authenticator is not the last field")
-                authenticator = item
-        if unique_id is None or cookie is None or authenticator is None:
+                auth_start, auth_end = begin, end
+        if unique_id is None or cookie is None or not auth_end:
             return self._drop("NTS: unique identifier, cookie or authenticator missing")
-        if any(
-            f.field_type == FieldType.NTS_COOKIE_PLACEHOLDER and len(f.value) != len(cookie) for f in located
-        ):
+        if any(length != len(cookie) for length in placeholder_lengths):
             return self._drop("NTS: cookie placeholder length differs from the cookie")
+        placeholders = len(placeholder_lengths)
         try:
             contents = self.cookie_keys.open(cookie, now)
         except CookieRejected as error:
             return self._nak(header, unique_id, str(error))
         try:
-            plaintext = fields.open_sealed(contents.c2s, authenticator.value, request[: authenticator.offset])
+            plaintext = fields.open_sealed(
+                contents.c2s, request[auth_start + 4 : auth_end], request[:auth_start]
+            )
             encrypted = fields.decode_fields(plaintext)
         except fields.AuthenticationFailed as error:
             return self._nak(header, unique_id, f"request {error}")
@@ -139,3 +149,24 @@ class NtsServer:
     def _drop(self, reason: str) -> PacketDropped:
         self.counters.dropped[reason] = self.counters.dropped.get(reason, 0) + 1
         return PacketDropped(reason)
+
+
+def _scan(request: bytes) -> tuple[list[tuple[int, int, int]], bool] | None:
+    """(type, start, end) of each RFC 7822 extension field after the header, and whether a
+    legacy MAC follows; None when the trailer does not parse. The same rules as
+    :func:`lockstep.ntp.wire.Packet.decode`, without building objects: this is the hot path."""
+    out: list[tuple[int, int, int]] = []
+    offset = HEADER_LENGTH
+    total = len(request)
+    while offset < total:
+        remaining = total - offset
+        if remaining in _MAC_LENGTHS:
+            return out, True
+        if remaining < MIN_EXTENSION_LENGTH:
+            return None
+        kind, length = _FIELD_HEADER.unpack_from(request, offset)
+        if length < MIN_EXTENSION_LENGTH or length % 4 or length > remaining:
+            return None
+        out.append((kind, offset, offset + length))
+        offset += length
+    return out, False
