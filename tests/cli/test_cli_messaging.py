@@ -67,8 +67,11 @@ def test_cli_send_receive_media_receipts_and_groups(server_process, tmp_path: Pa
     for handle, state in (("alice", alice), ("bob", bob), ("carol", carol)):
         ok("primary", "init", "--server", url, "--handle", handle, "--state", str(state))
     link_companion(url, alice, laptop, tmp_path)
-    for state in (alice, laptop, bob, carol):
-        assert received(state, wait=0) == []  # each device publishes its keys on first use
+    # `primary init` and `companion link` published each device's keys. The phone's first `receive`
+    # sends the new companion the chat history (empty here) with a note.
+    assert ok("receive", "--state", str(alice)) == ""
+    (history,) = received(laptop)
+    assert history["kind"] == "history" and history["body"]["count"] == 0
 
     # From alice's companion to bob: bob's phone and alice's phone both get it.
     out = ok("send", "--to", "bob", "hello bob, from a terminal", "--state", str(laptop))

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from lockstep.cli import messaging
 from lockstep.cli.common import add_state_argument, load_state, run_client, state_dir, warn_about_clock
 from lockstep.client import companion, qrimage
 from lockstep.client.companion import ShownCode
@@ -57,6 +58,7 @@ def run_link(args: argparse.Namespace) -> int:
     session = run_client(link())
     state = session.state
     print(f'Linked to @{state.account.handle} ({state.account.display_name}) as "{state.device_name}".')
+    messaging.publish_keys(state)
     return 0
 
 

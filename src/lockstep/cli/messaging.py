@@ -104,6 +104,19 @@ def with_messenger(args: argparse.Namespace, work: Callable[[Messenger], Awaitab
         raise CommandError(str(error)) from error
 
 
+def publish_keys(state: DeviceState) -> None:
+    """Publish a new device's end-to-end keys at once, so messages reach it from the start."""
+
+    async def run() -> None:
+        async with Messenger.open(state):
+            pass
+
+    try:
+        run_client(run())
+    except (CommandError, E2EError) as error:
+        print(f"lockstep: note: messaging keys not published yet ({error})", file=sys.stderr)
+
+
 def _progress(label: str) -> Callable[[int, int], None]:
     if not sys.stderr.isatty():
         return lambda done, total: None

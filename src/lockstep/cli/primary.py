@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lockstep.cli import CommandError
+from lockstep.cli import CommandError, messaging
 from lockstep.cli.common import (
     add_state_argument,
     load_state,
@@ -71,6 +71,7 @@ def run_init(args: argparse.Namespace) -> int:
         )
     )
     print(f"Account @{state.account.handle} created; this device ({state.device_id}) is its primary.")
+    messaging.publish_keys(state)
     return 0
 
 
