@@ -36,7 +36,7 @@ from lockstep.ntp.timestamps import (
 from lockstep.ntp.wire import HEADER_LENGTH, KissCode, LeapIndicator, Mode
 
 _PREFIX: Final = struct.Struct(">BBbbIIIQ")  # everything before the origin timestamp
-_TIMESTAMP: Final = struct.Struct(">Q")
+_TIMESTAMPS: Final = struct.Struct(">QQ")  # receive and transmit timestamps
 
 #: A received datagram: bytes, or a memoryview into an adapter's receive buffer (read only
 #: during the call; the reply never aliases it).
@@ -210,10 +210,9 @@ class NtpServer:
         prefix = self._templates.get(((first & 0x38) << 5) | poll)
         if prefix is None:
             prefix = self._prefix(now, (first >> 3) & 7, poll if poll < 128 else poll - 256)
-        # Origin = the request's transmit; receive and transmit are both ``now``: the core has no
-        # later clock reading, and the adapter stamps the receive time as the datagram arrives.
-        timestamp = _TIMESTAMP.pack(now & 0xFFFFFFFFFFFFFFFF)
-        reply = prefix + data[40:48] + timestamp + timestamp
+        # Origin = the request's transmit timestamp, then T2 (receive) and T3 (transmit), §8.
+        sent = now if transmit_time is None else transmit_time + offset
+        reply = prefix + data[40:48] + _TIMESTAMPS.pack(now & 0xFFFFFFFFFFFFFFFF, sent & 0xFFFFFFFFFFFFFFFF)
         if self.nts is not None and len(data) > HEADER_LENGTH:
             return self._respond_nts(bytes(data), reply, now)
         self.counters.replied += 1

@@ -73,7 +73,9 @@ class UdpServer:
         if batched is None:
             batched = mmsg.available()
         if batched:
-            self._mmsg = mmsg.DatagramBatch(sock, size=64, max_datagram=MAX_DATAGRAM, reply_in_place=True)
+            self._mmsg = mmsg.DatagramBatch(
+                sock, size=64, max_datagram=MAX_DATAGRAM, reply_in_place=True, timestamps=True
+            )
 
     @property
     def batched(self) -> bool:
