@@ -79,3 +79,11 @@ def slew(offset: float, frequency: float) -> None:
     timex.modes = ADJ_FREQUENCY
     timex.freq = round(frequency * 1e6 * 65536)
     _adjtimex(timex)
+
+
+def read_state() -> tuple[float, float, int]:
+    """The kernel clock's current (pending offset s, frequency s/s, tick µs); changes nothing."""
+    timex = _Timex()  # modes = 0: a read-only query
+    _adjtimex(timex)
+    # Without STA_NANO the offset is in µs; freq is ppm with a 16-bit fraction.
+    return timex.offset * 1e-6, timex.freq / 65536 * 1e-6, timex.tick
