@@ -133,6 +133,7 @@ def test_unknown_cookie_gets_nts_nak_and_client_rekeys() -> None:
     packet = Packet.decode(nak.data)
     assert packet.kiss_code is KissCode.NTSN
     assert session.check(nak.data, packet) == NtsNak()
+    session.accept_nak()
     assert session.needs_ke
 
 
@@ -267,6 +268,11 @@ def test_association_accepts_only_authenticated_replies_and_rekeys_on_nak() -> N
         request, "c", NOW
     )
     assert isinstance(nak, bytes)
+    # With our unique identifier but another origin timestamp it is not believed.
+    forged_nak = nak[:24] + bytes(8) + nak[32:]
+    dropped = association.receive(forged_nak, NOW)
+    assert isinstance(dropped, PacketDropped) and "origin timestamp" in dropped.reason
+    assert association.nts.cookies == 7
     assert association.receive(nak, NOW) == KissReceived("s", "NTSN")
     assert association.nts.needs_ke
     association.next_poll = NOW

@@ -20,7 +20,7 @@ from lockstep.ntp.aio.client import QueryFailed
 from lockstep.ntp.aio.nts_client import NtsMonitor, nts_query
 from lockstep.ntp.aio.nts_ke import KeRateLimit, NtsKeError, client_context, key_exchange_blocking
 from lockstep.ntp.client import NtpClient
-from lockstep.ntp.nts.client import NtsClientSession
+from lockstep.ntp.nts.client import NtsClientSession, NtsNak
 from lockstep.ntp.nts.cookies import CookieKeys
 from lockstep.ntp.nts.records import ALPN, ErrorCode, Record, RecordType, decode_records, encode_records
 from lockstep.ntp.wire import KissCode, Packet
@@ -126,7 +126,8 @@ def test_unknown_cookie_gets_ntsn(server: OurNtsServer, certificate: Certificate
     packet = Packet.decode(reply)
     assert packet.kiss_code is KissCode.NTSN and packet.origin_timestamp == 99
     assert len(reply) <= len(request)
-    session.check(reply, packet)
+    assert isinstance(session.check(reply, packet), NtsNak)
+    session.accept_nak()
     assert session.needs_ke
     assert server.core.nts is not None
     assert server.core.nts.counters.nak_reasons == {"cookie does not verify under our key": 1}

@@ -183,8 +183,9 @@ class Association:
             return self._drop("origin timestamp does not match our request (bogus)")
         # From here the reply is authentic to the extent an unauthenticated reply can be.
         self._origin = None
-        if nak:
+        if nak and self.nts is not None:
             # RFC 8915 §5.7: the server cannot open our cookie; the caller runs NTS-KE again.
+            self.nts.accept_nak()
             self._count("kiss NTSN")
             return KissReceived(self.name, "NTSN")
         if packet.is_kiss_of_death:

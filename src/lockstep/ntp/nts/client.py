@@ -11,7 +11,8 @@ Identifier, asks with Cookie Placeholders for as many cookies as it needs to hol
 
 after which the cookies inside the encrypted part are added to the jar (§5.7). An NTS NAK
 (kiss code NTSN, unauthenticated by nature) is believed only when it echoes the outstanding
-Unique Identifier; it empties the jar so the caller runs NTS-KE again (§5.7). Once the jar is
+Unique Identifier (and, checked by the caller, our origin timestamp): :meth:`accept_nak` then empties
+the jar so the caller runs NTS-KE again (§5.7). Once the jar is
 empty :attr:`needs_ke` is true.
 """
 
@@ -103,6 +104,13 @@ class NtsClientSession:
     def forget_request(self) -> None:
         self._unique_id = None
 
+    def accept_nak(self) -> None:
+        """Believe an NTS NAK that echoed our unique identifier and origin timestamp (§5.7):
+        the server cannot use our cookies, so drop them all; NTS-KE must run again."""
+        self._unique_id = None
+        self._cookies.clear()
+        self.naks += 1
+
     def check(self, data: bytes, packet: Packet) -> NtsAuthenticated | NtsNak:
         """Check a reply decoded as ``packet`` from ``data``; raise NtsReplyRejected with why."""
         if self._unique_id is None:
@@ -114,10 +122,7 @@ class NtsClientSession:
         if len(unique_ids) > 1 or unique_ids[0].value != self._unique_id:
             raise NtsReplyRejected("unique identifier does not match our request (replayed or forged)")
         if packet.stratum == 0 and packet.reference_id == KissCode.NTSN:
-            self._unique_id = None
-            self._cookies.clear()
-            self.naks += 1
-            return NtsNak()
+            return NtsNak()  # the caller checks the origin timestamp, then calls accept_nak()
         authenticators = [f for f in located if f.field_type == FieldType.NTS_AUTHENTICATOR]
         if not authenticators:
             raise NtsReplyRejected("reply is not NTS-authenticated")
