@@ -45,35 +45,35 @@ async def link(
     device_key = Ed25519PrivateKey.generate()
     ephemeral_key = X25519PrivateKey.generate()
     connection = await ServerConnection.open(server_url)
-    codes: dict[bytes, LinkCode] = {}
-    current: LinkCode | None = None
+    codes: dict[bytes, LinkCode] = {}  # every code shown: the grant names the one it answers
     try:
         await connection.request("link.start", client="terminal")
         while True:
             event = await connection.next_event()
             kind = event.get("event")
             if kind == "link.ref":
-                current = LinkCode(
+                code = LinkCode(
                     connection.origin,
                     b64u_decode(event["ref"], length=32, what="ref"),
                     ephemeral_key.public_key().public_bytes_raw(),
                     device_key.public_key().public_bytes_raw(),
                     secrets.token_bytes(32),  # a fresh secret for every code (§6.1)
                 )
-                codes[current.ref] = current
+                codes[code.ref] = code
                 show(
-                    ShownCode(
-                        current, event["expires_at"], event["server_time"], event["index"], event["last"]
-                    )
+                    ShownCode(code, event["expires_at"], event["server_time"], event["index"], event["last"])
                 )
             elif kind == "link.scanned":
                 on_scanned()
-            elif kind == "link.granted" and current is not None:
+            elif kind == "link.granted":
+                granted = codes.get(b64u_decode(event["ref"], length=32, what="ref"))
+                if granted is None:
+                    raise LinkNotCompleted("the server granted a code this device never showed")
                 sealed = SealedGrant(
                     b64u_decode(event["enc"], length=32, what="enc"),
                     b64u_decode(event["ciphertext"], what="ciphertext"),
                 )
-                grant = open_grant(current, ephemeral_key, sealed)
+                grant = open_grant(granted, ephemeral_key, sealed)
                 return await _finish(connection, directory, device_key, grant, server_url)
             elif kind == "link.declined":
                 raise LinkNotCompleted("linking was declined on the phone")

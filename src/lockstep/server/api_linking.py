@@ -160,7 +160,12 @@ async def approve(services: Services, connection: Connection, request: Request) 
         issued.state = RefState.CLAIMED
         raise ApiError("stale_device_list", "the device list changed meanwhile; refresh and retry") from error
     issued.session.owner.push(
-        {"event": "link.granted", "enc": b64u_encode(enc), "ciphertext": b64u_encode(ciphertext)}
+        {
+            "event": "link.granted",
+            "ref": b64u_encode(ref),
+            "enc": b64u_encode(enc),
+            "ciphertext": b64u_encode(ciphertext),
+        }
     )
     others = [entry.device_id for entry in current.devices]
     services.hub.push(
