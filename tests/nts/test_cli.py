@@ -1,0 +1,98 @@
+"""``lockstep ntp serve --nts-cert/--nts-key``, ``query --nts`` and ``monitor --nts`` as processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from nts.nts_peers import Certificate, free_port, make_certificate
+
+
+def lockstep_ntp(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "lockstep.cli.ntp", "ntp", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Certificate, int]]:
+    certificate = make_certificate(tmp_path_factory.mktemp("pki"))
+    ke_port = free_port(socket.SOCK_STREAM)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lockstep.cli.ntp", "ntp", "serve", "--port", str(free_port()),
+         "--local-stratum", "3", "--nts-cert", str(certificate.cert), "--nts-key", str(certificate.key),
+         "--nts-port", str(ke_port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        assert "serving NTP" in process.stdout.readline()
+        assert f"serving NTS-KE on 127.0.0.1 port {ke_port}" in process.stdout.readline()
+        yield certificate, ke_port
+    finally:
+        process.terminate()
+        process.communicate(timeout=10)
+        assert process.returncode == 0
+
+
+def test_query_nts_text_and_json(served: tuple[Certificate, int]) -> None:
+    certificate, ke_port = served
+    result = lockstep_ntp("query", "--nts", f"localhost:{ke_port}", "--ca", str(certificate.cert))
+    assert result.returncode == 0, result.stderr
+    assert "authenticated   NTS (RFC 8915, AEAD_AES_SIV_CMAC_256)" in result.stdout
+    assert "stratum         3" in result.stdout
+    result = lockstep_ntp("query", "--nts", f"127.0.0.1:{ke_port}", "--ca", str(certificate.cert), "--json")
+    answer = json.loads(result.stdout)
+    assert answer["authenticated"] == "NTS" and answer["stratum"] == 3 and abs(answer["offset"]) < 0.01
+
+
+def test_query_nts_refuses_an_untrusted_server(served: tuple[Certificate, int], tmp_path: Path) -> None:
+    _, ke_port = served
+    other = make_certificate(tmp_path)
+    result = lockstep_ntp("query", "--nts", f"127.0.0.1:{ke_port}", "--ca", str(other.cert))
+    assert result.returncode != 0
+    assert "TLS handshake with 127.0.0.1 port" in result.stderr
+    assert "certificate verify failed" in result.stderr
+    result = lockstep_ntp("query", "--nts", f"127.0.0.1:{free_port(socket.SOCK_STREAM)}")
+    assert result.returncode != 0 and "cannot connect to NTS-KE server" in result.stderr
+
+
+def test_monitor_nts(served: tuple[Certificate, int]) -> None:
+    certificate, ke_port = served
+    result = lockstep_ntp(
+        "monitor", "--nts", f"127.0.0.1:{ke_port}", "--ca", str(certificate.cert),
+        "--minpoll", "1", "--maxpoll", "1", "--duration", "9", "--json",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    last = json.loads(result.stdout.strip().splitlines()[-1])
+    assert last["system_peer"] == f"127.0.0.1:{ke_port}"
+    assert last["sources"][0]["state"] == "*" and abs(last["offset"]) < 0.01
+
+
+def test_serve_needs_both_nts_files(tmp_path: Path) -> None:
+    result = lockstep_ntp("serve", "--port", str(free_port()), "--nts-cert", str(tmp_path / "x.crt"))
+    assert result.returncode != 0 and "needs both --nts-cert and --nts-key" in result.stderr
+    result = lockstep_ntp(
+        "serve",
+        "--port",
+        str(free_port()),
+        "--nts-cert",
+        str(tmp_path / "x"),
+        "--nts-key",
+        str(tmp_path / "y"),
+    )
+    assert result.returncode != 0 and "cannot use --nts-cert/--nts-key" in result.stderr
