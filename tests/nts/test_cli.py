@@ -96,3 +96,21 @@ def test_serve_needs_both_nts_files(tmp_path: Path) -> None:
         str(tmp_path / "y"),
     )
     assert result.returncode != 0 and "cannot use --nts-cert/--nts-key" in result.stderr
+
+
+def test_secret_file_is_made_private_and_reused(tmp_path: Path) -> None:
+    from lockstep.ntp.aio.nts_ke import load_or_create_secret
+
+    path = tmp_path / "nts.secret"
+    secret = load_or_create_secret(str(path))
+    assert len(secret) == 32 and path.stat().st_mode & 0o777 == 0o600
+    assert load_or_create_secret(str(path)) == secret
+    path.chmod(0o644)
+    with pytest.raises(ValueError, match="readable by group or others"):
+        load_or_create_secret(str(path))
+    certificate = make_certificate(tmp_path / "pki")
+    result = lockstep_ntp(
+        "serve", "--port", str(free_port()), "--nts-cert", str(certificate.cert),
+        "--nts-key", str(certificate.key), "--nts-secret", str(path),
+    )  # fmt: skip
+    assert result.returncode != 0 and "chmod 600" in result.stderr

@@ -103,3 +103,47 @@ def test_chronyd_nts_client_against_our_server(tmp_path: Path) -> None:
         assert ours.core.nts is not None
         assert ours.core.nts.counters.authenticated >= 4
         assert ours.ke.counters.served >= 1
+
+
+def test_chronyd_keeps_its_cookies_across_our_restart_and_rekeys_after_ntsn(tmp_path: Path) -> None:
+    """Same master secret after a restart: chronyd's cookies still open, no new NTS-KE. Another
+    secret: chronyd gets NTSN (RFC 8915 §5.7), runs NTS-KE again and authenticates again."""
+    import os
+    import socket
+
+    from lockstep.ntp.nts.cookies import CookieKeys
+
+    certificate = make_certificate(tmp_path / "pki")
+    master = os.urandom(32)
+    ntp_port, ke_port = free_port(), free_port(socket.SOCK_STREAM)
+    ports = {"ntp_port": ntp_port, "ke_port": ke_port}
+
+    def wait_for(condition: object, what: str, peer: object) -> None:
+        deadline = time.monotonic() + 30
+        while not condition():  # type: ignore[operator]
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {what}: {peer.log()}")  # type: ignore[attr-defined]
+            time.sleep(0.3)
+
+    lines = [
+        f"server 127.0.0.1 port {ntp_port} nts ntsport {ke_port} iburst minpoll 0 maxpoll 0",
+        f"ntstrustedcerts {certificate.cert}",
+    ]
+    with chronyd(tmp_path / "chronyd-client", lines) as peer:
+        with our_nts_server(certificate, cookie_keys=CookieKeys(master), **ports) as ours:
+            nts = ours.core.nts
+            assert nts is not None
+            wait_for(lambda: nts.counters.authenticated >= 3, "first authenticated polls", peer)
+            assert ours.ke.counters.served == 1
+        with our_nts_server(certificate, cookie_keys=CookieKeys(master), **ports) as ours:
+            nts = ours.core.nts
+            assert nts is not None
+            wait_for(lambda: nts.counters.authenticated >= 3, "polls after a restart", peer)
+            assert nts.counters.naks == 0 and ours.ke.counters.served == 0
+        with our_nts_server(certificate, cookie_keys=CookieKeys(os.urandom(32)), **ports) as ours:
+            nts = ours.core.nts
+            assert nts is not None
+            wait_for(lambda: nts.counters.authenticated >= 3, "polls after new keys", peer)
+            assert nts.counters.naks >= 1 and ours.ke.counters.served == 1
+            row = _authdata(peer.chronyc("authdata")).get("127.0.0.1")
+            assert row is not None and row[1] == "2", row  # chronyd's second NTS-KE (its "KeyID")

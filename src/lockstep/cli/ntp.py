@@ -105,6 +105,11 @@ def register(subparsers: Any) -> None:
     s.add_argument(
         "--nts-keep", type=int, default=24, help="old cookie keys still accepted (default 24 rotations)"
     )
+    s.add_argument(
+        "--nts-secret",
+        metavar="FILE",
+        help="keep the cookie master secret in FILE (made 0600 if missing), so cookies survive restarts",
+    )
     s.set_defaults(handler=_serve)
 
 
@@ -376,8 +381,18 @@ def _nts_setup(args: argparse.Namespace) -> tuple[Any, Any] | None:
         context = server_context(args.nts_cert, args.nts_key)
     except (SSL.Error, OSError) as error:
         raise CommandError(f"cannot use --nts-cert/--nts-key: {error}") from None
-    # One master secret for this run, shared by every worker (keys are derived from it, §6).
-    return context, CookieKeys(os.urandom(32), rotation=args.nts_rotate, keep=args.nts_keep)
+    # One master secret, shared by every worker (keys are derived from it, RFC 8915 §6): from
+    # --nts-secret when given (cookies then survive a restart), else fresh for this run.
+    if args.nts_secret is not None:
+        from lockstep.ntp.aio.nts_ke import load_or_create_secret
+
+        try:
+            master = load_or_create_secret(args.nts_secret)
+        except (OSError, ValueError) as error:
+            raise CommandError(f"cannot use --nts-secret {args.nts_secret}: {error}") from None
+    else:
+        master = os.urandom(32)
+    return context, CookieKeys(master, rotation=args.nts_rotate, keep=args.nts_keep)
 
 
 def _start_nts_ke(args: argparse.Namespace, nts: tuple[Any, Any] | None, ntp_port: int) -> Any:

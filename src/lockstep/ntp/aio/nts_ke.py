@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import logging
+import os
 import select
 import socket
 import threading
@@ -226,6 +227,29 @@ def _ssl_reason(error: Exception) -> str:
 
 
 # -- server -----------------------------------------------------------------------------------------
+
+
+def load_or_create_secret(path: str, length: int = 32) -> bytes:
+    """The cookie master secret kept in ``path`` (RFC 8915 §6 keys derive from it).
+
+    A missing file is created with ``length`` random bytes, readable by its owner only; an
+    existing one must hold at least 32 bytes and must not be readable by group or others.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        mode = os.stat(path).st_mode
+        if mode & 0o077:
+            raise ValueError("the secret file is readable by group or others (chmod 600 it)") from None
+        with open(path, "rb") as handle:
+            secret = handle.read()
+        if len(secret) < 32:
+            raise ValueError(f"the secret file holds {len(secret)} bytes, not at least 32") from None
+        return secret
+    secret = os.urandom(length)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(secret)
+    return secret
 
 
 @dataclass(slots=True)
