@@ -257,12 +257,12 @@ def test_links_with_a_python_grant_stays_linked_then_is_unlinked(
     linked = page.get_by_test_id("linked-account")
     linked.wait_for(state="visible")
     assert "Linked to @alice (Alice Liddell) as Work laptop" in linked.inner_text()
-    assert fake_server.last.ops() == ["link.start", "auth"]
+    assert fake_server.last.ops()[:2] == ["link.start", "auth"]  # then the messenger's keys.upload
     assert page.evaluate(STORED_KEYS) == [["private", "Ed25519", False], ["private", "X25519", False]]
 
     page.reload()  # stays linked: re-authenticates with the stored key
     linked.wait_for(state="visible")
-    fake_server.wait_until(lambda: fake_server.last.ops() == ["auth"], what="auth after reload")
+    fake_server.wait_until(lambda: fake_server.last.ops()[:1] == ["auth"], what="auth after reload")
     assert "as Work laptop" in linked.inner_text()
 
     other = DeviceEntry.new(

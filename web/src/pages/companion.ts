@@ -15,6 +15,7 @@ import { LockstepSocket, ServerError, type ServerEvent, defaultSocketUrl } from 
 import { StateStore } from "../store/db";
 import { clearQr, drawQr } from "../ui/qrcode";
 import { byTestId, checkClock, flashNotice, hide, show } from "../ui/dom";
+import { MessengerHost } from "../messenger/host";
 
 /** What a linked companion keeps in IndexedDB. Private keys are non-extractable CryptoKeys. */
 interface CompanionState {
@@ -71,6 +72,9 @@ tabs?.addEventListener("message", (message: MessageEvent) => {
   if (message.data === "linked" && !state) location.reload();
   else if (message.data === "unlinked" && state) void unlinked("This browser was unlinked from your account.", false);
 });
+
+/** End-to-end messaging, once this browser is linked (docs/protocol/messaging.md). */
+const messaging = new MessengerHost(byTestId("linked-account").parentElement as HTMLElement, ui.loggedOut);
 
 const QR_PIXELS = 400;
 const MAX_BACKOFF_MS = 10_000;
@@ -149,6 +153,7 @@ function scheduleReconnect(): void {
 
 function onClose(code: number): void {
   socket = null;
+  messaging.disconnected();
   if (code === 4001) {
     void unlinked("This browser was unlinked from your account.");
     return;
@@ -335,7 +340,17 @@ async function authenticate(): Promise<void> {
     return;
   }
   attempts = 0;
-  if (await acceptList(result.device_list)) showLinked();
+  if (await acceptList(result.device_list)) {
+    showLinked();
+    void messaging.start(socket, {
+      accountId: state.account.id,
+      deviceId: state.deviceId,
+      role: "companion",
+      deviceKey: state.deviceKey,
+      handle: state.account.handle,
+      displayName: state.account.display_name,
+    });
+  }
 }
 
 /** Accepts a newer valid list (§4.3); returns false when it no longer lists this device (then unlinks). */
@@ -368,6 +383,7 @@ function showLinked(): void {
   ui.linkedTitle.textContent = `Linked to @${state.account.handle} (${state.account.display_name}) as ${state.deviceName}`;
   ui.connection.textContent = "";
   show(ui.linked);
+  messaging.setDevices(`This browser is a linked device of @${state.account.handle} (${state.deviceName})`);
 }
 
 async function unlinked(reason: string, tellOtherTabs = true): Promise<void> {
@@ -379,7 +395,9 @@ async function unlinked(reason: string, tellOtherTabs = true): Promise<void> {
   socket = null;
   old?.close();
   forgetSession();
+  const deviceId = state?.deviceId;
   state = undefined;
+  await messaging.wipe(deviceId);
   if (tellOtherTabs) {
     await store.wipe();
     tabs?.postMessage("unlinked");
@@ -391,6 +409,7 @@ async function unlinked(reason: string, tellOtherTabs = true): Promise<void> {
 }
 
 async function onEvent(event: ServerEvent): Promise<void> {
+  if (phase === "linked") messaging.onEvent(event);
   switch (event.event) {
     case "link.ref":
       onRef(event);

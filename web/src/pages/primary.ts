@@ -23,6 +23,7 @@ import { LockstepSocket, ServerError, type ServerEvent, defaultSocketUrl } from 
 import { StateStore } from "../store/db";
 import { byTestId, checkClock, el, flashNotice, formatAgo, formatTime, hide, show } from "../ui/dom";
 import { describeThisDevice } from "../ui/platform";
+import { MessengerHost } from "../messenger/host";
 import { describeError } from "./primary/messages";
 import { Scanner } from "./primary/scanner";
 
@@ -88,6 +89,21 @@ const ui = {
 
 const HANDLE = /^[a-z0-9][a-z0-9_.-]{2,31}$/;
 
+/** End-to-end messaging on this phone (docs/protocol/messaging.md), under the account card. */
+const messaging = new MessengerHost(ui.home, byTestId("account").nextElementSibling);
+
+function startMessaging(): void {
+  if (!socket || !state) return;
+  void messaging.start(socket, {
+    accountId: state.accountId,
+    deviceId: state.deviceId,
+    role: "primary",
+    deviceKey: state.deviceKey,
+    handle: state.handle,
+    displayName: state.displayName,
+  });
+}
+
 let state: PrimaryState | undefined;
 let list: DeviceList | undefined;
 let socket: LockstepSocket | null = null;
@@ -107,6 +123,7 @@ function connect(): Promise<LockstepSocket> {
     onEvent: (event) => void onEvent(event),
     onClose: () => {
       socket = null;
+      messaging.disconnected();
       authenticated = false;
       ui.status.textContent = "Reconnecting…";
       const delay = Math.min(10_000, 500 * 2 ** attempts++);
@@ -142,6 +159,7 @@ async function authenticate(): Promise<void> {
     return;
   }
   showHome();
+  startMessaging();
   await refreshDevices();
 }
 
@@ -183,6 +201,7 @@ async function refreshDevices(): Promise<void> {
 }
 
 async function onEvent(event: ServerEvent): Promise<void> {
+  if (authenticated) messaging.onEvent(event);
   if (event.event !== "devices.changed") return;
   await adoptList(event.device_list);
   const change = (event.change ?? {}) as Record<string, unknown>;
@@ -264,6 +283,7 @@ async function createAccount(): Promise<void> {
     await store.save(state);
     hide(ui.onboarding);
     showHome();
+    startMessaging();
     await refreshDevices();
   } catch (error) {
     fail(describeError(error));
@@ -290,6 +310,7 @@ function renderDevices(): void {
   const rows = list.devices.map((device) => deviceRow(device, now));
   ui.devices.replaceChildren(...rows);
   const linked = companions(list).length;
+  messaging.setDevices(`This phone is your primary device · ${linked} linked ${linked === 1 ? "device" : "devices"}`);
   ui.deviceCount.textContent =
     linked >= MAX_COMPANIONS
       ? `${linked} of at most ${MAX_COMPANIONS} other devices linked: unlink one to link another.`

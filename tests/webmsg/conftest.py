@@ -1,0 +1,83 @@
+"""Browsers for the messaging tests: the linking tests' Chromium set-up and helpers, imported (not copied).
+
+Playwright's sync API keeps an asyncio loop alive while it lives, so its fixture is module-scoped here
+too, never session-scoped.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+E2E = Path(__file__).resolve().parent.parent / "e2e"
+if str(E2E) not in sys.path:
+    sys.path.insert(0, str(E2E))
+
+from browsers import Phone  # noqa: E402
+from camera import show_blank  # noqa: E402
+
+_spec = importlib.util.spec_from_file_location("e2e_browser_settings", E2E / "conftest.py")
+assert _spec and _spec.loader
+_e2e = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_e2e)
+CHROMIUM: str = _e2e.CHROMIUM
+CHROMIUM_ARGS: list[str] = _e2e.CHROMIUM_ARGS
+PHONE: dict[str, Any] = _e2e.PHONE
+
+
+@pytest.fixture(scope="module")
+def playwright() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as instance:
+        yield instance
+
+
+@pytest.fixture
+def computer(playwright: Any) -> Iterator[Any]:
+    """A desktop browser (companion pages)."""
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    try:
+        yield context
+    finally:
+        browser.close()
+
+
+def _phone(playwright: Any, camera: Path) -> tuple[Any, Phone]:
+    show_blank(camera)
+    browser = playwright.chromium.launch(
+        executable_path=CHROMIUM,
+        args=[
+            *CHROMIUM_ARGS,
+            "--use-fake-ui-for-media-stream",
+            "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-video-capture={camera}",
+        ],
+    )
+    return browser, Phone(browser.new_context(**PHONE).new_page(), camera)
+
+
+@pytest.fixture
+def phone(playwright: Any, tmp_path: Path) -> Iterator[Phone]:
+    """A phone-sized browser with a camera the test controls (a primary app)."""
+    browser, phone = _phone(playwright, tmp_path / "camera.y4m")
+    try:
+        yield phone
+    finally:
+        browser.close()
+
+
+@pytest.fixture
+def second_phone(playwright: Any, tmp_path: Path) -> Iterator[Phone]:
+    """Another person's phone."""
+    browser, phone = _phone(playwright, tmp_path / "camera2.y4m")
+    try:
+        yield phone
+    finally:
+        browser.close()

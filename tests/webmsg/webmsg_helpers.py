@@ -1,0 +1,124 @@
+"""Helpers for the browser messaging tests: CLI devices, chat gestures, the no-plaintext check."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+LOCKSTEP = str(Path(sys.executable).parent / "lockstep")
+TIMEOUT = 20_000
+
+
+def lockstep(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([LOCKSTEP, *args], capture_output=True, text=True, timeout=timeout, check=False)
+    assert result.returncode == 0, (args[:2], result.stdout, result.stderr)
+    return result
+
+
+@dataclass
+class CliAccount:
+    handle: str
+    primary: Path
+    companion: Path | None = None
+
+
+def cli_primary(url: str, state: Path, handle: str, name: str) -> CliAccount:
+    lockstep("primary", "init", "--server", url, "--handle", handle, "--name", name, "--state", str(state))
+    receive_json(state)  # publishes its keys
+    return CliAccount(handle, state)
+
+
+def cli_account_with_companion(url: str, tmp_path: Path, handle: str, name: str) -> CliAccount:
+    """A terminal primary and a terminal companion linked to it (QR as an image file)."""
+    account = cli_primary(url, tmp_path / f"{handle}-primary", handle, name)
+    qr = tmp_path / f"{handle}-qr.png"
+    companion = tmp_path / f"{handle}-companion"
+    process = subprocess.Popen(
+        [LOCKSTEP, "companion", "link", "--server", url, "--qr-out", str(qr), "--quiet-qr", "--state", str(companion)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 15
+    while not qr.exists():
+        assert time.monotonic() < deadline, "no QR from the terminal companion"
+        time.sleep(0.05)
+    lockstep("primary", "scan", "--image", str(qr), "--yes", "--state", str(account.primary))
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    account.companion = companion
+    receive_json(companion)  # publishes its keys
+    return account
+
+
+def receive_json(state: Path | None, wait: float = 0.0) -> list[dict[str, Any]]:
+    assert state is not None
+    args = ["receive", "--json", "--state", str(state)]
+    if wait:
+        args[1:1] = ["--wait", str(wait)]
+    out = lockstep(*args).stdout
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def receive_until(state: Path | None, predicate: Any, timeout: float = 20) -> list[dict[str, Any]]:
+    """Receive repeatedly until ``predicate(all received)`` holds."""
+    got: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    while not predicate(got):
+        assert time.monotonic() < deadline, got
+        got += receive_json(state, wait=3)
+    return got
+
+
+def send_cli(state: Path | None, to: str, text: str | None = None, file: Path | None = None) -> None:
+    assert state is not None
+    args = ["send", "--to", to, "--state", str(state)]
+    if file is not None:
+        args += ["--file", str(file)]
+    if text is not None:
+        args.append(text)
+    lockstep(*args)
+
+
+def start_chat(page: Any, handle: str) -> None:
+    page.get_by_test_id("new-chat").click()
+    page.get_by_test_id("new-chat-handle").fill(handle)
+    page.get_by_test_id("new-chat-start").click()
+    page.get_by_test_id("conversation").wait_for(timeout=TIMEOUT)
+
+
+def open_chat(page: Any, has_text: str) -> None:
+    page.get_by_test_id("chat-row").filter(has_text=has_text).first.click(timeout=TIMEOUT)
+    page.get_by_test_id("conversation").wait_for(timeout=TIMEOUT)
+
+
+def message(page: Any, text: str) -> Any:
+    return page.get_by_test_id("message").filter(
+        has=page.get_by_test_id("message-text").filter(has_text=text)
+    )
+
+
+def send_text(page: Any, text: str) -> Any:
+    page.get_by_test_id("composer").fill(text)
+    page.get_by_test_id("composer-send").click()
+    sent = message(page, text)
+    sent.locator('xpath=self::*[@data-status="sent" or @data-status="delivered" or @data-status="read"]').wait_for(
+        timeout=TIMEOUT
+    )
+    return sent
+
+
+def assert_no_plaintext(server: Any, texts: list[str], blobs: list[bytes] = ()) -> None:  # type: ignore[assignment]
+    """The server's SQLite files (WAL included) and media folder hold none of what was sent."""
+    files = [p for p in server.data_dir.rglob("*") if p.is_file()]
+    assert any(p.name.startswith("lockstep.sqlite3") for p in files)
+    data = b"".join(p.read_bytes() for p in files)
+    for text in texts:
+        assert text.encode() not in data, "plaintext found on the server"
+    for blob in blobs:
+        assert blob not in data, "file content found on the server"

@@ -1,0 +1,1072 @@
+/**
+ * The browser's messaging client (messaging.md), the equivalent of src/lockstep/client/messenger.py:
+ * publishes this device's key bundle and one-time keys, verifies contacts against their primary-signed
+ * device lists, fans every message out over Olm (every device of the recipient, every other device of
+ * ours) or Megolm (groups), receives its queue in sequence order exactly once, answers with receipts,
+ * and moves media through the server encrypted. Everything it keeps lives in IndexedDB (./idb.ts).
+ *
+ *   const messenger = await Messenger.open(identity);
+ *   messenger.attach(socket);            // after `auth`; events go to messenger.onEvent(event)
+ *   await messenger.sendText(conversationId, "hi");
+ *
+ * Operations that touch ratchets run one at a time (`serial`), so state is never interleaved.
+ */
+import { b64uDecode, b64uEncode } from "../crypto/b64u";
+import { fromUtf8, randomBytes, utf8 } from "../crypto/bytes";
+import type { Envelope } from "../crypto/envelope";
+import {
+  E2EError,
+  decodeBase64,
+  InboundGroupSession,
+  OlmAccount,
+  type OlmAccountPickle,
+  OlmSession,
+  type OlmSessionPickle,
+  OutboundGroupSession,
+  type InboundGroupSessionPickle,
+  type OutboundGroupSessionPickle,
+  PreKeyMessage,
+} from "../e2e";
+import { type LockstepSocket, ServerError } from "../net/socket";
+import { MessengerDb } from "./idb";
+import { type Contact, type DeviceKeys, KeyBundleError, sealBundle, signKeys, verifyLookup, verifyOneTimeKey } from "./keys";
+import {
+  type MediaDescriptor,
+  MediaError,
+  type Progress,
+  decryptMedia,
+  describeMedia,
+  downloadBlob,
+  encryptMedia,
+  encryptedSize,
+  kindForMimetype,
+  uploadBlob,
+} from "./media";
+import { type ChatMessage, type Conversation, directConversation, groupConversation, statusFrom } from "./model";
+
+export const ONE_TIME_KEYS_TARGET = 50;
+const MAX_SESSIONS_PER_PEER = 5;
+const ROTATE_AFTER_MESSAGES = 100;
+const SEND_ATTEMPTS = 3;
+const FETCH_LIMIT = 200;
+const MAX_SEEN_IDS = 20_000;
+const MAX_FRAME = 60_000;
+export const MAX_TEXT = 65_536;
+
+export interface Identity {
+  accountId: string;
+  deviceId: string;
+  role: "primary" | "companion";
+  /** The Lockstep device key (Ed25519, non-extractable) that signs this device's key bundle. */
+  deviceKey: CryptoKey;
+  handle: string;
+  displayName: string;
+}
+
+/** Something went wrong that the person should read (a missing account, a key that changed…). */
+export class MessengerError extends Error {
+  override name = "MessengerError";
+}
+
+/** An envelope that does not match its routing (§5.2). */
+class EnvelopeError extends Error {
+  override name = "EnvelopeError";
+}
+
+interface GroupInfo {
+  name: string;
+  members: string[];
+  left: boolean;
+  version: number;
+}
+
+interface ContactRecord {
+  handle: string;
+  display_name: string;
+  key: string;
+  version: number;
+}
+
+interface State {
+  v: 1;
+  account: OlmAccountPickle;
+  bundle: Envelope | null;
+  counter: number;
+  sessions: Record<string, { pickle: OlmSessionPickle; lastUsed: number }[]>;
+  outbound: Record<string, { pickle: OutboundGroupSessionPickle; sharedWith: string[]; messages: number }>;
+  inbound: { senderDevice: string; sessionId: string; groupId: string; senderKey: string; pickle: InboundGroupSessionPickle; seen: number[] }[];
+  lastSeq: number;
+  seen: string[];
+  handles: Record<string, string>;
+  contacts: Record<string, ContactRecord>;
+  groups: Record<string, GroupInfo>;
+  chats: string[];
+  historyNote?: string;
+}
+
+interface SessionEntry {
+  session: OlmSession;
+  lastUsed: number;
+}
+
+interface Outbound {
+  session: OutboundGroupSession;
+  sharedWith: Set<string>;
+  messages: number;
+}
+
+interface Inbound {
+  session: InboundGroupSession;
+  groupId: string;
+  senderKey: string;
+  seen: Set<number>;
+}
+
+interface ServerMessage {
+  seq: number;
+  message_id: string;
+  sender: { account_id: string; device_id: string };
+  group_id: string | null;
+  payload: Record<string, unknown>;
+  server_time: number;
+}
+
+interface Opened {
+  kind: string;
+  id: string;
+  conversation: string;
+  senderAccount: string;
+  senderDevice: string;
+  ts: number;
+  body: Record<string, unknown>;
+}
+
+export function newMessageId(): string {
+  return b64uEncode(randomBytes(16));
+}
+
+export class Messenger {
+  private socket: LockstepSocket | null = null;
+  private queue: Promise<unknown> = Promise.resolve();
+  private sessions = new Map<string, SessionEntry[]>();
+  private outbound = new Map<string, Outbound>();
+  private inbound = new Map<string, Inbound>();
+  private seen: Set<string>;
+  private contactCache = new Map<string, Contact>();
+  private dirty = new Set<string>();
+  readonly messages = new Map<string, ChatMessage>();
+  private listeners = new Set<() => void>();
+  /** Object URLs of media this device already decrypted or sent (message id → blob: URL). */
+  readonly mediaUrls = new Map<string, string>();
+  online = false;
+  lastError = "";
+
+  private constructor(
+    readonly identity: Identity,
+    private readonly db: MessengerDb,
+    private account: OlmAccount,
+    private state: State,
+  ) {
+    this.seen = new Set(state.seen);
+  }
+
+  static async open(identity: Identity): Promise<Messenger> {
+    const db = await MessengerDb.open(identity.deviceId);
+    const { state, messages } = await db.load<State, ChatMessage>();
+    let messenger: Messenger;
+    if (state && state.v === 1) {
+      messenger = new Messenger(identity, db, OlmAccount.unpickle(state.account), state);
+      for (const [peer, entries] of Object.entries(state.sessions)) {
+        const restored: SessionEntry[] = [];
+        for (const entry of entries) restored.push({ session: await OlmSession.unpickle(entry.pickle), lastUsed: entry.lastUsed });
+        messenger.sessions.set(peer, restored);
+      }
+      for (const [groupId, g] of Object.entries(state.outbound)) {
+        messenger.outbound.set(groupId, { session: OutboundGroupSession.unpickle(g.pickle), sharedWith: new Set(g.sharedWith), messages: g.messages });
+      }
+      for (const g of state.inbound) {
+        messenger.inbound.set(`${g.senderDevice} ${g.sessionId}`, { session: InboundGroupSession.unpickle(g.pickle), groupId: g.groupId, senderKey: g.senderKey, seen: new Set(g.seen) });
+      }
+    } else {
+      const account = await OlmAccount.create();
+      const fresh: State = {
+        v: 1,
+        account: account.pickle(),
+        bundle: null,
+        counter: 0,
+        sessions: {},
+        outbound: {},
+        inbound: [],
+        lastSeq: 0,
+        seen: [],
+        handles: {},
+        contacts: {},
+        groups: {},
+        chats: [],
+      };
+      messenger = new Messenger(identity, db, account, fresh);
+      await messenger.save();
+    }
+    for (const message of messages) messenger.messages.set(message.id, message);
+    return messenger;
+  }
+
+  /** Deletes this device's messenger database (used when the device is unlinked). */
+  static wipe(deviceId: string): Promise<void> {
+    return MessengerDb.wipe(deviceId);
+  }
+
+  close(): void {
+    this.detach();
+    this.db.close();
+    for (const url of this.mediaUrls.values()) URL.revokeObjectURL(url);
+  }
+
+  // --- change notification ------------------------------------------------------------------------
+  subscribe(listener: () => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private changed(): void {
+    for (const listener of this.listeners) listener();
+  }
+
+  // --- persistence ----------------------------------------------------------------------------------
+  private async save(): Promise<void> {
+    const sessions: State["sessions"] = {};
+    for (const [peer, entries] of this.sessions) sessions[peer] = entries.map((e) => ({ pickle: e.session.pickle(), lastUsed: e.lastUsed }));
+    const outbound: State["outbound"] = {};
+    for (const [groupId, g] of this.outbound) outbound[groupId] = { pickle: g.session.pickle(), sharedWith: [...g.sharedWith], messages: g.messages };
+    const inbound: State["inbound"] = [];
+    for (const [key, g] of this.inbound) {
+      const [senderDevice = "", sessionId = ""] = key.split(" ");
+      inbound.push({ senderDevice, sessionId, groupId: g.groupId, senderKey: g.senderKey, pickle: g.session.pickle(), seen: [...g.seen].slice(-10_000) });
+    }
+    let seen = [...this.seen];
+    if (seen.length > MAX_SEEN_IDS) {
+      seen = seen.slice(-MAX_SEEN_IDS);
+      this.seen = new Set(seen);
+    }
+    this.state = { ...this.state, account: this.account.pickle(), sessions, outbound, inbound, seen };
+    const dirty = [...this.dirty].map((id) => this.messages.get(id)).filter((m): m is ChatMessage => m !== undefined);
+    this.dirty.clear();
+    await this.db.save(this.state, dirty);
+  }
+
+  private put(message: ChatMessage): void {
+    this.messages.set(message.id, message);
+    this.dirty.add(message.id);
+  }
+
+  /** Runs `work` after everything queued before it (ratchets and state are never used concurrently). */
+  private serial<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(work, work);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  // --- connection -----------------------------------------------------------------------------------
+  /** Use an authenticated socket: publish keys, fetch everything queued, resend what never left. */
+  attach(socket: LockstepSocket): Promise<void> {
+    this.socket = socket;
+    this.online = true;
+    this.changed();
+    return this.serial(async () => {
+      try {
+        await this.publishKeys();
+        await this.fetchAll();
+        await this.resendPending();
+        this.lastError = "";
+      } catch (error) {
+        this.lastError = describe(error);
+      }
+      this.changed();
+    });
+  }
+
+  detach(): void {
+    this.socket = null;
+    this.online = false;
+    this.changed();
+  }
+
+  private async request(op: string, fields: Record<string, unknown> = {}): Promise<Record<string, unknown>> {
+    const socket = this.socket;
+    if (!socket || !socket.isOpen) throw new MessengerError("not connected to the server");
+    if (JSON.stringify(fields).length > MAX_FRAME) throw new MessengerError("this message is too large for one request to all devices; send it as a file");
+    return socket.request(op, fields);
+  }
+
+  private now(): number {
+    return this.socket?.serverNow() ?? Date.now();
+  }
+
+  onEvent(event: { event: string } & Record<string, unknown>): void {
+    switch (event.event) {
+      case "message":
+        void this.serial(async () => {
+          const seq = Number(event.seq);
+          if (seq === this.state.lastSeq + 1) await this.handleBatch([event as unknown as ServerMessage]);
+          else if (seq > this.state.lastSeq + 1) await this.fetchAll();
+        }).catch((error: unknown) => this.noteError(error));
+        break;
+      case "keys.low":
+        void this.serial(() => this.publishKeys()).catch((error: unknown) => this.noteError(error));
+        break;
+      case "groups.changed":
+        void this.serial(() => this.onGroupChanged(event)).catch((error: unknown) => this.noteError(error));
+        break;
+      case "devices.changed":
+        this.contactCache.delete(this.identity.accountId);
+        break;
+      default:
+        break;
+    }
+  }
+
+  private noteError(error: unknown): void {
+    this.lastError = describe(error);
+    this.changed();
+  }
+
+  // --- keys (§3) ------------------------------------------------------------------------------------
+  private async publishKeys(): Promise<number> {
+    let fallback = null;
+    if (this.state.bundle === null) {
+      this.state.bundle = await sealBundle(this.identity.deviceKey, this.account, this.identity.accountId, this.identity.deviceId, this.now());
+      await this.account.generateFallbackKey();
+      [fallback] = await signKeys(this.account, this.account.fallbackKey(), true);
+      this.account.markKeysAsPublished();
+      await this.save();
+    }
+    let result = await this.request("keys.upload", { bundle: this.state.bundle, ...(fallback ? { fallback_key: fallback } : {}) });
+    let left = Number(result.one_time_keys_left);
+    if (left < ONE_TIME_KEYS_TARGET / 2) {
+      await this.account.generateOneTimeKeys(ONE_TIME_KEYS_TARGET - left);
+      const fresh = await signKeys(this.account, this.account.oneTimeKeys(), false);
+      this.account.markKeysAsPublished();
+      await this.save(); // private halves on disk before the public halves are out
+      result = await this.request("keys.upload", { bundle: this.state.bundle, one_time_keys: fresh });
+      left = Number(result.one_time_keys_left);
+    }
+    return left;
+  }
+
+  // --- contacts -------------------------------------------------------------------------------------
+  /** An account's verified devices and keys, cached for this page unless `refresh`. */
+  async contact(query: { handle?: string; accountId?: string }, refresh = false): Promise<Contact> {
+    let accountId = query.accountId;
+    const handle = query.handle?.replace(/^@/, "").trim().toLowerCase();
+    if (handle !== undefined) accountId = accountId ?? this.state.handles[handle];
+    if (accountId !== undefined && !refresh) {
+      const cached = this.contactCache.get(accountId);
+      if (cached) return cached;
+    }
+    let result: Record<string, unknown>;
+    try {
+      result = await this.request("accounts.lookup", accountId === undefined ? { handle } : { account_id: accountId });
+    } catch (error) {
+      if (error instanceof ServerError && error.code === "account_unknown") throw new MessengerError(`There is no account ${handle ? "@" + handle : accountId} on this server.`);
+      throw error;
+    }
+    const contact = await verifyLookup(result);
+    const info = contact.account;
+    if (info.id === this.identity.accountId && this.state.contacts[info.id] && this.state.contacts[info.id]?.key !== info.key) {
+      throw new KeyBundleError("the server sent a different key for this very account");
+    }
+    const pinned = this.state.handles[info.handle];
+    if (pinned !== undefined && pinned !== info.id) {
+      throw new KeyBundleError(`@${info.handle}'s account key changed since you first talked; this may be another person (or the server) using that handle, so nothing was sent`);
+    }
+    const known = this.state.contacts[info.id];
+    if (known && known.key !== info.key) throw new KeyBundleError(`@${info.handle}'s account key changed; nothing was sent`);
+    if (known && contact.list.version < known.version) throw new KeyBundleError(`the server sent an older device list for @${info.handle} (rollback)`);
+    this.state.handles[info.handle] = info.id;
+    this.state.contacts[info.id] = { handle: info.handle, display_name: info.display_name, key: info.key, version: contact.list.version };
+    this.contactCache.set(info.id, contact);
+    return contact;
+  }
+
+  handleOf(accountId: string): string | undefined {
+    return this.state.contacts[accountId]?.handle;
+  }
+
+  nameOf(accountId: string): string {
+    if (accountId === this.identity.accountId) return "You";
+    const c = this.state.contacts[accountId];
+    return c ? c.display_name || `@${c.handle}` : "Someone";
+  }
+
+  // --- Olm (§4) -------------------------------------------------------------------------------------
+  private touch(peer: string, entry: SessionEntry): void {
+    this.state.counter += 1;
+    entry.lastUsed = this.state.counter;
+    const entries = this.sessions.get(peer) ?? [];
+    if (!entries.includes(entry)) entries.push(entry);
+    entries.sort((a, b) => b.lastUsed - a.lastUsed);
+    entries.length = Math.min(entries.length, MAX_SESSIONS_PER_PEER);
+    this.sessions.set(peer, entries);
+  }
+
+  private async olmPayloads(targets: DeviceKeys[], plaintext: Uint8Array): Promise<Record<string, unknown>[]> {
+    const missing = targets.filter((t) => !this.sessions.get(b64uEncode(t.identityKey))?.length);
+    if (missing.length) {
+      const claimed = (await this.request("keys.claim", { device_ids: missing.map((k) => k.deviceId) })).devices as Record<string, Record<string, unknown> | undefined>;
+      for (const keys of missing) {
+        const entry = claimed[keys.deviceId];
+        if (!entry || entry.one_time_key === null || entry.one_time_key === undefined) throw new MessengerError("A device of this contact has no one-time keys left; try again later.");
+        const oneTimeKey = await verifyOneTimeKey(entry.one_time_key, keys.signingKey);
+        const session = await this.account.createOutboundSession(keys.identityKey, oneTimeKey);
+        this.touch(b64uEncode(keys.identityKey), { session, lastUsed: 0 });
+      }
+    }
+    const sender = b64uEncode(this.identityKey());
+    const payloads: Record<string, unknown>[] = [];
+    for (const keys of targets) {
+      const entry = this.sessions.get(b64uEncode(keys.identityKey))?.[0];
+      if (!entry) throw new MessengerError("no Olm session with a target device");
+      const message = await entry.session.encrypt(plaintext);
+      payloads.push({ device_id: keys.deviceId, type: "olm", olm_type: message.type, sender_key: sender, ciphertext: b64uEncode(message.body) });
+    }
+    return payloads;
+  }
+
+  private identityKey(): Uint8Array {
+    return decodeBase64(this.account.curve25519Key);
+  }
+
+  private async olmDecrypt(peerKey: Uint8Array, type: 0 | 1, body: Uint8Array): Promise<Uint8Array> {
+    const peer = b64uEncode(peerKey);
+    let entries = [...(this.sessions.get(peer) ?? [])];
+    if (type === 0) {
+      const preKey = PreKeyMessage.decode(body);
+      const matching = entries.filter((e) => e.session.matches(preKey));
+      if (!matching.length) {
+        const { session, plaintext } = await this.account.createInboundSession(peerKey, preKey);
+        this.touch(peer, { session, lastUsed: 0 });
+        return plaintext;
+      }
+      entries = matching;
+    }
+    for (const entry of entries) {
+      try {
+        const plaintext = await entry.session.decrypt({ type, body });
+        this.touch(peer, entry);
+        return plaintext;
+      } catch (error) {
+        if (!(error instanceof E2EError)) throw error;
+      }
+    }
+    throw new MessengerError(entries.length ? "no Olm session with this device decrypts the message (a replay?)" : "no Olm session with this device");
+  }
+
+  // --- envelopes (§5) -------------------------------------------------------------------------------
+  private envelope(kind: string, conversation: string, body: Record<string, unknown>, id: string): Uint8Array {
+    return utf8(
+      JSON.stringify({
+        v: 1,
+        kind,
+        id,
+        conversation,
+        sender: { account_id: this.identity.accountId, device_id: this.identity.deviceId },
+        ts: this.now(),
+        body,
+      }),
+    );
+  }
+
+  // --- sending --------------------------------------------------------------------------------------
+  private async sendDirect(peerId: string, kind: string, body: Record<string, unknown>, id: string): Promise<number> {
+    const conversation = directConversation(this.identity.accountId, peerId);
+    for (let attempt = 0; ; attempt++) {
+      const peer = await this.contact({ accountId: peerId }, attempt > 0);
+      const me = await this.contact({ accountId: this.identity.accountId }, attempt > 0);
+      if (peer.keys.size === 0) throw new MessengerError(`@${peer.account.handle} has no device that can receive messages yet.`);
+      const targets = new Map<string, DeviceKeys>();
+      for (const c of [peer, me]) for (const k of c.keys.values()) if (k.deviceId !== this.identity.deviceId) targets.set(k.deviceId, k);
+      try {
+        const payloads = await this.olmPayloads([...targets.values()], this.envelope(kind, conversation, body, id));
+        const result = await this.request("messages.send", { message_id: id, to: peerId, payloads });
+        return Number(result.server_time);
+      } catch (error) {
+        if (error instanceof ServerError && error.code === "devices_changed" && attempt + 1 < SEND_ATTEMPTS) continue;
+        throw error;
+      } finally {
+        await this.save(); // the ratchets moved, whatever happened to the request
+      }
+    }
+  }
+
+  private async sendGroup(groupId: string, kind: string, body: Record<string, unknown>, id: string): Promise<{ members: string[] }> {
+    const conversation = groupConversation(groupId);
+    for (let attempt = 0; ; attempt++) {
+      const group = await this.request("groups.get", { group_id: groupId });
+      this.noteGroup(group);
+      const members = (group.members as { account_id: string }[]).map((m) => m.account_id);
+      const published = (group.devices ?? {}) as Record<string, string[]>;
+      const targets = new Map<string, DeviceKeys>();
+      for (const accountId of members) {
+        let contact = await this.contact({ accountId }, attempt > 0);
+        const expected = new Set(published[accountId] ?? []);
+        if (expected.size !== contact.keys.size || [...contact.keys.keys()].some((d) => !expected.has(d))) contact = await this.contact({ accountId }, true);
+        for (const k of contact.keys.values()) if (k.deviceId !== this.identity.deviceId) targets.set(k.deviceId, k);
+      }
+      let current = this.outbound.get(groupId);
+      if (!current || [...current.sharedWith].some((d) => !targets.has(d)) || current.messages >= ROTATE_AFTER_MESSAGES) {
+        current = { session: await OutboundGroupSession.create(), sharedWith: new Set(), messages: 0 };
+        this.outbound.set(groupId, current);
+      }
+      try {
+        const needing = [...targets.keys()].filter((d) => !current.sharedWith.has(d)).sort();
+        if (needing.length) {
+          const share = { group_id: groupId, session_id: current.session.sessionId, session_key: await current.session.sessionKey() };
+          const keyId = newMessageId();
+          const payloads = await this.olmPayloads(
+            needing.map((d) => targets.get(d) as DeviceKeys),
+            this.envelope("group-key", conversation, share, keyId),
+          );
+          await this.request("messages.send", { message_id: keyId, group_id: groupId, payloads });
+          for (const d of needing) current.sharedWith.add(d);
+        }
+        current.messages += 1;
+        const ciphertext = await current.session.encrypt(this.envelope(kind, conversation, body, id));
+        await this.request("messages.send", { message_id: id, group_id: groupId, megolm: { session_id: current.session.sessionId, ciphertext: b64uEncode(ciphertext) } });
+        return { members: members.filter((m) => m !== this.identity.accountId) };
+      } catch (error) {
+        if (error instanceof ServerError && error.code === "devices_changed" && attempt + 1 < SEND_ATTEMPTS) continue;
+        throw error;
+      } finally {
+        await this.save();
+      }
+    }
+  }
+
+  /** Sends a text or media message to a conversation, recording it first (status `sending`). */
+  private async deliver(message: ChatMessage): Promise<void> {
+    const body: Record<string, unknown> = message.kind === "media" ? { media: message.media, ...(message.text ? { caption: message.text } : {}) } : { text: message.text ?? "" };
+    const conversation = this.conversationInfo(message.conversation);
+    try {
+      if (conversation.groupId) {
+        const { members } = await this.sendGroup(conversation.groupId, message.kind, body, message.id);
+        message.recipients = members;
+      } else if (conversation.peer) {
+        await this.sendDirect(conversation.peer, message.kind, body, message.id);
+        message.recipients = conversation.peer === this.identity.accountId ? [] : [conversation.peer];
+      } else {
+        throw new MessengerError("unknown conversation");
+      }
+      message.status = "sent";
+      message.status = statusFrom(message);
+      message.error = undefined;
+    } catch (error) {
+      message.status = "failed";
+      message.error = describe(error);
+    }
+    this.put(message);
+    await this.save();
+    this.changed();
+  }
+
+  sendText(conversation: string, text: string): Promise<ChatMessage> {
+    if (!text.trim()) return Promise.reject(new MessengerError("nothing to send"));
+    if (text.length > MAX_TEXT) return Promise.reject(new MessengerError(`messages are limited to ${MAX_TEXT} characters; send a file instead`));
+    const message = this.outgoing(conversation, { kind: "text", text });
+    return this.serial(async () => {
+      await this.deliver(message);
+      return message;
+    });
+  }
+
+  /** Encrypts and uploads the file (progress 0..1), then sends its key and hashes inside E2E. */
+  async sendFile(conversation: string, file: File, caption: string, progress: Progress): Promise<ChatMessage> {
+    const token = await this.request("media.token");
+    if (encryptedSize(file.size) > Number(token.max_bytes)) throw new MessengerError(`${file.name} is too large: this server accepts up to ${formatBytes(Number(token.max_bytes))}`);
+    const bytes = new Uint8Array(await file.arrayBuffer());
+    const mimetype = file.type || "application/octet-stream";
+    const encrypted = await encryptMedia(bytes, kindForMimetype(mimetype));
+    const uploaded = await uploadBlob(String(token.token), encrypted.blob, progress);
+    const media = describeMedia(uploaded, encrypted, { name: file.name, type: mimetype, size: file.size });
+    const message = this.outgoing(conversation, { kind: "media", media, text: caption || undefined });
+    this.mediaUrls.set(message.id, URL.createObjectURL(new Blob([bytes], { type: mimetype })));
+    return this.serial(async () => {
+      await this.deliver(message);
+      return message;
+    });
+  }
+
+  private outgoing(conversation: string, content: Pick<ChatMessage, "kind" | "text" | "media">): ChatMessage {
+    const message: ChatMessage = {
+      id: newMessageId(),
+      conversation,
+      senderAccount: this.identity.accountId,
+      senderDevice: this.identity.deviceId,
+      ts: this.now(),
+      outgoing: true,
+      status: "sending",
+      by: {},
+      ...content,
+    };
+    this.put(message);
+    this.changed();
+    return message;
+  }
+
+  private async resendPending(): Promise<void> {
+    for (const message of [...this.messages.values()]) {
+      if (message.outgoing && message.senderDevice === this.identity.deviceId && (message.status === "sending" || message.status === "failed")) {
+        await this.deliver(message);
+      }
+    }
+  }
+
+  /** Retries a failed message (same id: receivers that already have it drop the copy). */
+  retry(messageId: string): Promise<void> {
+    return this.serial(async () => {
+      const message = this.messages.get(messageId);
+      if (message && message.status === "failed") await this.deliver(message);
+    });
+  }
+
+  // --- receiving (§7.2) -----------------------------------------------------------------------------
+  private async fetchAll(): Promise<void> {
+    let after = 0; // from the start of what the server holds: it also re-offers what was never acknowledged
+    for (;;) {
+      const result = await this.request("messages.fetch", { after, limit: FETCH_LIMIT });
+      const items = (result.messages ?? []) as ServerMessage[];
+      await this.handleBatch(items);
+      if (!result.more || !items.length) return;
+      after = Math.max(...items.map((m) => Number(m.seq)));
+    }
+  }
+
+  private async handleBatch(items: ServerMessage[]): Promise<void> {
+    if (!items.length) return;
+    const fresh: ChatMessage[] = [];
+    for (const item of [...items].sort((a, b) => Number(a.seq) - Number(b.seq))) {
+      const seq = Number(item.seq);
+      if (seq <= this.state.lastSeq) continue; // handled before a reload or a lost acknowledgement
+      if (!this.seen.has(item.message_id)) {
+        const shown = await this.open(item);
+        this.seen.add(item.message_id);
+        if (shown && !shown.outgoing && (shown.kind === "text" || shown.kind === "media")) fresh.push(shown);
+      }
+      this.state.lastSeq = seq;
+    }
+    await this.save(); // ratchets and messages on disk before the server forgets the ciphertext
+    await this.request("messages.ack", { up_to: this.state.lastSeq });
+    this.changed();
+    await this.sendReceipts(fresh, "delivered");
+  }
+
+  private async senderKeyOk(accountId: string, deviceId: string, senderKey: Uint8Array): Promise<void> {
+    const matches = (c: Contact): boolean => {
+      const keys = c.keys.get(deviceId);
+      return keys !== undefined && b64uEncode(keys.identityKey) === b64uEncode(senderKey);
+    };
+    if (matches(await this.contact({ accountId }))) return;
+    if (!matches(await this.contact({ accountId }, true))) throw new KeyBundleError("the sending device's key is not in its account's signed device list");
+  }
+
+  private async open(item: ServerMessage): Promise<ChatMessage | null> {
+    const sender = item.sender;
+    const groupId = item.group_id ?? null;
+    const payload = item.payload ?? {};
+    try {
+      let plaintext: Uint8Array;
+      let senderKey = "";
+      if (payload.type === "olm") {
+        const key = b64uDecode(String(payload.sender_key));
+        if (key.length !== 32) throw new EnvelopeError("a sender key is 32 bytes");
+        await this.senderKeyOk(sender.account_id, sender.device_id, key);
+        const type = payload.olm_type === 0 ? 0 : payload.olm_type === 1 ? 1 : null;
+        if (type === null) throw new EnvelopeError("an unknown Olm message type");
+        plaintext = await this.olmDecrypt(key, type, b64uDecode(String(payload.ciphertext)));
+        senderKey = b64uEncode(key);
+      } else if (payload.type === "megolm" && groupId !== null) {
+        const entry = this.inbound.get(`${sender.device_id} ${String(payload.session_id)}`);
+        if (!entry) throw new MessengerError("no group key from this device for this message");
+        const result = await entry.session.decrypt(b64uDecode(String(payload.ciphertext)));
+        if (entry.seen.has(result.messageIndex)) throw new EnvelopeError("a group message index already decrypted");
+        entry.seen.add(result.messageIndex);
+        if (entry.groupId !== groupId) throw new EnvelopeError("a group message under another group's key");
+        plaintext = result.plaintext;
+      } else {
+        throw new EnvelopeError("an unknown payload type");
+      }
+      const opened = parseEnvelope(plaintext);
+      if (opened.id !== item.message_id || opened.senderAccount !== sender.account_id || opened.senderDevice !== sender.device_id) {
+        throw new EnvelopeError("the envelope's id or sender does not match how the message was routed");
+      }
+      this.checkConversation(opened, groupId);
+      return await this.act(opened, payload.type === "olm", senderKey, groupId);
+    } catch (error) {
+      if (!(error instanceof E2EError || error instanceof EnvelopeError || error instanceof MessengerError || error instanceof KeyBundleError || error instanceof SyntaxError || error instanceof TypeError)) throw error;
+      const conversation = groupId ? groupConversation(groupId) : directConversation(this.identity.accountId, sender.account_id);
+      if (!groupId && sender.account_id === this.identity.accountId) return null; // our own device's control message
+      const message: ChatMessage = {
+        id: item.message_id,
+        conversation,
+        kind: "undecryptable",
+        senderAccount: sender.account_id,
+        senderDevice: sender.device_id,
+        ts: Number(item.server_time),
+        outgoing: false,
+        read: true,
+        error: describe(error),
+      };
+      this.ensureChat(conversation);
+      this.put(message);
+      return message;
+    }
+  }
+
+  private checkConversation(opened: Opened, groupId: string | null): void {
+    if (groupId !== null) {
+      if (opened.conversation !== groupConversation(groupId)) throw new EnvelopeError("a group message that names another conversation");
+      return;
+    }
+    const parts = opened.conversation.split(":");
+    if (parts[0] !== "direct" || parts.length !== 3 || !parts.slice(1).includes(this.identity.accountId)) throw new EnvelopeError("a direct message for a conversation this account is not in");
+    if (!parts.slice(1).includes(opened.senderAccount)) throw new EnvelopeError("a direct message from outside its conversation");
+  }
+
+  private async act(opened: Opened, overOlm: boolean, senderKey: string, groupId: string | null): Promise<ChatMessage | null> {
+    const body = opened.body;
+    switch (opened.kind) {
+      case "group-key": {
+        if (!overOlm) throw new EnvelopeError("group keys travel only over Olm");
+        if (typeof body.group_id !== "string" || typeof body.session_id !== "string" || typeof body.session_key !== "string") throw new EnvelopeError("a malformed group key");
+        const session = await InboundGroupSession.fromSessionKey(body.session_key);
+        if (session.sessionId !== body.session_id) throw new EnvelopeError("a group key whose session id does not match");
+        const key = `${opened.senderDevice} ${session.sessionId}`;
+        const existing = this.inbound.get(key);
+        if (!existing || existing.session.firstKnownIndex > session.firstKnownIndex) {
+          this.inbound.set(key, { session, groupId: body.group_id, senderKey, seen: new Set() });
+        }
+        return null;
+      }
+      case "group-info": {
+        if (groupId && body.group_id === groupId && typeof body.name === "string") {
+          const group = this.group(groupId);
+          group.name = body.name.slice(0, 100);
+          this.ensureChat(groupConversation(groupId));
+        }
+        return null;
+      }
+      case "receipt": {
+        if (opened.senderAccount === this.identity.accountId) return null;
+        const status = body.status === "read" ? "read" : body.status === "delivered" ? "delivered" : null;
+        if (!status || !Array.isArray(body.message_ids)) throw new EnvelopeError("a malformed receipt");
+        for (const id of (body.message_ids as unknown[]).slice(0, 1000)) {
+          const message = typeof id === "string" ? this.messages.get(id) : undefined;
+          if (!message || !message.outgoing) continue;
+          const by = { ...(message.by ?? {}) };
+          if (by[opened.senderAccount] !== "read") by[opened.senderAccount] = status;
+          message.by = by;
+          if (!message.recipients) message.recipients = this.recipientsOf(message.conversation);
+          message.status = statusFrom(message);
+          this.put(message);
+        }
+        return null;
+      }
+      case "history":
+        await this.importHistory(opened);
+        return null;
+      case "text":
+      case "media": {
+        const outgoing = opened.senderAccount === this.identity.accountId;
+        if (opened.kind === "text" && (typeof body.text !== "string" || body.text.length > MAX_TEXT)) throw new EnvelopeError("a text message without text");
+        if (opened.kind === "media" && (typeof body.media !== "object" || body.media === null)) throw new EnvelopeError("a media message without media");
+        const message: ChatMessage = {
+          id: opened.id,
+          conversation: opened.conversation,
+          kind: opened.kind,
+          senderAccount: opened.senderAccount,
+          senderDevice: opened.senderDevice,
+          ts: opened.ts,
+          outgoing,
+          text: typeof body.text === "string" ? body.text : typeof body.caption === "string" ? body.caption : undefined,
+          media: opened.kind === "media" ? (body.media as MediaDescriptor) : undefined,
+          ...(outgoing ? { status: "sent" as const, by: {}, recipients: this.recipientsOf(opened.conversation) } : { read: false }),
+        };
+        if (!this.state.contacts[opened.senderAccount]) await this.contact({ accountId: opened.senderAccount }).catch(() => undefined);
+        const peer = this.conversationInfo(opened.conversation).peer;
+        if (peer && !this.state.contacts[peer]) await this.contact({ accountId: peer }).catch(() => undefined);
+        this.ensureChat(opened.conversation);
+        this.put(message);
+        return message;
+      }
+      default:
+        return null;
+    }
+  }
+
+  /** History from this account's primary (a Python primary sends it to new companions): a media bundle. */
+  private async importHistory(opened: Opened): Promise<void> {
+    const me = await this.contact({ accountId: this.identity.accountId });
+    const entry = me.list.devices.find((d) => d.device_id === opened.senderDevice);
+    if (opened.senderAccount !== this.identity.accountId || !entry || entry.role !== "primary") throw new EnvelopeError("history comes only from this account's primary");
+    const media = opened.body.media as MediaDescriptor;
+    const bundle = JSON.parse(fromUtf8(await this.fetchMedia(media, () => undefined))) as Record<string, unknown>;
+    const records = Array.isArray(bundle.messages) ? (bundle.messages as Record<string, unknown>[]) : [];
+    for (const record of records) {
+      const id = record.id;
+      const sender = record.sender as { account_id?: string; device_id?: string } | undefined;
+      const conversation = record.conversation;
+      if (typeof id !== "string" || this.messages.has(id) || typeof conversation !== "string" || !sender?.account_id) continue;
+      const body = (record.body ?? {}) as Record<string, unknown>;
+      const kind = record.kind === "media" ? "media" : "text";
+      const outgoing = sender.account_id === this.identity.accountId;
+      this.ensureChat(conversation);
+      this.put({
+        id,
+        conversation,
+        kind,
+        senderAccount: sender.account_id,
+        senderDevice: sender.device_id ?? "",
+        ts: Number(record.ts) || 0,
+        outgoing,
+        text: typeof body.text === "string" ? body.text : typeof body.caption === "string" ? body.caption : undefined,
+        media: kind === "media" ? (body.media as MediaDescriptor) : undefined,
+        ...(outgoing ? { status: "sent" as const } : { read: true }),
+      });
+      this.seen.add(id);
+    }
+    const note = typeof opened.body.note === "string" ? opened.body.note.slice(0, 500) : `${records.length} messages were transferred from your phone`;
+    this.state.historyNote = note;
+  }
+
+  get historyNote(): string | undefined {
+    return this.state.historyNote;
+  }
+
+  /** One receipt per sender account, for the text and media messages of other accounts. */
+  private async sendReceipts(messages: ChatMessage[], status: "delivered" | "read"): Promise<void> {
+    const bySender = new Map<string, string[]>();
+    for (const m of messages) {
+      if (m.outgoing || m.senderAccount === this.identity.accountId || (m.kind !== "text" && m.kind !== "media")) continue;
+      bySender.set(m.senderAccount, [...(bySender.get(m.senderAccount) ?? []), m.id]);
+    }
+    for (const [accountId, ids] of bySender) {
+      try {
+        await this.sendDirect(accountId, "receipt", { status, message_ids: ids }, newMessageId());
+      } catch (error) {
+        this.lastError = `A ${status} receipt could not be sent: ${describe(error)}`;
+      }
+    }
+  }
+
+  /** The person looked at a conversation: mark its messages read and tell their senders. */
+  markRead(conversation: string): Promise<void> {
+    const unread = [...this.messages.values()].filter((m) => m.conversation === conversation && !m.outgoing && m.read === false);
+    if (!unread.length) return Promise.resolve();
+    for (const m of unread) {
+      m.read = true;
+      this.put(m);
+    }
+    this.changed();
+    return this.serial(async () => {
+      await this.save();
+      await this.sendReceipts(unread, "read");
+      await this.save();
+    }).catch((error: unknown) => this.noteError(error));
+  }
+
+  // --- media ----------------------------------------------------------------------------------------
+  async fetchMedia(media: MediaDescriptor, progress: Progress): Promise<Uint8Array> {
+    const token = await this.request("media.token");
+    const blob = await downloadBlob(String(token.token), media.media_id, Number(media.enc_length), progress);
+    return decryptMedia(blob, media);
+  }
+
+  /** The decrypted file of a media message as a blob: URL (downloaded, checked and cached once). */
+  async mediaUrl(message: ChatMessage, progress: Progress): Promise<string> {
+    const cached = this.mediaUrls.get(message.id);
+    if (cached) return cached;
+    if (!message.media) throw new MediaError("not a media message");
+    const bytes = await this.fetchMedia(message.media, progress);
+    const url = URL.createObjectURL(new Blob([bytes.slice().buffer], { type: safeMime(message.media.mimetype) }));
+    this.mediaUrls.set(message.id, url);
+    return url;
+  }
+
+  // --- conversations and groups ---------------------------------------------------------------------
+  private ensureChat(conversation: string): void {
+    if (!this.state.chats.includes(conversation)) this.state.chats.push(conversation);
+  }
+
+  private group(groupId: string): GroupInfo {
+    let group = this.state.groups[groupId];
+    if (!group) {
+      group = { name: "", members: [], left: false, version: 0 };
+      this.state.groups[groupId] = group;
+    }
+    return group;
+  }
+
+  private noteGroup(value: Record<string, unknown>): void {
+    const groupId = String(value.group_id);
+    const group = this.group(groupId);
+    const version = Number(value.version ?? 0);
+    if (version >= group.version && Array.isArray(value.members)) {
+      group.version = version;
+      group.members = (value.members as { account_id: string }[]).map((m) => m.account_id);
+      group.left = !group.members.includes(this.identity.accountId);
+    }
+    this.ensureChat(groupConversation(groupId));
+  }
+
+  private async onGroupChanged(event: Record<string, unknown>): Promise<void> {
+    this.noteGroup(event);
+    const change = (event.change ?? {}) as Record<string, unknown>;
+    const groupId = String(event.group_id);
+    if (change.kind === "removed" && change.account_id === this.identity.accountId) this.outbound.delete(groupId);
+    for (const id of this.group(groupId).members) if (!this.state.contacts[id]) await this.contact({ accountId: id }).catch(() => undefined);
+    await this.save();
+    this.changed();
+  }
+
+  /** Opens (or finds) the 1:1 chat with a handle; the contact is verified first. */
+  startDirect(handle: string): Promise<string> {
+    return this.serial(async () => {
+      const contact = await this.contact({ handle }, true);
+      const conversation = directConversation(this.identity.accountId, contact.account.id);
+      this.ensureChat(conversation);
+      await this.save();
+      this.changed();
+      return conversation;
+    });
+  }
+
+  createGroup(name: string, handles: string[]): Promise<string> {
+    return this.serial(async () => {
+      const members: string[] = [];
+      for (const handle of handles) members.push((await this.contact({ handle }, true)).account.id);
+      const group = await this.request("groups.create", { members });
+      const groupId = String(group.group_id);
+      this.noteGroup(group);
+      this.group(groupId).name = name.slice(0, 100);
+      await this.save();
+      await this.sendGroup(groupId, "group-info", { group_id: groupId, name: name.slice(0, 100) }, newMessageId());
+      this.changed();
+      return groupConversation(groupId);
+    });
+  }
+
+  addMember(groupId: string, handle: string): Promise<void> {
+    return this.serial(async () => {
+      const contact = await this.contact({ handle }, true);
+      this.noteGroup(await this.request("groups.add", { group_id: groupId, account_id: contact.account.id }));
+      const name = this.group(groupId).name || "Group";
+      await this.sendGroup(groupId, "group-info", { group_id: groupId, name }, newMessageId());
+      this.changed();
+    });
+  }
+
+  removeMember(groupId: string, accountId: string): Promise<void> {
+    return this.serial(async () => {
+      this.noteGroup(await this.request("groups.remove", { group_id: groupId, account_id: accountId }));
+      this.outbound.delete(groupId); // rotate now, whatever the next send sees
+      await this.save();
+      this.changed();
+    });
+  }
+
+  groupMembers(groupId: string): string[] {
+    return this.state.groups[groupId]?.members ?? [];
+  }
+
+  private recipientsOf(conversation: string): string[] {
+    const info = this.conversationInfo(conversation);
+    if (info.groupId) return this.groupMembers(info.groupId).filter((m) => m !== this.identity.accountId);
+    return info.peer && info.peer !== this.identity.accountId ? [info.peer] : [];
+  }
+
+  conversationInfo(conversation: string): { peer?: string; groupId?: string } {
+    if (conversation.startsWith("group:")) return { groupId: conversation.slice(6) };
+    const parts = conversation.split(":");
+    if (parts[0] !== "direct" || parts.length !== 3) return {};
+    const other = parts[1] === this.identity.accountId ? parts[2] : parts[1];
+    return { peer: other };
+  }
+
+  conversations(): Conversation[] {
+    const byConversation = new Map<string, ChatMessage[]>();
+    for (const m of this.messages.values()) byConversation.set(m.conversation, [...(byConversation.get(m.conversation) ?? []), m]);
+    const ids = new Set([...this.state.chats, ...byConversation.keys()]);
+    const out: Conversation[] = [];
+    for (const id of ids) {
+      const info = this.conversationInfo(id);
+      const list = (byConversation.get(id) ?? []).sort((a, b) => a.ts - b.ts);
+      const last = list[list.length - 1];
+      const group = info.groupId ? this.state.groups[info.groupId] : undefined;
+      const title = info.groupId ? group?.name || "Group" : info.peer ? (this.state.contacts[info.peer] ? `${this.state.contacts[info.peer]?.display_name} (@${this.state.contacts[info.peer]?.handle})` : "Contact") : id;
+      out.push({
+        id,
+        title,
+        kind: info.groupId ? "group" : "direct",
+        peer: info.peer,
+        groupId: info.groupId,
+        left: group?.left,
+        last,
+        unread: list.filter((m) => !m.outgoing && m.read === false).length,
+        updated: last?.ts ?? 0,
+      });
+    }
+    return out.sort((a, b) => b.updated - a.updated);
+  }
+
+  messagesOf(conversation: string): ChatMessage[] {
+    return [...this.messages.values()].filter((m) => m.conversation === conversation).sort((a, b) => a.ts - b.ts || (a.id < b.id ? -1 : 1));
+  }
+}
+
+function parseEnvelope(plaintext: Uint8Array): Opened {
+  const value = JSON.parse(fromUtf8(plaintext)) as Record<string, unknown>;
+  if (typeof value !== "object" || value === null || value.v !== 1) throw new EnvelopeError("not a version 1 message envelope");
+  const sender = value.sender as Record<string, unknown> | undefined;
+  if (!sender || typeof sender.account_id !== "string" || typeof sender.device_id !== "string") throw new EnvelopeError("'sender' must name an account and a device");
+  if (typeof value.body !== "object" || value.body === null) throw new EnvelopeError("'body' must be an object");
+  if (!Number.isInteger(value.ts)) throw new EnvelopeError("'ts' must be an integer");
+  if (typeof value.conversation !== "string" || !/^(direct|group):/.test(value.conversation)) throw new EnvelopeError("'conversation' must be a direct: or group: id");
+  if (typeof value.id !== "string" || !/^[A-Za-z0-9_-]{16,64}$/.test(value.id)) throw new EnvelopeError("a message id is 16 to 64 base64url characters");
+  if (typeof value.kind !== "string") throw new EnvelopeError("unknown message kind");
+  return {
+    kind: value.kind,
+    id: value.id,
+    conversation: value.conversation,
+    senderAccount: sender.account_id,
+    senderDevice: sender.device_id,
+    ts: value.ts as number,
+    body: value.body as Record<string, unknown>,
+  };
+}
+
+/** Only image types the browser renders safely inline keep their type; everything else is a download. */
+function safeMime(mimetype: string): string {
+  return /^(image\/(png|jpeg|gif|webp|avif)|video\/(mp4|webm)|audio\/(mpeg|ogg|webm|wav))$/.test(mimetype) ? mimetype : "application/octet-stream";
+}
+
+export function formatBytes(n: number): string {
+  if (n >= 1024 * 1024) return `${Math.round(n / 1024 / 1024)} MB`;
+  if (n >= 1024) return `${Math.round(n / 1024)} KB`;
+  return `${n} bytes`;
+}
+
+export function describe(error: unknown): string {
+  if (error instanceof MessengerError || error instanceof KeyBundleError || error instanceof MediaError) return error.message;
+  if (error instanceof ServerError) {
+    const known: Record<string, string> = {
+      account_unknown: "There is no such account on this server.",
+      group_unknown: "You are no longer in this group.",
+      forbidden: "You are not allowed to do that in this group.",
+      rate_limited: "Too many requests; wait a minute.",
+      devices_changed: "The contact's devices changed; try again.",
+    };
+    return known[error.code] ?? `The server refused: ${error.message || error.code}`;
+  }
+  if (error instanceof E2EError) return `Could not decrypt: ${error.name}`;
+  if (error instanceof Error && error.name === "SocketClosed") return "The connection to the server was lost.";
+  return error instanceof Error ? error.name : "Something went wrong";
+}

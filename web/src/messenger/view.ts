@@ -1,0 +1,394 @@
+/**
+ * The messenger UI shared by the primary app and linked companions: chat list (unread counts, last
+ * message), conversation view with ticks, inline images and file downloads, a composer with an attach
+ * button and upload progress, "new chat" by handle, groups (create, add, remove), a linked-device
+ * indicator and a banner while the connection is down. Text only (never innerHTML); test ids are stable.
+ */
+import "./messenger.css";
+import { el, formatTime, hide, show } from "../ui/dom";
+import type { ChatMessage, Conversation } from "./model";
+import { type Messenger, describe, formatBytes } from "./messenger";
+
+const TICKS: Record<string, string> = { sending: "🕓", sent: "✓", delivered: "✓✓", read: "✓✓", failed: "!" };
+const TICK_LABEL: Record<string, string> = { sending: "Sending", sent: "Sent", delivered: "Delivered", read: "Read", failed: "Not sent" };
+
+export class MessengerView {
+  readonly root: HTMLElement;
+  private banner: HTMLElement;
+  private devices: HTMLElement;
+  private error: HTMLElement;
+  private chatList: HTMLUListElement;
+  private conversationPane: HTMLElement;
+  private title: HTMLElement;
+  private subtitle: HTMLElement;
+  private groupPanel: HTMLElement;
+  private list: HTMLOListElement;
+  private composer: HTMLTextAreaElement;
+  private attach: HTMLInputElement;
+  private progress: HTMLProgressElement;
+  private empty: HTMLElement;
+  private current: string | null = null;
+  private rows = new Map<string, HTMLLIElement>();
+  private unsubscribe: () => void = () => undefined;
+  private messenger: Messenger | null = null;
+  private downloading = new Set<string>();
+
+  constructor(mount: HTMLElement) {
+    this.banner = el("p", { className: "banner warn", testid: "connection-banner", text: "Not connected — reconnecting… Messages you write are sent once the connection is back.", attrs: { role: "status" } });
+    this.banner.hidden = true;
+    this.devices = el("span", { className: "muted small", testid: "linked-devices" });
+    const newChat = el("button", { text: "New chat", testid: "new-chat", attrs: { type: "button" } });
+    const newGroup = el("button", { text: "New group", testid: "new-group", attrs: { type: "button" } });
+
+    const handle = el("input", { testid: "new-chat-handle", attrs: { type: "text", placeholder: "@handle", "aria-label": "Handle", autocapitalize: "none", spellcheck: "false" } });
+    const start = el("button", { className: "primary", text: "Chat", testid: "new-chat-start", attrs: { type: "submit" } });
+    const chatForm = el("form", { className: "inline-form", testid: "new-chat-form" }, handle, start);
+    chatForm.hidden = true;
+
+    const groupName = el("input", { testid: "group-name", attrs: { type: "text", placeholder: "Group name", "aria-label": "Group name", maxlength: "100" } });
+    const groupMembers = el("input", { testid: "group-members", attrs: { type: "text", placeholder: "@bob, @carol", "aria-label": "Members (handles)", autocapitalize: "none" } });
+    const groupCreate = el("button", { className: "primary", text: "Create group", testid: "group-create", attrs: { type: "submit" } });
+    const groupForm = el("form", { className: "inline-form", testid: "new-group-form" }, groupName, groupMembers, groupCreate);
+    groupForm.hidden = true;
+
+    this.error = el("p", { className: "banner error", testid: "messenger-error", attrs: { role: "alert" } });
+    this.error.hidden = true;
+    this.chatList = el("ul", { className: "chat-list", testid: "chat-list", attrs: { "aria-label": "Chats" } });
+    const aside = el(
+      "aside",
+      { className: "chats" },
+      el("div", { className: "chats-head" }, el("h2", { text: "Chats" }), el("div", { className: "row" }, newChat, newGroup)),
+      this.devices,
+      chatForm,
+      groupForm,
+      this.error,
+      this.chatList,
+    );
+
+    const back = el("button", { className: "back", text: "←", testid: "back", attrs: { type: "button", "aria-label": "Back to chats" } });
+    this.title = el("h2", { testid: "conversation-title" });
+    this.subtitle = el("p", { className: "muted small", testid: "conversation-subtitle" });
+    this.groupPanel = el("div", { className: "group-panel", testid: "group-panel" });
+    this.list = el("ol", { className: "messages", testid: "messages", attrs: { "aria-live": "polite" } });
+    this.composer = el("textarea", { testid: "composer", attrs: { rows: "1", placeholder: "Type a message", "aria-label": "Message" } });
+    this.attach = el("input", { testid: "attach", attrs: { type: "file", "aria-label": "Attach a file" } });
+    const attachLabel = el("label", { className: "attach", attrs: { title: "Attach a file" } }, "+", this.attach);
+    const send = el("button", { className: "primary", text: "Send", testid: "composer-send", attrs: { type: "submit" } });
+    this.progress = el("progress", { testid: "upload-progress", attrs: { max: "1", value: "0", "aria-label": "Upload progress" } });
+    this.progress.hidden = true;
+    const composerForm = el("form", { className: "composer" }, attachLabel, this.composer, send);
+    this.empty = el("p", { className: "muted empty", text: "Select a chat, or start a new one." });
+    this.conversationPane = el(
+      "section",
+      { className: "conversation", testid: "conversation" },
+      el("header", { className: "conv-head" }, back, el("div", {}, this.title, this.subtitle)),
+      this.groupPanel,
+      this.list,
+      this.progress,
+      composerForm,
+    );
+    this.conversationPane.hidden = true;
+    this.root = el("section", { className: "messenger", testid: "messenger" }, this.banner, el("div", { className: "msgr" }, aside, el("div", { className: "pane" }, this.empty, this.conversationPane)));
+    mount.append(this.root);
+
+    newChat.addEventListener("click", () => {
+      groupForm.hidden = true;
+      chatForm.hidden = !chatForm.hidden;
+      if (!chatForm.hidden) handle.focus();
+    });
+    newGroup.addEventListener("click", () => {
+      chatForm.hidden = true;
+      groupForm.hidden = !groupForm.hidden;
+      if (!groupForm.hidden) groupName.focus();
+    });
+    chatForm.addEventListener("submit", (event) => {
+      event.preventDefault();
+      const value = handle.value.trim();
+      if (!value || !this.messenger) return;
+      void this.act(async (m) => {
+        const conversation = await m.startDirect(value);
+        handle.value = "";
+        chatForm.hidden = true;
+        this.open(conversation);
+      });
+    });
+    groupForm.addEventListener("submit", (event) => {
+      event.preventDefault();
+      const name = groupName.value.trim();
+      const handles = groupMembers.value.split(/[\s,]+/).map((h) => h.replace(/^@/, "")).filter(Boolean);
+      if (!name || !handles.length || !this.messenger) return this.showError("Give the group a name and at least one member's handle.");
+      void this.act(async (m) => {
+        const conversation = await m.createGroup(name, handles);
+        groupName.value = groupMembers.value = "";
+        groupForm.hidden = true;
+        this.open(conversation);
+      });
+    });
+    back.addEventListener("click", () => this.open(null));
+    composerForm.addEventListener("submit", (event) => {
+      event.preventDefault();
+      this.sendComposer();
+    });
+    this.composer.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" && !event.shiftKey) {
+        event.preventDefault();
+        this.sendComposer();
+      }
+    });
+    this.attach.addEventListener("change", () => void this.sendAttachment());
+    document.addEventListener("visibilitychange", () => this.markReadIfVisible());
+  }
+
+  /** Binds a messenger (after the device signed in); `null` detaches (logged out). */
+  bind(messenger: Messenger | null): void {
+    this.unsubscribe();
+    this.messenger = messenger;
+    this.rows.clear();
+    this.list.replaceChildren();
+    this.current = null;
+    if (messenger) this.unsubscribe = messenger.subscribe(() => this.render());
+    this.render();
+  }
+
+  setDevices(text: string): void {
+    this.devices.textContent = text;
+  }
+
+  private showError(text: string): void {
+    this.error.textContent = text;
+    show(this.error, text !== "");
+  }
+
+  private async act(work: (m: Messenger) => Promise<void>): Promise<void> {
+    if (!this.messenger) return;
+    this.showError("");
+    try {
+      await work(this.messenger);
+    } catch (error) {
+      this.showError(describe(error));
+    }
+  }
+
+  private sendComposer(): void {
+    const text = this.composer.value;
+    if (!text.trim() || !this.current || !this.messenger) return;
+    this.composer.value = "";
+    const conversation = this.current;
+    void this.act(async (m) => {
+      await m.sendText(conversation, text);
+    });
+  }
+
+  private async sendAttachment(): Promise<void> {
+    const file = this.attach.files?.[0];
+    if (!file || !this.current || !this.messenger) return;
+    const conversation = this.current;
+    const caption = this.composer.value.trim();
+    this.composer.value = "";
+    this.progress.value = 0;
+    show(this.progress);
+    await this.act(async (m) => {
+      try {
+        await m.sendFile(conversation, file, caption, (done, total) => {
+          this.progress.value = total ? done / total : 0;
+        });
+      } finally {
+        this.attach.value = "";
+        hide(this.progress);
+      }
+    });
+  }
+
+  open(conversation: string | null): void {
+    this.current = conversation;
+    this.rows.clear();
+    this.list.replaceChildren();
+    this.root.classList.toggle("open-conv", conversation !== null);
+    this.render();
+    if (conversation) this.composer.focus();
+  }
+
+  private markReadIfVisible(): void {
+    if (this.current && this.messenger && document.visibilityState === "visible") void this.messenger.markRead(this.current);
+  }
+
+  render(): void {
+    const m = this.messenger;
+    show(this.banner, m !== null && !m.online);
+    if (!m) return;
+    if (m.lastError) this.showError(m.lastError);
+    const conversations = m.conversations();
+    this.chatList.replaceChildren(...conversations.map((c) => this.chatRow(c)));
+    if (!conversations.length) this.chatList.append(el("li", { className: "muted small empty", text: "No chats yet. Start one with “New chat”." }));
+    const current = conversations.find((c) => c.id === this.current);
+    show(this.empty, !current);
+    show(this.conversationPane, current !== undefined);
+    if (!current) return;
+    this.conversationPane.dataset.conversationId = current.id;
+    this.title.textContent = current.title;
+    this.renderGroupPanel(current);
+    const messages = m.messagesOf(current.id);
+    let added = false;
+    for (const message of messages) {
+      const existing = this.rows.get(message.id);
+      if (existing) this.updateRow(existing, message);
+      else {
+        const row = this.messageRow(message);
+        this.rows.set(message.id, row);
+        this.list.append(row);
+        added = true;
+      }
+    }
+    if (added) this.list.scrollTop = this.list.scrollHeight;
+    this.markReadIfVisible();
+  }
+
+  private renderGroupPanel(conversation: Conversation): void {
+    const m = this.messenger;
+    if (!m || conversation.kind !== "group" || !conversation.groupId) {
+      this.subtitle.textContent = "End-to-end encrypted";
+      this.groupPanel.replaceChildren();
+      hide(this.groupPanel);
+      return;
+    }
+    const groupId = conversation.groupId;
+    const members = m.groupMembers(groupId);
+    this.subtitle.textContent = conversation.left ? "You are no longer a member of this group." : `${members.length} members · end-to-end encrypted`;
+    if (this.groupPanel.contains(document.activeElement)) return; // typing a handle: keep the panel as is
+    const items = members.map((id) => {
+      const label = id === m.identity.accountId ? "You" : `${m.nameOf(id)}${m.handleOf(id) ? ` (@${m.handleOf(id)})` : ""}`;
+      const remove = el("button", { className: "danger small-button", text: id === m.identity.accountId ? "Leave" : "Remove", testid: "group-remove", attrs: { type: "button" } });
+      remove.addEventListener("click", () => void this.act((mm) => mm.removeMember(groupId, id)));
+      return el("li", { testid: "group-member", attrs: { "data-account-id": id } }, el("span", { text: label }), remove);
+    });
+    const addHandle = el("input", { testid: "group-add-handle", attrs: { type: "text", placeholder: "@handle", "aria-label": "Add member", autocapitalize: "none" } });
+    const add = el("button", { text: "Add", testid: "group-add", attrs: { type: "submit" } });
+    const form = el("form", { className: "inline-form" }, addHandle, add);
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      const handle = addHandle.value.trim().replace(/^@/, "");
+      if (handle) void this.act((mm) => mm.addMember(groupId, handle));
+    });
+    const details = el("details", {}, el("summary", { text: "Members" }), el("ul", { className: "members" }, ...items), ...(conversation.left ? [] : [form]));
+    this.groupPanel.replaceChildren(details);
+    show(this.groupPanel);
+  }
+
+  private chatRow(c: Conversation): HTMLLIElement {
+    const m = this.messenger;
+    const last = c.last;
+    let preview = "";
+    if (last) {
+      const who = c.kind === "group" && m ? `${last.outgoing ? "You" : m.nameOf(last.senderAccount)}: ` : last.outgoing ? "You: " : "";
+      preview = who + (last.kind === "media" ? `${last.media?.type === "image" ? "Photo" : `File: ${last.media?.name ?? "file"}`}${last.text ? ` ${last.text}` : ""}` : last.kind === "undecryptable" ? "⚠ Message could not be decrypted" : (last.text ?? ""));
+    }
+    const unread = el("span", { className: "unread", testid: "unread-count", text: String(c.unread), attrs: { "aria-label": `${c.unread} unread` } });
+    unread.hidden = c.unread === 0;
+    const row = el(
+      "li",
+      { className: `chat-row${c.id === this.current ? " active" : ""}`, testid: "chat-row", attrs: { "data-conversation-id": c.id, tabindex: "0", role: "button" } },
+      el("div", { className: "avatar", text: c.kind === "group" ? "#" : (c.title.slice(0, 1).toUpperCase() || "?") }),
+      el("div", { className: "chat-main" }, el("div", { className: "chat-title", testid: "chat-title", text: c.title }), el("div", { className: "chat-last muted small", testid: "chat-last", text: preview })),
+      el("div", { className: "chat-side" }, el("div", { className: "muted small", text: last ? formatClock(last.ts) : "" }), unread),
+    );
+    row.addEventListener("click", () => this.open(c.id));
+    row.addEventListener("keydown", (event) => {
+      if (event.key === "Enter") this.open(c.id);
+    });
+    return row;
+  }
+
+  private messageRow(message: ChatMessage): HTMLLIElement {
+    const row = el("li", { className: `message ${message.outgoing ? "out" : "in"}`, testid: "message", attrs: { "data-message-id": message.id, "data-direction": message.outgoing ? "out" : "in" } });
+    const m = this.messenger;
+    const conversation = m?.conversationInfo(message.conversation);
+    if (!message.outgoing && conversation?.groupId && m) row.append(el("div", { className: "sender small", text: m.nameOf(message.senderAccount) }));
+    if (message.kind === "undecryptable") {
+      row.append(el("div", { className: "muted", testid: "message-text", text: `⚠ This message could not be decrypted (${message.error ?? "unknown reason"}).` }));
+    } else if (message.kind === "media" && message.media) {
+      row.append(this.mediaBlock(message));
+      if (message.text) row.append(el("div", { className: "text", testid: "message-text", text: message.text }));
+    } else {
+      row.append(el("div", { className: "text", testid: "message-text", text: message.text ?? "" }));
+    }
+    const ticks = el("span", { className: "ticks", testid: "ticks" });
+    const meta = el("div", { className: "meta small" }, el("span", { text: formatClock(message.ts), attrs: { title: formatTime(message.ts) } }));
+    if (message.outgoing) meta.append(ticks);
+    row.append(meta);
+    this.updateRow(row, message);
+    return row;
+  }
+
+  private updateRow(row: HTMLLIElement, message: ChatMessage): void {
+    if (!message.outgoing) return;
+    const status = message.status ?? "sent";
+    row.dataset.status = status;
+    const ticks = row.querySelector<HTMLElement>('[data-testid="ticks"]');
+    if (ticks) {
+      ticks.textContent = TICKS[status] ?? "";
+      ticks.className = `ticks ${status}`;
+      ticks.title = message.error ? `${TICK_LABEL[status]}: ${message.error}` : (TICK_LABEL[status] ?? "");
+      ticks.setAttribute("aria-label", TICK_LABEL[status] ?? "");
+    }
+    if (status === "failed" && !row.querySelector(".retry")) {
+      const retry = el("button", { className: "retry small-button", text: "Retry", testid: "retry", attrs: { type: "button" } });
+      retry.addEventListener("click", () => {
+        retry.remove();
+        void this.messenger?.retry(message.id);
+      });
+      row.append(retry);
+    }
+  }
+
+  private mediaBlock(message: ChatMessage): HTMLElement {
+    const media = message.media;
+    const box = el("div", { className: "media" });
+    if (!media) return box;
+    const m = this.messenger;
+    if (media.type === "image") {
+      const img = el("img", { testid: "message-image", attrs: { alt: media.name } });
+      const status = el("progress", { attrs: { max: "1", value: "0", "aria-label": "Downloading" } });
+      box.append(img, status);
+      img.hidden = true;
+      const fill = (url: string): void => {
+        img.src = url;
+        img.hidden = false;
+        status.remove();
+      };
+      const cached = m?.mediaUrls.get(message.id);
+      if (cached) fill(cached);
+      else if (m && !this.downloading.has(message.id)) {
+        this.downloading.add(message.id);
+        m.mediaUrl(message, (done, total) => (status.value = total ? done / total : 0))
+          .then(fill)
+          .catch((error: unknown) => status.replaceWith(el("span", { className: "muted", testid: "media-error", text: `⚠ ${describe(error)}` })))
+          .finally(() => this.downloading.delete(message.id));
+      }
+    } else {
+      const button = el("button", { className: "file", testid: "message-file", text: `${media.name} · ${formatBytes(media.file_length)}`, attrs: { type: "button" } });
+      const status = el("progress", { attrs: { max: "1", value: "0" } });
+      status.hidden = true;
+      button.addEventListener("click", () => {
+        if (!m) return;
+        show(status);
+        m.mediaUrl(message, (done, total) => (status.value = total ? done / total : 0))
+          .then((url) => {
+            hide(status);
+            const link = el("a", { attrs: { href: url, download: media.name } });
+            document.body.append(link);
+            link.click();
+            link.remove();
+          })
+          .catch((error: unknown) => status.replaceWith(el("span", { className: "muted", testid: "media-error", text: `⚠ ${describe(error)}` })));
+      });
+      box.append(button, status);
+    }
+    return box;
+  }
+}
+
+function formatClock(ms: number): string {
+  const date = new Date(ms);
+  const today = new Date();
+  return date.toDateString() === today.toDateString() ? date.toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" }) : date.toLocaleDateString();
+}
