@@ -122,3 +122,46 @@ def assert_no_plaintext(server: Any, texts: list[str], blobs: list[bytes] = ()) 
         assert text.encode() not in data, "plaintext found on the server"
     for blob in blobs:
         assert blob not in data, "file content found on the server"
+
+
+def make_png(path: Path, width: int = 64, height: int = 48, seed: int = 1) -> bytes:
+    """A small PNG with distinct pixels; returns its RGBA bytes (what a browser must decode)."""
+    import random
+
+    from PIL import Image
+
+    rng = random.Random(seed)
+    image = Image.new("RGBA", (width, height))
+    image.putdata([(rng.randrange(256), rng.randrange(256), rng.randrange(256), 255) for _ in range(width * height)])
+    image.save(path)
+    return image.tobytes()
+
+
+PIXELS = """
+(img) => {
+  const canvas = document.createElement("canvas");
+  canvas.width = img.naturalWidth;
+  canvas.height = img.naturalHeight;
+  const context = canvas.getContext("2d");
+  context.drawImage(img, 0, 0);
+  const data = context.getImageData(0, 0, canvas.width, canvas.height).data;
+  return [canvas.width, canvas.height, Array.from(data)];
+}
+"""
+
+
+def displayed_pixels(image: Any) -> tuple[int, int, bytes]:
+    """The decoded pixels of an <img> as the page shows it (RGBA)."""
+    image.wait_for(timeout=TIMEOUT)
+    image.page.wait_for_function("(img) => img.complete && img.naturalWidth > 0", arg=image.element_handle())
+    width, height, data = image.evaluate(PIXELS)
+    return width, height, bytes(data)
+
+
+WATCH_PROGRESS = """
+() => {
+  window.__progress = [];
+  const bar = document.querySelector('[data-testid="upload-progress"]');
+  new MutationObserver(() => window.__progress.push([bar.hidden, bar.value])).observe(bar, { attributes: true });
+}
+"""
