@@ -101,9 +101,12 @@ def placeholder_field(length: int) -> ExtensionField:
     return ExtensionField(FieldType.NTS_COOKIE_PLACEHOLDER, bytes(length + _pad(length)))
 
 
-def seal(key: bytes, nonce: bytes, associated_data: bytes, plaintext: bytes = b"") -> ExtensionField:
-    """The Authenticator and Encrypted Extension Fields field over ``associated_data`` (§5.6)."""
-    ciphertext = AESSIV(key).encrypt(plaintext, [associated_data, nonce])
+def seal(key: bytes | AESSIV, nonce: bytes, associated_data: bytes, plaintext: bytes = b"") -> ExtensionField:
+    """The Authenticator and Encrypted Extension Fields field over ``associated_data`` (§5.6).
+
+    ``key`` is the raw key or an ``AESSIV`` already set up with it (servers cache those)."""
+    cipher = key if isinstance(key, AESSIV) else AESSIV(key)
+    ciphertext = cipher.encrypt(plaintext, [associated_data, nonce])
     body = struct.pack(">HH", len(nonce), len(ciphertext))
     body += nonce + bytes(_pad(len(nonce))) + ciphertext + bytes(_pad(len(ciphertext)))
     shortfall = MIN_NONCE_AND_PADDING - (len(nonce) + _pad(len(nonce)))
@@ -112,7 +115,7 @@ def seal(key: bytes, nonce: bytes, associated_data: bytes, plaintext: bytes = b"
     return ExtensionField(FieldType.NTS_AUTHENTICATOR, body)
 
 
-def open_sealed(key: bytes, value: bytes, associated_data: bytes) -> bytes:
+def open_sealed(key: bytes | AESSIV, value: bytes, associated_data: bytes) -> bytes:
     """Check an authenticator field's body and return its plaintext; raise AuthenticationFailed."""
     if len(value) < 4:
         raise AuthenticationFailed("authenticator shorter than its length fields")
@@ -128,7 +131,8 @@ def open_sealed(key: bytes, value: bytes, associated_data: bytes) -> bytes:
     nonce = value[4 : 4 + nonce_length]
     ciphertext = value[nonce_end : nonce_end + ciphertext_length]
     try:
-        return AESSIV(key).decrypt(ciphertext, [associated_data, nonce])
+        cipher = key if isinstance(key, AESSIV) else AESSIV(key)
+        return cipher.decrypt(ciphertext, [associated_data, nonce])
     except InvalidTag:
         raise AuthenticationFailed("authenticator does not verify (tampered or forged)") from None
 

@@ -21,6 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
+from cryptography.hazmat.primitives.ciphers.aead import AESSIV
+
 from lockstep.ntp.errors import MalformedPacket
 from lockstep.ntp.events import PacketDropped
 from lockstep.ntp.nts import fields
@@ -40,6 +42,7 @@ from lockstep.ntp.wire import (
 _NAK_PREFIX: Final = struct.Struct(">BBBBIII")
 _NTS_TYPES: Final = frozenset(int(kind) for kind in FieldType)
 _FIELD_HEADER: Final = struct.Struct(">HH")
+_MAX_CACHED_CIPHERS: Final = 8192
 _MAC_LENGTHS: Final = (CRYPTO_NAK_LENGTH, *MAC_LENGTHS)
 
 
@@ -71,6 +74,9 @@ class NtsServer:
         self.cookie_keys = cookie_keys
         self.counters = NtsCounters()
         self._random_bytes = random_bytes
+        # AEAD set-up per client key costs as much as the AEAD itself: keep the recent ones.
+        # A client's C2S/S2C keys stay the same from one NTS-KE to the next.
+        self._ciphers: dict[bytes, AESSIV] = {}
 
     def respond(self, request: bytes, header: bytes, now: int) -> bytes | NtsNakSent | PacketDropped | None:
         """Protect ``header`` for ``request``; None when the request has no NTS fields at all."""
@@ -110,7 +116,7 @@ class NtsServer:
             return self._nak(header, unique_id, str(error))
         try:
             plaintext = fields.open_sealed(
-                contents.c2s, request[auth_start + 4 : auth_end], request[:auth_start]
+                self._cipher(contents.c2s), request[auth_start + 4 : auth_end], request[:auth_start]
             )
             encrypted = fields.decode_fields(plaintext)
         except fields.AuthenticationFailed as error:
@@ -133,9 +139,18 @@ class NtsServer:
             count -= 1  # never reply with more bytes than the request had (§5.7, RFC 8633)
         cookies = [new_cookie] + [self.cookie_keys.make(contents, now) for _ in range(count - 1)]
         plaintext_out = fields.encode_fields([fields.cookie_field(c) for c in cookies[:count]])
-        sealed = fields.seal(contents.s2c, self._random_bytes(fields.NONCE_LENGTH), associated, plaintext_out)
+        nonce = self._random_bytes(fields.NONCE_LENGTH)
+        sealed = fields.seal(self._cipher(contents.s2c), nonce, associated, plaintext_out)
         self.counters.authenticated += 1
         return associated + sealed.encode()
+
+    def _cipher(self, key: bytes) -> AESSIV:
+        cipher = self._ciphers.get(key)
+        if cipher is None:
+            if len(self._ciphers) >= _MAX_CACHED_CIPHERS:
+                self._ciphers.clear()
+            cipher = self._ciphers[key] = AESSIV(key)
+        return cipher
 
     def _nak(self, header: bytes, unique_id: bytes, reason: str) -> NtsNakSent:
         """An NTS NAK (§5.7): kiss code NTSN, origin echoed, the Unique Identifier echoed."""
