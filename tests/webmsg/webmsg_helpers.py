@@ -93,6 +93,9 @@ def start_chat(page: Any, handle: str) -> None:
 
 
 def open_chat(page: Any, has_text: str) -> None:
+    """Open a chat from the list (on a phone-sized screen, go back to the list first)."""
+    if page.get_by_test_id("back").is_visible():
+        page.get_by_test_id("back").click()
     page.get_by_test_id("chat-row").filter(has_text=has_text).first.click(timeout=TIMEOUT)
     page.get_by_test_id("conversation").wait_for(timeout=TIMEOUT)
 

@@ -254,7 +254,9 @@ export class MessengerView {
     const groupId = conversation.groupId;
     const members = m.groupMembers(groupId);
     this.subtitle.textContent = conversation.left ? "You are no longer a member of this group." : `${members.length} members · end-to-end encrypted`;
-    if (this.groupPanel.contains(document.activeElement)) return; // typing a handle: keep the panel as is
+    const active = document.activeElement;
+    if (active instanceof HTMLInputElement && this.groupPanel.contains(active)) return; // typing a handle: keep the panel as is
+    const wasOpen = this.groupPanel.querySelector("details")?.open ?? false;
     const items = members.map((id) => {
       const label = id === m.identity.accountId ? "You" : `${m.nameOf(id)}${m.handleOf(id) ? ` (@${m.handleOf(id)})` : ""}`;
       const remove = el("button", { className: "danger small-button", text: id === m.identity.accountId ? "Leave" : "Remove", testid: "group-remove", attrs: { type: "button" } });
@@ -270,6 +272,7 @@ export class MessengerView {
       if (handle) void this.act((mm) => mm.addMember(groupId, handle));
     });
     const details = el("details", {}, el("summary", { text: "Members" }), el("ul", { className: "members" }, ...items), ...(conversation.left ? [] : [form]));
+    details.open = wasOpen;
     this.groupPanel.replaceChildren(details);
     show(this.groupPanel);
   }
