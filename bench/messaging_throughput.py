@@ -83,7 +83,7 @@ class Receiver:
             while True:
                 event = await connection.next_event()
                 batch: list[Received] = []
-                await self.messenger._on_event(event, batch)
+                await self.messenger.handle_events([event, *connection.drain_events()], batch)
                 now = time.perf_counter()
                 for message in batch:
                     if message.kind == "text":

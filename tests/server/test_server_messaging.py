@@ -13,6 +13,7 @@ from helpers_linking import link_one
 from helpers_messaging import load, make_account, messengers, shown
 
 from lockstep.client.errors import ClientError, ConnectionLost, ServerRefused
+from lockstep.client.messenger import Received
 from lockstep.client.primary import PrimarySession
 from lockstep.client.session import DeviceUnlinked
 from lockstep.e2e.envelope import ReceiptStatus
@@ -285,3 +286,23 @@ async def test_a_new_companion_gets_recent_history_from_the_primary_with_a_note(
             assert [r["body"]["text"] for r in t.store.history] == ["old news", "an answer"]
             await a.receive()
             assert [m for m in await t.receive() if m.kind == "history"] == []  # once only
+
+
+async def test_pushed_messages_with_a_gap_are_completed_from_the_queue_in_order(
+    live_server, tmp_path: Path
+) -> None:
+    alice = await make_account(live_server.url, tmp_path, "alice")
+    bob = await make_account(live_server.url, tmp_path, "bob")
+    async with messengers(alice.primary_dir, bob.primary_dir) as (a, b):
+        await b.receive()
+        for i in range(4):
+            await a.send("bob", f"m{i}")
+        events: list[dict[str, object]] = []
+        while len([e for e in events if e.get("event") == "message"]) < 4:
+            events.append(await b.session.connection.next_event(timeout=5))
+        pushed = [e for e in events if e.get("event") == "message"]
+        got: list[Received] = []
+        await b.handle_events([pushed[0], pushed[2], pushed[2], pushed[3]], got)  # #2 lost, #3 twice
+        assert [m.text for m in got] == ["m0", "m1", "m2", "m3"]
+        await b.handle_events([pushed[1]], got)  # the late copy is ignored
+        assert len(got) == 4

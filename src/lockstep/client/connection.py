@@ -96,6 +96,17 @@ class ServerConnection:
             raise ConnectionLost("the server closed the connection")
         return event
 
+    def drain_events(self) -> list[dict[str, Any]]:
+        """The events already queued, without waiting (a closed socket's end marker stays queued)."""
+        events: list[dict[str, Any]] = []
+        while not self._events.empty():
+            event = self._events.get_nowait()
+            if event is None:
+                self._events.put_nowait(None)
+                break
+            events.append(event)
+        return events
+
     async def close(self) -> None:
         await self._socket.close()
         self._reader.cancel()

@@ -593,19 +593,35 @@ class Messenger:
                 if until is None or until(received):
                     break
                 continue
-            await self._on_event(event, received)
+            await self.handle_events([event, *self.session.connection.drain_events()], received)
         if receipts:
             await self.send_receipts(received, ReceiptStatus.DELIVERED)
         return received
 
+    async def handle_events(self, events: list[dict[str, Any]], received: list[Received]) -> None:
+        """Handle pushed events; the ``message`` events among them as one batch (one save, one ack)
+        as far as their sequence numbers follow on from ``last_seq``; a gap makes it fetch in order."""
+        messages = sorted((e for e in events if e.get("event") == "message"), key=lambda e: int(e["seq"]))
+        for event in events:
+            if event.get("event") != "message":
+                await self._on_event(event, received)
+        expected, batch = self.store.last_seq + 1, []
+        for event in messages:
+            seq = int(event["seq"])
+            if seq < expected:
+                continue
+            if seq > expected:
+                break
+            batch.append(event)
+            expected += 1
+        await self._handle_batch(batch, received)
+        if messages and int(messages[-1]["seq"]) > self.store.last_seq:
+            await self._fetch_all(received)  # a gap: the server has what is missing, in order
+
     async def _on_event(self, event: dict[str, Any], received: list[Received]) -> None:
         kind = event.get("event")
         if kind == "message":
-            seq = int(event["seq"])
-            if seq == self.store.last_seq + 1:
-                await self._handle_batch([event], received)
-            elif seq > self.store.last_seq + 1:
-                await self._fetch_all(received)  # a gap: fetch in order
+            await self.handle_events([event], received)
         elif kind == "devices.changed":
             try:
                 self.session.accept_device_list(Envelope.from_json(event["device_list"]))
