@@ -277,3 +277,11 @@ def test_association_accepts_only_authenticated_replies_and_rekeys_on_nak() -> N
     assert association.nts.needs_ke
     association.next_poll = NOW
     assert association.poll_due(NOW) is None
+
+
+def test_server_and_port_negotiation() -> None:
+    client = KeClient(server_hint="ignored.example", port_hint=9)
+    server = KeServerSession(keys(), ntp_server="time.example", ntp_port=123)
+    assert isinstance(server.receive_data(client.request()), KeAccepted)
+    result = client.receive_data(server.respond(C2S, S2C, NOW))
+    assert result is not None and result.server == "time.example" and result.port == 123

@@ -106,6 +106,11 @@ def register(subparsers: Any) -> None:
         "--nts-keep", type=int, default=24, help="old cookie keys still accepted (default 24 rotations)"
     )
     s.add_argument(
+        "--nts-ntp-server",
+        metavar="NAME",
+        help="tell NTS clients to send NTP to NAME (NTPv4 Server Negotiation), not to this host",
+    )
+    s.add_argument(
         "--nts-secret",
         metavar="FILE",
         help="keep the cookie master secret in FILE (made 0600 if missing), so cookies survive restarts",
@@ -406,6 +411,7 @@ def _start_nts_ke(args: argparse.Namespace, nts: tuple[Any, Any] | None, ntp_por
             nts[1],
             host=args.host,
             port=args.nts_port,
+            ntp_server=args.nts_ntp_server,
             ntp_port=None if ntp_port == 123 else ntp_port,
             rate_limit=KeRateLimit() if args.rate_limit else None,
         )
