@@ -58,6 +58,54 @@ def listen_once(port: int, start: list[str] | None = None, netns: str | None = N
     return data
 
 
+NTPD = "/opt/lockstep-peers/ntpsec/usr/sbin/ntpd"
+
+
+def capture_ntpd_reply() -> dict[str, str]:
+    """NTPsec ntpd (orphan mode, stratum 5) answering one request, inside a network namespace."""
+    version = subprocess.run([NTPD, "--version"], capture_output=True, text=True).stdout.strip()
+    netns = f"lsvec{secrets.token_hex(3)}"
+    subprocess.run(["ip", "netns", "add", netns], check=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "ntp.conf"
+        config.write_text(
+            "tos orphan 5 orphanwait 0\ndisable ntp kernel\nrestrict default\nrestrict 127.0.0.1\n"
+        )
+        inside = ["ip", "netns", "exec", netns]
+        ntpd = None
+        try:
+            subprocess.run([*inside, "ip", "link", "set", "lo", "up"], check=True)
+            ntpd = subprocess.Popen(
+                [*inside, "setpriv", "--bounding-set", "-sys_time", NTPD, "-n", "-c", str(config)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            sent = request()
+            script = (
+                "import socket,sys,time\n"
+                "for _ in range(20):\n"
+                " s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.settimeout(1)\n"
+                f" s.sendto(bytes.fromhex('{sent.hex()}'),('127.0.0.1',123))\n"
+                " try:\n  d=s.recv(2048)\n except OSError:\n  time.sleep(1);continue\n"
+                " if d[1]!=0 and d[1]!=16:\n  print(d.hex());sys.exit()\n"
+                " time.sleep(1)\n"
+            )
+            reply = subprocess.run(
+                [*inside, sys.executable, "-c", script], capture_output=True, text=True, check=True
+            ).stdout.strip()
+        finally:
+            if ntpd is not None:
+                ntpd.terminate()
+                ntpd.wait(10)
+            subprocess.run(["ip", "netns", "del", netns], check=True)
+    return {
+        "name": "ntpsec-ntpd-server-reply",
+        "source": f"{version}, orphan mode (tos orphan 5), reply to an RFC 9109 client request",
+        "request": sent.hex(),
+        "hex": reply,
+    }
+
+
 def main() -> None:
     vectors = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -118,6 +166,7 @@ def main() -> None:
     finally:
         subprocess.run(["ip", "netns", "del", netns], check=True)
     vectors.append({"name": "ntpdig-request", "source": f"{NTPDIG}, `ntpdig 127.0.0.1`", "hex": captured})
+    vectors.append(capture_ntpd_reply())
     # ntplib (a Python peer), version 3 request.
     port = free_udp_port()
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import ntplib
 import pytest
@@ -29,6 +30,9 @@ from lockstep.ntp.server import NtpServer, RateLimit, ServerState
 pytestmark = pytest.mark.interop
 
 NTPDIG = shutil.which("ntpdig") or "/usr/bin/ntpdig"
+# ntpd is unpacked, not installed (Debian will not install it next to chrony): see
+# scripts/ensure-debian-packages.sh.
+NTPD = Path("/opt/lockstep-peers/ntpsec/usr/sbin/ntpd")
 
 
 def _port_123_free() -> bool:
@@ -136,3 +140,59 @@ def test_udp_garbage_is_dropped_and_counted_while_service_continues(batched: boo
         assert result.info.stratum == 4
     assert sum(core.dropped.values()) > 0
     assert core.counters.received >= 301
+
+
+def test_our_client_reads_ntpsec_ntpd(port_123_sandbox: list[str], tmp_path: Path) -> None:
+    """NTPsec's ntpd serving in orphan mode at stratum 5; our query runs next to it.
+
+    ntpd never gets CAP_SYS_TIME (``setpriv --bounding-set -sys_time``) and has ``disable ntp
+    kernel``, so it cannot adjust the host's clock.
+    """
+    if not NTPD.exists():
+        pytest.fail(f"{NTPD} is missing: run scripts/ensure-debian-packages.sh as root")
+    if not port_123_sandbox:
+        pytest.skip("ntpd would bind the host's port 123: needs a network namespace")
+    config = tmp_path / "ntp.conf"
+    config.write_text(
+        "tos orphan 5 orphanwait 0\ndisable ntp kernel\nrestrict default\nrestrict 127.0.0.1\n"
+        f"logfile {tmp_path / 'ntpd.log'}\n"
+    )
+    ntpd = subprocess.Popen(
+        [*port_123_sandbox, "setpriv", "--bounding-set", "-sys_time", str(NTPD), "-n", "-c", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        answers = []
+        deadline = time.monotonic() + 20
+        while len(answers) < 3 and time.monotonic() < deadline:
+            completed = subprocess.run(
+                [
+                    *port_123_sandbox,
+                    sys.executable,
+                    "-m",
+                    "lockstep.cli.ntp",
+                    "ntp",
+                    "query",
+                    "127.0.0.1",
+                    "--json",
+                    "--timeout",
+                    "2",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+            if completed.returncode == 0:
+                answers.append(json.loads(completed.stdout))
+            else:
+                time.sleep(1)  # ntpd is still starting, or not yet in orphan mode
+    finally:
+        ntpd.terminate()
+        ntpd.wait(10)
+    assert len(answers) == 3, (tmp_path / "ntpd.log").read_text()
+    for answer in answers:
+        assert answer["stratum"] == 5
+        assert answer["leap"] == "no warning"
+        assert answer["version"] == 4
+        assert abs(answer["offset"]) < 0.001

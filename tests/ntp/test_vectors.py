@@ -1,4 +1,4 @@
-"""Packets captured from chrony 4.3, NTPsec ntpdig and ntplib (see capture_vectors.py).
+"""Packets captured from chrony 4.3, NTPsec 1.2.2 (ntpd, ntpdig) and ntplib (capture_vectors.py).
 
 Every case names its source. Each must decode, re-encode byte for byte, and — for requests —
 get a well-formed reply from our server that is no larger than the request.
@@ -22,7 +22,13 @@ BY_NAME = {case["name"]: case for case in VECTORS}
 
 
 def test_every_vector_names_its_source() -> None:
-    assert {"chronyd-server-reply", "chronyd-client-request", "ntpdig-request"} <= set(BY_NAME)
+    assert {
+        "chronyd-server-reply",
+        "chronyd-client-request",
+        "ntpdig-request",
+        "ntpsec-ntpd-server-reply",
+        "ntplib-request",
+    } <= set(BY_NAME)
     assert all(case["source"] for case in VECTORS)
 
 
@@ -42,8 +48,19 @@ def test_chronyd_reply_fields() -> None:
     assert reply.origin_timestamp == request.transmit_timestamp  # RFC 9109 random transmit echoed
 
 
-def test_our_association_accepts_the_captured_chronyd_reply() -> None:
-    case = BY_NAME["chronyd-server-reply"]
+def test_ntpsec_ntpd_reply_fields() -> None:
+    case = BY_NAME["ntpsec-ntpd-server-reply"]
+    reply = Packet.decode(bytes.fromhex(case["hex"]))
+    request = Packet.decode(bytes.fromhex(case["request"]))
+    assert (reply.mode, reply.version, reply.stratum) == (Mode.SERVER, 4, 5)  # orphan stratum
+    assert reply.leap is LeapIndicator.NO_WARNING
+    assert reply.origin_timestamp == request.transmit_timestamp
+    assert reply.receive_timestamp <= reply.transmit_timestamp
+
+
+@pytest.mark.parametrize("name", ["chronyd-server-reply", "ntpsec-ntpd-server-reply"])
+def test_our_association_accepts_the_captured_reply(name: str) -> None:
+    case = BY_NAME[name]
     reply = Packet.decode(bytes.fromhex(case["hex"]))
     request = Packet.decode(bytes.fromhex(case["request"]))
 
@@ -52,7 +69,7 @@ def test_our_association_accepts_the_captured_chronyd_reply() -> None:
             return request.transmit_timestamp
 
     t4 = from_timestamp(reply.transmit_timestamp, 1 << 63)
-    association = Association("chronyd", now=t4, iburst=False, rng=Replay())
+    association = Association(name, now=t4, iburst=False, rng=Replay())
     assert association.poll_due(t4) == bytes.fromhex(case["request"])  # same bytes we sent then
     event = association.receive(bytes.fromhex(case["hex"]), t4)
     assert isinstance(event, SampleAccepted)
