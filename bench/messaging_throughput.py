@@ -50,7 +50,12 @@ def serve_with_generous_limits(port: int, data: str) -> None:
 
     many = RateLimiter(per_minute=1_000_000)
     limits = Limits(
-        link_start=many, unknown_refs=many, auth_failures=many, registrations=many, key_claims=many
+        link_start=many,
+        unknown_refs=many,
+        auth_failures=many,
+        registrations=many,
+        key_claims=many,
+        sends=many,
     )
     services = Services(f"http://127.0.0.1:{port}", SqliteStore(Path(data) / "bench.sqlite3"), limits=limits)
     uvicorn.run(create_app(services, default_web_root()), host="127.0.0.1", port=port, log_level="warning")

@@ -207,9 +207,13 @@ class Messenger:
                     f"no account {'@' + handle if handle else account_id} on this server"
                 ) from error
             raise
-        return self._verify_contact(result)
+        return self._verify_contact(
+            result, handle=handle if account_id is None else None, account_id=account_id
+        )
 
-    def _verify_contact(self, result: dict[str, Any]) -> Contact:
+    def _verify_contact(
+        self, result: dict[str, Any], *, handle: str | None = None, account_id: str | None = None
+    ) -> Contact:
         store = self.store
         try:
             info = AccountInfo.from_json(result["account"])
@@ -217,6 +221,10 @@ class Messenger:
             devices = DeviceList.verify(envelope, info.account_key)
         except (LinkError, KeyError) as error:
             raise KeyBundleError(f"the server sent an account that does not verify: {error}") from error
+        if (handle is not None and info.handle != handle) or (
+            account_id is not None and info.account_id != account_id
+        ):
+            raise KeyBundleError("the server answered a look-up with another account")
         if info.account_id == self.account_id and info.account_key != self.session.state.account.account_key:
             raise KeyBundleError("the server sent a different key for this very account")
         pinned = store.handles.get(info.handle)

@@ -35,8 +35,14 @@ async def _member_group(services: Services, identity: DeviceIdentity, group_id: 
     return group
 
 
+def _limit(services: Services, identity: DeviceIdentity) -> None:
+    if not services.limits.sends.allow(identity.device_id, services.clock()):
+        raise ApiError("rate_limited", "too many group changes from this device; wait a minute")
+
+
 async def create(services: Services, connection: Connection, request: Request) -> dict[str, Any]:
     identity = require_device(connection)
+    _limit(services, identity)
     members = request.fields.get("members", [])
     if (
         not isinstance(members, list)
@@ -57,6 +63,7 @@ async def _change(
     services: Services, connection: Connection, request: Request, *, add: bool
 ) -> dict[str, Any]:
     identity = require_device(connection)
+    _limit(services, identity)
     group = await _member_group(services, identity, request.text("group_id", max_length=64))
     account_id = request.text("account_id", max_length=64)
     leaving = not add and account_id == identity.account_id

@@ -65,6 +65,8 @@ def _megolm_payload(value: object) -> dict[str, Any]:
 
 async def send(services: Services, connection: Connection, request: Request) -> dict[str, Any]:
     identity = require_device(connection)
+    if not services.limits.sends.allow(identity.device_id, services.clock()):
+        raise ApiError("rate_limited", "too many messages from this device; wait a minute")
     message_id = request.text("message_id", max_length=64)
     if not MESSAGE_ID.fullmatch(message_id):
         raise bad_request("'message_id' is 16 to 64 base64url characters")

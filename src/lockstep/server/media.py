@@ -20,6 +20,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from lockstep.link.encoding import b64u_encode
 from lockstep.server.api_accounts import require_device
 from lockstep.server.connection import Connection
+from lockstep.server.errors import ApiError
 from lockstep.server.frames import Request
 from lockstep.server.services import Services
 
@@ -31,6 +32,8 @@ async def token(services: Services, connection: Connection, request: Request) ->
     """``media.token``: a bearer token for this device's uploads and downloads, valid 10 minutes."""
     identity = require_device(connection)
     now = services.clock()
+    if not services.limits.sends.allow(identity.device_id, now):
+        raise ApiError("rate_limited", "too many media requests from this device; wait a minute")
     for stale in [t for t, (_, expires) in services.media_tokens.items() if expires <= now]:
         del services.media_tokens[stale]
     value = b64u_encode(secrets.token_bytes(32))

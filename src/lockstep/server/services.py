@@ -23,7 +23,9 @@ class Limits:
     auth_failures: RateLimiter = field(default_factory=lambda: RateLimiter(per_minute=20))
     registrations: RateLimiter = field(default_factory=lambda: RateLimiter(per_minute=10))
     key_claims: RateLimiter = field(default_factory=lambda: RateLimiter(per_minute=600))
-    """keys.claim and accounts.lookup per device (messaging.md §7.5): one-time keys are a finite pool."""
+    """keys.claim and accounts.lookup per device (messaging.md §7.6): one-time keys are a finite pool."""
+    sends: RateLimiter = field(default_factory=lambda: RateLimiter(per_minute=1200))
+    """messages.send, groups.* changes and media.token per device (messaging.md §7.6)."""
 
 
 @dataclass(slots=True)
