@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lockstep.e2e.errors import DecryptionError, NoSession, ReplayedMessage
 from lockstep.e2e.megolm import ROTATE_AFTER_MESSAGES, GroupSessions
@@ -78,3 +80,21 @@ def test_pickles_round_trip() -> None:
     receiver = GroupSessions.from_pickle(receiver.pickle(key), key)
     assert not sender.prepare("g", {"b"}).devices
     assert receiver.decrypt("s", sender.session_id("g"), sender.encrypt("g", b"hi")).plaintext == b"hi"
+
+
+@settings(max_examples=40, deadline=None)
+@given(order=st.permutations(range(8)), duplicates=st.lists(st.integers(0, 7), max_size=4))
+def test_group_messages_in_any_order_with_duplicates_are_read_once(
+    order: list[int], duplicates: list[int]
+) -> None:
+    sender, receiver = GroupSessions(), GroupSessions()
+    share(sender, {"b": receiver}, "g")
+    session = sender.session_id("g")
+    messages = [sender.encrypt("g", f"m{i}".encode()) for i in range(8)]
+    read = []
+    for index in [*order, *duplicates]:
+        try:
+            read.append(receiver.decrypt("s", session, messages[index]).plaintext)
+        except ReplayedMessage:
+            assert index in duplicates
+    assert sorted(read) == sorted(f"m{i}".encode() for i in range(8))

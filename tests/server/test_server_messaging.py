@@ -306,3 +306,33 @@ async def test_pushed_messages_with_a_gap_are_completed_from_the_queue_in_order(
         assert [m.text for m in got] == ["m0", "m1", "m2", "m3"]
         await b.handle_events([pushed[1]], got)  # the late copy is ignored
         assert len(got) == 4
+
+
+async def test_an_unlinked_device_in_a_group_cannot_read_what_is_sent_after(
+    live_server, tmp_path: Path
+) -> None:
+    alice = await make_account(live_server.url, tmp_path, "alice")
+    bob = await make_account(live_server.url, tmp_path, "bob")
+    laptop_id = load(alice.companion_dir).device_id
+    async with messengers(alice.primary_dir, alice.companion_dir, bob.primary_dir) as (a, a2, b):
+        group_id = await a.create_group("Family", ["bob"])
+        await b.receive(wait=5, until=lambda r: any(m.kind == "group-info" for m in r))
+        await b.send("Family", "before the unlink")
+        before = b.store.groups.session_id(group_id)
+        got = await a2.receive(wait=5, until=shown)
+        assert "before the unlink" in [m.text for m in got]
+        kept = a2.store.groups  # what the laptop holds, as a thief of the laptop would
+
+        phone = await PrimarySession.open(load(alice.primary_dir))
+        await phone.unlink(laptop_id)
+        await phone.close()
+        sent = await b.send("Family", "after the unlink")
+        assert b.store.groups.session_id(group_id) != before  # bob re-keyed without the laptop
+        queued = await live_server.services.store.fetch_messages(a.device_id, 0, 100)
+        (after,) = [m for m in queued if m.message_id == sent.message_id]
+        with pytest.raises(DecryptionError):
+            kept.decrypt(
+                after.sender_device, after.payload["session_id"], b64u_decode(after.payload["ciphertext"])
+            )
+        texts = [m.text for m in await a.receive(wait=5, until=shown)]
+        assert "after the unlink" in texts
