@@ -16,11 +16,11 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parent.parent))
 
-from conftest import free_udp_port, start_chronyd, stop_chronyd
 from lockstep.ntp.aio import clock
 from lockstep.ntp.timestamps import to_timestamp
+from ntp.ntp_peers import free_udp_port, start_chronyd, stop_chronyd
 
 OUT = Path(__file__).parent / "vectors" / "packets.json"
 CHRONY = subprocess.run(["chronyd", "--version"], capture_output=True, text=True).stdout.strip()

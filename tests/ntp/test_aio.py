@@ -9,12 +9,12 @@ import time
 
 import pytest
 
-from conftest import run_server_in_thread
 from lockstep.ntp.aio import clock, mmsg
 from lockstep.ntp.aio.client import _UdpSource, query
 from lockstep.ntp.server import NtpServer, ServerState
 from lockstep.ntp.timestamps import from_timestamp, from_unix_ns, to_unix_ns
 from lockstep.ntp.wire import Packet
+from ntp.ntp_peers import run_server_in_thread
 
 
 @pytest.mark.parametrize("batched", [True, False], ids=["recvmmsg", "recvfrom"])

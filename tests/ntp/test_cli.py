@@ -10,10 +10,10 @@ import subprocess
 import sys
 import time
 
-from conftest import free_udp_port, lockstep_ntp, run_server_in_thread
 from lockstep.ntp.aio import clock
 from lockstep.ntp.server import NtpServer, ServerState
 from lockstep.ntp.timestamps import from_seconds
+from ntp.ntp_peers import free_udp_port, lockstep_ntp, run_server_in_thread
 
 
 def local_core(stratum: int = 3) -> NtpServer:

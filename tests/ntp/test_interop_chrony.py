@@ -9,7 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (
+from lockstep.ntp.aio import clock
+from lockstep.ntp.aio.client import Monitor, query
+from lockstep.ntp.client import NtpClient
+from lockstep.ntp.events import ClockUpdated
+from lockstep.ntp.server import NtpServer, RateLimit, ServerState
+from ntp.ntp_peers import (
     Chronyd,
     lockstep_ntp,
     parse_sources,
@@ -17,11 +22,6 @@ from conftest import (
     start_chronyd,
     stop_chronyd,
 )
-from lockstep.ntp.aio import clock
-from lockstep.ntp.aio.client import Monitor, query
-from lockstep.ntp.client import NtpClient
-from lockstep.ntp.events import ClockUpdated
-from lockstep.ntp.server import NtpServer, RateLimit, ServerState
 
 pytestmark = pytest.mark.interop
 

@@ -22,10 +22,10 @@ from pathlib import Path
 import ntplib
 import pytest
 
-from conftest import run_server_in_thread
 from lockstep.ntp.aio import clock
 from lockstep.ntp.aio.client import query
 from lockstep.ntp.server import NtpServer, RateLimit, ServerState
+from ntp.ntp_peers import run_server_in_thread
 
 pytestmark = pytest.mark.interop
 

@@ -6,8 +6,6 @@ import ipaddress
 import itertools
 import random
 
-from ntp_simulator import Path, SimServer, Simulation, local_server
-
 from lockstep.ntp.client import NtpClient, SourceMark
 from lockstep.ntp.events import (
     ClockStepped,
@@ -16,6 +14,7 @@ from lockstep.ntp.events import (
     SystemPeerChanged,
 )
 from lockstep.ntp.server import NtpServer, RateLimit, ServerState
+from ntp.ntp_simulator import Path, SimServer, Simulation, local_server
 
 
 def jittery(delay: float, jitter: float, loss: float = 0.0) -> dict[str, Path]:

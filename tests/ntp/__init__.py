@@ -1,0 +1,1 @@
+"""NTP tests (a package, so module names cannot clash with other test folders)."""

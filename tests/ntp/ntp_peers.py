@@ -1,0 +1,169 @@
+"""Helpers for the NTP tests: real chronyd instances on loopback and our server in a thread."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from lockstep.ntp.aio.server import UdpServer, open_udp_socket
+from lockstep.ntp.server import NtpServer
+
+CHRONYD = shutil.which("chronyd") or "/usr/sbin/chronyd"
+CHRONYC = shutil.which("chronyc") or "/usr/bin/chronyc"
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Chronyd:
+    """A chronyd started with -x (never touches the system clock) on loopback ports."""
+
+    process: subprocess.Popen[bytes]
+    directory: Path
+    port: int
+    log_file: IO[bytes]
+
+    def chronyc(self, *args: str) -> str:
+        socket_path = str(self.directory / "chronyd.sock")
+        result = subprocess.run(
+            [CHRONYC, "-n", "-h", socket_path, *args],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+        return result.stdout
+
+    def log(self) -> str:
+        path = self.directory / "chronyd.log"
+        return path.read_text() if path.exists() else ""
+
+
+def start_chronyd(directory: Path, lines: list[str], port: int = 0) -> Chronyd:
+    directory.mkdir(parents=True, exist_ok=True)
+    directory.chmod(0o700)
+    config = directory / "chrony.conf"
+    config.write_text(
+        "\n".join(
+            [
+                f"port {port}",
+                "bindaddress 127.0.0.1",
+                "cmdport 0",
+                f"bindcmdaddress {directory / 'chronyd.sock'}",
+                f"pidfile {directory / 'chronyd.pid'}",
+                f"driftfile {directory / 'drift'}",
+                *lines,
+                "",
+            ]
+        )
+    )
+    if not os.access(CHRONYD, os.X_OK):
+        raise RuntimeError(f"{CHRONYD} is missing: run scripts/ensure-debian-packages.sh")
+    log = (directory / "chronyd.log").open("wb")
+    process = subprocess.Popen(
+        [CHRONYD, "-x", "-d", "-u", "root", "-f", str(config)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    chronyd = Chronyd(process, directory, port, log)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            log.close()
+            raise RuntimeError(f"chronyd exited: {chronyd.log()}")
+        if (directory / "chronyd.sock").exists():
+            return chronyd
+        time.sleep(0.05)
+    process.kill()
+    process.wait()
+    log.close()
+    raise RuntimeError(f"chronyd did not start: {chronyd.log()}")
+
+
+def stop_chronyd(chronyd: Chronyd) -> None:
+    chronyd.process.terminate()
+    try:
+        chronyd.process.wait(5)
+    except subprocess.TimeoutExpired:
+        chronyd.process.kill()
+        chronyd.process.wait()
+    chronyd.log_file.close()
+
+
+@dataclass
+class ThreadedServer:
+    core: NtpServer
+    host: str
+    port: int
+
+
+@contextlib.contextmanager
+def run_server_in_thread(
+    core: NtpServer, host: str = "127.0.0.1", *, batched: bool | None = None
+) -> Iterator[ThreadedServer]:
+    """Our UDP server on a free loopback port, in its own event loop thread."""
+    ready = threading.Event()
+    holder: dict[str, object] = {}
+    loop = asyncio.new_event_loop()
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        server = UdpServer(core, open_udp_socket(host, 0), batched=batched)
+
+        async def start() -> None:
+            server.start()
+
+        loop.run_until_complete(start())
+        holder["server"] = server
+        ready.set()
+        loop.run_forever()
+        server.close()
+        loop.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert ready.wait(10)
+    server = holder["server"]
+    assert isinstance(server, UdpServer)
+    try:
+        yield ThreadedServer(core, host, server.address[1])
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+
+
+def lockstep_ntp(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run ``lockstep ntp ARGS`` (through the ntp verb module only) and capture its output."""
+    return subprocess.run(
+        [sys.executable, "-m", "lockstep.cli.ntp", "ntp", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def parse_sources(text: str) -> dict[str, str]:
+    """Map address -> two-character mode/state column of ``chronyc -n sources``."""
+    rows = {}
+    for line in text.splitlines():
+        match = re.match(r"^([\^=#][*+\-?x~ ])\s+(\S+)", line)
+        if match:
+            rows[match.group(2)] = match.group(1)
+    return rows
