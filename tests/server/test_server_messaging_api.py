@@ -9,15 +9,25 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from helpers_linking import primary
 from helpers_messaging import make_account, messengers
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from lockstep.client.connection import ServerConnection
 from lockstep.client.errors import ServerRefused
 from lockstep.e2e.errors import KeyBundleError
 from lockstep.e2e.keys import OneTimeKey
 from lockstep.e2e.olm import OlmDevice
+from lockstep.link.devices import DeviceEntry, DeviceList, Role
+from lockstep.link.encoding import key_id
+from lockstep.link.grant import AccountInfo
 from lockstep.server.api_keys import LOW_ONE_TIME_KEYS
+from lockstep.server.connection import Connection, DeviceIdentity
+from lockstep.server.gateway import OPERATIONS, handle_frame
+from lockstep.server.services import Services
+from lockstep.server.storage import SqliteStore
 
 pytestmark = pytest.mark.anyio
 
@@ -256,3 +266,66 @@ async def test_clients_refuse_a_device_the_account_did_not_sign(live_server, tmp
         forged["account"] = {**result["account"], "key": result["account"]["key"][:-2] + "AA"}
         with pytest.raises(KeyBundleError):
             a._verify_contact(forged)
+
+
+class _NoSocket:
+    """Stands in for the WebSocket in direct handle_frame calls: replies are returned, not sent."""
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=40),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=10), children, max_size=3)
+    ),
+    max_leaves=12,
+)
+_fields = [
+    "message_id",
+    "to",
+    "group_id",
+    "payloads",
+    "megolm",
+    "after",
+    "limit",
+    "up_to",
+    "members",
+    "account_id",
+    "device_ids",
+    "bundle",
+    "one_time_keys",
+    "fallback_key",
+    "handle",
+]
+_messaging_ops = sorted(
+    op for op in OPERATIONS if op.split(".")[0] in {"keys", "accounts", "messages", "groups", "media"}
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    op=st.sampled_from(_messaging_ops),
+    fields=st.dictionaries(
+        st.sampled_from(_fields), _json | st.just("A" * 22) | st.just([{"device_id": "x"}])
+    ),
+)
+def test_random_messaging_requests_from_a_signed_in_device_never_cause_an_internal_error(
+    tmp_path_factory, op: str, fields: dict[str, object]
+) -> None:
+    async def run() -> dict[str, object]:
+        store = SqliteStore(tmp_path_factory.mktemp("db") / "db.sqlite3")
+        services = Services(origin="http://127.0.0.1:1", store=store)
+        account, device = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+        entry = DeviceEntry.new(device.public_key().public_bytes_raw(), Role.PRIMARY, "Phone", 1)
+        account_public = account.public_key().public_bytes_raw()
+        devices = DeviceList(key_id(account_public), 1, 1, (entry,))
+        info = AccountInfo(key_id(account_public), "fuzz", "Fuzz", account_public)
+        await store.create_account(info, devices.sign(account), devices, 1)
+        connection = Connection(_NoSocket(), "127.0.0.1", "test")  # type: ignore[arg-type]
+        connection.identity = DeviceIdentity(info.account_id, entry.device_id, "primary")
+        try:
+            return await handle_frame(services, connection, json.dumps({**fields, "id": 1, "op": op}))
+        finally:
+            await store.close()
+
+    reply = asyncio.run(run())
+    assert reply.get("ok") is True or reply["error"]["code"] != "internal_error", reply  # type: ignore[index]
