@@ -280,16 +280,31 @@ def test_ke_rate_limit(certificate: Certificate) -> None:
         assert ours.ke.counters.refused == {"rate limited": 1}
 
 
-def test_ntp_rate_limit_applies_to_nts_requests(certificate: Certificate) -> None:
+def test_ntp_rate_limit_applies_to_nts_requests_with_an_authenticated_rate_kiss(
+    certificate: Certificate,
+) -> None:
+    from lockstep.ntp.aio import clock
+    from lockstep.ntp.association import Association
+    from lockstep.ntp.events import KissReceived, SampleAccepted
     from lockstep.ntp.server import RateLimit
 
     with our_nts_server(certificate, rate_limit=RateLimit(average_rate=0.01, burst=3)) as ours:
         outcome = key_exchange_blocking("127.0.0.1", ours.ke_port, cafile=str(certificate.cert))
-        session = NtsClientSession(outcome.c2s, outcome.s2c, outcome.result.cookies)
-        answered = []
+        association = Association("ours", now=clock.now(), iburst=False)
+        association.nts = NtsClientSession(outcome.c2s, outcome.s2c, outcome.result.cookies)
+        events = []
         for _ in range(6):
+            association.next_poll = clock.now()
+            request = association.poll_due(clock.now())
+            assert request is not None
             with contextlib.suppress(TimeoutError):
-                answered.append(udp_exchange(ours.ntp_port, session.protect(Packet().encode()), timeout=0.5))
-        authenticated = [r for r in answered if Packet.decode(r).stratum != 0]
-        assert len(authenticated) == 3
-        assert ours.core.counters.dropped.get("rate limited", 0) + ours.core.counters.kiss_sent == 3
+                events.append(
+                    association.receive(udp_exchange(ours.ntp_port, request, timeout=0.5), clock.now())
+                )
+        # Three answers, then one RATE kiss that is NTS-authenticated (so an NTS client may
+        # honour it, RFC 8915 §5.7) and brings a replacement cookie; the rest is dropped.
+        assert [type(e) for e in events] == [SampleAccepted] * 3 + [KissReceived]
+        assert events[3] == KissReceived("ours", "RATE")
+        assert association.minpoll > 0 and association.nts.cookies == 6
+        assert ours.core.counters.kiss_sent == 1
+        assert ours.core.counters.dropped.get("rate limited") == 2

@@ -270,7 +270,16 @@ class NtpServer:
         # the client can authenticate it (RFC 8633 §4.4); other timestamps stay zero.
         poll = max(data[2] if data[2] < 128 else data[2] - 256, 10)
         header = _PREFIX.pack(first, 0, poll, self.state.precision, 0, 0, code, 0)
-        return header + bytes(data[40:48]) + bytes(16)
+        kiss = header + bytes(data[40:48]) + bytes(16)
+        if self.nts is not None and len(data) > HEADER_LENGTH:
+            # RFC 8915 §5.7: NTS clients ignore unauthenticated kisses other than NTSN, so an
+            # NTS request gets its kiss authenticated (with a replacement cookie) when it can.
+            protected = self.nts.respond(bytes(data), kiss, now)
+            if isinstance(protected, bytes):
+                return protected
+            if isinstance(protected, NtsNakSent):
+                return protected.data
+        return kiss
 
     def _denied(self, client: Hashable) -> bool:
         try:
