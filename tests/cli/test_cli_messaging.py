@@ -94,6 +94,11 @@ def test_cli_send_receive_media_receipts_and_groups(server_process, tmp_path: Pa
     assert "@bob: read yet?" in human
     assert "(read)" in ok("receive", "--wait", "10", "--state", str(bob))
     assert "@bob: read yet?" in ok("receive", "--wait", "10", "--state", str(laptop))
+    ok("send", "--to", "bob", "sent from the phone", "--state", str(alice))
+    assert "you (another device) to @bob: sent from the phone" in ok(
+        "receive", "--wait", "10", "--state", str(laptop)
+    )
+    received(bob)
 
     # A file with a caption.
     picture = tmp_path / "cat.jpg"

@@ -7,6 +7,7 @@ default the primary's folder is used if there is one, else the companion's.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import sys
@@ -16,6 +17,7 @@ from typing import Any, TypeVar
 
 from lockstep.cli import CommandError
 from lockstep.cli.common import refusals, run_client
+from lockstep.client.errors import ClientError
 from lockstep.client.messenger import Messenger, Received
 from lockstep.client.state import STATE_FILE, DeviceState, default_state_dir
 from lockstep.e2e.envelope import ReceiptStatus
@@ -161,6 +163,11 @@ def describe(messenger: Messenger, message: Received) -> str | None:
     who = f"@{message.sender_handle}" if message.sender_handle else message.sender_account
     if message.sender_account == messenger.account_id:
         who = "you (another device)"
+        parts = (message.conversation or "").split(":")
+        if not message.group_id and len(parts) == 3 and parts[0] == "direct":
+            peer = parts[2] if parts[1] == messenger.account_id else parts[1]
+            if peer != messenger.account_id:
+                who += f" to @{messenger.handle_of(peer) or peer}"
     where = ""
     if message.group_id:
         where = f"#{messenger.store.group_names.get(message.group_id, message.group_id)} "
@@ -196,6 +203,13 @@ def run_receive(args: argparse.Namespace) -> int:
         received = await messenger.receive(
             args.wait, receipts=False, until=lambda r: any(m.kind in shown for m in r), settle=0.5
         )
+        for message in received:  # know who our other devices wrote to, for "you to @bob"
+            parts = (message.conversation or "").split(":")
+            if message.sender_account == messenger.account_id and len(parts) == 3 and parts[0] == "direct":
+                for account_id in parts[1:]:
+                    if messenger.handle_of(account_id) is None:
+                        with contextlib.suppress(ClientError, E2EError):
+                            await messenger.contact(account_id=account_id)
         lines = []
         for message in received:
             if args.json:
