@@ -51,6 +51,8 @@ const SEND_ATTEMPTS = 3;
 const FETCH_LIMIT = 200;
 const MAX_SEEN_IDS = 20_000;
 const MAX_FRAME = 60_000;
+const HISTORY_DAYS = 30;
+const HISTORY_MAX = 1000;
 export const MAX_TEXT = 65_536;
 
 export interface Identity {
@@ -102,6 +104,8 @@ interface State {
   groups: Record<string, GroupInfo>;
   chats: string[];
   historyNote?: string;
+  /** Primary only: companions that got a history bundle from this device. */
+  historySentTo?: string[];
 }
 
 interface SessionEntry {
@@ -277,6 +281,7 @@ export class Messenger {
         await this.publishKeys();
         await this.fetchAll();
         await this.resendPending();
+        await this.syncHistory();
         this.lastError = "";
       } catch (error) {
         this.lastError = describe(error);
@@ -319,6 +324,14 @@ export class Messenger {
         break;
       case "devices.changed":
         this.contactCache.delete(this.identity.accountId);
+        // A newly linked companion publishes its keys only after it signed in: try a few times.
+        if (this.identity.role === "primary") {
+          for (const delay of [500, 2_000, 5_000, 10_000, 20_000, 40_000]) {
+            setTimeout(() => {
+              if (this.socket) void this.serial(() => this.syncHistory()).catch((error: unknown) => this.noteError(error));
+            }, delay);
+          }
+        }
         break;
       default:
         break;
@@ -833,8 +846,65 @@ export class Messenger {
       });
       this.seen.add(id);
     }
+    const peers = new Set<string>();
+    for (const record of records) {
+      const peer = typeof record.conversation === "string" ? this.conversationInfo(record.conversation).peer : undefined;
+      if (peer && !this.state.contacts[peer]) peers.add(peer);
+    }
+    for (const peer of [...peers].slice(0, 100)) await this.contact({ accountId: peer }).catch(() => undefined);
     const note = typeof opened.body.note === "string" ? opened.body.note.slice(0, 500) : `${records.length} messages were transferred from your phone`;
     this.state.historyNote = note;
+  }
+
+  /**
+   * Primary only: every companion that publishes keys and has not had one gets a history bundle (the last
+   * 30 days, at most 1,000 messages), encrypted and uploaded like a file; its key goes to that companion
+   * alone over Olm, with a note of what was not transferred (the same bundle as messenger.py's).
+   */
+  private async syncHistory(): Promise<void> {
+    if (this.identity.role !== "primary") return;
+    const me = await this.contact({ accountId: this.identity.accountId }, true);
+    const sentTo = new Set(this.state.historySentTo ?? []);
+    for (const keys of [...me.keys.values()].sort((a, b) => (a.deviceId < b.deviceId ? -1 : 1))) {
+      if (keys.deviceId === this.identity.deviceId || sentTo.has(keys.deviceId)) continue;
+      await this.sendHistory(keys);
+      sentTo.add(keys.deviceId);
+      this.state.historySentTo = [...sentTo];
+      await this.save();
+    }
+  }
+
+  private async sendHistory(keys: DeviceKeys): Promise<void> {
+    const now = this.now();
+    const all = [...this.messages.values()].filter((m) => m.kind === "text" || m.kind === "media").sort((a, b) => a.ts - b.ts);
+    const recent = all.filter((m) => m.ts >= now - HISTORY_DAYS * 86_400_000);
+    const older = all.length - recent.length;
+    const overLimit = Math.max(0, recent.length - HISTORY_MAX);
+    const records = recent.slice(-HISTORY_MAX).map((m) => ({
+      id: m.id,
+      kind: m.kind,
+      conversation: m.conversation,
+      sender: { account_id: m.senderAccount, device_id: m.senderDevice },
+      ts: m.ts,
+      body: m.kind === "media" ? { media: m.media, ...(m.text ? { caption: m.text } : {}) } : { text: m.text ?? "" },
+    }));
+    const notTransferred = { older_than_30_days_or_dropped: older, over_1000_limit: overLimit };
+    let note = `${records.length} messages from the last ${HISTORY_DAYS} days were transferred`;
+    if (older || overLimit) note += `; ${older + overLimit} older messages stay only on the phone`;
+    const bundle = utf8(JSON.stringify({ v: 1, type: "history-bundle", generated_at: now, messages: records, not_transferred: notTransferred }));
+    const token = await this.request("media.token");
+    const encrypted = await encryptMedia(bundle, "document");
+    const uploaded = await uploadBlob(String(token.token), encrypted.blob, () => undefined);
+    const media = describeMedia(uploaded, encrypted, { name: "history.json", type: "application/json", size: bundle.length });
+    const body = { media, count: records.length, not_transferred: notTransferred, note };
+    const id = newMessageId();
+    const own = this.identity.accountId;
+    try {
+      const payloads = await this.olmPayloads([keys], this.envelope("history", directConversation(own, own), body, id));
+      await this.request("messages.send", { message_id: id, to: own, payloads });
+    } finally {
+      await this.save();
+    }
   }
 
   get historyNote(): string | undefined {

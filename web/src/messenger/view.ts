@@ -17,6 +17,7 @@ export class MessengerView {
   private banner: HTMLElement;
   private devices: HTMLElement;
   private error: HTMLElement;
+  private history: HTMLElement;
   private chatList: HTMLUListElement;
   private conversationPane: HTMLElement;
   private title: HTMLElement;
@@ -51,6 +52,8 @@ export class MessengerView {
     const groupForm = el("form", { className: "inline-form", testid: "new-group-form" }, groupName, groupMembers, groupCreate);
     groupForm.hidden = true;
 
+    this.history = el("p", { className: "muted small history-note", testid: "history-note" });
+    this.history.hidden = true;
     this.error = el("p", { className: "banner error", testid: "messenger-error", attrs: { role: "alert" } });
     this.error.hidden = true;
     this.chatList = el("ul", { className: "chat-list", testid: "chat-list", attrs: { "aria-label": "Chats" } });
@@ -61,6 +64,7 @@ export class MessengerView {
       this.devices,
       chatForm,
       groupForm,
+      this.history,
       this.error,
       this.chatList,
     );
@@ -217,6 +221,9 @@ export class MessengerView {
     show(this.banner, m !== null && !m.online);
     if (!m) return;
     if (m.lastError) this.showError(m.lastError);
+    const note = m.historyNote;
+    this.history.textContent = note ? `History from your phone: ${note}.` : "";
+    show(this.history, Boolean(note));
     const conversations = m.conversations();
     this.chatList.replaceChildren(...conversations.map((c) => this.chatRow(c)));
     if (!conversations.length) this.chatList.append(el("li", { className: "muted small empty", text: "No chats yet. Start one with “New chat”." }));

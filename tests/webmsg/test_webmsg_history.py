@@ -1,0 +1,113 @@
+"""A newly linked browser companion gets recent history from the primary (a browser phone, or a terminal
+primary), with a note of what was not transferred; the connection banner shows while the socket is down.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+from browsers import Phone
+from test_e2e_linking import create_account, link_companion, open_companion
+from lockstep.server.settings import default_web_root
+from webmsg_helpers import (
+    LOCKSTEP,
+    TIMEOUT,
+    cli_primary,
+    lockstep,
+    message,
+    open_chat,
+    receive_until,
+    send_cli,
+    send_text,
+    start_chat,
+)
+
+pytestmark = pytest.mark.browser
+
+
+def restart_server(server: Any, tmp_path: Path, while_down: Any) -> None:
+    """Stop the server, run ``while_down()``, start it again on the same port with the same data."""
+    server.process.terminate()
+    server.process.wait(timeout=10)
+    while_down()
+    port = server.url.rsplit(":", 1)[1]
+    with (tmp_path / "server2.log").open("wb") as log:
+        server.process = subprocess.Popen(
+            [LOCKSTEP, "serve", "--host", "127.0.0.1", "--port", port, "--data", str(server.data_dir)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "LOCKSTEP_WEB_ROOT": str(default_web_root())},
+        )  # the fixture stops this one at teardown
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            urllib.request.urlopen(server.url + "/healthz", timeout=1).read()
+            return
+        except OSError:
+            assert time.monotonic() < deadline, "the server did not come back"
+            time.sleep(0.1)
+
+
+def test_browser_primary_sends_history_to_a_new_browser_companion(
+    server_process, computer: Any, phone: Phone, tmp_path: Path
+) -> None:
+    url = server_process.url
+    alice = phone.page
+    create_account(phone, url, "alice", "Alice")
+    bob = cli_primary(url, tmp_path / "bob", "bob", "Bob")
+    before = f"written before the laptop was linked {secrets.token_hex(4)}"
+    start_chat(alice, "@bob")
+    send_text(alice, before)
+    answer = f"bob's answer {secrets.token_hex(4)}"
+    receive_until(bob.primary, lambda got: any(m["kind"] == "text" for m in got))
+    send_cli(bob.primary, "@alice", answer)
+    message(alice, answer).wait_for(timeout=TIMEOUT)
+
+    laptop = open_companion(computer, url)
+    link_companion(phone, laptop, tmp_path / "qr.png", "Alice's laptop")
+    note = laptop.get_by_test_id("history-note")
+    note.wait_for(timeout=TIMEOUT)
+    assert "2 messages from the last 30 days were transferred" in note.inner_text()
+    open_chat(laptop, "@bob")
+    message(laptop, before).wait_for(timeout=TIMEOUT)
+    message(laptop, answer).wait_for(timeout=TIMEOUT)
+    assert message(laptop, before).get_attribute("data-direction") == "out"
+
+    # The connection drops: a banner says so; it goes once the socket is back, and sending works again.
+    banner = laptop.get_by_test_id("connection-banner")
+    assert not banner.is_visible()
+    restart_server(server_process, tmp_path, lambda: banner.wait_for(state="visible", timeout=TIMEOUT))
+    banner.wait_for(state="hidden", timeout=30_000)
+    after = f"back online {secrets.token_hex(4)}"
+    send_text(laptop, after)
+    message(alice, after).wait_for(timeout=TIMEOUT)
+
+
+def test_terminal_primary_sends_history_to_a_browser_companion(
+    server_process, computer: Any, tmp_path: Path
+) -> None:
+    url = server_process.url
+    erin = cli_primary(url, tmp_path / "erin", "erin", "Erin")
+    bob = cli_primary(url, tmp_path / "bob", "bob", "Bob")
+    hello = f"hello erin {secrets.token_hex(4)}"
+    send_cli(bob.primary, "@erin", hello)
+    receive_until(erin.primary, lambda got: any(m["kind"] == "text" for m in got))
+
+    laptop = open_companion(computer, url)
+    laptop.get_by_test_id("qr").screenshot(path=str(tmp_path / "qr.png"))
+    lockstep("primary", "scan", "--image", str(tmp_path / "qr.png"), "--yes", "--state", str(erin.primary))
+    laptop.get_by_test_id("messenger").wait_for(timeout=TIMEOUT)
+    laptop.wait_for_timeout(1000)  # its keys are published once it signed in
+    lockstep("receive", "--state", str(erin.primary))  # the primary serves history to new companions
+    note = laptop.get_by_test_id("history-note")
+    note.wait_for(timeout=TIMEOUT)
+    assert "1 messages from the last 30 days were transferred" in note.inner_text()
+    open_chat(laptop, "@bob")
+    message(laptop, hello).wait_for(timeout=TIMEOUT)
