@@ -666,9 +666,14 @@ class Messenger:
             seq = int(item["seq"])
             if seq <= self.store.last_seq:
                 continue  # handled before a crash or a lost acknowledgement
-            if item["message_id"] not in self.store.seen:
-                message = await self._open(item)
-                self.store.seen.add(item["message_id"])
+            message_id = item.get("message_id")
+            if isinstance(message_id, str) and message_id not in self.store.seen:
+                try:
+                    message = await self._open(item)
+                except (KeyError, TypeError, ValueError) as error:  # a malformed item from the server
+                    log.warning("dropped a malformed queued message: %s", type(error).__name__)
+                    message = None
+                self.store.seen.add(message_id)
                 if message is not None:
                     received.append(message)
             self.store.last_seq = seq

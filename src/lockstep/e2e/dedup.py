@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-MAX_REMEMBERED = 20_000
+MAX_REMEMBERED = 5_000
 
 
 class SeenMessages:
