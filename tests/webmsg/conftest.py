@@ -30,6 +30,35 @@ CHROMIUM_ARGS: list[str] = _e2e.CHROMIUM_ARGS
 PHONE: dict[str, Any] = _e2e.PHONE
 
 
+class PageErrors:
+    """Uncaught exceptions and console errors of every page of a browser context (CSP violations land here)."""
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+
+    def watch(self, context: Any) -> Any:
+        def on_page(page: Any) -> None:
+            page.on("pageerror", lambda error: self.errors.append(f"uncaught: {error}"))
+            page.on("console", lambda message: message.type == "error" and self.errors.append(message.text))
+
+        context.on("page", on_page)
+        for page in context.pages:
+            on_page(page)
+        return context
+
+    def check(self) -> None:
+        # A socket that cannot connect while the server is down is logged by Chromium itself; allowed.
+        real = [e for e in self.errors if "WebSocket connection to" not in e and "ERR_CONNECTION_REFUSED" not in e]
+        assert not real, real
+
+
+@pytest.fixture
+def page_errors() -> Iterator[PageErrors]:
+    errors = PageErrors()
+    yield errors
+    errors.check()
+
+
 @pytest.fixture(scope="module")
 def playwright() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
@@ -39,17 +68,17 @@ def playwright() -> Iterator[Any]:
 
 
 @pytest.fixture
-def computer(playwright: Any) -> Iterator[Any]:
+def computer(playwright: Any, page_errors: PageErrors) -> Iterator[Any]:
     """A desktop browser (companion pages)."""
     browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    context = page_errors.watch(browser.new_context(viewport={"width": 1280, "height": 860}))
     try:
         yield context
     finally:
         browser.close()
 
 
-def _phone(playwright: Any, camera: Path) -> tuple[Any, Phone]:
+def _phone(playwright: Any, camera: Path, page_errors: PageErrors) -> tuple[Any, Phone]:
     show_blank(camera)
     browser = playwright.chromium.launch(
         executable_path=CHROMIUM,
@@ -60,13 +89,13 @@ def _phone(playwright: Any, camera: Path) -> tuple[Any, Phone]:
             f"--use-file-for-fake-video-capture={camera}",
         ],
     )
-    return browser, Phone(browser.new_context(**PHONE).new_page(), camera)
+    return browser, Phone(page_errors.watch(browser.new_context(**PHONE)).new_page(), camera)
 
 
 @pytest.fixture
-def phone(playwright: Any, tmp_path: Path) -> Iterator[Phone]:
+def phone(playwright: Any, tmp_path: Path, page_errors: PageErrors) -> Iterator[Phone]:
     """A phone-sized browser with a camera the test controls (a primary app)."""
-    browser, phone = _phone(playwright, tmp_path / "camera.y4m")
+    browser, phone = _phone(playwright, tmp_path / "camera.y4m", page_errors)
     try:
         yield phone
     finally:
@@ -74,9 +103,9 @@ def phone(playwright: Any, tmp_path: Path) -> Iterator[Phone]:
 
 
 @pytest.fixture
-def second_phone(playwright: Any, tmp_path: Path) -> Iterator[Phone]:
+def second_phone(playwright: Any, tmp_path: Path, page_errors: PageErrors) -> Iterator[Phone]:
     """Another person's phone."""
-    browser, phone = _phone(playwright, tmp_path / "camera2.y4m")
+    browser, phone = _phone(playwright, tmp_path / "camera2.y4m", page_errors)
     try:
         yield phone
     finally:

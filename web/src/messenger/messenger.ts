@@ -61,6 +61,8 @@ export interface Identity {
   role: "primary" | "companion";
   /** The Lockstep device key (Ed25519, non-extractable) that signs this device's key bundle. */
   deviceKey: CryptoKey;
+  /** This account's public key as the device learnt it when it was made or linked (never from a lookup). */
+  accountKey: Uint8Array;
   handle: string;
   displayName: string;
 }
@@ -385,7 +387,7 @@ export class Messenger {
     }
     const contact = await verifyLookup(result);
     const info = contact.account;
-    if (info.id === this.identity.accountId && this.state.contacts[info.id] && this.state.contacts[info.id]?.key !== info.key) {
+    if (info.id === this.identity.accountId && info.key !== b64uEncode(this.identity.accountKey)) {
       throw new KeyBundleError("the server sent a different key for this very account");
     }
     const pinned = this.state.handles[info.handle];
@@ -750,6 +752,7 @@ export class Messenger {
       case "group-key": {
         if (!overOlm) throw new EnvelopeError("group keys travel only over Olm");
         if (typeof body.group_id !== "string" || typeof body.session_id !== "string" || typeof body.session_key !== "string") throw new EnvelopeError("a malformed group key");
+        if (body.group_id !== groupId) throw new EnvelopeError("a group key routed through another group");
         const session = await InboundGroupSession.fromSessionKey(body.session_key);
         if (session.sessionId !== body.session_id) throw new EnvelopeError("a group key whose session id does not match");
         const key = `${opened.senderDevice} ${session.sessionId}`;

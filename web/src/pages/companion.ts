@@ -347,6 +347,7 @@ async function authenticate(): Promise<void> {
       deviceId: state.deviceId,
       role: "companion",
       deviceKey: state.deviceKey,
+      accountKey: state.accountKey,
       handle: state.account.handle,
       displayName: state.account.display_name,
     });

@@ -99,6 +99,7 @@ function startMessaging(): void {
     deviceId: state.deviceId,
     role: "primary",
     deviceKey: state.deviceKey,
+    accountKey: state.accountPublic,
     handle: state.handle,
     displayName: state.displayName,
   });
