@@ -31,7 +31,7 @@ PHONE: dict[str, Any] = _e2e.PHONE
 
 
 class PageErrors:
-    """Uncaught exceptions and console errors of every page of a browser context (CSP violations land here)."""
+    """Uncaught exceptions and console errors of every page of a context (CSP violations land here)."""
 
     def __init__(self) -> None:
         self.errors: list[str] = []
@@ -48,7 +48,9 @@ class PageErrors:
 
     def check(self) -> None:
         # A socket that cannot connect while the server is down is logged by Chromium itself; allowed.
-        real = [e for e in self.errors if "WebSocket connection to" not in e and "ERR_CONNECTION_REFUSED" not in e]
+        real = [
+            e for e in self.errors if "WebSocket connection to" not in e and "ERR_CONNECTION_REFUSED" not in e
+        ]
         assert not real, real
 
 

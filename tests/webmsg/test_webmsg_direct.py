@@ -14,14 +14,14 @@ from browsers import Phone
 from test_e2e_linking import create_account, link_companion, open_companion
 from webmsg_helpers import (
     TIMEOUT,
+    assert_no_plaintext,
     cli_account_with_companion,
     message,
     open_chat,
     receive_json,
     send_cli,
-    start_chat,
     send_text,
-    assert_no_plaintext,
+    start_chat,
 )
 
 pytestmark = pytest.mark.browser

@@ -93,9 +93,13 @@ def test_group_membership_and_media_across_browser_and_terminal(
     laptop.get_by_test_id("attach").set_input_files(str(mine))
     got = receive_until(bob.primary, lambda got: any(m["kind"] == "media" for m in got))
     media = next(m for m in got if m["kind"] == "media")
-    assert media["file"] and hashlib.sha256(Path(media["file"]).read_bytes()).digest() == hashlib.sha256(
-        mine.read_bytes()
-    ).digest()
+    assert (
+        media["file"]
+        and hashlib.sha256(Path(media["file"]).read_bytes()).digest()
+        == hashlib.sha256(mine.read_bytes()).digest()
+    )
 
     alice.screenshot(path=str(tmp_path / "alice-group.png"), full_page=True)
-    assert_no_plaintext(server_process, [first, from_bob, second, "Trip"], [picture.read_bytes(), mine.read_bytes()])
+    assert_no_plaintext(
+        server_process, [first, from_bob, second, "Trip"], [picture.read_bytes(), mine.read_bytes()]
+    )

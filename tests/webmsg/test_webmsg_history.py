@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 from browsers import Phone
 from test_e2e_linking import create_account, link_companion, open_companion
-from lockstep.server.settings import default_web_root
 from webmsg_helpers import (
     LOCKSTEP,
     TIMEOUT,
@@ -28,6 +27,8 @@ from webmsg_helpers import (
     send_text,
     start_chat,
 )
+
+from lockstep.server.settings import default_web_root
 
 pytestmark = pytest.mark.browser
 

@@ -39,7 +39,18 @@ def cli_account_with_companion(url: str, tmp_path: Path, handle: str, name: str)
     qr = tmp_path / f"{handle}-qr.png"
     companion = tmp_path / f"{handle}-companion"
     process = subprocess.Popen(
-        [LOCKSTEP, "companion", "link", "--server", url, "--qr-out", str(qr), "--quiet-qr", "--state", str(companion)],
+        [
+            LOCKSTEP,
+            "companion",
+            "link",
+            "--server",
+            url,
+            "--qr-out",
+            str(qr),
+            "--quiet-qr",
+            "--state",
+            str(companion),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -49,7 +60,7 @@ def cli_account_with_companion(url: str, tmp_path: Path, handle: str, name: str)
         assert time.monotonic() < deadline, "no QR from the terminal companion"
         time.sleep(0.05)
     lockstep("primary", "scan", "--image", str(qr), "--yes", "--state", str(account.primary))
-    out, err = process.communicate(timeout=30)
+    _out, err = process.communicate(timeout=30)
     assert process.returncode == 0, err
     account.companion = companion
     receive_json(companion)  # publishes its keys
@@ -110,9 +121,9 @@ def send_text(page: Any, text: str) -> Any:
     page.get_by_test_id("composer").fill(text)
     page.get_by_test_id("composer-send").click()
     sent = message(page, text)
-    sent.locator('xpath=self::*[@data-status="sent" or @data-status="delivered" or @data-status="read"]').wait_for(
-        timeout=TIMEOUT
-    )
+    sent.locator(
+        'xpath=self::*[@data-status="sent" or @data-status="delivered" or @data-status="read"]'
+    ).wait_for(timeout=TIMEOUT)
     return sent
 
 
@@ -135,7 +146,9 @@ def make_png(path: Path, width: int = 64, height: int = 48, seed: int = 1) -> by
 
     rng = random.Random(seed)
     image = Image.new("RGBA", (width, height))
-    image.putdata([(rng.randrange(256), rng.randrange(256), rng.randrange(256), 255) for _ in range(width * height)])
+    image.putdata(
+        [(rng.randrange(256), rng.randrange(256), rng.randrange(256), 255) for _ in range(width * height)]
+    )
     image.save(path)
     return image.tobytes()
 
@@ -165,6 +178,7 @@ WATCH_PROGRESS = """
 () => {
   window.__progress = [];
   const bar = document.querySelector('[data-testid="upload-progress"]');
-  new MutationObserver(() => window.__progress.push([bar.hidden, bar.value])).observe(bar, { attributes: true });
+  const note = () => window.__progress.push([bar.hidden, bar.value]);
+  new MutationObserver(note).observe(bar, { attributes: true });
 }
 """
