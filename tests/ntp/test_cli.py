@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import os
+import pty
 import socket
 import subprocess
 import sys
@@ -223,3 +225,42 @@ def test_monitor_marks_a_real_falseticker_and_ignores_it() -> None:
     assert all(abs(update["offset"]) < 0.01 for update in updates)
     last = {source["name"]: source["state"] for source in updates[-1]["sources"]}
     assert last[liar_name] == "x"
+
+
+def test_monitor_on_a_terminal_redraws_the_table_every_second() -> None:
+    with run_server_in_thread(local_core()) as server:
+        controller, terminal = pty.openpty()
+        monitor = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "lockstep.cli.ntp",
+                "ntp",
+                "monitor",
+                f"127.0.0.1:{server.port}",
+                "--duration",
+                "3.5",
+            ],
+            stdout=terminal,
+            stderr=subprocess.PIPE,
+        )
+        os.close(terminal)
+        output = b""
+        with contextlib.suppress(OSError):  # EIO once the monitor exits and the pty closes
+            while chunk := os.read(controller, 65536):
+                output += chunk
+        os.close(controller)
+        monitor.communicate(timeout=10)
+    screens = output.decode().split("\x1b[H\x1b[2J")[1:]  # cursor home + clear screen
+    assert len(screens) >= 3
+    assert "MS Name/IP address" in screens[-1]
+    assert f"127.0.0.1:{server.port}" in screens[-1]
+
+
+def test_monitor_that_never_synchronises_says_why() -> None:
+    port = free_udp_port()  # nobody answers there
+    completed = lockstep_ntp("monitor", f"127.0.0.1:{port}", "--duration", "2")
+    assert completed.returncode == 1
+    assert completed.stderr.strip() == (
+        f"lockstep: not synchronised: no source was selected; unreachable: 127.0.0.1:{port}"
+    )

@@ -292,7 +292,12 @@ def _monitor(args: argparse.Namespace) -> int:
         await task
 
     asyncio.run(main())
-    return 0 if client.system is not None else 1
+    if client.system is None:
+        now = clock.now()
+        unreachable = [row.name for row in client.sources(now) if row.reach == 0]
+        reason = f"; unreachable: {', '.join(unreachable)}" if unreachable else ""
+        raise CommandError(f"not synchronised: no source was selected{reason}")
+    return 0
 
 
 def _monitor_json(client: NtpClient, now: int) -> dict[str, Any]:
