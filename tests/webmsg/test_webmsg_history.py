@@ -90,6 +90,26 @@ def test_browser_primary_sends_history_to_a_new_browser_companion(
     send_text(laptop, after)
     message(alice, after).wait_for(timeout=TIMEOUT)
 
+    # Unlinked from the phone: the laptop forgets its messaging keys, sessions and messages too.
+    assert any(n.startswith("lockstep-messenger-") for n in databases(laptop))
+    alice.get_by_test_id("back").click()
+    row = alice.get_by_test_id("device-row").filter(has_text="Alice's laptop")
+    row.get_by_test_id("unlink").click()
+    alice.get_by_test_id("unlink-confirm").click()
+    laptop.get_by_test_id("logged-out").wait_for(timeout=TIMEOUT)
+    laptop.wait_for_function("indexedDB.databases().then((dbs) => dbs.length === 0)")
+    assert not laptop.get_by_test_id("messenger").is_visible()
+    # ...and Alice's phone keeps writing to Bob without it (the server no longer routes to it).
+    last = f"after the unlink {secrets.token_hex(4)}"
+    open_chat(alice, "@bob")
+    send_text(alice, last)
+    receive_until(bob.primary, lambda got: last in [m["body"].get("text") for m in got])
+
+
+def databases(page: Any) -> list[str]:
+    names: list[str] = page.evaluate("indexedDB.databases().then((dbs) => dbs.map((db) => db.name))")
+    return names
+
 
 def test_terminal_primary_sends_history_to_a_browser_companion(
     server_process, computer: Any, tmp_path: Path
