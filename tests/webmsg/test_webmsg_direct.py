@@ -86,7 +86,17 @@ def test_a_message_from_a_browser_companion_reaches_every_device_once(
     message(page, reply).wait_for(timeout=TIMEOUT)
     for text in (hello, reply, away):
         assert message(page, text).count() == 1, text
-    page.screenshot(path=str(tmp_path / "primary-chat.png"))
+    # A second tab of the laptop waits while the first runs the messenger, then takes over.
+    second = computer.new_page()
+    second.goto(f"{url}/")
+    second.get_by_test_id("messenger-elsewhere").wait_for(timeout=TIMEOUT)
     laptop.screenshot(path=str(tmp_path / "companion-chat.png"))
+    laptop.close()
+    second.get_by_test_id("messenger-elsewhere").wait_for(state="hidden", timeout=TIMEOUT)
+    open_chat(second, "@bob")
+    for text in (hello, reply, away):
+        message(second, text).wait_for(timeout=TIMEOUT)
+        assert message(second, text).count() == 1, text
+    page.screenshot(path=str(tmp_path / "primary-chat.png"))
 
     assert_no_plaintext(server_process, [hello, reply, away])

@@ -11,6 +11,8 @@ export class MessengerHost {
   private messenger: Messenger | null = null;
   private opening: Promise<Messenger> | null = null;
   private deviceId: string | null = null;
+  private socket: LockstepSocket | null = null;
+  private release: () => void = () => undefined;
 
   constructor(parent: HTMLElement, before: Node | null = null) {
     const mount = document.createElement("div");
@@ -21,19 +23,51 @@ export class MessengerHost {
 
   /** After `auth` succeeded on `socket`: open this device's messenger (once) and sync it. */
   async start(socket: LockstepSocket, identity: Identity): Promise<void> {
+    this.socket = socket;
     if (this.deviceId !== identity.deviceId) {
       this.messenger?.close();
+      this.release();
       this.messenger = null;
       this.deviceId = identity.deviceId;
-      this.opening = Messenger.open(identity);
+      this.opening = this.acquire(identity.deviceId).then(() => Messenger.open(identity));
     }
     const messenger = await (this.opening as Promise<Messenger>);
+    if (this.socket !== socket || !socket.isOpen) return; // a newer socket took over meanwhile
     if (this.messenger !== messenger) {
       this.messenger = messenger;
       this.view.bind(messenger);
     }
     this.view.root.hidden = false;
     await messenger.attach(socket);
+  }
+
+  /**
+   * One tab at a time runs a device's messenger (its ratchets live in one IndexedDB database, like
+   * messenger.py's e2e.lock): a second tab waits, says so, and takes over when the first one closes.
+   */
+  private acquire(deviceId: string): Promise<void> {
+    if (!("locks" in navigator)) return Promise.resolve();
+    const name = `lockstep-messenger-${deviceId}`;
+    const hold = (): Promise<void> => new Promise<void>((release) => (this.release = release));
+    return new Promise<void>((resolve) => {
+      let got = false;
+      void navigator.locks.request(name, { ifAvailable: true }, (lock) => {
+        if (!lock) return undefined;
+        got = true;
+        resolve();
+        return hold();
+      }).then(() => {
+        if (got || this.deviceId !== deviceId) return; // released by us, or this device was wiped meanwhile
+        this.view.setElsewhere(true);
+        this.view.root.hidden = false;
+        void navigator.locks.request(name, () => {
+          if (this.deviceId !== deviceId) return undefined; // wiped while waiting: let it go
+          this.view.setElsewhere(false);
+          resolve();
+          return hold();
+        });
+      });
+    });
   }
 
   onEvent(event: ServerEvent): void {
@@ -55,6 +89,7 @@ export class MessengerHost {
     this.messenger = null;
     this.opening = null;
     this.deviceId = null;
+    this.release();
     this.view.bind(null);
     this.view.root.hidden = true;
     if (deviceId) await Messenger.wipe(deviceId);

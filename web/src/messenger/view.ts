@@ -15,6 +15,7 @@ const TICK_LABEL: Record<string, string> = { sending: "Sending", sent: "Sent", d
 export class MessengerView {
   readonly root: HTMLElement;
   private banner: HTMLElement;
+  private elsewhere: HTMLElement;
   private devices: HTMLElement;
   private error: HTMLElement;
   private history: HTMLElement;
@@ -37,6 +38,8 @@ export class MessengerView {
   constructor(mount: HTMLElement) {
     this.banner = el("p", { className: "banner warn", testid: "connection-banner", text: "Not connected — reconnecting… Messages you write are sent once the connection is back.", attrs: { role: "status" } });
     this.banner.hidden = true;
+    this.elsewhere = el("p", { className: "banner warn", testid: "messenger-elsewhere", text: "Lockstep is open in another tab of this browser. Chats continue there; this tab takes over when that one is closed.", attrs: { role: "status" } });
+    this.elsewhere.hidden = true;
     this.devices = el("span", { className: "muted small", testid: "linked-devices" });
     const newChat = el("button", { text: "New chat", testid: "new-chat", attrs: { type: "button" } });
     const newGroup = el("button", { text: "New group", testid: "new-group", attrs: { type: "button" } });
@@ -92,7 +95,7 @@ export class MessengerView {
       composerForm,
     );
     this.conversationPane.hidden = true;
-    this.root = el("section", { className: "messenger", testid: "messenger" }, this.banner, el("div", { className: "msgr" }, aside, el("div", { className: "pane" }, this.empty, this.conversationPane)));
+    this.root = el("section", { className: "messenger", testid: "messenger" }, this.banner, this.elsewhere, el("div", { className: "msgr" }, aside, el("div", { className: "pane" }, this.empty, this.conversationPane)));
     mount.append(this.root);
 
     newChat.addEventListener("click", () => {
@@ -152,6 +155,12 @@ export class MessengerView {
     this.current = null;
     if (messenger) this.unsubscribe = messenger.subscribe(() => this.render());
     this.render();
+  }
+
+  /** Another tab runs this device's messenger: show why this one is idle. */
+  setElsewhere(elsewhere: boolean): void {
+    show(this.elsewhere, elsewhere);
+    this.root.querySelector<HTMLElement>(".msgr")!.hidden = elsewhere;
   }
 
   setDevices(text: string): void {
