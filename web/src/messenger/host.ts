@@ -13,6 +13,8 @@ export class MessengerHost {
   private deviceId: string | null = null;
   private socket: LockstepSocket | null = null;
   private release: () => void = () => undefined;
+  /** This tab holds the device's lock (so an `opening` in flight will finish). */
+  private holding = false;
 
   constructor(parent: HTMLElement, before: Node | null = null) {
     const mount = document.createElement("div");
@@ -32,6 +34,7 @@ export class MessengerHost {
       this.opening = this.acquire(identity.deviceId).then(() => Messenger.open(identity));
     }
     const messenger = await (this.opening as Promise<Messenger>);
+    if (this.deviceId !== identity.deviceId) return; // wiped meanwhile (wipe closes it)
     if (this.socket !== socket || !socket.isOpen) return; // a newer socket took over meanwhile
     if (this.messenger !== messenger) {
       this.messenger = messenger;
@@ -48,7 +51,15 @@ export class MessengerHost {
   private acquire(deviceId: string): Promise<void> {
     if (!("locks" in navigator)) return Promise.resolve();
     const name = `lockstep-messenger-${deviceId}`;
-    const hold = (): Promise<void> => new Promise<void>((release) => (this.release = release));
+    const hold = (): Promise<void> => {
+      this.holding = true;
+      return new Promise<void>((release) => {
+        this.release = () => {
+          this.holding = false;
+          release();
+        };
+      });
+    };
     return new Promise<void>((resolve) => {
       let got = false;
       void navigator.locks.request(name, { ifAvailable: true }, (lock) => {
@@ -85,10 +96,12 @@ export class MessengerHost {
   /** The device was unlinked: forget its keys, sessions and messages. */
   async wipe(knownDeviceId?: string): Promise<void> {
     const deviceId = knownDeviceId ?? this.deviceId;
+    const opening = this.holding ? this.opening : null; // waiting for another tab's lock: nothing opens
     this.messenger?.close();
     this.messenger = null;
     this.opening = null;
     this.deviceId = null;
+    if (opening) await opening.then((m) => m.close()).catch(() => undefined);
     this.release();
     this.view.bind(null);
     this.view.root.hidden = true;
