@@ -14,19 +14,10 @@
 import { b64uDecode, b64uEncode } from "../crypto/b64u";
 import { fromUtf8, randomBytes, utf8 } from "../crypto/bytes";
 import type { Envelope } from "../crypto/envelope";
-import {
-  E2EError,
-  decodeBase64,
-  InboundGroupSession,
-  OlmAccount,
-  type OlmAccountPickle,
-  OlmSession,
-  type OlmSessionPickle,
-  OutboundGroupSession,
-  type InboundGroupSessionPickle,
-  type OutboundGroupSessionPickle,
-  PreKeyMessage,
-} from "../e2e";
+import { E2EError } from "../e2e";
+import { GroupSessions, type GroupSessionsPickle } from "./groupSessions";
+import { buildHistory, readHistory } from "./history";
+import { OlmDevice, type OlmDevicePickle } from "./olmDevice";
 import { type LockstepSocket, ServerError } from "../net/socket";
 import { MessengerDb } from "./idb";
 import { type Contact, type DeviceKeys, KeyBundleError, sealBundle, signKeys, verifyLookup, verifyOneTimeKey } from "./keys";
@@ -45,14 +36,10 @@ import {
 import { type ChatMessage, type Conversation, directConversation, groupConversation, statusFrom } from "./model";
 
 export const ONE_TIME_KEYS_TARGET = 50;
-const MAX_SESSIONS_PER_PEER = 5;
-const ROTATE_AFTER_MESSAGES = 100;
 const SEND_ATTEMPTS = 3;
 const FETCH_LIMIT = 200;
 const MAX_SEEN_IDS = 20_000;
 const MAX_FRAME = 60_000;
-const HISTORY_DAYS = 30;
-const HISTORY_MAX = 1000;
 export const MAX_TEXT = 65_536;
 
 export interface Identity {
@@ -93,12 +80,9 @@ interface ContactRecord {
 
 interface State {
   v: 1;
-  account: OlmAccountPickle;
+  olm: OlmDevicePickle;
+  megolm: GroupSessionsPickle;
   bundle: Envelope | null;
-  counter: number;
-  sessions: Record<string, { pickle: OlmSessionPickle; lastUsed: number }[]>;
-  outbound: Record<string, { pickle: OutboundGroupSessionPickle; sharedWith: string[]; messages: number }>;
-  inbound: { senderDevice: string; sessionId: string; groupId: string; senderKey: string; pickle: InboundGroupSessionPickle; seen: number[] }[];
   lastSeq: number;
   seen: string[];
   handles: Record<string, string>;
@@ -108,24 +92,6 @@ interface State {
   historyNote?: string;
   /** Primary only: companions that got a history bundle from this device. */
   historySentTo?: string[];
-}
-
-interface SessionEntry {
-  session: OlmSession;
-  lastUsed: number;
-}
-
-interface Outbound {
-  session: OutboundGroupSession;
-  sharedWith: Set<string>;
-  messages: number;
-}
-
-interface Inbound {
-  session: InboundGroupSession;
-  groupId: string;
-  senderKey: string;
-  seen: Set<number>;
 }
 
 interface ServerMessage {
@@ -154,9 +120,6 @@ export function newMessageId(): string {
 export class Messenger {
   private socket: LockstepSocket | null = null;
   private queue: Promise<unknown> = Promise.resolve();
-  private sessions = new Map<string, SessionEntry[]>();
-  private outbound = new Map<string, Outbound>();
-  private inbound = new Map<string, Inbound>();
   private seen: Set<string>;
   private contactCache = new Map<string, Contact>();
   private dirty = new Set<string>();
@@ -170,7 +133,8 @@ export class Messenger {
   private constructor(
     readonly identity: Identity,
     private readonly db: MessengerDb,
-    private account: OlmAccount,
+    private readonly olm: OlmDevice,
+    private readonly megolm: GroupSessions,
     private state: State,
   ) {
     this.seen = new Set(state.seen);
@@ -180,29 +144,16 @@ export class Messenger {
     const db = await MessengerDb.open(identity.deviceId);
     const { state, messages } = await db.load<State, ChatMessage>();
     let messenger: Messenger;
-    if (state && state.v === 1) {
-      messenger = new Messenger(identity, db, OlmAccount.unpickle(state.account), state);
-      for (const [peer, entries] of Object.entries(state.sessions)) {
-        const restored: SessionEntry[] = [];
-        for (const entry of entries) restored.push({ session: await OlmSession.unpickle(entry.pickle), lastUsed: entry.lastUsed });
-        messenger.sessions.set(peer, restored);
-      }
-      for (const [groupId, g] of Object.entries(state.outbound)) {
-        messenger.outbound.set(groupId, { session: OutboundGroupSession.unpickle(g.pickle), sharedWith: new Set(g.sharedWith), messages: g.messages });
-      }
-      for (const g of state.inbound) {
-        messenger.inbound.set(`${g.senderDevice} ${g.sessionId}`, { session: InboundGroupSession.unpickle(g.pickle), groupId: g.groupId, senderKey: g.senderKey, seen: new Set(g.seen) });
-      }
+    if (state && state.v === 1 && state.olm && state.megolm) {
+      messenger = new Messenger(identity, db, await OlmDevice.unpickle(state.olm), GroupSessions.unpickle(state.megolm), state);
     } else {
-      const account = await OlmAccount.create();
+      const olm = await OlmDevice.create();
+      const megolm = new GroupSessions();
       const fresh: State = {
         v: 1,
-        account: account.pickle(),
+        olm: olm.pickle(),
+        megolm: megolm.pickle(),
         bundle: null,
-        counter: 0,
-        sessions: {},
-        outbound: {},
-        inbound: [],
         lastSeq: 0,
         seen: [],
         handles: {},
@@ -210,7 +161,7 @@ export class Messenger {
         groups: {},
         chats: [],
       };
-      messenger = new Messenger(identity, db, account, fresh);
+      messenger = new Messenger(identity, db, olm, megolm, fresh);
       await messenger.save();
     }
     for (const message of messages) messenger.messages.set(message.id, message);
@@ -240,21 +191,12 @@ export class Messenger {
 
   // --- persistence ----------------------------------------------------------------------------------
   private async save(): Promise<void> {
-    const sessions: State["sessions"] = {};
-    for (const [peer, entries] of this.sessions) sessions[peer] = entries.map((e) => ({ pickle: e.session.pickle(), lastUsed: e.lastUsed }));
-    const outbound: State["outbound"] = {};
-    for (const [groupId, g] of this.outbound) outbound[groupId] = { pickle: g.session.pickle(), sharedWith: [...g.sharedWith], messages: g.messages };
-    const inbound: State["inbound"] = [];
-    for (const [key, g] of this.inbound) {
-      const [senderDevice = "", sessionId = ""] = key.split(" ");
-      inbound.push({ senderDevice, sessionId, groupId: g.groupId, senderKey: g.senderKey, pickle: g.session.pickle(), seen: [...g.seen].slice(-10_000) });
-    }
     let seen = [...this.seen];
     if (seen.length > MAX_SEEN_IDS) {
       seen = seen.slice(-MAX_SEEN_IDS);
       this.seen = new Set(seen);
     }
-    this.state = { ...this.state, account: this.account.pickle(), sessions, outbound, inbound, seen };
+    this.state = { ...this.state, olm: this.olm.pickle(), megolm: this.megolm.pickle(), seen };
     const dirty = [...this.dirty].map((id) => this.messages.get(id)).filter((m): m is ChatMessage => m !== undefined);
     this.dirty.clear();
     await this.db.save(this.state, dirty);
@@ -349,18 +291,18 @@ export class Messenger {
   private async publishKeys(): Promise<number> {
     let fallback = null;
     if (this.state.bundle === null) {
-      this.state.bundle = await sealBundle(this.identity.deviceKey, this.account, this.identity.accountId, this.identity.deviceId, this.now());
-      await this.account.generateFallbackKey();
-      [fallback] = await signKeys(this.account, this.account.fallbackKey(), true);
-      this.account.markKeysAsPublished();
+      this.state.bundle = await sealBundle(this.identity.deviceKey, this.olm.account, this.identity.accountId, this.identity.deviceId, this.now());
+      await this.olm.account.generateFallbackKey();
+      [fallback] = await signKeys(this.olm.account, this.olm.account.fallbackKey(), true);
+      this.olm.account.markKeysAsPublished();
       await this.save();
     }
     let result = await this.request("keys.upload", { bundle: this.state.bundle, ...(fallback ? { fallback_key: fallback } : {}) });
     let left = Number(result.one_time_keys_left);
     if (left < ONE_TIME_KEYS_TARGET / 2) {
-      await this.account.generateOneTimeKeys(ONE_TIME_KEYS_TARGET - left);
-      const fresh = await signKeys(this.account, this.account.oneTimeKeys(), false);
-      this.account.markKeysAsPublished();
+      await this.olm.account.generateOneTimeKeys(ONE_TIME_KEYS_TARGET - left);
+      const fresh = await signKeys(this.olm.account, this.olm.account.oneTimeKeys(), false);
+      this.olm.account.markKeysAsPublished();
       await this.save(); // private halves on disk before the public halves are out
       result = await this.request("keys.upload", { bundle: this.state.bundle, one_time_keys: fresh });
       left = Number(result.one_time_keys_left);
@@ -414,66 +356,23 @@ export class Messenger {
   }
 
   // --- Olm (§4) -------------------------------------------------------------------------------------
-  private touch(peer: string, entry: SessionEntry): void {
-    this.state.counter += 1;
-    entry.lastUsed = this.state.counter;
-    const entries = this.sessions.get(peer) ?? [];
-    if (!entries.includes(entry)) entries.push(entry);
-    entries.sort((a, b) => b.lastUsed - a.lastUsed);
-    entries.length = Math.min(entries.length, MAX_SESSIONS_PER_PEER);
-    this.sessions.set(peer, entries);
-  }
-
   private async olmPayloads(targets: DeviceKeys[], plaintext: Uint8Array): Promise<Record<string, unknown>[]> {
-    const missing = targets.filter((t) => !this.sessions.get(b64uEncode(t.identityKey))?.length);
+    const missing = targets.filter((t) => !this.olm.hasSession(t.identityKey));
     if (missing.length) {
       const claimed = (await this.request("keys.claim", { device_ids: missing.map((k) => k.deviceId) })).devices as Record<string, Record<string, unknown> | undefined>;
       for (const keys of missing) {
         const entry = claimed[keys.deviceId];
         if (!entry || entry.one_time_key === null || entry.one_time_key === undefined) throw new MessengerError("A device of this contact has no one-time keys left; try again later.");
-        const oneTimeKey = await verifyOneTimeKey(entry.one_time_key, keys.signingKey);
-        const session = await this.account.createOutboundSession(keys.identityKey, oneTimeKey);
-        this.touch(b64uEncode(keys.identityKey), { session, lastUsed: 0 });
+        await this.olm.startOutbound(keys.identityKey, await verifyOneTimeKey(entry.one_time_key, keys.signingKey));
       }
     }
-    const sender = b64uEncode(this.identityKey());
+    const sender = b64uEncode(this.olm.identityKey);
     const payloads: Record<string, unknown>[] = [];
     for (const keys of targets) {
-      const entry = this.sessions.get(b64uEncode(keys.identityKey))?.[0];
-      if (!entry) throw new MessengerError("no Olm session with a target device");
-      const message = await entry.session.encrypt(plaintext);
+      const message = await this.olm.encrypt(keys.identityKey, plaintext);
       payloads.push({ device_id: keys.deviceId, type: "olm", olm_type: message.type, sender_key: sender, ciphertext: b64uEncode(message.body) });
     }
     return payloads;
-  }
-
-  private identityKey(): Uint8Array {
-    return decodeBase64(this.account.curve25519Key);
-  }
-
-  private async olmDecrypt(peerKey: Uint8Array, type: 0 | 1, body: Uint8Array): Promise<Uint8Array> {
-    const peer = b64uEncode(peerKey);
-    let entries = [...(this.sessions.get(peer) ?? [])];
-    if (type === 0) {
-      const preKey = PreKeyMessage.decode(body);
-      const matching = entries.filter((e) => e.session.matches(preKey));
-      if (!matching.length) {
-        const { session, plaintext } = await this.account.createInboundSession(peerKey, preKey);
-        this.touch(peer, { session, lastUsed: 0 });
-        return plaintext;
-      }
-      entries = matching;
-    }
-    for (const entry of entries) {
-      try {
-        const plaintext = await entry.session.decrypt({ type, body });
-        this.touch(peer, entry);
-        return plaintext;
-      } catch (error) {
-        if (!(error instanceof E2EError)) throw error;
-      }
-    }
-    throw new MessengerError(entries.length ? "no Olm session with this device decrypts the message (a replay?)" : "no Olm session with this device");
   }
 
   // --- envelopes (§5) -------------------------------------------------------------------------------
@@ -527,26 +426,19 @@ export class Messenger {
         if (expected.size !== contact.keys.size || [...contact.keys.keys()].some((d) => !expected.has(d))) contact = await this.contact({ accountId }, true);
         for (const k of contact.keys.values()) if (k.deviceId !== this.identity.deviceId) targets.set(k.deviceId, k);
       }
-      let current = this.outbound.get(groupId);
-      if (!current || [...current.sharedWith].some((d) => !targets.has(d)) || current.messages >= ROTATE_AFTER_MESSAGES) {
-        current = { session: await OutboundGroupSession.create(), sharedWith: new Set(), messages: 0 };
-        this.outbound.set(groupId, current);
-      }
+      const share = await this.megolm.prepare(groupId, new Set(targets.keys()));
       try {
-        const needing = [...targets.keys()].filter((d) => !current.sharedWith.has(d)).sort();
-        if (needing.length) {
-          const share = { group_id: groupId, session_id: current.session.sessionId, session_key: await current.session.sessionKey() };
+        if (share.devices.length) {
           const keyId = newMessageId();
           const payloads = await this.olmPayloads(
-            needing.map((d) => targets.get(d) as DeviceKeys),
-            this.envelope("group-key", conversation, share, keyId),
+            share.devices.map((d) => targets.get(d) as DeviceKeys),
+            this.envelope("group-key", conversation, share.body, keyId),
           );
           await this.request("messages.send", { message_id: keyId, group_id: groupId, payloads });
-          for (const d of needing) current.sharedWith.add(d);
+          this.megolm.markShared(groupId, share.devices);
         }
-        current.messages += 1;
-        const ciphertext = await current.session.encrypt(this.envelope(kind, conversation, body, id));
-        await this.request("messages.send", { message_id: id, group_id: groupId, megolm: { session_id: current.session.sessionId, ciphertext: b64uEncode(ciphertext) } });
+        const { sessionId, ciphertext } = await this.megolm.encrypt(groupId, this.envelope(kind, conversation, body, id));
+        await this.request("messages.send", { message_id: id, group_id: groupId, megolm: { session_id: sessionId, ciphertext: b64uEncode(ciphertext) } });
         return { members: members.filter((m) => m !== this.identity.accountId) };
       } catch (error) {
         if (error instanceof ServerError && error.code === "devices_changed" && attempt + 1 < SEND_ATTEMPTS) continue;
@@ -696,16 +588,10 @@ export class Messenger {
         await this.senderKeyOk(sender.account_id, sender.device_id, key);
         const type = payload.olm_type === 0 ? 0 : payload.olm_type === 1 ? 1 : null;
         if (type === null) throw new EnvelopeError("an unknown Olm message type");
-        plaintext = await this.olmDecrypt(key, type, b64uDecode(String(payload.ciphertext)));
+        plaintext = await this.olm.decrypt(key, type, b64uDecode(String(payload.ciphertext)));
         senderKey = b64uEncode(key);
       } else if (payload.type === "megolm" && groupId !== null) {
-        const entry = this.inbound.get(`${sender.device_id} ${String(payload.session_id)}`);
-        if (!entry) throw new MessengerError("no group key from this device for this message");
-        const result = await entry.session.decrypt(b64uDecode(String(payload.ciphertext)));
-        if (entry.seen.has(result.messageIndex)) throw new EnvelopeError("a group message index already decrypted");
-        entry.seen.add(result.messageIndex);
-        if (entry.groupId !== groupId) throw new EnvelopeError("a group message under another group's key");
-        plaintext = result.plaintext;
+        plaintext = await this.megolm.decrypt(sender.device_id, String(payload.session_id), b64uDecode(String(payload.ciphertext)), groupId);
       } else {
         throw new EnvelopeError("an unknown payload type");
       }
@@ -753,13 +639,7 @@ export class Messenger {
         if (!overOlm) throw new EnvelopeError("group keys travel only over Olm");
         if (typeof body.group_id !== "string" || typeof body.session_id !== "string" || typeof body.session_key !== "string") throw new EnvelopeError("a malformed group key");
         if (body.group_id !== groupId) throw new EnvelopeError("a group key routed through another group");
-        const session = await InboundGroupSession.fromSessionKey(body.session_key);
-        if (session.sessionId !== body.session_id) throw new EnvelopeError("a group key whose session id does not match");
-        const key = `${opened.senderDevice} ${session.sessionId}`;
-        const existing = this.inbound.get(key);
-        if (!existing || existing.session.firstKnownIndex > session.firstKnownIndex) {
-          this.inbound.set(key, { session, groupId: body.group_id, senderKey, seen: new Set() });
-        }
+        await this.megolm.addInbound(opened.senderDevice, senderKey, { group_id: body.group_id, session_id: body.session_id, session_key: body.session_key });
         return null;
       }
       case "group-info": {
@@ -823,31 +703,12 @@ export class Messenger {
     const me = await this.contact({ accountId: this.identity.accountId });
     const entry = me.list.devices.find((d) => d.device_id === opened.senderDevice);
     if (opened.senderAccount !== this.identity.accountId || !entry || entry.role !== "primary") throw new EnvelopeError("history comes only from this account's primary");
-    const media = opened.body.media as MediaDescriptor;
-    const bundle = JSON.parse(fromUtf8(await this.fetchMedia(media, () => undefined))) as Record<string, unknown>;
-    const records = Array.isArray(bundle.messages) ? (bundle.messages as Record<string, unknown>[]) : [];
+    const records = readHistory(await this.fetchMedia(opened.body.media as MediaDescriptor, () => undefined), this.identity.accountId);
     for (const record of records) {
-      const id = record.id;
-      const sender = record.sender as { account_id?: string; device_id?: string } | undefined;
-      const conversation = record.conversation;
-      if (typeof id !== "string" || this.messages.has(id) || typeof conversation !== "string" || !sender?.account_id) continue;
-      const body = (record.body ?? {}) as Record<string, unknown>;
-      const kind = record.kind === "media" ? "media" : "text";
-      const outgoing = sender.account_id === this.identity.accountId;
-      this.ensureChat(conversation);
-      this.put({
-        id,
-        conversation,
-        kind,
-        senderAccount: sender.account_id,
-        senderDevice: sender.device_id ?? "",
-        ts: Number(record.ts) || 0,
-        outgoing,
-        text: typeof body.text === "string" ? body.text : typeof body.caption === "string" ? body.caption : undefined,
-        media: kind === "media" ? (body.media as MediaDescriptor) : undefined,
-        ...(outgoing ? { status: "sent" as const } : { read: true }),
-      });
-      this.seen.add(id);
+      if (this.messages.has(record.id)) continue;
+      this.ensureChat(record.conversation);
+      this.put(record);
+      this.seen.add(record.id);
     }
     const peers = new Set<string>();
     for (const record of records) {
@@ -878,28 +739,13 @@ export class Messenger {
   }
 
   private async sendHistory(keys: DeviceKeys): Promise<void> {
-    const now = this.now();
-    const all = [...this.messages.values()].filter((m) => m.kind === "text" || m.kind === "media").sort((a, b) => a.ts - b.ts);
-    const recent = all.filter((m) => m.ts >= now - HISTORY_DAYS * 86_400_000);
-    const older = all.length - recent.length;
-    const overLimit = Math.max(0, recent.length - HISTORY_MAX);
-    const records = recent.slice(-HISTORY_MAX).map((m) => ({
-      id: m.id,
-      kind: m.kind,
-      conversation: m.conversation,
-      sender: { account_id: m.senderAccount, device_id: m.senderDevice },
-      ts: m.ts,
-      body: m.kind === "media" ? { media: m.media, ...(m.text ? { caption: m.text } : {}) } : { text: m.text ?? "" },
-    }));
-    const notTransferred = { older_than_30_days_or_dropped: older, over_1000_limit: overLimit };
-    let note = `${records.length} messages from the last ${HISTORY_DAYS} days were transferred`;
-    if (older || overLimit) note += `; ${older + overLimit} older messages stay only on the phone`;
-    const bundle = utf8(JSON.stringify({ v: 1, type: "history-bundle", generated_at: now, messages: records, not_transferred: notTransferred }));
+    const history = buildHistory(this.messages.values(), this.now());
+    const bundle = history.bytes;
     const token = await this.request("media.token");
     const encrypted = await encryptMedia(bundle, "document");
     const uploaded = await uploadBlob(String(token.token), encrypted.blob, () => undefined);
     const media = describeMedia(uploaded, encrypted, { name: "history.json", type: "application/json", size: bundle.length });
-    const body = { media, count: records.length, not_transferred: notTransferred, note };
+    const body = { media, count: history.count, not_transferred: history.notTransferred, note: history.note };
     const id = newMessageId();
     const own = this.identity.accountId;
     try {
@@ -994,7 +840,7 @@ export class Messenger {
     this.noteGroup(event);
     const change = (event.change ?? {}) as Record<string, unknown>;
     const groupId = String(event.group_id);
-    if (change.kind === "removed" && change.account_id === this.identity.accountId) this.outbound.delete(groupId);
+    if (change.kind === "removed" && change.account_id === this.identity.accountId) this.megolm.forgetOutbound(groupId);
     for (const id of this.group(groupId).members) if (!this.state.contacts[id]) await this.contact({ accountId: id }).catch(() => undefined);
     await this.save();
     this.changed();
@@ -1040,7 +886,7 @@ export class Messenger {
   removeMember(groupId: string, accountId: string): Promise<void> {
     return this.serial(async () => {
       this.noteGroup(await this.request("groups.remove", { group_id: groupId, account_id: accountId }));
-      this.outbound.delete(groupId); // rotate now, whatever the next send sees
+      this.megolm.forgetOutbound(groupId); // rotate now, whatever the next send sees
       await this.save();
       this.changed();
     });

@@ -1,0 +1,67 @@
+/**
+ * History bundles for a newly linked companion (the same JSON as messenger.py's `_send_history`):
+ * the last 30 days, at most 1,000 text and media messages, and what was not transferred. Pure: the
+ * messenger encrypts the bundle like a file and sends its key over Olm to that one companion.
+ */
+import { fromUtf8, utf8 } from "../crypto/bytes";
+import type { MediaDescriptor } from "./media";
+import type { ChatMessage } from "./model";
+
+export const HISTORY_DAYS = 30;
+export const HISTORY_MAX = 1000;
+
+export interface HistoryBundle {
+  bytes: Uint8Array;
+  count: number;
+  notTransferred: { older_than_30_days_or_dropped: number; over_1000_limit: number };
+  note: string;
+}
+
+export function buildHistory(messages: Iterable<ChatMessage>, now: number): HistoryBundle {
+  const all = [...messages].filter((m) => m.kind === "text" || m.kind === "media").sort((a, b) => a.ts - b.ts);
+  const recent = all.filter((m) => m.ts >= now - HISTORY_DAYS * 86_400_000);
+  const older = all.length - recent.length;
+  const overLimit = Math.max(0, recent.length - HISTORY_MAX);
+  const records = recent.slice(-HISTORY_MAX).map((m) => ({
+    id: m.id,
+    kind: m.kind,
+    conversation: m.conversation,
+    sender: { account_id: m.senderAccount, device_id: m.senderDevice },
+    ts: m.ts,
+    body: m.kind === "media" ? { media: m.media, ...(m.text ? { caption: m.text } : {}) } : { text: m.text ?? "" },
+  }));
+  const notTransferred = { older_than_30_days_or_dropped: older, over_1000_limit: overLimit };
+  let note = `${records.length} messages from the last ${HISTORY_DAYS} days were transferred`;
+  if (older || overLimit) note += `; ${older + overLimit} older messages stay only on the phone`;
+  const bytes = utf8(JSON.stringify({ v: 1, type: "history-bundle", generated_at: now, messages: records, not_transferred: notTransferred }));
+  return { bytes, count: records.length, notTransferred, note };
+}
+
+/** The messages of a bundle as this device keeps them (`me` = this account: its messages are outgoing). */
+export function readHistory(bytes: Uint8Array, me: string): ChatMessage[] {
+  const bundle = JSON.parse(fromUtf8(bytes)) as Record<string, unknown>;
+  const records = typeof bundle === "object" && bundle !== null && Array.isArray(bundle.messages) ? (bundle.messages as Record<string, unknown>[]) : [];
+  const out: ChatMessage[] = [];
+  for (const record of records) {
+    if (typeof record !== "object" || record === null) continue;
+    const { id, conversation } = record;
+    const sender = record.sender as { account_id?: unknown; device_id?: unknown } | undefined;
+    if (typeof id !== "string" || typeof conversation !== "string" || !/^(direct|group):/.test(conversation) || typeof sender?.account_id !== "string") continue;
+    const body = (typeof record.body === "object" && record.body !== null ? record.body : {}) as Record<string, unknown>;
+    const kind = record.kind === "media" ? "media" : "text";
+    const outgoing = sender.account_id === me;
+    out.push({
+      id,
+      conversation,
+      kind,
+      senderAccount: sender.account_id,
+      senderDevice: typeof sender.device_id === "string" ? sender.device_id : "",
+      ts: Number(record.ts) || 0,
+      outgoing,
+      text: typeof body.text === "string" ? body.text : typeof body.caption === "string" ? body.caption : undefined,
+      media: kind === "media" && typeof body.media === "object" && body.media !== null ? (body.media as MediaDescriptor) : undefined,
+      ...(outgoing ? { status: "sent" as const } : { read: true }),
+    });
+  }
+  return out;
+}
