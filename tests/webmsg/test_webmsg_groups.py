@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +100,24 @@ def test_group_membership_and_media_across_browser_and_terminal(
         and hashlib.sha256(Path(media["file"]).read_bytes()).digest()
         == hashlib.sha256(mine.read_bytes()).digest()
     )
+
+    # Media whose descriptor lies about the blob (wrong hash; wrong key, so a wrong MAC) is refused.
+    for lie, reason in (("hash", "hash does not match"), ("mac", "MAC does not match")):
+        subprocess.run(
+            [
+                sys.executable,
+                str(Path(__file__).with_name("tampered_media.py")),
+                str(bob.primary),
+                "alice",
+                str(picture),
+                lie,
+            ],
+            check=True,
+            timeout=60,
+        )
+        bad = alice.get_by_test_id("message").filter(has_text=f"tampered {lie}")
+        bad.get_by_test_id("media-error").filter(has_text=reason).wait_for(timeout=TIMEOUT)
+        assert bad.get_by_test_id("message-image").is_hidden()
 
     alice.screenshot(path=str(tmp_path / "alice-group.png"), full_page=True)
     assert_no_plaintext(
