@@ -12,9 +12,11 @@ stored the message (the moment a UI would show it), on one clock (one process). 
 set up in a warm-up round first, which is not measured.
 
     .venv/bin/python bench/messaging_throughput.py [--seconds 10] [--senders 50] [--recipients 25] [--rate R]
+        [--synapse /tmp/synapse-venv/bin/python]
 
 Without ``--rate`` senders are closed loops (saturation: throughput, and latency including queueing);
-with it they offer R messages/s in total (latency at that load).
+with it they offer R messages/s in total (latency at that load). With ``--synapse`` the same workload
+then runs against Matrix Synapse (see synapse_peer.py) and the ratios are printed.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 from lockstep.client.companion import ShownCode, link
@@ -75,6 +78,21 @@ async def make_recipient(url: str, index: int, root: Path) -> tuple[DeviceState,
     return state, companion.state
 
 
+@dataclass
+class Outcome:
+    sent: int
+    delivered: int
+    elapsed: float
+    latencies: list[float]
+    server_cpu: float
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far (Linux /proc, 100 ticks a second)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / 100
+
+
 class Receiver:
     def __init__(self, messenger: Messenger, sent_at: dict[str, float], latencies: list[float]) -> None:
         self.messenger = messenger
@@ -109,10 +127,10 @@ async def sender(
 ) -> None:
     number = 0
     next_at = time.perf_counter() + offset  # senders spread evenly over one interval
-    while time.perf_counter() < stop_at:
+    while (next_at if interval else time.perf_counter()) < stop_at:
         if interval:
-            next_at += interval
             await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+            next_at += interval
         message_id = f"bench-{messenger.device_id[:8]}-{number:08d}"
         sent_at[message_id] = time.perf_counter()
         await messenger.send_direct(to, Kind.TEXT, {"text": f"message {number}"}, message_id=message_id)
@@ -120,10 +138,11 @@ async def sender(
         counter[0] += 1
 
 
-async def run(url: str, seconds: float, senders: int, recipients: int, rate: float) -> None:
+async def run(
+    url: str, server_pid: int, seconds: float, senders: int, recipients: int, rate: float
+) -> Outcome:
     with tempfile.TemporaryDirectory() as directory:
         root = Path(directory)
-        setup_started = time.perf_counter()
         pairs = [await make_recipient(url, i, root) for i in range(recipients)]
         sender_states = [
             await create_account(url, f"sndr{i}", f"Sender {i}", "Phone", root / f"s{i}")
@@ -136,7 +155,6 @@ async def run(url: str, seconds: float, senders: int, recipients: int, rate: flo
             sending = [await stack.enter_async_context(Messenger.open(state)) for state in sender_states]
             for messenger in receiving:
                 messenger.auto_download = False
-            devices = len(receiving) + len(sending)
             sent_at: dict[str, float] = {}
             latencies: list[float] = []
             receivers = [Receiver(m, sent_at, latencies) for m in receiving]
@@ -147,9 +165,9 @@ async def run(url: str, seconds: float, senders: int, recipients: int, rate: flo
             await asyncio.sleep(1.0)
             latencies.clear()
             before = sum(r.received for r in receivers)
-            setup = time.perf_counter() - setup_started
             counter = [0]
             interval = senders / rate if rate else 0.0
+            cpu_before = cpu_seconds(server_pid)
             started = time.perf_counter()
             stop_at = started + seconds
             await asyncio.gather(
@@ -163,27 +181,32 @@ async def run(url: str, seconds: float, senders: int, recipients: int, rate: flo
             while sum(r.received for r in receivers) < expected and time.perf_counter() < sent_done + 30:
                 await asyncio.sleep(0.05)
             elapsed = time.perf_counter() - started
+            cpu = cpu_seconds(server_pid) - cpu_before
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks)
             delivered = sum(r.received for r in receivers) - before
-    ordered = sorted(latencies)
-    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] if ordered else float("nan")
+    return Outcome(counter[0], delivered, elapsed, latencies, cpu)
+
+
+def report(name: str, outcome: Outcome) -> dict[str, float]:
+    ordered = sorted(outcome.latencies)
+    p50 = statistics.median(ordered) * 1000 if ordered else float("nan")
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000 if ordered else float("nan")
+    figures = {
+        "messages/s": outcome.sent / outcome.elapsed,
+        "deliveries/s": outcome.delivered / outcome.elapsed,
+        "p50 ms": p50,
+        "p99 ms": p99,
+        "server CPU ms/message": 1000 * outcome.server_cpu / max(outcome.sent, 1),
+    }
     print(
-        f"devices: {devices} ({senders} senders x 1 device, {recipients} recipients x 2 devices); "
-        f"each message fans out to 2 devices; setup {setup:.1f} s"
+        f"{name}: sent {outcome.sent}, delivered {outcome.delivered} of {2 * outcome.sent} by "
+        f"{outcome.elapsed:.1f} s; {figures['messages/s']:.0f} messages/s, "
+        f"{figures['deliveries/s']:.0f} deliveries/s; latency p50 {p50:.1f} ms, p99 {p99:.1f} ms; "
+        f"server CPU {outcome.server_cpu:.2f} s ({figures['server CPU ms/message']:.2f} ms/message)"
     )
-    print(
-        f"offered: {f'{rate:.0f} messages/s' if rate else 'as fast as the server accepts'}; "
-        f"sent {counter[0]} messages in {seconds:.0f} s, delivered {delivered} copies "
-        f"(expected {2 * counter[0]}) by {elapsed:.1f} s"
-    )
-    print(f"throughput: {counter[0] / elapsed:.0f} messages/s, {delivered / elapsed:.0f} device deliveries/s")
-    if ordered:
-        print(
-            f"send-to-receive latency: p50 {statistics.median(ordered) * 1000:.1f} ms, "
-            f"p99 {p99 * 1000:.1f} ms, max {ordered[-1] * 1000:.1f} ms"
-        )
+    return figures
 
 
 def main() -> None:
@@ -194,6 +217,11 @@ def main() -> None:
     parser.add_argument(
         "--rate", type=float, default=0.0, help="offered messages/s in total (default: as fast as accepted)"
     )
+    parser.add_argument(
+        "--synapse",
+        metavar="PYTHON",
+        help="also run the workload against Matrix Synapse, using this Python (a venv with matrix-synapse)",
+    )
     parser.add_argument("--serve", nargs=2, metavar=("PORT", "DATA"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -203,6 +231,11 @@ def main() -> None:
     from lockstep_servers import free_port
 
     port = free_port()
+    mode = f"{args.rate:.0f} messages/s offered" if args.rate else "as fast as accepted (closed loops)"
+    print(
+        f"{args.senders + 2 * args.recipients} devices ({args.senders} senders x 1 device, {args.recipients} "
+        f"recipients x 2 devices), every message to 2 devices, {args.seconds:.0f} s, {mode}"
+    )
     with tempfile.TemporaryDirectory() as data:
         server = subprocess.Popen(
             [sys.executable, __file__, "--serve", str(port), data], env=os.environ.copy()
@@ -215,15 +248,28 @@ def main() -> None:
                     break
                 except OSError:
                     time.sleep(0.1)
-            asyncio.run(run(url, args.seconds, args.senders, args.recipients, args.rate))
+            outcome = asyncio.run(
+                run(url, server.pid, args.seconds, args.senders, args.recipients, args.rate)
+            )
         finally:
             server.terminate()
             server.wait(timeout=10)
-    clients, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    print(
-        f"CPU: server {children.ru_utime + children.ru_stime:.2f} s, "
-        f"clients (all 100 devices, one process) {clients.ru_utime + clients.ru_stime:.2f} s"
-    )
+    ours = report("Lockstep", outcome)
+    if args.synapse:
+        import synapse_peer
+
+        peer = report(
+            "Synapse ",
+            asyncio.run(
+                synapse_peer.run(args.synapse, args.seconds, args.senders, args.recipients, args.rate)
+            ),
+        )
+        print(
+            "Lockstep / Synapse: "
+            + ", ".join(f"{name} {ours[name] / peer[name]:.3g}" for name in ours if peer[name] == peer[name])
+        )
+    clients = resource.getrusage(resource.RUSAGE_SELF)
+    print(f"client CPU (all devices of both runs, this process): {clients.ru_utime + clients.ru_stime:.2f} s")
 
 
 if __name__ == "__main__":
