@@ -1,0 +1,117 @@
+"""The browser messenger against a lying server (the companion page, /ws scripted by the test).
+
+Contacts come from `accounts.lookup`; the messenger must refuse, before anything is sent, a device whose
+key bundle is not signed by its entry in the primary-signed device list, a handle that now names another
+account (trust on first use), and a device list older than one it has seen (rollback). Accounts and
+bundles are made by the Python code (lockstep.link, lockstep.e2e.keys), so this also checks the two
+implementations agree on the bundle format.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from lockstep.e2e.keys import DeviceKeys
+from lockstep.link.devices import DeviceEntry, DeviceList, Role
+from lockstep.link.encoding import key_id
+from lockstep.link.grant import AccountInfo
+
+from .fake_lockstep import FakeServer, now_ms
+from .test_web_companion import Primary, answer_auth, scan, send_ref, start_linking
+
+pytestmark = pytest.mark.browser
+
+
+class Contact:
+    """Another account, as accounts.lookup describes it (one keyed primary device)."""
+
+    def __init__(self, handle: str) -> None:
+        self.account_key = Ed25519PrivateKey.generate()
+        self.device_key = Ed25519PrivateKey.generate()
+        public = self.account_key.public_key().public_bytes_raw()
+        self.account = AccountInfo(key_id(public), handle, handle.title(), public)
+        entry = DeviceEntry.new(
+            self.device_key.public_key().public_bytes_raw(), Role.PRIMARY, "Phone", now_ms()
+        )
+        self.devices = DeviceList(self.account.account_id, 1, now_ms(), (entry,))
+
+    def lookup(self, *, bundle_signer: Ed25519PrivateKey | None = None) -> dict[str, Any]:
+        device_id = self.devices.primary.device_id
+        keys = DeviceKeys(
+            self.account.account_id, device_id, secrets.token_bytes(32), secrets.token_bytes(32), now_ms()
+        )
+        return {
+            "account": self.account.to_json(),
+            "device_list": self.devices.sign(self.account_key).to_json(),
+            "device_keys": {device_id: keys.seal(bundle_signer or self.device_key).to_json()},
+        }
+
+
+def linked_companion(page: Any, fake_server: FakeServer, static_origin: str) -> None:
+    start_linking(fake_server)
+    fake_server.replies["keys.upload"] = lambda conn, req: {"one_time_keys_left": 50}
+    fake_server.replies["messages.fetch"] = lambda conn, req: {"messages": [], "more": False}
+    primary = Primary()
+    page.goto(f"{static_origin}/")
+    fake_server.wait_until(
+        lambda: fake_server.connections and "link.start" in fake_server.last.ops(), what="link.start"
+    )
+    send_ref(fake_server.last, bytes([7]) * 32)
+    code = scan(page, static_origin)
+    fake_server.replies["auth"] = answer_auth(primary, code, static_origin)
+    fake_server.last.send({"event": "link.granted", **primary.approve(code, "Work laptop")})
+    page.get_by_test_id("messenger").wait_for(state="visible")
+    fake_server.wait_until(lambda: "messages.fetch" in fake_server.last.ops(), what="the messenger's fetch")
+
+
+def new_chat(page: Any, handle: str) -> None:
+    if not page.get_by_test_id("new-chat-handle").is_visible():  # still open after a refusal
+        page.get_by_test_id("new-chat").click()
+    page.get_by_test_id("new-chat-handle").fill(handle)
+    page.get_by_test_id("new-chat-start").click()
+
+
+def refused(page: Any, words: str) -> None:
+    page.get_by_test_id("messenger-error").filter(has_text=words).wait_for(state="visible")
+
+
+def test_the_messenger_refuses_forged_keys_swapped_accounts_and_rollback(
+    page: Any, fake_server: FakeServer, static_origin: str
+) -> None:
+    linked_companion(page, fake_server, static_origin)
+    bob = Contact("bob")
+
+    # A bundle signed by a key that is not bob's listed device key: refused, no chat.
+    forger = Ed25519PrivateKey.generate()
+    fake_server.replies["accounts.lookup"] = lambda conn, req: bob.lookup(bundle_signer=forger)
+    new_chat(page, "bob")
+    refused(page, "has keys that do not verify")
+    assert page.get_by_test_id("chat-row").count() == 0
+
+    # The genuine account: the chat opens, and @bob is pinned to this account.
+    fake_server.replies["accounts.lookup"] = lambda conn, req: bob.lookup()
+    new_chat(page, "bob")
+    page.get_by_test_id("conversation").wait_for(state="visible")
+    assert "@bob" in page.get_by_test_id("chat-row").inner_text()
+
+    # The server now answers for @bob with another account: refused like a safety-number change.
+    impostor = Contact("bob")
+    fake_server.replies["accounts.lookup"] = lambda conn, req: impostor.lookup()
+    new_chat(page, "bob")
+    refused(page, "account key changed")
+
+    # Bob's list moved to version 2; a server that later serves version 1 again is refused.
+    bob.devices = DeviceList(bob.account.account_id, 2, now_ms(), bob.devices.devices)
+    fake_server.replies["accounts.lookup"] = lambda conn, req: bob.lookup()
+    new_chat(page, "bob")
+    page.get_by_test_id("messenger-error").wait_for(state="hidden")
+    bob.devices = DeviceList(bob.account.account_id, 1, now_ms(), bob.devices.devices)
+    new_chat(page, "bob")
+    refused(page, "older device list")
+
+    assert "messages.send" not in fake_server.last.ops()
+    assert page.get_by_test_id("chat-row").count() == 1
