@@ -1,10 +1,10 @@
 """The browser messenger against a lying server (the companion page, /ws scripted by the test).
 
 Contacts come from `accounts.lookup`; the messenger must refuse, before anything is sent, a device whose
-key bundle is not signed by its entry in the primary-signed device list, a handle that now names another
-account (trust on first use), and a device list older than one it has seen (rollback). Accounts and
-bundles are made by the Python code (lockstep.link, lockstep.e2e.keys), so this also checks the two
-implementations agree on the bundle format.
+key bundle is not signed by its entry in the primary-signed device list, a look-up answered with another
+account than the pinned one (trust on first use), and a device list older than one it has seen
+(rollback). Accounts and bundles are made by the Python code (lockstep.link, lockstep.e2e.keys), and
+what the browser publishes is checked by it, so both implementations agree on the key formats.
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from lockstep.e2e.keys import DeviceKeys
+from lockstep.e2e.keys import DeviceKeys, OneTimeKey
 from lockstep.link.devices import DeviceEntry, DeviceList, Role
 from lockstep.link.encoding import key_id
+from lockstep.link.envelope import Envelope
 from lockstep.link.grant import AccountInfo
 
 from .fake_lockstep import FakeServer, now_ms
@@ -51,7 +52,7 @@ class Contact:
         }
 
 
-def linked_companion(page: Any, fake_server: FakeServer, static_origin: str) -> None:
+def linked_companion(page: Any, fake_server: FakeServer, static_origin: str) -> Primary:
     start_linking(fake_server)
     fake_server.replies["keys.upload"] = lambda conn, req: {"one_time_keys_left": 50}
     fake_server.replies["messages.fetch"] = lambda conn, req: {"messages": [], "more": False}
@@ -66,6 +67,7 @@ def linked_companion(page: Any, fake_server: FakeServer, static_origin: str) -> 
     fake_server.last.send({"event": "link.granted", **primary.approve(code, "Work laptop")})
     page.get_by_test_id("messenger").wait_for(state="visible")
     fake_server.wait_until(lambda: "messages.fetch" in fake_server.last.ops(), what="the messenger's fetch")
+    return primary
 
 
 def new_chat(page: Any, handle: str) -> None:
@@ -98,11 +100,12 @@ def test_the_messenger_refuses_forged_keys_swapped_accounts_and_rollback(
     page.get_by_test_id("conversation").wait_for(state="visible")
     assert "@bob" in page.get_by_test_id("chat-row").inner_text()
 
-    # The server now answers for @bob with another account: refused like a safety-number change.
+    # The server now answers for @bob (pinned: looked up by account id) with another account: refused.
     impostor = Contact("bob")
     fake_server.replies["accounts.lookup"] = lambda conn, req: impostor.lookup()
     new_chat(page, "bob")
-    refused(page, "account key changed")
+    refused(page, "answered a look-up with another account")
+    assert fake_server.last.requests[-1]["account_id"] == bob.account.account_id
 
     # Bob's list moved to version 2; a server that later serves version 1 again is refused.
     bob.devices = DeviceList(bob.account.account_id, 2, now_ms(), bob.devices.devices)
@@ -115,3 +118,35 @@ def test_the_messenger_refuses_forged_keys_swapped_accounts_and_rollback(
 
     assert "messages.send" not in fake_server.last.ops()
     assert page.get_by_test_id("chat-row").count() == 1
+
+
+def test_the_browser_publishes_a_signed_bundle_and_replenishes_one_time_keys(
+    page: Any, fake_server: FakeServer, static_origin: str
+) -> None:
+    """What the browser uploads verifies with the Python code: its bundle under the device list, every
+    one-time key under the bundle's signing key; `keys.low` makes it top the server up to 50."""
+    primary = linked_companion(page, fake_server, static_origin)
+    first = next(r for r in fake_server.last.requests if r["op"] == "keys.upload")
+    fake_server.replies["keys.upload"] = lambda conn, req: {
+        "one_time_keys_left": 5 + len(req.get("one_time_keys", []))
+    }
+    fake_server.last.send({"event": "keys.low", "one_time_keys_left": 5})
+    fake_server.wait_until(
+        lambda: any(r["op"] == "keys.upload" and r.get("one_time_keys") for r in fake_server.last.requests),
+        what="new one-time keys",
+    )
+    uploads = [r for r in fake_server.last.requests if r["op"] == "keys.upload"]
+    fresh = next(r for r in uploads if r.get("one_time_keys"))
+    assert all(r["bundle"] == first["bundle"] for r in uploads)  # the same bundle bytes every time
+
+    devices = primary.devices
+    device_id = next(d.device_id for d in devices.devices if d.role is Role.COMPANION)
+    keys = DeviceKeys.verify(Envelope.from_json(first["bundle"]), devices, device_id)
+    fallback = OneTimeKey.from_json(first["fallback_key"])
+    assert fallback.fallback
+    fallback.verify(keys.signing_key)
+    one_time = [OneTimeKey.from_json(k) for k in fresh["one_time_keys"]]
+    assert len(one_time) == 45 and len({k.key_id for k in one_time}) == 45
+    for key in one_time:
+        assert not key.fallback
+        key.verify(keys.signing_key)

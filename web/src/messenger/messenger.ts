@@ -329,6 +329,9 @@ export class Messenger {
     }
     const contact = await verifyLookup(result);
     const info = contact.account;
+    if ((accountId === undefined && info.handle !== handle) || (accountId !== undefined && info.id !== accountId)) {
+      throw new KeyBundleError("the server answered a look-up with another account; nothing was sent");
+    }
     if (info.id === this.identity.accountId && info.key !== b64uEncode(this.identity.accountKey)) {
       throw new KeyBundleError("the server sent a different key for this very account");
     }
