@@ -78,6 +78,7 @@ def start(python: str, directory: Path, port: int) -> subprocess.Popen[bytes]:
         check=True,
         capture_output=True,
         timeout=120,
+        cwd=directory,  # Synapse logs its start-up to the working folder
     )
     text = config.read_text().replace("port: 8008", f"port: {port}").replace("    - ::1\n", "")
     text = re.sub(r"trusted_key_servers:\n  - server_name: \"matrix.org\"\n", "", text)
