@@ -105,13 +105,15 @@ def test_the_messenger_refuses_forged_keys_swapped_accounts_and_rollback(
     fake_server.replies["accounts.lookup"] = lambda conn, req: impostor.lookup()
     new_chat(page, "bob")
     refused(page, "answered a look-up with another account")
-    assert fake_server.last.requests[-1]["account_id"] == bob.account.account_id
+    lookups = [r for r in fake_server.last.requests if r["op"] == "accounts.lookup"]
+    assert lookups[-1]["account_id"] == bob.account.account_id
 
     # Bob's list moved to version 2; a server that later serves version 1 again is refused.
     bob.devices = DeviceList(bob.account.account_id, 2, now_ms(), bob.devices.devices)
     fake_server.replies["accounts.lookup"] = lambda conn, req: bob.lookup()
     new_chat(page, "bob")
-    page.get_by_test_id("messenger-error").wait_for(state="hidden")
+    page.get_by_test_id("new-chat-handle").wait_for(state="hidden")  # accepted: the form closes
+    assert page.get_by_test_id("messenger-error").is_hidden()
     bob.devices = DeviceList(bob.account.account_id, 1, now_ms(), bob.devices.devices)
     new_chat(page, "bob")
     refused(page, "older device list")

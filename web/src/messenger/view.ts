@@ -34,6 +34,7 @@ export class MessengerView {
   private unsubscribe: () => void = () => undefined;
   private messenger: Messenger | null = null;
   private downloading = new Set<string>();
+  private readonly baseTitle = document.title;
 
   constructor(mount: HTMLElement) {
     this.banner = el("p", { className: "banner warn", testid: "connection-banner", text: "Not connected — reconnecting… Messages you write are sent once the connection is back.", attrs: { role: "status" } });
@@ -234,6 +235,8 @@ export class MessengerView {
     this.history.textContent = note ? `History from your phone: ${note}.` : "";
     show(this.history, Boolean(note));
     const conversations = m.conversations();
+    const unread = conversations.reduce((total, c) => total + c.unread, 0);
+    document.title = unread ? `(${unread}) ${this.baseTitle}` : this.baseTitle;
     this.chatList.replaceChildren(...conversations.map((c) => this.chatRow(c)));
     if (!conversations.length) this.chatList.append(el("li", { className: "muted small empty", text: "No chats yet. Start one with “New chat”." }));
     const current = conversations.find((c) => c.id === this.current);
@@ -243,6 +246,9 @@ export class MessengerView {
     this.conversationPane.dataset.conversationId = current.id;
     this.title.textContent = current.title;
     this.renderGroupPanel(current);
+    const closed = current.left === true;
+    this.composer.disabled = this.attach.disabled = closed;
+    this.composer.placeholder = closed ? "You can no longer send messages to this group" : "Type a message";
     const messages = m.messagesOf(current.id);
     let added = false;
     for (const message of messages) {
