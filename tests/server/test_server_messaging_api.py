@@ -329,3 +329,15 @@ def test_random_messaging_requests_from_a_signed_in_device_never_cause_an_intern
 
     reply = asyncio.run(run())
     assert reply.get("ok") is True or reply["error"]["code"] != "internal_error", reply  # type: ignore[index]
+
+
+def test_the_media_limit_is_a_setting_checked_up_front() -> None:
+    from lockstep.server.settings import Settings, SettingsError
+
+    assert Settings().media_max_bytes == 100 * 1024 * 1024
+    assert Settings.from_env({"LOCKSTEP_MEDIA_MAX_BYTES": "2048"}).media_max_bytes == 2048
+    flag = Settings.from_env({"LOCKSTEP_MEDIA_MAX_BYTES": "2048"}, media_max_bytes=4096)
+    assert flag.media_max_bytes == 4096
+    for bad in ("lots", "12"):
+        with pytest.raises(SettingsError, match=r"(?i)media_max_bytes"):
+            Settings.from_env({"LOCKSTEP_MEDIA_MAX_BYTES": bad})

@@ -29,6 +29,11 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--lan-port", type=int, default=8443, help="HTTPS port for --lan (default 8443)")
     parser.add_argument(
+        "--media-max-bytes",
+        type=int,
+        help="largest encrypted media upload (LOCKSTEP_MEDIA_MAX_BYTES; default 100 MiB)",
+    )
+    parser.add_argument(
         "--lan-host",
         default="0.0.0.0",  # noqa: S104 - phones on the LAN must reach it
         help="address the --lan listener binds (default: all)",
@@ -50,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
             public_origin=args.public_origin,
             tls_cert=None if args.lan else args.tls_cert,
             tls_key=None if args.lan else args.tls_key,
+            media_max_bytes=args.media_max_bytes,
         )
     except SettingsError as error:
         raise CommandError(str(error)) from error
