@@ -243,6 +243,14 @@ async def test_media_needs_a_token_and_respects_the_size_limit(live_server, tmp_
         live_server.clock.advance(11 * 60_000)
         assert await asyncio.to_thread(get, str(body["media_id"]), bearer) == 401  # tokens expire
 
+        # Blobs are deleted 30 days after upload (the next upload sweeps).
+        live_server.clock.advance(30 * 86_400_000)
+        bearer = {"authorization": f"Bearer {(await alice.connection.request('media.token'))['token']}"}
+        status, fresh = await asyncio.to_thread(post, b"y" * 10, bearer)
+        assert status == 201
+        assert await asyncio.to_thread(get, str(body["media_id"]), bearer) == 404
+        assert sorted(p.name for p in live_server.services.media_root.iterdir()) == [fresh["media_id"]]
+
 
 async def test_clients_refuse_a_device_the_account_did_not_sign(live_server, tmp_path: Path) -> None:
     alice = await make_account(live_server.url, tmp_path, "alice")

@@ -84,7 +84,10 @@ async def upload(services: Services, request: HttpRequest) -> Response:
     finally:
         with contextlib.suppress(FileNotFoundError):
             partial.unlink()
-    await services.store.add_media(media_id, device_id, size, digest.digest(), services.clock())
+    now = services.clock()
+    await services.store.add_media(media_id, device_id, size, digest.digest(), now)
+    for expired in await services.store.expire_media(now - services.media_retention_ms):
+        (root / expired).unlink(missing_ok=True)
     return JSONResponse(
         {"media_id": media_id, "size": size, "sha256": b64u_encode(digest.digest())}, status_code=201
     )
@@ -95,6 +98,10 @@ async def download(services: Services, request: HttpRequest) -> Response:
         return _error(401, "not_authenticated", "a live media token is required (media.token)")
     media_id = request.path_params["media_id"]
     path = services.media_root / media_id
-    if not MEDIA_ID.fullmatch(media_id) or not path.is_file():
+    if (
+        not MEDIA_ID.fullmatch(media_id)
+        or not path.is_file()
+        or not await services.store.media_exists(media_id)
+    ):
         return _error(404, "media_unknown", "no such media")
     return FileResponse(path, media_type="application/octet-stream", headers={"cache-control": "no-store"})

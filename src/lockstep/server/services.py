@@ -42,6 +42,8 @@ class Services:
     """Largest encrypted media blob accepted (LOCKSTEP_MEDIA_MAX_BYTES)."""
     media_dir: Path | None = None
     """Where encrypted blobs live; by default a ``media`` folder beside the database."""
+    media_retention_ms: int = 30 * 86_400_000
+    """Blobs are deleted this long after upload (WhatsApp keeps undownloaded media about as long)."""
     media_tokens: dict[str, tuple[str, int]] = field(default_factory=dict)
     """Media HTTP bearer tokens: token → (device id, expiry in server ms)."""
 

@@ -621,6 +621,15 @@ class SqliteStore:
             )
         )
 
+    async def expire_media(self, created_before: int) -> list[str]:
+        """Forget blobs uploaded before a time; returns their ids so their files can be deleted."""
+
+        def work(db: sqlite3.Connection) -> list[str]:
+            rows = db.execute("DELETE FROM media WHERE created_at < ? RETURNING media_id", (created_before,))
+            return [str(row[0]) for row in rows.fetchall()]
+
+        return await self._run(work)
+
     async def media_exists(self, media_id: str) -> bool:
         return await self._run(
             lambda db: (
