@@ -103,5 +103,5 @@ async def download(services: Services, request: HttpRequest) -> Response:
         or not path.is_file()
         or not await services.store.media_exists(media_id)
     ):
-        return _error(404, "media_unknown", "no such media")
+        return _error(404, "media_unknown", "no such media (blobs are kept 30 days)")
     return FileResponse(path, media_type="application/octet-stream", headers={"cache-control": "no-store"})
