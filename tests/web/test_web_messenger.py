@@ -152,3 +152,37 @@ def test_the_browser_publishes_a_signed_bundle_and_replenishes_one_time_keys(
     for key in one_time:
         assert not key.fallback
         key.verify(keys.signing_key)
+
+
+def test_garbled_copies_are_shown_as_undecryptable_and_the_queue_moves_on(
+    page: Any, fake_server: FakeServer, static_origin: str
+) -> None:
+    linked_companion(page, fake_server, static_origin)
+    acks: list[int] = []
+
+    def ack(conn: Any, request: dict[str, Any]) -> dict[str, Any]:
+        acks.append(request["up_to"])
+        return {"deleted": 1}
+
+    fake_server.replies["messages.ack"] = ack
+    stranger = {"account_id": "A" * 22, "device_id": "B" * 22}
+    for seq, payload in (
+        (1, {"type": "olm", "olm_type": 0, "sender_key": "not base64url!", "ciphertext": "AAAA"}),
+        (2, {"type": "megolm", "session_id": "nope", "ciphertext": "AAAA"}),
+    ):
+        fake_server.last.send(
+            {
+                "event": "message",
+                "seq": seq,
+                "message_id": f"garbled-message-{seq:04d}",
+                "sender": stranger,
+                "group_id": "G" * 22 if payload["type"] == "megolm" else None,
+                "payload": payload,
+                "server_time": now_ms(),
+            }
+        )
+    fake_server.wait_until(lambda: acks and acks[-1] == 2, what="both copies acknowledged")
+    rows = page.get_by_test_id("chat-row")
+    rows.first.wait_for()
+    assert rows.count() == 2
+    assert "could not be decrypted" in rows.first.inner_text()

@@ -18,7 +18,7 @@ import { E2EError } from "../e2e";
 import { GroupSessions, type GroupSessionsPickle } from "./groupSessions";
 import { buildHistory, readHistory } from "./history";
 import { OlmDevice, type OlmDevicePickle } from "./olmDevice";
-import { type LockstepSocket, ServerError } from "../net/socket";
+import { type LockstepSocket, ServerError, SocketClosed } from "../net/socket";
 import { MessengerDb } from "./idb";
 import { type Contact, type DeviceKeys, KeyBundleError, sealBundle, signKeys, verifyLookup, verifyOneTimeKey } from "./keys";
 import {
@@ -605,7 +605,9 @@ export class Messenger {
       this.checkConversation(opened, groupId);
       return await this.act(opened, payload.type === "olm", senderKey, groupId);
     } catch (error) {
-      if (!(error instanceof E2EError || error instanceof EnvelopeError || error instanceof MessengerError || error instanceof KeyBundleError || error instanceof SyntaxError || error instanceof TypeError)) throw error;
+      // The connection failed (or the server refused a look-up): leave the copy queued and retry later.
+      // Anything else is this message's fault: show it as undecryptable, with the reason, and move on.
+      if (error instanceof SocketClosed || error instanceof ServerError || (error instanceof MessengerError && !this.socket?.isOpen)) throw error;
       const conversation = groupId ? groupConversation(groupId) : directConversation(this.identity.accountId, sender.account_id);
       if (!groupId && sender.account_id === this.identity.accountId) return null; // our own device's control message
       const message: ChatMessage = {
