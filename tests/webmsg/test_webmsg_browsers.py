@@ -56,9 +56,13 @@ def test_receipts_images_and_files_between_browser_accounts(
     row = carol.get_by_test_id("chat-row").filter(has_text="@alice")
     row.get_by_test_id("unread-count").filter(has_text="1").wait_for(timeout=TIMEOUT)
     assert text in row.inner_text()  # last message in the chat list
+    laptop_row = carol_laptop.get_by_test_id("chat-row").filter(has_text="@alice")
+    laptop_row.get_by_test_id("unread-count").filter(has_text="1").wait_for(timeout=TIMEOUT)
     open_chat(carol, "@alice")
     message(carol, text).wait_for(timeout=TIMEOUT)
     status(alice, message_id, "read").wait_for(timeout=TIMEOUT)
+    # Read on Carol's phone is read on her laptop too (her read receipt reaches her own devices).
+    laptop_row.get_by_test_id("unread-count").wait_for(state="hidden", timeout=TIMEOUT)
     assert "read" in (status(alice, message_id, "read").get_by_test_id("ticks").get_attribute("class") or "")
     assert not row.get_by_test_id("unread-count").is_visible()
 

@@ -656,9 +656,20 @@ export class Messenger {
         return null;
       }
       case "receipt": {
-        if (opened.senderAccount === this.identity.accountId) return null;
         const status = body.status === "read" ? "read" : body.status === "delivered" ? "delivered" : null;
         if (!status || !Array.isArray(body.message_ids)) throw new EnvelopeError("a malformed receipt");
+        if (opened.senderAccount === this.identity.accountId) {
+          // Another device of ours read these (its receipt to the sender reaches us too): read here as well.
+          if (status !== "read") return null;
+          for (const id of (body.message_ids as unknown[]).slice(0, 1000)) {
+            const message = typeof id === "string" ? this.messages.get(id) : undefined;
+            if (message && !message.outgoing && message.read === false) {
+              message.read = true;
+              this.put(message);
+            }
+          }
+          return null;
+        }
         for (const id of (body.message_ids as unknown[]).slice(0, 1000)) {
           const message = typeof id === "string" ? this.messages.get(id) : undefined;
           if (!message || !message.outgoing) continue;
