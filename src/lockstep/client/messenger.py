@@ -589,7 +589,12 @@ class Messenger:
     ) -> list[Received]:
         received: list[Received] = []
         await self._fetch_all(received)
-        await self.sync_history()
+        try:
+            await self.sync_history()
+        except ConnectionLost:
+            raise
+        except (ClientError, E2EError) as error:  # never a reason not to show what arrived
+            log.warning("history for a new companion not sent this time: %s", error)
         loop_time = asyncio.get_running_loop().time
         deadline = loop_time() + wait
         while (remaining := deadline - loop_time()) > 0:
