@@ -186,3 +186,40 @@ def test_garbled_copies_are_shown_as_undecryptable_and_the_queue_moves_on(
     rows.first.wait_for()
     assert rows.count() == 2
     assert "could not be decrypted" in rows.first.inner_text()
+
+    # The same message id again (a re-offer under a new sequence number) is dropped before decrypting;
+    # a live copy past a gap makes the device fetch its queue from the start instead.
+    fetches = fake_server.last.ops().count("messages.fetch")
+    again = {"type": "olm", "olm_type": 0, "sender_key": "not base64url!", "ciphertext": "AAAA"}
+    fake_server.last.send(
+        {
+            "event": "message",
+            "seq": 3,
+            "message_id": "garbled-message-0001",
+            "sender": stranger,
+            "group_id": None,
+            "payload": again,
+            "server_time": now_ms(),
+        }
+    )
+    fake_server.wait_until(lambda: acks[-1] == 3, what="the duplicate acknowledged")
+    fake_server.last.send(
+        {
+            "event": "message",
+            "seq": 9,
+            "message_id": "after-a-gap-00001",
+            "sender": stranger,
+            "group_id": None,
+            "payload": again,
+            "server_time": now_ms(),
+        }
+    )
+    fake_server.wait_until(lambda: fake_server.last.ops().count("messages.fetch") > fetches, what="a fetch")
+    assert acks[-1] == 3  # nothing past the gap was handled from the live event
+    page.reload()
+    direct = page.locator('[data-testid="chat-row"][data-conversation-id^="direct:"]')
+    direct.wait_for()
+    direct.click()
+    page.get_by_test_id("message").first.wait_for()
+    ids = [m.get_attribute("data-message-id") for m in page.get_by_test_id("message").all()]
+    assert ids == ["garbled-message-0001"]  # once, after a reload too

@@ -56,6 +56,7 @@ def test_receipts_images_and_files_between_browser_accounts(
     row = carol.get_by_test_id("chat-row").filter(has_text="@alice")
     row.get_by_test_id("unread-count").filter(has_text="1").wait_for(timeout=TIMEOUT)
     assert text in row.inner_text()  # last message in the chat list
+    carol.screenshot(path=str(tmp_path / "carol-chat-list.png"), full_page=True)
     laptop_row = carol_laptop.get_by_test_id("chat-row").filter(has_text="@alice")
     laptop_row.get_by_test_id("unread-count").filter(has_text="1").wait_for(timeout=TIMEOUT)
     open_chat(carol, "@alice")
