@@ -80,6 +80,20 @@ def test_group_membership_and_media_across_browser_and_terminal(
     later = receive_json(dave.primary, wait=3)
     assert second not in texts(later)
     assert all(m["kind"] != "undecryptable" for m in later)
+    # Bob's terminal rotates too: Alice's browser reads his next group message under the new session.
+    bob_after = f"bob after dave left {secrets.token_hex(4)}"
+    send_cli(bob.primary, "#Trip", bob_after)
+    message(alice, bob_after).wait_for(timeout=TIMEOUT)
+    assert bob_after not in texts(receive_json(dave.primary, wait=2))
+
+    # Added back, Dave reads what follows, never what was said while he was out.
+    alice.get_by_test_id("group-add-handle").fill("@dave")
+    alice.get_by_test_id("group-add").click()
+    alice.get_by_test_id("group-member").filter(has_text="@dave").wait_for(timeout=TIMEOUT)
+    welcome = f"welcome back dave {secrets.token_hex(4)}"
+    send_text(alice, welcome)
+    back = texts(receive_until(dave.primary, lambda got: welcome in texts(got)))
+    assert second not in back and bob_after not in back
 
     # An image from Bob's terminal to Alice: her phone shows it with the PNG's exact pixels.
     picture = tmp_path / "from-bob.png"
@@ -121,5 +135,7 @@ def test_group_membership_and_media_across_browser_and_terminal(
 
     alice.screenshot(path=str(tmp_path / "alice-group.png"), full_page=True)
     assert_no_plaintext(
-        server_process, [first, from_bob, second, "Trip"], [picture.read_bytes(), mine.read_bytes()]
+        server_process,
+        [first, from_bob, second, bob_after, welcome, "Trip"],
+        [picture.read_bytes(), mine.read_bytes()],
     )
