@@ -18,6 +18,7 @@ from test_e2e_linking import create_account, link_companion, open_companion
 from webmsg_helpers import (
     LOCKSTEP,
     TIMEOUT,
+    assert_no_plaintext,
     cli_primary,
     lockstep,
     message,
@@ -104,6 +105,7 @@ def test_browser_primary_sends_history_to_a_new_browser_companion(
     open_chat(alice, "@bob")
     send_text(alice, last)
     receive_until(bob.primary, lambda got: last in [m["body"].get("text") for m in got])
+    assert_no_plaintext(server_process, [before, answer, after, last])
 
 
 def databases(page: Any) -> list[str]:
@@ -132,3 +134,4 @@ def test_terminal_primary_sends_history_to_a_browser_companion(
     assert "1 messages from the last 30 days were transferred" in note.inner_text()
     open_chat(laptop, "@bob")
     message(laptop, hello).wait_for(timeout=TIMEOUT)
+    assert_no_plaintext(server_process, [hello])  # the history bundle was uploaded encrypted
