@@ -223,3 +223,26 @@ def test_garbled_copies_are_shown_as_undecryptable_and_the_queue_moves_on(
     page.get_by_test_id("message").first.wait_for()
     ids = [m.get_attribute("data-message-id") for m in page.get_by_test_id("message").all()]
     assert ids == ["garbled-message-0001"]  # once, after a reload too
+
+
+def test_a_file_over_the_servers_limit_is_refused_before_upload(
+    page: Any, fake_server: FakeServer, static_origin: str, tmp_path: Any
+) -> None:
+    linked_companion(page, fake_server, static_origin)
+    bob = Contact("bob")
+    fake_server.replies["accounts.lookup"] = lambda conn, req: bob.lookup()
+    fake_server.replies["media.token"] = lambda conn, req: {
+        "token": "t" * 43,
+        "expires_at": now_ms() + 600_000,
+        "max_bytes": 4096,
+    }
+    uploads: list[str] = []
+    page.on("request", lambda request: request.url.endswith("/media") and uploads.append(request.method))
+    new_chat(page, "bob")
+    page.get_by_test_id("conversation").wait_for(state="visible")
+    big = tmp_path / "big.bin"
+    big.write_bytes(bytes(5000))
+    page.get_by_test_id("attach").set_input_files(str(big))
+    refused(page, "big.bin is too large: this server accepts up to 4 KB")
+    assert uploads == [] and page.get_by_test_id("message").count() == 0
+    assert page.get_by_test_id("upload-progress").is_hidden()
