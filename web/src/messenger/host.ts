@@ -33,7 +33,15 @@ export class MessengerHost {
       this.deviceId = identity.deviceId;
       this.opening = this.acquire(identity.deviceId).then(() => Messenger.open(identity));
     }
-    const messenger = await (this.opening as Promise<Messenger>);
+    let messenger: Messenger;
+    try {
+      messenger = await (this.opening as Promise<Messenger>);
+    } catch {
+      // A damaged or foreign database (e.g. written by another version): say so instead of failing silently.
+      this.view.root.hidden = false;
+      this.view.showProblem("This browser's message store could not be opened. Unlink and link this device again to start afresh.");
+      return;
+    }
     if (this.deviceId !== identity.deviceId) return; // wiped meanwhile (wipe closes it)
     if (this.socket !== socket || !socket.isOpen) return; // a newer socket took over meanwhile
     if (this.messenger !== messenger) {

@@ -168,6 +168,11 @@ export class MessengerView {
     this.devices.textContent = text;
   }
 
+  /** A problem outside any action (shown in the chat list's error line). */
+  showProblem(text: string): void {
+    this.showError(text);
+  }
+
   private showError(text: string): void {
     this.error.textContent = text;
     show(this.error, text !== "");
