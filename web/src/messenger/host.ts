@@ -49,6 +49,7 @@ export class MessengerHost {
       this.view.bind(messenger);
     }
     this.view.root.hidden = false;
+    messenger.noteListVersion(identity.listVersion);
     await messenger.attach(socket);
   }
 

@@ -50,6 +50,8 @@ export interface Identity {
   deviceKey: CryptoKey;
   /** This account's public key as the device learnt it when it was made or linked (never from a lookup). */
   accountKey: Uint8Array;
+  /** The version of this account's device list the page holds: a look-up may never return an older one. */
+  listVersion: number;
   handle: string;
   displayName: string;
 }
@@ -234,6 +236,11 @@ export class Messenger {
     });
   }
 
+  /** The page accepted a newer list of this account's devices: never accept an older one from a look-up. */
+  noteListVersion(version: number): void {
+    this.identity.listVersion = Math.max(this.identity.listVersion, version);
+  }
+
   detach(): void {
     this.socket = null;
     this.online = false;
@@ -338,6 +345,9 @@ export class Messenger {
     const pinned = this.state.handles[info.handle];
     if (pinned !== undefined && pinned !== info.id) {
       throw new KeyBundleError(`@${info.handle}'s account key changed since you first talked; this may be another person (or the server) using that handle, so nothing was sent`);
+    }
+    if (info.id === this.identity.accountId && contact.list.version < this.identity.listVersion) {
+      throw new KeyBundleError("the server sent an older device list for this account (rollback)");
     }
     const known = this.state.contacts[info.id];
     if (known && known.key !== info.key) throw new KeyBundleError(`@${info.handle}'s account key changed; nothing was sent`);

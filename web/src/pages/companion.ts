@@ -348,6 +348,7 @@ async function authenticate(): Promise<void> {
       role: "companion",
       deviceKey: state.deviceKey,
       accountKey: state.accountKey,
+      listVersion: state.listVersion,
       handle: state.account.handle,
       displayName: state.account.display_name,
     });

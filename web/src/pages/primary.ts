@@ -100,6 +100,7 @@ function startMessaging(): void {
     role: "primary",
     deviceKey: state.deviceKey,
     accountKey: state.accountPublic,
+    listVersion: state.listVersion,
     handle: state.handle,
     displayName: state.displayName,
   });
