@@ -246,3 +246,19 @@ def test_a_file_over_the_servers_limit_is_refused_before_upload(
     refused(page, "big.bin is too large: this server accepts up to 4 KB")
     assert uploads == [] and page.get_by_test_id("message").count() == 0
     assert page.get_by_test_id("upload-progress").is_hidden()
+
+
+def test_an_older_list_of_its_own_devices_is_refused(
+    page: Any, fake_server: FakeServer, static_origin: str
+) -> None:
+    """The server replays the account's list from before this companion was linked (version 1)."""
+    primary = linked_companion(page, fake_server, static_origin)
+    old = DeviceList(primary.account.account_id, 1, now_ms(), (primary.devices.primary,))
+    assert primary.devices.version == 2
+    fake_server.replies["accounts.lookup"] = lambda conn, req: {
+        "account": primary.account.to_json(),
+        "device_list": old.sign(primary.account_key).to_json(),
+        "device_keys": {},
+    }
+    new_chat(page, "alice")
+    refused(page, "older device list for this account")
