@@ -134,6 +134,7 @@ class NtpServer:
         self._clients: dict[Hashable, _Client] = {}
         self._templates: dict[int, bytes] = {}
         self._template_second = -1
+        self._first_tables: dict[int, bytes] = {}  # reply first byte by request first byte, per leap
         self.state = state
         self.set_state(state)
 
@@ -147,18 +148,23 @@ class NtpServer:
         self._template_second = -1
 
     def _prefix(self, now: int, version: int, poll: int) -> bytes:
-        """Header bytes 0..39 for a reply; they depend on the state, the request's version and
-        poll, and (through root dispersion and a local clock's reference time) on the second."""
+        """Header bytes 0..23 for a reply; they depend on the state, the request's version and
+        poll, and (through root dispersion and a local clock's reference time) on the second.
+
+        Everything is computed at the start of ``now``'s second (root dispersion is aged one
+        second more, to cover the whole second), so a template is the same whichever request
+        of that second builds it: batched and per-datagram answers agree byte for byte."""
         key = (version << 8) | (poll & 0xFF)
         prefix = self._templates.get(key)
         if prefix is None:
             state = self.state
             reference_time = state.reference_time
+            second = (now >> 32) << 32
             if state.follows_clock:
-                reference_time = (now >> 32) << 32
+                reference_time = second
                 dispersion = state.root_dispersion
             elif reference_time:
-                age = max(0.0, to_seconds(now - state.reference_time))
+                age = max(0.0, to_seconds(second - state.reference_time))
                 dispersion = state.root_dispersion + PHI * (age + 1.0)
             else:
                 dispersion = state.root_dispersion
@@ -174,6 +180,40 @@ class NtpServer:
             )
             self._templates[key] = prefix
         return prefix
+
+    def batch_template(self, now: int) -> tuple[bytes, bytes] | None:
+        """What a batched adapter needs to answer plain 48-byte requests received at ``now``
+        without calling :meth:`respond` per datagram, or None when every request must go
+        through :meth:`respond` (a deny list or rate limiting makes replies depend on the client).
+
+        Returns the first 24 reply bytes (the :meth:`respond` header for version 4, poll 0 at
+        ``now + clock_offset``) and a 256-byte table mapping a request's first byte to the
+        reply's first byte (leap, the request's version, mode 4), or to 0 for a request
+        :meth:`respond` would drop (mode other than 3, version outside 1..4). The adapter then
+        writes, per request of exactly 48 bytes: the table's byte, the prefix's bytes 1, 3..23,
+        the request's poll byte (``respond`` echoes it unchanged), its transmit timestamp as
+        the origin, and T2/T3 as era timestamps of ``time + clock_offset``; and it adds the
+        replies to :attr:`counters`. The result is byte for byte what :meth:`respond` returns.
+        """
+        if self.rate_limit is not None or self.deny:
+            return None
+        now += self.clock_offset
+        if now >> 32 != self._template_second:
+            self._template_second = now >> 32
+            self._templates = {}
+        prefix = self._templates.get(4 << 8)
+        if prefix is None:
+            prefix = self._prefix(now, 4, 0)
+        leap = int(self.state.leap)
+        table = self._first_tables.get(leap)
+        if table is None:
+            table = self._first_tables[leap] = bytes(
+                ((leap << 6) | (first & 0x38) | Mode.SERVER)
+                if first & 0x07 == 3 and 0x08 <= first & 0x38 <= 0x20
+                else 0
+                for first in range(256)
+            )
+        return prefix, table
 
     def respond(
         self, data: Datagram, client: Hashable, now: int, transmit_time: int | None = None

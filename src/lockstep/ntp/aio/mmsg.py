@@ -11,6 +11,7 @@ Used by the NTP server's fast path and by the throughput benchmark's load genera
 
 from __future__ import annotations
 
+import array
 import ctypes
 import ctypes.util
 import os
@@ -143,6 +144,7 @@ class DatagramBatch:
         #: The control slots as int64 words: [len, level|type, tv_sec, tv_nsec] per datagram.
         self.control_words = memoryview(self.control).cast("q")
         self._used = 0
+        self._control_sizes = memoryview(array.array("I", [CONTROL_SIZE]) * size)
         if timestamps:
             sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
 
@@ -152,11 +154,11 @@ class DatagramBatch:
         Without ``wait`` it never blocks; with it, it blocks until one datagram arrives (or the
         socket's SO_RCVTIMEO expires) and then takes whatever else is already queued.
         """
-        if self.timestamps:
-            # The kernel shrinks msg_controllen to what it wrote: restore it in the used slots.
-            lengths = self.lengths
-            for i in range(self._used):
-                lengths[i * STRIDE + CONTROLLEN_INDEX] = CONTROL_SIZE
+        if self.timestamps and self._used:
+            # The kernel shrinks msg_controllen to what it wrote: restore it in the used slots
+            # (one strided copy; msg_controllen's high word stays 0).
+            used = self._used
+            self.lengths[CONTROLLEN_INDEX : used * STRIDE : STRIDE] = self._control_sizes[:used]
         flags = MSG_WAITFORONE if wait else MSG_DONTWAIT
         count: int = self._recvmmsg(self.fd, self._rmsgs_ref, self.size, flags, None)
         self._used = max(count, 0)

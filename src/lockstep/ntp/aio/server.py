@@ -10,12 +10,14 @@ port with ``SO_REUSEPORT`` (the kernel spreads clients over them by address hash
 
 from __future__ import annotations
 
+import array
 import asyncio
 import contextlib
 import logging
 import multiprocessing
 import socket
 import struct
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -28,6 +30,8 @@ from lockstep.ntp.timestamps import UNIX_EPOCH_SECONDS, from_unix_ns
 logger = logging.getLogger(__name__)
 
 MAX_DATAGRAM = 1024  # larger NTP requests (NTS, big extensions) are not served unauthenticated
+_NATIVE_3Q = struct.Struct("=3Q")  # a reply's first 24 bytes as the send buffer's native words
+_LITTLE_ENDIAN = sys.byteorder == "little"
 
 
 def open_udp_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
@@ -76,6 +80,11 @@ class UdpServer:
             self._mmsg = mmsg.DatagramBatch(
                 sock, size=64, max_datagram=MAX_DATAGRAM, reply_in_place=True, timestamps=True
             )
+            # 64-bit views of the receive and send slots for the fast path's strided copies.
+            self._request_words = memoryview(self._mmsg.rdata).cast("Q")
+            self._reply_words = memoryview(self._mmsg.sdata).cast("Q")
+            self._reply_halves = memoryview(self._mmsg.sdata).cast("I")
+        self._prefix = b""  # the header prefix the fast path last wrote into every send slot
 
     @property
     def batched(self) -> bool:
@@ -132,11 +141,103 @@ class UdpServer:
             self._answer(batch, count)
 
     def _answer(self, batch: mmsg.DatagramBatch, count: int) -> None:
-        """Answer the ``count`` datagrams in ``batch``'s receive slots with one ``sendmmsg``.
+        """Answer the ``count`` datagrams in ``batch``'s receive slots with one ``sendmmsg``."""
+        if not self._answer_plain(batch, count):
+            self._answer_each(batch, count)
+
+    def _answer_plain(self, batch: mmsg.DatagramBatch, count: int) -> bool:
+        """The fast path: a batch of plain requests answered with a few whole-batch operations.
+
+        Taken when every datagram is exactly 48 bytes, is a mode 3 request of version 1..4,
+        carries its kernel receive time, and the core has no deny list or rate limit (see
+        :meth:`NtpServer.batch_template`); otherwise returns False and nothing is sent. The
+        replies are byte for byte those of :meth:`NtpServer.respond`, except that all replies
+        of the batch share one T3, read just before the ``sendmmsg``. Each step is a strided
+        copy done in C (bytearray/memoryview extended slices, ``bytes.translate``,
+        ``array.byteswap``); the only per-datagram Python is the arrival time's fraction.
+        """
+        lengths = batch.lengths
+        stride = mmsg.STRIDE
+        end = count * stride
+        if lengths[mmsg.MSG_LEN_INDEX : end : stride].tolist().count(48) != count:
+            return False
+        if lengths[mmsg.CONTROLLEN_INDEX : end : stride].tolist().count(mmsg.CONTROL_SIZE) != count:
+            return False
+        control = batch.control_words
+        words = mmsg.CONTROL_SIZE // 8
+        seconds = control[2 : count * words : words].tolist()
+        nanoseconds = control[3 : count * words : words].tolist()
+        # T2 = from_unix_ns(arrival), split into era seconds and fraction: the fraction
+        # ((ns << 32) + 5e8) // 1e9 equals ((ns << 24) + 5**9) // (2 * 5**9), on smaller ints.
+        fractions = [((ns << 24) + 1_953_125) // 3_906_250 for ns in nanoseconds]
+        core = self.core
+        offset = core.clock_offset
+        epoch = UNIX_EPOCH_SECONDS
+        # One header template serves the batch only if all its replies fall in one second of
+        # served time (respond() rebuilds templates each second); else, rarely, the general path.
+        if offset:
+            served = [((s + epoch) << 32) + f + offset for s, f in zip(seconds, fractions, strict=True)]
+            if min(served) >> 32 != max(served) >> 32:
+                return False
+        elif seconds.count(seconds[0]) != count:
+            return False
+        template = core.batch_template(((seconds[0] + epoch) << 32) + fractions[0])
+        if template is None:
+            return False
+        prefix, table = template
+        rdata = batch.rdata
+        slot = batch.max_datagram
+        firsts = rdata[0 : count * slot : slot].translate(table)
+        if 0 in firsts:
+            return False
+        sdata = batch.sdata
+        reply_words = self._reply_words
+        n = count * 6
+        # Header bytes 0..23: the prefix (kept in every send slot until it changes), the
+        # request's first byte mapped to the reply's, its poll byte echoed.
+        if prefix is not self._prefix:
+            columns = _NATIVE_3Q.unpack(prefix)
+            size = batch.size * 6
+            for column in range(3):
+                reply_words[column:size:6] = memoryview(array.array("Q", [columns[column]]) * batch.size)
+            self._prefix = prefix
+        sdata[0 : count * 48 : 48] = firsts
+        sdata[2 : count * 48 : 48] = rdata[2 : count * slot : slot]
+        # Origin (bytes 24..31) = the request's transmit timestamp (its bytes 40..47).
+        step = slot // 8
+        reply_words[3:n:6] = self._request_words[5 : count * step : step]
+        # T2 (bytes 32..39): the kernel's arrival time as an era timestamp (RFC 5905 §6).
+        mask = 0xFFFFFFFFFFFFFFFF
+        if offset:
+            arrivals = array.array("Q", [t & mask for t in served])
+            if _LITTLE_ENDIAN:
+                arrivals.byteswap()
+            reply_words[4:n:6] = memoryview(arrivals)
+        else:
+            era_seconds = array.array("I", [(seconds[0] + epoch) & 0xFFFFFFFF]) * count
+            fraction_column = array.array("I", fractions)
+            if _LITTLE_ENDIAN:
+                era_seconds.byteswap()
+                fraction_column.byteswap()
+            reply_halves = self._reply_halves
+            reply_halves[8 : count * 12 : 12] = memoryview(era_seconds)
+            reply_halves[9 : count * 12 : 12] = memoryview(fraction_column)
+        # T3 (bytes 40..47): one clock reading for the whole batch, just before sendmmsg.
+        sent = array.array("Q", [(from_unix_ns(time.time_ns()) + offset) & mask])
+        if _LITTLE_ENDIAN:
+            sent.byteswap()
+        reply_words[5:n:6] = memoryview(sent * count)
+        core.counters.replied += count
+        self.send_errors += count - batch.send(count)
+        return True
+
+    def _answer_each(self, batch: mmsg.DatagramBatch, count: int) -> None:
+        """Answer the batch one :meth:`NtpServer.respond` call per datagram (the general path).
 
         Replies go out from send slot i to the address in receive slot i, so when every
         datagram is answered no address is copied; a dropped datagram shifts the later ones down.
         """
+        self._prefix = b""  # the send slots are overwritten: the fast path rewrites its prefix
         clock = time.time_ns
         now = from_unix_ns(clock())
         core = self.core
