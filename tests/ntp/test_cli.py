@@ -7,15 +7,25 @@ import ipaddress
 import json
 import os
 import pty
+import signal
 import socket
 import subprocess
 import sys
 import time
 
+import pytest
+
 from lockstep.ntp.aio import clock
 from lockstep.ntp.server import NtpServer, ServerState
 from lockstep.ntp.timestamps import from_seconds
-from ntp.ntp_peers import free_udp_port, lockstep_ntp, run_server_in_thread
+from ntp.ntp_peers import (
+    child_pids,
+    free_udp_port,
+    is_running,
+    lockstep_ntp,
+    run_server_in_thread,
+    stop_process,
+)
 
 
 def local_core(stratum: int = 3) -> NtpServer:
@@ -150,8 +160,7 @@ def test_serve_follows_its_upstream_source_and_announces_stratum_plus_one() -> N
                     break
                 time.sleep(1)
         finally:
-            serving.terminate()
-            serving.communicate(timeout=10)
+            stop_process(serving)
     assert first == {}  # unsynchronised (no --local-stratum) until its source is selected
     assert answer.get("stratum") == 3
     assert answer.get("reference_id") == "127.0.0.1"
@@ -187,10 +196,58 @@ def test_serve_with_reuseport_workers_answers() -> None:
             else:
                 time.sleep(0.3)
     finally:
-        serving.terminate()
-        serving.communicate(timeout=10)
+        stop_process(serving)
     assert len(answers) == 4
     assert {answer["stratum"] for answer in answers} == {9}
+
+
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
+def test_serve_workers_end_with_their_parent(how: signal.Signals) -> None:
+    # However the parent ends (SIGKILL gives it no chance to clean up), no worker outlives it.
+    port = free_udp_port()
+    serving = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "lockstep.cli.ntp",
+            "ntp",
+            "serve",
+            "--port",
+            str(port),
+            "--local-stratum",
+            "9",
+            "--workers",
+            "2",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    workers: list[int] = []
+    try:
+        assert serving.stdout is not None
+        assert "serving NTP" in serving.stdout.readline()
+        workers = child_pids(serving.pid)
+        assert len(workers) == 2
+        completed = lockstep_ntp("query", f"127.0.0.1:{port}", "--json", "--timeout", "2")
+        assert completed.returncode == 0, completed.stderr
+        os.kill(serving.pid, how)
+        serving.wait(10)
+        deadline = time.monotonic() + 10
+        while any(is_running(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [pid for pid in workers if is_running(pid)] == []
+        if how != signal.SIGKILL:
+            assert serving.returncode == 0
+        # And the port is free again: nothing is left serving it.
+        assert lockstep_ntp("query", f"127.0.0.1:{port}", "--timeout", "1").returncode != 0
+    finally:
+        for pid in workers:  # survivors first: they would hold the parent's pipes open
+            with contextlib.suppress(ProcessLookupError):
+                if is_running(pid):
+                    os.kill(pid, signal.SIGKILL)
+        stop_process(serving)
 
 
 def test_serve_refuses_a_busy_port() -> None:

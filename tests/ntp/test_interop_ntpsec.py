@@ -25,7 +25,7 @@ import pytest
 from lockstep.ntp.aio import clock
 from lockstep.ntp.aio.client import query
 from lockstep.ntp.server import NtpServer, RateLimit, ServerState
-from ntp.ntp_peers import run_server_in_thread
+from ntp.ntp_peers import run_server_in_thread, stop_process
 
 pytestmark = pytest.mark.interop
 
@@ -97,8 +97,7 @@ def test_ntpdig_reads_our_server(port_123_sandbox: list[str]) -> None:
         assert answer["leap"] == "no-leap"
         assert abs(answer["offset"]) < 0.005
     finally:
-        server.terminate()
-        server.communicate(timeout=10)
+        stop_process(server)
 
 
 @pytest.mark.parametrize("batched", [True, False], ids=["recvmmsg", "recvfrom"])

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from ntp.ntp_peers import stop_process
 from nts.nts_peers import Certificate, free_port, make_certificate
 
 
@@ -44,8 +45,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Certifica
         assert f"serving NTS-KE on 127.0.0.1 port {ke_port}" in process.stdout.readline()
         yield certificate, ke_port
     finally:
-        process.terminate()
-        process.communicate(timeout=10)
+        stop_process(process)
         assert process.returncode == 0
 
 

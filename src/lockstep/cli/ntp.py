@@ -9,6 +9,7 @@ import ipaddress
 import json
 import logging
 import math
+import multiprocessing
 import signal
 import sys
 import threading
@@ -430,23 +431,34 @@ def _start_nts_ke(args: argparse.Namespace, nts: tuple[Any, Any] | None, ntp_por
 def _serve_workers(make_core: Any, host: str, port: int, workers: int) -> int:
     # Bind once in the parent first so a busy port is reported before forking.
     open_udp_socket(host, port, reuse_port=True).close()
-    processes = serve_workers(make_core, host, port, workers)
-    print(f"serving NTP on {host} port {port} with {workers} worker processes", flush=True)
 
     def terminate(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
+    # Handlers first, so a signal during start-up still stops the workers started so far (they
+    # restore the defaults for themselves, and die with this process in any case: PDEATHSIG).
     signal.signal(signal.SIGTERM, terminate)
+    signal.signal(signal.SIGINT, terminate)
+    failed = None
     try:
+        processes = serve_workers(make_core, host, port, workers)
+        print(f"serving NTP on {host} port {port} with {workers} worker processes", flush=True)
         while all(p.is_alive() for p in processes):
             time.sleep(0.5)
+        failed = next(p for p in processes if not p.is_alive())
     except KeyboardInterrupt:
         pass
     finally:
-        for process in processes:
+        children = multiprocessing.active_children()  # also those of an interrupted start
+        for process in children:
             process.terminate()
-        for process in processes:
+        for process in children:
             process.join(5)
+            if process.is_alive():
+                process.kill()
+                process.join()
+    if failed is not None:
+        raise CommandError(f"worker process {failed.pid} exited with status {failed.exitcode}")
     return 0
 
 

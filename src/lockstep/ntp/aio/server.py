@@ -13,8 +13,12 @@ from __future__ import annotations
 import array
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
 import logging
 import multiprocessing
+import os
+import signal
 import socket
 import struct
 import sys
@@ -358,7 +362,29 @@ async def serve(
         server.close()
 
 
-def _worker(make_core: Callable[[], NtpServer], host: str, port: int) -> None:
+PR_SET_PDEATHSIG = 1  # prctl(2) option: a signal for this process when its parent dies
+
+
+def die_with_parent(parent: int) -> None:
+    """Have the kernel SIGTERM this process when ``parent`` dies (Linux ``PR_SET_PDEATHSIG``).
+
+    Exits at once if ``parent`` is already gone (the death signal only covers later deaths).
+    Elsewhere there is no such call: workers then rely on the parent terminating them.
+    """
+    if sys.platform == "linux":
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+            logger.warning("prctl(PR_SET_PDEATHSIG) failed: errno %d", ctypes.get_errno())
+    if os.getppid() != parent:
+        os._exit(0)
+
+
+def _worker(make_core: Callable[[], NtpServer], host: str, port: int, parent: int) -> None:
+    # A worker ends with SIGTERM (the default action) or SIGINT, whatever the parent set up
+    # before forking, and when the parent dies for any reason (even SIGKILL).
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    die_with_parent(parent)
     server = UdpServer(make_core(), open_udp_socket(host, port, reuse_port=True))
     with contextlib.suppress(KeyboardInterrupt):
         if server.batched:
@@ -374,11 +400,12 @@ def serve_workers(
 
     Each worker keeps its own rate-limit table; the kernel sends a given client address and port
     to the same worker, so per-client limits still hold for clients that keep their port.
+    Workers die with the calling process (:func:`die_with_parent`), however it ends.
     """
     context = multiprocessing.get_context("fork")
     processes: list[BaseProcess] = []
     for _ in range(workers):
-        process = context.Process(target=_worker, args=(make_core, host, port), daemon=True)
+        process = context.Process(target=_worker, args=(make_core, host, port, os.getpid()), daemon=True)
         process.start()
         processes.append(process)
     return processes
