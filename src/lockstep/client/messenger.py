@@ -755,6 +755,8 @@ class Messenger:
         if envelope.kind is Kind.GROUP_KEY:
             if payload.get("type") != "olm":
                 raise EnvelopeError("group keys travel only over Olm")
+            if message.group_id is None or envelope.body.get("group_id") != message.group_id:
+                raise EnvelopeError("a group key for another group than the one it was routed through")
             store.groups.add_inbound(envelope.sender_device, b64u_encode(sender_key), envelope.body)
         elif envelope.kind is Kind.GROUP_INFO:
             name = envelope.body.get("name")
