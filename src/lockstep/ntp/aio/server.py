@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 MAX_DATAGRAM = 1024  # larger NTP requests (NTS, big extensions) are not served unauthenticated
 _NATIVE_3Q = struct.Struct("=3Q")  # a reply's first 24 bytes as the send buffer's native words
 _LITTLE_ENDIAN = sys.byteorder == "little"
+_FAST_PATH_MIN = 3  # smaller batches: one respond() per datagram is cheaper
 
 
 def open_udp_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
@@ -146,7 +147,8 @@ class UdpServer:
 
     def _answer(self, batch: mmsg.DatagramBatch, count: int) -> None:
         """Answer the ``count`` datagrams in ``batch``'s receive slots with one ``sendmmsg``."""
-        if not self._answer_plain(batch, count):
+        # The fast path's fixed cost (≈ 3 µs) beats ≈ 1.3 µs per respond() call from 3 datagrams.
+        if count < _FAST_PATH_MIN or not self._answer_plain(batch, count):
             self._answer_each(batch, count)
 
     def _answer_plain(self, batch: mmsg.DatagramBatch, count: int) -> bool:
