@@ -27,19 +27,20 @@ class CommandError(Exception):
         self.exit_status = exit_status
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(verbs: Sequence[str] = VERB_MODULES) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lockstep", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"lockstep {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages to stderr")
     subparsers = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
-    for name in VERB_MODULES:
+    for name in verbs:
         module = importlib.import_module(f"lockstep.cli.{name}")
         module.register(subparsers)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+def main(argv: Sequence[str] | None = None, verbs: Sequence[str] = VERB_MODULES) -> int:
+    """Run the command line; ``verbs`` limits which verb modules are loaded (and offered)."""
+    parser = build_parser(verbs)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,

@@ -531,23 +531,9 @@ async def _serve_one(
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``lockstep ntp ...`` without loading the other verbs (``python -m lockstep.cli.ntp``)."""
-    parser = argparse.ArgumentParser(prog="lockstep")
-    parser.add_argument("-v", "--verbose", action="store_true")
-    register(parser.add_subparsers(dest="verb", required=True))
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    try:
-        status: int = args.handler(args)
-    except CommandError as error:
-        print(f"lockstep: {error}", file=sys.stderr)
-        return error.exit_status
-    except KeyboardInterrupt:
-        return 130
-    return status
+    from lockstep.cli import main as run
+
+    return run(argv, verbs=("ntp",))
 
 
 if __name__ == "__main__":

@@ -179,9 +179,22 @@ async def query(server: str, *, timeout: float = 5.0, port: int = PORT) -> Query
             raise QueryFailed(f"no reply from {server} within {timeout:g} s") from None
     finally:
         transport.close()
+    return query_result(server, address, association, event)
+
+
+def kiss_code(event: KissReceived | SourceDemobilized) -> str:
+    return event.code if isinstance(event, KissReceived) else event.reason.split()[-1]
+
+
+def query_result(
+    server: str,
+    address: tuple[str, int],
+    association: Association,
+    event: SampleAccepted | KissReceived | SourceDemobilized | PacketDropped,
+) -> QueryResult:
+    """The result of a one-shot exchange from its final event, or :class:`QueryFailed` saying why."""
     if isinstance(event, KissReceived | SourceDemobilized):
-        code = event.code if isinstance(event, KissReceived) else event.reason.split()[-1]
-        raise QueryFailed(f"{server} sent kiss-o'-death {code}")
+        raise QueryFailed(f"{server} sent kiss-o'-death {kiss_code(event)}")
     if isinstance(event, PacketDropped):
         raise QueryFailed(f"{server}: {event.reason}")
     assert association.server is not None

@@ -15,7 +15,14 @@ import logging
 from collections.abc import Callable
 
 from lockstep.ntp.aio import clock
-from lockstep.ntp.aio.client import QueryFailed, QueryResult, resolve, split_host_port
+from lockstep.ntp.aio.client import (
+    QueryFailed,
+    QueryResult,
+    kiss_code,
+    query_result,
+    resolve,
+    split_host_port,
+)
 from lockstep.ntp.aio.nts_ke import KeOutcome, NtsKeError, key_exchange
 from lockstep.ntp.association import Association
 from lockstep.ntp.client import NtpClient, SystemEvent
@@ -111,23 +118,9 @@ async def nts_query(
             raise QueryFailed(f"no authentic reply from {server} within {timeout:g} s{why}") from None
     finally:
         transport.close()
-    if isinstance(event, KissReceived | SourceDemobilized):
-        code = event.code if isinstance(event, KissReceived) else event.reason.split()[-1]
-        if code == "NTSN":
-            raise QueryFailed(f"{server} sent NTS NAK (NTSN): it could not use our cookie")
-        raise QueryFailed(f"{server} sent kiss-o'-death {code}")
-    if isinstance(event, PacketDropped):
-        raise QueryFailed(f"{server}: {event.reason}")
-    assert association.server is not None
-    return QueryResult(
-        server=server,
-        address=address[0],
-        port=address[1],
-        offset=event.offset,
-        delay=event.delay,
-        dispersion=event.dispersion,
-        info=association.server,
-    )
+    if isinstance(event, KissReceived | SourceDemobilized) and kiss_code(event) == "NTSN":
+        raise QueryFailed(f"{server} sent NTS NAK (NTSN): it could not use our cookie")
+    return query_result(server, address, association, event)
 
 
 class NtsMonitor:
