@@ -14,16 +14,7 @@ import pytest
 from browsers import Phone
 from camera import show_blank
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-PHONE = {"viewport": {"width": 412, "height": 860}, "is_mobile": True, "has_touch": True}
+from chromium import CHROMIUM, CHROMIUM_ARGS, PHONE, camera_args
 
 
 @pytest.fixture(scope="module")
@@ -54,9 +45,7 @@ def phone(playwright: Any, tmp_path: Path) -> Iterator[Phone]:
         executable_path=CHROMIUM,
         args=[
             *CHROMIUM_ARGS,
-            "--use-fake-ui-for-media-stream",
-            "--use-fake-device-for-media-stream",
-            f"--use-file-for-fake-video-capture={camera}",
+            *camera_args(camera),
         ],
     )
     context = browser.new_context(**PHONE)

@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from chromium import CHROMIUM, CHROMIUM_ARGS
+
 from .harness import Harness
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,15 +29,6 @@ DIST_TEST = WEB / "dist-test"
 STAMP = DIST_TEST / "tests" / "e2e-harness.html"
 
 CSP = "default-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 def _newest_source_mtime() -> float:

@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 
+from chromium import CHROMIUM, CHROMIUM_ARGS, camera_args
+
 from .fake_camera import FakeCamera, Phone
 from .fake_lockstep import FakeServer
 
@@ -32,15 +34,6 @@ CSP = (
     "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; style-src 'self'; "
     "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
 )
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 PAGES = {"/": "index.html", "/app": "app.html", "/link": "link.html"}
 
 
@@ -180,9 +173,7 @@ def phone(playwright: Any, tmp_path: Path) -> Iterator[Phone]:
         executable_path=CHROMIUM,
         args=[
             *CHROMIUM_ARGS,
-            "--use-fake-ui-for-media-stream",
-            "--use-fake-device-for-media-stream",
-            f"--use-file-for-fake-video-capture={camera.path}",
+            *camera_args(camera.path),
         ],
     )
     context = browser.new_context(viewport={"width": 412, "height": 860}, is_mobile=True, has_touch=True)

@@ -6,7 +6,6 @@ too, never session-scoped.
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,13 +20,7 @@ if str(E2E) not in sys.path:
 from browsers import Phone  # noqa: E402
 from camera import show_blank  # noqa: E402
 
-_spec = importlib.util.spec_from_file_location("e2e_browser_settings", E2E / "conftest.py")
-assert _spec and _spec.loader
-_e2e = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_e2e)
-CHROMIUM: str = _e2e.CHROMIUM
-CHROMIUM_ARGS: list[str] = _e2e.CHROMIUM_ARGS
-PHONE: dict[str, Any] = _e2e.PHONE
+from chromium import CHROMIUM, CHROMIUM_ARGS, PHONE, camera_args  # noqa: E402
 
 
 class PageErrors:
@@ -86,9 +79,7 @@ def _phone(playwright: Any, camera: Path, page_errors: PageErrors) -> tuple[Any,
         executable_path=CHROMIUM,
         args=[
             *CHROMIUM_ARGS,
-            "--use-fake-ui-for-media-stream",
-            "--use-fake-device-for-media-stream",
-            f"--use-file-for-fake-video-capture={camera}",
+            *camera_args(camera),
         ],
     )
     return browser, Phone(page_errors.watch(browser.new_context(**PHONE)).new_page(), camera)

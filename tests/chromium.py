@@ -1,0 +1,30 @@
+"""Debian's Chromium as every browser test launches it (never a downloaded browser, no network chatter).
+
+Playwright's sync API keeps an asyncio loop running while it lives, so fixtures that start it must be
+module-scoped, never session-scoped: a live one would break the asyncio tests of later folders.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+PHONE: dict[str, Any] = {"viewport": {"width": 412, "height": 860}, "is_mobile": True, "has_touch": True}
+
+
+def camera_args(video_file: Path) -> list[str]:
+    """Flags for a camera that shows ``video_file`` (one YUV4MPEG2 frame, looped) and needs no prompt."""
+    return [
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-video-capture={video_file}",
+    ]
