@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from chromium import CHROMIUM, CHROMIUM_ARGS, camera_args
+from static_site import StaticHandler, ensure_web_build, serve
 
 from .fake_camera import FakeCamera, Phone
 from .fake_lockstep import FakeServer
@@ -37,41 +38,18 @@ CSP = (
 PAGES = {"/": "index.html", "/app": "app.html", "/link": "link.html"}
 
 
-def _newest_source_mtime() -> float:
-    sources = [WEB / "package.json", WEB / "vite.config.ts", *WEB.glob("*.html")]
-    for folder in ("src", "public", "tests"):
-        sources.extend(p for p in (WEB / folder).rglob("*") if p.is_file())
-    return max(p.stat().st_mtime for p in sources if p.exists())
-
-
-def _ensure_build(stamp: Path, script: str) -> None:
-    if stamp.exists() and stamp.stat().st_mtime >= _newest_source_mtime():
-        return
-    npm = shutil.which("npm")
-    assert npm, "npm is needed to build web/"
-    if not (WEB / "node_modules").exists():
-        subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=WEB, check=True)
-    subprocess.run([npm, "run", "--silent", script], cwd=WEB, check=True, stdout=subprocess.DEVNULL)
-
-
 @pytest.fixture(scope="session")
 def harness_build() -> None:
-    _ensure_build(DIST_TEST / "tests" / "harness.html", "build:test")
+    ensure_web_build(DIST_TEST / "tests" / "harness.html", "build:test")
 
 
 @pytest.fixture(scope="session")
 def product_build() -> None:
-    _ensure_build(DIST / "index.html", "build")
+    ensure_web_build(DIST / "index.html", "build")
 
 
-class _Handler(http.server.SimpleHTTPRequestHandler):
-    extensions_map = {  # noqa: RUF012 - class attribute of the stdlib handler
-        **http.server.SimpleHTTPRequestHandler.extensions_map,
-        ".js": "text/javascript",
-        ".json": "application/json",
-        ".webmanifest": "application/manifest+json",
-        ".svg": "image/svg+xml",
-    }
+class _Handler(StaticHandler):
+    csp = CSP
 
     def translate_path(self, path: str) -> str:
         path = path.split("?", 1)[0].split("#", 1)[0]
@@ -79,36 +57,14 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
             return str(DIST / PAGES[path])
         for prefix, folder in (("/test/", DIST_TEST), ("/vectors/", VECTORS)):
             if path.startswith(prefix):
-                return self._inside(folder, path[len(prefix) :])
-        return self._inside(DIST, path.lstrip("/"))
-
-    @staticmethod
-    def _inside(folder: Path, relative: str) -> str:
-        target = (folder / relative).resolve()
-        if folder.resolve() not in target.parents and target != folder.resolve():
-            return str(folder / "__missing__")
-        return str(target)
-
-    def end_headers(self) -> None:
-        self.send_header("Content-Security-Policy", CSP)
-        self.send_header("Cache-Control", "no-store")
-        super().end_headers()
-
-    def log_message(self, format: str, *args: Any) -> None:  # quiet
-        pass
+                return self.inside(folder, path[len(prefix) :])
+        return self.inside(DIST, path.lstrip("/"))
 
 
 @pytest.fixture(scope="session")
 def static_origin() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serve(_Handler) as origin:
+        yield origin
 
 
 @pytest.fixture(scope="module")
