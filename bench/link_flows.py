@@ -1,11 +1,10 @@
 """Scan-to-linked latency with many concurrent link flows, on loopback.
 
-A server runs in a child process (rate limits raised: every flow here comes from 127.0.0.1, which the
-per-address limits would otherwise stop after 20 codes a minute). Primaries are Python clients; each
-links up to four terminal companions, one after another, while many primaries work at once. A flow is
-timed from the companion receiving its code to the companion holding a verified grant and having
-authenticated with its new identity: inspect, approve (certificate, signed list, HPKE), relay, open,
-verify, store, auth.
+A server runs in a child process with rate limits raised (bench_server.py). Primaries are Python
+clients; each links up to four terminal companions, one after another, while many primaries work at
+once. A flow is timed from the companion receiving its code to the companion holding a verified
+grant and having authenticated with its new identity: inspect, approve (certificate, signed list,
+HPKE), relay, open, verify, store, auth.
 
     .venv/bin/python bench/link_flows.py [--primaries 50] [--concurrency 16]
 """
@@ -14,35 +13,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import resource
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
+
+from bench_server import generous_server
 
 from lockstep.client.companion import ShownCode, link
 from lockstep.client.primary import PrimarySession, create_account
 
 COMPANIONS_PER_PRIMARY = 4
-
-
-def serve_with_generous_limits(port: int, data: str) -> None:
-    import uvicorn
-
-    from lockstep.server.app import create_app
-    from lockstep.server.ratelimit import RateLimiter
-    from lockstep.server.services import Limits, Services
-    from lockstep.server.settings import default_web_root
-    from lockstep.server.storage import SqliteStore
-
-    many = RateLimiter(per_minute=1_000_000)
-    limits = Limits(link_start=many, unknown_refs=many, auth_failures=many, registrations=many)
-    services = Services(f"http://127.0.0.1:{port}", SqliteStore(Path(data) / "bench.sqlite3"), limits=limits)
-    uvicorn.run(create_app(services, default_web_root()), host="127.0.0.1", port=port, log_level="warning")
 
 
 async def one_primary(
@@ -95,31 +77,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--primaries", type=int, default=50)
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--serve", nargs=2, metavar=("PORT", "DATA"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.serve:
-        serve_with_generous_limits(int(args.serve[0]), args.serve[1])
-        return
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from lockstep_servers import free_port
-
-    port = free_port()
-    with tempfile.TemporaryDirectory() as data:
-        server = subprocess.Popen(
-            [sys.executable, __file__, "--serve", str(port), data], env=os.environ.copy()
-        )
-        try:
-            url = f"http://127.0.0.1:{port}"
-            for _ in range(100):
-                try:
-                    urllib.request.urlopen(url + "/healthz", timeout=1).read()
-                    break
-                except OSError:
-                    time.sleep(0.1)
-            asyncio.run(run(url, args.primaries, args.concurrency))
-        finally:
-            server.terminate()
-            server.wait(timeout=10)
+    with generous_server() as (url, _server):
+        asyncio.run(run(url, args.primaries, args.concurrency))
     clients, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     print(
         f"CPU: server {children.ru_utime + children.ru_stime:.2f} s, "

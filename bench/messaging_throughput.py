@@ -24,44 +24,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import resource
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+from bench_server import generous_server
 
 from lockstep.client.companion import ShownCode, link
 from lockstep.client.messenger import Messenger, Received
 from lockstep.client.primary import PrimarySession, create_account
 from lockstep.client.state import DeviceState
 from lockstep.e2e.envelope import Kind
-
-
-def serve_with_generous_limits(port: int, data: str) -> None:
-    import uvicorn
-
-    from lockstep.server.app import create_app
-    from lockstep.server.ratelimit import RateLimiter
-    from lockstep.server.services import Limits, Services
-    from lockstep.server.settings import default_web_root
-    from lockstep.server.storage import SqliteStore
-
-    many = RateLimiter(per_minute=1_000_000)
-    limits = Limits(
-        link_start=many,
-        unknown_refs=many,
-        auth_failures=many,
-        registrations=many,
-        key_claims=many,
-        sends=many,
-    )
-    services = Services(f"http://127.0.0.1:{port}", SqliteStore(Path(data) / "bench.sqlite3"), limits=limits)
-    uvicorn.run(create_app(services, default_web_root()), host="127.0.0.1", port=port, log_level="warning")
 
 
 async def make_recipient(url: str, index: int, root: Path) -> tuple[DeviceState, DeviceState]:
@@ -222,38 +198,14 @@ def main() -> None:
         metavar="PYTHON",
         help="also run the workload against Matrix Synapse, using this Python (a venv with matrix-synapse)",
     )
-    parser.add_argument("--serve", nargs=2, metavar=("PORT", "DATA"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.serve:
-        serve_with_generous_limits(int(args.serve[0]), args.serve[1])
-        return
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from lockstep_servers import free_port
-
-    port = free_port()
     mode = f"{args.rate:.0f} messages/s offered" if args.rate else "as fast as accepted (closed loops)"
     print(
         f"{args.senders + 2 * args.recipients} devices ({args.senders} senders x 1 device, {args.recipients} "
         f"recipients x 2 devices), every message to 2 devices, {args.seconds:.0f} s, {mode}"
     )
-    with tempfile.TemporaryDirectory() as data:
-        server = subprocess.Popen(
-            [sys.executable, __file__, "--serve", str(port), data], env=os.environ.copy()
-        )
-        try:
-            url = f"http://127.0.0.1:{port}"
-            for _ in range(100):
-                try:
-                    urllib.request.urlopen(url + "/healthz", timeout=1).read()
-                    break
-                except OSError:
-                    time.sleep(0.1)
-            outcome = asyncio.run(
-                run(url, server.pid, args.seconds, args.senders, args.recipients, args.rate)
-            )
-        finally:
-            server.terminate()
-            server.wait(timeout=10)
+    with generous_server() as (url, server):
+        outcome = asyncio.run(run(url, server.pid, args.seconds, args.senders, args.recipients, args.rate))
     ours = report("Lockstep", outcome)
     if args.synapse:
         import synapse_peer
