@@ -258,15 +258,7 @@ class Monitor:
             while not stop.is_set():
                 for transmit in self.client.handle_timer(clock.now()):
                     self._transports[transmit.source].send(transmit.data)
-                due = self.client.next_timer()
-                delay = 3600.0 if due is None else max(0.0, to_seconds(due - clock.now()))
-                self._wake.clear()
-                waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
-                try:
-                    await asyncio.wait(waiters, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    for waiter in waiters:
-                        waiter.cancel()
+                await sleep_until_due(self.client, stop, self._wake)
         finally:
             self.close()
 
@@ -275,6 +267,19 @@ class Monitor:
             with contextlib.suppress(Exception):
                 transport.close()
         self._transports.clear()
+
+
+async def sleep_until_due(client: NtpClient, stop: asyncio.Event, wake: asyncio.Event) -> None:
+    """Wait for the core's next timer, a new source (``wake``) or ``stop``, whichever comes first."""
+    due = client.next_timer()
+    delay = 3600.0 if due is None else max(0.0, to_seconds(due - clock.now()))
+    wake.clear()
+    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
+    try:
+        await asyncio.wait(waiters, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
 
 
 async def monitor(

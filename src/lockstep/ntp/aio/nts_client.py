@@ -21,6 +21,7 @@ from lockstep.ntp.aio.client import (
     kiss_code,
     query_result,
     resolve,
+    sleep_until_due,
     split_host_port,
 )
 from lockstep.ntp.aio.nts_ke import KeOutcome, NtsKeError, key_exchange
@@ -29,7 +30,6 @@ from lockstep.ntp.client import NtpClient, SystemEvent
 from lockstep.ntp.events import KissReceived, PacketDropped, SampleAccepted, SourceDemobilized
 from lockstep.ntp.nts.client import NtsClientSession
 from lockstep.ntp.nts.records import KE_PORT
-from lockstep.ntp.timestamps import to_seconds
 from lockstep.ntp.wire import reference_id_for_address
 
 logger = logging.getLogger(__name__)
@@ -219,15 +219,7 @@ class NtsMonitor:
                     self._transports[transmit.source].sendto(transmit.data)
                 for server in list(self.client.associations):
                     self._check_cookies(server)  # polls skipped for lack of cookies send nothing
-                due = self.client.next_timer()
-                delay = 3600.0 if due is None else max(0.0, to_seconds(due - clock.now()))
-                self._wake.clear()
-                waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
-                try:
-                    await asyncio.wait(waiters, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    for waiter in waiters:
-                        waiter.cancel()
+                await sleep_until_due(self.client, stop, self._wake)
         finally:
             self.close()
 
