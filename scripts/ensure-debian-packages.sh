@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests drive for real (Chromium for the web app, chrony and NTPsec as
-# NTP peers) when any is missing. Idempotent: a machine that has them all does nothing.
+# NTP peers, PostgreSQL's server binaries for the storage tests) when any is missing. Idempotent: a
+# machine that has them all does nothing.
 set -euo pipefail
 
 # command-on-PATH:debian-package
@@ -20,6 +21,9 @@ for entry in "${wanted[@]}"; do
   path=${entry%%:*} package=${entry#*:}
   [ -x "$path" ] || missing+=("$package")
 done
+# The tests start their own throwaway PostgreSQL with initdb + pg_ctl (tests/pg_server.py); the path of
+# those binaries carries the major version, so look for any.
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
 need_ntpsec=0
 [ -x "$NTPSEC_ROOT/usr/sbin/ntpd" ] || need_ntpsec=1
 [ ${#missing[@]} -eq 0 ] && [ $need_ntpsec -eq 0 ] && exit 0
@@ -32,7 +36,14 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing Debian packages: ${missing[*]}"
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Only PostgreSQL's binaries are wanted: no system cluster is made (nor started) on install.
+  if [ ! -e /etc/postgresql-common/createcluster.conf ]; then
+    mkdir -p /etc/postgresql-common
+    echo "create_main_cluster = false" >/etc/postgresql-common/createcluster.conf
+  fi
+  # confold: keep that pre-written createcluster.conf without asking.
+  apt-get install -y -qq --no-install-recommends -o Dpkg::Options::=--force-confdef \
+    -o Dpkg::Options::=--force-confold "${missing[@]}" >/dev/null
   # The Debian chrony package starts a system chronyd; tests run their own on loopback ports instead.
   if command -v systemctl >/dev/null 2>&1; then systemctl disable --now chrony >/dev/null 2>&1 || true; fi
   pkill -x chronyd 2>/dev/null || true

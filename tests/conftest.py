@@ -2,6 +2,8 @@
 
 - ``live_server``: the app in this test's event loop (anyio), with a clock the test can move.
 - ``server_process``: ``lockstep serve`` as a real process, for the CLI and browser tests.
+- ``postgres``: one throwaway PostgreSQL per session (tests/pg_server.py); ``postgres_url``: a fresh
+  database in it for one test.
 """
 
 from __future__ import annotations
@@ -20,11 +22,27 @@ from lockstep.server.services import Services
 from lockstep.server.settings import default_web_root
 from lockstep.server.storage import SqliteStore
 from lockstep_servers import FakeClock, LiveServer, ServerProcess, free_port, start_server
+from pg_server import PostgresServer, postgres_for_tests
 
 
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    server = postgres_for_tests()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def postgres_url(postgres: PostgresServer) -> str:
+    """A new empty database for this test."""
+    return postgres.create_database()
 
 
 @pytest.fixture

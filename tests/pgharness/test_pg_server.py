@@ -1,0 +1,34 @@
+"""The PostgreSQL test harness itself: a real server, fresh databases, stop and start."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from pg_server import PostgresServer, start_postgres
+
+
+def test_each_test_database_is_new_and_separate(postgres: PostgresServer) -> None:
+    first, second = postgres.create_database(), postgres.create_database()
+    assert first != second
+    postgres.sql("CREATE TABLE marks (mark TEXT)", first.rsplit("/", 1)[1])
+    postgres.sql("INSERT INTO marks VALUES ('here')", first.rsplit("/", 1)[1])
+    assert postgres.sql("SELECT mark FROM marks", first.rsplit("/", 1)[1]).strip() == "here"
+    with pytest.raises(RuntimeError, match="marks"):
+        postgres.sql("SELECT mark FROM marks", second.rsplit("/", 1)[1])
+
+
+def test_a_private_server_stops_and_starts_again_with_its_data() -> None:
+    server = start_postgres()
+    try:
+        server.sql("CREATE TABLE kept (n INTEGER); INSERT INTO kept VALUES (7)")
+        server.stop()
+        with pytest.raises(RuntimeError, match=r"connect|refused"):
+            server.sql("SELECT 1")
+        server.start()
+        assert server.sql("SELECT n FROM kept").strip() == "7"
+    finally:
+        server.close()
+    with pytest.raises((RuntimeError, subprocess.CalledProcessError)):
+        server.sql("SELECT 1")
