@@ -156,3 +156,44 @@ def test_cli_messaging_refusals_are_one_line(server_process, tmp_path: Path) -> 
         assert result.stderr.startswith("lockstep: ") and result.stderr.count("\n") == 1, result.stderr
     missing = lockstep("receive", "--state", str(tmp_path / "nothing-here"))
     assert missing.returncode != 0 and "no device state" in missing.stderr
+
+
+def test_an_unlinked_terminal_companion_keeps_no_secret_and_no_plaintext(
+    server_process, tmp_path: Path
+) -> None:
+    url, alice, laptop, bob = server_process.url, tmp_path / "alice", tmp_path / "laptop", tmp_path / "bob"
+    for handle, state in (("alice", alice), ("bob", bob)):
+        ok("primary", "init", "--server", url, "--handle", handle, "--state", str(state))
+    link_companion(url, alice, laptop, tmp_path)
+    ok("receive", "--state", str(alice))  # history (empty) for the new companion
+    secret_text = "the laptop must forget this sentence"
+    picture = tmp_path / "private.jpg"
+    picture.write_bytes(b"\xff\xd8\xff" + b"private picture bytes " * 200)
+    ok("send", "--to", "alice", secret_text, "--state", str(bob))
+    ok("send", "--to", "alice", "--file", str(picture), "--state", str(bob))
+    kinds = [m["kind"] for m in received(laptop)]
+    assert "text" in kinds and "media" in kinds
+    # What the laptop holds before the unlink: each must be gone after it.
+    secrets_before = {name: (laptop / name).read_bytes() for name in ("device.key", "pickle.key", "e2e.json")}
+    olm_pickle = json.loads(secrets_before["e2e.json"])["olm"]
+    needles = [
+        secret_text.encode(),
+        b"private picture bytes",
+        secrets_before["device.key"],
+        secrets_before["pickle.key"],
+        olm_pickle.encode() if isinstance(olm_pickle, str) else json.dumps(olm_pickle).encode(),
+        b"alice",  # contacts and the account (handles are plaintext the device learnt)
+    ]
+    assert all(any(n in p.read_bytes() for p in laptop.rglob("*") if p.is_file()) for n in needles[:2])
+
+    laptop_id = json.loads((laptop / "state.json").read_text())["device_id"]
+    ok("primary", "unlink", laptop_id, "--state", str(alice))
+    status = lockstep("companion", "status", "--state", str(laptop))
+    assert status.returncode != 0 and "wiped" in status.stderr
+
+    left = [p for p in laptop.rglob("*") if p.is_file()]
+    for path in left:
+        data = path.read_bytes()
+        for needle in needles:
+            assert needle not in data, (path.name, needle[:20])
+    assert left == [], [p.name for p in left]

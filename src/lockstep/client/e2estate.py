@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from lockstep.client.errors import StateError
-from lockstep.client.state import _write_private
+from lockstep.client.state import _write_private, wipe_folder
 from lockstep.e2e.dedup import SeenMessages
 from lockstep.e2e.errors import E2EError
 from lockstep.e2e.megolm import GroupSessions
@@ -153,9 +153,8 @@ def write_private(path: Path, data: bytes) -> None:
 
 
 def wipe(directory: Path) -> None:
-    """Forget the E2E state (an unlinked device): the pickle key first, then the pickles."""
-    for name in (PICKLE_KEY_FILE, E2E_FILE):
-        (directory / name).unlink(missing_ok=True)
+    """Forget the E2E state (an unlinked device), and with it everything else the device kept."""
+    wipe_folder(directory)
 
 
 @contextlib.contextmanager

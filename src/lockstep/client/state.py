@@ -5,12 +5,16 @@ Layout of a state folder::
     state.json     role, server URL and origin, account, device id and name, the newest device list
     device.key     the device's Ed25519 private key (PKCS#8 PEM, mode 0600)
     account.key    the account's Ed25519 private key, primary only (PKCS#8 PEM, mode 0600)
+
+Messaging adds its own files beside these (client/e2estate.py); :func:`wipe_folder` removes all of them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +29,13 @@ from lockstep.link.errors import LinkError
 from lockstep.link.grant import AccountInfo
 
 STATE_FILE = "state.json"
+
+SECRET_FILES = ("account.key", "device.key", "pickle.key", "e2e.json")
+"""Private keys, then the E2E pickles and plaintext (client/e2estate.py): overwritten, then removed."""
+OTHER_FILES = (STATE_FILE, ".history-upload.json", "e2e.lock")
+"""The link state (contacts' lists, account), a history bundle being uploaded, the E2E lock."""
+FOLDERS = ("downloads", ".history")
+"""Received files, decrypted (messenger.download), and history bundles being read."""
 
 
 def default_state_dir(role: str) -> Path:
@@ -135,9 +146,33 @@ class DeviceState:
         return state
 
     def wipe(self) -> None:
-        """Forget everything: keys first."""
-        for name in ("account.key", "device.key", STATE_FILE):
-            (self.directory / name).unlink(missing_ok=True)
+        """Forget everything this device kept (an unlinked device): see :func:`wipe_folder`."""
+        wipe_folder(self.directory)
+
+
+def _overwrite_and_remove(path: Path) -> None:
+    """Zero a file's bytes before unlinking it: best effort against reading it back from the disk
+    (journaling and copy-on-write file systems or SSDs may still keep old blocks)."""
+    with contextlib.suppress(FileNotFoundError):
+        with path.open("r+b") as handle:
+            handle.write(bytes(path.stat().st_size))
+            handle.flush()
+            os.fsync(handle.fileno())
+        path.unlink()
+
+
+def wipe_folder(directory: Path) -> None:
+    """Remove every secret and every plaintext a device keeps in its state folder: private keys
+    first, then the E2E pickles and history (e2e.json), the link state, received files and any
+    half-written file. Files Lockstep did not make are left alone (the folder may be shared)."""
+    for name in SECRET_FILES:
+        _overwrite_and_remove(directory / name)
+    for leftover in sorted(directory.glob("*.tmp")):  # an interrupted _write_private
+        _overwrite_and_remove(leftover)
+    for name in OTHER_FILES:
+        (directory / name).unlink(missing_ok=True)
+    for name in FOLDERS:
+        shutil.rmtree(directory / name, ignore_errors=True)
 
 
 def exists(directory: Path) -> bool:
