@@ -37,7 +37,14 @@ def test_sender_matches_the_rfc(case: dict[str, Any]) -> None:
         ephemeral_key=X25519PrivateKey.from_private_bytes(h(case["skEm"])),
     )
     assert enc == h(case["enc"])
-    schedule = context.schedule
+    shared_secret, _ = hpke.encap(
+        X25519PublicKey.from_public_bytes(h(case["pkRm"])),
+        X25519PrivateKey.from_private_bytes(h(case["skEm"])),
+    )
+    assert shared_secret == h(case["shared_secret"])
+    schedule = hpke.key_schedule(
+        mode, shared_secret, h(case["info"]), h(case.get("psk", "")), h(case.get("psk_id", ""))
+    )
     assert schedule.key_schedule_context == h(case["key_schedule_context"])
     assert schedule.secret == h(case["secret"])
     assert schedule.key == h(case["key"])
@@ -45,6 +52,10 @@ def test_sender_matches_the_rfc(case: dict[str, Any]) -> None:
     assert schedule.exporter_secret == h(case["exporter_secret"])
     for encryption in case["encryptions"]:
         assert context.seal(h(encryption["pt"]), h(encryption["aad"])) == h(encryption["ct"])
+    kept = [getattr(context, name) for name in type(context).__slots__]
+    assert not any(isinstance(value, hpke.KeySchedule) for value in kept)
+    for secret in (shared_secret, schedule.secret, schedule.key):
+        assert secret not in kept, "a context keeps only the AEAD, base nonce and exporter secret"
 
 
 @pytest.mark.parametrize("case", VECTORS, ids=lambda c: c["source"])

@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import hmac
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
@@ -28,6 +28,7 @@ N_ENC = 32
 N_KEY = 16
 N_NONCE = 12
 N_HASH = 32
+MIN_PSK_SIZE = 32
 
 _KEM_SUITE_ID = b"KEM" + KEM_ID.to_bytes(2, "big")
 _HPKE_SUITE_ID = b"HPKE" + KEM_ID.to_bytes(2, "big") + KDF_ID.to_bytes(2, "big") + AEAD_ID.to_bytes(2, "big")
@@ -134,8 +135,8 @@ def key_schedule(mode: Mode, shared_secret: bytes, info: bytes, psk: bytes, psk_
         raise HpkeError("PSK mode needs a psk")
     if mode is Mode.BASE and psk:
         raise HpkeError("base mode takes no psk")
-    if psk and len(psk) < 32:  # §9.5: a PSK needs at least 32 bytes of entropy
-        raise HpkeError("psk must be at least 32 bytes")
+    if psk and len(psk) < MIN_PSK_SIZE:  # §5.1 and §9.5: a PSK needs at least 32 bytes of entropy
+        raise HpkeError(f"psk must be at least {MIN_PSK_SIZE} bytes")
     psk_id_hash = _labeled_extract(_HPKE_SUITE_ID, b"", b"psk_id_hash", psk_id)
     info_hash = _labeled_extract(_HPKE_SUITE_ID, b"", b"info_hash", info)
     context = bytes([mode]) + psk_id_hash + info_hash
@@ -149,28 +150,32 @@ def key_schedule(mode: Mode, shared_secret: bytes, info: bytes, psk: bytes, psk_
     )
 
 
-@dataclass(slots=True)
 class Context:
-    """An HPKE encryption context (RFC 9180 §5.2): one direction, sequence numbers in order."""
+    """An HPKE encryption context (RFC 9180 §5.2): one direction, sequence numbers in order.
 
-    schedule: KeySchedule
-    sequence: int = 0
-    _aead: AESGCM = field(init=False, repr=False)
+    It keeps only what §5.2 and §5.3 need (the AEAD, the base nonce, the exporter secret and the
+    sequence number): never the KEM shared secret, the key schedule's ``secret`` or the raw key.
+    """
 
-    def __post_init__(self) -> None:
-        self._aead = AESGCM(self.schedule.key)
+    __slots__ = ("_aead", "_base_nonce", "_exporter_secret", "sequence")
+
+    def __init__(self, schedule: KeySchedule) -> None:
+        self._aead = AESGCM(schedule.key)
+        self._base_nonce = schedule.base_nonce
+        self._exporter_secret = schedule.exporter_secret
+        self.sequence = 0
 
     def _nonce(self) -> bytes:
         """RFC 9180 §5.2 ComputeNonce: base_nonce XOR the big-endian sequence number."""
         if self.sequence >= 1 << (8 * N_NONCE):
             raise HpkeError("message limit reached")
         sequence = self.sequence.to_bytes(N_NONCE, "big")
-        return bytes(a ^ b for a, b in zip(self.schedule.base_nonce, sequence, strict=True))
+        return bytes(a ^ b for a, b in zip(self._base_nonce, sequence, strict=True))
 
     def seal(self, plaintext: bytes, aad: bytes = b"") -> bytes:
-        ciphertext = self._aead.encrypt(self._nonce(), plaintext, aad)
-        self.sequence += 1
-        return ciphertext
+        nonce = self._nonce()
+        self.sequence += 1  # taken before encrypting: a number is never used twice
+        return self._aead.encrypt(nonce, plaintext, aad)
 
     def open(self, ciphertext: bytes, aad: bytes = b"") -> bytes:
         try:
@@ -182,9 +187,7 @@ class Context:
 
     def export(self, exporter_context: bytes, length: int) -> bytes:
         """RFC 9180 §5.3 secret export."""
-        return _labeled_expand(
-            _HPKE_SUITE_ID, self.schedule.exporter_secret, b"sec", exporter_context, length
-        )
+        return _labeled_expand(_HPKE_SUITE_ID, self._exporter_secret, b"sec", exporter_context, length)
 
 
 def setup_sender(

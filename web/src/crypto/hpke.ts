@@ -7,6 +7,8 @@
  * separately (§4), so both are written on HMAC-SHA256 (RFC 5869 §2.2–2.3).
  *
  * Test hook: `ephemeral` in setupSender injects skE (RFC 9180 A.1 vectors); production callers omit it.
+ * A context keeps neither the KEM shared secret nor the key schedule's `secret` (only key, base nonce,
+ * exporter secret), and a PSK shorter than 32 bytes is refused (§5.1), as lockstep.link.hpke does.
  */
 import { buf, concat, equalBytes, utf8 } from "./bytes";
 
@@ -122,14 +124,16 @@ async function extractAndExpand(dhValue: Uint8Array, kemContext: Uint8Array): Pr
   return labeledExpand(KEM_SUITE_ID, eaePrk, "shared_secret", kemContext, N_SECRET);
 }
 
-async function encap(pkR: Uint8Array, ephemeral?: CryptoKey): Promise<{ sharedSecret: Uint8Array; enc: Uint8Array }> {
+/** Encap (§4.1); exported for the Appendix A vectors. */
+export async function encap(pkR: Uint8Array, ephemeral?: CryptoKey): Promise<{ sharedSecret: Uint8Array; enc: Uint8Array }> {
   const skE = ephemeral ?? (await generateX25519(false)).privateKey;
   const enc = await publicKeyOf(skE);
   const dhValue = await dh(skE, await importX25519Public(pkR));
   return { sharedSecret: await extractAndExpand(dhValue, concat(enc, pkR)), enc };
 }
 
-async function decap(enc: Uint8Array, skR: CryptoKey): Promise<Uint8Array> {
+/** Decap (§4.1); exported for the Appendix A vectors. */
+export async function decap(enc: Uint8Array, skR: CryptoKey): Promise<Uint8Array> {
   if (enc.length !== N_PK) throw new HpkeError("enc must be 32 bytes");
   const dhValue = await dh(skR, await importX25519Public(enc));
   const pkR = await publicKeyOf(skR);
@@ -138,8 +142,8 @@ async function decap(enc: Uint8Array, skR: CryptoKey): Promise<Uint8Array> {
 
 // --- Key schedule (RFC 9180 §5.1) ------------------------------------------------------------------
 
+/** The outputs of KeySchedule (§5.1); the shared secret and `secret` do not outlive the call. */
 export interface KeySchedule {
-  sharedSecret: Uint8Array;
   keyScheduleContext: Uint8Array;
   secret: Uint8Array;
   key: Uint8Array;
@@ -147,15 +151,20 @@ export interface KeySchedule {
   exporterSecret: Uint8Array;
 }
 
+/** A PSK needs at least 32 bytes of entropy (RFC 9180 §5.1, "VerifyPSKInputs", and §9.5). */
+export const MIN_PSK_LENGTH = 32;
+
 function verifyPskInputs(mode: ModeId, psk: Uint8Array, pskId: Uint8Array): void {
   const gotPsk = psk.length > 0;
   const gotPskId = pskId.length > 0;
   if (gotPsk !== gotPskId) throw new HpkeError("inconsistent PSK inputs");
   if (gotPsk && mode === Mode.base) throw new HpkeError("PSK input provided when not needed");
   if (!gotPsk && mode === Mode.psk) throw new HpkeError("missing required PSK input");
+  if (gotPsk && psk.length < MIN_PSK_LENGTH) throw new HpkeError(`a PSK must be at least ${MIN_PSK_LENGTH} bytes`);
 }
 
-async function keySchedule(mode: ModeId, sharedSecret: Uint8Array, info: Uint8Array, psk: Uint8Array, pskId: Uint8Array): Promise<KeySchedule> {
+/** KeySchedule (RFC 9180 §5.1). Exported for the Appendix A vectors; callers use setupSender/setupRecipient. */
+export async function keySchedule(mode: ModeId, sharedSecret: Uint8Array, info: Uint8Array, psk: Uint8Array, pskId: Uint8Array): Promise<KeySchedule> {
   verifyPskInputs(mode, psk, pskId);
   const empty = new Uint8Array(0);
   const pskIdHash = await labeledExtract(HPKE_SUITE_ID, empty, "psk_id_hash", pskId);
@@ -163,7 +172,6 @@ async function keySchedule(mode: ModeId, sharedSecret: Uint8Array, info: Uint8Ar
   const keyScheduleContext = concat(new Uint8Array([mode]), pskIdHash, infoHash);
   const secret = await labeledExtract(HPKE_SUITE_ID, sharedSecret, "secret", psk);
   return {
-    sharedSecret,
     keyScheduleContext,
     secret,
     key: await labeledExpand(HPKE_SUITE_ID, secret, "key", keyScheduleContext, N_K),
@@ -174,55 +182,82 @@ async function keySchedule(mode: ModeId, sharedSecret: Uint8Array, info: Uint8Ar
 
 // --- Encryption context (RFC 9180 §5.2) ------------------------------------------------------------
 
+/**
+ * An encryption context keeps only what §5.2 and §5.3 need: the AEAD key as a non-extractable CryptoKey,
+ * the base nonce, the exporter secret and the sequence number — never the shared secret or `secret`.
+ */
 class Context {
-  private seq = 0;
-  private aesKey: Promise<CryptoKey>;
+  protected seq = 0;
 
-  constructor(readonly schedule: KeySchedule) {
-    this.aesKey = crypto.subtle.importKey("raw", buf(schedule.key), { name: "AES-GCM" }, false, ["encrypt", "decrypt"]);
+  protected constructor(
+    private readonly aesKey: CryptoKey,
+    private readonly baseNonce: Uint8Array,
+    private readonly exporterSecret: Uint8Array,
+  ) {}
+
+  protected static async keysOf(schedule: KeySchedule): Promise<[CryptoKey, Uint8Array, Uint8Array]> {
+    const aesKey = await crypto.subtle.importKey("raw", buf(schedule.key), { name: "AES-GCM" }, false, ["encrypt", "decrypt"]);
+    return [aesKey, Uint8Array.from(schedule.baseNonce), Uint8Array.from(schedule.exporterSecret)];
   }
 
-  protected nextNonce(): Uint8Array {
-    if (this.seq >= 2 ** 32) throw new HpkeError("message limit reached");
-    const nonce = Uint8Array.from(this.schedule.baseNonce);
-    const seqBytes = i2osp(this.seq, N_N);
+  /** ComputeNonce(seq) (§5.2): base_nonce XOR I2OSP(seq, Nn). */
+  protected nonceFor(seq: number): Uint8Array {
+    if (seq >= 2 ** 32) throw new HpkeError("message limit reached");
+    const nonce = Uint8Array.from(this.baseNonce);
+    const seqBytes = i2osp(seq, N_N);
     for (let i = 0; i < N_N; i++) nonce[i] = (nonce[i] ?? 0) ^ (seqBytes[i] ?? 0);
     return nonce;
   }
 
-  protected incrementSeq(): void {
-    this.seq += 1;
-  }
-
-  protected key(): Promise<CryptoKey> {
+  protected key(): CryptoKey {
     return this.aesKey;
   }
 
   /** Export interface (RFC 9180 §5.3). */
   async export(exporterContext: Uint8Array, length: number): Promise<Uint8Array> {
-    return labeledExpand(HPKE_SUITE_ID, this.schedule.exporterSecret, "sec", exporterContext, length);
+    return labeledExpand(HPKE_SUITE_ID, this.exporterSecret, "sec", exporterContext, length);
   }
 }
 
 export class SenderContext extends Context {
-  async seal(aad: Uint8Array, plaintext: Uint8Array): Promise<Uint8Array> {
-    const nonce = this.nextNonce();
-    const ct = await crypto.subtle.encrypt({ name: "AES-GCM", iv: buf(nonce), additionalData: buf(aad) }, await this.key(), buf(plaintext));
-    this.incrementSeq();
-    return new Uint8Array(ct);
+  static async create(schedule: KeySchedule): Promise<SenderContext> {
+    return new SenderContext(...(await Context.keysOf(schedule)));
+  }
+
+  /**
+   * Seal (§5.2). The sequence number is taken before the first await: two seals started together on one
+   * context get different nonces, whatever order WebCrypto finishes them in. A failed seal uses up its
+   * number (never reused), as the RFC allows.
+   */
+  seal(aad: Uint8Array, plaintext: Uint8Array): Promise<Uint8Array> {
+    let nonce: Uint8Array;
+    try {
+      nonce = this.nonceFor(this.seq);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    this.seq += 1;
+    return crypto.subtle.encrypt({ name: "AES-GCM", iv: buf(nonce), additionalData: buf(aad) }, this.key(), buf(plaintext)).then((ct) => new Uint8Array(ct));
   }
 }
 
 export class RecipientContext extends Context {
+  static async create(schedule: KeySchedule): Promise<RecipientContext> {
+    return new RecipientContext(...(await Context.keysOf(schedule)));
+  }
+
+  /** Open (§5.2): the sequence number moves only after a successful open. */
   async open(aad: Uint8Array, ciphertext: Uint8Array): Promise<Uint8Array> {
-    const nonce = this.nextNonce();
+    const seq = this.seq;
+    const nonce = this.nonceFor(seq);
     let pt: ArrayBuffer;
     try {
-      pt = await crypto.subtle.decrypt({ name: "AES-GCM", iv: buf(nonce), additionalData: buf(aad) }, await this.key(), buf(ciphertext));
+      pt = await crypto.subtle.decrypt({ name: "AES-GCM", iv: buf(nonce), additionalData: buf(aad) }, this.key(), buf(ciphertext));
     } catch {
       throw new HpkeError("decryption failed");
     }
-    this.incrementSeq();
+    if (this.seq !== seq) throw new HpkeError("two opens at once on one context");
+    this.seq += 1;
     return new Uint8Array(pt);
   }
 }
@@ -238,14 +273,14 @@ export interface SetupOptions {
 export async function setupSender(pkR: Uint8Array, options: SetupOptions, ephemeral?: CryptoKey): Promise<{ enc: Uint8Array; context: SenderContext }> {
   const { sharedSecret, enc } = await encap(pkR, ephemeral);
   const schedule = await keySchedule(options.mode, sharedSecret, options.info, options.psk ?? new Uint8Array(0), options.pskId ?? new Uint8Array(0));
-  return { enc, context: new SenderContext(schedule) };
+  return { enc, context: await SenderContext.create(schedule) };
 }
 
 /** SetupBaseR / SetupPSKR. */
 export async function setupRecipient(enc: Uint8Array, skR: CryptoKey, options: SetupOptions): Promise<RecipientContext> {
   const sharedSecret = await decap(enc, skR);
   const schedule = await keySchedule(options.mode, sharedSecret, options.info, options.psk ?? new Uint8Array(0), options.pskId ?? new Uint8Array(0));
-  return new RecipientContext(schedule);
+  return RecipientContext.create(schedule);
 }
 
 /** Single-shot PSK-mode seal (the link grant, linking.md §5). */
