@@ -232,7 +232,57 @@ def grant_vectors() -> None:
     )
 
 
+def device_list_update_vectors() -> None:
+    """§4.3: what a companion holding version 3 does with each valid list it is offered."""
+    account = ed25519("account")
+    account_key = account.public_key().public_bytes_raw()
+    primary = DeviceEntry.new(
+        ed25519("primary device").public_key().public_bytes_raw(), Role.PRIMARY, "Phone", NOW
+    )
+    me = DeviceEntry.new(
+        ed25519("companion 0").public_key().public_bytes_raw(), Role.COMPANION, "Laptop", NOW
+    )
+    other = DeviceEntry.new(
+        ed25519("companion 1").public_key().public_bytes_raw(), Role.COMPANION, "Tablet", NOW
+    )
+    renamed = DeviceEntry(me.device_id, me.device_key, me.role, "Work laptop", me.linked_at)
+
+    def signed(version: int, *devices: DeviceEntry) -> dict[str, str]:
+        return DeviceList(key_id(account_key), version, NOW + version, devices).sign(account).to_json()
+
+    offered = [
+        ("same version, identical", signed(3, primary, me), "keep", False),
+        ("same version, without this device", signed(3, primary), "keep", False),
+        ("same version, this device renamed", signed(3, primary, renamed), "keep", False),
+        ("same version, another companion added", signed(3, primary, me, other), "keep", False),
+        ("newer, this device renamed", signed(4, primary, renamed), "take", False),
+        ("newer, without this device", signed(4, primary), "take", True),
+        ("much newer, another companion added", signed(9, primary, me, other), "take", False),
+        ("older, without this device", signed(2, primary), "stale", False),
+    ]
+    write(
+        "device-list-updates.json",
+        {
+            "description": "Device lists offered to a companion that holds version 3 (linking.md §4.3): "
+            "a newer valid list is taken (and a companion missing from it is unlinked), one of the same "
+            "version is kept as held whatever it says, an older one is refused. "
+            "Made by scripts/generate-link-vectors.py.",
+            "account_key": account_key.hex(),
+            "account_id": key_id(account_key),
+            "device_id": me.device_id,
+            "device_key": me.device_key.hex(),
+            "held": signed(3, primary, me),
+            "held_version": 3,
+            "cases": [
+                {"name": name, "offered": envelope, "update": update, "unlinked": unlinked}
+                for name, envelope, update, unlinked in offered
+            ],
+        },
+    )
+
+
 if __name__ == "__main__":
+    device_list_update_vectors()
     qr_vectors()
     signature_vectors()
     grant_vectors()

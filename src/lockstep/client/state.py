@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from lockstep.client.errors import StateError
-from lockstep.link.devices import DeviceList
+from lockstep.link.devices import DeviceList, ListUpdate, list_update
 from lockstep.link.envelope import Envelope
 from lockstep.link.errors import LinkError
 from lockstep.link.grant import AccountInfo
@@ -94,10 +94,14 @@ class DeviceState:
         return load_key(self.directory / "account.key")
 
     def with_device_list(self, envelope: Envelope) -> DeviceState:
-        """Accept a newer valid list (§4.3); an older or invalid one is refused."""
+        """Accept a newer valid list (§4.3): one of the same version is ignored (this state is kept,
+        even if the list differs); an older or invalid one is refused."""
         new = DeviceList.verify(envelope, self.account.account_key)
-        if new.version < self.devices.version:
+        update = list_update(self.devices.version, new)
+        if update is ListUpdate.STALE:
             raise StateError(f"refusing device list version {new.version}: older than {self.devices.version}")
+        if update is ListUpdate.KEEP:
+            return self
         return DeviceState(
             self.directory,
             self.role,

@@ -187,6 +187,25 @@ class DeviceList:
         return device_list
 
 
+class ListUpdate(enum.StrEnum):
+    """What a device does with a valid list it is offered, given the version it holds (§4.3)."""
+
+    TAKE = "take"
+    """Newer: it replaces the held list."""
+    KEEP = "keep"
+    """The same version: ignored, whether identical (a no-op) or not (only a misbehaving server or a
+    replay sends a different list under a version already seen)."""
+    STALE = "stale"
+    """Older: refused (a rollback)."""
+
+
+def list_update(held_version: int, offered: DeviceList) -> ListUpdate:
+    """§4.3: a device accepts a valid list only if its version is greater than the one it holds."""
+    if offered.version > held_version:
+        return ListUpdate.TAKE
+    return ListUpdate.KEEP if offered.version == held_version else ListUpdate.STALE
+
+
 @dataclass(frozen=True, slots=True)
 class DeviceCertificate:
     """The account key's statement that a device key belongs to the account (§4.2)."""

@@ -141,6 +141,19 @@ export function findDevice(list: DeviceList, deviceId: string): DeviceEntry | un
   return list.devices.find((d) => d.device_id === deviceId);
 }
 
+/**
+ * What a device does with a valid list it is offered, given the version it holds (§4.3): `take` a newer
+ * one; `keep` its own on the same version (identical or not: a different list under a version already
+ * seen comes only from a misbehaving server or a replay); refuse an older one (`stale`). The twin of
+ * lockstep.link.devices.list_update; both run vectors/device-list-updates.json.
+ */
+export type ListUpdate = "take" | "keep" | "stale";
+
+export function listUpdate(heldVersion: number, offered: DeviceList): ListUpdate {
+  if (offered.version > heldVersion) return "take";
+  return offered.version === heldVersion ? "keep" : "stale";
+}
+
 /** The next version of `list` with `devices` (the primary bumps version by one and re-signs). */
 export function nextList(list: DeviceList, devices: DeviceEntry[], issuedAt: number): DeviceList {
   return { v: 1, type: "device-list", account_id: list.account_id, version: list.version + 1, issued_at: issuedAt, devices };

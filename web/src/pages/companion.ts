@@ -8,7 +8,7 @@ import { equalBytes, randomBytes } from "../crypto/bytes";
 import { exportEd25519Public, generateEd25519, keyId } from "../crypto/ed25519";
 import { type Envelope, authSignature } from "../crypto/envelope";
 import { generateX25519 } from "../crypto/hpke";
-import { InvalidDeviceList, type DeviceList, verifyDeviceList } from "../link/deviceList";
+import { InvalidDeviceList, type DeviceList, listUpdate, verifyDeviceList } from "../link/deviceList";
 import { type AccountInfo, GrantError, type OpenedGrant, openGrant } from "../link/grant";
 import { encodeLinkText } from "../link/qr";
 import { LockstepSocket, ServerError, type ServerEvent, defaultSocketUrl } from "../net/socket";
@@ -365,9 +365,8 @@ async function acceptList(envelope: unknown): Promise<boolean> {
     if (error instanceof InvalidDeviceList) return true; // ignore lists that do not verify: the server cannot speak for the account
     throw error;
   }
-  if (list.version < state.listVersion) return true; // stale: keep ours
+  if (listUpdate(state.listVersion, list) !== "take") return true; // same version or older: keep ours
   const me = list.devices.find((d) => d.device_id === state?.deviceId);
-  if (list.version === state.listVersion) return true;
   if (!me || me.role !== "companion" || !equalBytes(b64uDecode(me.device_key), state.devicePublic)) {
     await unlinked("This browser was removed from your account's device list.");
     return false;

@@ -13,6 +13,7 @@ import {
   MAX_COMPANIONS,
   checkName,
   companions,
+  listUpdate,
   nextList,
   signDeviceList,
   verifyDeviceList,
@@ -170,7 +171,7 @@ async function adoptList(envelope: unknown): Promise<void> {
   if (!state || envelope === undefined) return;
   try {
     const candidate = await verifyDeviceList(envelope, state.accountPublic, state.accountId);
-    if (candidate.version > state.listVersion) {
+    if (listUpdate(state.listVersion, candidate) === "take") {
       list = candidate;
       state = { ...state, deviceList: envelope as Envelope, listVersion: candidate.version };
       await store.save(state);
