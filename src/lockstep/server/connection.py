@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import secrets
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from lockstep.server.frames import encode
 from lockstep.server.link_sessions import LinkSession
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ class Connection:
         """Send queued frames in order until a close is asked for or the socket goes away."""
         try:
             while (frame := await self._outbox.get()) is not None:
-                await self.websocket.send_text(json.dumps(frame, separators=(",", ":")))
+                await self.websocket.send_text(encode(frame))
             code, reason = self._close or (1000, "")
             await self.websocket.close(code, reason)
         except (WebSocketDisconnect, RuntimeError, OSError):

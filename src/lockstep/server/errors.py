@@ -12,10 +12,12 @@ from __future__ import annotations
 class ApiError(Exception):
     """A refusal with a stable machine-readable ``code`` and a message for people."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, *, request_id: int | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.request_id = request_id
+        """The id of the refused request, when the refusal came before the caller could know it."""
 
 
 class StorageError(Exception):

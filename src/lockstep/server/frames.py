@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import logging
+import math
 from dataclasses import dataclass
 from typing import Any
 
-from lockstep.link.encoding import b64u_decode
+from lockstep.link.encoding import b64u_decode, parse_json
 from lockstep.link.envelope import Envelope
 from lockstep.link.errors import EncodingError, SignatureError
 from lockstep.server.errors import ApiError
+
+log = logging.getLogger(__name__)
 
 MAX_FRAME_BYTES = 65_536
 
@@ -33,7 +37,7 @@ class Request:
         if len(frame.encode("utf-8")) > MAX_FRAME_BYTES:
             raise bad_request(f"frame over {MAX_FRAME_BYTES} bytes")
         try:
-            value = json.loads(frame)
+            value, bad_number = parse_json(frame)
         except (json.JSONDecodeError, RecursionError) as error:
             raise bad_request("frame is not JSON") from error
         if not isinstance(value, dict):
@@ -41,6 +45,10 @@ class Request:
         request_id, op = value.get("id"), value.get("op")
         if not isinstance(request_id, int) or isinstance(request_id, bool) or not 0 <= request_id < 2**53:
             raise bad_request("'id' must be a non-negative integer")
+        if bad_number is not None:
+            raise ApiError(
+                "bad_request", f"numbers must be finite JSON numbers, got {bad_number}", request_id=request_id
+            )
         if not isinstance(op, str) or not op:
             raise ApiError("bad_request", "'op' must be a string")
         return cls(request_id, op, value, received_ms)
@@ -62,7 +70,7 @@ class Request:
 
     def number(self, name: str) -> float:
         value = self.fields.get(name)
-        if not isinstance(value, int | float) or isinstance(value, bool) or value != value:
+        if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
             raise bad_request(f"'{name}' must be a number")
         return float(value)
 
@@ -79,3 +87,23 @@ def reply(request_id: int, result: dict[str, Any]) -> dict[str, Any]:
 
 def error_reply(request_id: int | None, error: ApiError) -> dict[str, Any]:
     return {"id": request_id, "ok": False, "error": {"code": error.code, "message": error.message}}
+
+
+def encode(frame: dict[str, Any]) -> str:
+    """Compact JSON text for a frame; strict (RFC 8259): never NaN or Infinity.
+
+    Requests are parsed strictly, so a non-finite number here is a bug: the frame becomes an
+    ``internal_error`` reply (or is dropped if it was an event) rather than text that is not JSON.
+    """
+    try:
+        return json.dumps(frame, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        log.exception("a frame with a non-finite number was not sent")
+        request_id = frame.get("id")
+        return json.dumps(
+            error_reply(
+                request_id if isinstance(request_id, int) else None,
+                ApiError("internal_error", "the server failed on this request"),
+            ),
+            separators=(",", ":"),
+        )

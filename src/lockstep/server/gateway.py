@@ -71,7 +71,7 @@ async def handle_frame(services: Services, connection: Connection, frame: str) -
         await _touch(services, connection)
         return reply(request.id, result)
     except ApiError as error:
-        return error_reply(request_id, error)
+        return error_reply(request_id if request_id is not None else error.request_id, error)
     except Exception:  # a bug: the client gets a clear error, the log gets the traceback
         log.exception("request failed")
         return error_reply(request_id, ApiError("internal_error", "the server failed on this request"))

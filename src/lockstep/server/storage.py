@@ -192,8 +192,13 @@ class DeviceListChange:
     added_certificate: Envelope | None = None
 
 
+def _json(value: Any) -> str:
+    """Strict JSON (RFC 8259): requests are parsed strictly, so NaN or Infinity here is a bug to refuse."""
+    return json.dumps(value, allow_nan=False)
+
+
 def _envelope_json(envelope: Envelope) -> str:
-    return json.dumps(envelope.to_json())
+    return _json(envelope.to_json())
 
 
 class SqliteStore:
@@ -368,18 +373,18 @@ class SqliteStore:
                 row = db.execute(
                     "SELECT bundle FROM device_keys WHERE device_id = ?", (device_id,)
                 ).fetchone()
-                bundle_json = json.dumps(bundle)
+                bundle_json = _json(bundle)
                 if row is not None and row[0] != bundle_json:
                     db.execute("DELETE FROM one_time_keys WHERE device_id = ?", (device_id,))
                 db.execute(
                     "INSERT INTO device_keys VALUES (?, ?, ?, ?) ON CONFLICT(device_id) DO UPDATE SET "
                     "bundle = excluded.bundle, fallback_key = coalesce(excluded.fallback_key, fallback_key), "
                     "updated_at = excluded.updated_at",
-                    (device_id, bundle_json, json.dumps(fallback_key) if fallback_key else None, now),
+                    (device_id, bundle_json, _json(fallback_key) if fallback_key else None, now),
                 )
                 db.executemany(
                     "INSERT OR IGNORE INTO one_time_keys VALUES (?, ?, ?)",
-                    [(device_id, key["key_id"], json.dumps(key)) for key in one_time_keys],
+                    [(device_id, key["key_id"], _json(key)) for key in one_time_keys],
                 )
                 count: int = db.execute(
                     "SELECT count(*) FROM one_time_keys WHERE device_id = ?", (device_id,)
@@ -503,7 +508,7 @@ class SqliteStore:
                             message.sender_account,
                             message.sender_device,
                             message.group_id,
-                            json.dumps(payload),
+                            _json(payload),
                             now,
                         ),
                     )
