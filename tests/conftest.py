@@ -17,7 +17,6 @@ import pytest
 import uvicorn
 
 from lockstep.server.app import create_app
-from lockstep.server.link_sessions import LinkRegistry
 from lockstep.server.services import Services
 from lockstep.server.settings import default_web_root
 from lockstep.server.storage import SqliteStore
@@ -50,7 +49,7 @@ async def live_server(tmp_path: Path) -> AsyncIterator[LiveServer]:
     port = free_port()
     clock = FakeClock()
     url = f"http://127.0.0.1:{port}"
-    services = Services(origin=url, store=SqliteStore(tmp_path / "lockstep.sqlite3"), links=LinkRegistry())
+    services = Services(origin=url, store=SqliteStore(tmp_path / "lockstep.sqlite3"))
     services.clock = clock
     services.sleep = clock.sleep
     app = create_app(services, default_web_root())

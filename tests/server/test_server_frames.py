@@ -118,7 +118,7 @@ def test_random_frames_never_cause_an_internal_error(tmp_path_factory, frame: st
         finally:
             from lockstep.server.api_linking import end_link_session
 
-            end_link_session(services, connection)
+            await end_link_session(services, connection)
             await store.close()
 
     reply = asyncio.run(run())

@@ -1,8 +1,9 @@
 """A state-machine test of the linking handshake on the server side (linking.md §6.3).
 
-Hypothesis drives companions (start, close) and two primaries (inspect, approve, decline) against a
-:class:`LinkRegistry` on a fake clock, checking every answer against a small model: a ref is granted at
-most once, never after it expired or its page closed, and only by the primary that claimed it.
+Hypothesis drives companions (start, close) and two primaries (inspect, approve, decline, a grant the
+store refused) against a :class:`LinkRegistry` on a fake clock, checking every answer against a small
+model: a ref is granted at most once, never after it expired or its page closed, and only by the primary
+that claimed it. Every session also survives the round trip through the JSON a Redis store keeps.
 """
 
 from __future__ import annotations
@@ -25,14 +26,6 @@ from lockstep.server.link_sessions import (
 PRIMARIES = ("phone-a", "phone-b")
 
 
-class Owner:
-    def __init__(self) -> None:
-        self.events: list[dict[str, Any]] = []
-
-    def push(self, event: dict[str, Any]) -> None:
-        self.events.append(event)
-
-
 class LinkingMachine(RuleBasedStateMachine):
     sessions = Bundle("sessions")
     refs = Bundle("refs")
@@ -45,6 +38,7 @@ class LinkingMachine(RuleBasedStateMachine):
             bytes, dict[str, Any]
         ] = {}  # ref -> {state, expires, claim_by, claim_until, session}
         self.granted: list[bytes] = []
+        self.started: list[LinkSession] = []
 
     def _live(self, ref: bytes) -> bool:
         entry = self.model[ref]
@@ -57,7 +51,9 @@ class LinkingMachine(RuleBasedStateMachine):
     @rule(target=sessions)
     def start(self) -> LinkSession:
         context = CompanionContext("Chrome 156 on Linux", "browser", "ua", "127.0.0.1")
-        return self.registry.start(context, Owner(), self.now)
+        session = self.registry.start(context, self.now)
+        self.started.append(session)
+        return session
 
     @rule(target=refs, session=sessions)
     def issue(self, session: LinkSession) -> bytes:
@@ -116,6 +112,28 @@ class LinkingMachine(RuleBasedStateMachine):
         entry["state"] = "granted" if grant else "declined"
         if grant:
             self.granted.append(ref)
+            entry["granted_by"] = primary
+
+    @rule(ref=refs)
+    def store_refuses_grant(self, ref: bytes) -> None:
+        """The device list moved on meanwhile: the grant goes back to the claim of who approved."""
+        if not ref or self.model[ref]["state"] != "granted":
+            return
+        entry = self.model[ref]
+        self.registry.reopen(ref, entry["granted_by"])
+        if entry["session"].closed:
+            return
+        self.granted.remove(ref)
+        entry.update(
+            state="claimed",
+            claim_by=entry["granted_by"],
+            claim_until=max(entry.get("claim_until", 0), entry["expires"]),
+        )
+
+    @invariant()
+    def sessions_survive_their_json(self) -> None:
+        for session in getattr(self, "started", []):
+            assert LinkSession.from_json(session.to_json()).to_json() == session.to_json()
 
     @invariant()
     def a_ref_is_granted_at_most_once(self) -> None:

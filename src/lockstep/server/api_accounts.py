@@ -60,15 +60,15 @@ def check_successor(record: AccountRecord, new_list: DeviceList) -> DeviceList:
     return current
 
 
-def _authenticate(services: Services, connection: Connection, identity: DeviceIdentity) -> None:
+async def _authenticate(services: Services, connection: Connection, identity: DeviceIdentity) -> None:
     connection.identity = identity
-    services.hub.attach(identity.device_id, connection)
+    await services.hub.attach(identity.device_id, connection)
 
 
 async def register(services: Services, connection: Connection, request: Request) -> dict[str, Any]:
     if connection.identity is not None:
         raise ApiError("bad_request", "this socket is already authenticated")
-    if not services.limits.registrations.allow(connection.address, services.clock()):
+    if not await services.limits.registrations.allow(connection.address, services.clock()):
         raise ApiError("rate_limited", "too many accounts created from this address; wait a minute")
     handle = request.text("handle", max_length=32)
     if not HANDLE.fullmatch(handle):
@@ -95,7 +95,9 @@ async def register(services: Services, connection: Connection, request: Request)
         await services.store.create_account(info, request.envelope("device_list"), devices, services.clock())
     except HandleTaken as error:
         raise ApiError("handle_taken", f"the handle '{handle}' is taken") from error
-    _authenticate(services, connection, DeviceIdentity(info.account_id, devices.primary.device_id, "primary"))
+    await _authenticate(
+        services, connection, DeviceIdentity(info.account_id, devices.primary.device_id, "primary")
+    )
     return {"account_id": info.account_id, "device_id": devices.primary.device_id}
 
 
@@ -103,7 +105,7 @@ async def auth(services: Services, connection: Connection, request: Request) -> 
     if connection.identity is not None:
         raise ApiError("bad_request", "this socket is already authenticated")
     now = services.clock()
-    if services.limits.auth_failures.exhausted(connection.address, now):
+    if await services.limits.auth_failures.exhausted(connection.address, now):
         raise ApiError("rate_limited", "too many failed sign-ins from this address; wait a minute")
     device_id = request.text("device_id", max_length=64)
     signature = request.binary("signature", length=64)
@@ -111,7 +113,7 @@ async def auth(services: Services, connection: Connection, request: Request) -> 
     record = None if device is None else await services.store.account(device.account_id)
     entry = None if record is None else record.devices().find(device_id)
     if device is None or record is None or entry is None:
-        services.limits.auth_failures.allow(connection.address, now)
+        await services.limits.auth_failures.allow(connection.address, now)
         raise ApiError(
             "device_unknown", "this device is not linked to any account (it may have been unlinked)"
         )
@@ -120,9 +122,11 @@ async def auth(services: Services, connection: Connection, request: Request) -> 
             device.device_key, Context.AUTH, auth_message(connection.challenge, services.origin), signature
         )
     except SignatureError as error:
-        services.limits.auth_failures.allow(connection.address, now)
+        await services.limits.auth_failures.allow(connection.address, now)
         raise ApiError("bad_signature", "the device signature does not verify") from error
-    _authenticate(services, connection, DeviceIdentity(record.info.account_id, device_id, entry.role.value))
+    await _authenticate(
+        services, connection, DeviceIdentity(record.info.account_id, device_id, entry.role.value)
+    )
     await services.store.touch(device_id, now)
     return {
         "account": record.info.to_json(),
@@ -136,13 +140,14 @@ async def list_devices(services: Services, connection: Connection, request: Requ
     identity = require_device(connection)
     record = await load_account(services, identity.account_id)
     last_active = await services.store.last_active(identity.account_id)
+    online = await services.hub.online(entry.device_id for entry in record.devices().devices)
     return {
         "device_list": record.device_list.to_json(),
         "devices": [
             {
                 "device_id": entry.device_id,
                 "last_active": last_active.get(entry.device_id),
-                "online": services.hub.online(entry.device_id),
+                "online": entry.device_id in online,
             }
             for entry in record.devices().devices
         ],
@@ -172,13 +177,13 @@ async def update_devices(services: Services, connection: Connection, request: Re
         raise ApiError("stale_device_list", "the device list changed meanwhile; refresh and retry") from error
     list_json = request.envelope("device_list").to_json()
     for device_id in unlinked:
-        services.hub.disconnect(
+        await services.hub.disconnect(
             device_id, {"event": "device.unlinked", "device_id": device_id}, CLOSE_UNLINKED, "unlinked"
         )
     changes = [("unlinked", old[d].device_id, old[d].name) for d in unlinked]
     changes += [("renamed", entry.device_id, entry.name) for entry in renamed]
     for kind, device_id, name in changes:
-        services.hub.push(
+        await services.hub.push(
             kept,
             {
                 "event": "devices.changed",

@@ -23,7 +23,7 @@ MAX_MEMBERS = 256
 
 async def _notify(services: Services, group: GroupRecord, accounts: set[str], change: dict[str, Any]) -> None:
     devices = await services.store.devices_of(sorted(accounts))
-    services.hub.push(
+    await services.hub.push(
         set().union(*devices.values()), {"event": "groups.changed", **group.to_json(), "change": change}
     )
 
@@ -35,14 +35,14 @@ async def _member_group(services: Services, identity: DeviceIdentity, group_id: 
     return group
 
 
-def _limit(services: Services, identity: DeviceIdentity) -> None:
-    if not services.limits.sends.allow(identity.device_id, services.clock()):
+async def _limit(services: Services, identity: DeviceIdentity) -> None:
+    if not await services.limits.sends.allow(identity.device_id, services.clock()):
         raise ApiError("rate_limited", "too many group changes from this device; wait a minute")
 
 
 async def create(services: Services, connection: Connection, request: Request) -> dict[str, Any]:
     identity = require_device(connection)
-    _limit(services, identity)
+    await _limit(services, identity)
     members = request.fields.get("members", [])
     if (
         not isinstance(members, list)
@@ -63,7 +63,7 @@ async def _change(
     services: Services, connection: Connection, request: Request, *, add: bool
 ) -> dict[str, Any]:
     identity = require_device(connection)
-    _limit(services, identity)
+    await _limit(services, identity)
     group = await _member_group(services, identity, request.text("group_id", max_length=64))
     account_id = request.text("account_id", max_length=64)
     leaving = not add and account_id == identity.account_id

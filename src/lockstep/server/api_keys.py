@@ -67,12 +67,12 @@ async def claim(services: Services, connection: Connection, request: Request) ->
         or not all(isinstance(d, str) and len(d) <= 64 for d in device_ids)
     ):
         raise bad_request(f"'device_ids' must list 1 to {MAX_CLAIM} device ids")
-    if not services.limits.key_claims.allow(identity.device_id, services.clock()):
+    if not await services.limits.key_claims.allow(identity.device_id, services.clock()):
         raise ApiError("rate_limited", "too many key claims; wait a minute")
     claimed = await services.store.claim_keys(list(dict.fromkeys(device_ids)))
     for device_id, keys in claimed.items():
         if keys.bundle is not None and keys.one_time_keys_left < LOW_ONE_TIME_KEYS:
-            services.hub.push(
+            await services.hub.push(
                 [device_id], {"event": "keys.low", "one_time_keys_left": keys.one_time_keys_left}
             )
     return {
@@ -86,7 +86,7 @@ async def claim(services: Services, connection: Connection, request: Request) ->
 async def lookup(services: Services, connection: Connection, request: Request) -> dict[str, Any]:
     """An account by ``handle`` or ``account_id``: its info, signed device list and device key bundles."""
     identity = require_device(connection)
-    if not services.limits.key_claims.allow(identity.device_id, services.clock()):
+    if not await services.limits.key_claims.allow(identity.device_id, services.clock()):
         raise ApiError("rate_limited", "too many look-ups; wait a minute")
     if "handle" in request.fields:
         handle = request.text("handle", max_length=32).lower()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from lockstep.link.devices import DeviceCertificate, Role
 from lockstep.link.encoding import b64u_encode
@@ -12,19 +14,14 @@ from lockstep.link.errors import DeviceListError
 from lockstep.server.api_accounts import check_successor, load_account, require_primary, verify_list
 from lockstep.server.connection import Connection
 from lockstep.server.context import describe_user_agent, same_network
-from lockstep.server.errors import ApiError, StaleDeviceList
+from lockstep.server.errors import ApiError, StaleDeviceList, Unavailable
 from lockstep.server.frames import Request
-from lockstep.server.link_sessions import (
-    SCHEDULE_MS,
-    CompanionContext,
-    IssuedRef,
-    LinkSession,
-    RefState,
-)
+from lockstep.server.link_sessions import SCHEDULE_MS, CompanionContext, IssuedRef, RefState
 from lockstep.server.services import Services
 from lockstep.server.storage import DeviceListChange
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MAX_GRANT_BYTES = 16_384
 
@@ -41,45 +38,66 @@ def ref_event(issued: IssuedRef, now: int) -> dict[str, Any]:
     }
 
 
-async def rotate_refs(services: Services, session: LinkSession) -> None:
-    """Push a new ref whenever the current one stops being live; ``link.idle`` after the last."""
-    while (issued := services.links.issue_next(session, services.clock())) is not None:
-        session.owner.push(ref_event(issued, services.clock()))
-        while (deadline := services.links.next_deadline(session)) is not None:
-            remaining = deadline - services.clock()
-            if remaining <= 0:
+RETRY_SECONDS = 1.0
+
+
+async def _retrying(step: Callable[[], Awaitable[T]]) -> T:
+    """Run a link store step, waiting out a store that is unreachable (Redis restarting)."""
+    while True:
+        try:
+            return await step()
+        except Unavailable as error:
+            log.warning("link rotation waits for its store: %s", error)
+            await asyncio.sleep(RETRY_SECONDS)
+
+
+async def rotate_refs(services: Services, connection: Connection, session_id: str) -> None:
+    """Push a new ref whenever the current one stops being live; ``link.idle`` after the last (or
+    when the session's state is gone, so the page offers a new code)."""
+    links = services.links
+    while (issued := await _retrying(lambda: links.issue_next(session_id, services.clock()))) is not None:
+        connection.push(ref_event(issued, services.clock()))
+        while True:
+            progress = await _retrying(lambda: links.progress(session_id))
+            if progress.deadline is None or (remaining := progress.deadline - services.clock()) <= 0:
                 break
             await services.sleep(remaining / 1000)
-        if session.finished:
+        if progress.finished and not progress.gone:
             return
-    if not session.finished:
-        session.owner.push({"event": "link.idle"})
+    progress = await _retrying(lambda: links.progress(session_id))
+    if not progress.finished or progress.gone:
+        connection.push({"event": "link.idle"})
 
 
-def end_link_session(services: Services, connection: Connection) -> None:
-    if connection.link_session is not None:
-        services.links.close(connection.link_session)
-        connection.link_session = None
+async def end_link_session(services: Services, connection: Connection) -> None:
     if connection.link_task is not None:
         connection.link_task.cancel()
         connection.link_task = None
+    session_id, connection.link_session_id = connection.link_session_id, None
+    if session_id is not None:
+        await services.hub.detach_link(session_id, connection)
+        with contextlib.suppress(Unavailable):  # its state expires by itself; approve checks the socket
+            await services.links.close(session_id)
 
 
 async def start(services: Services, connection: Connection, request: Request) -> dict[str, Any]:
     if connection.identity is not None:
         raise ApiError("forbidden", "this device is already linked")
-    if not services.limits.link_start.allow(connection.address, services.clock()):
+    if not await services.limits.link_start.allow(connection.address, services.clock()):
         raise ApiError("rate_limited", "too many codes requested from this address; wait a minute")
     client = request.text("client", max_length=16)
     if client not in ("browser", "terminal"):
         raise ApiError("bad_request", "'client' must be 'browser' or 'terminal'")
-    end_link_session(services, connection)
+    await end_link_session(services, connection)
     context = CompanionContext(
         describe_user_agent(connection.user_agent), client, connection.user_agent[:256], connection.address
     )
-    session = services.links.start(context, connection, services.clock())
-    connection.link_session = session
-    connection.link_task = asyncio.create_task(rotate_refs(services, session), name="link-rotation")
+    session = await services.links.start(context, services.clock())
+    connection.link_session_id = session.session_id
+    await services.hub.attach_link(session.session_id, connection)
+    connection.link_task = asyncio.create_task(
+        rotate_refs(services, connection, session.session_id), name="link-rotation"
+    )
     return {"schedule_ms": list(SCHEDULE_MS)}
 
 
@@ -87,16 +105,16 @@ async def inspect(services: Services, connection: Connection, request: Request) 
     identity = require_primary(connection)
     now = services.clock()
     limiter = services.limits.unknown_refs
-    if limiter.exhausted(identity.device_id, now):
+    if await limiter.exhausted(identity.device_id, now):
         raise ApiError("rate_limited", "too many unknown codes scanned; wait a minute")
     ref = request.binary("ref", length=32)
     try:
-        issued = services.links.claim(ref, identity.device_id, now)
+        issued = await services.links.claim(ref, identity.device_id, now)
     except ApiError as error:
         if error.code == "ref_unknown":
-            limiter.allow(identity.device_id, now)
+            await limiter.allow(identity.device_id, now)
         raise
-    issued.session.owner.push({"event": "link.scanned"})
+    await services.hub.push_link(issued.session.session_id, {"event": "link.scanned"})
     companion = issued.session.context
     return {
         "ref": b64u_encode(ref),
@@ -124,7 +142,7 @@ async def approve(services: Services, connection: Connection, request: Request) 
     ciphertext = request.binary("ciphertext", max_length=MAX_GRANT_BYTES)
     certificate_envelope = request.envelope("certificate")
     record = await load_account(services, identity.account_id)
-    issued = services.links.lookup(ref, services.clock())
+    issued = await services.links.lookup(ref, services.clock())
     if len(record.devices().companions) >= 4:
         raise ApiError("too_many_devices", "this account already has 4 linked devices; unlink one first")
     new_list = verify_list(request, "device_list", record.info.account_key)
@@ -144,9 +162,10 @@ async def approve(services: Services, connection: Connection, request: Request) 
         raise ApiError("bad_signature", str(error)) from error
     if certificate.device_key != added[0].device_key:
         raise ApiError("invalid_device_list", "the certificate names another device than the list adds")
-    if issued.session.closed:
+    session_id = issued.session.session_id
+    if issued.session.closed or not await services.hub.link_owner_present(session_id):
         raise ApiError("companion_gone", "the computer that showed this code has gone away")
-    issued = services.links.resolve(ref, identity.device_id, services.clock(), RefState.GRANTED)
+    issued = await services.links.resolve(ref, identity.device_id, services.clock(), RefState.GRANTED)
     change = DeviceListChange(
         identity.account_id,
         record.device_list_version,
@@ -157,18 +176,19 @@ async def approve(services: Services, connection: Connection, request: Request) 
     try:
         await services.store.change_device_list(change, services.clock())
     except StaleDeviceList as error:
-        issued.state = RefState.CLAIMED
+        await services.links.reopen(ref, identity.device_id)
         raise ApiError("stale_device_list", "the device list changed meanwhile; refresh and retry") from error
-    issued.session.owner.push(
+    await services.hub.push_link(
+        session_id,
         {
             "event": "link.granted",
             "ref": b64u_encode(ref),
             "enc": b64u_encode(enc),
             "ciphertext": b64u_encode(ciphertext),
-        }
+        },
     )
     others = [entry.device_id for entry in current.devices]
-    services.hub.push(
+    await services.hub.push(
         others,
         {
             "event": "devices.changed",
@@ -183,6 +203,6 @@ async def approve(services: Services, connection: Connection, request: Request) 
 async def decline(services: Services, connection: Connection, request: Request) -> dict[str, Any]:
     identity = require_primary(connection)
     ref = request.binary("ref", length=32)
-    issued = services.links.resolve(ref, identity.device_id, services.clock(), RefState.DECLINED)
-    issued.session.owner.push({"event": "link.declined"})
+    issued = await services.links.resolve(ref, identity.device_id, services.clock(), RefState.DECLINED)
+    await services.hub.push_link(issued.session.session_id, {"event": "link.declined"})
     return {}

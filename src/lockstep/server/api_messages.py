@@ -65,7 +65,7 @@ def _megolm_payload(value: object) -> dict[str, Any]:
 
 async def send(services: Services, connection: Connection, request: Request) -> dict[str, Any]:
     identity = require_device(connection)
-    if not services.limits.sends.allow(identity.device_id, services.clock()):
+    if not await services.limits.sends.allow(identity.device_id, services.clock()):
         raise ApiError("rate_limited", "too many messages from this device; wait a minute")
     message_id = request.text("message_id", max_length=64)
     if not MESSAGE_ID.fullmatch(message_id):
@@ -116,7 +116,7 @@ async def send(services: Services, connection: Connection, request: Request) -> 
         Delivery(message_id, identity.account_id, identity.device_id, group_id, payloads), now
     )
     for device_id, message in queued:
-        services.hub.push([device_id], message.to_event())
+        await services.hub.push([device_id], message.to_event())
     return {"message_id": message_id, "server_time": now, "devices": len(payloads)}
 
 

@@ -83,9 +83,11 @@ def create_app(services: Services, web_root: Path) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await services.store.open()
+        await services.hub.start()
         try:
             yield
         finally:
+            await services.hub.close()
             await services.store.close()
 
     routes = [

@@ -16,7 +16,6 @@ from typing import Any
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from lockstep.server.frames import encode
-from lockstep.server.link_sessions import LinkSession
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +42,7 @@ class Connection:
         self.user_agent = user_agent
         self.challenge = secrets.token_bytes(32)
         self.identity: DeviceIdentity | None = None
-        self.link_session: LinkSession | None = None
+        self.link_session_id: str | None = None
         self.link_task: asyncio.Task[None] | None = None
         self.last_touched = 0
         self._outbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize=OUTBOX_SIZE)

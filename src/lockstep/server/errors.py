@@ -4,6 +4,7 @@ ApiError(code, message)      a request refused; the client gets {"ok": false, "e
 StorageError                 the store refused a write
 ├── HandleTaken
 └── StaleDeviceList          a concurrent update won the race for the next version
+Unavailable                  the database or Redis cannot be reached (clients see `unavailable`)
 """
 
 from __future__ import annotations
@@ -30,3 +31,8 @@ class HandleTaken(StorageError):
 
 class StaleDeviceList(StorageError):
     pass
+
+
+class Unavailable(Exception):
+    """A service the server depends on (the database, Redis) cannot be reached just now; the
+    request may be retried (clients see ``unavailable``)."""

@@ -15,7 +15,7 @@ from lockstep import __version__
 from lockstep.link.encoding import b64u_encode
 from lockstep.server import api_accounts, api_groups, api_keys, api_linking, api_messages, api_time, media
 from lockstep.server.connection import Connection
-from lockstep.server.errors import ApiError
+from lockstep.server.errors import ApiError, Unavailable
 from lockstep.server.frames import Request, error_reply, reply
 from lockstep.server.services import Services
 
@@ -72,6 +72,9 @@ async def handle_frame(services: Services, connection: Connection, frame: str) -
         return reply(request.id, result)
     except ApiError as error:
         return error_reply(request_id if request_id is not None else error.request_id, error)
+    except Unavailable as error:  # the database or Redis is down: retry later, nothing half-done
+        log.warning("request refused, a backing service is unavailable: %s", error)
+        return error_reply(request_id, ApiError("unavailable", "the server cannot reach its store; retry"))
     except Exception:  # a bug: the client gets a clear error, the log gets the traceback
         log.exception("request failed")
         return error_reply(request_id, ApiError("internal_error", "the server failed on this request"))
@@ -115,9 +118,9 @@ async def serve_websocket(services: Services, websocket: WebSocket) -> None:
     except WebSocketDisconnect:
         pass
     finally:
-        api_linking.end_link_session(services, connection)
+        await api_linking.end_link_session(services, connection)
         if connection.identity is not None:
-            services.hub.detach(connection.identity.device_id, connection)
+            await services.hub.detach(connection.identity.device_id, connection)
         connection.close_soon(1000, "")
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(writer, timeout=2)

@@ -1,10 +1,36 @@
-"""In-process fan-out: which sockets belong to which device, and pushing events to them."""
+"""Fan-out: which sockets here belong to which device (or link session), and pushing events to them,
+here and, through a :class:`Bus`, on every other instance.
+
+Events are addressed to *topics*: ``d:<device id>`` for the sockets of an authenticated device,
+``l:<session id>`` for the companion socket that owns a link session. The hub delivers to its own
+sockets at once and hands the same event to the bus, which carries it to the instances that have a
+socket on that topic (``LocalBus`` for a single instance does nothing; ``redis_bus.RedisBus``
+publishes on Redis). Events are a live convenience, never the record: messages stay queued in the
+store until acknowledged, and clients fetch on (re)connect and on any gap in sequence numbers.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
+
+from lockstep.server.errors import Unavailable
+
+log = logging.getLogger(__name__)
+
+DEVICE = "d:"
+LINK = "l:"
+
+
+def device_topic(device_id: str) -> str:
+    return DEVICE + device_id
+
+
+def link_topic(session_id: str) -> str:
+    return LINK + session_id
 
 
 class Peer(Protocol):
@@ -15,31 +41,181 @@ class Peer(Protocol):
     def close_soon(self, code: int, reason: str) -> None: ...
 
 
+class Receiver(Protocol):
+    """What a bus calls back: an event from another instance, and "I was cut off and am back"."""
+
+    def deliver(self, topic: str, event: dict[str, Any], close: tuple[int, str] | None) -> None: ...
+
+    async def reconnected(self) -> None: ...
+
+
+class Bus(Protocol):
+    """Carries hub events between instances."""
+
+    async def start(self, receiver: Receiver) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def subscribe(self, topic: str) -> None:
+        """Receive this topic's events from now on (returns once the subscription is in force)."""
+        ...
+
+    async def unsubscribe(self, topic: str) -> None: ...
+
+    async def publish(
+        self, topics: Iterable[str], event: dict[str, Any], close: tuple[int, str] | None
+    ) -> None:
+        """Send an event (and, with ``close``, a request to close the sockets) to other instances."""
+        ...
+
+    async def present(self, topics: list[str]) -> set[str]:
+        """Those of ``topics`` some instance (this one included) is subscribed to."""
+        ...
+
+    async def ping(self) -> None:
+        """Raise :class:`Unavailable` unless the bus works."""
+        ...
+
+
+class LocalBus:
+    """One instance: nothing to carry."""
+
+    async def start(self, receiver: Receiver) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+    async def subscribe(self, topic: str) -> None:
+        pass
+
+    async def unsubscribe(self, topic: str) -> None:
+        pass
+
+    async def publish(
+        self, topics: Iterable[str], event: dict[str, Any], close: tuple[int, str] | None
+    ) -> None:
+        pass
+
+    async def present(self, topics: list[str]) -> set[str]:
+        return set()
+
+    async def ping(self) -> None:
+        pass
+
+
 class Hub:
-    def __init__(self) -> None:
-        self._by_device: defaultdict[str, set[Peer]] = defaultdict(set)
+    def __init__(self, bus: Bus | None = None) -> None:
+        self.bus: Bus = bus or LocalBus()
+        self._peers: defaultdict[str, set[Peer]] = defaultdict(set)
+        self.on_reconnected: Callable[[], Awaitable[None]] | None = None
+        """Run after the bus was cut off and is back (events meanwhile may be lost): catch-up."""
 
-    def attach(self, device_id: str, peer: Peer) -> None:
-        self._by_device[device_id].add(peer)
+    async def start(self) -> None:
+        await self.bus.start(self)
 
-    def detach(self, device_id: str, peer: Peer) -> None:
-        peers = self._by_device.get(device_id)
-        if peers is not None:
-            peers.discard(peer)
-            if not peers:
-                del self._by_device[device_id]
+    async def close(self) -> None:
+        await self.bus.close()
 
-    def online(self, device_id: str) -> bool:
-        return device_id in self._by_device
+    # --- sockets here -----------------------------------------------------------------------------
+    async def attach(self, device_id: str, peer: Peer) -> None:
+        await self._attach(device_topic(device_id), peer)
 
-    def push(self, device_ids: Iterable[str], event: dict[str, Any], *, skip: Peer | None = None) -> None:
-        for device_id in device_ids:
-            for peer in tuple(self._by_device.get(device_id, ())):
+    async def detach(self, device_id: str, peer: Peer) -> None:
+        await self._detach(device_topic(device_id), peer)
+
+    async def attach_link(self, session_id: str, peer: Peer) -> None:
+        await self._attach(link_topic(session_id), peer)
+
+    async def detach_link(self, session_id: str, peer: Peer) -> None:
+        await self._detach(link_topic(session_id), peer)
+
+    async def _attach(self, topic: str, peer: Peer) -> None:
+        first = topic not in self._peers
+        self._peers[topic].add(peer)
+        if first:
+            try:
+                await self.bus.subscribe(topic)
+            except Unavailable as error:  # the bus subscribes to every local topic when it is back
+                log.warning("events from other instances are not reaching this one: %s", error)
+
+    async def _detach(self, topic: str, peer: Peer) -> None:
+        peers = self._peers.get(topic)
+        if peers is None or peer not in peers:
+            return
+        peers.discard(peer)
+        if not peers:
+            del self._peers[topic]
+            with contextlib.suppress(Unavailable):  # a bus that is back subscribes to the topics here
+                await self.bus.unsubscribe(topic)
+
+    def topics_here(self) -> list[str]:
+        return list(self._peers)
+
+    def devices_here(self) -> list[str]:
+        return [topic.removeprefix(DEVICE) for topic in self._peers if topic.startswith(DEVICE)]
+
+    # --- sending ----------------------------------------------------------------------------------
+    async def push(
+        self, device_ids: Iterable[str], event: dict[str, Any], *, skip: Peer | None = None
+    ) -> None:
+        topics = [device_topic(device_id) for device_id in device_ids]
+        for topic in topics:
+            for peer in tuple(self._peers.get(topic, ())):
                 if peer is not skip:
                     peer.push(event)
+        await self._publish(topics, event, None)
 
-    def disconnect(self, device_id: str, event: dict[str, Any], code: int, reason: str) -> None:
-        """Tell every socket of a device why, then close them."""
-        for peer in tuple(self._by_device.pop(device_id, ())):
+    async def push_link(self, session_id: str, event: dict[str, Any]) -> None:
+        """An event for the companion socket that owns a link session, wherever it is connected."""
+        topic = link_topic(session_id)
+        self.deliver(topic, event, None)
+        await self._publish([topic], event, None)
+
+    async def disconnect(self, device_id: str, event: dict[str, Any], code: int, reason: str) -> None:
+        """Tell every socket of a device, on every instance, why, then close them."""
+        topic = device_topic(device_id)
+        self.deliver(topic, event, (code, reason))
+        await self._publish([topic], event, (code, reason))
+
+    async def _publish(self, topics: list[str], event: dict[str, Any], close: tuple[int, str] | None) -> None:
+        if not topics:
+            return
+        try:
+            await self.bus.publish(topics, event, close)
+        except Unavailable as error:  # the store has what matters; clients catch up (deploy.md)
+            log.warning("an event did not reach other instances: %s", error)
+
+    def deliver(self, topic: str, event: dict[str, Any], close: tuple[int, str] | None) -> None:
+        """Push to this instance's sockets on ``topic`` (and close them if asked: each detaches itself
+        as its socket ends, which ends the subscription with the last one)."""
+        for peer in tuple(self._peers.get(topic, ())):
             peer.push(event)
-            peer.close_soon(code, reason)
+            if close is not None:
+                peer.close_soon(*close)
+
+    async def reconnected(self) -> None:
+        if self.on_reconnected is not None:
+            await self.on_reconnected()
+
+    # --- presence ---------------------------------------------------------------------------------
+    async def online(self, device_ids: Iterable[str]) -> set[str]:
+        """Those devices with a socket on some instance."""
+        ids = list(device_ids)
+        here = {device_id for device_id in ids if device_topic(device_id) in self._peers}
+        elsewhere = [device_topic(device_id) for device_id in ids if device_id not in here]
+        try:
+            present = await self.bus.present(elsewhere) if elsewhere else set()
+        except Unavailable:
+            present = set()
+        return here | {topic.removeprefix(DEVICE) for topic in present}
+
+    async def link_owner_present(self, session_id: str) -> bool:
+        """Whether the companion socket of a link session is still connected to some instance."""
+        topic = link_topic(session_id)
+        if topic in self._peers:
+            return True
+        try:
+            return bool(await self.bus.present([topic]))
+        except Unavailable:
+            return False

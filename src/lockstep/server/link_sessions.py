@@ -1,9 +1,13 @@
-"""Link sessions and their refs (docs/protocol/linking.md §6): in memory, time passed in.
+"""Link sessions and their refs (docs/protocol/linking.md §6): the rules, pure, time passed in.
 
 A session belongs to one companion socket and hands out refs on a fixed schedule. A ref is issued,
 then claimed by the primary that inspected it (which pauses rotation while the person decides), then
 granted, declined or expired. Finished refs are remembered for a while so a late primary learns exactly
 why its ref no longer works.
+
+This module is the only place these rules live. Where sessions are kept is ``link_store.py``'s
+business: in this process, or in Redis as :meth:`LinkSession.to_json` state that each operation loads
+into a :class:`LinkRegistry`, changes by these same methods and writes back.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import enum
 import secrets
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from lockstep.server.errors import ApiError
 
@@ -62,17 +66,12 @@ class IssuedRef:
         return self.state is RefState.CLAIMED and now < self.claim_expires_at
 
 
-class Owner(Protocol):
-    """The companion socket a session belongs to: where its events go."""
-
-    def push(self, event: dict[str, Any]) -> None: ...
-
-
 @dataclass(slots=True)
 class LinkSession:
+    session_id: str
+    """Random, never shown to anyone: names the session's state and its companion's event channel."""
     context: CompanionContext
     started_at: int
-    owner: Owner
     refs: list[IssuedRef] = field(default_factory=list)
     closed: bool = False
 
@@ -85,16 +84,74 @@ class LinkSession:
         current = self.current
         return self.closed or (current is not None and current.state in (RefState.GRANTED, RefState.DECLINED))
 
+    def to_json(self) -> dict[str, Any]:
+        """The whole session as plain data, for a store outside this process."""
+        return {
+            "session_id": self.session_id,
+            "context": {
+                "description": self.context.description,
+                "client": self.context.client,
+                "user_agent": self.context.user_agent,
+                "address": self.context.address,
+            },
+            "started_at": self.started_at,
+            "closed": self.closed,
+            "refs": [
+                {
+                    "ref": issued.ref.hex(),
+                    "index": issued.index,
+                    "issued_at": issued.issued_at,
+                    "expires_at": issued.expires_at,
+                    "state": issued.state.value,
+                    "claimed_by": issued.claimed_by,
+                    "claim_expires_at": issued.claim_expires_at,
+                }
+                for issued in self.refs
+            ],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> LinkSession:
+        """The session :meth:`to_json` wrote (state this server stored itself, not client input)."""
+        session = cls(data["session_id"], CompanionContext(**data["context"]), data["started_at"])
+        session.closed = data["closed"]
+        session.refs = [
+            IssuedRef(
+                bytes.fromhex(ref["ref"]),
+                session,
+                ref["index"],
+                ref["issued_at"],
+                ref["expires_at"],
+                RefState(ref["state"]),
+                ref["claimed_by"],
+                ref["claim_expires_at"],
+            )
+            for ref in data["refs"]
+        ]
+        return session
+
 
 class LinkRegistry:
     """Every live and recently finished ref, by its bytes."""
 
     def __init__(self) -> None:
         self._refs: dict[bytes, IssuedRef] = {}
+        self._sessions: dict[str, LinkSession] = {}
 
-    def start(self, context: CompanionContext, owner: Owner, now: int) -> LinkSession:
+    def start(self, context: CompanionContext, now: int) -> LinkSession:
         self.prune(now)
-        return LinkSession(context, now, owner)
+        session = LinkSession(secrets.token_urlsafe(16), context, now)
+        self._sessions[session.session_id] = session
+        return session
+
+    def adopt(self, session: LinkSession) -> None:
+        """Take over a session loaded from elsewhere, with its refs."""
+        self._sessions[session.session_id] = session
+        for issued in session.refs:
+            self._refs[issued.ref] = issued
+
+    def session(self, session_id: str) -> LinkSession | None:
+        return self._sessions.get(session_id)
 
     def issue_next(self, session: LinkSession, now: int) -> IssuedRef | None:
         """The session's next ref, or None when the schedule is used up or the session is over."""
@@ -150,6 +207,16 @@ class LinkRegistry:
         issued.state = outcome
         return issued
 
+    def reopen(self, ref: bytes, device_id: str) -> None:
+        """A grant the store then refused (the device list moved on) goes back to being claimed by
+        the primary that tried, so it can refresh its list and approve again."""
+        issued = self._refs.get(ref)
+        if issued is None or issued.state is not RefState.GRANTED or issued.session.closed:
+            return
+        issued.state = RefState.CLAIMED
+        issued.claimed_by = device_id
+        issued.claim_expires_at = max(issued.claim_expires_at, issued.expires_at)
+
     def close(self, session: LinkSession) -> None:
         session.closed = True
         for issued in session.refs:
@@ -160,3 +227,10 @@ class LinkRegistry:
         old = [ref for ref, issued in self._refs.items() if now - issued.issued_at > REMEMBER_MS]
         for ref in old:
             del self._refs[ref]
+        done = [
+            session_id
+            for session_id, session in self._sessions.items()
+            if now - (session.refs[-1].issued_at if session.refs else session.started_at) > REMEMBER_MS
+        ]
+        for session_id in done:
+            del self._sessions[session_id]

@@ -32,12 +32,9 @@ async def token(services: Services, connection: Connection, request: Request) ->
     """``media.token``: a bearer token for this device's uploads and downloads, valid 10 minutes."""
     identity = require_device(connection)
     now = services.clock()
-    if not services.limits.sends.allow(identity.device_id, now):
+    if not await services.limits.sends.allow(identity.device_id, now):
         raise ApiError("rate_limited", "too many media requests from this device; wait a minute")
-    for stale in [t for t, (_, expires) in services.media_tokens.items() if expires <= now]:
-        del services.media_tokens[stale]
-    value = b64u_encode(secrets.token_bytes(32))
-    services.media_tokens[value] = (identity.device_id, now + TOKEN_LIFETIME_MS)
+    value = await services.media_tokens.issue(identity.device_id, now, TOKEN_LIFETIME_MS)
     return {"token": value, "expires_at": now + TOKEN_LIFETIME_MS, "max_bytes": services.media_max_bytes}
 
 
@@ -45,12 +42,12 @@ async def _bearer(services: Services, request: HttpRequest) -> str | None:
     """The device a request's bearer token belongs to, if the token is live and the device still linked."""
     header = request.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
-    entry = services.media_tokens.get(value) if scheme.lower() == "bearer" else None
-    if entry is None or entry[1] <= services.clock():
+    if scheme.lower() != "bearer" or not value:
         return None
-    if await services.store.device(entry[0]) is None:
+    device_id = await services.media_tokens.device(value, services.clock())
+    if device_id is None or await services.store.device(device_id) is None:
         return None
-    return entry[0]
+    return device_id
 
 
 def _error(status: int, code: str, message: str) -> JSONResponse:

@@ -9,43 +9,64 @@ from pathlib import Path
 
 from lockstep.server.clock import Clock, system_clock
 from lockstep.server.hub import Hub
-from lockstep.server.link_sessions import LinkRegistry
-from lockstep.server.ratelimit import RateLimiter
+from lockstep.server.link_store import LinkStore, MemoryLinkStore
+from lockstep.server.media_tokens import MediaTokens, MemoryMediaTokens
+from lockstep.server.ratelimit import MemoryRateLimiter, RateLimiter
 from lockstep.server.storage import SqliteStore
 
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """Rate limits of docs/protocol/linking.md §6.4."""
+    """Rate limits of docs/protocol/linking.md §6.4 and messaging.md §7.6 (rates in :data:`RATES`)."""
 
-    link_start: RateLimiter = field(default_factory=lambda: RateLimiter(per_minute=20))
-    unknown_refs: RateLimiter = field(default_factory=lambda: RateLimiter(per_minute=10))
-    auth_failures: RateLimiter = field(default_factory=lambda: RateLimiter(per_minute=20))
-    registrations: RateLimiter = field(default_factory=lambda: RateLimiter(per_minute=10))
-    key_claims: RateLimiter = field(default_factory=lambda: RateLimiter(per_minute=600))
+    link_start: RateLimiter
+    unknown_refs: RateLimiter
+    auth_failures: RateLimiter
+    registrations: RateLimiter
+    key_claims: RateLimiter
     """keys.claim and accounts.lookup per device (messaging.md §7.6): one-time keys are a finite pool."""
-    sends: RateLimiter = field(default_factory=lambda: RateLimiter(per_minute=1200))
+    sends: RateLimiter
     """messages.send, groups.* changes and media.token per device (messaging.md §7.6)."""
+
+    @classmethod
+    def build(cls, limiter: Callable[[str, int], RateLimiter]) -> Limits:
+        """Every limit from ``limiter(name, per_minute)``: in Redis, so a limit holds across instances."""
+        return cls(**{name: limiter(name, rate) for name, rate in RATES.items()})
+
+    @classmethod
+    def in_memory(cls) -> Limits:
+        return cls.build(lambda name, rate: MemoryRateLimiter(per_minute=rate))
+
+
+RATES = {
+    "link_start": 20,
+    "unknown_refs": 10,
+    "auth_failures": 20,
+    "registrations": 10,
+    "key_claims": 600,
+    "sends": 1200,
+}
+"""Events per key per minute, each limit's bucket size too."""
 
 
 @dataclass(slots=True)
 class Services:
     origin: str
     store: SqliteStore
-    links: LinkRegistry = field(default_factory=LinkRegistry)
+    links: LinkStore = field(default_factory=MemoryLinkStore)
     hub: Hub = field(default_factory=Hub)
-    limits: Limits = field(default_factory=Limits)
+    limits: Limits = field(default_factory=Limits.in_memory)
+    media_tokens: MediaTokens = field(default_factory=MemoryMediaTokens)
     clock: Clock = system_clock
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     """How timers wait, in seconds; tests swap in one driven by their fake clock."""
     media_max_bytes: int = 100 * 1024 * 1024
     """Largest encrypted media blob accepted (LOCKSTEP_MEDIA_MAX_BYTES)."""
     media_dir: Path | None = None
-    """Where encrypted blobs live; by default a ``media`` folder beside the database."""
+    """Where encrypted blobs live (LOCKSTEP_MEDIA_DIR; with several instances, one folder they all
+    share); by default a ``media`` folder beside the database."""
     media_retention_ms: int = 30 * 86_400_000
     """Blobs are deleted this long after upload (WhatsApp keeps undownloaded media about as long)."""
-    media_tokens: dict[str, tuple[str, int]] = field(default_factory=dict)
-    """Media HTTP bearer tokens: token → (device id, expiry in server ms)."""
 
     @property
     def media_root(self) -> Path:

@@ -1,0 +1,107 @@
+"""Where link sessions are kept: in this process, or (``--redis``) in Redis so any instance can act
+on a ref whichever instance its companion is connected to.
+
+Every operation is defined once, in :class:`LinkOperations`, as a call into the pure
+:class:`~lockstep.server.link_sessions.LinkRegistry`. A store only supplies a registry holding the
+session concerned: :class:`MemoryLinkStore` its one long-lived registry, the Redis store a registry
+loaded from Redis and written back atomically after the call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+from lockstep.server.link_sessions import CompanionContext, IssuedRef, LinkRegistry, LinkSession, RefState
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """Where a session's rotation stands: when its current ref stops being live, whether it is over."""
+
+    deadline: int | None
+    finished: bool
+    gone: bool = False
+    """The session's state no longer exists (expired, or lost with a Redis restart)."""
+
+
+class LinkStore(Protocol):
+    async def start(self, context: CompanionContext, now: int) -> LinkSession: ...
+
+    async def issue_next(self, session_id: str, now: int) -> IssuedRef | None: ...
+
+    async def progress(self, session_id: str) -> Progress: ...
+
+    async def lookup(self, ref: bytes, now: int) -> IssuedRef: ...
+
+    async def claim(self, ref: bytes, device_id: str, now: int) -> IssuedRef: ...
+
+    async def resolve(self, ref: bytes, device_id: str, now: int, outcome: RefState) -> IssuedRef: ...
+
+    async def reopen(self, ref: bytes, device_id: str) -> None: ...
+
+    async def close(self, session_id: str) -> None: ...
+
+
+SessionChange = Callable[[LinkRegistry, LinkSession | None], T]
+RefChange = Callable[[LinkRegistry], T]
+
+
+class LinkOperations:
+    """The operations of :class:`LinkStore`, given a way to run a change against a registry."""
+
+    async def _on_session(self, session_id: str, change: SessionChange[T]) -> T:
+        raise NotImplementedError
+
+    async def _on_ref(self, ref: bytes, change: RefChange[T]) -> T:
+        raise NotImplementedError
+
+    async def issue_next(self, session_id: str, now: int) -> IssuedRef | None:
+        def issue(registry: LinkRegistry, session: LinkSession | None) -> IssuedRef | None:
+            return None if session is None else registry.issue_next(session, now)
+
+        return await self._on_session(session_id, issue)
+
+    async def progress(self, session_id: str) -> Progress:
+        def read(registry: LinkRegistry, session: LinkSession | None) -> Progress:
+            if session is None:
+                return Progress(None, True, gone=True)
+            return Progress(registry.next_deadline(session), session.finished)
+
+        return await self._on_session(session_id, read)
+
+    async def lookup(self, ref: bytes, now: int) -> IssuedRef:
+        return await self._on_ref(ref, lambda registry: registry.lookup(ref, now))
+
+    async def claim(self, ref: bytes, device_id: str, now: int) -> IssuedRef:
+        return await self._on_ref(ref, lambda registry: registry.claim(ref, device_id, now))
+
+    async def resolve(self, ref: bytes, device_id: str, now: int, outcome: RefState) -> IssuedRef:
+        return await self._on_ref(ref, lambda registry: registry.resolve(ref, device_id, now, outcome))
+
+    async def reopen(self, ref: bytes, device_id: str) -> None:
+        await self._on_ref(ref, lambda registry: registry.reopen(ref, device_id))
+
+    async def close(self, session_id: str) -> None:
+        await self._on_session(
+            session_id, lambda registry, session: None if session is None else registry.close(session)
+        )
+
+
+class MemoryLinkStore(LinkOperations):
+    """Sessions in this process: right for a single instance (the default)."""
+
+    def __init__(self) -> None:
+        self.registry = LinkRegistry()
+
+    async def start(self, context: CompanionContext, now: int) -> LinkSession:
+        return self.registry.start(context, now)
+
+    async def _on_session(self, session_id: str, change: SessionChange[T]) -> T:
+        return change(self.registry, self.registry.session(session_id))
+
+    async def _on_ref(self, ref: bytes, change: RefChange[T]) -> T:
+        return change(self.registry)
