@@ -43,8 +43,10 @@ typecheck: $(PY_STAMP) $(WEB_STAMP)
 	$(BIN)/mypy
 	cd web && npm run --silent typecheck
 
+# Test files run in 4 worker processes (one file stays on one worker, so module-scoped servers and browsers
+# are never shared across processes); the suite waits on real peers far more than it computes.
 pytest: $(PY_STAMP) $(DEB_STAMP) web/dist/index.html
-	$(BIN)/pytest
+	$(BIN)/pytest -n 4 --dist loadfile
 
 clean:
 	rm -rf $(VENV) web/node_modules web/dist $(DEB_STAMP)
