@@ -27,12 +27,18 @@ def serve_with_generous_limits(port: int, data: str) -> None:
     from lockstep.server.app import create_app
     from lockstep.server.ratelimit import MemoryRateLimiter
     from lockstep.server.services import Limits, Services
-    from lockstep.server.settings import default_web_root
+    from lockstep.server.settings import StorageLimits, default_web_root
     from lockstep.server.storage import SqliteStore
 
     many = MemoryRateLimiter(per_minute=1_000_000)
     limits = Limits(**{field.name: many for field in dataclasses.fields(Limits)})
-    services = Services(f"http://127.0.0.1:{port}", SqliteStore(Path(data) / "bench.sqlite3"), limits=limits)
+    unlimited = {field.name: 2**50 for field in dataclasses.fields(StorageLimits)}
+    services = Services(
+        f"http://127.0.0.1:{port}",
+        SqliteStore(Path(data) / "bench.sqlite3"),
+        limits=limits,
+        storage_limits=StorageLimits(**{**unlimited, "min_free_bytes": 0}),
+    )
     uvicorn.run(create_app(services, default_web_root()), host="127.0.0.1", port=port, log_level="warning")
 
 

@@ -26,7 +26,8 @@ from lockstep.link.grant import AccountInfo
 from lockstep.server.api_keys import LOW_ONE_TIME_KEYS
 from lockstep.server.connection import Connection, DeviceIdentity
 from lockstep.server.gateway import OPERATIONS, handle_frame
-from lockstep.server.services import Services
+from lockstep.server.services import Limits, Services
+from lockstep.server.settings import StorageLimits
 from lockstep.server.storage import SqliteStore
 
 pytestmark = pytest.mark.anyio
@@ -58,6 +59,8 @@ async def test_messaging_needs_an_authenticated_socket(live_server) -> None:
 
 
 async def test_key_uploads_are_checked_and_claims_consume_then_fall_back(live_server, tmp_path: Path) -> None:
+    # This test empties one device's pool from one claimer; the per-claimer share has its own test.
+    live_server.services.limits = Limits.in_memory(StorageLimits(key_claims=100))
     async with (
         primary(live_server.url, tmp_path / "a", "alice") as alice,
         primary(live_server.url, tmp_path / "b", "bob") as bob,

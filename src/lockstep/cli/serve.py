@@ -10,6 +10,22 @@ from typing import Any
 
 from lockstep import __version__
 from lockstep.cli import CommandError
+from lockstep.server.settings import STORAGE_ENV, StorageLimits
+
+STORAGE_HELP = {
+    "media_daily_bytes": "media bytes one device may upload per 24 hours",
+    "media_stored_bytes": "media bytes of one device kept at once",
+    "stranger_sender_bytes": "bytes one account may queue for a device whose account never wrote to it",
+    "stranger_queue_bytes": "bytes all such accounts together may queue for one device",
+    "key_claims": "one-time keys one account may take from one device per window",
+    "key_claim_window_s": "that window, in seconds",
+    "min_free_bytes": "free disk space below which writes that add data are refused",
+}
+
+
+def storage_flag(env_name: str) -> str:
+    """LOCKSTEP_MEDIA_DAILY_BYTES → --media-daily-bytes."""
+    return "--" + env_name.removeprefix("LOCKSTEP_").lower().replace("_", "-")
 
 
 def register(subparsers: Any) -> None:
@@ -33,6 +49,14 @@ def register(subparsers: Any) -> None:
         type=int,
         help="largest encrypted media upload (LOCKSTEP_MEDIA_MAX_BYTES; default 100 MiB)",
     )
+    for env_name, name in STORAGE_ENV.items():
+        parser.add_argument(
+            storage_flag(env_name),
+            type=int,
+            dest=name,
+            metavar="N",
+            help=f"{STORAGE_HELP[name]} ({env_name}; default {getattr(StorageLimits(), name)})",
+        )
     parser.add_argument(
         "--lan-host",
         default="0.0.0.0",  # noqa: S104 - phones on the LAN must reach it
@@ -56,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
             tls_cert=None if args.lan else args.tls_cert,
             tls_key=None if args.lan else args.tls_key,
             media_max_bytes=args.media_max_bytes,
+            storage={name: getattr(args, name) for name in STORAGE_ENV.values()},
         )
     except SettingsError as error:
         raise CommandError(str(error)) from error

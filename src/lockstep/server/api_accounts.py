@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
@@ -11,10 +12,12 @@ from lockstep.link.envelope import Context, auth_message, verify
 from lockstep.link.errors import DeviceListError, SignatureError
 from lockstep.link.grant import AccountInfo
 from lockstep.server.connection import CLOSE_UNLINKED, Connection, DeviceIdentity
-from lockstep.server.errors import ApiError, HandleTaken, StaleDeviceList
+from lockstep.server.errors import ApiError, HandleTaken, StaleDeviceList, StorageFull, Unavailable
 from lockstep.server.frames import Request
 from lockstep.server.services import Services
 from lockstep.server.storage import AccountRecord, DeviceListChange
+
+log = logging.getLogger(__name__)
 
 HANDLE = re.compile(r"[a-z0-9][a-z0-9_.-]{2,31}")
 
@@ -102,38 +105,62 @@ async def register(services: Services, connection: Connection, request: Request)
 
 
 async def auth(services: Services, connection: Connection, request: Request) -> dict[str, Any]:
+    """Sign in; the signature is checked first, so a valid one always succeeds (SECURITY.md).
+
+    Only failures are counted, per address and per claimed device; past either limit a failure is
+    answered ``rate_limited`` (and says nothing about the device), while its owner still gets in.
+    """
     if connection.identity is not None:
         raise ApiError("bad_request", "this socket is already authenticated")
-    now = services.clock()
-    if await services.limits.auth_failures.exhausted(connection.address, now):
-        raise ApiError("rate_limited", "too many failed sign-ins from this address; wait a minute")
     device_id = request.text("device_id", max_length=64)
     signature = request.binary("signature", length=64)
     device = await services.store.device(device_id)
     record = None if device is None else await services.store.account(device.account_id)
     entry = None if record is None else record.devices().find(device_id)
     if device is None or record is None or entry is None:
-        await services.limits.auth_failures.allow(connection.address, now)
-        raise ApiError(
-            "device_unknown", "this device is not linked to any account (it may have been unlinked)"
-        )
+        raise await _auth_failure(services, connection, None, "device_unknown", UNKNOWN_DEVICE)
     try:
         verify(
             device.device_key, Context.AUTH, auth_message(connection.challenge, services.origin), signature
         )
     except SignatureError as error:
-        await services.limits.auth_failures.allow(connection.address, now)
-        raise ApiError("bad_signature", "the device signature does not verify") from error
+        raise await _auth_failure(
+            services, connection, device_id, "bad_signature", "the device signature does not verify"
+        ) from error
     await _authenticate(
         services, connection, DeviceIdentity(record.info.account_id, device_id, entry.role.value)
     )
-    await services.store.touch(device_id, now)
+    await touch_device(services, device_id, services.clock())
     return {
         "account": record.info.to_json(),
         "device_id": device_id,
         "role": entry.role.value,
         "device_list": record.device_list.to_json(),
     }
+
+
+UNKNOWN_DEVICE = "this device is not linked to any account (it may have been unlinked)"
+
+
+async def _auth_failure(
+    services: Services, connection: Connection, device_id: str | None, code: str, message: str
+) -> ApiError:
+    now = services.clock()
+    limits = services.limits
+    within = await limits.auth_failures.allow(connection.address, now)
+    if device_id is not None:  # unknown ids get no bucket: random ones must not grow memory
+        within = await limits.auth_device_failures.allow(device_id, now) and within
+    if not within:
+        return ApiError("rate_limited", "too many failed sign-ins; wait a minute")
+    return ApiError(code, message)
+
+
+async def touch_device(services: Services, device_id: str, now: int) -> None:
+    """Record activity; on a full or read-only disk skip it, so signing in and reading still work."""
+    try:
+        await services.store.touch(device_id, now)
+    except (StorageFull, Unavailable) as error:
+        log.warning("last-active time not saved: %s", error)
 
 
 async def list_devices(services: Services, connection: Connection, request: Request) -> dict[str, Any]:

@@ -75,7 +75,9 @@ async def _change(
         raise ApiError("forbidden", f"a group has at most {MAX_MEMBERS} members")
     if not add and group.members.get(account_id) == "admin" and not leaving:
         raise ApiError("forbidden", "an admin cannot be removed by others")
-    changed = await services.store.change_member(group.group_id, account_id, add=add, now=services.clock())
+    changed = await services.store.change_member(
+        group.group_id, account_id, add=add, now=services.clock(), by=identity.account_id
+    )
     if changed is None:
         return group.to_json()
     change = {"kind": "added" if add else "removed", "account_id": account_id, "by": identity.account_id}

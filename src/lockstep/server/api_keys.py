@@ -67,10 +67,18 @@ async def claim(services: Services, connection: Connection, request: Request) ->
         or not all(isinstance(d, str) and len(d) <= 64 for d in device_ids)
     ):
         raise bad_request(f"'device_ids' must list 1 to {MAX_CLAIM} device ids")
-    if not await services.limits.key_claims.allow(identity.device_id, services.clock()):
+    now = services.clock()
+    if not await services.limits.key_claims.allow(identity.device_id, now):
         raise ApiError("rate_limited", "too many key claims; wait a minute")
-    claimed = await services.store.claim_keys(list(dict.fromkeys(device_ids)))
+    wanted = list(dict.fromkeys(device_ids))
+    # One-time keys are a finite pool: past its share, a claimer gets the fallback key (still enough
+    # to start a session) and the owner's one-time keys stay for others (SECURITY.md).
+    share = services.limits.one_time_keys
+    allowed = {d for d in wanted if not await share.exhausted(f"{identity.account_id} {d}", now)}
+    claimed = await services.store.claim_keys(wanted, allowed)
     for device_id, keys in claimed.items():
+        if keys.bundle is not None and device_id in allowed:
+            await share.allow(f"{identity.account_id} {device_id}", now)
         if keys.bundle is not None and keys.one_time_keys_left < LOW_ONE_TIME_KEYS:
             await services.hub.push(
                 [device_id], {"event": "keys.low", "one_time_keys_left": keys.one_time_keys_left}
@@ -81,6 +89,13 @@ async def claim(services: Services, connection: Connection, request: Request) ->
             for device_id, keys in claimed.items()
         }
     }
+
+
+async def warn_if_low(services: Services, connection: Connection, device_id: str) -> None:
+    """Tell a device that just signed in to replenish, if its keys ran low while it was away."""
+    left = await services.store.one_time_keys_left(device_id)
+    if left is not None and left < LOW_ONE_TIME_KEYS:
+        connection.push({"event": "keys.low", "one_time_keys_left": left})
 
 
 async def lookup(services: Services, connection: Connection, request: Request) -> dict[str, Any]:

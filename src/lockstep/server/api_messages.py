@@ -18,7 +18,7 @@ from lockstep.link.encoding import b64u_decode
 from lockstep.link.errors import EncodingError
 from lockstep.server.api_accounts import require_device
 from lockstep.server.connection import Connection
-from lockstep.server.errors import ApiError
+from lockstep.server.errors import ApiError, StrangerLimit
 from lockstep.server.frames import Request, bad_request
 from lockstep.server.services import Services
 from lockstep.server.storage import Delivery
@@ -70,6 +70,9 @@ async def send(services: Services, connection: Connection, request: Request) -> 
     message_id = request.text("message_id", max_length=64)
     if not MESSAGE_ID.fullmatch(message_id):
         raise bad_request("'message_id' is 16 to 64 base64url characters")
+    receipt = request.fields.get("receipt", False)
+    if not isinstance(receipt, bool):
+        raise bad_request("'receipt' is true or false")
     raw_payloads = request.fields.get("payloads", [])
     if not isinstance(raw_payloads, list) or len(raw_payloads) > MAX_PAYLOADS:
         raise bad_request(f"'payloads' must be a list of at most {MAX_PAYLOADS}")
@@ -79,6 +82,7 @@ async def send(services: Services, connection: Connection, request: Request) -> 
         raise bad_request("one payload per device")
     megolm = request.fields.get("megolm")
     group_id: str | None = None
+    to: str | None = None
     if "group_id" in request.fields:
         group_id = request.text("group_id", max_length=64)
         group = await services.store.group(group_id)
@@ -112,12 +116,26 @@ async def send(services: Services, connection: Connection, request: Request) -> 
                 "the device lists changed: refresh and retry",
             )
     now = services.clock()
-    queued = await services.store.enqueue(
-        Delivery(message_id, identity.account_id, identity.device_id, group_id, payloads), now
+    delivery = Delivery(
+        message_id, identity.account_id, identity.device_id, group_id, payloads, to, introduces=not receipt
     )
+    try:
+        queued = await services.store.enqueue(delivery, now, services.stranger_limits)
+    except StrangerLimit as error:
+        raise _stranger_refusal(error, group_id is not None) from error
     for device_id, message in queued:
         await services.hub.push([device_id], message.to_event())
     return {"message_id": message_id, "server_time": now, "devices": len(payloads)}
+
+
+def _stranger_refusal(error: StrangerLimit, group: bool) -> ApiError:
+    whom = "a member of this group has" if group else "this account has"
+    share = "from you" if error.details.sender_share else "from accounts it never wrote to"
+    return ApiError(
+        "stranger_limit",
+        f"{whom} not written to you yet, and {error.details.limit_bytes // 1024} KiB {share} is already "
+        "waiting unread for one of its devices; send more once they read it or reply",
+    )
 
 
 def _non_negative(request: Request, name: str, default: int) -> int:

@@ -15,7 +15,7 @@ from lockstep import __version__
 from lockstep.link.encoding import b64u_encode
 from lockstep.server import api_accounts, api_groups, api_keys, api_linking, api_messages, api_time, media
 from lockstep.server.connection import Connection
-from lockstep.server.errors import ApiError, Unavailable
+from lockstep.server.errors import ApiError, StorageFull, Unavailable, storage_refusal
 from lockstep.server.frames import Request, error_reply, reply
 from lockstep.server.services import Services
 
@@ -75,6 +75,9 @@ async def handle_frame(services: Services, connection: Connection, frame: str) -
     except Unavailable as error:  # the database or Redis is down: retry later, nothing half-done
         log.warning("request refused, a backing service is unavailable: %s", error)
         return error_reply(request_id, ApiError("unavailable", "the server cannot reach its store; retry"))
+    except StorageFull as error:  # nothing was written; reads and sign-ins keep working
+        log.warning("a write failed: %s", error)
+        return error_reply(request_id, storage_refusal(error)[1])
     except Exception:  # a bug: the client gets a clear error, the log gets the traceback
         log.exception("request failed")
         return error_reply(request_id, ApiError("internal_error", "the server failed on this request"))
@@ -86,7 +89,7 @@ async def _touch(services: Services, connection: Connection) -> None:
     now = services.clock()
     if now - connection.last_touched >= TOUCH_EVERY_MS:
         connection.last_touched = now
-        await services.store.touch(connection.identity.device_id, now)
+        await api_accounts.touch_device(services, connection.identity.device_id, now)
 
 
 async def serve_websocket(services: Services, websocket: WebSocket) -> None:
@@ -114,7 +117,11 @@ async def serve_websocket(services: Services, websocket: WebSocket) -> None:
             if text is None:
                 connection.close_soon(1003, "binary frames are not part of this protocol")
                 break
+            signed_in = connection.identity is not None
             connection.push(await handle_frame(services, connection, text))
+            if not signed_in and connection.identity is not None:
+                with contextlib.suppress(Unavailable):  # only a hint
+                    await api_keys.warn_if_low(services, connection, connection.identity.device_id)
     except WebSocketDisconnect:
         pass
     finally:

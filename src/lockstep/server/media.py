@@ -8,8 +8,9 @@ the end-to-end message. The upload answer carries the blob's SHA-256 so the send
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import errno
 import hashlib
+import logging
 import re
 import secrets
 from typing import Any
@@ -20,9 +21,17 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from lockstep.link.encoding import b64u_encode
 from lockstep.server.api_accounts import require_device
 from lockstep.server.connection import Connection
-from lockstep.server.errors import ApiError
+from lockstep.server.errors import (
+    ApiError,
+    MediaQuotaExceeded,
+    StorageFull,
+    Unavailable,
+    storage_refusal,
+)
 from lockstep.server.frames import Request
 from lockstep.server.services import Services
+
+log = logging.getLogger(__name__)
 
 TOKEN_LIFETIME_MS = 10 * 60_000
 MEDIA_ID = re.compile(r"[A-Za-z0-9_-]{43}")
@@ -62,29 +71,70 @@ async def upload(services: Services, request: HttpRequest) -> Response:
     length = request.headers.get("content-length")
     if length is not None and (not length.isdigit() or int(length) > limit):
         return _error(413, "too_large", f"media is limited to {limit} bytes")
+    try:
+        return await _receive(services, request, device_id, int(length) if length else None)
+    except (StorageFull, Unavailable) as error:
+        log.warning("a media upload failed: %s", error)
+        status, refusal = storage_refusal(error)
+        return _error(status, refusal.code, refusal.message)
+    except OSError as error:  # the media folder: full, read-only, gone
+        log.warning("a media upload failed: %s", error)
+        full = error.errno in (errno.ENOSPC, errno.EDQUOT)
+        status, refusal = storage_refusal(StorageFull(str(error)) if full else Unavailable(str(error)))
+        return _error(status, refusal.code, refusal.message)
+
+
+def _quota_error(error: MediaQuotaExceeded) -> JSONResponse:
+    what = "a day" if error.daily else "kept at once"
+    then = "try again tomorrow" if error.daily else "older files must expire first (30 days)"
+    return _error(
+        429,
+        "quota_exceeded",
+        f"this device may upload {error.limit_bytes // (1024 * 1024)} MiB of media {what}; {then}",
+    )
+
+
+async def _receive(services: Services, request: HttpRequest, device_id: str, length: int | None) -> Response:
+    """Stream the body to a partial file within the size limit and the device's quota, then index it.
+
+    Bytes of this device's other uploads still streaming count against its quota too, so parallel
+    uploads cannot each take the whole of it.
+    """
+    limit, quota, now = services.media_max_bytes, services.media_quota, services.clock()
     root = services.media_root
-    root.mkdir(parents=True, exist_ok=True)
+    for expired in await services.store.expire_media(now - services.media_retention_ms):
+        (root / expired).unlink(missing_ok=True)  # first, so expired blobs no longer count
+    in_flight = services.media_in_flight
+    usage = (await services.store.media_usage(device_id, now)).plus(in_flight.get(device_id, 0))
     media_id = b64u_encode(secrets.token_bytes(32))
-    partial = root / f"{media_id}.part"
+    partial, blob = root / f"{media_id}.part", root / media_id
     digest, size = hashlib.sha256(), 0
     try:
+        usage.check(length or 0, quota)
+        root.mkdir(parents=True, exist_ok=True)
         with partial.open("wb") as output:
             async for chunk in request.stream():
                 size += len(chunk)
+                in_flight[device_id] = in_flight.get(device_id, 0) + len(chunk)
                 if size > limit:
                     return _error(413, "too_large", f"media is limited to {limit} bytes")
+                usage.check(size, quota)
                 digest.update(chunk)
                 await asyncio.to_thread(output.write, chunk)
         if size == 0:
             return _error(400, "bad_request", "an empty upload")
-        partial.replace(root / media_id)
+        partial.replace(blob)
+        try:
+            await services.store.add_media(media_id, device_id, size, digest.digest(), now, quota)
+        except BaseException:
+            blob.unlink(missing_ok=True)
+            raise
+    except MediaQuotaExceeded as error:
+        return _quota_error(error)
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            partial.unlink()
-    now = services.clock()
-    await services.store.add_media(media_id, device_id, size, digest.digest(), now)
-    for expired in await services.store.expire_media(now - services.media_retention_ms):
-        (root / expired).unlink(missing_ok=True)
+        if (left := in_flight.pop(device_id, 0) - size) > 0:
+            in_flight[device_id] = left
+        partial.unlink(missing_ok=True)
     return JSONResponse(
         {"media_id": media_id, "size": size, "sha256": b64u_encode(digest.digest())}, status_code=201
     )

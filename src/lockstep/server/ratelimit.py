@@ -76,3 +76,29 @@ class MemoryRateLimiter:
         stale = [k for k, b in self._buckets.items() if now_ms - b.updated_ms > WINDOW_MS]
         for key in stale:
             del self._buckets[key]
+
+
+@dataclass(slots=True)
+class PerWindow:
+    """``inner``'s ``per_minute`` events per ``window_ms`` instead of per minute.
+
+    The same bucket rule on a clock slowed by ``window_ms / WINDOW_MS``, so it holds unchanged wherever
+    ``inner`` keeps its buckets (memory or Redis), and idle keys are forgotten after one window.
+    """
+
+    inner: RateLimiter
+    window_ms: int
+    per_minute: int = field(init=False)
+    """Events per window (the name is the interface's)."""
+
+    def __post_init__(self) -> None:
+        self.per_minute = self.inner.per_minute
+
+    def _slowed(self, now_ms: int) -> int:
+        return now_ms * WINDOW_MS // self.window_ms
+
+    async def allow(self, key: str, now_ms: int) -> bool:
+        return await self.inner.allow(key, self._slowed(now_ms))
+
+    async def exhausted(self, key: str, now_ms: int) -> bool:
+        return await self.inner.exhausted(key, self._slowed(now_ms))

@@ -13,7 +13,7 @@ import uvicorn
 
 from lockstep.server.app import create_app
 from lockstep.server.frames import MAX_FRAME_BYTES
-from lockstep.server.services import Services
+from lockstep.server.services import Limits, Services
 from lockstep.server.settings import Settings
 from lockstep.server.storage import SqliteStore
 
@@ -40,7 +40,11 @@ class _Server(uvicorn.Server):
 
 async def serve(settings: Settings, origin: str, listeners: list[Listener]) -> None:
     services = Services(
-        origin=origin, store=SqliteStore(settings.database), media_max_bytes=settings.media_max_bytes
+        origin=origin,
+        store=SqliteStore(settings.database),
+        media_max_bytes=settings.media_max_bytes,
+        limits=Limits.in_memory(settings.storage),
+        storage_limits=settings.storage,
     )
     app = create_app(services, settings.web_root)
     servers: list[_Server] = []

@@ -11,8 +11,9 @@ from lockstep.server.clock import Clock, system_clock
 from lockstep.server.hub import Hub
 from lockstep.server.link_store import LinkStore, MemoryLinkStore
 from lockstep.server.media_tokens import MediaTokens, MemoryMediaTokens
-from lockstep.server.ratelimit import MemoryRateLimiter, RateLimiter
-from lockstep.server.storage import SqliteStore
+from lockstep.server.ratelimit import MemoryRateLimiter, PerWindow, RateLimiter
+from lockstep.server.settings import StorageLimits
+from lockstep.server.storage import MediaQuota, SqliteStore, StrangerLimits
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,26 +23,39 @@ class Limits:
     link_start: RateLimiter
     unknown_refs: RateLimiter
     auth_failures: RateLimiter
+    """Failed ``auth`` per address; a valid signature is never refused (SECURITY.md)."""
+    auth_device_failures: RateLimiter
+    """Failed ``auth`` per claimed (existing) device, from any address."""
     registrations: RateLimiter
     key_claims: RateLimiter
     """keys.claim and accounts.lookup per device (messaging.md §7.6): one-time keys are a finite pool."""
     sends: RateLimiter
     """messages.send, groups.* changes and media.token per device (messaging.md §7.6)."""
+    one_time_keys: RateLimiter
+    """One-time keys per (claimer account, target device) per window (StorageLimits.key_claims and
+    key_claim_window_s); past it the fallback key is handed out."""
 
     @classmethod
-    def build(cls, limiter: Callable[[str, int], RateLimiter]) -> Limits:
+    def build(
+        cls, limiter: Callable[[str, int], RateLimiter], storage: StorageLimits | None = None
+    ) -> Limits:
         """Every limit from ``limiter(name, per_minute)``: in Redis, so a limit holds across instances."""
-        return cls(**{name: limiter(name, rate) for name, rate in RATES.items()})
+        storage = storage or StorageLimits()
+        one_time_keys = PerWindow(
+            limiter("one_time_keys", storage.key_claims), storage.key_claim_window_s * 1000
+        )
+        return cls(**{name: limiter(name, rate) for name, rate in RATES.items()}, one_time_keys=one_time_keys)
 
     @classmethod
-    def in_memory(cls) -> Limits:
-        return cls.build(lambda name, rate: MemoryRateLimiter(per_minute=rate))
+    def in_memory(cls, storage: StorageLimits | None = None) -> Limits:
+        return cls.build(lambda name, rate: MemoryRateLimiter(per_minute=rate), storage)
 
 
 RATES = {
     "link_start": 20,
     "unknown_refs": 10,
     "auth_failures": 20,
+    "auth_device_failures": 20,
     "registrations": 10,
     "key_claims": 600,
     "sends": 1200,
@@ -67,6 +81,20 @@ class Services:
     share); by default a ``media`` folder beside the database."""
     media_retention_ms: int = 30 * 86_400_000
     """Blobs are deleted this long after upload (WhatsApp keeps undownloaded media about as long)."""
+    media_in_flight: dict[str, int] = field(default_factory=dict)
+    """Bytes of uploads still streaming in this process, per device (they count against its quota)."""
+    storage_limits: StorageLimits = field(default_factory=StorageLimits)
+    """Quotas against storage abuse; ``limits.one_time_keys`` is built from the same settings."""
+
+    @property
+    def stranger_limits(self) -> StrangerLimits:
+        return StrangerLimits(
+            self.storage_limits.stranger_sender_bytes, self.storage_limits.stranger_queue_bytes
+        )
+
+    @property
+    def media_quota(self) -> MediaQuota:
+        return MediaQuota(self.storage_limits.media_daily_bytes, self.storage_limits.media_stored_bytes)
 
     @property
     def media_root(self) -> Path:

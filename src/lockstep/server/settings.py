@@ -20,6 +20,57 @@ def default_web_root() -> Path:
     return Path(__file__).resolve().parents[3] / "web" / "dist"
 
 
+KIB, MIB, GIB = 1024, 1024 * 1024, 1024 * 1024 * 1024
+STORAGE_ENV = {
+    "LOCKSTEP_MEDIA_DAILY_BYTES": "media_daily_bytes",
+    "LOCKSTEP_MEDIA_STORED_BYTES": "media_stored_bytes",
+    "LOCKSTEP_STRANGER_SENDER_BYTES": "stranger_sender_bytes",
+    "LOCKSTEP_STRANGER_QUEUE_BYTES": "stranger_queue_bytes",
+    "LOCKSTEP_KEY_CLAIMS": "key_claims",
+    "LOCKSTEP_KEY_CLAIM_WINDOW": "key_claim_window_s",
+    "LOCKSTEP_MIN_FREE_BYTES": "min_free_bytes",
+}
+"""Environment variable → :class:`StorageLimits` field (whole numbers)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StorageLimits:
+    """Quotas and disk reserves against storage abuse (SECURITY.md, "Limits and their defaults")."""
+
+    media_daily_bytes: int = GIB
+    """Media one device may upload per rolling 24 hours."""
+    media_stored_bytes: int = 4 * GIB
+    """Media of one device kept at once (blobs leave after 30 days)."""
+    stranger_sender_bytes: int = 256 * KIB
+    """What one account may keep queued for a device whose account never wrote to it."""
+    stranger_queue_bytes: int = 4 * MIB
+    """What all such accounts together may keep queued for one device."""
+    key_claims: int = 10
+    """One-time keys one account may take from one device per window; then it gets the fallback key."""
+    key_claim_window_s: int = 3600
+    min_free_bytes: int = 64 * MIB
+    """Below this much free space in the data or media folder, writes that add data are refused."""
+
+    def __post_init__(self) -> None:
+        for env_name, name in STORAGE_ENV.items():
+            value = getattr(self, name)
+            minimum = 0 if name == "min_free_bytes" else 1
+            if not isinstance(value, int) or not minimum <= value <= 2**50:
+                raise SettingsError(f"{env_name} must be a whole number from {minimum} to 2**50, got {value}")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], **overrides: int | None) -> StorageLimits:
+        values: dict[str, int] = {}
+        for env_name, name in STORAGE_ENV.items():
+            if env_name in env:
+                try:
+                    values[name] = int(env[env_name])
+                except ValueError as error:
+                    raise SettingsError(f"{env_name} must be a number, got {env[env_name]!r}") from error
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     host: str = "127.0.0.1"
@@ -30,6 +81,7 @@ class Settings:
     tls_key: Path | None = None
     web_root: Path = field(default_factory=default_web_root)
     media_max_bytes: int = 100 * 1024 * 1024
+    storage: StorageLimits = field(default_factory=StorageLimits)
 
     def __post_init__(self) -> None:
         if not 1024 <= self.media_max_bytes <= 2**40:
@@ -89,5 +141,9 @@ class Settings:
                 ) from error
         if "LOCKSTEP_WEB_ROOT" in env:
             values["web_root"] = Path(env["LOCKSTEP_WEB_ROOT"])
+        storage_overrides = overrides.pop("storage", None)
+        values["storage"] = StorageLimits.from_env(
+            env, **(storage_overrides if isinstance(storage_overrides, dict) else {})
+        )
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]

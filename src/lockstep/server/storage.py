@@ -9,9 +9,11 @@ concurrent updates cannot both win.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import json
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +22,15 @@ from typing import Any, TypeVar
 from lockstep.link.devices import DeviceEntry, DeviceList
 from lockstep.link.envelope import Envelope
 from lockstep.link.grant import AccountInfo
-from lockstep.server.errors import HandleTaken, StaleDeviceList
+from lockstep.server.errors import (
+    HandleTaken,
+    MediaQuotaExceeded,
+    StaleDeviceList,
+    StorageFull,
+    StrangerLimit,
+    StrangerLimitDetails,
+    Unavailable,
+)
 
 T = TypeVar("T")
 
@@ -102,6 +112,68 @@ CREATE TABLE IF NOT EXISTS media (
 """
 
 
+# Abuse limits (SECURITY.md "Server, network and disk"): which conversations each account has taken
+# part in, from routing metadata only, so what strangers queue to its devices can be bounded.
+QUOTA_SCHEMA = """
+CREATE TABLE IF NOT EXISTS known_peers (
+    account_id TEXT NOT NULL REFERENCES accounts(account_id) ON DELETE CASCADE,
+    peer_id TEXT NOT NULL,              -- an account this account sent to, or a group it sent into
+    PRIMARY KEY (account_id, peer_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS media_by_device ON media(device_id, created_at);
+"""
+
+_FULL = {sqlite3.SQLITE_FULL}
+_UNAVAILABLE = {sqlite3.SQLITE_READONLY, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PERM}
+_DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
+
+
+def _storage_error(error: Exception) -> Exception:
+    """The typed error for a failed write: full (wait for space) or unavailable (fix the folder)."""
+    if isinstance(error, sqlite3.Error):
+        code = getattr(error, "sqlite_errorcode", 0) & 0xFF  # the primary code of an extended one
+        if code in _FULL:
+            return StorageFull(str(error))
+        if code in _UNAVAILABLE:
+            return Unavailable(str(error))
+    elif isinstance(error, OSError):
+        return (StorageFull if error.errno in _DISK_FULL_ERRNOS else Unavailable)(str(error))
+    return error
+
+
+@contextlib.contextmanager
+def _transaction(db: sqlite3.Connection) -> Iterator[None]:
+    """``BEGIN IMMEDIATE`` … ``COMMIT``, rolled back on any error.
+
+    SQLite may already have rolled back by itself (SQLITE_FULL does), so ROLLBACK runs only if a
+    transaction is still open: the original error, not "no transaction is active", reaches the caller.
+    """
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+
+
+@dataclass(frozen=True, slots=True)
+class StrangerLimits:
+    """What accounts a recipient never wrote to may keep queued for each of its devices (bytes)."""
+
+    per_sender_bytes: int
+    all_strangers_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class MediaQuota:
+    """What one device may upload: per rolling day, and kept on the server at once (bytes)."""
+
+    daily_bytes: int
+    stored_bytes: int
+
+
 @dataclass(frozen=True, slots=True)
 class AccountRecord:
     info: AccountInfo
@@ -155,6 +227,15 @@ class Delivery:
     sender_device: str
     group_id: str | None
     payloads: list[tuple[str, dict[str, Any]]]
+    to_account: str | None = None
+    """The recipient account of a direct send (None for groups)."""
+    introduces: bool = True
+    """Whether this send makes its conversation known to the sender (False for receipts)."""
+
+    @property
+    def peer(self) -> str:
+        """The conversation as a recipient sees it: the group, or the sending account."""
+        return self.group_id or self.sender_account
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,9 +292,12 @@ class SqliteStore:
 
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         def call() -> T:
-            if self._db is None:
-                self._db = self._connect()
-            return work(self._db)
+            try:
+                if self._db is None:
+                    self._db = self._connect()
+                return work(self._db)
+            except (sqlite3.Error, OSError) as error:
+                raise _storage_error(error) from error
 
         return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
@@ -225,6 +309,7 @@ class SqliteStore:
         db.execute("PRAGMA synchronous=NORMAL")
         db.executescript(SCHEMA)
         db.executescript(MESSAGING_SCHEMA)
+        db.executescript(QUOTA_SCHEMA)
         return db
 
     async def open(self) -> None:
@@ -246,26 +331,31 @@ class SqliteStore:
 
         def work(db: sqlite3.Connection) -> None:
             try:
-                db.execute("BEGIN IMMEDIATE")
-                db.execute(
-                    "INSERT INTO accounts VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        info.account_id,
-                        info.handle,
-                        info.display_name,
-                        info.account_key,
-                        _envelope_json(envelope),
-                        devices.version,
-                        now,
-                    ),
-                )
-                db.execute(
-                    "INSERT INTO devices VALUES (?, ?, ?, ?, NULL, ?, ?)",
-                    (primary.device_id, info.account_id, primary.device_key, primary.role.value, now, now),
-                )
-                db.execute("COMMIT")
+                with _transaction(db):
+                    db.execute(
+                        "INSERT INTO accounts VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            info.account_id,
+                            info.handle,
+                            info.display_name,
+                            info.account_key,
+                            _envelope_json(envelope),
+                            devices.version,
+                            now,
+                        ),
+                    )
+                    db.execute(
+                        "INSERT INTO devices VALUES (?, ?, ?, ?, NULL, ?, ?)",
+                        (
+                            primary.device_id,
+                            info.account_id,
+                            primary.device_key,
+                            primary.role.value,
+                            now,
+                            now,
+                        ),
+                    )
             except sqlite3.IntegrityError as error:
-                db.execute("ROLLBACK")
                 raise HandleTaken(info.handle) from error
 
         await self._run(work)
@@ -314,8 +404,7 @@ class SqliteStore:
         new_ids = {d.device_id for d in change.new_list.devices}
 
         def work(db: sqlite3.Connection) -> None:
-            db.execute("BEGIN IMMEDIATE")
-            try:
+            with _transaction(db):
                 updated = db.execute(
                     "UPDATE accounts SET device_list = ?, device_list_version = ? "
                     "WHERE account_id = ? AND device_list_version = ?",
@@ -339,10 +428,6 @@ class SqliteStore:
                 for entry in change.new_list.devices:
                     if entry.device_id not in stored:
                         self._insert_device(db, change, entry, now)
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
 
         await self._run(work)
 
@@ -368,8 +453,7 @@ class SqliteStore:
         """Store a device's bundle (a changed identity drops its old one-time keys) and new keys."""
 
         def work(db: sqlite3.Connection) -> int:
-            db.execute("BEGIN IMMEDIATE")
-            try:
+            with _transaction(db):
                 row = db.execute(
                     "SELECT bundle FROM device_keys WHERE device_id = ?", (device_id,)
                 ).fetchone()
@@ -389,11 +473,7 @@ class SqliteStore:
                 count: int = db.execute(
                     "SELECT count(*) FROM one_time_keys WHERE device_id = ?", (device_id,)
                 ).fetchone()[0]
-                db.execute("COMMIT")
-                return count
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+            return count
 
         return await self._run(work)
 
@@ -408,13 +488,18 @@ class SqliteStore:
 
         return await self._run(work)
 
-    async def claim_keys(self, device_ids: list[str]) -> dict[str, ClaimedKeys]:
-        """Take one one-time key per device (the fallback key when none are left)."""
+    async def claim_keys(
+        self, device_ids: list[str], one_time_allowed: Collection[str] | None = None
+    ) -> dict[str, ClaimedKeys]:
+        """Take one one-time key per device (the fallback key when none are left).
+
+        Devices not in ``one_time_allowed`` (when given) get the fallback key and keep their one-time
+        keys: the caller used up its share of them (SECURITY.md, one-time key drain).
+        """
 
         def work(db: sqlite3.Connection) -> dict[str, ClaimedKeys]:
             claimed: dict[str, ClaimedKeys] = {}
-            db.execute("BEGIN IMMEDIATE")
-            try:
+            with _transaction(db):
                 for device_id in device_ids:
                     row = db.execute(
                         "SELECT bundle, fallback_key FROM device_keys WHERE device_id = ?", (device_id,)
@@ -422,11 +507,13 @@ class SqliteStore:
                     if row is None:
                         claimed[device_id] = ClaimedKeys(None, None, 0)
                         continue
-                    key = db.execute(
-                        "DELETE FROM one_time_keys WHERE rowid = (SELECT rowid FROM one_time_keys "
-                        "WHERE device_id = ? ORDER BY key_id LIMIT 1) RETURNING one_time_key",
-                        (device_id,),
-                    ).fetchone()
+                    key = None
+                    if one_time_allowed is None or device_id in one_time_allowed:
+                        key = db.execute(
+                            "DELETE FROM one_time_keys WHERE rowid = (SELECT rowid FROM one_time_keys "
+                            "WHERE device_id = ? ORDER BY key_id LIMIT 1) RETURNING one_time_key",
+                            (device_id,),
+                        ).fetchone()
                     left = db.execute(
                         "SELECT count(*) FROM one_time_keys WHERE device_id = ?", (device_id,)
                     ).fetchone()[0]
@@ -434,11 +521,20 @@ class SqliteStore:
                     claimed[device_id] = ClaimedKeys(
                         json.loads(row[0]), json.loads(one_time_key) if one_time_key else None, left
                     )
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
             return claimed
+
+        return await self._run(work)
+
+    async def one_time_keys_left(self, device_id: str) -> int | None:
+        """How many one-time keys a device has left; None if it never published keys."""
+
+        def work(db: sqlite3.Connection) -> int | None:
+            if db.execute("SELECT 1 FROM device_keys WHERE device_id = ?", (device_id,)).fetchone() is None:
+                return None
+            left: int = db.execute(
+                "SELECT count(*) FROM one_time_keys WHERE device_id = ?", (device_id,)
+            ).fetchone()[0]
+            return left
 
         return await self._run(work)
 
@@ -466,17 +562,21 @@ class SqliteStore:
         return await self._run(work)
 
     # --- messaging: queues ----------------------------------------------------------------------
-    async def enqueue(self, delivery: Delivery, now: int) -> list[tuple[str, QueuedMessage]]:
+    async def enqueue(
+        self, delivery: Delivery, now: int, strangers: StrangerLimits | None = None
+    ) -> list[tuple[str, QueuedMessage]]:
         """Append each payload to its device's queue with that device's next sequence number.
 
         A (device, sender device, message id) already queued is skipped, so a retried send is not
-        delivered twice while it waits.
+        delivered twice while it waits. With ``strangers``, the whole send is refused
+        (:class:`StrangerLimit`) if it would queue more than they allow from accounts a recipient
+        never wrote to; a send that ``introduces`` makes its conversation known to the sender.
         """
 
         def work(db: sqlite3.Connection) -> list[tuple[str, QueuedMessage]]:
             queued: list[tuple[str, QueuedMessage]] = []
-            db.execute("BEGIN IMMEDIATE")
-            try:
+            with _transaction(db):
+                stranger_check = None if strangers is None else _StrangerCheck(db, delivery, strangers)
                 for device_id, payload in delivery.payloads:
                     duplicate = db.execute(
                         "SELECT 1 FROM message_queue WHERE device_id = ? AND sender_device = ? "
@@ -485,6 +585,9 @@ class SqliteStore:
                     ).fetchone()
                     if duplicate:
                         continue
+                    encoded = _json(payload)
+                    if stranger_check is not None:
+                        stranger_check.admit(device_id, len(encoded))
                     (seq,) = db.execute(
                         "INSERT INTO device_sequences VALUES (?, 1) ON CONFLICT(device_id) "
                         "DO UPDATE SET last_seq = last_seq + 1 RETURNING last_seq",
@@ -508,15 +611,12 @@ class SqliteStore:
                             message.sender_account,
                             message.sender_device,
                             message.group_id,
-                            _json(payload),
+                            encoded,
                             now,
                         ),
                     )
                     queued.append((device_id, message))
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+                _introduce(db, delivery)
             return queued
 
         return await self._run(work)
@@ -557,18 +657,14 @@ class SqliteStore:
 
     async def create_group(self, group_id: str, creator: str, members: list[str], now: int) -> GroupRecord:
         def work(db: sqlite3.Connection) -> GroupRecord:
-            db.execute("BEGIN IMMEDIATE")
-            try:
+            with _transaction(db):
                 db.execute("INSERT INTO chat_groups VALUES (?, ?, ?, 1)", (group_id, creator, now))
                 db.executemany(
                     "INSERT OR IGNORE INTO group_members VALUES (?, ?, ?, ?)",
                     [(group_id, creator, "admin", now)]
                     + [(group_id, member, "member", now) for member in members],
                 )
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+                _introduce_group(db, group_id, creator, [creator, *members])
             record = self._group(db, group_id)
             assert record is not None
             return record
@@ -591,13 +687,15 @@ class SqliteStore:
         return await self._run(work)
 
     async def change_member(
-        self, group_id: str, account_id: str, *, add: bool, now: int
+        self, group_id: str, account_id: str, *, add: bool, now: int, by: str | None = None
     ) -> GroupRecord | None:
-        """Add or remove one member and bump the group's version; None if nothing changed."""
+        """Add or remove one member and bump the group's version; None if nothing changed.
+
+        ``by``: who adds; the group becomes known to the new member if it had written to them.
+        """
 
         def work(db: sqlite3.Connection) -> GroupRecord | None:
-            db.execute("BEGIN IMMEDIATE")
-            try:
+            with _transaction(db):
                 if add:
                     changed = db.execute(
                         "INSERT OR IGNORE INTO group_members VALUES (?, ?, 'member', ?)",
@@ -610,21 +708,36 @@ class SqliteStore:
                     ).rowcount
                 if changed:
                     db.execute("UPDATE chat_groups SET version = version + 1 WHERE group_id = ?", (group_id,))
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+                if changed and add and by is not None:
+                    _introduce_group(db, group_id, by, [account_id])
             return self._group(db, group_id) if changed else None
 
         return await self._run(work)
 
     # --- messaging: media -----------------------------------------------------------------------
-    async def add_media(self, media_id: str, device_id: str, size: int, sha256: bytes, now: int) -> None:
-        await self._run(
-            lambda db: db.execute(
-                "INSERT INTO media VALUES (?, ?, ?, ?, ?)", (media_id, device_id, size, sha256, now)
-            )
-        )
+    async def add_media(
+        self,
+        media_id: str,
+        device_id: str,
+        size: int,
+        sha256: bytes,
+        now: int,
+        quota: MediaQuota | None = None,
+    ) -> None:
+        """Index an uploaded blob; :class:`MediaQuotaExceeded` (nothing indexed) if over ``quota``."""
+
+        def work(db: sqlite3.Connection) -> None:
+            with _transaction(db):
+                if quota is not None:
+                    _media_usage(db, device_id, now).check(size, quota)
+                db.execute(
+                    "INSERT INTO media VALUES (?, ?, ?, ?, ?)", (media_id, device_id, size, sha256, now)
+                )
+
+        await self._run(work)
+
+    async def media_usage(self, device_id: str, now: int) -> MediaUsage:
+        return await self._run(lambda db: _media_usage(db, device_id, now))
 
     async def expire_media(self, created_before: int) -> list[str]:
         """Forget blobs uploaded before a time; returns their ids so their files can be deleted."""
@@ -641,3 +754,104 @@ class SqliteStore:
                 db.execute("SELECT 1 FROM media WHERE media_id = ?", (media_id,)).fetchone() is not None
             )
         )
+
+
+# --- abuse limits: strangers' queued bytes, media quotas (SECURITY.md "Server, network and disk") ------
+STRANGER_BYTES = """
+SELECT coalesce(sum(length(q.payload)), 0),
+       coalesce(sum(CASE WHEN q.sender_account = :sender THEN length(q.payload) ELSE 0 END), 0)
+FROM message_queue q
+WHERE q.device_id = :device AND q.sender_account != :owner
+  AND NOT EXISTS (SELECT 1 FROM known_peers k
+                  WHERE k.account_id = :owner AND k.peer_id = coalesce(q.group_id, q.sender_account))
+"""
+"""Bytes waiting in a device's queue from conversations its account never wrote to, and the share of
+one sender among them (payloads are ASCII JSON: characters are bytes)."""
+
+
+class _StrangerCheck:
+    """Refuses a payload that would take a device past what strangers may queue for it."""
+
+    def __init__(self, db: sqlite3.Connection, delivery: Delivery, limits: StrangerLimits) -> None:
+        self._db, self._delivery, self._limits = db, delivery, limits
+        device_ids = [device_id for device_id, _ in delivery.payloads]
+        marks = ",".join("?" * len(device_ids))
+        self._owners: dict[str, str] = dict(
+            db.execute(
+                f"SELECT device_id, account_id FROM devices WHERE device_id IN ({marks})",  # noqa: S608
+                device_ids,
+            ).fetchall()
+        )
+        self._known: dict[str, bool] = {delivery.sender_account: True}
+
+    def _knows_peer(self, account_id: str) -> bool:
+        known = self._known.get(account_id)
+        if known is None:
+            known = self._known[account_id] = (
+                self._db.execute(
+                    "SELECT 1 FROM known_peers WHERE account_id = ? AND peer_id = ?",
+                    (account_id, self._delivery.peer),
+                ).fetchone()
+                is not None
+            )
+        return known
+
+    def admit(self, device_id: str, size: int) -> None:
+        owner = self._owners.get(device_id)
+        if owner is None or self._knows_peer(owner):
+            return
+        all_bytes, sender_bytes = self._db.execute(
+            STRANGER_BYTES, {"device": device_id, "owner": owner, "sender": self._delivery.sender_account}
+        ).fetchone()
+        for used, limit, sender_share in (
+            (sender_bytes, self._limits.per_sender_bytes, True),
+            (all_bytes, self._limits.all_strangers_bytes, False),
+        ):
+            if used + size > limit:
+                raise StrangerLimit(StrangerLimitDetails(owner, sender_share, limit))
+
+
+def _introduce(db: sqlite3.Connection, delivery: Delivery) -> None:
+    """The sender has now written into this conversation (a direct chat or a group)."""
+    peer = delivery.group_id or delivery.to_account
+    if delivery.introduces and peer is not None and peer != delivery.sender_account:
+        db.execute("INSERT OR IGNORE INTO known_peers VALUES (?, ?)", (delivery.sender_account, peer))
+
+
+def _introduce_group(db: sqlite3.Connection, group_id: str, by: str, accounts: list[str]) -> None:
+    """A group is known to the account that made it, and to members added by someone they wrote to."""
+    db.executemany(
+        "INSERT OR IGNORE INTO known_peers SELECT ?, ? WHERE ? = ? OR EXISTS "
+        "(SELECT 1 FROM known_peers WHERE account_id = ? AND peer_id = ?)",
+        [(account, group_id, account, by, account, by) for account in accounts],
+    )
+
+
+DAY_MS = 86_400_000
+
+
+@dataclass(frozen=True, slots=True)
+class MediaUsage:
+    stored_bytes: int
+    """Bytes of this device's blobs still kept."""
+    last_day_bytes: int
+    """Bytes it uploaded in the last 24 hours."""
+
+    def plus(self, size: int) -> MediaUsage:
+        return MediaUsage(self.stored_bytes + size, self.last_day_bytes + size)
+
+    def check(self, size: int, quota: MediaQuota) -> None:
+        """:class:`MediaQuotaExceeded` if ``size`` more bytes would pass the quota."""
+        if self.last_day_bytes + size > quota.daily_bytes:
+            raise MediaQuotaExceeded(daily=True, limit_bytes=quota.daily_bytes)
+        if self.stored_bytes + size > quota.stored_bytes:
+            raise MediaQuotaExceeded(daily=False, limit_bytes=quota.stored_bytes)
+
+
+def _media_usage(db: sqlite3.Connection, device_id: str, now: int) -> MediaUsage:
+    stored, last_day = db.execute(
+        "SELECT coalesce(sum(size), 0), coalesce(sum(CASE WHEN created_at > ? THEN size ELSE 0 END), 0) "
+        "FROM media WHERE device_id = ?",
+        (now - DAY_MS, device_id),
+    ).fetchone()
+    return MediaUsage(stored, last_day)
