@@ -323,7 +323,12 @@ class Messenger:
             payloads = await self._olm_payloads(list(targets.values()), envelope.encode())
             try:
                 result = await self._request(
-                    "messages.send", message_id=message_id, to=peer.account.account_id, payloads=payloads
+                    "messages.send",
+                    message_id=message_id,
+                    to=peer.account.account_id,
+                    payloads=payloads,
+                    # so that a receipt does not make the peer a known contact (SECURITY.md)
+                    **({"receipt": True} if kind is Kind.RECEIPT else {}),
                 )
                 self._record_sent(envelope, [peer.account.account_id])
             except ServerRefused as error:

@@ -8,6 +8,7 @@
  */
 import { b64uDecode, b64uEncode } from "../crypto/b64u";
 import { buf, concat, equalBytes, randomBytes, utf8 } from "../crypto/bytes";
+import { refusalText } from "./refusals";
 
 export type MediaKind = "image" | "video" | "audio" | "document";
 
@@ -105,6 +106,11 @@ export async function decryptMedia(blob: Uint8Array, media: MediaDescriptor): Pr
 
 export type Progress = (done: number, total: number) => void;
 
+function errorCode(body: Record<string, unknown>): string {
+  const error = body.error as Record<string, unknown> | undefined;
+  return typeof error?.code === "string" ? error.code : "";
+}
+
 /** POST /media with a bearer token; XMLHttpRequest because fetch cannot report upload progress. */
 export function uploadBlob(token: string, blob: Uint8Array, progress: Progress): Promise<{ media_id: string; sha256: string }> {
   return new Promise((resolve, reject) => {
@@ -125,7 +131,7 @@ export function uploadBlob(token: string, blob: Uint8Array, progress: Progress):
       } else if (xhr.status === 413) {
         reject(new MediaError("the file is larger than this server accepts"));
       } else {
-        reject(new MediaError(`the upload failed (${xhr.status})`));
+        reject(new MediaError(refusalText(errorCode(body)) ?? `the upload failed (${xhr.status})`));
       }
     };
     xhr.onerror = () => reject(new MediaError("the upload failed: connection lost"));

@@ -34,6 +34,7 @@ import {
   uploadBlob,
 } from "./media";
 import { type ChatMessage, type Conversation, directConversation, groupConversation, statusFrom } from "./model";
+import { refusalText } from "./refusals";
 
 export const ONE_TIME_KEYS_TARGET = 50;
 const SEND_ATTEMPTS = 3;
@@ -414,7 +415,9 @@ export class Messenger {
       for (const c of [peer, me]) for (const k of c.keys.values()) if (k.deviceId !== this.identity.deviceId) targets.set(k.deviceId, k);
       try {
         const payloads = await this.olmPayloads([...targets.values()], this.envelope(kind, conversation, body, id));
-        const result = await this.request("messages.send", { message_id: id, to: peerId, payloads });
+        // A receipt says so, so that it does not make the peer a known contact (SECURITY.md).
+        const receipt = kind === "receipt" ? { receipt: true } : {};
+        const result = await this.request("messages.send", { message_id: id, to: peerId, payloads, ...receipt });
         return Number(result.server_time);
       } catch (error) {
         if (error instanceof ServerError && error.code === "devices_changed" && attempt + 1 < SEND_ATTEMPTS) continue;
@@ -1002,14 +1005,7 @@ export function formatBytes(n: number): string {
 export function describe(error: unknown): string {
   if (error instanceof MessengerError || error instanceof KeyBundleError || error instanceof MediaError) return error.message;
   if (error instanceof ServerError) {
-    const known: Record<string, string> = {
-      account_unknown: "There is no such account on this server.",
-      group_unknown: "You are no longer in this group.",
-      forbidden: "You are not allowed to do that in this group.",
-      rate_limited: "Too many requests; wait a minute.",
-      devices_changed: "The contact's devices changed; try again.",
-    };
-    return known[error.code] ?? `The server refused: ${error.message || error.code}`;
+    return refusalText(error.code) ?? `The server refused: ${error.message || error.code}`;
   }
   if (error instanceof E2EError) return `Could not decrypt: ${error.name}`;
   if (error instanceof Error && error.name === "SocketClosed") return "The connection to the server was lost.";

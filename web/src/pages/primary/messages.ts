@@ -19,6 +19,8 @@ const SERVER_CODES: Record<string, string> = {
   handle_taken: "That handle is already taken. Choose another.",
   invalid_handle: "Handles are 3–32 characters of a–z, 0–9, dot, dash or underscore, starting with a letter or digit.",
   device_unknown: "This phone is not a device of the account any more.",
+  storage_full: "The server's disk is full, so nothing new can be saved. Try again later.",
+  storage_unavailable: "The server cannot save anything right now. Try again later.",
 };
 
 export function describeError(error: unknown): string {
