@@ -26,6 +26,7 @@ def serve_with_generous_limits(port: int, data: str) -> None:
 
     from lockstep.server.app import create_app
     from lockstep.server.ratelimit import MemoryRateLimiter
+    from lockstep.server.runner import Listener, uvicorn_config
     from lockstep.server.services import Limits, Services
     from lockstep.server.settings import StorageLimits, default_web_root
     from lockstep.server.storage import SqliteStore
@@ -39,7 +40,8 @@ def serve_with_generous_limits(port: int, data: str) -> None:
         limits=limits,
         storage_limits=StorageLimits(**{**unlimited, "min_free_bytes": 0}),
     )
-    uvicorn.run(create_app(services, default_web_root()), host="127.0.0.1", port=port, log_level="warning")
+    app = create_app(services, default_web_root())
+    uvicorn.Server(uvicorn_config(app, Listener("127.0.0.1", port))).run()
 
 
 @contextlib.contextmanager

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests drive for real (Chromium for the web app, chrony and NTPsec as
-# NTP peers, PostgreSQL's server binaries for the storage tests) when any is missing. Idempotent: a
+# NTP peers, PostgreSQL's server binaries for the storage tests, nginx as the reverse proxy in front of
+# `lockstep serve`) when any is missing. Idempotent: a
 # machine that has them all does nothing.
 set -euo pipefail
 
@@ -10,6 +11,7 @@ wanted=(
   /usr/sbin/chronyd:chrony
   /usr/bin/ntpdig:ntpsec-ntpdig
   /usr/bin/openssl:openssl
+  /usr/sbin/nginx:nginx
 )
 # NTPsec's ntpd and chrony both claim to be "the time daemon" and Debian lets only one be installed.
 # The tests need both as peers, so ntpsec is unpacked (not installed) into this folder; nothing in it
@@ -47,6 +49,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   # The Debian chrony package starts a system chronyd; tests run their own on loopback ports instead.
   if command -v systemctl >/dev/null 2>&1; then systemctl disable --now chrony >/dev/null 2>&1 || true; fi
   pkill -x chronyd 2>/dev/null || true
+  # Likewise nginx: the tests run their own on free loopback ports (tests/reverse_proxy.py).
+  if command -v systemctl >/dev/null 2>&1; then systemctl disable --now nginx >/dev/null 2>&1 || true; fi
+  if [ -x /etc/init.d/nginx ]; then /etc/init.d/nginx stop >/dev/null 2>&1 || true; fi
 fi
 if [ $need_ntpsec -eq 1 ]; then
   echo "unpacking ntpsec into $NTPSEC_ROOT"

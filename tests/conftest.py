@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import pytest
 import uvicorn
 
 from lockstep.server.app import create_app
+from lockstep.server.runner import Listener, uvicorn_config
 from lockstep.server.services import Services
 from lockstep.server.settings import default_web_root
 from lockstep.server.storage import SqliteStore
@@ -53,7 +53,7 @@ async def live_server(tmp_path: Path) -> AsyncIterator[LiveServer]:
     services.clock = clock
     services.sleep = clock.sleep
     app = create_app(services, default_web_root())
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn_config(app, Listener("127.0.0.1", port)))
     task = asyncio.create_task(server.serve())
     while not server.started:
         await asyncio.sleep(0.01)
@@ -70,8 +70,4 @@ def server_process(tmp_path: Path) -> Iterator[ServerProcess]:
     try:
         yield server
     finally:
-        server.process.terminate()
-        try:
-            server.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.process.kill()
+        server.stop()

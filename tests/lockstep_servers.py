@@ -12,6 +12,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from lockstep.server.services import Services
 from lockstep.server.settings import default_web_root
@@ -68,15 +69,28 @@ class ServerProcess:
     def database(self) -> Path:
         return self.data_dir / "lockstep.sqlite3"
 
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
 
-def start_server(data_dir: Path, log_path: Path) -> ServerProcess:
-    port = free_port()
+
+def start_server(
+    data_dir: Path, log_path: Path, *options: str, port: int | None = None, **popen: Any
+) -> ServerProcess:
+    """``lockstep serve`` on 127.0.0.1 with extra command-line ``options``; waits until it answers."""
+    port = port or free_port()
+    command = [str(LOCKSTEP), "serve", "--host", "127.0.0.1", "--port", str(port), "--data", str(data_dir)]
     with log_path.open("wb") as log:  # the child keeps its own copy of the descriptor
         process = subprocess.Popen(
-            [str(LOCKSTEP), "serve", "--host", "127.0.0.1", "--port", str(port), "--data", str(data_dir)],
+            [*command, *options],
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**os.environ, "LOCKSTEP_WEB_ROOT": str(default_web_root())},
+            **popen,
         )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 20

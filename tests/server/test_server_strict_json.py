@@ -43,8 +43,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     try:
         yield process
     finally:
-        process.process.terminate()
-        process.process.wait(timeout=10)
+        process.stop()
 
 
 @pytest.fixture(scope="module")

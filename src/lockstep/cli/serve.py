@@ -58,6 +58,18 @@ def register(subparsers: Any) -> None:
             help=f"{STORAGE_HELP[name]} ({env_name}; default {getattr(StorageLimits(), name)})",
         )
     parser.add_argument(
+        "--trusted-proxy",
+        action="append",
+        metavar="CIDR",
+        help="a reverse proxy (address or CIDR block) whose X-Forwarded-For is believed; repeatable "
+        "(LOCKSTEP_TRUSTED_PROXIES; default none: client addresses are always the TCP peer)",
+    )
+    parser.add_argument(
+        "--proxy-header",
+        choices=["x-forwarded-for", "forwarded"],
+        help="which header the trusted proxies write (LOCKSTEP_PROXY_HEADER; default x-forwarded-for)",
+    )
+    parser.add_argument(
         "--lan-host",
         default="0.0.0.0",  # noqa: S104 - phones on the LAN must reach it
         help="address the --lan listener binds (default: all)",
@@ -81,6 +93,8 @@ def run(args: argparse.Namespace) -> int:
             tls_key=None if args.lan else args.tls_key,
             media_max_bytes=args.media_max_bytes,
             storage={name: getattr(args, name) for name in STORAGE_ENV.values()},
+            trusted_proxies=args.trusted_proxy,
+            proxy_header=args.proxy_header,
         )
     except SettingsError as error:
         raise CommandError(str(error)) from error

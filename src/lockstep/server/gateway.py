@@ -97,7 +97,7 @@ async def serve_websocket(services: Services, websocket: WebSocket) -> None:
         await websocket.close(code=1008, reason="cross-origin connection refused")
         return
     await websocket.accept()
-    address = websocket.client.host if websocket.client else "unknown"
+    address = services.client_address(websocket).address
     connection = Connection(websocket, address, websocket.headers.get("user-agent", ""))
     writer = asyncio.create_task(connection.write_outbox(), name="ws-writer")
     connection.push(

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import uvicorn
+from starlette.types import ASGIApp
 
 from lockstep.server.app import create_app
 from lockstep.server.frames import MAX_FRAME_BYTES
@@ -38,6 +39,28 @@ class _Server(uvicorn.Server):
         yield
 
 
+def uvicorn_config(app: ASGIApp, listener: Listener, *, lifespan: bool = True) -> uvicorn.Config:
+    """How every Lockstep listener runs under uvicorn (the tests' in-process servers use it too)."""
+    return uvicorn.Config(
+        app,
+        host=listener.host,
+        port=listener.port,
+        ssl_certfile=listener.tls_cert,
+        ssl_keyfile=listener.tls_key,
+        ws_max_size=MAX_FRAME_BYTES,
+        ws_ping_interval=20,
+        ws_ping_timeout=20,
+        log_level="warning",
+        lifespan="on" if lifespan else "off",
+        server_header=False,
+        # Client addresses feed rate limits and the "same network" signal. uvicorn's own proxy support
+        # would rewrite them from X-Forwarded-For sent by 127.0.0.1 (its default FORWARDED_ALLOW_IPS),
+        # which any local process can do; lockstep.server.client_address believes only --trusted-proxy.
+        proxy_headers=False,
+        forwarded_allow_ips=[],
+    )
+
+
 async def serve(settings: Settings, origin: str, listeners: list[Listener]) -> None:
     services = Services(
         origin=origin,
@@ -45,27 +68,13 @@ async def serve(settings: Settings, origin: str, listeners: list[Listener]) -> N
         media_max_bytes=settings.media_max_bytes,
         limits=Limits.in_memory(settings.storage),
         storage_limits=settings.storage,
+        proxies=settings.proxies,
     )
     app = create_app(services, settings.web_root)
-    servers: list[_Server] = []
-    for listener in listeners:
-        config = uvicorn.Config(
-            app,
-            host=listener.host,
-            port=listener.port,
-            ssl_certfile=listener.tls_cert,
-            ssl_keyfile=listener.tls_key,
-            ws_max_size=MAX_FRAME_BYTES,
-            ws_ping_interval=20,
-            ws_ping_timeout=20,
-            log_level="warning",
-            lifespan="on" if not servers else "off",
-            server_header=False,
-            # Client addresses feed rate limits and the "same network" signal: never take them from
-            # X-Forwarded-For, which any local process could set.
-            proxy_headers=False,
-        )
-        servers.append(_Server(config))
+    servers = [
+        _Server(uvicorn_config(app, listener, lifespan=index == 0))
+        for index, listener in enumerate(listeners)
+    ]
 
     def stop() -> None:
         for server in servers:

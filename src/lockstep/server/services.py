@@ -7,6 +7,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from starlette.requests import HTTPConnection
+
+from lockstep.server.client_address import ClientAddress, TrustedProxies, address_of
 from lockstep.server.clock import Clock, system_clock
 from lockstep.server.hub import Hub
 from lockstep.server.link_store import LinkStore, MemoryLinkStore
@@ -85,6 +88,8 @@ class Services:
     """Bytes of uploads still streaming in this process, per device (they count against its quota)."""
     storage_limits: StorageLimits = field(default_factory=StorageLimits)
     """Quotas against storage abuse; ``limits.one_time_keys`` is built from the same settings."""
+    proxies: TrustedProxies = field(default_factory=TrustedProxies)
+    """Reverse proxies whose forwarding header is believed (--trusted-proxy); none by default."""
 
     @property
     def stranger_limits(self) -> StrangerLimits:
@@ -95,6 +100,10 @@ class Services:
     @property
     def media_quota(self) -> MediaQuota:
         return MediaQuota(self.storage_limits.media_daily_bytes, self.storage_limits.media_stored_bytes)
+
+    def client_address(self, connection: HTTPConnection) -> ClientAddress:
+        """Who sent an HTTP request or opened a WebSocket: the one answer every per-address rule uses."""
+        return address_of(connection, self.proxies)
 
     @property
     def media_root(self) -> Path:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from lockstep.link.errors import LinkCodeError
 from lockstep.link.qr import normalise_origin
+from lockstep.server.client_address import TrustedProxies
 
 
 class SettingsError(ValueError):
@@ -82,6 +83,8 @@ class Settings:
     web_root: Path = field(default_factory=default_web_root)
     media_max_bytes: int = 100 * 1024 * 1024
     storage: StorageLimits = field(default_factory=StorageLimits)
+    proxies: TrustedProxies = field(default_factory=TrustedProxies)
+    """Reverse proxies whose X-Forwarded-For (or Forwarded) is believed (LOCKSTEP_TRUSTED_PROXIES)."""
 
     def __post_init__(self) -> None:
         if not 1024 <= self.media_max_bytes <= 2**40:
@@ -145,5 +148,16 @@ class Settings:
         values["storage"] = StorageLimits.from_env(
             env, **(storage_overrides if isinstance(storage_overrides, dict) else {})
         )
+        proxies = overrides.pop("trusted_proxies", None) or _words(env.get("LOCKSTEP_TRUSTED_PROXIES", ""))
+        header = overrides.pop("proxy_header", None) or env.get("LOCKSTEP_PROXY_HEADER", "x-forwarded-for")
+        try:
+            values["proxies"] = TrustedProxies.parse(proxies, str(header))  # type: ignore[arg-type]
+        except ValueError as error:
+            raise SettingsError(f"--trusted-proxy / LOCKSTEP_TRUSTED_PROXIES: {error}") from error
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
+
+
+def _words(text: str) -> list[str]:
+    """A list setting: items separated by commas and/or white space."""
+    return text.replace(",", " ").split()
