@@ -164,6 +164,9 @@ def test_serve_follows_its_upstream_source_and_announces_stratum_plus_one() -> N
     assert first == {}  # unsynchronised (no --local-stratum) until its source is selected
     assert answer.get("stratum") == 3
     assert answer.get("reference_id") == "127.0.0.1"
+    # The upstream announces root dispersion 0; each hop adds at least MINDISP (RFC 5905
+    # §11.2.3), less the 16.16 format's rounding.
+    assert float(answer.get("root_dispersion", 0)) >= 0.01 - 2**-16  # type: ignore[arg-type]
 
 
 def test_serve_with_reuseport_workers_answers() -> None:

@@ -60,7 +60,10 @@ def test_unsynchronised_server_says_so() -> None:
     core = NtpServer(ServerState.unsynchronized())
     packet = Packet.decode(core.respond(request(), "127.0.0.1", NOW))  # type: ignore[arg-type]
     assert packet.leap is LeapIndicator.UNSYNCHRONIZED
-    assert packet.stratum == 16
+    # Stratum 16 (MAXSTRAT) goes out as 0, as RFC 5905 §7.3 and A.5.3 fast_xmit say and as
+    # chronyd and ntpd send it; the zero reference id is no kiss code.
+    assert packet.stratum == 0
+    assert packet.reference_id == 0
 
 
 def test_rate_limit_sends_one_rate_kiss_then_drops() -> None:

@@ -25,6 +25,7 @@ from lockstep.ntp.constants import (
     MAXDIST,
     MAXPOLL,
     MAXSTRAT,
+    MINDISP,
     MINPOLL,
     PHI,
 )
@@ -35,6 +36,7 @@ from lockstep.ntp.nts.client import NtsClientSession, NtsNak, NtsReplyRejected
 from lockstep.ntp.onwire import on_wire
 from lockstep.ntp.timestamps import (
     ONE_SECOND,
+    duration_between,
     from_seconds,
     short_to_seconds,
     to_seconds,
@@ -70,6 +72,9 @@ class ServerInfo:
     reference_id: int
     reference_timestamp: int
 
+
+#: Kiss codes with a protocol meaning for a client (RFC 5905 §7.4 a and b).
+_ACTED_ON_KISSES = frozenset({KissCode.DENY, KissCode.RSTR, KissCode.RATE})
 
 _REQUEST_PREFIX = bytes([(4 << 3) | Mode.CLIENT]) + bytes(39)
 
@@ -188,8 +193,12 @@ class Association:
             self.nts.accept_nak()
             self._count("kiss NTSN")
             return KissReceived(self.name, "NTSN")
-        if packet.is_kiss_of_death:
+        if packet.kiss_code in _ACTED_ON_KISSES:
             return self._kiss(packet)
+        # Any other stratum-0 reply is an unsynchronised server's (chronyd and ntpd send stratum
+        # 0, ntpd with "INIT" or "STEP"): §7.3 maps stratum 0 to MAXSTRAT, and §7.4 gives other
+        # kiss codes no protocol meaning.
+        stratum = MAXSTRAT if packet.stratum == 0 else packet.stratum
         if packet.transmit_timestamp == self._last_transmit:
             return self._drop("duplicate transmit timestamp")
         self._last_transmit = packet.transmit_timestamp
@@ -198,7 +207,7 @@ class Association:
         self.server = ServerInfo(
             leap=packet.leap,
             version=packet.version,
-            stratum=packet.stratum,
+            stratum=stratum,
             poll=packet.poll,
             precision=packet.precision,
             root_delay=short_to_seconds(packet.root_delay),
@@ -206,12 +215,18 @@ class Association:
             reference_id=packet.reference_id,
             reference_timestamp=packet.reference_timestamp,
         )
-        if packet.leap is LeapIndicator.UNSYNCHRONIZED or packet.stratum >= MAXSTRAT:
+        # The header checks of A.5.1.1 packet() (§9.2 Figure 22, tests 6 and 7).
+        if packet.leap is LeapIndicator.UNSYNCHRONIZED or stratum >= MAXSTRAT:
             return self._drop("server unsynchronised")
         if packet.receive_timestamp == 0 or packet.transmit_timestamp == 0:
             return self._drop("server timestamps missing")
         if self.server.root_delay / 2 + self.server.root_dispersion >= MAXDIST:
             return self._drop("server root distance exceeds MAXDIST")
+        reference = packet.reference_timestamp
+        if reference and duration_between(reference, packet.transmit_timestamp) > 0:
+            # A server cannot have set its clock after it sent the reply (a zero reference
+            # time, "never set", carries no such claim).
+            return self._drop("server reference time is later than its transmit time")
         exchange = on_wire(
             to_timestamp(self._sent_at),
             packet.receive_timestamp,
@@ -234,14 +249,12 @@ class Association:
             # The server forbids us: stop for good (§7.4).
             self.state = AssociationState.DEMOBILIZED
             return SourceDemobilized(self.name, f"kiss-o'-death {text}")
-        if code is KissCode.RATE:
-            # Slow down: at least double the interval and respect the server's poll (RFC 8633).
-            self.burst = 0
-            self.minpoll = min(self.maxpoll, max(self.poll + 1, packet.poll))
-            self.hpoll = max(self.hpoll, self.minpoll)
-            self.next_poll = self._sent_at + (ONE_SECOND << self.poll)
-            return KissReceived(self.name, text)
-        return self._drop(f"kiss-o'-death {text} ignored")
+        # RATE: slow down, at least double the interval and respect the server's poll (RFC 8633).
+        self.burst = 0
+        self.minpoll = min(self.maxpoll, max(self.poll + 1, packet.poll))
+        self.hpoll = max(self.hpoll, self.minpoll)
+        self.next_poll = self._sent_at + (ONE_SECOND << self.poll)
+        return KissReceived(self.name, text)
 
     # -- statistics ---------------------------------------------------------------------------
 
@@ -250,7 +263,7 @@ class Association:
         if self.server is None or self.filter.time is None:
             return MAXDISP
         return (
-            max(0.01, self.server.root_delay + self.filter.delay) / 2
+            max(MINDISP, self.server.root_delay + self.filter.delay) / 2
             + self.server.root_dispersion
             + self.filter.distance_dispersion(to_seconds(now))
             + self.filter.jitter

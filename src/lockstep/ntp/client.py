@@ -24,6 +24,7 @@ from lockstep.ntp.constants import (
     MAXDIST,
     MAXFREQ,
     MAXSTRAT,
+    MINDISP,
     PANICT,
     PGATE,
     PHI,
@@ -253,18 +254,17 @@ class NtpClient:
         combined = combine(survivors)
         peer = self.associations[best.name]
         assert peer.server is not None
+        # §11.2.3 Figure 25, with the increment over the peer's root dispersion floored at
+        # MINDISP, so the root dispersion grows at every hop (no timing loops between peers).
+        aged_dispersion = peer.filter.distance_dispersion(to_seconds(now))
+        increment = aged_dispersion + peer.filter.jitter + abs(combined.offset)
         self.system = SystemVariables(
             leap=peer.server.leap,
             stratum=min(MAXSTRAT, peer.server.stratum + 1),
             reference_id=peer.reference_id,
             reference_time=now,
             root_delay=peer.server.root_delay + peer.filter.delay,
-            root_dispersion=(
-                peer.server.root_dispersion
-                + peer.filter.distance_dispersion(to_seconds(now))
-                + combined.jitter
-                + abs(combined.offset)
-            ),
+            root_dispersion=peer.server.root_dispersion + max(MINDISP, increment),
             offset=combined.offset,
             jitter=combined.jitter,
         )

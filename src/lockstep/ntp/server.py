@@ -170,7 +170,7 @@ class NtpServer:
                 dispersion = state.root_dispersion
             prefix = _PREFIX.pack(
                 (state.leap << 6) | (version << 3) | Mode.SERVER,
-                state.stratum,
+                state.stratum if state.stratum < MAXSTRAT else 0,  # §7.3: 16 goes out as 0 (A.5.3)
                 max(-128, min(127, poll)),
                 state.precision,
                 short_from_seconds(state.root_delay),
