@@ -7,7 +7,7 @@ PY_STAMP := $(VENV)/.installed
 WEB_STAMP := web/node_modules/.installed
 DEB_STAMP := .debian-packages
 DATA ?= data
-WEB_SOURCES := $(shell find web/src web/*.html web/public -type f 2>/dev/null) web/package.json web/vite.config.ts web/tsconfig.json
+WEB_SOURCES := $(shell find web/src web/*.html web/public -type f 2>/dev/null) web/package.json web/vite.config.ts web/tsconfig.json src/lockstep/link/wording.json
 
 .PHONY: run test lint typecheck pytest deps web clean
 

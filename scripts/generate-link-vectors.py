@@ -75,6 +75,18 @@ def qr_vectors() -> None:
         ("another server", f"https://chat.example.evil:8443/link#{fragment}", "ForeignOrigin"),
         ("same host, other port", f"https://chat.example:9443/link#{fragment}", "ForeignOrigin"),
         ("http instead of https", f"http://chat.example:8443/link#{fragment}", "ForeignOrigin"),
+        # The origin is checked before the payload (§3.3): another server's code is a phishing warning
+        # whatever its payload, never "damaged" or "update the app".
+        (
+            "another server, truncated payload",
+            f"https://chat.example.evil:8443/link#{fragment[:-10]}",
+            "ForeignOrigin",
+        ),
+        (
+            "another server, version 2",
+            f"https://chat.example.evil:8443/link#{b64u_encode(bytes([2]) + payload[1:])}",
+            "ForeignOrigin",
+        ),
     ]
     write(
         "link-qr.json",

@@ -77,7 +77,7 @@ def test_cli_refuses_a_code_for_another_server(server_process, tmp_path: Path) -
     segno.make_qr(foreign).save(str(image), scale=6)
     scan = lockstep("primary", "scan", "--image", str(image), "--yes", "--state", str(primary))
     assert scan.returncode != 0
-    assert "this code is not from your server" in scan.stderr
+    assert "This code is not from your server" in scan.stderr
 
 
 def test_cli_refuses_pictures_without_a_linking_code(server_process, tmp_path: Path) -> None:

@@ -26,7 +26,8 @@ def received(state: Path, wait: float = 10) -> list[dict[str, object]]:
     return [json.loads(line) for line in out.splitlines()]
 
 
-def link_companion(url: str, primary: Path, laptop: Path, tmp_path: Path) -> None:
+def link_companion(url: str, primary: Path, laptop: Path, tmp_path: Path) -> str:
+    """Link a terminal companion in ``laptop`` to ``primary``; returns what `primary scan` printed."""
     qr = tmp_path / f"{laptop.name}.png"
     companion = subprocess.Popen(
         [
@@ -51,9 +52,10 @@ def link_companion(url: str, primary: Path, laptop: Path, tmp_path: Path) -> Non
     while not qr.exists():
         assert time.monotonic() < deadline
         time.sleep(0.05)
-    ok("primary", "scan", "--image", str(qr), "--yes", "--state", str(primary))
+    scanned = ok("primary", "scan", "--image", str(qr), "--yes", "--state", str(primary))
     _, err = companion.communicate(timeout=20)
     assert companion.returncode == 0, err
+    return scanned
 
 
 def test_cli_send_receive_media_receipts_and_groups(server_process, tmp_path: Path) -> None:
@@ -75,7 +77,7 @@ def test_cli_send_receive_media_receipts_and_groups(server_process, tmp_path: Pa
 
     # From alice's companion to bob: bob's phone and alice's phone both get it.
     out = ok("send", "--to", "bob", "hello bob, from a terminal", "--state", str(laptop))
-    assert "Sent to bob (2 devices)" in out
+    assert "Sent to 1 device of @bob and 1 other device of yours" in out
     (message,) = received(bob)
     assert message["kind"] == "text" and message["body"] == {"text": "hello bob, from a terminal"}
     assert message["from"]["handle"] == "alice"

@@ -47,7 +47,7 @@ def test_invalid_codes_raise_the_named_error(case: dict[str, str]) -> None:
 
 def test_foreign_origin_message_says_it_is_not_from_your_server() -> None:
     text = VECTORS["valid"][0]["text"].replace("chat.example", "chat-example.help")
-    with pytest.raises(errors.ForeignOrigin, match="this code is not from your server"):
+    with pytest.raises(errors.ForeignOrigin, match="This code is not from your server"):
         decode_text(text, own_origin=OWN)
 
 

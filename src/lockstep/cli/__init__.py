@@ -42,8 +42,10 @@ def main(argv: Sequence[str] | None = None, verbs: Sequence[str] = VERB_MODULES)
     """Run the command line; ``verbs`` limits which verb modules are loaded (and offered)."""
     parser = build_parser(verbs)
     args = parser.parse_args(argv)
+    # Client verbs print what a person asked for and nothing else; services (set_defaults(log_level=INFO))
+    # also log what they do. -v shows everything.
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=logging.DEBUG if args.verbose else getattr(args, "log_level", logging.WARNING),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )

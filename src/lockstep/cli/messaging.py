@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from lockstep.cli import CommandError
 from lockstep.cli.common import refusals, run_client
 from lockstep.client.errors import ClientError
-from lockstep.client.messenger import Messenger, Received
+from lockstep.client.messenger import Messenger, Received, Sent
 from lockstep.client.state import STATE_FILE, DeviceState, default_state_dir
 from lockstep.e2e.envelope import ReceiptStatus
 from lockstep.e2e.errors import E2EError
@@ -145,11 +145,26 @@ def run_send(args: argparse.Namespace) -> int:
     async def work(messenger: Messenger) -> str:
         label = f"Uploading {args.file.name}" if args.file else ""
         sent = await messenger.send(args.to, args.text, file=args.file, progress=_progress(label))
-        plural = "s" if sent.devices != 1 else ""
-        return f"Sent to {args.to} ({sent.devices} device{plural}): {sent.message_id}"
+        return f"{sent_to(args.to, sent)}: {sent.message_id}"
 
     print(with_messenger(args, work))
     return 0
+
+
+def _devices(count: int) -> str:
+    return f"{count} device{'s' if count != 1 else ''}"
+
+
+def sent_to(to: str, sent: Sent) -> str:
+    """ "Sent to 1 device of @bob and 1 other device of yours": recipients' devices apart from ours."""
+    own = sent.own_devices
+    who = (
+        f"group {to.removeprefix('#')}"
+        if sent.conversation.startswith("group:")
+        else f"@{to.removeprefix('@')}"
+    )
+    line = f"Sent to {_devices(sent.devices - own)} of {who}"
+    return line + (f" and {own} other device{'s' if own != 1 else ''} of yours" if own else "")
 
 
 def _when(ms: int | None) -> str:

@@ -116,7 +116,7 @@ def register(subparsers: Any) -> None:
         metavar="FILE",
         help="keep the cookie master secret in FILE (made 0600 if missing), so cookies survive restarts",
     )
-    s.set_defaults(handler=_serve)
+    s.set_defaults(handler=_serve, log_level=logging.INFO)
 
 
 def _poll(text: str) -> int:

@@ -104,15 +104,17 @@ def run_scan(args: argparse.Namespace) -> int:
             if not args.yes and not _confirm():
                 await session.decline(code)
                 return None
-            return await session.approve(code, args.name or companion["description"])
+            device_id = await session.approve(code, args.name or companion["description"])
+            entry = session.state.devices.find(device_id)
+            return f'"{entry.name if entry else device_id}" ({device_id})'
         finally:
             await session.close()
 
-    device_id = run_client(scan())
-    if device_id is None:
+    linked = run_client(scan())
+    if linked is None:
         print("Declined; nothing was linked.")
         return 1
-    print(f"Linked {device_id}.")
+    print(f"Linked {linked}.")
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -74,7 +75,7 @@ def register(subparsers: Any) -> None:
         default="0.0.0.0",  # noqa: S104 - phones on the LAN must reach it
         help="address the --lan listener binds (default: all)",
     )
-    parser.set_defaults(handler=run)
+    parser.set_defaults(handler=run, log_level=logging.INFO)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from lockstep.client import timesync
-from lockstep.client.connection import ServerConnection
+from lockstep.client.connection import ServerConnection, server_base
 from lockstep.client.errors import ClientError, StateError
 from lockstep.client.session import DeviceSession
 from lockstep.client.state import DeviceState, exists, save_key
@@ -42,6 +42,7 @@ async def link(
     """Run one link session to its end; on success the state is saved and the socket authenticated."""
     if exists(directory):
         raise StateError(f"{directory} already holds a linked device; choose another --state folder")
+    server_url = server_base(server_url)
     device_key = Ed25519PrivateKey.generate()
     ephemeral_key = X25519PrivateKey.generate()
     connection = await ServerConnection.open(server_url)

@@ -8,10 +8,12 @@ import itertools
 import json
 import platform
 import ssl
+from socket import gaierror
 from typing import Any
+from urllib.parse import urlsplit
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from lockstep import __version__
 from lockstep.client.errors import ClientError, ConnectionLost, ServerRefused
@@ -20,13 +22,36 @@ from lockstep.link.encoding import b64u_decode
 USER_AGENT = f"lockstep-cli/{__version__} ({platform.system()})"
 
 
+def server_base(server_url: str) -> str:
+    """``scheme://host[:port]`` of a server URL: Lockstep serves its API at the root of its address, so
+    a page's address (``…/app``, ``…/link``) names the same server."""
+    parts = urlsplit(server_url.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ClientError(f"the server URL must start with http:// or https://, got {server_url!r}")
+    return f"{parts.scheme}://{parts.netloc}"
+
+
 def websocket_url(server_url: str) -> str:
-    server_url = server_url.rstrip("/")
-    if server_url.startswith("https://"):
-        return "wss://" + server_url.removeprefix("https://") + "/ws"
-    if server_url.startswith("http://"):
-        return "ws://" + server_url.removeprefix("http://") + "/ws"
-    raise ClientError(f"server URL must start with http:// or https://, got {server_url!r}")
+    return server_base(server_url).replace("http", "ws", 1) + "/ws"  # https: -> wss:, http: -> ws:
+
+
+def why_unreachable(error: BaseException) -> str:
+    """One line a person can act on, for a failed connection (never a raw errno)."""
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return f"its TLS certificate is not trusted ({error.verify_message})"
+    if isinstance(error, ConnectionRefusedError):
+        return "nothing is listening there (is `lockstep serve` running on that address?)"
+    if isinstance(error, gaierror):
+        return "that host name does not resolve"
+    if isinstance(error, TimeoutError):
+        return "no answer within 10 s"
+    if isinstance(error, InvalidStatus):
+        return f"it answered HTTP {error.response.status_code}, so it is not a Lockstep server's address"
+    if isinstance(error, (InvalidHandshake, ConnectionClosed)):
+        return "it does not speak Lockstep's WebSocket protocol"
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror[:1].lower() + error.strerror[1:]
+    return type(error).__name__
 
 
 class ServerConnection:
@@ -48,7 +73,9 @@ class ServerConnection:
             socket = await connect(url, user_agent_header=USER_AGENT, ssl=context, open_timeout=10)
             hello = json.loads(await asyncio.wait_for(socket.recv(), timeout=10))
         except (OSError, InvalidHandshake, InvalidURI, TimeoutError, ConnectionClosed) as error:
-            raise ConnectionLost(f"cannot connect to {server_url}: {error}") from error
+            raise ConnectionLost(
+                f"cannot connect to {server_base(server_url)}: {why_unreachable(error)}"
+            ) from error
         if not isinstance(hello, dict) or hello.get("event") != "hello":
             await socket.close()
             raise ClientError(f"{server_url} is not a Lockstep server")

@@ -35,7 +35,7 @@ from lockstep.e2e.envelope import (
 )
 from lockstep.e2e.errors import E2EError, EnvelopeError, KeyBundleError, MediaError
 from lockstep.e2e.keys import DeviceKeys, OneTimeKey
-from lockstep.e2e.media import MediaDigest, MediaKind, kind_for_mimetype, new_media_key
+from lockstep.e2e.media import MediaDigest, MediaKind, human_size, kind_for_mimetype, new_media_key
 from lockstep.e2e.olm import OlmCiphertext, OlmType
 from lockstep.link.devices import DeviceList
 from lockstep.link.encoding import b64u_decode, b64u_encode
@@ -118,7 +118,10 @@ class Sent:
     message_id: str
     conversation: str
     devices: int
+    """Every device the message was queued for, this account's other devices included."""
     server_time: int
+    own_devices: int = 0
+    """How many of ``devices`` are this account's other devices."""
 
 
 def _safe_name(name: str) -> str:
@@ -337,7 +340,8 @@ class Messenger:
                 raise
             finally:
                 self.store.save()  # the ratchets moved, whatever happened to the request
-            return Sent(message_id, conversation, len(payloads), int(result["server_time"]))
+            own = sum(1 for k in targets.values() if k.account_id == self.account_id)
+            return Sent(message_id, conversation, len(payloads), int(result["server_time"]), own)
         raise AssertionError("unreachable")
 
     async def send_group(
@@ -389,7 +393,8 @@ class Messenger:
                 raise
             finally:
                 self.store.save()
-            return Sent(message_id, conversation, int(result["devices"]), int(result["server_time"]))
+            own = sum(1 for k in targets.values() if k.account_id == self.account_id)
+            return Sent(message_id, conversation, int(result["devices"]), int(result["server_time"]), own)
         raise AssertionError("unreachable")
 
     def _record_sent(self, envelope: MessageEnvelope, recipients: list[str]) -> None:
@@ -444,7 +449,7 @@ class Messenger:
         size = path.stat().st_size
         if mediahttp.encrypted_size(size) > int(token["max_bytes"]):
             raise ClientError(
-                f"{path.name} is too large: this server accepts up to {token['max_bytes']} bytes"
+                f"{path.name} is too large: this server accepts up to {human_size(int(token['max_bytes']))}"
             )
         mimetype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         kind = kind_for_mimetype(mimetype)

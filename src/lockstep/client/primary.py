@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from lockstep.client import timesync
-from lockstep.client.connection import ServerConnection
-from lockstep.client.errors import StateError
+from lockstep.client.connection import ServerConnection, server_base
+from lockstep.client.errors import ServerRefused, StateError
 from lockstep.client.session import DeviceSession
 from lockstep.client.state import DeviceState, exists, save_key
 from lockstep.link.devices import DeviceEntry, DeviceList, Role
@@ -17,6 +19,21 @@ from lockstep.link.encoding import b64u_encode, key_id
 from lockstep.link.envelope import Context, Envelope, auth_message, sign
 from lockstep.link.grant import AccountInfo, approve
 from lockstep.link.qr import LinkCode
+from lockstep.link.wording import SERVER_REFUSALS
+
+MIN_ID_PREFIX = 4
+"""An id prefix must have this many characters (of 22) to name a device."""
+
+
+@contextlib.contextmanager
+def shared_wording() -> Iterator[None]:
+    """Linking refusals in the words the phone app uses for them too (link/wording.json)."""
+    try:
+        yield
+    except ServerRefused as error:
+        if error.code not in SERVER_REFUSALS:
+            raise
+        raise ServerRefused(error.code, SERVER_REFUSALS[error.code]) from error
 
 
 async def create_account(
@@ -25,6 +42,7 @@ async def create_account(
     """Make account and device keys here, register them, and save the state (keys never leave)."""
     if exists(directory):
         raise StateError(f"{directory} already holds a device; choose another --state folder")
+    server_url = server_base(server_url)
     account_key, device_key = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
     account_public = account_key.public_key().public_bytes_raw()
     device_public = device_key.public_key().public_bytes_raw()
@@ -35,15 +53,16 @@ async def create_account(
         devices = DeviceList(key_id(account_public), 1, now, (primary,))
         envelope = devices.sign(account_key)
         signature = sign(device_key, Context.AUTH, auth_message(connection.challenge, connection.origin))
-        await connection.request(
-            "account.register",
-            handle=handle,
-            display_name=display_name,
-            account_key=b64u_encode(account_public),
-            device_key=b64u_encode(device_public),
-            device_list=envelope.to_json(),
-            signature=b64u_encode(signature),
-        )
+        with shared_wording():
+            await connection.request(
+                "account.register",
+                handle=handle,
+                display_name=display_name,
+                account_key=b64u_encode(account_public),
+                device_key=b64u_encode(device_public),
+                device_list=envelope.to_json(),
+                signature=b64u_encode(signature),
+            )
     finally:
         await connection.close()
     save_key(directory / "account.key", account_key)
@@ -64,32 +83,37 @@ async def create_account(
 
 class PrimarySession(DeviceSession):
     async def inspect(self, code: LinkCode) -> dict[str, Any]:
-        return await self.connection.request("link.inspect", ref=b64u_encode(code.ref))
+        with shared_wording():
+            return await self.connection.request("link.inspect", ref=b64u_encode(code.ref))
 
     async def approve(self, code: LinkCode, device_name: str) -> str:
+        """Link the companion that showed ``code``; its name gets a suffix if another device has it
+        (``DeviceList.unused_name``), so each device stays reachable by name."""
         await self.refresh()
         approval = approve(
             code,
             self.state.account_key(),
             self.state.account,
             self.state.devices,
-            device_name,
+            self.state.devices.unused_name(device_name),
             self.clock.now_ms(),
         )
-        result = await self.connection.request(
-            "link.approve",
-            ref=b64u_encode(code.ref),
-            enc=b64u_encode(approval.sealed.enc),
-            ciphertext=b64u_encode(approval.sealed.ciphertext),
-            certificate=approval.certificate.to_json(),
-            device_list=approval.device_list.to_json(),
-        )
+        with shared_wording():
+            result = await self.connection.request(
+                "link.approve",
+                ref=b64u_encode(code.ref),
+                enc=b64u_encode(approval.sealed.enc),
+                ciphertext=b64u_encode(approval.sealed.ciphertext),
+                certificate=approval.certificate.to_json(),
+                device_list=approval.device_list.to_json(),
+            )
         self.accept_device_list(approval.device_list)
         device_id: str = result["device_id"]
         return device_id
 
     async def decline(self, code: LinkCode) -> None:
-        await self.connection.request("link.decline", ref=b64u_encode(code.ref))
+        with shared_wording():
+            await self.connection.request("link.decline", ref=b64u_encode(code.ref))
 
     async def refresh(self) -> dict[str, Any]:
         """The server's view of the devices; its list is accepted only if signed and not older."""
@@ -112,13 +136,23 @@ class PrimarySession(DeviceSession):
         await self.publish(self.state.devices.renamed(self.resolve(device_id), name, self.clock.now_ms()))
 
     def resolve(self, device: str) -> str:
-        """A device named by id, id prefix (at least 4 characters) or exact name."""
+        """A device named by id, id prefix (at least :data:`MIN_ID_PREFIX` characters) or exact name."""
         devices = self.state.devices.devices
         matches = [d for d in devices if d.device_id == device or d.name == device]
-        if not matches and len(device) >= 4:
+        if not matches and len(device) >= MIN_ID_PREFIX:
             matches = [d for d in devices if d.device_id.startswith(device)]
-        if len(matches) != 1:
+        if len(matches) == 1:
+            return matches[0].device_id
+        if matches:
             raise StateError(
-                f"no single device matches {device!r}" if matches else f"no linked device {device!r}"
+                f"{len(matches)} devices match {device!r}: give more of the id "
+                "(`lockstep primary devices` lists them)"
             )
-        return matches[0].device_id
+        if len(device) < MIN_ID_PREFIX:
+            raise StateError(
+                f"no device is named {device!r}, and an id prefix needs at least {MIN_ID_PREFIX} characters"
+            )
+        raise StateError(
+            f"no linked device has the name, id or id prefix {device!r} "
+            "(`lockstep primary devices` lists them)"
+        )

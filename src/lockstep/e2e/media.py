@@ -74,6 +74,15 @@ def new_media_key() -> bytes:
     return secrets.token_bytes(MEDIA_KEY_SIZE)
 
 
+def human_size(size: int) -> str:
+    """A size as every Lockstep app shows it (the browser's ``formatBytes``): MB and KB of 1024,
+    rounded half up."""
+    for unit, scale in (("MB", 1024 * 1024), ("KB", 1024)):
+        if size >= scale:
+            return f"{(size + scale // 2) // scale} {unit}"
+    return f"{size} bytes"
+
+
 def kind_for_mimetype(mimetype: str) -> MediaKind:
     major = mimetype.split("/", 1)[0]
     return {"image": MediaKind.IMAGE, "video": MediaKind.VIDEO, "audio": MediaKind.AUDIO}.get(

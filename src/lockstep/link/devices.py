@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from lockstep.link.encoding import b64u_decode, b64u_encode, key_id
 from lockstep.link.envelope import Context, Envelope
 from lockstep.link.errors import DeviceListError, EncodingError, SignatureError
+from lockstep.link.wording import SERVER_REFUSALS
 
 MAX_COMPANIONS = 4
 MAX_NAME_LENGTH = 64
@@ -125,12 +126,20 @@ class DeviceList:
     def successor(self, devices: tuple[DeviceEntry, ...], issued_at: int) -> DeviceList:
         return DeviceList(self.account_id, self.version + 1, issued_at, devices)
 
+    def unused_name(self, name: str) -> str:
+        """``name``, or ``name (2)``, ``name (3)``…: the first that no device here has, so every device
+        stays reachable by name (two laptops both described as "Chrome 156 on Linux")."""
+        taken = {d.name for d in self.devices}
+        candidate, counter = name, 2
+        while candidate in taken:
+            suffix = f" ({counter})"
+            candidate = name[: MAX_NAME_LENGTH - len(suffix)] + suffix
+            counter += 1
+        return candidate
+
     def with_companion(self, entry: DeviceEntry, issued_at: int) -> DeviceList:
         if len(self.companions) >= MAX_COMPANIONS:
-            raise DeviceListError(
-                f"this account already has {MAX_COMPANIONS} linked devices, the most allowed; "
-                "unlink one first"
-            )
+            raise DeviceListError(SERVER_REFUSALS["too_many_devices"])
         return self.successor((*self.devices, entry), issued_at)
 
     def without(self, device_id: str, issued_at: int) -> DeviceList:

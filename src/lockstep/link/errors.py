@@ -15,6 +15,8 @@ LinkError
 
 from __future__ import annotations
 
+from lockstep.link.wording import code_refusal
+
 
 class LinkError(Exception):
     """Root of every error raised by :mod:`lockstep.link`."""
@@ -27,23 +29,30 @@ class LinkCodeError(LinkError):
 class NotALinkCode(LinkCodeError):
     """The text is not a Lockstep linking URL at all."""
 
+    def __init__(self) -> None:
+        super().__init__(code_refusal("not_a_link_code"))
+
 
 class MalformedCode(LinkCodeError):
     """The text looks like a linking URL but its payload is damaged or truncated."""
 
+    def __init__(self, detail: str) -> None:
+        super().__init__(code_refusal("malformed_code", detail=detail))
+
 
 class UnsupportedVersion(LinkCodeError):
     """The payload's version byte is one this implementation does not speak."""
+
+    def __init__(self, version: int) -> None:
+        super().__init__(code_refusal("unsupported_version", version=version))
+        self.version = version
 
 
 class ForeignOrigin(LinkCodeError):
     """The code names another server than the one this primary belongs to (phishing defence)."""
 
     def __init__(self, code_origin: str, own_origin: str) -> None:
-        super().__init__(
-            f"this code is not from your server (it names {code_origin}, yours is {own_origin}); "
-            "never scan codes sent to you or shown on other sites"
-        )
+        super().__init__(code_refusal("foreign_origin", origin=code_origin))
         self.code_origin = code_origin
         self.own_origin = own_origin
 

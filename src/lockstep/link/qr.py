@@ -57,10 +57,10 @@ def normalise_origin(url: str) -> str:
         parts = urlsplit(url.strip())
         port = parts.port
     except ValueError as error:
-        raise NotALinkCode(f"not a URL: {error}") from error
+        raise NotALinkCode from error
     scheme = parts.scheme.lower()
     if scheme not in _DEFAULT_PORTS or not parts.hostname:
-        raise NotALinkCode("this is not a Lockstep linking code (not an http(s) URL)")
+        raise NotALinkCode
     host = parts.hostname.lower()
     if ":" in host:  # IPv6 literal
         host = f"[{host}]"
@@ -72,27 +72,26 @@ def normalise_origin(url: str) -> str:
 def decode_text(text: str, *, own_origin: str | None = None) -> LinkCode:
     """Decode scanned text, in the order of §3.3. Raises only :class:`LinkCodeError` subclasses.
 
-    With ``own_origin`` the code must name that server, else :class:`ForeignOrigin`.
+    With ``own_origin`` the code must name that server, else :class:`ForeignOrigin` — checked before
+    the payload, so a damaged or newer code from another server still gets the phishing warning.
     """
     if len(text) > MAX_TEXT_LENGTH:
-        raise MalformedCode(f"code is {len(text)} characters, at most {MAX_TEXT_LENGTH} allowed")
+        raise MalformedCode(f"it is {len(text)} characters long, at most {MAX_TEXT_LENGTH} are allowed")
     origin = normalise_origin(text)
     parts = urlsplit(text.strip())
     if parts.path != LINK_PATH or parts.query or not parts.fragment:
-        raise NotALinkCode("this is not a Lockstep linking code")
+        raise NotALinkCode
+    if own_origin is not None and origin != normalise_origin(own_origin):
+        raise ForeignOrigin(origin, normalise_origin(own_origin))
     try:
         payload = b64u_decode(parts.fragment, what="code payload")
     except EncodingError as error:
-        raise MalformedCode(f"the code is damaged: {error}") from error
+        raise MalformedCode("it is not valid base64url") from error
     if not payload:
-        raise MalformedCode("the code is damaged: empty payload")
+        raise MalformedCode("it is empty")
     if payload[0] != VERSION:
-        raise UnsupportedVersion(
-            f"this code has version {payload[0]}; this app speaks version {VERSION} — update it"
-        )
+        raise UnsupportedVersion(payload[0])
     if len(payload) != PAYLOAD_SIZE:
-        raise MalformedCode(f"the code is damaged: payload is {len(payload)} bytes, expected {PAYLOAD_SIZE}")
-    if own_origin is not None and origin != normalise_origin(own_origin):
-        raise ForeignOrigin(origin, normalise_origin(own_origin))
+        raise MalformedCode(f"it holds {len(payload)} bytes, not {PAYLOAD_SIZE}")
     fields = [payload[1 + i * KEY_SIZE : 1 + (i + 1) * KEY_SIZE] for i in range(4)]
     return LinkCode(origin, *fields)

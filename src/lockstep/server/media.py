@@ -18,6 +18,7 @@ from typing import Any
 from starlette.requests import Request as HttpRequest
 from starlette.responses import FileResponse, JSONResponse, Response
 
+from lockstep.e2e.media import human_size
 from lockstep.link.encoding import b64u_encode
 from lockstep.server.api_accounts import require_device
 from lockstep.server.connection import Connection
@@ -70,7 +71,7 @@ async def upload(services: Services, request: HttpRequest) -> Response:
     limit = services.media_max_bytes
     length = request.headers.get("content-length")
     if length is not None and (not length.isdigit() or int(length) > limit):
-        return _error(413, "too_large", f"media is limited to {limit} bytes")
+        return _error(413, "too_large", f"media is limited to {human_size(limit)}")
     try:
         return await _receive(services, request, device_id, int(length) if length else None)
     except (StorageFull, Unavailable) as error:
@@ -90,7 +91,7 @@ def _quota_error(error: MediaQuotaExceeded) -> JSONResponse:
     return _error(
         429,
         "quota_exceeded",
-        f"this device may upload {error.limit_bytes // (1024 * 1024)} MiB of media {what}; {then}",
+        f"this device may upload {human_size(error.limit_bytes)} of media {what}; {then}",
     )
 
 
@@ -117,7 +118,7 @@ async def _receive(services: Services, request: HttpRequest, device_id: str, len
                 size += len(chunk)
                 in_flight[device_id] = in_flight.get(device_id, 0) + len(chunk)
                 if size > limit:
-                    return _error(413, "too_large", f"media is limited to {limit} bytes")
+                    return _error(413, "too_large", f"media is limited to {human_size(limit)}")
                 usage.check(size, quota)
                 digest.update(chunk)
                 await asyncio.to_thread(output.write, chunk)

@@ -100,7 +100,10 @@ class Settings:
             try:
                 normalise_origin(self.public_origin)
             except LinkCodeError as error:
-                raise SettingsError(f"LOCKSTEP_PUBLIC_ORIGIN: {error}") from error
+                raise SettingsError(
+                    f"LOCKSTEP_PUBLIC_ORIGIN must be an http(s) origin such as https://chat.example, "
+                    f"not {self.public_origin!r}"
+                ) from error
 
     @property
     def tls(self) -> bool:

@@ -154,6 +154,18 @@ export function listUpdate(heldVersion: number, offered: DeviceList): ListUpdate
   return offered.version === heldVersion ? "keep" : "stale";
 }
 
+/** `name`, or `name (2)`, `name (3)`…: the first that no device of `list` has, so every device stays
+ * reachable by name (two laptops both described as "Chrome 156 on Linux"). devices.py's unused_name. */
+export function unusedName(list: DeviceList, name: string): string {
+  const taken = new Set(list.devices.map((d) => d.name));
+  let candidate = name;
+  for (let counter = 2; taken.has(candidate); counter++) {
+    const suffix = ` (${counter})`;
+    candidate = name.slice(0, MAX_NAME_LENGTH - suffix.length) + suffix;
+  }
+  return candidate;
+}
+
 /** The next version of `list` with `devices` (the primary bumps version by one and re-signs). */
 export function nextList(list: DeviceList, devices: DeviceEntry[], issuedAt: number): DeviceList {
   return { v: 1, type: "device-list", account_id: list.account_id, version: list.version + 1, issued_at: issuedAt, devices };

@@ -21,6 +21,7 @@ import {
   verifyDeviceList,
 } from "./deviceList";
 import type { DecodedLinkCode } from "./qr";
+import { serverRefusal } from "./wording";
 
 export interface AccountInfo {
   id: string;
@@ -49,7 +50,7 @@ export class GrantError extends Error {
 export class TooManyDevices extends Error {
   override name = "TooManyDevices";
   constructor() {
-    super(`This account already has ${MAX_COMPANIONS} linked devices, the most allowed. Unlink one first.`);
+    super(serverRefusal("too_many_devices"));
   }
 }
 

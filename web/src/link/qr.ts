@@ -11,6 +11,7 @@
  */
 import { B64uError, b64uDecode, b64uEncode } from "../crypto/b64u";
 import { concat } from "../crypto/bytes";
+import { codeRefusal } from "./wording";
 
 export const PAYLOAD_VERSION = 1;
 export const PAYLOAD_LENGTH = 129;
@@ -36,26 +37,26 @@ export class LinkCodeError extends Error {
 }
 export class MalformedCode extends LinkCodeError {
   override name = "MalformedCode";
-  constructor(detail = "the code is damaged or incomplete") {
-    super(`This Lockstep code could not be read: ${detail}.`);
+  constructor(detail = "it is damaged or incomplete") {
+    super(codeRefusal("malformed_code", { detail }));
   }
 }
 export class NotALinkCode extends LinkCodeError {
   override name = "NotALinkCode";
   constructor() {
-    super("This is not a Lockstep linking code.");
+    super(codeRefusal("not_a_link_code"));
   }
 }
 export class UnsupportedVersion extends LinkCodeError {
   override name = "UnsupportedVersion";
   constructor(readonly version: number) {
-    super(`This linking code uses version ${version}, which this app does not support. Update Lockstep on both devices.`);
+    super(codeRefusal("unsupported_version", { version }));
   }
 }
 export class ForeignOrigin extends LinkCodeError {
   override name = "ForeignOrigin";
   constructor(readonly origin: string) {
-    super(`This code is not from your server (it names ${origin}); never scan codes sent to you or shown on other sites.`);
+    super(codeRefusal("foreign_origin", { origin }));
   }
 }
 
@@ -78,9 +79,9 @@ export function encodePayload(payload: LinkPayload): Uint8Array {
 }
 
 export function decodePayload(bytes: Uint8Array): LinkPayload {
-  if (bytes.length < 1) throw new MalformedCode("the code is empty");
+  if (bytes.length < 1) throw new MalformedCode("it is empty");
   if (bytes[0] !== PAYLOAD_VERSION) throw new UnsupportedVersion(bytes[0] ?? 0);
-  if (bytes.length !== PAYLOAD_LENGTH) throw new MalformedCode("the code has the wrong length");
+  if (bytes.length !== PAYLOAD_LENGTH) throw new MalformedCode(`it holds ${bytes.length} bytes, not ${PAYLOAD_LENGTH}`);
   return {
     version: PAYLOAD_VERSION,
     ref: bytes.slice(1, 33),
@@ -110,7 +111,7 @@ export function decodeLinkText(text: string, serverOrigin: string): DecodedLinkC
 
 function decodeLinkTextUnguarded(text: string, serverOrigin: string): DecodedLinkCode {
   if (typeof text !== "string") throw new NotALinkCode();
-  if (text.length > MAX_TEXT_LENGTH) throw new MalformedCode("the code is too long");
+  if (text.length > MAX_TEXT_LENGTH) throw new MalformedCode(`it is ${text.length} characters long, at most ${MAX_TEXT_LENGTH} are allowed`);
   const match = URL_SHAPE.exec(text.trim());
   if (!match) throw new NotALinkCode();
   const [, scheme = "", authority = "", path = "", query = "", fragment = ""] = match;
@@ -120,14 +121,14 @@ function decodeLinkTextUnguarded(text: string, serverOrigin: string): DecodedLin
   }
   const origin = normaliseOrigin(`${scheme}://${authority}/`);
   if (origin === null) throw new NotALinkCode();
+  // Before the payload: a damaged or newer code from another server still gets the phishing warning.
+  if (origin !== normaliseOrigin(serverOrigin)) throw new ForeignOrigin(origin);
   let bytes: Uint8Array;
   try {
     bytes = b64uDecode(fragment.slice(1));
   } catch (error) {
-    if (error instanceof B64uError) throw new MalformedCode("the code is not valid base64url");
+    if (error instanceof B64uError) throw new MalformedCode("it is not valid base64url");
     throw new MalformedCode();
   }
-  const payload = decodePayload(bytes);
-  if (origin !== normaliseOrigin(serverOrigin)) throw new ForeignOrigin(origin);
-  return { ...payload, origin };
+  return { ...decodePayload(bytes), origin };
 }

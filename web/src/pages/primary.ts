@@ -16,6 +16,7 @@ import {
   listUpdate,
   nextList,
   signDeviceList,
+  unusedName,
   verifyDeviceList,
 } from "../link/deviceList";
 import { TooManyDevices, buildGrant } from "../link/grant";
@@ -490,7 +491,8 @@ async function inspect(text: string): Promise<void> {
     ui.contextWarning.textContent = `Warning: this device is on a different network from your phone${phone}. Only link it if it is your own computer and it is in front of you. If someone sent you this code or asked you to scan it, choose Decline — they may be trying to take over your account.`;
     show(ui.contextWarning);
   }
-  ui.deviceName.value = checkName(description.slice(0, 64)) ?? "Linked device";
+  const suggested = checkName(description.slice(0, 64)) ?? "Linked device";
+  ui.deviceName.value = list ? unusedName(list, suggested) : suggested;
   updateAge();
   showStep("context");
   ui.decline.focus();
@@ -504,7 +506,9 @@ function updateAge(): void {
 
 async function approve(): Promise<void> {
   if (!pending || !state || !list || !socket || busy) return;
-  const name = checkName(ui.deviceName.value);
+  const typed = checkName(ui.deviceName.value);
+  // Two devices with one name could not be told apart (or unlinked by name): add " (2)" as needed.
+  const name = typed === null ? null : unusedName(list, typed);
   if (name === null) {
     ui.deviceName.focus();
     flashNotice(ui.notice, "Give the device a name of 1–64 characters.");

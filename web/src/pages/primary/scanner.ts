@@ -1,5 +1,5 @@
 /** Camera + jsQR: opens the back camera (non-exact facingMode, which also works with fake cameras) and
- * resolves with the first QR text it decodes. */
+ * resolves with the text of the first QR code it finds ("" when its bytes are not UTF-8). */
 import jsQR from "jsqr";
 
 export class CameraError extends Error {
@@ -49,7 +49,9 @@ export class Scanner {
           ctx.drawImage(this.video, 0, 0, canvas.width, canvas.height);
           const image = ctx.getImageData(0, 0, canvas.width, canvas.height);
           const code = jsQR(image.data, image.width, image.height, { inversionAttempts: "dontInvert" });
-          if (code && code.data) {
+          if (code) {
+            // Any QR code ends the scan, even one whose bytes are not UTF-8 text (jsQR then gives ""):
+            // the decoder names it "not a Lockstep linking code" rather than the camera going on silently.
             this.stop();
             resolve(code.data);
             return;

@@ -1,0 +1,26 @@
+"""What a primary tells a person when a scan cannot link, from one file shared with the browser.
+
+``wording.json`` beside this module is also imported by web/src/link/wording.ts, so the phone app and
+``lockstep primary scan`` say the same words for the same refusal (linking.md §3.3, §7.5).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from importlib import resources
+from types import MappingProxyType
+from typing import Any
+
+_WORDING: dict[str, dict[str, str]] = json.loads(
+    resources.files(__package__).joinpath("wording.json").read_text(encoding="utf-8")
+)
+
+
+def code_refusal(key: str, **fields: Any) -> str:
+    """The sentence for a scanned text that is not a usable code (``not_a_link_code``, ...)."""
+    return _WORDING["code"][key].format(**fields)
+
+
+SERVER_REFUSALS: Mapping[str, str] = MappingProxyType(_WORDING["server"])
+"""Server error code met while linking (``ref_used``, ``too_many_devices``, ...) → the sentence to show."""
