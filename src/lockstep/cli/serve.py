@@ -59,6 +59,13 @@ def register(subparsers: Any) -> None:
             help=f"{STORAGE_HELP[name]} ({env_name}; default {getattr(StorageLimits(), name)})",
         )
     parser.add_argument(
+        "--allowed-origin",
+        action="append",
+        metavar="ORIGIN",
+        help="another origin (e.g. http://box.lan:8000) whose name and pages this server answers, besides "
+        "the public origin and the addresses it listens on; repeatable (LOCKSTEP_ALLOWED_ORIGINS)",
+    )
+    parser.add_argument(
         "--trusted-proxy",
         action="append",
         metavar="CIDR",
@@ -94,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
             tls_key=None if args.lan else args.tls_key,
             media_max_bytes=args.media_max_bytes,
             storage={name: getattr(args, name) for name in STORAGE_ENV.values()},
+            allowed_origins=args.allowed_origin,
             trusted_proxies=args.trusted_proxy,
             proxy_header=args.proxy_header,
         )

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
@@ -17,6 +18,7 @@ from starlette.websockets import WebSocket
 from lockstep import __version__
 from lockstep.server import media
 from lockstep.server.gateway import serve_websocket
+from lockstep.server.hosts import HostPolicy
 from lockstep.server.services import Services
 
 CONTENT_SECURITY_POLICY = (
@@ -51,6 +53,36 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class HostGuard:
+    """Refuses, before any route runs, requests for names this server does not serve and WebSockets
+    opened by other sites' pages (DNS rebinding, cross-site WebSocket hijacking; see hosts.py)."""
+
+    def __init__(self, app: ASGIApp, policy: HostPolicy) -> None:
+        self.app = app
+        self.policy = policy
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        host, local = headers.get("host"), scope["server"][0] if scope.get("server") else None
+        if scope["type"] == "http":
+            if self.policy.host_allowed(host, local):
+                await self.app(scope, receive, send)
+                return
+            name = (host or "")[:100]
+            message = (
+                f"this server does not answer to the name {name!r} (an operator can add it: --allowed-origin)"
+            )
+            refusal = JSONResponse({"error": {"code": "unknown_host", "message": message}}, status_code=421)
+            await refusal(scope, receive, send)
+        elif self.policy.origin_allowed(headers.get("origin"), host, scope["scheme"] == "wss", local):
+            await self.app(scope, receive, send)
+        else:  # before the handshake completes: the client gets HTTP 403
+            await send({"type": "websocket.close", "code": 1008, "reason": "foreign host or origin refused"})
 
 
 def create_app(services: Services, web_root: Path) -> Starlette:
@@ -100,5 +132,6 @@ def create_app(services: Services, web_root: Path) -> Starlette:
         Mount("/", StaticFiles(directory=web_root, check_dir=False)),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
-    app.add_middleware(SecurityHeaders)
+    app.add_middleware(HostGuard, policy=HostPolicy.of([services.origin, *services.allowed_origins]))
+    app.add_middleware(SecurityHeaders)  # added last, so outermost: refusals carry the headers too
     return app

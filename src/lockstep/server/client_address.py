@@ -55,7 +55,7 @@ class TrustedProxies:
         return cls(tuple(networks), kind)
 
     def trusts(self, address: str) -> bool:
-        ip = _ip(address)
+        ip = parse_ip(address)
         return ip is not None and any(ip in network for network in self.networks)
 
 
@@ -101,11 +101,11 @@ def address_of(connection: HTTPConnection, proxies: TrustedProxies) -> ClientAdd
 
 def normalise(address: str) -> str:
     """An IP address in canonical text (IPv4-mapped IPv6 as IPv4); anything else unchanged."""
-    ip = _ip(address)
+    ip = parse_ip(address)
     return str(ip) if ip is not None else address
 
 
-def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+def parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
         ip = ipaddress.ip_address(text)
     except ValueError:
@@ -132,7 +132,7 @@ def _node(text: str) -> str | None:
     """RFC 7239 §6 node (also X-Forwarded-For's bare IPv6): an IP address, port dropped; else None."""
     match = _NODE.fullmatch(text)
     candidate = (match.group("v6") or match.group("v4")) if match else text
-    ip = _ip(candidate)
+    ip = parse_ip(candidate)
     return str(ip) if ip is not None else None
 
 

@@ -50,15 +50,6 @@ OPERATIONS: dict[str, Handler] = {
 TOUCH_EVERY_MS = 30_000
 
 
-def same_origin(websocket: WebSocket, origin: str) -> bool:
-    """Browsers send Origin: refuse other sites' pages (cross-site WebSocket hijacking)."""
-    header = websocket.headers.get("origin")
-    if header is None:
-        return True  # not a browser: terminal clients authenticate by signature anyway
-    scheme = "https" if websocket.url.scheme == "wss" else "http"
-    return header in (origin, f"{scheme}://{websocket.headers.get('host', '')}")
-
-
 async def handle_frame(services: Services, connection: Connection, frame: str) -> dict[str, Any]:
     request_id: int | None = None
     try:
@@ -93,9 +84,6 @@ async def _touch(services: Services, connection: Connection) -> None:
 
 
 async def serve_websocket(services: Services, websocket: WebSocket) -> None:
-    if not same_origin(websocket, services.origin):
-        await websocket.close(code=1008, reason="cross-origin connection refused")
-        return
     await websocket.accept()
     address = services.client_address(websocket).address
     connection = Connection(websocket, address, websocket.headers.get("user-agent", ""))

@@ -69,6 +69,7 @@ async def serve(settings: Settings, origin: str, listeners: list[Listener]) -> N
         limits=Limits.in_memory(settings.storage),
         storage_limits=settings.storage,
         proxies=settings.proxies,
+        allowed_origins=settings.allowed_origins,
     )
     app = create_app(services, settings.web_root)
     servers = [

@@ -90,6 +90,8 @@ class Services:
     """Quotas against storage abuse; ``limits.one_time_keys`` is built from the same settings."""
     proxies: TrustedProxies = field(default_factory=TrustedProxies)
     """Reverse proxies whose forwarding header is believed (--trusted-proxy); none by default."""
+    allowed_origins: tuple[str, ...] = ()
+    """Origins besides ``origin`` whose pages and Host names are served (--allowed-origin)."""
 
     @property
     def stranger_limits(self) -> StrangerLimits:

@@ -10,6 +10,7 @@ from pathlib import Path
 from lockstep.link.errors import LinkCodeError
 from lockstep.link.qr import normalise_origin
 from lockstep.server.client_address import TrustedProxies
+from lockstep.server.hosts import HostPolicy
 
 
 class SettingsError(ValueError):
@@ -85,6 +86,8 @@ class Settings:
     storage: StorageLimits = field(default_factory=StorageLimits)
     proxies: TrustedProxies = field(default_factory=TrustedProxies)
     """Reverse proxies whose X-Forwarded-For (or Forwarded) is believed (LOCKSTEP_TRUSTED_PROXIES)."""
+    allowed_origins: tuple[str, ...] = ()
+    """More origins (besides the public one) whose names and pages are served (LOCKSTEP_ALLOWED_ORIGINS)."""
 
     def __post_init__(self) -> None:
         if not 1024 <= self.media_max_bytes <= 2**40:
@@ -151,6 +154,11 @@ class Settings:
         values["storage"] = StorageLimits.from_env(
             env, **(storage_overrides if isinstance(storage_overrides, dict) else {})
         )
+        origins = overrides.pop("allowed_origins", None) or _words(env.get("LOCKSTEP_ALLOWED_ORIGINS", ""))
+        try:
+            values["allowed_origins"] = tuple(sorted(HostPolicy.of(origins).origins))  # type: ignore[arg-type]
+        except ValueError as error:
+            raise SettingsError(f"--allowed-origin / LOCKSTEP_ALLOWED_ORIGINS: {error}") from error
         proxies = overrides.pop("trusted_proxies", None) or _words(env.get("LOCKSTEP_TRUSTED_PROXIES", ""))
         header = overrides.pop("proxy_header", None) or env.get("LOCKSTEP_PROXY_HEADER", "x-forwarded-for")
         try:
