@@ -72,6 +72,30 @@ def test_replays_are_refused_and_sessions_rotate_after_many_messages() -> None:
     assert sender.prepare("g", {"b"}).rotated
 
 
+def test_a_reshare_from_an_earlier_index_does_not_reopen_replays() -> None:
+    """The same device re-shares its session from an earlier index (e.g. for a member's new device):
+    the receiver keeps the earlier copy but must still refuse the indices it already decrypted."""
+    sender, receiver = GroupSessions(), GroupSessions()
+    from_zero = sender.prepare("g", {"b"}).body
+    sender.mark_shared("g", {"b"})
+    first = sender.encrypt("g", b"I will pay you on Friday")
+    from_one = sender.prepare("g", {"b"}).body
+    second = sender.encrypt("g", b"second")
+    session = sender.session_id("g")
+    receiver.add_inbound("s", "k", from_one)
+    assert receiver.decrypt("s", session, second).plaintext == b"second"
+    receiver.add_inbound("s", "k", from_zero)  # reaches further back: replaces the copy from index 1
+    assert receiver.decrypt("s", session, first).plaintext == b"I will pay you on Friday"
+    for replayed in (second, first):
+        with pytest.raises(ReplayedMessage):
+            receiver.decrypt("s", session, replayed)
+    restored = GroupSessions.from_pickle(receiver.pickle(b"k" * 32), b"k" * 32)
+    with pytest.raises(ReplayedMessage):
+        restored.decrypt("s", session, second)
+    with pytest.raises(DecryptionError, match="another group"):
+        receiver.add_inbound("s", "k", {**from_zero, "group_id": "h"})
+
+
 def test_pickles_round_trip() -> None:
     key = b"q" * 32
     sender, receiver = GroupSessions(), GroupSessions()

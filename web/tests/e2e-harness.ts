@@ -2,6 +2,7 @@
 // Olm/Megolm modules to Playwright so tests/e2ecrypto can drive them against vodozemac.
 import * as e2e from "../src/e2e";
 import { ed25519Sign, importEd25519 } from "../src/e2e/primitives";
+import { GroupSessions } from "../src/messenger/groupSessions";
 
 /** Objects the tests keep between page.evaluate calls, by name. */
 const objects = new Map<string, unknown>();
@@ -44,11 +45,12 @@ declare global {
       utf8: typeof utf8;
       fromUtf8: typeof fromUtf8;
       signWithSeed: typeof signWithSeed;
+      GroupSessions: typeof GroupSessions;
     };
     e2eReady: boolean;
   }
 }
 
 window.e2e = e2e;
-window.e2eTest = { objects, queuedKeys, outcome, utf8, fromUtf8, signWithSeed };
+window.e2eTest = { objects, queuedKeys, outcome, utf8, fromUtf8, signWithSeed, GroupSessions };
 window.e2eReady = true;

@@ -11,7 +11,8 @@ current target devices:
 - after :data:`ROTATE_AFTER_MESSAGES` messages → rotate anyway (bounds what one leaked key exposes).
 
 Inbound sessions are keyed by (sender device, session id) and remember the Curve25519 key of the Olm
-session that delivered them; indices already decrypted are refused as replays.
+session that delivered them; indices already decrypted are refused as replays, also after the same
+session is re-shared from an earlier index.
 """
 
 from __future__ import annotations
@@ -104,9 +105,14 @@ class GroupSessions:
             raise DecryptionError("a group key whose session id does not match")
         key = (sender_device, session.session_id)
         existing = self.inbound.get(key)
+        if existing is not None and existing.group_id != body.get("group_id"):
+            raise DecryptionError("a group key already shared for another group")
         if existing is not None and existing.session.first_known_index <= session.first_known_index:
             return  # keep the copy that reaches further back
-        self.inbound[key] = InboundGroup(session, str(body["group_id"]), sender_key)
+        # A re-share from an earlier index replaces the session but not what it already decrypted: the
+        # indices seen stay seen, or every earlier message could be shown again (a replay).
+        seen = existing.seen if existing is not None else set()
+        self.inbound[key] = InboundGroup(session, str(body["group_id"]), sender_key, seen)
 
     def session_id(self, group_id: str) -> str:
         return self.outbound[group_id].session.session_id

@@ -8,7 +8,8 @@
  * - a new target → share the current key with it only (it reads what follows, not what came before).
  *
  * Inbound sessions are keyed by (sender device, session id), bound to the group they were shared for,
- * and remember the indexes already decrypted (replays are refused).
+ * and remember the indexes already decrypted (replays are refused), also across a re-share of the same
+ * session from an earlier index.
  */
 import {
   type InboundGroupSessionPickle,
@@ -116,8 +117,11 @@ export class GroupSessions {
     if (session.sessionId !== body.session_id) throw new GroupMessageError("a group key whose session id does not match");
     const key = `${senderDevice} ${session.sessionId}`;
     const existing = this.inbound.get(key);
+    if (existing && existing.groupId !== body.group_id) throw new GroupMessageError("a group key already shared for another group");
     if (existing && existing.session.firstKnownIndex <= session.firstKnownIndex) return; // keep the one reaching further back
-    this.inbound.set(key, { session, groupId: body.group_id, senderKey, seen: new Set() });
+    // A re-share from an earlier index replaces the session but not what it already decrypted: the
+    // indexes seen stay seen, or every earlier message could be shown again (a replay).
+    this.inbound.set(key, { session, groupId: body.group_id, senderKey, seen: existing?.seen ?? new Set() });
   }
 
   /** Decrypts with the session `senderDevice` shared as `sessionId`, only for the group it was shared for. */
