@@ -3,6 +3,7 @@
 import * as e2e from "../src/e2e";
 import { ed25519Sign, importEd25519 } from "../src/e2e/primitives";
 import { GroupSessions } from "../src/messenger/groupSessions";
+import { OlmDevice } from "../src/messenger/olmDevice";
 
 /** Objects the tests keep between page.evaluate calls, by name. */
 const objects = new Map<string, unknown>();
@@ -46,11 +47,12 @@ declare global {
       fromUtf8: typeof fromUtf8;
       signWithSeed: typeof signWithSeed;
       GroupSessions: typeof GroupSessions;
+      OlmDevice: typeof OlmDevice;
     };
     e2eReady: boolean;
   }
 }
 
 window.e2e = e2e;
-window.e2eTest = { objects, queuedKeys, outcome, utf8, fromUtf8, signWithSeed, GroupSessions };
+window.e2eTest = { objects, queuedKeys, outcome, utf8, fromUtf8, signWithSeed, GroupSessions, OlmDevice };
 window.e2eReady = true;

@@ -20,7 +20,7 @@ export {
   type OlmMessage,
   type SessionKeys,
 } from "./olmMessage";
-export { MAX_MESSAGE_GAP, MAX_MESSAGE_KEYS, MAX_RECEIVING_CHAINS, OlmSession, type OlmSessionPickle } from "./olmSession";
+export { MAX_MESSAGE_GAP, MAX_MESSAGE_KEYS, MAX_RECEIVING_CHAINS, OlmSession, chainWork, type OlmSessionPickle } from "./olmSession";
 export {
   MAX_NUMBER_OF_ONE_TIME_KEYS,
   OlmAccount,

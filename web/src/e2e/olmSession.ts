@@ -27,7 +27,7 @@ import {
   type OlmMessage,
   type SessionKeys,
 } from "./olmMessage";
-import { concatBytes, equalBytes, hkdfSha256, hmacSha256, randomX25519, x25519, type X25519KeyPair, type X25519KeySource } from "./primitives";
+import { concatBytes, equalBytes, hkdfSha256, hmacSha256Sync, randomX25519, x25519, type X25519KeyPair, type X25519KeySource } from "./primitives";
 
 /** At most this many receiving chains are kept (oldest dropped), as vodozemac does. */
 export const MAX_RECEIVING_CHAINS = 5;
@@ -91,8 +91,17 @@ async function advanceRoot(rootKey: Uint8Array, ours: X25519KeyPair, theirs: Uin
   return kdf(rootKey, await x25519(ours.privateKey, theirs), OLM_RATCHET);
 }
 
-const advanceChain = (chainKey: Uint8Array): Promise<Uint8Array> => hmacSha256(chainKey, CHAIN_KEY_SEED);
-const messageKeyOf = (chainKey: Uint8Array): Promise<Uint8Array> => hmacSha256(chainKey, MESSAGE_KEY_SEED);
+// The symmetric ratchet runs synchronously (hmacSha256Sync): a message up to MAX_MESSAGE_GAP ahead costs
+// up to 2000 chain steps, and as WebCrypto calls (two awaits each) a forged one cost tens of milliseconds
+// per session before its MAC could fail; in-thread it costs about what vodozemac spends.
+/** Chain steps taken by every session of this page since it loaded (what a forged message cost, in tests). */
+export const chainWork = { steps: 0 };
+
+function advanceChain(chainKey: Uint8Array): Uint8Array {
+  chainWork.steps += 1;
+  return hmacSha256Sync(chainKey, CHAIN_KEY_SEED);
+}
+const messageKeyOf = (chainKey: Uint8Array): Uint8Array => hmacSha256Sync(chainKey, MESSAGE_KEY_SEED);
 
 async function decryptWith(messageKey: Uint8Array, message: OlmNormalMessage): Promise<Uint8Array> {
   const cipher = await Cipher.olm(messageKey);
@@ -100,7 +109,43 @@ async function decryptWith(messageKey: Uint8Array, message: OlmNormalMessage): P
   return cipher.decrypt(message.ciphertext);
 }
 
-/** olm.md "Receiving messages", within one chain; returns the plaintext and the chain to keep on success. */
+/** Every CHECKPOINT_EVERY-th chain key ahead of a receiving chain is remembered while it is derived. */
+const CHECKPOINT_EVERY = 50;
+
+/**
+ * Chain keys C(i,j) ahead of a receiving chain, every CHECKPOINT_EVERY indexes, as derived while
+ * checking a message. They are a pure function of the chain (not session state, never stored), so a
+ * forged message that fails leaves them valid: the next one on the same chain starts from the nearest
+ * checkpoint instead of walking up to 2000 steps again. A chain that moves is a new object: its
+ * checkpoints go with the old one.
+ */
+const checkpoints = new WeakMap<ReceiverChain, Map<number, Uint8Array>>();
+
+/** C(i, index) for index ≥ chain.chainIndex, from the nearest checkpoint at or below `index`. */
+function chainKeyAt(chain: ReceiverChain, index: number): Uint8Array {
+  let marks = checkpoints.get(chain);
+  if (!marks) checkpoints.set(chain, (marks = new Map()));
+  let at = chain.chainIndex;
+  let chainKey = chain.chainKey;
+  for (let mark = index - (index % CHECKPOINT_EVERY); mark > chain.chainIndex; mark -= CHECKPOINT_EVERY) {
+    const known = marks.get(mark);
+    if (known) {
+      [at, chainKey] = [mark, known];
+      break;
+    }
+  }
+  for (; at < index; at++) {
+    chainKey = advanceChain(chainKey);
+    if ((at + 1) % CHECKPOINT_EVERY === 0) marks.set(at + 1, chainKey);
+  }
+  return chainKey;
+}
+
+/**
+ * olm.md "Receiving messages", within one chain; returns the plaintext and the chain to keep on success.
+ * Cheapest first: only the chain key at the message's index and its one message key are derived before
+ * the MAC is checked; the keys of the indexes it skips are derived only once it has verified.
+ */
 async function decryptInChain(chain: ReceiverChain, message: OlmNormalMessage): Promise<[Uint8Array, ReceiverChain]> {
   const target = message.chainIndex;
   if (target > chain.chainIndex && target - chain.chainIndex > MAX_MESSAGE_GAP) {
@@ -112,19 +157,15 @@ async function decryptInChain(chain: ReceiverChain, message: OlmNormalMessage): 
     const plaintext = await decryptWith(found.key, message);
     return [plaintext, { ...chain, skipped: chain.skipped.filter((k) => k.index !== target) }];
   }
-  let chainKey = chain.chainKey;
-  let index = chain.chainIndex;
+  const chainKey = chainKeyAt(chain, target);
+  const plaintext = await decryptWith(messageKeyOf(chainKey), message);
+  // Verified: keep the message keys of the last MAX_MESSAGE_KEYS indexes it skipped, oldest dropped.
   const skipped = [...chain.skipped];
-  while (index < target) {
-    if (target - index <= MAX_MESSAGE_KEYS) {
-      skipped.push({ index, key: await messageKeyOf(chainKey) });
-      if (skipped.length > MAX_MESSAGE_KEYS) skipped.shift();
-    }
-    chainKey = await advanceChain(chainKey);
-    index += 1;
+  const first = Math.max(chain.chainIndex, target - MAX_MESSAGE_KEYS);
+  for (let index = first, key = chainKeyAt(chain, first); index < target; index++, key = advanceChain(key)) {
+    skipped.push({ index, key: messageKeyOf(key) });
   }
-  const plaintext = await decryptWith(await messageKeyOf(chainKey), message);
-  return [plaintext, { ratchetKey: chain.ratchetKey, chainKey: await advanceChain(chainKey), chainIndex: index + 1, skipped }];
+  return [plaintext, { ratchetKey: chain.ratchetKey, chainKey: advanceChain(chainKey), chainIndex: target + 1, skipped: skipped.slice(-MAX_MESSAGE_KEYS) }];
 }
 
 export class OlmSession {
@@ -203,9 +244,9 @@ export class OlmSession {
   /** olm.md "Sending normal messages": a pre-key message until the other side has answered. */
   encrypt(plaintext: Uint8Array): Promise<OlmMessage> {
     return this.exclusive(async () => {
-      const sender = await this.activeSender();
-      const messageKey = await messageKeyOf(sender.chainKey);
-      this.sending = { ...sender, chainKey: await advanceChain(sender.chainKey), chainIndex: sender.chainIndex + 1 };
+      const sender = this.sending.kind === "active" ? this.sending : await this.activated(this.sending);
+      const messageKey = messageKeyOf(sender.chainKey);
+      this.sending = { ...sender, chainKey: advanceChain(sender.chainKey), chainIndex: sender.chainIndex + 1 };
       const cipher = await Cipher.olm(messageKey);
       const unsigned = new OlmNormalMessage(sender.ratchetKey.publicKey, sender.chainIndex, await cipher.encrypt(plaintext));
       const message = unsigned.withMac(await cipher.truncatedMac(unsigned.macInput()));
@@ -214,16 +255,22 @@ export class OlmSession {
     });
   }
 
-  /** The sending chain, made active first if needed: a new ratchet key T_i and R_i ∥ C(i,0). */
-  private async activeSender(): Promise<ActiveSender> {
-    if (this.sending.kind === "active") return this.sending;
+  /** An inactive sending chain made active: a new ratchet key T_i and R_i ∥ C(i,0). Commits nothing. */
+  private async activated(sender: InactiveSender): Promise<ActiveSender> {
     const ratchetKey = await this.keySource();
-    const [rootKey, chainKey] = await advanceRoot(this.sending.rootKey, ratchetKey, this.sending.remoteRatchetKey);
-    this.sending = { kind: "active", rootKey, ratchetKey, chainKey, chainIndex: 0 };
-    return this.sending;
+    const [rootKey, chainKey] = await advanceRoot(sender.rootKey, ratchetKey, sender.remoteRatchetKey);
+    return { kind: "active", rootKey, ratchetKey, chainKey, chainIndex: 0 };
   }
 
-  /** olm.md "Receiving messages". A message that fails to decrypt leaves the session as it was. */
+  /** Whether this session holds a receiving chain for the message's ratchet key (only it can read it). */
+  knowsRatchetKey(message: OlmNormalMessage): boolean {
+    return this.receiving.some((chain) => equalBytes(chain.ratchetKey, message.ratchetKey));
+  }
+
+  /**
+   * olm.md "Receiving messages". Nothing is committed before the message's MAC has verified: a message
+   * that fails leaves the session exactly as it was (as vodozemac, which advances a copy of its ratchet).
+   */
   decrypt(message: OlmMessage): Promise<Uint8Array> {
     return this.exclusive(async () => {
       const decoded = decodeOlmMessage(message);
@@ -234,8 +281,9 @@ export class OlmSession {
         this.receiving[position] = chain;
         return plaintext;
       }
-      // A new ratchet key from the other side: R_i ∥ C(i,0) from our current ratchet key and theirs.
-      const sender = await this.activeSender();
+      // A new ratchet key from the other side: R_i ∥ C(i,0) from our current ratchet key and theirs (an
+      // inactive sending chain is activated on a copy first; the copy is dropped, as in vodozemac).
+      const sender = this.sending.kind === "active" ? this.sending : await this.activated(this.sending);
       const [rootKey, chainKey] = await advanceRoot(sender.rootKey, sender.ratchetKey, inner.ratchetKey);
       const fresh: ReceiverChain = { ratchetKey: inner.ratchetKey, chainKey, chainIndex: 0, skipped: [] };
       const [plaintext, chain] = await decryptInChain(fresh, inner);

@@ -2,11 +2,14 @@
  * The WebCrypto primitives Olm and Megolm are built from: HMAC-SHA-256 (RFC 2104), HKDF-SHA-256
  * (RFC 5869), AES-256-CBC with PKCS#7 padding, X25519 (RFC 7748) and Ed25519 (RFC 8032). Nothing here
  * is hand-rolled: WebCrypto's HKDF expresses every derivation Olm needs (a salt of one zero byte is,
- * after HMAC's key padding, the RFC's "default salt" of HashLen zeros).
+ * after HMAC's key padding, the RFC's "default salt" of HashLen zeros). The one exception to WebCrypto
+ * is `hmacSha256Sync`, the audited @noble/hashes HMAC-SHA-256 run in-thread for Olm's chain ratchet.
  *
  * Private X25519/Ed25519 keys live as non-extractable CryptoKeys; only their public halves are bytes.
  */
 
+import { hmac as nobleHmac } from "@noble/hashes/hmac.js";
+import { sha256 as nobleSha256 } from "@noble/hashes/sha2.js";
 import { b64uDecode } from "../crypto/b64u";
 import { buf, concat, equalBytes, randomBytes } from "../crypto/bytes";
 import { MacError, MalformedError, NonContributoryKeyError } from "./errors";
@@ -23,6 +26,15 @@ export async function sha256(data: Uint8Array): Promise<Uint8Array> {
 export async function hmacSha256(key: Uint8Array, data: Uint8Array): Promise<Uint8Array> {
   const cryptoKey = await subtle.importKey("raw", buf(key), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
   return new Uint8Array(await subtle.sign("HMAC", cryptoKey, buf(data)));
+}
+
+/**
+ * HMAC-SHA-256 in the calling thread (@noble/hashes: audited, no dependencies). Olm's symmetric ratchet
+ * is a chain of up to 2000 HMACs per message (MAX_MESSAGE_GAP); through WebCrypto each costs two
+ * promise round trips, which made a forged message at the largest gap cost ~100× what vodozemac spends.
+ */
+export function hmacSha256Sync(key: Uint8Array, data: Uint8Array): Uint8Array {
+  return nobleHmac(nobleSha256, key, data);
 }
 
 /** HKDF-SHA-256 (RFC 5869) extract-and-expand to `length` bytes. */

@@ -7,12 +7,16 @@
  * - A pre-key message that matches a session (same session id) is decrypted by it; otherwise a new
  *   inbound session is created from it (consuming the one-time key) and becomes preferred.
  * - A normal message is tried with the peer's sessions, preferred first; the one that works is preferred.
+ *   One whose ratchet key a session already knows is tried with that session only; one under a ratchet
+ *   key none knows is tried until NEW_CHAIN_BUDGET chain steps are spent (forged messages stay cheap).
  * - At most 5 sessions per peer, least recently used dropped first. Duplicates are dropped by message id
  *   before decrypting (by the caller): an Olm message key works once.
  */
 import { b64uEncode } from "../crypto/b64u";
 import {
   E2EError,
+  MAX_MESSAGE_GAP,
+  MESSAGE_TYPE_NORMAL,
   OlmAccount,
   type OlmAccountPickle,
   type OlmMessage,
@@ -21,9 +25,15 @@ import {
   PreKeyMessage,
   SessionMismatchError,
   decodeBase64,
+  decodeOlmMessage,
 } from "../e2e";
 
 export const MAX_SESSIONS_PER_PEER = 5;
+/**
+ * Chain steps one normal message under an unknown ratchet key may cost across the peer's sessions: at
+ * index 799 or below all five are tried; at the largest gap (2000), the two most recently used.
+ */
+export const NEW_CHAIN_BUDGET = 2 * (MAX_MESSAGE_GAP + 1);
 
 export interface OlmDevicePickle {
   account: OlmAccountPickle;
@@ -97,6 +107,7 @@ export class OlmDevice {
   async decrypt(peerIdentityKey: Uint8Array, type: 0 | 1, body: Uint8Array): Promise<Uint8Array> {
     const peer = b64uEncode(peerIdentityKey);
     let entries = [...(this.sessions.get(peer) ?? [])];
+    let newChainSteps = 0;
     if (type === 0) {
       const preKey = PreKeyMessage.decode(body);
       const matching = entries.filter((e) => e.session.matches(preKey));
@@ -106,9 +117,21 @@ export class OlmDevice {
         return plaintext;
       }
       entries = matching;
+    } else {
+      // A ratchet key is drawn at random by one session's peer: a session that knows it is the only one
+      // that can read the message, and trying the others would only cost a forged message more work.
+      const normal = decodeOlmMessage({ type, body });
+      const inner = normal.type === MESSAGE_TYPE_NORMAL ? normal.message : null;
+      const knowing = inner ? entries.filter((e) => e.session.knowsRatchetKey(inner)) : [];
+      if (knowing.length) entries = knowing;
+      else if (inner) newChainSteps = inner.chainIndex + 1;
     }
     let last: unknown = new SessionMismatchError("no Olm session with this device");
+    let budget = NEW_CHAIN_BUDGET;
     for (const entry of entries) {
+      // Under a ratchet key no session knows, each try starts a chain from index 0: stop once the
+      // budget is spent, so a forged message costs a bounded amount of work whatever its index.
+      if ((budget -= newChainSteps) < 0) break;
       try {
         const plaintext = await entry.session.decrypt({ type, body });
         this.touch(peer, entry);
