@@ -14,11 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from lockstep.e2e.errors import KeyBundleError
 from lockstep.link.devices import DeviceList
+from lockstep.link.ed25519 import WeakKeyError, check_public_key, verify_strict
 from lockstep.link.encoding import b64u_decode, b64u_encode
 from lockstep.link.envelope import Context, Envelope
 from lockstep.link.errors import EncodingError, SignatureError
@@ -30,6 +30,13 @@ def _key(payload: dict[str, Any], name: str, length: int = 32) -> bytes:
     try:
         return b64u_decode(payload.get(name), length=length, what=name)  # type: ignore[arg-type]
     except EncodingError as error:
+        raise KeyBundleError(str(error)) from error
+
+
+def _signing_key(payload: dict[str, Any]) -> bytes:
+    try:
+        return check_public_key(_key(payload, "signing_key"), "signing key")
+    except WeakKeyError as error:
         raise KeyBundleError(str(error)) from error
 
 
@@ -80,7 +87,7 @@ class DeviceKeys:
             devices.account_id,
             device_id,
             _key(payload, "identity_key"),
-            _key(payload, "signing_key"),
+            _signing_key(payload),
             issued_at,
         )
 
@@ -100,10 +107,8 @@ class OneTimeKey:
 
     def verify(self, signing_key: bytes) -> None:
         try:
-            Ed25519PublicKey.from_public_bytes(signing_key).verify(
-                self.signature, _one_time_message(self.key_id, self.key)
-            )
-        except (InvalidSignature, ValueError) as error:
+            verify_strict(signing_key, _one_time_message(self.key_id, self.key), self.signature)
+        except SignatureError as error:
             raise KeyBundleError("a one-time key's signature does not verify") from error
 
     def to_json(self) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from lockstep.link.ed25519 import WeakKeyError, check_public_key
 from lockstep.link.encoding import b64u_decode, b64u_encode, key_id
 from lockstep.link.envelope import Context, Envelope
 from lockstep.link.errors import DeviceListError, EncodingError, SignatureError
@@ -43,9 +44,10 @@ def _field(payload: dict[str, Any], name: str, kind: type) -> Any:
 
 
 def _key(payload: dict[str, Any], name: str) -> bytes:
+    """An Ed25519 public key: 32 bytes, canonical and not of small order (:mod:`lockstep.link.ed25519`)."""
     try:
-        return b64u_decode(_field(payload, name, str), length=32, what=name)
-    except EncodingError as error:
+        return check_public_key(b64u_decode(_field(payload, name, str), length=32, what=name), name)
+    except (EncodingError, WeakKeyError) as error:
         raise DeviceListError(str(error)) from error
 
 

@@ -10,9 +10,9 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from lockstep.link.ed25519 import verify_strict
 from lockstep.link.encoding import b64u_decode, b64u_encode, json_bytes, parse_json_object
 from lockstep.link.errors import EncodingError, SignatureError
 
@@ -39,12 +39,13 @@ def sign(key: Ed25519PrivateKey, context: Context, message: bytes) -> bytes:
 
 
 def verify(key: Ed25519PublicKey | bytes, context: Context, message: bytes, signature: bytes) -> None:
-    """Raise :class:`SignatureError` unless ``signature`` is ``key``'s over ``message`` in ``context``."""
+    """Raise :class:`SignatureError` unless ``signature`` is ``key``'s over ``message`` in ``context``,
+    strictly: small-order or non-canonical keys and signatures are refused (:mod:`lockstep.link.ed25519`)."""
+    raw = key.public_bytes_raw() if isinstance(key, Ed25519PublicKey) else key
     try:
-        public_key = key if isinstance(key, Ed25519PublicKey) else Ed25519PublicKey.from_public_bytes(key)
-        public_key.verify(signature, _signed_message(context, message))
-    except (InvalidSignature, ValueError) as error:
-        raise SignatureError(f"bad signature ({context.value})") from error
+        verify_strict(raw, _signed_message(context, message), signature)
+    except SignatureError as error:
+        raise SignatureError(f"bad signature ({context.value}): {error}") from error
 
 
 def auth_message(challenge: bytes, origin: str) -> bytes:

@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 
 from lockstep.link import hpke
 from lockstep.link.devices import DeviceCertificate, DeviceEntry, DeviceList, Role, check_name
+from lockstep.link.ed25519 import WeakKeyError, check_public_key
 from lockstep.link.encoding import b64u_decode, b64u_encode, json_bytes, key_id, parse_json_object
 from lockstep.link.envelope import Envelope
 from lockstep.link.errors import DeviceListError, EncodingError, GrantError, SignatureError
@@ -55,8 +56,10 @@ class AccountInfo:
         if not isinstance(value, dict):
             raise GrantError("account must be an object")
         try:
-            key = b64u_decode(value.get("key", ""), length=32, what="account key")
-        except EncodingError as error:
+            key = check_public_key(
+                b64u_decode(value.get("key", ""), length=32, what="account key"), "account key"
+            )
+        except (EncodingError, WeakKeyError) as error:
             raise GrantError(str(error)) from error
         account_id, handle, display_name = (_string(value, name) for name in ("id", "handle", "display_name"))
         if account_id != key_id(key):

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from lockstep.link.ed25519 import point_problem
 from lockstep.link.encoding import b64u_decode, b64u_encode
 from lockstep.link.errors import (
     EncodingError,
@@ -94,4 +95,7 @@ def decode_text(text: str, *, own_origin: str | None = None) -> LinkCode:
     if len(payload) != PAYLOAD_SIZE:
         raise MalformedCode(f"it holds {len(payload)} bytes, not {PAYLOAD_SIZE}")
     fields = [payload[1 + i * KEY_SIZE : 1 + (i + 1) * KEY_SIZE] for i in range(4)]
-    return LinkCode(origin, *fields)
+    code = LinkCode(origin, *fields)
+    if point_problem(code.device_key) is not None:  # never certify a key anyone can sign for
+        raise MalformedCode("its device key is not a usable Ed25519 key")
+    return code

@@ -11,6 +11,7 @@
 import { hmac as nobleHmac } from "@noble/hashes/hmac.js";
 import { sha256 as nobleSha256 } from "@noble/hashes/sha2.js";
 import { b64uDecode } from "../crypto/b64u";
+import { pointProblem, verify as verifyStrict } from "../crypto/ed25519";
 import { buf, concat, equalBytes, randomBytes } from "../crypto/bytes";
 import { MacError, MalformedError, NonContributoryKeyError } from "./errors";
 
@@ -129,20 +130,17 @@ export async function ed25519Sign(privateKey: CryptoKey, message: Uint8Array): P
   return new Uint8Array(await subtle.sign({ name: "Ed25519" }, privateKey, buf(message)));
 }
 
-/** True when `signature` is a valid Ed25519 signature of `message` by `publicKey`; never throws. */
-export async function ed25519Verify(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): Promise<boolean> {
-  if (publicKey.length !== 32 || signature.length !== 64) return false;
-  try {
-    const key = await subtle.importKey("raw", buf(publicKey), { name: "Ed25519" }, true, ["verify"]);
-    return await subtle.verify({ name: "Ed25519" }, key, buf(signature), buf(message));
-  } catch {
-    return false;
-  }
-}
+/**
+ * True when `signature` is a strictly valid Ed25519 signature of `message` by `publicKey` (small-order and
+ * non-canonical keys and R, and S ≥ L, refused as vodozemac's verify_strict does); never throws.
+ */
+export const ed25519Verify = verifyStrict;
 
-/** Checks that 32 bytes are a usable Ed25519 public key (WebCrypto accepts its encoding). */
+/** Checks that 32 bytes are a usable Ed25519 public key: canonical, not small-order, and a curve point. */
 export async function checkEd25519PublicKey(publicKey: Uint8Array): Promise<void> {
   if (publicKey.length !== 32) throw new MalformedError("an Ed25519 public key is 32 bytes");
+  const problem = pointProblem(publicKey);
+  if (problem) throw new MalformedError(`the Ed25519 public key ${problem}`);
   try {
     await subtle.importKey("raw", buf(publicKey), { name: "Ed25519" }, true, ["verify"]);
   } catch {

@@ -3,7 +3,7 @@
  */
 import { b64uDecode, b64uEncode } from "../crypto/b64u";
 import { equalBytes } from "../crypto/bytes";
-import { keyId } from "../crypto/ed25519";
+import { keyId, pointProblem } from "../crypto/ed25519";
 import { Context, type Envelope, EnvelopeError, openEnvelope, sealEnvelope } from "../crypto/envelope";
 
 export const MAX_COMPANIONS = 4;
@@ -61,15 +61,19 @@ function isInt(value: unknown): value is number {
   return typeof value === "number" && Number.isSafeInteger(value);
 }
 
-async function keyMatchesId(deviceKey: unknown, deviceId: unknown): Promise<boolean> {
-  if (typeof deviceKey !== "string" || typeof deviceId !== "string") return false;
+/** Why a device key and id are refused: the id is not derived from the key, or the key is weak. */
+async function deviceKeyProblem(deviceKey: unknown, deviceId: unknown): Promise<string | null> {
+  const mismatch = "id does not match its key";
+  if (typeof deviceKey !== "string" || typeof deviceId !== "string") return mismatch;
   let raw: Uint8Array;
   try {
     raw = b64uDecode(deviceKey);
   } catch {
-    return false;
+    return mismatch;
   }
-  return raw.length === 32 && (await keyId(raw)) === deviceId;
+  if (raw.length !== 32 || (await keyId(raw)) !== deviceId) return mismatch;
+  const weak = pointProblem(raw);
+  return weak ? `key ${weak}` : null;
 }
 
 /** §4.3 "valid": verifies under the account key, right type/v/account, one primary, ≤4 companions, ids unique and derived. */
@@ -92,7 +96,8 @@ export async function verifyDeviceList(envelope: unknown, accountKey: Uint8Array
     if (d.role === "primary") primaries++;
     else if (d.role === "companion") companions++;
     else throw new InvalidDeviceList("device has an unknown role");
-    if (!(await keyMatchesId(d.device_key, d.device_id))) throw new InvalidDeviceList("device id does not match its key");
+    const problem = await deviceKeyProblem(d.device_key, d.device_id);
+    if (problem) throw new InvalidDeviceList(`device ${problem}`);
     if (seen.has(d.device_id as string)) throw new InvalidDeviceList("device listed twice");
     seen.add(d.device_id as string);
   }
@@ -112,7 +117,8 @@ export async function verifyCertificate(envelope: unknown, accountKey: Uint8Arra
   if (payload.v !== 1 || payload.type !== "device-certificate" || payload.account_id !== accountId) throw new InvalidCertificate("certificate is for another account or format");
   if (payload.account_key !== b64uEncode(accountKey)) throw new InvalidCertificate("certificate names another account key");
   if (typeof payload.name !== "string" || !isInt(payload.issued_at)) throw new InvalidCertificate("certificate fields are missing");
-  if (!(await keyMatchesId(payload.device_key, payload.device_id))) throw new InvalidCertificate("certificate device id does not match its key");
+  const problem = await deviceKeyProblem(payload.device_key, payload.device_id);
+  if (problem) throw new InvalidCertificate(`certificate device ${problem}`);
   if (deviceKey) {
     let named: Uint8Array;
     try {

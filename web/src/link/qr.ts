@@ -9,6 +9,7 @@
  *   ├── UnsupportedVersion   first payload byte is not 1
  *   └── ForeignOrigin        names another server than ours (carries the origin it names)
  */
+import { pointProblem } from "../crypto/ed25519";
 import { B64uError, b64uDecode, b64uEncode } from "../crypto/b64u";
 import { concat } from "../crypto/bytes";
 import { codeRefusal } from "./wording";
@@ -130,5 +131,8 @@ function decodeLinkTextUnguarded(text: string, serverOrigin: string): DecodedLin
     if (error instanceof B64uError) throw new MalformedCode("it is not valid base64url");
     throw new MalformedCode();
   }
-  return { ...decodePayload(bytes), origin };
+  const payload = decodePayload(bytes);
+  // Never certify a key anyone can sign for (small-order or non-canonical, ../crypto/ed25519.ts).
+  if (pointProblem(payload.deviceKey) !== null) throw new MalformedCode("its device key is not a usable Ed25519 key");
+  return { ...payload, origin };
 }

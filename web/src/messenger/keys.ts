@@ -4,7 +4,7 @@
  */
 import { b64uDecode, b64uEncode } from "../crypto/b64u";
 import { concat, equalBytes, fromUtf8, utf8 } from "../crypto/bytes";
-import { keyId, sign, verify } from "../crypto/ed25519";
+import { keyId, pointProblem, sign, verify } from "../crypto/ed25519";
 import type { Envelope } from "../crypto/envelope";
 import { type DeviceList, verifyDeviceList } from "../link/deviceList";
 import { decodeBase64, keyIdToString, type OlmAccount } from "../e2e";
@@ -131,7 +131,10 @@ export async function verifyBundle(bundle: unknown, list: DeviceList, deviceId: 
   if (typeof parsed !== "object" || parsed === null || parsed.v !== 1 || parsed.type !== "device-keys") throw new KeyBundleError("not a version 1 device-keys bundle");
   if (parsed.device_id !== deviceId || parsed.account_id !== list.account_id) throw new KeyBundleError("the bundle names another device or account");
   if (!Number.isInteger(parsed.issued_at)) throw new KeyBundleError("'issued_at' must be an integer");
-  return { accountId: list.account_id, deviceId, identityKey: key32(parsed, "identity_key"), signingKey: key32(parsed, "signing_key") };
+  const signingKey = key32(parsed, "signing_key");
+  const weak = pointProblem(signingKey); // it signs one-time keys: never one anyone can sign for
+  if (weak) throw new KeyBundleError(`device ${deviceId}'s signing key ${weak}`);
+  return { accountId: list.account_id, deviceId, identityKey: key32(parsed, "identity_key"), signingKey };
 }
 
 /** The account and its verified devices from an accounts.lookup result (every bundle must verify). */
