@@ -16,7 +16,7 @@ from lockstep.client.errors import ClientError, ConnectionLost, ServerRefused
 from lockstep.client.messenger import Received
 from lockstep.client.primary import PrimarySession
 from lockstep.client.session import DeviceUnlinked
-from lockstep.e2e.envelope import ReceiptStatus
+from lockstep.e2e.envelope import Kind, ReceiptStatus
 from lockstep.e2e.errors import DecryptionError
 from lockstep.link.encoding import b64u_decode
 
@@ -336,3 +336,33 @@ async def test_an_unlinked_device_in_a_group_cannot_read_what_is_sent_after(
             )
         texts = [m.text for m in await a.receive(wait=5, until=shown)]
         assert "after the unlink" in texts
+
+
+async def test_a_message_id_names_one_message_for_good(live_server, tmp_path: Path) -> None:
+    """Issue 14 B.14 (Python twin): a peer that reuses the id of a message Alice's laptop sent cannot
+    add its own words under it, on the sender nor on a device that no longer remembers the id as seen
+    (``history`` is what a new companion gets); its next message with a fresh id arrives normally."""
+    alice = await make_account(live_server.url, tmp_path, "alice")
+    bob = await make_account(live_server.url, tmp_path, "bob")
+    async with messengers(alice.companion_dir, alice.primary_dir, bob.primary_dir) as (
+        a_laptop,
+        a_phone,
+        b_phone,
+    ):
+        sent = await a_laptop.send("bob", "I will pay you on Friday")
+        for device in (a_phone, b_phone):
+            assert [m.text for m in await device.receive(wait=5, until=shown) if m.kind == "text"]
+        a_phone.store.seen._ids.pop(sent.message_id)  # as after 5,000 later messages (SeenMessages' bound)
+        await b_phone.send_direct(
+            "alice", Kind.TEXT, {"text": "I will never pay"}, message_id=sent.message_id
+        )
+        await b_phone.send("alice", "see you")
+
+        def marker(received: list[Received]) -> bool:
+            return any(m.text == "see you" for m in received)
+
+        for device in (a_laptop, a_phone):
+            received = await device.receive(wait=5, until=marker)
+            assert "I will never pay" not in [m.text for m in received]
+            records = [r for r in device.store.history if r["id"] == sent.message_id]
+            assert [r["body"]["text"] for r in records] == ["I will pay you on Friday"]

@@ -15,9 +15,11 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from lockstep.e2e.envelope import Kind, MessageEnvelope
 from lockstep.e2e.keys import DeviceKeys, OneTimeKey
+from lockstep.e2e.olm import OlmCiphertext, OlmDevice, OlmType
 from lockstep.link.devices import DeviceEntry, DeviceList, Role
-from lockstep.link.encoding import key_id
+from lockstep.link.encoding import b64u_decode, b64u_encode, key_id
 from lockstep.link.envelope import Envelope
 from lockstep.link.grant import AccountInfo
 
@@ -262,3 +264,108 @@ def test_an_older_list_of_its_own_devices_is_refused(
     }
     new_chat(page, "alice")
     refused(page, "older device list for this account")
+
+
+class OlmContact(Contact):
+    """A contact whose device really speaks Olm (vodozemac, through lockstep.e2e.olm.OlmDevice)."""
+
+    def __init__(self, handle: str) -> None:
+        super().__init__(handle)
+        self.olm = OlmDevice.create()
+        self.device_id = self.devices.primary.device_id
+
+    def lookup(self, *, bundle_signer: Ed25519PrivateKey | None = None) -> dict[str, Any]:
+        keys = self.olm.device_keys(self.account.account_id, self.device_id, now_ms())
+        return {
+            "account": self.account.to_json(),
+            "device_list": self.devices.sign(self.account_key).to_json(),
+            "device_keys": {self.device_id: keys.seal(bundle_signer or self.device_key).to_json()},
+        }
+
+    def message(self, seq: int, to: bytes, envelope: MessageEnvelope) -> dict[str, Any]:
+        """A `message` event carrying ``envelope`` encrypted by this device for the key ``to``."""
+        ciphertext = self.olm.encrypt(to, envelope.encode())
+        return {
+            "event": "message",
+            "seq": seq,
+            "message_id": envelope.message_id,
+            "sender": {"account_id": self.account.account_id, "device_id": self.device_id},
+            "group_id": None,
+            "payload": {
+                "type": "olm",
+                "olm_type": int(ciphertext.type),
+                "sender_key": b64u_encode(self.olm.identity_key),
+                "ciphertext": b64u_encode(ciphertext.body),
+            },
+            "server_time": now_ms(),
+        }
+
+
+def test_a_sent_message_cannot_be_replaced_by_the_server_or_by_a_peer_reusing_its_id(
+    page: Any, fake_server: FakeServer, static_origin: str
+) -> None:
+    """Issue 14 B.14: the server delivers garbage under the id of a message this browser sent, then the
+    peer sends a valid message reusing that id. The sent text stays, also after a reload; before the fix
+    it became "could not be decrypted", then the peer's words."""
+    primary = linked_companion(page, fake_server, static_origin)
+    bob = OlmContact("bob")
+    own = {
+        "account": primary.account.to_json(),
+        "device_list": primary.publish(primary.devices),
+        "device_keys": {},
+    }
+    fake_server.replies["accounts.lookup"] = lambda conn, req: (
+        own if req.get("account_id") == primary.account.account_id else bob.lookup()
+    )
+    [one_time_key] = bob.olm.new_one_time_keys(1)
+    fake_server.replies["keys.claim"] = lambda conn, req: {
+        "devices": {bob.device_id: {"one_time_key": one_time_key.to_json()}}
+    }
+    sent: list[dict[str, Any]] = []
+    fake_server.replies["messages.send"] = lambda conn, req: sent.append(req) or {"server_time": now_ms()}
+    acks: list[int] = []
+    fake_server.replies["messages.ack"] = lambda conn, req: acks.append(req["up_to"]) or {"deleted": 1}
+
+    new_chat(page, "bob")
+    page.get_by_test_id("composer").fill("I will pay you on Friday")
+    page.get_by_test_id("composer-send").click()
+    fake_server.wait_until(lambda: sent, what="the message sent")
+    [payload] = sent[0]["payloads"]
+    alice_key = b64u_decode(payload["sender_key"])
+    opened = MessageEnvelope.decode(
+        bob.olm.decrypt(
+            alice_key, OlmCiphertext(OlmType(payload["olm_type"]), b64u_decode(payload["ciphertext"]))
+        )
+    )
+    assert opened.body == {"text": "I will pay you on Friday"}
+    message_id = sent[0]["message_id"]
+
+    def bobs(text: str, identifier: str) -> MessageEnvelope:
+        return MessageEnvelope(
+            Kind.TEXT,
+            identifier,
+            opened.conversation,
+            bob.account.account_id,
+            bob.device_id,
+            now_ms(),
+            {"text": text},
+        )
+
+    # 1. The server delivers garbage under the sent message's id.
+    garbage = bob.message(1, alice_key, bobs("x", message_id))
+    garbage["payload"]["ciphertext"] = b64u_encode(secrets.token_bytes(80))
+    fake_server.last.send(garbage)
+    # 2. Bob's device sends a valid message that reuses the id; 3. then one of its own.
+    fake_server.last.send(bob.message(2, alice_key, bobs("I will never pay you", message_id)))
+    fake_server.last.send(bob.message(3, alice_key, bobs("see you on Friday", "bobs-own-message-01")))
+    fake_server.wait_until(lambda: acks and acks[-1] == 3, what="the three copies acknowledged")
+
+    for _ in range(2):  # as shown now, and after a reload (what IndexedDB kept)
+        page.locator('[data-testid="message"][data-message-id="bobs-own-message-01"]').wait_for()
+        texts = {
+            m.get_attribute("data-message-id"): m.get_by_test_id("message-text").inner_text()
+            for m in page.get_by_test_id("message").all()
+        }
+        assert texts == {message_id: "I will pay you on Friday", "bobs-own-message-01": "see you on Friday"}
+        page.reload()
+        page.locator('[data-testid="chat-row"]').first.click()

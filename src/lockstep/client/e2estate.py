@@ -134,6 +134,10 @@ class E2EStore:
         entry["status"] = min(statuses, key=lambda s: STATUS_ORDER[s]) if statuses else entry["status"]
         return str(entry["status"])
 
+    def has_message(self, message_id: str) -> bool:
+        """Whether a text or media message with this id is in this device's history or was sent by it."""
+        return message_id in self.sent or any(r.get("id") == message_id for r in self.history)
+
     def remember(self, record: dict[str, Any]) -> None:
         self.history.append(record)
         self.history_dropped += max(0, len(self.history) - MAX_HISTORY)

@@ -269,6 +269,8 @@ class Messenger:
     def _envelope(
         self, kind: Kind, conversation: str, body: dict[str, Any], message_id: str
     ) -> MessageEnvelope:
+        # The server never brings back what this device sent: a copy under this id is dropped unopened.
+        self.store.seen.add(message_id)
         return MessageEnvelope(
             kind, message_id, conversation, self.account_id, self.device_id, self.session.clock.now_ms(), body
         )
@@ -744,6 +746,7 @@ class Messenger:
             return await self._act(envelope, message, payload, sender_key)
         except (E2EError, LinkError, KeyError, ValueError, TypeError) as error:
             message.kind, message.error = "undecryptable", str(error) or type(error).__name__
+            message.body = {}  # nothing of a refused message is shown
             log.info("message %s could not be read: %s", message.message_id, type(error).__name__)
             return message
 
@@ -783,6 +786,8 @@ class Messenger:
         elif envelope.kind is Kind.HISTORY:
             await self._import_history(envelope, message)
         elif envelope.kind in (Kind.TEXT, Kind.MEDIA):
+            if store.has_message(envelope.message_id):  # ids name one message for good: never replaced
+                raise EnvelopeError("a message id that is already used")
             store.remember(self._history_record(envelope))
             if envelope.kind is Kind.MEDIA and self.auto_download:
                 try:

@@ -391,6 +391,8 @@ export class Messenger {
 
   // --- envelopes (§5) -------------------------------------------------------------------------------
   private envelope(kind: string, conversation: string, body: Record<string, unknown>, id: string): Uint8Array {
+    // The server never brings back what this device sent: a copy under this id is dropped unopened.
+    this.seen.add(id);
     return utf8(
       JSON.stringify({
         v: 1,
@@ -530,6 +532,7 @@ export class Messenger {
       by: {},
       ...content,
     };
+    this.seen.add(message.id);
     this.put(message);
     this.changed();
     return message;
@@ -623,6 +626,7 @@ export class Messenger {
       if (error instanceof SocketClosed || error instanceof ServerError || (error instanceof MessengerError && !this.socket?.isOpen)) throw error;
       const conversation = groupId ? groupConversation(groupId) : directConversation(this.identity.accountId, sender.account_id);
       if (!groupId && sender.account_id === this.identity.accountId) return null; // our own device's control message
+      if (this.messages.has(item.message_id)) return null; // a placeholder never replaces a stored message
       const message: ChatMessage = {
         id: item.message_id,
         conversation,
@@ -703,6 +707,9 @@ export class Messenger {
         const outgoing = opened.senderAccount === this.identity.accountId;
         if (opened.kind === "text" && (typeof body.text !== "string" || body.text.length > MAX_TEXT)) throw new EnvelopeError("a text message without text");
         if (opened.kind === "media" && (typeof body.media !== "object" || body.media === null)) throw new EnvelopeError("a media message without media");
+        // Message ids are random and name one message for good: one already stored (ours, or anyone's)
+        // is never replaced, whoever sends it again.
+        if (this.messages.has(opened.id)) throw new EnvelopeError("a message id that is already used");
         const message: ChatMessage = {
           id: opened.id,
           conversation: opened.conversation,
