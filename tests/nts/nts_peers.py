@@ -171,6 +171,7 @@ def our_nts_server(
     ntp_port: int = 0,
     ke_port: int = 0,
     advertised_ntp_port: int | None = None,
+    ke_hello_timeout: float = 2.0,
 ) -> Iterator[OurNtsServer]:
     """Our NTP server (blocking recvmmsg thread) with NTS, and our NTS-KE server, on loopback."""
     keys = cookie_keys or CookieKeys(__import__("os").urandom(32))
@@ -184,6 +185,7 @@ def our_nts_server(
         port=ke_port,
         ntp_port=advertised_ntp_port or port,
         rate_limit=ke_rate_limit,
+        hello_timeout=ke_hello_timeout,
     )
     ke.start()
     try:

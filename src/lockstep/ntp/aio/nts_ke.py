@@ -2,28 +2,34 @@
 
 Python's ``ssl`` module has no RFC 5705 exporter (CPython gh-82133), so TLS here is pyOpenSSL's
 ``OpenSSL.SSL``; ``Connection.export_keying_material`` gives the C2S and S2C keys (§5.1).
-Both sides use blocking sockets driven by ``select`` with one deadline per exchange: the client
-runs on a worker thread (:func:`key_exchange` is ``async`` and uses ``asyncio.to_thread``), the
-server accepts on one thread and serves each connection on a bounded pool of threads. The
+Both sides use non-blocking sockets driven by ``poll`` with one deadline per exchange: the
+client runs on a worker thread (:func:`key_exchange` is ``async`` and uses
+``asyncio.to_thread``); the server keeps accepted connections in a waiting room (one thread, one
+selector) until their TLS ClientHello is in, then serves each on a bounded pool of threads. The
 protocol logic is the pure :mod:`lockstep.ntp.nts.ke`; this module only moves bytes.
 
 Server hardening: TLS 1.3 only; ALPN ``ntske/1`` required (a client that does not negotiate it
-is disconnected, §4); a per-address rate limit and a cap on concurrent sessions; a deadline for
-the whole session; requests larger than 16 KiB refused; nothing about keys or cookies is logged.
+is disconnected, §4); a per-address rate limit; no session slot before a whole ClientHello, with
+a short deadline for it; a cap on sessions, overall and per address; deadlines for the handshake
+and the whole session; requests larger than 16 KiB refused; nothing about keys or cookies logged.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import functools
 import ipaddress
 import logging
+import math
 import os
 import select
+import selectors
 import socket
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -69,13 +75,15 @@ class KeOutcome:
 
 
 def _wait(sock: socket.socket, for_write: bool, deadline: float) -> None:
+    """Wait until ``sock`` is ready, or raise TimeoutError at ``deadline`` (monotonic).
+
+    ``poll``, not ``select``: a busy server's descriptors can be numbered past FD_SETSIZE."""
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         raise TimeoutError("NTS-KE timed out")
-    readable, writable, _ = select.select(
-        [] if for_write else [sock], [sock] if for_write else [], [], remaining
-    )
-    if not readable and not writable:
+    poller = select.poll()
+    poller.register(sock, select.POLLOUT if for_write else select.POLLIN)
+    if not poller.poll(math.ceil(remaining * 1000)):
         raise TimeoutError("NTS-KE timed out")
 
 
@@ -159,11 +167,15 @@ def key_exchange_blocking(
     cafile: str | None = None,
     timeout: float = 5.0,
     alpn: bytes = ALPN,
+    source: str | None = None,
 ) -> KeOutcome:
-    """One NTS-KE with ``host``; raise :class:`NtsKeError` with the reason."""
+    """One NTS-KE with ``host`` (from the local address ``source``, when given); raise
+    :class:`NtsKeError` with the reason."""
     deadline = time.monotonic() + timeout
     try:
-        sock = socket.create_connection((host, port), timeout=timeout)
+        sock = socket.create_connection(
+            (host, port), timeout=timeout, source_address=None if source is None else (source, 0)
+        )
     except OSError as error:
         raise NtsKeError(
             f"cannot connect to NTS-KE server {host} port {port}: {error.strerror or error}"
@@ -254,12 +266,29 @@ def load_or_create_secret(path: str, length: int = 32) -> bytes:
 
 @dataclass(slots=True)
 class KeRateLimit:
-    """Per-address token bucket for NTS-KE connections, plus a cap on sessions in progress."""
+    """Per-address limits on NTS-KE connections (``lockstep ntp serve`` uses the defaults).
+
+    A token bucket per address admits connections (``per_second``, ``burst``; ``max_clients``
+    bounds the table). At most ``max_sessions`` sessions run at once, at most
+    ``max_sessions_per_address`` of them for one address, and at most ``max_queued_per_address``
+    connections of one address wait for their ClientHello or for a slot.
+    """
 
     per_second: float = 1.0
     burst: int = 8
     max_sessions: int = 32
+    max_sessions_per_address: int = 4
+    max_queued_per_address: int = 8
     max_clients: int = 10_000
+
+
+#: Connections waiting for their ClientHello or for a slot, all addresses together; when full,
+#: the one that has waited longest is dropped (a genuine client's ClientHello came long before).
+MAX_QUEUED = 256
+_TLS_RECORD_HEADER = 5  # content type, legacy version (2), length (2): RFC 8446 §5.1
+_MAX_TLS_RECORD = 1 << 14  # 2^14 bytes of plaintext at most (RFC 8446 §5.1)
+_TLS_HANDSHAKE = 0x16  # record content type "handshake"
+_CLIENT_HELLO = 0x01  # handshake message type (RFC 8446 §4)
 
 
 @dataclass(slots=True)
@@ -286,8 +315,44 @@ def server_context(certfile: str, keyfile: str) -> SSL.Context:
     return context
 
 
+def first_record_length(data: bytes) -> int | str:
+    """From the first bytes of a connection (at least one): how many bytes its first TLS record
+    takes (header included), or why it is not a ClientHello. Six bytes suffice to judge; with
+    fewer, the answer is 6 (look again when there are six)."""
+    if data[0] != _TLS_HANDSHAKE or (len(data) > 1 and data[1] != 3):
+        return "not a TLS handshake"
+    if len(data) <= _TLS_RECORD_HEADER:
+        return _TLS_RECORD_HEADER + 1
+    length = int.from_bytes(data[3:5], "big")
+    if not 0 < length <= _MAX_TLS_RECORD or data[5] != _CLIENT_HELLO:
+        return "not a TLS ClientHello"
+    return _TLS_RECORD_HEADER + length
+
+
+@dataclass(slots=True)
+class _Queued:
+    """An accepted connection in the waiting room."""
+
+    sock: socket.socket
+    peer: str
+    deadline: float  # monotonic: its ClientHello, then its slot, must come by then
+    needed: int = _TLS_RECORD_HEADER + 1  # bytes to wait for (SO_RCVLOWAT) before looking again
+
+
 class NtsKeServer:
-    """An NTS-KE server on a TCP socket, handing out cookies for our NTP service."""
+    """An NTS-KE server on a TCP socket, handing out cookies for our NTP service.
+
+    Accepted connections wait in a waiting room (one thread, one selector) until their first
+    TLS record, the ClientHello, has fully arrived; only then do they take one of the session
+    slots served by the thread pool, at most ``max_sessions_per_address`` per address, the
+    address with the fewest sessions first. A connection without a whole ClientHello (or a free
+    slot) within ``hello_timeout`` seconds is closed, and so is a session whose TLS handshake
+    has not finished ``hello_timeout`` seconds after it started. So peers that connect and send
+    nothing, or dribble, never hold a slot, and a peer that sends a ClientHello and stalls holds
+    one only briefly: legitimate clients are served while such floods go on. The kernel wakes
+    the selector only once the bytes it waits for are there (``SO_RCVLOWAT``), so a slow sender
+    costs nothing until then.
+    """
 
     def __init__(
         self,
@@ -300,6 +365,7 @@ class NtsKeServer:
         ntp_port: int | None = None,
         rate_limit: KeRateLimit | None = None,
         timeout: float = 5.0,
+        hello_timeout: float = 2.0,
     ) -> None:
         self.context = context
         self.cookie_keys = cookie_keys
@@ -307,6 +373,7 @@ class NtsKeServer:
         self.ntp_port = ntp_port
         self.rate_limit = rate_limit
         self.timeout = timeout
+        self.hello_timeout = hello_timeout
         self.counters = KeServerCounters()
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.sock = socket.socket(family, socket.SOCK_STREAM)
@@ -317,12 +384,21 @@ class NtsKeServer:
         except OSError:
             self.sock.close()
             raise
-        self.sock.settimeout(0.2)
-        max_sessions = rate_limit.max_sessions if rate_limit else 32
-        self._pool = ThreadPoolExecutor(max_workers=max_sessions, thread_name_prefix="nts-ke")
-        self._slots = threading.BoundedSemaphore(max_sessions)
+        self.sock.setblocking(False)
+        self.max_sessions = rate_limit.max_sessions if rate_limit else 32
+        self._pool = ThreadPoolExecutor(max_workers=self.max_sessions, thread_name_prefix="nts-ke")
         self._buckets: dict[str, tuple[float, float]] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards counters and _sessions (pool threads write them)
+        self._sessions: dict[str, int] = {}  # sessions holding a slot, by address
+        # The waiting room, touched by its own thread only: connections waiting for their
+        # ClientHello (oldest first), those waiting for a slot, and how many of each address.
+        self._waiting: dict[socket.socket, _Queued] = {}
+        self._ready: list[_Queued] = []
+        self._queued: dict[str, int] = {}
+        self._selector = selectors.DefaultSelector()
+        self._wake_reader, self._wake_writer = socket.socketpair()
+        self._wake_reader.setblocking(False)
+        self._wake_writer.setblocking(False)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -331,16 +407,35 @@ class NtsKeServer:
         host, port = self.sock.getsockname()[:2]
         return host, port
 
+    @property
+    def sessions(self) -> int:
+        """Sessions holding a slot now."""
+        with self._lock:
+            return sum(self._sessions.values())
+
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._accept_loop, name="nts-ke-accept", daemon=True)
+        self._thread = threading.Thread(target=self._waiting_room, name="nts-ke-accept", daemon=True)
         self._thread.start()
 
     def close(self) -> None:
         self._stop.set()
+        self._wake()
         if self._thread is not None:
             self._thread.join(5)
+        else:
+            self._selector.close()
         self.sock.close()
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self._wake_reader.close()
+        self._wake_writer.close()
+
+    def _refuse(self, reason: str) -> None:
+        with self._lock:
+            self.counters.refuse(reason)
+
+    def _wake(self) -> None:
+        with contextlib.suppress(OSError):  # full (so a wake-up is pending anyway) or closed
+            self._wake_writer.send(b"\0")
 
     def _admit(self, address: str) -> bool:
         limit = self.rate_limit
@@ -356,53 +451,191 @@ class NtsKeServer:
             self._buckets[address] = (tokens - 1.0 if admitted else tokens, now)
         return admitted
 
-    def _accept_loop(self) -> None:
-        while not self._stop.is_set():
+    # -- the waiting room (its own thread) -----------------------------------------------------
+
+    def _waiting_room(self) -> None:
+        selector = self._selector
+        selector.register(self.sock, selectors.EVENT_READ)
+        selector.register(self._wake_reader, selectors.EVENT_READ)
+        try:
+            while not self._stop.is_set():
+                oldest = next(iter(self._waiting.values()), None)
+                deadline = min([queued.deadline for queued in self._ready], default=math.inf)
+                if oldest is not None:
+                    deadline = min(deadline, oldest.deadline)
+                timeout = min(0.2, deadline - time.monotonic())
+                for key, _ in selector.select(max(0.0, timeout)):
+                    if key.fileobj is self.sock:
+                        self._accept_all()
+                    elif key.fileobj is self._wake_reader:
+                        with contextlib.suppress(OSError):
+                            self._wake_reader.recv(4096)
+                    else:
+                        queued = self._waiting.get(key.fileobj)  # type: ignore[call-overload]
+                        if queued is not None:  # else dropped earlier in this round
+                            self._look(queued)
+                self._expire(time.monotonic())
+                self._dispatch()
+        finally:
+            for queued in [*self._waiting.values(), *self._ready]:
+                queued.sock.close()
+            self._waiting.clear()
+            self._ready.clear()
+            selector.close()
+
+    def _accept_all(self) -> None:
+        per_address = self.rate_limit.max_queued_per_address if self.rate_limit else MAX_QUEUED
+        for _ in range(128):  # the listen backlog; then let the loop look at the others
             try:
                 sock, address = self.sock.accept()
-            except TimeoutError:
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as error:
+                if error.errno in (errno.EMFILE, errno.ENFILE) and self._waiting:
+                    # Out of descriptors: the connection that has waited longest gives its up.
+                    self._drop(next(iter(self._waiting.values())), "out of file descriptors")
+                return  # the next round tries again
+            peer = address[0]
+            if not self._admit(peer):
+                self._refuse("rate limited")
+                sock.close()
                 continue
-            except OSError:
-                if self._stop.is_set():
+            if self._queued.get(peer, 0) >= per_address:
+                self._refuse("too many connections waiting from this address")
+                sock.close()
+                continue
+            if len(self._waiting) + len(self._ready) >= MAX_QUEUED:
+                oldest = next(iter(self._waiting.values()), None) or self._ready[0]
+                self._drop(oldest, "waiting room full")
+            sock.setblocking(False)
+            queued = _Queued(sock, peer, time.monotonic() + self.hello_timeout)
+            self._set_lowat(queued.sock, queued.needed)
+            self._waiting[sock] = queued
+            self._queued[peer] = self._queued.get(peer, 0) + 1
+            self._selector.register(sock, selectors.EVENT_READ)
+
+    @staticmethod
+    def _set_lowat(sock: socket.socket, count: int) -> None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, count)
+
+    def _leave(self, queued: _Queued) -> None:
+        """Take ``queued`` out of the waiting room (its socket stays open)."""
+        if self._waiting.pop(queued.sock, None) is not None:
+            self._selector.unregister(queued.sock)
+        else:
+            self._ready.remove(queued)
+        left = self._queued[queued.peer] - 1
+        if left:
+            self._queued[queued.peer] = left
+        else:
+            del self._queued[queued.peer]
+
+    def _drop(self, queued: _Queued, reason: str) -> None:
+        self._leave(queued)
+        self._refuse(reason)  # counted before the peer can see the close
+        queued.sock.close()
+
+    def _look(self, queued: _Queued) -> None:
+        """Judge what a waiting connection has sent so far, without consuming it."""
+        try:
+            data = queued.sock.recv(_TLS_RECORD_HEADER + _MAX_TLS_RECORD, socket.MSG_PEEK)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if len(data) < queued.needed:
+            # SO_RCVLOWAT is what we wait for: only an end of stream or an error wakes us early.
+            self._drop(queued, "closed before sending a ClientHello")
+            return
+        needed = first_record_length(data)
+        if isinstance(needed, str):
+            self._drop(queued, needed)
+        elif len(data) < needed:
+            queued.needed = needed
+            self._set_lowat(queued.sock, needed)
+        else:
+            del self._waiting[queued.sock]
+            self._selector.unregister(queued.sock)
+            self._ready.append(queued)
+
+    def _expire(self, now: float) -> None:
+        while self._waiting and (oldest := next(iter(self._waiting.values()))).deadline <= now:
+            self._drop(oldest, f"no ClientHello within {self.hello_timeout:g} s")
+        for queued in [queued for queued in self._ready if queued.deadline <= now]:
+            self._drop(queued, "no free session slot")
+
+    def _dispatch(self) -> None:
+        """Give free slots to connections whose ClientHello is in: always to the one whose
+        address has the fewest sessions (the oldest among equals), never past the per-address cap.
+        """
+        per_address = self.rate_limit.max_sessions_per_address if self.rate_limit else self.max_sessions
+        while self._ready:
+            with self._lock:
+                if sum(self._sessions.values()) >= self.max_sessions:
                     return
-                continue
-            if not self._admit(address[0]):
-                self.counters.refuse("rate limited")
-                sock.close()
-                continue
-            if not self._slots.acquire(blocking=False):
-                self.counters.refuse("too many sessions")
-                sock.close()
-                continue
+                load, chosen = min((self._sessions.get(q.peer, 0), i) for i, q in enumerate(self._ready))
+                if load >= per_address:
+                    return
+                queued = self._ready[chosen]
+                self._sessions[queued.peer] = load + 1
+            self._leave(queued)
+            self._set_lowat(queued.sock, 1)
             try:
-                self._pool.submit(self._session_guarded, sock, address[0])
+                future = self._pool.submit(self._session_guarded, queued.sock, queued.peer)
             except RuntimeError:  # shutting down
-                self._slots.release()
-                sock.close()
+                self._abandon(queued)
+            else:
+                # close() cancels sessions that have not started: their sockets close here.
+                future.add_done_callback(functools.partial(self._abandon_cancelled, queued))
+
+    def _abandon_cancelled(self, queued: _Queued, future: Future[None]) -> None:
+        if future.cancelled():
+            self._abandon(queued)
+
+    def _abandon(self, queued: _Queued) -> None:
+        """A connection given a slot whose session will not run (the server is closing)."""
+        self._release(queued.peer)
+        queued.sock.close()
+
+    # -- sessions (pool threads) ---------------------------------------------------------------
+
+    def _release(self, peer: str) -> None:
+        with self._lock:
+            left = self._sessions[peer] - 1
+            if left:
+                self._sessions[peer] = left
+            else:
+                del self._sessions[peer]
 
     def _session_guarded(self, sock: socket.socket, peer: str) -> None:
         try:
-            reason = self._session(sock)
-        except Exception:  # a bug must not take the server down: log it and go on
-            logger.exception("NTS-KE session with %s failed", peer)
-            reason = "internal error"
+            try:
+                reason = self._session(sock)
+            except Exception:  # a bug must not take the server down: log it and go on
+                logger.exception("NTS-KE session with %s failed", peer)
+                reason = "internal error"
+            if reason is None:  # counted before the peer can see the close
+                with self._lock:
+                    self.counters.served += 1
+            else:
+                self._refuse(reason)
+                logger.info("NTS-KE with %s refused: %s", peer, reason)
         finally:
             sock.close()
-            self._slots.release()
-        if reason is None:
-            self.counters.served += 1
-        else:
-            self.counters.refuse(reason)
-            logger.info("NTS-KE with %s refused: %s", peer, reason)
+            self._release(peer)
+            self._wake()  # a slot is free: the waiting room may start the next session
 
     def _session(self, sock: socket.socket) -> str | None:
         """Serve one connection; return None when cookies were handed out, else the reason."""
-        deadline = time.monotonic() + self.timeout
+        started = time.monotonic()
+        deadline = started + self.timeout
         sock.setblocking(False)
         conn = SSL.Connection(self.context, sock)
         conn.set_accept_state()
         try:
-            _retry(sock, conn.do_handshake, deadline)
+            # The ClientHello is in: a genuine client finishes the handshake within a round trip.
+            _retry(sock, conn.do_handshake, min(deadline, started + self.hello_timeout))
         except SSL.Error as error:
             return f"TLS handshake failed: {_ssl_reason(error)}"
         except TimeoutError:
