@@ -169,7 +169,8 @@ def test_fast_path_is_taken_for_plain_requests() -> None:
 @pytest.mark.parametrize(
     "odd",
     [
-        (bytes([0x23]) + bytes(55), "longer than 48 bytes"),
+        (bytes([0x23]) + bytes(47) + b"\x20\x05\x00\x10" + bytes(12), "longer than 48 bytes"),
+        (bytes([0x23]) + bytes(55), "malformed extension fields"),
         (bytes([0x24]) + bytes(47), "mode 4"),
         (bytes([0x26]) + bytes(47), "mode 6"),
         (bytes([0x03]) + bytes(47), "version 0"),
@@ -193,7 +194,8 @@ def test_a_batch_with_anything_unusual_takes_the_general_path(odd: tuple[bytes, 
         assert not server._answer_plain(server._mmsg, 3)  # type: ignore[arg-type]
         server._answer(server._mmsg, 3)  # type: ignore[arg-type]
         # The plain ones are answered (and addressed to their own senders), the odd one as
-        # respond() decides: a 48-byte reply to a longer plain request, a drop otherwise.
+        # respond() decides: a 48-byte reply to a longer plain request (an unknown extension
+        # field), a drop otherwise.
         replies = sent[0]
         if odd[1] == "longer than 48 bytes":
             assert [address[4:8] for _, address in replies] == [bytes([127, 0, 0, n]) for n in (1, 2, 3)]

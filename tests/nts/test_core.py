@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from lockstep.ntp.nts import fields
+from lockstep.ntp.events import PacketDropped
 from lockstep.ntp.nts.client import NtsAuthenticated, NtsClientSession, NtsNak, NtsReplyRejected
 from lockstep.ntp.nts.cookies import COOKIE_LENGTH, CookieContents, CookieKeys, CookieRejected
 from lockstep.ntp.nts.ke import (
@@ -20,7 +20,7 @@ from lockstep.ntp.nts.ke import (
 from lockstep.ntp.nts.records import ErrorCode, Record, RecordType, decode_records, encode_records
 from lockstep.ntp.nts.server import NtsNakSent, NtsServer
 from lockstep.ntp.timestamps import ONE_SECOND
-from lockstep.ntp.wire import KissCode, Mode, Packet
+from lockstep.ntp.wire import KissCode, Mode, Packet, Trailer, scan_trailer
 
 NOW = 3_900_000_000 * ONE_SECOND
 C2S = bytes(range(32))
@@ -58,10 +58,16 @@ def reply_header(request: bytes) -> bytes:
     ).encode()
 
 
+def trailer(request: bytes) -> Trailer:
+    scanned = scan_trailer(request)
+    assert scanned is not None
+    return scanned
+
+
 def exchange(session: NtsClientSession, server: NtsServer, now: int = NOW) -> bytes | NtsNakSent:
     request = session.protect(header())
-    reply = server.respond(request, reply_header(request), now)
-    assert not isinstance(reply, fields.AuthenticationFailed)
+    reply = server.respond(request, trailer(request), reply_header(request), now)
+    assert not isinstance(reply, PacketDropped)
     if isinstance(reply, bytes):
         assert len(reply) <= len(request)
     return reply  # type: ignore[return-value]
@@ -161,7 +167,9 @@ def test_tampered_request_gets_nak() -> None:
     session = negotiated_session(cookie_keys)
     request = bytearray(session.protect(header()))
     request[47] ^= 1
-    reply = NtsServer(cookie_keys).respond(bytes(request), reply_header(bytes(request)), NOW)
+    reply = NtsServer(cookie_keys).respond(
+        bytes(request), trailer(bytes(request)), reply_header(bytes(request)), NOW
+    )
     assert isinstance(reply, NtsNakSent) and "does not verify" in reply.reason
 
 

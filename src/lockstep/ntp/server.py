@@ -26,21 +26,19 @@ from typing import Final
 
 from lockstep.ntp.constants import MAXSTRAT, PHI
 from lockstep.ntp.events import PacketDropped
-from lockstep.ntp.nts.server import NtsNakSent, NtsServer
+from lockstep.ntp.nts.server import NtsNakSent, NtsServer, carries_nts
 from lockstep.ntp.timestamps import (
     ONE_SECOND,
     short_from_seconds,
     to_seconds,
     to_timestamp,
 )
-from lockstep.ntp.wire import HEADER_LENGTH, KissCode, LeapIndicator, Mode
+from lockstep.ntp.wire import HEADER_LENGTH, Datagram, KissCode, LeapIndicator, Mode, Trailer, scan_trailer
+
+__all__ = ["Datagram", "NtpServer", "RateLimit", "ServerCounters", "ServerState"]
 
 _PREFIX: Final = struct.Struct(">BBbbIIIQ")  # everything before the origin timestamp
 _TIMESTAMPS: Final = struct.Struct(">QQ")  # receive and transmit timestamps
-
-#: A received datagram: bytes, or a memoryview into an adapter's receive buffer (read only
-#: during the call; the reply never aliases it).
-Datagram = bytes | bytearray | memoryview
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +110,7 @@ _DROP_CONTROL = PacketDropped("mode 6/7 (control/private) is not served")
 _DROP_MODE = PacketDropped("not a client request")
 _DROP_RATE = PacketDropped("rate limited")
 _DROP_DENIED = PacketDropped("denied")
+_DROP_TRAILER = PacketDropped("malformed extension fields")
 
 
 class NtpServer:
@@ -237,10 +236,19 @@ class NtpServer:
             if mode != 3:
                 return self._drop(_DROP_CONTROL if mode >= Mode.CONTROL else _DROP_MODE)
             return self._drop(_DROP_VERSION)
+        nts: Trailer | None = None  # the extension fields of an NTS request
+        if len(data) > HEADER_LENGTH:
+            # RFC 7822: fields and a MAC, or nothing we answer (chrony drops these too). Then
+            # RFC 8915 §5.7: a request carrying NTS fields gets protected time, a NAK or nothing.
+            trailer = scan_trailer(data)
+            if trailer is None:
+                return self._drop(_DROP_TRAILER)
+            if self.nts is not None and carries_nts(data):
+                nts = trailer
         if self.deny and self._denied(client):
-            return self._kiss(data, client, now, KissCode.DENY, _DROP_DENIED)
+            return self._kiss(data, client, now, KissCode.DENY, _DROP_DENIED, nts)
         if self.rate_limit is not None and not self._admit(client, now):
-            return self._kiss(data, client, now, KissCode.RATE, _DROP_RATE)
+            return self._kiss(data, client, now, KissCode.RATE, _DROP_RATE, nts)
         offset = self.clock_offset
         now += offset
         if now >> 32 != self._template_second:  # templates are rebuilt once per second
@@ -253,18 +261,15 @@ class NtpServer:
         # Origin = the request's transmit timestamp, then T2 (receive) and T3 (transmit), §8.
         sent = now if transmit_time is None else transmit_time + offset
         reply = prefix + data[40:48] + _TIMESTAMPS.pack(now & 0xFFFFFFFFFFFFFFFF, sent & 0xFFFFFFFFFFFFFFFF)
-        if self.nts is not None and len(data) > HEADER_LENGTH:
-            return self._respond_nts(bytes(data), reply, now)
+        if nts is not None:
+            return self._respond_nts(bytes(data), nts, reply, now)
         self.counters.replied += 1
         return reply
 
-    def _respond_nts(self, data: bytes, reply: bytes, now: int) -> bytes | PacketDropped:
-        """RFC 8915 §5.7: protect the reply, or NAK a cookie we cannot open; plain NTP otherwise."""
+    def _respond_nts(self, data: bytes, trailer: Trailer, reply: bytes, now: int) -> bytes | PacketDropped:
+        """RFC 8915 §5.7: protect the reply, NAK a cookie we cannot open, or drop the request."""
         assert self.nts is not None
-        protected = self.nts.respond(data, reply, now - self.clock_offset)
-        if protected is None:  # extension fields, but not NTS ones: plain NTP
-            self.counters.replied += 1
-            return reply
+        protected = self.nts.respond(data, trailer, reply, now - self.clock_offset)
         if isinstance(protected, NtsNakSent):
             self.counters.kiss_sent += 1
             return protected.data
@@ -294,31 +299,40 @@ class NtpServer:
         return True
 
     def _kiss(
-        self, data: Datagram, client: Hashable, now: int, code: KissCode, reason: PacketDropped
+        self,
+        data: Datagram,
+        client: Hashable,
+        now: int,
+        code: KissCode,
+        reason: PacketDropped,
+        nts: Trailer | None,
     ) -> bytes | PacketDropped:
-        """A Kiss-o'-Death, at most one per ``kod_interval`` per client; otherwise a drop."""
+        """A Kiss-o'-Death, at most one per ``kod_interval`` per client; otherwise a drop.
+
+        ``nts``: the extension fields when the request is an NTS request."""
         limit = self.rate_limit or RateLimit()
         state = self._clients.get(client)
         if state is None:
             state = self._clients[client] = _Client(0, now, -(1 << 62))
         if now - state.last_kod < round(limit.kod_interval * ONE_SECOND):
             return self._drop(reason)
-        state.last_kod = now
-        self.counters.kiss_sent += 1
         first = (LeapIndicator.UNSYNCHRONIZED << 6) | (data[0] & 0x38) | Mode.SERVER
         # RFC 5905 §7.4: stratum 0, the code in the reference id; origin echoes the request so
         # the client can authenticate it (RFC 8633 §4.4); other timestamps stay zero.
         poll = max(data[2] if data[2] < 128 else data[2] - 256, 10)
         header = _PREFIX.pack(first, 0, poll, self.state.precision, 0, 0, code, 0)
         kiss = header + bytes(data[40:48]) + bytes(16)
-        if self.nts is not None and len(data) > HEADER_LENGTH:
+        if nts is not None:
             # RFC 8915 §5.7: NTS clients ignore unauthenticated kisses other than NTSN, so an
-            # NTS request gets its kiss authenticated (with a replacement cookie) when it can.
-            protected = self.nts.respond(bytes(data), kiss, now)
-            if isinstance(protected, bytes):
-                return protected
-            if isinstance(protected, NtsNakSent):
-                return protected.data
+            # NTS request gets its kiss authenticated (with a replacement cookie), a NAK, or
+            # nothing when it is not a well-formed NTS request.
+            assert self.nts is not None
+            protected = self.nts.respond(bytes(data), nts, kiss, now)
+            if isinstance(protected, PacketDropped):
+                return self._drop(protected)
+            kiss = protected.data if isinstance(protected, NtsNakSent) else protected
+        state.last_kod = now
+        self.counters.kiss_sent += 1
         return kiss
 
     def _denied(self, client: Hashable) -> bool:

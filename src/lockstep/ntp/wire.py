@@ -225,6 +225,36 @@ def _decode_trailer(rest: memoryview) -> tuple[tuple[ExtensionField, ...], bytes
         rest = rest[length:]
 
 
+#: A received datagram: bytes, or a memoryview into an adapter's receive buffer (read only
+#: during the call; a reply never aliases it).
+Datagram = bytes | bytearray | memoryview
+
+#: Extension fields after the header as (type, start, end) offsets, and where a legacy MAC
+#: starts (the datagram's length when there is none): see :func:`scan_trailer`.
+Trailer = tuple[list[tuple[int, int, int]], int]
+
+
+def scan_trailer(data: Datagram) -> Trailer | None:
+    """Walk what follows the header by the rules of :func:`_decode_trailer` (RFC 7822 §7), without
+    building objects (servers call this on their hot path); None when it is neither extension
+    fields nor a MAC."""
+    out: list[tuple[int, int, int]] = []
+    offset = HEADER_LENGTH
+    total = len(data)
+    while offset < total:
+        remaining = total - offset
+        if remaining in (CRYPTO_NAK_LENGTH, *MAC_LENGTHS):
+            return out, offset
+        if remaining < MIN_EXTENSION_LENGTH:
+            return None
+        field_type, length = struct.unpack_from(">HH", data, offset)
+        if length < MIN_EXTENSION_LENGTH or length % 4 or length > remaining:
+            return None
+        out.append((field_type, offset, offset + length))
+        offset += length
+    return out, total
+
+
 def format_reference_id(stratum: int, reference_id: int) -> str:
     """Display a reference id the way ntpq and chronyc do (RFC 5905 §7.3, "Reference ID").
 

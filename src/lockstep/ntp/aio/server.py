@@ -33,7 +33,9 @@ from lockstep.ntp.timestamps import UNIX_EPOCH_SECONDS, from_unix_ns
 
 logger = logging.getLogger(__name__)
 
-MAX_DATAGRAM = 1024  # larger NTP requests (NTS, big extensions) are not served unauthenticated
+#: Bytes read of a datagram. A longer one arrives cut short; an NTS request then fails its
+#: framing or authenticator checks and is dropped (never answered with plain time).
+MAX_DATAGRAM = 1024
 _NATIVE_3Q = struct.Struct("=3Q")  # a reply's first 24 bytes as the send buffer's native words
 _LITTLE_ENDIAN = sys.byteorder == "little"
 _FAST_PATH_MIN = 3  # smaller batches: one respond() per datagram is cheaper

@@ -11,6 +11,9 @@
 * or a :class:`~lockstep.ntp.events.PacketDropped` for a request that is not a well-formed NTS
   request (no unique identifier, two cookies, placeholder length mismatch, authenticator not
   last, ...).
+
+:func:`carries_nts` is how the NTP server core tells an NTS request from plain NTP: a request
+that carries NTS fields is never answered with plain time, whatever its framing.
 """
 
 from __future__ import annotations
@@ -28,22 +31,11 @@ from lockstep.ntp.events import PacketDropped
 from lockstep.ntp.nts import fields
 from lockstep.ntp.nts.cookies import CookieKeys, CookieRejected
 from lockstep.ntp.nts.fields import FieldType
-from lockstep.ntp.wire import (
-    CRYPTO_NAK_LENGTH,
-    HEADER_LENGTH,
-    MAC_LENGTHS,
-    MIN_EXTENSION_LENGTH,
-    ExtensionField,
-    KissCode,
-    LeapIndicator,
-    Mode,
-)
+from lockstep.ntp.wire import HEADER_LENGTH, Datagram, ExtensionField, KissCode, LeapIndicator, Mode, Trailer
 
 _NAK_PREFIX: Final = struct.Struct(">BBBBIII")
 _NTS_TYPES: Final = frozenset(int(kind) for kind in FieldType)
-_FIELD_HEADER: Final = struct.Struct(">HH")
 _MAX_CACHED_CIPHERS: Final = 8192
-_MAC_LENGTHS: Final = (CRYPTO_NAK_LENGTH, *MAC_LENGTHS)
 
 
 @dataclass(slots=True)
@@ -78,14 +70,14 @@ class NtsServer:
         # A client's C2S/S2C keys stay the same from one NTS-KE to the next.
         self._ciphers: dict[bytes, AESSIV] = {}
 
-    def respond(self, request: bytes, header: bytes, now: int) -> bytes | NtsNakSent | PacketDropped | None:
-        """Protect ``header`` for ``request``; None when the request has no NTS fields at all."""
-        scanned = _scan(request)
-        if scanned is None:
-            return None  # not extension fields we can read: the NTP core answers as plain NTP
-        found, has_mac = scanned
-        if not any(kind in _NTS_TYPES for kind, _, _ in found):
-            return None
+    def respond(
+        self, request: bytes, trailer: Trailer, header: bytes, now: int
+    ) -> bytes | NtsNakSent | PacketDropped:
+        """Protect ``header`` for ``request``, an NTS request (see :func:`carries_nts`) whose
+        extension fields ``trailer`` locates (:func:`~lockstep.ntp.wire.scan_trailer`); a request
+        that is not a well-formed one is dropped, never answered unprotected (§5.7)."""
+        found, mac_start = trailer
+        has_mac = mac_start < len(request)
         unique_id: bytes | None = None
         cookie: bytes | None = None
         placeholder_lengths: list[int] = []
@@ -166,22 +158,21 @@ class NtsServer:
         return PacketDropped(reason)
 
 
-def _scan(request: bytes) -> tuple[list[tuple[int, int, int]], bool] | None:
-    """(type, start, end) of each RFC 7822 extension field after the header, and whether a
-    legacy MAC follows; None when the trailer does not parse. The same rules as
-    :func:`lockstep.ntp.wire.Packet.decode`, without building objects: this is the hot path."""
-    out: list[tuple[int, int, int]] = []
+def carries_nts(request: Datagram) -> bool:
+    """Whether a request is an NTS request, which only an authenticated reply or an NTS NAK may
+    answer (§5.7): whether any extension field header reachable from the NTP header by following
+    lengths has an NTS type, however the framing is broken and whether or not RFC 7822 would
+    read the tail as a legacy MAC (a tail that starts with an NTS type is a broken NTS field:
+    legacy key ids are small numbers)."""
     offset = HEADER_LENGTH
     total = len(request)
-    while offset < total:
-        remaining = total - offset
-        if remaining in _MAC_LENGTHS:
-            return out, True
-        if remaining < MIN_EXTENSION_LENGTH:
-            return None
-        kind, length = _FIELD_HEADER.unpack_from(request, offset)
-        if length < MIN_EXTENSION_LENGTH or length % 4 or length > remaining:
-            return None
-        out.append((kind, offset, offset + length))
+    while offset + 2 <= total:
+        if (request[offset] << 8 | request[offset + 1]) in _NTS_TYPES:
+            return True
+        if offset + 4 > total:
+            return False
+        length = request[offset + 2] << 8 | request[offset + 3]
+        if length < 4 or length % 4:
+            return False
         offset += length
-    return out, False
+    return False
