@@ -86,6 +86,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from lockstep.server.disk import DiskProblem, check_folder
     from lockstep.server.runner import Listener, serve
     from lockstep.server.settings import Settings, SettingsError
     from lockstep.server.tls import ensure_certificate, fingerprint, lan_addresses
@@ -106,6 +107,17 @@ def run(args: argparse.Namespace) -> int:
             proxy_header=args.proxy_header,
         )
     except SettingsError as error:
+        raise CommandError(str(error)) from error
+    reserve = settings.storage.min_free_bytes
+    try:  # before saying "running": a folder that cannot be written is a one-line refusal
+        check_folder(
+            settings.data_dir,
+            "data",
+            reserve,
+            files=[settings.database.name + suffix for suffix in ("", "-wal", "-shm")],
+        )
+        check_folder(settings.data_dir / "media", "media", reserve)
+    except DiskProblem as error:
         raise CommandError(str(error)) from error
     listeners = [Listener(settings.host, settings.port, settings.tls_cert, settings.tls_key)]
     origin = settings.origin()

@@ -47,6 +47,12 @@ OPERATIONS: dict[str, Handler] = {
     "media.token": media.token,
 }
 
+ADDS_DATA = frozenset(
+    {"account.register", "link.approve", "keys.upload", "messages.send", "groups.create", "groups.add"}
+)
+"""Operations refused with ``storage_full`` while the disk is below its reserve (disk.DiskGuard); the
+rest (signing in, reading, acknowledging, unlinking) use the reserve and keep working."""
+
 TOUCH_EVERY_MS = 30_000
 
 
@@ -58,6 +64,8 @@ async def handle_frame(services: Services, connection: Connection, frame: str) -
         handler = OPERATIONS.get(request.op)
         if handler is None:
             raise ApiError("unknown_op", f"unknown op '{request.op[:40]}'")
+        if request.op in ADDS_DATA and services.disk is not None:
+            services.disk.check()
         result = await handler(services, connection, request)
         await _touch(services, connection)
         return reply(request.id, result)

@@ -110,8 +110,11 @@ async def _receive(services: Services, request: HttpRequest, device_id: str, len
     media_id = b64u_encode(secrets.token_bytes(32))
     partial, blob = root / f"{media_id}.part", root / media_id
     digest, size = hashlib.sha256(), 0
+    disk = services.disk
     try:
         usage.check(length or 0, quota)
+        if disk is not None:
+            disk.check(length or 0)
         root.mkdir(parents=True, exist_ok=True)
         with partial.open("wb") as output:
             async for chunk in request.stream():
@@ -120,6 +123,8 @@ async def _receive(services: Services, request: HttpRequest, device_id: str, len
                 if size > limit:
                     return _error(413, "too_large", f"media is limited to {human_size(limit)}")
                 usage.check(size, quota)
+                if disk is not None:
+                    disk.check(len(chunk))
                 digest.update(chunk)
                 await asyncio.to_thread(output.write, chunk)
         if size == 0:

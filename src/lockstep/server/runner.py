@@ -13,6 +13,7 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from lockstep.server.app import create_app
+from lockstep.server.disk import DiskGuard
 from lockstep.server.frames import MAX_FRAME_BYTES
 from lockstep.server.services import Limits, Services
 from lockstep.server.settings import Settings
@@ -71,6 +72,7 @@ async def serve(settings: Settings, origin: str, listeners: list[Listener]) -> N
         proxies=settings.proxies,
         allowed_origins=settings.allowed_origins,
     )
+    services.disk = DiskGuard([settings.data_dir, services.media_root], settings.storage.min_free_bytes)
     app = create_app(services, settings.web_root)
     servers = [
         _Server(uvicorn_config(app, listener, lifespan=index == 0))

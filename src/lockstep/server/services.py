@@ -11,6 +11,7 @@ from starlette.requests import HTTPConnection
 
 from lockstep.server.client_address import ClientAddress, TrustedProxies, address_of
 from lockstep.server.clock import Clock, system_clock
+from lockstep.server.disk import DiskGuard
 from lockstep.server.hub import Hub
 from lockstep.server.link_store import LinkStore, MemoryLinkStore
 from lockstep.server.media_tokens import MediaTokens, MemoryMediaTokens
@@ -92,6 +93,8 @@ class Services:
     """Reverse proxies whose forwarding header is believed (--trusted-proxy); none by default."""
     allowed_origins: tuple[str, ...] = ()
     """Origins besides ``origin`` whose pages and Host names are served (--allowed-origin)."""
+    disk: DiskGuard | None = None
+    """Free-space reserve of the data and media folders; None: not watched (in-memory tests)."""
 
     @property
     def stranger_limits(self) -> StrangerLimits:
