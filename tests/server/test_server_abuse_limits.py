@@ -229,3 +229,24 @@ def test_storage_limits_come_from_the_environment_and_bad_values_name_the_settin
         Settings.from_env({"LOCKSTEP_MEDIA_DAILY_BYTES": "lots"})
     with pytest.raises(SettingsError, match="LOCKSTEP_KEY_CLAIMS"):
         Settings.from_env({"LOCKSTEP_KEY_CLAIMS": "0"})
+
+
+async def test_a_device_keeps_a_bounded_number_of_one_time_keys(live_server, tmp_path: Path) -> None:
+    from lockstep.e2e.olm import OlmDevice
+    from lockstep.server.api_keys import MAX_STORED_ONE_TIME_KEYS
+
+    async with primary(live_server.url, tmp_path / "a", "alice") as alice:
+        olm = OlmDevice.create()
+        bundle = olm.device_keys(alice.state.account.account_id, alice.state.device_id, 1)
+        sealed = bundle.seal(alice.state.device_key()).to_json()
+
+        async def upload(count: int) -> dict[str, object]:
+            keys = [key.to_json() for key in olm.new_one_time_keys(count)]
+            return await alice.connection.request("keys.upload", bundle=sealed, one_time_keys=keys)
+
+        for _ in range(MAX_STORED_ONE_TIME_KEYS // 50):  # vodozemac makes at most 50 at a time
+            await upload(50)
+        assert await refused_code(upload(1)) == "bad_request"
+        assert (await alice.connection.request("keys.upload", bundle=sealed))["one_time_keys_left"] == (
+            MAX_STORED_ONE_TIME_KEYS
+        )

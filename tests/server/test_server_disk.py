@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from helpers_abuse import auth_fields, publish_keys, send_junk
 from helpers_linking import primary
+from helpers_messaging import messengers
 
 from lockstep.client.connection import ServerConnection
 from lockstep.client.errors import ServerRefused
@@ -230,3 +231,30 @@ async def test_a_full_disk_keeps_sign_in_and_reads_refuses_writes_and_recovers(
         with contextlib.closing(sqlite3.connect(database, uri=True)) as db:
             assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
         assert "Traceback" not in (tmp_path / "server.log").read_text()
+
+
+def lockstep(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(LOCKSTEP), *args], capture_output=True, text=True, timeout=60)
+
+
+async def test_on_a_full_disk_the_terminal_receives_and_says_why_it_cannot_send(tmp_path: Path) -> None:
+    with (
+        tmpfs(tmp_path / "disk", "8m") as disk,
+        running(disk, tmp_path / "server.log", MIB) as server,
+    ):
+        for handle in ("alice", "bob"):
+            async with primary(server.url, tmp_path / handle, handle):
+                pass
+        async with messengers(tmp_path / "alice", tmp_path / "bob") as (_, bob):
+            await bob.send("alice", "sent before the disk filled")
+        fill(disk, leave=MIB // 2)
+
+        received = lockstep("receive", "--state", str(tmp_path / "alice"), "--json")
+        assert received.returncode == 0, received.stderr
+        texts = [json.loads(line)["body"].get("text") for line in received.stdout.splitlines()]
+        assert texts == ["sent before the disk filled"]
+        refused = lockstep("send", "--state", str(tmp_path / "bob"), "--to", "alice", "one more")
+        assert refused.returncode != 0
+        assert refused.stderr.strip().splitlines()[-1] == (
+            "lockstep: the server's disk is full, so nothing new can be saved now; try again later"
+        )

@@ -150,7 +150,12 @@ class Messenger:
                 raise
             try:
                 messenger = cls(session, E2EStore.load_or_create(state.directory), ca_file)
-                await messenger.publish_keys()
+                try:
+                    await messenger.publish_keys()
+                except ServerRefused as error:
+                    if error.code not in ("storage_full", "unavailable"):
+                        raise
+                    log.warning("keys not published, receiving anyway: %s", error)  # a full server disk
                 yield messenger
             except DeviceUnlinked:
                 e2estate.wipe(state.directory)

@@ -22,6 +22,10 @@ MAX_KEYS_PER_UPLOAD = 100
 MAX_CLAIM = 256
 LOW_ONE_TIME_KEYS = 10
 """Below this many unclaimed one-time keys the device is told to upload more (``keys.low``)."""
+MAX_STORED_ONE_TIME_KEYS = 200
+"""Unclaimed one-time keys the server keeps per device (clients keep about 50 published): so what a
+device can store is bounded, and ``keys.upload`` may use the disk's reserve (disk.py)."""
+"""Below this many unclaimed one-time keys the device is told to upload more (``keys.low``)."""
 
 
 def _one_time_key(value: object, signing_key: bytes, *, fallback: bool) -> dict[str, Any]:
@@ -46,6 +50,10 @@ async def upload(services: Services, connection: Connection, request: Request) -
     if not isinstance(keys, list) or len(keys) > MAX_KEYS_PER_UPLOAD:
         raise bad_request(f"'one_time_keys' must be a list of at most {MAX_KEYS_PER_UPLOAD}")
     one_time_keys = [_one_time_key(key, bundle.signing_key, fallback=False) for key in keys]
+    if one_time_keys:
+        stored = await services.store.one_time_keys_left(identity.device_id) or 0
+        if stored + len(one_time_keys) > MAX_STORED_ONE_TIME_KEYS:
+            raise bad_request(f"a device keeps at most {MAX_STORED_ONE_TIME_KEYS} unclaimed one-time keys")
     fallback = request.fields.get("fallback_key")
     fallback_key = None if fallback is None else _one_time_key(fallback, bundle.signing_key, fallback=True)
     left = await services.store.put_device_keys(

@@ -47,11 +47,10 @@ OPERATIONS: dict[str, Handler] = {
     "media.token": media.token,
 }
 
-ADDS_DATA = frozenset(
-    {"account.register", "link.approve", "keys.upload", "messages.send", "groups.create", "groups.add"}
-)
+ADDS_DATA = frozenset({"account.register", "link.approve", "messages.send", "groups.create", "groups.add"})
 """Operations refused with ``storage_full`` while the disk is below its reserve (disk.DiskGuard); the
-rest (signing in, reading, acknowledging, unlinking) use the reserve and keep working."""
+rest use the reserve and keep working: signing in, reading, acknowledging, unlinking, and
+``keys.upload`` (bounded per device, and clients publish keys before they fetch)."""
 
 TOUCH_EVERY_MS = 30_000
 

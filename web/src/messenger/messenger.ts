@@ -225,7 +225,10 @@ export class Messenger {
     this.changed();
     return this.serial(async () => {
       try {
-        await this.publishKeys();
+        await this.publishKeys().catch((error: unknown) => {
+          // On a full server disk, still fetch what is waiting (SECURITY.md, "Full disk").
+          if (!(error instanceof ServerError && (error.code === "storage_full" || error.code === "unavailable"))) throw error;
+        });
         await this.fetchAll();
         await this.resendPending();
         await this.syncHistory();
