@@ -56,7 +56,7 @@ class Contact:
 
 def linked_companion(page: Any, fake_server: FakeServer, static_origin: str) -> Primary:
     start_linking(fake_server)
-    fake_server.replies["keys.upload"] = lambda conn, req: {"one_time_keys_left": 50}
+    fake_server.replies.setdefault("keys.upload", lambda conn, req: {"one_time_keys_left": 50})
     fake_server.replies["messages.fetch"] = lambda conn, req: {"messages": [], "more": False}
     primary = Primary()
     page.goto(f"{static_origin}/")
@@ -369,3 +369,57 @@ def test_a_sent_message_cannot_be_replaced_by_the_server_or_by_a_peer_reusing_it
         assert texts == {message_id: "I will pay you on Friday", "bobs-own-message-01": "see you on Friday"}
         page.reload()
         page.locator('[data-testid="chat-row"]').first.click()
+
+
+def test_on_a_full_server_disk_the_browser_still_fetches_and_says_why_a_send_failed(
+    page: Any, fake_server: FakeServer, static_origin: str
+) -> None:
+    """Issue 14 A.12: keys.upload refused with storage_full does not stop the fetch of what is waiting
+    (linked_companion waits for it); a refused send shows the plain-words reason; the automatic
+    receipt is marked as one, so the server does not take it for a conversation (SECURITY.md)."""
+    full = ("storage_full", "the server's disk is full, so nothing new can be saved now; try again later")
+    fake_server.replies["keys.upload"] = lambda conn, req: full
+    primary = linked_companion(page, fake_server, static_origin)
+    bob = OlmContact("bob")
+    own = {
+        "account": primary.account.to_json(),
+        "device_list": primary.publish(primary.devices),
+        "device_keys": {},
+    }
+    fake_server.replies["accounts.lookup"] = lambda conn, req: (
+        own if req.get("account_id") == primary.account.account_id else bob.lookup()
+    )
+    [one_time_key] = bob.olm.new_one_time_keys(1)
+    fake_server.replies["keys.claim"] = lambda conn, req: {
+        "devices": {bob.device_id: {"one_time_key": one_time_key.to_json()}}
+    }
+    sent: list[dict[str, Any]] = []
+    fake_server.replies["messages.send"] = lambda conn, req: sent.append(req) or full
+    fake_server.replies["messages.ack"] = lambda conn, req: {"deleted": 1}
+
+    new_chat(page, "bob")
+    page.get_by_test_id("composer").fill("hello")
+    page.get_by_test_id("composer-send").click()
+    failed = page.locator('[data-testid="message"][data-status="failed"]')
+    failed.wait_for()
+    assert "The server's disk is full" in (failed.get_by_test_id("ticks").get_attribute("title") or "")
+    assert "receipt" not in sent[0]
+
+    [payload] = sent[0]["payloads"]
+    alice_key = b64u_decode(payload["sender_key"])
+    opened = MessageEnvelope.decode(
+        bob.olm.decrypt(
+            alice_key, OlmCiphertext(OlmType(payload["olm_type"]), b64u_decode(payload["ciphertext"]))
+        )
+    )
+    reply = MessageEnvelope(
+        Kind.TEXT,
+        "bobs-reply-000001",
+        opened.conversation,
+        bob.account.account_id,
+        bob.device_id,
+        now_ms(),
+        {"text": "hi"},
+    )
+    fake_server.last.send(bob.message(1, alice_key, reply))
+    fake_server.wait_until(lambda: any(r.get("receipt") is True for r in sent), what="a receipt")
