@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from terminal_companion import start_terminal_companion
+
 LOCKSTEP = str(Path(sys.executable).parent / "lockstep")
 
 
@@ -29,29 +31,7 @@ def received(state: Path, wait: float = 10) -> list[dict[str, object]]:
 def link_companion(url: str, primary: Path, laptop: Path, tmp_path: Path) -> str:
     """Link a terminal companion in ``laptop`` to ``primary``; returns what `primary scan` printed."""
     qr = tmp_path / f"{laptop.name}.png"
-    companion = subprocess.Popen(
-        [
-            LOCKSTEP,
-            "companion",
-            "link",
-            "--server",
-            url,
-            "--qr-out",
-            str(qr),
-            "--quiet-qr",
-            "--state",
-            str(laptop),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    import time
-
-    deadline = time.monotonic() + 15
-    while not qr.exists():
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    companion = start_terminal_companion(url, laptop, qr)
     scanned = ok("primary", "scan", "--image", str(qr), "--yes", "--state", str(primary))
     _, err = companion.communicate(timeout=20)
     assert companion.returncode == 0, err

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from helpers_linking import companion, link_one, primary
 
+from lockstep.client.companion import LinkNotCompleted
 from lockstep.client.errors import ServerRefused
 from lockstep.client.session import DeviceUnlinked
 from lockstep.link.errors import DeviceListError
@@ -140,9 +141,15 @@ async def test_a_fifth_companion_is_refused(live_server, tmp_path: Path) -> None
             await (await link_one(live_server.url, phone, tmp_path / f"c{i}", f"C{i}")).close()
         async with companion(live_server.url, tmp_path / "c5") as run:
             code = await run.next_code()
-            await phone.inspect(code)
+            # The server refuses at the scan, and the fifth companion hears why instead of waiting on.
+            with pytest.raises(ServerRefused, match="already has 4 linked devices") as refused:
+                await phone.inspect(code)
+            assert refused.value.code == "too_many_devices"
+            with pytest.raises(LinkNotCompleted, match="already has 4 linked devices"):
+                await run.result()
+            assert not run.scanned.is_set()
             with pytest.raises(DeviceListError, match="already has 4 linked devices"):
-                await phone.approve(code, "Fifth")
+                await phone.approve(code, "Fifth")  # the primary refuses on its own too
 
 
 async def test_unlink_logs_the_companion_out_and_it_wipes_its_keys(live_server, tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from lockstep.cli.common import add_state_argument, load_state, run_client, stat
 from lockstep.client import companion, qrimage
 from lockstep.client.companion import ShownCode
 from lockstep.client.session import DeviceSession
+from lockstep.link.wording import companion_notice
 
 
 def register(subparsers: Any) -> None:
@@ -48,7 +49,7 @@ def run_link(args: argparse.Namespace) -> int:
         )
 
     def scanned() -> None:
-        print("Code scanned; confirm on your phone.", flush=True)
+        print(companion_notice("scanned"), flush=True)
 
     async def link() -> DeviceSession:
         session = await companion.link(args.server, directory, show, scanned)

@@ -18,6 +18,7 @@ from lockstep.client.state import DeviceState, exists, save_key
 from lockstep.link.encoding import b64u_decode
 from lockstep.link.grant import OpenedGrant, SealedGrant, open_grant
 from lockstep.link.qr import LinkCode
+from lockstep.link.wording import companion_notice
 
 
 class LinkNotCompleted(ClientError):
@@ -76,8 +77,8 @@ async def link(
                 )
                 grant = open_grant(granted, ephemeral_key, sealed)
                 return await _finish(connection, directory, device_key, grant, server_url)
-            elif kind == "link.declined":
-                raise LinkNotCompleted("linking was declined on the phone")
+            elif kind == "link.declined":  # with the reason since §7.3's "reason" field
+                raise LinkNotCompleted(companion_notice(str(event.get("reason", "declined"))))
             elif kind == "link.idle":
                 raise LinkNotCompleted(
                     "no phone scanned the code in time; run the command again for a new code"

@@ -24,3 +24,10 @@ def code_refusal(key: str, **fields: Any) -> str:
 
 SERVER_REFUSALS: Mapping[str, str] = MappingProxyType(_WORDING["server"])
 """Server error code met while linking (``ref_used``, ``too_many_devices``, ...) → the sentence to show."""
+
+
+def companion_notice(event: str) -> str:
+    """What a companion shows for ``scanned`` or a ``link.declined`` reason (``declined``,
+    ``too_many_devices``; anything else reads as a plain decline)."""
+    notices = _WORDING["companion"]
+    return notices.get(event, notices["declined"])

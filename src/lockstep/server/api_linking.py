@@ -8,7 +8,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from lockstep.link.devices import DeviceCertificate, Role
+from lockstep.link.devices import MAX_COMPANIONS, DeviceCertificate, Role
 from lockstep.link.encoding import b64u_encode
 from lockstep.link.errors import DeviceListError
 from lockstep.server.api_accounts import check_successor, load_account, require_primary, verify_list
@@ -101,6 +101,22 @@ async def start(services: Services, connection: Connection, request: Request) ->
     return {"schedule_ms": list(SCHEDULE_MS)}
 
 
+async def _refuse_if_full(services: Services, account_id: str, primary_id: str, ref: bytes) -> None:
+    """An account with MAX_COMPANIONS companions links no other: the code ends declined, its page is told
+    why (``link.declined`` with ``reason``, §7.3) rather than waiting, and the primary gets
+    ``too_many_devices``."""
+    record = await load_account(services, account_id)
+    if len(record.devices().companions) < MAX_COMPANIONS:
+        return
+    issued = await services.links.resolve(ref, primary_id, services.clock(), RefState.DECLINED)
+    await services.hub.push_link(
+        issued.session.session_id, {"event": "link.declined", "reason": "too_many_devices"}
+    )
+    raise ApiError(
+        "too_many_devices", f"this account already has {MAX_COMPANIONS} linked devices; unlink one first"
+    )
+
+
 async def inspect(services: Services, connection: Connection, request: Request) -> dict[str, Any]:
     identity = require_primary(connection)
     now = services.clock()
@@ -114,6 +130,7 @@ async def inspect(services: Services, connection: Connection, request: Request) 
         if error.code == "ref_unknown":
             await limiter.allow(identity.device_id, now)
         raise
+    await _refuse_if_full(services, identity.account_id, identity.device_id, ref)
     await services.hub.push_link(issued.session.session_id, {"event": "link.scanned"})
     companion = issued.session.context
     return {
@@ -143,8 +160,7 @@ async def approve(services: Services, connection: Connection, request: Request) 
     certificate_envelope = request.envelope("certificate")
     record = await load_account(services, identity.account_id)
     issued = await services.links.lookup(ref, services.clock())
-    if len(record.devices().companions) >= 4:
-        raise ApiError("too_many_devices", "this account already has 4 linked devices; unlink one first")
+    await _refuse_if_full(services, identity.account_id, identity.device_id, ref)
     new_list = verify_list(request, "device_list", record.info.account_key)
     current = check_successor(record, new_list)
     added = [entry for entry in new_list.devices if current.find(entry.device_id) is None]
@@ -204,5 +220,5 @@ async def decline(services: Services, connection: Connection, request: Request) 
     identity = require_primary(connection)
     ref = request.binary("ref", length=32)
     issued = await services.links.resolve(ref, identity.device_id, services.clock(), RefState.DECLINED)
-    await services.hub.push_link(issued.session.session_id, {"event": "link.declined"})
+    await services.hub.push_link(issued.session.session_id, {"event": "link.declined", "reason": "declined"})
     return {}

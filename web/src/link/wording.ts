@@ -11,6 +11,12 @@ export function codeRefusal(key: CodeRefusal, fields: Record<string, string | nu
   return wording.code[key].replace(/\{(\w+)\}/g, (_, name: string) => String(fields[name] ?? ""));
 }
 
+/** What a companion shows for `scanned` or a `link.declined` reason (anything unknown reads as a decline). */
+export function companionNotice(event: string): string {
+  const notices = wording.companion as Record<string, string>;
+  return notices[event] ?? wording.companion.declined;
+}
+
 /** The sentence for a server error code met while linking, if the shared wording has one. */
 export function serverRefusal(code: string): string | undefined {
   return (wording.server as Record<string, string>)[code];

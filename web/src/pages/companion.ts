@@ -11,6 +11,7 @@ import { generateX25519 } from "../crypto/hpke";
 import { InvalidDeviceList, type DeviceList, listUpdate, verifyDeviceList } from "../link/deviceList";
 import { type AccountInfo, GrantError, type OpenedGrant, openGrant } from "../link/grant";
 import { encodeLinkText } from "../link/qr";
+import { companionNotice } from "../link/wording";
 import { LockstepSocket, ServerError, type ServerEvent, defaultSocketUrl } from "../net/socket";
 import { StateStore } from "../store/db";
 import { clearQr, drawQr } from "../ui/qrcode";
@@ -45,7 +46,7 @@ interface LinkSession {
   last: boolean;
 }
 
-type Phase = "connecting" | "waiting" | "showing" | "idle" | "declined" | "verifying" | "failed" | "linked" | "logged_out";
+type Phase = "connecting" | "waiting" | "showing" | "scanned" | "idle" | "declined" | "verifying" | "failed" | "linked" | "logged_out";
 
 const store = new StateStore<CompanionState>("lockstep-companion");
 const ui = {
@@ -211,7 +212,8 @@ async function startLinking(): Promise<void> {
 }
 
 function onRef(event: ServerEvent): void {
-  if (!session || !socket || (phase !== "waiting" && phase !== "showing")) return;
+  // After "scanned" too: a phone that let its claim run out hands the page the next code (§6.3).
+  if (!session || !socket || (phase !== "waiting" && phase !== "showing" && phase !== "scanned")) return;
   let ref: Uint8Array;
   try {
     ref = b64uDecode(String(event.ref));
@@ -246,6 +248,14 @@ function tick(): void {
   }
   const seconds = Math.max(0, Math.ceil((session.expiresAt - socket.serverNow()) / 1000));
   ui.countdown.textContent = session.last ? `This code expires in ${seconds} s` : `New code in ${seconds} s`;
+}
+
+/** A phone inspected the code (`link.scanned`): the code is spoken for, so hide it and stop counting down. */
+function onScanned(): void {
+  if (phase !== "showing") return;
+  phase = "scanned";
+  hideCode("Code scanned");
+  setStatus(companionNotice("scanned"));
 }
 
 function offerNewCode(status: string, button: string, placeholder: string): void {
@@ -415,20 +425,23 @@ async function onEvent(event: ServerEvent): Promise<void> {
     case "link.ref":
       onRef(event);
       break;
+    case "link.scanned":
+      onScanned();
+      break;
     case "link.idle":
-      if (phase === "showing" || phase === "waiting") {
+      if (phase === "showing" || phase === "waiting" || phase === "scanned") {
         phase = "idle";
         offerNewCode("The code expired. Click to get a new code when your phone is ready.", "Click to get a new code", "Code expired");
       }
       break;
     case "link.declined":
-      if (phase === "showing" || phase === "waiting") {
+      if (phase === "showing" || phase === "waiting" || phase === "scanned") {
         phase = "declined";
-        offerNewCode("Your phone declined this link. Nothing was linked.", "Get a new code", "Declined");
+        offerNewCode(companionNotice(String(event.reason ?? "declined")), "Get a new code", "Not linked");
       }
       break;
     case "link.granted":
-      if (phase === "showing") await onGranted(event);
+      if (phase === "showing" || phase === "scanned") await onGranted(event);
       break;
     case "devices.changed":
       await onDevicesChanged(event);
