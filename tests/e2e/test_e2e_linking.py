@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from camera import show_blank, show_picture
 from lockstep.client.qrimage import read_image
 from lockstep.link.encoding import b64u_encode
 from lockstep.link.qr import LinkCode, decode_text
+from terminal_companion import start_terminal_companion
 
 pytestmark = pytest.mark.browser
 
@@ -159,27 +159,7 @@ def test_cli_primary_links_a_browser_companion(server_process, computer: Any, tm
 def test_browser_primary_links_a_cli_companion(server_process, phone: Phone, tmp_path: Path) -> None:
     url, qr = server_process.url, tmp_path / "qr.png"
     create_account(phone, url, "dora", "Dora")
-    companion = subprocess.Popen(
-        [
-            LOCKSTEP,
-            "companion",
-            "link",
-            "--server",
-            url,
-            "--qr-out",
-            str(qr),
-            "--quiet-qr",
-            "--state",
-            str(tmp_path / "c"),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 15
-    while not qr.exists():
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    companion = start_terminal_companion(url, tmp_path / "c", qr)
     scan(phone, qr)
     context = wait_for_context(phone)
     assert "Lockstep terminal" in context["description"]

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from terminal_companion import start_terminal_companion
+
 LOCKSTEP = str(Path(sys.executable).parent / "lockstep")
 TIMEOUT = 20_000
 
@@ -38,27 +40,7 @@ def cli_account_with_companion(url: str, tmp_path: Path, handle: str, name: str)
     account = cli_primary(url, tmp_path / f"{handle}-primary", handle, name)
     qr = tmp_path / f"{handle}-qr.png"
     companion = tmp_path / f"{handle}-companion"
-    process = subprocess.Popen(
-        [
-            LOCKSTEP,
-            "companion",
-            "link",
-            "--server",
-            url,
-            "--qr-out",
-            str(qr),
-            "--quiet-qr",
-            "--state",
-            str(companion),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 15
-    while not qr.exists():
-        assert time.monotonic() < deadline, "no QR from the terminal companion"
-        time.sleep(0.05)
+    process = start_terminal_companion(url, companion, qr)
     lockstep("primary", "scan", "--image", str(qr), "--yes", "--state", str(account.primary))
     _out, err = process.communicate(timeout=30)
     assert process.returncode == 0, err
