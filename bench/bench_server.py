@@ -29,16 +29,17 @@ def serve_with_generous_limits(port: int, data: str) -> None:
     from lockstep.server.runner import Listener, uvicorn_config
     from lockstep.server.services import Limits, Services
     from lockstep.server.settings import StorageLimits, default_web_root
-    from lockstep.server.storage import SqliteStore
+    from lockstep.server.store import Store, sqlite_url
 
     many = MemoryRateLimiter(per_minute=1_000_000)
     limits = Limits(**{field.name: many for field in dataclasses.fields(Limits)})
     unlimited = {field.name: 2**50 for field in dataclasses.fields(StorageLimits)}
     services = Services(
         f"http://127.0.0.1:{port}",
-        SqliteStore(Path(data) / "bench.sqlite3"),
+        Store.for_url(sqlite_url(Path(data) / "bench.sqlite3")),
         limits=limits,
         storage_limits=StorageLimits(**{**unlimited, "min_free_bytes": 0}),
+        media_dir=Path(data) / "media",
     )
     app = create_app(services, default_web_root())
     uvicorn.Server(uvicorn_config(app, Listener("127.0.0.1", port))).run()

@@ -4,6 +4,8 @@
 - ``server_process``: ``lockstep serve`` as a real process, for the CLI and browser tests.
 - ``postgres``: one throwaway PostgreSQL per session (tests/pg_server.py); ``postgres_url``: a fresh
   database in it for one test.
+- ``database_url`` (per test) and ``module_database_url`` (per module): a new, empty database on each
+  engine in turn (the tests that use them, ``live_server`` included, run once per engine).
 """
 
 from __future__ import annotations
@@ -19,9 +21,11 @@ from lockstep.server.app import create_app
 from lockstep.server.runner import Listener, uvicorn_config
 from lockstep.server.services import Services
 from lockstep.server.settings import default_web_root
-from lockstep.server.storage import SqliteStore
+from lockstep.server.store import Store, sqlite_url
 from lockstep_servers import FakeClock, LiveServer, ServerProcess, free_port, start_server
 from pg_server import PostgresServer, postgres_for_tests
+
+ENGINES = ["sqlite", "postgresql"]
 
 
 @pytest.fixture
@@ -44,12 +48,29 @@ def postgres_url(postgres: PostgresServer) -> str:
     return postgres.create_database()
 
 
+def _new_database(request: pytest.FixtureRequest, folder: Path) -> str:
+    if request.param == "sqlite":
+        return sqlite_url(folder / "lockstep.sqlite3")
+    postgres: PostgresServer = request.getfixturevalue("postgres")  # started only if a test needs it
+    return postgres.create_database()
+
+
+@pytest.fixture(params=ENGINES)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return _new_database(request, tmp_path)
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def module_database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    return _new_database(request, tmp_path_factory.mktemp("db"))
+
+
 @pytest.fixture
-async def live_server(tmp_path: Path) -> AsyncIterator[LiveServer]:
+async def live_server(tmp_path: Path, database_url: str) -> AsyncIterator[LiveServer]:
     port = free_port()
     clock = FakeClock()
     url = f"http://127.0.0.1:{port}"
-    services = Services(origin=url, store=SqliteStore(tmp_path / "lockstep.sqlite3"))
+    services = Services(origin=url, store=Store.for_url(database_url), media_dir=tmp_path / "media")
     services.clock = clock
     services.sleep = clock.sleep
     app = create_app(services, default_web_root())
@@ -58,7 +79,7 @@ async def live_server(tmp_path: Path) -> AsyncIterator[LiveServer]:
     while not server.started:
         await asyncio.sleep(0.01)
     try:
-        yield LiveServer(url, services, clock, tmp_path / "lockstep.sqlite3")
+        yield LiveServer(url, services, clock, database_url)
     finally:
         server.should_exit = True
         await task

@@ -56,7 +56,33 @@ class LiveServer:
     url: str
     services: Services
     clock: FakeClock
-    database: Path
+    database_url: str
+
+    @property
+    def engine(self) -> str:
+        return self.database_url.partition(":")[0]
+
+
+async def stored_bytes(database_url: str) -> bytes:
+    """Everything a database holds, as bytes to search for secrets: SQLite's files (WAL included), or
+    every value of every table in a PostgreSQL database (byte strings raw, the rest as text)."""
+    if database_url.startswith("sqlite:///"):
+        path = Path(database_url[len("sqlite:///") :])
+        return b"".join(p.read_bytes() for p in path.parent.glob(path.name + "*"))
+    import asyncpg
+
+    connection = await asyncpg.connect(database_url)
+    try:
+        tables = await connection.fetch(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+        )
+        found = []
+        for (table,) in tables:
+            for row in await connection.fetch(f'SELECT * FROM "{table}"'):
+                found += [v if isinstance(v, bytes) else str(v).encode() for v in row.values()]
+        return b"\n".join(found)
+    finally:
+        await connection.close()
 
 
 @dataclass

@@ -12,7 +12,7 @@ from websockets.asyncio.client import connect
 
 from lockstep.server.gateway import OPERATIONS, handle_frame
 from lockstep.server.services import Services
-from lockstep.server.storage import SqliteStore
+from lockstep.server.store import Store
 
 pytestmark = pytest.mark.anyio
 
@@ -106,12 +106,15 @@ frames = st.one_of(
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(frame=frames)
-def test_random_frames_never_cause_an_internal_error(tmp_path_factory, frame: str) -> None:
+def test_random_frames_never_cause_an_internal_error(
+    module_database_url, tmp_path_factory, frame: str
+) -> None:
     from lockstep.server.connection import Connection
 
     async def run() -> dict[str, object]:
-        store = SqliteStore(tmp_path_factory.mktemp("db") / "db.sqlite3")
-        services = Services(origin="http://127.0.0.1:1", store=store)
+        store = Store.for_url(module_database_url)
+        await store.open()
+        services = Services(origin="http://127.0.0.1:1", store=store, media_dir=tmp_path_factory.mktemp("m"))
         connection = Connection(_NoSocket(), "127.0.0.1", "test")  # type: ignore[arg-type]
         try:
             return await handle_frame(services, connection, frame)

@@ -14,6 +14,7 @@ from lockstep.client.errors import ServerRefused
 from lockstep.client.session import DeviceUnlinked
 from lockstep.link.errors import DeviceListError
 from lockstep.server.link_sessions import SCHEDULE_MS
+from lockstep_servers import stored_bytes
 
 pytestmark = pytest.mark.anyio
 
@@ -58,7 +59,7 @@ async def test_the_database_holds_no_secret_and_no_private_key(live_server, tmp_
             phone.state.device_key().private_bytes_raw(),
             linked.state.device_key().private_bytes_raw(),
         ]
-    database = b"".join(p.read_bytes() for p in live_server.database.parent.glob("lockstep.sqlite3*"))
+    database = await stored_bytes(live_server.database_url)
     assert phone.state.account.account_key in database  # the public key is there: the scan is real
     for secret in secrets_seen:
         assert secret not in database

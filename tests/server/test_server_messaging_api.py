@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -28,7 +29,7 @@ from lockstep.server.connection import Connection, DeviceIdentity
 from lockstep.server.gateway import OPERATIONS, handle_frame
 from lockstep.server.services import Limits, Services
 from lockstep.server.settings import StorageLimits
-from lockstep.server.storage import SqliteStore
+from lockstep.server.store import Store
 
 pytestmark = pytest.mark.anyio
 
@@ -320,16 +321,18 @@ _messaging_ops = sorted(
     ),
 )
 def test_random_messaging_requests_from_a_signed_in_device_never_cause_an_internal_error(
-    tmp_path_factory, op: str, fields: dict[str, object]
+    module_database_url, tmp_path_factory, op: str, fields: dict[str, object]
 ) -> None:
     async def run() -> dict[str, object]:
-        store = SqliteStore(tmp_path_factory.mktemp("db") / "db.sqlite3")
-        services = Services(origin="http://127.0.0.1:1", store=store)
+        store = Store.for_url(module_database_url)  # one database per engine; a new account each time
+        await store.open()
+        services = Services(origin="http://127.0.0.1:1", store=store, media_dir=tmp_path_factory.mktemp("m"))
         account, device = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
         entry = DeviceEntry.new(device.public_key().public_bytes_raw(), Role.PRIMARY, "Phone", 1)
         account_public = account.public_key().public_bytes_raw()
         devices = DeviceList(key_id(account_public), 1, 1, (entry,))
-        info = AccountInfo(key_id(account_public), "fuzz", "Fuzz", account_public)
+        handle = "fuzz" + secrets.token_hex(6)
+        info = AccountInfo(key_id(account_public), handle, "Fuzz", account_public)
         await store.create_account(info, devices.sign(account), devices, 1)
         connection = Connection(_NoSocket(), "127.0.0.1", "test")  # type: ignore[arg-type]
         connection.identity = DeviceIdentity(info.account_id, entry.device_id, "primary")

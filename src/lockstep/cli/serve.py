@@ -1,4 +1,4 @@
-"""`lockstep serve`: run the server (SQLite in the data folder, the web app, the WebSocket API)."""
+"""`lockstep serve`: run the server (SQLite or PostgreSQL storage, the web app, the WebSocket API)."""
 
 from __future__ import annotations
 
@@ -34,6 +34,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--host", help="address to listen on (LOCKSTEP_HOST; default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port to listen on (LOCKSTEP_PORT; default 8000)")
     parser.add_argument("--data", type=Path, help="data folder (LOCKSTEP_DATA; default ./data)")
+    parser.add_argument(
+        "--database",
+        help="sqlite:///path or postgresql://user@host:port/db (LOCKSTEP_DATABASE_URL; "
+        "default: SQLite in the data folder)",
+    )
     parser.add_argument("--tls-cert", type=Path, help="serve HTTPS with this PEM certificate")
     parser.add_argument("--tls-key", type=Path, help="... and this PEM private key")
     parser.add_argument(
@@ -87,8 +92,10 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from lockstep.server.disk import DiskProblem, check_folder
+    from lockstep.server.errors import StorageError, Unavailable
     from lockstep.server.runner import Listener, serve
     from lockstep.server.settings import Settings, SettingsError
+    from lockstep.server.store import redact
     from lockstep.server.tls import ensure_certificate, fingerprint, lan_addresses
 
     try:
@@ -105,23 +112,23 @@ def run(args: argparse.Namespace) -> int:
             allowed_origins=args.allowed_origin,
             trusted_proxies=args.trusted_proxy,
             proxy_header=args.proxy_header,
+            database=args.database,
         )
     except SettingsError as error:
         raise CommandError(str(error)) from error
     reserve = settings.storage.min_free_bytes
     try:  # before saying "running": a folder that cannot be written is a one-line refusal
-        check_folder(
-            settings.data_dir,
-            "data",
-            reserve,
-            files=[settings.database.name + suffix for suffix in ("", "-wal", "-shm")],
-        )
-        check_folder(settings.data_dir / "media", "media", reserve)
+        database = settings.sqlite_file
+        for folder, what in zip(settings.folders, ("data", "database"), strict=False):
+            here = database is not None and database.parent == folder
+            files = [database.name + suffix for suffix in ("", "-wal", "-shm")] if database and here else []
+            check_folder(folder, what, reserve, files=files)
+        check_folder(settings.media_dir, "media", reserve)
     except DiskProblem as error:
         raise CommandError(str(error)) from error
     listeners = [Listener(settings.host, settings.port, settings.tls_cert, settings.tls_key)]
     origin = settings.origin()
-    lines = [f"Lockstep {__version__} is running. Data: {settings.database}"]
+    lines = [f"Lockstep {__version__} is running. Database: {redact(settings.database_url)}"]
     if args.lan:
         lan = lan_addresses()
         phone_host = lan[0] if lan else "127.0.0.1"
@@ -144,6 +151,8 @@ def run(args: argparse.Namespace) -> int:
             f"  Open {listeners[0].url()}/ (companion page) and {listeners[0].url()}/app (primary app)"
         )
     lines.append(f"  QR codes name this server as {origin}")
-    print("\n".join(lines), flush=True)
-    asyncio.run(serve(settings, origin, listeners))
+    try:
+        asyncio.run(serve(settings, origin, listeners, "\n".join(lines)))
+    except (StorageError, Unavailable) as error:  # database unreachable, its schema too new, ...
+        raise CommandError(str(error)) from error
     return 0

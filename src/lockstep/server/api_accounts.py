@@ -15,7 +15,7 @@ from lockstep.server.connection import CLOSE_UNLINKED, Connection, DeviceIdentit
 from lockstep.server.errors import ApiError, HandleTaken, StaleDeviceList, StorageFull, Unavailable
 from lockstep.server.frames import Request
 from lockstep.server.services import Services
-from lockstep.server.storage import AccountRecord, DeviceListChange
+from lockstep.server.store import AccountRecord, DeviceListChange
 
 log = logging.getLogger(__name__)
 

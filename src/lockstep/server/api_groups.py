@@ -16,7 +16,7 @@ from lockstep.server.connection import Connection, DeviceIdentity
 from lockstep.server.errors import ApiError
 from lockstep.server.frames import Request, bad_request
 from lockstep.server.services import Services
-from lockstep.server.storage import GroupRecord
+from lockstep.server.store import GroupRecord
 
 MAX_MEMBERS = 256
 

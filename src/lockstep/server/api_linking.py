@@ -18,7 +18,7 @@ from lockstep.server.errors import ApiError, StaleDeviceList, Unavailable
 from lockstep.server.frames import Request
 from lockstep.server.link_sessions import SCHEDULE_MS, CompanionContext, IssuedRef, RefState
 from lockstep.server.services import Services
-from lockstep.server.storage import DeviceListChange
+from lockstep.server.store import DeviceListChange
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

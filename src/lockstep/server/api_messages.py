@@ -21,7 +21,7 @@ from lockstep.server.connection import Connection
 from lockstep.server.errors import ApiError, StrangerLimit
 from lockstep.server.frames import Request, bad_request
 from lockstep.server.services import Services
-from lockstep.server.storage import Delivery
+from lockstep.server.store import Delivery
 
 MESSAGE_ID = re.compile(r"[A-Za-z0-9_-]{16,64}")
 MAX_PAYLOADS = 1024

@@ -17,6 +17,7 @@ from starlette.websockets import WebSocket
 
 from lockstep import __version__
 from lockstep.server import media
+from lockstep.server.errors import Unavailable
 from lockstep.server.gateway import serve_websocket
 from lockstep.server.hosts import HostPolicy
 from lockstep.server.services import Services
@@ -104,17 +105,24 @@ def create_app(services: Services, web_root: Path) -> Starlette:
         return PlainTextResponse("ok")
 
     async def media_upload(request: Request) -> Response:
-        return await media.upload(services, request)
+        try:
+            return await media.upload(services, request)
+        except Unavailable as error:  # the database, while checking the token's device
+            return media.refused(error)
 
     async def media_download(request: Request) -> Response:
-        return await media.download(services, request)
+        try:
+            return await media.download(services, request)
+        except Unavailable as error:
+            return media.refused(error)
 
     async def websocket(websocket: WebSocket) -> None:
         await serve_websocket(services, websocket)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await services.store.open()
+        if not services.store.is_open:  # `lockstep serve` opens it first, to report errors in one line
+            await services.store.open()
         await services.hub.start()
         try:
             yield

@@ -64,6 +64,13 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
 
 
+def refused(error: StorageFull | Unavailable) -> JSONResponse:
+    """The answer when the disk or the database refuses (nothing of the request is kept)."""
+    log.warning("a media request failed: %s", error)
+    status, refusal = storage_refusal(error)
+    return _error(status, refusal.code, refusal.message)
+
+
 async def upload(services: Services, request: HttpRequest) -> Response:
     device_id = await _bearer(services, request)
     if device_id is None:
@@ -75,14 +82,10 @@ async def upload(services: Services, request: HttpRequest) -> Response:
     try:
         return await _receive(services, request, device_id, int(length) if length else None)
     except (StorageFull, Unavailable) as error:
-        log.warning("a media upload failed: %s", error)
-        status, refusal = storage_refusal(error)
-        return _error(status, refusal.code, refusal.message)
+        return refused(error)
     except OSError as error:  # the media folder: full, read-only, gone
-        log.warning("a media upload failed: %s", error)
         full = error.errno in (errno.ENOSPC, errno.EDQUOT)
-        status, refusal = storage_refusal(StorageFull(str(error)) if full else Unavailable(str(error)))
-        return _error(status, refusal.code, refusal.message)
+        return refused(StorageFull(str(error)) if full else Unavailable(str(error)))
 
 
 def _quota_error(error: MediaQuotaExceeded) -> JSONResponse:

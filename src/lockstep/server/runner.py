@@ -17,7 +17,7 @@ from lockstep.server.disk import DiskGuard
 from lockstep.server.frames import MAX_FRAME_BYTES
 from lockstep.server.services import Limits, Services
 from lockstep.server.settings import Settings
-from lockstep.server.storage import SqliteStore
+from lockstep.server.store import Store
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,17 +62,21 @@ def uvicorn_config(app: ASGIApp, listener: Listener, *, lifespan: bool = True) -
     )
 
 
-async def serve(settings: Settings, origin: str, listeners: list[Listener]) -> None:
+async def serve(settings: Settings, origin: str, listeners: list[Listener], banner: str) -> None:
+    """Open the store (migrating it; errors raise before anything listens), print ``banner``, serve."""
+    store = Store.for_url(settings.database_url)
+    await store.open()
     services = Services(
         origin=origin,
-        store=SqliteStore(settings.database),
+        store=store,
+        media_dir=settings.media_dir,
         media_max_bytes=settings.media_max_bytes,
         limits=Limits.in_memory(settings.storage),
         storage_limits=settings.storage,
         proxies=settings.proxies,
         allowed_origins=settings.allowed_origins,
     )
-    services.disk = DiskGuard([settings.data_dir, services.media_root], settings.storage.min_free_bytes)
+    services.disk = DiskGuard([*settings.folders, services.media_root], settings.storage.min_free_bytes)
     app = create_app(services, settings.web_root)
     servers = [
         _Server(uvicorn_config(app, listener, lifespan=index == 0))
@@ -86,4 +90,5 @@ async def serve(settings: Settings, origin: str, listeners: list[Listener]) -> N
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop)
+    print(banner, flush=True)
     await asyncio.gather(*(server.serve() for server in servers))

@@ -17,7 +17,7 @@ from lockstep.server.link_store import LinkStore, MemoryLinkStore
 from lockstep.server.media_tokens import MediaTokens, MemoryMediaTokens
 from lockstep.server.ratelimit import MemoryRateLimiter, PerWindow, RateLimiter
 from lockstep.server.settings import StorageLimits
-from lockstep.server.storage import MediaQuota, SqliteStore, StrangerLimits
+from lockstep.server.store import MediaQuota, Store, StrangerLimits
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +70,7 @@ RATES = {
 @dataclass(slots=True)
 class Services:
     origin: str
-    store: SqliteStore
+    store: Store
     links: LinkStore = field(default_factory=MemoryLinkStore)
     hub: Hub = field(default_factory=Hub)
     limits: Limits = field(default_factory=Limits.in_memory)
@@ -82,7 +82,7 @@ class Services:
     """Largest encrypted media blob accepted (LOCKSTEP_MEDIA_MAX_BYTES)."""
     media_dir: Path | None = None
     """Where encrypted blobs live (LOCKSTEP_MEDIA_DIR; with several instances, one folder they all
-    share); by default a ``media`` folder beside the database."""
+    share); the runner sets it, by default to a ``media`` folder in the data folder."""
     media_retention_ms: int = 30 * 86_400_000
     """Blobs are deleted this long after upload (WhatsApp keeps undownloaded media about as long)."""
     media_in_flight: dict[str, int] = field(default_factory=dict)
@@ -112,4 +112,6 @@ class Services:
 
     @property
     def media_root(self) -> Path:
-        return self.media_dir if self.media_dir is not None else self.store.path.parent / "media"
+        if self.media_dir is None:
+            raise RuntimeError("Services.media_dir is not set (the runner sets it from the settings)")
+        return self.media_dir

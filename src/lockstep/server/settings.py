@@ -11,6 +11,7 @@ from lockstep.link.errors import LinkCodeError
 from lockstep.link.qr import normalise_origin
 from lockstep.server.client_address import TrustedProxies
 from lockstep.server.hosts import HostPolicy
+from lockstep.server.store.backend import DatabaseUrlError, check_url, sqlite_path, sqlite_url
 
 
 class SettingsError(ValueError):
@@ -88,8 +89,15 @@ class Settings:
     """Reverse proxies whose X-Forwarded-For (or Forwarded) is believed (LOCKSTEP_TRUSTED_PROXIES)."""
     allowed_origins: tuple[str, ...] = ()
     """More origins (besides the public one) whose names and pages are served (LOCKSTEP_ALLOWED_ORIGINS)."""
+    database: str | None = None
+    """``sqlite:///path`` or ``postgresql://…`` (LOCKSTEP_DATABASE_URL); None: SQLite in the data folder."""
 
     def __post_init__(self) -> None:
+        if self.database is not None:
+            try:
+                check_url(self.database)
+            except DatabaseUrlError as error:
+                raise SettingsError(f"--database / LOCKSTEP_DATABASE_URL: {error}") from error
         if not 1024 <= self.media_max_bytes <= 2**40:
             raise SettingsError(f"media_max_bytes must be 1024 to 2**40, got {self.media_max_bytes}")
         if not 0 <= self.port <= 65535:
@@ -113,8 +121,24 @@ class Settings:
         return self.tls_cert is not None
 
     @property
-    def database(self) -> Path:
-        return self.data_dir / "lockstep.sqlite3"
+    def database_url(self) -> str:
+        return self.database or sqlite_url(self.data_dir / "lockstep.sqlite3")
+
+    @property
+    def media_dir(self) -> Path:
+        return self.data_dir / "media"
+
+    @property
+    def sqlite_file(self) -> Path | None:
+        """The SQLite database file, when the database is one."""
+        return sqlite_path(self.database_url)
+
+    @property
+    def folders(self) -> list[Path]:
+        """Local folders the server writes: the data folder, and the SQLite file's if elsewhere."""
+        database = self.sqlite_file
+        extra = [database.parent] if database is not None and database.parent != self.data_dir else []
+        return [self.data_dir, *extra]
 
     def origin(self, bound_port: int | None = None) -> str:
         """The canonical origin QR codes name: the public one if set, else the address served."""
@@ -148,6 +172,8 @@ class Settings:
                 raise SettingsError(
                     f"LOCKSTEP_MEDIA_MAX_BYTES must be a number, got {env['LOCKSTEP_MEDIA_MAX_BYTES']!r}"
                 ) from error
+        if "LOCKSTEP_DATABASE_URL" in env:
+            values["database"] = env["LOCKSTEP_DATABASE_URL"]
         if "LOCKSTEP_WEB_ROOT" in env:
             values["web_root"] = Path(env["LOCKSTEP_WEB_ROOT"])
         storage_overrides = overrides.pop("storage", None)

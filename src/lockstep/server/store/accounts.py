@@ -1,0 +1,139 @@
+"""Accounts and devices: registration, the signed device list under its version guard, activity times.
+
+An account's devices change only through :func:`change_device_list`, whose ``UPDATE … WHERE
+device_list_version = ?`` lets exactly one of two concurrent changes of the same version win (on
+PostgreSQL the row lock makes the second wait, then find the version gone, then fail).
+"""
+
+from __future__ import annotations
+
+import json
+
+from lockstep.link.devices import DeviceList
+from lockstep.link.envelope import Envelope
+from lockstep.link.grant import AccountInfo
+from lockstep.server.errors import HandleTaken, StaleDeviceList, StorageError
+from lockstep.server.store.records import AccountRecord, DeviceListChange, DeviceRecord
+from lockstep.server.store.sql import Work, execute, json_text, marks, query, query_one
+
+INSERT_DEVICE = (
+    "INSERT INTO devices (device_id, account_id, device_key, role, certificate, linked_at, last_active) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+)
+
+
+def envelope_json(envelope: Envelope) -> str:
+    return json_text(envelope.to_json())
+
+
+def create_account(info: AccountInfo, envelope: Envelope, devices: DeviceList, now: int) -> Work[None]:
+    """A new account with its primary device; :class:`HandleTaken` if the handle (or ids) are in use."""
+    primary = devices.primary
+    added = yield from execute(
+        "INSERT INTO accounts (account_id, handle, display_name, account_key, device_list, "
+        "device_list_version, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        info.account_id,
+        info.handle,
+        info.display_name,
+        info.account_key,
+        envelope_json(envelope),
+        devices.version,
+        now,
+    )
+    if added == 1:
+        added = yield from execute(
+            INSERT_DEVICE,
+            primary.device_id,
+            info.account_id,
+            primary.device_key,
+            primary.role.value,
+            None,
+            now,
+            now,
+        )
+    if added != 1:
+        raise HandleTaken(info.handle)
+
+
+def account(account_id: str) -> Work[AccountRecord | None]:
+    row = yield from query_one(
+        "SELECT account_id, handle, display_name, account_key, device_list, device_list_version "
+        "FROM accounts WHERE account_id = ?",
+        account_id,
+    )
+    if row is None:
+        return None
+    info = AccountInfo(row[0], row[1], row[2], bytes(row[3]))
+    return AccountRecord(info, Envelope.from_json(json.loads(row[4])), row[5])
+
+
+def account_by_handle(handle: str) -> Work[str | None]:
+    row = yield from query_one("SELECT account_id FROM accounts WHERE handle = ?", handle)
+    return None if row is None else str(row[0])
+
+
+def device(device_id: str) -> Work[DeviceRecord | None]:
+    row = yield from query_one(
+        "SELECT device_id, account_id, device_key, role, last_active FROM devices WHERE device_id = ?",
+        device_id,
+    )
+    return None if row is None else DeviceRecord(row[0], row[1], bytes(row[2]), row[3], row[4])
+
+
+def devices_of(account_ids: list[str], with_keys: bool) -> Work[dict[str, set[str]]]:
+    """The devices of some accounts; ``with_keys``: only those that published E2E keys."""
+    found: dict[str, set[str]] = {account_id: set() for account_id in account_ids}
+    if not account_ids:
+        return found
+    join = "JOIN device_keys USING (device_id)" if with_keys else ""
+    rows = yield from query(
+        f"SELECT account_id, device_id FROM devices {join} "  # noqa: S608 - only placeholders
+        f"WHERE account_id IN ({marks(len(account_ids))})",
+        *account_ids,
+    )
+    for account_id, device_id in rows:
+        found[account_id].add(device_id)
+    return found
+
+
+def last_active(account_id: str) -> Work[dict[str, int | None]]:
+    rows = yield from query("SELECT device_id, last_active FROM devices WHERE account_id = ?", account_id)
+    return {device_id: active for device_id, active in rows}
+
+
+def touch(device_id: str, now: int) -> Work[None]:
+    yield from execute("UPDATE devices SET last_active = ? WHERE device_id = ?", now, device_id)
+
+
+def change_device_list(change: DeviceListChange, now: int) -> Work[None]:
+    """Apply ``change``; :class:`StaleDeviceList` if another update got there first."""
+    updated = yield from execute(
+        "UPDATE accounts SET device_list = ?, device_list_version = ? "
+        "WHERE account_id = ? AND device_list_version = ?",
+        envelope_json(change.envelope),
+        change.new_list.version,
+        change.account_id,
+        change.expected_version,
+    )
+    if updated != 1:
+        raise StaleDeviceList(change.account_id)
+    rows = yield from query("SELECT device_id FROM devices WHERE account_id = ?", change.account_id)
+    stored = {row[0] for row in rows}
+    new_ids = {entry.device_id for entry in change.new_list.devices}
+    for device_id in sorted(stored - new_ids):
+        yield from execute("DELETE FROM devices WHERE device_id = ?", device_id)
+    certificate = envelope_json(change.added_certificate) if change.added_certificate else None
+    for entry in change.new_list.devices:
+        if entry.device_id not in stored:
+            added = yield from execute(
+                INSERT_DEVICE,
+                entry.device_id,
+                change.account_id,
+                entry.device_key,
+                entry.role.value,
+                certificate,
+                now,
+                now,
+            )
+            if added != 1:  # another account's device has this id: nothing of the change is kept
+                raise StorageError(f"device {entry.device_id} belongs to another account")

@@ -1,0 +1,96 @@
+"""Who has written to whom (``known_peers``), and what strangers may queue for a device (SECURITY.md,
+"Server, network and disk"): operations the queue and group operations use inside their transactions.
+
+A device's account "knows" a conversation (a direct chat with an account, or a group) once it wrote
+into it. Bytes queued for the device from conversations it does not know are bounded per sender and
+for all strangers together. The checks run while the device's sequence row is locked
+(``queues.enqueue``), so concurrent sends to one device on several instances see each other's bytes.
+"""
+
+from __future__ import annotations
+
+from lockstep.server.errors import StrangerLimit, StrangerLimitDetails
+from lockstep.server.store.records import Delivery, StrangerLimits
+from lockstep.server.store.sql import Work, execute, marks, query, query_one
+
+STRANGER_BYTES = """
+SELECT CAST(coalesce(sum(length(q.payload)), 0) AS BIGINT),
+       CAST(coalesce(sum(CASE WHEN q.sender_account = ? THEN length(q.payload) ELSE 0 END), 0) AS BIGINT)
+FROM message_queue q
+WHERE q.device_id = ? AND q.sender_account != ?
+  AND NOT EXISTS (SELECT 1 FROM known_peers k
+                  WHERE k.account_id = ? AND k.peer_id = coalesce(q.group_id, q.sender_account))
+"""
+"""Bytes waiting in a device's queue from conversations its account never wrote to, and the share of
+one sender among them (payloads are ASCII JSON: characters are bytes)."""
+
+
+class StrangerCheck:
+    """Refuses a payload that would take a device past what strangers may queue for it."""
+
+    def __init__(self, delivery: Delivery, limits: StrangerLimits) -> None:
+        self._delivery, self._limits = delivery, limits
+        self._owners: dict[str, str] = {}
+        self._known: dict[str, bool] = {delivery.sender_account: True}
+
+    def load_owners(self) -> Work[None]:
+        device_ids = [device_id for device_id, _ in self._delivery.payloads]
+        if device_ids:
+            rows = yield from query(
+                f"SELECT device_id, account_id FROM devices WHERE device_id IN ({marks(len(device_ids))})",  # noqa: S608
+                *device_ids,
+            )
+            self._owners = {device_id: account_id for device_id, account_id in rows}
+
+    def _knows_peer(self, account_id: str) -> Work[bool]:
+        known = self._known.get(account_id)
+        if known is None:
+            row = yield from query_one(
+                "SELECT 1 FROM known_peers WHERE account_id = ? AND peer_id = ?",
+                account_id,
+                self._delivery.peer,
+            )
+            known = self._known[account_id] = row is not None
+        return known
+
+    def admit(self, device_id: str, size: int) -> Work[None]:
+        owner = self._owners.get(device_id)
+        if owner is None or (yield from self._knows_peer(owner)):
+            return
+        sender = self._delivery.sender_account
+        row = yield from query_one(STRANGER_BYTES, sender, device_id, owner, owner)
+        assert row is not None
+        all_bytes, sender_bytes = row
+        for used, limit, sender_share in (
+            (sender_bytes, self._limits.per_sender_bytes, True),
+            (all_bytes, self._limits.all_strangers_bytes, False),
+        ):
+            if used + size > limit:
+                raise StrangerLimit(StrangerLimitDetails(owner, sender_share, limit))
+
+
+def introduce(delivery: Delivery) -> Work[None]:
+    """The sender has now written into this conversation (a direct chat or a group)."""
+    peer = delivery.group_id or delivery.to_account
+    if delivery.introduces and peer is not None and peer != delivery.sender_account:
+        yield from execute(
+            "INSERT INTO known_peers (account_id, peer_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
+            delivery.sender_account,
+            peer,
+        )
+
+
+def introduce_group(group_id: str, by: str, accounts: list[str]) -> Work[None]:
+    """A group is known to the account that made it, and to members added by someone they wrote to."""
+    for account in accounts:
+        yield from execute(
+            "INSERT INTO known_peers (account_id, peer_id) SELECT CAST(? AS TEXT), CAST(? AS TEXT) "
+            "WHERE CAST(? AS TEXT) = CAST(? AS TEXT) OR EXISTS "
+            "(SELECT 1 FROM known_peers WHERE account_id = ? AND peer_id = ?) ON CONFLICT DO NOTHING",
+            account,
+            group_id,
+            account,
+            by,
+            account,
+            by,
+        )

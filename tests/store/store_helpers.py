@@ -1,0 +1,60 @@
+"""Accounts, devices and stores made directly, for tests of the store below the WebSocket API."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from lockstep.link.devices import DeviceEntry, DeviceList, Role
+from lockstep.link.encoding import key_id
+from lockstep.link.grant import AccountInfo
+from lockstep.server.store import DeviceListChange, Store
+
+
+def public(key: Ed25519PrivateKey) -> bytes:
+    return key.public_key().public_bytes_raw()
+
+
+class TestAccount:
+    """An account key, its primary, and the device list the store holds for it."""
+
+    __test__ = False
+
+    def __init__(self, handle: str) -> None:
+        self.key = Ed25519PrivateKey.generate()
+        self.info = AccountInfo(key_id(public(self.key)), handle, handle.title(), public(self.key))
+        primary = DeviceEntry.new(public(Ed25519PrivateKey.generate()), Role.PRIMARY, "Phone", 1)
+        self.devices = DeviceList(self.info.account_id, 1, 1, (primary,))
+
+    @property
+    def account_id(self) -> str:
+        return self.info.account_id
+
+    @property
+    def primary_id(self) -> str:
+        return self.devices.primary.device_id
+
+    async def register(self, store: Store) -> None:
+        await store.create_account(self.info, self.devices.sign(self.key), self.devices, 1)
+
+    def linking(self, name: str) -> DeviceListChange:
+        """The change that links one new companion to the list last stored."""
+        entry = DeviceEntry.new(public(Ed25519PrivateKey.generate()), Role.COMPANION, name, 2)
+        new_list = self.devices.with_companion(entry, 2)
+        return DeviceListChange(self.account_id, self.devices.version, new_list, new_list.sign(self.key))
+
+
+@contextlib.asynccontextmanager
+async def opened(*urls: str) -> AsyncIterator[list[Store]]:
+    """One open store per URL: two stores on one URL stand for two server instances."""
+    stores = [Store.for_url(url) for url in urls]
+    try:
+        for store in stores:
+            await store.open()
+        yield stores
+    finally:
+        for store in stores:
+            if store.is_open:
+                await store.close()
