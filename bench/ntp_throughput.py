@@ -1,18 +1,26 @@
 """NTP server throughput: Lockstep's server vs chronyd, same box, same load generator, one run.
 
     .venv/bin/python bench/ntp_throughput.py [--duration 5] [--inflight 32] [--workers 1]
+        [--sources 1024] [--no-rate-limit]
 
 Both servers are pinned to CPU 0 and the load generator to CPU 1 (when the machine has two), so
-"responses/s" is per server core. Everything is on 127.0.0.1. The load generator keeps
+"responses/s" is per server core. Everything is on loopback. The load generator keeps
 ``--inflight`` requests outstanding, sending a new one for each reply (batched with
 recvmmsg/sendmmsg so it is not the bottleneck), and re-fills the window if replies stop for 200 ms.
-chronyd runs with ``-x`` (never touches the clock), ``local stratum 10`` and no rate limiting; ours
-runs ``lockstep ntp serve --local-stratum 10 --no-rate-limit``.
+It sends from ``--sources`` loopback addresses in turn (127.0.x.y, picked per datagram with
+IP_PKTINFO on one socket bound to the loopback device), so that with rate limiting on each address
+stays under its limit; with ``--sources 1`` it sends from 127.0.0.1 only.
+
+chronyd runs with ``-x`` (never touches the clock), ``local stratum 10`` and
+``ratelimit interval -10 burst 16`` (1024 requests/s per address on average, bursts of 16); ours
+runs ``lockstep ntp serve --local-stratum 10 --rate 1024 --burst 16``, the same limit. With
+``--no-rate-limit`` neither limits (chronyd's default; ours ``--no-rate-limit``).
 """
 
 from __future__ import annotations
 
 import argparse
+import array
 import contextlib
 import multiprocessing
 import os
@@ -31,6 +39,9 @@ from pathlib import Path
 from lockstep.ntp.aio import mmsg
 
 REQUEST = bytes([0x23]) + bytes(39)
+RATE_LIMIT = (1024, 16)  # requests/s per address on average, burst: chronyd interval -10 = 1/1024 s
+IP_PKTINFO = 8  # Linux <netinet/in.h>; a struct in_pktinfo control message picks the source address
+PKTINFO_SPACE = socket.CMSG_SPACE(12)
 
 
 def free_port() -> int:
@@ -39,13 +50,42 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def load(port: int, duration: float, inflight: int, cpu: int | None, out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+def source_addresses(count: int) -> array.array[int]:
+    """``count`` loopback addresses 127.0.x.y (y in 1..254), as in_addr words in memory order."""
+    packed = b"".join(bytes([127, 0, 1 + n // 254, 1 + n % 254]) for n in range(count))
+    return array.array("I", packed)
+
+
+def load(
+    port: int,
+    duration: float,
+    inflight: int,
+    cpu: int | None,
+    out: multiprocessing.Queue,  # type: ignore[type-arg]
+    sources: int = 1,
+) -> None:
     if cpu is not None:
         os.sched_setaffinity(0, {cpu})
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
+    if sources > 1:
+        # Replies come back to many 127.0.x.y addresses: bind to any address, but only on the
+        # loopback device, and choose each request's source with IP_PKTINFO.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b"lo")
+        sock.bind(("0.0.0.0", 0))
+        batch = mmsg.DatagramBatch(
+            sock, size=inflight, max_datagram=256, reply_size=48, send_control=PKTINFO_SPACE
+        )
+        for i in range(inflight):
+            struct.pack_into(
+                "@QiiI", batch.scontrol, i * PKTINFO_SPACE, socket.CMSG_LEN(12), 0, IP_PKTINFO, 0
+            )
+        # Source of send slot i: addresses[next + i]; the table is doubled so a slice never wraps.
+        addresses = source_addresses(sources) * 2
+        spec_dst = memoryview(batch.scontrol).cast("I")[5 :: PKTINFO_SPACE // 4]
+    else:
+        sock.bind(("127.0.0.1", 0))
+        batch = mmsg.DatagramBatch(sock, size=inflight, max_datagram=256, reply_size=48)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-    batch = mmsg.DatagramBatch(sock, size=inflight, max_datagram=256, reply_size=48)
     address = struct.pack("<H", socket.AF_INET) + struct.pack(">H", port) + bytes([127, 0, 0, 1])
     for i in range(inflight):
         batch.sdata[i * 48 : i * 48 + 48] = REQUEST + i.to_bytes(8, "big")
@@ -54,6 +94,15 @@ def load(port: int, duration: float, inflight: int, cpu: int | None, out: multip
     poller.register(sock.fileno(), select.POLLIN)
     replies = 0
     refills = 0
+    next_source = 0
+
+    def pick_sources(count: int) -> None:
+        nonlocal next_source
+        if sources > 1:
+            spec_dst[:count] = memoryview(addresses)[next_source : next_source + count]
+            next_source = (next_source + count) % sources
+
+    pick_sources(inflight)
     batch.send(inflight)
     start = time.perf_counter()
     deadline = start + duration
@@ -63,11 +112,13 @@ def load(port: int, duration: float, inflight: int, cpu: int | None, out: multip
             break
         if not poller.poll(200):
             refills += 1
+            pick_sources(inflight)
             batch.send(inflight)  # replies lost: refill the window
             continue
         count = batch.receive()
         while count:
             replies += count
+            pick_sources(count)
             batch.send(count)
             count = batch.receive()
     elapsed = time.perf_counter() - start
@@ -94,14 +145,18 @@ def server_pids(pid: int) -> list[int]:
     return found
 
 
-def measure(port: int, duration: float, inflight: int, cpu: int | None, pid: int) -> tuple[float, int, float]:
+def measure(
+    port: int, duration: float, inflight: int, cpu: int | None, pid: int, sources: int = 1
+) -> tuple[float, int, float]:
     """Responses/s, window refills, and the server's CPU use (cores) while measuring."""
     queue: multiprocessing.Queue = multiprocessing.Queue()  # type: ignore[type-arg]
     busy = 0.0
     for phase_duration in (0.5, duration):  # warm up for half a second, then measure
         pids = server_pids(pid)
         before = cpu_seconds(pids)
-        process = multiprocessing.Process(target=load, args=(port, phase_duration, inflight, cpu, queue))
+        process = multiprocessing.Process(
+            target=load, args=(port, phase_duration, inflight, cpu, queue, sources)
+        )
         process.start()
         replies, elapsed, refills = queue.get(timeout=phase_duration + 30)
         busy = (cpu_seconds(pids) - before) / elapsed
@@ -110,7 +165,7 @@ def measure(port: int, duration: float, inflight: int, cpu: int | None, pid: int
 
 
 @contextlib.contextmanager
-def chronyd(port: int, cpu: int | None) -> Iterator[int]:
+def chronyd(port: int, cpu: int | None, rate_limit: bool = False) -> Iterator[int]:
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
         directory.chmod(0o700)
@@ -118,9 +173,11 @@ def chronyd(port: int, cpu: int | None) -> Iterator[int]:
         config.write_text(
             f"port {port}\nbindaddress 127.0.0.1\ncmdport 0\n"
             f"bindcmdaddress {directory}/sock\npidfile {directory}/pid\n"
-            f"driftfile {directory}/drift\nlocal stratum 10\nallow 127.0.0.1\n"
+            f"driftfile {directory}/drift\nlocal stratum 10\nallow 127.0.0.0/8\n"
             "clientloglimit 100000000\n"
         )
+        if rate_limit:  # chronyd's interval is a power of 2 in seconds: -10 is 1/1024 s
+            config.write_text(config.read_text() + f"ratelimit interval -10 burst {RATE_LIMIT[1]}\n")
         command = [
             shutil.which("chronyd") or "/usr/sbin/chronyd",
             "-x",
@@ -142,7 +199,7 @@ def chronyd(port: int, cpu: int | None) -> Iterator[int]:
 
 
 @contextlib.contextmanager
-def lockstep_server(port: int, cpu: int | None, workers: int) -> Iterator[int]:
+def lockstep_server(port: int, cpu: int | None, workers: int, rate_limit: bool = False) -> Iterator[int]:
     command = [
         sys.executable,
         "-m",
@@ -153,7 +210,11 @@ def lockstep_server(port: int, cpu: int | None, workers: int) -> Iterator[int]:
         str(port),
         "--local-stratum",
         "10",
-        "--no-rate-limit",
+        *(
+            ("--rate", str(RATE_LIMIT[0]), "--burst", str(RATE_LIMIT[1]))
+            if rate_limit
+            else ("--no-rate-limit",)
+        ),
         "--workers",
         str(workers),
     ]
@@ -175,23 +236,30 @@ def main() -> None:
     parser.add_argument("--inflight", type=int, default=32)
     parser.add_argument("--workers", type=int, default=1, help="our server's processes")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (median kept)")
+    parser.add_argument("--sources", type=int, default=1024, help="loopback source addresses of the load")
+    parser.add_argument(
+        "--no-rate-limit", dest="rate_limit", action="store_false", help="neither server rate-limits"
+    )
     args = parser.parse_args()
+    if not 1 <= args.sources <= 254 * 255:
+        parser.error("--sources must be within 1..64770")
     cpus = sorted(os.sched_getaffinity(0))
     server_cpu, load_cpu = (cpus[0], cpus[1]) if len(cpus) >= 2 else (None, None)
     print(
         f"{len(cpus)} CPUs; server on CPU {server_cpu}, load generator on CPU {load_cpu}; "
-        f"{args.inflight} requests in flight, {args.duration:g} s per server"
+        f"{args.inflight} requests in flight from {args.sources} addresses, {args.duration:g} s per server, "
+        f"rate limiting {'on' if args.rate_limit else 'off'}"
     )
     servers = {
-        "chronyd": lambda port: chronyd(port, server_cpu),
-        "lockstep ntp serve": lambda port: lockstep_server(port, server_cpu, args.workers),
+        "chronyd": lambda port: chronyd(port, server_cpu, args.rate_limit),
+        "lockstep ntp serve": lambda port: lockstep_server(port, server_cpu, args.workers, args.rate_limit),
     }
     results: dict[str, list[tuple[float, float]]] = {name: [] for name in servers}
     for round_number in range(1, args.rounds + 1):
         for name, start in servers.items():  # alternate, so background load hits both alike
             port = free_port()
             with start(port) as pid:
-                rate, refills, busy = measure(port, args.duration, args.inflight, load_cpu, pid)
+                rate, refills, busy = measure(port, args.duration, args.inflight, load_cpu, pid, args.sources)
             results[name].append((rate, busy))
             print(
                 f"round {round_number}  {name:<19} {rate:>9,.0f} responses/s"

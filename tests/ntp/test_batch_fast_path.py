@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from lockstep.ntp.aio import mmsg
 from lockstep.ntp.aio.server import UdpServer, open_udp_socket
+from lockstep.ntp.limiter import IPV6_KEY
 from lockstep.ntp.server import NtpServer, RateLimit, ServerState
 from lockstep.ntp.timestamps import UNIX_EPOCH_SECONDS
 from lockstep.ntp.wire import LeapIndicator
@@ -30,8 +31,10 @@ UNIX_2040 = 2_208_988_800  # 2040-01-01: NTP era 1
 
 
 @contextlib.contextmanager
-def make_server(core: NtpServer) -> Iterator[tuple[UdpServer, list[list[tuple[bytes, bytes]]]]]:
-    server = UdpServer(core, open_udp_socket("127.0.0.1", 0), batched=True)
+def make_server(
+    core: NtpServer, host: str = "127.0.0.1"
+) -> Iterator[tuple[UdpServer, list[list[tuple[bytes, bytes]]]]]:
+    server = UdpServer(core, open_udp_socket(host, 0), batched=True)
     batch = server._mmsg
     assert batch is not None
     sent: list[list[tuple[bytes, bytes]]] = []
@@ -41,7 +44,7 @@ def make_server(core: NtpServer) -> Iterator[tuple[UdpServer, list[list[tuple[by
             [
                 (
                     bytes(batch.sdata[i * 48 : i * 48 + 48]),
-                    bytes(batch.raddr[i * mmsg.ADDRESS_SIZE : i * mmsg.ADDRESS_SIZE + 16]),
+                    bytes(batch.raddr[i * mmsg.ADDRESS_SIZE : i * mmsg.ADDRESS_SIZE + batch.address_length]),
                 )
                 for i in range(count)
             ]
@@ -55,9 +58,12 @@ def make_server(core: NtpServer) -> Iterator[tuple[UdpServer, list[list[tuple[by
         server.sock.close()
 
 
-def fill(server: UdpServer, datagrams: list[tuple[bytes, int, bool]]) -> None:
+def fill(
+    server: UdpServer, datagrams: list[tuple[bytes, int, bool]], senders: list[bytes] | None = None
+) -> None:
     """Put (payload, arrival in Unix ns, whether the kernel stamped it) into the receive slots;
-    datagram i comes from 127.0.0.(i + 1), port 40000 + i."""
+    datagram i comes from ``senders[i]`` (packed IPv4 or IPv6), by default 127.0.0.(i + 1), from
+    port 40000 + i."""
     batch = server._mmsg
     assert batch is not None
     for i, (payload, arrival_ns, stamped) in enumerate(datagrams):
@@ -65,9 +71,13 @@ def fill(server: UdpServer, datagrams: list[tuple[bytes, int, bool]]) -> None:
         batch.rdata[start : start + len(payload)] = payload
         batch.lengths[i * mmsg.STRIDE + mmsg.MSG_LEN_INDEX] = len(payload)
         address = i * mmsg.ADDRESS_SIZE
-        batch.raddr[address : address + 16] = (
-            struct.pack("<H", socket.AF_INET) + struct.pack(">H", 40000 + i) + bytes([127, 0, 0, 1 + i])
-        ) + bytes(8)
+        sender = bytes([127, 0, 0, 1 + i]) if senders is None else senders[i]
+        port = struct.pack(">H", 40000 + i)
+        if len(sender) == 4:
+            sockaddr = struct.pack("<H", socket.AF_INET) + port + sender + bytes(8)
+        else:
+            sockaddr = struct.pack("<H", socket.AF_INET6) + port + bytes(4) + sender + bytes(4)
+        batch.raddr[address : address + len(sockaddr)] = sockaddr
         words = i * (mmsg.CONTROL_SIZE // 8)
         if not stamped:
             batch.lengths[i * mmsg.STRIDE + mmsg.CONTROLLEN_INDEX] = 0
@@ -215,21 +225,127 @@ def test_missing_kernel_timestamp_takes_the_general_path() -> None:
         assert not server._answer_plain(server._mmsg, 2)  # type: ignore[arg-type]
 
 
-def test_rate_limits_and_deny_lists_keep_the_per_datagram_path() -> None:
+def client_key(sender: bytes) -> int:
+    """The client key the adapter gives the core for a sender (lockstep.ntp.limiter)."""
+    return int.from_bytes(sender, "big") | (IPV6_KEY if len(sender) == 16 else 0)
+
+
+# Eight ordinary senders and two in a denied network (addresses in buffers only: no traffic).
+SENDERS = [bytes([127, 0, 0, n]) for n in range(1, 9)] + [bytes([127, 0, 9, n]) for n in (1, 2)]
+DENIED = ipaddress.ip_network("127.0.9.0/24")
+
+limited_batches = st.lists(
+    st.tuples(
+        st.integers(0, 3_000_000_000),  # ns since the previous batch
+        st.lists(
+            st.tuples(st.sampled_from(SENDERS), st.integers(0, 2_000_000), st.binary(min_size=8, max_size=8)),
+            min_size=1,
+            max_size=24,
+        ),
+    ),
+    min_size=1,
+    max_size=6,
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    batches=limited_batches,
+    deny=st.booleans(),
+    rate=st.sampled_from([0.5, 2.0, 1000.0]),
+    burst=st.sampled_from([1, 3]),
+    offset=st.sampled_from([0, 3 << 32]),
+    max_clients=st.sampled_from([100_000, 6]),
+)
+def test_rate_limited_and_denied_batches_get_what_respond_sends(
+    batches: list[tuple[int, list[tuple[bytes, int, bytes]]]],
+    deny: bool,
+    rate: float,
+    burst: int,
+    offset: int,
+    max_clients: int,
+) -> None:
+    """Batch after batch, with clients in debt, repeated in a batch, denied, and a client table
+    that overflows: the replies (kisses included), their order and their addresses are what
+    respond() gives per datagram."""
     now = (UNIX_2026 + UNIX_EPOCH_SECONDS) << 32
-    for core in (
-        NtpServer(ServerState.local(10, now), rate_limit=RateLimit(average_rate=1, burst=2)),
-        NtpServer(ServerState.local(10, now), deny=[ipaddress.ip_network("10.0.0.0/8")]),
-    ):
-        assert core.batch_template(now) is None
-    limited = NtpServer(ServerState.local(10, now), rate_limit=RateLimit(average_rate=1, burst=2))
-    with make_server(limited) as (server, sent):
-        # One client (127.0.0.1 for all: same key) sending 5 at once: 2 answered, 1 RATE kiss.
-        fill(server, [(bytes([0x23]) + bytes(47), UNIX_2026 * 10**9, True)] * 5)
+
+    def make_core() -> NtpServer:
+        return NtpServer(
+            ServerState.local(10, now),
+            rate_limit=RateLimit(average_rate=rate, burst=burst, kod_interval=2.0, max_clients=max_clients),
+            deny=[DENIED] if deny else [],
+            clock_offset=offset,
+        )
+
+    core, reference = make_core(), make_core()
+    arrival = UNIX_2026 * 1_000_000_000 + 100_000_000
+    with make_server(core) as (server, sent):
+        for gap, requests in batches:
+            arrival += gap
+            datagrams = []
+            for i, (_, spacing, transmit) in enumerate(requests):
+                payload = bytes([0x23]) + bytes(39) + transmit
+                datagrams.append((payload, arrival + i * spacing, True))
+            senders = [sender for sender, _, _ in requests]
+            fill(server, datagrams, senders)
+            before = len(sent)
+            server._answer(server._mmsg, len(datagrams))  # type: ignore[arg-type]
+            got = [reply for batch in sent[before:] for reply in batch]
+            want = []
+            for (payload, arrival_ns, _), sender in zip(datagrams, senders, strict=True):
+                answer = reference.respond(payload, client_key(sender), full_time(arrival_ns), 0)
+                if isinstance(answer, bytes):
+                    want.append((answer, sender))
+            assert len(got) == len(want)
+            for (reply, address), (answer, sender) in zip(got, want, strict=True):
+                assert address[4:8] == sender
+                if reply[1] == 0:
+                    assert reply == answer  # a kiss
+                else:  # a reply: all but T3, which is the server's clock at sending
+                    assert reply[:40] == answer[:40] and reply[40:48] != bytes(8)
+            assert core.counters == reference.counters
+
+
+def test_over_its_limit_an_address_gets_one_rate_kiss_per_interval_and_a_denied_one_deny() -> None:
+    """Batches mixing good clients, one flooding client and one in a denied network, all on the
+    fast path: good clients are answered; the flooder is answered as its bucket allows and
+    otherwise gets RATE at most once per kod_interval (RFC 8633: the rest is dropped); the
+    denied client gets DENY likewise and nothing else."""
+    now = (UNIX_2026 + UNIX_EPOCH_SECONDS) << 32
+    core = NtpServer(
+        ServerState.local(10, now),
+        rate_limit=RateLimit(average_rate=1.0, burst=4, kod_interval=8.0),
+        deny=[DENIED],
+    )
+    good = [bytes([127, 0, 1, n]) for n in range(1, 201)]
+    flooder, denied = bytes([127, 0, 0, 66]), bytes([127, 0, 9, 9])
+    answered: dict[bytes, int] = {}
+    kisses: list[tuple[int, bytes, bytes]] = []  # (batch number, code, to whom)
+    start_ns = UNIX_2026 * 1_000_000_000
+    with make_server(core) as (server, sent):
         batch = server._mmsg
         assert batch is not None
-        for i in range(5):
-            batch.raddr[i * mmsg.ADDRESS_SIZE + 7] = 1
-        server._answer(batch, 5)
-        kinds = [reply[12:16] for reply, _ in sent[0]]
-        assert kinds.count(b"RATE") == 1 and len(kinds) == 3
+        for step in range(100):  # 20 s, a batch every 0.2 s: the flooder sends 10/s
+            at = start_ns + step * 200_000_000
+            senders = [good[step * 2], flooder, good[step * 2 + 1], denied, flooder]
+            request = bytes([0x23]) + bytes(39) + step.to_bytes(8, "big")
+            fill(server, [(request, at + i * 1000, True) for i in range(5)], senders)
+            assert server._answer_plain(batch, 5), "refused clients keep the batch on the fast path"
+            for reply, address in sent[-1]:
+                if reply[1] == 0:
+                    kisses.append((step, reply[12:16], address[4:8]))
+                else:
+                    answered[address[4:8]] = answered.get(address[4:8], 0) + 1
+    assert all(answered.get(sender) == 1 for sender in good)
+    # 1 request/s with a burst of 4: the first 4, then one per second as the debt drains.
+    assert answered[flooder] == 4 + 19
+    assert denied not in answered
+    rate = [t for t, code, to in kisses if code == b"RATE" and to == flooder]
+    deny = [t for t, code, to in kisses if code == b"DENY" and to == denied]
+    assert len(kisses) == len(rate) + len(deny)
+    # A kiss when the flooder first runs over its limit (its 5th request, at 0.4 s), then the
+    # first refusal after each 8 s (40 batches); the denied client's first request, then every 8 s.
+    assert rate == [2, 42, 82]
+    assert deny == [0, 40, 80]
+    assert core.dropped == {"rate limited": 200 - 23 - 3, "denied": 100 - 3}

@@ -89,10 +89,20 @@ def test_denied_network_gets_deny_kiss() -> None:
 
 
 def test_rate_table_is_bounded() -> None:
+    # 1000 addresses at once, all still in debt: the oldest are forgotten.
     core = server(rate_limit=RateLimit(max_clients=100))
     for i in range(1000):
         core.respond(request(), f"10.0.{i // 256}.{i % 256}", NOW)
-    assert len(core._clients) <= 100
+    assert core.limiter.tracked <= 100
+    # Addresses whose debt has drained are forgotten first, so the table keeps those in debt.
+    core = server(rate_limit=RateLimit(max_clients=100, burst=2))
+    for i in range(99):
+        core.respond(request(), f"10.1.0.{i}", NOW)
+    for _ in range(3):  # 10.2.0.1 runs into its limit and stays in debt
+        core.respond(request(), "10.2.0.1", NOW + 10 * ONE_SECOND)
+    core.respond(request(), "10.3.0.1", NOW + 10 * ONE_SECOND)  # the table is full: make room
+    assert core.limiter.tracked == 2
+    assert isinstance(core.respond(request(), "10.2.0.1", NOW + 10 * ONE_SECOND), PacketDropped)
 
 
 def test_timestamps_are_era_correct_after_2036() -> None:

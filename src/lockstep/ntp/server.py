@@ -11,14 +11,14 @@ receive time as a parameter. It
   serving correctly past 2036-02-07;
 * rate-limits each client address (a leaky bucket per address) and answers abusers with a
   Kiss-o'-Death RATE at most once per ``kod_interval``, dropping the rest (RFC 8633 §4.4);
-* answers addresses in a deny list with Kiss-o'-Death DENY (equally rate-limited).
+* answers addresses in a deny list with Kiss-o'-Death DENY (equally rate-limited);
+  both policies live in :mod:`lockstep.ntp.limiter`.
 
 Dropped datagrams are counted by reason in :attr:`NtpServer.dropped` and never raise.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import struct
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
@@ -26,9 +26,9 @@ from typing import Final
 
 from lockstep.ntp.constants import MAXSTRAT, PHI
 from lockstep.ntp.events import PacketDropped
+from lockstep.ntp.limiter import ClientLimiter, Network, RateLimit
 from lockstep.ntp.nts.server import NtsNakSent, NtsServer, carries_nts
 from lockstep.ntp.timestamps import (
-    ONE_SECOND,
     short_from_seconds,
     to_seconds,
     to_timestamp,
@@ -69,28 +69,6 @@ class ServerState:
 
 
 @dataclass(slots=True)
-class RateLimit:
-    """Per-address leaky bucket (RFC 8633 §4.4; compare chrony's ``ratelimit``).
-
-    Each request adds ``1 / average_rate`` seconds of debt; debt drains in real time; a request
-    that would push the debt over ``burst / average_rate`` is refused. Refusals answer with a
-    RATE kiss at most once per ``kod_interval`` seconds per address.
-    """
-
-    average_rate: float = 1.0  # requests per second allowed on average
-    burst: int = 16
-    kod_interval: float = 8.0
-    max_clients: int = 100_000
-
-
-@dataclass(slots=True)
-class _Client:
-    debt: int  # in 2**-32 s
-    last: int  # full time of the last request
-    last_kod: int
-
-
-@dataclass(slots=True)
 class ServerCounters:
     """What the server did with the datagrams it was given."""
 
@@ -121,16 +99,14 @@ class NtpServer:
         state: ServerState,
         *,
         rate_limit: RateLimit | None = None,
-        deny: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network] = (),
+        deny: Sequence[Network] = (),
         clock_offset: int = 0,
         nts: NtsServer | None = None,
     ) -> None:
-        self.rate_limit = rate_limit
         self.nts = nts  # RFC 8915: requests with NTS fields get protected replies or NTSN
-        self.deny = tuple(deny)
+        self.limiter = ClientLimiter(rate_limit, deny)
         self.counters = ServerCounters()
         self.clock_offset = clock_offset  # added to ``now``: lets a server serve corrected time
-        self._clients: dict[Hashable, _Client] = {}
         self._templates: dict[int, bytes] = {}
         self._template_second = -1
         self._first_tables: dict[int, bytes] = {}  # reply first byte by request first byte, per leap
@@ -140,6 +116,14 @@ class NtpServer:
     @property
     def dropped(self) -> dict[str, int]:
         return self.counters.dropped
+
+    @property
+    def rate_limit(self) -> RateLimit | None:
+        return self.limiter.rate_limit
+
+    @property
+    def deny(self) -> tuple[Network, ...]:
+        return self.limiter.deny
 
     def set_state(self, state: ServerState) -> None:
         """Change what the server announces (e.g. after its own client synchronised)."""
@@ -180,10 +164,9 @@ class NtpServer:
             self._templates[key] = prefix
         return prefix
 
-    def batch_template(self, now: int) -> tuple[bytes, bytes] | None:
+    def batch_template(self, now: int) -> tuple[bytes, bytes]:
         """What a batched adapter needs to answer plain 48-byte requests received at ``now``
-        without calling :meth:`respond` per datagram, or None when every request must go
-        through :meth:`respond` (a deny list or rate limiting makes replies depend on the client).
+        without calling :meth:`respond` per datagram.
 
         Returns the first 24 reply bytes (the :meth:`respond` header for version 4, poll 0 at
         ``now + clock_offset``) and a 256-byte table mapping a request's first byte to the
@@ -193,9 +176,11 @@ class NtpServer:
         the request's poll byte (``respond`` echoes it unchanged), its transmit timestamp as
         the origin, and T2/T3 as era timestamps of ``time + clock_offset``; and it adds the
         replies to :attr:`counters`. The result is byte for byte what :meth:`respond` returns.
+
+        With a deny list or rate limit the adapter first passes the batch's client keys and
+        arrival times to ``limiter.admit_batch`` and answers each request it refuses with
+        :meth:`refuse` instead (a kiss, or nothing).
         """
-        if self.rate_limit is not None or self.deny:
-            return None
         now += self.clock_offset
         if now >> 32 != self._template_second:
             self._template_second = now >> 32
@@ -224,8 +209,9 @@ class NtpServer:
         reading taken just before the reply is queued.
 
         ``client`` identifies the sender for rate limiting and the deny list: the source IP
-        address as text or packed bytes (not the port: a client changing ports is still one
-        client). Returns the reply bytes, or a :class:`PacketDropped` saying why there is none.
+        address as text, packed bytes or an int (see :mod:`lockstep.ntp.limiter`), not the port:
+        a client changing ports is still one client. Returns the reply bytes, or a
+        :class:`PacketDropped` saying why there is none.
         """
         first = data[0] if len(data) >= HEADER_LENGTH else 0
         # Fast check: mode 3 and version 1..4 (bits 0x08..0x20); the reasons are sorted out below.
@@ -245,9 +231,10 @@ class NtpServer:
                 return self._drop(_DROP_TRAILER)
             if self.nts is not None and carries_nts(data):
                 nts = trailer
-        if self.deny and self._denied(client):
+        limiter = self.limiter
+        if limiter.deny and limiter.is_denied(client):
             return self._kiss(data, client, now, KissCode.DENY, _DROP_DENIED, nts)
-        if self.rate_limit is not None and not self._admit(client, now):
+        if limiter.rate_limit is not None and not limiter.admit(client, now):
             return self._kiss(data, client, now, KissCode.RATE, _DROP_RATE, nts)
         offset = self.clock_offset
         now += offset
@@ -266,6 +253,12 @@ class NtpServer:
         self.counters.replied += 1
         return reply
 
+    def refuse(self, data: Datagram, client: Hashable, now: int, code: KissCode) -> bytes | PacketDropped:
+        """What :meth:`respond` answers a plain request from ``client`` received at ``now`` that
+        the deny list (``code`` DENY) or the rate limit (RATE) refused: a kiss, or a drop."""
+        reason = _DROP_DENIED if code is KissCode.DENY else _DROP_RATE
+        return self._kiss(data, client, now, code, reason, None)
+
     def _respond_nts(self, data: bytes, trailer: Trailer, reply: bytes, now: int) -> bytes | PacketDropped:
         """RFC 8915 §5.7: protect the reply, NAK a cookie we cannot open, or drop the request."""
         assert self.nts is not None
@@ -277,26 +270,6 @@ class NtpServer:
             return self._drop(protected)
         self.counters.replied += 1
         return protected
-
-    def _admit(self, client: Hashable, now: int) -> bool:
-        limit = self.rate_limit
-        assert limit is not None
-        cost = round(ONE_SECOND / limit.average_rate)
-        state = self._clients.get(client)
-        if state is None:
-            if len(self._clients) >= limit.max_clients:
-                # Forget the least recently seen client (dicts keep insertion order).
-                del self._clients[next(iter(self._clients))]
-            self._clients[client] = _Client(cost, now, -(1 << 62))
-            return True
-        state.debt = max(0, state.debt - (now - state.last))
-        state.last = now
-        del self._clients[client]
-        self._clients[client] = state  # move to the end: most recently seen
-        if state.debt + cost > cost * limit.burst:
-            return False
-        state.debt += cost
-        return True
 
     def _kiss(
         self,
@@ -310,11 +283,7 @@ class NtpServer:
         """A Kiss-o'-Death, at most one per ``kod_interval`` per client; otherwise a drop.
 
         ``nts``: the extension fields when the request is an NTS request."""
-        limit = self.rate_limit or RateLimit()
-        state = self._clients.get(client)
-        if state is None:
-            state = self._clients[client] = _Client(0, now, -(1 << 62))
-        if now - state.last_kod < round(limit.kod_interval * ONE_SECOND):
+        if not self.limiter.kiss_due(client, now):
             return self._drop(reason)
         first = (LeapIndicator.UNSYNCHRONIZED << 6) | (data[0] & 0x38) | Mode.SERVER
         # RFC 5905 §7.4: stratum 0, the code in the reference id; origin echoes the request so
@@ -331,17 +300,9 @@ class NtpServer:
             if isinstance(protected, PacketDropped):
                 return self._drop(protected)
             kiss = protected.data if isinstance(protected, NtsNakSent) else protected
-        state.last_kod = now
+        self.limiter.record_kiss(client, now)
         self.counters.kiss_sent += 1
         return kiss
-
-    def _denied(self, client: Hashable) -> bool:
-        try:
-            # A packed address (bytes, from the batched adapter) or its text form.
-            address = ipaddress.ip_address(client if isinstance(client, bytes) else str(client))
-        except ValueError:
-            return False
-        return any(address in network for network in self.deny)
 
     def _drop(self, reason: PacketDropped) -> PacketDropped:
         dropped = self.counters.dropped

@@ -76,7 +76,9 @@ class DatagramBatch:
     """Fixed buffers for ``size`` datagrams in and ``size`` replies of ``reply_size`` bytes out.
 
     With ``reply_in_place`` send slot i goes to the address in receive slot i (a server answering
-    what it read); otherwise to the address written into ``saddr`` slot i.
+    what it read); otherwise to the address written into ``saddr`` slot i. ``send_control``
+    bytes per send slot in ``scontrol`` go out as its control messages (e.g. IP_PKTINFO to pick
+    a source address), when nonzero.
     """
 
     def __init__(
@@ -88,6 +90,7 @@ class DatagramBatch:
         reply_size: int = 48,
         reply_in_place: bool = False,
         timestamps: bool = False,
+        send_control: int = 0,
     ) -> None:
         libc = _libc()
         if libc is None:
@@ -108,11 +111,12 @@ class DatagramBatch:
         # cmsghdr (len 8, level 4, type 4) then struct timespec (sec 8, nsec 8).
         self.timestamps = timestamps
         self.control = bytearray(size * CONTROL_SIZE)
+        self.scontrol = bytearray(max(1, size * send_control))
         self._keep = [
             (ctypes.c_char * len(buf)).from_buffer(buf)
-            for buf in (self.rdata, self.raddr, self.sdata, self.saddr, self.control)
+            for buf in (self.rdata, self.raddr, self.sdata, self.saddr, self.control, self.scontrol)
         ]
-        rdata, raddr, sdata, saddr, control = (ctypes.addressof(b) for b in self._keep)
+        rdata, raddr, sdata, saddr, control, scontrol = (ctypes.addressof(b) for b in self._keep)
         self._riov = (_Iovec * size)()
         self._siov = (_Iovec * size)()
         self._rmsgs = (_Mmsghdr * size)()
@@ -137,6 +141,9 @@ class DatagramBatch:
             s.msg_namelen = self.address_length
             s.msg_iov = ctypes.pointer(self._siov[i])
             s.msg_iovlen = 1
+            if send_control:
+                s.msg_control = scontrol + i * send_control
+                s.msg_controllen = send_control
         self._rmsgs_ref = ctypes.byref(self._rmsgs)
         #: msg_len of every receive slot, readable without building ctypes objects.
         self.lengths = memoryview(self._rmsgs).cast("B").cast("I")

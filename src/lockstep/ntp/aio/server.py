@@ -28,8 +28,10 @@ from collections.abc import Callable
 from multiprocessing.process import BaseProcess
 
 from lockstep.ntp.aio import mmsg
+from lockstep.ntp.limiter import IPV6_KEY
 from lockstep.ntp.server import NtpServer
 from lockstep.ntp.timestamps import UNIX_EPOCH_SECONDS, from_unix_ns
+from lockstep.ntp.wire import KissCode
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +93,8 @@ class UdpServer:
             self._request_words = memoryview(self._mmsg.rdata).cast("Q")
             self._reply_words = memoryview(self._mmsg.sdata).cast("Q")
             self._reply_halves = memoryview(self._mmsg.sdata).cast("I")
+            self._address_halves = memoryview(self._mmsg.raddr).cast("I")
+            self._address_words = memoryview(self._mmsg.raddr).cast("Q")
         self._prefix = b""  # the header prefix the fast path last wrote into every send slot
 
     @property
@@ -156,13 +160,15 @@ class UdpServer:
     def _answer_plain(self, batch: mmsg.DatagramBatch, count: int) -> bool:
         """The fast path: a batch of plain requests answered with a few whole-batch operations.
 
-        Taken when every datagram is exactly 48 bytes, is a mode 3 request of version 1..4,
-        carries its kernel receive time, and the core has no deny list or rate limit (see
-        :meth:`NtpServer.batch_template`); otherwise returns False and nothing is sent. The
-        replies are byte for byte those of :meth:`NtpServer.respond`, except that all replies
-        of the batch share one T3, read just before the ``sendmmsg``. Each step is a strided
-        copy done in C (bytearray/memoryview extended slices, ``bytes.translate``,
-        ``array.byteswap``); the only per-datagram Python is the arrival time's fraction.
+        Taken when every datagram is exactly 48 bytes, is a mode 3 request of version 1..4 and
+        carries its kernel receive time, and the deny list and rate limit can be applied to the
+        batch as a whole (:meth:`lockstep.ntp.limiter.ClientLimiter.admit_batch`); otherwise
+        returns False and nothing is sent. The replies are byte for byte those of
+        :meth:`NtpServer.respond`, except that all replies of the batch share one T3, read just
+        before the ``sendmmsg``. Each step is a strided copy done in C (bytearray/memoryview
+        extended slices, ``bytes.translate``, ``array.byteswap``); the per-datagram Python is the
+        arrival time's fraction and, with limits, the passes of ``admit_batch``. Requests the
+        limiter refuses get :meth:`NtpServer.refuse`'s kiss in their slot, or no reply.
         """
         lengths = batch.lengths
         stride = mmsg.STRIDE
@@ -181,23 +187,33 @@ class UdpServer:
         core = self.core
         offset = core.clock_offset
         epoch = UNIX_EPOCH_SECONDS
+        arrivals: list[int] = []
         # One header template serves the batch only if all its replies fall in one second of
         # served time (respond() rebuilds templates each second); else, rarely, the general path.
         if offset:
-            served = [((s + epoch) << 32) + f + offset for s, f in zip(seconds, fractions, strict=True)]
-            if min(served) >> 32 != max(served) >> 32:
+            arrivals = [((s + epoch) << 32) + f for s, f in zip(seconds, fractions, strict=True)]
+            if (min(arrivals) + offset) >> 32 != (max(arrivals) + offset) >> 32:
                 return False
         elif seconds.count(seconds[0]) != count:
             return False
-        template = core.batch_template(((seconds[0] + epoch) << 32) + fractions[0])
-        if template is None:
-            return False
-        prefix, table = template
+        first_arrival = ((seconds[0] + epoch) << 32) + fractions[0]
+        prefix, table = core.batch_template(first_arrival)
         rdata = batch.rdata
         slot = batch.max_datagram
         firsts = rdata[0 : count * slot : slot].translate(table)
         if 0 in firsts:
             return False
+        limiter = core.limiter
+        refused: list[tuple[int, KissCode]] | None = None
+        clients: list[int] = []
+        if limiter.rate_limit is not None or limiter.deny:
+            clients = self._client_keys(batch, count)
+            if not offset:
+                base = (seconds[0] + epoch) << 32
+                arrivals = [base + f for f in fractions]
+            refused = limiter.admit_batch(clients, arrivals)
+            if refused is None:
+                return False
         sdata = batch.sdata
         reply_words = self._reply_words
         n = count * 6
@@ -217,10 +233,10 @@ class UdpServer:
         # T2 (bytes 32..39): the kernel's arrival time as an era timestamp (RFC 5905 §6).
         mask = 0xFFFFFFFFFFFFFFFF
         if offset:
-            arrivals = array.array("Q", [t & mask for t in served])
+            served = array.array("Q", [(t + offset) & mask for t in arrivals])
             if _LITTLE_ENDIAN:
-                arrivals.byteswap()
-            reply_words[4:n:6] = memoryview(arrivals)
+                served.byteswap()
+            reply_words[4:n:6] = memoryview(served)
         else:
             era_seconds = array.array("I", [(seconds[0] + epoch) & 0xFFFFFFFF]) * count
             fraction_column = array.array("I", fractions)
@@ -230,14 +246,83 @@ class UdpServer:
             reply_halves = self._reply_halves
             reply_halves[8 : count * 12 : 12] = memoryview(era_seconds)
             reply_halves[9 : count * 12 : 12] = memoryview(fraction_column)
+        replies = count
+        kissed: list[int] = []
+        if refused:
+            replies, kissed = self._refuse(batch, count, refused, clients, arrivals)
         # T3 (bytes 40..47): one clock reading for the whole batch, just before sendmmsg.
         sent = array.array("Q", [(from_unix_ns(time.time_ns()) + offset) & mask])
         if _LITTLE_ENDIAN:
             sent.byteswap()
         reply_words[5:n:6] = memoryview(sent * count)
-        core.counters.replied += count
-        self.send_errors += count - batch.send(count)
+        for i in kissed:  # a kiss's receive and transmit timestamps stay zero
+            reply_words[i * 6 + 5] = 0
+        core.counters.replied += count - len(refused or ())
+        self.send_errors += replies - batch.send(replies)
         return True
+
+    def _client_keys(self, batch: mmsg.DatagramBatch, count: int) -> list[int]:
+        """The senders of receive slots 0..count-1 as client keys (:mod:`lockstep.ntp.limiter`):
+        IPv4 addresses as ints, IPv6 ones as ints plus ``IPV6_KEY``, read with strided copies."""
+        if batch.address_length == 16:  # sockaddr_in: the address is bytes 4..7
+            per_slot = mmsg.ADDRESS_SIZE // 4
+            column = array.array("I", bytes(4 * count))
+            memoryview(column)[:] = self._address_halves[1 : count * per_slot : per_slot]
+            if _LITTLE_ENDIAN:
+                column.byteswap()
+            return column.tolist()
+        per_slot = mmsg.ADDRESS_SIZE // 8  # sockaddr_in6: the address is bytes 8..23
+        high = array.array("Q", bytes(8 * count))
+        low = array.array("Q", bytes(8 * count))
+        memoryview(high)[:] = self._address_words[1 : count * per_slot : per_slot]
+        memoryview(low)[:] = self._address_words[2 : count * per_slot : per_slot]
+        if _LITTLE_ENDIAN:
+            high.byteswap()
+            low.byteswap()
+        return [IPV6_KEY | h << 64 | lo for h, lo in zip(high.tolist(), low.tolist(), strict=True)]
+
+    def _refuse(
+        self,
+        batch: mmsg.DatagramBatch,
+        count: int,
+        refused: list[tuple[int, KissCode]],
+        clients: list[int],
+        arrivals: list[int],
+    ) -> tuple[int, list[int]]:
+        """Answer the requests the limiter refused as :meth:`NtpServer.respond` would: a kiss in
+        their send slot, or no reply (the later replies and their addresses move down). Returns
+        how many send slots are now in use and which of them hold kisses."""
+        core = self.core
+        rdata = batch.rdata
+        sdata = batch.sdata
+        slot = batch.max_datagram
+        dropped = []
+        kissed = []
+        for i, code in refused:
+            answer = core.refuse(rdata[i * slot : i * slot + 48], clients[i], arrivals[i], code)
+            if type(answer) is bytes:
+                sdata[i * 48 : i * 48 + 48] = answer
+                kissed.append(i)
+            else:
+                dropped.append(i)
+        self._prefix = b""  # some send slots no longer start with the prefix
+        if not dropped:
+            return count, kissed
+        raddr = batch.raddr
+        size = mmsg.ADDRESS_SIZE
+        length = batch.address_length
+        gone = set(dropped)
+        out = dropped[0]
+        moved_kisses = [i for i in kissed if i < out]
+        for i in range(out + 1, count):
+            if i in gone:
+                continue
+            sdata[out * 48 : out * 48 + 48] = sdata[i * 48 : i * 48 + 48]
+            raddr[out * size : out * size + length] = raddr[i * size : i * size + length]
+            if i in kissed:
+                moved_kisses.append(out)
+            out += 1
+        return out, moved_kisses
 
     def _answer_each(self, batch: mmsg.DatagramBatch, count: int) -> None:
         """Answer the batch one :meth:`NtpServer.respond` call per datagram (the general path).
@@ -259,9 +344,10 @@ class UdpServer:
         lengths = batch.lengths
         stride = mmsg.STRIDE
         length_index = mmsg.MSG_LEN_INDEX
-        # The client key (for rate limits and deny lists) is the packed IP address: bytes 4..8
-        # of a sockaddr_in, 8..24 of a sockaddr_in6. Without limits it is not even extracted.
-        key_start, key_end = (4, 8) if address_length == 16 else (8, 24)
+        # The client key (for rate limits and deny lists, see lockstep.ntp.limiter) is the IP
+        # address as an int: bytes 4..8 of a sockaddr_in, 8..24 of a sockaddr_in6 plus IPV6_KEY.
+        # Without limits it is not even extracted.
+        key_start, key_end, family_key = (4, 8, 0) if address_length == 16 else (8, 24, IPV6_KEY)
         needs_key = core.rate_limit is not None or bool(core.deny)
         control = batch.control_words
         control_length_index = mmsg.CONTROLLEN_INDEX
@@ -273,7 +359,11 @@ class UdpServer:
             start = i * slot
             data = received[start : start + lengths[i * stride + length_index]]
             address = i * address_size
-            key = bytes(raddr[address + key_start : address + key_end]) if needs_key else None
+            key = (
+                int.from_bytes(raddr[address + key_start : address + key_end], "big") | family_key
+                if needs_key
+                else None
+            )
             # T2: the kernel's arrival time (SO_TIMESTAMPNS) when present, else the batch's
             # read time; T3: the clock now, as late as this design allows before sendmmsg.
             # (from_unix_ns, inlined: this loop is the server's hot path)

@@ -1,0 +1,88 @@
+"""The server's rate limiter and deny list: a whole batch decides as request-by-request does."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lockstep.ntp.limiter import IPV6_KEY, ClientLimiter, RateLimit, client_address
+from lockstep.ntp.timestamps import ONE_SECOND
+from lockstep.ntp.wire import KissCode
+
+NOW = 3_973_000_000 << 32
+DENIED = ipaddress.ip_network("192.0.2.0/24")
+KEYS = [int(ipaddress.IPv4Address(f"198.51.100.{n}")) for n in range(1, 9)] + [
+    int(ipaddress.IPv4Address("192.0.2.1")),
+    IPV6_KEY + int(ipaddress.IPv6Address("2001:db8::1")),
+]
+
+
+def sequential(limiter: ClientLimiter, clients: list[int], arrivals: list[int]) -> list[tuple[int, KissCode]]:
+    """What NtpServer.respond decides, one request at a time."""
+    refused = []
+    for i, (client, arrival) in enumerate(zip(clients, arrivals, strict=True)):
+        if limiter.deny and limiter.is_denied(client):
+            refused.append((i, KissCode.DENY))
+        elif limiter.rate_limit is not None and not limiter.admit(client, arrival):
+            refused.append((i, KissCode.RATE))
+    return refused
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    batches=st.lists(
+        st.tuples(
+            st.integers(0, 4 * ONE_SECOND),  # time since the previous batch
+            st.lists(st.tuples(st.sampled_from(KEYS), st.integers(0, ONE_SECOND // 50)), max_size=12),
+        ),
+        max_size=12,
+    ),
+    rate=st.sampled_from([0.5, 3.0, 1000.0]),
+    burst=st.sampled_from([0, 1, 3]),
+    max_clients=st.sampled_from([3, 6, 100]),
+    deny=st.booleans(),
+)
+def test_a_batch_decides_and_remembers_as_one_request_at_a_time(
+    batches: list[tuple[int, list[tuple[int, int]]]], rate: float, burst: int, max_clients: int, deny: bool
+) -> None:
+    def make() -> ClientLimiter:
+        return ClientLimiter(RateLimit(rate, burst, 2.0, max_clients), [DENIED] if deny else [])
+
+    batched, reference = make(), make()
+    now = NOW
+    for gap, requests in batches:
+        now += gap
+        clients = [client for client, _ in requests]
+        arrivals = [now + sum(spacing for _, spacing in requests[: i + 1]) for i in range(len(requests))]
+        decided = batched.admit_batch(clients, arrivals)
+        if decided is None:  # declined (a table that could fill up): the caller goes one by one
+            decided = sequential(batched, clients, arrivals)
+        assert decided == sequential(reference, clients, arrivals)
+        # Same debts, in the same order: later evictions pick the same clients.
+        assert list(batched._tats.items()) == list(reference._tats.items())
+
+
+def test_the_usual_batch_is_admitted_whole_and_in_debt_clients_one_by_one() -> None:
+    limiter = ClientLimiter(RateLimit(average_rate=1.0, burst=2))
+    clients = KEYS[:4]
+    assert limiter.admit_batch(clients, [NOW] * 4) == []
+    # The same four again at once: each has one request of debt, and may have one more.
+    assert limiter.admit_batch(clients, [NOW] * 4) == []
+    # A third time: all over their limit.
+    assert limiter.admit_batch(clients, [NOW] * 4) == [(i, KissCode.RATE) for i in range(4)]
+    # Two seconds later their debt has drained.
+    assert limiter.admit_batch(clients, [NOW + 2 * ONE_SECOND] * 4) == []
+
+
+def test_client_keys_name_their_addresses() -> None:
+    assert client_address(int(ipaddress.IPv4Address("192.0.2.7"))) == ipaddress.IPv4Address("192.0.2.7")
+    assert client_address(IPV6_KEY + 1) == ipaddress.IPv6Address("::1")
+    assert client_address(bytes([192, 0, 2, 7])) == ipaddress.IPv4Address("192.0.2.7")
+    assert client_address("2001:db8::2") == ipaddress.IPv6Address("2001:db8::2")
+    assert client_address("not an address") is None
+    limiter = ClientLimiter(deny=[ipaddress.ip_network("::1/128"), DENIED])
+    assert limiter.is_denied(IPV6_KEY + 1)
+    assert not limiter.is_denied(1)  # 0.0.0.1, not ::1
+    assert limiter.is_denied(int(ipaddress.IPv4Address("192.0.2.200")))
