@@ -13,7 +13,6 @@ makes new ones on the next request, so the server recovers by itself when Postgr
 from __future__ import annotations
 
 import asyncio
-import logging
 import random
 import re
 from functools import lru_cache
@@ -26,7 +25,6 @@ from lockstep.server.store.backend import redact
 from lockstep.server.store.sql import Work, WorkFactory
 
 T = TypeVar("T")
-log = logging.getLogger(__name__)
 
 POOL_SIZE = 10
 CONNECT_TIMEOUT_S = 5.0
@@ -79,17 +77,23 @@ class PostgresBackend:
         return redact(self.url)
 
     async def open(self) -> None:
+        # No connection floor (min_size=0): the pool connects on demand, so while PostgreSQL is down
+        # nothing retries in the background, and requests alone find out (and get ``unavailable``).
         try:
             self._pool = await asyncpg.create_pool(
                 self.url,
-                min_size=1,
+                min_size=0,
                 max_size=POOL_SIZE,
                 timeout=CONNECT_TIMEOUT_S,
                 command_timeout=STATEMENT_TIMEOUT_S,
             )
+            async with self._pool.acquire(timeout=CONNECT_TIMEOUT_S * 2):
+                pass  # reachable, and these credentials are accepted: fail at start otherwise
         except UNREACHABLE as error:
+            await self.close()
             raise Unavailable(f"cannot reach {self.display_url}: {error}") from error
         except asyncpg.PostgresError as error:  # e.g. no such database, authentication failed
+            await self.close()
             raise Unavailable(f"{self.display_url}: {error}") from error
 
     async def close(self) -> None:
@@ -126,5 +130,4 @@ class PostgresBackend:
 
     @staticmethod
     def _unavailable(error: Exception) -> Unavailable:
-        log.warning("PostgreSQL is unavailable: %s", error)
-        return Unavailable(f"PostgreSQL is unavailable: {error}")
+        return Unavailable(f"PostgreSQL is unavailable: {error}")  # the caller logs it, once
