@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import uvicorn
+from hypothesis import settings
 
 from lockstep.server.app import create_app
 from lockstep.server.runner import Listener, uvicorn_config
@@ -26,6 +27,12 @@ from lockstep_servers import FakeClock, LiveServer, ServerProcess, free_port, st
 from pg_server import PostgresServer, postgres_for_tests
 
 ENGINES = ["sqlite", "postgresql"]
+
+# Hypothesis' default 200 ms deadline per example measures the machine's load, not the code: with test files
+# in parallel workers beside Chromium and real peers, a fast example can take longer. Properties keep every
+# other check; a test that is about speed says so with its own deadline.
+settings.register_profile("lockstep", deadline=None, print_blob=True)
+settings.load_profile("lockstep")
 
 
 @pytest.fixture
