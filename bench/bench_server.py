@@ -1,8 +1,8 @@
 """A Lockstep server for benchmarks: its own process on loopback, rate limits raised.
 
-Every simulated device connects from 127.0.0.1, which the per-address and per-device limits would
-otherwise stop within a minute. Run as a script it serves (``bench_server.py PORT DATA``); benchmarks
-use :func:`generous_server`.
+Every simulated device connects from 127.0.0.1, which the per-address and per-device limits (and the
+cap on unauthenticated sockets per address) would otherwise stop within a minute. Run as a script it
+serves (``bench_server.py PORT DATA``); benchmarks use :func:`generous_server`.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from lockstep_servers import free_port
 def serve_with_generous_limits(port: int, data: str) -> None:
     import uvicorn
 
+    from lockstep.server.admission import Admission, AdmissionLimits
     from lockstep.server.app import create_app
     from lockstep.server.ratelimit import MemoryRateLimiter
     from lockstep.server.runner import Listener, uvicorn_config
@@ -40,6 +41,7 @@ def serve_with_generous_limits(port: int, data: str) -> None:
         limits=limits,
         storage_limits=StorageLimits(**{**unlimited, "min_free_bytes": 0}),
         media_dir=Path(data) / "media",
+        admission=Admission(AdmissionLimits(per_address=1_000_000, total=1_000_000)),
     )
     app = create_app(services, default_web_root())
     uvicorn.Server(uvicorn_config(app, Listener("127.0.0.1", port))).run()

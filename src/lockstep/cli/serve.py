@@ -11,6 +11,7 @@ from typing import Any
 
 from lockstep import __version__
 from lockstep.cli import CommandError
+from lockstep.server.admission import DEADLINE_S, PER_ADDRESS
 from lockstep.server.settings import STORAGE_ENV, StorageLimits
 
 STORAGE_HELP = {
@@ -64,6 +65,27 @@ def register(subparsers: Any) -> None:
             help=f"{STORAGE_HELP[name]} ({env_name}; default {getattr(StorageLimits(), name)})",
         )
     parser.add_argument(
+        "--unauthenticated-per-address",
+        type=int,
+        metavar="N",
+        help="sockets one client address may hold before authenticating "
+        f"(LOCKSTEP_UNAUTHENTICATED_PER_ADDRESS; default {PER_ADDRESS})",
+    )
+    parser.add_argument(
+        "--unauthenticated-total",
+        type=int,
+        metavar="N",
+        help="unauthenticated sockets in all before the oldest is closed "
+        "(LOCKSTEP_UNAUTHENTICATED_TOTAL; default a quarter of the open-file limit, at most 4096)",
+    )
+    parser.add_argument(
+        "--unauthenticated-deadline",
+        type=float,
+        metavar="SECONDS",
+        help="a socket that neither authenticates nor starts linking is closed after this "
+        f"(LOCKSTEP_UNAUTHENTICATED_DEADLINE; default {DEADLINE_S:g})",
+    )
+    parser.add_argument(
         "--allowed-origin",
         action="append",
         metavar="ORIGIN",
@@ -110,6 +132,9 @@ def run(args: argparse.Namespace) -> int:
             media_max_bytes=args.media_max_bytes,
             storage={name: getattr(args, name) for name in STORAGE_ENV.values()},
             allowed_origins=args.allowed_origin,
+            unauthenticated_per_address=args.unauthenticated_per_address,
+            unauthenticated_total=args.unauthenticated_total,
+            unauthenticated_deadline_s=args.unauthenticated_deadline,
             trusted_proxies=args.trusted_proxy,
             proxy_header=args.proxy_header,
             database=args.database,

@@ -20,7 +20,10 @@ from lockstep.server.frames import encode
 log = logging.getLogger(__name__)
 
 OUTBOX_SIZE = 256
-CLOSE_TOO_SLOW = 1008
+CLOSE_POLICY = 1008
+CLOSE_TOO_SLOW = CLOSE_POLICY
+CLOSE_TRY_LATER = 1013
+"""RFC 6455 §7.4.1 (IANA registry): over a connection cap, try again later."""
 CLOSE_UNLINKED = 4001
 
 

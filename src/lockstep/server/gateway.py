@@ -14,7 +14,8 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from lockstep import __version__
 from lockstep.link.encoding import b64u_encode
 from lockstep.server import api_accounts, api_groups, api_keys, api_linking, api_messages, api_time, media
-from lockstep.server.connection import Connection
+from lockstep.server.admission import Refused
+from lockstep.server.connection import CLOSE_POLICY, CLOSE_TRY_LATER, Connection
 from lockstep.server.errors import ApiError, StorageFull, Unavailable, storage_refusal
 from lockstep.server.frames import Request, error_reply, reply
 from lockstep.server.services import Services
@@ -90,10 +91,39 @@ async def _touch(services: Services, connection: Connection) -> None:
         await api_accounts.touch_device(services, connection.identity.device_id, now)
 
 
+async def _admit(services: Services, connection: Connection) -> bool:
+    """Count a new socket against the unauthenticated caps (admission.py); close it if over."""
+    decision = services.admission.admit(connection, connection.address)
+    if isinstance(decision, Refused):
+        await connection.websocket.close(CLOSE_TRY_LATER, decision.reason)
+        return False
+    if decision.evicted is not None:
+        decision.evicted.close_soon(CLOSE_TRY_LATER, "server busy: too many unauthenticated connections")
+    return True
+
+
+def _settle(services: Services, connection: Connection) -> None:
+    """After a request: an authenticated socket leaves the caps, a linking one may wait."""
+    if connection.identity is not None:
+        services.admission.settle(connection)
+    elif connection.link_session_id is not None:
+        services.admission.linking(connection)
+
+
+async def _close_if_still_waiting(services: Services, connection: Connection) -> None:
+    deadline_s = services.admission.limits.deadline_s
+    await services.sleep(deadline_s)
+    if services.admission.waiting(connection):
+        connection.close_soon(CLOSE_POLICY, f"authenticate or start linking within {deadline_s:g} s")
+
+
 async def serve_websocket(services: Services, websocket: WebSocket) -> None:
     await websocket.accept()
     address = services.client_address(websocket).address
     connection = Connection(websocket, address, websocket.headers.get("user-agent", ""))
+    if not await _admit(services, connection):
+        return
+    deadline = asyncio.create_task(_close_if_still_waiting(services, connection), name="ws-deadline")
     writer = asyncio.create_task(connection.write_outbox(), name="ws-writer")
     connection.push(
         {
@@ -114,12 +144,15 @@ async def serve_websocket(services: Services, websocket: WebSocket) -> None:
                 break
             signed_in = connection.identity is not None
             connection.push(await handle_frame(services, connection, text))
+            _settle(services, connection)
             if not signed_in and connection.identity is not None:
                 with contextlib.suppress(Unavailable):  # only a hint
                     await api_keys.warn_if_low(services, connection, connection.identity.device_id)
     except WebSocketDisconnect:
         pass
     finally:
+        deadline.cancel()
+        services.admission.settle(connection)
         await api_linking.end_link_session(services, connection)
         if connection.identity is not None:
             await services.hub.detach(connection.identity.device_id, connection)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import resource
 import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -12,12 +14,15 @@ from pathlib import Path
 import uvicorn
 from starlette.types import ASGIApp
 
+from lockstep.server.admission import Admission
 from lockstep.server.app import create_app
 from lockstep.server.disk import DiskGuard
 from lockstep.server.frames import MAX_FRAME_BYTES
 from lockstep.server.services import Limits, Services
 from lockstep.server.settings import Settings
 from lockstep.server.store import Store
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +67,25 @@ def uvicorn_config(app: ASGIApp, listener: Listener, *, lifespan: bool = True) -
     )
 
 
+def raise_open_file_limit() -> int:
+    """Lift the soft RLIMIT_NOFILE to the hard limit and return the soft limit now in force.
+
+    Every socket costs a descriptor; a process out of them accepts no one, health checks included.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 65_536)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError) as error:  # e.g. macOS caps the soft limit below an infinite hard one
+            log.warning("could not raise the open-file limit from %d: %s", soft, error)
+    return soft
+
+
 async def serve(settings: Settings, origin: str, listeners: list[Listener], banner: str) -> None:
     """Open the store (migrating it; errors raise before anything listens), print ``banner``, serve."""
+    open_files = raise_open_file_limit()
     store = Store.for_url(settings.database_url)
     await store.open()
     services = Services(
@@ -75,6 +97,7 @@ async def serve(settings: Settings, origin: str, listeners: list[Listener], bann
         storage_limits=settings.storage,
         proxies=settings.proxies,
         allowed_origins=settings.allowed_origins,
+        admission=Admission(settings.admission_limits(open_files)),
     )
     services.disk = DiskGuard([*settings.folders, services.media_root], settings.storage.min_free_bytes)
     app = create_app(services, settings.web_root)

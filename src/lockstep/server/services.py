@@ -9,10 +9,11 @@ from pathlib import Path
 
 from starlette.requests import HTTPConnection
 
+from lockstep.server.admission import Admission
 from lockstep.server.client_address import ClientAddress, TrustedProxies, address_of
 from lockstep.server.clock import Clock, system_clock
 from lockstep.server.disk import DiskGuard
-from lockstep.server.hub import Hub
+from lockstep.server.hub import Hub, Peer
 from lockstep.server.link_store import LinkStore, MemoryLinkStore
 from lockstep.server.media_tokens import MediaTokens, MemoryMediaTokens
 from lockstep.server.ratelimit import MemoryRateLimiter, PerWindow, RateLimiter
@@ -93,6 +94,8 @@ class Services:
     """Reverse proxies whose forwarding header is believed (--trusted-proxy); none by default."""
     allowed_origins: tuple[str, ...] = ()
     """Origins besides ``origin`` whose pages and Host names are served (--allowed-origin)."""
+    admission: Admission[Peer] = field(default_factory=Admission[Peer])
+    """Caps on sockets that have not authenticated (per process: sockets live in one process)."""
     disk: DiskGuard | None = None
     """Free-space reserve of the data and media folders; None: not watched (in-memory tests)."""
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from lockstep.link.errors import LinkCodeError
 from lockstep.link.qr import normalise_origin
+from lockstep.server.admission import DEADLINE_S, PER_ADDRESS, AdmissionLimits
 from lockstep.server.client_address import TrustedProxies
 from lockstep.server.hosts import HostPolicy
 from lockstep.server.store.backend import DatabaseUrlError, check_url, sqlite_path, sqlite_url
@@ -34,6 +35,12 @@ STORAGE_ENV = {
     "LOCKSTEP_MIN_FREE_BYTES": "min_free_bytes",
 }
 """Environment variable → :class:`StorageLimits` field (whole numbers)."""
+ADMISSION_ENV = {
+    "LOCKSTEP_UNAUTHENTICATED_PER_ADDRESS": "unauthenticated_per_address",
+    "LOCKSTEP_UNAUTHENTICATED_TOTAL": "unauthenticated_total",
+    "LOCKSTEP_UNAUTHENTICATED_DEADLINE": "unauthenticated_deadline_s",
+}
+"""Environment variable → :class:`Settings` field of the caps on unauthenticated sockets."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,8 +98,16 @@ class Settings:
     """More origins (besides the public one) whose names and pages are served (LOCKSTEP_ALLOWED_ORIGINS)."""
     database: str | None = None
     """``sqlite:///path`` or ``postgresql://…`` (LOCKSTEP_DATABASE_URL); None: SQLite in the data folder."""
+    unauthenticated_per_address: int = PER_ADDRESS
+    unauthenticated_total: int | None = None
+    """None: a quarter of the open-file limit, at most 4096 (admission.py)."""
+    unauthenticated_deadline_s: float = DEADLINE_S
 
     def __post_init__(self) -> None:
+        try:
+            self.admission_limits(open_files=1 << 20)
+        except ValueError as error:
+            raise SettingsError(f"{', '.join(ADMISSION_ENV)}: {error}") from error
         if self.database is not None:
             try:
                 check_url(self.database)
@@ -119,6 +134,11 @@ class Settings:
     @property
     def tls(self) -> bool:
         return self.tls_cert is not None
+
+    def admission_limits(self, open_files: int) -> AdmissionLimits:
+        """The caps on unauthenticated sockets for a process that may open ``open_files`` descriptors."""
+        total = self.unauthenticated_total or AdmissionLimits.total_for(open_files)
+        return AdmissionLimits(self.unauthenticated_per_address, total, self.unauthenticated_deadline_s)
 
     @property
     def database_url(self) -> str:
@@ -185,6 +205,13 @@ class Settings:
             values["allowed_origins"] = tuple(sorted(HostPolicy.of(origins).origins))  # type: ignore[arg-type]
         except ValueError as error:
             raise SettingsError(f"--allowed-origin / LOCKSTEP_ALLOWED_ORIGINS: {error}") from error
+        for env_name, name in ADMISSION_ENV.items():
+            if env_name in env:
+                number = float if name.endswith("_s") else int
+                try:
+                    values[name] = number(env[env_name])
+                except ValueError as error:
+                    raise SettingsError(f"{env_name} must be a number, got {env[env_name]!r}") from error
         proxies = overrides.pop("trusted_proxies", None) or _words(env.get("LOCKSTEP_TRUSTED_PROXIES", ""))
         header = overrides.pop("proxy_header", None) or env.get("LOCKSTEP_PROXY_HEADER", "x-forwarded-for")
         try:

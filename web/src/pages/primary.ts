@@ -220,6 +220,9 @@ async function onEvent(event: ServerEvent): Promise<void> {
 
 function showOnboarding(): void {
   hide(ui.home);
+  // The server closes a socket that has not signed in after a minute, and start() runs again on the
+  // new one: leave the focus where the person is typing.
+  if (!ui.onboarding.hidden) return;
   show(ui.onboarding);
   ui.handle.focus();
 }
