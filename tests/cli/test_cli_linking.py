@@ -48,6 +48,8 @@ def test_cli_primary_links_a_cli_companion_lists_and_unlinks_it(server_process, 
     scan = lockstep("primary", "scan", "--image", str(qr), "--yes", "--state", str(primary))
     assert scan.returncode == 0, scan.stderr
     assert "Lockstep terminal" in scan.stdout and "same network" in scan.stdout
+    assert "(as the computer describes itself)" in scan.stdout
+    assert "address:  127.0.0.1, the server's own machine (as the server saw it)" in scan.stdout
     out, err = companion.communicate(timeout=20)
     assert companion.returncode == 0, err
     assert "Linked to @carol (Carol)" in out

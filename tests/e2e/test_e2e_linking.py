@@ -94,7 +94,8 @@ def test_phone_scans_the_computer_and_links_it(
     scan(phone, tmp_path / "qr.png")
     context = wait_for_context(phone)
     assert "Chrome" in context["description"] and "Linux" in context["description"]
-    assert "127.0.0.1" in context["address"]
+    assert context["description"].endswith("— as the computer describes itself")  # a claim, not a fact
+    assert context["address"] == "127.0.0.1 — the server's own machine"  # what the server saw
     assert "same network" in context["network"].lower()
     assert "s" in context["age"]
     approve_box = phone.page.get_by_test_id("link-approve").bounding_box()

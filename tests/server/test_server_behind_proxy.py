@@ -120,6 +120,7 @@ def test_the_primary_sees_the_client_address_not_the_proxys(
 ) -> None:
     context = context_seen_by_primary(phone, proxy.url, "127.0.0.4", {})
     assert context["companion"]["address"] == "127.0.0.4"
+    assert context["companion"]["network"] == {"kind": "loopback", "prefix": "127.0.0.0/8"}
     assert context["network"]["primary_address"] == "127.0.0.1"
 
 
@@ -157,4 +158,5 @@ def test_two_trusted_proxies_give_the_client_before_the_outer_one(
     # An outer proxy (a CDN, say) at OUTER_PROXY forwards a client at 203.0.113.9 to nginx.
     context = context_seen_by_primary(phone, proxy.url, OUTER_PROXY, {"X-Forwarded-For": "203.0.113.9"})
     assert context["companion"]["address"] == "203.0.113.9"
+    assert context["companion"]["network"] == {"kind": "public", "prefix": "203.0.113.0/24"}
     assert context["network"]["same_network"] is False  # the hint compares real addresses

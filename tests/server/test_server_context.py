@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lockstep.server.context import describe_user_agent, same_network
+from lockstep.server.context import describe_user_agent, network_of, same_network
 
 CHROME_LINUX = (
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0.0.0 Safari/537.36"
@@ -53,3 +53,24 @@ def test_user_agents_are_described_plainly(user_agent: str, description: str) ->
 )
 def test_same_network(first: str, second: str, same: bool) -> None:
     assert same_network(first, second) is same
+
+
+@pytest.mark.parametrize(
+    ("address", "kind", "prefix"),
+    [
+        ("127.0.0.1", "loopback", "127.0.0.0/8"),
+        ("::1", "loopback", "::1/128"),
+        ("192.168.1.23", "private", "192.168.1.0/24"),
+        ("10.1.2.3", "private", "10.1.2.0/24"),
+        ("100.64.7.7", "private", "100.64.7.0/24"),  # carrier NAT
+        ("fd12:3456:789a:1::5", "private", "fd12:3456:789a:1::/64"),
+        ("169.254.10.20", "link-local", "169.254.0.0/16"),
+        ("fe80::1", "link-local", "fe80::/64"),
+        ("203.0.113.9", "public", "203.0.113.0/24"),  # documentation range: public for our purposes
+        ("2001:db8:aaaa:bbbb::1", "public", "2001:db8:aaaa::/48"),
+        ("::ffff:192.168.1.23", "private", "192.168.1.0/24"),
+        ("unknown", "unknown", None),
+    ],
+)
+def test_the_network_of_an_address(address: str, kind: str, prefix: str | None) -> None:
+    assert network_of(address) == {"kind": kind, "prefix": prefix}

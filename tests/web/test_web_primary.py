@@ -128,6 +128,9 @@ def context_reply(same_network: bool, age_ms: int = 4000) -> dict[str, Any]:
             "client": "browser",
             "user_agent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:140.0) Gecko/20100101 Firefox/140.0",
             "address": "127.0.0.1" if same_network else "203.0.113.9",
+            "network": {"kind": "loopback", "prefix": "127.0.0.0/8"}
+            if same_network
+            else {"kind": "public", "prefix": "203.0.113.0/24"},
         },
         "network": {"primary_address": "127.0.0.1", "same_network": same_network},
     }
@@ -172,8 +175,10 @@ def test_context_before_consent_then_a_grant_python_opens(setup: Any, static_ori
 
     page.get_by_test_id("link-context").wait_for()
     assert page.get_by_test_id("scanner").is_hidden()  # camera view closed
-    assert page.get_by_test_id("context-description").inner_text() == "Firefox 140 on Windows"
-    assert page.get_by_test_id("context-address").inner_text() == "203.0.113.9"
+    description = page.get_by_test_id("context-description").inner_text()
+    assert description == "Firefox 140 on Windows — as the computer describes itself"
+    address = page.get_by_test_id("context-address").inner_text()
+    assert address == "203.0.113.9 — public internet, network 203.0.113.0/24"
     assert "different network" in page.get_by_test_id("context-network").inner_text().lower()
     assert "different network" in page.get_by_test_id("context-warning").inner_text()
     assert re.fullmatch(r"[45] seconds ago", page.get_by_test_id("context-age").inner_text())

@@ -80,6 +80,19 @@ def _ago(ms: int) -> str:
     return f"{seconds} s ago" if seconds < 120 else f"{seconds // 60} min ago"
 
 
+def network_label(network: Any) -> str:
+    """ "private network 192.168.1.0/24" for the server's description of an address (linking.md §6.2)."""
+    if not isinstance(network, dict):
+        return ""
+    prefix = network.get("prefix") or ""
+    return {
+        "loopback": "the server's own machine",
+        "private": f"private network {prefix}",
+        "link-local": f"link-local network {prefix}",
+        "public": f"public internet, network {prefix}",
+    }.get(str(network.get("kind")), "")
+
+
 def run_scan(args: argparse.Namespace) -> int:
     state = load_state(args, "primary")
     with refusals():
@@ -93,11 +106,11 @@ def run_scan(args: argparse.Namespace) -> int:
             context = await session.inspect(code)
             companion, network = context["companion"], context["network"]
             print(f"A device asks to be linked to @{state.account.handle}:")
-            print(f"  device:   {companion['description']}")
-            print(
-                f"  address:  {companion['address']} "
-                f"({'same network as this device' if network['same_network'] else 'a DIFFERENT network'})"
-            )
+            print(f"  device:   {companion['description']} (as the computer describes itself)")
+            place = network_label(companion.get("network"))
+            print(f"  address:  {companion['address']}{', ' + place if place else ''} (as the server saw it)")
+            same = "same network as this device" if network["same_network"] else "a DIFFERENT network"
+            print(f"  network:  {same}")
             print(f"  code made {_ago(context['age_ms'])}")
             if not network["same_network"]:
                 print("  Warning: if you did not open Lockstep on a computer next to you, decline.")

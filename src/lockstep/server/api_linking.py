@@ -13,7 +13,7 @@ from lockstep.link.encoding import b64u_encode
 from lockstep.link.errors import DeviceListError
 from lockstep.server.api_accounts import check_successor, load_account, require_primary, verify_list
 from lockstep.server.connection import Connection
-from lockstep.server.context import describe_user_agent, same_network
+from lockstep.server.context import describe_user_agent, network_of, same_network
 from lockstep.server.errors import ApiError, StaleDeviceList, Unavailable
 from lockstep.server.frames import Request
 from lockstep.server.link_sessions import SCHEDULE_MS, CompanionContext, IssuedRef, RefState
@@ -144,6 +144,7 @@ async def inspect(services: Services, connection: Connection, request: Request) 
             "client": companion.client,
             "user_agent": companion.user_agent,
             "address": companion.address,
+            "network": network_of(companion.address),
         },
         "network": {
             "primary_address": connection.address,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import ipaddress
 import re
 
+from lockstep.server.client_address import parse_ip
+
 _BROWSERS = (
     ("Edge", re.compile(r"Edg/(\d+)")),
     ("Opera", re.compile(r"OPR/(\d+)")),
@@ -37,25 +39,49 @@ def describe_user_agent(user_agent: str) -> str:
     return f"{browser} on {system}" if system else browser
 
 
+PRIVATE_NETWORKS = tuple(
+    ipaddress.ip_network(block)
+    for block in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7")
+)
+"""RFC 1918 and RFC 6598 (carrier NAT) IPv4, RFC 4193 IPv6: addresses behind a router of someone's own."""
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def _kind_and_prefix(ip: IPAddress) -> tuple[str, int]:
+    v4 = ip.version == 4
+    if ip.is_loopback:
+        return "loopback", 8 if v4 else 128
+    if ip.is_link_local:
+        return "link-local", 16 if v4 else 64
+    if any(ip in network for network in PRIVATE_NETWORKS):
+        return "private", 24 if v4 else 64
+    return "public", 24 if v4 else 48
+
+
+def network_of(address: str) -> dict[str, str | None]:
+    """The network a client address belongs to, as the primary is shown it (§6.2).
+
+    ``kind`` is ``loopback`` (the server's own machine), ``private`` (a home or office network: a
+    /24 or /64), ``link-local``, ``public`` (the internet: the /24 or /48 around it, a rough idea of
+    whose network it is) or ``unknown``; ``prefix`` is that network in CIDR notation.
+    """
+    ip = parse_ip(address)
+    if ip is None:
+        return {"kind": "unknown", "prefix": None}
+    kind, length = _kind_and_prefix(ip)
+    return {"kind": kind, "prefix": str(ipaddress.ip_network((ip, length), strict=False))}
+
+
 def same_network(first: str, second: str) -> bool:
     """Whether two client addresses look like one network: equal, both loopback, or one private subnet.
 
     A /24 for IPv4 and a /64 for IPv6 private (RFC 1918 / RFC 4193) addresses; public addresses only
     when equal (one NAT). This is a signal for the person deciding, not an authorisation.
     """
-    try:
-        a, b = ipaddress.ip_address(first), ipaddress.ip_address(second)
-    except ValueError:
+    a, b = parse_ip(first), parse_ip(second)
+    if a is None or b is None:
         return False
-    if isinstance(a, ipaddress.IPv6Address) and a.ipv4_mapped:
-        a = a.ipv4_mapped
-    if isinstance(b, ipaddress.IPv6Address) and b.ipv4_mapped:
-        b = b.ipv4_mapped
     if a == b or (a.is_loopback and b.is_loopback):
         return True
-    if a.version != b.version or not (a.is_private and b.is_private):
-        return False
-    prefix = 24 if a.version == 4 else 64
-    return ipaddress.ip_network(f"{a}/{prefix}", strict=False) == ipaddress.ip_network(
-        f"{b}/{prefix}", strict=False
-    )
+    return network_of(first) == network_of(second) and network_of(first)["kind"] == "private"

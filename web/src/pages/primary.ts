@@ -483,8 +483,10 @@ async function inspect(text: string): Promise<void> {
   const address = typeof companion.address === "string" ? companion.address : "unknown";
   const sameNetwork = network.same_network === true;
   pending = { code, description, inspectedAt: Date.now(), ageMs: typeof context.age_ms === "number" ? context.age_ms : 0 };
-  ui.contextDescription.textContent = description;
-  ui.contextAddress.textContent = address;
+  // The description is whatever the computer's User-Agent claims; the address is what the server saw.
+  ui.contextDescription.replaceChildren(description, el("span", { className: "muted", text: " — as the computer describes itself" }));
+  const place = networkLabel(companion.network);
+  ui.contextAddress.textContent = place ? `${address} — ${place}` : address;
   ui.contextNetwork.replaceChildren(
     el("span", { className: `badge ${sameNetwork ? "ok" : "warn"}`, text: sameNetwork ? "Same network as this phone" : "Different network from this phone" }),
   );
@@ -499,6 +501,24 @@ async function inspect(text: string): Promise<void> {
   updateAge();
   showStep("context");
   ui.decline.focus();
+}
+
+/** "private network 192.168.1.0/24" for the server's description of an address's network (linking.md §6.2). */
+function networkLabel(value: unknown): string {
+  const network = (value ?? {}) as Record<string, unknown>;
+  const prefix = typeof network.prefix === "string" ? network.prefix : "";
+  switch (network.kind) {
+    case "loopback":
+      return "the server's own machine";
+    case "private":
+      return `private network ${prefix}`;
+    case "link-local":
+      return `link-local network ${prefix}`;
+    case "public":
+      return `public internet, network ${prefix}`;
+    default:
+      return "";
+  }
 }
 
 function updateAge(): void {
