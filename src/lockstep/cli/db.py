@@ -59,7 +59,15 @@ def run_migrate(args: argparse.Namespace) -> int:
 def run_copy(args: argparse.Namespace) -> int:
     from lockstep.server.errors import StorageError, Unavailable
     from lockstep.server.store import DatabaseUrlError, Store, redact
+    from lockstep.server.store.backend import sqlite_path
     from lockstep.server.store.copy import copy_database
+
+    try:
+        source_file = sqlite_path(args.source)
+    except DatabaseUrlError as error:
+        raise CommandError(str(error)) from error
+    if source_file is not None and not source_file.is_file():
+        raise CommandError(f"no SQLite database at {source_file} (sqlite:////absolute or sqlite:///relative)")
 
     async def copy() -> dict[str, int]:
         source, target = Store.for_url(args.source), Store.for_url(args.target)
