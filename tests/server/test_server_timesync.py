@@ -17,6 +17,7 @@ pytestmark = pytest.mark.anyio
 async def test_a_device_clock_ahead_by_an_hour_is_measured(live_server, monkeypatch) -> None:
     real = timesync._local_seconds
     monkeypatch.setattr(timesync, "_local_seconds", lambda: real() + 3600)
+    live_server.clock.now = time.time_ns() // 1_000_000  # the (fake) server clock shows real time
     connection = await ServerConnection.open(live_server.url)
     try:
         clock = await timesync.measure(connection)
@@ -26,6 +27,20 @@ async def test_a_device_clock_ahead_by_an_hour_is_measured(live_server, monkeypa
     assert clock.error_s < 0.05
     assert clock.far_off and "ahead of the server" in clock.describe()
     assert abs(clock.now_ms() - time.time_ns() // 1_000_000) < 50
+
+
+async def test_time_sync_reads_the_server_clock(live_server) -> None:
+    """Every server time comes from one clock: a server clock ten minutes ahead is what devices
+    measure (the tests' fake clock reaches time.sync like every other server time)."""
+    live_server.clock.now = time.time_ns() // 1_000_000 + 600_000
+    connection = await ServerConnection.open(live_server.url)
+    try:
+        reply = await connection.request("time.sync", t1=1.5)
+        clock = await timesync.measure(connection)
+    finally:
+        await connection.close()
+    assert reply == {"t1": 1.5, "t2": live_server.clock.now, "t3": live_server.clock.now}
+    assert abs(clock.offset_s - 600) < 0.05
 
 
 async def test_device_lists_carry_server_time_even_when_the_phone_clock_is_wrong(

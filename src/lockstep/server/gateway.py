@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -15,6 +14,7 @@ from lockstep import __version__
 from lockstep.link.encoding import b64u_encode
 from lockstep.server import api_accounts, api_groups, api_keys, api_linking, api_messages, api_time, media
 from lockstep.server.admission import Refused
+from lockstep.server.clock import precise_ms
 from lockstep.server.connection import CLOSE_POLICY, CLOSE_TRY_LATER, Connection
 from lockstep.server.errors import ApiError, StorageFull, Unavailable, storage_refusal
 from lockstep.server.frames import Request, error_reply, reply
@@ -59,7 +59,7 @@ TOUCH_EVERY_MS = 30_000
 async def handle_frame(services: Services, connection: Connection, frame: str) -> dict[str, Any]:
     request_id: int | None = None
     try:
-        request = Request.parse(frame, received_ms=time.time_ns() / 1_000_000)
+        request = Request.parse(frame, received_ms=precise_ms(services.clock))
         request_id = request.id
         handler = OPERATIONS.get(request.op)
         if handler is None:
