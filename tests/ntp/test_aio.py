@@ -11,10 +11,11 @@ import pytest
 
 from lockstep.ntp.aio import clock, mmsg
 from lockstep.ntp.aio.client import _UdpSource, query
+from lockstep.ntp.aio.server import serve_workers
 from lockstep.ntp.server import NtpServer, ServerState
 from lockstep.ntp.timestamps import from_timestamp, from_unix_ns, to_unix_ns
 from lockstep.ntp.wire import Packet
-from ntp.ntp_peers import run_server_in_thread
+from ntp.ntp_peers import free_udp_port, run_server_in_thread
 
 
 @pytest.mark.parametrize("batched", [True, False], ids=["recvmmsg", "recvfrom"])
@@ -89,3 +90,34 @@ def test_client_stamps_replies_on_arrival_even_when_the_loop_is_busy() -> None:
     sent_at, arrivals = asyncio.run(run())
     assert len(arrivals) == 1
     assert to_unix_ns(arrivals[0]) - sent_at < 50_000_000  # not 200 ms late
+
+
+def test_reuseport_workers_without_recvmmsg_answer_every_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where recvmmsg is missing, each worker serves its one SO_REUSEPORT socket from an event
+    loop. (A worker that opened a second socket left the first bound and unread: the kernel sent
+    it the share of clients that hashed to it, and they never got an answer.)"""
+    monkeypatch.setattr(mmsg, "available", lambda: False)  # the forked workers inherit this
+    port = free_udp_port()
+    workers = serve_workers(lambda: NtpServer(ServerState.local(9, clock.now())), "127.0.0.1", port, 2)
+    try:
+        assert exchange_from_new_port(port, attempts=50)  # serving (each try from a new port)
+        answered = sum(exchange_from_new_port(port) for _ in range(24))
+    finally:
+        for worker in workers:
+            worker.terminate()
+        for worker in workers:
+            worker.join(5)
+    assert answered == 24
+
+
+def exchange_from_new_port(port: int, attempts: int = 1) -> bool:
+    """One request from a fresh ephemeral port (the kernel picks the worker by its hash)."""
+    for _ in range(attempts):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.settimeout(0.2)
+            sock.sendto(bytes([0x23]) + bytes(47), ("127.0.0.1", port))
+            try:
+                return Packet.decode(sock.recv(1024)).stratum == 9
+            except OSError:  # not bound yet (ICMP unreachable), or no answer
+                continue
+    return False

@@ -443,6 +443,16 @@ async def serve(
 ) -> None:
     """Serve until cancelled (or until ``stop`` is set)."""
     server = UdpServer(core, open_udp_socket(host, port, reuse_port=reuse_port))
+    await serve_on(server, on_ready=on_ready, stop=stop)
+
+
+async def serve_on(
+    server: UdpServer,
+    *,
+    on_ready: Callable[[UdpServer], None] | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Serve ``server``'s socket in the running loop until cancelled (or until ``stop`` is set)."""
     server.start()
     logger.info("serving NTP on %s port %d", *server.address)
     if on_ready is not None:
@@ -483,8 +493,8 @@ def _worker(make_core: Callable[[], NtpServer], host: str, port: int, parent: in
     with contextlib.suppress(KeyboardInterrupt):
         if server.batched:
             server.serve_blocking(threading.Event())
-        else:
-            asyncio.run(serve(server.core, host, port, reuse_port=True))
+        else:  # the same socket, served from an event loop (no recvmmsg here)
+            asyncio.run(serve_on(server))
 
 
 def serve_workers(
