@@ -24,7 +24,6 @@ import multiprocessing
 import os
 import random
 import select
-import shutil
 import socket
 import subprocess
 import sys
@@ -37,6 +36,9 @@ from pathlib import Path
 from lockstep.ntp.aio.server import UdpServer, open_udp_socket
 from lockstep.ntp.server import NtpServer, ServerState
 from lockstep.ntp.timestamps import from_seconds, from_unix_ns
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from ntp.ntp_peers import running_chronyd
 
 
 def free_port() -> int:
@@ -100,27 +102,10 @@ def run_proxy(
 
 @contextlib.contextmanager
 def chronyd(proxy_port: int, poll: int) -> Iterator[Path]:
-    with tempfile.TemporaryDirectory() as tmp:
-        directory = Path(tmp)
-        directory.chmod(0o700)
-        config = directory / "chrony.conf"
-        config.write_text(
-            f"port 0\ncmdport 0\nbindcmdaddress {directory}/sock\npidfile {directory}/pid\n"
-            f"driftfile {directory}/drift\n"
-            f"server 127.0.0.1 port {proxy_port} iburst minpoll {poll} maxpoll {poll}\n"
-        )
-        chronyd_path = shutil.which("chronyd") or "/usr/sbin/chronyd"
-        process = subprocess.Popen(
-            [chronyd_path, "-x", "-d", "-u", "root", "-f", str(config)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            time.sleep(0.5)
-            yield directory / "sock"
-        finally:
-            process.terminate()
-            process.wait(10)
+    """chronyd -x as a client of the proxy; yields its command socket."""
+    server = f"server 127.0.0.1 port {proxy_port} iburst minpoll {poll} maxpoll {poll}"
+    with tempfile.TemporaryDirectory() as tmp, running_chronyd(Path(tmp), [server]) as peer:
+        yield peer.directory / "chronyd.sock"
 
 
 def chrony_offset(sock: Path) -> float | None:

@@ -25,7 +25,6 @@ import contextlib
 import multiprocessing
 import os
 import select
-import shutil
 import socket
 import statistics
 import struct
@@ -37,6 +36,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from lockstep.ntp.aio import mmsg
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from ntp.ntp_peers import running_chronyd
 
 REQUEST = bytes([0x23]) + bytes(39)
 RATE_LIMIT = (1024, 16)  # requests/s per address on average, burst: chronyd interval -10 = 1/1024 s
@@ -165,41 +167,24 @@ def measure(
 
 
 @contextlib.contextmanager
-def chronyd(port: int, cpu: int | None, rate_limit: bool = False) -> Iterator[int]:
-    with tempfile.TemporaryDirectory() as tmp:
-        directory = Path(tmp)
-        directory.chmod(0o700)
-        config = directory / "chrony.conf"
-        config.write_text(
-            f"port {port}\nbindaddress 127.0.0.1\ncmdport 0\n"
-            f"bindcmdaddress {directory}/sock\npidfile {directory}/pid\n"
-            f"driftfile {directory}/drift\nlocal stratum 10\nallow 127.0.0.0/8\n"
-            "clientloglimit 100000000\n"
-        )
-        if rate_limit:  # chronyd's interval is a power of 2 in seconds: -10 is 1/1024 s
-            config.write_text(config.read_text() + f"ratelimit interval -10 burst {RATE_LIMIT[1]}\n")
-        command = [
-            shutil.which("chronyd") or "/usr/sbin/chronyd",
-            "-x",
-            "-d",
-            "-u",
-            "root",
-            "-f",
-            str(config),
-        ]
-        if cpu is not None:
-            command = ["taskset", "-c", str(cpu), *command]
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            time.sleep(1.0)
-            yield process.pid
-        finally:
-            process.terminate()
-            process.wait(10)
+def chronyd(
+    port: int, cpu: int | None, rate_limit: bool = False, lines: tuple[str, ...] = ()
+) -> Iterator[int]:
+    """chronyd -x serving ``local stratum 10`` on ``port``, rate-limited like ours or not at all
+    (its default), with ``lines`` of extra configuration; yields its pid."""
+    config = ["local stratum 10", "allow 127.0.0.0/8", "clientloglimit 100000000", *lines]
+    if rate_limit:  # chronyd's interval is a power of 2 in seconds: -10 is 1/1024 s
+        config.append(f"ratelimit interval -10 burst {RATE_LIMIT[1]}")
+    with tempfile.TemporaryDirectory() as tmp, running_chronyd(Path(tmp), config, port, cpu=cpu) as peer:
+        yield peer.process.pid
 
 
 @contextlib.contextmanager
-def lockstep_server(port: int, cpu: int | None, workers: int, rate_limit: bool = False) -> Iterator[int]:
+def lockstep_server(
+    port: int, cpu: int | None, workers: int = 1, rate_limit: bool = False, options: tuple[str, ...] = ()
+) -> Iterator[int]:
+    """``lockstep ntp serve --local-stratum 10`` on ``port``, rate-limited like chronyd or not at
+    all, with ``options``; yields its pid."""
     command = [
         sys.executable,
         "-m",
@@ -217,6 +202,7 @@ def lockstep_server(port: int, cpu: int | None, workers: int, rate_limit: bool =
         ),
         "--workers",
         str(workers),
+        *options,
     ]
     if cpu is not None:
         cpus = ",".join(str(cpu + i) for i in range(workers)) if workers > 1 else str(cpu)

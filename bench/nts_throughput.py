@@ -19,15 +19,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import shutil
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import types
-from collections.abc import Iterator
 from pathlib import Path
 
 import ntp_throughput  # the plain-NTP benchmark: its load generator and measurement
@@ -80,57 +77,16 @@ def free_tcp_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@contextlib.contextmanager
-def chronyd(port: int, ke_port: int, cpu: int | None, pki: Path) -> Iterator[int]:
-    with tempfile.TemporaryDirectory() as tmp:
-        directory = Path(tmp)
-        directory.chmod(0o700)
-        config = directory / "chrony.conf"
-        config.write_text(
-            f"port {port}\nbindaddress 127.0.0.1\ncmdport 0\n"
-            f"bindcmdaddress {directory}/sock\npidfile {directory}/pid\n"
-            f"driftfile {directory}/drift\nlocal stratum 10\nallow 127.0.0.1\n"
-            "clientloglimit 100000000\n"
-            f"ntsport {ke_port}\nntsserverkey {pki}/localhost.key\nntsservercert {pki}/localhost.crt\n"
-            f"ntsdumpdir {directory}\n"
-        )
-        command = [
-            shutil.which("chronyd") or "/usr/sbin/chronyd",
-            "-x",
-            "-d",
-            "-u",
-            "root",
-            "-f",
-            str(config),
-        ]
-        if cpu is not None:
-            command = ["taskset", "-c", str(cpu), *command]
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            time.sleep(1.0)
-            yield process.pid
-        finally:
-            process.terminate()
-            process.wait(10)
+def chronyd(port: int, ke_port: int, cpu: int | None, pki: Path) -> contextlib.AbstractContextManager[int]:
+    nts = (f"ntsport {ke_port}", f"ntsserverkey {pki}/localhost.key", f"ntsservercert {pki}/localhost.crt")
+    return ntp_throughput.chronyd(port, cpu, lines=nts)
 
 
-@contextlib.contextmanager
-def lockstep_server(port: int, ke_port: int, cpu: int | None, pki: Path) -> Iterator[int]:
-    command = [
-        sys.executable, "-m", "lockstep.cli.ntp", "ntp", "serve", "--port", str(port),
-        "--local-stratum", "10", "--no-rate-limit",
-        "--nts-cert", str(pki / "localhost.crt"), "--nts-key", str(pki / "localhost.key"),
-        "--nts-port", str(ke_port),
-    ]  # fmt: skip
-    if cpu is not None:
-        command = ["taskset", "-c", str(cpu), *command]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        time.sleep(1.5)
-        yield process.pid
-    finally:
-        process.terminate()
-        process.wait(10)
+def lockstep_server(
+    port: int, ke_port: int, cpu: int | None, pki: Path
+) -> contextlib.AbstractContextManager[int]:
+    nts = ("--nts-cert", str(pki / "localhost.crt"), "--nts-key", str(pki / "localhost.key"))
+    return ntp_throughput.lockstep_server(port, cpu, options=(*nts, "--nts-port", str(ke_port)))
 
 
 def main() -> None:

@@ -52,10 +52,12 @@ class Chronyd:
 
     def log(self) -> str:
         path = self.directory / "chronyd.log"
-        return path.read_text() if path.exists() else ""
+        return path.read_text(errors="replace") if path.exists() else ""
 
 
-def start_chronyd(directory: Path, lines: list[str], port: int = 0) -> Chronyd:
+def start_chronyd(directory: Path, lines: list[str], port: int = 0, *, cpu: int | None = None) -> Chronyd:
+    """chronyd -x on loopback with ``lines`` of extra configuration, NTP on ``port`` (0: none),
+    pinned to ``cpu`` when given (the benchmarks); returns once its command socket is up."""
     directory.mkdir(parents=True, exist_ok=True)
     directory.chmod(0o700)
     config = directory / "chrony.conf"
@@ -68,6 +70,7 @@ def start_chronyd(directory: Path, lines: list[str], port: int = 0) -> Chronyd:
                 f"bindcmdaddress {directory / 'chronyd.sock'}",
                 f"pidfile {directory / 'chronyd.pid'}",
                 f"driftfile {directory / 'drift'}",
+                f"ntsdumpdir {directory}",  # NTS keys and cookies stay in the test's folder
                 *lines,
                 "",
             ]
@@ -76,11 +79,10 @@ def start_chronyd(directory: Path, lines: list[str], port: int = 0) -> Chronyd:
     if not os.access(CHRONYD, os.X_OK):
         raise RuntimeError(f"{CHRONYD} is missing: run scripts/ensure-debian-packages.sh")
     log = (directory / "chronyd.log").open("wb")
-    process = subprocess.Popen(
-        [CHRONYD, "-x", "-d", "-u", "root", "-f", str(config)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    command = [CHRONYD, "-x", "-d", "-u", "root", "-f", str(config)]
+    if cpu is not None:
+        command = ["taskset", "-c", str(cpu), *command]
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     chronyd = Chronyd(process, directory, port, log)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -104,6 +106,19 @@ def stop_chronyd(chronyd: Chronyd) -> None:
         chronyd.process.kill()
         chronyd.process.wait()
     chronyd.log_file.close()
+
+
+@contextlib.contextmanager
+def running_chronyd(
+    directory: Path, lines: list[str], port: int = 0, *, cpu: int | None = None
+) -> Iterator[Chronyd]:
+    """:func:`start_chronyd`, stopped on leaving: the one chronyd launcher of the tests and
+    benchmarks."""
+    chronyd = start_chronyd(directory, lines, port, cpu=cpu)
+    try:
+        yield chronyd
+    finally:
+        stop_chronyd(chronyd)
 
 
 @dataclass

@@ -23,7 +23,8 @@ from OpenSSL import SSL
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lockstep.ntp.aio.nts_ke import server_context
 from lockstep.ntp.nts.records import Record, RecordReader, encode_records
-from nts.nts_peers import CHRONYD, chronyd, free_port, make_certificate
+from ntp.ntp_peers import CHRONYD, running_chronyd
+from nts.nts_peers import free_port, make_certificate
 
 NTPD = "/opt/lockstep-peers/ntpsec/usr/sbin/ntpd"
 OUT = Path(__file__).parent / "vectors" / "ke_records.json"
@@ -73,7 +74,7 @@ def main() -> None:
                 f"server 127.0.0.1 port {free_port()} nts ntsport {port} iburst",
                 f"ntstrustedcerts {pki}/localhost.crt",
             ]
-            return chronyd(pki / "chronyd", lines)
+            return running_chronyd(pki / "chronyd", lines)
 
         chrony_request = capture(pki, chrony_client)
         vectors = [

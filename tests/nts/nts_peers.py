@@ -5,15 +5,11 @@ from __future__ import annotations
 import contextlib
 import datetime
 import ipaddress
-import shutil
 import socket
-import subprocess
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -26,9 +22,6 @@ from lockstep.ntp.aio.server import UdpServer, open_udp_socket
 from lockstep.ntp.nts.cookies import CookieKeys
 from lockstep.ntp.nts.server import NtsServer
 from lockstep.ntp.server import NtpServer, RateLimit, ServerState
-
-CHRONYD = shutil.which("chronyd") or "/usr/sbin/chronyd"
-CHRONYC = shutil.which("chronyc") or "/usr/bin/chronyc"
 
 
 def free_port(kind: int = socket.SOCK_DGRAM) -> int:
@@ -78,78 +71,6 @@ def make_certificate(directory: Path, name: str = "localhost", days: int = 2) ->
         )
     )
     return paths
-
-
-@dataclass
-class Chronyd:
-    process: subprocess.Popen[bytes]
-    directory: Path
-    log_file: IO[bytes]
-    ntp_port: int
-
-    def chronyc(self, *args: str) -> str:
-        result = subprocess.run(
-            [CHRONYC, "-n", "-h", str(self.directory / "chronyd.sock"), *args],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        )
-        return result.stdout
-
-    def log(self) -> str:
-        path = self.directory / "chronyd.log"
-        return path.read_text(errors="replace") if path.exists() else ""
-
-
-@contextlib.contextmanager
-def chronyd(directory: Path, lines: list[str], *, ntp_port: int = 0) -> Iterator[Chronyd]:
-    """chronyd -x (never touches the clock) on loopback with ``lines`` of extra configuration."""
-    directory.mkdir(parents=True, exist_ok=True)
-    directory.chmod(0o700)
-    (directory / "chrony.conf").write_text(
-        "\n".join(
-            [
-                f"port {ntp_port}",
-                "bindaddress 127.0.0.1",
-                "cmdport 0",
-                f"bindcmdaddress {directory / 'chronyd.sock'}",
-                f"pidfile {directory / 'chronyd.pid'}",
-                f"driftfile {directory / 'drift'}",
-                f"ntsdumpdir {directory}",
-                *lines,
-                "",
-            ]
-        )
-    )
-    log = (directory / "chronyd.log").open("wb")
-    process = subprocess.Popen(
-        [CHRONYD, "-x", "-d", "-u", "root", "-f", str(directory / "chrony.conf")],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    peer = Chronyd(process, directory, log, ntp_port)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"chronyd exited: {peer.log()}")
-            try:
-                peer.chronyc("tracking")
-                break
-            except subprocess.CalledProcessError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"chronyd did not start: {peer.log()}") from None
-                time.sleep(0.1)
-        yield peer
-    finally:
-        process.terminate()
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
 
 
 @dataclass

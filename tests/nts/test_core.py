@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from lockstep.ntp.events import PacketDropped
+from lockstep.ntp.events import DropReason, PacketDropped
 from lockstep.ntp.nts.client import NtsAuthenticated, NtsClientSession, NtsNak, NtsReplyRejected
 from lockstep.ntp.nts.cookies import COOKIE_LENGTH, CookieContents, CookieKeys, CookieRejected
 from lockstep.ntp.nts.ke import (
@@ -250,7 +250,7 @@ def test_ntp_server_core_serves_nts_and_plain_ntp() -> None:
 
 def test_association_accepts_only_authenticated_replies_and_rekeys_on_nak() -> None:
     from lockstep.ntp.association import Association
-    from lockstep.ntp.events import KissReceived, PacketDropped, SampleAccepted
+    from lockstep.ntp.events import KeyExchangeNeeded, KissReceived, SampleAccepted
     from lockstep.ntp.server import NtpServer, ServerState
 
     cookie_keys = keys()
@@ -264,10 +264,11 @@ def test_association_accepts_only_authenticated_replies_and_rekeys_on_nak() -> N
     forged = bytearray(reply)
     forged[32] ^= 0x80  # receive timestamp
     event = association.receive(bytes(forged), NOW)
-    assert isinstance(event, PacketDropped) and "does not verify" in event.reason
+    assert isinstance(event, PacketDropped) and event.reason is DropReason.NTS
+    assert "does not verify" in event.detail
     assert isinstance(association.receive(reply, NOW), SampleAccepted)
     replayed = association.receive(reply, NOW)
-    assert isinstance(replayed, PacketDropped) and "no NTS request outstanding" in replayed.reason
+    assert isinstance(replayed, PacketDropped) and "no NTS request outstanding" in replayed.message
     # A server that lost its keys answers NTSN; the association then waits for NTS-KE.
     association.next_poll = NOW
     request = association.poll_due(NOW)
@@ -279,12 +280,22 @@ def test_association_accepts_only_authenticated_replies_and_rekeys_on_nak() -> N
     # With our unique identifier but another origin timestamp it is not believed.
     forged_nak = nak[:24] + bytes(8) + nak[32:]
     dropped = association.receive(forged_nak, NOW)
-    assert isinstance(dropped, PacketDropped) and "origin timestamp" in dropped.reason
+    assert isinstance(dropped, PacketDropped) and dropped.reason is DropReason.BOGUS
     assert association.nts.cookies == 7
     assert association.receive(nak, NOW) == KissReceived("s", "NTSN")
     assert association.nts.needs_ke
-    association.next_poll = NOW
-    assert association.poll_due(NOW) is None
+    # The core asks for NTS-KE at once (and only once), sends nothing until it gets the result,
+    # then polls at once with the new cookies.
+    assert association.poll_due(NOW) == KeyExchangeNeeded("s")
+    later = NOW + 100 * ONE_SECOND
+    assert association.poll_due(later) is None
+    assert association.counters["waiting for NTS-KE"] == 2
+    cookies = [cookie_keys.make(CookieContents(15, C2S, S2C), later) for _ in range(8)]
+    association.rekey(C2S, S2C, cookies, 15, later)
+    request = association.poll_due(later)
+    assert isinstance(request, bytes)
+    reply = core.respond(request, "c", later)
+    assert isinstance(reply, bytes) and isinstance(association.receive(reply, later), SampleAccepted)
 
 
 def test_server_and_port_negotiation() -> None:

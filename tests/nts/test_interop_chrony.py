@@ -10,13 +10,14 @@ from pathlib import Path
 import pytest
 
 from lockstep.ntp.aio import clock
-from lockstep.ntp.aio.nts_client import nts_query
+from lockstep.ntp.aio.client import query
 from lockstep.ntp.aio.nts_ke import key_exchange_blocking
 from lockstep.ntp.association import Association
 from lockstep.ntp.events import KissReceived, SampleAccepted
 from lockstep.ntp.nts.client import NtsClientSession
 from lockstep.ntp.wire import Packet
-from nts.nts_peers import chronyd, free_port, make_certificate, our_nts_server, udp_exchange
+from ntp.ntp_peers import running_chronyd
+from nts.nts_peers import free_port, make_certificate, our_nts_server, udp_exchange
 
 pytestmark = pytest.mark.interop
 
@@ -31,11 +32,11 @@ def test_our_client_against_chronyd_nts_server_cookies_and_ntsn(tmp_path: Path) 
         "local stratum 8",
         "allow 127.0.0.1",
     ]
-    with chronyd(tmp_path / "chronyd", lines, ntp_port=ntp_port) as peer:
+    with running_chronyd(tmp_path / "chronyd", lines, ntp_port) as peer:
         outcome = key_exchange_blocking("127.0.0.1", ke_port, cafile=str(certificate.cert))
         assert outcome.ntp_port == ntp_port and outcome.result.aead == 15
         assert len(outcome.result.cookies) == 8
-        result = asyncio.run(nts_query(f"127.0.0.1:{ke_port}", cafile=str(certificate.cert)))
+        result = asyncio.run(query(f"127.0.0.1:{ke_port}", nts=True, cafile=str(certificate.cert)))
         assert result.info.stratum == 8
         assert abs(result.offset) < 0.001
         assert result.port == ntp_port
@@ -84,7 +85,7 @@ def test_chronyd_nts_client_against_our_server(tmp_path: Path) -> None:
             f"server 127.0.0.1 port {ours.ntp_port} nts ntsport {ours.ke_port} iburst minpoll 0 maxpoll 0",
             f"ntstrustedcerts {certificate.cert}",
         ]
-        with chronyd(tmp_path / "chronyd-client", lines) as peer:
+        with running_chronyd(tmp_path / "chronyd-client", lines) as peer:
             deadline = time.monotonic() + 30
             sources = authdata = ""
             while time.monotonic() < deadline:
@@ -129,7 +130,7 @@ def test_chronyd_keeps_its_cookies_across_our_restart_and_rekeys_after_ntsn(tmp_
         f"server 127.0.0.1 port {ntp_port} nts ntsport {ke_port} iburst minpoll 0 maxpoll 0",
         f"ntstrustedcerts {certificate.cert}",
     ]
-    with chronyd(tmp_path / "chronyd-client", lines) as peer:
+    with running_chronyd(tmp_path / "chronyd-client", lines) as peer:
         with our_nts_server(certificate, cookie_keys=CookieKeys(master), **ports) as ours:
             nts = ours.core.nts
             assert nts is not None

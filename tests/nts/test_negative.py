@@ -16,8 +16,7 @@ from pathlib import Path
 import pytest
 from OpenSSL import SSL
 
-from lockstep.ntp.aio.client import QueryFailed
-from lockstep.ntp.aio.nts_client import NtsMonitor, nts_query
+from lockstep.ntp.aio.client import Monitor, QueryFailed, query
 from lockstep.ntp.aio.nts_ke import KeRateLimit, NtsKeError, client_context, key_exchange_blocking
 from lockstep.ntp.client import NtpClient
 from lockstep.ntp.nts.client import NtsClientSession, NtsNak
@@ -39,7 +38,9 @@ def server(certificate: Certificate) -> Iterator[OurNtsServer]:
 
 
 def still_serves(server: OurNtsServer, certificate: Certificate) -> None:
-    result = asyncio.run(nts_query(f"127.0.0.1:{server.ke_port}", cafile=str(certificate.cert), timeout=3))
+    result = asyncio.run(
+        query(f"127.0.0.1:{server.ke_port}", nts=True, cafile=str(certificate.cert), timeout=3)
+    )
     assert result.info.stratum == 5
 
 
@@ -98,7 +99,7 @@ def test_wrong_unique_identifier_is_refused(certificate: Certificate) -> None:
         proxied_server(certificate, change_uid) as (ours, _),
         pytest.raises(QueryFailed, match="unique identifier does not match our request"),
     ):
-        asyncio.run(nts_query(f"127.0.0.1:{ours.ke_port}", cafile=str(certificate.cert), timeout=1.5))
+        asyncio.run(query(f"127.0.0.1:{ours.ke_port}", nts=True, cafile=str(certificate.cert), timeout=1.5))
 
 
 def test_replayed_reply_is_refused(certificate: Certificate) -> None:
@@ -111,9 +112,9 @@ def test_replayed_reply_is_refused(certificate: Certificate) -> None:
 
     with proxied_server(certificate, replay) as (ours, _):
         target = f"127.0.0.1:{ours.ke_port}"
-        asyncio.run(nts_query(target, cafile=str(certificate.cert), timeout=2))  # the genuine reply
+        asyncio.run(query(target, nts=True, cafile=str(certificate.cert), timeout=2))  # the genuine reply
         with pytest.raises(QueryFailed, match=r"refused: NTS: unique identifier does not match .*replayed"):
-            asyncio.run(nts_query(target, cafile=str(certificate.cert), timeout=1.5))
+            asyncio.run(query(target, nts=True, cafile=str(certificate.cert), timeout=1.5))
 
 
 def test_unknown_cookie_gets_ntsn(server: OurNtsServer, certificate: Certificate) -> None:
@@ -152,9 +153,9 @@ def test_monitor_runs_ke_again_after_ntsn(certificate: Certificate) -> None:
         client = NtpClient()
         events: list[object] = []
 
-        async def main() -> NtsMonitor:
-            runner = NtsMonitor(client, cafile=str(certificate.cert), on_event=events.append)
-            await runner.add_source(f"127.0.0.1:{ours.ke_port}", minpoll=0, maxpoll=0)
+        async def main() -> Monitor:
+            runner = Monitor(client, cafile=str(certificate.cert), on_event=events.append)
+            await runner.add_source(f"127.0.0.1:{ours.ke_port}", nts=True, minpoll=0, maxpoll=0)
             stop = asyncio.Event()
             task = asyncio.ensure_future(runner.run(stop))
             await asyncio.sleep(2.5)

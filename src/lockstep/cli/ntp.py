@@ -21,10 +21,11 @@ from lockstep.ntp.aio import clock
 from lockstep.ntp.aio.client import Monitor, QueryFailed, QueryResult, query
 from lockstep.ntp.aio.server import UdpServer, open_udp_socket, serve_workers
 from lockstep.ntp.client import NtpClient, SourceReport, SystemEvent
-from lockstep.ntp.constants import MAXPOLL, MINPOLL
+from lockstep.ntp.constants import MAXPOLL, MINPOLL, PORT
 from lockstep.ntp.events import ClockSlewed, ClockStepped, ClockUpdated, SystemPeerChanged
+from lockstep.ntp.nts.records import KE_PORT
 from lockstep.ntp.server import NtpServer, RateLimit, ServerState
-from lockstep.ntp.timestamps import from_seconds, to_unix_ns
+from lockstep.ntp.timestamps import to_unix_ns
 from lockstep.ntp.wire import LeapIndicator, format_reference_id
 
 logger = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ def register(subparsers: Any) -> None:
 
     s = verbs.add_parser("serve", help="serve time to NTPv3/v4 clients")
     s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    s.add_argument("--port", type=int, default=123)
+    s.add_argument("--port", type=int, default=PORT, help=f"UDP port (default {PORT})")
     s.add_argument(
         "--server",
         dest="sources",
@@ -99,7 +100,7 @@ def register(subparsers: Any) -> None:
     )
     s.add_argument("--nts-cert", metavar="FILE", help="serve NTS (RFC 8915): certificate chain (PEM)")
     s.add_argument("--nts-key", metavar="FILE", help="the certificate's private key (PEM)")
-    s.add_argument("--nts-port", type=int, default=4460, help="NTS-KE TCP port (default 4460)")
+    s.add_argument("--nts-port", type=int, default=KE_PORT, help=f"NTS-KE TCP port (default {KE_PORT})")
     s.add_argument(
         "--nts-rotate", type=int, default=3600, help="seconds between cookie key rotations (default 3600)"
     )
@@ -133,12 +134,7 @@ def _query(args: argparse.Namespace) -> int:
     if args.ca is not None and not args.nts:
         raise CommandError("--ca only applies with --nts")
     try:
-        if args.nts:
-            from lockstep.ntp.aio.nts_client import nts_query
-
-            result = asyncio.run(nts_query(args.server, cafile=args.ca, timeout=args.timeout))
-        else:
-            result = asyncio.run(query(args.server, timeout=args.timeout))
+        result = asyncio.run(query(args.server, timeout=args.timeout, nts=args.nts, cafile=args.ca))
     except QueryFailed as error:
         raise CommandError(str(error)) from None
     except OSError as error:
@@ -264,17 +260,11 @@ def _monitor(args: argparse.Namespace) -> int:
                 print(render_table(client.sources(now), client, now) + "\n", flush=True)
 
     async def main() -> None:
-        runner: Any
-        if args.nts:
-            from lockstep.ntp.aio.nts_client import NtsMonitor
-
-            runner = NtsMonitor(client, cafile=args.ca, on_event=on_event)
-        else:
-            runner = Monitor(client, on_event=on_event)
+        runner = Monitor(client, on_event=on_event, cafile=args.ca)
         for server in args.servers:
             try:
                 await runner.add_source(
-                    server, iburst=args.iburst, minpoll=args.minpoll, maxpoll=args.maxpoll
+                    server, nts=args.nts, iburst=args.iburst, minpoll=args.minpoll, maxpoll=args.maxpoll
                 )
             except (OSError, ValueError, QueryFailed) as error:
                 raise CommandError(f"cannot use {server}: {error}") from None
@@ -418,7 +408,7 @@ def _start_nts_ke(args: argparse.Namespace, nts: tuple[Any, Any] | None, ntp_por
             host=args.host,
             port=args.nts_port,
             ntp_server=args.nts_ntp_server,
-            ntp_port=None if ntp_port == 123 else ntp_port,
+            ntp_port=None if ntp_port == PORT else ntp_port,
             rate_limit=KeRateLimit() if args.rate_limit else None,
         )
     except OSError as error:
@@ -484,23 +474,9 @@ async def _serve_one(
 
         def on_event(event: SystemEvent) -> None:
             if isinstance(event, ClockUpdated) and client.system is not None:
-                system = client.system
-                core.set_state(
-                    ServerState(
-                        system.leap,
-                        system.stratum,
-                        precision,
-                        system.root_delay,
-                        system.root_dispersion,
-                        system.reference_id,
-                        system.reference_time + from_seconds(system.offset),
-                    )
-                )
-                # The system clock is not adjusted: serve it corrected by the combined offset.
-                core.clock_offset = from_seconds(system.offset)
+                core.follow(client.system, fallback())
             elif isinstance(event, SystemPeerChanged) and event.source is None:
-                core.set_state(fallback())
-                core.clock_offset = 0
+                core.follow(None, fallback())
 
         runner = Monitor(client, on_event=on_event)
         for source in args.sources:

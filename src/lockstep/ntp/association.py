@@ -11,7 +11,8 @@ check). The real send time T1 is kept locally.
 
 from __future__ import annotations
 
-import random
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
@@ -28,9 +29,17 @@ from lockstep.ntp.constants import (
     MINDISP,
     MINPOLL,
     PHI,
+    VERSION,
 )
 from lockstep.ntp.errors import LocalProtocolError, MalformedPacket
-from lockstep.ntp.events import KissReceived, PacketDropped, SampleAccepted, SourceDemobilized
+from lockstep.ntp.events import (
+    DropReason,
+    KeyExchangeNeeded,
+    KissReceived,
+    PacketDropped,
+    SampleAccepted,
+    SourceDemobilized,
+)
 from lockstep.ntp.filter import ClockFilter
 from lockstep.ntp.nts.client import NtsClientSession, NtsNak, NtsReplyRejected
 from lockstep.ntp.onwire import on_wire
@@ -48,7 +57,17 @@ Event = PacketDropped | SampleAccepted | KissReceived | SourceDemobilized
 
 
 class RandomSource(Protocol):
+    """Where an association's random numbers come from (tests pass a seeded ``random.Random``)."""
+
     def getrandbits(self, k: int, /) -> int: ...
+
+
+class OsRandom:
+    """The default :class:`RandomSource`: the operating system's generator (``os.urandom``),
+    which the NTS cores draw from too; origin timestamps must be unpredictable (RFC 9109)."""
+
+    def getrandbits(self, k: int, /) -> int:
+        return int.from_bytes(os.urandom((k + 7) // 8), "big") >> (-k % 8)
 
 
 class AssociationState(Enum):
@@ -76,7 +95,7 @@ class ServerInfo:
 #: Kiss codes with a protocol meaning for a client (RFC 5905 §7.4 a and b).
 _ACTED_ON_KISSES = frozenset({KissCode.DENY, KissCode.RSTR, KissCode.RATE})
 
-_REQUEST_PREFIX = bytes([(4 << 3) | Mode.CLIENT]) + bytes(39)
+_REQUEST_PREFIX = bytes([(VERSION << 3) | Mode.CLIENT]) + bytes(39)  # RFC 9109: all else zero
 
 
 class Association:
@@ -112,13 +131,14 @@ class Association:
         self.next_poll = now  # first request goes out at once
         self.polls = 0
         self.counters: dict[str, int] = {}
-        self._rng: RandomSource = rng if rng is not None else random.SystemRandom()
+        self._rng: RandomSource = rng if rng is not None else OsRandom()
         self._origin: int | None = None  # the random transmit timestamp we are waiting to see
         self._sent_at = 0  # T1, our real send time (full NTP time)
         self._last_transmit: int | None = None  # server's T3 of the last reply, for duplicates
         #: RFC 8915: with a session, requests carry NTS fields and only authenticated replies
         #: (or an NTS NAK echoing our unique identifier) are accepted.
         self.nts: NtsClientSession | None = None
+        self._key_exchange_asked = False  # KeyExchangeNeeded went out; waiting for rekey()
         self.last_receive: int | None = None  # full time of the last valid reply
 
     # -- poll process (§13, A.5.7) ------------------------------------------------------------
@@ -132,15 +152,21 @@ class Association:
     def poll(self) -> int:
         return max(self.minpoll, min(self.maxpoll, self.hpoll))
 
-    def poll_due(self, now: int) -> bytes | None:
-        """If a request is due at ``now``, return its bytes and schedule the next one."""
+    def poll_due(self, now: int) -> bytes | KeyExchangeNeeded | None:
+        """If a poll is due at ``now``: the request's bytes, and the next poll is scheduled.
+
+        An NTS association without a cookie sends nothing (RFC 8915 §5.7): the first such poll
+        returns :class:`KeyExchangeNeeded` for the adapter, and polls wait for :meth:`rekey`.
+        """
         if self.state is not AssociationState.ACTIVE or now < self.next_poll:
             return None
         if self.nts is not None and self.nts.needs_ke:
-            # No cookie left: nothing can be sent until NTS-KE refills the jar (RFC 8915 §5.7).
             self._count("waiting for NTS-KE")
             self.next_poll = now + from_seconds(self.poll_interval)
-            return None
+            if self._key_exchange_asked:
+                return None
+            self._key_exchange_asked = True
+            return KeyExchangeNeeded(self.name)
         self.polls += 1
         if self._origin is not None:
             self._count("timeout")
@@ -162,35 +188,46 @@ class Association:
         request = _REQUEST_PREFIX + origin.to_bytes(8, "big")
         return request if self.nts is None else self.nts.protect(request)
 
+    def rekey(self, c2s: bytes, s2c: bytes, cookies: Sequence[bytes], aead: int, now: int) -> None:
+        """Take the keys and cookies of the NTS-KE that :class:`KeyExchangeNeeded` asked for, and
+        poll at once."""
+        if self.nts is None:
+            raise LocalProtocolError(f"{self.name} is not an NTS association")
+        self.nts.rekey(c2s, s2c, cookies, aead)
+        self._key_exchange_asked = False
+        self.next_poll = now
+
     # -- peer process (§8, §9, A.5.1) ---------------------------------------------------------
 
     def receive(self, data: bytes, now: int) -> Event | None:
         """Check one datagram from the server; return what happened, or None (nothing to say)."""
         if self.state is not AssociationState.ACTIVE:
-            return self._drop("association demobilized")
+            return self._drop(DropReason.DEMOBILIZED)
         try:
             packet = Packet.decode(data)
         except MalformedPacket as error:
-            return self._drop(f"malformed: {error}")
+            return self._drop(DropReason.MALFORMED, str(error))
         if packet.mode is not Mode.SERVER:
-            return self._drop(f"unexpected mode {packet.mode.name}")
+            return self._drop(DropReason.UNEXPECTED_MODE, packet.mode.name)
         if not 1 <= packet.version <= 4:
-            return self._drop(f"unsupported version {packet.version}")
+            return self._drop(DropReason.VERSION, str(packet.version))
         nak = False
         if self.nts is not None:
             try:
                 nak = isinstance(self.nts.check(data, packet), NtsNak)
             except NtsReplyRejected as error:
-                return self._drop(f"NTS: {error}")
+                return self._drop(DropReason.NTS, str(error))
         if self._origin is None:
-            return self._drop("no request outstanding (duplicate or late)")
+            return self._drop(DropReason.NOT_OUTSTANDING)
         if packet.origin_timestamp != self._origin:
-            return self._drop("origin timestamp does not match our request (bogus)")
+            return self._drop(DropReason.BOGUS)
         # From here the reply is authentic to the extent an unauthenticated reply can be.
         self._origin = None
         if nak and self.nts is not None:
-            # RFC 8915 §5.7: the server cannot open our cookie; the caller runs NTS-KE again.
+            # RFC 8915 §5.7: the server cannot open our cookie. With the jar emptied, the poll
+            # due at once asks the adapter for NTS-KE.
             self.nts.accept_nak()
+            self.next_poll = now
             self._count("kiss NTSN")
             return KissReceived(self.name, "NTSN")
         if packet.kiss_code in _ACTED_ON_KISSES:
@@ -200,7 +237,7 @@ class Association:
         # kiss codes no protocol meaning.
         stratum = MAXSTRAT if packet.stratum == 0 else packet.stratum
         if packet.transmit_timestamp == self._last_transmit:
-            return self._drop("duplicate transmit timestamp")
+            return self._drop(DropReason.DUPLICATE)
         self._last_transmit = packet.transmit_timestamp
         self.reach |= 1
         self.last_receive = now
@@ -217,16 +254,16 @@ class Association:
         )
         # The header checks of A.5.1.1 packet() (§9.2 Figure 22, tests 6 and 7).
         if packet.leap is LeapIndicator.UNSYNCHRONIZED or stratum >= MAXSTRAT:
-            return self._drop("server unsynchronised")
+            return self._drop(DropReason.UNSYNCHRONISED)
         if packet.receive_timestamp == 0 or packet.transmit_timestamp == 0:
-            return self._drop("server timestamps missing")
+            return self._drop(DropReason.TIMESTAMPS_MISSING)
         if self.server.root_delay / 2 + self.server.root_dispersion >= MAXDIST:
-            return self._drop("server root distance exceeds MAXDIST")
+            return self._drop(DropReason.ROOT_DISTANCE)
         reference = packet.reference_timestamp
         if reference and duration_between(reference, packet.transmit_timestamp) > 0:
             # A server cannot have set its clock after it sent the reply (a zero reference
             # time, "never set", carries no such claim).
-            return self._drop("server reference time is later than its transmit time")
+            return self._drop(DropReason.REFERENCE_AFTER_TRANSMIT)
         exchange = on_wire(
             to_timestamp(self._sent_at),
             packet.receive_timestamp,
@@ -269,9 +306,9 @@ class Association:
             + self.filter.jitter
         )
 
-    def _drop(self, reason: str) -> PacketDropped:
-        self._count(f"dropped: {reason.split(':')[0]}")
-        return PacketDropped(reason, self.name)
+    def _drop(self, reason: DropReason, detail: str = "") -> PacketDropped:
+        self._count(f"dropped: {reason}")
+        return PacketDropped(reason, detail, self.name)
 
     def _count(self, key: str) -> None:
         self.counters[key] = self.counters.get(key, 0) + 1

@@ -6,13 +6,16 @@ system peer and a combined offset. With ``discipline=True`` it also runs the clo
 A.5.5.6 and emits :class:`ClockStepped` / :class:`ClockSlewed` for the caller to apply; with the
 default ``discipline=False`` it only estimates the offset (what ``lockstep ntp monitor`` shows).
 
-Sans-I/O shape: ``next_timer()``, ``handle_timer(now)`` → datagrams to send,
-``receive(source, data, now)`` → events. ``now`` is a full NTP time (``timestamps.from_unix_ns``).
+Sans-I/O shape: ``next_timer()``, ``handle_timer(now)`` → actions (a datagram to send, or an
+NTS-KE to run for a source whose cookies are gone), ``receive(source, data, now)`` → events,
+``rekey(source, ...)`` → the result of an NTS-KE handed back. ``now`` is a full NTP time
+(``timestamps.from_unix_ns``).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 
@@ -36,10 +39,12 @@ from lockstep.ntp.events import (
     ClockSlewed,
     ClockStepped,
     ClockUpdated,
+    KeyExchangeNeeded,
     PanicThresholdExceeded,
     SampleAccepted,
     SystemPeerChanged,
 )
+from lockstep.ntp.nts.client import NtsClientSession
 from lockstep.ntp.selection import Candidate, cluster, combine, select_truechimers
 from lockstep.ntp.timestamps import to_seconds
 from lockstep.ntp.wire import LeapIndicator
@@ -73,6 +78,10 @@ class Transmit:
 
     source: str
     data: bytes
+
+
+#: What :meth:`NtpClient.handle_timer` asks the adapter to do.
+Action = Transmit | KeyExchangeNeeded
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +152,9 @@ class NtpClient:
         iburst: bool = True,
         minpoll: int = DEFAULT_MINPOLL,
         maxpoll: int = DEFAULT_MAXPOLL,
+        nts: NtsClientSession | None = None,
     ) -> Association:
+        """A new source; with ``nts`` (what NTS-KE gave), its requests are NTS-protected."""
         if name in self.associations:
             raise LocalProtocolError(f"source {name!r} is already configured")
         association = Association(
@@ -159,7 +170,20 @@ class NtpClient:
         if not self.associations:
             self.hpoll = minpoll  # the system poll starts at the first source's minpoll
         association.hpoll = self.hpoll
+        association.nts = nts
         self.associations[name] = association
+        return association
+
+    def rekey(
+        self, source: str, c2s: bytes, s2c: bytes, cookies: Sequence[bytes], aead: int, now: int
+    ) -> None:
+        """Hand ``source`` the result of the NTS-KE its :class:`KeyExchangeNeeded` asked for."""
+        self._association(source).rekey(c2s, s2c, cookies, aead, now)
+
+    def _association(self, source: str) -> Association:
+        association = self.associations.get(source)
+        if association is None:
+            raise LocalProtocolError(f"unknown source {source!r}")
         return association
 
     # -- timers ---------------------------------------------------------------------------------
@@ -169,22 +193,22 @@ class NtpClient:
         due = [a.next_poll for a in self.associations.values() if a.state is AssociationState.ACTIVE]
         return min(due) if due else None
 
-    def handle_timer(self, now: int) -> list[Transmit]:
-        """Requests due at ``now``."""
-        out: list[Transmit] = []
+    def handle_timer(self, now: int) -> list[Action]:
+        """What is due at ``now``: requests to send, and NTS-KE for sources out of cookies."""
+        out: list[Action] = []
         for association in self.associations.values():
-            data = association.poll_due(now)
-            if data is not None:
-                out.append(Transmit(association.name, data))
+            due = association.poll_due(now)
+            if isinstance(due, bytes):
+                out.append(Transmit(association.name, due))
+            elif due is not None:
+                out.append(due)
         return out
 
     # -- packets ----------------------------------------------------------------------------------
 
     def receive(self, source: str, data: bytes, now: int) -> list[SystemEvent]:
         """Feed one datagram that came from ``source``; return what happened."""
-        association = self.associations.get(source)
-        if association is None:
-            raise LocalProtocolError(f"unknown source {source!r}")
+        association = self._association(source)
         event = association.receive(data, now)
         events: list[SystemEvent] = [] if event is None else [event]
         if isinstance(event, SampleAccepted):

@@ -3,14 +3,57 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
+
+
+class DropReason(StrEnum):
+    """Why a core discarded a datagram: one member per check. The value is what counters and
+    logs show; :attr:`PacketDropped.detail` may add the specifics (a codec error, the mode)."""
+
+    # The server core (RFC 5905 §9.2, RFC 7822, RFC 8633).
+    SHORT = "shorter than an NTP header"
+    VERSION = "unsupported version"
+    CONTROL = "mode 6/7 (control/private) is not served"
+    NOT_A_REQUEST = "not a client request"
+    MALFORMED_EXTENSIONS = "malformed extension fields"
+    RATE_LIMITED = "rate limited"
+    DENIED = "denied"
+    # An association (RFC 5905 §8, A.5.1.1).
+    DEMOBILIZED = "association demobilized"
+    MALFORMED = "malformed"
+    UNEXPECTED_MODE = "unexpected mode"
+    NOT_OUTSTANDING = "no request outstanding (duplicate or late)"
+    BOGUS = "origin timestamp does not match our request (bogus)"
+    DUPLICATE = "duplicate transmit timestamp"
+    UNSYNCHRONISED = "server unsynchronised"
+    TIMESTAMPS_MISSING = "server timestamps missing"
+    ROOT_DISTANCE = "server root distance exceeds MAXDIST"
+    REFERENCE_AFTER_TRANSMIT = "server reference time is later than its transmit time"
+    # Either side: an NTS check failed (RFC 8915 §5.7); the detail says which.
+    NTS = "NTS"
 
 
 @dataclass(frozen=True, slots=True)
 class PacketDropped:
-    """A datagram was discarded; ``reason`` says why (counted by the core that dropped it)."""
+    """A datagram was discarded for ``reason`` (counted by the core that dropped it)."""
 
-    reason: str
+    reason: DropReason
+    detail: str = ""
     source: str | None = None
+
+    @property
+    def message(self) -> str:
+        """The reason with its detail, as logs and error messages show it."""
+        return f"{self.reason}: {self.detail}" if self.detail else str(self.reason)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyExchangeNeeded:
+    """An NTS association has no cookie left (run out, or an NTS NAK emptied its jar): the
+    adapter must run NTS-KE again for ``source`` (RFC 8915 §5.7) and hand the result to the
+    association, which then polls at once. Like ntpd-rs's ``Reset`` action: the core decides."""
+
+    source: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -76,10 +76,6 @@ class ClockFilter:
         self.spikes = 0
 
     @property
-    def valid_samples(self) -> int:
-        return sum(1 for sample in self._stages if sample.dispersion < MAXDISP)
-
-    @property
     def samples(self) -> tuple[FilterSample, ...]:
         """The stages, newest first."""
         return tuple(self._stages)

@@ -24,11 +24,13 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
+from lockstep.ntp.client import SystemVariables
 from lockstep.ntp.constants import MAXSTRAT, PHI
-from lockstep.ntp.events import PacketDropped
+from lockstep.ntp.events import DropReason, PacketDropped
 from lockstep.ntp.limiter import ClientLimiter, Network, RateLimit
 from lockstep.ntp.nts.server import NtsNakSent, NtsServer, carries_nts
 from lockstep.ntp.timestamps import (
+    from_seconds,
     short_from_seconds,
     to_seconds,
     to_timestamp,
@@ -67,6 +69,21 @@ class ServerState:
         """
         return cls(LeapIndicator.NO_WARNING, stratum, precision, 0.0, 0.0, 0x7F7F0101, now, True)
 
+    @classmethod
+    def from_system(cls, system: SystemVariables, precision: int) -> ServerState:
+        """What a server synchronised by our own client announces: the client's system variables
+        (RFC 5905 §11.1), its reference time moved by the offset it serves corrected by (see
+        :meth:`NtpServer.follow`)."""
+        return cls(
+            system.leap,
+            system.stratum,
+            precision,
+            system.root_delay,
+            system.root_dispersion,
+            system.reference_id,
+            system.reference_time + from_seconds(system.offset),
+        )
+
 
 @dataclass(slots=True)
 class ServerCounters:
@@ -82,13 +99,13 @@ class ServerCounters:
         return self.replied + self.kiss_sent + sum(self.dropped.values())
 
 
-_DROP_SHORT = PacketDropped("shorter than an NTP header")
-_DROP_VERSION = PacketDropped("unsupported version")
-_DROP_CONTROL = PacketDropped("mode 6/7 (control/private) is not served")
-_DROP_MODE = PacketDropped("not a client request")
-_DROP_RATE = PacketDropped("rate limited")
-_DROP_DENIED = PacketDropped("denied")
-_DROP_TRAILER = PacketDropped("malformed extension fields")
+_DROP_SHORT = PacketDropped(DropReason.SHORT)
+_DROP_VERSION = PacketDropped(DropReason.VERSION)
+_DROP_CONTROL = PacketDropped(DropReason.CONTROL)
+_DROP_MODE = PacketDropped(DropReason.NOT_A_REQUEST)
+_DROP_RATE = PacketDropped(DropReason.RATE_LIMITED)
+_DROP_DENIED = PacketDropped(DropReason.DENIED)
+_DROP_TRAILER = PacketDropped(DropReason.MALFORMED_EXTENSIONS)
 
 
 class NtpServer:
@@ -129,6 +146,17 @@ class NtpServer:
         """Change what the server announces (e.g. after its own client synchronised)."""
         self.state = state
         self._template_second = -1
+
+    def follow(self, system: SystemVariables | None, fallback: ServerState) -> None:
+        """Serve what our own client found: its system variables (RFC 5905 §11.1) and, since the
+        system clock is not adjusted, the time corrected by its combined offset; or, with no
+        ``system`` (no system peer), ``fallback`` and the uncorrected clock."""
+        if system is None:
+            self.set_state(fallback)
+            self.clock_offset = 0
+            return
+        self.set_state(ServerState.from_system(system, fallback.precision))
+        self.clock_offset = from_seconds(system.offset)
 
     def _prefix(self, now: int, version: int, poll: int) -> bytes:
         """Header bytes 0..23 for a reply; they depend on the state, the request's version and
@@ -306,5 +334,6 @@ class NtpServer:
 
     def _drop(self, reason: PacketDropped) -> PacketDropped:
         dropped = self.counters.dropped
-        dropped[reason.reason] = dropped.get(reason.reason, 0) + 1
+        key = reason.reason.value  # counted by reason; NtsServer's counters keep the details
+        dropped[key] = dropped.get(key, 0) + 1
         return reason

@@ -11,6 +11,8 @@ import ctypes.util
 import os
 import time
 
+from lockstep.ntp.errors import NtpError
+
 ADJ_FREQUENCY = 0x0002
 ADJ_OFFSET_SINGLESHOT = 0x8001  # adjtime()-style slew of an offset in microseconds
 
@@ -43,7 +45,7 @@ class _Timex(ctypes.Structure):
     ]
 
 
-class ClockAdjustError(Exception):
+class ClockAdjustError(NtpError):
     """The clock could not be adjusted (usually: no CAP_SYS_TIME)."""
 
 

@@ -1,8 +1,16 @@
-"""UDP client adapters: a one-shot :func:`query` and the continuous :class:`Monitor`.
+"""UDP client adapters: a one-shot :func:`query` and the continuous :class:`Monitor`, for plain
+NTP and for NTS (RFC 8915) alike.
 
 Each source gets its own connected UDP socket on a random ephemeral port (RFC 9109 §3), so
 replies from anywhere else are discarded by the kernel, and each reply is checked by the core
-against the random transmit timestamp it sent.
+against the random transmit timestamp it sent. Replies are stamped by the kernel on arrival.
+
+With NTS, a source is named by its NTS-KE server (``HOST[:KE_PORT]``): NTS-KE
+(:mod:`lockstep.ntp.aio.nts_ke`) runs first and names the NTP server to poll, and the
+association holds an :class:`~lockstep.ntp.nts.client.NtsClientSession`, so every request
+carries a cookie and a fresh unique identifier and only authenticated replies count. When the
+core asks for NTS-KE again (:class:`~lockstep.ntp.events.KeyExchangeNeeded`: cookies run out,
+or an NTS NAK), :class:`Monitor` runs it, with backoff, and hands the result back.
 """
 
 from __future__ import annotations
@@ -13,21 +21,35 @@ import logging
 import socket
 import struct
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from lockstep.ntp.aio import clock
 from lockstep.ntp.association import Association, ServerInfo
-from lockstep.ntp.client import NtpClient, SystemEvent
+from lockstep.ntp.client import NtpClient, SystemEvent, Transmit
 from lockstep.ntp.constants import PORT
-from lockstep.ntp.events import KissReceived, PacketDropped, SampleAccepted, SourceDemobilized
+from lockstep.ntp.errors import NtpError
+from lockstep.ntp.events import (
+    DropReason,
+    KeyExchangeNeeded,
+    KissReceived,
+    PacketDropped,
+    SampleAccepted,
+    SourceDemobilized,
+)
+from lockstep.ntp.nts.client import NtsClientSession
+from lockstep.ntp.nts.records import KE_PORT
 from lockstep.ntp.timestamps import from_unix_ns, to_seconds
 from lockstep.ntp.wire import reference_id_for_address
+
+if TYPE_CHECKING:
+    from lockstep.ntp.aio.nts_ke import KeOutcome
 
 logger = logging.getLogger(__name__)
 
 
-class QueryFailed(Exception):
+class QueryFailed(NtpError):
     """A query got no usable answer; the message says why (timeout, kiss, unsynchronised)."""
 
 
@@ -146,39 +168,84 @@ class _UdpSource:
         self.sock.close()
 
 
-async def query(server: str, *, timeout: float = 5.0, port: int = PORT) -> QueryResult:
-    """Send one request (RFC 9109 style) and return the checked result; raise QueryFailed."""
-    host, port = split_host_port(server, port)
-    family, address = await resolve(host, port)
+async def nts_key_exchange(server: str, cafile: str | None, timeout: float) -> KeOutcome:
+    """NTS-KE with ``server`` (``HOST[:KE_PORT]``); raise :class:`QueryFailed` with the reason."""
+    from lockstep.ntp.aio.nts_ke import NtsKeError, key_exchange
+
+    host, ke_port = split_host_port(server, KE_PORT)
+    try:
+        return await key_exchange(host, ke_port, cafile=cafile, timeout=timeout)
+    except NtsKeError as error:
+        raise QueryFailed(str(error)) from None
+
+
+def nts_session(outcome: KeOutcome) -> NtsClientSession:
+    return NtsClientSession(outcome.c2s, outcome.s2c, outcome.result.cookies, aead=outcome.result.aead)
+
+
+async def query(
+    server: str,
+    *,
+    timeout: float = 5.0,
+    port: int = PORT,
+    nts: bool = False,
+    cafile: str | None = None,
+    ke_timeout: float = 5.0,
+) -> QueryResult:
+    """One exchange (RFC 9109 style) with ``server``; return the checked result or raise
+    :class:`QueryFailed`.
+
+    With ``nts``, ``server`` is an NTS-KE server (``HOST[:KE_PORT]``, CA certificates from
+    ``cafile`` or the system's): NTS-KE first, then one authenticated exchange with the NTP server
+    it names. A reply that fails an NTS check is dropped and the wait goes on (a forger must not
+    be able to end the query); if no authentic reply arrives, the error names the last refusal.
+    """
     association = Association(server, now=clock.now(), iburst=False)
-    outcome: asyncio.Future[SampleAccepted | KissReceived | SourceDemobilized | PacketDropped]
-    outcome = asyncio.get_running_loop().create_future()
+    if nts:
+        outcome = await nts_key_exchange(server, cafile, ke_timeout)
+        family, address = await resolve(outcome.ntp_host, outcome.ntp_port)
+        association.nts = nts_session(outcome)
+    else:
+        family, address = await resolve(*split_host_port(server, port))
+    done: asyncio.Future[SampleAccepted | KissReceived | SourceDemobilized | PacketDropped]
+    done = asyncio.get_running_loop().create_future()
+    refusals: list[str] = []
 
     def on_datagram(data: bytes, received_at: int) -> None:
         event = association.receive(data, received_at)
-        if outcome.done() or event is None:
+        if done.done() or event is None:
             return
-        if isinstance(event, PacketDropped) and association.server is None:
-            logger.debug("ignored datagram: %s", event.reason)  # not our reply: keep waiting
+        if isinstance(event, PacketDropped) and (
+            association.server is None or event.reason is DropReason.NTS
+        ):
+            # Not our reply, or not an authentic one: keep waiting.
+            refusals.append(event.message)
+            logger.log(logging.INFO if nts else logging.DEBUG, "%s: reply refused: %s", server, event.message)
             return
-        outcome.set_result(event)
+        done.set_result(event)
 
     def on_error(error: Exception) -> None:
-        if not outcome.done():
+        if not done.done():
             reason = error.strerror if isinstance(error, OSError) and error.strerror else error
-            outcome.set_exception(QueryFailed(f"{server}: {reason}"))
+            where = f"NTP port {address[1]}: " if nts else ""
+            done.set_exception(QueryFailed(f"{server}: {where}{reason}"))
 
     transport = await _UdpSource.open(family, address, on_datagram, on_error)
     try:
         request = association.poll_due(clock.now())
-        assert request is not None
+        assert isinstance(request, bytes)  # a new association polls at once, with cookies
         transport.send(request)
         try:
-            event = await asyncio.wait_for(outcome, timeout)
+            event = await asyncio.wait_for(done, timeout)
         except TimeoutError:
-            raise QueryFailed(f"no reply from {server} within {timeout:g} s") from None
+            if not nts:
+                raise QueryFailed(f"no reply from {server} within {timeout:g} s") from None
+            why = f" (refused: {refusals[-1]})" if refusals else ""
+            raise QueryFailed(f"no authentic reply from {server} within {timeout:g} s{why}") from None
     finally:
         transport.close()
+    if nts and isinstance(event, KissReceived | SourceDemobilized) and kiss_code(event) == "NTSN":
+        raise QueryFailed(f"{server} sent NTS NAK (NTSN): it could not use our cookie")
     return query_result(server, address, association, event)
 
 
@@ -196,7 +263,7 @@ def query_result(
     if isinstance(event, KissReceived | SourceDemobilized):
         raise QueryFailed(f"{server} sent kiss-o'-death {kiss_code(event)}")
     if isinstance(event, PacketDropped):
-        raise QueryFailed(f"{server}: {event.reason}")
+        raise QueryFailed(f"{server}: {event.message}")
     assert association.server is not None
     return QueryResult(
         server=server,
@@ -210,9 +277,12 @@ def query_result(
 
 
 class Monitor:
-    """Runs an :class:`NtpClient` over UDP: one connected socket per source, timers from the core.
+    """Runs an :class:`NtpClient` over UDP: one connected socket per source, timers and NTS-KE
+    requests from the core.
 
     ``on_event`` sees every event the core emits (samples, selection changes, kisses, steps).
+    ``cafile`` and ``ke_timeout`` apply to NTS sources (``add_source(..., nts=True)``); a failed
+    NTS-KE is retried with exponential backoff (2, 4, ..., 1024 s).
     """
 
     def __init__(
@@ -220,17 +290,31 @@ class Monitor:
         client: NtpClient,
         *,
         on_event: Callable[[SystemEvent], None] | None = None,
+        cafile: str | None = None,
+        ke_timeout: float = 5.0,
     ) -> None:
         self.client = client
         self.on_event = on_event
+        self.cafile = cafile
+        self.ke_timeout = ke_timeout
         self._transports: dict[str, _UdpSource] = {}
         self._wake = asyncio.Event()
+        self._ke_tasks: dict[str, asyncio.Task[None]] = {}
+        self.ke_count: dict[str, int] = {}  # NTS-KE runs per source
 
     async def add_source(
-        self, server: str, *, iburst: bool = True, minpoll: int = 6, maxpoll: int = 10
+        self, server: str, *, nts: bool = False, iburst: bool = True, minpoll: int = 6, maxpoll: int = 10
     ) -> None:
-        host, port = split_host_port(server)
-        family, address = await resolve(host, port)
+        """Poll ``server`` (``HOST[:PORT]``), or with ``nts`` run NTS-KE with ``server``
+        (``HOST[:KE_PORT]``) and poll the NTP server it names; raise :class:`QueryFailed`."""
+        session = None
+        if nts:
+            outcome = await nts_key_exchange(server, self.cafile, self.ke_timeout)
+            self.ke_count[server] = 1
+            family, address = await resolve(outcome.ntp_host, outcome.ntp_port)
+            session = nts_session(outcome)
+        else:
+            family, address = await resolve(*split_host_port(server))
         self.client.add_source(
             server,
             now=clock.now(),
@@ -238,12 +322,14 @@ class Monitor:
             iburst=iburst,
             minpoll=minpoll,
             maxpoll=maxpoll,
+            nts=session,
         )
 
         def on_datagram(data: bytes, received_at: int) -> None:
             for event in self.client.receive(server, data, received_at):
                 if isinstance(event, PacketDropped):
-                    logger.debug("%s: dropped: %s", server, event.reason)
+                    level = logging.INFO if event.reason is DropReason.NTS else logging.DEBUG
+                    logger.log(level, "%s: dropped: %s", server, event.message)
                 if self.on_event is not None:
                     self.on_event(event)
             self._wake.set()
@@ -256,13 +342,44 @@ class Monitor:
         stop = stop or asyncio.Event()
         try:
             while not stop.is_set():
-                for transmit in self.client.handle_timer(clock.now()):
-                    self._transports[transmit.source].send(transmit.data)
+                for action in self.client.handle_timer(clock.now()):
+                    self._carry_out(action)
                 await sleep_until_due(self.client, stop, self._wake)
         finally:
             self.close()
 
+    def _carry_out(self, action: Transmit | KeyExchangeNeeded) -> None:
+        if isinstance(action, Transmit):
+            self._transports[action.source].send(action.data)
+        elif action.source not in self._ke_tasks:
+            self._ke_tasks[action.source] = asyncio.ensure_future(self._key_exchange_again(action.source))
+
+    async def _key_exchange_again(self, server: str) -> None:
+        """NTS-KE until it works (backoff 2, 4, ..., 1024 s), then hand the result to the core.
+
+        The NTP server stays the one the first NTS-KE named."""
+        failures = 0
+        try:
+            while True:
+                try:
+                    outcome = await nts_key_exchange(server, self.cafile, self.ke_timeout)
+                    break
+                except QueryFailed as error:
+                    failures += 1
+                    delay = min(2.0**failures, 1024.0)
+                    logger.warning("%s: %s; retrying NTS-KE in %g s", server, error, delay)
+                    await asyncio.sleep(delay)
+            self.ke_count[server] = self.ke_count.get(server, 0) + 1
+            logger.info("%s: new NTS-KE done, %d cookies", server, len(outcome.result.cookies))
+            result = outcome.result
+            self.client.rekey(server, outcome.c2s, outcome.s2c, result.cookies, result.aead, clock.now())
+            self._wake.set()
+        finally:
+            self._ke_tasks.pop(server, None)
+
     def close(self) -> None:
+        for task in list(self._ke_tasks.values()):
+            task.cancel()
         for transport in self._transports.values():
             with contextlib.suppress(Exception):
                 transport.close()
@@ -280,20 +397,3 @@ async def sleep_until_due(client: NtpClient, stop: asyncio.Event, wake: asyncio.
     finally:
         for waiter in waiters:
             waiter.cancel()
-
-
-async def monitor(
-    servers: Sequence[str],
-    client: NtpClient,
-    *,
-    on_event: Callable[[SystemEvent], None] | None = None,
-    stop: asyncio.Event | None = None,
-    minpoll: int = 6,
-    maxpoll: int = 10,
-    iburst: bool = True,
-) -> None:
-    """Convenience: a :class:`Monitor` over ``servers`` run until ``stop``."""
-    runner = Monitor(client, on_event=on_event)
-    for server in servers:
-        await runner.add_source(server, iburst=iburst, minpoll=minpoll, maxpoll=maxpoll)
-    await runner.run(stop)

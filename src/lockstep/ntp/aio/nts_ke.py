@@ -37,6 +37,7 @@ from cryptography import x509
 from OpenSSL import SSL
 
 from lockstep.ntp.aio import clock
+from lockstep.ntp.errors import NtpError
 from lockstep.ntp.nts.cookies import CookieKeys
 from lockstep.ntp.nts.fields import KEY_LENGTH
 from lockstep.ntp.nts.ke import (
@@ -56,7 +57,7 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class NtsKeError(Exception):
+class NtsKeError(NtpError):
     """NTS-KE failed: connection, TLS, certificate or protocol; the message says which."""
 
 

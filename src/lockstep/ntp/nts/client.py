@@ -20,19 +20,20 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from lockstep.ntp.errors import LocalProtocolError, MalformedPacket
+from lockstep.ntp.errors import LocalProtocolError, MalformedPacket, RemoteProtocolError
 from lockstep.ntp.nts import fields
 from lockstep.ntp.nts.fields import FieldType
+from lockstep.ntp.nts.records import AeadAlgorithm
 from lockstep.ntp.wire import KissCode, Packet
 
 MAX_COOKIES: Final = 8
 
 
-class NtsReplyRejected(Exception):
+class NtsReplyRejected(RemoteProtocolError):
     """A reply failed an NTS check; ``str()`` is the reason (never raised into an event loop)."""
 
 
@@ -55,9 +56,9 @@ class NtsClientSession:
         self,
         c2s: bytes,
         s2c: bytes,
-        cookies: tuple[bytes, ...] | list[bytes],
+        cookies: Sequence[bytes],
         *,
-        aead: int = 15,
+        aead: int = AeadAlgorithm.AES_SIV_CMAC_256,
         random_bytes: Callable[[int], bytes] = os.urandom,
     ) -> None:
         self.aead = aead
@@ -80,7 +81,9 @@ class NtsClientSession:
     def needs_ke(self) -> bool:
         return not self._cookies
 
-    def rekey(self, c2s: bytes, s2c: bytes, cookies: tuple[bytes, ...] | list[bytes], aead: int = 15) -> None:
+    def rekey(
+        self, c2s: bytes, s2c: bytes, cookies: Sequence[bytes], aead: int = AeadAlgorithm.AES_SIV_CMAC_256
+    ) -> None:
         """Take the result of a fresh NTS-KE."""
         self.aead = aead
         self._c2s, self._s2c = c2s, s2c
@@ -100,9 +103,6 @@ class NtsClientSession:
         body = header + b"".join(field.encode() for field in extensions)
         nonce = self._random_bytes(fields.NONCE_LENGTH)
         return body + fields.seal(self._c2s, nonce, body).encode()
-
-    def forget_request(self) -> None:
-        self._unique_id = None
 
     def accept_nak(self) -> None:
         """Believe an NTS NAK that echoed our unique identifier and origin timestamp (§5.7):

@@ -27,7 +27,7 @@ from typing import Final
 from cryptography.hazmat.primitives.ciphers.aead import AESSIV
 
 from lockstep.ntp.errors import MalformedPacket
-from lockstep.ntp.events import PacketDropped
+from lockstep.ntp.events import DropReason, PacketDropped
 from lockstep.ntp.nts import fields
 from lockstep.ntp.nts.cookies import CookieKeys, CookieRejected
 from lockstep.ntp.nts.fields import FieldType
@@ -85,22 +85,22 @@ class NtsServer:
         for position, (kind, begin, end) in enumerate(found):
             if kind == FieldType.UNIQUE_IDENTIFIER:
                 if unique_id is not None or end - begin - 4 < fields.UNIQUE_ID_LENGTH:
-                    return self._drop("NTS: bad or repeated unique identifier")
+                    return self._drop("bad or repeated unique identifier")
                 unique_id = request[begin + 4 : end]
             elif kind == FieldType.NTS_COOKIE:
                 if cookie is not None:
-                    return self._drop("NTS: more than one cookie")
+                    return self._drop("more than one cookie")
                 cookie = request[begin + 4 : end]
             elif kind == FieldType.NTS_COOKIE_PLACEHOLDER:
                 placeholder_lengths.append(end - begin - 4)
             elif kind == FieldType.NTS_AUTHENTICATOR:
                 if position != len(found) - 1 or has_mac:
-                    return self._drop("NTS: authenticator is not the last field")
+                    return self._drop("authenticator is not the last field")
                 auth_start, auth_end = begin, end
         if unique_id is None or cookie is None or not auth_end:
-            return self._drop("NTS: unique identifier, cookie or authenticator missing")
+            return self._drop("unique identifier, cookie or authenticator missing")
         if any(length != len(cookie) for length in placeholder_lengths):
-            return self._drop("NTS: cookie placeholder length differs from the cookie")
+            return self._drop("cookie placeholder length differs from the cookie")
         placeholders = len(placeholder_lengths)
         try:
             contents = self.cookie_keys.open(cookie, now)
@@ -114,7 +114,7 @@ class NtsServer:
         except fields.AuthenticationFailed as error:
             return self._nak(header, unique_id, f"request {error}")
         except MalformedPacket as error:
-            return self._drop(f"NTS: encrypted fields malformed: {error}")
+            return self._drop(f"encrypted fields malformed: {error}")
         # Placeholders may also travel encrypted (§5.5): they count the same.
         placeholders += sum(
             1
@@ -153,9 +153,10 @@ class NtsServer:
         kiss = prefix + bytes(8) + header[24:32] + bytes(16)
         return NtsNakSent(kiss + ExtensionField(FieldType.UNIQUE_IDENTIFIER, unique_id).encode(), reason)
 
-    def _drop(self, reason: str) -> PacketDropped:
-        self.counters.dropped[reason] = self.counters.dropped.get(reason, 0) + 1
-        return PacketDropped(reason)
+    def _drop(self, detail: str) -> PacketDropped:
+        dropped = PacketDropped(DropReason.NTS, detail)
+        self.counters.dropped[dropped.message] = self.counters.dropped.get(dropped.message, 0) + 1
+        return dropped
 
 
 def carries_nts(request: Datagram) -> bool:
