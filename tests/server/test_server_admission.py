@@ -7,7 +7,8 @@ import itertools
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lockstep.server.admission import Admission, AdmissionLimits, Admitted, Refused, address_key
+from lockstep.server.admission import Admission, AdmissionLimits, Admitted, Refused
+from lockstep.server.client_address import address_key
 
 
 def test_a_full_address_is_refused_and_a_settled_socket_frees_its_place() -> None:

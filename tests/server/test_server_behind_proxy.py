@@ -160,3 +160,14 @@ def test_two_trusted_proxies_give_the_client_before_the_outer_one(
     assert context["companion"]["address"] == "203.0.113.9"
     assert context["companion"]["network"] == {"kind": "public", "prefix": "203.0.113.0/24"}
     assert context["network"]["same_network"] is False  # the hint compares real addresses
+
+
+def test_an_ipv6_client_cannot_make_itself_new_within_its_64(proxy: ReverseProxy) -> None:
+    # The outer proxy vouches for a different address every time, all in one /64: one client.
+    replies = []
+    for n in range(ATTEMPTS):
+        with open_socket(proxy.url, OUTER_PROXY, {"X-Forwarded-For": f"2001:db8:7:7::{n + 1:x}"}) as sock:
+            replies.append(request(sock, 1, "link.start", client="terminal"))
+    assert_limited(replies)
+    with open_socket(proxy.url, OUTER_PROXY, {"X-Forwarded-For": "2001:db8:7:8::1"}) as sock:  # next /64
+        assert request(sock, 1, "link.start", client="terminal")["ok"]

@@ -13,12 +13,11 @@ Authenticated sockets are never counted. Pure bookkeeping: the gateway does the 
 
 from __future__ import annotations
 
-import ipaddress
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from lockstep.server.client_address import parse_ip
+from lockstep.server.client_address import address_key
 
 Socket = TypeVar("Socket")
 """A connection; used as a dict key, so hashable."""
@@ -47,14 +46,6 @@ class AdmissionLimits:
     def total_for(open_files: int) -> int:
         """The default total for a process that may open ``open_files`` descriptors."""
         return max(16, min(TOTAL_CEILING, open_files // 4))
-
-
-def address_key(address: str) -> str:
-    """What one client is, for counting: its IPv4 address, or its IPv6 /64 (one host's usual share)."""
-    ip = parse_ip(address)
-    if isinstance(ip, ipaddress.IPv6Address):
-        return str(ipaddress.IPv6Network((ip, 64), strict=False))
-    return str(ip) if ip is not None else address
 
 
 @dataclass(frozen=True, slots=True)

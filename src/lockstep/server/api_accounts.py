@@ -71,7 +71,7 @@ async def _authenticate(services: Services, connection: Connection, identity: De
 async def register(services: Services, connection: Connection, request: Request) -> dict[str, Any]:
     if connection.identity is not None:
         raise ApiError("bad_request", "this socket is already authenticated")
-    if not await services.limits.registrations.allow(connection.address, services.clock()):
+    if not await services.limits.registrations.allow(connection.limit_key, services.clock()):
         raise ApiError("rate_limited", "too many accounts created from this address; wait a minute")
     handle = request.text("handle", max_length=32)
     if not HANDLE.fullmatch(handle):
@@ -147,7 +147,7 @@ async def _auth_failure(
 ) -> ApiError:
     now = services.clock()
     limits = services.limits
-    within = await limits.auth_failures.allow(connection.address, now)
+    within = await limits.auth_failures.allow(connection.limit_key, now)
     if device_id is not None:  # unknown ids get no bucket: random ones must not grow memory
         within = await limits.auth_device_failures.allow(device_id, now) and within
     if not within:

@@ -83,7 +83,7 @@ async def end_link_session(services: Services, connection: Connection) -> None:
 async def start(services: Services, connection: Connection, request: Request) -> dict[str, Any]:
     if connection.identity is not None:
         raise ApiError("forbidden", "this device is already linked")
-    if not await services.limits.link_start.allow(connection.address, services.clock()):
+    if not await services.limits.link_start.allow(connection.limit_key, services.clock()):
         raise ApiError("rate_limited", "too many codes requested from this address; wait a minute")
     client = request.text("client", max_length=16)
     if client not in ("browser", "terminal"):

@@ -99,6 +99,15 @@ def address_of(connection: HTTPConnection, proxies: TrustedProxies) -> ClientAdd
     return client_address(peer, connection.scope["headers"], proxies)
 
 
+def address_key(address: str) -> str:
+    """What one client is for per-address limits: its IPv4 address, or its IPv6 /64 (the share one
+    household or host usually gets, so a client cannot make itself new by changing the host bits)."""
+    ip = parse_ip(address)
+    if isinstance(ip, ipaddress.IPv6Address):
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip) if ip is not None else address
+
+
 def normalise(address: str) -> str:
     """An IP address in canonical text (IPv4-mapped IPv6 as IPv4); anything else unchanged."""
     ip = parse_ip(address)

@@ -15,6 +15,7 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from lockstep.server.client_address import address_key
 from lockstep.server.frames import encode
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,8 @@ class Connection:
     def __init__(self, websocket: WebSocket, address: str, user_agent: str) -> None:
         self.websocket = websocket
         self.address = address
+        self.limit_key = address_key(address)
+        """What per-address limits count: the address, or its IPv6 /64."""
         self.user_agent = user_agent
         self.challenge = secrets.token_bytes(32)
         self.identity: DeviceIdentity | None = None
