@@ -174,6 +174,25 @@ def lockstep_ntp(*args: str, timeout: float = 60) -> subprocess.CompletedProcess
     )
 
 
+@contextlib.contextmanager
+def lockstep_serve(*args: str, prefix: tuple[str, ...] = ()) -> Iterator[subprocess.Popen[str]]:
+    """``lockstep ntp serve ARGS`` as a process (run under ``prefix``, e.g. ``ip netns exec``),
+    once it says it is serving; stopped afterwards."""
+    process = subprocess.Popen(
+        [*prefix, sys.executable, "-m", "lockstep.cli.ntp", "ntp", "serve", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert process.stdout is not None
+        assert "serving NTP" in process.stdout.readline()
+        yield process
+    finally:
+        stop_process(process)
+
+
 def parse_sources(text: str) -> dict[str, str]:
     """Map address -> two-character mode/state column of ``chronyc -n sources``."""
     rows = {}

@@ -1,8 +1,9 @@
 """The batched server's fast path answers exactly as NtpServer.respond does, datagram by datagram.
 
 The batch is filled by hand (no traffic), as recvmmsg would leave it: payloads, lengths, the
-kernel's SO_TIMESTAMPNS control messages and the senders' addresses; ``sendmmsg`` is replaced by
-a function that records what would have been sent.
+kernel's SO_TIMESTAMPING control messages and the senders' addresses; ``sendmmsg`` (and the
+one-by-one sends of replies that ask for a transmit timestamp) are replaced by functions that
+record what would have been sent.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from lockstep.ntp.aio import mmsg
 from lockstep.ntp.aio.server import UdpServer, open_udp_socket
 from lockstep.ntp.limiter import IPV6_KEY
 from lockstep.ntp.server import NtpServer, RateLimit, ServerState
-from lockstep.ntp.timestamps import UNIX_EPOCH_SECONDS
+from lockstep.ntp.timestamps import UNIX_EPOCH_SECONDS, from_timestamp
 from lockstep.ntp.wire import LeapIndicator
 
 pytestmark = pytest.mark.skipif(not mmsg.available(), reason="recvmmsg/sendmmsg are Linux only")
@@ -30,32 +31,36 @@ UNIX_2026 = 1_764_000_000
 UNIX_2040 = 2_208_988_800  # 2040-01-01: NTP era 1
 
 
+Sent = list[tuple[bytes, bytes]]  # (reply, the raw sockaddr it went to), in sending order
+
+
 @contextlib.contextmanager
-def make_server(
-    core: NtpServer, host: str = "127.0.0.1"
-) -> Iterator[tuple[UdpServer, list[list[tuple[bytes, bytes]]]]]:
+def make_server(core: NtpServer, host: str = "127.0.0.1") -> Iterator[tuple[UdpServer, Sent]]:
     server = UdpServer(core, open_udp_socket(host, 0), batched=True)
     batch = server._mmsg
     assert batch is not None
-    sent: list[list[tuple[bytes, bytes]]] = []
+    sent: Sent = []
 
     def send(count: int) -> int:
-        sent.append(
-            [
-                (
-                    bytes(batch.sdata[i * 48 : i * 48 + 48]),
-                    bytes(batch.raddr[i * mmsg.ADDRESS_SIZE : i * mmsg.ADDRESS_SIZE + batch.address_length]),
-                )
-                for i in range(count)
-            ]
-        )
+        for i in range(count):
+            address = batch.raddr[i * mmsg.ADDRESS_SIZE : i * mmsg.ADDRESS_SIZE + batch.address_length]
+            sent.append((bytes(batch.sdata[i * 48 : i * 48 + 48]), bytes(address)))
         return count
 
+    def send_stamped(reply: bytes, sockaddr: bytearray, client: object) -> None:
+        sent.append((reply, bytes(sockaddr)))
+
     batch.send = send  # type: ignore[method-assign]
+    server._send_stamped = send_stamped  # type: ignore[method-assign,assignment]
     try:
         yield server, sent
     finally:
         server.sock.close()
+
+
+def by_slot(sent: Sent) -> Sent:
+    """Replies in the order of the requests they answer (datagram i came from port 40000 + i)."""
+    return sorted(sent, key=lambda entry: entry[1][2:4])
 
 
 def fill(
@@ -91,9 +96,16 @@ def full_time(unix_ns: int) -> int:
     return (UNIX_EPOCH_SECONDS << 32) + ((unix_ns << 32) + 500_000_000) // 1_000_000_000
 
 
-def expected(core: NtpServer, payload: bytes, arrival_ns: int, transmit: int) -> bytes:
-    """What respond() says, given the reply's own T3 (transmit) as the transmit time."""
-    reply = core.respond(payload, None, full_time(arrival_ns), transmit - core.clock_offset)
+def client_key(sender: bytes) -> int:
+    """The client key the adapter gives the core for a sender (lockstep.ntp.limiter)."""
+    return int.from_bytes(sender, "big") | (IPV6_KEY if len(sender) == 16 else 0)
+
+
+def expected(core: NtpServer, payload: bytes, arrival_ns: int, transmit: int, client: object) -> bytes:
+    """What respond() says, given the reply's own T3 (its wire value) as the transmit time."""
+    received = full_time(arrival_ns)
+    sent = from_timestamp(transmit, received + core.clock_offset) - core.clock_offset
+    reply = core.respond(payload, client, received, sent)
     assert isinstance(reply, bytes)
     return reply
 
@@ -147,25 +159,30 @@ def test_fast_path_replies_equal_respond_byte_for_byte(
             datagrams.append((payload, arrival, True))
         fill(server, datagrams)
         # The fast path serves a batch within one second of served time (one header template);
-        # a batch across a second boundary goes through respond(), as does anything unusual.
+        # a batch across a second boundary goes through respond(), as does anything unusual
+        # (here: an odd origin timestamp, which may ask for interleaved mode).
         served_seconds = {(full_time(arrival) + offset) >> 32 for _, arrival, _ in datagrams}
+        plain = len(served_seconds) == 1 and not any(payload[31] & 1 for payload, _, _ in datagrams)
         if via_answer:  # as served: small batches skip the fast path
             server._answer(server._mmsg, len(datagrams))  # type: ignore[arg-type]
-            fast = len(served_seconds) == 1 and len(datagrams) >= 3
+            fast = plain and len(datagrams) >= 3
         else:
             fast = server._answer_plain(server._mmsg, len(datagrams))  # type: ignore[arg-type]
-            assert fast == (len(served_seconds) == 1)
+            assert fast == plain
             if not fast:
                 server._answer(server._mmsg, len(datagrams))  # type: ignore[arg-type]
-        assert len(sent) == 1 and len(sent[0]) == len(datagrams)
-        for i, ((reply, address), (payload, arrival, _)) in enumerate(zip(sent[0], datagrams, strict=True)):
+        replies = by_slot(sent)
+        assert len(replies) == len(datagrams)
+        for i, ((reply, address), (payload, arrival, _)) in enumerate(zip(replies, datagrams, strict=True)):
             transmit = int.from_bytes(reply[40:48], "big")
-            assert reply == expected(reference, payload, arrival, transmit)
+            sender = bytes([127, 0, 0, 1 + i])
+            assert reply == expected(reference, payload, arrival, transmit, client_key(sender))
             assert len(reply) <= len(payload)
-            assert address[4:8] == bytes([127, 0, 0, 1 + i])
+            assert address[4:8] == sender
+            assert reply[39] & 1 == 1 and reply[47] & 1 == 0  # T2 odd, T3 even
         assert core.counters.replied == len(datagrams)
         if fast:  # every reply of the batch carries one T3, read after the latest arrival
-            assert len({reply[40:48] for reply, _ in sent[0]}) == 1
+            assert len({reply[40:48] for reply, _ in replies}) == 1
 
 
 def test_fast_path_is_taken_for_plain_requests() -> None:
@@ -173,7 +190,7 @@ def test_fast_path_is_taken_for_plain_requests() -> None:
     with make_server(core) as (server, sent):
         fill(server, [(bytes([0x23]) + bytes(47), UNIX_2026 * 10**9, True)] * 3)
         assert server._answer_plain(server._mmsg, 3)  # type: ignore[arg-type]
-        assert len(sent[0]) == 3
+        assert len(sent) == 3
 
 
 @pytest.mark.parametrize(
@@ -206,7 +223,7 @@ def test_a_batch_with_anything_unusual_takes_the_general_path(odd: tuple[bytes, 
         # The plain ones are answered (and addressed to their own senders), the odd one as
         # respond() decides: a 48-byte reply to a longer plain request (an unknown extension
         # field), a drop otherwise.
-        replies = sent[0]
+        replies = by_slot(sent)
         if odd[1] == "longer than 48 bytes":
             assert [address[4:8] for _, address in replies] == [bytes([127, 0, 0, n]) for n in (1, 2, 3)]
         else:
@@ -223,11 +240,6 @@ def test_missing_kernel_timestamp_takes_the_general_path() -> None:
             [(bytes([0x23]) + bytes(47), UNIX_2026 * 10**9, True), (bytes([0x23]) + bytes(47), 0, False)],
         )
         assert not server._answer_plain(server._mmsg, 2)  # type: ignore[arg-type]
-
-
-def client_key(sender: bytes) -> int:
-    """The client key the adapter gives the core for a sender (lockstep.ntp.limiter)."""
-    return int.from_bytes(sender, "big") | (IPV6_KEY if len(sender) == 16 else 0)
 
 
 # Eight ordinary senders and two in a denied network (addresses in buffers only: no traffic).
@@ -291,7 +303,7 @@ def test_rate_limited_and_denied_batches_get_what_respond_sends(
             fill(server, datagrams, senders)
             before = len(sent)
             server._answer(server._mmsg, len(datagrams))  # type: ignore[arg-type]
-            got = [reply for batch in sent[before:] for reply in batch]
+            got = by_slot(sent[before:])
             want = []
             for (payload, arrival_ns, _), sender in zip(datagrams, senders, strict=True):
                 answer = reference.respond(payload, client_key(sender), full_time(arrival_ns), 0)
@@ -331,8 +343,9 @@ def test_over_its_limit_an_address_gets_one_rate_kiss_per_interval_and_a_denied_
             senders = [good[step * 2], flooder, good[step * 2 + 1], denied, flooder]
             request = bytes([0x23]) + bytes(39) + step.to_bytes(8, "big")
             fill(server, [(request, at + i * 1000, True) for i in range(5)], senders)
+            before = len(sent)
             assert server._answer_plain(batch, 5), "refused clients keep the batch on the fast path"
-            for reply, address in sent[-1]:
+            for reply, address in sent[before:]:
                 if reply[1] == 0:
                     kisses.append((step, reply[12:16], address[4:8]))
                 else:

@@ -23,6 +23,7 @@ from ntp.ntp_peers import (
     free_udp_port,
     is_running,
     lockstep_ntp,
+    lockstep_serve,
     run_server_in_thread,
     stop_process,
 )
@@ -129,38 +130,19 @@ def test_monitor_table_output() -> None:
 
 def test_serve_follows_its_upstream_source_and_announces_stratum_plus_one() -> None:
     port = free_udp_port()
-    with run_server_in_thread(local_core(stratum=2)) as upstream:
-        serving = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "lockstep.cli.ntp",
-                "ntp",
-                "serve",
-                "--port",
-                str(port),
-                "--server",
-                f"127.0.0.1:{upstream.port}",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        try:
-            assert serving.stdout is not None
-            assert "serving NTP" in serving.stdout.readline()
-            first = json.loads(lockstep_ntp("query", f"127.0.0.1:{port}", "--json").stdout or "{}")
-            deadline = time.monotonic() + 15
-            answer: dict[str, object] = {}
-            while time.monotonic() < deadline:
-                completed = lockstep_ntp("query", f"127.0.0.1:{port}", "--json")
-                if completed.returncode == 0:
-                    answer = json.loads(completed.stdout)
-                    break
-                time.sleep(1)
-        finally:
-            stop_process(serving)
+    with (
+        run_server_in_thread(local_core(stratum=2)) as upstream,
+        lockstep_serve("--port", str(port), "--server", f"127.0.0.1:{upstream.port}"),
+    ):
+        first = json.loads(lockstep_ntp("query", f"127.0.0.1:{port}", "--json").stdout or "{}")
+        deadline = time.monotonic() + 15
+        answer: dict[str, object] = {}
+        while time.monotonic() < deadline:
+            completed = lockstep_ntp("query", f"127.0.0.1:{port}", "--json")
+            if completed.returncode == 0:
+                answer = json.loads(completed.stdout)
+                break
+            time.sleep(1)
     assert first == {}  # unsynchronised (no --local-stratum) until its source is selected
     assert answer.get("stratum") == 3
     assert answer.get("reference_id") == "127.0.0.1"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
 import secrets
 import shutil
@@ -25,7 +24,7 @@ import pytest
 from lockstep.ntp.aio import clock
 from lockstep.ntp.aio.client import query
 from lockstep.ntp.server import NtpServer, RateLimit, ServerState
-from ntp.ntp_peers import run_server_in_thread, stop_process
+from ntp.ntp_peers import lockstep_serve, run_server_in_thread
 
 pytestmark = pytest.mark.interop
 
@@ -62,42 +61,19 @@ def port_123_sandbox() -> Iterator[list[str]]:
 
 
 def test_ntpdig_reads_our_server(port_123_sandbox: list[str]) -> None:
-    server = subprocess.Popen(
-        [
-            *port_123_sandbox,
-            sys.executable,
-            "-m",
-            "lockstep.cli.ntp",
-            "ntp",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "123",
-            "--local-stratum",
-            "7",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    try:
-        assert server.stdout is not None
-        assert "serving NTP" in server.stdout.readline()
+    serve = ("--host", "127.0.0.1", "--port", "123", "--local-stratum", "7")
+    with lockstep_serve(*serve, prefix=tuple(port_123_sandbox)):
         result = subprocess.run(
             [*port_123_sandbox, NTPDIG, "-j", "-t", "2", "127.0.0.1"],
             capture_output=True,
             text=True,
             timeout=20,
         )
-        assert result.returncode == 0, result.stderr
-        answer = json.loads(result.stdout)
-        assert answer["stratum"] == 7
-        assert answer["leap"] == "no-leap"
-        assert abs(answer["offset"]) < 0.005
-    finally:
-        stop_process(server)
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert answer["stratum"] == 7
+    assert answer["leap"] == "no-leap"
+    assert abs(answer["offset"]) < 0.005
 
 
 @pytest.mark.parametrize("batched", [True, False], ids=["recvmmsg", "recvfrom"])

@@ -29,7 +29,11 @@ def test_reply_echoes_transmit_as_origin_and_stamps_receive_and_transmit() -> No
     packet = Packet.decode(reply)
     assert packet.mode is Mode.SERVER
     assert packet.origin_timestamp == 0x1122334455667788
-    assert packet.receive_timestamp == packet.transmit_timestamp == to_timestamp(NOW + 5 * ONE_SECOND)
+    # T2 is the arrival with its lowest bit set, T3 even and not before it (as chronyd does:
+    # the odd T2 marks our receive timestamps for interleaved mode).
+    arrival = to_timestamp(NOW + 5 * ONE_SECOND)
+    assert packet.receive_timestamp == arrival | 1
+    assert packet.transmit_timestamp == (arrival | 1) + 1
     assert packet.stratum == 2
     assert packet.reference_id == 0x7F7F0101
     assert packet.poll == 6
@@ -109,9 +113,9 @@ def test_timestamps_are_era_correct_after_2036() -> None:
     era1 = (1 << 64) + 1000 * ONE_SECOND  # 2036-02-07 06:44:56 UTC, era 1
     core = NtpServer(ServerState.local(stratum=2, now=era1))
     packet = Packet.decode(core.respond(request(), "127.0.0.1", era1))  # type: ignore[arg-type]
-    assert packet.transmit_timestamp == 1000 * ONE_SECOND  # small 64-bit value in era 1
+    assert packet.transmit_timestamp == 1000 * ONE_SECOND + 2  # small 64-bit value in era 1
     client_clock = era1 - 3 * ONE_SECOND  # a client pivoting on its own clock gets the era right
-    assert from_timestamp(packet.transmit_timestamp, client_clock) == era1
+    assert from_timestamp(packet.transmit_timestamp, client_clock) == era1 + 2
 
 
 @settings(max_examples=500)

@@ -12,7 +12,9 @@ receive time as a parameter. It
 * rate-limits each client address (a leaky bucket per address) and answers abusers with a
   Kiss-o'-Death RATE at most once per ``kod_interval``, dropping the rest (RFC 8633 §4.4);
 * answers addresses in a deny list with Kiss-o'-Death DENY (equally rate-limited);
-  both policies live in :mod:`lockstep.ntp.limiter`.
+  both policies live in :mod:`lockstep.ntp.limiter`;
+* serves interleaved mode (RFC 9769) to clients that ask for it: the real send time of their
+  previous reply, which the adapter learns from the kernel (:mod:`lockstep.ntp.interleave`).
 
 Dropped datagrams are counted by reason in :attr:`NtpServer.dropped` and never raise.
 """
@@ -27,6 +29,7 @@ from typing import Final
 from lockstep.ntp.client import SystemVariables
 from lockstep.ntp.constants import MAXSTRAT, PHI
 from lockstep.ntp.events import DropReason, PacketDropped
+from lockstep.ntp.interleave import TransmitTimes, interleave_capable
 from lockstep.ntp.limiter import ClientLimiter, Network, RateLimit
 from lockstep.ntp.nts.server import NtsNakSent, NtsServer, carries_nts
 from lockstep.ntp.timestamps import (
@@ -39,6 +42,7 @@ from lockstep.ntp.wire import HEADER_LENGTH, Datagram, KissCode, LeapIndicator, 
 
 __all__ = ["Datagram", "NtpServer", "RateLimit", "ServerCounters", "ServerState"]
 
+_WIRE: Final = 0xFFFFFFFFFFFFFFFF  # a full time's 64-bit timestamp (RFC 5905 §6)
 _PREFIX: Final = struct.Struct(">BBbbIIIQ")  # everything before the origin timestamp
 _TIMESTAMPS: Final = struct.Struct(">QQ")  # receive and transmit timestamps
 
@@ -122,6 +126,7 @@ class NtpServer:
     ) -> None:
         self.nts = nts  # RFC 8915: requests with NTS fields get protected replies or NTSN
         self.limiter = ClientLimiter(rate_limit, deny)
+        self.transmit_times = TransmitTimes()  # interleaved mode: when our replies really left
         self.counters = ServerCounters()
         self.clock_offset = clock_offset  # added to ``now``: lets a server serve corrected time
         self._templates: dict[int, bytes] = {}
@@ -274,12 +279,30 @@ class NtpServer:
         if prefix is None:
             prefix = self._prefix(now, (first >> 3) & 7, poll if poll < 128 else poll - 256)
         # Origin = the request's transmit timestamp, then T2 (receive) and T3 (transmit), §8.
-        sent = now if transmit_time is None else transmit_time + offset
-        reply = prefix + data[40:48] + _TIMESTAMPS.pack(now & 0xFFFFFFFFFFFFFFFF, sent & 0xFFFFFFFFFFFFFFFF)
+        # T2 is odd and T3 even, as chronyd makes them, so that a request whose origin is odd
+        # may name one of our receive timestamps (interleaved mode, lockstep.ntp.interleave);
+        # T3 stays after T2.
+        received = now | 1
+        sent = max((now if transmit_time is None else transmit_time + offset) & ~1, received + 1)
+        origin = data[40:48]
+        if data[31] & 1 and interleave_capable(data):
+            previous = self.transmit_times.take(client, int.from_bytes(data[24:32], "big"))
+            if previous is not None:  # RFC 9769 §2: the time our previous reply really left
+                origin = data[32:40]
+            self.transmit_times.remember(client, received & _WIRE, sent)
+            if previous is not None:
+                sent = previous & ~1
+        reply = prefix + origin + _TIMESTAMPS.pack(received & _WIRE, sent & _WIRE)
         if nts is not None:
             return self._respond_nts(bytes(data), nts, reply, now)
         self.counters.replied += 1
         return reply
+
+    def transmitted(self, client: Hashable, receive_timestamp: int, transmit_time: int) -> None:
+        """The adapter learnt from the kernel that our reply to ``client`` that carried
+        ``receive_timestamp`` (wire value) left at ``transmit_time`` (full NTP time of the
+        system clock): serve that time to the client's next interleaved request."""
+        self.transmit_times.transmitted(client, receive_timestamp, transmit_time + self.clock_offset)
 
     def refuse(self, data: Datagram, client: Hashable, now: int, code: KissCode) -> bytes | PacketDropped:
         """What :meth:`respond` answers a plain request from ``client`` received at ``now`` that

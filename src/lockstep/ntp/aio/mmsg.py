@@ -46,8 +46,18 @@ class _Mmsghdr(ctypes.Structure):
 STRIDE = ctypes.sizeof(_Mmsghdr) // 4  # uint32 words per mmsghdr
 MSG_LEN_INDEX = _Mmsghdr.msg_len.offset // 4
 CONTROLLEN_INDEX = _Msghdr.msg_controllen.offset // 4  # low word (little-endian size_t)
-SO_TIMESTAMPNS = 35  # Linux; Python's socket module does not name it
-CONTROL_SIZE = socket.CMSG_SPACE(16)  # one struct timespec
+# Linux timestamping (Documentation/networking/timestamping.rst); Python's socket module does
+# not name these. SO_TIMESTAMPING reports software timestamps as struct scm_timestamping (three
+# struct timespec, the first the software one), for received datagrams and, when a send asks for
+# it, on the error queue for sent ones.
+SO_TIMESTAMPING = 37  # SO_TIMESTAMPING_OLD: native timespecs (64-bit on 64-bit Linux)
+SOF_TIMESTAMPING_TX_SOFTWARE = 1 << 1
+SOF_TIMESTAMPING_RX_SOFTWARE = 1 << 3
+SOF_TIMESTAMPING_SOFTWARE = 1 << 4
+SOF_TIMESTAMPING_OPT_ID = 1 << 7
+SOF_TIMESTAMPING_OPT_TSONLY = 1 << 11
+RX_TIMESTAMPING = SOF_TIMESTAMPING_RX_SOFTWARE | SOF_TIMESTAMPING_SOFTWARE
+CONTROL_SIZE = socket.CMSG_SPACE(48)  # one struct scm_timestamping
 
 
 def available() -> bool:
@@ -107,8 +117,9 @@ class DatagramBatch:
         self.raddr = bytearray(size * ADDRESS_SIZE)
         self.sdata = bytearray(size * reply_size)
         self.saddr = bytearray(size * ADDRESS_SIZE)
-        # One control slot per datagram for the kernel's receive timestamp (SO_TIMESTAMPNS):
-        # cmsghdr (len 8, level 4, type 4) then struct timespec (sec 8, nsec 8).
+        # One control slot per datagram for the kernel's receive timestamp (SO_TIMESTAMPING):
+        # cmsghdr (len 8, level 4, type 4) then three struct timespec (sec 8, nsec 8), the
+        # first being the software timestamp.
         self.timestamps = timestamps
         self.control = bytearray(size * CONTROL_SIZE)
         self.scontrol = bytearray(max(1, size * send_control))
@@ -153,7 +164,7 @@ class DatagramBatch:
         self._used = 0
         self._control_sizes = memoryview(array.array("I", [CONTROL_SIZE]) * size)
         if timestamps:
-            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPING, RX_TIMESTAMPING)
 
     def receive(self, *, wait: bool = False) -> int:
         """Fill up to ``size`` slots; return how many (0: nothing waiting, or timed out).

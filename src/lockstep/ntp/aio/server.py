@@ -24,10 +24,11 @@ import struct
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from multiprocessing.process import BaseProcess
 
 from lockstep.ntp.aio import mmsg
+from lockstep.ntp.interleave import interleave_capable
 from lockstep.ntp.limiter import IPV6_KEY
 from lockstep.ntp.server import NtpServer
 from lockstep.ntp.timestamps import UNIX_EPOCH_SECONDS, from_unix_ns
@@ -41,6 +42,19 @@ MAX_DATAGRAM = 1024
 _NATIVE_3Q = struct.Struct("=3Q")  # a reply's first 24 bytes as the send buffer's native words
 _LITTLE_ENDIAN = sys.byteorder == "little"
 _FAST_PATH_MIN = 3  # smaller batches: one respond() per datagram is cheaper
+_ODD = bytes(byte | 1 for byte in range(256))  # sets a byte's lowest bit (bytes.translate)
+_LOWEST_BIT = bytes(byte & 1 for byte in range(256))
+# Receive timestamps as before, plus numbered transmit timestamps without the packet's bytes.
+_SERVER_TIMESTAMPING = mmsg.RX_TIMESTAMPING | mmsg.SOF_TIMESTAMPING_OPT_ID | mmsg.SOF_TIMESTAMPING_OPT_TSONLY
+_ASK_TRANSMIT_STAMP = [
+    (socket.SOL_SOCKET, mmsg.SO_TIMESTAMPING, struct.pack("=I", mmsg.SOF_TIMESTAMPING_TX_SOFTWARE))
+]
+_ERROR_QUEUE_CONTROL = socket.CMSG_SPACE(48) + socket.CMSG_SPACE(64)  # scm_timestamping, the error
+_TIMESPEC = struct.Struct("=qq")
+_EXTENDED_ERROR = struct.Struct("=IBBBBII")  # struct sock_extended_err: ee_data is the OPT_ID
+_SO_EE_ORIGIN_TIMESTAMPING = 4
+_RECVERR = {(socket.IPPROTO_IP, 11), (socket.IPPROTO_IPV6, 25)}  # IP_RECVERR, IPV6_RECVERR
+_MAX_STAMPS_AWAITED = 4096
 
 
 def open_udp_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
@@ -58,6 +72,15 @@ def open_udp_socket(host: str, port: int, *, reuse_port: bool = False) -> socket
         sock.close()
         raise
     return sock
+
+
+def _address(sockaddr: bytearray) -> tuple[str, int] | tuple[str, int, int, int]:
+    """A raw sockaddr_in / sockaddr_in6 from a receive slot as a socket-module address."""
+    port = int.from_bytes(sockaddr[2:4], "big")
+    if len(sockaddr) == 16:
+        return socket.inet_ntop(socket.AF_INET, bytes(sockaddr[4:8])), port
+    host = socket.inet_ntop(socket.AF_INET6, bytes(sockaddr[8:24]))
+    return host, port, 0, int.from_bytes(sockaddr[24:28], "little")
 
 
 class UdpServer:
@@ -96,6 +119,15 @@ class UdpServer:
             self._address_halves = memoryview(self._mmsg.raddr).cast("I")
             self._address_words = memoryview(self._mmsg.raddr).cast("Q")
         self._prefix = b""  # the header prefix the fast path last wrote into every send slot
+        # Interleaved mode (RFC 9769): software transmit timestamps of replies to clients that may
+        # use it, asked for per send and read from the error queue, numbered by the kernel.
+        self._transmit_stamps = False
+        self._stamped: dict[int, tuple[Hashable, int]] = {}  # OPT_ID -> (client, receive timestamp)
+        self._next_stamp = 0
+        if self._mmsg is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, mmsg.SO_TIMESTAMPING, _SERVER_TIMESTAMPING)
+                self._transmit_stamps = True
 
     @property
     def batched(self) -> bool:
@@ -148,8 +180,10 @@ class UdpServer:
             except OSError:
                 continue  # an ICMP error reported on the socket: nothing to do with it
             if count == 0:
-                return
+                break
             self._answer(batch, count)
+        if self._next_stamp:  # an error-queue entry wakes this reader too: take it
+            self._read_transmit_times()
 
     def _answer(self, batch: mmsg.DatagramBatch, count: int) -> None:
         """Answer the ``count`` datagrams in ``batch``'s receive slots with one ``sendmmsg``."""
@@ -203,6 +237,8 @@ class UdpServer:
         firsts = rdata[0 : count * slot : slot].translate(table)
         if 0 in firsts:
             return False
+        if 1 in rdata[31 : count * slot : slot].translate(_LOWEST_BIT):
+            return False  # an odd origin: perhaps interleaved mode, which respond() handles
         limiter = core.limiter
         refused: list[tuple[int, KissCode]] | None = None
         clients: list[int] = []
@@ -246,12 +282,17 @@ class UdpServer:
             reply_halves = self._reply_halves
             reply_halves[8 : count * 12 : 12] = memoryview(era_seconds)
             reply_halves[9 : count * 12 : 12] = memoryview(fraction_column)
+        # T2 is odd, as respond() makes it (a marker for interleaved mode, lockstep.ntp.interleave).
+        sdata[39 : count * 48 : 48] = sdata[39 : count * 48 : 48].translate(_ODD)
         replies = count
         kissed: list[int] = []
         if refused:
             replies, kissed = self._refuse(batch, count, refused, clients, arrivals)
-        # T3 (bytes 40..47): one clock reading for the whole batch, just before sendmmsg.
-        sent = array.array("Q", [(from_unix_ns(time.time_ns()) + offset) & mask])
+        # T3 (bytes 40..47): one clock reading for the whole batch, just before sendmmsg; even,
+        # and after every T2 of the batch, as respond() makes it.
+        latest = max(arrivals) + offset if offset else ((seconds[0] + epoch) << 32) + max(fractions)
+        stamp = max((from_unix_ns(time.time_ns()) + offset) & ~1, (latest | 1) + 1)
+        sent = array.array("Q", [stamp & mask])
         if _LITTLE_ENDIAN:
             sent.byteswap()
         reply_words[5:n:6] = memoryview(sent * count)
@@ -347,8 +388,11 @@ class UdpServer:
         # The client key (for rate limits and deny lists, see lockstep.ntp.limiter) is the IP
         # address as an int: bytes 4..8 of a sockaddr_in, 8..24 of a sockaddr_in6 plus IPV6_KEY.
         # Without limits it is not even extracted.
+        # Interleaved mode keys its state by client too: a request with an odd origin timestamp
+        # (see lockstep.ntp.interleave) gets its key either way.
         key_start, key_end, family_key = (4, 8, 0) if address_length == 16 else (8, 24, IPV6_KEY)
         needs_key = core.rate_limit is not None or bool(core.deny)
+        stamped = False
         control = batch.control_words
         control_length_index = mmsg.CONTROLLEN_INDEX
         control_words = mmsg.CONTROL_SIZE // 8
@@ -361,10 +405,10 @@ class UdpServer:
             address = i * address_size
             key = (
                 int.from_bytes(raddr[address + key_start : address + key_end], "big") | family_key
-                if needs_key
+                if needs_key or (len(data) > 31 and data[31] & 1)
                 else None
             )
-            # T2: the kernel's arrival time (SO_TIMESTAMPNS) when present, else the batch's
+            # T2: the kernel's arrival time (SO_TIMESTAMPING) when present, else the batch's
             # read time; T3: the clock now, as late as this design allows before sendmmsg.
             # (from_unix_ns, inlined: this loop is the server's hot path)
             arrival = now
@@ -380,6 +424,11 @@ class UdpServer:
                 if len(reply) != 48:  # an NTS reply (RFC 8915): longer, sent on its own
                     self._send_one(reply, raddr[address : address + address_length])
                     continue
+                if data[31] & 1 and reply[1] and interleave_capable(data):
+                    # A client that may use interleaved mode: learn when this reply leaves.
+                    self._send_stamped(reply, raddr[address : address + address_length], key)
+                    stamped = True
+                    continue
                 if out != i:
                     target = out * address_size
                     raddr[target : target + address_length] = raddr[address : address + address_length]
@@ -387,22 +436,59 @@ class UdpServer:
                 out += 1
         if out:
             self.send_errors += out - batch.send(out)
+        if stamped:
+            self._read_transmit_times()  # on loopback (and most drivers) they are there already
 
     def _send_one(self, reply: bytes, sockaddr: bytearray) -> None:
         """Send one reply to a raw sockaddr_in / sockaddr_in6 taken from a receive slot."""
-        port = int.from_bytes(sockaddr[2:4], "big")
-        if len(sockaddr) == 16:
-            target: tuple[str, int] | tuple[str, int, int, int] = (
-                socket.inet_ntop(socket.AF_INET, bytes(sockaddr[4:8])),
-                port,
-            )
-        else:
-            host = socket.inet_ntop(socket.AF_INET6, bytes(sockaddr[8:24]))
-            target = (host, port, 0, int.from_bytes(sockaddr[24:28], "little"))
         try:
-            self.sock.sendto(reply, target)
+            self.sock.sendto(reply, _address(sockaddr))
         except OSError:
             self.send_errors += 1
+
+    def _send_stamped(self, reply: bytes, sockaddr: bytearray, client: Hashable) -> None:
+        """Send one reply asking the kernel for its software transmit timestamp, which comes
+        back on the error queue under the next SOF_TIMESTAMPING_OPT_ID number (the kernel counts
+        only the sends that ask); :meth:`_read_transmit_times` hands it to the core."""
+        if not self._transmit_stamps:
+            self._send_one(reply, sockaddr)
+            return
+        try:
+            self.sock.sendmsg([reply], _ASK_TRANSMIT_STAMP, 0, _address(sockaddr))
+        except OSError:
+            self.send_errors += 1
+            return
+        stamps = self._stamped
+        stamps[self._next_stamp] = (client, int.from_bytes(reply[32:40], "big"))
+        self._next_stamp += 1
+        if len(stamps) > _MAX_STAMPS_AWAITED:  # lost timestamps: forget the oldest sends
+            del stamps[next(iter(stamps))]
+
+    def _read_transmit_times(self) -> None:
+        """Take the transmit timestamps the kernel queued (RFC 9769: our replies' real send
+        times) from the socket's error queue to the core."""
+        receive = self.sock.recvmsg
+        stamps = self._stamped
+        while True:
+            try:
+                _, ancillary, _, _ = receive(
+                    0, _ERROR_QUEUE_CONTROL, socket.MSG_ERRQUEUE | socket.MSG_DONTWAIT
+                )
+            except OSError:  # nothing (more) queued
+                return
+            sent_ns = identifier = None
+            for level, kind, payload in ancillary:
+                if level == socket.SOL_SOCKET and kind == mmsg.SO_TIMESTAMPING and len(payload) >= 16:
+                    seconds, nanoseconds = _TIMESPEC.unpack_from(payload)
+                    sent_ns = seconds * 1_000_000_000 + nanoseconds
+                elif (level, kind) in _RECVERR and len(payload) >= _EXTENDED_ERROR.size:
+                    _, origin, _, _, _, _, data = _EXTENDED_ERROR.unpack_from(payload)
+                    if origin == _SO_EE_ORIGIN_TIMESTAMPING:
+                        identifier = data
+            if sent_ns and identifier is not None:
+                sent = stamps.pop(identifier, None)
+                if sent is not None:
+                    self.core.transmitted(sent[0], sent[1], from_unix_ns(sent_ns))
 
     def serve_blocking(self, stop: threading.Event) -> None:
         """Serve on the calling thread with blocking ``recvmmsg`` until ``stop`` is set.
@@ -423,6 +509,8 @@ class UdpServer:
                 continue
             if count:
                 self._answer(batch, count)
+            if self._stamped:  # transmit timestamps the kernel queued after we looked
+                self._read_transmit_times()
 
     def start_thread(self) -> tuple[threading.Thread, threading.Event]:
         """Run :meth:`serve_blocking` on a daemon thread; set the returned event to stop it."""
