@@ -5,9 +5,9 @@ concurrent writers on any number of instances wait for each other where it matte
 still reports a serialization failure or a deadlock, the operation runs again from the start.
 
 A full disk on the database server is :class:`StorageFull`, as on SQLite. When the database cannot be
-reached (refused, reset, shut down, timed out), the operation fails
-with :class:`Unavailable` and nothing else happens: the pool drops broken connections and
-makes new ones on the next request, so the server recovers by itself when PostgreSQL is back.
+reached (refused, reset, shut down, timed out), the operation fails with :class:`Unavailable` and
+nothing else happens: the pool drops broken connections and makes new ones on the next request, so
+the server recovers by itself when PostgreSQL is back.
 """
 
 from __future__ import annotations
