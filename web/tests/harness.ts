@@ -9,6 +9,9 @@ import * as deviceList from "../src/link/deviceList";
 import * as grant from "../src/link/grant";
 import * as qr from "../src/link/qr";
 import * as timesync from "../src/net/timesync";
+import * as atRest from "../src/store/atRest";
+import * as stateStore from "../src/store/db";
+import * as messengerDb from "../src/messenger/idb";
 
 declare global {
   interface Window {
@@ -17,6 +20,6 @@ declare global {
   }
 }
 
-const modules = { b64u, bytes, ed25519, envelope, hpke, deviceList, grant, qr, timesync };
+const modules = { b64u, bytes, ed25519, envelope, hpke, deviceList, grant, qr, timesync, atRest, stateStore, messengerDb };
 window.lockstep = modules;
 window.lockstepReady = true;

@@ -11,6 +11,7 @@
  */
 import { b64uEncode } from "./b64u";
 import { buf, concat } from "./bytes";
+import { keptPrivateKey } from "./keep";
 
 const ED25519 = { name: "Ed25519" } as const;
 
@@ -55,9 +56,16 @@ export function checkPublicKey(raw: Uint8Array, what = "Ed25519 public key"): Ui
   return raw;
 }
 
-/** A fresh key pair; the private key is non-extractable unless a test asks otherwise. */
+/** A fresh key pair; the private key is non-extractable (and kept wrapped, ./keep.ts) unless a test asks otherwise. */
 export async function generateEd25519(extractable = false): Promise<CryptoKeyPair> {
-  return (await crypto.subtle.generateKey(ED25519, extractable, ["sign", "verify"])) as CryptoKeyPair;
+  if (extractable) return (await crypto.subtle.generateKey(ED25519, true, ["sign", "verify"])) as CryptoKeyPair;
+  let publicKey: CryptoKey | undefined;
+  const privateKey = await keptPrivateKey(async (exportable) => {
+    const pair = (await crypto.subtle.generateKey(ED25519, exportable, ["sign", "verify"])) as CryptoKeyPair;
+    publicKey = pair.publicKey;
+    return pair.privateKey;
+  });
+  return { privateKey, publicKey: publicKey as CryptoKey };
 }
 
 export async function exportEd25519Public(publicKey: CryptoKey): Promise<Uint8Array> {

@@ -11,6 +11,7 @@
  * exporter secret), and a PSK shorter than 32 bytes is refused (§5.1), as lockstep.link.hpke does.
  */
 import { buf, concat, equalBytes, utf8 } from "./bytes";
+import { keptPrivateKey } from "./keep";
 
 export class HpkeError extends Error {
   override name = "HpkeError";
@@ -95,7 +96,14 @@ export async function importX25519Private(raw: Uint8Array, extractable = false):
 }
 
 export async function generateX25519(extractable = false): Promise<CryptoKeyPair> {
-  return (await crypto.subtle.generateKey(X25519, extractable, ["deriveBits"])) as CryptoKeyPair;
+  if (extractable) return (await crypto.subtle.generateKey(X25519, true, ["deriveBits"])) as CryptoKeyPair;
+  let publicKey: CryptoKey | undefined;
+  const privateKey = await keptPrivateKey(async (exportable) => {
+    const pair = (await crypto.subtle.generateKey(X25519, exportable, ["deriveBits"])) as CryptoKeyPair;
+    publicKey = pair.publicKey;
+    return pair.privateKey;
+  });
+  return { privateKey, publicKey: publicKey as CryptoKey };
 }
 
 /** X25519(sk, pk) as raw bytes; an all-zero result (small-order peer key) is an error (RFC 9180 §7.1.4). */
@@ -126,7 +134,8 @@ async function extractAndExpand(dhValue: Uint8Array, kemContext: Uint8Array): Pr
 
 /** Encap (§4.1); exported for the Appendix A vectors. */
 export async function encap(pkR: Uint8Array, ephemeral?: CryptoKey): Promise<{ sharedSecret: Uint8Array; enc: Uint8Array }> {
-  const skE = ephemeral ?? (await generateX25519(false)).privateKey;
+  // An ephemeral key that is never stored: plain non-extractable, not kept (./keep.ts).
+  const skE = ephemeral ?? ((await crypto.subtle.generateKey(X25519, false, ["deriveBits"])) as CryptoKeyPair).privateKey;
   const enc = await publicKeyOf(skE);
   const dhValue = await dh(skE, await importX25519Public(pkR));
   return { sharedSecret: await extractAndExpand(dhValue, concat(enc, pkR)), enc };

@@ -5,13 +5,15 @@
  * after HMAC's key padding, the RFC's "default salt" of HashLen zeros). The one exception to WebCrypto
  * is `hmacSha256Sync`, the audited @noble/hashes HMAC-SHA-256 run in-thread for Olm's chain ratchet.
  *
- * Private X25519/Ed25519 keys live as non-extractable CryptoKeys; only their public halves are bytes.
+ * Private X25519/Ed25519 keys live as non-extractable CryptoKeys; only their public halves are bytes. When
+ * the app stores them, they are kept wrapped (../crypto/keep.ts, ../store/atRest.ts).
  */
 
 import { hmac as nobleHmac } from "@noble/hashes/hmac.js";
 import { sha256 as nobleSha256 } from "@noble/hashes/sha2.js";
 import { b64uDecode } from "../crypto/b64u";
 import { pointProblem, verify as verifyStrict } from "../crypto/ed25519";
+import { keptPrivateKey } from "../crypto/keep";
 import { buf, concat, equalBytes, randomBytes } from "../crypto/bytes";
 import { MacError, MalformedError, NonContributoryKeyError } from "./errors";
 
@@ -77,17 +79,20 @@ export interface Ed25519KeyPair {
 }
 
 export async function generateX25519(): Promise<X25519KeyPair> {
-  const pair = (await subtle.generateKey({ name: "X25519" }, false, ["deriveBits"])) as CryptoKeyPair;
-  const publicKey = new Uint8Array(await subtle.exportKey("raw", pair.publicKey));
-  return { privateKey: pair.privateKey, publicKey };
+  let publicKey = new Uint8Array(0);
+  const privateKey = await keptPrivateKey(async (extractable) => {
+    const pair = (await subtle.generateKey({ name: "X25519" }, extractable, ["deriveBits"])) as CryptoKeyPair;
+    publicKey = new Uint8Array(await subtle.exportKey("raw", pair.publicKey));
+    return pair.privateKey;
+  });
+  return { privateKey, publicKey };
 }
 
 /** Imports a raw X25519 secret (non-extractable) and derives its public key as X25519(secret, 9). */
 export async function importX25519(secret: Uint8Array): Promise<X25519KeyPair> {
   if (secret.length !== 32) throw new MalformedError("an X25519 secret key is 32 bytes");
-  const privateKey = await subtle.importKey("pkcs8", buf(concat(PKCS8_X25519, secret)), { name: "X25519" }, false, [
-    "deriveBits",
-  ]);
+  const pkcs8 = buf(concat(PKCS8_X25519, secret));
+  const privateKey = await keptPrivateKey((extractable) => subtle.importKey("pkcs8", pkcs8, { name: "X25519" }, extractable, ["deriveBits"]));
   const basePoint = await subtle.importKey("raw", buf(X25519_BASE_POINT), { name: "X25519" }, true, []);
   const publicKey = new Uint8Array(await subtle.deriveBits({ name: "X25519", public: basePoint }, privateKey, 256));
   return { privateKey, publicKey };
@@ -108,9 +113,13 @@ export async function x25519(privateKey: CryptoKey, publicKey: Uint8Array): Prom
 }
 
 export async function generateEd25519(): Promise<Ed25519KeyPair> {
-  const pair = (await subtle.generateKey({ name: "Ed25519" }, false, ["sign", "verify"])) as CryptoKeyPair;
-  const publicKey = new Uint8Array(await subtle.exportKey("raw", pair.publicKey));
-  return { privateKey: pair.privateKey, publicKey };
+  let publicKey = new Uint8Array(0);
+  const privateKey = await keptPrivateKey(async (extractable) => {
+    const pair = (await subtle.generateKey({ name: "Ed25519" }, extractable, ["sign", "verify"])) as CryptoKeyPair;
+    publicKey = new Uint8Array(await subtle.exportKey("raw", pair.publicKey));
+    return pair.privateKey;
+  });
+  return { privateKey, publicKey };
 }
 
 /**
@@ -122,7 +131,7 @@ export async function importEd25519(seed: Uint8Array): Promise<Ed25519KeyPair> {
   const pkcs8 = buf(concat(PKCS8_ED25519, seed));
   const temporary = await subtle.importKey("pkcs8", pkcs8, { name: "Ed25519" }, true, ["sign"]);
   const jwk = await subtle.exportKey("jwk", temporary);
-  const privateKey = await subtle.importKey("pkcs8", pkcs8, { name: "Ed25519" }, false, ["sign"]);
+  const privateKey = await keptPrivateKey((extractable) => subtle.importKey("pkcs8", pkcs8, { name: "Ed25519" }, extractable, ["sign"]));
   return { privateKey, publicKey: b64uDecode(jwk.x ?? "") };
 }
 

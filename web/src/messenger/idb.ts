@@ -1,9 +1,14 @@
 /**
  * The messenger's IndexedDB database, one per device (`lockstep-messenger-<device id>`): a `state` record
- * (Olm/Megolm pickles with their non-extractable CryptoKeys, queue position, contacts, groups) and the
- * `messages` of every conversation. `save` writes both in one transaction, so ratchets, `last_seq` and
- * the messages they produced reach disk together, before the server is told to forget the ciphertext.
+ * (Olm/Megolm pickles, queue position, contacts, groups) and the `messages` of every conversation. `save`
+ * writes both in one transaction, so ratchets, `last_seq` and the messages they produced reach disk
+ * together, before the server is told to forget the ciphertext.
+ *
+ * Every record is sealed under the origin's store key (../store/atRest.ts): the state as one record, each
+ * message as `{id, sealed}` (its id, 128 random bits, stays visible as the key). A database written before
+ * sealing is read once and written back sealed, all in one transaction.
  */
+import { isSealed, openAtRest, seal, type SealedRecord, unseal } from "../store/atRest";
 
 const KV = "kv";
 const MESSAGES = "messages";
@@ -34,19 +39,42 @@ export class MessengerDb {
     });
   }
 
-  async load<S, M>(): Promise<{ state: S | undefined; messages: M[] }> {
+  /** Where a record lives (`database/object store/key`): the additional data its seal is bound to. */
+  private label(store: string, key: string): string {
+    return `${this.db.name}/${store}/${key}`;
+  }
+
+  async load<S, M extends { id: string }>(): Promise<{ state: S | undefined; messages: M[] }> {
     const tx = this.db.transaction([KV, MESSAGES], "readonly");
-    const state = await request(tx.objectStore(KV).get("state") as IDBRequest<S | undefined>);
-    const messages = await request(tx.objectStore(MESSAGES).getAll() as IDBRequest<M[]>);
+    const storedState = await request(tx.objectStore(KV).get("state") as IDBRequest<unknown>);
+    const stored = await request(tx.objectStore(MESSAGES).getAll() as IDBRequest<unknown[]>);
+    const storeKey = await openAtRest();
+    const state = isSealed(storedState) ? await unseal<S>(storedState, this.label(KV, "state"), storeKey) : (storedState as S | undefined);
+    const messages: M[] = [];
+    let unsealed = storedState !== undefined && !isSealed(storedState);
+    for (const record of stored) {
+      const sealed = (record as { sealed?: unknown }).sealed;
+      if (isSealed(sealed)) messages.push(await unseal<M>(sealed, this.label(MESSAGES, (record as { id: string }).id), storeKey));
+      else {
+        messages.push(record as M);
+        unsealed = true;
+      }
+    }
+    if (unsealed && state !== undefined) await this.save(state, messages); // written before sealing: seal it all now
     return { state, messages };
   }
 
-  save(state: unknown, messages: Iterable<unknown>): Promise<void> {
+  async save(state: unknown, messages: Iterable<{ id: string }>): Promise<void> {
+    // Sealed first (WebCrypto is asynchronous), then written in one transaction.
+    const storeKey = await openAtRest();
+    const sealedState = await seal(state, this.label(KV, "state"), storeKey);
+    const sealedMessages: { id: string; sealed: SealedRecord }[] = [];
+    for (const message of messages) sealedMessages.push({ id: message.id, sealed: await seal(message, this.label(MESSAGES, message.id), storeKey) });
     return new Promise((resolve, reject) => {
       const tx = this.db.transaction([KV, MESSAGES], "readwrite");
-      tx.objectStore(KV).put(state, "state");
+      tx.objectStore(KV).put(sealedState, "state");
       const store = tx.objectStore(MESSAGES);
-      for (const message of messages) store.put(message);
+      for (const message of sealedMessages) store.put(message);
       tx.oncomplete = () => resolve();
       tx.onerror = tx.onabort = () => reject(tx.error ?? new Error("IndexedDB transaction failed"));
     });

@@ -13,12 +13,13 @@ import { type AccountInfo, GrantError, type OpenedGrant, openGrant } from "../li
 import { encodeLinkText } from "../link/qr";
 import { companionNotice } from "../link/wording";
 import { LockstepSocket, ServerError, type ServerEvent, defaultSocketUrl } from "../net/socket";
+import { forgetStoreKeyIfUnused, openAtRest } from "../store/atRest";
 import { StateStore } from "../store/db";
 import { clearQr, drawQr } from "../ui/qrcode";
 import { byTestId, checkClock, flashNotice, hide, show } from "../ui/dom";
 import { MessengerHost } from "../messenger/host";
 
-/** What a linked companion keeps in IndexedDB. Private keys are non-extractable CryptoKeys. */
+/** What a linked companion keeps in IndexedDB (sealed, ../store/atRest.ts). Private keys are non-extractable CryptoKeys, stored wrapped. */
 interface CompanionState {
   v: 1;
   origin: string;
@@ -413,6 +414,7 @@ async function unlinked(reason: string, tellOtherTabs = true): Promise<void> {
     await store.wipe();
     tabs?.postMessage("unlinked");
   }
+  await forgetStoreKeyIfUnused(); // the last tab to wipe deletes the store key too
   hide(ui.panel);
   hide(ui.linked);
   ui.loggedOutReason.textContent = `${reason} Its keys were deleted from this browser.`;
@@ -492,6 +494,7 @@ setInterval(tick, 250);
 
 async function main(): Promise<void> {
   try {
+    await openAtRest(); // before any key is made: every private key is then kept wrapped
     const loaded = await store.load();
     if (loaded && loaded.v === 1 && (await keyId(loaded.devicePublic)) === loaded.deviceId) state = loaded;
   } catch {

@@ -22,6 +22,7 @@ import {
 import { TooManyDevices, buildGrant } from "../link/grant";
 import { type DecodedLinkCode, decodeLinkText } from "../link/qr";
 import { LockstepSocket, ServerError, type ServerEvent, defaultSocketUrl } from "../net/socket";
+import { openAtRest } from "../store/atRest";
 import { StateStore } from "../store/db";
 import { byTestId, checkClock, el, flashNotice, formatAgo, formatTime, hide, show } from "../ui/dom";
 import { describeThisDevice } from "../ui/platform";
@@ -610,6 +611,7 @@ async function refreshDevicesIfIdle(): Promise<void> {
 async function main(): Promise<void> {
   if ("serviceWorker" in navigator) navigator.serviceWorker.register("/sw.js", { scope: "/app" }).catch(() => undefined);
   try {
+    await openAtRest(); // before any key is made: every private key is then kept wrapped
     const loaded = await store.load();
     if (loaded && loaded.v === 1) {
       state = loaded;

@@ -1,7 +1,9 @@
 /**
- * IndexedDB persistence: one database per role, one object store, one record ("state").
- * CryptoKeys are stored as structured clones, so non-extractable private keys stay non-extractable.
+ * IndexedDB persistence: one database per role, one object store, one record ("state"), sealed under the
+ * origin's store key (./atRest.ts): private keys are kept wrapped, never as Chromium's serialised
+ * CryptoKeys. A record from before sealing is read once and written back sealed.
  */
+import { isSealed, seal, unseal } from "./atRest";
 
 const STORE = "state";
 const KEY = "current";
@@ -38,15 +40,23 @@ function run<T>(name: string, mode: IDBTransactionMode, action: (store: IDBObjec
 export class StateStore<T> {
   constructor(readonly dbName: string) {}
 
+  private get label(): string {
+    return `${this.dbName}/${STORE}/${KEY}`;
+  }
+
   /** The stored state, if any; never creates the database just to look. */
   async load(): Promise<T | undefined> {
     const existing = await indexedDB.databases();
     if (!existing.some((db) => db.name === this.dbName)) return undefined;
-    return run<T | undefined>(this.dbName, "readonly", (store) => store.get(KEY));
+    const stored = await run<unknown>(this.dbName, "readonly", (store) => store.get(KEY));
+    if (stored === undefined || isSealed(stored)) return stored === undefined ? undefined : unseal<T>(stored, this.label);
+    await this.save(stored as T); // written before sealing: seal it now
+    return stored as T;
   }
 
   async save(value: T): Promise<void> {
-    await run(this.dbName, "readwrite", (store) => store.put(value, KEY));
+    const sealed = await seal(value, this.label);
+    await run(this.dbName, "readwrite", (store) => store.put(sealed, KEY));
   }
 
   /** Deletes the whole database (keys included). */

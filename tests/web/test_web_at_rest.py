@@ -1,0 +1,103 @@
+"""Sealed records (web/src/store/atRest.ts) in real Chromium: round trips, binding to their place, and the
+migration of stores written before sealing (re-encrypted on first open). The disk itself is searched in
+tests/webmsg/test_webmsg_at_rest.py."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+ROUND_TRIP = """
+async () => {
+  const { atRest, ed25519 } = window.lockstep;
+  await atRest.openAtRest();
+  const pair = await ed25519.generateEd25519();                        // kept wrapped
+  const nested = [{ $bytes: "not a marker", $key: 1 }];
+  const value = { text: "hello", bytes: new Uint8Array([1, 2, 3]), key: pair.privateKey, nested };
+  const sealed = await atRest.seal(value, "db/store/one");
+  const back = await atRest.unseal(sealed, "db/store/one");
+  let moved = "opened";
+  try { await atRest.unseal(sealed, "db/store/another"); } catch (e) { moved = e.name; }
+  const signature = await ed25519.sign(back.key, new Uint8Array([7]));
+  const publicKey = await ed25519.exportEd25519Public(pair.publicKey);
+  return {
+    text: back.text, bytes: [...back.bytes], nested: back.nested,
+    keyExtractable: back.key.extractable, clearKeys: sealed.clearKeys.length,
+    verifies: await ed25519.verify(publicKey, Uint8Array.of(7), signature),
+    moved, plaintextVisible: new TextDecoder().decode(sealed.data).includes("hello"),
+  };
+}
+"""
+
+
+def test_a_sealed_record_round_trips_and_is_bound_to_its_place(harness: Any) -> None:
+    out = harness.evaluate(ROUND_TRIP)
+    assert out["text"] == "hello" and out["bytes"] == [1, 2, 3]
+    assert out["nested"] == [{"$bytes": "not a marker", "$key": 1}]  # a body cannot pose as a marker
+    assert out["keyExtractable"] is False and out["verifies"] is True and out["clearKeys"] == 0
+    assert out["moved"] == "AtRestError"
+    assert out["plaintextVisible"] is False
+
+
+# Stores as the previous version wrote them (plain records, a non-extractable key as a CryptoKey), then
+# opened by this version: the values come back, and the records on disk are sealed from then on.
+MIGRATION = """
+async () => {
+  const { stateStore, messengerDb } = window.lockstep;
+  const put = (name, store, key, value) => new Promise((ok, fail) => {
+    const r = indexedDB.open(name);
+    r.onsuccess = () => {
+      const tx = r.result.transaction(store, "readwrite");
+      tx.objectStore(store).put(value, key);
+      tx.oncomplete = () => { r.result.close(); ok(); };
+      tx.onerror = () => fail(tx.error);
+    };
+  });
+  const raw = (name, store) => new Promise((ok) => {
+    const r = indexedDB.open(name);
+    r.onsuccess = () => {
+      const g = r.result.transaction(store).objectStore(store).getAll();
+      g.onsuccess = () => { r.result.close(); ok(g.result); };
+    };
+  });
+  const legacy = await crypto.subtle.generateKey({ name: "Ed25519" }, false, ["sign", "verify"]);
+  const legacyKey = legacy.privateKey;
+  // A page state (StateStore) of the previous version.
+  const states = new stateStore.StateStore("lockstep-migration-test");
+  await states.save({ placeholder: true });                          // creates the database
+  const oldState = { v: 1, deviceKey: legacyKey, name: "old laptop" };
+  await put("lockstep-migration-test", "state", "current", oldState);
+  const state = await states.load();
+  const [sealedState] = await raw("lockstep-migration-test", "state");
+  // A messenger database of the previous version.
+  const db = await messengerDb.MessengerDb.open("migration-device");
+  db.close();
+  const name = messengerDb.databaseName("migration-device");
+  await put(name, "kv", "state", { v: 1, lastSeq: 7 });
+  const oldMessage = { id: "old-message-0001", text: "an old plaintext", conversation: "direct:a:b" };
+  await put(name, "messages", undefined, oldMessage);
+  const reopened = await messengerDb.MessengerDb.open("migration-device");
+  const loaded = await reopened.load();
+  reopened.close();
+  const [sealedKv] = await raw(name, "kv");
+  const [sealedMessage] = await raw(name, "messages");
+  return {
+    stateName: state.name, stateKeyKept: state.deviceKey instanceof CryptoKey,
+    stateSealed: sealedState.sealed === 1, stateClearKeys: sealedState.clearKeys.map((k) => k.type),
+    lastSeq: loaded.state.lastSeq, texts: loaded.messages.map((m) => m.text),
+    kvSealed: sealedKv.sealed === 1, messageSealed: sealedMessage.sealed.sealed === 1,
+    messageKeys: Object.keys(sealedMessage).sort(),
+  };
+}
+"""
+
+
+def test_stores_written_before_sealing_are_sealed_on_first_open(harness: Any) -> None:
+    out = harness.evaluate(MIGRATION)
+    assert out["stateName"] == "old laptop" and out["stateKeyKept"]
+    assert out["stateSealed"] and out["stateClearKeys"] == ["private"]  # cannot be wrapped: kept as it was
+    assert out["lastSeq"] == 7 and out["texts"] == ["an old plaintext"]
+    assert out["kvSealed"] and out["messageSealed"] and out["messageKeys"] == ["id", "sealed"]
