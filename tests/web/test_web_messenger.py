@@ -301,14 +301,8 @@ class OlmContact(Contact):
         }
 
 
-def test_a_sent_message_cannot_be_replaced_by_the_server_or_by_a_peer_reusing_its_id(
-    page: Any, fake_server: FakeServer, static_origin: str
-) -> None:
-    """Issue 14 B.14: the server delivers garbage under the id of a message this browser sent, then the
-    peer sends a valid message reusing that id. The sent text stays, also after a reload; before the fix
-    it became "could not be decrypted", then the peer's words."""
-    primary = linked_companion(page, fake_server, static_origin)
-    bob = OlmContact("bob")
+def answer_for(fake_server: FakeServer, primary: Primary, bob: OlmContact) -> None:
+    """The server's look-ups (our own account: no other keyed device; bob: one) and a claim of bob's key."""
     own = {
         "account": primary.account.to_json(),
         "device_list": primary.publish(primary.devices),
@@ -321,6 +315,17 @@ def test_a_sent_message_cannot_be_replaced_by_the_server_or_by_a_peer_reusing_it
     fake_server.replies["keys.claim"] = lambda conn, req: {
         "devices": {bob.device_id: {"one_time_key": one_time_key.to_json()}}
     }
+
+
+def test_a_sent_message_cannot_be_replaced_by_the_server_or_by_a_peer_reusing_its_id(
+    page: Any, fake_server: FakeServer, static_origin: str
+) -> None:
+    """Issue 14 B.14: the server delivers garbage under the id of a message this browser sent, then the
+    peer sends a valid message reusing that id. The sent text stays, also after a reload; before the fix
+    it became "could not be decrypted", then the peer's words."""
+    primary = linked_companion(page, fake_server, static_origin)
+    bob = OlmContact("bob")
+    answer_for(fake_server, primary, bob)
     sent: list[dict[str, Any]] = []
     fake_server.replies["messages.send"] = lambda conn, req: sent.append(req) or {"server_time": now_ms()}
     acks: list[int] = []
@@ -381,18 +386,7 @@ def test_on_a_full_server_disk_the_browser_still_fetches_and_says_why_a_send_fai
     fake_server.replies["keys.upload"] = lambda conn, req: full
     primary = linked_companion(page, fake_server, static_origin)
     bob = OlmContact("bob")
-    own = {
-        "account": primary.account.to_json(),
-        "device_list": primary.publish(primary.devices),
-        "device_keys": {},
-    }
-    fake_server.replies["accounts.lookup"] = lambda conn, req: (
-        own if req.get("account_id") == primary.account.account_id else bob.lookup()
-    )
-    [one_time_key] = bob.olm.new_one_time_keys(1)
-    fake_server.replies["keys.claim"] = lambda conn, req: {
-        "devices": {bob.device_id: {"one_time_key": one_time_key.to_json()}}
-    }
+    answer_for(fake_server, primary, bob)
     sent: list[dict[str, Any]] = []
     fake_server.replies["messages.send"] = lambda conn, req: sent.append(req) or full
     fake_server.replies["messages.ack"] = lambda conn, req: {"deleted": 1}
