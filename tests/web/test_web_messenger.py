@@ -58,6 +58,7 @@ def linked_companion(page: Any, fake_server: FakeServer, static_origin: str) -> 
     start_linking(fake_server)
     fake_server.replies.setdefault("keys.upload", lambda conn, req: {"one_time_keys_left": 50})
     fake_server.replies["messages.fetch"] = lambda conn, req: {"messages": [], "more": False}
+    fake_server.replies["groups.list"] = lambda conn, req: {"groups": []}
     primary = Primary()
     page.goto(f"{static_origin}/")
     fake_server.wait_until(

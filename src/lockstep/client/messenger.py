@@ -839,6 +839,8 @@ class Messenger:
             "generated_at": now,
             "messages": recent,
             "not_transferred": not_transferred,
+            # Group names travel only end to end: without them the companion's groups are nameless.
+            "groups": [{"group_id": g, "name": n} for g, n in sorted(self.store.group_names.items())],
         }
         staging = self.session.state.directory / ".history-upload.json"
         e2estate.write_private(staging, json.dumps(bundle).encode())
@@ -872,9 +874,20 @@ class Messenger:
         if not isinstance(records, list):
             raise EnvelopeError("a history bundle without messages")
         added = self.store.merge_history(records)
+        self._import_group_names(bundle.get("groups"))
         note = str(envelope.body.get("note", ""))[:500]
         self.store.history_note = note
         message.body = {"count": added, "note": note, "not_transferred": envelope.body.get("not_transferred")}
+
+    def _import_group_names(self, groups: object) -> None:
+        """Names of the primary's groups from a history bundle; a name this device learnt itself (a
+        ``group-info`` it received) is newer and stays."""
+        for group in groups[:HISTORY_MAX] if isinstance(groups, list) else []:
+            group_id, name = (
+                (group.get("group_id"), group.get("name")) if isinstance(group, dict) else (None, None)
+            )
+            if isinstance(group_id, str) and len(group_id) <= 64 and isinstance(name, str) and name:
+                self.store.group_names.setdefault(group_id, name[:100])
 
     async def send_receipts(self, messages: list[Received], status: ReceiptStatus) -> None:
         """One receipt per sender account for the text and media messages of other accounts."""

@@ -1,7 +1,8 @@
 /**
  * History bundles for a newly linked companion (the same JSON as messenger.py's `_send_history`):
- * the last 30 days, at most 1,000 text and media messages, and what was not transferred. Pure: the
- * messenger encrypts the bundle like a file and sends its key over Olm to that one companion.
+ * the last 30 days, at most 1,000 text and media messages, what was not transferred, and the names of the
+ * primary's groups (names travel only end to end: without them the companion's groups are nameless).
+ * Pure: the messenger encrypts the bundle like a file and sends its key over Olm to that one companion.
  */
 import { fromUtf8, utf8 } from "../crypto/bytes";
 import type { MediaDescriptor } from "./media";
@@ -9,6 +10,7 @@ import type { ChatMessage } from "./model";
 
 export const HISTORY_DAYS = 30;
 export const HISTORY_MAX = 1000;
+const MAX_GROUPS = 1000;
 
 export interface HistoryBundle {
   bytes: Uint8Array;
@@ -17,7 +19,13 @@ export interface HistoryBundle {
   note: string;
 }
 
-export function buildHistory(messages: Iterable<ChatMessage>, now: number): HistoryBundle {
+/** A group's name as the bundle carries it (messaging.md §12). */
+export interface HistoryGroup {
+  group_id: string;
+  name: string;
+}
+
+export function buildHistory(messages: Iterable<ChatMessage>, now: number, groups: HistoryGroup[] = []): HistoryBundle {
   const all = [...messages].filter((m) => m.kind === "text" || m.kind === "media").sort((a, b) => a.ts - b.ts);
   const recent = all.filter((m) => m.ts >= now - HISTORY_DAYS * 86_400_000);
   const older = all.length - recent.length;
@@ -33,13 +41,20 @@ export function buildHistory(messages: Iterable<ChatMessage>, now: number): Hist
   const notTransferred = { older_than_30_days_or_dropped: older, over_1000_limit: overLimit };
   let note = `${records.length} messages from the last ${HISTORY_DAYS} days were transferred`;
   if (older || overLimit) note += `; ${older + overLimit} older messages stay only on the phone`;
-  const bytes = utf8(JSON.stringify({ v: 1, type: "history-bundle", generated_at: now, messages: records, not_transferred: notTransferred }));
+  const bytes = utf8(JSON.stringify({ v: 1, type: "history-bundle", generated_at: now, messages: records, not_transferred: notTransferred, groups }));
   return { bytes, count: records.length, notTransferred, note };
 }
 
-/** The messages of a bundle as this device keeps them (`me` = this account: its messages are outgoing). */
-export function readHistory(bytes: Uint8Array, me: string): ChatMessage[] {
+/** The messages of a bundle as this device keeps them (`me` = this account: its messages are outgoing),
+ * and the group names it carries (well-formed ones only). */
+export function readHistory(bytes: Uint8Array, me: string): { messages: ChatMessage[]; groups: HistoryGroup[] } {
   const bundle = JSON.parse(fromUtf8(bytes)) as Record<string, unknown>;
+  const groups: HistoryGroup[] = [];
+  const listed = typeof bundle === "object" && bundle !== null && Array.isArray(bundle.groups) ? (bundle.groups as unknown[]) : [];
+  for (const group of listed.slice(0, MAX_GROUPS)) {
+    const { group_id: groupId, name } = (group ?? {}) as Record<string, unknown>;
+    if (typeof groupId === "string" && groupId.length <= 64 && typeof name === "string" && name) groups.push({ group_id: groupId, name: name.slice(0, 100) });
+  }
   const records = typeof bundle === "object" && bundle !== null && Array.isArray(bundle.messages) ? (bundle.messages as Record<string, unknown>[]) : [];
   const out: ChatMessage[] = [];
   for (const record of records) {
@@ -63,5 +78,5 @@ export function readHistory(bytes: Uint8Array, me: string): ChatMessage[] {
       ...(outgoing ? { status: "sent" as const } : { read: true }),
     });
   }
-  return out;
+  return { messages: out, groups };
 }

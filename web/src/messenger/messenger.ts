@@ -230,6 +230,7 @@ export class Messenger {
           if (!(error instanceof ServerError && (error.code === "storage_full" || error.code === "unavailable"))) throw error;
         });
         await this.fetchAll();
+        await this.refreshGroups();
         await this.resendPending();
         await this.syncHistory();
         this.lastError = "";
@@ -742,19 +743,26 @@ export class Messenger {
     const me = await this.contact({ accountId: this.identity.accountId });
     const entry = me.list.devices.find((d) => d.device_id === opened.senderDevice);
     if (opened.senderAccount !== this.identity.accountId || !entry || entry.role !== "primary") throw new EnvelopeError("history comes only from this account's primary");
-    const records = readHistory(await this.fetchMedia(opened.body.media as MediaDescriptor, () => undefined), this.identity.accountId);
+    const { messages: records, groups } = readHistory(await this.fetchMedia(opened.body.media as MediaDescriptor, () => undefined), this.identity.accountId);
     for (const record of records) {
       if (this.messages.has(record.id)) continue;
       this.ensureChat(record.conversation);
       this.put(record);
       this.seen.add(record.id);
     }
-    const peers = new Set<string>();
-    for (const record of records) {
-      const peer = typeof record.conversation === "string" ? this.conversationInfo(record.conversation).peer : undefined;
-      if (peer && !this.state.contacts[peer]) peers.add(peer);
+    for (const { group_id: groupId, name } of groups) {
+      const group = this.group(groupId);
+      if (!group.name) group.name = name; // a name this device learnt itself (group-info) is newer
     }
-    for (const peer of [...peers].slice(0, 100)) await this.contact({ accountId: peer }).catch(() => undefined);
+    // Who wrote, who the chats are with, and who is in each group: verified here, as for live messages.
+    const people = new Set<string>();
+    for (const record of records) {
+      people.add(record.senderAccount);
+      const peer = this.conversationInfo(record.conversation).peer;
+      if (peer) people.add(peer);
+    }
+    await this.learnContacts(people);
+    await this.refreshGroups();
     const note = typeof opened.body.note === "string" ? opened.body.note.slice(0, 500) : `${records.length} messages were transferred from your phone`;
     this.state.historyNote = note;
   }
@@ -778,7 +786,8 @@ export class Messenger {
   }
 
   private async sendHistory(keys: DeviceKeys): Promise<void> {
-    const history = buildHistory(this.messages.values(), this.now());
+    const names = Object.entries(this.state.groups).filter(([, g]) => g.name).map(([groupId, g]) => ({ group_id: groupId, name: g.name }));
+    const history = buildHistory(this.messages.values(), this.now(), names);
     const bundle = history.bytes;
     const token = await this.request("media.token");
     const encrypted = await encryptMedia(bundle, "document");
@@ -875,12 +884,36 @@ export class Messenger {
     this.ensureChat(groupConversation(groupId));
   }
 
+  /**
+   * What the server says of this account's groups now (`groups.list`): their members, and which groups it
+   * is no longer in. `groups.changed` reaches only live sockets, so a device that was away (a group made,
+   * a removal and re-adding) or that got its groups from a history transfer learns them here.
+   */
+  private async refreshGroups(): Promise<void> {
+    const listed = ((await this.request("groups.list")).groups ?? []) as Record<string, unknown>[];
+    const current = new Set<string>();
+    for (const group of listed) {
+      this.noteGroup(group);
+      current.add(String(group.group_id));
+    }
+    for (const [groupId, group] of Object.entries(this.state.groups)) if (!current.has(groupId)) group.left = true;
+    await this.learnContacts(new Set(Object.values(this.state.groups).flatMap((g) => g.members)));
+    await this.save();
+    this.changed();
+  }
+
+  /** Looks up (and verifies) accounts this device has no contact record of yet; at most 100 at a time. */
+  private async learnContacts(accounts: Set<string>): Promise<void> {
+    const unknown = [...accounts].filter((id) => !this.state.contacts[id]).slice(0, 100);
+    for (const accountId of unknown) await this.contact({ accountId }).catch(() => undefined);
+  }
+
   private async onGroupChanged(event: Record<string, unknown>): Promise<void> {
     this.noteGroup(event);
     const change = (event.change ?? {}) as Record<string, unknown>;
     const groupId = String(event.group_id);
     if (change.kind === "removed" && change.account_id === this.identity.accountId) this.megolm.forgetOutbound(groupId);
-    for (const id of this.group(groupId).members) if (!this.state.contacts[id]) await this.contact({ accountId: id }).catch(() => undefined);
+    await this.learnContacts(new Set(this.group(groupId).members));
     await this.save();
     this.changed();
   }
