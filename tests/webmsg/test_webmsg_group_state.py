@@ -15,6 +15,7 @@ from test_e2e_linking import approve, create_account, link_companion, open_compa
 from webmsg_helpers import (
     TIMEOUT,
     cli_primary,
+    link_to_terminal_primary,
     lockstep,
     message,
     open_chat,
@@ -22,15 +23,12 @@ from webmsg_helpers import (
     receive_until,
     send_cli,
     send_text,
+    texts,
 )
 
 from terminal_companion import start_terminal_companion
 
 pytestmark = pytest.mark.browser
-
-
-def texts(received: list[dict[str, Any]]) -> list[str]:
-    return [m["body"].get("text") for m in received if m["kind"] == "text"]
 
 
 def subtitle(page: Any) -> str:
@@ -138,11 +136,7 @@ def test_history_from_a_terminal_primary_keeps_group_names_members_and_senders(
     receive_until(erin.primary, lambda got: said in texts(got))
 
     laptop = open_companion(computer, url)
-    laptop.get_by_test_id("qr").screenshot(path=str(tmp_path / "qr.png"))
-    lockstep("primary", "scan", "--image", str(tmp_path / "qr.png"), "--yes", "--state", str(erin.primary))
-    laptop.get_by_test_id("messenger").wait_for(timeout=TIMEOUT)
-    laptop.wait_for_timeout(1000)  # its keys are published once it signed in
-    lockstep("receive", "--state", str(erin.primary))  # the primary serves history to new companions
+    link_to_terminal_primary(laptop, erin.primary, tmp_path / "qr.png")
     laptop.get_by_test_id("history-note").wait_for(timeout=TIMEOUT)
     assert group_as_shown(laptop, "Book club", said) == (
         "Book club",

@@ -27,13 +27,10 @@ from webmsg_helpers import (
     receive_until,
     send_cli,
     send_text,
+    texts,
 )
 
 pytestmark = pytest.mark.browser
-
-
-def texts(received: list[dict[str, Any]]) -> list[str]:
-    return [m["body"].get("text") for m in received if m["kind"] == "text"]
 
 
 def test_group_membership_and_media_across_browser_and_terminal(

@@ -20,7 +20,7 @@ from webmsg_helpers import (
     TIMEOUT,
     assert_no_plaintext,
     cli_primary,
-    lockstep,
+    link_to_terminal_primary,
     message,
     open_chat,
     receive_until,
@@ -124,11 +124,7 @@ def test_terminal_primary_sends_history_to_a_browser_companion(
     receive_until(erin.primary, lambda got: any(m["kind"] == "text" for m in got))
 
     laptop = open_companion(computer, url)
-    laptop.get_by_test_id("qr").screenshot(path=str(tmp_path / "qr.png"))
-    lockstep("primary", "scan", "--image", str(tmp_path / "qr.png"), "--yes", "--state", str(erin.primary))
-    laptop.get_by_test_id("messenger").wait_for(timeout=TIMEOUT)
-    laptop.wait_for_timeout(1000)  # its keys are published once it signed in
-    lockstep("receive", "--state", str(erin.primary))  # the primary serves history to new companions
+    link_to_terminal_primary(laptop, erin.primary, tmp_path / "qr.png")
     note = laptop.get_by_test_id("history-note")
     note.wait_for(timeout=TIMEOUT)
     assert "1 messages from the last 30 days were transferred" in note.inner_text()

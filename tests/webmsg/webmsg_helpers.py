@@ -78,6 +78,21 @@ def send_cli(state: Path | None, to: str, text: str | None = None, file: Path | 
     lockstep(*args)
 
 
+def texts(received: list[dict[str, Any]]) -> list[str]:
+    """The texts among messages `receive --json` printed."""
+    return [m["body"].get("text") for m in received if m["kind"] == "text"]
+
+
+def link_to_terminal_primary(laptop: Any, primary: Path, qr: Path) -> None:
+    """A terminal primary scans a browser companion page's code; once the page is linked and has
+    published its keys, the primary's next `receive` serves it history."""
+    laptop.get_by_test_id("qr").screenshot(path=str(qr))
+    lockstep("primary", "scan", "--image", str(qr), "--yes", "--state", str(primary))
+    laptop.get_by_test_id("messenger").wait_for(timeout=TIMEOUT)
+    laptop.wait_for_timeout(1000)  # its keys are published once it signed in
+    lockstep("receive", "--state", str(primary))
+
+
 def start_chat(page: Any, handle: str) -> None:
     page.get_by_test_id("new-chat").click()
     page.get_by_test_id("new-chat-handle").fill(handle)
