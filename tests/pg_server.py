@@ -17,6 +17,7 @@ import os
 import pwd
 import shutil
 import subprocess
+import sys
 import tempfile
 import urllib.parse
 from dataclasses import dataclass, field
@@ -58,6 +59,7 @@ class PostgresServer:
     """Set when this harness started the server (and so may stop and start it again)."""
     base_dir: Path | None = None
     _run_as: list[str] = field(default_factory=list)
+    _watchdog: subprocess.Popen[bytes] | None = None
 
     def sql(self, statement: str, database: str | None = None) -> str:
         """Run one statement through psql and return what it printed (unaligned, tuples only)."""
@@ -107,6 +109,25 @@ class PostgresServer:
                 self._pg_ctl("stop", "-m", "immediate", "-w")
         if self.base_dir is not None:
             shutil.rmtree(self.base_dir, ignore_errors=True)
+        if self._watchdog is not None:  # its work is done
+            self._watchdog.kill()
+            self._watchdog.wait()
+
+
+# Stops the server if the test process dies without closing it (killed by a timeout, SIGKILL): a
+# process of its own, polling the test process once a second; it leaves once the folder is gone.
+WATCHDOG = """
+import os, shutil, subprocess, sys, time
+owner, base, stop = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
+while os.path.isdir(base):
+    try:
+        os.kill(owner, 0)
+    except ProcessLookupError:
+        subprocess.run(stop, capture_output=True, timeout=60, check=False)
+        shutil.rmtree(base, ignore_errors=True)
+        break
+    time.sleep(1)
+"""
 
 
 def start_postgres() -> PostgresServer:
@@ -148,6 +169,14 @@ def start_postgres() -> PostgresServer:
     except BaseException:
         shutil.rmtree(base_dir, ignore_errors=True)
         raise
+    stop = [*run_as, str(server_binaries() / "pg_ctl"), "-D", str(data_dir), "stop", "-m", "immediate"]
+    server._watchdog = subprocess.Popen(
+        [sys.executable, "-c", WATCHDOG, str(os.getpid()), str(base_dir), *stop],
+        start_new_session=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     return server
 
 
