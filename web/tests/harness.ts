@@ -1,6 +1,6 @@
 // Test-only entry (built by `vite build --mode test` into dist-test/, never into dist/): exposes the real
 // browser modules to Playwright so tests/web can run them against the shared vector files.
-import * as b64u from "../src/crypto/b64u";
+import * as b64u from "../src/crypto/base64";
 import * as bytes from "../src/crypto/bytes";
 import * as ed25519 from "../src/crypto/ed25519";
 import * as envelope from "../src/crypto/envelope";

@@ -123,10 +123,6 @@ class OlmDevice:
     def has_session(self, peer_identity_key: bytes) -> bool:
         return bool(self._sessions.get(b64u_encode(peer_identity_key)))
 
-    def preferred_session_id(self, peer_identity_key: bytes) -> str | None:
-        entries = self._sessions.get(b64u_encode(peer_identity_key))
-        return entries[0].session.session_id if entries else None
-
     def encrypt(
         self, peer_identity_key: bytes, plaintext: bytes, one_time_key: bytes | None = None
     ) -> OlmCiphertext:

@@ -9,8 +9,7 @@ LinkError
 ├── EncodingError                 base64url or JSON that does not parse
 ├── SignatureError                an envelope that does not verify, or has the wrong shape
 ├── DeviceListError               a signed device list that is not valid (§4.3)
-├── GrantError                    a link grant that cannot be opened or does not check out (§5)
-└── HandshakeError                an event that a state machine does not accept in its state
+└── GrantError                    a link grant that cannot be opened or does not check out (§5)
 """
 
 from __future__ import annotations
@@ -71,7 +70,3 @@ class DeviceListError(LinkError):
 
 class GrantError(LinkError):
     """A link grant that does not open, or whose contents do not check out."""
-
-
-class HandshakeError(LinkError):
-    """A state machine was given an event it does not accept in its current state (our bug)."""

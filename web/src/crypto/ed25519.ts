@@ -9,7 +9,7 @@
  * or is one of the eight small-order points (y ∈ {0, 1, p−1, ±y₈}, any sign bit), or S ≥ L (RFC 8032
  * §5.1.7 step 1). Both languages run vectors/ed25519-strict.json.
  */
-import { b64uEncode } from "./b64u";
+import { b64uEncode } from "./base64";
 import { buf, concat } from "./bytes";
 import { keptPrivateKey } from "./keep";
 

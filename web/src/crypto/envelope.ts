@@ -3,7 +3,7 @@
  * sig = Ed25519(key, UTF-8(context) || 0x00 || payload_bytes). Verifiers check the exact payload bytes and
  * only then parse them; nothing is ever re-serialised.
  */
-import { b64uDecode, b64uEncode } from "./b64u";
+import { b64uDecode, b64uEncode } from "./base64";
 import { concat, fromUtf8, utf8 } from "./bytes";
 import { sign, verify } from "./ed25519";
 
@@ -19,7 +19,11 @@ export interface Envelope {
   signature: string;
 }
 
-/** The envelope is not an object of two b64u strings, its signature fails, or its payload is not a JSON object. */
+/**
+ * An envelope that does not check out: a signed envelope that is not an object of two b64u strings, whose
+ * signature fails, or whose payload is not a JSON object; or a decrypted message envelope that is malformed
+ * or disagrees with how the server routed it (messaging.md §5.2, lockstep.e2e.errors.EnvelopeError).
+ */
 export class EnvelopeError extends Error {
   override name = "EnvelopeError";
 }

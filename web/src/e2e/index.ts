@@ -4,7 +4,7 @@
  */
 
 export * from "./errors";
-export { decodeBase64, encodeBase64 } from "./base64";
+export { decodeBase64, encodeBase64 } from "../crypto/base64";
 export { Cipher, MAC_LENGTH } from "./cipher";
 export { importX25519, generateX25519, randomX25519, type X25519KeyPair, type X25519KeySource } from "./primitives";
 export {

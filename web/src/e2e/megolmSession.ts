@@ -5,7 +5,7 @@
  * one it computed, so in-order reading costs one hash per message.
  */
 
-import { decodeBase64, encodeBase64 } from "./base64";
+import { decodeBase64, encodeBase64 } from "../crypto/base64";
 import { Cipher } from "./cipher";
 import { E2EError, PickleError, SignatureError, UnknownIndexError } from "./errors";
 import { MegolmMessage } from "./megolmMessage";

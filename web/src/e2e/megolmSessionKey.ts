@@ -7,7 +7,7 @@
  * The signature is K's Ed25519 signature over all bytes before it. Both travel as unpadded base64.
  */
 
-import { decodeBase64, encodeBase64 } from "./base64";
+import { decodeBase64, encodeBase64 } from "../crypto/base64";
 import { MalformedError, SignatureError, TruncatedError, VersionError } from "./errors";
 import { checkEd25519PublicKey, concatBytes, ed25519Verify } from "./primitives";
 import { RATCHET_LENGTH } from "./megolmRatchet";

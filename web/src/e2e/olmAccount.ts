@@ -4,7 +4,7 @@
  * the one-time keys ran out. Key ids are vodozemac's: the unpadded base64 of a big-endian u64 counter.
  */
 
-import { decodeBase64, encodeBase64 } from "./base64";
+import { decodeBase64, encodeBase64 } from "../crypto/base64";
 import { E2EError, LocalE2EError, PickleError, SessionMismatchError, SignatureError } from "./errors";
 import { MESSAGE_TYPE_PRE_KEY, PreKeyMessage, type OlmMessage } from "./olmMessage";
 import { OlmSession } from "./olmSession";

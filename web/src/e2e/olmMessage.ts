@@ -9,7 +9,7 @@
  * m.olm.v1.curve25519-aes-sha2 events and vodozemac's OlmMessage::to_parts).
  */
 
-import { decodeBase64, encodeBase64 } from "./base64";
+import { decodeBase64, encodeBase64 } from "../crypto/base64";
 import { MAC_LENGTH } from "./cipher";
 import { MalformedError, TruncatedError, VersionError } from "./errors";
 import { concatBytes, sha256 } from "./primitives";

@@ -14,7 +14,7 @@
  *   "Creating a message key"  M(i,j) = HMAC(C(i,j), 0x01)
  */
 
-import { encodeBase64, decodeBase64 } from "./base64";
+import { encodeBase64, decodeBase64 } from "../crypto/base64";
 import { Cipher } from "./cipher";
 import { E2EError, MessageGapError, MissingMessageKeyError, PickleError } from "./errors";
 import {

@@ -11,7 +11,7 @@
 
 import { hmac as nobleHmac } from "@noble/hashes/hmac.js";
 import { sha256 as nobleSha256 } from "@noble/hashes/sha2.js";
-import { b64uDecode } from "../crypto/b64u";
+import { b64uDecode } from "../crypto/base64";
 import { pointProblem, verify as verifyStrict } from "../crypto/ed25519";
 import { keptPrivateKey } from "../crypto/keep";
 import { buf, concat, equalBytes, randomBytes } from "../crypto/bytes";

@@ -1,7 +1,7 @@
 /**
  * Device certificates (linking.md §4.2) and signed device lists (§4.3): building, signing, validating.
  */
-import { b64uDecode, b64uEncode } from "../crypto/b64u";
+import { b64uDecode, b64uEncode } from "../crypto/base64";
 import { equalBytes } from "../crypto/bytes";
 import { keyId, pointProblem } from "../crypto/ed25519";
 import { Context, type Envelope, EnvelopeError, openEnvelope, sealEnvelope } from "../crypto/envelope";

@@ -2,7 +2,7 @@
  * The link grant (linking.md §5): one HPKE PSK-mode message from primary to companion.
  *   pkR = QR ephemeral key, psk = QR link_secret, psk_id = ref, info = "lockstep/link/v1 " + origin, aad = ref.
  */
-import { b64uDecode, b64uEncode } from "../crypto/b64u";
+import { b64uDecode, b64uEncode } from "../crypto/base64";
 import { fromUtf8, utf8 } from "../crypto/bytes";
 import { keyId } from "../crypto/ed25519";
 import type { Envelope } from "../crypto/envelope";

@@ -10,7 +10,7 @@
  *   └── ForeignOrigin        names another server than ours (carries the origin it names)
  */
 import { pointProblem } from "../crypto/ed25519";
-import { B64uError, b64uDecode, b64uEncode } from "../crypto/b64u";
+import { B64uError, b64uDecode, b64uEncode } from "../crypto/base64";
 import { concat } from "../crypto/bytes";
 import { codeRefusal } from "./wording";
 

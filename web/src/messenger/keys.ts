@@ -2,12 +2,12 @@
  * Device key bundles and signed one-time keys (messaging.md §3), and verifying an account's devices
  * from `accounts.lookup` against its primary-signed device list (linking.md §4.3).
  */
-import { b64uDecode, b64uEncode } from "../crypto/b64u";
-import { concat, equalBytes, fromUtf8, utf8 } from "../crypto/bytes";
+import { b64uDecode, b64uEncode } from "../crypto/base64";
+import { concat, fromUtf8, utf8 } from "../crypto/bytes";
 import { keyId, pointProblem, sign, verify } from "../crypto/ed25519";
 import type { Envelope } from "../crypto/envelope";
 import { type DeviceList, verifyDeviceList } from "../link/deviceList";
-import { decodeBase64, keyIdToString, type OlmAccount } from "../e2e";
+import { decodeBase64, type OlmAccount } from "../e2e";
 
 export const DEVICE_KEYS_CONTEXT = "lockstep/device-keys/v1";
 export const ONE_TIME_KEY_CONTEXT = "lockstep/one-time-key/v1";
@@ -168,9 +168,3 @@ export async function verifyLookup(result: Record<string, unknown>): Promise<Con
   }
   return { account, list, keys };
 }
-
-export function sameKey(a: Uint8Array, b: Uint8Array): boolean {
-  return equalBytes(a, b);
-}
-
-export { keyIdToString };

@@ -6,7 +6,7 @@
  *
  * A blob is kept only if its length and SHA-256, the MAC, the padding and the file's SHA-256 all match.
  */
-import { b64uDecode, b64uEncode } from "../crypto/b64u";
+import { b64uDecode, b64uEncode } from "../crypto/base64";
 import { buf, concat, equalBytes, randomBytes, utf8 } from "../crypto/bytes";
 import { refusalText } from "./refusals";
 

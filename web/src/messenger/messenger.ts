@@ -11,9 +11,9 @@
  *
  * Operations that touch ratchets run one at a time (`serial`), so state is never interleaved.
  */
-import { b64uDecode, b64uEncode } from "../crypto/b64u";
+import { b64uDecode, b64uEncode } from "../crypto/base64";
 import { fromUtf8, randomBytes, utf8 } from "../crypto/bytes";
-import type { Envelope } from "../crypto/envelope";
+import { type Envelope, EnvelopeError } from "../crypto/envelope";
 import { E2EError } from "../e2e";
 import { GroupSessions, type GroupSessionsPickle } from "./groupSessions";
 import { buildHistory, readHistory } from "./history";
@@ -60,11 +60,6 @@ export interface Identity {
 /** Something went wrong that the person should read (a missing account, a key that changed…). */
 export class MessengerError extends Error {
   override name = "MessengerError";
-}
-
-/** An envelope that does not match its routing (§5.2). */
-class EnvelopeError extends Error {
-  override name = "EnvelopeError";
 }
 
 interface GroupInfo {

@@ -12,7 +12,7 @@
  * - At most 5 sessions per peer, least recently used dropped first. Duplicates are dropped by message id
  *   before decrypting (by the caller): an Olm message key works once.
  */
-import { b64uEncode } from "../crypto/b64u";
+import { b64uEncode } from "../crypto/base64";
 import {
   E2EError,
   MAX_MESSAGE_GAP,

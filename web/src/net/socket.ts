@@ -19,6 +19,9 @@ export interface Hello {
 
 export type ServerEvent = { event: string } & Record<string, unknown>;
 
+/** The close code of a socket whose device was unlinked (server/connection.py CLOSE_UNLINKED, linking.md §7.3). */
+export const CLOSE_UNLINKED = 4001;
+
 export class ServerError extends Error {
   override name = "ServerError";
   constructor(readonly code: string, message: string) {

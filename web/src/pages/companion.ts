@@ -3,7 +3,7 @@
  * Follows the companion state machine of linking.md §8.
  */
 import "../ui/styles.css";
-import { b64uDecode, b64uEncode } from "../crypto/b64u";
+import { b64uDecode, b64uEncode } from "../crypto/base64";
 import { equalBytes, randomBytes } from "../crypto/bytes";
 import { exportEd25519Public, generateEd25519, keyId } from "../crypto/ed25519";
 import { type Envelope, authSignature } from "../crypto/envelope";
@@ -12,7 +12,7 @@ import { InvalidDeviceList, type DeviceList, listUpdate, verifyDeviceList } from
 import { type AccountInfo, GrantError, type OpenedGrant, openGrant } from "../link/grant";
 import { encodeLinkText } from "../link/qr";
 import { companionNotice } from "../link/wording";
-import { LockstepSocket, ServerError, type ServerEvent, defaultSocketUrl } from "../net/socket";
+import { CLOSE_UNLINKED, LockstepSocket, ServerError, type ServerEvent, defaultSocketUrl } from "../net/socket";
 import { forgetStoreKeyIfUnused, openAtRest } from "../store/atRest";
 import { StateStore } from "../store/db";
 import { clearQr, drawQr } from "../ui/qrcode";
@@ -156,7 +156,7 @@ function scheduleReconnect(): void {
 function onClose(code: number): void {
   socket = null;
   messaging.disconnected();
-  if (code === 4001) {
+  if (code === CLOSE_UNLINKED) {
     void unlinked("This browser was unlinked from your account.");
     return;
   }

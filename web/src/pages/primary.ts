@@ -3,7 +3,7 @@
  * scanning their QR code with the camera. Follows the primary state machine of linking.md §8.
  */
 import "../ui/styles.css";
-import { b64uDecode, b64uEncode } from "../crypto/b64u";
+import { b64uDecode, b64uEncode } from "../crypto/base64";
 import { exportEd25519Public, generateEd25519, keyId } from "../crypto/ed25519";
 import { type Envelope, authSignature } from "../crypto/envelope";
 import {

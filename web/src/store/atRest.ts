@@ -20,7 +20,7 @@
  * sealed at once. Private keys in it are non-extractable CryptoKeys and cannot be wrapped: they stay in
  * `clearKeys` until replaced (ratchet keys soon; identity keys only when the device is linked anew).
  */
-import { b64uDecode, b64uEncode } from "../crypto/b64u";
+import { b64uDecode, b64uEncode } from "../crypto/base64";
 import { buf, fromUtf8, randomBytes, utf8 } from "../crypto/bytes";
 import { setKeyKeeper } from "../crypto/keep";
 
