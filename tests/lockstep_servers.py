@@ -36,9 +36,17 @@ class FakeClock:
     def __init__(self) -> None:
         self.now = time.time_ns() // 1_000_000
         self._moved = asyncio.Event()
+        self._ahead_of_real_ms: int | None = None
 
     def __call__(self) -> int:
+        if self._ahead_of_real_ms is not None:
+            return time.time_ns() // 1_000_000 + self._ahead_of_real_ms
         return self.now
+
+    def tick_with_real_time(self, ahead_ms: int = 0) -> None:
+        """From now on the clock runs, ``ahead_ms`` ahead of real time: for tests that measure it over
+        the network, where a stopped clock would count the measurement's own duration as offset."""
+        self._ahead_of_real_ms = ahead_ms
 
     def advance(self, ms: int) -> None:
         self.now += ms

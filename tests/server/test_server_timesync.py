@@ -17,7 +17,7 @@ pytestmark = pytest.mark.anyio
 async def test_a_device_clock_ahead_by_an_hour_is_measured(live_server, monkeypatch) -> None:
     real = timesync._local_seconds
     monkeypatch.setattr(timesync, "_local_seconds", lambda: real() + 3600)
-    live_server.clock.now = time.time_ns() // 1_000_000  # the (fake) server clock shows real time
+    live_server.clock.tick_with_real_time()
     connection = await ServerConnection.open(live_server.url)
     try:
         clock = await timesync.measure(connection)
@@ -36,6 +36,7 @@ async def test_time_sync_reads_the_server_clock(live_server) -> None:
     connection = await ServerConnection.open(live_server.url)
     try:
         reply = await connection.request("time.sync", t1=1.5)
+        live_server.clock.tick_with_real_time(ahead_ms=600_000)
         clock = await timesync.measure(connection)
     finally:
         await connection.close()
