@@ -8,6 +8,9 @@ import * as hpke from "../src/crypto/hpke";
 import * as deviceList from "../src/link/deviceList";
 import * as grant from "../src/link/grant";
 import * as qr from "../src/link/qr";
+import * as errorCodes from "../src/net/errorCodes";
+import * as refusals from "../src/net/refusals";
+import * as socket from "../src/net/socket";
 import * as timesync from "../src/net/timesync";
 import * as atRest from "../src/store/atRest";
 import * as stateStore from "../src/store/db";
@@ -20,6 +23,22 @@ declare global {
   }
 }
 
-const modules = { b64u, bytes, ed25519, envelope, hpke, deviceList, grant, qr, timesync, atRest, stateStore, messengerDb };
+const modules = {
+  b64u,
+  bytes,
+  ed25519,
+  envelope,
+  hpke,
+  deviceList,
+  grant,
+  qr,
+  errorCodes,
+  refusals,
+  socket,
+  timesync,
+  atRest,
+  stateStore,
+  messengerDb,
+};
 window.lockstep = modules;
 window.lockstepReady = true;

@@ -42,6 +42,7 @@ from lockstep.link.encoding import b64u_decode, b64u_encode
 from lockstep.link.envelope import Envelope
 from lockstep.link.errors import LinkError
 from lockstep.link.grant import AccountInfo
+from lockstep.server.errors import ErrorCode
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +154,7 @@ class Messenger:
                 try:
                     await messenger.publish_keys()
                 except ServerRefused as error:
-                    if error.code not in ("storage_full", "unavailable"):
+                    if error.code not in (ErrorCode.STORAGE_FULL, ErrorCode.UNAVAILABLE):
                         raise
                     log.warning("keys not published, receiving anyway: %s", error)  # a full server disk
                 yield messenger
@@ -210,7 +211,7 @@ class Messenger:
         try:
             result = await self._request("accounts.lookup", **query)
         except ServerRefused as error:
-            if error.code == "account_unknown":
+            if error.code == ErrorCode.ACCOUNT_UNKNOWN:
                 raise ClientError(
                     f"no account {'@' + handle if handle else account_id} on this server"
                 ) from error
@@ -342,7 +343,7 @@ class Messenger:
                 )
                 self._record_sent(envelope, [peer.account.account_id])
             except ServerRefused as error:
-                if error.code == "devices_changed" and attempt + 1 < SEND_ATTEMPTS:
+                if error.code == ErrorCode.DEVICES_CHANGED and attempt + 1 < SEND_ATTEMPTS:
                     continue
                 raise
             finally:
@@ -395,7 +396,7 @@ class Messenger:
                 )
                 self._record_sent(envelope, [m for m in members if m != self.account_id])
             except ServerRefused as error:
-                if error.code == "devices_changed" and attempt + 1 < SEND_ATTEMPTS:
+                if error.code == ErrorCode.DEVICES_CHANGED and attempt + 1 < SEND_ATTEMPTS:
                     continue
                 raise
             finally:

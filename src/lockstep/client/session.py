@@ -12,6 +12,7 @@ from lockstep.client.state import DeviceState
 from lockstep.client.timesync import ServerClock
 from lockstep.link.encoding import b64u_encode
 from lockstep.link.envelope import Context, Envelope, auth_message, sign
+from lockstep.server.errors import ErrorCode
 
 
 class DeviceUnlinked(StateError):
@@ -48,7 +49,7 @@ class DeviceSession:
                 "auth", device_id=self.state.device_id, signature=b64u_encode(signature)
             )
         except ServerRefused as error:
-            if error.code == "device_unknown":
+            if error.code == ErrorCode.DEVICE_UNKNOWN:
                 self.state.wipe()
                 raise DeviceUnlinked(
                     "this device was unlinked from its account; its keys are wiped"

@@ -12,7 +12,7 @@ from lockstep.link.envelope import Context, auth_message, verify
 from lockstep.link.errors import DeviceListError, SignatureError
 from lockstep.link.grant import AccountInfo
 from lockstep.server.connection import CLOSE_UNLINKED, Connection, DeviceIdentity
-from lockstep.server.errors import ApiError, HandleTaken, StaleDeviceList, StorageFull, Unavailable
+from lockstep.server.errors import ApiError, ErrorCode, HandleTaken, StaleDeviceList, StorageFull, Unavailable
 from lockstep.server.frames import Request
 from lockstep.server.services import Services
 from lockstep.server.store import AccountRecord, DeviceListChange
@@ -24,14 +24,14 @@ HANDLE = re.compile(r"[a-z0-9][a-z0-9_.-]{2,31}")
 
 def require_device(connection: Connection) -> DeviceIdentity:
     if connection.identity is None:
-        raise ApiError("not_authenticated", "authenticate first")
+        raise ApiError(ErrorCode.NOT_AUTHENTICATED, "authenticate first")
     return connection.identity
 
 
 def require_primary(connection: Connection) -> DeviceIdentity:
     identity = require_device(connection)
     if not identity.is_primary:
-        raise ApiError("forbidden", "only the account's primary device can do this")
+        raise ApiError(ErrorCode.FORBIDDEN, "only the account's primary device can do this")
     return identity
 
 
@@ -39,13 +39,13 @@ def verify_list(envelope_request: Request, name: str, account_key: bytes) -> Dev
     try:
         return DeviceList.verify(envelope_request.envelope(name), account_key)
     except DeviceListError as error:
-        raise ApiError("invalid_device_list", str(error)) from error
+        raise ApiError(ErrorCode.INVALID_DEVICE_LIST, str(error)) from error
 
 
 async def load_account(services: Services, account_id: str) -> AccountRecord:
     record = await services.store.account(account_id)
     if record is None:
-        raise ApiError("device_unknown", "this account no longer exists")
+        raise ApiError(ErrorCode.DEVICE_UNKNOWN, "this account no longer exists")
     return record
 
 
@@ -54,12 +54,12 @@ def check_successor(record: AccountRecord, new_list: DeviceList) -> DeviceList:
     current = record.devices()
     if new_list.version != record.device_list_version + 1:
         raise ApiError(
-            "stale_device_list",
+            ErrorCode.STALE_DEVICE_LIST,
             f"device list version {new_list.version} does not follow {record.device_list_version}; "
             "refresh the device list and try again",
         )
     if new_list.primary != current.primary:
-        raise ApiError("invalid_device_list", "the primary device cannot change")
+        raise ApiError(ErrorCode.INVALID_DEVICE_LIST, "the primary device cannot change")
     return current
 
 
@@ -70,34 +70,36 @@ async def _authenticate(services: Services, connection: Connection, identity: De
 
 async def register(services: Services, connection: Connection, request: Request) -> dict[str, Any]:
     if connection.identity is not None:
-        raise ApiError("bad_request", "this socket is already authenticated")
+        raise ApiError(ErrorCode.BAD_REQUEST, "this socket is already authenticated")
     if not await services.limits.registrations.allow(connection.limit_key, services.clock()):
-        raise ApiError("rate_limited", "too many accounts created from this address; wait a minute")
+        raise ApiError(ErrorCode.RATE_LIMITED, "too many accounts created from this address; wait a minute")
     handle = request.text("handle", max_length=32)
     if not HANDLE.fullmatch(handle):
         raise ApiError(
-            "invalid_handle",
+            ErrorCode.INVALID_HANDLE,
             "a handle is 3 to 32 of a-z, 0-9, '_', '.', '-', starting with a letter or digit",
         )
     try:
         display_name = check_name(request.text("display_name", max_length=64))
     except DeviceListError as error:
-        raise ApiError("bad_request", f"display_name: {error}") from error
+        raise ApiError(ErrorCode.BAD_REQUEST, f"display_name: {error}") from error
     account_key = request.binary("account_key", length=32)
     device_key = request.binary("device_key", length=32)
     signature = request.binary("signature", length=64)
     devices = verify_list(request, "device_list", account_key)
     if devices.version != 1 or len(devices.devices) != 1 or devices.primary.device_key != device_key:
-        raise ApiError("invalid_device_list", "a new account's list is version 1 with only its primary")
+        raise ApiError(
+            ErrorCode.INVALID_DEVICE_LIST, "a new account's list is version 1 with only its primary"
+        )
     try:
         verify(device_key, Context.AUTH, auth_message(connection.challenge, services.origin), signature)
     except SignatureError as error:
-        raise ApiError("bad_signature", "the device signature does not verify") from error
+        raise ApiError(ErrorCode.BAD_SIGNATURE, "the device signature does not verify") from error
     info = AccountInfo(key_id(account_key), handle, display_name, account_key)
     try:
         await services.store.create_account(info, request.envelope("device_list"), devices, services.clock())
     except HandleTaken as error:
-        raise ApiError("handle_taken", f"the handle '{handle}' is taken") from error
+        raise ApiError(ErrorCode.HANDLE_TAKEN, f"the handle '{handle}' is taken") from error
     await _authenticate(
         services, connection, DeviceIdentity(info.account_id, devices.primary.device_id, "primary")
     )
@@ -111,21 +113,21 @@ async def auth(services: Services, connection: Connection, request: Request) -> 
     answered ``rate_limited`` (and says nothing about the device), while its owner still gets in.
     """
     if connection.identity is not None:
-        raise ApiError("bad_request", "this socket is already authenticated")
+        raise ApiError(ErrorCode.BAD_REQUEST, "this socket is already authenticated")
     device_id = request.text("device_id", max_length=64)
     signature = request.binary("signature", length=64)
     device = await services.store.device(device_id)
     record = None if device is None else await services.store.account(device.account_id)
     entry = None if record is None else record.devices().find(device_id)
     if device is None or record is None or entry is None:
-        raise await _auth_failure(services, connection, None, "device_unknown", UNKNOWN_DEVICE)
+        raise await _auth_failure(services, connection, None, ErrorCode.DEVICE_UNKNOWN, UNKNOWN_DEVICE)
     try:
         verify(
             device.device_key, Context.AUTH, auth_message(connection.challenge, services.origin), signature
         )
     except SignatureError as error:
         raise await _auth_failure(
-            services, connection, device_id, "bad_signature", "the device signature does not verify"
+            services, connection, device_id, ErrorCode.BAD_SIGNATURE, "the device signature does not verify"
         ) from error
     await _authenticate(
         services, connection, DeviceIdentity(record.info.account_id, device_id, entry.role.value)
@@ -143,7 +145,7 @@ UNKNOWN_DEVICE = "this device is not linked to any account (it may have been unl
 
 
 async def _auth_failure(
-    services: Services, connection: Connection, device_id: str | None, code: str, message: str
+    services: Services, connection: Connection, device_id: str | None, code: ErrorCode, message: str
 ) -> ApiError:
     now = services.clock()
     limits = services.limits
@@ -151,7 +153,7 @@ async def _auth_failure(
     if device_id is not None:  # unknown ids get no bucket: random ones must not grow memory
         within = await limits.auth_device_failures.allow(device_id, now) and within
     if not within:
-        return ApiError("rate_limited", "too many failed sign-ins; wait a minute")
+        return ApiError(ErrorCode.RATE_LIMITED, "too many failed sign-ins; wait a minute")
     return ApiError(code, message)
 
 
@@ -189,9 +191,9 @@ async def update_devices(services: Services, connection: Connection, request: Re
     current = check_successor(record, new_list)
     old = {entry.device_id: entry for entry in current.devices}
     if any(entry.device_id not in old for entry in new_list.devices):
-        raise ApiError("invalid_device_list", "devices are added only by linking")
+        raise ApiError(ErrorCode.INVALID_DEVICE_LIST, "devices are added only by linking")
     if any(old[entry.device_id].device_key != entry.device_key for entry in new_list.devices):
-        raise ApiError("invalid_device_list", "a device's key cannot change")
+        raise ApiError(ErrorCode.INVALID_DEVICE_LIST, "a device's key cannot change")
     kept = {entry.device_id for entry in new_list.devices}
     unlinked = [device_id for device_id in old if device_id not in kept]
     renamed = [entry for entry in new_list.devices if old[entry.device_id].name != entry.name]
@@ -201,7 +203,9 @@ async def update_devices(services: Services, connection: Connection, request: Re
     try:
         await services.store.change_device_list(change, services.clock())
     except StaleDeviceList as error:
-        raise ApiError("stale_device_list", "the device list changed meanwhile; refresh and retry") from error
+        raise ApiError(
+            ErrorCode.STALE_DEVICE_LIST, "the device list changed meanwhile; refresh and retry"
+        ) from error
     list_json = request.envelope("device_list").to_json()
     for device_id in unlinked:
         await services.hub.disconnect(

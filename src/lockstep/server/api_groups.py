@@ -13,7 +13,7 @@ from typing import Any
 from lockstep.link.encoding import b64u_encode
 from lockstep.server.api_accounts import require_device
 from lockstep.server.connection import Connection, DeviceIdentity
-from lockstep.server.errors import ApiError
+from lockstep.server.errors import ApiError, ErrorCode
 from lockstep.server.frames import Request, bad_request
 from lockstep.server.services import Services
 from lockstep.server.store import GroupRecord
@@ -31,13 +31,13 @@ async def _notify(services: Services, group: GroupRecord, accounts: set[str], ch
 async def _member_group(services: Services, identity: DeviceIdentity, group_id: str) -> GroupRecord:
     group = await services.store.group(group_id)
     if group is None or identity.account_id not in group.members:
-        raise ApiError("group_unknown", "no such group among yours")
+        raise ApiError(ErrorCode.GROUP_UNKNOWN, "no such group among yours")
     return group
 
 
 async def _limit(services: Services, identity: DeviceIdentity) -> None:
     if not await services.limits.sends.allow(identity.device_id, services.clock()):
-        raise ApiError("rate_limited", "too many group changes from this device; wait a minute")
+        raise ApiError(ErrorCode.RATE_LIMITED, "too many group changes from this device; wait a minute")
 
 
 async def create(services: Services, connection: Connection, request: Request) -> dict[str, Any]:
@@ -52,7 +52,7 @@ async def create(services: Services, connection: Connection, request: Request) -
         raise bad_request(f"'members' must list fewer than {MAX_MEMBERS} account ids")
     for account_id in set(members):
         if await services.store.account(account_id) is None:
-            raise ApiError("account_unknown", "a member account does not exist")
+            raise ApiError(ErrorCode.ACCOUNT_UNKNOWN, "a member account does not exist")
     group_id = b64u_encode(secrets.token_bytes(16))
     group = await services.store.create_group(group_id, identity.account_id, members, services.clock())
     await _notify(services, group, set(group.members), {"kind": "created", "by": identity.account_id})
@@ -68,13 +68,13 @@ async def _change(
     account_id = request.text("account_id", max_length=64)
     leaving = not add and account_id == identity.account_id
     if group.members.get(identity.account_id) != "admin" and not leaving:
-        raise ApiError("forbidden", "only a group admin can add or remove members")
+        raise ApiError(ErrorCode.FORBIDDEN, "only a group admin can add or remove members")
     if add and await services.store.account(account_id) is None:
-        raise ApiError("account_unknown", "no such account")
+        raise ApiError(ErrorCode.ACCOUNT_UNKNOWN, "no such account")
     if add and len(group.members) >= MAX_MEMBERS:
-        raise ApiError("forbidden", f"a group has at most {MAX_MEMBERS} members")
+        raise ApiError(ErrorCode.FORBIDDEN, f"a group has at most {MAX_MEMBERS} members")
     if not add and group.members.get(account_id) == "admin" and not leaving:
-        raise ApiError("forbidden", "an admin cannot be removed by others")
+        raise ApiError(ErrorCode.FORBIDDEN, "an admin cannot be removed by others")
     changed = await services.store.change_member(
         group.group_id, account_id, add=add, now=services.clock(), by=identity.account_id
     )

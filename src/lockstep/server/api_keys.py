@@ -14,7 +14,7 @@ from lockstep.e2e.keys import DeviceKeys, OneTimeKey
 from lockstep.link.errors import SignatureError
 from lockstep.server.api_accounts import HANDLE, load_account, require_device
 from lockstep.server.connection import Connection
-from lockstep.server.errors import ApiError
+from lockstep.server.errors import ApiError, ErrorCode
 from lockstep.server.frames import Request, bad_request
 from lockstep.server.services import Services
 
@@ -33,7 +33,7 @@ def _one_time_key(value: object, signing_key: bytes, *, fallback: bool) -> dict[
         key = OneTimeKey.from_json(value)
         key.verify(signing_key)
     except KeyBundleError as error:
-        raise ApiError("bad_signature", f"one-time key: {error}") from error
+        raise ApiError(ErrorCode.BAD_SIGNATURE, f"one-time key: {error}") from error
     if key.fallback != fallback:
         raise bad_request("'fallback' must be true exactly for the fallback key")
     return key.to_json()
@@ -45,7 +45,7 @@ async def upload(services: Services, connection: Connection, request: Request) -
     try:
         bundle = DeviceKeys.verify(request.envelope("bundle"), record.devices(), identity.device_id)
     except (KeyBundleError, SignatureError) as error:
-        raise ApiError("bad_signature", f"key bundle: {error}") from error
+        raise ApiError(ErrorCode.BAD_SIGNATURE, f"key bundle: {error}") from error
     keys = request.fields.get("one_time_keys", [])
     if not isinstance(keys, list) or len(keys) > MAX_KEYS_PER_UPLOAD:
         raise bad_request(f"'one_time_keys' must be a list of at most {MAX_KEYS_PER_UPLOAD}")
@@ -77,7 +77,7 @@ async def claim(services: Services, connection: Connection, request: Request) ->
         raise bad_request(f"'device_ids' must list 1 to {MAX_CLAIM} device ids")
     now = services.clock()
     if not await services.limits.key_claims.allow(identity.device_id, now):
-        raise ApiError("rate_limited", "too many key claims; wait a minute")
+        raise ApiError(ErrorCode.RATE_LIMITED, "too many key claims; wait a minute")
     wanted = list(dict.fromkeys(device_ids))
     # One-time keys are a finite pool: past its share, a claimer gets the fallback key (still enough
     # to start a session) and the owner's one-time keys stay for others (SECURITY.md).
@@ -110,7 +110,7 @@ async def lookup(services: Services, connection: Connection, request: Request) -
     """An account by ``handle`` or ``account_id``: its info, signed device list and device key bundles."""
     identity = require_device(connection)
     if not await services.limits.key_claims.allow(identity.device_id, services.clock()):
-        raise ApiError("rate_limited", "too many look-ups; wait a minute")
+        raise ApiError(ErrorCode.RATE_LIMITED, "too many look-ups; wait a minute")
     if "handle" in request.fields:
         handle = request.text("handle", max_length=32).lower()
         account_id = await services.store.account_by_handle(handle) if HANDLE.fullmatch(handle) else None
@@ -118,7 +118,7 @@ async def lookup(services: Services, connection: Connection, request: Request) -
         account_id = request.text("account_id", max_length=64)
     record = None if account_id is None else await services.store.account(account_id)
     if record is None:
-        raise ApiError("account_unknown", "no account has that handle")
+        raise ApiError(ErrorCode.ACCOUNT_UNKNOWN, "no account has that handle")
     device_ids = [entry.device_id for entry in record.devices().devices]
     return {
         "account": record.info.to_json(),

@@ -14,7 +14,7 @@ from lockstep.link.errors import DeviceListError
 from lockstep.server.api_accounts import check_successor, load_account, require_primary, verify_list
 from lockstep.server.connection import Connection
 from lockstep.server.context import describe_user_agent, network_of, same_network
-from lockstep.server.errors import ApiError, StaleDeviceList, Unavailable
+from lockstep.server.errors import ApiError, ErrorCode, StaleDeviceList, Unavailable
 from lockstep.server.frames import Request
 from lockstep.server.link_sessions import SCHEDULE_MS, CompanionContext, IssuedRef, RefState
 from lockstep.server.services import Services
@@ -82,12 +82,12 @@ async def end_link_session(services: Services, connection: Connection) -> None:
 
 async def start(services: Services, connection: Connection, request: Request) -> dict[str, Any]:
     if connection.identity is not None:
-        raise ApiError("forbidden", "this device is already linked")
+        raise ApiError(ErrorCode.FORBIDDEN, "this device is already linked")
     if not await services.limits.link_start.allow(connection.limit_key, services.clock()):
-        raise ApiError("rate_limited", "too many codes requested from this address; wait a minute")
+        raise ApiError(ErrorCode.RATE_LIMITED, "too many codes requested from this address; wait a minute")
     client = request.text("client", max_length=16)
     if client not in ("browser", "terminal"):
-        raise ApiError("bad_request", "'client' must be 'browser' or 'terminal'")
+        raise ApiError(ErrorCode.BAD_REQUEST, "'client' must be 'browser' or 'terminal'")
     await end_link_session(services, connection)
     context = CompanionContext(
         describe_user_agent(connection.user_agent), client, connection.user_agent[:256], connection.address
@@ -113,7 +113,8 @@ async def _refuse_if_full(services: Services, account_id: str, primary_id: str, 
         issued.session.session_id, {"event": "link.declined", "reason": "too_many_devices"}
     )
     raise ApiError(
-        "too_many_devices", f"this account already has {MAX_COMPANIONS} linked devices; unlink one first"
+        ErrorCode.TOO_MANY_DEVICES,
+        f"this account already has {MAX_COMPANIONS} linked devices; unlink one first",
     )
 
 
@@ -122,12 +123,12 @@ async def inspect(services: Services, connection: Connection, request: Request) 
     now = services.clock()
     limiter = services.limits.unknown_refs
     if await limiter.exhausted(identity.device_id, now):
-        raise ApiError("rate_limited", "too many unknown codes scanned; wait a minute")
+        raise ApiError(ErrorCode.RATE_LIMITED, "too many unknown codes scanned; wait a minute")
     ref = request.binary("ref", length=32)
     try:
         issued = await services.links.claim(ref, identity.device_id, now)
     except ApiError as error:
-        if error.code == "ref_unknown":
+        if error.code is ErrorCode.REF_UNKNOWN:
             await limiter.allow(identity.device_id, now)
         raise
     await _refuse_if_full(services, identity.account_id, identity.device_id, ref)
@@ -170,18 +171,24 @@ async def approve(services: Services, connection: Connection, request: Request) 
         or added[0].role is not Role.COMPANION
         or len(new_list.devices) != len(current.devices) + 1
     ):
-        raise ApiError("invalid_device_list", "linking adds exactly one companion and changes nothing else")
+        raise ApiError(
+            ErrorCode.INVALID_DEVICE_LIST, "linking adds exactly one companion and changes nothing else"
+        )
     if any(current.find(entry.device_id) != entry for entry in new_list.devices if entry is not added[0]):
-        raise ApiError("invalid_device_list", "linking adds exactly one companion and changes nothing else")
+        raise ApiError(
+            ErrorCode.INVALID_DEVICE_LIST, "linking adds exactly one companion and changes nothing else"
+        )
     try:
         certificate = DeviceCertificate.verify(certificate_envelope, record.info.account_key)
     except DeviceListError as error:
-        raise ApiError("bad_signature", str(error)) from error
+        raise ApiError(ErrorCode.BAD_SIGNATURE, str(error)) from error
     if certificate.device_key != added[0].device_key:
-        raise ApiError("invalid_device_list", "the certificate names another device than the list adds")
+        raise ApiError(
+            ErrorCode.INVALID_DEVICE_LIST, "the certificate names another device than the list adds"
+        )
     session_id = issued.session.session_id
     if issued.session.closed or not await services.hub.link_owner_present(session_id):
-        raise ApiError("companion_gone", "the computer that showed this code has gone away")
+        raise ApiError(ErrorCode.COMPANION_GONE, "the computer that showed this code has gone away")
     issued = await services.links.resolve(ref, identity.device_id, services.clock(), RefState.GRANTED)
     change = DeviceListChange(
         identity.account_id,
@@ -194,7 +201,9 @@ async def approve(services: Services, connection: Connection, request: Request) 
         await services.store.change_device_list(change, services.clock())
     except StaleDeviceList as error:
         await services.links.reopen(ref, identity.device_id)
-        raise ApiError("stale_device_list", "the device list changed meanwhile; refresh and retry") from error
+        raise ApiError(
+            ErrorCode.STALE_DEVICE_LIST, "the device list changed meanwhile; refresh and retry"
+        ) from error
     await services.hub.push_link(
         session_id,
         {

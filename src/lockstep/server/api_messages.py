@@ -18,7 +18,7 @@ from lockstep.link.encoding import b64u_decode
 from lockstep.link.errors import EncodingError
 from lockstep.server.api_accounts import require_device
 from lockstep.server.connection import Connection
-from lockstep.server.errors import ApiError, StrangerLimit
+from lockstep.server.errors import ApiError, ErrorCode, StrangerLimit
 from lockstep.server.frames import Request, bad_request
 from lockstep.server.services import Services
 from lockstep.server.store import Delivery
@@ -66,7 +66,7 @@ def _megolm_payload(value: object) -> dict[str, Any]:
 async def send(services: Services, connection: Connection, request: Request) -> dict[str, Any]:
     identity = require_device(connection)
     if not await services.limits.sends.allow(identity.device_id, services.clock()):
-        raise ApiError("rate_limited", "too many messages from this device; wait a minute")
+        raise ApiError(ErrorCode.RATE_LIMITED, "too many messages from this device; wait a minute")
     message_id = request.text("message_id", max_length=64)
     if not MESSAGE_ID.fullmatch(message_id):
         raise bad_request("'message_id' is 16 to 64 base64url characters")
@@ -87,15 +87,17 @@ async def send(services: Services, connection: Connection, request: Request) -> 
         group_id = request.text("group_id", max_length=64)
         group = await services.store.group(group_id)
         if group is None:
-            raise ApiError("group_unknown", "no such group")
+            raise ApiError(ErrorCode.GROUP_UNKNOWN, "no such group")
         if identity.account_id not in group.members:
-            raise ApiError("forbidden", "you are not a member of this group")
+            raise ApiError(ErrorCode.FORBIDDEN, "you are not a member of this group")
         devices = await services.store.devices_of(list(group.members), with_keys=True)
         expected = set().union(*devices.values()) - {identity.device_id}
         if (megolm is None) == (not payloads):
             raise bad_request("a group send carries either 'megolm' (to everyone) or Olm 'payloads'")
         if not set(targets) <= expected:
-            raise ApiError("devices_changed", "a target device is not in the group; refresh and retry")
+            raise ApiError(
+                ErrorCode.DEVICES_CHANGED, "a target device is not in the group; refresh and retry"
+            )
         if megolm is not None:
             shared = _megolm_payload(megolm)
             payloads = [(device_id, shared) for device_id in sorted(expected)]
@@ -104,14 +106,14 @@ async def send(services: Services, connection: Connection, request: Request) -> 
         if megolm is not None:
             raise bad_request("'megolm' goes only to groups")
         if await services.store.account(to) is None:
-            raise ApiError("account_unknown", "no such account")
+            raise ApiError(ErrorCode.ACCOUNT_UNKNOWN, "no such account")
         devices = await services.store.devices_of(list({to, identity.account_id}), with_keys=True)
         expected = set().union(*devices.values()) - {identity.device_id}
         if to == identity.account_id and targets and set(targets) <= expected:
             pass  # device-to-device sync within one account (history for a new companion)
         elif set(targets) != expected:
             raise ApiError(
-                "devices_changed",
+                ErrorCode.DEVICES_CHANGED,
                 "the message must go to every device of the recipient and every other device of yours; "
                 "the device lists changed: refresh and retry",
             )
@@ -132,7 +134,7 @@ def _stranger_refusal(error: StrangerLimit, group: bool) -> ApiError:
     whom = "a member of this group has" if group else "this account has"
     share = "from you" if error.details.sender_share else "from accounts it never wrote to"
     return ApiError(
-        "stranger_limit",
+        ErrorCode.STRANGER_LIMIT,
         f"{whom} not written to you yet, and {error.details.limit_bytes // 1024} KiB {share} is already "
         "waiting unread for one of its devices; send more once they read it or reply",
     )

@@ -17,7 +17,7 @@ from starlette.websockets import WebSocket
 
 from lockstep import __version__
 from lockstep.server import media
-from lockstep.server.errors import Unavailable
+from lockstep.server.errors import ErrorCode, Unavailable
 from lockstep.server.gateway import serve_websocket
 from lockstep.server.hosts import HostPolicy
 from lockstep.server.services import Services
@@ -78,7 +78,9 @@ class HostGuard:
             message = (
                 f"this server does not answer to the name {name!r} (an operator can add it: --allowed-origin)"
             )
-            refusal = JSONResponse({"error": {"code": "unknown_host", "message": message}}, status_code=421)
+            refusal = JSONResponse(
+                {"error": {"code": ErrorCode.UNKNOWN_HOST, "message": message}}, status_code=421
+            )
             await refusal(scope, receive, send)
         elif self.policy.origin_allowed(headers.get("origin"), host, scope["scheme"] == "wss", local):
             await self.app(scope, receive, send)

@@ -1,5 +1,8 @@
-"""Errors the WebSocket API reports to clients (docs/protocol/linking.md §7.5)::
+"""Errors the WebSocket API and media HTTP report to clients (docs/protocol/linking.md §7.5,
+messaging.md §7.6 and §9.3)::
 
+ErrorCode                    every code a client can get, one StrEnum; web/src/net/errorCodes.ts lists
+                             the same codes (tests/web/test_web_protocol.py checks that they agree)
 ApiError(code, message)      a request refused; the client gets {"ok": false, "error": {...}}
 StorageError                 the store refused a write
 ├── HandleTaken
@@ -14,12 +17,51 @@ Unavailable                  the database or Redis cannot be reached, or the dat
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
+
+
+class ErrorCode(StrEnum):
+    """The machine-readable ``code`` of every refusal; clients branch on these, people read the message."""
+
+    # Any request (linking.md §7.5).
+    BAD_REQUEST = "bad_request"
+    UNKNOWN_OP = "unknown_op"
+    NOT_AUTHENTICATED = "not_authenticated"
+    FORBIDDEN = "forbidden"
+    RATE_LIMITED = "rate_limited"
+    UNAVAILABLE = "unavailable"
+    STORAGE_FULL = "storage_full"
+    INTERNAL_ERROR = "internal_error"
+    UNKNOWN_HOST = "unknown_host"
+    """HTTP 421 for a Host the server does not serve (hosts.py), before any request is read."""
+    # Accounts and devices (linking.md §7.4).
+    HANDLE_TAKEN = "handle_taken"
+    INVALID_HANDLE = "invalid_handle"
+    BAD_SIGNATURE = "bad_signature"
+    STALE_DEVICE_LIST = "stale_device_list"
+    INVALID_DEVICE_LIST = "invalid_device_list"
+    DEVICE_UNKNOWN = "device_unknown"
+    # Linking (linking.md §6.3, §7.4).
+    REF_UNKNOWN = "ref_unknown"
+    REF_EXPIRED = "ref_expired"
+    REF_USED = "ref_used"
+    TOO_MANY_DEVICES = "too_many_devices"
+    COMPANION_GONE = "companion_gone"
+    # Messaging (messaging.md §7.6).
+    ACCOUNT_UNKNOWN = "account_unknown"
+    GROUP_UNKNOWN = "group_unknown"
+    DEVICES_CHANGED = "devices_changed"
+    STRANGER_LIMIT = "stranger_limit"
+    # Media HTTP (messaging.md §9.3).
+    TOO_LARGE = "too_large"
+    QUOTA_EXCEEDED = "quota_exceeded"
+    MEDIA_UNKNOWN = "media_unknown"
 
 
 class ApiError(Exception):
     """A refusal with a stable machine-readable ``code`` and a message for people."""
 
-    def __init__(self, code: str, message: str, *, request_id: int | None = None) -> None:
+    def __init__(self, code: ErrorCode, message: str, *, request_id: int | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
@@ -74,6 +116,9 @@ def storage_refusal(error: StorageFull | Unavailable) -> tuple[int, ApiError]:
     """The API's answer to a write the disk refused: HTTP status and error (messaging.md §7.6)."""
     if isinstance(error, StorageFull):
         return 507, ApiError(
-            "storage_full", "the server's disk is full, so nothing new can be saved now; try again later"
+            ErrorCode.STORAGE_FULL,
+            "the server's disk is full, so nothing new can be saved now; try again later",
         )
-    return 503, ApiError("unavailable", "the server cannot reach or write its store now; try again later")
+    return 503, ApiError(
+        ErrorCode.UNAVAILABLE, "the server cannot reach or write its store now; try again later"
+    )

@@ -11,7 +11,7 @@ from typing import Any
 from lockstep.link.encoding import b64u_decode, parse_json
 from lockstep.link.envelope import Envelope
 from lockstep.link.errors import EncodingError, SignatureError
-from lockstep.server.errors import ApiError
+from lockstep.server.errors import ApiError, ErrorCode
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +19,7 @@ MAX_FRAME_BYTES = 65_536
 
 
 def bad_request(message: str) -> ApiError:
-    return ApiError("bad_request", message)
+    return ApiError(ErrorCode.BAD_REQUEST, message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,10 +47,12 @@ class Request:
             raise bad_request("'id' must be a non-negative integer")
         if bad_number is not None:
             raise ApiError(
-                "bad_request", f"numbers must be finite JSON numbers, got {bad_number}", request_id=request_id
+                ErrorCode.BAD_REQUEST,
+                f"numbers must be finite JSON numbers, got {bad_number}",
+                request_id=request_id,
             )
         if not isinstance(op, str) or not op:
-            raise ApiError("bad_request", "'op' must be a string")
+            raise ApiError(ErrorCode.BAD_REQUEST, "'op' must be a string")
         return cls(request_id, op, value, received_ms)
 
     def text(self, name: str, *, max_length: int = 256) -> str:
@@ -103,7 +105,7 @@ def encode(frame: dict[str, Any]) -> str:
         return json.dumps(
             error_reply(
                 request_id if isinstance(request_id, int) else None,
-                ApiError("internal_error", "the server failed on this request"),
+                ApiError(ErrorCode.INTERNAL_ERROR, "the server failed on this request"),
             ),
             separators=(",", ":"),
         )

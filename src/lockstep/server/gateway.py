@@ -16,7 +16,7 @@ from lockstep.server import api_accounts, api_groups, api_keys, api_linking, api
 from lockstep.server.admission import Refused
 from lockstep.server.clock import precise_ms
 from lockstep.server.connection import CLOSE_POLICY, CLOSE_TRY_LATER, Connection
-from lockstep.server.errors import ApiError, StorageFull, Unavailable, storage_refusal
+from lockstep.server.errors import ApiError, ErrorCode, StorageFull, Unavailable, storage_refusal
 from lockstep.server.frames import Request, error_reply, reply
 from lockstep.server.services import Services
 
@@ -63,7 +63,7 @@ async def handle_frame(services: Services, connection: Connection, frame: str) -
         request_id = request.id
         handler = OPERATIONS.get(request.op)
         if handler is None:
-            raise ApiError("unknown_op", f"unknown op '{request.op[:40]}'")
+            raise ApiError(ErrorCode.UNKNOWN_OP, f"unknown op '{request.op[:40]}'")
         if request.op in ADDS_DATA and services.disk is not None:
             services.disk.check()
         result = await handler(services, connection, request)
@@ -73,13 +73,17 @@ async def handle_frame(services: Services, connection: Connection, frame: str) -
         return error_reply(request_id if request_id is not None else error.request_id, error)
     except Unavailable as error:  # the database or Redis is down: retry later, nothing half-done
         log.warning("request refused, a backing service is unavailable: %s", error)
-        return error_reply(request_id, ApiError("unavailable", "the server cannot reach its store; retry"))
+        return error_reply(
+            request_id, ApiError(ErrorCode.UNAVAILABLE, "the server cannot reach its store; retry")
+        )
     except StorageFull as error:  # nothing was written; reads and sign-ins keep working
         log.warning("a write failed: %s", error)
         return error_reply(request_id, storage_refusal(error)[1])
     except Exception:  # a bug: the client gets a clear error, the log gets the traceback
         log.exception("request failed")
-        return error_reply(request_id, ApiError("internal_error", "the server failed on this request"))
+        return error_reply(
+            request_id, ApiError(ErrorCode.INTERNAL_ERROR, "the server failed on this request")
+        )
 
 
 async def _touch(services: Services, connection: Connection) -> None:

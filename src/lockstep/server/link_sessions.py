@@ -17,7 +17,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
-from lockstep.server.errors import ApiError
+from lockstep.server.errors import ApiError, ErrorCode
 
 # WhatsApp's rhythm: the first code lives 60 s, five more live 20 s each, then the user reloads.
 SCHEDULE_MS = (60_000, 20_000, 20_000, 20_000, 20_000, 20_000)
@@ -179,21 +179,27 @@ class LinkRegistry:
         """A ref a primary may act on, or the precise reason it may not."""
         issued = self._refs.get(ref)
         if issued is None or now - issued.issued_at > REMEMBER_MS:
-            raise ApiError("ref_unknown", "no such code: it may be older than ten minutes, or mistyped")
+            raise ApiError(
+                ErrorCode.REF_UNKNOWN, "no such code: it may be older than ten minutes, or mistyped"
+            )
         if issued.state in (RefState.GRANTED, RefState.DECLINED):
-            raise ApiError("ref_used", "this code was already used; ask for a new one on the computer")
+            raise ApiError(
+                ErrorCode.REF_USED, "this code was already used; ask for a new one on the computer"
+            )
         if issued.state is RefState.CLOSED:
-            raise ApiError("ref_expired", "the page that showed this code was closed")
+            raise ApiError(ErrorCode.REF_EXPIRED, "the page that showed this code was closed")
         if not issued.live(now):
             issued.state = RefState.EXPIRED
-            raise ApiError("ref_expired", "this code has expired; scan the code on the computer again")
+            raise ApiError(
+                ErrorCode.REF_EXPIRED, "this code has expired; scan the code on the computer again"
+            )
         return issued
 
     def claim(self, ref: bytes, device_id: str, now: int) -> IssuedRef:
         """The inspecting primary claims the ref: rotation pauses while the person decides."""
         issued = self.lookup(ref, now)
         if issued.state is RefState.CLAIMED and issued.claimed_by != device_id:
-            raise ApiError("ref_used", "another device is already linking with this code")
+            raise ApiError(ErrorCode.REF_USED, "another device is already linking with this code")
         issued.state = RefState.CLAIMED
         issued.claimed_by = device_id
         issued.claim_expires_at = max(issued.expires_at, now + CLAIM_MS)
@@ -203,7 +209,7 @@ class LinkRegistry:
         """Grant or decline: only by the primary holding the claim (or any primary, unclaimed)."""
         issued = self.lookup(ref, now)
         if issued.state is RefState.CLAIMED and issued.claimed_by != device_id:
-            raise ApiError("ref_used", "another device is already linking with this code")
+            raise ApiError(ErrorCode.REF_USED, "another device is already linking with this code")
         issued.state = outcome
         return issued
 

@@ -24,6 +24,7 @@ from lockstep.server.api_accounts import require_device
 from lockstep.server.connection import Connection
 from lockstep.server.errors import (
     ApiError,
+    ErrorCode,
     MediaQuotaExceeded,
     StorageFull,
     Unavailable,
@@ -43,7 +44,7 @@ async def token(services: Services, connection: Connection, request: Request) ->
     identity = require_device(connection)
     now = services.clock()
     if not await services.limits.sends.allow(identity.device_id, now):
-        raise ApiError("rate_limited", "too many media requests from this device; wait a minute")
+        raise ApiError(ErrorCode.RATE_LIMITED, "too many media requests from this device; wait a minute")
     value = await services.media_tokens.issue(identity.device_id, now, TOKEN_LIFETIME_MS)
     return {"token": value, "expires_at": now + TOKEN_LIFETIME_MS, "max_bytes": services.media_max_bytes}
 
@@ -60,7 +61,7 @@ async def _bearer(services: Services, request: HttpRequest) -> str | None:
     return device_id
 
 
-def _error(status: int, code: str, message: str) -> JSONResponse:
+def _error(status: int, code: ErrorCode, message: str) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
 
 
@@ -74,11 +75,11 @@ def refused(error: StorageFull | Unavailable) -> JSONResponse:
 async def upload(services: Services, request: HttpRequest) -> Response:
     device_id = await _bearer(services, request)
     if device_id is None:
-        return _error(401, "not_authenticated", "a live media token is required (media.token)")
+        return _error(401, ErrorCode.NOT_AUTHENTICATED, "a live media token is required (media.token)")
     limit = services.media_max_bytes
     length = request.headers.get("content-length")
     if length is not None and (not length.isdigit() or int(length) > limit):
-        return _error(413, "too_large", f"media is limited to {human_size(limit)}")
+        return _error(413, ErrorCode.TOO_LARGE, f"media is limited to {human_size(limit)}")
     try:
         return await _receive(services, request, device_id, int(length) if length else None)
     except (StorageFull, Unavailable) as error:
@@ -93,7 +94,7 @@ def _quota_error(error: MediaQuotaExceeded) -> JSONResponse:
     then = "try again tomorrow" if error.daily else "older files must expire first (30 days)"
     return _error(
         429,
-        "quota_exceeded",
+        ErrorCode.QUOTA_EXCEEDED,
         f"this device may upload {human_size(error.limit_bytes)} of media {what}; {then}",
     )
 
@@ -124,14 +125,14 @@ async def _receive(services: Services, request: HttpRequest, device_id: str, len
                 size += len(chunk)
                 in_flight[device_id] = in_flight.get(device_id, 0) + len(chunk)
                 if size > limit:
-                    return _error(413, "too_large", f"media is limited to {human_size(limit)}")
+                    return _error(413, ErrorCode.TOO_LARGE, f"media is limited to {human_size(limit)}")
                 usage.check(size, quota)
                 if disk is not None:
                     disk.check(len(chunk))
                 digest.update(chunk)
                 await asyncio.to_thread(output.write, chunk)
         if size == 0:
-            return _error(400, "bad_request", "an empty upload")
+            return _error(400, ErrorCode.BAD_REQUEST, "an empty upload")
         partial.replace(blob)
         try:
             await services.store.add_media(media_id, device_id, size, digest.digest(), now, quota)
@@ -151,7 +152,7 @@ async def _receive(services: Services, request: HttpRequest, device_id: str, len
 
 async def download(services: Services, request: HttpRequest) -> Response:
     if await _bearer(services, request) is None:
-        return _error(401, "not_authenticated", "a live media token is required (media.token)")
+        return _error(401, ErrorCode.NOT_AUTHENTICATED, "a live media token is required (media.token)")
     media_id = request.path_params["media_id"]
     path = services.media_root / media_id
     if (
@@ -159,5 +160,5 @@ async def download(services: Services, request: HttpRequest) -> Response:
         or not path.is_file()
         or not await services.store.media_exists(media_id)
     ):
-        return _error(404, "media_unknown", "no such media (blobs are kept 30 days)")
+        return _error(404, ErrorCode.MEDIA_UNKNOWN, "no such media (blobs are kept 30 days)")
     return FileResponse(path, media_type="application/octet-stream", headers={"cache-control": "no-store"})

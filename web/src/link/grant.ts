@@ -21,7 +21,7 @@ import {
   verifyDeviceList,
 } from "./deviceList";
 import type { DecodedLinkCode } from "./qr";
-import { serverRefusal } from "./wording";
+import { SERVER_REFUSALS } from "./wording";
 
 export interface AccountInfo {
   id: string;
@@ -50,7 +50,7 @@ export class GrantError extends Error {
 export class TooManyDevices extends Error {
   override name = "TooManyDevices";
   constructor() {
-    super(serverRefusal("too_many_devices"));
+    super(SERVER_REFUSALS.too_many_devices);
   }
 }
 

@@ -17,7 +17,5 @@ export function companionNotice(event: string): string {
   return notices[event] ?? wording.companion.declined;
 }
 
-/** The sentence for a server error code met while linking, if the shared wording has one. */
-export function serverRefusal(code: string): string | undefined {
-  return (wording.server as Record<string, string>)[code];
-}
+/** Server error code met while linking → the sentence to show (every page reads it through ../net/refusals.ts). */
+export const SERVER_REFUSALS = wording.server;

@@ -8,7 +8,7 @@
  */
 import { b64uDecode, b64uEncode } from "../crypto/base64";
 import { buf, concat, equalBytes, randomBytes, utf8 } from "../crypto/bytes";
-import { refusalText } from "./refusals";
+import { refusalText } from "../net/refusals";
 
 export type MediaKind = "image" | "video" | "audio" | "document";
 
@@ -106,9 +106,9 @@ export async function decryptMedia(blob: Uint8Array, media: MediaDescriptor): Pr
 
 export type Progress = (done: number, total: number) => void;
 
-function errorCode(body: Record<string, unknown>): string {
+function errorCode(body: Record<string, unknown>): unknown {
   const error = body.error as Record<string, unknown> | undefined;
-  return typeof error?.code === "string" ? error.code : "";
+  return error?.code;
 }
 
 /** POST /media with a bearer token; XMLHttpRequest because fetch cannot report upload progress. */
@@ -131,7 +131,7 @@ export function uploadBlob(token: string, blob: Uint8Array, progress: Progress):
       } else if (xhr.status === 413) {
         reject(new MediaError("the file is larger than this server accepts"));
       } else {
-        reject(new MediaError(refusalText(errorCode(body)) ?? `the upload failed (${xhr.status})`));
+        reject(new MediaError(refusalText(errorCode(body), "messaging") ?? `the upload failed (${xhr.status})`));
       }
     };
     xhr.onerror = () => reject(new MediaError("the upload failed: connection lost"));

@@ -34,7 +34,7 @@ import {
   uploadBlob,
 } from "./media";
 import { type ChatMessage, type Conversation, directConversation, groupConversation, statusFrom } from "./model";
-import { refusalText } from "./refusals";
+import { describeRefusal } from "../net/refusals";
 
 export const ONE_TIME_KEYS_TARGET = 50;
 const SEND_ATTEMPTS = 3;
@@ -1042,9 +1042,7 @@ export function formatBytes(n: number): string {
 
 export function describe(error: unknown): string {
   if (error instanceof MessengerError || error instanceof KeyBundleError || error instanceof MediaError) return error.message;
-  if (error instanceof ServerError) {
-    return refusalText(error.code) ?? `The server refused: ${error.message || error.code}`;
-  }
+  if (error instanceof ServerError) return describeRefusal(error, "messaging");
   if (error instanceof E2EError) return `Could not decrypt: ${error.name}`;
   if (error instanceof Error && error.name === "SocketClosed") return "The connection to the server was lost.";
   return error instanceof Error ? error.name : "Something went wrong";

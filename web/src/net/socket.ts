@@ -5,10 +5,11 @@
  *   socket.hello            // { server: { origin, … }, challenge, server_time }
  *   await socket.request("link.start", { client: "browser" })   // result, or throws ServerError
  *
- * Errors: ServerError (the server replied ok:false; carries .code), ProtocolError (a frame we cannot use),
+ * Errors: ServerError (the server replied ok:false; carries .code, ./errorCodes.ts), ProtocolError (a frame we cannot use),
  * SocketClosed (the socket closed before a reply).
  */
 
+import { type ReceivedCode, UNRECOGNISED, isErrorCode } from "./errorCodes";
 import { type TimeSample, bestSample, localNow, onWire } from "./timesync";
 
 export interface Hello {
@@ -24,8 +25,14 @@ export const CLOSE_UNLINKED = 4001;
 
 export class ServerError extends Error {
   override name = "ServerError";
-  constructor(readonly code: string, message: string) {
+  /** One of ERROR_CODES, or UNRECOGNISED for a code this app does not know (see `received`). */
+  readonly code: ReceivedCode;
+  /** The code exactly as the server sent it. */
+  readonly received: string;
+  constructor(code: string, message: string) {
     super(message);
+    this.code = isErrorCode(code) ? code : UNRECOGNISED;
+    this.received = code;
   }
 }
 export class ProtocolError extends Error {
