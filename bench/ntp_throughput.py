@@ -1,7 +1,7 @@
 """NTP server throughput: Lockstep's server vs chronyd, same box, same load generator, one run.
 
     .venv/bin/python bench/ntp_throughput.py [--duration 5] [--inflight 32] [--workers 1]
-        [--sources 1024] [--no-rate-limit]
+        [--sources 1024] [--no-rate-limit] [--server-source OLD/src]
 
 Both servers are pinned to CPU 0 and the load generator to CPU 1 (when the machine has two), so
 "responses/s" is per server core. Everything is on loopback. The load generator keeps
@@ -44,6 +44,7 @@ REQUEST = bytes([0x23]) + bytes(39)
 RATE_LIMIT = (1024, 16)  # requests/s per address on average, burst: chronyd interval -10 = 1/1024 s
 IP_PKTINFO = 8  # Linux <netinet/in.h>; a struct in_pktinfo control message picks the source address
 PKTINFO_SPACE = socket.CMSG_SPACE(12)
+SERVER_SOURCE: str | None = None  # --server-source: PYTHONPATH of our server process
 
 
 def free_port() -> int:
@@ -207,7 +208,8 @@ def lockstep_server(
     if cpu is not None:
         cpus = ",".join(str(cpu + i) for i in range(workers)) if workers > 1 else str(cpu)
         command = ["taskset", "-c", cpus, *command]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = os.environ if SERVER_SOURCE is None else {**os.environ, "PYTHONPATH": SERVER_SOURCE}
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     try:
         time.sleep(1.5)
         yield process.pid
@@ -226,7 +228,14 @@ def main() -> None:
     parser.add_argument(
         "--no-rate-limit", dest="rate_limit", action="store_false", help="neither server rate-limits"
     )
+    parser.add_argument(
+        "--server-source",
+        metavar="DIR",
+        help="run our server from the lockstep package in DIR (an older src/)",
+    )
     args = parser.parse_args()
+    global SERVER_SOURCE
+    SERVER_SOURCE = args.server_source
     if not 1 <= args.sources <= 254 * 255:
         parser.error("--sources must be within 1..64770")
     cpus = sorted(os.sched_getaffinity(0))

@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from lockstep.ntp.aio.client import Monitor
 from lockstep.ntp.aio.server import UdpServer, open_udp_socket
+from lockstep.ntp.client import NtpClient, SystemEvent
 from lockstep.ntp.server import NtpServer
 
 CHRONYD = shutil.which("chronyd") or "/usr/sbin/chronyd"
@@ -191,6 +193,23 @@ def lockstep_serve(*args: str, prefix: tuple[str, ...] = ()) -> Iterator[subproc
         yield process
     finally:
         stop_process(process)
+
+
+def run_monitor(
+    client: NtpClient, source: str, seconds: float, *, minpoll: int, maxpoll: int
+) -> list[SystemEvent]:
+    """Poll ``source`` with our :class:`Monitor` for ``seconds``; return every event it saw."""
+    events: list[SystemEvent] = []
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        monitor = Monitor(client, on_event=events.append)
+        await monitor.add_source(source, minpoll=minpoll, maxpoll=maxpoll)
+        asyncio.get_running_loop().call_later(seconds, stop.set)
+        await monitor.run(stop)
+
+    asyncio.run(run())
+    return events
 
 
 def parse_sources(text: str) -> dict[str, str]:

@@ -1,8 +1,11 @@
-"""Interleaved client/server mode, server side (RFC 9769 §2; chronyd's ``xleave``).
+"""Interleaved client/server mode (RFC 9769 §2; chronyd's ``xleave``), server and client.
 
-From the core's rules, through our UDP server reading the kernel's transmit timestamps off the
-socket's error queue, to chronyd 4.3 polling our server in interleaved mode beside a chronyd
-server, where its delay test C must reject no more of our samples than of chronyd's.
+Server: from the core's rules, through our UDP server reading the kernel's transmit timestamps
+off the socket's error queue, to chronyd 4.3 polling our server in interleaved mode beside a
+chronyd server, where its delay test C must reject no more of our samples than of chronyd's.
+Client: our association asks for interleaved mode, measures the previous exchange with the
+server's real send time, falls back to basic mode for servers that never answer interleaved, and
+does so with chronyd.
 """
 
 from __future__ import annotations
@@ -16,10 +19,21 @@ from pathlib import Path
 import pytest
 
 from lockstep.ntp.aio import clock, mmsg
+from lockstep.ntp.association import Association
+from lockstep.ntp.client import NtpClient
+from lockstep.ntp.events import SampleAccepted
 from lockstep.ntp.interleave import MAX_TRANSMIT_DELAY, TransmitTimes
 from lockstep.ntp.server import NtpServer, ServerState
 from lockstep.ntp.timestamps import ONE_SECOND, from_unix_ns, to_timestamp
-from ntp.ntp_peers import free_udp_port, lockstep_serve, run_server_in_thread, start_chronyd, stop_chronyd
+from ntp.ntp_peers import (
+    Chronyd,
+    free_udp_port,
+    lockstep_serve,
+    run_monitor,
+    run_server_in_thread,
+    start_chronyd,
+    stop_chronyd,
+)
 
 NOW = 3_973_000_000 << 32
 MS = 4_294_968  # about a millisecond, even: T3 goes out even
@@ -203,3 +217,75 @@ def test_chronyd_polls_our_server_in_interleaved_mode_with_no_more_delay_rejecti
     rejected_theirs = sum(sample["tabcd"][2] == "0" for sample in theirs_samples)
     print(f"test C rejections over 30 samples: lockstep {rejected_ours}, chronyd {rejected_theirs}")
     assert rejected_ours <= rejected_theirs, (rejected_ours, rejected_theirs)
+
+
+# -- our client ----------------------------------------------------------------------------------
+
+
+def client_exchanges(
+    association: Association, core: NtpServer, count: int, server_kernel: bool = True
+) -> list[SampleAccepted]:
+    """``count`` polls of ``core`` 1 s apart on a perfect clock: each request leaves 10 µs after
+    the clock reading (the kernel says so), takes 100 µs each way, and the reply leaves the
+    server 30 µs after its clock reading (the kernel says so too, if ``server_kernel``)."""
+    samples = []
+    now = NOW
+    micro = ONE_SECOND // 1_000_000
+    for _ in range(count):
+        request_bytes = association.poll_due(now)
+        assert isinstance(request_bytes, bytes)
+        association.transmitted(now + 10 * micro)
+        arrival = now + 110 * micro
+        reply = answer(core, request_bytes, "192.0.2.1", arrival, arrival + 20 * micro)
+        if server_kernel:
+            core.transmitted("192.0.2.1", fields(reply)[1], arrival + 50 * micro)
+        event = association.receive(reply, arrival + 150 * micro)
+        assert isinstance(event, SampleAccepted), event
+        samples.append(event)
+        now = association.next_poll
+    return samples
+
+
+def test_our_client_measures_the_previous_exchange_with_the_servers_real_send_time() -> None:
+    association = Association("s", now=NOW, iburst=False, minpoll=0, maxpoll=0)
+    samples = client_exchanges(association, NtpServer(ServerState.local(stratum=1, now=NOW)), 5)
+    # 1: basic (origin 0); 2: asks, but the server kept nothing yet; 3 on: interleaved.
+    assert [sample.interleaved for sample in samples] == [False, False, True, True, True]
+    # Basic samples carry the server's 30 µs between its clock reading and the send (offset
+    # -15 µs, delay 230 µs); interleaved ones the real times: offset 0, delay 200 µs.
+    assert abs(samples[0].offset + 15e-6) < 1e-7 and abs(samples[0].delay - 230e-6) < 1e-7
+    for sample in samples[2:]:
+        assert abs(sample.offset) < 1e-7 and abs(sample.delay - 200e-6) < 1e-7
+
+
+def test_an_interleaved_reply_without_a_better_send_time_is_no_duplicate() -> None:
+    # A server without kernel timestamps serves the clock reading it wrote before: the reply
+    # repeats the previous reply's T3, but its T2 is new, so it is no duplicate (§8).
+    association = Association("s", now=NOW, iburst=False, minpoll=0, maxpoll=0)
+    core = NtpServer(ServerState.local(stratum=1, now=NOW))
+    samples = client_exchanges(association, core, 4, server_kernel=False)
+    assert [sample.interleaved for sample in samples] == [False, False, True, True]
+    assert all(abs(sample.offset + 15e-6) < 1e-7 for sample in samples)  # no better than basic
+
+
+def test_our_client_falls_back_to_basic_mode_when_the_server_never_interleaves() -> None:
+    core = NtpServer(ServerState.local(stratum=1, now=NOW))
+    core.transmit_times.take = lambda client, origin: None  # type: ignore[method-assign]
+    association = Association("s", now=NOW, iburst=False, minpoll=0, maxpoll=0)
+    client_exchanges(association, core, 4)  # requests 2, 3 and 4 asked for it
+    assert not association.interleave
+    request_bytes = association.poll_due(association.next_poll)
+    assert isinstance(request_bytes, bytes) and request_bytes[24:40] == bytes(16)  # basic again
+    # And an association told not to never asks.
+    basic = Association("t", now=NOW, iburst=False, minpoll=0, maxpoll=0, interleave=False)
+    assert not any(e.interleaved for e in client_exchanges(basic, NtpServer(ServerState.local(1, NOW)), 4))
+
+
+def test_our_client_gets_interleaved_replies_from_chronyd(chronyd_server: Chronyd) -> None:
+    client = NtpClient(precision=clock.measure_precision())
+    events = run_monitor(client, f"127.0.0.1:{chronyd_server.port}", 9, minpoll=0, maxpoll=0)
+    samples = [event for event in events if isinstance(event, SampleAccepted)]
+    interleaved = [sample for sample in samples if sample.interleaved]
+    assert len(interleaved) >= 2, samples
+    # Kernel timestamps at both ends: the same clock, a few microseconds of loopback.
+    assert all(abs(sample.offset) < 100e-6 and sample.delay < 1e-3 for sample in interleaved), interleaved

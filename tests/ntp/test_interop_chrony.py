@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from lockstep.ntp.aio import clock
-from lockstep.ntp.aio.client import Monitor, query
+from lockstep.ntp.aio.client import query
 from lockstep.ntp.client import NtpClient
 from lockstep.ntp.events import ClockUpdated
 from lockstep.ntp.server import NtpServer, RateLimit, ServerState
@@ -18,6 +18,7 @@ from ntp.ntp_peers import (
     Chronyd,
     lockstep_ntp,
     parse_sources,
+    run_monitor,
     run_server_in_thread,
     start_chronyd,
     stop_chronyd,
@@ -49,18 +50,8 @@ def test_monitor_against_chronyd_converges_within_a_millisecond(
     chronyd_server: Chronyd,
 ) -> None:
     client = NtpClient(precision=clock.measure_precision())
-    updates: list[ClockUpdated] = []
-
-    async def run() -> None:
-        stop = asyncio.Event()
-        monitor = Monitor(
-            client, on_event=lambda e: updates.append(e) if isinstance(e, ClockUpdated) else None
-        )
-        await monitor.add_source(f"127.0.0.1:{chronyd_server.port}", minpoll=4, maxpoll=4)
-        asyncio.get_running_loop().call_later(9, stop.set)
-        await monitor.run(stop)
-
-    asyncio.run(run())
+    events = run_monitor(client, f"127.0.0.1:{chronyd_server.port}", 9, minpoll=4, maxpoll=4)
+    updates = [event for event in events if isinstance(event, ClockUpdated)]
     assert updates, "no clock update within 9 s of iburst"
     assert client.system is not None
     assert abs(client.system.offset) < 0.001

@@ -7,6 +7,16 @@ Requests follow RFC 9109 and draft-ietf-ntp-data-minimization: every field is ze
 version, the mode and a random transmit timestamp, so the request reveals nothing about our clock
 and a reply is accepted only when its origin timestamp echoes that random value (§8 "bogus"
 check). The real send time T1 is kept locally.
+
+Interleaved client/server mode (RFC 9769 §2, chronyd's ``xleave``): once a server marks its
+receive timestamps (an odd T2, as chronyd and Lockstep do), the next request also carries, as its
+origin, that receive timestamp and, as its receive field, when we got the reply. A server that
+keeps the real send time of its replies then answers with origin = that receive field and
+transmit = the kernel's send time of the previous reply, and the sample is the previous
+exchange's (T1, T2, T3, T4) with that accurate T3. A server that keeps answering in basic mode
+(three times in a row) is asked in basic mode from then on. This reveals our receive time of the
+previous reply to the server (a basic request reveals nothing): ``interleave=False`` keeps an
+association in basic mode.
 """
 
 from __future__ import annotations
@@ -96,6 +106,17 @@ class ServerInfo:
 _ACTED_ON_KISSES = frozenset({KissCode.DENY, KissCode.RSTR, KissCode.RATE})
 
 _REQUEST_PREFIX = bytes([(VERSION << 3) | Mode.CLIENT]) + bytes(39)  # RFC 9109: all else zero
+_INTERLEAVED_PREFIX = bytes([(VERSION << 3) | Mode.CLIENT]) + bytes(23)  # then origin, receive
+_BASIC_ANSWERS_BEFORE_GIVING_UP = 3  # basic replies in a row to interleaved requests
+
+
+@dataclass(frozen=True, slots=True)
+class _Exchange:
+    """What interleaved mode needs of the last exchange that produced a reply."""
+
+    sent: int  # T1, full time
+    server_received: int  # T2, the reply's receive timestamp (wire value)
+    received: int  # T4, full time
 
 
 class Association:
@@ -112,6 +133,7 @@ class Association:
         maxpoll: int = DEFAULT_MAXPOLL,
         precision: int = -20,
         rng: RandomSource | None = None,
+        interleave: bool = True,
     ) -> None:
         if not MINPOLL <= minpoll <= maxpoll <= MAXPOLL:
             raise LocalProtocolError(
@@ -134,12 +156,16 @@ class Association:
         self._rng: RandomSource = rng if rng is not None else OsRandom()
         self._origin: int | None = None  # the random transmit timestamp we are waiting to see
         self._sent_at = 0  # T1, our real send time (full NTP time)
-        self._last_transmit: int | None = None  # server's T3 of the last reply, for duplicates
+        self._last_timestamps: tuple[int, int] | None = None  # T2, T3 of the last reply: duplicates
         #: RFC 8915: with a session, requests carry NTS fields and only authenticated replies
         #: (or an NTS NAK echoing our unique identifier) are accepted.
         self.nts: NtsClientSession | None = None
         self._key_exchange_asked = False  # KeyExchangeNeeded went out; waiting for rekey()
         self.last_receive: int | None = None  # full time of the last valid reply
+        self.interleave = interleave  # ask for interleaved mode (plain NTP only; see module doc)
+        self._previous: _Exchange | None = None  # the last exchange that got a reply
+        self._asked: _Exchange | None = None  # what the outstanding interleaved request names
+        self._basic_answers = 0  # basic replies in a row to interleaved requests
 
     # -- poll process (§13, A.5.7) ------------------------------------------------------------
 
@@ -185,8 +211,29 @@ class Association:
             spread = self._rng.getrandbits(16) / 65536.0 - 0.5
             interval += interval * spread / 16
         self.next_poll = now + from_seconds(interval)
+        previous = self._previous
+        if self.interleave and self.nts is None and previous is not None and previous.server_received & 1:
+            # RFC 9769 §2: name the server's receive timestamp of its last reply, and say when
+            # that reply arrived; the random transmit timestamp still identifies this request.
+            self._asked = previous
+            return (
+                _INTERLEAVED_PREFIX
+                + previous.server_received.to_bytes(8, "big")
+                + to_timestamp(previous.received).to_bytes(8, "big")
+                + origin.to_bytes(8, "big")
+            )
+        self._asked = None
         request = _REQUEST_PREFIX + origin.to_bytes(8, "big")
         return request if self.nts is None else self.nts.protect(request)
+
+    def transmitted(self, sent: int) -> bool:
+        """The adapter learnt (from the kernel) when the outstanding request really left: use
+        that as T1 instead of the clock reading taken before sending it, if plausible (not
+        before that reading, at most a second after). Returns whether it was taken."""
+        if self._origin is None or not 0 <= sent - self._sent_at <= ONE_SECOND:
+            return False
+        self._sent_at = sent
+        return True
 
     def rekey(self, c2s: bytes, s2c: bytes, cookies: Sequence[bytes], aead: int, now: int) -> None:
         """Take the keys and cookies of the NTS-KE that :class:`KeyExchangeNeeded` asked for, and
@@ -219,7 +266,11 @@ class Association:
                 return self._drop(DropReason.NTS, str(error))
         if self._origin is None:
             return self._drop(DropReason.NOT_OUTSTANDING)
-        if packet.origin_timestamp != self._origin:
+        asked = self._asked
+        # An interleaved reply echoes the receive field of our request (our T4 of the previous
+        # reply) instead of its transmit timestamp (RFC 9769 §2).
+        interleaved = asked is not None and packet.origin_timestamp == to_timestamp(asked.received)
+        if packet.origin_timestamp != self._origin and not interleaved:
             return self._drop(DropReason.BOGUS)
         # From here the reply is authentic to the extent an unauthenticated reply can be.
         self._origin = None
@@ -236,9 +287,12 @@ class Association:
         # 0, ntpd with "INIT" or "STEP"): §7.3 maps stratum 0 to MAXSTRAT, and §7.4 gives other
         # kiss codes no protocol meaning.
         stratum = MAXSTRAT if packet.stratum == 0 else packet.stratum
-        if packet.transmit_timestamp == self._last_transmit:
+        # A duplicate repeats both server timestamps (§8; an interleaved reply may repeat the
+        # previous reply's T3 when the server has no better send time for it).
+        timestamps = (packet.receive_timestamp, packet.transmit_timestamp)
+        if timestamps == self._last_timestamps:
             return self._drop(DropReason.DUPLICATE)
-        self._last_transmit = packet.transmit_timestamp
+        self._last_timestamps = timestamps
         self.reach |= 1
         self.last_receive = now
         self.server = ServerInfo(
@@ -260,23 +314,32 @@ class Association:
         if self.server.root_delay / 2 + self.server.root_dispersion >= MAXDIST:
             return self._drop(DropReason.ROOT_DISTANCE)
         reference = packet.reference_timestamp
-        if reference and duration_between(reference, packet.transmit_timestamp) > 0:
+        # An interleaved reply's T3 is an earlier reply's: its T2 is when it was answered.
+        answered = packet.receive_timestamp if interleaved else packet.transmit_timestamp
+        if reference and duration_between(reference, answered) > 0:
             # A server cannot have set its clock after it sent the reply (a zero reference
             # time, "never set", carries no such claim).
             return self._drop(DropReason.REFERENCE_AFTER_TRANSMIT)
-        exchange = on_wire(
-            to_timestamp(self._sent_at),
-            packet.receive_timestamp,
-            packet.transmit_timestamp,
-            to_timestamp(now),
-        )
+        if asked is not None:
+            self._basic_answers = 0 if interleaved else self._basic_answers + 1
+            if self._basic_answers >= _BASIC_ANSWERS_BEFORE_GIVING_UP:
+                self.interleave = False  # the server does not do it: basic mode from now on
+        if interleaved:
+            assert asked is not None
+            # The previous exchange, with the real send time of the previous reply as T3.
+            first, second, last = asked.sent, asked.server_received, asked.received
+        else:
+            first, second, last = self._sent_at, packet.receive_timestamp, now
+        self._previous = _Exchange(self._sent_at, packet.receive_timestamp, now)
+        exchange = on_wire(to_timestamp(first), second, packet.transmit_timestamp, to_timestamp(last))
         offset = to_seconds(exchange.offset)
         delay = max(to_seconds(exchange.delay), 2.0**self.precision)
-        # Sample dispersion: both precisions plus PHI over the round trip (§8).
-        dispersion = 2.0**packet.precision + 2.0**self.precision + PHI * to_seconds(now - self._sent_at)
-        self._count("accepted")
+        # Sample dispersion: both precisions plus PHI from T1 to now (§8; for an interleaved
+        # sample that also covers the time since the exchange it measures).
+        dispersion = 2.0**packet.precision + 2.0**self.precision + PHI * to_seconds(now - first)
+        self._count("accepted interleaved" if interleaved else "accepted")
         self.filter.add_sample(offset, delay, dispersion, to_seconds(now))
-        return SampleAccepted(self.name, offset, delay, dispersion)
+        return SampleAccepted(self.name, offset, delay, dispersion, interleaved)
 
     def _kiss(self, packet: Packet) -> Event:
         code = packet.kiss_code

@@ -153,8 +153,10 @@ class NtpClient:
         minpoll: int = DEFAULT_MINPOLL,
         maxpoll: int = DEFAULT_MAXPOLL,
         nts: NtsClientSession | None = None,
+        interleave: bool = True,
     ) -> Association:
-        """A new source; with ``nts`` (what NTS-KE gave), its requests are NTS-protected."""
+        """A new source; with ``nts`` (what NTS-KE gave), its requests are NTS-protected; with
+        ``interleave`` it asks for interleaved mode when the server looks able (RFC 9769)."""
         if name in self.associations:
             raise LocalProtocolError(f"source {name!r} is already configured")
         association = Association(
@@ -166,6 +168,7 @@ class NtpClient:
             maxpoll=maxpoll,
             precision=self.precision,
             rng=self._rng,
+            interleave=interleave,
         )
         if not self.associations:
             self.hpoll = minpoll  # the system poll starts at the first source's minpoll
@@ -179,6 +182,10 @@ class NtpClient:
     ) -> None:
         """Hand ``source`` the result of the NTS-KE its :class:`KeyExchangeNeeded` asked for."""
         self._association(source).rekey(c2s, s2c, cookies, aead, now)
+
+    def transmitted(self, source: str, sent: int) -> None:
+        """``source``'s outstanding request left at ``sent`` (the kernel's transmit timestamp)."""
+        self._association(source).transmitted(sent)
 
     def _association(self, source: str) -> Association:
         association = self.associations.get(source)

@@ -64,6 +64,7 @@ class SampleAccepted:
     offset: float
     delay: float
     dispersion: float
+    interleaved: bool = False  # measured on the previous exchange, from an interleaved reply (RFC 9769)
 
 
 @dataclass(frozen=True, slots=True)

@@ -86,19 +86,39 @@ async def resolve(host: str, port: int) -> tuple[int, tuple[str, int]]:
     return family, (str(address[0]), int(address[1]))
 
 
-# Linux: ask the kernel to stamp each datagram's arrival (struct timespec in a control message).
-# Python's socket module does not name these constants; 35 is SO_TIMESTAMPNS(_OLD) on Linux.
-SO_TIMESTAMPNS = 35
+# Linux: ask the kernel to stamp each datagram's arrival and each request's departure (software
+# timestamps, struct scm_timestamping in a control message; the departure on the error queue).
+# Python's socket module does not name these constants (Documentation/networking/timestamping.rst).
+SO_TIMESTAMPING = 37
+_CLIENT_TIMESTAMPING = (
+    (1 << 1)  # SOF_TIMESTAMPING_TX_SOFTWARE
+    | (1 << 3)  # SOF_TIMESTAMPING_RX_SOFTWARE
+    | (1 << 4)  # SOF_TIMESTAMPING_SOFTWARE
+    | (1 << 11)  # SOF_TIMESTAMPING_OPT_TSONLY: the timestamp without the request's bytes
+)
 _TIMESPEC = struct.Struct("@qq")
-_CONTROL_SIZE = socket.CMSG_SPACE(_TIMESPEC.size)
+_CONTROL_SIZE = socket.CMSG_SPACE(3 * _TIMESPEC.size)
+_ERROR_CONTROL_SIZE = _CONTROL_SIZE + socket.CMSG_SPACE(64)  # and the sock_extended_err
+
+
+def _software_timestamp(ancillary: list[tuple[int, int, bytes]]) -> int | None:
+    """The software timestamp in a message's control data, as a full NTP time, if any."""
+    for level, kind, payload in ancillary:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPING and len(payload) >= _TIMESPEC.size:
+            seconds, nanoseconds = _TIMESPEC.unpack_from(payload)
+            if seconds or nanoseconds:
+                return from_unix_ns(seconds * 1_000_000_000 + nanoseconds)
+    return None
 
 
 class _UdpSource:
-    """A connected UDP socket on a random port, read with kernel receive timestamps.
+    """A connected UDP socket on a random port, with kernel receive and transmit timestamps.
 
-    The receive time T4 is the kernel's (SO_TIMESTAMPNS), not the moment the event loop got
-    round to the datagram, so scheduling latency does not bias the offset; where the kernel
-    offers no timestamp the clock is read on arrival instead.
+    The receive time T4 is the kernel's, not the moment the event loop got round to the
+    datagram, so scheduling latency does not bias the offset; where the kernel offers no
+    timestamp the clock is read on arrival instead. On Linux the kernel also reports when each
+    request left (read off the error queue right after sending, and whenever it signals more):
+    ``on_sent`` gets it, so the core can use it as T1 (what interleaved mode needs, RFC 9769).
     """
 
     def __init__(
@@ -106,14 +126,16 @@ class _UdpSource:
         sock: socket.socket,
         on_datagram: Callable[[bytes, int], None],
         on_error: Callable[[Exception], None] | None,
+        on_sent: Callable[[int], object] | None = None,
     ) -> None:
         self.sock = sock
         self.on_datagram = on_datagram
         self.on_error = on_error
+        self.on_sent = on_sent
         self.kernel_timestamps = False
         with contextlib.suppress(OSError):
             if sys.platform == "linux":
-                sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+                sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPING, _CLIENT_TIMESTAMPING)
                 self.kernel_timestamps = True
         self._loop = asyncio.get_running_loop()
         self._loop.add_reader(sock.fileno(), self._readable)
@@ -125,6 +147,7 @@ class _UdpSource:
         address: tuple[str, int],
         on_datagram: Callable[[bytes, int], None],
         on_error: Callable[[Exception], None] | None = None,
+        on_sent: Callable[[int], object] | None = None,
     ) -> _UdpSource:
         sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
@@ -133,15 +156,31 @@ class _UdpSource:
         except BaseException:
             sock.close()
             raise
-        return cls(sock, on_datagram, on_error)
+        return cls(sock, on_datagram, on_error, on_sent)
 
     def send(self, data: bytes) -> None:
         try:
             self.sock.send(data)
         except OSError as error:
             self._error(error)
+            return
+        if self.kernel_timestamps:
+            self._read_sent()  # usually there already: before the reply can be read
+
+    def _read_sent(self) -> None:
+        """Hand the transmit timestamps queued on the error queue to ``on_sent``."""
+        while True:
+            try:
+                _, ancillary, _, _ = self.sock.recvmsg(0, _ERROR_CONTROL_SIZE, socket.MSG_ERRQUEUE)
+            except OSError:  # nothing queued (the socket is non-blocking)
+                return
+            sent = _software_timestamp(ancillary)
+            if sent is not None and self.on_sent is not None:
+                self.on_sent(sent)
 
     def _readable(self) -> None:
+        if self.kernel_timestamps:
+            self._read_sent()
         while True:
             try:
                 data, ancillary, _, _ = self.sock.recvmsg(2048, _CONTROL_SIZE)
@@ -150,11 +189,7 @@ class _UdpSource:
             except OSError as error:  # ICMP errors (port unreachable) on a connected socket
                 self._error(error)
                 return
-            received_at = None
-            for level, kind, payload in ancillary:
-                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
-                    seconds, nanoseconds = _TIMESPEC.unpack(payload[: _TIMESPEC.size])
-                    received_at = from_unix_ns(seconds * 1_000_000_000 + nanoseconds)
+            received_at = _software_timestamp(ancillary)
             self.on_datagram(data, clock.now() if received_at is None else received_at)
 
     def _error(self, error: Exception) -> None:
@@ -230,7 +265,7 @@ async def query(
             where = f"NTP port {address[1]}: " if nts else ""
             done.set_exception(QueryFailed(f"{server}: {where}{reason}"))
 
-    transport = await _UdpSource.open(family, address, on_datagram, on_error)
+    transport = await _UdpSource.open(family, address, on_datagram, on_error, association.transmitted)
     try:
         request = association.poll_due(clock.now())
         assert isinstance(request, bytes)  # a new association polls at once, with cookies
@@ -334,7 +369,10 @@ class Monitor:
                     self.on_event(event)
             self._wake.set()
 
-        self._transports[server] = await _UdpSource.open(family, address, on_datagram)
+        def on_sent(sent: int) -> None:
+            self.client.transmitted(server, sent)
+
+        self._transports[server] = await _UdpSource.open(family, address, on_datagram, on_sent=on_sent)
         self._wake.set()
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
