@@ -22,6 +22,7 @@ STORAGE_HELP = {
     "key_claims": "one-time keys one account may take from one device per window",
     "key_claim_window_s": "that window, in seconds",
     "min_free_bytes": "free disk space below which writes that add data are refused",
+    "media_uploads_per_device": "media uploads one device may have streaming at once",
 }
 
 

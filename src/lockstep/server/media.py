@@ -13,8 +13,10 @@ import hashlib
 import logging
 import re
 import secrets
+from collections.abc import AsyncIterator
 from typing import Any
 
+from starlette.requests import ClientDisconnect
 from starlette.requests import Request as HttpRequest
 from starlette.responses import FileResponse, JSONResponse, Response
 
@@ -31,6 +33,7 @@ from lockstep.server.errors import (
     storage_refusal,
 )
 from lockstep.server.frames import Request
+from lockstep.server.media_uploads import TooManyUploads, UploadPace
 from lockstep.server.services import Services
 
 log = logging.getLogger(__name__)
@@ -102,31 +105,41 @@ def _quota_error(error: MediaQuotaExceeded) -> JSONResponse:
 async def _receive(services: Services, request: HttpRequest, device_id: str, length: int | None) -> Response:
     """Stream the body to a partial file within the size limit and the device's quota, then index it.
 
-    Bytes of this device's other uploads still streaming count against its quota too, so parallel
-    uploads cannot each take the whole of it.
+    Each upload holds its declared length of the device's quota from the start, and whatever its
+    device's other uploads in flight hold counts too, so parallel uploads cannot each take all of it.
+    At most ``media_uploads_per_device`` stream at once, and a body slower than ``media_pace`` is cut
+    off: a stalled upload's partial file must not sit on the disk every account shares.
     """
     limit, quota, now = services.media_max_bytes, services.media_quota, services.clock()
     root = services.media_root
     for expired in await services.store.expire_media(now - services.media_retention_ms):
         (root / expired).unlink(missing_ok=True)  # first, so expired blobs no longer count
-    in_flight = services.media_in_flight
-    usage = (await services.store.media_usage(device_id, now)).plus(in_flight.get(device_id, 0))
+    stored = await services.store.media_usage(device_id, now)
+    uploads = services.media_uploads
+    try:
+        upload = uploads.start(device_id, length or 0, services.storage_limits.media_uploads_per_device)
+    except TooManyUploads as error:
+        return _error(
+            429,
+            ErrorCode.RATE_LIMITED,
+            f"this device may upload {error.limit} files at once; wait for one to finish",
+        )
     media_id = b64u_encode(secrets.token_bytes(32))
     partial, blob = root / f"{media_id}.part", root / media_id
     digest, size = hashlib.sha256(), 0
     disk = services.disk
     try:
-        usage.check(length or 0, quota)
+        stored.plus(uploads.others(device_id, upload)).check(length or 0, quota)
         if disk is not None:
             disk.check(length or 0)
         root.mkdir(parents=True, exist_ok=True)
         with partial.open("wb") as output:
-            async for chunk in request.stream():
+            async for chunk in _paced(request, services.media_pace):
                 size += len(chunk)
-                in_flight[device_id] = in_flight.get(device_id, 0) + len(chunk)
                 if size > limit:
                     return _error(413, ErrorCode.TOO_LARGE, f"media is limited to {human_size(limit)}")
-                usage.check(size, quota)
+                uploads.grow(device_id, upload, size)
+                stored.plus(uploads.others(device_id, upload)).check(max(size, length or 0), quota)
                 if disk is not None:
                     disk.check(len(chunk))
                 digest.update(chunk)
@@ -141,13 +154,39 @@ async def _receive(services: Services, request: HttpRequest, device_id: str, len
             raise
     except MediaQuotaExceeded as error:
         return _quota_error(error)
+    except TooSlow:
+        log.info("a media upload was cut off: its body arrived too slowly")
+        return _error(408, ErrorCode.BAD_REQUEST, "the upload arrived too slowly and was cut off")
+    except ClientDisconnect:
+        log.info("a media upload ended early: the client went away")
+        return Response(status_code=400)  # nobody is left to read it
     finally:
-        if (left := in_flight.pop(device_id, 0) - size) > 0:
-            in_flight[device_id] = left
+        uploads.finish(device_id, upload)
         partial.unlink(missing_ok=True)
     return JSONResponse(
         {"media_id": media_id, "size": size, "sha256": b64u_encode(digest.digest())}, status_code=201
     )
+
+
+class TooSlow(Exception):
+    """An upload body fell behind its :class:`UploadPace`."""
+
+
+async def _paced(request: HttpRequest, pace: UploadPace) -> AsyncIterator[bytes]:
+    """The request body's chunks, :class:`TooSlow` as soon as one is late for ``pace``."""
+    loop = asyncio.get_running_loop()
+    started, received = loop.time(), 0
+    chunks = request.stream()
+    while True:
+        try:
+            async with asyncio.timeout_at(pace.deadline(started, received)):
+                chunk = await anext(chunks)
+        except StopAsyncIteration:
+            return
+        except TimeoutError as error:
+            raise TooSlow from error
+        received += len(chunk)
+        yield chunk
 
 
 async def download(services: Services, request: HttpRequest) -> Response:

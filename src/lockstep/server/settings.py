@@ -33,6 +33,7 @@ STORAGE_ENV = {
     "LOCKSTEP_KEY_CLAIMS": "key_claims",
     "LOCKSTEP_KEY_CLAIM_WINDOW": "key_claim_window_s",
     "LOCKSTEP_MIN_FREE_BYTES": "min_free_bytes",
+    "LOCKSTEP_MEDIA_UPLOADS_PER_DEVICE": "media_uploads_per_device",
 }
 """Environment variable → :class:`StorageLimits` field (whole numbers)."""
 ADMISSION_ENV = {
@@ -60,6 +61,8 @@ class StorageLimits:
     key_claim_window_s: int = 3600
     min_free_bytes: int = 64 * MIB
     """Below this much free space in the data or media folder, writes that add data are refused."""
+    media_uploads_per_device: int = 3
+    """Uploads one device may have streaming at once (a partial file each on the shared disk)."""
 
     def __post_init__(self) -> None:
         for env_name, name in STORAGE_ENV.items():
