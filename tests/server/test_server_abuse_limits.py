@@ -22,6 +22,7 @@ from lockstep.client.primary import PrimarySession
 from lockstep.e2e.keys import OneTimeKey
 from lockstep.link.encoding import b64u_encode
 from lockstep.server.api_keys import LOW_ONE_TIME_KEYS
+from lockstep.server.services import Limits
 from lockstep.server.settings import KIB, StorageLimits
 
 pytestmark = pytest.mark.anyio
@@ -181,6 +182,27 @@ async def test_one_claimer_cannot_drain_a_devices_one_time_keys(live_server, tmp
 
         live_server.clock.advance(StorageLimits().key_claim_window_s * 1000)
         assert not (await claim(mallory)).fallback  # the share refills with time
+
+
+async def test_claims_racing_on_several_sockets_take_no_more_than_the_share(
+    live_server, tmp_path: Path
+) -> None:
+    live_server.services.limits = Limits.in_memory(StorageLimits(key_claims=1))
+    async with accounts(live_server.url, tmp_path, "alice", "mallory", keys=0) as (alice, mallory):
+        await publish_keys(alice, 20)
+        device = alice.state.device_id
+        sockets = [await ServerConnection.open(live_server.url) for _ in range(4)]
+        try:
+            for connection in sockets:
+                await connection.request("auth", **auth_fields(mallory.state, connection))
+            answers = await asyncio.gather(
+                *(connection.request("keys.claim", device_ids=[device]) for connection in sockets)
+            )
+        finally:
+            for connection in sockets:
+                await connection.close()
+        keys = [OneTimeKey.from_json(answer["devices"][device]["one_time_key"]) for answer in answers]
+        assert sum(not key.fallback for key in keys) == 1  # the share, however the claims interleave
 
 
 async def test_failed_sign_ins_never_lock_out_a_valid_signature(live_server, tmp_path: Path) -> None:

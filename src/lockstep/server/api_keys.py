@@ -81,12 +81,12 @@ async def claim(services: Services, connection: Connection, request: Request) ->
     wanted = list(dict.fromkeys(device_ids))
     # One-time keys are a finite pool: past its share, a claimer gets the fallback key (still enough
     # to start a session) and the owner's one-time keys stay for others (SECURITY.md).
+    # The share is spent before the claim, in one atomic step per device (nothing is refunded), so
+    # claims racing on several sockets cannot all pass a check made before any of them spent.
     share = services.limits.one_time_keys
-    allowed = {d for d in wanted if not await share.exhausted(f"{identity.account_id} {d}", now)}
+    allowed = {d for d in wanted if await share.allow(f"{identity.account_id} {d}", now)}
     claimed = await services.store.claim_keys(wanted, allowed)
     for device_id, keys in claimed.items():
-        if keys.bundle is not None and device_id in allowed:
-            await share.allow(f"{identity.account_id} {device_id}", now)
         if keys.bundle is not None and keys.one_time_keys_left < LOW_ONE_TIME_KEYS:
             await services.hub.push(
                 [device_id], {"event": "keys.low", "one_time_keys_left": keys.one_time_keys_left}
