@@ -117,6 +117,15 @@ def register(subparsers: Any) -> None:
         metavar="FILE",
         help="keep the cookie master secret in FILE (made 0600 if missing), so cookies survive restarts",
     )
+    s.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="P",
+        help="serve Prometheus metrics over HTTP on this TCP port (requests, drops, kisses, NTS, state)",
+    )
+    s.add_argument(
+        "--metrics-host", default="127.0.0.1", help="address for --metrics-port (default 127.0.0.1)"
+    )
     s.set_defaults(handler=_serve, log_level=logging.INFO)
 
 
@@ -332,6 +341,8 @@ def _serve(args: argparse.Namespace) -> int:
         raise CommandError("--workers must be at least 1")
     if args.workers > 1 and args.sources:
         raise CommandError("--workers > 1 serves the local clock only; drop --server")
+    if args.workers > 1 and args.metrics_port is not None:
+        raise CommandError("--metrics-port reads one process's counters: use it with --workers 1")
     precision = clock.measure_precision()
     rate_limit = RateLimit(average_rate=args.rate, burst=args.burst) if args.rate_limit else None
 
@@ -463,6 +474,12 @@ async def _serve_one(
         server.start()
     print(f"serving NTP on {server.address[0]} port {server.address[1]}", flush=True)
     ke = _start_nts_ke(args, nts, server.address[1])
+    metrics = None
+    if args.metrics_port is not None:
+        from lockstep.ntp.aio.metrics import ServerMetrics, serve_metrics
+
+        metrics, _ = serve_metrics(args.metrics_host, args.metrics_port, ServerMetrics(core, clock.now, ke))
+        print(f"serving metrics on http://{args.metrics_host}:{metrics.server_port}/metrics", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     with contextlib.suppress(NotImplementedError):
@@ -490,6 +507,8 @@ async def _serve_one(
             thread_stop.set()
             await asyncio.to_thread(thread.join)
         server.close()
+        if metrics is not None:
+            await asyncio.to_thread(metrics.shutdown)
         if ke is not None:
             await asyncio.to_thread(ke.close)
         for task in tasks:

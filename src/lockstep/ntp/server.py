@@ -96,6 +96,11 @@ class ServerCounters:
     replied: int = 0
     kiss_sent: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
+    kisses: dict[str, int] = field(default_factory=dict)  # kiss_sent by code (RATE, DENY, NTSN)
+
+    def count_kiss(self, code: str) -> None:
+        self.kiss_sent += 1
+        self.kisses[code] = self.kisses.get(code, 0) + 1
 
     @property
     def received(self) -> int:
@@ -298,6 +303,15 @@ class NtpServer:
         self.counters.replied += 1
         return reply
 
+    def root_distance(self, now: int) -> float:
+        """The root distance announced at ``now`` (system clock, full NTP time): root delay / 2
+        plus root dispersion aged at PHI since the reference time (RFC 5905 §11.2.3's LAMBDA)."""
+        state = self.state
+        dispersion = state.root_dispersion
+        if state.reference_time and not state.follows_clock:
+            dispersion += PHI * max(0.0, to_seconds(now + self.clock_offset - state.reference_time))
+        return state.root_delay / 2 + dispersion
+
     def transmitted(self, client: Hashable, receive_timestamp: int, transmit_time: int) -> None:
         """The adapter learnt from the kernel that our reply to ``client`` that carried
         ``receive_timestamp`` (wire value) left at ``transmit_time`` (full NTP time of the
@@ -315,7 +329,7 @@ class NtpServer:
         assert self.nts is not None
         protected = self.nts.respond(data, trailer, reply, now - self.clock_offset)
         if isinstance(protected, NtsNakSent):
-            self.counters.kiss_sent += 1
+            self.counters.count_kiss(KissCode.NTSN.text)
             return protected.data
         if isinstance(protected, PacketDropped):
             return self._drop(protected)
@@ -350,9 +364,12 @@ class NtpServer:
             protected = self.nts.respond(bytes(data), nts, kiss, now)
             if isinstance(protected, PacketDropped):
                 return self._drop(protected)
-            kiss = protected.data if isinstance(protected, NtsNakSent) else protected
+            if isinstance(protected, NtsNakSent):
+                code, kiss = KissCode.NTSN, protected.data
+            else:
+                kiss = protected
         self.limiter.record_kiss(client, now)
-        self.counters.kiss_sent += 1
+        self.counters.count_kiss(code.text)
         return kiss
 
     def _drop(self, reason: PacketDropped) -> PacketDropped:
