@@ -47,8 +47,12 @@ def open_companion(computer: Any, url: str) -> Any:
 
 
 def scan(phone: Phone, picture: bytes | Path) -> None:
-    """Point the phone's camera at ``picture`` and start a scan in the primary app."""
+    """Point the phone's camera at ``picture`` and start a scan in the primary app (from a chat, the
+    phone goes back to the main screen first: an open chat covers it)."""
     show_picture(phone.camera, picture)
+    back = phone.page.get_by_test_id("back")
+    if back.count() and back.is_visible():
+        back.click()
     phone.page.get_by_test_id("link-device").click()
 
 

@@ -73,7 +73,9 @@ def computer(playwright: Any, page_errors: PageErrors) -> Iterator[Any]:
         browser.close()
 
 
-def _phone(playwright: Any, camera: Path, page_errors: PageErrors) -> tuple[Any, Phone]:
+def _phone(
+    playwright: Any, camera: Path, page_errors: PageErrors, screen: dict[str, Any] = PHONE
+) -> tuple[Any, Phone]:
     show_blank(camera)
     browser = playwright.chromium.launch(
         executable_path=CHROMIUM,
@@ -82,13 +84,24 @@ def _phone(playwright: Any, camera: Path, page_errors: PageErrors) -> tuple[Any,
             *camera_args(camera),
         ],
     )
-    return browser, Phone(page_errors.watch(browser.new_context(**PHONE)).new_page(), camera)
+    return browser, Phone(page_errors.watch(browser.new_context(**screen)).new_page(), camera)
 
 
 @pytest.fixture
 def phone(playwright: Any, tmp_path: Path, page_errors: PageErrors) -> Iterator[Phone]:
     """A phone-sized browser with a camera the test controls (a primary app)."""
     browser, phone = _phone(playwright, tmp_path / "camera.y4m", page_errors)
+    try:
+        yield phone
+    finally:
+        browser.close()
+
+
+@pytest.fixture
+def small_phone(playwright: Any, tmp_path: Path, page_errors: PageErrors) -> Iterator[Phone]:
+    """A 390x844 phone (an iPhone 12-15's screen in CSS pixels), camera as ``phone``'s."""
+    screen = {**PHONE, "viewport": {"width": 390, "height": 844}}
+    browser, phone = _phone(playwright, tmp_path / "camera.y4m", page_errors, screen)
     try:
         yield phone
     finally:

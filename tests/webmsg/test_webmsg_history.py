@@ -89,6 +89,7 @@ def test_browser_primary_sends_history_to_a_new_browser_companion(
     banner.wait_for(state="hidden", timeout=30_000)
     after = f"back online {secrets.token_hex(4)}"
     send_text(laptop, after)
+    open_chat(alice, "@bob")  # the phone went back from the chat to link the laptop
     message(alice, after).wait_for(timeout=TIMEOUT)
 
     # Unlinked from the phone: the laptop forgets its messaging keys, sessions and messages too.

@@ -484,8 +484,12 @@ export class Messenger {
       message.status = statusFrom(message);
       message.error = undefined;
     } catch (error) {
-      message.status = "failed";
-      message.error = describe(error);
+      // No connection (never had one, or it dropped mid-send): the message stays queued here, shown as
+      // pending, and goes out when the socket is back (resendPending), as the banner says. Only a refusal
+      // (the server or the contact's keys said no) makes it "failed", with Retry.
+      const offline = error instanceof SocketClosed || !this.socket?.isOpen;
+      message.status = offline ? "sending" : "failed";
+      message.error = offline ? undefined : describe(error);
     }
     this.put(message);
     await this.save();

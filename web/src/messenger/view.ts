@@ -9,6 +9,11 @@ import { el, formatTime, hide, show } from "../ui/dom";
 import type { ChatMessage, Conversation } from "./model";
 import { type Messenger, describe, formatBytes } from "./messenger";
 
+/** The width below which the messenger shows one screen at a time (messenger.css's breakpoint). */
+const PHONE_SCREEN = window.matchMedia("(max-width: 700px)");
+/** How close to the bottom still counts as reading the newest message. */
+const NEWEST_SLACK_PX = 48;
+
 const TICKS: Record<string, string> = { sending: "🕓", sent: "✓", delivered: "✓✓", read: "✓✓", failed: "!" };
 const TICK_LABEL: Record<string, string> = { sending: "Sending", sent: "Sent", delivered: "Delivered", read: "Read", failed: "Not sent" };
 
@@ -35,6 +40,8 @@ export class MessengerView {
   private messenger: Messenger | null = null;
   private downloading = new Set<string>();
   private readonly baseTitle = document.title;
+  /** The message list shows its newest message (it follows what arrives, and images that load late). */
+  private atNewest = true;
 
   constructor(mount: HTMLElement) {
     this.banner = el("p", { className: "banner warn", testid: "connection-banner", text: "Not connected — reconnecting… Messages you write are sent once the connection is back.", attrs: { role: "status" } });
@@ -144,6 +151,9 @@ export class MessengerView {
       }
     });
     this.attach.addEventListener("change", () => void this.sendAttachment());
+    this.list.addEventListener("scroll", () => {
+      this.atNewest = this.list.scrollHeight - this.list.scrollTop - this.list.clientHeight < NEWEST_SLACK_PX;
+    });
     document.addEventListener("visibilitychange", () => this.markReadIfVisible());
   }
 
@@ -222,9 +232,21 @@ export class MessengerView {
     this.current = conversation;
     this.rows.clear();
     this.list.replaceChildren();
+    this.atNewest = true; // a chat opens at its newest message
     this.root.classList.toggle("open-conv", conversation !== null);
     this.render();
-    if (conversation) this.composer.focus();
+    // On a phone the conversation covers the screen (messenger.css) and focusing the composer would pop
+    // the keyboard up over the messages: there the person taps the composer when they want to write.
+    // On a computer the whole conversation comes into the window (the page may have scrolled elsewhere).
+    if (conversation && !PHONE_SCREEN.matches) {
+      this.root.querySelector(".msgr")?.scrollIntoView({ block: "nearest" });
+      this.composer.focus({ preventScroll: true });
+    }
+  }
+
+  /** Keeps the newest message in view while the person has not scrolled up to read older ones. */
+  private followNewest(): void {
+    if (this.atNewest) this.list.scrollTop = this.list.scrollHeight;
   }
 
   private markReadIfVisible(): void {
@@ -266,7 +288,7 @@ export class MessengerView {
         added = true;
       }
     }
-    if (added) this.list.scrollTop = this.list.scrollHeight;
+    if (added) this.followNewest();
     this.markReadIfVisible();
   }
 
@@ -360,7 +382,8 @@ export class MessengerView {
       ticks.title = message.error ? `${TICK_LABEL[status]}: ${message.error}` : (TICK_LABEL[status] ?? "");
       ticks.setAttribute("aria-label", TICK_LABEL[status] ?? "");
     }
-    if (status === "failed" && !row.querySelector(".retry")) {
+    if (status !== "failed") row.querySelector(".retry")?.remove(); // sent after all (e.g. on reconnect)
+    else if (!row.querySelector(".retry")) {
       const retry = el("button", { className: "retry small-button", text: "Retry", testid: "retry", attrs: { type: "button" } });
       retry.addEventListener("click", () => {
         retry.remove();
@@ -377,6 +400,8 @@ export class MessengerView {
     const m = this.messenger;
     if (media.type === "image") {
       const img = el("img", { testid: "message-image", attrs: { alt: media.name } });
+      // Decrypted images arrive after the row is drawn and make it taller: stay at the newest message.
+      img.addEventListener("load", () => this.followNewest());
       const status = el("progress", { attrs: { max: "1", value: "0", "aria-label": "Downloading" } });
       box.append(img, status);
       img.hidden = true;
