@@ -34,6 +34,17 @@ def test_the_oldest_socket_that_is_not_linking_makes_room() -> None:
     assert admission.admit("last", "192.0.2.98") == Admitted("old-linking")  # all linking: the oldest
 
 
+def test_a_socket_whose_link_session_ended_makes_room_before_one_still_linking() -> None:
+    admission: Admission[str] = Admission(AdmissionLimits(per_address=10, total=2))
+    admission.admit("linked-then-idle", "192.0.2.1")
+    admission.admit("linking", "192.0.2.2")
+    admission.linking("linked-then-idle")
+    admission.linking("linking")
+    admission.linking_over("linked-then-idle")  # its codes ran out (link.idle)
+    assert admission.waiting("linked-then-idle")  # back on the deadline
+    assert admission.admit("new", "192.0.2.3") == Admitted("linked-then-idle")
+
+
 def test_an_ipv6_64_counts_as_one_address() -> None:
     assert address_key("2001:db8:1:2::1") == address_key("2001:db8:1:2:ffff::9") == "2001:db8:1:2::/64"
     assert address_key("::ffff:192.0.2.1") == "192.0.2.1"

@@ -10,9 +10,11 @@ import pytest
 from helpers_linking import companion, link_one, primary
 
 from lockstep.client.companion import LinkNotCompleted
-from lockstep.client.errors import ServerRefused
+from lockstep.client.connection import ServerConnection
+from lockstep.client.errors import ConnectionLost, ServerRefused
 from lockstep.client.session import DeviceUnlinked
 from lockstep.link.errors import DeviceListError
+from lockstep.server.admission import AdmissionLimits
 from lockstep.server.link_sessions import SCHEDULE_MS
 from lockstep_servers import stored_bytes
 
@@ -183,3 +185,22 @@ async def test_a_companion_cannot_use_primary_operations(live_server, tmp_path: 
             await laptop.connection.request("link.inspect", ref="A" * 43)
         assert refusal.value.code == "forbidden"
         await laptop.close()
+
+
+async def test_a_socket_whose_link_session_ended_is_back_on_the_unauthenticated_deadline(live_server) -> None:
+    connection = await ServerConnection.open(live_server.url)
+    try:
+        await connection.request("link.start", client="terminal")
+        events = []
+        for _ in range(2 * len(SCHEDULE_MS)):  # bounded: each ref, then link.idle
+            events.append((await connection.next_event(timeout=5))["event"])
+            if events[-1] == "link.idle":
+                break
+            live_server.clock.advance(max(SCHEDULE_MS))
+        assert events[-1] == "link.idle"
+        live_server.clock.advance(int(AdmissionLimits().deadline_s * 1000))  # session over: the deadline runs
+        with pytest.raises(ConnectionLost):
+            await connection.next_event(timeout=5)
+        assert connection._socket.close_code == 1008
+    finally:
+        await connection.close()

@@ -6,7 +6,8 @@ A socket that has not authenticated costs the server a descriptor and memory and
   refused;
 - all addresses together hold at most ``total``; past that the oldest is evicted, preferring one that
   has not started linking, so a device that connects and authenticates at once always gets in;
-- each must authenticate or start a link session within ``deadline_s`` (the gateway's timer).
+- each must authenticate or start a link session within ``deadline_s`` (the gateway's timer), and
+  again within ``deadline_s`` of its link session ending.
 
 Authenticated sockets are never counted. Pure bookkeeping: the gateway does the closing.
 """
@@ -89,6 +90,12 @@ class Admission(Generic[Socket]):
         """The socket started a link session: it may wait (no deadline) and is evicted last."""
         if socket in self._waiting:
             self._waiting[socket].linking = True
+
+    def linking_over(self, socket: Socket) -> None:
+        """The socket's link session ended without it authenticating: it waits again like any other
+        (the gateway restarts its deadline) and is no longer spared from eviction."""
+        if socket in self._waiting:
+            self._waiting[socket].linking = False
 
     def settle(self, socket: Socket) -> None:
         """The socket authenticated, or closed: it no longer counts."""

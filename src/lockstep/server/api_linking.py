@@ -12,7 +12,7 @@ from lockstep.link.devices import MAX_COMPANIONS, DeviceCertificate, Role
 from lockstep.link.encoding import b64u_encode
 from lockstep.link.errors import DeviceListError
 from lockstep.server.api_accounts import check_successor, load_account, require_primary, verify_list
-from lockstep.server.connection import Connection
+from lockstep.server.connection import CLOSE_POLICY, Connection
 from lockstep.server.context import describe_user_agent, network_of, same_network
 from lockstep.server.errors import ApiError, ErrorCode, StaleDeviceList, Unavailable
 from lockstep.server.frames import Request
@@ -53,7 +53,8 @@ async def _retrying(step: Callable[[], Awaitable[T]]) -> T:
 
 async def rotate_refs(services: Services, connection: Connection, session_id: str) -> None:
     """Push a new ref whenever the current one stops being live; ``link.idle`` after the last (or
-    when the session's state is gone, so the page offers a new code)."""
+    when the session's state is gone, so the page offers a new code). Then the socket is back on the
+    unauthenticated deadline."""
     links = services.links
     while (issued := await _retrying(lambda: links.issue_next(session_id, services.clock()))) is not None:
         connection.push(ref_event(issued, services.clock()))
@@ -63,10 +64,31 @@ async def rotate_refs(services: Services, connection: Connection, session_id: st
                 break
             await services.sleep(remaining / 1000)
         if progress.finished and not progress.gone:
-            return
-    progress = await _retrying(lambda: links.progress(session_id))
-    if not progress.finished or progress.gone:
-        connection.push({"event": "link.idle"})
+            break
+    else:
+        progress = await _retrying(lambda: links.progress(session_id))
+        if not progress.finished or progress.gone:
+            connection.push({"event": "link.idle"})
+    # The session is over (idle, approved or declined): the socket must authenticate or link again
+    # in time, like a new one, and no longer takes a linking companion's protection from eviction.
+    services.admission.linking_over(connection)
+    watch_deadline(services, connection)
+
+
+def watch_deadline(services: Services, connection: Connection) -> None:
+    """(Re)start the socket's deadline: closed unless it authenticates or starts linking in time."""
+    if connection.deadline_task is not None:
+        connection.deadline_task.cancel()
+    connection.deadline_task = asyncio.create_task(
+        _close_if_still_waiting(services, connection), name="ws-deadline"
+    )
+
+
+async def _close_if_still_waiting(services: Services, connection: Connection) -> None:
+    deadline_s = services.admission.limits.deadline_s
+    await services.sleep(deadline_s)
+    if services.admission.waiting(connection):
+        connection.close_soon(CLOSE_POLICY, f"authenticate or start linking within {deadline_s:g} s")
 
 
 async def end_link_session(services: Services, connection: Connection) -> None:

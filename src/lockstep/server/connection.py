@@ -50,6 +50,8 @@ class Connection:
         self.identity: DeviceIdentity | None = None
         self.link_session_id: str | None = None
         self.link_task: asyncio.Task[None] | None = None
+        self.deadline_task: asyncio.Task[None] | None = None
+        """Closes the socket unless it authenticates or links in time (api_linking.watch_deadline)."""
         self.last_touched = 0
         self._outbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize=OUTBOX_SIZE)
         self._close: tuple[int, str] | None = None

@@ -15,7 +15,7 @@ from lockstep.link.encoding import b64u_encode
 from lockstep.server import api_accounts, api_groups, api_keys, api_linking, api_messages, api_time, media
 from lockstep.server.admission import Refused
 from lockstep.server.clock import precise_ms
-from lockstep.server.connection import CLOSE_POLICY, CLOSE_TRY_LATER, Connection
+from lockstep.server.connection import CLOSE_TRY_LATER, Connection
 from lockstep.server.errors import ApiError, ErrorCode, StorageFull, Unavailable, storage_refusal
 from lockstep.server.frames import Request, error_reply, reply
 from lockstep.server.services import Services
@@ -114,20 +114,13 @@ def _settle(services: Services, connection: Connection) -> None:
         services.admission.linking(connection)
 
 
-async def _close_if_still_waiting(services: Services, connection: Connection) -> None:
-    deadline_s = services.admission.limits.deadline_s
-    await services.sleep(deadline_s)
-    if services.admission.waiting(connection):
-        connection.close_soon(CLOSE_POLICY, f"authenticate or start linking within {deadline_s:g} s")
-
-
 async def serve_websocket(services: Services, websocket: WebSocket) -> None:
     await websocket.accept()
     address = services.client_address(websocket).address
     connection = Connection(websocket, address, websocket.headers.get("user-agent", ""))
     if not await _admit(services, connection):
         return
-    deadline = asyncio.create_task(_close_if_still_waiting(services, connection), name="ws-deadline")
+    api_linking.watch_deadline(services, connection)
     writer = asyncio.create_task(connection.write_outbox(), name="ws-writer")
     connection.push(
         {
@@ -155,7 +148,8 @@ async def serve_websocket(services: Services, websocket: WebSocket) -> None:
     except WebSocketDisconnect:
         pass
     finally:
-        deadline.cancel()
+        if connection.deadline_task is not None:
+            connection.deadline_task.cancel()
         services.admission.settle(connection)
         await api_linking.end_link_session(services, connection)
         if connection.identity is not None:

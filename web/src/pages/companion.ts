@@ -161,6 +161,9 @@ function onClose(code: number): void {
     return;
   }
   if (phase === "logged_out") return;
+  // A page offering a new code after its session ended waits for the click, which reconnects: the
+  // server closes such sockets after its unauthenticated deadline (SECURITY.md "Connection floods").
+  if (!state && (phase === "idle" || phase === "declined")) return;
   // Never leave a code on screen whose session is gone: hide it at once.
   forgetSession();
   if (state) {
