@@ -17,7 +17,7 @@ from helpers_abuse import auth_fields, connect_from, publish_keys, send_junk
 from helpers_linking import primary
 
 from lockstep.client.connection import ServerConnection
-from lockstep.client.errors import ServerRefused
+from lockstep.client.errors import ConnectionLost, ServerRefused
 from lockstep.client.primary import PrimarySession
 from lockstep.e2e.keys import OneTimeKey
 from lockstep.link.encoding import b64u_encode
@@ -203,6 +203,28 @@ async def test_claims_racing_on_several_sockets_take_no_more_than_the_share(
                 await connection.close()
         keys = [OneTimeKey.from_json(answer["devices"][device]["one_time_key"]) for answer in answers]
         assert sum(not key.fallback for key in keys) == 1  # the share, however the claims interleave
+
+
+async def test_a_device_signed_in_on_too_many_sockets_loses_its_oldest(live_server, tmp_path: Path) -> None:
+    live_server.services.storage_limits = StorageLimits(sockets_per_device=2)
+    async with accounts(live_server.url, tmp_path, "alice", keys=0) as (alice,):
+        await alice.close()
+        sockets = []
+        try:
+            for _ in range(3):
+                connection = await ServerConnection.open(live_server.url)
+                sockets.append(connection)
+                await connection.request("auth", **auth_fields(alice.state, connection))
+            with pytest.raises(ConnectionLost):  # the oldest is closed, saying why
+                for _ in range(10):  # bounded: events queued before the close
+                    await sockets[0].next_event(timeout=5)
+            assert sockets[0]._socket.close_code == 1013
+            assert "more than 2 connections" in (sockets[0]._socket.close_reason or "")
+            for connection in sockets[1:]:  # the newer ones work
+                await connection.request("devices.list")
+        finally:
+            for connection in sockets:
+                await connection.close()
 
 
 async def test_failed_sign_ins_never_lock_out_a_valid_signature(live_server, tmp_path: Path) -> None:

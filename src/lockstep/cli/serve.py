@@ -23,6 +23,7 @@ STORAGE_HELP = {
     "key_claim_window_s": "that window, in seconds",
     "min_free_bytes": "free disk space below which writes that add data are refused",
     "media_uploads_per_device": "media uploads one device may have streaming at once",
+    "sockets_per_device": "signed-in connections of one device; a new one past it closes the oldest",
 }
 
 

@@ -11,7 +11,7 @@ from lockstep.link.encoding import key_id
 from lockstep.link.envelope import Context, auth_message, verify
 from lockstep.link.errors import DeviceListError, SignatureError
 from lockstep.link.grant import AccountInfo
-from lockstep.server.connection import CLOSE_UNLINKED, Connection, DeviceIdentity
+from lockstep.server.connection import CLOSE_TRY_LATER, CLOSE_UNLINKED, Connection, DeviceIdentity
 from lockstep.server.errors import ApiError, ErrorCode, HandleTaken, StaleDeviceList, StorageFull, Unavailable
 from lockstep.server.frames import Request
 from lockstep.server.services import Services
@@ -64,8 +64,14 @@ def check_successor(record: AccountRecord, new_list: DeviceList) -> DeviceList:
 
 
 async def _authenticate(services: Services, connection: Connection, identity: DeviceIdentity) -> None:
+    """Sign the socket in; past the device's cap of sockets (per instance), its oldest are closed: a
+    device needs one, so many are either stale or someone holding descriptors."""
     connection.identity = identity
-    await services.hub.attach(identity.device_id, connection)
+    most = services.storage_limits.sockets_per_device
+    for oldest in await services.hub.attach(identity.device_id, connection, most):
+        oldest.close_soon(
+            CLOSE_TRY_LATER, f"this device signed in on more than {most} connections; this was the oldest"
+        )
 
 
 async def register(services: Services, connection: Connection, request: Request) -> dict[str, Any]:

@@ -107,7 +107,8 @@ class LocalBus:
 class Hub:
     def __init__(self, bus: Bus | None = None) -> None:
         self.bus: Bus = bus or LocalBus()
-        self._peers: defaultdict[str, set[Peer]] = defaultdict(set)
+        self._peers: defaultdict[str, dict[Peer, None]] = defaultdict(dict)
+        """Sockets per topic, oldest first."""
         self.on_reconnected: Callable[[], Awaitable[None]] | None = None
         """Run after the bus was cut off and is back (events meanwhile may be lost): catch-up."""
 
@@ -118,8 +119,13 @@ class Hub:
         await self.bus.close()
 
     # --- sockets here -----------------------------------------------------------------------------
-    async def attach(self, device_id: str, peer: Peer) -> None:
-        await self._attach(device_topic(device_id), peer)
+    async def attach(self, device_id: str, peer: Peer, most: int | None = None) -> list[Peer]:
+        """Add a device's socket; with ``most``, the device's oldest sockets here beyond that many
+        are returned (still attached) for the caller to close."""
+        topic = device_topic(device_id)
+        await self._attach(topic, peer)
+        peers = list(self._peers.get(topic, ()))
+        return peers[: max(0, len(peers) - most)] if most is not None else []
 
     async def detach(self, device_id: str, peer: Peer) -> None:
         await self._detach(device_topic(device_id), peer)
@@ -132,7 +138,7 @@ class Hub:
 
     async def _attach(self, topic: str, peer: Peer) -> None:
         first = topic not in self._peers
-        self._peers[topic].add(peer)
+        self._peers[topic][peer] = None
         if first:
             try:
                 await self.bus.subscribe(topic)
@@ -143,7 +149,7 @@ class Hub:
         peers = self._peers.get(topic)
         if peers is None or peer not in peers:
             return
-        peers.discard(peer)
+        del peers[peer]
         if not peers:
             del self._peers[topic]
             with contextlib.suppress(Unavailable):  # a bus that is back subscribes to the topics here

@@ -34,6 +34,7 @@ STORAGE_ENV = {
     "LOCKSTEP_KEY_CLAIM_WINDOW": "key_claim_window_s",
     "LOCKSTEP_MIN_FREE_BYTES": "min_free_bytes",
     "LOCKSTEP_MEDIA_UPLOADS_PER_DEVICE": "media_uploads_per_device",
+    "LOCKSTEP_SOCKETS_PER_DEVICE": "sockets_per_device",
 }
 """Environment variable → :class:`StorageLimits` field (whole numbers)."""
 ADMISSION_ENV = {
@@ -63,6 +64,9 @@ class StorageLimits:
     """Below this much free space in the data or media folder, writes that add data are refused."""
     media_uploads_per_device: int = 3
     """Uploads one device may have streaming at once (a partial file each on the shared disk)."""
+    sockets_per_device: int = 8
+    """Signed-in WebSockets of one device per instance; a new sign-in past it closes the oldest (a
+    device needs one; browser tabs of one companion each hold one)."""
 
     def __post_init__(self) -> None:
         for env_name, name in STORAGE_ENV.items():
