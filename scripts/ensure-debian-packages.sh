@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests drive for real (Chromium for the web app, chrony and NTPsec as
 # NTP peers, PostgreSQL's server binaries for the storage tests, nginx as the reverse proxy in front of
-# `lockstep serve`) when any is missing. Idempotent: a
+# `lockstep serve`, redis-server for the multi-instance tests) when any is missing. Idempotent: a
 # machine that has them all does nothing.
 set -euo pipefail
 
@@ -12,6 +12,7 @@ wanted=(
   /usr/bin/ntpdig:ntpsec-ntpdig
   /usr/bin/openssl:openssl
   /usr/sbin/nginx:nginx
+  /usr/bin/redis-server:redis-server
 )
 # NTPsec's ntpd and chrony both claim to be "the time daemon" and Debian lets only one be installed.
 # The tests need both as peers, so ntpsec is unpacked (not installed) into this folder; nothing in it
@@ -48,6 +49,8 @@ if [ ${#missing[@]} -gt 0 ]; then
     -o Dpkg::Options::=--force-confold "${missing[@]}" >/dev/null
   # The Debian chrony package starts a system chronyd; tests run their own on loopback ports instead.
   if command -v systemctl >/dev/null 2>&1; then systemctl disable --now chrony >/dev/null 2>&1 || true; fi
+  # Likewise Debian's redis-server starts a system Redis; tests start their own on free ports.
+  if command -v systemctl >/dev/null 2>&1; then systemctl disable --now redis-server >/dev/null 2>&1 || true; fi
   pkill -x chronyd 2>/dev/null || true
   # Likewise nginx: the tests run their own on free loopback ports (tests/reverse_proxy.py).
   if command -v systemctl >/dev/null 2>&1; then systemctl disable --now nginx >/dev/null 2>&1 || true; fi

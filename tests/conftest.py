@@ -6,6 +6,9 @@
   database in it for one test.
 - ``database_url`` (per test) and ``module_database_url`` (per module): a new, empty database on each
   engine in turn (the tests that use them, ``live_server`` included, run once per engine).
+- ``redis_pair``: two instances in this test's event loop sharing Redis, a database and a fake clock.
+- ``redis``: one throwaway Redis per session (tests/redis_server.py); deployments keep apart by key
+  prefix (``redis_server.new_prefix``). ``private_redis``: one for this test alone, to kill and restart.
 """
 
 from __future__ import annotations
@@ -23,8 +26,10 @@ from lockstep.server.runner import Listener, uvicorn_config
 from lockstep.server.services import Services
 from lockstep.server.settings import default_web_root
 from lockstep.server.store import Store, sqlite_url
+from lockstep_pair import instance_pair
 from lockstep_servers import FakeClock, LiveServer, ServerProcess, free_port, start_server
 from pg_server import PostgresServer, postgres_for_tests
+from redis_server import RedisServer, redis_for_tests, start_redis
 
 ENGINES = ["sqlite", "postgresql"]
 
@@ -70,6 +75,32 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture(scope="module", params=ENGINES)
 def module_database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
     return _new_database(request, tmp_path_factory.mktemp("db"))
+
+
+@pytest.fixture(scope="session")
+def redis() -> Iterator[RedisServer]:
+    server = redis_for_tests()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+async def redis_pair(
+    tmp_path: Path, redis: RedisServer, database_url: str
+) -> AsyncIterator[list[LiveServer]]:
+    async with instance_pair(tmp_path, redis.url, database_url) as pair:
+        yield pair
+
+
+@pytest.fixture
+def private_redis() -> Iterator[RedisServer]:
+    server = start_redis()
+    try:
+        yield server
+    finally:
+        server.close()
 
 
 @pytest.fixture

@@ -107,6 +107,28 @@ def register(subparsers: Any) -> None:
         help="which header the trusted proxies write (LOCKSTEP_PROXY_HEADER; default x-forwarded-for)",
     )
     parser.add_argument(
+        "--media-dir",
+        type=Path,
+        help="folder of encrypted media blobs (LOCKSTEP_MEDIA_DIR; default DATA/media); "
+        "several instances must share one",
+    )
+    parser.add_argument(
+        "--redis",
+        metavar="URL",
+        help="Redis for state shared by several instances, e.g. redis://127.0.0.1:6379/0 "
+        "(LOCKSTEP_REDIS_URL; default: none, everything in this process)",
+    )
+    parser.add_argument(
+        "--redis-prefix",
+        help="prefix of this deployment's Redis keys and channels (LOCKSTEP_REDIS_PREFIX; default lockstep)",
+    )
+    parser.add_argument(
+        "--drain-seconds",
+        type=float,
+        help="on SIGTERM, answer /readyz with 503 this long before stopping (LOCKSTEP_DRAIN_SECONDS; "
+        "default 0)",
+    )
+    parser.add_argument(
         "--lan-host",
         default="0.0.0.0",  # noqa: S104 - phones on the LAN must reach it
         help="address the --lan listener binds (default: all)",
@@ -140,6 +162,10 @@ def run(args: argparse.Namespace) -> int:
             trusted_proxies=args.trusted_proxy,
             proxy_header=args.proxy_header,
             database=args.database,
+            media_dir=args.media_dir,
+            redis_url=args.redis,
+            redis_prefix=args.redis_prefix,
+            drain_seconds=args.drain_seconds,
         )
     except SettingsError as error:
         raise CommandError(str(error)) from error
@@ -150,12 +176,17 @@ def run(args: argparse.Namespace) -> int:
             here = database is not None and database.parent == folder
             files = [database.name + suffix for suffix in ("", "-wal", "-shm")] if database and here else []
             check_folder(folder, what, reserve, files=files)
-        check_folder(settings.media_dir, "media", reserve)
+        check_folder(settings.media_root, "media", reserve)
     except DiskProblem as error:
         raise CommandError(str(error)) from error
     listeners = [Listener(settings.host, settings.port, settings.tls_cert, settings.tls_key)]
     origin = settings.origin()
-    lines = [f"Lockstep {__version__} is running. Database: {redact(settings.database_url)}"]
+    lines = [
+        f"Lockstep {__version__} is running. Database: {redact(settings.database_url)}, "
+        f"media: {settings.media_root}"
+    ]
+    if settings.redis_url:
+        lines.append("  Shared state (several instances): Redis")
     if args.lan:
         lan = lan_addresses()
         phone_host = lan[0] if lan else "127.0.0.1"

@@ -17,6 +17,7 @@ from lockstep.server.context import describe_user_agent, network_of, same_networ
 from lockstep.server.errors import ApiError, ErrorCode, StaleDeviceList, Unavailable
 from lockstep.server.frames import Request
 from lockstep.server.link_sessions import SCHEDULE_MS, CompanionContext, IssuedRef, RefState
+from lockstep.server.metrics import LinkOutcome
 from lockstep.server.services import Services
 from lockstep.server.store import DeviceListChange
 
@@ -68,6 +69,7 @@ async def rotate_refs(services: Services, connection: Connection, session_id: st
     else:
         progress = await _retrying(lambda: links.progress(session_id))
         if not progress.finished or progress.gone:
+            services.metrics.link_ended(LinkOutcome.IDLE)
             connection.push({"event": "link.idle"})
     # The session is over (idle, approved or declined): the socket must authenticate or link again
     # in time, like a new one, and no longer takes a linking companion's protection from eviction.
@@ -99,7 +101,8 @@ async def end_link_session(services: Services, connection: Connection) -> None:
     if session_id is not None:
         await services.hub.detach_link(session_id, connection)
         with contextlib.suppress(Unavailable):  # its state expires by itself; approve checks the socket
-            await services.links.close(session_id)
+            if await services.links.close(session_id):
+                services.metrics.link_ended(LinkOutcome.ABANDONED)
 
 
 async def start(services: Services, connection: Connection, request: Request) -> dict[str, Any]:
@@ -116,6 +119,7 @@ async def start(services: Services, connection: Connection, request: Request) ->
     )
     session = await services.links.start(context, services.clock())
     connection.link_session_id = session.session_id
+    services.metrics.link_flows_started.inc()
     await services.hub.attach_link(session.session_id, connection)
     connection.link_task = asyncio.create_task(
         rotate_refs(services, connection, session.session_id), name="link-rotation"
@@ -244,6 +248,7 @@ async def approve(services: Services, connection: Connection, request: Request) 
             "change": {"kind": "linked", "device_id": added[0].device_id, "name": added[0].name},
         },
     )
+    services.metrics.link_ended(LinkOutcome.GRANTED)
     log.info("account %s linked a companion (%s)", identity.account_id, issued.session.context.description)
     return {"device_id": added[0].device_id}
 
@@ -253,4 +258,5 @@ async def decline(services: Services, connection: Connection, request: Request) 
     ref = request.binary("ref", length=32)
     issued = await services.links.resolve(ref, identity.device_id, services.clock(), RefState.DECLINED)
     await services.hub.push_link(issued.session.session_id, {"event": "link.declined", "reason": "declined"})
+    services.metrics.link_ended(LinkOutcome.DECLINED)
     return {}

@@ -16,6 +16,7 @@ from typing import Any
 
 from lockstep.link.encoding import b64u_decode
 from lockstep.link.errors import EncodingError
+from lockstep.server import catch_up
 from lockstep.server.api_accounts import require_device
 from lockstep.server.connection import Connection
 from lockstep.server.errors import ApiError, ErrorCode, StrangerLimit
@@ -125,8 +126,13 @@ async def send(services: Services, connection: Connection, request: Request) -> 
         queued = await services.store.enqueue(delivery, now, services.stranger_limits)
     except StrangerLimit as error:
         raise _stranger_refusal(error, group_id is not None) from error
-    for device_id, message in queued:
-        await services.hub.push([device_id], message.to_event())
+    services.metrics.messages_queued.inc(len(queued))
+    await services.hub.push_each([(device_id, message.to_event()) for device_id, message in queued])
+    new = {device_id for device_id, _ in queued}
+    if repeated := [device_id for device_id, _ in payloads if device_id not in new]:
+        # A retried send (same message id): the first try may have stored its copies but never
+        # announced them (its instance died first), so announce what those devices hold.
+        await catch_up.announce_queued(services, repeated)
     return {"message_id": message_id, "server_time": now, "devices": len(payloads)}
 
 
@@ -161,4 +167,6 @@ async def fetch(services: Services, connection: Connection, request: Request) ->
 async def ack(services: Services, connection: Connection, request: Request) -> dict[str, Any]:
     identity = require_device(connection)
     up_to = _non_negative(request, "up_to", 0)
-    return {"deleted": await services.store.ack_messages(identity.device_id, up_to)}
+    deleted = await services.store.ack_messages(identity.device_id, up_to)
+    services.metrics.messages_delivered.inc(deleted)
+    return {"deleted": deleted}

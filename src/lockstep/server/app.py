@@ -16,10 +16,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from lockstep import __version__
-from lockstep.server import media
+from lockstep.server import catch_up, health, media
 from lockstep.server.errors import ErrorCode, Unavailable
 from lockstep.server.gateway import serve_websocket
 from lockstep.server.hosts import HostPolicy
+from lockstep.server.metrics import CONTENT_TYPE, TimeHttpRequests
 from lockstep.server.services import Services
 
 CONTENT_SECURITY_POLICY = (
@@ -103,8 +104,20 @@ def create_app(services: Services, web_root: Path) -> Starlette:
     async def info(request: Request) -> Response:
         return JSONResponse({"origin": services.origin, "name": "Lockstep", "version": __version__})
 
-    async def health(request: Request) -> Response:
-        return PlainTextResponse("ok")
+    async def healthz(request: Request) -> Response:
+        results = await health.check(services)
+        ok = health.healthy(results)
+        return JSONResponse(
+            {"status": "ok" if ok else "unavailable", **results}, status_code=200 if ok else 503
+        )
+
+    async def readyz(request: Request) -> Response:
+        if services.draining:
+            return JSONResponse({"status": "draining"}, status_code=503)
+        return await healthz(request)
+
+    async def metrics(request: Request) -> Response:
+        return Response(services.metrics.exposition(), media_type=CONTENT_TYPE)
 
     async def media_upload(request: Request) -> Response:
         try:
@@ -125,6 +138,8 @@ def create_app(services: Services, web_root: Path) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if not services.store.is_open:  # `lockstep serve` opens it first, to report errors in one line
             await services.store.open()
+        services.metrics.count_devices(services.hub.device_count)
+        services.hub.on_reconnected = lambda: catch_up.after_outage(services)
         await services.hub.start()
         try:
             yield
@@ -135,13 +150,16 @@ def create_app(services: Services, web_root: Path) -> Starlette:
     routes = [
         *(Route(path, pages) for path in ("/", "/app", "/app/", "/link")),
         Route("/api/info", info),
-        Route("/healthz", health),
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/metrics", metrics),
         Route("/media", media_upload, methods=["POST"]),
         Route("/media/{media_id}", media_download, methods=["GET"]),
         WebSocketRoute("/ws", websocket),
         Mount("/", StaticFiles(directory=web_root, check_dir=False)),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
+    app.add_middleware(TimeHttpRequests, metrics=services.metrics)
     app.add_middleware(HostGuard, policy=HostPolicy.of([services.origin, *services.allowed_origins]))
     app.add_middleware(SecurityHeaders)  # added last, so outermost: refusals carry the headers too
     return app

@@ -58,12 +58,15 @@ TOUCH_EVERY_MS = 30_000
 
 async def handle_frame(services: Services, connection: Connection, frame: str) -> dict[str, Any]:
     request_id: int | None = None
+    started, op = time.perf_counter(), "invalid"
     try:
         request = Request.parse(frame, received_ms=precise_ms(services.clock))
         request_id = request.id
         handler = OPERATIONS.get(request.op)
         if handler is None:
+            op = "unknown"
             raise ApiError(ErrorCode.UNKNOWN_OP, f"unknown op '{request.op[:40]}'")
+        op = request.op
         if request.op in ADDS_DATA and services.disk is not None:
             services.disk.check()
         result = await handler(services, connection, request)
@@ -84,6 +87,8 @@ async def handle_frame(services: Services, connection: Connection, frame: str) -
         return error_reply(
             request_id, ApiError(ErrorCode.INTERNAL_ERROR, "the server failed on this request")
         )
+    finally:
+        services.metrics.request_seconds.labels(op).observe(time.perf_counter() - started)
 
 
 async def _touch(services: Services, connection: Connection) -> None:
@@ -116,6 +121,7 @@ def _settle(services: Services, connection: Connection) -> None:
 
 async def serve_websocket(services: Services, websocket: WebSocket) -> None:
     await websocket.accept()
+    services.metrics.websockets.inc()
     address = services.client_address(websocket).address
     connection = Connection(websocket, address, websocket.headers.get("user-agent", ""))
     if not await _admit(services, connection):
@@ -158,3 +164,4 @@ async def serve_websocket(services: Services, websocket: WebSocket) -> None:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(writer, timeout=2)
         writer.cancel()
+        services.metrics.websockets.dec()

@@ -44,9 +44,14 @@ class Peer(Protocol):
 class Receiver(Protocol):
     """What a bus calls back: an event from another instance, and "I was cut off and am back"."""
 
-    def deliver(self, topic: str, event: dict[str, Any], close: tuple[int, str] | None) -> None: ...
+    def deliver(self, topic: str, event: dict[str, Any], close: Close | None) -> None: ...
 
     async def reconnected(self) -> None: ...
+
+
+Close = tuple[int, str]
+BusMessage = tuple[str, dict[str, Any], Close | None]
+"""A topic, an event for it, and (optionally) the code and reason to close its sockets with."""
 
 
 class Bus(Protocol):
@@ -62,10 +67,8 @@ class Bus(Protocol):
 
     async def unsubscribe(self, topic: str) -> None: ...
 
-    async def publish(
-        self, topics: Iterable[str], event: dict[str, Any], close: tuple[int, str] | None
-    ) -> None:
-        """Send an event (and, with ``close``, a request to close the sockets) to other instances."""
+    async def publish(self, messages: list[BusMessage]) -> None:
+        """Send events (and requests to close sockets) to the other instances."""
         ...
 
     async def present(self, topics: list[str]) -> set[str]:
@@ -92,9 +95,7 @@ class LocalBus:
     async def unsubscribe(self, topic: str) -> None:
         pass
 
-    async def publish(
-        self, topics: Iterable[str], event: dict[str, Any], close: tuple[int, str] | None
-    ) -> None:
+    async def publish(self, messages: list[BusMessage]) -> None:
         pass
 
     async def present(self, topics: list[str]) -> set[str]:
@@ -158,6 +159,9 @@ class Hub:
     def topics_here(self) -> list[str]:
         return list(self._peers)
 
+    def device_count(self) -> int:
+        return sum(1 for topic in self._peers if topic.startswith(DEVICE))
+
     def devices_here(self) -> list[str]:
         return [topic.removeprefix(DEVICE) for topic in self._peers if topic.startswith(DEVICE)]
 
@@ -170,29 +174,36 @@ class Hub:
             for peer in tuple(self._peers.get(topic, ())):
                 if peer is not skip:
                     peer.push(event)
-        await self._publish(topics, event, None)
+        await self._publish([(topic, event, None) for topic in topics])
+
+    async def push_each(self, events: list[tuple[str, dict[str, Any]]]) -> None:
+        """One event per device (``(device id, event)`` pairs), published together."""
+        messages: list[BusMessage] = [(device_topic(device_id), event, None) for device_id, event in events]
+        for topic, event, close in messages:
+            self.deliver(topic, event, close)
+        await self._publish(messages)
 
     async def push_link(self, session_id: str, event: dict[str, Any]) -> None:
         """An event for the companion socket that owns a link session, wherever it is connected."""
         topic = link_topic(session_id)
         self.deliver(topic, event, None)
-        await self._publish([topic], event, None)
+        await self._publish([(topic, event, None)])
 
     async def disconnect(self, device_id: str, event: dict[str, Any], code: int, reason: str) -> None:
         """Tell every socket of a device, on every instance, why, then close them."""
         topic = device_topic(device_id)
         self.deliver(topic, event, (code, reason))
-        await self._publish([topic], event, (code, reason))
+        await self._publish([(topic, event, (code, reason))])
 
-    async def _publish(self, topics: list[str], event: dict[str, Any], close: tuple[int, str] | None) -> None:
-        if not topics:
+    async def _publish(self, messages: list[BusMessage]) -> None:
+        if not messages:
             return
         try:
-            await self.bus.publish(topics, event, close)
+            await self.bus.publish(messages)
         except Unavailable as error:  # the store has what matters; clients catch up (deploy.md)
             log.warning("an event did not reach other instances: %s", error)
 
-    def deliver(self, topic: str, event: dict[str, Any], close: tuple[int, str] | None) -> None:
+    def deliver(self, topic: str, event: dict[str, Any], close: Close | None) -> None:
         """Push to this instance's sockets on ``topic`` (and close them if asked: each detaches itself
         as its socket ends, which ends the subscription with the last one)."""
         for peer in tuple(self._peers.get(topic, ())):

@@ -223,11 +223,14 @@ class LinkRegistry:
         issued.claimed_by = device_id
         issued.claim_expires_at = max(issued.claim_expires_at, issued.expires_at)
 
-    def close(self, session: LinkSession) -> None:
+    def close(self, session: LinkSession) -> bool:
+        """The companion's page went away; True if the session had not finished (abandoned)."""
+        abandoned = not session.finished
         session.closed = True
         for issued in session.refs:
             if issued.state in (RefState.ISSUED, RefState.CLAIMED):
                 issued.state = RefState.CLOSED
+        return abandoned
 
     def prune(self, now: int) -> None:
         old = [ref for ref, issued in self._refs.items() if now - issued.issued_at > REMEMBER_MS]

@@ -43,7 +43,9 @@ class LinkStore(Protocol):
 
     async def reopen(self, ref: bytes, device_id: str) -> None: ...
 
-    async def close(self, session_id: str) -> None: ...
+    async def close(self, session_id: str) -> bool:
+        """True if the session had not finished (its companion abandoned it)."""
+        ...
 
 
 SessionChange = Callable[[LinkRegistry, LinkSession | None], T]
@@ -85,9 +87,9 @@ class LinkOperations:
     async def reopen(self, ref: bytes, device_id: str) -> None:
         await self._on_ref(ref, lambda registry: registry.reopen(ref, device_id))
 
-    async def close(self, session_id: str) -> None:
-        await self._on_session(
-            session_id, lambda registry, session: None if session is None else registry.close(session)
+    async def close(self, session_id: str) -> bool:
+        return await self._on_session(
+            session_id, lambda registry, session: session is not None and registry.close(session)
         )
 
 

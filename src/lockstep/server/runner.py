@@ -16,9 +16,10 @@ from starlette.types import ASGIApp
 
 from lockstep.server.admission import Admission
 from lockstep.server.app import create_app
+from lockstep.server.backends import open_backends
 from lockstep.server.disk import DiskGuard
 from lockstep.server.frames import MAX_FRAME_BYTES
-from lockstep.server.services import Limits, Services
+from lockstep.server.services import Services
 from lockstep.server.settings import Settings
 from lockstep.server.store import Store
 
@@ -88,12 +89,16 @@ async def serve(settings: Settings, origin: str, listeners: list[Listener], bann
     open_files = raise_open_file_limit()
     store = Store.for_url(settings.database_url)
     await store.open()
+    backends = open_backends(settings.redis_url, settings.redis_prefix, settings.storage)
     services = Services(
         origin=origin,
         store=store,
-        media_dir=settings.media_dir,
+        hub=backends.hub,
+        links=backends.links,
+        limits=backends.limits,
+        media_tokens=backends.media_tokens,
         media_max_bytes=settings.media_max_bytes,
-        limits=Limits.in_memory(settings.storage),
+        media_dir=settings.media_root,
         storage_limits=settings.storage,
         proxies=settings.proxies,
         allowed_origins=settings.allowed_origins,
@@ -106,9 +111,18 @@ async def serve(settings: Settings, origin: str, listeners: list[Listener], bann
         for index, listener in enumerate(listeners)
     ]
 
-    def stop() -> None:
+    def exit_now() -> None:
         for server in servers:
             server.should_exit = True
+
+    def stop() -> None:
+        """First signal: /readyz turns 503 so the load balancer stops sending new clients, then
+        (after ``drain_seconds``) the listeners close; a second signal stops at once."""
+        if services.draining:
+            exit_now()
+            return
+        services.draining = True
+        loop.call_later(settings.drain_seconds, exit_now)
 
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

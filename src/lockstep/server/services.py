@@ -17,7 +17,8 @@ from lockstep.server.hub import Hub, Peer
 from lockstep.server.link_store import LinkStore, MemoryLinkStore
 from lockstep.server.media_tokens import MediaTokens, MemoryMediaTokens
 from lockstep.server.media_uploads import UploadPace, UploadsInFlight
-from lockstep.server.ratelimit import MemoryRateLimiter, PerWindow, RateLimiter
+from lockstep.server.metrics import Metrics
+from lockstep.server.ratelimit import WINDOW_MS, MemoryRateLimiter, PerWindow, RateLimiter
 from lockstep.server.settings import StorageLimits
 from lockstep.server.store import MediaQuota, Store, StrangerLimits
 
@@ -43,18 +44,19 @@ class Limits:
 
     @classmethod
     def build(
-        cls, limiter: Callable[[str, int], RateLimiter], storage: StorageLimits | None = None
+        cls, limiter: Callable[[str, int, int], RateLimiter], storage: StorageLimits | None = None
     ) -> Limits:
-        """Every limit from ``limiter(name, per_minute)``: in Redis, so a limit holds across instances."""
+        """Every limit from ``limiter(name, per_minute, window_ms)`` (in Redis, so a limit holds across
+        instances); ``window_ms`` is how long, in real time, an idle bucket takes to fill up again."""
         storage = storage or StorageLimits()
-        one_time_keys = PerWindow(
-            limiter("one_time_keys", storage.key_claims), storage.key_claim_window_s * 1000
-        )
-        return cls(**{name: limiter(name, rate) for name, rate in RATES.items()}, one_time_keys=one_time_keys)
+        window_ms = storage.key_claim_window_s * 1000
+        one_time_keys = PerWindow(limiter("one_time_keys", storage.key_claims, window_ms), window_ms)
+        limits = {name: limiter(name, rate, WINDOW_MS) for name, rate in RATES.items()}
+        return cls(**limits, one_time_keys=one_time_keys)
 
     @classmethod
     def in_memory(cls, storage: StorageLimits | None = None) -> Limits:
-        return cls.build(lambda name, rate: MemoryRateLimiter(per_minute=rate), storage)
+        return cls.build(lambda name, rate, window_ms: MemoryRateLimiter(per_minute=rate), storage)
 
 
 RATES = {
@@ -101,6 +103,9 @@ class Services:
     """Caps on sockets that have not authenticated (per process: sockets live in one process)."""
     disk: DiskGuard | None = None
     """Free-space reserve of the data and media folders; None: not watched (in-memory tests)."""
+    metrics: Metrics = field(default_factory=Metrics)
+    draining: bool = False
+    """Set on SIGTERM: ``/readyz`` answers 503 so a load balancer sends new clients elsewhere."""
 
     @property
     def stranger_limits(self) -> StrangerLimits:

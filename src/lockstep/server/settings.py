@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +15,10 @@ from lockstep.server.admission import DEADLINE_S, PER_ADDRESS, AdmissionLimits
 from lockstep.server.client_address import TrustedProxies
 from lockstep.server.hosts import HostPolicy
 from lockstep.server.store.backend import DatabaseUrlError, check_url, sqlite_path, sqlite_url
+
+REDIS_PREFIX = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+SHARED_STATE_SCHEMES = ("memory", "redis", "rediss", "unix")
+"""URL schemes of --redis: ``memory`` keeps everything in the process (lockstep.server.backends)."""
 
 
 class SettingsError(ValueError):
@@ -109,6 +115,14 @@ class Settings:
     unauthenticated_total: int | None = None
     """None: a quarter of the open-file limit, at most 4096 (admission.py)."""
     unauthenticated_deadline_s: float = DEADLINE_S
+    media_dir: Path | None = None
+    """Encrypted media blobs; default ``<data>/media``. Several instances must share one folder."""
+    redis_url: str | None = None
+    """Shared state for several instances (``redis://host:6379/0``); none: all in this process."""
+    redis_prefix: str = "lockstep"
+    """Prefix of every Redis key and channel, so several deployments can share one Redis."""
+    drain_seconds: float = 0.0
+    """On SIGTERM, how long ``/readyz`` says 503 before the server stops (load balancer notice)."""
 
     def __post_init__(self) -> None:
         try:
@@ -124,6 +138,15 @@ class Settings:
             raise SettingsError(f"media_max_bytes must be 1024 to 2**40, got {self.media_max_bytes}")
         if not 0 <= self.port <= 65535:
             raise SettingsError(f"port must be 0 to 65535, got {self.port}")
+        scheme = urllib.parse.urlsplit(self.redis_url).scheme if self.redis_url else "memory"
+        if scheme not in SHARED_STATE_SCHEMES:
+            raise SettingsError(f"LOCKSTEP_REDIS_URL: use redis://, rediss:// or unix://, not {scheme}://")
+        if not REDIS_PREFIX.fullmatch(self.redis_prefix):
+            raise SettingsError(
+                f"LOCKSTEP_REDIS_PREFIX must be 1-64 of A-Z a-z 0-9 _ . -, got {self.redis_prefix!r}"
+            )
+        if not 0 <= self.drain_seconds <= 600:
+            raise SettingsError(f"LOCKSTEP_DRAIN_SECONDS must be 0 to 600, got {self.drain_seconds}")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise SettingsError("--tls-cert and --tls-key go together")
         for path in (self.tls_cert, self.tls_key):
@@ -152,10 +175,6 @@ class Settings:
         return self.database or sqlite_url(self.data_dir / "lockstep.sqlite3")
 
     @property
-    def media_dir(self) -> Path:
-        return self.data_dir / "media"
-
-    @property
     def sqlite_file(self) -> Path | None:
         """The SQLite database file, when the database is one."""
         return sqlite_path(self.database_url)
@@ -166,6 +185,10 @@ class Settings:
         database = self.sqlite_file
         extra = [database.parent] if database is not None and database.parent != self.data_dir else []
         return [self.data_dir, *extra]
+
+    @property
+    def media_root(self) -> Path:
+        return self.media_dir if self.media_dir is not None else self.data_dir / "media"
 
     def origin(self, bound_port: int | None = None) -> str:
         """The canonical origin QR codes name: the public one if set, else the address served."""
@@ -201,6 +224,19 @@ class Settings:
                 ) from error
         if "LOCKSTEP_DATABASE_URL" in env:
             values["database"] = env["LOCKSTEP_DATABASE_URL"]
+        if "LOCKSTEP_MEDIA_DIR" in env:
+            values["media_dir"] = Path(env["LOCKSTEP_MEDIA_DIR"])
+        if env.get("LOCKSTEP_REDIS_URL"):
+            values["redis_url"] = env["LOCKSTEP_REDIS_URL"]
+        if "LOCKSTEP_REDIS_PREFIX" in env:
+            values["redis_prefix"] = env["LOCKSTEP_REDIS_PREFIX"]
+        if "LOCKSTEP_DRAIN_SECONDS" in env:
+            try:
+                values["drain_seconds"] = float(env["LOCKSTEP_DRAIN_SECONDS"])
+            except ValueError as error:
+                raise SettingsError(
+                    f"LOCKSTEP_DRAIN_SECONDS must be a number, got {env['LOCKSTEP_DRAIN_SECONDS']!r}"
+                ) from error
         if "LOCKSTEP_WEB_ROOT" in env:
             values["web_root"] = Path(env["LOCKSTEP_WEB_ROOT"])
         storage_overrides = overrides.pop("storage", None)

@@ -90,6 +90,23 @@ def fetch_messages(device_id: str, after: int, limit: int) -> Work[list[QueuedMe
     return [QueuedMessage(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6]) for r in rows]
 
 
+def newest_queued(device_ids: list[str]) -> Work[dict[str, QueuedMessage]]:
+    """Each device's last queued message, for devices with any: announcing it makes a client that
+    missed events fetch everything before it (its sequence number shows the gap)."""
+    newest: dict[str, QueuedMessage] = {}
+    for device_id in device_ids:
+        row = yield from query_one(
+            "SELECT seq, message_id, sender_account, sender_device, group_id, payload, server_time "
+            "FROM message_queue WHERE device_id = ? ORDER BY seq DESC LIMIT 1",
+            device_id,
+        )
+        if row is not None:
+            newest[device_id] = QueuedMessage(
+                row[0], row[1], row[2], row[3], row[4], json.loads(row[5]), row[6]
+            )
+    return newest
+
+
 def ack_messages(device_id: str, up_to: int) -> Work[int]:
     return (
         yield from execute("DELETE FROM message_queue WHERE device_id = ? AND seq <= ?", device_id, up_to)

@@ -23,7 +23,7 @@ from lockstep.server.store.records import (
     QueuedMessage,
     StrangerLimits,
 )
-from lockstep.server.store.sql import Work
+from lockstep.server.store.sql import Work, query_one
 
 T = TypeVar("T")
 
@@ -61,6 +61,10 @@ class Store:
     async def close(self) -> None:
         self.is_open = False
         await self.backend.close()
+
+    async def ping(self) -> None:
+        """Raise :class:`lockstep.server.errors.Unavailable` unless the database answers a query."""
+        await self._plain(lambda: query_one("SELECT 1"))
 
     async def _atomic(self, work: Callable[[], Work[T]]) -> T:
         return await self.backend.run(work, atomic=True)
@@ -127,6 +131,9 @@ class Store:
 
     async def fetch_messages(self, device_id: str, after: int, limit: int) -> list[QueuedMessage]:
         return await self._plain(lambda: queues.fetch_messages(device_id, after, limit))
+
+    async def newest_queued(self, device_ids: list[str]) -> dict[str, QueuedMessage]:
+        return await self._plain(lambda: queues.newest_queued(device_ids))
 
     async def ack_messages(self, device_id: str, up_to: int) -> int:
         return await self._plain(lambda: queues.ack_messages(device_id, up_to))

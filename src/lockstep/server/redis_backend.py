@@ -1,0 +1,194 @@
+"""What several instances share through Redis (``--redis URL``): link sessions, rate limits, media
+tokens (here) and the fan-out bus (``redis_bus.py``). Imported only when a Redis URL is configured.
+
+Keys, all under the deployment's prefix ``P`` (``--redis-prefix``, so deployments can share a Redis):
+
+| key | holds | lifetime |
+|---|---|---|
+| ``P:ls:<session id>`` | a link session as ``LinkSession.to_json()`` | 11 minutes after its last change |
+| ``P:lr:<ref hex>`` | the id of the session that issued a ref | as its session |
+| ``P:rl:<limit>:<key>`` | a token bucket, hash ``u`` (units) ``t`` (ms) | its window + 1 s after last use |
+| ``P:mt:<token>`` | a media token's device id and expiry | the token's lifetime |
+
+Nothing here is durable: if Redis loses it, codes on screen stop working (the companion page offers a
+new one), media tokens are asked for again, and limits start afresh (docs/deploy.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+from typing import Any, TypeVar
+
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import WatchError
+
+from lockstep.server.errors import Unavailable
+from lockstep.server.link_sessions import REMEMBER_MS, CompanionContext, LinkRegistry, LinkSession
+from lockstep.server.link_store import LinkOperations, RefChange, SessionChange
+from lockstep.server.media_tokens import new_token
+from lockstep.server.ratelimit import WINDOW_MS
+
+T = TypeVar("T")
+
+SESSION_TTL_MS = REMEMBER_MS + 60_000
+WATCH_ATTEMPTS = 50
+
+
+def connect(url: str, **options: Any) -> aioredis.Redis:
+    """A client for ``redis://``, ``rediss://`` or ``unix://`` URLs; short timeouts so an unreachable
+    Redis turns into ``unavailable`` answers rather than hung requests."""
+    return aioredis.Redis.from_url(
+        url, socket_timeout=2, socket_connect_timeout=2, socket_keepalive=True, **options
+    )
+
+
+def text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+@contextlib.contextmanager
+def unavailable_on_error() -> Iterator[None]:
+    try:
+        yield
+    except (RedisConnectionError, RedisTimeoutError, OSError) as error:
+        raise Unavailable(f"Redis: {error}") from error
+
+
+# Atomic token bucket: the rule of ratelimit.refill/spend, in integer units (exact in Lua's doubles).
+# KEYS[1] bucket; ARGV: per_minute, now_ms, spend (1) or only look (0), window_ms, ttl_ms.
+# Returns 1 when a token was spent (spend) or none is left (look), else 0.
+BUCKET_SCRIPT = """
+local per_minute, now, spend = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3] == '1'
+local window, ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
+local cap = per_minute * window
+local stored = redis.call('HMGET', KEYS[1], 'u', 't')
+local units, updated = cap, now
+if stored[1] then
+  units, updated = tonumber(stored[1]), tonumber(stored[2])
+  units = math.min(cap, units + math.max(0, now - updated) * per_minute)
+  updated = math.max(now, updated)
+elseif not spend then
+  return 0
+end
+if not spend then
+  if units < window then return 1 else return 0 end
+end
+local allowed = 0
+if units >= window then
+  units = units - window
+  allowed = 1
+end
+redis.call('HSET', KEYS[1], 'u', string.format('%.0f', units), 't', string.format('%.0f', updated))
+redis.call('PEXPIRE', KEYS[1], ttl)
+return allowed
+"""
+
+
+class RedisRateLimiter:
+    """One limit whose buckets live in Redis: ``per_minute`` per key across every instance."""
+
+    def __init__(
+        self, client: aioredis.Redis, prefix: str, name: str, per_minute: int, window_ms: int = WINDOW_MS
+    ) -> None:
+        self.per_minute = per_minute
+        self._keep_ms = window_ms + 1_000  # an idle bucket is full again after a window: forget it
+        self._client = client
+        self._key = f"{prefix}:rl:{name}:"
+        self._script = client.register_script(BUCKET_SCRIPT)
+
+    async def _run(self, key: str, now_ms: int, spend: bool) -> bool:
+        args = [self.per_minute, now_ms, 1 if spend else 0, WINDOW_MS, self._keep_ms]
+        with unavailable_on_error():
+            return bool(await self._script(keys=[self._key + key], args=args))
+
+    async def allow(self, key: str, now_ms: int) -> bool:
+        try:
+            return await self._run(key, now_ms, spend=True)
+        except Unavailable:
+            # Limits guard against abuse, not correctness: while Redis is away, serve rather than
+            # refuse everyone (docs/deploy.md, "Failure semantics").
+            return True
+
+    async def exhausted(self, key: str, now_ms: int) -> bool:
+        try:
+            return await self._run(key, now_ms, spend=False)
+        except Unavailable:
+            return False
+
+
+class RedisMediaTokens:
+    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+        self._client = client
+        self._prefix = f"{prefix}:mt:"
+
+    async def issue(self, device_id: str, now: int, lifetime_ms: int) -> str:
+        token = new_token()
+        value = json.dumps([device_id, now + lifetime_ms])
+        with unavailable_on_error():
+            await self._client.set(self._prefix + token, value, px=lifetime_ms)
+        return token
+
+    async def device(self, token: str, now: int) -> str | None:
+        with unavailable_on_error():
+            raw = await self._client.get(self._prefix + token)
+        if raw is None:
+            return None
+        device_id, expires_at = json.loads(raw)
+        return str(device_id) if int(expires_at) > now else None
+
+
+class RedisLinkStore(LinkOperations):
+    """Link sessions as JSON in Redis; each operation loads one session into a fresh
+    :class:`LinkRegistry`, applies the rule there and writes the session back in a MULTI/EXEC that
+    fails if anyone else changed it meanwhile (WATCH), in which case it runs again on the new state."""
+
+    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+        self._client = client
+        self._sessions = f"{prefix}:ls:"
+        self._refs = f"{prefix}:lr:"
+
+    async def start(self, context: CompanionContext, now: int) -> LinkSession:
+        session = LinkRegistry().start(context, now)
+        with unavailable_on_error():
+            await self._client.set(
+                self._sessions + session.session_id, json.dumps(session.to_json()), px=SESSION_TTL_MS
+            )
+        return session
+
+    async def _on_session(self, session_id: str, change: SessionChange[T]) -> T:
+        key = self._sessions + session_id
+        with unavailable_on_error():
+            async with self._client.pipeline(transaction=True) as pipe:
+                for _ in range(WATCH_ATTEMPTS):
+                    try:
+                        await pipe.watch(key)
+                        raw = await pipe.get(key)
+                        session = None if raw is None else LinkSession.from_json(json.loads(raw))
+                        registry = LinkRegistry()
+                        before: dict[str, Any] | None = None
+                        if session is not None:
+                            registry.adopt(session)
+                            before = session.to_json()
+                        result = change(registry, session)
+                        if session is None or session.to_json() == before:
+                            return result  # leaving the pipeline block unwatches
+                        pipe.multi()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+                        pipe.set(key, json.dumps(session.to_json()), px=SESSION_TTL_MS)
+                        for issued in session.refs:
+                            pipe.set(self._refs + issued.ref.hex(), session_id, px=SESSION_TTL_MS)
+                        await pipe.execute()
+                        return result
+                    except WatchError:
+                        continue
+        raise Unavailable("Redis: a link session kept changing under this update")
+
+    async def _on_ref(self, ref: bytes, change: RefChange[T]) -> T:
+        with unavailable_on_error():
+            session_id = await self._client.get(self._refs + ref.hex())
+        if session_id is None:
+            return change(LinkRegistry())  # the registry's own answer for a ref it does not know
+        return await self._on_session(text(session_id), lambda registry, _session: change(registry))

@@ -1,0 +1,276 @@
+"""Contract tests: the in-process and the Redis backends give the same answers (broadcaster style).
+
+Hypothesis drives the same random sequence of operations through both, against a real redis-server
+(tests/redis_server.py): link sessions (every rule of link_sessions.py, now through Redis's JSON state
+and WATCH transactions), rate limits (the Lua bucket against ratelimit.spend), media tokens. Then the
+fan-out bus between two hubs on one Redis, as two instances see it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from lockstep.server.errors import ApiError
+from lockstep.server.hub import Hub
+from lockstep.server.link_sessions import CompanionContext, IssuedRef, RefState
+from lockstep.server.link_store import LinkStore, MemoryLinkStore
+from lockstep.server.media_tokens import MemoryMediaTokens
+from lockstep.server.ratelimit import MemoryRateLimiter
+from lockstep.server.redis_backend import (
+    RedisLinkStore,
+    RedisMediaTokens,
+    RedisRateLimiter,
+    connect,
+)
+from lockstep.server.redis_bus import RedisBus
+from redis_server import RedisServer, new_prefix
+
+CONTEXT = CompanionContext("Chrome 156 on Linux", "browser", "ua", "127.0.0.1")
+PRIMARIES = ("phone-a", "phone-b")
+START = 1_000_000
+
+link_steps = st.lists(
+    st.one_of(
+        st.tuples(st.just("start")),
+        st.tuples(st.just("issue"), st.integers(0, 3)),
+        st.tuples(st.just("wait"), st.integers(0, 150_000)),
+        st.tuples(st.just("claim"), st.integers(0, 8), st.sampled_from(PRIMARIES)),
+        st.tuples(st.just("lookup"), st.integers(0, 8)),
+        st.tuples(st.just("resolve"), st.integers(0, 8), st.sampled_from(PRIMARIES), st.booleans()),
+        st.tuples(st.just("reopen"), st.integers(0, 8), st.sampled_from(PRIMARIES)),
+        st.tuples(st.just("close"), st.integers(0, 3)),
+        st.tuples(st.just("progress"), st.integers(0, 3)),
+    ),
+    max_size=40,
+)
+
+
+def _ref_view(issued: IssuedRef | None) -> object:
+    if issued is None:
+        return None
+    return (issued.index, issued.state, issued.claimed_by, issued.issued_at, issued.expires_at, issued.last)
+
+
+async def _run_link_steps(store: LinkStore, steps: list[tuple[Any, ...]]) -> list[object]:
+    """Apply the steps; answers are comparable across stores (ids and refs by position)."""
+    now, sessions, refs, answers = START, [], [], []  # type: ignore[var-annotated]
+    for step in steps:
+        kind = step[0]
+        try:
+            if kind == "start":
+                sessions.append((await store.start(CONTEXT, now)).session_id)
+                answers.append("started")
+            elif kind == "wait":
+                now += step[1]
+            elif kind in ("issue", "close", "progress"):
+                if not sessions:
+                    continue
+                session_id = sessions[step[1] % len(sessions)]
+                if kind == "issue":
+                    issued = await store.issue_next(session_id, now)
+                    if issued is not None:
+                        refs.append(issued.ref)
+                    answers.append(_ref_view(issued))
+                elif kind == "close":
+                    answers.append(await store.close(session_id))
+                else:
+                    answers.append(await store.progress(session_id))
+            else:
+                ref = refs[step[1] % len(refs)] if refs else bytes(32)
+                if kind == "claim":
+                    answers.append(_ref_view(await store.claim(ref, step[2], now)))
+                elif kind == "lookup":
+                    answers.append(_ref_view(await store.lookup(ref, now)))
+                elif kind == "resolve":
+                    outcome = RefState.GRANTED if step[3] else RefState.DECLINED
+                    answers.append(_ref_view(await store.resolve(ref, step[2], now, outcome)))
+                else:
+                    answers.append(await store.reopen(ref, step[2]))
+        except ApiError as error:
+            answers.append(error.code)
+    return answers
+
+
+def _on_redis(redis: RedisServer, work: Callable[[Any, str], Awaitable[Any]]) -> Any:
+    async def run() -> Any:
+        client = connect(redis.url)
+        try:
+            return await work(client, new_prefix())
+        finally:
+            await client.aclose()
+
+    return asyncio.run(run())
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=link_steps)
+def test_link_sessions_in_redis_follow_the_same_rules(
+    redis: RedisServer, steps: list[tuple[Any, ...]]
+) -> None:
+    in_memory = asyncio.run(_run_link_steps(MemoryLinkStore(), steps))
+    in_redis = _on_redis(redis, lambda client, prefix: _run_link_steps(RedisLinkStore(client, prefix), steps))
+    assert in_redis == in_memory
+
+
+def test_concurrent_claims_in_redis_have_one_winner(redis: RedisServer) -> None:
+    async def race(client: Any, prefix: str) -> list[str]:
+        store = RedisLinkStore(client, prefix)
+        session = await store.start(CONTEXT, START)
+        issued = await store.issue_next(session.session_id, START)
+        assert issued is not None
+
+        async def claim(primary: str) -> str:
+            try:
+                await store.claim(issued.ref, primary, START + 1)
+                return "ok"
+            except ApiError as error:
+                return error.code
+
+        return await asyncio.gather(*(claim(f"phone-{n}") for n in range(20)))
+
+    answers = _on_redis(redis, race)
+    assert sorted(answers) == ["ok"] + ["ref_used"] * 19
+
+
+limit_steps = st.lists(
+    st.tuples(st.sampled_from(["alice", "bob"]), st.integers(0, 30_000), st.booleans()), max_size=60
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(per_minute=st.integers(1, 5), steps=limit_steps)
+def test_rate_limits_in_redis_spend_like_the_memory_buckets(
+    redis: RedisServer, per_minute: int, steps: list[tuple[str, int, bool]]
+) -> None:
+    async def run(limiter: Any) -> list[bool]:
+        now, answers = START, []
+        for key, wait, spend in steps:
+            now += wait
+            answers.append(await (limiter.allow(key, now) if spend else limiter.exhausted(key, now)))
+        return answers
+
+    in_memory = asyncio.run(run(MemoryRateLimiter(per_minute)))
+    in_redis = _on_redis(redis, lambda client, prefix: run(RedisRateLimiter(client, prefix, "t", per_minute)))
+    assert in_redis == in_memory
+
+
+def test_a_rate_limit_in_redis_is_shared_by_every_instance(redis: RedisServer) -> None:
+    async def run(client: Any, prefix: str) -> list[bool]:
+        instances = [RedisRateLimiter(client, prefix, "link_start", 4) for _ in range(2)]
+        return [await instances[n % 2].allow("127.0.0.9", START) for n in range(6)]
+
+    assert _on_redis(redis, run) == [True] * 4 + [False] * 2
+
+
+def test_media_tokens_in_redis_work_like_in_memory(redis: RedisServer) -> None:
+    async def run(tokens: Any) -> list[str | None]:
+        token = await tokens.issue("device-1", START, 600_000)
+        return [
+            await tokens.device(token, START + 1),
+            await tokens.device(token, START + 600_000),
+            await tokens.device("not-a-token", START),
+        ]
+
+    expected = ["device-1", None, None]
+    assert asyncio.run(run(MemoryMediaTokens())) == expected
+    assert _on_redis(redis, lambda client, prefix: run(RedisMediaTokens(client, prefix))) == expected
+
+
+class FakePeer:
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+        self.closed: tuple[int, str] | None = None
+        self.arrived = asyncio.Event()
+
+    def push(self, event: dict[str, Any]) -> None:
+        self.events.append(event)
+        self.arrived.set()
+
+    def close_soon(self, code: int, reason: str) -> None:
+        self.closed = (code, reason)
+
+    async def next_event(self) -> dict[str, Any]:
+        await asyncio.wait_for(self.arrived.wait(), timeout=5)
+        self.arrived.clear()
+        return self.events[-1]
+
+
+async def _two_instances(url: str) -> tuple[Hub, Hub]:
+    prefix = new_prefix()
+    hubs = (Hub(RedisBus(url, connect(url), prefix)), Hub(RedisBus(url, connect(url), prefix)))
+    for hub in hubs:
+        await hub.start()
+    return hubs
+
+
+@pytest.mark.anyio
+async def test_an_event_reaches_a_socket_on_the_other_instance_once(redis: RedisServer) -> None:
+    a, b = await _two_instances(redis.url)
+    try:
+        on_a, on_b = FakePeer(), FakePeer()
+        await a.attach("laptop", on_a)
+        await b.attach("laptop", on_b)
+        assert await b.online(["laptop", "phone"]) == {"laptop"}
+        await b.push(["laptop"], {"event": "hi"})
+        assert await on_a.next_event() == {"event": "hi"}
+        await b.push(["laptop"], {"event": "again"})
+        assert await on_a.next_event() == {"event": "again"}
+        assert on_b.events == [{"event": "hi"}, {"event": "again"}]  # once each, not echoed back
+        await a.detach("laptop", on_a)
+        await b.detach("laptop", on_b)
+        assert await b.online(["laptop"]) == set()
+    finally:
+        await a.close()
+        await b.close()
+
+
+@pytest.mark.anyio
+async def test_a_disconnect_on_one_instance_closes_the_socket_on_the_other(redis: RedisServer) -> None:
+    a, b = await _two_instances(redis.url)
+    try:
+        companion = FakePeer()
+        await a.attach("laptop", companion)
+        await a.attach_link("session-1", FakePeer())
+        assert await b.link_owner_present("session-1")
+        assert not await b.link_owner_present("session-2")
+        await b.disconnect("laptop", {"event": "device.unlinked"}, 4001, "unlinked")
+        assert await companion.next_event() == {"event": "device.unlinked"}
+        assert companion.closed == (4001, "unlinked")
+    finally:
+        await a.close()
+        await b.close()
+
+
+@pytest.mark.anyio
+async def test_after_a_redis_restart_the_instances_catch_up_and_events_flow_again(
+    private_redis: RedisServer,
+) -> None:
+    a, b = await _two_instances(private_redis.url)
+    caught_up = asyncio.Event()
+
+    async def catch_up() -> None:
+        caught_up.set()
+
+    a.on_reconnected = catch_up
+    try:
+        laptop = FakePeer()
+        await a.attach("laptop", laptop)
+        private_redis.kill()
+        await b.push(["laptop"], {"event": "lost"})  # no error: the store has what matters
+        private_redis.start()
+        await asyncio.wait_for(caught_up.wait(), timeout=10)
+        for _ in range(100):  # b's publishing connection reconnects on first use
+            await b.push(["laptop"], {"event": "after"})
+            if laptop.events:
+                break
+            await asyncio.sleep(0.05)
+        assert laptop.events and laptop.events[0] == {"event": "after"}
+    finally:
+        await a.close()
+        await b.close()
