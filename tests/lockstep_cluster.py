@@ -1,0 +1,75 @@
+"""Several ``lockstep serve`` processes acting as one server: one database, one Redis, one public
+origin, one media folder, each instance on its own loopback port (what docs/deploy.md sets up behind a
+load balancer; tests pick the instance a client talks to themselves)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lockstep_servers import ServerProcess, free_port, start_server
+from redis_server import RedisServer, new_prefix
+
+
+@dataclass
+class Cluster:
+    origin: str
+    data_dir: Path
+    logs: Path
+    redis: RedisServer
+    prefix: str
+    ports: list[int]
+    instances: dict[int, ServerProcess] = field(default_factory=dict)
+
+    def url(self, index: int) -> str:
+        return f"http://127.0.0.1:{self.ports[index]}"
+
+    def start(self, index: int) -> ServerProcess:
+        args = ["--public-origin", self.origin, "--redis", self.redis.url, "--redis-prefix", self.prefix]
+        server = start_server(
+            self.data_dir, self.logs / f"instance-{index}.log", port=self.ports[index], args=args
+        )
+        self.instances[index] = server
+        return server
+
+    def kill(self, index: int) -> None:
+        """SIGKILL, as a crash or the OOM killer would: nothing is flushed or closed."""
+        process = self.instances[index].process
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+    def log(self, index: int) -> str:
+        return (self.logs / f"instance-{index}.log").read_text(errors="replace")
+
+    def stop(self) -> None:
+        for server in self.instances.values():
+            if server.process.poll() is None:
+                server.process.terminate()
+        for server in self.instances.values():
+            try:
+                server.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                server.process.kill()
+
+
+@contextlib.contextmanager
+def cluster(tmp_path: Path, redis: RedisServer, size: int) -> Iterator[Cluster]:
+    """``size`` instances sharing a SQLite database (WAL; several processes may write), Redis and
+    media folder; the public origin is the first instance's address."""
+    ports = [free_port() for _ in range(size)]
+    logs = tmp_path / "logs"
+    logs.mkdir(exist_ok=True)
+    group = Cluster(
+        f"http://127.0.0.1:{ports[0]}", tmp_path / "data", logs, redis, new_prefix("cluster"), ports
+    )
+    try:
+        for index in range(size):
+            group.start(index)
+        yield group
+    finally:
+        group.stop()
