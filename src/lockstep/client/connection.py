@@ -107,6 +107,10 @@ class ServerConnection:
             await self._socket.send(json.dumps({"id": request_id, "op": op, **fields}))
         except ConnectionClosed as error:
             self._pending.pop(request_id, None)
+            if future.done():  # the reader failed it first: mark its error seen, we raise our own
+                future.exception()
+            else:
+                future.cancel()
             raise ConnectionLost("the server closed the connection") from error
         reply = await asyncio.wait_for(future, timeout=30)
         if not reply.get("ok"):

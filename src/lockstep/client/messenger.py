@@ -673,6 +673,11 @@ class Messenger:
                 self.store.groups.forget_outbound(str(event["group_id"]))
                 self.store.save()
 
+    async def fetch_queued(self, received: list[Received]) -> None:
+        """Everything queued for this device, appended to ``received`` batch by batch as it is saved,
+        so a caller keeps what was handled even if the connection drops before the last batch."""
+        await self._fetch_all(received)
+
     async def _fetch_all(self, received: list[Received]) -> None:
         after = 0  # from the start of what the server holds: it also re-offers what was never acked
         while True:
