@@ -31,8 +31,10 @@ class Cluster:
 
     def start(self, index: int) -> ServerProcess:
         args = ["--public-origin", self.origin, "--redis", self.redis.url, "--redis-prefix", self.prefix]
+        for port in self.ports:  # behind a load balancer every instance has the public name; here
+            args += ["--allowed-origin", f"http://127.0.0.1:{port}"]  # clients pick an instance by port
         server = start_server(
-            self.data_dir, self.logs / f"instance-{index}.log", port=self.ports[index], args=args
+            self.data_dir, self.logs / f"instance-{index}.log", *args, port=self.ports[index]
         )
         self.instances[index] = server
         return server
