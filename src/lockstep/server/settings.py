@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -205,23 +205,13 @@ class Settings:
         if "LOCKSTEP_HOST" in env:
             values["host"] = env["LOCKSTEP_HOST"]
         if "LOCKSTEP_PORT" in env:
-            try:
-                values["port"] = int(env["LOCKSTEP_PORT"])
-            except ValueError as error:
-                raise SettingsError(
-                    f"LOCKSTEP_PORT must be a number, got {env['LOCKSTEP_PORT']!r}"
-                ) from error
+            values["port"] = _number(env, "LOCKSTEP_PORT", int)
         if "LOCKSTEP_DATA" in env:
             values["data_dir"] = Path(env["LOCKSTEP_DATA"])
         if "LOCKSTEP_PUBLIC_ORIGIN" in env:
             values["public_origin"] = env["LOCKSTEP_PUBLIC_ORIGIN"]
         if "LOCKSTEP_MEDIA_MAX_BYTES" in env:
-            try:
-                values["media_max_bytes"] = int(env["LOCKSTEP_MEDIA_MAX_BYTES"])
-            except ValueError as error:
-                raise SettingsError(
-                    f"LOCKSTEP_MEDIA_MAX_BYTES must be a number, got {env['LOCKSTEP_MEDIA_MAX_BYTES']!r}"
-                ) from error
+            values["media_max_bytes"] = _number(env, "LOCKSTEP_MEDIA_MAX_BYTES", int)
         if "LOCKSTEP_DATABASE_URL" in env:
             values["database"] = env["LOCKSTEP_DATABASE_URL"]
         if "LOCKSTEP_MEDIA_DIR" in env:
@@ -231,12 +221,7 @@ class Settings:
         if "LOCKSTEP_REDIS_PREFIX" in env:
             values["redis_prefix"] = env["LOCKSTEP_REDIS_PREFIX"]
         if "LOCKSTEP_DRAIN_SECONDS" in env:
-            try:
-                values["drain_seconds"] = float(env["LOCKSTEP_DRAIN_SECONDS"])
-            except ValueError as error:
-                raise SettingsError(
-                    f"LOCKSTEP_DRAIN_SECONDS must be a number, got {env['LOCKSTEP_DRAIN_SECONDS']!r}"
-                ) from error
+            values["drain_seconds"] = _number(env, "LOCKSTEP_DRAIN_SECONDS", float)
         if "LOCKSTEP_WEB_ROOT" in env:
             values["web_root"] = Path(env["LOCKSTEP_WEB_ROOT"])
         storage_overrides = overrides.pop("storage", None)
@@ -263,6 +248,13 @@ class Settings:
             raise SettingsError(f"--trusted-proxy / LOCKSTEP_TRUSTED_PROXIES: {error}") from error
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
+
+
+def _number(env: Mapping[str, str], name: str, kind: Callable[[str], float]) -> float:
+    try:
+        return kind(env[name])
+    except ValueError as error:
+        raise SettingsError(f"{name} must be a number, got {env[name]!r}") from error
 
 
 def _words(text: str) -> list[str]:
