@@ -1,5 +1,5 @@
-"""Several ``lockstep serve`` processes acting as one server: one database, one Redis, one public
-origin, one media folder, each instance on its own loopback port (what docs/deploy.md sets up behind a
+"""Several ``lockstep serve`` processes acting as one server: one PostgreSQL database, one Redis, one
+public origin, one media folder, each instance on its own loopback port (what docs/deploy.md sets up behind a
 load balancer; tests pick the instance a client talks to themselves)."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lockstep_servers import ServerProcess, free_port, start_server
+from pg_server import PostgresServer
 from redis_server import RedisServer, new_prefix
 
 
@@ -22,6 +23,7 @@ class Cluster:
     data_dir: Path
     logs: Path
     redis: RedisServer
+    database_url: str
     prefix: str
     ports: list[int]
     instances: dict[int, ServerProcess] = field(default_factory=dict)
@@ -30,7 +32,8 @@ class Cluster:
         return f"http://127.0.0.1:{self.ports[index]}"
 
     def start(self, index: int) -> ServerProcess:
-        args = ["--public-origin", self.origin, "--redis", self.redis.url, "--redis-prefix", self.prefix]
+        args = ["--public-origin", self.origin, "--database", self.database_url]
+        args += ["--redis", self.redis.url, "--redis-prefix", self.prefix]
         for port in self.ports:  # behind a load balancer every instance has the public name; here
             args += ["--allowed-origin", f"http://127.0.0.1:{port}"]  # clients pick an instance by port
         server = start_server(
@@ -60,15 +63,15 @@ class Cluster:
 
 
 @contextlib.contextmanager
-def cluster(tmp_path: Path, redis: RedisServer, size: int) -> Iterator[Cluster]:
-    """``size`` instances sharing a SQLite database (WAL; several processes may write), Redis and
-    media folder; the public origin is the first instance's address."""
+def cluster(tmp_path: Path, redis: RedisServer, postgres: PostgresServer, size: int) -> Iterator[Cluster]:
+    """``size`` instances sharing a new PostgreSQL database, Redis and a media folder; the public
+    origin is the first instance's address."""
     ports = [free_port() for _ in range(size)]
     logs = tmp_path / "logs"
     logs.mkdir(exist_ok=True)
-    group = Cluster(
-        f"http://127.0.0.1:{ports[0]}", tmp_path / "data", logs, redis, new_prefix("cluster"), ports
-    )
+    database_url = postgres.create_database("cluster")
+    origin = f"http://127.0.0.1:{ports[0]}"
+    group = Cluster(origin, tmp_path / "data", logs, redis, database_url, new_prefix("cluster"), ports)
     try:
         for index in range(size):
             group.start(index)

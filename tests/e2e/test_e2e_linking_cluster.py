@@ -10,15 +10,16 @@ import pytest
 from test_e2e_linking import TIMEOUT, lockstep, open_companion
 
 from lockstep_cluster import cluster
+from pg_server import PostgresServer
 from redis_server import RedisServer
 
 pytestmark = pytest.mark.browser
 
 
 def test_a_browser_companion_on_one_instance_is_linked_and_unlinked_from_another(
-    computer: Any, tmp_path: Path, redis: RedisServer
+    computer: Any, tmp_path: Path, redis: RedisServer, postgres: PostgresServer
 ) -> None:
-    with cluster(tmp_path, redis, 2) as servers:
+    with cluster(tmp_path, redis, postgres, 2) as servers:
         state = tmp_path / "primary"
         created = lockstep(
             "primary",

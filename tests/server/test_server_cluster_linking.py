@@ -21,6 +21,7 @@ from lockstep.client.state import DeviceState
 from lockstep.link.encoding import b64u_encode
 from lockstep.server.link_sessions import SCHEDULE_MS
 from lockstep_cluster import cluster
+from pg_server import PostgresServer
 from redis_server import RedisServer
 
 pytestmark = pytest.mark.anyio
@@ -49,9 +50,9 @@ async def test_codes_rotate_on_the_companions_instance_while_a_primary_on_anothe
 
 
 async def test_a_companion_on_one_instance_links_through_a_primary_on_another(
-    tmp_path: Path, redis: RedisServer
+    tmp_path: Path, redis: RedisServer, postgres: PostgresServer
 ) -> None:
-    with cluster(tmp_path, redis, 3) as servers:
+    with cluster(tmp_path, redis, postgres, 3) as servers:
         async with primary(servers.url(1), tmp_path / "phone") as phone:
             first = await link_one(servers.url(0), phone, tmp_path / "laptop", "Laptop")
             assert first.state.origin == servers.origin
@@ -77,8 +78,10 @@ async def test_a_companion_on_one_instance_links_through_a_primary_on_another(
             await second.close()
 
 
-async def test_a_rate_limit_holds_across_instances(tmp_path: Path, redis: RedisServer) -> None:
-    with cluster(tmp_path, redis, 2) as servers:
+async def test_a_rate_limit_holds_across_instances(
+    tmp_path: Path, redis: RedisServer, postgres: PostgresServer
+) -> None:
+    with cluster(tmp_path, redis, postgres, 2) as servers:
         # link.start: 20 a minute per address. 40 sockets, 20 on each instance, ask at once: one
         # bucket per instance would allow all 40; the shared one allows 20, plus what refills meanwhile.
         connections = [await ServerConnection.open(servers.url(n % 2)) for n in range(40)]
@@ -100,9 +103,9 @@ async def test_a_rate_limit_holds_across_instances(tmp_path: Path, redis: RedisS
 
 
 async def test_media_uploaded_through_one_instance_downloads_through_another(
-    tmp_path: Path, redis: RedisServer
+    tmp_path: Path, redis: RedisServer, postgres: PostgresServer
 ) -> None:
-    with cluster(tmp_path, redis, 2) as servers:
+    with cluster(tmp_path, redis, postgres, 2) as servers:
         async with primary(servers.url(0), tmp_path / "phone") as phone:
             token = (await phone.connection.request("media.token"))["token"]
         blob = b"\x01encrypted bytes" * 100
@@ -118,8 +121,10 @@ async def test_media_uploaded_through_one_instance_downloads_through_another(
             assert (await http.get(f"{servers.url(1)}/media/{media_id}", headers=bogus)).status_code == 401
 
 
-async def test_health_reports_redis_and_recovers_with_it(tmp_path: Path, private_redis: RedisServer) -> None:
-    with cluster(tmp_path, private_redis, 1) as servers:
+async def test_health_reports_redis_and_recovers_with_it(
+    tmp_path: Path, private_redis: RedisServer, postgres: PostgresServer
+) -> None:
+    with cluster(tmp_path, private_redis, postgres, 1) as servers:
         async with httpx.AsyncClient(base_url=servers.url(0)) as http:
             assert (await http.get("/healthz")).json() == {"status": "ok", "database": "ok", "redis": "ok"}
             private_redis.kill()
@@ -140,8 +145,10 @@ def _state(directory: Path) -> DeviceState:
     return DeviceState.load(directory, role)
 
 
-async def test_a_linked_companion_signs_in_on_any_instance(tmp_path: Path, redis: RedisServer) -> None:
-    with cluster(tmp_path, redis, 2) as servers:
+async def test_a_linked_companion_signs_in_on_any_instance(
+    tmp_path: Path, redis: RedisServer, postgres: PostgresServer
+) -> None:
+    with cluster(tmp_path, redis, postgres, 2) as servers:
         async with primary(servers.url(0), tmp_path / "phone") as phone:
             laptop = await link_one(servers.url(0), phone, tmp_path / "laptop")
             await laptop.close()

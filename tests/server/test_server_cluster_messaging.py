@@ -19,6 +19,7 @@ from helpers_messaging import Account, load, make_account, shown
 from lockstep.client.errors import ConnectionLost, ServerRefused
 from lockstep.client.messenger import Kind, Messenger, Received, new_message_id
 from lockstep_cluster import Cluster, cluster
+from pg_server import PostgresServer
 from redis_server import RedisServer
 
 pytestmark = pytest.mark.anyio
@@ -35,8 +36,10 @@ def texts(received: list[Received]) -> list[str]:
     return [m.text for m in received if m.kind == "text" and m.text is not None]
 
 
-async def test_direct_and_group_messages_cross_instances(tmp_path: Path, redis: RedisServer) -> None:
-    with cluster(tmp_path, redis, 3) as servers:
+async def test_direct_and_group_messages_cross_instances(
+    tmp_path: Path, redis: RedisServer, postgres: PostgresServer
+) -> None:
+    with cluster(tmp_path, redis, postgres, 3) as servers:
         alice, bob, carol = [
             await make_account(servers.url(0), tmp_path, h) for h in ("alice", "bob", "carol")
         ]
@@ -158,7 +161,7 @@ async def _exchange(tmp_path: Path, servers: Cluster, fault: object) -> Exchange
     expected = _expected(devices)
     tasks = [asyncio.create_task(exchange.run(device)) for device in devices]
     fault_task = asyncio.create_task(fault(exchange))  # type: ignore[operator]
-    await asyncio.wait_for(_all_sent(exchange, tasks), timeout=240)
+    await asyncio.wait_for(_all_sent(exchange, tasks), timeout=480)
     await fault_task
     exchange.sending_done.set()
     await asyncio.wait_for(asyncio.gather(*tasks), timeout=120)
@@ -191,22 +194,24 @@ async def _when_sent(exchange: Exchange, count: int) -> None:
         await asyncio.sleep(0.05)
 
 
+@pytest.mark.timeout(600)  # 2,000 real E2E messages through 3 processes: ~40-100 s on 2 shared cores
 async def test_an_instance_killed_under_load_loses_and_duplicates_nothing(
-    tmp_path: Path, redis: RedisServer
+    tmp_path: Path, redis: RedisServer, postgres: PostgresServer
 ) -> None:
     async def kill_one(exchange: Exchange) -> None:
         await _when_sent(exchange, MESSAGES // 3)
         exchange.dead.add(1)
         exchange.servers.kill(1)  # SIGKILL: nothing flushed, sockets cut
 
-    with cluster(tmp_path, redis, 3) as servers:
+    with cluster(tmp_path, redis, postgres, 3) as servers:
         exchange = await _exchange(tmp_path, servers, kill_one)
         moved = [d for d in exchange.devices if d.reconnects]
         assert moved, "the killed instance had clients, and they reconnected elsewhere"
 
 
+@pytest.mark.timeout(600)
 async def test_a_redis_restart_under_load_loses_and_duplicates_nothing(
-    tmp_path: Path, private_redis: RedisServer
+    tmp_path: Path, private_redis: RedisServer, postgres: PostgresServer
 ) -> None:
     async def restart_redis(exchange: Exchange) -> None:
         await _when_sent(exchange, MESSAGES // 3)
@@ -214,14 +219,14 @@ async def test_a_redis_restart_under_load_loses_and_duplicates_nothing(
         await asyncio.sleep(1)
         private_redis.start()
 
-    with cluster(tmp_path, private_redis, 3) as servers:
+    with cluster(tmp_path, private_redis, postgres, 3) as servers:
         await _exchange(tmp_path, servers, restart_redis)
 
 
 async def test_after_a_redis_restart_connected_devices_hear_what_they_missed(
-    tmp_path: Path, private_redis: RedisServer
+    tmp_path: Path, private_redis: RedisServer, postgres: PostgresServer
 ) -> None:
-    with cluster(tmp_path, private_redis, 2) as servers:
+    with cluster(tmp_path, private_redis, postgres, 2) as servers:
         alice = await make_account(servers.url(0), tmp_path, "alice")
         bob = await make_account(servers.url(0), tmp_path, "bob")
         async with (
