@@ -105,7 +105,7 @@ async def flood(server: ServerProcess, addresses: list[str], per_address: int) -
 
 def healthy(server: ServerProcess) -> bool:
     with urllib.request.urlopen(server.url + "/healthz", timeout=5) as response:
-        return bool(response.read() == b"ok")
+        return bool(response.status == 200 and json.loads(response.read())["status"] == "ok")
 
 
 async def new_account(server: ServerProcess, folder: Path, handle: str) -> DeviceState:
