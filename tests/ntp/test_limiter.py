@@ -7,6 +7,7 @@ import ipaddress
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lockstep.ntp.limit_key import limit_key
 from lockstep.ntp.limiter import IPV6_KEY, ClientLimiter, RateLimit, client_address
 from lockstep.ntp.timestamps import ONE_SECOND
 from lockstep.ntp.wire import KissCode
@@ -16,6 +17,8 @@ DENIED = ipaddress.ip_network("192.0.2.0/24")
 KEYS = [int(ipaddress.IPv4Address(f"198.51.100.{n}")) for n in range(1, 9)] + [
     int(ipaddress.IPv4Address("192.0.2.1")),
     IPV6_KEY + int(ipaddress.IPv6Address("2001:db8::1")),
+    IPV6_KEY + int(ipaddress.IPv6Address("2001:db8::2:3")),  # the same /64
+    IPV6_KEY + int(ipaddress.IPv6Address("::ffff:198.51.100.1")),  # the first key, mapped
 ]
 
 
@@ -86,3 +89,45 @@ def test_client_keys_name_their_addresses() -> None:
     assert limiter.is_denied(IPV6_KEY + 1)
     assert not limiter.is_denied(1)  # 0.0.0.1, not ::1
     assert limiter.is_denied(int(ipaddress.IPv4Address("192.0.2.200")))
+
+
+def test_two_ipv6_addresses_in_one_64_share_a_limit() -> None:
+    """A host with a /64 cannot make itself a new client by changing its address's low bits;
+    the next /64 and IPv4 clients keep limits of their own. Both paths, and the kisses, agree."""
+    first, same_64, next_64 = (
+        IPV6_KEY + int(ipaddress.IPv6Address(text))
+        for text in ("2001:db8:0:1::1", "2001:db8:0:1:ffff:ffff:ffff:fffe", "2001:db8:0:2::1")
+    )
+    one_by_one = ClientLimiter(RateLimit(1.0, burst=2))
+    assert one_by_one.admit(first, NOW)
+    assert one_by_one.admit(same_64, NOW)
+    assert not one_by_one.admit(same_64, NOW)  # the /64's burst of 2 is spent
+    assert not one_by_one.admit(first, NOW)
+    assert one_by_one.admit(next_64, NOW)
+    assert one_by_one.admit("2001:db8:0:3::9", NOW)  # text keys too
+    assert one_by_one.admit("2001:db8:0:3::a", NOW)
+    assert not one_by_one.admit("2001:db8:0:3:1::", NOW)
+
+    batched = ClientLimiter(RateLimit(1.0, burst=2))
+    refused = batched.admit_batch([first, same_64, same_64, next_64, KEYS[0]], [NOW] * 5)
+    assert refused == [(2, KissCode.RATE)]
+
+    one_by_one.record_kiss(first, NOW)
+    assert not one_by_one.kiss_due(same_64, NOW + ONE_SECOND)  # one kiss per 8 s for the /64
+    assert one_by_one.kiss_due(next_64, NOW + ONE_SECOND)
+
+
+@given(st.ip_addresses(v=6))
+def test_every_form_of_an_address_has_the_same_limit_key(address: ipaddress.IPv6Address) -> None:
+    key = limit_key(str(address))
+    if address.ipv4_mapped is not None:
+        assert key == str(address.ipv4_mapped)
+        assert limit_key(IPV6_KEY + int(address)) == int(address.ipv4_mapped)
+        assert limit_key(address.packed) == address.ipv4_mapped.packed
+    else:
+        network = ipaddress.IPv6Network((address, 64), strict=False)
+        assert key == str(network)
+        assert limit_key(IPV6_KEY + int(address)) == IPV6_KEY + int(network.network_address)
+        assert limit_key(address.packed) == network.network_address.packed
+    assert limit_key("not an address") == "not an address"
+    assert limit_key("192.0.2.7") == "192.0.2.7"

@@ -18,7 +18,8 @@ through the batch.
 
 Client keys: any hashable value identifying an address — its text, its packed bytes, or an
 ``int`` (an IPv4 address's value, or :data:`IPV6_KEY` plus an IPv6 address's value), which is
-what the batched adapter uses because it builds them for a whole batch at once.
+what the batched adapter uses because it builds them for a whole batch at once. The rate limit
+and the kisses count an IPv6 client's whole /64 as one client (:mod:`lockstep.ntp.limit_key`).
 """
 
 from __future__ import annotations
@@ -31,11 +32,11 @@ from dataclasses import dataclass
 from operator import add, le
 from typing import Final
 
+from lockstep.ntp.limit_key import IPV6_KEY, limit_key, limit_keys
 from lockstep.ntp.timestamps import ONE_SECOND
 from lockstep.ntp.wire import KissCode
 
-#: Added to an IPv6 address's integer value to make its client key (IPv4 keys are below 2**32).
-IPV6_KEY: Final = 1 << 128
+__all__ = ["IPV6_KEY", "ClientLimiter", "RateLimit", "client_address"]
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -45,7 +46,8 @@ _DENY_CACHE_SIZE: Final = 1 << 16
 
 @dataclass(slots=True)
 class RateLimit:
-    """Per-address leaky bucket (RFC 8633 §4.4; compare chrony's ``ratelimit``).
+    """Per-address leaky bucket (RFC 8633 §4.4; compare chrony's ``ratelimit``); an IPv6 /64 is
+    one address here.
 
     Each request adds ``1 / average_rate`` seconds of debt; debt drains in real time; a request
     that would push the debt over ``burst / average_rate`` is refused. Refusals answer with a
@@ -106,6 +108,10 @@ class ClientLimiter:
 
     def admit(self, client: Hashable, now: int) -> bool:
         """Charge one request arriving at ``now`` (full NTP time) to ``client``; False: refused."""
+        return self._charge(limit_key(client), now)
+
+    def _charge(self, client: Hashable, now: int) -> bool:
+        """:meth:`admit` for a client already turned into its :func:`limit_key`."""
         tats = self._tats
         tat = tats.get(client)
         if tat is None:
@@ -145,6 +151,7 @@ class ClientLimiter:
             return refused
         if self._window < self._cost:
             return None  # a burst of 0 refuses everyone: leave that to admit()
+        clients = limit_keys(clients)
         tats = self._tats
         count = len(clients)
         if len(tats) + count > self._max_clients:
@@ -160,7 +167,7 @@ class ClientLimiter:
             paid_up = [flag and client not in repeated for flag, client in zip(paid_up, clients, strict=True)]
         if False in paid_up:
             for i, client, arrival, flag in zip(positions, clients, arrivals, paid_up, strict=True):
-                if not flag and not self.admit(client, arrival):
+                if not flag and not self._charge(client, arrival):
                     refused.append((i, KissCode.RATE))
             refused.sort()
             clients = list(itertools.compress(clients, paid_up))
@@ -171,10 +178,11 @@ class ClientLimiter:
     def kiss_due(self, client: Hashable, now: int) -> bool:
         """Whether a refused ``client`` may be sent a kiss at ``now``: none in the last
         ``kod_interval`` (then :meth:`record_kiss` when it is sent)."""
-        return now - self._last_kiss.get(client, _LONG_AGO) >= self._kod_interval
+        return now - self._last_kiss.get(limit_key(client), _LONG_AGO) >= self._kod_interval
 
     def record_kiss(self, client: Hashable, now: int) -> None:
         """``client`` was sent a kiss at ``now``."""
+        client = limit_key(client)
         last_kiss = self._last_kiss
         if client not in last_kiss and len(last_kiss) >= self._max_clients:
             cutoff = now - self._kod_interval
