@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from lockstep.ntp.aio.nts_ke import KeRateLimit, key_exchange_blocking
+from lockstep.ntp.aio.nts_ke import PREEMPTED, KeRateLimit, key_exchange_blocking
 from nts.ke_flood import Flood, client_hello, legitimate_exchanges, loopback_addresses
 from nts.nts_peers import Certificate, OurNtsServer, make_certificate, our_nts_server
 
@@ -62,6 +62,28 @@ def test_silent_flood_does_not_starve_legitimate_clients(certificate: Certificat
         assert refused.get("rate limited", 0) > 0, refused
         assert outcomes.success_rate >= 0.95, (outcomes.summary(), outcomes.failures[:3], refused)
         assert eventually(lambda: ours.ke.counters.served == len(outcomes.latencies))  # ...took no slot
+
+
+def test_stalled_handshakes_from_40_addresses_do_not_starve_legitimate_clients(
+    certificate: Certificate,
+) -> None:
+    """Forty addresses each send a genuine ClientHello and then nothing, once a second (within
+    the per-address rate limit): with the 2 s handshake deadline alone they kept the 32 slots
+    busy and legitimate clients got through 1 time in 20 (the re-review). A session that stalls
+    while others wait now gives its slot up, and addresses that stalled wait behind the others.
+
+    Run: .venv/bin/pytest -s tests/nts/test_ke_flood.py -k 40_addresses   (prints the figure)
+    """
+    with our_nts_server(certificate, ke_rate_limit=KeRateLimit()) as ours:  # every default
+        cafile = str(certificate.cert)
+        flooders = [f"127.0.1.{n}" for n in range(1, 41)]
+        with Flood(ours.ke_port, flooders, interval=1.0, hold=6.0, payload=client_hello(cafile)) as flood:
+            time.sleep(2.0)  # the slots are all taken before the first legitimate client
+            outcomes = legitimate_exchanges(ours.ke_port, cafile, loopback_addresses(100, 10), attempts=40)
+        print(f"\nunder {flood.opened} stalled ClientHellos from 40 addresses: {outcomes.summary()}")
+        refused = ours.ke.counters.refused
+        assert refused.get(PREEMPTED, 0) > 0, refused  # the flood took slots, and gave them up
+        assert outcomes.success_rate >= 0.95, (outcomes.summary(), outcomes.failures[:3], refused)
 
 
 def test_silent_and_dribbling_connections_are_closed_at_the_hello_deadline(

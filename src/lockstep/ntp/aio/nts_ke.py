@@ -9,9 +9,11 @@ selector) until their TLS ClientHello is in, then serves each on a bounded pool 
 protocol logic is the pure :mod:`lockstep.ntp.nts.ke`; this module only moves bytes.
 
 Server hardening: TLS 1.3 only; ALPN ``ntske/1`` required (a client that does not negotiate it
-is disconnected, §4); a per-address rate limit; no session slot before a whole ClientHello, with
-a short deadline for it; a cap on sessions, overall and per address; deadlines for the handshake
-and the whole session; requests larger than 16 KiB refused; nothing about keys or cookies logged.
+is disconnected, §4); a per-address rate limit (an IPv6 /64 is one address); no session slot
+before a whole ClientHello, with a short deadline for it; a cap on sessions, overall and per
+address; deadlines for the handshake and the whole session; a session that stalls before its
+request is in gives its slot up to a waiting client; requests larger than 16 KiB refused;
+nothing about keys or cookies logged.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from OpenSSL import SSL
 
 from lockstep.ntp.aio import clock
 from lockstep.ntp.errors import NtpError
+from lockstep.ntp.limit_key import limit_key
 from lockstep.ntp.nts.cookies import CookieKeys
 from lockstep.ntp.nts.fields import KEY_LENGTH
 from lockstep.ntp.nts.ke import (
@@ -267,7 +270,8 @@ def load_or_create_secret(path: str, length: int = 32) -> bytes:
 
 @dataclass(slots=True)
 class KeRateLimit:
-    """Per-address limits on NTS-KE connections (``lockstep ntp serve`` uses the defaults).
+    """Per-address limits on NTS-KE connections (``lockstep ntp serve`` uses the defaults); an
+    IPv6 /64 counts as one address (:func:`lockstep.ntp.limit_key.limit_key`).
 
     A token bucket per address admits connections (``per_second``, ``burst``; ``max_clients``
     bounds the table). At most ``max_sessions`` sessions run at once, at most
@@ -290,6 +294,10 @@ _TLS_RECORD_HEADER = 5  # content type, legacy version (2), length (2): RFC 8446
 _MAX_TLS_RECORD = 1 << 14  # 2^14 bytes of plaintext at most (RFC 8446 §5.1)
 _TLS_HANDSHAKE = 0x16  # record content type "handshake"
 _CLIENT_HELLO = 0x01  # handshake message type (RFC 8446 §4)
+#: How long an address whose session stalled stays behind the others in the queue for slots.
+STALL_MEMORY = 60.0
+PREEMPTED = "stalled while others waited for a slot"
+_HANDSHAKE_TIMED_OUT = "TLS handshake timed out"
 
 
 @dataclass(slots=True)
@@ -335,7 +343,7 @@ class _Queued:
     """An accepted connection in the waiting room."""
 
     sock: socket.socket
-    peer: str
+    peer: str  # the limit key of its address: the address, or an IPv6 address's /64
     deadline: float  # monotonic: its ClientHello, then its slot, must come by then
     needed: int = _TLS_RECORD_HEADER + 1  # bytes to wait for (SO_RCVLOWAT) before looking again
 
@@ -349,10 +357,14 @@ class NtsKeServer:
     address with the fewest sessions first. A connection without a whole ClientHello (or a free
     slot) within ``hello_timeout`` seconds is closed, and so is a session whose TLS handshake
     has not finished ``hello_timeout`` seconds after it started. So peers that connect and send
-    nothing, or dribble, never hold a slot, and a peer that sends a ClientHello and stalls holds
-    one only briefly: legitimate clients are served while such floods go on. The kernel wakes
-    the selector only once the bytes it waits for are there (``SO_RCVLOWAT``), so a slow sender
-    costs nothing until then.
+    nothing, or dribble, never hold a slot. A peer that sends a ClientHello and stalls holds one
+    only briefly: while all slots are taken and a connection from an address with no recent
+    stall waits, the session that has gone longest without its request, if that is more than
+    ``preempt_after`` seconds (a genuine client needs one round trip), is closed to make room;
+    an address whose session stalled (preempted or timed out) waits behind the others for
+    :data:`STALL_MEMORY` seconds. Legitimate clients are served while such floods go on. The
+    kernel wakes the selector only once the bytes it waits for are there (``SO_RCVLOWAT``), so a
+    slow sender costs nothing until then.
     """
 
     def __init__(
@@ -367,6 +379,7 @@ class NtsKeServer:
         rate_limit: KeRateLimit | None = None,
         timeout: float = 5.0,
         hello_timeout: float = 2.0,
+        preempt_after: float = 0.5,
     ) -> None:
         self.context = context
         self.cookie_keys = cookie_keys
@@ -375,6 +388,7 @@ class NtsKeServer:
         self.rate_limit = rate_limit
         self.timeout = timeout
         self.hello_timeout = hello_timeout
+        self.preempt_after = preempt_after
         self.counters = KeServerCounters()
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.sock = socket.socket(family, socket.SOCK_STREAM)
@@ -391,6 +405,11 @@ class NtsKeServer:
         self._buckets: dict[str, tuple[float, float]] = {}
         self._lock = threading.Lock()  # guards counters and _sessions (pool threads write them)
         self._sessions: dict[str, int] = {}  # sessions holding a slot, by address
+        # Sessions whose request is not in yet, oldest first (when they took their slot), those
+        # of them closed to make room, and when each address last stalled (oldest first).
+        self._unanswered: dict[socket.socket, float] = {}
+        self._preempted: set[socket.socket] = set()
+        self._stalled: dict[str, float] = {}
         # The waiting room, touched by its own thread only: connections waiting for their
         # ClientHello (oldest first), those waiting for a slot, and how many of each address.
         self._waiting: dict[socket.socket, _Queued] = {}
@@ -464,6 +483,8 @@ class NtsKeServer:
                 deadline = min([queued.deadline for queued in self._ready], default=math.inf)
                 if oldest is not None:
                     deadline = min(deadline, oldest.deadline)
+                if self._ready:  # when the next unanswered session may have to make room
+                    deadline = min(deadline, self._next_preemptible(time.monotonic()))
                 timeout = min(0.2, deadline - time.monotonic())
                 for key, _ in selector.select(max(0.0, timeout)):
                     if key.fileobj is self.sock:
@@ -496,7 +517,7 @@ class NtsKeServer:
                     # Out of descriptors: the connection that has waited longest gives its up.
                     self._drop(next(iter(self._waiting.values())), "out of file descriptors")
                 return  # the next round tries again
-            peer = address[0]
+            peer = limit_key(address[0])
             if not self._admit(peer):
                 self._refuse("rate limited")
                 sock.close()
@@ -506,14 +527,22 @@ class NtsKeServer:
                 sock.close()
                 continue
             if len(self._waiting) + len(self._ready) >= MAX_QUEUED:
-                oldest = next(iter(self._waiting.values()), None) or self._ready[0]
-                self._drop(oldest, "waiting room full")
+                self._drop(self._first_to_drop(), "waiting room full")
             sock.setblocking(False)
             queued = _Queued(sock, peer, time.monotonic() + self.hello_timeout)
             self._set_lowat(queued.sock, queued.needed)
             self._waiting[sock] = queued
             self._queued[peer] = self._queued.get(peer, 0) + 1
             self._selector.register(sock, selectors.EVENT_READ)
+
+    def _first_to_drop(self) -> _Queued:
+        """Who leaves a full waiting room: the connection from an address with a recent stall
+        that has waited longest for a slot, else the one that has waited longest for its
+        ClientHello (a genuine client's came long before), else the oldest waiting for a slot."""
+        now = time.monotonic()
+        with self._lock:
+            stalled = [queued for queued in self._ready if self._stalled_since(queued.peer, now)]
+        return stalled[0] if stalled else next(iter(self._waiting.values()), None) or self._ready[0]
 
     @staticmethod
     def _set_lowat(sock: socket.socket, count: int) -> None:
@@ -567,19 +596,28 @@ class NtsKeServer:
             self._drop(queued, "no free session slot")
 
     def _dispatch(self) -> None:
-        """Give free slots to connections whose ClientHello is in: always to the one whose
-        address has the fewest sessions (the oldest among equals), never past the per-address cap.
-        """
+        """Give free slots to connections whose ClientHello is in: first to addresses without a
+        recent stall, then to the one whose address has the fewest sessions (the oldest among
+        equals), never past the per-address cap. When every slot is taken, make room for those
+        without a recent stall (:meth:`_preempt`)."""
         per_address = self.rate_limit.max_sessions_per_address if self.rate_limit else self.max_sessions
         while self._ready:
+            now = time.monotonic()
             with self._lock:
+                candidates = [
+                    (self._stalled_since(q.peer, now), load, i)
+                    for i, q in enumerate(self._ready)
+                    if (load := self._sessions.get(q.peer, 0)) < per_address
+                ]
+                if not candidates:
+                    return
                 if sum(self._sessions.values()) >= self.max_sessions:
+                    self._preempt(sum(not stalled for stalled, _, _ in candidates), now)
                     return
-                load, chosen = min((self._sessions.get(q.peer, 0), i) for i, q in enumerate(self._ready))
-                if load >= per_address:
-                    return
+                _, load, chosen = min(candidates)
                 queued = self._ready[chosen]
                 self._sessions[queued.peer] = load + 1
+                self._unanswered[queued.sock] = now
             self._leave(queued)
             self._set_lowat(queued.sock, 1)
             try:
@@ -590,12 +628,57 @@ class NtsKeServer:
                 # close() cancels sessions that have not started: their sockets close here.
                 future.add_done_callback(functools.partial(self._abandon_cancelled, queued))
 
+    def _stalled_since(self, peer: str, now: float) -> bool:
+        """Whether a session of ``peer`` stalled in the last :data:`STALL_MEMORY` seconds."""
+        return now - self._stalled.get(peer, -math.inf) < STALL_MEMORY
+
+    def _preempt(self, waiting: int, now: float) -> None:
+        """With ``waiting`` connections of addresses without a recent stall waiting for a slot,
+        close as many sessions that have waited more than ``preempt_after`` seconds for their
+        request, oldest first (call with the lock held). Their threads see the connection end,
+        the slots come free, and :meth:`_dispatch` runs again on the wake-up."""
+        waiting -= len(self._preempted)  # slots about to come free already
+        cutoff = now - self.preempt_after
+        for sock, started in self._unanswered.items():
+            if waiting <= 0 or started > cutoff:
+                return
+            if sock not in self._preempted:
+                self._preempted.add(sock)
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                waiting -= 1
+
+    def _next_preemptible(self, now: float) -> float:
+        """When the next session becomes old enough for :meth:`_preempt` (monotonic), or inf."""
+        with self._lock:
+            starts = (started for started in self._unanswered.values() if started + self.preempt_after > now)
+            return next(starts, math.inf) + self.preempt_after
+
+    def _answered(self, sock: socket.socket) -> bool:
+        """A session's request is in (or it ended): it can no longer be preempted. Whether it
+        was preempted before that."""
+        with self._lock:
+            self._unanswered.pop(sock, None)
+            if sock in self._preempted:
+                self._preempted.discard(sock)
+                return True
+            return False
+
+    def _record_stall(self, peer: str) -> None:
+        limit = self.rate_limit.max_clients if self.rate_limit else MAX_QUEUED
+        with self._lock:
+            self._stalled.pop(peer, None)
+            if len(self._stalled) >= limit:
+                del self._stalled[next(iter(self._stalled))]
+            self._stalled[peer] = time.monotonic()
+
     def _abandon_cancelled(self, queued: _Queued, future: Future[None]) -> None:
         if future.cancelled():
             self._abandon(queued)
 
     def _abandon(self, queued: _Queued) -> None:
         """A connection given a slot whose session will not run (the server is closing)."""
+        self._answered(queued.sock)
         self._release(queued.peer)
         queued.sock.close()
 
@@ -616,6 +699,10 @@ class NtsKeServer:
             except Exception:  # a bug must not take the server down: log it and go on
                 logger.exception("NTS-KE session with %s failed", peer)
                 reason = "internal error"
+            if self._answered(sock):  # whatever its own end said, it was cut to make room
+                reason = PREEMPTED
+            if reason in (PREEMPTED, _HANDSHAKE_TIMED_OUT):
+                self._record_stall(peer)
             if reason is None:  # counted before the peer can see the close
                 with self._lock:
                     self.counters.served += 1
@@ -640,7 +727,7 @@ class NtsKeServer:
         except SSL.Error as error:
             return f"TLS handshake failed: {_ssl_reason(error)}"
         except TimeoutError:
-            return "TLS handshake timed out"
+            return _HANDSHAKE_TIMED_OUT
         except OSError as error:
             return f"connection error: {error}"
         if conn.get_alpn_proto_negotiated() != ALPN:
@@ -658,6 +745,8 @@ class NtsKeServer:
                 if not data:
                     return session.connection_closed()
                 outcome = session.receive_data(data)
+            if self._answered(sock):
+                return PREEMPTED
             if isinstance(outcome, KeAccepted):
                 c2s, s2c = _export(conn, outcome.aead)
                 _send_all(conn, sock, session.respond(c2s, s2c, clock.now()), deadline)
