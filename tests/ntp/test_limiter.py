@@ -7,7 +7,7 @@ import ipaddress
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lockstep.ntp.limit_key import limit_key
+from lockstep.ntp.limit_key import limit_key, limit_keys
 from lockstep.ntp.limiter import IPV6_KEY, ClientLimiter, RateLimit, client_address
 from lockstep.ntp.timestamps import ONE_SECOND
 from lockstep.ntp.wire import KissCode
@@ -129,5 +129,7 @@ def test_every_form_of_an_address_has_the_same_limit_key(address: ipaddress.IPv6
         assert key == str(network)
         assert limit_key(IPV6_KEY + int(address)) == IPV6_KEY + int(network.network_address)
         assert limit_key(address.packed) == network.network_address.packed
+    batch = [IPV6_KEY + int(address), 7, IPV6_KEY + int(address) + 1]
+    assert limit_keys(batch) == [limit_key(client) for client in batch]  # the inlined batch form
     assert limit_key("not an address") == "not an address"
     assert limit_key("192.0.2.7") == "192.0.2.7"

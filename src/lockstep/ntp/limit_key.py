@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Hashable, Sequence
-from typing import Final, overload
+from typing import Final, cast, overload
 
 #: Added to an IPv6 address's integer value to make its client key (IPv4 keys are below 2**32).
 IPV6_KEY: Final = 1 << 128
@@ -71,5 +71,14 @@ def limit_keys(clients: Sequence[Hashable]) -> Sequence[Hashable]:
         if max(clients) < IPV6_KEY:  # type: ignore[type-var,operator]
             return clients
     except TypeError:  # not all ints
-        pass
-    return [limit_key(client) for client in clients]
+        return [limit_key(client) for client in clients]
+    ints = cast("Sequence[int]", clients)  # they compared with an int: all ints
+    mapped = _IPV4_MAPPED_KEY >> 32
+    return [  # limit_key() inlined for int keys: two thirds of its cost
+        client
+        if client < IPV6_KEY
+        else client - _IPV4_MAPPED_KEY
+        if client >> 32 == mapped
+        else client & _IPV6_PREFIX_MASK
+        for client in ints
+    ]
