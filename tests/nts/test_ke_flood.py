@@ -135,3 +135,28 @@ def test_one_address_holds_at_most_its_share_of_slots(certificate: Certificate) 
         finally:
             for sock in stalled:
                 sock.close()
+
+
+def test_a_stalled_session_gives_its_slot_to_a_waiting_client(certificate: Certificate) -> None:
+    """Both slots held by ClientHello-then-silence and a 3 s handshake deadline: a client from
+    another address is still served within about the 0.5 s preemption age, not after 3 s."""
+    limits = KeRateLimit(max_sessions=2, max_sessions_per_address=2)
+    with our_nts_server(certificate, ke_rate_limit=limits, ke_hello_timeout=3.0) as ours:
+        cafile = str(certificate.cert)
+        hello = client_hello(cafile)
+        stalled = []
+        try:
+            for _ in range(2):
+                sock = socket.create_connection(
+                    ("127.0.0.1", ours.ke_port), timeout=5, source_address=("127.0.0.70", 0)
+                )
+                sock.sendall(hello)
+                stalled.append(sock)
+            assert eventually(lambda: ours.ke.sessions == 2)
+            began = time.monotonic()
+            key_exchange_blocking("127.0.0.1", ours.ke_port, cafile=cafile, timeout=3, source="127.0.0.71")
+            assert time.monotonic() - began < 1.5  # one stalled session made room for it:
+            assert eventually(lambda: ours.ke.counters.refused.get(PREEMPTED, 0) == 1)
+        finally:
+            for sock in stalled:
+                sock.close()
