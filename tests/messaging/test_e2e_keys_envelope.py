@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -11,7 +12,7 @@ from hypothesis import strategies as st
 
 from lockstep.e2e.envelope import Kind, MessageEnvelope, direct_conversation
 from lockstep.e2e.errors import EnvelopeError, KeyBundleError
-from lockstep.e2e.keys import DeviceKeys, OneTimeKey
+from lockstep.e2e.keys import UNLINK_GRACE_MS, DeviceKeys, FormerDevice, OneTimeKey
 from lockstep.e2e.olm import OlmDevice
 from lockstep.link.devices import DeviceEntry, DeviceList, Role
 from lockstep.link.encoding import key_id
@@ -93,3 +94,47 @@ def test_decoding_wrong_shapes_raises_only_envelope_error(value: dict[str, objec
 
     with contextlib.suppress(EnvelopeError):
         MessageEnvelope.decode(json.dumps(value).encode())
+
+
+def test_a_former_device_is_proven_by_the_list_that_had_it_and_the_next() -> None:
+    """messaging.md §3.1: what a receiver accepts for a device unlinked since it sent."""
+    account, _primary_key, first = account_with_device()
+    laptop = Ed25519PrivateKey.generate()
+    entry = DeviceEntry.new(laptop.public_key().public_bytes_raw(), Role.COMPANION, "Laptop", 2)
+    listed = first.with_companion(entry, 2)  # version 2 has the laptop
+    removed = listed.without(entry.device_id, 1_000)  # version 3 unlinks it
+    later = removed.successor(removed.devices, 2_000)  # version 4, a rename say
+    keys = OlmDevice.create().device_keys(listed.account_id, entry.device_id, 3)
+    account_public = account.public_key().public_bytes_raw()
+
+    def record(
+        before: DeviceList = listed, after: DeviceList = removed, signer: Any = laptop
+    ) -> dict[str, Any]:
+        return {
+            "device_id": entry.device_id,
+            "bundle": keys.seal(signer).to_json(),
+            "listed_in": before.sign(account).to_json(),
+            "removed_by": after.sign(account).to_json(),
+        }
+
+    former = FormerDevice.verify(record(), account_public, entry.device_id, later.version)
+    assert former.keys == keys and former.removed_at == 1_000
+    # Sent (and queued) before the unlink, or within the grace for a list signed then sent: readable.
+    assert former.sent_while_listed(1_000 + UNLINK_GRACE_MS, 999)
+    assert not former.sent_while_listed(1_001 + UNLINK_GRACE_MS, 999)  # queued after
+    assert not former.sent_while_listed(999, 1_001 + UNLINK_GRACE_MS)  # written after
+    for bad, why in (
+        (record(after=later), "do not show it being unlinked"),  # not the next version
+        (record(after=listed.successor(listed.devices, 1_000)), "do not show it being unlinked"),  # kept
+        (record(before=removed, after=later), "never a companion"),
+        (record(signer=Ed25519PrivateKey.generate()), "does not verify"),  # a bundle the server made
+        ({**record(), "device_id": "another"}, "no record"),
+        (None, "no record"),
+    ):
+        with pytest.raises(KeyBundleError, match=why):
+            FormerDevice.verify(bad, account_public, entry.device_id, later.version)
+    with pytest.raises(KeyBundleError, match="newer than"):  # an unlink the receiver has not seen signed
+        FormerDevice.verify(record(), account_public, entry.device_id, listed.version)
+    stranger = Ed25519PrivateKey.generate().public_key().public_bytes_raw()
+    with pytest.raises(KeyBundleError, match="does not verify"):  # lists signed by another account
+        FormerDevice.verify(record(), stranger, entry.device_id, later.version)

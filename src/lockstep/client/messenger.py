@@ -34,7 +34,7 @@ from lockstep.e2e.envelope import (
     group_conversation,
 )
 from lockstep.e2e.errors import E2EError, EnvelopeError, KeyBundleError, MediaError
-from lockstep.e2e.keys import DeviceKeys, OneTimeKey
+from lockstep.e2e.keys import DeviceKeys, FormerDevice, OneTimeKey
 from lockstep.e2e.media import MediaDigest, MediaKind, human_size, kind_for_mimetype, new_media_key
 from lockstep.e2e.olm import OlmCiphertext, OlmType
 from lockstep.link.devices import DeviceList
@@ -708,14 +708,32 @@ class Messenger:
         self.store.save()  # ratchets on disk before the server forgets the ciphertext
         await self._request("messages.ack", up_to=self.store.last_seq)
 
-    async def _sender_key_ok(self, account_id: str, device_id: str, sender_key: bytes) -> None:
+    async def _sender_key_ok(self, account_id: str, device_id: str, sender_key: bytes) -> FormerDevice | None:
+        """Check an Olm sender key against the account's signed list; a device unlinked since comes back
+        as a :class:`FormerDevice`, whose caller checks the message was sent before the unlink (§3.1)."""
         contact = await self.contact(account_id=account_id)
         keys = contact.keys.get(device_id)
         if keys is None or keys.identity_key != sender_key:
             contact = await self.contact(account_id=account_id, refresh=True)
             keys = contact.keys.get(device_id)
+        if keys is None and contact.devices.find(device_id) is None:
+            former = await self._former_device(contact, device_id)
+            if former is not None and former.keys.identity_key == sender_key:
+                return former
         if keys is None or keys.identity_key != sender_key:
             raise KeyBundleError("the sending device's key is not in its account's signed device list")
+        return None
+
+    async def _former_device(self, contact: Contact, device_id: str) -> FormerDevice | None:
+        """A device of ``contact`` unlinked recently, proven by its two signed lists (§3.1), or None."""
+        result = await self._request(
+            "accounts.lookup", account_id=contact.account.account_id, former_device=device_id
+        )
+        if result.get("former_device") is None:
+            return None
+        return FormerDevice.verify(
+            result["former_device"], contact.account.account_key, device_id, contact.devices.version
+        )
 
     async def _open(self, item: dict[str, Any]) -> Received | None:
         sender = item["sender"]
@@ -733,10 +751,10 @@ class Messenger:
         )
         payload = item["payload"]
         try:
-            sender_key = b""
+            sender_key, former = b"", None
             if payload.get("type") == "olm":
                 sender_key = b64u_decode(payload["sender_key"], length=32)
-                await self._sender_key_ok(sender_account, sender_device, sender_key)
+                former = await self._sender_key_ok(sender_account, sender_device, sender_key)
                 ciphertext = OlmCiphertext(OlmType(payload["olm_type"]), b64u_decode(payload["ciphertext"]))
                 plaintext = self.store.olm.decrypt(sender_key, ciphertext)
             elif payload.get("type") == "megolm" and group_id is not None:
@@ -750,6 +768,8 @@ class Messenger:
                 raise EnvelopeError("an unknown payload type")
             envelope = MessageEnvelope.decode(plaintext)
             envelope.check_routing(message.message_id, sender_account, sender_device)
+            if former is not None and not former.sent_while_listed(message.server_time, envelope.timestamp):
+                raise KeyBundleError("this message was sent after its device was unlinked")
             self._check_conversation(envelope, group_id)
             message.sender_handle = self.handle_of(sender_account)
             message.kind, message.conversation = envelope.kind.value, envelope.conversation

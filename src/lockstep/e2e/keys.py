@@ -17,11 +17,11 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from lockstep.e2e.errors import KeyBundleError
-from lockstep.link.devices import DeviceList
+from lockstep.link.devices import DeviceList, Role
 from lockstep.link.ed25519 import WeakKeyError, check_public_key, verify_strict
 from lockstep.link.encoding import b64u_decode, b64u_encode
 from lockstep.link.envelope import Context, Envelope
-from lockstep.link.errors import EncodingError, SignatureError
+from lockstep.link.errors import EncodingError, LinkError, SignatureError
 
 ONE_TIME_KEY_CONTEXT = b"lockstep/one-time-key/v1"
 
@@ -90,6 +90,51 @@ class DeviceKeys:
             _signing_key(payload),
             issued_at,
         )
+
+
+UNLINK_GRACE_MS = 60_000
+"""How long after an unlink's list was signed a message of the unlinked device may still have been
+accepted by the server: the list is signed on the phone, then sent, then applied (messaging.md §3.1)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FormerDevice:
+    """A device an account unlinked, proven by two consecutive signed lists: one that has it and the
+    next, which does not (messaging.md §3.1). Messages it sent while listed stay readable."""
+
+    keys: DeviceKeys
+    removed_at: int
+    """``issued_at`` of the list that removed it: server time, signed by the account key."""
+
+    @classmethod
+    def verify(cls, record: object, account_key: bytes, device_id: str, current_version: int) -> FormerDevice:
+        """Check ``accounts.lookup``'s ``former_device`` against the account key and the newest list
+        version the receiver verified; :class:`KeyBundleError` if anything does not hold."""
+        if not isinstance(record, dict) or record.get("device_id") != device_id:
+            raise KeyBundleError(f"the server has no record of an unlinked device {device_id}")
+        try:
+            listed_in = DeviceList.verify(Envelope.from_json(record["listed_in"]), account_key)
+            removed_by = DeviceList.verify(Envelope.from_json(record["removed_by"]), account_key)
+            bundle = Envelope.from_json(record["bundle"])
+        except (KeyError, TypeError, ValueError, LinkError) as error:
+            raise KeyBundleError(f"the record of unlinked device {device_id} does not verify") from error
+        entry = listed_in.find(device_id)
+        if entry is None or entry.role is not Role.COMPANION:
+            raise KeyBundleError(f"device {device_id} was never a companion of this account")
+        if removed_by.version != listed_in.version + 1 or removed_by.find(device_id) is not None:
+            raise KeyBundleError(f"the lists given for device {device_id} do not show it being unlinked")
+        if removed_by.version > current_version:
+            raise KeyBundleError(f"device {device_id}'s unlink is newer than the account's device list")
+        try:
+            keys = DeviceKeys.verify(bundle, listed_in, device_id)
+        except KeyBundleError as error:
+            raise KeyBundleError(f"the record of unlinked device {device_id} does not verify") from error
+        return cls(keys, removed_by.issued_at)
+
+    def sent_while_listed(self, server_time: int, sent_at: int) -> bool:
+        """The server queued it, and its device wrote it, before the unlink (within the grace)."""
+        deadline = self.removed_at + UNLINK_GRACE_MS
+        return server_time <= deadline and sent_at <= deadline
 
 
 def _one_time_message(key_id: str, key: bytes) -> bytes:

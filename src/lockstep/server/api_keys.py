@@ -120,8 +120,14 @@ async def lookup(services: Services, connection: Connection, request: Request) -
     if record is None:
         raise ApiError(ErrorCode.ACCOUNT_UNKNOWN, "no account has that handle")
     device_ids = [entry.device_id for entry in record.devices().devices]
-    return {
+    result = {
         "account": record.info.to_json(),
         "device_list": record.device_list.to_json(),
         "device_keys": await services.store.device_bundles(device_ids),
     }
+    if "former_device" in request.fields:  # a device unlinked recently, for what it sent before (§3.1)
+        former = request.text("former_device", max_length=64)
+        result["former_device"] = await services.store.former_device(
+            record.info.account_id, former, services.clock()
+        )
+    return result

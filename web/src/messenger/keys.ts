@@ -168,3 +168,46 @@ export async function verifyLookup(result: Record<string, unknown>): Promise<Con
   }
   return { account, list, keys };
 }
+
+/** How long after an unlink's list was signed a message of the unlinked device may still have been
+ * accepted by the server (messaging.md §3.1; keys.py's UNLINK_GRACE_MS). */
+export const UNLINK_GRACE_MS = 60_000;
+
+/** A device its account unlinked, proven by two consecutive signed lists (messaging.md §3.1). */
+export interface FormerDevice {
+  keys: DeviceKeys;
+  /** `issued_at` of the list that removed it (server time, signed by the account key). */
+  removedAt: number;
+}
+
+/**
+ * Checks `accounts.lookup`'s `former_device` record (keys.py's FormerDevice.verify): the list that had the
+ * device as a companion and the next one, without it, both verify under the account key; the bundle
+ * verifies under its key in the first; the unlink is not newer than the list the receiver holds.
+ */
+export async function verifyFormerDevice(record: unknown, contact: Contact, deviceId: string): Promise<FormerDevice> {
+  const { device_id: named, listed_in: listedIn, removed_by: removedBy, bundle } = (record ?? {}) as Record<string, unknown>;
+  if (named !== deviceId) throw new KeyBundleError(`the server has no record of an unlinked device ${deviceId}`);
+  const accountKey = b64uDecode(contact.account.key);
+  let before: DeviceList;
+  let after: DeviceList;
+  try {
+    before = await verifyDeviceList(listedIn, accountKey, contact.account.id);
+    after = await verifyDeviceList(removedBy, accountKey, contact.account.id);
+  } catch {
+    throw new KeyBundleError(`the record of unlinked device ${deviceId} does not verify`);
+  }
+  const entry = before.devices.find((d) => d.device_id === deviceId);
+  if (!entry || entry.role !== "companion") throw new KeyBundleError(`device ${deviceId} was never a companion of this account`);
+  if (after.version !== before.version + 1 || after.devices.some((d) => d.device_id === deviceId)) {
+    throw new KeyBundleError(`the lists given for device ${deviceId} do not show it being unlinked`);
+  }
+  if (after.version > contact.list.version) throw new KeyBundleError(`device ${deviceId}'s unlink is newer than the account's device list`);
+  return { keys: await verifyBundle(bundle, before, deviceId), removedAt: after.issued_at };
+}
+
+/** The server queued it, and its device wrote it, before the unlink (within the grace). */
+export function sentWhileListed(former: FormerDevice, serverTime: number, sentAt: number): boolean {
+  const deadline = former.removedAt + UNLINK_GRACE_MS;
+  return serverTime <= deadline && sentAt <= deadline;
+}

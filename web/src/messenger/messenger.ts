@@ -20,7 +20,18 @@ import { buildHistory, readHistory } from "./history";
 import { OlmDevice, type OlmDevicePickle } from "./olmDevice";
 import { type LockstepSocket, ServerError, SocketClosed } from "../net/socket";
 import { MessengerDb } from "./idb";
-import { type Contact, type DeviceKeys, KeyBundleError, sealBundle, signKeys, verifyLookup, verifyOneTimeKey } from "./keys";
+import {
+  type Contact,
+  type DeviceKeys,
+  type FormerDevice,
+  KeyBundleError,
+  sealBundle,
+  sentWhileListed,
+  signKeys,
+  verifyFormerDevice,
+  verifyLookup,
+  verifyOneTimeKey,
+} from "./keys";
 import {
   type MediaDescriptor,
   MediaError,
@@ -588,13 +599,23 @@ export class Messenger {
     await this.sendReceipts(fresh, "delivered");
   }
 
-  private async senderKeyOk(accountId: string, deviceId: string, senderKey: Uint8Array): Promise<void> {
-    const matches = (c: Contact): boolean => {
-      const keys = c.keys.get(deviceId);
-      return keys !== undefined && b64uEncode(keys.identityKey) === b64uEncode(senderKey);
-    };
-    if (matches(await this.contact({ accountId }))) return;
-    if (!matches(await this.contact({ accountId }, true))) throw new KeyBundleError("the sending device's key is not in its account's signed device list");
+  /**
+   * Checks an Olm sender key against the account's signed list. A device unlinked since comes back as a
+   * FormerDevice: its caller checks the message was sent before the unlink (§3.1).
+   */
+  private async senderKeyOk(accountId: string, deviceId: string, senderKey: Uint8Array): Promise<FormerDevice | null> {
+    const sameKey = (keys: DeviceKeys | undefined): boolean => keys !== undefined && b64uEncode(keys.identityKey) === b64uEncode(senderKey);
+    if (sameKey((await this.contact({ accountId })).keys.get(deviceId))) return null;
+    const contact = await this.contact({ accountId }, true);
+    if (sameKey(contact.keys.get(deviceId))) return null;
+    if (!contact.list.devices.some((d) => d.device_id === deviceId)) {
+      const result = await this.request("accounts.lookup", { account_id: accountId, former_device: deviceId });
+      if (result.former_device) {
+        const former = await verifyFormerDevice(result.former_device, contact, deviceId);
+        if (sameKey(former.keys)) return former;
+      }
+    }
+    throw new KeyBundleError("the sending device's key is not in its account's signed device list");
   }
 
   private async open(item: ServerMessage): Promise<ChatMessage | null> {
@@ -604,10 +625,11 @@ export class Messenger {
     try {
       let plaintext: Uint8Array;
       let senderKey = "";
+      let former: FormerDevice | null = null;
       if (payload.type === "olm") {
         const key = b64uDecode(String(payload.sender_key));
         if (key.length !== 32) throw new EnvelopeError("a sender key is 32 bytes");
-        await this.senderKeyOk(sender.account_id, sender.device_id, key);
+        former = await this.senderKeyOk(sender.account_id, sender.device_id, key);
         const type = payload.olm_type === 0 ? 0 : payload.olm_type === 1 ? 1 : null;
         if (type === null) throw new EnvelopeError("an unknown Olm message type");
         plaintext = await this.olm.decrypt(key, type, b64uDecode(String(payload.ciphertext)));
@@ -621,6 +643,7 @@ export class Messenger {
       if (opened.id !== item.message_id || opened.senderAccount !== sender.account_id || opened.senderDevice !== sender.device_id) {
         throw new EnvelopeError("the envelope's id or sender does not match how the message was routed");
       }
+      if (former && !sentWhileListed(former, Number(item.server_time), opened.ts)) throw new KeyBundleError("this message was sent after its device was unlinked");
       this.checkConversation(opened, groupId);
       return await this.act(opened, payload.type === "olm", senderKey, groupId);
     } catch (error) {

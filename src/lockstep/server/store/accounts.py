@@ -8,6 +8,7 @@ PostgreSQL the row lock makes the second wait, then find the version gone, then 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from lockstep.link.devices import DeviceList
 from lockstep.link.envelope import Envelope
@@ -80,6 +81,21 @@ def device(device_id: str) -> Work[DeviceRecord | None]:
     return None if row is None else DeviceRecord(row[0], row[1], bytes(row[2]), row[3], row[4])
 
 
+def former_device(account_id: str, device_id: str, now: int) -> Work[dict[str, Any] | None]:
+    """An unlinked device of ``account_id`` as `accounts.lookup` reports it (§3.1), while it is kept."""
+    row = yield from query_one(
+        "SELECT bundle, listed_in, removed_by FROM former_devices "
+        "WHERE account_id = ? AND device_id = ? AND removed_at >= ?",
+        account_id,
+        device_id,
+        now - FORMER_DEVICE_DAYS * 86_400_000,
+    )
+    if row is None:
+        return None
+    bundle, listed_in, removed_by = (json.loads(value) for value in row)
+    return {"device_id": device_id, "bundle": bundle, "listed_in": listed_in, "removed_by": removed_by}
+
+
 def devices_of(account_ids: list[str], with_keys: bool) -> Work[dict[str, set[str]]]:
     """The devices of some accounts; ``with_keys``: only those that published E2E keys."""
     found: dict[str, set[str]] = {account_id: set() for account_id in account_ids}
@@ -105,8 +121,19 @@ def touch(device_id: str, now: int) -> Work[None]:
     yield from execute("UPDATE devices SET last_active = ? WHERE device_id = ?", now, device_id)
 
 
+FORMER_DEVICE_DAYS = 30
+"""How long an unlinked device's last keys and lists are kept for messages it sent before (§3.1)."""
+
+
 def change_device_list(change: DeviceListChange, now: int) -> Work[None]:
-    """Apply ``change``; :class:`StaleDeviceList` if another update got there first."""
+    """Apply ``change``; :class:`StaleDeviceList` if another update got there first.
+
+    A device the change removes is remembered as a former device (its last key bundle, the list that
+    had it, the list that removed it), so messages it sent while listed stay readable (§3.1).
+    """
+    previous = yield from query_one(
+        "SELECT device_list FROM accounts WHERE account_id = ?", change.account_id
+    )
     updated = yield from execute(
         "UPDATE accounts SET device_list = ?, device_list_version = ? "
         "WHERE account_id = ? AND device_list_version = ?",
@@ -120,7 +147,27 @@ def change_device_list(change: DeviceListChange, now: int) -> Work[None]:
     rows = yield from query("SELECT device_id FROM devices WHERE account_id = ?", change.account_id)
     stored = {row[0] for row in rows}
     new_ids = {entry.device_id for entry in change.new_list.devices}
+    yield from execute(
+        "DELETE FROM former_devices WHERE account_id = ? AND removed_at < ?",
+        change.account_id,
+        now - FORMER_DEVICE_DAYS * 86_400_000,
+    )
     for device_id in sorted(stored - new_ids):
+        bundle = yield from query_one("SELECT bundle FROM device_keys WHERE device_id = ?", device_id)
+        if bundle is not None and previous is not None:  # a device without keys never sent anything
+            yield from execute(
+                "INSERT INTO former_devices "
+                "(device_id, account_id, bundle, listed_in, removed_by, removed_at) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (device_id) DO UPDATE SET "
+                "bundle = excluded.bundle, listed_in = excluded.listed_in, "
+                "removed_by = excluded.removed_by, removed_at = excluded.removed_at",
+                device_id,
+                change.account_id,
+                bundle[0],
+                previous[0],
+                envelope_json(change.envelope),
+                now,
+            )
         yield from execute("DELETE FROM devices WHERE device_id = ?", device_id)
     certificate = envelope_json(change.added_certificate) if change.added_certificate else None
     for entry in change.new_list.devices:

@@ -108,6 +108,21 @@ CREATE INDEX IF NOT EXISTS media_by_device ON media(device_id, created_at);
 """
 
 
+# Unlinked devices (docs/protocol/messaging.md §3.1): what a receiver needs to read a message a device
+# sent just before it was unlinked. Public material only, kept FORMER_DEVICE_DAYS (store/accounts.py).
+FORMER_DEVICES = """
+CREATE TABLE IF NOT EXISTS former_devices (
+    device_id TEXT PRIMARY KEY,
+    account_id TEXT NOT NULL REFERENCES accounts(account_id) ON DELETE CASCADE,
+    bundle TEXT NOT NULL,               -- its last E2E key bundle (envelope JSON)
+    listed_in TEXT NOT NULL,            -- the last signed device list that had it (envelope JSON)
+    removed_by TEXT NOT NULL,           -- the signed list, one version later, that removed it
+    removed_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS former_devices_by_account ON former_devices(account_id, removed_at);
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class Migration:
     version: int
@@ -120,6 +135,9 @@ MIGRATIONS = (
         1,
         "accounts, devices, keys, queues, groups, media, known peers",
         ACCOUNTS_AND_DEVICES + MESSAGING + QUOTAS,
+    ),
+    Migration(
+        2, "former devices: unlinked devices' last keys and lists, for messages in flight", FORMER_DEVICES
     ),
 )
 LATEST = MIGRATIONS[-1].version
@@ -152,6 +170,7 @@ TABLES: dict[str, tuple[str, ...]] = {
     "group_members": ("group_id", "account_id", "role", "added_at"),
     "media": ("media_id", "device_id", "size", "sha256", "created_at"),
     "known_peers": ("account_id", "peer_id"),
+    "former_devices": ("device_id", "account_id", "bundle", "listed_in", "removed_by", "removed_at"),
 }
 """Every table with its columns, parents before children (the order ``lockstep db copy`` loads them)."""
 

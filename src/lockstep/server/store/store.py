@@ -87,6 +87,9 @@ class Store:
     async def device(self, device_id: str) -> DeviceRecord | None:
         return await self._plain(lambda: accounts.device(device_id))
 
+    async def former_device(self, account_id: str, device_id: str, now: int) -> dict[str, Any] | None:
+        return await self._plain(lambda: accounts.former_device(account_id, device_id, now))
+
     async def devices_of(self, account_ids: list[str], *, with_keys: bool = False) -> dict[str, set[str]]:
         return await self._plain(lambda: accounts.devices_of(account_ids, with_keys))
 
