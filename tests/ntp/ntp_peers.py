@@ -212,6 +212,86 @@ def run_monitor(
     return events
 
 
+# A line of chronyd's measurements.log: date, time, address, leap, stratum, tests 1-3, 5-7 and
+# A-D (1: passed), local and remote poll, score, offset, peer delay, peer dispersion, root delay,
+# root dispersion, reference id, mode (4I: server, interleaved; 4B: basic), timestamp sources.
+_MEASUREMENT = re.compile(
+    r"^\S+ \S+ (?P<address>\S+)\s+\S\s+\d+ (?P<t123>[01]{3}) (?P<t567>[01]{3}) (?P<tabcd>[01]{4})"
+    r"\s+-?\d+\s+-?\d+\s+\S+\s+(?P<offset>\S+)\s+(?P<delay>\S+)\s+.* (?P<mode>\d[IB]) \S \S$"
+)
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One sample of a chronyd client, from its measurements log."""
+
+    tests: str  # "123 567 ABCD" as 1 (passed) / 0
+    offset: float
+    delay: float
+    interleaved: bool
+
+    @property
+    def delay_test_passed(self) -> bool:
+        """chronyd's test C (the delay compared with the offsets' spread)."""
+        return self.tests[-2] == "1"
+
+
+def chronyd_measurements(log: Path) -> dict[str, list[Measurement]]:
+    """Samples by source address from a chronyd ``log measurements`` file."""
+    found: dict[str, list[Measurement]] = {}
+    for line in log.read_text().splitlines() if log.exists() else []:
+        match = _MEASUREMENT.match(line)
+        if match:
+            tests = f"{match['t123']} {match['t567']} {match['tabcd']}"
+            sample = Measurement(tests, float(match["offset"]), float(match["delay"]), match["mode"] == "4I")
+            found.setdefault(match["address"], []).append(sample)
+    return found
+
+
+def interleaved_sources(ntpdata: str) -> dict[str, str]:
+    """Remote address -> the "Interleaved" line of ``chronyc ntpdata``."""
+    found = {}
+    for block in ntpdata.split("\n\n"):
+        address = re.search(r"Remote address\s*:\s*(\S+)", block)
+        interleaved = re.search(r"Interleaved\s*:\s*(\S+)", block)
+        if address and interleaved:
+            found[address[1]] = interleaved[1]
+    return found
+
+
+OURS, THEIRS = "127.0.0.2", "127.0.0.1"  # the two servers chronyd polls in side_by_side()
+
+
+def side_by_side(
+    directory: Path, samples: int, *, xleave: bool = True, serve: tuple[str, ...] = ()
+) -> tuple[dict[str, list[Measurement]], str]:
+    """A chronyd client (``-x``) polling every second both ``lockstep ntp serve --local-stratum
+    10`` on OURS and a chronyd server (``local stratum 10``) on THEIRS, in interleaved mode
+    (``xleave``) or basic, until it logged ``samples`` samples of each (at most 2 s per sample
+    and 30 s more). Returns its measurements by address and its ``chronyc ntpdata``."""
+    ours, theirs = free_udp_port(), free_udp_port()
+    logs = directory / "log"
+    logs.mkdir(parents=True, exist_ok=True)
+    mode = " xleave" if xleave else ""
+    client_lines = [
+        f"server {OURS} port {ours} minpoll 0 maxpoll 0{mode}",
+        f"server {THEIRS} port {theirs} minpoll 0 maxpoll 0{mode}",
+        f"logdir {logs}",
+        "log measurements",
+    ]
+    with (
+        lockstep_serve("--host", OURS, "--port", str(ours), "--local-stratum", "10", *serve),
+        running_chronyd(directory / "server", ["local stratum 10", "allow 127.0.0.0/8"], theirs),
+        running_chronyd(directory / "client", client_lines) as client,
+    ):
+        deadline = time.monotonic() + 2 * samples + 30
+        found = chronyd_measurements(logs / "measurements.log")
+        while time.monotonic() < deadline and min(len(found.get(a, [])) for a in (OURS, THEIRS)) < samples:
+            time.sleep(1)
+            found = chronyd_measurements(logs / "measurements.log")
+        return found, client.chronyc("ntpdata")
+
+
 def parse_sources(text: str) -> dict[str, str]:
     """Map address -> two-character mode/state column of ``chronyc -n sources``."""
     rows = {}

@@ -74,6 +74,15 @@ def open_udp_socket(host: str, port: int, *, reuse_port: bool = False) -> socket
     return sock
 
 
+_NO_TIMESTAMP = bytes(8)
+
+
+def _late_transmit_time(received: int, now: int) -> bytes:
+    """T3 = ``now`` (served time, just read), as respond() would write it for a reply received
+    at ``received``: even, and after that reply's T2."""
+    return (max(now & ~1, (received | 1) + 1) & 0xFFFFFFFFFFFFFFFF).to_bytes(8, "big")
+
+
 def _address(sockaddr: bytearray) -> tuple[str, int] | tuple[str, int, int, int]:
     """A raw sockaddr_in / sockaddr_in6 from a receive slot as a socket-module address."""
     port = int.from_bytes(sockaddr[2:4], "big")
@@ -393,6 +402,10 @@ class UdpServer:
         key_start, key_end, family_key = (4, 8, 0) if address_length == 16 else (8, 24, IPV6_KEY)
         needs_key = core.rate_limit is not None or bool(core.deny)
         stamped = False
+        offset = core.clock_offset
+        # Basic replies get their T3 again just before they are sent (respond() read it before
+        # building them): (send slot, served arrival time) of each, for _late_transmit_time.
+        late: list[tuple[int, int]] = []
         control = batch.control_words
         control_length_index = mmsg.CONTROLLEN_INDEX
         control_words = mmsg.CONTROL_SIZE // 8
@@ -424,8 +437,15 @@ class UdpServer:
                 if len(reply) != 48:  # an NTS reply (RFC 8915): longer, sent on its own
                     self._send_one(reply, raddr[address : address + address_length])
                     continue
+                # A basic reply: origin = the request's transmit timestamp, and a T3 (a kiss has
+                # none; an interleaved reply's T3 is an earlier reply's and stays).
+                basic = reply[24:32] == data[40:48] and reply[40:48] != _NO_TIMESTAMP
                 if data[31] & 1 and reply[1] and interleave_capable(data):
                     # A client that may use interleaved mode: learn when this reply leaves.
+                    if basic:
+                        reply = reply[:40] + _late_transmit_time(
+                            arrival + offset, from_unix_ns(clock()) + offset
+                        )
                     self._send_stamped(reply, raddr[address : address + address_length], key)
                     stamped = True
                     continue
@@ -433,8 +453,13 @@ class UdpServer:
                     target = out * address_size
                     raddr[target : target + address_length] = raddr[address : address + address_length]
                 sdata[out * 48 : out * 48 + 48] = reply
+                if basic:
+                    late.append((out, arrival + offset))
                 out += 1
         if out:
+            now = from_unix_ns(clock()) + offset
+            for index, served in late:
+                sdata[index * 48 + 40 : index * 48 + 48] = _late_transmit_time(served, now)
             self.send_errors += out - batch.send(out)
         if stamped:
             self._read_transmit_times()  # on loopback (and most drivers) they are there already
