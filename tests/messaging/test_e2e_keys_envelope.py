@@ -71,6 +71,14 @@ def test_envelopes_round_trip_and_check_their_routing() -> None:
         )
 
 
+def test_undecryptable_is_a_kind_no_sender_can_send() -> None:
+    """Only a receiver marks a copy undecryptable: a sender claiming it gets an envelope refused, not
+    a message shown as "could not be decrypted" with a body of the sender's choosing."""
+    forged = MessageEnvelope(Kind.UNDECRYPTABLE, "m" * 22, "direct:a:b", "a", "d", 1, {"text": "hi"})
+    with pytest.raises(EnvelopeError, match="unknown message kind"):
+        MessageEnvelope.decode(forged.encode())
+
+
 @given(st.binary(max_size=300))
 def test_decoding_random_bytes_raises_only_envelope_error(data: bytes) -> None:
     with contextlib.suppress(EnvelopeError):

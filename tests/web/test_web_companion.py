@@ -193,7 +193,8 @@ class Primary:
     def approve(self, code: LinkCode, name: str) -> dict[str, Any]:
         approval = approve(code, self.account_key, self.account, self.devices, name, now_ms())
         self.devices = approval.new_list
-        return {"enc": b64u(approval.sealed.enc), "ciphertext": b64u(approval.sealed.ciphertext)}
+        sealed = approval.sealed
+        return {"ref": b64u(code.ref), "enc": b64u(sealed.enc), "ciphertext": b64u(sealed.ciphertext)}
 
     def publish(self, devices: DeviceList) -> dict[str, str]:
         self.devices = devices

@@ -318,7 +318,7 @@ def test_rename_and_unlink_publish_signed_lists(setup: Any, static_origin: str) 
         {
             "event": "devices.changed",
             "device_list": account.device_list,
-            "change": {"kind": "linked", "name": "X"},
+            "change": {"kind": "linked", "device_id": "X" * 43, "name": "X"},
         }
     )
     notice = page.get_by_test_id("notice")

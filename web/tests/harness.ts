@@ -9,6 +9,7 @@ import * as deviceList from "../src/link/deviceList";
 import * as grant from "../src/link/grant";
 import * as qr from "../src/link/qr";
 import * as errorCodes from "../src/net/errorCodes";
+import * as events from "../src/net/events";
 import * as refusals from "../src/net/refusals";
 import * as socket from "../src/net/socket";
 import * as timesync from "../src/net/timesync";
@@ -33,6 +34,7 @@ const modules = {
   grant,
   qr,
   errorCodes,
+  events,
   refusals,
   socket,
   timesync,

@@ -20,7 +20,7 @@ from lockstep.cli.common import refusals, run_client
 from lockstep.client.errors import ClientError
 from lockstep.client.messenger import Messenger, Received, Sent
 from lockstep.client.state import STATE_FILE, DeviceState, default_state_dir
-from lockstep.e2e.envelope import ReceiptStatus
+from lockstep.e2e.envelope import Kind, ReceiptStatus
 from lockstep.e2e.errors import E2EError
 
 T = TypeVar("T")
@@ -187,24 +187,24 @@ def describe(messenger: Messenger, message: Received) -> str | None:
     if message.group_id:
         where = f"#{messenger.store.group_names.get(message.group_id, message.group_id)} "
     stamp = f"[{_when(message.timestamp or message.server_time)}] {where}"
-    if message.kind == "text":
+    if message.kind is Kind.TEXT:
         return f"{stamp}{who}: {message.text}"
-    if message.kind == "media":
+    if message.kind is Kind.MEDIA:
         media = message.body.get("media", {})
         saved = f"saved to {message.file}" if message.file else message.error or "not downloaded"
         caption = f" {message.text}" if message.text else ""
         return f"{stamp}{who}: [{media.get('type', 'file')} {media.get('name', '')}, {saved}]{caption}"
-    if message.kind == "receipt":
+    if message.kind is Kind.RECEIPT:
         if message.sender_account == messenger.account_id:
             return None
         count = len(message.body.get("message_ids", []))
         ticks = "\u2713\u2713" + (" (read)" if message.body.get("status") == "read" else " (delivered)")
         return f"{stamp}{who}: {ticks} {count} message{'s' if count != 1 else ''}"
-    if message.kind == "group-info":
+    if message.kind is Kind.GROUP_INFO:
         return f"{stamp}{who} set the group name: {message.body.get('name')}"
-    if message.kind == "history":
+    if message.kind is Kind.HISTORY:
         return f"{stamp}history from your primary: {message.body.get('note')}"
-    if message.kind == "undecryptable":
+    if message.kind is Kind.UNDECRYPTABLE:
         return f"{stamp}{who}: (a message that could not be decrypted: {message.error})"
     return None
 
@@ -214,7 +214,7 @@ def run_receive(args: argparse.Namespace) -> int:
         raise CommandError("--wait must not be negative")
 
     async def work(messenger: Messenger) -> list[str]:
-        shown = ("text", "media", "receipt", "undecryptable", "group-info")
+        shown = (Kind.TEXT, Kind.MEDIA, Kind.RECEIPT, Kind.UNDECRYPTABLE, Kind.GROUP_INFO)
         received = await messenger.receive(
             args.wait, receipts=False, until=lambda r: any(m.kind in shown for m in r), settle=0.5
         )
@@ -228,7 +228,7 @@ def run_receive(args: argparse.Namespace) -> int:
         lines = []
         for message in received:
             if args.json:
-                if message.kind != "group-key":
+                if message.kind is not Kind.GROUP_KEY:
                     lines.append(json.dumps(message.to_json(), ensure_ascii=False))
             elif (line := describe(messenger, message)) is not None:
                 lines.append(line)

@@ -19,6 +19,7 @@ from lockstep.link.encoding import b64u_decode
 from lockstep.link.grant import OpenedGrant, SealedGrant, open_grant
 from lockstep.link.qr import LinkCode
 from lockstep.link.wording import companion_notice
+from lockstep.server.events import LinkDeclined, LinkGranted, LinkIdle, LinkRef, LinkScanned
 
 
 class LinkNotCompleted(ClientError):
@@ -53,7 +54,7 @@ async def link(
         while True:
             event = await connection.next_event()
             kind = event.get("event")
-            if kind == "link.ref":
+            if kind == LinkRef.EVENT:
                 code = LinkCode(
                     connection.origin,
                     b64u_decode(event["ref"], length=32, what="ref"),
@@ -65,9 +66,9 @@ async def link(
                 show(
                     ShownCode(code, event["expires_at"], event["server_time"], event["index"], event["last"])
                 )
-            elif kind == "link.scanned":
+            elif kind == LinkScanned.EVENT:
                 on_scanned()
-            elif kind == "link.granted":
+            elif kind == LinkGranted.EVENT:
                 granted = codes.get(b64u_decode(event["ref"], length=32, what="ref"))
                 if granted is None:
                     raise LinkNotCompleted("the server granted a code this device never showed")
@@ -77,9 +78,9 @@ async def link(
                 )
                 grant = open_grant(granted, ephemeral_key, sealed)
                 return await _finish(connection, directory, device_key, grant, server_url)
-            elif kind == "link.declined":  # with the reason since §7.3's "reason" field
+            elif kind == LinkDeclined.EVENT:  # with the reason since §7.3's "reason" field
                 raise LinkNotCompleted(companion_notice(str(event.get("reason", "declined"))))
-            elif kind == "link.idle":
+            elif kind == LinkIdle.EVENT:
                 raise LinkNotCompleted(
                     "no phone scanned the code in time; run the command again for a new code"
                 )

@@ -74,7 +74,7 @@ class Received:
 
     seq: int
     message_id: str
-    kind: str
+    kind: Kind
     sender_account: str
     sender_device: str
     sender_handle: str | None
@@ -742,7 +742,7 @@ class Messenger:
         message = Received(
             int(item["seq"]),
             str(item["message_id"]),
-            "undecryptable",
+            Kind.UNDECRYPTABLE,
             sender_account,
             sender_device,
             self.handle_of(sender_account),
@@ -772,11 +772,11 @@ class Messenger:
                 raise KeyBundleError("this message was sent after its device was unlinked")
             self._check_conversation(envelope, group_id)
             message.sender_handle = self.handle_of(sender_account)
-            message.kind, message.conversation = envelope.kind.value, envelope.conversation
+            message.kind, message.conversation = envelope.kind, envelope.conversation
             message.timestamp, message.body = envelope.timestamp, envelope.body
             return await self._act(envelope, message, payload, sender_key)
         except (E2EError, LinkError, KeyError, ValueError, TypeError) as error:
-            message.kind, message.error = "undecryptable", str(error) or type(error).__name__
+            message.kind, message.error = Kind.UNDECRYPTABLE, str(error) or type(error).__name__
             message.body = {}  # nothing of a refused message is shown
             log.info("message %s could not be read: %s", message.message_id, type(error).__name__)
             return message
@@ -919,7 +919,7 @@ class Messenger:
         """One receipt per sender account for the text and media messages of other accounts."""
         by_sender: dict[str, list[str]] = {}
         for message in messages:
-            if message.kind in ("text", "media") and message.sender_account != self.account_id:
+            if message.kind in (Kind.TEXT, Kind.MEDIA) and message.sender_account != self.account_id:
                 by_sender.setdefault(message.sender_account, []).append(message.message_id)
         for account_id, ids in by_sender.items():
             try:

@@ -31,6 +31,9 @@ class Kind(enum.StrEnum):
     GROUP_KEY = "group-key"
     GROUP_INFO = "group-info"
     HISTORY = "history"
+    UNDECRYPTABLE = "undecryptable"
+    """Never on the wire (``decode`` refuses it): what a receiver calls a copy it could not open or
+    that broke a rule, so every kind a client shows is a member of this enum."""
 
 
 class ReceiptStatus(enum.StrEnum):
@@ -89,6 +92,8 @@ class MessageEnvelope:
             kind = Kind(str(value.get("kind")))
         except ValueError as error:
             raise EnvelopeError("unknown message kind") from error
+        if kind is Kind.UNDECRYPTABLE:
+            raise EnvelopeError("unknown message kind")
         sender, body, ts, conversation = (
             value.get("sender"),
             value.get("body"),

@@ -6,13 +6,14 @@ import logging
 import re
 from typing import Any
 
-from lockstep.link.devices import DeviceList, check_name
+from lockstep.link.devices import DeviceList, Role, check_name
 from lockstep.link.encoding import key_id
 from lockstep.link.envelope import Context, auth_message, verify
 from lockstep.link.errors import DeviceListError, SignatureError
 from lockstep.link.grant import AccountInfo
 from lockstep.server.connection import CLOSE_TRY_LATER, CLOSE_UNLINKED, Connection, DeviceIdentity
 from lockstep.server.errors import ApiError, ErrorCode, HandleTaken, StaleDeviceList, StorageFull, Unavailable
+from lockstep.server.events import DeviceChange, DeviceChangeKind, DevicesChanged, DeviceUnlinked
 from lockstep.server.frames import Request
 from lockstep.server.services import Services
 from lockstep.server.store import AccountRecord, DeviceListChange
@@ -107,7 +108,7 @@ async def register(services: Services, connection: Connection, request: Request)
     except HandleTaken as error:
         raise ApiError(ErrorCode.HANDLE_TAKEN, f"the handle '{handle}' is taken") from error
     await _authenticate(
-        services, connection, DeviceIdentity(info.account_id, devices.primary.device_id, "primary")
+        services, connection, DeviceIdentity(info.account_id, devices.primary.device_id, Role.PRIMARY)
     )
     return {"account_id": info.account_id, "device_id": devices.primary.device_id}
 
@@ -135,9 +136,7 @@ async def auth(services: Services, connection: Connection, request: Request) -> 
         raise await _auth_failure(
             services, connection, device_id, ErrorCode.BAD_SIGNATURE, "the device signature does not verify"
         ) from error
-    await _authenticate(
-        services, connection, DeviceIdentity(record.info.account_id, device_id, entry.role.value)
-    )
+    await _authenticate(services, connection, DeviceIdentity(record.info.account_id, device_id, entry.role))
     await touch_device(services, device_id, services.clock())
     return {
         "account": record.info.to_json(),
@@ -214,18 +213,10 @@ async def update_devices(services: Services, connection: Connection, request: Re
         ) from error
     list_json = request.envelope("device_list").to_json()
     for device_id in unlinked:
-        await services.hub.disconnect(
-            device_id, {"event": "device.unlinked", "device_id": device_id}, CLOSE_UNLINKED, "unlinked"
-        )
-    changes = [("unlinked", old[d].device_id, old[d].name) for d in unlinked]
-    changes += [("renamed", entry.device_id, entry.name) for entry in renamed]
-    for kind, device_id, name in changes:
-        await services.hub.push(
-            kept,
-            {
-                "event": "devices.changed",
-                "device_list": list_json,
-                "change": {"kind": kind, "device_id": device_id, "name": name},
-            },
-        )
+        gone = DeviceUnlinked(device_id).to_json()
+        await services.hub.disconnect(device_id, gone, CLOSE_UNLINKED, "unlinked")
+    changes = [DeviceChange(DeviceChangeKind.UNLINKED, d, old[d].name) for d in unlinked]
+    changes += [DeviceChange(DeviceChangeKind.RENAMED, entry.device_id, entry.name) for entry in renamed]
+    for device_change in changes:
+        await services.hub.push(kept, DevicesChanged(list_json, device_change).to_json())
     return {"unlinked": unlinked, "renamed": [entry.device_id for entry in renamed]}

@@ -14,6 +14,7 @@ from lockstep.link.encoding import b64u_encode
 from lockstep.server.api_accounts import require_device
 from lockstep.server.connection import Connection, DeviceIdentity
 from lockstep.server.errors import ApiError, ErrorCode
+from lockstep.server.events import GroupChange, GroupChangeKind, GroupMember, GroupRole, GroupsChanged
 from lockstep.server.frames import Request, bad_request
 from lockstep.server.services import Services
 from lockstep.server.store import GroupRecord
@@ -21,11 +22,11 @@ from lockstep.server.store import GroupRecord
 MAX_MEMBERS = 256
 
 
-async def _notify(services: Services, group: GroupRecord, accounts: set[str], change: dict[str, Any]) -> None:
+async def _notify(services: Services, group: GroupRecord, accounts: set[str], change: GroupChange) -> None:
     devices = await services.store.devices_of(sorted(accounts))
-    await services.hub.push(
-        set().union(*devices.values()), {"event": "groups.changed", **group.to_json(), "change": change}
-    )
+    members = [GroupMember(account_id, GroupRole(role)) for account_id, role in sorted(group.members.items())]
+    event = GroupsChanged(group.group_id, group.created_by, group.version, members, change)
+    await services.hub.push(set().union(*devices.values()), event.to_json())
 
 
 async def _member_group(services: Services, identity: DeviceIdentity, group_id: str) -> GroupRecord:
@@ -55,7 +56,9 @@ async def create(services: Services, connection: Connection, request: Request) -
             raise ApiError(ErrorCode.ACCOUNT_UNKNOWN, "a member account does not exist")
     group_id = b64u_encode(secrets.token_bytes(16))
     group = await services.store.create_group(group_id, identity.account_id, members, services.clock())
-    await _notify(services, group, set(group.members), {"kind": "created", "by": identity.account_id})
+    await _notify(
+        services, group, set(group.members), GroupChange(GroupChangeKind.CREATED, identity.account_id)
+    )
     return group.to_json()
 
 
@@ -67,20 +70,21 @@ async def _change(
     group = await _member_group(services, identity, request.text("group_id", max_length=64))
     account_id = request.text("account_id", max_length=64)
     leaving = not add and account_id == identity.account_id
-    if group.members.get(identity.account_id) != "admin" and not leaving:
+    if group.members.get(identity.account_id) != GroupRole.ADMIN and not leaving:
         raise ApiError(ErrorCode.FORBIDDEN, "only a group admin can add or remove members")
     if add and await services.store.account(account_id) is None:
         raise ApiError(ErrorCode.ACCOUNT_UNKNOWN, "no such account")
     if add and len(group.members) >= MAX_MEMBERS:
         raise ApiError(ErrorCode.FORBIDDEN, f"a group has at most {MAX_MEMBERS} members")
-    if not add and group.members.get(account_id) == "admin" and not leaving:
+    if not add and group.members.get(account_id) == GroupRole.ADMIN and not leaving:
         raise ApiError(ErrorCode.FORBIDDEN, "an admin cannot be removed by others")
     changed = await services.store.change_member(
         group.group_id, account_id, add=add, now=services.clock(), by=identity.account_id
     )
     if changed is None:
         return group.to_json()
-    change = {"kind": "added" if add else "removed", "account_id": account_id, "by": identity.account_id}
+    kind = GroupChangeKind.ADDED if add else GroupChangeKind.REMOVED
+    change = GroupChange(kind, identity.account_id, account_id)
     await _notify(services, changed, set(changed.members) | {account_id}, change)
     return changed.to_json()
 

@@ -15,6 +15,7 @@ from lockstep.link.errors import SignatureError
 from lockstep.server.api_accounts import HANDLE, load_account, require_device
 from lockstep.server.connection import Connection
 from lockstep.server.errors import ApiError, ErrorCode
+from lockstep.server.events import KeysLow
 from lockstep.server.frames import Request, bad_request
 from lockstep.server.services import Services
 
@@ -88,9 +89,7 @@ async def claim(services: Services, connection: Connection, request: Request) ->
     claimed = await services.store.claim_keys(wanted, allowed)
     for device_id, keys in claimed.items():
         if keys.bundle is not None and keys.one_time_keys_left < LOW_ONE_TIME_KEYS:
-            await services.hub.push(
-                [device_id], {"event": "keys.low", "one_time_keys_left": keys.one_time_keys_left}
-            )
+            await services.hub.push([device_id], KeysLow(keys.one_time_keys_left).to_json())
     return {
         "devices": {
             device_id: {"bundle": keys.bundle, "one_time_key": keys.one_time_key}
@@ -103,7 +102,7 @@ async def warn_if_low(services: Services, connection: Connection, device_id: str
     """Tell a device that just signed in to replenish, if its keys ran low while it was away."""
     left = await services.store.one_time_keys_left(device_id)
     if left is not None and left < LOW_ONE_TIME_KEYS:
-        connection.push({"event": "keys.low", "one_time_keys_left": left})
+        connection.push(KeysLow(left).to_json())
 
 
 async def lookup(services: Services, connection: Connection, request: Request) -> dict[str, Any]:

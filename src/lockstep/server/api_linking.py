@@ -15,6 +15,17 @@ from lockstep.server.api_accounts import check_successor, load_account, require_
 from lockstep.server.connection import CLOSE_POLICY, Connection
 from lockstep.server.context import describe_user_agent, network_of, same_network
 from lockstep.server.errors import ApiError, ErrorCode, StaleDeviceList, Unavailable
+from lockstep.server.events import (
+    DeclineReason,
+    DeviceChange,
+    DeviceChangeKind,
+    DevicesChanged,
+    LinkDeclined,
+    LinkGranted,
+    LinkIdle,
+    LinkRef,
+    LinkScanned,
+)
 from lockstep.server.frames import Request
 from lockstep.server.link_sessions import SCHEDULE_MS, CompanionContext, IssuedRef, RefState
 from lockstep.server.metrics import LinkOutcome
@@ -27,16 +38,9 @@ T = TypeVar("T")
 MAX_GRANT_BYTES = 16_384
 
 
-def ref_event(issued: IssuedRef, now: int) -> dict[str, Any]:
-    return {
-        "event": "link.ref",
-        "ref": b64u_encode(issued.ref),
-        "issued_at": issued.issued_at,
-        "expires_at": issued.expires_at,
-        "server_time": now,
-        "index": issued.index,
-        "last": issued.last,
-    }
+def ref_event(issued: IssuedRef, now: int) -> LinkRef:
+    ref = b64u_encode(issued.ref)
+    return LinkRef(ref, issued.issued_at, issued.expires_at, now, issued.index, issued.last)
 
 
 RETRY_SECONDS = 1.0
@@ -58,7 +62,7 @@ async def rotate_refs(services: Services, connection: Connection, session_id: st
     unauthenticated deadline."""
     links = services.links
     while (issued := await _retrying(lambda: links.issue_next(session_id, services.clock()))) is not None:
-        connection.push(ref_event(issued, services.clock()))
+        connection.push(ref_event(issued, services.clock()).to_json())
         while True:
             progress = await _retrying(lambda: links.progress(session_id))
             if progress.deadline is None or (remaining := progress.deadline - services.clock()) <= 0:
@@ -70,7 +74,7 @@ async def rotate_refs(services: Services, connection: Connection, session_id: st
         progress = await _retrying(lambda: links.progress(session_id))
         if not progress.finished or progress.gone:
             services.metrics.link_ended(LinkOutcome.IDLE)
-            connection.push({"event": "link.idle"})
+            connection.push(LinkIdle().to_json())
     # The session is over (idle, approved or declined): the socket must authenticate or link again
     # in time, like a new one, and no longer takes a linking companion's protection from eviction.
     services.admission.linking_over(connection)
@@ -135,9 +139,8 @@ async def _refuse_if_full(services: Services, account_id: str, primary_id: str, 
     if len(record.devices().companions) < MAX_COMPANIONS:
         return
     issued = await services.links.resolve(ref, primary_id, services.clock(), RefState.DECLINED)
-    await services.hub.push_link(
-        issued.session.session_id, {"event": "link.declined", "reason": "too_many_devices"}
-    )
+    declined = LinkDeclined(DeclineReason.TOO_MANY_DEVICES)
+    await services.hub.push_link(issued.session.session_id, declined.to_json())
     raise ApiError(
         ErrorCode.TOO_MANY_DEVICES,
         f"this account already has {MAX_COMPANIONS} linked devices; unlink one first",
@@ -158,7 +161,7 @@ async def inspect(services: Services, connection: Connection, request: Request) 
             await limiter.allow(identity.device_id, now)
         raise
     await _refuse_if_full(services, identity.account_id, identity.device_id, ref)
-    await services.hub.push_link(issued.session.session_id, {"event": "link.scanned"})
+    await services.hub.push_link(issued.session.session_id, LinkScanned().to_json())
     companion = issued.session.context
     return {
         "ref": b64u_encode(ref),
@@ -230,24 +233,12 @@ async def approve(services: Services, connection: Connection, request: Request) 
         raise ApiError(
             ErrorCode.STALE_DEVICE_LIST, "the device list changed meanwhile; refresh and retry"
         ) from error
-    await services.hub.push_link(
-        session_id,
-        {
-            "event": "link.granted",
-            "ref": b64u_encode(ref),
-            "enc": b64u_encode(enc),
-            "ciphertext": b64u_encode(ciphertext),
-        },
-    )
+    granted = LinkGranted(b64u_encode(ref), b64u_encode(enc), b64u_encode(ciphertext))
+    await services.hub.push_link(session_id, granted.to_json())
     others = [entry.device_id for entry in current.devices]
-    await services.hub.push(
-        others,
-        {
-            "event": "devices.changed",
-            "device_list": request.envelope("device_list").to_json(),
-            "change": {"kind": "linked", "device_id": added[0].device_id, "name": added[0].name},
-        },
-    )
+    linked = DeviceChange(DeviceChangeKind.LINKED, added[0].device_id, added[0].name)
+    changed = DevicesChanged(request.envelope("device_list").to_json(), linked)
+    await services.hub.push(others, changed.to_json())
     services.metrics.link_ended(LinkOutcome.GRANTED)
     log.info("account %s linked a companion (%s)", identity.account_id, issued.session.context.description)
     return {"device_id": added[0].device_id}
@@ -257,6 +248,7 @@ async def decline(services: Services, connection: Connection, request: Request) 
     identity = require_primary(connection)
     ref = request.binary("ref", length=32)
     issued = await services.links.resolve(ref, identity.device_id, services.clock(), RefState.DECLINED)
-    await services.hub.push_link(issued.session.session_id, {"event": "link.declined", "reason": "declined"})
+    declined = LinkDeclined(DeclineReason.DECLINED)
+    await services.hub.push_link(issued.session.session_id, declined.to_json())
     services.metrics.link_ended(LinkOutcome.DECLINED)
     return {}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 
 from lockstep.server.connection import CLOSE_UNLINKED
+from lockstep.server.events import DeviceUnlinked
 from lockstep.server.hub import device_topic
 from lockstep.server.services import Services
 
@@ -31,7 +32,7 @@ async def after_outage(services: Services) -> None:
     linked: list[str] = []
     for device_id in here:
         if await services.store.device(device_id) is None:
-            event = {"event": "device.unlinked", "device_id": device_id}
+            event = DeviceUnlinked(device_id).to_json()
             services.hub.deliver(device_topic(device_id), event, (CLOSE_UNLINKED, "unlinked"))
         else:
             linked.append(device_id)

@@ -15,6 +15,7 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from lockstep.link.devices import Role
 from lockstep.server.client_address import address_key
 from lockstep.server.frames import encode
 
@@ -32,11 +33,11 @@ CLOSE_UNLINKED = 4001
 class DeviceIdentity:
     account_id: str
     device_id: str
-    role: str
+    role: Role
 
     @property
     def is_primary(self) -> bool:
-        return self.role == "primary"
+        return self.role is Role.PRIMARY
 
 
 class Connection:

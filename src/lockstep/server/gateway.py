@@ -18,6 +18,7 @@ from lockstep.server.admission import Refused
 from lockstep.server.clock import precise_ms
 from lockstep.server.connection import CLOSE_TRY_LATER, Connection
 from lockstep.server.errors import ApiError, ErrorCode, StorageFull, Unavailable, storage_refusal
+from lockstep.server.events import Hello, ServerInfo
 from lockstep.server.frames import Request, error_reply, reply
 from lockstep.server.services import Services
 
@@ -129,14 +130,8 @@ async def serve_websocket(services: Services, websocket: WebSocket) -> None:
         return
     api_linking.watch_deadline(services, connection)
     writer = asyncio.create_task(connection.write_outbox(), name="ws-writer")
-    connection.push(
-        {
-            "event": "hello",
-            "server": {"origin": services.origin, "name": "Lockstep", "version": __version__},
-            "challenge": b64u_encode(connection.challenge),
-            "server_time": services.clock(),
-        }
-    )
+    server = ServerInfo(services.origin, "Lockstep", __version__)
+    connection.push(Hello(server, b64u_encode(connection.challenge), services.clock()).to_json())
     try:
         while True:
             message = await websocket.receive()

@@ -18,7 +18,7 @@ import { E2EError } from "../e2e";
 import { GroupSessions, type GroupSessionsPickle } from "./groupSessions";
 import { buildHistory, readHistory } from "./history";
 import { OlmDevice, type OlmDevicePickle } from "./olmDevice";
-import { type LockstepSocket, ServerError, SocketClosed } from "../net/socket";
+import { type LockstepSocket, ServerError, type ServerEvent, SocketClosed } from "../net/socket";
 import { MessengerDb } from "./idb";
 import {
   type Contact,
@@ -269,13 +269,12 @@ export class Messenger {
     return this.socket?.serverNow() ?? Date.now();
   }
 
-  onEvent(event: { event: string } & Record<string, unknown>): void {
+  onEvent(event: ServerEvent): void {
     switch (event.event) {
       case "message":
         void this.serial(async () => {
-          const seq = Number(event.seq);
-          if (seq === this.state.lastSeq + 1) await this.handleBatch([event as unknown as ServerMessage]);
-          else if (seq > this.state.lastSeq + 1) await this.fetchAll();
+          if (event.seq === this.state.lastSeq + 1) await this.handleBatch([event]);
+          else if (event.seq > this.state.lastSeq + 1) await this.fetchAll();
         }).catch((error: unknown) => this.noteError(error));
         break;
       case "keys.low":

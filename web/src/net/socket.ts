@@ -5,20 +5,17 @@
  *   socket.hello            // { server: { origin, … }, challenge, server_time }
  *   await socket.request("link.start", { client: "browser" })   // result, or throws ServerError
  *
+ * Events are checked against their shapes (./events.ts); an unknown or malformed one is dropped.
+ *
  * Errors: ServerError (the server replied ok:false; carries .code, ./errorCodes.ts), ProtocolError (a frame we cannot use),
  * SocketClosed (the socket closed before a reply).
  */
 
 import { type ReceivedCode, UNRECOGNISED, isErrorCode } from "./errorCodes";
+import { type Hello, type ServerEvent, parseServerEvent } from "./events";
 import { type TimeSample, bestSample, localNow, onWire } from "./timesync";
 
-export interface Hello {
-  server: { origin: string; name: string; version: string };
-  challenge: string;
-  server_time: number;
-}
-
-export type ServerEvent = { event: string } & Record<string, unknown>;
+export type { ServerEvent } from "./events";
 
 /** The close code of a socket whose device was unlinked (server/connection.py CLOSE_UNLINKED, linking.md §7.3). */
 export const CLOSE_UNLINKED = 4001;
@@ -87,10 +84,11 @@ export class LockstepSocket {
           socket.dispatch(frame);
           return;
         }
-        if (frame && frame.event === "hello" && isHello(frame)) {
+        const hello = frame && parseServerEvent(frame);
+        if (hello?.event === "hello") {
           clearTimeout(timer);
-          socket = new LockstepSocket(ws, frame, handlers);
-          socket.observeServerTime(frame.server_time);
+          socket = new LockstepSocket(ws, hello, handlers);
+          socket.observeServerTime(hello.server_time);
           resolve(socket);
         }
       };
@@ -172,9 +170,10 @@ export class LockstepSocket {
       }
       return;
     }
-    if (typeof frame.event === "string") {
-      if ("server_time" in frame) this.observeServerTime(frame.server_time);
-      this.handlers.onEvent?.(frame as ServerEvent);
+    const event = parseServerEvent(frame);
+    if (event) {
+      if ("server_time" in event) this.observeServerTime(event.server_time);
+      this.handlers.onEvent?.(event);
     }
   }
 
@@ -194,9 +193,4 @@ function parseFrame(data: unknown): Record<string, unknown> | null {
   } catch {
     return null;
   }
-}
-
-function isHello(frame: Record<string, unknown>): frame is Record<string, unknown> & Hello {
-  const server = frame.server as Record<string, unknown> | undefined;
-  return typeof server === "object" && server !== null && typeof server.origin === "string" && typeof frame.challenge === "string";
 }

@@ -12,6 +12,7 @@ import { InvalidDeviceList, type DeviceList, listUpdate, verifyDeviceList } from
 import { type AccountInfo, GrantError, type OpenedGrant, openGrant } from "../link/grant";
 import { encodeLinkText } from "../link/qr";
 import { companionNotice } from "../link/wording";
+import type { DevicesChanged, LinkGranted, LinkRef } from "../net/events";
 import { CLOSE_UNLINKED, LockstepSocket, ServerError, type ServerEvent, defaultSocketUrl } from "../net/socket";
 import { forgetStoreKeyIfUnused, openAtRest } from "../store/atRest";
 import { StateStore } from "../store/db";
@@ -215,12 +216,12 @@ async function startLinking(): Promise<void> {
   }
 }
 
-function onRef(event: ServerEvent): void {
+function onRef(event: LinkRef): void {
   // After "scanned" too: a phone that let its claim run out hands the page the next code (§6.3).
   if (!session || !socket || (phase !== "waiting" && phase !== "showing" && phase !== "scanned")) return;
   let ref: Uint8Array;
   try {
-    ref = b64uDecode(String(event.ref));
+    ref = b64uDecode(event.ref);
   } catch {
     return;
   }
@@ -228,8 +229,8 @@ function onRef(event: ServerEvent): void {
   const secret = randomBytes(32); // a fresh link_secret for every ref (§6.1)
   session.refs.push({ ref, secret });
   while (session.refs.length > 6) session.refs.shift()?.secret.fill(0);
-  session.expiresAt = typeof event.expires_at === "number" ? event.expires_at : socket.serverNow() + 20_000;
-  session.last = event.last === true;
+  session.expiresAt = event.expires_at;
+  session.last = event.last;
   const text = encodeLinkText(socket.hello.server.origin, {
     version: 1,
     ref,
@@ -270,7 +271,7 @@ function offerNewCode(status: string, button: string, placeholder: string): void
   show(ui.newCode);
 }
 
-async function onGranted(event: ServerEvent): Promise<void> {
+async function onGranted(event: LinkGranted): Promise<void> {
   if (!session || !socket) return;
   const current = session;
   const origin = socket.hello.server.origin;
@@ -280,8 +281,8 @@ async function onGranted(event: ServerEvent): Promise<void> {
   let enc: Uint8Array;
   let ciphertext: Uint8Array;
   try {
-    enc = b64uDecode(String(event.enc));
-    ciphertext = b64uDecode(String(event.ciphertext));
+    enc = b64uDecode(event.enc);
+    ciphertext = b64uDecode(event.ciphertext);
   } catch {
     return failLink("the server sent a malformed grant");
   }
@@ -442,7 +443,7 @@ async function onEvent(event: ServerEvent): Promise<void> {
     case "link.declined":
       if (phase === "showing" || phase === "waiting" || phase === "scanned") {
         phase = "declined";
-        offerNewCode(companionNotice(String(event.reason ?? "declined")), "Get a new code", "Not linked");
+        offerNewCode(companionNotice(event.reason ?? "declined"), "Get a new code", "Not linked");
       }
       break;
     case "link.granted":
@@ -459,13 +460,13 @@ async function onEvent(event: ServerEvent): Promise<void> {
   }
 }
 
-async function onDevicesChanged(event: ServerEvent): Promise<void> {
+async function onDevicesChanged(event: DevicesChanged): Promise<void> {
   if (!state) return;
   const before = state.listVersion;
   if (!(await acceptList(event.device_list)) || !state || state.listVersion === before) return;
   showLinked();
-  const change = (event.change ?? {}) as Record<string, unknown>;
-  const name = typeof change.name === "string" ? change.name : "a device";
+  const { change } = event;
+  const name = change.name;
   if (change.kind === "linked" && change.device_id !== state.deviceId) flashNotice(ui.notice, `New device linked: ${name}`);
   else if (change.kind === "unlinked") flashNotice(ui.notice, `Device unlinked: ${name}`);
   else if (change.kind === "renamed") flashNotice(ui.notice, `Device renamed: ${name}`);

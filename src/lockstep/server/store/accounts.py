@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from lockstep.link.devices import DeviceList
+from lockstep.link.devices import DeviceList, Role
 from lockstep.link.envelope import Envelope
 from lockstep.link.grant import AccountInfo
 from lockstep.server.errors import HandleTaken, StaleDeviceList, StorageError
@@ -78,7 +78,7 @@ def device(device_id: str) -> Work[DeviceRecord | None]:
         "SELECT device_id, account_id, device_key, role, last_active FROM devices WHERE device_id = ?",
         device_id,
     )
-    return None if row is None else DeviceRecord(row[0], row[1], bytes(row[2]), row[3], row[4])
+    return None if row is None else DeviceRecord(row[0], row[1], bytes(row[2]), Role(row[3]), row[4])
 
 
 def former_device(account_id: str, device_id: str, now: int) -> Work[dict[str, Any] | None]:

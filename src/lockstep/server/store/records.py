@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from lockstep.link.devices import DeviceList
+from lockstep.link.devices import DeviceList, Role
 from lockstep.link.envelope import Envelope
 from lockstep.link.grant import AccountInfo
 from lockstep.server.errors import MediaQuotaExceeded
+from lockstep.server.events import Message, Sender
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +28,7 @@ class DeviceRecord:
     device_id: str
     account_id: str
     device_key: bytes
-    role: str
+    role: Role
     last_active: int | None
 
 
@@ -55,15 +56,11 @@ class QueuedMessage:
     server_time: int
 
     def to_event(self) -> dict[str, Any]:
-        return {
-            "event": "message",
-            "seq": self.seq,
-            "message_id": self.message_id,
-            "sender": {"account_id": self.sender_account, "device_id": self.sender_device},
-            "group_id": self.group_id,
-            "payload": self.payload,
-            "server_time": self.server_time,
-        }
+        """The ``message`` event that announces it (events.Message, as JSON)."""
+        sender = Sender(self.sender_account, self.sender_device)
+        return Message(
+            self.seq, self.message_id, sender, self.group_id, self.payload, self.server_time
+        ).to_json()
 
 
 @dataclass(frozen=True, slots=True)
