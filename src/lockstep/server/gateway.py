@@ -117,6 +117,9 @@ def _settle(services: Services, connection: Connection) -> None:
     """After a request: an authenticated socket leaves the caps, a linking one may wait."""
     if connection.identity is not None:
         services.admission.settle(connection)
+        if connection.deadline_task is not None:  # signed in for good: an idle device keeps no timer
+            connection.deadline_task.cancel()
+            connection.deadline_task = None
     elif connection.link_session_id is not None:
         services.admission.linking(connection)
 

@@ -55,6 +55,11 @@ def uvicorn_config(app: ASGIApp, listener: Listener, *, lifespan: bool = True) -
         ssl_certfile=listener.tls_cert,
         ssl_keyfile=listener.tls_key,
         ws_max_size=MAX_FRAME_BYTES,
+        # No permessage-deflate: its zlib streams cost about 34 KiB per socket for as long as the socket
+        # is open (half the server's memory per idle device, docs/benchmarks.md) and CPU on every
+        # frame, for frames that are mostly base64 ciphertext and barely shrink; nor does compressed
+        # secret material (challenges, link refs) then share a context with what a peer sends.
+        ws_per_message_deflate=False,
         ws_ping_interval=20,
         ws_ping_timeout=20,
         log_level="warning",
