@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import asyncpg
 import pytest
 from store_helpers import TestAccount, opened
 
@@ -132,3 +133,21 @@ async def test_an_operation_that_fails_midway_leaves_nothing_and_no_open_transac
         assert count == (1,)
     async with opened(database_url) as (reopened,):
         assert await reopened.account_by_handle("alice") == alice.account_id
+
+
+async def test_a_pooled_postgresql_connection_goes_back_without_a_reset_round_trip(postgres_url: str) -> None:
+    # asyncpg's default reset sends RESET ALL (and more) after every operation: a round trip each
+    # time, for session state no operation sets.
+    async with opened(postgres_url) as (store,):
+        await TestAccount("alice").register(store)
+        assert await store.account_by_handle("alice") is not None
+        observer = await asyncpg.connect(postgres_url)
+        try:
+            pooled = await observer.fetch(
+                "SELECT query FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid() AND state = 'idle'"
+            )
+        finally:
+            await observer.close()
+    assert pooled, "the store's pooled connection is idle in the database"
+    assert not [row["query"] for row in pooled if "RESET ALL" in row["query"]]

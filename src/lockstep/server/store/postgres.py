@@ -65,6 +65,13 @@ async def drive(connection: Any, work: Work[T]) -> T:
         return value
 
 
+async def _keep_session(_connection: Any) -> None:
+    """What a connection needs before going back to the pool: nothing. Operations leave no session
+    state behind (no ``SET``, ``LISTEN``, cursors or session-level advisory locks: migrations lock per
+    transaction), and asyncpg itself still rolls back a transaction left open. The default reset runs
+    ``RESET ALL`` and the rest as one more round trip after every operation (docs/benchmarks.md)."""
+
+
 class PostgresBackend:
     postgres = True
 
@@ -86,6 +93,7 @@ class PostgresBackend:
                 max_size=POOL_SIZE,
                 timeout=CONNECT_TIMEOUT_S,
                 command_timeout=STATEMENT_TIMEOUT_S,
+                reset=_keep_session,
             )
             async with self._pool.acquire(timeout=CONNECT_TIMEOUT_S * 2):
                 pass  # reachable, and these credentials are accepted: fail at start otherwise
