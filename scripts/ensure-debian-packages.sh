@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the tests drive for real (Chromium for the web app, chrony and NTPsec as
-# NTP peers, PostgreSQL's server binaries for the storage tests, nginx as the reverse proxy in front of
-# `lockstep serve`, redis-server for the multi-instance tests) when any is missing. Idempotent: a
-# machine that has them all does nothing.
+# Installs the Debian packages the tests drive for real (Chromium for the web app, and NSS's certutil to
+# give it a test-made root in its own certificate database; chrony and NTPsec as NTP peers, PostgreSQL's
+# server binaries for the storage tests, nginx as the reverse proxy in front of `lockstep serve`,
+# redis-server for the multi-instance tests) when any is missing. Idempotent: a machine that has them
+# all does nothing.
 set -euo pipefail
 
 # command-on-PATH:debian-package
@@ -11,6 +12,7 @@ wanted=(
   /usr/sbin/chronyd:chrony
   /usr/bin/ntpdig:ntpsec-ntpdig
   /usr/bin/openssl:openssl
+  /usr/bin/certutil:libnss3-tools
   /usr/sbin/nginx:nginx
   /usr/bin/redis-server:redis-server
 )

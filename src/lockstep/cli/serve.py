@@ -54,6 +54,13 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--lan-port", type=int, default=8443, help="HTTPS port for --lan (default 8443)")
     parser.add_argument(
+        "--lan-ca-port",
+        type=int,
+        default=8080,
+        help="plain-HTTP port for --lan where phones download the local certificate authority's root "
+        "(/ca, /ca.crt; nothing else is served there; default 8080)",
+    )
+    parser.add_argument(
         "--media-max-bytes",
         type=int,
         help="largest encrypted media upload (LOCKSTEP_MEDIA_MAX_BYTES; default 100 MiB)",
@@ -137,6 +144,8 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from lockstep.server.app import create_ca_app
+    from lockstep.server.ca_page import LocalCa
     from lockstep.server.disk import DiskProblem, check_folder
     from lockstep.server.errors import StorageError, Unavailable
     from lockstep.server.runner import Listener, serve
@@ -181,6 +190,7 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(str(error)) from error
     listeners = [Listener(settings.host, settings.port, settings.tls_cert, settings.tls_key)]
     origin = settings.origin()
+    local_ca: LocalCa | None = None
     lines = [
         f"Lockstep {__version__} is running. Database: {redact(settings.database_url)}, "
         f"media: {settings.media_root}"
@@ -190,18 +200,23 @@ def run(args: argparse.Namespace) -> int:
     if args.lan:
         lan = lan_addresses()
         phone_host = lan[0] if lan else "127.0.0.1"
+        lines.append(f"  On this computer (shows the QR code):  {listeners[0].url()}/")
         if args.tls_cert and args.tls_key:
             cert, key = args.tls_cert, args.tls_key
         else:
             cert, key = ensure_certificate(settings.data_dir / "tls", [*lan, "127.0.0.1", "localhost"])
-        listeners.append(Listener(args.lan_host, args.lan_port, cert, key))
+            ca_cert = settings.data_dir / "tls" / "ca.pem"
+            local_ca = LocalCa(ca_cert, f"http://{phone_host}:{args.lan_ca_port}/ca.crt")
+            listeners.append(Listener(args.lan_host, args.lan_ca_port, app=create_ca_app(local_ca)))
+            lines += [
+                "  Once per phone, install this server's certificate authority: open "
+                f"http://{phone_host}:{args.lan_ca_port}/ca on the phone (or scan the QR code at "
+                f"{listeners[0].url()}/ca),",
+                f"  and install it only if its SHA-256 fingerprint is {fingerprint(ca_cert)}",
+            ]
+        listeners.insert(1, Listener(args.lan_host, args.lan_port, cert, key))
         origin = settings.public_origin or f"https://{phone_host}:{args.lan_port}"
-        lines += [
-            f"  On this computer (shows the QR code):  {listeners[0].url()}/",
-            f"  On your phone, same Wi-Fi (primary):    https://{phone_host}:{args.lan_port}/app",
-            f"  The phone will warn about the self-signed certificate; accept it only if its SHA-256 "
-            f"fingerprint is {fingerprint(cert)}",
-        ]
+        lines.append(f"  On your phone, same Wi-Fi (primary):    https://{phone_host}:{args.lan_port}/app")
         if not lan:
             lines.append("  (no LAN address found: phones cannot reach this machine)")
     else:
@@ -210,7 +225,7 @@ def run(args: argparse.Namespace) -> int:
         )
     lines.append(f"  QR codes name this server as {origin}")
     try:
-        asyncio.run(serve(settings, origin, listeners, "\n".join(lines)))
+        asyncio.run(serve(settings, origin, listeners, "\n".join(lines), local_ca))
     except (StorageError, Unavailable) as error:  # database unreachable, its schema too new, ...
         raise CommandError(str(error)) from error
     return 0

@@ -9,7 +9,7 @@ from pathlib import Path
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -17,6 +17,7 @@ from starlette.websockets import WebSocket
 
 from lockstep import __version__
 from lockstep.server import catch_up, health, media
+from lockstep.server.ca_page import LocalCa, ca_routes
 from lockstep.server.errors import ErrorCode, Unavailable
 from lockstep.server.gateway import serve_websocket
 from lockstep.server.hosts import HostPolicy
@@ -89,6 +90,18 @@ class HostGuard:
             await send({"type": "websocket.close", "code": 1008, "reason": "foreign host or origin refused"})
 
 
+def create_ca_app(ca: LocalCa) -> ASGIApp:
+    """What `serve --lan` answers over plain HTTP on the LAN: the local CA's root and its page, and
+    nothing else (the app itself is served only over HTTPS)."""
+
+    async def home(request: Request) -> Response:
+        return RedirectResponse("/ca")
+
+    app = Starlette(routes=[*ca_routes(ca), Route("/", home)])
+    app.add_middleware(SecurityHeaders)
+    return app
+
+
 def create_app(services: Services, web_root: Path) -> Starlette:
     def page(name: str) -> Response:
         path = web_root / name
@@ -156,6 +169,7 @@ def create_app(services: Services, web_root: Path) -> Starlette:
         Route("/media", media_upload, methods=["POST"]),
         Route("/media/{media_id}", media_download, methods=["GET"]),
         WebSocketRoute("/ws", websocket),
+        *(ca_routes(services.local_ca) if services.local_ca else []),
         Mount("/", StaticFiles(directory=web_root, check_dir=False)),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)

@@ -17,6 +17,7 @@ from starlette.types import ASGIApp
 from lockstep.server.admission import Admission
 from lockstep.server.app import create_app
 from lockstep.server.backends import open_backends
+from lockstep.server.ca_page import LocalCa
 from lockstep.server.disk import DiskGuard
 from lockstep.server.frames import MAX_FRAME_BYTES
 from lockstep.server.services import Services
@@ -32,6 +33,8 @@ class Listener:
     port: int
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    app: ASGIApp | None = None
+    """What this listener serves instead of the Lockstep app (the local CA's download, plain HTTP)."""
 
     def url(self, host: str | None = None) -> str:
         scheme = "https" if self.tls_cert else "http"
@@ -89,7 +92,9 @@ def raise_open_file_limit() -> int:
     return soft
 
 
-async def serve(settings: Settings, origin: str, listeners: list[Listener], banner: str) -> None:
+async def serve(
+    settings: Settings, origin: str, listeners: list[Listener], banner: str, local_ca: LocalCa | None = None
+) -> None:
     """Open the store (migrating it; errors raise before anything listens), print ``banner``, serve."""
     open_files = raise_open_file_limit()
     store = Store.for_url(settings.database_url)
@@ -108,11 +113,12 @@ async def serve(settings: Settings, origin: str, listeners: list[Listener], bann
         proxies=settings.proxies,
         allowed_origins=settings.allowed_origins,
         admission=Admission(settings.admission_limits(open_files)),
+        local_ca=local_ca,
     )
     services.disk = DiskGuard([*settings.folders, services.media_root], settings.storage.min_free_bytes)
     app = create_app(services, settings.web_root)
     servers = [
-        _Server(uvicorn_config(app, listener, lifespan=index == 0))
+        _Server(uvicorn_config(listener.app or app, listener, lifespan=index == 0 and listener.app is None))
         for index, listener in enumerate(listeners)
     ]
 

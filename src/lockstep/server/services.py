@@ -10,6 +10,7 @@ from pathlib import Path
 from starlette.requests import HTTPConnection
 
 from lockstep.server.admission import Admission
+from lockstep.server.ca_page import LocalCa
 from lockstep.server.client_address import ClientAddress, TrustedProxies, address_of
 from lockstep.server.clock import Clock, system_clock
 from lockstep.server.disk import DiskGuard
@@ -104,6 +105,8 @@ class Services:
     disk: DiskGuard | None = None
     """Free-space reserve of the data and media folders; None: not watched (in-memory tests)."""
     metrics: Metrics = field(default_factory=Metrics)
+    local_ca: LocalCa | None = None
+    """``serve --lan``'s certificate authority: its root is served at ``/ca.crt`` with a page at ``/ca``."""
     draining: bool = False
     """Set on SIGTERM: ``/readyz`` answers 503 so a load balancer sends new clients elsewhere."""
 
