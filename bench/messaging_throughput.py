@@ -34,7 +34,7 @@ from pathlib import Path
 from bench_server import generous_server
 
 from lockstep.client.companion import ShownCode, link
-from lockstep.client.messenger import Messenger, Received
+from lockstep.client.messenger import Messenger
 from lockstep.client.primary import PrimarySession, create_account
 from lockstep.client.state import DeviceState
 from lockstep.e2e.envelope import Kind
@@ -81,8 +81,8 @@ class Receiver:
         with contextlib.suppress(asyncio.CancelledError):
             while True:
                 event = await connection.next_event()
-                batch: list[Received] = []
-                await self.messenger.handle_events([event, *connection.drain_events()], batch)
+                await self.messenger.handle_events([event, *connection.drain_events()])
+                batch = self.messenger.take_unreported()
                 now = time.perf_counter()
                 for message in batch:
                     if message.kind == "text":

@@ -107,25 +107,27 @@ class Exchange:
     async def run(self, device: Device) -> None:
         """Send this device's share and take in what arrives; after a lost connection, reconnect to
         another instance and carry on — a send whose reply never came is sent again, same id.
-        What the messenger handled counts as given to the application even if the connection
-        dropped before it was acknowledged (it was saved first; the server offers it again)."""
+        What the messenger handled but could not hand over before the connection dropped comes
+        from the next receive() (it was saved as unreported; the server's re-delivery is a duplicate)."""
         while True:
             received: list[Received] = []
             try:
                 async with messenger_at(device.directory, self.servers.url(device.instance)) as messenger:
                     connection = messenger.session.connection
-                    await messenger.fetch_queued(received)  # what was queued while away
+                    received += await messenger.receive(receipts=False)  # what was queued while away
                     while device.outbox:
                         message_id, to, text = device.outbox[0]
                         await messenger.send_direct(to, Kind.TEXT, {"text": text}, message_id=message_id)
                         device.outbox.pop(0)
                         self.sent += 1
-                        await messenger.handle_events(connection.drain_events(), received)
+                        await messenger.handle_events(connection.drain_events())
+                        received += messenger.take_unreported()
                     while not self.sending_done.is_set():
                         with contextlib.suppress(TimeoutError):
                             event = await connection.next_event(timeout=0.2)
-                            await messenger.handle_events([event, *connection.drain_events()], received)
-                    await messenger.fetch_queued(received)  # stragglers: all sends are stored by now
+                            await messenger.handle_events([event, *connection.drain_events()])
+                            received += messenger.take_unreported()
+                    received += await messenger.receive(receipts=False)  # stragglers: all are stored by now
                     return
             except (ConnectionLost, ServerRefused) as error:
                 if isinstance(error, ServerRefused) and error.code != "unavailable":
@@ -245,9 +247,8 @@ async def test_after_a_redis_restart_connected_devices_hear_what_they_missed(
             # unlinked meanwhile is told so and closed.
             event = await b_laptop.session.connection.next_event(timeout=15)
             assert event["event"] == "message"
-            got: list[Received] = []
-            await b_laptop.handle_events([event], got)
-            assert texts(got) == ["sent while Redis was down"]
+            await b_laptop.handle_events([event])
+            assert texts(b_laptop.take_unreported()) == ["sent while Redis was down"]
             event = await carol_laptop.connection.next_event(timeout=5)
             assert event == {"event": "device.unlinked", "device_id": carol_laptop.state.device_id}
             with pytest.raises(ConnectionLost):

@@ -96,6 +96,40 @@ async def test_an_offline_device_gets_everything_on_reconnect_in_order_exactly_o
         assert await b_phone.receive() == []
 
 
+async def test_a_connection_lost_between_save_and_ack_still_shows_each_message_once(
+    live_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice = await make_account(live_server.url, tmp_path, "alice")
+    bob = await make_account(live_server.url, tmp_path, "bob")
+    texts = [f"message {i}" for i in range(3)]
+    async with messengers(alice.primary_dir) as (a_phone,):
+        for text in texts:
+            await a_phone.send("bob", text)
+    store = live_server.services.store
+    laptop_id = load(bob.companion_dir).device_id
+
+    # The laptop decrypts and saves the batch; then its socket drops before the ack can go out.
+    async with messengers(bob.companion_dir) as (b_laptop,):
+        save = b_laptop.store.save
+
+        def save_then_drop() -> None:
+            save()
+            if b_laptop.store.last_seq:  # the batch is on disk (and in local history) by now
+                b_laptop.session.connection._socket.transport.abort()
+
+        monkeypatch.setattr(b_laptop.store, "save", save_then_drop)
+        with pytest.raises(ConnectionLost):
+            await b_laptop.receive(receipts=False)
+        monkeypatch.undo()
+    assert len(await store.fetch_messages(laptop_id, 0, 100)) == len(texts)  # never acknowledged
+
+    # The server offers them again (dropped: already seen); the saved copies are shown, once.
+    async with messengers(bob.companion_dir) as (b_laptop,):
+        assert [m.text for m in await b_laptop.receive(receipts=False)] == texts
+        assert await b_laptop.receive() == []
+    assert await store.fetch_messages(laptop_id, 0, 100) == []
+
+
 async def test_live_delivery_and_a_gap_are_both_handled_in_order(live_server, tmp_path: Path) -> None:
     alice = await make_account(live_server.url, tmp_path, "alice")
     bob = await make_account(live_server.url, tmp_path, "bob")
@@ -301,11 +335,10 @@ async def test_pushed_messages_with_a_gap_are_completed_from_the_queue_in_order(
         while len([e for e in events if e.get("event") == "message"]) < 4:
             events.append(await b.session.connection.next_event(timeout=5))
         pushed = [e for e in events if e.get("event") == "message"]
-        got: list[Received] = []
-        await b.handle_events([pushed[0], pushed[2], pushed[2], pushed[3]], got)  # #2 lost, #3 twice
-        assert [m.text for m in got] == ["m0", "m1", "m2", "m3"]
-        await b.handle_events([pushed[1]], got)  # the late copy is ignored
-        assert len(got) == 4
+        await b.handle_events([pushed[0], pushed[2], pushed[2], pushed[3]])  # #2 lost, #3 twice
+        assert [m.text for m in b.take_unreported()] == ["m0", "m1", "m2", "m3"]
+        await b.handle_events([pushed[1]])  # the late copy is ignored
+        assert b.take_unreported() == []
 
 
 async def test_an_unlinked_device_in_a_group_cannot_read_what_is_sent_after(

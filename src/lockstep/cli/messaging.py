@@ -213,7 +213,7 @@ def run_receive(args: argparse.Namespace) -> int:
     if args.wait < 0:
         raise CommandError("--wait must not be negative")
 
-    async def work(messenger: Messenger) -> list[str]:
+    async def work(messenger: Messenger) -> None:
         shown = (Kind.TEXT, Kind.MEDIA, Kind.RECEIPT, Kind.UNDECRYPTABLE, Kind.GROUP_INFO)
         received = await messenger.receive(
             args.wait, receipts=False, until=lambda r: any(m.kind in shown for m in r), settle=0.5
@@ -225,18 +225,17 @@ def run_receive(args: argparse.Namespace) -> int:
                     if messenger.handle_of(account_id) is None:
                         with contextlib.suppress(ClientError, E2EError):
                             await messenger.contact(account_id=account_id)
-        lines = []
+        # Printed before anything else can fail: receive() has handed these over for good (a message
+        # is shown once), so a later error must not cost the user what is already here.
         for message in received:
             if args.json:
                 if message.kind is not Kind.GROUP_KEY:
-                    lines.append(json.dumps(message.to_json(), ensure_ascii=False))
+                    print(json.dumps(message.to_json(), ensure_ascii=False), flush=True)
             elif (line := describe(messenger, message)) is not None:
-                lines.append(line)
+                print(line, flush=True)
         await messenger.send_receipts(received, ReceiptStatus.READ)  # printed = read
-        return lines
 
-    for line in with_messenger(args, work):
-        print(line)
+    with_messenger(args, work)
     return 0
 
 

@@ -5,11 +5,15 @@ Files added to the state folder, all mode 0600::
     pickle.key    32 random bytes: the key vodozemac encrypts every pickle with
     e2e.json      Olm account and sessions, Megolm sessions (vodozemac pickles under pickle.key), the
                   last queue sequence handled, message ids seen, known contacts and groups, the status
-                  of sent messages, and recent history (this device's own copy of its chats)
+                  of sent messages, recent history (this device's own copy of its chats), and the
+                  messages handled but not yet handed to the application (``unreported``)
     e2e.lock      held while a process uses the state, so two commands never race on the ratchets
 
 The ratchets move on every message, so the state is saved after each batch *before* it is acknowledged
-to the server: a crash re-delivers, and duplicates are dropped by message id.
+to the server: a crash re-delivers, and duplicates are dropped by message id. What a batch brought is
+saved in the same write as ``unreported`` and leaves it only once the application has it, so a connection
+lost between the save and the acknowledgement never hides a message: the re-delivery is dropped as a
+duplicate, and the saved copy is what the next receive shows.
 """
 
 from __future__ import annotations
@@ -65,6 +69,8 @@ class E2EStore:
     """Primary only: companions that got a history bundle from this device."""
     history_note: str | None = None
     """Companion only: what the primary said about the history it sent (what was not transferred)."""
+    unreported: list[dict[str, Any]] = field(default_factory=list)
+    """Messages saved (and so acknowledgeable) but not yet handed to the application, oldest first."""
 
     @classmethod
     def load_or_create(cls, directory: Path) -> E2EStore:
@@ -98,6 +104,7 @@ class E2EStore:
                 int(document.get("history_dropped", 0)),
                 list(document.get("history_sent_to", [])),
                 document.get("history_note"),
+                list(document.get("unreported", [])),
             )
         except (OSError, ValueError, KeyError, TypeError, E2EError) as error:
             raise StateError(f"damaged E2E state {path}: {error}") from error
@@ -118,6 +125,7 @@ class E2EStore:
             "history_dropped": self.history_dropped,
             "history_sent_to": self.history_sent_to,
             "history_note": self.history_note,
+            "unreported": self.unreported,
         }
         _write_private(self.directory / E2E_FILE, json.dumps(document).encode())
 

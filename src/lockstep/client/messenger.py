@@ -17,7 +17,7 @@ import mimetypes
 import re
 import secrets
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +113,19 @@ class Received:
             "error": self.error,
         }
 
+    def to_record(self) -> dict[str, Any]:
+        """Everything, media key included, for the device's own state file (e2estate.E2EStore)."""
+        record = {f.name: getattr(self, f.name) for f in fields(self)}
+        record["file"] = str(self.file) if self.file else None
+        return record
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Received:
+        file = record.get("file")
+        return cls(
+            **{**record, "kind": Kind(record["kind"]), "file": Path(file) if isinstance(file, str) else None}
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Sent:
@@ -137,6 +150,10 @@ class Messenger:
         self.ca_file = ca_file
         self.auto_download = True
         self._contacts: dict[str, Contact] = {}
+        try:
+            self._unreported = [Received.from_record(record) for record in store.unreported]
+        except (KeyError, TypeError, ValueError) as error:
+            raise StateError(f"damaged E2E state: an unreported message: {error}") from error
 
     # --- opening ----------------------------------------------------------------------------------
     @classmethod
@@ -579,8 +596,9 @@ class Messenger:
         order, exactly once. With ``until``, stop early once ``until(received)`` holds and nothing more
         arrived for ``settle`` seconds.
 
-        Each batch is saved before it is acknowledged. Text and media from others get a
-        ``delivered`` receipt unless ``receipts`` is False.
+        Each batch is saved before it is acknowledged, together with its messages as unreported; they
+        are returned (first) by the next call that completes, so a connection lost after a save never
+        hides them. Text and media from others get a ``delivered`` receipt unless ``receipts`` is False.
         """
         try:
             return await self._receive(wait, receipts, until, settle)
@@ -605,8 +623,7 @@ class Messenger:
         until: Callable[[list[Received]], bool] | None,
         settle: float,
     ) -> list[Received]:
-        received: list[Received] = []
-        await self._fetch_all(received)
+        await self._fetch_all()
         try:
             await self.sync_history()
         except ConnectionLost:
@@ -616,26 +633,36 @@ class Messenger:
         loop_time = asyncio.get_running_loop().time
         deadline = loop_time() + wait
         while (remaining := deadline - loop_time()) > 0:
-            if until is not None and until(received):
+            if until is not None and until(self._unreported):
                 remaining = min(remaining, settle)
             try:
                 event = await self.session.connection.next_event(timeout=remaining)
             except TimeoutError:
-                if until is None or until(received):
+                if until is None or until(self._unreported):
                     break
                 continue
-            await self.handle_events([event, *self.session.connection.drain_events()], received)
+            await self.handle_events([event, *self.session.connection.drain_events()])
         if receipts:
-            await self.send_receipts(received, ReceiptStatus.DELIVERED)
-        return received
+            await self.send_receipts(self._unreported, ReceiptStatus.DELIVERED)
+        return self.take_unreported()
 
-    async def handle_events(self, events: list[dict[str, Any]], received: list[Received]) -> None:
+    def take_unreported(self) -> list[Received]:
+        """Hand over, once, every message handled (saved, maybe acknowledged) and not handed over yet;
+        including those of an earlier session whose connection dropped before they could be."""
+        taken, self._unreported = self._unreported, []
+        if taken:
+            self.store.unreported.clear()
+            self.store.save()
+        return taken
+
+    async def handle_events(self, events: list[dict[str, Any]]) -> None:
         """Handle pushed events; the ``message`` events among them as one batch (one save, one ack)
-        as far as their sequence numbers follow on from ``last_seq``; a gap makes it fetch in order."""
+        as far as their sequence numbers follow on from ``last_seq``; a gap makes it fetch in order.
+        The messages wait for :meth:`take_unreported` (or the next :meth:`receive`)."""
         messages = sorted((e for e in events if e.get("event") == "message"), key=lambda e: int(e["seq"]))
         for event in events:
             if event.get("event") != "message":
-                await self._on_event(event, received)
+                await self._on_event(event)
         expected, batch = self.store.last_seq + 1, []
         for event in messages:
             seq = int(event["seq"])
@@ -645,14 +672,14 @@ class Messenger:
                 break
             batch.append(event)
             expected += 1
-        await self._handle_batch(batch, received)
+        await self._handle_batch(batch)
         if messages and int(messages[-1]["seq"]) > self.store.last_seq:
-            await self._fetch_all(received)  # a gap: the server has what is missing, in order
+            await self._fetch_all()  # a gap: the server has what is missing, in order
 
-    async def _on_event(self, event: dict[str, Any], received: list[Received]) -> None:
+    async def _on_event(self, event: dict[str, Any]) -> None:
         kind = event.get("event")
         if kind == "message":
-            await self.handle_events([event], received)
+            await self.handle_events([event])
         elif kind == "devices.changed":
             try:
                 self.session.accept_device_list(Envelope.from_json(event["device_list"]))
@@ -673,21 +700,16 @@ class Messenger:
                 self.store.groups.forget_outbound(str(event["group_id"]))
                 self.store.save()
 
-    async def fetch_queued(self, received: list[Received]) -> None:
-        """Everything queued for this device, appended to ``received`` batch by batch as it is saved,
-        so a caller keeps what was handled even if the connection drops before the last batch."""
-        await self._fetch_all(received)
-
-    async def _fetch_all(self, received: list[Received]) -> None:
+    async def _fetch_all(self) -> None:
         after = 0  # from the start of what the server holds: it also re-offers what was never acked
         while True:
             result = await self._request("messages.fetch", after=after, limit=FETCH_LIMIT)
-            await self._handle_batch(result["messages"], received)
+            await self._handle_batch(result["messages"])
             if not result["more"]:
                 return
             after = max(int(m["seq"]) for m in result["messages"])
 
-    async def _handle_batch(self, items: list[dict[str, Any]], received: list[Received]) -> None:
+    async def _handle_batch(self, items: list[dict[str, Any]]) -> None:
         if not items:
             return
         for item in sorted(items, key=lambda i: int(i["seq"])):
@@ -703,9 +725,12 @@ class Messenger:
                     message = None
                 self.store.seen.add(message_id)
                 if message is not None:
-                    received.append(message)
+                    self._unreported.append(message)
+                    self.store.unreported.append(message.to_record())
             self.store.last_seq = seq
-        self.store.save()  # ratchets on disk before the server forgets the ciphertext
+        # Ratchets, and what to show, on disk before the server forgets the ciphertext: if the ack is
+        # lost, the re-delivery is a duplicate by then, and only this saved copy can still be shown.
+        self.store.save()
         await self._request("messages.ack", up_to=self.store.last_seq)
 
     async def _sender_key_ok(self, account_id: str, device_id: str, sender_key: bytes) -> FormerDevice | None:
