@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from helpers_linking import link_one
-from helpers_messaging import load, make_account, messengers, shown
+from helpers_messaging import Account, load, make_account, messengers, shown
 
 from lockstep.client.errors import ClientError, ConnectionLost, ServerRefused
 from lockstep.client.messenger import Received
@@ -57,19 +57,22 @@ async def test_a_message_from_a_companion_reaches_every_other_device_and_receipt
         assert reply.devices == 3
 
 
-async def test_an_offline_device_gets_everything_on_reconnect_in_order_exactly_once(
-    live_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    alice = await make_account(live_server.url, tmp_path, "alice")
-    bob = await make_account(live_server.url, tmp_path, "bob")
-    texts = [f"message {i}" for i in range(12)]
-    async with messengers(bob.companion_dir):
-        pass  # bob's laptop publishes its keys once, then goes offline
+async def queued_for_bob(url: str, root: Path, count: int) -> tuple[Account, list[str]]:
+    """Alice's phone sends ``count`` texts to bob, whose devices (keys published) are all offline."""
+    alice = await make_account(url, root, "alice")
+    bob = await make_account(url, root, "bob")
+    texts = [f"message {i}" for i in range(count)]
     async with messengers(alice.primary_dir) as (a_phone,):
         for text in texts:
             await a_phone.send("bob", text)
-    store = live_server.services.store
-    laptop_id = load(bob.companion_dir).device_id
+    return bob, texts
+
+
+async def test_an_offline_device_gets_everything_on_reconnect_in_order_exactly_once(
+    live_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bob, texts = await queued_for_bob(live_server.url, tmp_path, 12)
+    store, laptop_id = live_server.services.store, load(bob.companion_dir).device_id
     assert len(await store.fetch_messages(laptop_id, 0, 100)) == len(texts)
 
     # The laptop reads everything but crashes before acknowledging: the server still holds it all.
@@ -99,14 +102,8 @@ async def test_an_offline_device_gets_everything_on_reconnect_in_order_exactly_o
 async def test_a_connection_lost_between_save_and_ack_still_shows_each_message_once(
     live_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    alice = await make_account(live_server.url, tmp_path, "alice")
-    bob = await make_account(live_server.url, tmp_path, "bob")
-    texts = [f"message {i}" for i in range(3)]
-    async with messengers(alice.primary_dir) as (a_phone,):
-        for text in texts:
-            await a_phone.send("bob", text)
-    store = live_server.services.store
-    laptop_id = load(bob.companion_dir).device_id
+    bob, texts = await queued_for_bob(live_server.url, tmp_path, 3)
+    store, laptop_id = live_server.services.store, load(bob.companion_dir).device_id
 
     # The laptop decrypts and saves the batch; then its socket drops before the ack can go out.
     async with messengers(bob.companion_dir) as (b_laptop,):
