@@ -42,6 +42,8 @@ export class MessengerView {
   private readonly baseTitle = document.title;
   /** The message list shows its newest message (it follows what arrives, and images that load late). */
   private atNewest = true;
+  /** Where followNewest last put the list (its scroll event is not the person's). */
+  private autoScrollTop = -1;
 
   constructor(mount: HTMLElement) {
     this.banner = el("p", { className: "banner warn", testid: "connection-banner", text: "Not connected — reconnecting… Messages you write are sent once the connection is back.", attrs: { role: "status" } });
@@ -152,6 +154,8 @@ export class MessengerView {
     });
     this.attach.addEventListener("change", () => void this.sendAttachment());
     this.list.addEventListener("scroll", () => {
+      // Our own scroll's event may arrive after an image grew the list: only the person's scrolls count.
+      if (this.list.scrollTop === this.autoScrollTop) return;
       this.atNewest = this.list.scrollHeight - this.list.scrollTop - this.list.clientHeight < NEWEST_SLACK_PX;
     });
     document.addEventListener("visibilitychange", () => this.markReadIfVisible());
@@ -246,7 +250,9 @@ export class MessengerView {
 
   /** Keeps the newest message in view while the person has not scrolled up to read older ones. */
   private followNewest(): void {
-    if (this.atNewest) this.list.scrollTop = this.list.scrollHeight;
+    if (!this.atNewest) return;
+    this.list.scrollTop = this.list.scrollHeight;
+    this.autoScrollTop = this.list.scrollTop;
   }
 
   private markReadIfVisible(): void {
