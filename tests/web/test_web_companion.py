@@ -1,77 +1,27 @@
 """The companion page (index.html) against a scripted server, in real Chromium.
 
-The page's /ws is answered by the test (conftest.FakeServer), so rotation, idle, decline and dropped
-connections can be driven precisely; grants are made by the Python primary code (lockstep.link), so this
-also checks the browser and Python implementations against each other.
+The page's /ws is answered by the test (fake_lockstep.FakeServer; the phone's side is fake_linking.py), so
+rotation, idle, decline and dropped connections can be driven precisely; grants are made by the Python
+primary code (lockstep.link), so this also checks the browser and Python implementations against each
+other.
 """
 
 from __future__ import annotations
 
-import base64
-import io
 import re
 from typing import Any
 
 import pytest
-import zxingcpp
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from PIL import Image
 
-from lockstep.link.devices import DeviceEntry, DeviceList, Role
+from lockstep.link.devices import DeviceEntry, Role
 from lockstep.link.encoding import key_id
-from lockstep.link.envelope import Context, auth_message, verify
-from lockstep.link.grant import AccountInfo, approve
-from lockstep.link.qr import LinkCode, decode_text
+from lockstep.link.qr import LinkCode
 
-from .fake_lockstep import FakeConnection, FakeServer, now_ms
+from .fake_linking import Primary, answer_auth, grant, scan, send_ref, show_and_scan, start_linking
+from .fake_lockstep import FakeServer, now_ms
 
 pytestmark = pytest.mark.browser
-
-
-def b64u(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def unb64u(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def send_ref(
-    conn: FakeConnection, ref: bytes, index: int = 0, ttl_ms: int = 60_000, last: bool = False
-) -> None:
-    now = conn.server.now()
-    conn.send(
-        {
-            "event": "link.ref",
-            "ref": b64u(ref),
-            "issued_at": now,
-            "expires_at": now + ttl_ms,
-            "server_time": now,
-            "index": index,
-            "last": last,
-        }
-    )
-
-
-def scan(page: Any, origin: str, expect_ref: bytes | None = None, timeout_s: float = 10.0) -> LinkCode:
-    """Decodes the page's QR element (as a phone would), waiting for the code with `expect_ref`."""
-    deadline = now_ms() + int(timeout_s * 1000)
-    while True:
-        qr = page.get_by_test_id("qr")
-        qr.wait_for(state="visible")
-        results = zxingcpp.read_barcodes(Image.open(io.BytesIO(qr.screenshot())))
-        if results:
-            code = decode_text(results[0].text, own_origin=origin)
-            if expect_ref is None or code.ref == expect_ref:
-                return code
-        assert now_ms() < deadline, "the expected code never showed"
-        page.wait_for_timeout(50)
-
-
-def start_linking(server: FakeServer) -> None:
-    server.replies["link.start"] = lambda conn, req: {
-        "schedule_ms": [60000, 20000, 20000, 20000, 20000, 20000]
-    }
 
 
 def test_codes_rotate_with_fresh_secrets_then_idle(
@@ -142,12 +92,7 @@ def test_countdown_and_clock_warning_follow_the_server_clock(
 
 def test_declined_offers_a_new_code(page: Any, fake_server: FakeServer, static_origin: str) -> None:
     start_linking(fake_server)
-    page.goto(f"{static_origin}/")
-    fake_server.wait_until(
-        lambda: fake_server.connections and "link.start" in fake_server.last.ops(), what="link.start"
-    )
-    send_ref(fake_server.last, bytes([1]) * 32)
-    scan(page, static_origin)
+    show_and_scan(page, fake_server, static_origin, bytes([1]) * 32)
     fake_server.last.send({"event": "link.declined"})
     page.get_by_test_id("qr").wait_for(state="hidden")
     assert "declined" in page.get_by_test_id("link-status").inner_text()
@@ -158,12 +103,7 @@ def test_dropped_socket_hides_code_and_starts_a_new_session(
     page: Any, fake_server: FakeServer, static_origin: str
 ) -> None:
     start_linking(fake_server)
-    page.goto(f"{static_origin}/")
-    fake_server.wait_until(
-        lambda: fake_server.connections and "link.start" in fake_server.last.ops(), what="link.start"
-    )
-    send_ref(fake_server.last, bytes([1]) * 32)
-    old = scan(page, static_origin)
+    old = show_and_scan(page, fake_server, static_origin, bytes([1]) * 32)
 
     fake_server.last.close()
     page.get_by_test_id("qr").wait_for(state="hidden", timeout=1000)
@@ -175,55 +115,6 @@ def test_dropped_socket_hides_code_and_starts_a_new_session(
     send_ref(fake_server.last, bytes([2]) * 32)
     new = scan(page, static_origin, bytes([2]) * 32)
     assert new.link_secret != old.link_secret and new.ephemeral_key != old.ephemeral_key
-
-
-class Primary:
-    """A Python primary (lockstep.link) that approves the scanned code, as `lockstep primary scan` would."""
-
-    def __init__(self) -> None:
-        self.account_key = Ed25519PrivateKey.generate()
-        self.device_key = Ed25519PrivateKey.generate()
-        account_public = self.account_key.public_key().public_bytes_raw()
-        self.account = AccountInfo(key_id(account_public), "alice", "Alice Liddell", account_public)
-        primary = DeviceEntry.new(
-            self.device_key.public_key().public_bytes_raw(), Role.PRIMARY, "Phone", now_ms()
-        )
-        self.devices = DeviceList(self.account.account_id, 1, now_ms(), (primary,))
-
-    def approve(self, code: LinkCode, name: str) -> dict[str, Any]:
-        approval = approve(code, self.account_key, self.account, self.devices, name, now_ms())
-        self.devices = approval.new_list
-        sealed = approval.sealed
-        return {"ref": b64u(code.ref), "enc": b64u(sealed.enc), "ciphertext": b64u(sealed.ciphertext)}
-
-    def publish(self, devices: DeviceList) -> dict[str, str]:
-        self.devices = devices
-        return devices.sign(self.account_key).to_json()
-
-    def auth_result(self, device_id: str) -> dict[str, Any]:
-        return {
-            "account": self.account.to_json(),
-            "device_id": device_id,
-            "role": "companion",
-            "device_list": self.devices.sign(self.account_key).to_json(),
-        }
-
-
-def answer_auth(primary: Primary, code: LinkCode, origin: str) -> Any:
-    """An `auth` reply that checks the browser's signature the way the server does (§7.2)."""
-
-    def reply(conn: FakeConnection, request: dict[str, Any]) -> Any:
-        if (
-            request["device_id"] != key_id(code.device_key)
-            or primary.devices.find(request["device_id"]) is None
-        ):
-            return ("device_unknown", "no such device")
-        verify(
-            code.device_key, Context.AUTH, auth_message(conn.challenge, origin), unb64u(request["signature"])
-        )
-        return primary.auth_result(request["device_id"])
-
-    return reply
 
 
 # The stored state is sealed (web/src/store/atRest.ts) and holds no private key as a CryptoKey (wrapped only).
@@ -248,15 +139,8 @@ def test_links_with_a_python_grant_stays_linked_then_is_unlinked(
 ) -> None:
     start_linking(fake_server)
     primary = Primary()
-    page.goto(f"{static_origin}/")
-    fake_server.wait_until(
-        lambda: fake_server.connections and "link.start" in fake_server.last.ops(), what="link.start"
-    )
-    send_ref(fake_server.last, bytes([7]) * 32)
-    code = scan(page, static_origin)
-    fake_server.replies["auth"] = answer_auth(primary, code, static_origin)
-
-    fake_server.last.send({"event": "link.granted", **primary.approve(code, "Work laptop")})
+    code = show_and_scan(page, fake_server, static_origin)
+    grant(fake_server, primary, code, static_origin)
     linked = page.get_by_test_id("linked-account")
     linked.wait_for(state="visible")
     assert "Linked to @alice (Alice Liddell) as Work laptop" in linked.inner_text()
@@ -299,14 +183,8 @@ def test_links_with_a_python_grant_stays_linked_then_is_unlinked(
 def test_unlinked_by_close_code_4001(page: Any, fake_server: FakeServer, static_origin: str) -> None:
     start_linking(fake_server)
     primary = Primary()
-    page.goto(f"{static_origin}/")
-    fake_server.wait_until(
-        lambda: fake_server.connections and "link.start" in fake_server.last.ops(), what="link.start"
-    )
-    send_ref(fake_server.last, bytes([7]) * 32)
-    code = scan(page, static_origin)
-    fake_server.replies["auth"] = answer_auth(primary, code, static_origin)
-    fake_server.last.send({"event": "link.granted", **primary.approve(code, "Work laptop")})
+    code = show_and_scan(page, fake_server, static_origin)
+    grant(fake_server, primary, code, static_origin)
     page.get_by_test_id("linked-account").wait_for(state="visible")
 
     fake_server.last.close(code=4001)
@@ -319,14 +197,8 @@ def test_unlinked_by_close_code_4001(page: Any, fake_server: FakeServer, static_
 def test_auth_device_unknown_logs_out(page: Any, fake_server: FakeServer, static_origin: str) -> None:
     start_linking(fake_server)
     primary = Primary()
-    page.goto(f"{static_origin}/")
-    fake_server.wait_until(
-        lambda: fake_server.connections and "link.start" in fake_server.last.ops(), what="link.start"
-    )
-    send_ref(fake_server.last, bytes([7]) * 32)
-    code = scan(page, static_origin)
-    fake_server.replies["auth"] = answer_auth(primary, code, static_origin)
-    fake_server.last.send({"event": "link.granted", **primary.approve(code, "Work laptop")})
+    code = show_and_scan(page, fake_server, static_origin)
+    grant(fake_server, primary, code, static_origin)
     page.get_by_test_id("linked-account").wait_for(state="visible")
 
     fake_server.replies["auth"] = lambda conn, req: ("device_unknown", "no such device")
@@ -341,12 +213,7 @@ def test_grant_naming_another_device_is_refused(
     """A grant that opens (right secret) but certifies someone else's device key stores nothing."""
     start_linking(fake_server)
     primary = Primary()
-    page.goto(f"{static_origin}/")
-    fake_server.wait_until(
-        lambda: fake_server.connections and "link.start" in fake_server.last.ops(), what="link.start"
-    )
-    send_ref(fake_server.last, bytes([7]) * 32)
-    code = scan(page, static_origin)
+    code = show_and_scan(page, fake_server, static_origin)
     intruder = Ed25519PrivateKey.generate().public_key().public_bytes_raw()
     swapped = LinkCode(code.origin, code.ref, code.ephemeral_key, intruder, code.link_secret)
     fake_server.last.send({"event": "link.granted", **primary.approve(swapped, "Intruder")})
@@ -368,12 +235,7 @@ def test_other_tabs_follow_link_and_unlink(page: Any, fake_server: FakeServer, s
     other_server = FakeServer(other_tab, static_origin)
     start_linking(other_server)
     other_tab.goto(f"{static_origin}/")
-    page.goto(f"{static_origin}/")
-    fake_server.wait_until(
-        lambda: fake_server.connections and "link.start" in fake_server.last.ops(), what="link.start"
-    )
-    send_ref(fake_server.last, bytes([7]) * 32)
-    code = scan(page, static_origin)
+    code = show_and_scan(page, fake_server, static_origin)
     fake_server.replies["auth"] = other_server.replies["auth"] = answer_auth(primary, code, static_origin)
     fake_server.last.send({"event": "link.granted", **primary.approve(code, "Work laptop")})
 
@@ -391,14 +253,8 @@ def test_linked_page_reauthenticates_after_a_dropped_socket(
 ) -> None:
     start_linking(fake_server)
     primary = Primary()
-    page.goto(f"{static_origin}/")
-    fake_server.wait_until(
-        lambda: fake_server.connections and "link.start" in fake_server.last.ops(), what="link.start"
-    )
-    send_ref(fake_server.last, bytes([7]) * 32)
-    code = scan(page, static_origin)
-    fake_server.replies["auth"] = answer_auth(primary, code, static_origin)
-    fake_server.last.send({"event": "link.granted", **primary.approve(code, "Work laptop")})
+    code = show_and_scan(page, fake_server, static_origin)
+    grant(fake_server, primary, code, static_origin)
     linked = page.get_by_test_id("linked-account")
     linked.wait_for()
 

@@ -23,8 +23,8 @@ from lockstep.link.encoding import b64u_decode, b64u_encode, key_id
 from lockstep.link.envelope import Envelope
 from lockstep.link.grant import AccountInfo
 
+from .fake_linking import Primary, grant, show_and_scan, start_linking
 from .fake_lockstep import FakeServer, now_ms
-from .test_web_companion import Primary, answer_auth, scan, send_ref, start_linking
 
 pytestmark = pytest.mark.browser
 
@@ -60,14 +60,8 @@ def linked_companion(page: Any, fake_server: FakeServer, static_origin: str) -> 
     fake_server.replies["messages.fetch"] = lambda conn, req: {"messages": [], "more": False}
     fake_server.replies["groups.list"] = lambda conn, req: {"groups": []}
     primary = Primary()
-    page.goto(f"{static_origin}/")
-    fake_server.wait_until(
-        lambda: fake_server.connections and "link.start" in fake_server.last.ops(), what="link.start"
-    )
-    send_ref(fake_server.last, bytes([7]) * 32)
-    code = scan(page, static_origin)
-    fake_server.replies["auth"] = answer_auth(primary, code, static_origin)
-    fake_server.last.send({"event": "link.granted", **primary.approve(code, "Work laptop")})
+    code = show_and_scan(page, fake_server, static_origin)
+    grant(fake_server, primary, code, static_origin)
     page.get_by_test_id("messenger").wait_for(state="visible")
     fake_server.wait_until(lambda: "messages.fetch" in fake_server.last.ops(), what="the messenger's fetch")
     return primary
