@@ -7,17 +7,16 @@ import contextlib
 import os
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lockstep.server.services import Services
 from lockstep.server.settings import default_web_root
-
-LOCKSTEP = Path(sys.executable).parent / "lockstep"
+from lockstep_cli import LOCKSTEP
 
 
 def free_port() -> int:
@@ -117,7 +116,7 @@ def start_server(
 ) -> ServerProcess:
     """``lockstep serve`` on 127.0.0.1 with extra command-line ``options``; waits until it answers."""
     port = port or free_port()
-    command = [str(LOCKSTEP), "serve", "--host", "127.0.0.1", "--port", str(port), "--data", str(data_dir)]
+    command = [LOCKSTEP, "serve", "--host", "127.0.0.1", "--port", str(port), "--data", str(data_dir)]
     with log_path.open("wb") as log:  # the child keeps its own copy of the descriptor
         process = subprocess.Popen(
             [*command, *options],
@@ -137,3 +136,13 @@ def start_server(
         time.sleep(0.1)
     process.kill()
     raise RuntimeError("server did not start in 20 s")
+
+
+def restart_server(
+    server: ServerProcess, log_path: Path, while_down: Callable[[], object] = lambda: None
+) -> None:
+    """Stop ``server``, run ``while_down()``, then start it again on the same port with the same data."""
+    server.stop()
+    while_down()
+    port = int(server.url.rsplit(":", 1)[1])
+    server.process = start_server(server.data_dir, log_path, port=port).process

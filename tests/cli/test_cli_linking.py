@@ -4,35 +4,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import segno
 
 from lockstep.link.qr import LinkCode
-
-LOCKSTEP = str(Path(sys.executable).parent / "lockstep")
-
-
-def lockstep(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([LOCKSTEP, *args], capture_output=True, text=True, timeout=timeout, check=False)
-
-
-def wait_for(path: Path, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.05)
-
-
-def start_companion(server: str, state: Path, qr: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [LOCKSTEP, "companion", "link", "--server", server, "--qr-out", str(qr), "--state", str(state)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+from lockstep_cli import LOCKSTEP, lockstep, start_terminal_companion
 
 
 def test_cli_primary_links_a_cli_companion_lists_and_unlinks_it(server_process, tmp_path: Path) -> None:
@@ -43,8 +20,7 @@ def test_cli_primary_links_a_cli_companion_lists_and_unlinks_it(server_process, 
     assert init.returncode == 0, init.stderr
     assert "@carol" in init.stdout
 
-    companion = start_companion(url, laptop, qr)
-    wait_for(qr)
+    companion = start_terminal_companion(url, laptop, qr, quiet_qr=False)
     scan = lockstep("primary", "scan", "--image", str(qr), "--yes", "--state", str(primary))
     assert scan.returncode == 0, scan.stderr
     assert "Lockstep terminal" in scan.stdout and "same network" in scan.stdout
@@ -98,8 +74,7 @@ def test_cli_refuses_pictures_without_a_linking_code(server_process, tmp_path: P
 def test_cli_without_yes_and_without_a_terminal_declines_safely(server_process, tmp_path: Path) -> None:
     url, primary, laptop, qr = server_process.url, tmp_path / "p", tmp_path / "c", tmp_path / "qr.png"
     lockstep("primary", "init", "--server", url, "--handle", "frank", "--state", str(primary))
-    companion = start_companion(url, laptop, qr)
-    wait_for(qr)
+    companion = start_terminal_companion(url, laptop, qr, quiet_qr=False)
     scan = subprocess.run(
         [LOCKSTEP, "primary", "scan", "--image", str(qr), "--state", str(primary)],
         capture_output=True,

@@ -4,38 +4,14 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
-from terminal_companion import start_terminal_companion
-
-LOCKSTEP = str(Path(sys.executable).parent / "lockstep")
-
-
-def lockstep(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([LOCKSTEP, *args], capture_output=True, text=True, timeout=timeout, check=False)
-
-
-def ok(*args: str) -> str:
-    result = lockstep(*args)
-    assert result.returncode == 0, (args, result.stdout, result.stderr)
-    return result.stdout
+from lockstep_cli import link_terminal_companion, lockstep, lockstep_ok
 
 
 def received(state: Path, wait: float = 10) -> list[dict[str, object]]:
-    out = ok("receive", "--json", "--wait", str(wait), "--state", str(state))
+    out = lockstep_ok("receive", "--json", "--wait", str(wait), "--state", str(state))
     return [json.loads(line) for line in out.splitlines()]
-
-
-def link_companion(url: str, primary: Path, laptop: Path, tmp_path: Path) -> str:
-    """Link a terminal companion in ``laptop`` to ``primary``; returns what `primary scan` printed."""
-    qr = tmp_path / f"{laptop.name}.png"
-    companion = start_terminal_companion(url, laptop, qr)
-    scanned = ok("primary", "scan", "--image", str(qr), "--yes", "--state", str(primary))
-    _, err = companion.communicate(timeout=20)
-    assert companion.returncode == 0, err
-    return scanned
 
 
 def test_cli_send_receive_media_receipts_and_groups(server_process, tmp_path: Path) -> None:
@@ -47,16 +23,16 @@ def test_cli_send_receive_media_receipts_and_groups(server_process, tmp_path: Pa
         tmp_path / "carol",
     )
     for handle, state in (("alice", alice), ("bob", bob), ("carol", carol)):
-        ok("primary", "init", "--server", url, "--handle", handle, "--state", str(state))
-    link_companion(url, alice, laptop, tmp_path)
+        lockstep_ok("primary", "init", "--server", url, "--handle", handle, "--state", str(state))
+    link_terminal_companion(url, alice, laptop, tmp_path / "laptop.png")
     # `primary init` and `companion link` published each device's keys. The phone's first `receive`
     # sends the new companion the chat history (empty here) with a note.
-    assert ok("receive", "--state", str(alice)) == ""
+    assert lockstep_ok("receive", "--state", str(alice)) == ""
     (history,) = received(laptop)
     assert history["kind"] == "history" and history["body"]["count"] == 0
 
     # From alice's companion to bob: bob's phone and alice's phone both get it.
-    out = ok("send", "--to", "bob", "hello bob, from a terminal", "--state", str(laptop))
+    out = lockstep_ok("send", "--to", "bob", "hello bob, from a terminal", "--state", str(laptop))
     assert "Sent to 1 device of @bob and 1 other device of yours" in out
     (message,) = received(bob)
     assert message["kind"] == "text" and message["body"] == {"text": "hello bob, from a terminal"}
@@ -71,13 +47,13 @@ def test_cli_send_receive_media_receipts_and_groups(server_process, tmp_path: Pa
         and receipts[0]["body"]["status"] == "read"
         and message["id"] in receipts[0]["body"]["message_ids"]
     )
-    ok("send", "--to", "alice", "read yet?", "--state", str(bob))
-    human = ok("receive", "--wait", "10", "--state", str(alice))
+    lockstep_ok("send", "--to", "alice", "read yet?", "--state", str(bob))
+    human = lockstep_ok("receive", "--wait", "10", "--state", str(alice))
     assert "@bob: read yet?" in human
-    assert "(read)" in ok("receive", "--wait", "10", "--state", str(bob))
-    assert "@bob: read yet?" in ok("receive", "--wait", "10", "--state", str(laptop))
-    ok("send", "--to", "bob", "sent from the phone", "--state", str(alice))
-    assert "you (another device) to @bob: sent from the phone" in ok(
+    assert "(read)" in lockstep_ok("receive", "--wait", "10", "--state", str(bob))
+    assert "@bob: read yet?" in lockstep_ok("receive", "--wait", "10", "--state", str(laptop))
+    lockstep_ok("send", "--to", "bob", "sent from the phone", "--state", str(alice))
+    assert "you (another device) to @bob: sent from the phone" in lockstep_ok(
         "receive", "--wait", "10", "--state", str(laptop)
     )
     received(bob)
@@ -85,29 +61,29 @@ def test_cli_send_receive_media_receipts_and_groups(server_process, tmp_path: Pa
     # A file with a caption.
     picture = tmp_path / "cat.jpg"
     picture.write_bytes(b"\xff\xd8\xff" + bytes(range(256)) * 300)
-    ok("send", "--to", "@bob", "--file", str(picture), "my cat", "--state", str(alice))
+    lockstep_ok("send", "--to", "@bob", "--file", str(picture), "my cat", "--state", str(alice))
     (media,) = [m for m in received(bob) if m["kind"] == "media"]
     assert media["body"]["caption"] == "my cat" and "media_key" not in media["body"]["media"]
     assert Path(str(media["file"])).read_bytes() == picture.read_bytes()
-    human = ok("receive", "--state", str(bob))  # nothing left
+    human = lockstep_ok("receive", "--state", str(bob))  # nothing left
     assert human == ""
 
     # A group; carol is removed and hears nothing after.
-    out = ok("group", "create", "Book club", "--members", "bob,carol", "--state", str(alice))
+    out = lockstep_ok("group", "create", "Book club", "--members", "bob,carol", "--state", str(alice))
     assert 'Group "Book club" created' in out
-    ok("send", "--to", "Book club", "first chapter", "--state", str(alice))
+    lockstep_ok("send", "--to", "Book club", "first chapter", "--state", str(alice))
     for state in (bob, carol, laptop):
         texts = [m["body"].get("text") for m in received(state) if m["kind"] == "text"]
         assert texts == ["first chapter"]
-    assert "Book club" in ok("group", "list", "--state", str(bob))
-    ok("group", "remove", "Book club", "carol", "--state", str(alice))
-    ok("send", "--to", "Book club", "second chapter", "--state", str(alice))
+    assert "Book club" in lockstep_ok("group", "list", "--state", str(bob))
+    lockstep_ok("group", "remove", "Book club", "carol", "--state", str(alice))
+    lockstep_ok("send", "--to", "Book club", "second chapter", "--state", str(alice))
     assert [m for m in received(carol, wait=1) if m["kind"] == "text"] == []
     assert [m["body"]["text"] for m in received(bob) if m["kind"] == "text"] == ["second chapter"]
     refused = lockstep("send", "--to", "#Book club", "let me back in", "--state", str(carol))
     assert refused.returncode != 0 and refused.stderr.count("\n") == 1
-    ok("group", "add", "Book club", "carol", "--state", str(alice))
-    ok("send", "--to", "Book club", "welcome back", "--state", str(bob))
+    lockstep_ok("group", "add", "Book club", "carol", "--state", str(alice))
+    lockstep_ok("send", "--to", "Book club", "welcome back", "--state", str(bob))
     assert [m["body"]["text"] for m in received(carol) if m["kind"] == "text"] == ["welcome back"]
 
     # Nothing readable in the server's database.
@@ -126,7 +102,7 @@ def test_cli_send_receive_media_receipts_and_groups(server_process, tmp_path: Pa
 
 def test_cli_messaging_refusals_are_one_line(server_process, tmp_path: Path) -> None:
     url, alice = server_process.url, tmp_path / "alice"
-    ok("primary", "init", "--server", url, "--handle", "alice", "--state", str(alice))
+    lockstep_ok("primary", "init", "--server", url, "--handle", "alice", "--state", str(alice))
     for args in (
         ("send", "--to", "nobody", "hi"),
         ("send", "--to", "alice"),
@@ -145,14 +121,14 @@ def test_an_unlinked_terminal_companion_keeps_no_secret_and_no_plaintext(
 ) -> None:
     url, alice, laptop, bob = server_process.url, tmp_path / "alice", tmp_path / "laptop", tmp_path / "bob"
     for handle, state in (("alice", alice), ("bob", bob)):
-        ok("primary", "init", "--server", url, "--handle", handle, "--state", str(state))
-    link_companion(url, alice, laptop, tmp_path)
-    ok("receive", "--state", str(alice))  # history (empty) for the new companion
+        lockstep_ok("primary", "init", "--server", url, "--handle", handle, "--state", str(state))
+    link_terminal_companion(url, alice, laptop, tmp_path / "laptop.png")
+    lockstep_ok("receive", "--state", str(alice))  # history (empty) for the new companion
     secret_text = "the laptop must forget this sentence"
     picture = tmp_path / "private.jpg"
     picture.write_bytes(b"\xff\xd8\xff" + b"private picture bytes " * 200)
-    ok("send", "--to", "alice", secret_text, "--state", str(bob))
-    ok("send", "--to", "alice", "--file", str(picture), "--state", str(bob))
+    lockstep_ok("send", "--to", "alice", secret_text, "--state", str(bob))
+    lockstep_ok("send", "--to", "alice", "--file", str(picture), "--state", str(bob))
     kinds = [m["kind"] for m in received(laptop)]
     assert "text" in kinds and "media" in kinds
     # What the laptop holds before the unlink: each must be gone after it.
@@ -169,7 +145,7 @@ def test_an_unlinked_terminal_companion_keeps_no_secret_and_no_plaintext(
     assert all(any(n in p.read_bytes() for p in laptop.rglob("*") if p.is_file()) for n in needles[:2])
 
     laptop_id = json.loads((laptop / "state.json").read_text())["device_id"]
-    ok("primary", "unlink", laptop_id, "--state", str(alice))
+    lockstep_ok("primary", "unlink", laptop_id, "--state", str(alice))
     status = lockstep("companion", "status", "--state", str(laptop))
     assert status.returncode != 0 and "wiped" in status.stderr
 

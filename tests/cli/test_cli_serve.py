@@ -9,7 +9,6 @@ import json
 import re
 import ssl
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -24,9 +23,8 @@ from cryptography.x509.oid import NameOID
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
 from lockstep.server.tls import ensure_certificate, ensure_local_ca, fingerprint
+from lockstep_cli import LOCKSTEP
 from lockstep_servers import free_port
-
-LOCKSTEP = str(Path(sys.executable).parent / "lockstep")
 
 
 @pytest.fixture

@@ -7,21 +7,13 @@ import asyncio
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
-
-from test_cli_messaging import link_companion, ok
 
 from lockstep.client.messenger import Messenger, new_message_id
 from lockstep.client.state import DeviceState
 from lockstep.link.encoding import b64u_encode
+from lockstep_cli import link_terminal_companion, lockstep, lockstep_ok
 from lockstep_servers import free_port
-
-LOCKSTEP = str(Path(sys.executable).parent / "lockstep")
-
-
-def lockstep(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([LOCKSTEP, *args], capture_output=True, text=True, timeout=60, check=False)
 
 
 def one_line_refusal(result: subprocess.CompletedProcess[str]) -> str:
@@ -32,7 +24,7 @@ def one_line_refusal(result: subprocess.CompletedProcess[str]) -> str:
 
 def test_page_addresses_and_unreachable_servers(server_process, tmp_path: Path) -> None:
     # The address of the phone app's page names the same server: accepted, not a bare HTTP 403.
-    ok(
+    lockstep_ok(
         "primary",
         "init",
         "--server",
@@ -51,18 +43,18 @@ def test_page_addresses_and_unreachable_servers(server_process, tmp_path: Path) 
 
 def test_device_names_stay_unique_and_prefixes_say_their_minimum(server_process, tmp_path: Path) -> None:
     url, primary = server_process.url, tmp_path / "p"
-    ok("primary", "init", "--server", url, "--handle", "jon", "--state", str(primary))
-    first = link_companion(url, primary, tmp_path / "c1", tmp_path)
-    second = link_companion(url, primary, tmp_path / "c2", tmp_path)
+    lockstep_ok("primary", "init", "--server", url, "--handle", "jon", "--state", str(primary))
+    first = link_terminal_companion(url, primary, tmp_path / "c1", tmp_path / "c1.png")
+    second = link_terminal_companion(url, primary, tmp_path / "c2", tmp_path / "c2.png")
     names = [
         d["name"]
-        for d in json.loads(ok("primary", "devices", "--json", "--state", str(primary)))["devices"]
+        for d in json.loads(lockstep_ok("primary", "devices", "--json", "--state", str(primary)))["devices"]
         if d["role"] == "companion"
     ]
     assert len(set(names)) == 2 and names[1] == f"{names[0]} (2)", names
     assert names[1] in second and names[0] in first
     # Unlink by name works for both now.
-    ok("primary", "unlink", names[1], "--state", str(primary))
+    lockstep_ok("primary", "unlink", names[1], "--state", str(primary))
     short = one_line_refusal(lockstep("primary", "unlink", "ab", "--state", str(primary)))
     assert "at least 4 characters" in short, short
 
@@ -92,8 +84,8 @@ def send_undecryptable(state: Path, to_handle: str) -> None:
 
 def test_receive_prints_no_logs_without_verbose_and_sizes_read_alike(server_process, tmp_path: Path) -> None:
     url, kim, lou = server_process.url, tmp_path / "kim", tmp_path / "lou"
-    ok("primary", "init", "--server", url, "--handle", "kim", "--state", str(kim))
-    ok("primary", "init", "--server", url, "--handle", "lou", "--state", str(lou))
+    lockstep_ok("primary", "init", "--server", url, "--handle", "kim", "--state", str(kim))
+    lockstep_ok("primary", "init", "--server", url, "--handle", "lou", "--state", str(lou))
     send_undecryptable(lou, "kim")
     quiet = lockstep("receive", "--state", str(kim))
     assert quiet.returncode == 0 and "could not be decrypted" in quiet.stdout

@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browsers import Phone
-from camera import show_blank
 
 from chromium import CHROMIUM, CHROMIUM_ARGS, PHONE, camera_args
+from fake_camera import FakeCamera, Phone
 
 
 @pytest.fixture(scope="module")
@@ -39,13 +38,12 @@ def computer(playwright: Any) -> Iterator[Any]:
 @pytest.fixture
 def phone(playwright: Any, tmp_path: Path) -> Iterator[Phone]:
     """A phone-sized browser whose camera shows whatever the test puts in ``phone.camera``."""
-    camera = tmp_path / "camera.y4m"
-    show_blank(camera)
+    camera = FakeCamera(tmp_path / "camera.y4m")
     browser = playwright.chromium.launch(
         executable_path=CHROMIUM,
         args=[
             *CHROMIUM_ARGS,
-            *camera_args(camera),
+            *camera_args(camera.path),
         ],
     )
     context = browser.new_context(**PHONE)

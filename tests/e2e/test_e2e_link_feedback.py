@@ -3,22 +3,17 @@ follows the scan as the terminal does, and a phone that cannot link a fifth comp
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from browsers import Phone
-from camera import show_blank
-from test_e2e_linking import TIMEOUT, create_account, open_companion, scan, wait_for_context
 
+from fake_camera import Phone
 from lockstep.link.wording import companion_notice
-from terminal_companion import start_terminal_companion
+from lockstep_cli import link_terminal_companion, lockstep, lockstep_ok, start_terminal_companion
+from phone_linking import TIMEOUT, create_account, open_companion, scan, wait_for_context
 
 pytestmark = pytest.mark.browser
-
-LOCKSTEP = str(Path(sys.executable).parent / "lockstep")
 
 
 def test_the_browser_companion_follows_the_scan_and_the_decline(
@@ -43,7 +38,7 @@ def test_the_browser_companion_follows_the_scan_and_the_decline(
     assert status.inner_text() == companion_notice("scanned")
 
     phone.page.get_by_test_id("link-decline").click()
-    show_blank(phone.camera)
+    phone.camera.show_blank()
     laptop.get_by_test_id("new-code").wait_for(timeout=TIMEOUT)
     assert status.inner_text() == companion_notice("declined")
 
@@ -52,21 +47,9 @@ def test_a_fifth_companion_hears_why_it_is_not_linked(
     server_process: Any, computer: Any, tmp_path: Path
 ) -> None:
     url, primary = server_process.url, tmp_path / "primary"
-    lockstep = lambda *args: subprocess.run(  # noqa: E731
-        [LOCKSTEP, *args], capture_output=True, text=True, timeout=60, check=False
-    )
-    assert (
-        lockstep("primary", "init", "--server", url, "--handle", "lea", "--state", str(primary)).returncode
-        == 0
-    )
+    lockstep_ok("primary", "init", "--server", url, "--handle", "lea", "--state", str(primary))
     for i in range(4):
-        process = start_terminal_companion(url, tmp_path / f"c{i}", tmp_path / f"c{i}.png")
-        scan_result = lockstep(
-            "primary", "scan", "--image", str(tmp_path / f"c{i}.png"), "--yes", "--state", str(primary)
-        )
-        assert scan_result.returncode == 0, scan_result.stderr
-        process.communicate(timeout=30)
-        assert process.returncode == 0
+        link_terminal_companion(url, primary, tmp_path / f"c{i}", tmp_path / f"c{i}.png")
 
     # A fifth terminal: the phone refuses, and the terminal stops waiting and says why.
     fifth = start_terminal_companion(url, tmp_path / "c5", tmp_path / "c5.png")

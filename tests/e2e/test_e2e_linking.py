@@ -7,83 +7,28 @@ camera, decoded there, approved there, and the companion page turns linked.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import segno
-from browsers import Phone
-from camera import show_blank, show_picture
 
+from fake_camera import Phone
 from lockstep.client.qrimage import read_image
 from lockstep.link.encoding import b64u_encode
 from lockstep.link.qr import LinkCode, decode_text
-from terminal_companion import start_terminal_companion
+from lockstep_cli import lockstep, start_terminal_companion
+from phone_linking import (
+    TIMEOUT,
+    approve,
+    create_account,
+    link_companion,
+    open_companion,
+    scan,
+    wait_for_context,
+)
 
 pytestmark = pytest.mark.browser
-
-LOCKSTEP = str(Path(sys.executable).parent / "lockstep")
-TIMEOUT = 20_000
-
-
-def create_account(phone: Phone, url: str, handle: str = "alice", name: str = "Alice Liddell") -> None:
-    page = phone.page
-    page.goto(f"{url}/app")
-    page.get_by_test_id("handle").fill(handle)
-    page.get_by_test_id("display-name").fill(name)
-    page.get_by_test_id("create-account").click()
-    page.get_by_test_id("account").wait_for(timeout=TIMEOUT)
-    assert f"@{handle}" in page.get_by_test_id("account").inner_text()
-
-
-def open_companion(computer: Any, url: str) -> Any:
-    page = computer.new_page()
-    page.goto(f"{url}/")
-    page.get_by_test_id("qr").wait_for(state="visible", timeout=TIMEOUT)
-    assert "Link a device" in page.get_by_test_id("link-instructions").inner_text()
-    return page
-
-
-def scan(phone: Phone, picture: bytes | Path) -> None:
-    """Point the phone's camera at ``picture`` and start a scan in the primary app (from a chat, the
-    phone goes back to the main screen first: an open chat covers it)."""
-    show_picture(phone.camera, picture)
-    back = phone.page.get_by_test_id("back")
-    if back.count() and back.is_visible():
-        back.click()
-    phone.page.get_by_test_id("link-device").click()
-
-
-def wait_for_context(phone: Phone) -> dict[str, str]:
-    page = phone.page
-    page.get_by_test_id("link-context").wait_for(timeout=TIMEOUT)
-    return {
-        key: page.get_by_test_id(f"context-{key}").inner_text()
-        for key in ("description", "address", "network", "age")
-    }
-
-
-def approve(phone: Phone) -> None:
-    phone.page.get_by_test_id("link-approve").click()
-    phone.page.get_by_test_id("link-success").wait_for(timeout=TIMEOUT)
-    show_blank(phone.camera)
-
-
-def link_companion(phone: Phone, companion: Any, picture: Path, name: str | None = None) -> None:
-    """The whole gesture: photograph the companion's code, scan it, (rename), approve, see it linked."""
-    companion.get_by_test_id("qr").screenshot(path=str(picture))
-    scan(phone, picture)
-    wait_for_context(phone)
-    if name is not None:
-        phone.page.get_by_test_id("device-name-input").fill(name)
-    approve(phone)
-    companion.get_by_test_id("linked-account").wait_for(timeout=TIMEOUT)
-
-
-def lockstep(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([LOCKSTEP, *args], capture_output=True, text=True, timeout=30, check=False)
 
 
 def test_phone_scans_the_computer_and_links_it(

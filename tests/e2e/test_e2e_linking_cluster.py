@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_e2e_linking import TIMEOUT, lockstep, open_companion
 
+from lockstep_cli import lockstep
 from lockstep_cluster import cluster
 from pg_server import PostgresServer
+from phone_linking import TIMEOUT, open_companion
 from redis_server import RedisServer
 
 pytestmark = pytest.mark.browser

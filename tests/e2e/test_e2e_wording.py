@@ -3,23 +3,17 @@ and never silence (issue 13, point 9)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import segno
-from browsers import Phone
-from test_e2e_linking import TIMEOUT, create_account, link_companion, open_companion, scan
+
+from fake_camera import Phone
+from lockstep_cli import lockstep
+from phone_linking import TIMEOUT, create_account, link_companion, open_companion, scan
 
 pytestmark = pytest.mark.browser
-
-LOCKSTEP = str(Path(sys.executable).parent / "lockstep")
-
-
-def lockstep(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([LOCKSTEP, *args], capture_output=True, text=True, timeout=60, check=False)
 
 
 def refusal_on_phone(phone: Phone, picture: Path) -> str:

@@ -9,7 +9,6 @@ be using PostgreSQL.
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,10 +19,10 @@ from lockstep.client.messenger import Received
 from lockstep.client.primary import PrimarySession
 from lockstep.server.store import sqlite_url
 from lockstep.server.store.schema import TABLES
+from lockstep_cli import LOCKSTEP
 from lockstep_servers import start_server, stored_bytes
 
 pytestmark = pytest.mark.anyio
-LOCKSTEP = str(Path(sys.executable).parent / "lockstep")
 
 
 def texts(received: list[Received]) -> list[str]:

@@ -26,7 +26,8 @@ from lockstep.client.connection import ServerConnection
 from lockstep.client.errors import ServerRefused
 from lockstep.client.primary import PrimarySession
 from lockstep.server.settings import MIB
-from lockstep_servers import LOCKSTEP, ServerProcess, start_server
+from lockstep_cli import LOCKSTEP, lockstep
+from lockstep_servers import ServerProcess, start_server
 
 pytestmark = pytest.mark.anyio
 
@@ -79,7 +80,7 @@ def running(data: Path, log: Path, reserve: int) -> Iterator[ServerProcess]:
 def serve_once(data: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """``lockstep serve`` expected to refuse at once (a timeout means it started)."""
     return subprocess.run(
-        [str(LOCKSTEP), "serve", "--host", "127.0.0.1", "--port", "0", "--data", str(data)],
+        [LOCKSTEP, "serve", "--host", "127.0.0.1", "--port", "0", "--data", str(data)],
         capture_output=True,
         text=True,
         timeout=30,
@@ -231,10 +232,6 @@ async def test_a_full_disk_keeps_sign_in_and_reads_refuses_writes_and_recovers(
         with contextlib.closing(sqlite3.connect(database, uri=True)) as db:
             assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
         assert "Traceback" not in (tmp_path / "server.log").read_text()
-
-
-def lockstep(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(LOCKSTEP), *args], capture_output=True, text=True, timeout=60)
 
 
 async def test_on_a_full_disk_the_terminal_receives_and_says_why_it_cannot_send(tmp_path: Path) -> None:

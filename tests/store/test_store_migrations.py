@@ -4,8 +4,6 @@ transaction helper (an operation that fails leaves nothing behind and nothing op
 from __future__ import annotations
 
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import asyncpg
@@ -15,14 +13,10 @@ from store_helpers import TestAccount, opened
 from lockstep.server.store import SchemaTooNew, Store, sqlite_url
 from lockstep.server.store.schema import ACCOUNTS_AND_DEVICES, LATEST, MESSAGING
 from lockstep.server.store.sql import Work, execute, query_one
+from lockstep_cli import lockstep
 from lockstep_servers import start_server
 
 pytestmark = pytest.mark.anyio
-LOCKSTEP = str(Path(sys.executable).parent / "lockstep")
-
-
-def lockstep(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([LOCKSTEP, *args], capture_output=True, text=True, timeout=60, check=False)
 
 
 async def test_a_new_database_gets_the_latest_schema_once(database_url: str) -> None:

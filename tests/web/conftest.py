@@ -9,10 +9,6 @@ Each build is (re)made, by the fixture that needs it, when missing or older than
 
 from __future__ import annotations
 
-import http.server
-import shutil
-import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,9 +16,9 @@ from typing import Any
 import pytest
 
 from chromium import CHROMIUM, CHROMIUM_ARGS, camera_args
+from fake_camera import FakeCamera, Phone
 from static_site import StaticHandler, ensure_web_build, serve
 
-from .fake_camera import FakeCamera, Phone
 from .fake_lockstep import FakeServer
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -17,13 +17,13 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
+from fake_camera import Phone
 from lockstep.link.devices import DeviceCertificate, DeviceList, Role
 from lockstep.link.encoding import key_id
 from lockstep.link.envelope import Context, Envelope, auth_message, verify
 from lockstep.link.grant import SealedGrant, open_grant
 from lockstep.link.qr import LinkCode
 
-from .fake_camera import Phone
 from .fake_lockstep import FakeConnection, FakeServer, now_ms
 
 pytestmark = pytest.mark.browser

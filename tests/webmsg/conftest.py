@@ -1,4 +1,4 @@
-"""Browsers for the messaging tests: the linking tests' Chromium set-up and helpers, imported (not copied).
+"""Browsers for the messaging tests: Chromium with a fake camera (chromium.py, fake_camera.py).
 
 Playwright's sync API keeps an asyncio loop alive while it lives, so its fixture is module-scoped here
 too, never session-scoped.
@@ -6,21 +6,14 @@ too, never session-scoped.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-E2E = Path(__file__).resolve().parent.parent / "e2e"
-if str(E2E) not in sys.path:
-    sys.path.insert(0, str(E2E))
-
-from browsers import Phone  # noqa: E402
-from camera import show_blank  # noqa: E402
-
-from chromium import CHROMIUM, CHROMIUM_ARGS, PHONE, camera_args  # noqa: E402
+from chromium import CHROMIUM, CHROMIUM_ARGS, PHONE, camera_args
+from fake_camera import FakeCamera, Phone
 
 
 class PageErrors:
@@ -74,14 +67,13 @@ def computer(playwright: Any, page_errors: PageErrors) -> Iterator[Any]:
 
 
 def _phone(
-    playwright: Any, camera: Path, page_errors: PageErrors, screen: dict[str, Any] = PHONE
+    playwright: Any, camera: FakeCamera, page_errors: PageErrors, screen: dict[str, Any] = PHONE
 ) -> tuple[Any, Phone]:
-    show_blank(camera)
     browser = playwright.chromium.launch(
         executable_path=CHROMIUM,
         args=[
             *CHROMIUM_ARGS,
-            *camera_args(camera),
+            *camera_args(camera.path),
         ],
     )
     return browser, Phone(page_errors.watch(browser.new_context(**screen)).new_page(), camera)
@@ -90,7 +82,7 @@ def _phone(
 @pytest.fixture
 def phone(playwright: Any, tmp_path: Path, page_errors: PageErrors) -> Iterator[Phone]:
     """A phone-sized browser with a camera the test controls (a primary app)."""
-    browser, phone = _phone(playwright, tmp_path / "camera.y4m", page_errors)
+    browser, phone = _phone(playwright, FakeCamera(tmp_path / "camera.y4m"), page_errors)
     try:
         yield phone
     finally:
@@ -101,7 +93,7 @@ def phone(playwright: Any, tmp_path: Path, page_errors: PageErrors) -> Iterator[
 def small_phone(playwright: Any, tmp_path: Path, page_errors: PageErrors) -> Iterator[Phone]:
     """A 390x844 phone (an iPhone 12-15's screen in CSS pixels), camera as ``phone``'s."""
     screen = {**PHONE, "viewport": {"width": 390, "height": 844}}
-    browser, phone = _phone(playwright, tmp_path / "camera.y4m", page_errors, screen)
+    browser, phone = _phone(playwright, FakeCamera(tmp_path / "camera.y4m"), page_errors, screen)
     try:
         yield phone
     finally:
@@ -111,7 +103,7 @@ def small_phone(playwright: Any, tmp_path: Path, page_errors: PageErrors) -> Ite
 @pytest.fixture
 def second_phone(playwright: Any, tmp_path: Path, page_errors: PageErrors) -> Iterator[Phone]:
     """Another person's phone."""
-    browser, phone = _phone(playwright, tmp_path / "camera2.y4m", page_errors)
+    browser, phone = _phone(playwright, FakeCamera(tmp_path / "camera2.y4m"), page_errors)
     try:
         yield phone
     finally:

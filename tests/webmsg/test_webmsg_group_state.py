@@ -10,13 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browsers import Phone
-from test_e2e_linking import approve, create_account, link_companion, open_companion, scan, wait_for_context
 from webmsg_helpers import (
     TIMEOUT,
     cli_primary,
     link_to_terminal_primary,
-    lockstep,
     message,
     open_chat,
     receive_json,
@@ -26,7 +23,9 @@ from webmsg_helpers import (
     texts,
 )
 
-from terminal_companion import start_terminal_companion
+from fake_camera import Phone
+from lockstep_cli import link_terminal_companion, lockstep_ok, start_terminal_companion
+from phone_linking import approve, create_account, link_companion, open_companion, scan, wait_for_context
 
 pytestmark = pytest.mark.browser
 
@@ -48,11 +47,11 @@ def test_a_member_removed_and_added_back_while_offline_sees_the_members(
     # Bob's only device is away the whole time: the group is made, he is removed and added back.
     context = phone.page.context
     phone.page.close()
-    lockstep("group", "create", "Choir", "--members", "bob,carol", "--state", str(alice.primary))
+    lockstep_ok("group", "create", "Choir", "--members", "bob,carol", "--state", str(alice.primary))
     first = f"rehearsal at six {secrets.token_hex(4)}"
     send_cli(alice.primary, "#Choir", first)
-    lockstep("group", "remove", "Choir", "bob", "--state", str(alice.primary))
-    lockstep("group", "add", "Choir", "bob", "--state", str(alice.primary))
+    lockstep_ok("group", "remove", "Choir", "bob", "--state", str(alice.primary))
+    lockstep_ok("group", "add", "Choir", "bob", "--state", str(alice.primary))
     back = f"welcome back bob {secrets.token_hex(4)}"
     send_cli(alice.primary, "#Choir", back)
     receive_until(carol.primary, lambda got: back in texts(got))
@@ -118,7 +117,7 @@ def test_history_to_new_computers_keeps_group_names_members_and_senders(
     _out, err = process.communicate(timeout=30)
     assert process.returncode == 0, err
     receive_until(terminal, lambda got: any(m["kind"] == "history" for m in got))
-    groups = json.loads(lockstep("group", "list", "--json", "--state", str(terminal)).stdout)
+    groups = json.loads(lockstep_ok("group", "list", "--json", "--state", str(terminal)))
     assert [g["name"] for g in groups] == ["Trip"]
 
 
@@ -129,7 +128,7 @@ def test_history_from_a_terminal_primary_keeps_group_names_members_and_senders(
     erin = cli_primary(url, tmp_path / "erin", "erin", "Erin")
     bob = cli_primary(url, tmp_path / "bob", "bob", "Bob")
     cli_primary(url, tmp_path / "carol", "carol", "Carol")
-    lockstep("group", "create", "Book club", "--members", "bob,carol", "--state", str(erin.primary))
+    lockstep_ok("group", "create", "Book club", "--members", "bob,carol", "--state", str(erin.primary))
     receive_until(bob.primary, lambda got: any(m["kind"] == "group-info" for m in got))
     said = f"chapter two tonight {secrets.token_hex(4)}"
     send_cli(bob.primary, "#Book club", said)
@@ -146,12 +145,9 @@ def test_history_from_a_terminal_primary_keeps_group_names_members_and_senders(
 
     # ...and so does a terminal companion of the terminal primary.
     terminal, qr = tmp_path / "erin-terminal", tmp_path / "terminal-qr.png"
-    process = start_terminal_companion(url, terminal, qr)
-    lockstep("primary", "scan", "--image", str(qr), "--yes", "--state", str(erin.primary))
-    _out, err = process.communicate(timeout=30)
-    assert process.returncode == 0, err
+    link_terminal_companion(url, erin.primary, terminal, qr)
     receive_json(terminal)  # publishes its keys
-    lockstep("receive", "--state", str(erin.primary))
+    lockstep_ok("receive", "--state", str(erin.primary))
     receive_until(terminal, lambda got: any(m["kind"] == "history" for m in got))
-    groups = json.loads(lockstep("group", "list", "--json", "--state", str(terminal)).stdout)
+    groups = json.loads(lockstep_ok("group", "list", "--json", "--state", str(terminal)))
     assert [g["name"] for g in groups] == ["Book club"]

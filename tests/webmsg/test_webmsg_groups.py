@@ -13,8 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browsers import Phone
-from test_e2e_linking import create_account, link_companion, open_companion
 from webmsg_helpers import (
     TIMEOUT,
     assert_no_plaintext,
@@ -29,6 +27,9 @@ from webmsg_helpers import (
     send_text,
     texts,
 )
+
+from fake_camera import Phone
+from phone_linking import create_account, link_companion, open_companion
 
 pytestmark = pytest.mark.browser
 

@@ -4,19 +4,12 @@ primary), with a note of what was not transferred; the connection banner shows w
 
 from __future__ import annotations
 
-import os
 import secrets
-import subprocess
-import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
-from browsers import Phone
-from test_e2e_linking import create_account, link_companion, open_companion
 from webmsg_helpers import (
-    LOCKSTEP,
     TIMEOUT,
     assert_no_plaintext,
     cli_primary,
@@ -29,32 +22,11 @@ from webmsg_helpers import (
     start_chat,
 )
 
-from lockstep.server.settings import default_web_root
+from fake_camera import Phone
+from lockstep_servers import restart_server
+from phone_linking import create_account, link_companion, open_companion
 
 pytestmark = pytest.mark.browser
-
-
-def restart_server(server: Any, tmp_path: Path, while_down: Any) -> None:
-    """Stop the server, run ``while_down()``, start it again on the same port with the same data."""
-    server.process.terminate()
-    server.process.wait(timeout=10)
-    while_down()
-    port = server.url.rsplit(":", 1)[1]
-    with (tmp_path / "server2.log").open("wb") as log:
-        server.process = subprocess.Popen(
-            [LOCKSTEP, "serve", "--host", "127.0.0.1", "--port", port, "--data", str(server.data_dir)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "LOCKSTEP_WEB_ROOT": str(default_web_root())},
-        )  # the fixture stops this one at teardown
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            urllib.request.urlopen(server.url + "/healthz", timeout=1).read()
-            return
-        except OSError:
-            assert time.monotonic() < deadline, "the server did not come back"
-            time.sleep(0.1)
 
 
 def test_browser_primary_sends_history_to_a_new_browser_companion(
@@ -85,7 +57,9 @@ def test_browser_primary_sends_history_to_a_new_browser_companion(
     # The connection drops: a banner says so; it goes once the socket is back, and sending works again.
     banner = laptop.get_by_test_id("connection-banner")
     assert not banner.is_visible()
-    restart_server(server_process, tmp_path, lambda: banner.wait_for(state="visible", timeout=TIMEOUT))
+    restart_server(
+        server_process, tmp_path / "server2.log", lambda: banner.wait_for(state="visible", timeout=TIMEOUT)
+    )
     banner.wait_for(state="hidden", timeout=30_000)
     after = f"back online {secrets.token_hex(4)}"
     send_text(laptop, after)

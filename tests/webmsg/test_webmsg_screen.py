@@ -9,9 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browsers import Phone
-from test_e2e_linking import create_account, link_companion, open_companion
-from test_webmsg_history import restart_server
 from webmsg_helpers import (
     TIMEOUT,
     cli_primary,
@@ -24,6 +21,10 @@ from webmsg_helpers import (
     start_chat,
     texts,
 )
+
+from fake_camera import Phone
+from lockstep_servers import restart_server
+from phone_linking import create_account, link_companion, open_companion
 
 pytestmark = pytest.mark.browser
 
@@ -115,7 +116,7 @@ def test_a_message_written_offline_waits_and_goes_out_when_back(
         written["ticks"] = row.get_by_test_id("ticks").inner_text()
         written["retry"] = row.get_by_test_id("retry").count()
 
-    restart_server(server_process, tmp_path, while_down)
+    restart_server(server_process, tmp_path / "server2.log", while_down)
     # As the banner promised: pending (the clock), no error and no Retry while offline...
     assert written == {"status": "sending", "ticks": "🕓", "retry": 0}, written
     # ...then sent once the connection is back, and Dana gets it exactly once.

@@ -10,19 +10,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browsers import Phone
-from test_e2e_linking import create_account
 from webmsg_helpers import (
     TIMEOUT,
     cli_account_with_companion,
     cli_primary,
-    lockstep,
     message,
     open_chat,
     receive_json,
     send_cli,
     start_chat,
 )
+
+from fake_camera import Phone
+from lockstep_cli import lockstep_ok
+from phone_linking import create_account
 
 pytestmark = pytest.mark.browser
 
@@ -46,7 +47,7 @@ def test_what_a_device_sent_just_before_its_unlink_stays_readable(
     send_cli(alice.companion, "@carol", to_carol)
     assert alice.companion is not None
     laptop_id = json.loads((alice.companion / "state.json").read_text())["device_id"]
-    lockstep("primary", "unlink", laptop_id, "--state", str(alice.primary))
+    lockstep_ok("primary", "unlink", laptop_id, "--state", str(alice.primary))
 
     # A Python receiver, and Alice's own phone (which gets a copy of what her laptop sent).
     for state, sent in ((carol.primary, [to_carol]), (alice.primary, [to_bob, to_carol])):

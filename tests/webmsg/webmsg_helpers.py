@@ -3,23 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from terminal_companion import start_terminal_companion
-
-LOCKSTEP = str(Path(sys.executable).parent / "lockstep")
-TIMEOUT = 20_000
-
-
-def lockstep(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([LOCKSTEP, *args], capture_output=True, text=True, timeout=timeout, check=False)
-    assert result.returncode == 0, (args[:2], result.stdout, result.stderr)
-    return result
+from lockstep_cli import link_terminal_companion, lockstep_ok
+from phone_linking import TIMEOUT
 
 
 @dataclass
@@ -30,7 +20,7 @@ class CliAccount:
 
 
 def cli_primary(url: str, state: Path, handle: str, name: str) -> CliAccount:
-    lockstep("primary", "init", "--server", url, "--handle", handle, "--name", name, "--state", str(state))
+    lockstep_ok("primary", "init", "--server", url, "--handle", handle, "--name", name, "--state", str(state))
     receive_json(state)  # publishes its keys
     return CliAccount(handle, state)
 
@@ -38,12 +28,8 @@ def cli_primary(url: str, state: Path, handle: str, name: str) -> CliAccount:
 def cli_account_with_companion(url: str, tmp_path: Path, handle: str, name: str) -> CliAccount:
     """A terminal primary and a terminal companion linked to it (QR as an image file)."""
     account = cli_primary(url, tmp_path / f"{handle}-primary", handle, name)
-    qr = tmp_path / f"{handle}-qr.png"
     companion = tmp_path / f"{handle}-companion"
-    process = start_terminal_companion(url, companion, qr)
-    lockstep("primary", "scan", "--image", str(qr), "--yes", "--state", str(account.primary))
-    _out, err = process.communicate(timeout=30)
-    assert process.returncode == 0, err
+    link_terminal_companion(url, account.primary, companion, tmp_path / f"{handle}-qr.png")
     account.companion = companion
     receive_json(companion)  # publishes its keys
     return account
@@ -54,7 +40,7 @@ def receive_json(state: Path | None, wait: float = 0.0) -> list[dict[str, Any]]:
     args = ["receive", "--json", "--state", str(state)]
     if wait:
         args[1:1] = ["--wait", str(wait)]
-    out = lockstep(*args).stdout
+    out = lockstep_ok(*args)
     return [json.loads(line) for line in out.splitlines() if line.strip()]
 
 
@@ -75,7 +61,7 @@ def send_cli(state: Path | None, to: str, text: str | None = None, file: Path | 
         args += ["--file", str(file)]
     if text is not None:
         args.append(text)
-    lockstep(*args)
+    lockstep_ok(*args)
 
 
 def texts(received: list[dict[str, Any]]) -> list[str]:
@@ -87,10 +73,10 @@ def link_to_terminal_primary(laptop: Any, primary: Path, qr: Path) -> None:
     """A terminal primary scans a browser companion page's code; once the page is linked and has
     published its keys, the primary's next `receive` serves it history."""
     laptop.get_by_test_id("qr").screenshot(path=str(qr))
-    lockstep("primary", "scan", "--image", str(qr), "--yes", "--state", str(primary))
+    lockstep_ok("primary", "scan", "--image", str(qr), "--yes", "--state", str(primary))
     laptop.get_by_test_id("messenger").wait_for(timeout=TIMEOUT)
     laptop.wait_for_timeout(1000)  # its keys are published once it signed in
-    lockstep("receive", "--state", str(primary))
+    lockstep_ok("receive", "--state", str(primary))
 
 
 def start_chat(page: Any, handle: str) -> None:

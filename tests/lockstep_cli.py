@@ -1,0 +1,61 @@
+"""The `lockstep` command as the tests run it, the way a person would.
+
+result = lockstep("primary", "devices", "--json", "--state", str(state))   # ran to its end
+out = lockstep_ok("receive", "--json", "--state", str(state))               # must succeed: its stdout
+process = start_terminal_companion(url, state, qr)      # `companion link`, once its QR picture is saved
+link_terminal_companion(url, primary, state, qr)        # ...and approved by a terminal primary
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+LOCKSTEP = str(Path(sys.executable).parent / "lockstep")
+
+
+def lockstep(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run ``lockstep ARGS`` to its end; a refusal (non-zero exit) is a result, not an error."""
+    return subprocess.run([LOCKSTEP, *args], capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def lockstep_ok(*args: str, timeout: float = 60) -> str:
+    """Run ``lockstep ARGS``, which must succeed; returns what it printed."""
+    result = lockstep(*args, timeout=timeout)
+    assert result.returncode == 0, (args[:2], result.stdout, result.stderr)
+    return result.stdout
+
+
+def start_terminal_companion(
+    url: str, state: Path, qr: Path, *, quiet_qr: bool = True
+) -> subprocess.Popen[str]:
+    """Start linking a terminal companion into ``state``; returns once its first code is in ``qr``
+    (with ``quiet_qr=False`` it also draws the code in its output, as a person sees it)."""
+    command = [LOCKSTEP, "companion", "link", "--server", url, "--qr-out", str(qr), "--state", str(state)]
+    if quiet_qr:
+        command.append("--quiet-qr")
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 15
+    while not qr.exists():
+        if time.monotonic() > deadline or process.poll() is not None:
+            process.kill()
+            _out, err = process.communicate()
+            raise AssertionError(f"no QR code from the terminal companion: {err}")
+        time.sleep(0.05)
+    return process
+
+
+def link_terminal_companion(url: str, primary: Path, state: Path, qr: Path) -> str:
+    """Link a terminal companion in ``state`` to the terminal primary in ``primary``, which reads its
+    code from the picture ``qr`` and approves (``--yes``); returns what `primary scan` printed."""
+    process = start_terminal_companion(url, state, qr)
+    try:
+        scanned = lockstep_ok("primary", "scan", "--image", str(qr), "--yes", "--state", str(primary))
+    except BaseException:
+        process.kill()
+        raise
+    _out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    return scanned

@@ -1,0 +1,71 @@
+"""Linking as a person does it in the real pages, in Chromium: an account made on the phone app, the
+companion page opened on a computer, its QR code photographed by the phone's (fake) camera, the context
+read and the link approved.
+
+    create_account(phone, url)
+    laptop = open_companion(computer, url)
+    link_companion(phone, laptop, tmp_path / "qr.png")      # the whole gesture, until the page is linked
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fake_camera import Phone
+
+TIMEOUT = 20_000
+
+
+def create_account(phone: Phone, url: str, handle: str = "alice", name: str = "Alice Liddell") -> None:
+    page = phone.page
+    page.goto(f"{url}/app")
+    page.get_by_test_id("handle").fill(handle)
+    page.get_by_test_id("display-name").fill(name)
+    page.get_by_test_id("create-account").click()
+    page.get_by_test_id("account").wait_for(timeout=TIMEOUT)
+    assert f"@{handle}" in page.get_by_test_id("account").inner_text()
+
+
+def open_companion(computer: Any, url: str) -> Any:
+    page = computer.new_page()
+    page.goto(f"{url}/")
+    page.get_by_test_id("qr").wait_for(state="visible", timeout=TIMEOUT)
+    assert "Link a device" in page.get_by_test_id("link-instructions").inner_text()
+    return page
+
+
+def scan(phone: Phone, picture: bytes | Path) -> None:
+    """Point the phone's camera at ``picture`` and start a scan in the primary app (from a chat, the
+    phone goes back to the main screen first: an open chat covers it)."""
+    phone.camera.show_picture(picture)
+    back = phone.page.get_by_test_id("back")
+    if back.count() and back.is_visible():
+        back.click()
+    phone.page.get_by_test_id("link-device").click()
+
+
+def wait_for_context(phone: Phone) -> dict[str, str]:
+    page = phone.page
+    page.get_by_test_id("link-context").wait_for(timeout=TIMEOUT)
+    return {
+        key: page.get_by_test_id(f"context-{key}").inner_text()
+        for key in ("description", "address", "network", "age")
+    }
+
+
+def approve(phone: Phone) -> None:
+    phone.page.get_by_test_id("link-approve").click()
+    phone.page.get_by_test_id("link-success").wait_for(timeout=TIMEOUT)
+    phone.camera.show_blank()
+
+
+def link_companion(phone: Phone, companion: Any, picture: Path, name: str | None = None) -> None:
+    """The whole gesture: photograph the companion's code, scan it, (rename), approve, see it linked."""
+    companion.get_by_test_id("qr").screenshot(path=str(picture))
+    scan(phone, picture)
+    wait_for_context(phone)
+    if name is not None:
+        phone.page.get_by_test_id("device-name-input").fill(name)
+    approve(phone)
+    companion.get_by_test_id("linked-account").wait_for(timeout=TIMEOUT)
