@@ -1,17 +1,20 @@
-"""The `lockstep` command as the tests run it, the way a person would.
+"""The `lockstep` command as the tests run it, the way a person would:
 
-result = lockstep("primary", "devices", "--json", "--state", str(state))   # ran to its end
-out = lockstep_ok("receive", "--json", "--state", str(state))               # must succeed: its stdout
-process = start_terminal_companion(url, state, qr)      # `companion link`, once its QR picture is saved
-link_terminal_companion(url, primary, state, qr)        # ...and approved by a terminal primary
+- ``lockstep(*args)`` runs it to its end (a refusal is a result), ``lockstep_ok(*args)`` must succeed
+  and returns what it printed, ``receive_json(state)`` is `receive --json` parsed;
+- ``start_terminal_companion(url, state, qr)`` starts `companion link` and returns once its code is
+  saved as a picture, ``link_terminal_companion(url, primary, state, qr)`` also has a terminal primary
+  approve it.
 """
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 LOCKSTEP = str(Path(sys.executable).parent / "lockstep")
 
@@ -26,6 +29,14 @@ def lockstep_ok(*args: str, timeout: float = 60) -> str:
     result = lockstep(*args, timeout=timeout)
     assert result.returncode == 0, (args[:2], result.stdout, result.stderr)
     return result.stdout
+
+
+def receive_json(state: Path | None, wait: float = 0.0) -> list[dict[str, Any]]:
+    """`lockstep receive --json` for the device in ``state``, waiting up to ``wait`` s for a first
+    message: the messages it printed (and acknowledged), parsed."""
+    assert state is not None
+    out = lockstep_ok("receive", "--json", "--wait", str(wait), "--state", str(state))
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
 
 
 def start_terminal_companion(

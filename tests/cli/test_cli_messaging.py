@@ -6,12 +6,7 @@ import json
 import sqlite3
 from pathlib import Path
 
-from lockstep_cli import link_terminal_companion, lockstep, lockstep_ok
-
-
-def received(state: Path, wait: float = 10) -> list[dict[str, object]]:
-    out = lockstep_ok("receive", "--json", "--wait", str(wait), "--state", str(state))
-    return [json.loads(line) for line in out.splitlines()]
+from lockstep_cli import link_terminal_companion, lockstep, lockstep_ok, receive_json
 
 
 def test_cli_send_receive_media_receipts_and_groups(server_process, tmp_path: Path) -> None:
@@ -28,20 +23,20 @@ def test_cli_send_receive_media_receipts_and_groups(server_process, tmp_path: Pa
     # `primary init` and `companion link` published each device's keys. The phone's first `receive`
     # sends the new companion the chat history (empty here) with a note.
     assert lockstep_ok("receive", "--state", str(alice)) == ""
-    (history,) = received(laptop)
+    (history,) = receive_json(laptop, wait=10)
     assert history["kind"] == "history" and history["body"]["count"] == 0
 
     # From alice's companion to bob: bob's phone and alice's phone both get it.
     out = lockstep_ok("send", "--to", "bob", "hello bob, from a terminal", "--state", str(laptop))
     assert "Sent to 1 device of @bob and 1 other device of yours" in out
-    (message,) = received(bob)
+    (message,) = receive_json(bob, wait=10)
     assert message["kind"] == "text" and message["body"] == {"text": "hello bob, from a terminal"}
     assert message["from"]["handle"] == "alice"
     # Alice's phone has the copy of what she sent, and bob's read receipt (he printed it).
-    on_phone = received(alice)
+    on_phone = receive_json(alice, wait=10)
     assert [m["id"] for m in on_phone if m["kind"] == "text"] == [message["id"]]
     assert [m["body"]["status"] for m in on_phone if m["kind"] == "receipt"] == ["read"]
-    receipts = [m for m in received(laptop) if m["kind"] == "receipt"]
+    receipts = [m for m in receive_json(laptop, wait=10) if m["kind"] == "receipt"]
     assert (
         receipts
         and receipts[0]["body"]["status"] == "read"
@@ -56,13 +51,13 @@ def test_cli_send_receive_media_receipts_and_groups(server_process, tmp_path: Pa
     assert "you (another device) to @bob: sent from the phone" in lockstep_ok(
         "receive", "--wait", "10", "--state", str(laptop)
     )
-    received(bob)
+    receive_json(bob, wait=10)
 
     # A file with a caption.
     picture = tmp_path / "cat.jpg"
     picture.write_bytes(b"\xff\xd8\xff" + bytes(range(256)) * 300)
     lockstep_ok("send", "--to", "@bob", "--file", str(picture), "my cat", "--state", str(alice))
-    (media,) = [m for m in received(bob) if m["kind"] == "media"]
+    (media,) = [m for m in receive_json(bob, wait=10) if m["kind"] == "media"]
     assert media["body"]["caption"] == "my cat" and "media_key" not in media["body"]["media"]
     assert Path(str(media["file"])).read_bytes() == picture.read_bytes()
     human = lockstep_ok("receive", "--state", str(bob))  # nothing left
@@ -73,18 +68,22 @@ def test_cli_send_receive_media_receipts_and_groups(server_process, tmp_path: Pa
     assert 'Group "Book club" created' in out
     lockstep_ok("send", "--to", "Book club", "first chapter", "--state", str(alice))
     for state in (bob, carol, laptop):
-        texts = [m["body"].get("text") for m in received(state) if m["kind"] == "text"]
+        texts = [m["body"].get("text") for m in receive_json(state, wait=10) if m["kind"] == "text"]
         assert texts == ["first chapter"]
     assert "Book club" in lockstep_ok("group", "list", "--state", str(bob))
     lockstep_ok("group", "remove", "Book club", "carol", "--state", str(alice))
     lockstep_ok("send", "--to", "Book club", "second chapter", "--state", str(alice))
-    assert [m for m in received(carol, wait=1) if m["kind"] == "text"] == []
-    assert [m["body"]["text"] for m in received(bob) if m["kind"] == "text"] == ["second chapter"]
+    assert [m for m in receive_json(carol, wait=1) if m["kind"] == "text"] == []
+    assert [m["body"]["text"] for m in receive_json(bob, wait=10) if m["kind"] == "text"] == [
+        "second chapter"
+    ]
     refused = lockstep("send", "--to", "#Book club", "let me back in", "--state", str(carol))
     assert refused.returncode != 0 and refused.stderr.count("\n") == 1
     lockstep_ok("group", "add", "Book club", "carol", "--state", str(alice))
     lockstep_ok("send", "--to", "Book club", "welcome back", "--state", str(bob))
-    assert [m["body"]["text"] for m in received(carol) if m["kind"] == "text"] == ["welcome back"]
+    assert [m["body"]["text"] for m in receive_json(carol, wait=10) if m["kind"] == "text"] == [
+        "welcome back"
+    ]
 
     # Nothing readable in the server's database.
     database = b"".join(p.read_bytes() for p in server_process.data_dir.glob("lockstep.sqlite3*"))
@@ -129,7 +128,7 @@ def test_an_unlinked_terminal_companion_keeps_no_secret_and_no_plaintext(
     picture.write_bytes(b"\xff\xd8\xff" + b"private picture bytes " * 200)
     lockstep_ok("send", "--to", "alice", secret_text, "--state", str(bob))
     lockstep_ok("send", "--to", "alice", "--file", str(picture), "--state", str(bob))
-    kinds = [m["kind"] for m in received(laptop)]
+    kinds = [m["kind"] for m in receive_json(laptop, wait=10)]
     assert "text" in kinds and "media" in kinds
     # What the laptop holds before the unlink: each must be gone after it.
     secrets_before = {name: (laptop / name).read_bytes() for name in ("device.key", "pickle.key", "e2e.json")}

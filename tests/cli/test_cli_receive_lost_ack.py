@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from test_cli_messaging import lockstep, ok, received
+from lockstep_cli import lockstep, lockstep_ok, receive_json
 
 MAX_HEADER = 16_384
 
@@ -125,10 +125,10 @@ def test_messages_saved_before_a_cut_ack_are_printed_by_the_next_receive_once(
     url = server_process.url
     alice, bob = tmp_path / "alice", tmp_path / "bob"
     for handle, state in (("alice", alice), ("bob", bob)):
-        ok("primary", "init", "--server", url, "--handle", handle, "--state", str(state))
+        lockstep_ok("primary", "init", "--server", url, "--handle", handle, "--state", str(state))
     texts = [f"message {i}" for i in range(3)]
     for text in texts:
-        ok("send", "--to", "bob", text, "--state", str(alice))
+        lockstep_ok("send", "--to", "bob", text, "--state", str(alice))
 
     with ack_cutter(url) as cutter:
         relayed = f"{urlsplit(url).scheme}://127.0.0.1:{cutter.port}"
@@ -137,7 +137,7 @@ def test_messages_saved_before_a_cut_ack_are_printed_by_the_next_receive_once(
         assert cutter.cuts == 1
         assert cut.returncode != 0 and cut.stdout == ""  # the error is reported, nothing half-shown
         cutter.armed = False
-        got = received(bob, wait=0)
+        got = receive_json(bob, wait=0)
         assert [m["body"]["text"] for m in got if m["kind"] == "text"] == texts
-        assert received(bob, wait=0) == []
+        assert receive_json(bob, wait=0) == []
     _use_server(bob, url)

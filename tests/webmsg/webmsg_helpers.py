@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lockstep_cli import link_terminal_companion, lockstep_ok
+from lockstep_cli import link_terminal_companion, lockstep_ok, receive_json
 from phone_linking import TIMEOUT
 
 
@@ -33,15 +32,6 @@ def cli_account_with_companion(url: str, tmp_path: Path, handle: str, name: str)
     account.companion = companion
     receive_json(companion)  # publishes its keys
     return account
-
-
-def receive_json(state: Path | None, wait: float = 0.0) -> list[dict[str, Any]]:
-    assert state is not None
-    args = ["receive", "--json", "--state", str(state)]
-    if wait:
-        args[1:1] = ["--wait", str(wait)]
-    out = lockstep_ok(*args)
-    return [json.loads(line) for line in out.splitlines() if line.strip()]
 
 
 def receive_until(state: Path | None, predicate: Any, timeout: float = 20) -> list[dict[str, Any]]:
