@@ -17,7 +17,8 @@ from lockstep.link.encoding import b64u_encode, key_id
 
 pytestmark = pytest.mark.browser
 
-VECTORS = json.loads((Path(__file__).resolve().parents[2] / "vectors" / "device-list-updates.json").read_text())
+VECTORS_DIR = Path(__file__).resolve().parents[2] / "vectors"
+VECTORS = json.loads((VECTORS_DIR / "device-list-updates.json").read_text())
 
 # What a companion holding `held_version` does with `offered`: the update, and whether it is unlinked.
 OFFER = """
@@ -52,8 +53,12 @@ ME = DeviceEntry.new(Ed25519PrivateKey.generate().public_key().public_bytes_raw(
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(held=st.integers(1, 5), offered=st.integers(1, 8), with_me=st.booleans(), issued_at=st.integers(0, 10**13))
-def test_only_a_newer_list_is_taken(harness: Any, held: int, offered: int, with_me: bool, issued_at: int) -> None:
+@given(
+    held=st.integers(1, 5), offered=st.integers(1, 8), with_me=st.booleans(), issued_at=st.integers(0, 10**13)
+)
+def test_only_a_newer_list_is_taken(
+    harness: Any, held: int, offered: int, with_me: bool, issued_at: int
+) -> None:
     devices = (PRIMARY, ME) if with_me else (PRIMARY,)
     envelope = DeviceList(key_id(ACCOUNT_KEY), offered, issued_at, devices).sign(ACCOUNT).to_json()
     out = harness.evaluate(

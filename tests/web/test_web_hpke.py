@@ -26,7 +26,9 @@ async (c) => {
   const skE = await hpke.importX25519Private(h(c.skEm));
   const skR = await hpke.importX25519Private(h(c.skRm));
   const encapsulated = await hpke.encap(h(c.pkRm), skE);
-  const s = await hpke.keySchedule(c.mode, encapsulated.sharedSecret, options.info, options.psk, options.pskId);
+  const s = await hpke.keySchedule(
+    c.mode, encapsulated.sharedSecret, options.info, options.psk, options.pskId
+  );
   const sender = await hpke.setupSender(h(c.pkRm), options, skE);
   const recipient = await hpke.setupRecipient(h(c.enc), skR, options);
   const out = {
@@ -40,7 +42,10 @@ async (c) => {
     key: x(s.key),
     base_nonce: x(s.baseNonce),
     exporter_secret: x(s.exporterSecret),
-    context_fields: [sender.context, recipient].flatMap((ctx) => Object.values(ctx)).filter((v) => v instanceof Uint8Array).map(x),
+    context_fields: [sender.context, recipient]
+      .flatMap((ctx) => Object.values(ctx))
+      .filter((v) => v instanceof Uint8Array)
+      .map(x),
     cts: [], pts: [],
   };
   for (const e of c.encryptions) {
@@ -137,7 +142,10 @@ async (c) => {
   const h = bytes.fromHex;
   const skE = await hpke.importX25519Private(h(c.skEm));
   const attempt = async (psk) => {
-    try { await hpke.setupSender(h(c.pkRm), { mode: 1, info: h(c.info), psk, pskId: h(c.psk_id) }, skE); return "ok"; }
+    try {
+      await hpke.setupSender(h(c.pkRm), { mode: 1, info: h(c.info), psk, pskId: h(c.psk_id) }, skE);
+      return "ok";
+    }
     catch (e) { return e.name + ": " + e.message; }
   };
   return { short: await attempt(h(c.psk).slice(0, 31)), full: await attempt(h(c.psk)) };

@@ -351,8 +351,12 @@ def test_primary_keys_are_stored_wrapped_and_survive_reload(setup: Any, static_o
           const open = indexedDB.open("lockstep-primary");
           open.onsuccess = () => {
             const get = open.result.transaction("state").objectStore("state").get("current");
-            get.onsuccess = () => { const s = get.result; open.result.close();
-              resolve({ sealed: s.sealed, clearPrivateKeys: s.clearKeys.filter((k) => k.type === "private").length }); };
+            get.onsuccess = () => {
+              const s = get.result;
+              open.result.close();
+              const clearPrivateKeys = s.clearKeys.filter((k) => k.type === "private").length;
+              resolve({ sealed: s.sealed, clearPrivateKeys });
+            };
           };
         })"""
     )
