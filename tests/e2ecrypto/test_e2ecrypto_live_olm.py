@@ -17,16 +17,6 @@ from .harness import Harness, b64, unb64
 
 pytestmark = pytest.mark.browser
 
-TS_ENCRYPT = """
-const s = O.get(arg.session);
-const out = [];
-for (const p of arg.plaintexts) {
-  const m = await s.encrypt(E.decodeBase64(p));
-  out.push([m.type, E.encodeBase64(m.body)]);
-}
-return out;
-"""
-
 TS_DECRYPT = """
 const s = O.get(arg.session);
 const out = [];
@@ -46,8 +36,7 @@ class TsPeer:
         self.name = name
 
     def encrypt(self, plaintexts: list[bytes]) -> list[tuple[int, str]]:
-        out = self.harness.run(TS_ENCRYPT, {"session": self.name, "plaintexts": [b64(p) for p in plaintexts]})
-        return [(t, body) for t, body in out]
+        return self.harness.olm_encrypt(self.name, plaintexts)
 
     def decrypt(self, messages: list[tuple[int, str]]) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self.harness.run(

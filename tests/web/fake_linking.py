@@ -4,6 +4,7 @@ codes handed to the page, its QR read as a phone's camera would, grants made by 
 
     code = show_and_scan(page, fake_server, static_origin)   # the page's first code, read off its QR
     grant(fake_server, primary, code, static_origin)          # approved: the page links and signs in
+    primary, code = link_page(page, fake_server, static_origin)   # both, by a new primary
 """
 
 from __future__ import annotations
@@ -130,3 +131,12 @@ def grant(server: FakeServer, primary: Primary, code: LinkCode, origin: str) -> 
     """Approve ``code`` as "Work laptop": the page gets the grant, and its `auth` is answered."""
     server.replies["auth"] = answer_auth(primary, code, origin)
     server.last.send({"event": "link.granted", **primary.approve(code, "Work laptop")})
+
+
+def link_page(page: Any, server: FakeServer, origin: str) -> tuple[Primary, LinkCode]:
+    """The companion page linked as "Work laptop" to a new primary's account (once the grant is sent)."""
+    start_linking(server)
+    primary = Primary()
+    code = show_and_scan(page, server, origin)
+    grant(server, primary, code, origin)
+    return primary, code

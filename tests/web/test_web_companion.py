@@ -18,7 +18,7 @@ from lockstep.link.devices import DeviceEntry, Role
 from lockstep.link.encoding import key_id
 from lockstep.link.qr import LinkCode
 
-from .fake_linking import Primary, answer_auth, grant, scan, send_ref, show_and_scan, start_linking
+from .fake_linking import Primary, answer_auth, link_page, scan, send_ref, show_and_scan, start_linking
 from .fake_lockstep import FakeServer, now_ms
 
 pytestmark = pytest.mark.browser
@@ -137,10 +137,7 @@ STORED_STATE = """
 def test_links_with_a_python_grant_stays_linked_then_is_unlinked(
     page: Any, fake_server: FakeServer, static_origin: str
 ) -> None:
-    start_linking(fake_server)
-    primary = Primary()
-    code = show_and_scan(page, fake_server, static_origin)
-    grant(fake_server, primary, code, static_origin)
+    primary, code = link_page(page, fake_server, static_origin)
     linked = page.get_by_test_id("linked-account")
     linked.wait_for(state="visible")
     assert "Linked to @alice (Alice Liddell) as Work laptop" in linked.inner_text()
@@ -181,10 +178,7 @@ def test_links_with_a_python_grant_stays_linked_then_is_unlinked(
 
 
 def test_unlinked_by_close_code_4001(page: Any, fake_server: FakeServer, static_origin: str) -> None:
-    start_linking(fake_server)
-    primary = Primary()
-    code = show_and_scan(page, fake_server, static_origin)
-    grant(fake_server, primary, code, static_origin)
+    link_page(page, fake_server, static_origin)
     page.get_by_test_id("linked-account").wait_for(state="visible")
 
     fake_server.last.close(code=4001)
@@ -195,10 +189,7 @@ def test_unlinked_by_close_code_4001(page: Any, fake_server: FakeServer, static_
 
 
 def test_auth_device_unknown_logs_out(page: Any, fake_server: FakeServer, static_origin: str) -> None:
-    start_linking(fake_server)
-    primary = Primary()
-    code = show_and_scan(page, fake_server, static_origin)
-    grant(fake_server, primary, code, static_origin)
+    link_page(page, fake_server, static_origin)
     page.get_by_test_id("linked-account").wait_for(state="visible")
 
     fake_server.replies["auth"] = lambda conn, req: ("device_unknown", "no such device")
@@ -251,10 +242,7 @@ def test_other_tabs_follow_link_and_unlink(page: Any, fake_server: FakeServer, s
 def test_linked_page_reauthenticates_after_a_dropped_socket(
     page: Any, fake_server: FakeServer, static_origin: str
 ) -> None:
-    start_linking(fake_server)
-    primary = Primary()
-    code = show_and_scan(page, fake_server, static_origin)
-    grant(fake_server, primary, code, static_origin)
+    link_page(page, fake_server, static_origin)
     linked = page.get_by_test_id("linked-account")
     linked.wait_for()
 

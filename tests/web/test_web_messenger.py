@@ -23,7 +23,7 @@ from lockstep.link.encoding import b64u_decode, b64u_encode, key_id
 from lockstep.link.envelope import Envelope
 from lockstep.link.grant import AccountInfo
 
-from .fake_linking import Primary, grant, show_and_scan, start_linking
+from .fake_linking import Primary, link_page
 from .fake_lockstep import FakeServer, now_ms
 
 pytestmark = pytest.mark.browser
@@ -55,13 +55,10 @@ class Contact:
 
 
 def linked_companion(page: Any, fake_server: FakeServer, static_origin: str) -> Primary:
-    start_linking(fake_server)
     fake_server.replies.setdefault("keys.upload", lambda conn, req: {"one_time_keys_left": 50})
     fake_server.replies["messages.fetch"] = lambda conn, req: {"messages": [], "more": False}
     fake_server.replies["groups.list"] = lambda conn, req: {"groups": []}
-    primary = Primary()
-    code = show_and_scan(page, fake_server, static_origin)
-    grant(fake_server, primary, code, static_origin)
+    primary, _code = link_page(page, fake_server, static_origin)
     page.get_by_test_id("messenger").wait_for(state="visible")
     fake_server.wait_until(lambda: "messages.fetch" in fake_server.last.ops(), what="the messenger's fetch")
     return primary
