@@ -26,7 +26,7 @@ from typing import Any
 import vodozemac
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from chromium import CHROMIUM, CHROMIUM_ARGS
+from chromium import launch
 from e2ecrypto.conftest import STAMP, _Handler
 from static_site import ensure_web_build, serve
 
@@ -140,7 +140,7 @@ def main() -> None:
     from playwright.sync_api import sync_playwright
 
     with serve(handler) as origin, sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = launch(playwright)
         page = browser.new_page()
         page.goto(f"{origin}/test/tests/e2e-harness.html")
         page.wait_for_function("window.e2eReady === true")

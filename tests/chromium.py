@@ -1,5 +1,8 @@
 """Debian's Chromium as every browser test launches it (never a downloaded browser, no network chatter).
 
+    browser = launch(playwright)                       # the ``playwright`` fixture of tests/conftest.py
+    phone = launch(playwright, camera=camera.path)     # with a fake camera (fake_camera.py)
+
 Playwright's sync API keeps an asyncio loop running while it lives, so fixtures that start it must be
 module-scoped, never session-scoped: a live one would break the asyncio tests of later folders.
 """
@@ -19,6 +22,12 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 PHONE: dict[str, Any] = {"viewport": {"width": 412, "height": 860}, "is_mobile": True, "has_touch": True}
+
+
+def launch(playwright: Any, *, camera: Path | None = None, **options: Any) -> Any:
+    """Chromium with CHROMIUM_ARGS, and a camera showing the video file ``camera`` if given."""
+    args = [*CHROMIUM_ARGS, *(camera_args(camera) if camera is not None else [])]
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=args, **options)
 
 
 def camera_args(video_file: Path) -> list[str]:

@@ -9,6 +9,7 @@
 - ``redis_pair``: two instances in this test's event loop sharing Redis, a database and a fake clock.
 - ``redis``: one throwaway Redis per session (tests/redis_server.py); deployments keep apart by key
   prefix (``redis_server.new_prefix``). ``private_redis``: one for this test alone, to kill and restart.
+- ``playwright``: Playwright's sync API for the browser tests, per module (tests/chromium.py says why).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import uvicorn
@@ -130,3 +132,11 @@ def server_process(tmp_path: Path) -> Iterator[ServerProcess]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def playwright() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as instance:
+        yield instance

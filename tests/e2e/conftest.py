@@ -12,22 +12,14 @@ from typing import Any
 
 import pytest
 
-from chromium import CHROMIUM, CHROMIUM_ARGS, PHONE, camera_args
+from chromium import PHONE, launch
 from fake_camera import FakeCamera, Phone
-
-
-@pytest.fixture(scope="module")
-def playwright() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as instance:
-        yield instance
 
 
 @pytest.fixture
 def computer(playwright: Any) -> Iterator[Any]:
     """A desktop browser: opens the companion page."""
-    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    browser = launch(playwright)
     context = browser.new_context(viewport={"width": 1280, "height": 860})
     try:
         yield context
@@ -39,13 +31,7 @@ def computer(playwright: Any) -> Iterator[Any]:
 def phone(playwright: Any, tmp_path: Path) -> Iterator[Phone]:
     """A phone-sized browser whose camera shows whatever the test puts in ``phone.camera``."""
     camera = FakeCamera(tmp_path / "camera.y4m")
-    browser = playwright.chromium.launch(
-        executable_path=CHROMIUM,
-        args=[
-            *CHROMIUM_ARGS,
-            *camera_args(camera.path),
-        ],
-    )
+    browser = launch(playwright, camera=camera.path)
     context = browser.new_context(**PHONE)
     try:
         yield Phone(context.new_page(), camera)

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from chromium import CHROMIUM, CHROMIUM_ARGS
+from chromium import launch
 from lockstep_servers import free_port, start_server
 
 pytestmark = pytest.mark.browser
@@ -43,9 +43,7 @@ def test_the_phone_app_registers_its_service_worker_once_the_root_is_installed(
     app = f"https://127.0.0.1:{lan_port}/app"
     try:
         # Before the root is installed, the certificate is refused (as on a phone that has not got it).
-        untrusting = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS, env=home_trusting(tmp_path / "before", None)
-        )
+        untrusting = launch(playwright, env=home_trusting(tmp_path / "before", None))
         try:
             with pytest.raises(Exception, match="ERR_CERT_AUTHORITY_INVALID"):
                 untrusting.new_page().goto(app)
@@ -56,9 +54,7 @@ def test_the_phone_app_registers_its_service_worker_once_the_root_is_installed(
         root = tmp_path / "downloaded-ca.crt"
         with urllib.request.urlopen(f"http://127.0.0.1:{ca_port}/ca.crt", timeout=10) as download:
             root.write_bytes(download.read())
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS, env=home_trusting(tmp_path / "after", root)
-        )
+        browser = launch(playwright, env=home_trusting(tmp_path / "after", root))
         try:
             context = browser.new_context(
                 viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from chromium import CHROMIUM, CHROMIUM_ARGS, camera_args
+from chromium import PHONE, launch
 from fake_camera import FakeCamera, Phone
 from static_site import StaticHandler, ensure_web_build, serve
 
@@ -64,16 +64,8 @@ def static_origin() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def playwright() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as instance:
-        yield instance
-
-
-@pytest.fixture(scope="module")
 def chromium(playwright: Any) -> Iterator[Any]:
-    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    browser = launch(playwright)
     try:
         yield browser
     finally:
@@ -121,14 +113,8 @@ def fake_server(page: Any, static_origin: str, product_build: None) -> FakeServe
 def phone(playwright: Any, tmp_path: Path) -> Iterator[Phone]:
     """A phone-sized Chromium whose (fake) camera shows what the test puts on it; camera allowed."""
     camera = FakeCamera(tmp_path / "camera.y4m")
-    browser = playwright.chromium.launch(
-        executable_path=CHROMIUM,
-        args=[
-            *CHROMIUM_ARGS,
-            *camera_args(camera.path),
-        ],
-    )
-    context = browser.new_context(viewport={"width": 412, "height": 860}, is_mobile=True, has_touch=True)
+    browser = launch(playwright, camera=camera.path)
+    context = browser.new_context(**PHONE)
     page = context.new_page()
     errors = watch_errors(page)
     try:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from chromium import CHROMIUM, CHROMIUM_ARGS, PHONE, camera_args
+from chromium import PHONE, launch
 from fake_camera import FakeCamera, Phone
 
 
@@ -47,18 +47,10 @@ def page_errors() -> Iterator[PageErrors]:
     errors.check()
 
 
-@pytest.fixture(scope="module")
-def playwright() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as instance:
-        yield instance
-
-
 @pytest.fixture
 def computer(playwright: Any, page_errors: PageErrors) -> Iterator[Any]:
     """A desktop browser (companion pages)."""
-    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    browser = launch(playwright)
     context = page_errors.watch(browser.new_context(viewport={"width": 1280, "height": 860}))
     try:
         yield context
@@ -69,13 +61,7 @@ def computer(playwright: Any, page_errors: PageErrors) -> Iterator[Any]:
 def _phone(
     playwright: Any, camera: FakeCamera, page_errors: PageErrors, screen: dict[str, Any] = PHONE
 ) -> tuple[Any, Phone]:
-    browser = playwright.chromium.launch(
-        executable_path=CHROMIUM,
-        args=[
-            *CHROMIUM_ARGS,
-            *camera_args(camera.path),
-        ],
-    )
+    browser = launch(playwright, camera=camera.path)
     return browser, Phone(page_errors.watch(browser.new_context(**screen)).new_page(), camera)
 
 
