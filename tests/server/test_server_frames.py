@@ -6,6 +6,7 @@ import asyncio
 import json
 
 import pytest
+from helpers_frames import json_values, socketless_connection
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from websockets.asyncio.client import connect
@@ -77,17 +78,6 @@ async def test_a_foreign_page_cannot_open_the_socket(live_server) -> None:
             await asyncio.wait_for(socket.recv(), 5)
 
 
-class _NoSocket:
-    """Stands in for the WebSocket in direct handle_frame calls: replies are returned, not sent."""
-
-
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=50),
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
-    ),
-    max_leaves=20,
-)
 frames = st.one_of(
     st.text(max_size=200),
     st.builds(
@@ -97,7 +87,7 @@ frames = st.one_of(
             st.sampled_from(
                 ["ref", "enc", "ciphertext", "device_list", "certificate", "handle", "t1", "client"]
             ),
-            json_values,
+            json_values(text_size=50, children=4, leaves=20),
         ),
         st.integers(min_value=-1, max_value=2**60),
     ),
@@ -109,13 +99,11 @@ frames = st.one_of(
 def test_random_frames_never_cause_an_internal_error(
     module_database_url, tmp_path_factory, frame: str
 ) -> None:
-    from lockstep.server.connection import Connection
-
     async def run() -> dict[str, object]:
         store = Store.for_url(module_database_url)
         await store.open()
         services = Services(origin="http://127.0.0.1:1", store=store, media_dir=tmp_path_factory.mktemp("m"))
-        connection = Connection(_NoSocket(), "127.0.0.1", "test")  # type: ignore[arg-type]
+        connection = socketless_connection()
         try:
             return await handle_frame(services, connection, frame)
         finally:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from helpers_frames import json_values, socketless_connection
 from helpers_linking import primary
 from helpers_messaging import make_account, messengers
 from hypothesis import HealthCheck, given, settings
@@ -25,7 +26,7 @@ from lockstep.link.devices import DeviceEntry, DeviceList, Role
 from lockstep.link.encoding import key_id
 from lockstep.link.grant import AccountInfo
 from lockstep.server.api_keys import LOW_ONE_TIME_KEYS
-from lockstep.server.connection import Connection, DeviceIdentity
+from lockstep.server.connection import DeviceIdentity
 from lockstep.server.gateway import OPERATIONS, handle_frame
 from lockstep.server.services import Limits, Services
 from lockstep.server.settings import StorageLimits
@@ -280,17 +281,7 @@ async def test_clients_refuse_a_device_the_account_did_not_sign(live_server, tmp
             a._verify_contact(forged)
 
 
-class _NoSocket:
-    """Stands in for the WebSocket in direct handle_frame calls: replies are returned, not sent."""
-
-
-_json = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=40),
-    lambda children: (
-        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=10), children, max_size=3)
-    ),
-    max_leaves=12,
-)
+_json = json_values(text_size=40, children=3, leaves=12)
 _fields = [
     "message_id",
     "to",
@@ -334,8 +325,8 @@ def test_random_messaging_requests_from_a_signed_in_device_never_cause_an_intern
         handle = "fuzz" + secrets.token_hex(6)
         info = AccountInfo(key_id(account_public), handle, "Fuzz", account_public)
         await store.create_account(info, devices.sign(account), devices, 1)
-        connection = Connection(_NoSocket(), "127.0.0.1", "test")  # type: ignore[arg-type]
-        connection.identity = DeviceIdentity(info.account_id, entry.device_id, "primary")
+        connection = socketless_connection()
+        connection.identity = DeviceIdentity(info.account_id, entry.device_id, Role.PRIMARY)
         try:
             return await handle_frame(services, connection, json.dumps({**fields, "id": 1, "op": op}))
         finally:
