@@ -9,7 +9,8 @@
 - ``redis_pair``: two instances in this test's event loop sharing Redis, a database and a fake clock.
 - ``redis``: one throwaway Redis per session (tests/redis_server.py); deployments keep apart by key
   prefix (``redis_server.new_prefix``). ``private_redis``: one for this test alone, to kill and restart.
-- ``playwright``: Playwright's sync API for the browser tests, per module (tests/chromium.py says why).
+- ``playwright``: Playwright's sync API for the browser tests, per module (tests/chromium.py says why);
+  ``chromium``: a desktop Chromium in it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import pytest
 import uvicorn
 from hypothesis import settings
 
+from chromium import launch
 from lockstep.server.app import create_app
 from lockstep.server.runner import Listener, uvicorn_config
 from lockstep.server.services import Services
@@ -140,3 +142,13 @@ def playwright() -> Iterator[Any]:
 
     with sync_playwright() as instance:
         yield instance
+
+
+@pytest.fixture(scope="module")
+def chromium(playwright: Any) -> Iterator[Any]:
+    """One desktop Chromium for a module's tests (each opens its own context)."""
+    browser = launch(playwright)
+    try:
+        yield browser
+    finally:
+        browser.close()

@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 
-from chromium import launch
 from static_site import StaticHandler, ensure_web_build, serve
 
 from .harness import Harness
@@ -49,15 +48,6 @@ class _Handler(StaticHandler):
 def static_origin() -> Iterator[str]:
     with serve(_Handler) as origin:
         yield origin
-
-
-@pytest.fixture(scope="module")
-def chromium(playwright: Any) -> Iterator[Any]:
-    browser = launch(playwright)
-    try:
-        yield browser
-    finally:
-        browser.close()
 
 
 @pytest.fixture

@@ -63,15 +63,6 @@ def static_origin() -> Iterator[str]:
         yield origin
 
 
-@pytest.fixture(scope="module")
-def chromium(playwright: Any) -> Iterator[Any]:
-    browser = launch(playwright)
-    try:
-        yield browser
-    finally:
-        browser.close()
-
-
 @pytest.fixture
 def page(chromium: Any) -> Iterator[Any]:
     """A fresh page; the test fails if the page threw or logged an error (CSP violations included)."""
