@@ -260,16 +260,21 @@ def main() -> None:
                 f"round {round_number}  {name:<19} {rate:>9,.0f} responses/s"
                 f"  server CPU {busy:4.2f} cores  window refills {refills}"
             )
+    summarise(results, "responses/s")
+
+
+def summarise(results: dict[str, list[tuple[float, float]]], unit: str, what: str = "") -> None:
+    """Each server's median rate and rate per server CPU-second over its rounds, then ours over chronyd's."""
     print()
     medians = {}
     for name, runs in results.items():
         rate = statistics.median(r for r, _ in runs)
         per_cpu = statistics.median(r / max(b, 1e-9) for r, b in runs)
         medians[name] = (rate, per_cpu)
-        print(f"{name:<19} median {rate:>9,.0f} responses/s, {per_cpu:>9,.0f} per server CPU-second")
+        print(f"{name:<19} median {rate:>9,.0f} {unit}, {per_cpu:>9,.0f} per server CPU-second")
     (ours, ours_cpu), (theirs, theirs_cpu) = medians["lockstep ntp serve"], medians["chronyd"]
     print(
-        f"ratio lockstep/chronyd: {ours / theirs:.2f}x responses/s, "
+        f"ratio lockstep/chronyd{what}: {ours / theirs:.2f}x responses/s, "
         f"{ours_cpu / theirs_cpu:.2f}x per server CPU-second"
     )
 

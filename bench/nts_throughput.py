@@ -20,7 +20,6 @@ import argparse
 import contextlib
 import os
 import socket
-import statistics
 import sys
 import tempfile
 import time
@@ -121,18 +120,7 @@ def main() -> None:
                     f"round {round_number}  {name:<19} {rate:>9,.0f} NTS responses/s"
                     f"  server CPU {busy:4.2f} cores  window refills {refills}  ({len(request)} B requests)"
                 )
-    print()
-    medians = {}
-    for name, runs in results.items():
-        rate = statistics.median(r for r, _ in runs)
-        per_cpu = statistics.median(r / max(b, 1e-9) for r, b in runs)
-        medians[name] = (rate, per_cpu)
-        print(f"{name:<19} median {rate:>9,.0f} NTS responses/s, {per_cpu:>9,.0f} per server CPU-second")
-    (ours, ours_cpu), (theirs, theirs_cpu) = medians["lockstep ntp serve"], medians["chronyd"]
-    print(
-        f"ratio lockstep/chronyd (NTS): {ours / theirs:.2f}x responses/s, "
-        f"{ours_cpu / theirs_cpu:.2f}x per server CPU-second"
-    )
+    ntp_throughput.summarise(results, "NTS responses/s", " (NTS)")
 
 
 if __name__ == "__main__":
