@@ -25,7 +25,6 @@ from ntp.ntp_peers import (
     lockstep_ntp,
     lockstep_serve,
     run_server_in_thread,
-    stop_process,
 )
 
 
@@ -153,25 +152,7 @@ def test_serve_follows_its_upstream_source_and_announces_stratum_plus_one() -> N
 
 def test_serve_with_reuseport_workers_answers() -> None:
     port = free_udp_port()
-    serving = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "lockstep.cli.ntp",
-            "ntp",
-            "serve",
-            "--port",
-            str(port),
-            "--local-stratum",
-            "9",
-            "--workers",
-            "2",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    with lockstep_serve("--port", str(port), "--local-stratum", "9", "--workers", "2"):
         answers = []
         deadline = time.monotonic() + 15
         while len(answers) < 4 and time.monotonic() < deadline:
@@ -180,8 +161,6 @@ def test_serve_with_reuseport_workers_answers() -> None:
                 answers.append(json.loads(completed.stdout))
             else:
                 time.sleep(0.3)
-    finally:
-        stop_process(serving)
     assert len(answers) == 4
     assert {answer["stratum"] for answer in answers} == {9}
 
@@ -190,49 +169,28 @@ def test_serve_with_reuseport_workers_answers() -> None:
 def test_serve_workers_end_with_their_parent(how: signal.Signals) -> None:
     # However the parent ends (SIGKILL gives it no chance to clean up), no worker outlives it.
     port = free_udp_port()
-    serving = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "lockstep.cli.ntp",
-            "ntp",
-            "serve",
-            "--port",
-            str(port),
-            "--local-stratum",
-            "9",
-            "--workers",
-            "2",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    workers: list[int] = []
-    try:
-        assert serving.stdout is not None
-        assert "serving NTP" in serving.stdout.readline()
-        workers = child_pids(serving.pid)
-        assert len(workers) == 2
-        completed = lockstep_ntp("query", f"127.0.0.1:{port}", "--json", "--timeout", "2")
-        assert completed.returncode == 0, completed.stderr
-        os.kill(serving.pid, how)
-        serving.wait(10)
-        deadline = time.monotonic() + 10
-        while any(is_running(pid) for pid in workers) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert [pid for pid in workers if is_running(pid)] == []
-        if how != signal.SIGKILL:
-            assert serving.returncode == 0
-        # And the port is free again: nothing is left serving it.
-        assert lockstep_ntp("query", f"127.0.0.1:{port}", "--timeout", "1").returncode != 0
-    finally:
-        for pid in workers:  # survivors first: they would hold the parent's pipes open
-            with contextlib.suppress(ProcessLookupError):
-                if is_running(pid):
-                    os.kill(pid, signal.SIGKILL)
-        stop_process(serving)
+    with lockstep_serve("--port", str(port), "--local-stratum", "9", "--workers", "2") as serving:
+        workers: list[int] = []
+        try:
+            workers = child_pids(serving.pid)
+            assert len(workers) == 2
+            completed = lockstep_ntp("query", f"127.0.0.1:{port}", "--json", "--timeout", "2")
+            assert completed.returncode == 0, completed.stderr
+            os.kill(serving.pid, how)
+            serving.wait(10)
+            deadline = time.monotonic() + 10
+            while any(is_running(pid) for pid in workers) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert [pid for pid in workers if is_running(pid)] == []
+            if how != signal.SIGKILL:
+                assert serving.returncode == 0
+            # And the port is free again: nothing is left serving it.
+            assert lockstep_ntp("query", f"127.0.0.1:{port}", "--timeout", "1").returncode != 0
+        finally:
+            for pid in workers:  # survivors first: they would hold the parent's pipes open
+                with contextlib.suppress(ProcessLookupError):
+                    if is_running(pid):
+                        os.kill(pid, signal.SIGKILL)
 
 
 def test_serve_refuses_a_busy_port() -> None:

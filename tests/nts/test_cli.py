@@ -3,50 +3,28 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from ntp.ntp_peers import stop_process
+from ntp.ntp_peers import lockstep_ntp, lockstep_serve
 from nts.nts_peers import Certificate, free_port, make_certificate
-
-
-def lockstep_ntp(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "lockstep.cli.ntp", "ntp", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Certificate, int]]:
     certificate = make_certificate(tmp_path_factory.mktemp("pki"))
     ke_port = free_port(socket.SOCK_STREAM)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "lockstep.cli.ntp", "ntp", "serve", "--port", str(free_port()),
-         "--local-stratum", "3", "--nts-cert", str(certificate.cert), "--nts-key", str(certificate.key),
-         "--nts-port", str(ke_port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )  # fmt: skip
-    try:
+    with lockstep_serve(
+        "--port", str(free_port()), "--local-stratum", "3", "--nts-cert", str(certificate.cert),
+        "--nts-key", str(certificate.key), "--nts-port", str(ke_port),
+    ) as process:  # fmt: skip
         assert process.stdout is not None
-        assert "serving NTP" in process.stdout.readline()
         assert f"serving NTS-KE on 127.0.0.1 port {ke_port}" in process.stdout.readline()
         yield certificate, ke_port
-    finally:
-        stop_process(process)
-        assert process.returncode == 0
+    assert process.returncode == 0
 
 
 def test_query_nts_text_and_json(served: tuple[Certificate, int]) -> None:

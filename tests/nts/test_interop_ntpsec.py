@@ -9,17 +9,16 @@ can never adjust the host's clock.
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from ntp.ntp_peers import lockstep_serve, stop_process
 from nts.nts_peers import make_certificate
 
 pytestmark = pytest.mark.interop
@@ -44,80 +43,47 @@ def namespace() -> Iterator[list[str]]:
         subprocess.run(["ip", "netns", "del", name], check=False)
 
 
-def _stop(process: subprocess.Popen[str]) -> str:
-    process.terminate()
-    try:
-        out, _ = process.communicate(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        out, _ = process.communicate()
-    return out or ""
-
-
 def test_ntpsec_ntpd_authenticates_with_our_server(namespace: list[str], tmp_path: Path) -> None:
     certificate = make_certificate(tmp_path / "pki")
-    server = subprocess.Popen(
-        [
-            *namespace,
-            sys.executable,
-            "-m",
-            "lockstep.cli.ntp",
-            "ntp",
-            "serve",
-            "--port",
-            "12123",
-            "--local-stratum",
-            "4",
-            "--nts-cert",
-            str(certificate.cert),
-            "--nts-key",
-            str(certificate.key),
-            "--nts-port",
-            "14460",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    ntpd: subprocess.Popen[str] | None = None
-    try:
+    serve = ("--port", "12123", "--local-stratum", "4", "--nts-port", "14460")
+    nts_files = ("--nts-cert", str(certificate.cert), "--nts-key", str(certificate.key))
+    with lockstep_serve(*serve, *nts_files, prefix=tuple(namespace)) as server:
         assert server.stdout is not None
-        assert "serving NTP" in server.stdout.readline()
         assert "serving NTS-KE" in server.stdout.readline()
-        config = tmp_path / "ntp.conf"
-        log = tmp_path / "ntpd.log"
-        config.write_text(
-            f"server 127.0.0.1:14460 nts ca {certificate.cert} iburst minpoll 0 maxpoll 1\n"
-            "disable ntp kernel\n"
-            "restrict default\nrestrict 127.0.0.1\nrestrict ::1\n"
-            f"logfile {log}\n"
-        )
-        ntpd = subprocess.Popen(
-            [*namespace, "setpriv", "--bounding-set", "-sys_time", str(NTPD), "-n", "-c", str(config)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        peer = nts = ""
-        deadline = time.monotonic() + 40
-        while time.monotonic() < deadline:
-            time.sleep(1)
-            ntpq = [*namespace, str(NTPQ), "-n", "-c", "rv &1", "-c", "nts", "127.0.0.1"]
-            result = subprocess.run(ntpq, capture_output=True, text=True, timeout=15)
-            peer = nts = result.stdout
-            good = re.search(r"NTS client recvs good:\s+(\d+)", nts)
-            if "sel_sys.peer" in peer and good and int(good.group(1)) >= 3:
-                break
-        log_text = log.read_text() if log.exists() else ""
-        assert "Got 8 cookies, length 104, aead=15" in log_text, log_text
-        assert re.search(r"status=\w+ conf, authenb, auth, reach, sel_sys\.peer", peer), peer + log_text
-        assert "ntscookies=8" in peer, peer
-        assert "stratum=4" in peer and "refid=127.127.1.1" in peer, peer
-        assert re.search(r"NTS client recvs w error:\s+0\b", nts), nts
-        offset = re.search(r"offset=(-?[\d.]+)", peer)
-        assert offset is not None and abs(float(offset.group(1))) < 5.0, peer  # milliseconds
-    finally:
-        if ntpd is not None:
-            _stop(ntpd)
-        _stop(server)
+        ntpd: subprocess.Popen[str] | None = None
+        try:
+            config = tmp_path / "ntp.conf"
+            log = tmp_path / "ntpd.log"
+            config.write_text(
+                f"server 127.0.0.1:14460 nts ca {certificate.cert} iburst minpoll 0 maxpoll 1\n"
+                "disable ntp kernel\n"
+                "restrict default\nrestrict 127.0.0.1\nrestrict ::1\n"
+                f"logfile {log}\n"
+            )
+            ntpd = subprocess.Popen(
+                [*namespace, "setpriv", "--bounding-set", "-sys_time", str(NTPD), "-n", "-c", str(config)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            peer = nts = ""
+            deadline = time.monotonic() + 40
+            while time.monotonic() < deadline:
+                time.sleep(1)
+                ntpq = [*namespace, str(NTPQ), "-n", "-c", "rv &1", "-c", "nts", "127.0.0.1"]
+                result = subprocess.run(ntpq, capture_output=True, text=True, timeout=15)
+                peer = nts = result.stdout
+                good = re.search(r"NTS client recvs good:\s+(\d+)", nts)
+                if "sel_sys.peer" in peer and good and int(good.group(1)) >= 3:
+                    break
+            log_text = log.read_text() if log.exists() else ""
+            assert "Got 8 cookies, length 104, aead=15" in log_text, log_text
+            assert re.search(r"status=\w+ conf, authenb, auth, reach, sel_sys\.peer", peer), peer + log_text
+            assert "ntscookies=8" in peer, peer
+            assert "stratum=4" in peer and "refid=127.127.1.1" in peer, peer
+            assert re.search(r"NTS client recvs w error:\s+0\b", nts), nts
+            offset = re.search(r"offset=(-?[\d.]+)", peer)
+            assert offset is not None and abs(float(offset.group(1))) < 5.0, peer  # milliseconds
+        finally:
+            if ntpd is not None:
+                stop_process(ntpd)
