@@ -1,4 +1,5 @@
-"""Helpers for the NTP tests: real chronyd instances on loopback and our server in a thread."""
+"""Helpers for the NTP tests: real chronyd and NTPsec instances on loopback (NTPsec's ntpd in a
+network namespace of its own), our server in a thread or as `lockstep ntp serve`."""
 
 from __future__ import annotations
 
@@ -24,6 +25,11 @@ from lockstep.ntp.server import NtpServer
 
 CHRONYD = shutil.which("chronyd") or "/usr/sbin/chronyd"
 CHRONYC = shutil.which("chronyc") or "/usr/bin/chronyc"
+# NTPsec is unpacked, not installed (Debian will not install it next to chrony): see
+# scripts/ensure-debian-packages.sh.
+NTPSEC = Path("/opt/lockstep-peers/ntpsec/usr")
+NTPD = NTPSEC / "sbin" / "ntpd"
+NTPQ = NTPSEC / "bin" / "ntpq"
 
 
 def free_udp_port() -> int:
@@ -165,10 +171,13 @@ def run_server_in_thread(
         thread.join(10)
 
 
-def lockstep_ntp(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """Run ``lockstep ntp ARGS`` (through the ntp verb module only) and capture its output."""
+def lockstep_ntp(
+    *args: str, timeout: float = 60, prefix: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
+    """Run ``lockstep ntp ARGS`` (through the ntp verb module only, under ``prefix``) and capture its
+    output."""
     return subprocess.run(
-        [sys.executable, "-m", "lockstep.cli.ntp", "ntp", *args],
+        [*prefix, sys.executable, "-m", "lockstep.cli.ntp", "ntp", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -193,6 +202,30 @@ def lockstep_serve(*args: str, prefix: tuple[str, ...] = ()) -> Iterator[subproc
         yield process
     finally:
         stop_process(process)
+
+
+@contextlib.contextmanager
+def network_namespace(name_prefix: str) -> Iterator[list[str] | None]:
+    """A new network namespace with its loopback up, as the command prefix that runs a program in it
+    (where 127.0.0.1:123 is free and ntpd binds only there); None where it cannot be made (not root)."""
+    name = f"{name_prefix}{os.urandom(4).hex()}"
+    if subprocess.run(["ip", "netns", "add", name], capture_output=True).returncode != 0:
+        yield None
+        return
+    try:
+        subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"], check=True)
+        yield ["ip", "netns", "exec", name]
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+def start_ntpd(sandbox: list[str], config: Path, **popen: Any) -> subprocess.Popen[str]:
+    """NTPsec's ntpd in the foreground under ``sandbox`` with ``config``. It never holds CAP_SYS_TIME
+    (``setpriv --bounding-set -sys_time``), so whatever its config says it cannot set the host's clock."""
+    if not NTPD.exists():
+        raise AssertionError(f"{NTPD} is missing: run scripts/ensure-debian-packages.sh as root")
+    command = [*sandbox, "setpriv", "--bounding-set", "-sys_time", str(NTPD), "-n", "-c", str(config)]
+    return subprocess.Popen(command, text=True, **popen)
 
 
 def run_monitor(

@@ -9,11 +9,9 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import secrets
 import shutil
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,14 +22,11 @@ import pytest
 from lockstep.ntp.aio import clock
 from lockstep.ntp.aio.client import query
 from lockstep.ntp.server import NtpServer, RateLimit, ServerState
-from ntp.ntp_peers import lockstep_serve, run_server_in_thread
+from ntp.ntp_peers import lockstep_ntp, lockstep_serve, network_namespace, run_server_in_thread, start_ntpd
 
 pytestmark = pytest.mark.interop
 
 NTPDIG = shutil.which("ntpdig") or "/usr/bin/ntpdig"
-# ntpd is unpacked, not installed (Debian will not install it next to chrony): see
-# scripts/ensure-debian-packages.sh.
-NTPD = Path("/opt/lockstep-peers/ntpsec/usr/sbin/ntpd")
 
 
 def _port_123_free() -> bool:
@@ -46,18 +41,13 @@ def _port_123_free() -> bool:
 @pytest.fixture
 def port_123_sandbox() -> Iterator[list[str]]:
     """A command prefix that runs programs where 127.0.0.1:123 is ours to use."""
-    name = f"lsntp{secrets.token_hex(4)}"
-    created = subprocess.run(["ip", "netns", "add", name], capture_output=True)
-    if created.returncode == 0:
-        try:
-            subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"], check=True)
-            yield ["ip", "netns", "exec", name]
-        finally:
-            subprocess.run(["ip", "netns", "del", name], check=False)
-    elif _port_123_free():
-        yield []
-    else:
-        pytest.skip("needs `ip netns` (root) or a free 127.0.0.1:123 for ntpdig")
+    with network_namespace("lsntp") as sandbox:
+        if sandbox is not None:
+            yield sandbox
+        elif _port_123_free():
+            yield []
+        else:
+            pytest.skip("needs `ip netns` (root) or a free 127.0.0.1:123 for ntpdig")
 
 
 def test_ntpdig_reads_our_server(port_123_sandbox: list[str]) -> None:
@@ -123,8 +113,6 @@ def test_our_client_reads_ntpsec_ntpd(port_123_sandbox: list[str], tmp_path: Pat
     ntpd never gets CAP_SYS_TIME (``setpriv --bounding-set -sys_time``) and has ``disable ntp
     kernel``, so it cannot adjust the host's clock.
     """
-    if not NTPD.exists():
-        pytest.fail(f"{NTPD} is missing: run scripts/ensure-debian-packages.sh as root")
     if not port_123_sandbox:
         pytest.skip("ntpd would bind the host's port 123: needs a network namespace")
     config = tmp_path / "ntp.conf"
@@ -132,31 +120,13 @@ def test_our_client_reads_ntpsec_ntpd(port_123_sandbox: list[str], tmp_path: Pat
         "tos orphan 5 orphanwait 0\ndisable ntp kernel\nrestrict default\nrestrict 127.0.0.1\n"
         f"logfile {tmp_path / 'ntpd.log'}\n"
     )
-    ntpd = subprocess.Popen(
-        [*port_123_sandbox, "setpriv", "--bounding-set", "-sys_time", str(NTPD), "-n", "-c", str(config)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    ntpd = start_ntpd(port_123_sandbox, config, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         answers = []
         deadline = time.monotonic() + 20
         while len(answers) < 3 and time.monotonic() < deadline:
-            completed = subprocess.run(
-                [
-                    *port_123_sandbox,
-                    sys.executable,
-                    "-m",
-                    "lockstep.cli.ntp",
-                    "ntp",
-                    "query",
-                    "127.0.0.1",
-                    "--json",
-                    "--timeout",
-                    "2",
-                ],
-                capture_output=True,
-                text=True,
-                timeout=30,
+            completed = lockstep_ntp(
+                "query", "127.0.0.1", "--json", "--timeout", "2", timeout=30, prefix=tuple(port_123_sandbox)
             )
             if completed.returncode == 0:
                 answers.append(json.loads(completed.stdout))

@@ -10,7 +10,6 @@ can never adjust the host's clock.
 from __future__ import annotations
 
 import re
-import secrets
 import subprocess
 import time
 from collections.abc import Iterator
@@ -18,29 +17,18 @@ from pathlib import Path
 
 import pytest
 
-from ntp.ntp_peers import lockstep_serve, stop_process
+from ntp.ntp_peers import NTPQ, lockstep_serve, network_namespace, start_ntpd, stop_process
 from nts.nts_peers import make_certificate
 
 pytestmark = pytest.mark.interop
 
-NTPSEC = Path("/opt/lockstep-peers/ntpsec/usr")
-NTPD = NTPSEC / "sbin" / "ntpd"
-NTPQ = NTPSEC / "bin" / "ntpq"
-
 
 @pytest.fixture
 def namespace() -> Iterator[list[str]]:
-    if not NTPD.exists():
-        pytest.fail(f"{NTPD} is missing: run scripts/ensure-debian-packages.sh as root")
-    name = f"lsnts{secrets.token_hex(4)}"
-    created = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True)
-    if created.returncode != 0:
-        pytest.skip(f"needs `ip netns` (root): {created.stderr.strip()}")
-    try:
-        subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"], check=True)
-        yield ["ip", "netns", "exec", name]
-    finally:
-        subprocess.run(["ip", "netns", "del", name], check=False)
+    with network_namespace("lsnts") as sandbox:
+        if sandbox is None:
+            pytest.skip("needs `ip netns` (root)")
+        yield sandbox
 
 
 def test_ntpsec_ntpd_authenticates_with_our_server(namespace: list[str], tmp_path: Path) -> None:
@@ -60,12 +48,7 @@ def test_ntpsec_ntpd_authenticates_with_our_server(namespace: list[str], tmp_pat
                 "restrict default\nrestrict 127.0.0.1\nrestrict ::1\n"
                 f"logfile {log}\n"
             )
-            ntpd = subprocess.Popen(
-                [*namespace, "setpriv", "--bounding-set", "-sys_time", str(NTPD), "-n", "-c", str(config)],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )
+            ntpd = start_ntpd(namespace, config, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
             peer = nts = ""
             deadline = time.monotonic() + 40
             while time.monotonic() < deadline:
