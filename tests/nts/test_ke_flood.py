@@ -4,6 +4,7 @@ served while the flood goes on. Bounded floods on loopback from several 127.0.0.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -25,6 +26,19 @@ def server(certificate: Certificate) -> Iterator[OurNtsServer]:
     """Our server with the limits `lockstep ntp serve` uses, but a short ClientHello deadline."""
     with our_nts_server(certificate, ke_rate_limit=KeRateLimit(), ke_hello_timeout=0.5) as ours:
         yield ours
+
+
+@contextlib.contextmanager
+def stalled_hellos(server: OurNtsServer, cafile: str, count: int, source: str) -> Iterator[None]:
+    """``count`` connections from ``source`` that send a genuine ClientHello, then nothing."""
+    hello = client_hello(cafile)
+    with contextlib.ExitStack() as stack:
+        for _ in range(count):
+            sock = stack.enter_context(
+                socket.create_connection(("127.0.0.1", server.ke_port), timeout=5, source_address=(source, 0))
+            )
+            sock.sendall(hello)
+        yield
 
 
 def eventually(condition: Callable[[], bool], timeout: float = 3.0) -> bool:
@@ -118,23 +132,12 @@ def test_one_address_holds_at_most_its_share_of_slots(certificate: Certificate) 
     limits = KeRateLimit(max_sessions=4, max_sessions_per_address=2)
     with our_nts_server(certificate, ke_rate_limit=limits, ke_hello_timeout=3.0) as ours:
         cafile = str(certificate.cert)
-        hello = client_hello(cafile)
-        stalled = []
-        try:
-            for _ in range(4):
-                sock = socket.create_connection(
-                    ("127.0.0.1", ours.ke_port), timeout=5, source_address=("127.0.0.60", 0)
-                )
-                sock.sendall(hello)
-                stalled.append(sock)
+        with stalled_hellos(ours, cafile, 4, "127.0.0.60"):
             assert eventually(lambda: ours.ke.sessions == 2)
             time.sleep(0.2)  # time for a third session to start, were the cap not there
             assert ours.ke.sessions == 2
             key_exchange_blocking("127.0.0.1", ours.ke_port, cafile=cafile, timeout=3, source="127.0.0.61")
             assert eventually(lambda: ours.ke.counters.served == 1)  # counted once the session ends
-        finally:
-            for sock in stalled:
-                sock.close()
 
 
 def test_a_stalled_session_gives_its_slot_to_a_waiting_client(certificate: Certificate) -> None:
@@ -143,20 +146,9 @@ def test_a_stalled_session_gives_its_slot_to_a_waiting_client(certificate: Certi
     limits = KeRateLimit(max_sessions=2, max_sessions_per_address=2)
     with our_nts_server(certificate, ke_rate_limit=limits, ke_hello_timeout=3.0) as ours:
         cafile = str(certificate.cert)
-        hello = client_hello(cafile)
-        stalled = []
-        try:
-            for _ in range(2):
-                sock = socket.create_connection(
-                    ("127.0.0.1", ours.ke_port), timeout=5, source_address=("127.0.0.70", 0)
-                )
-                sock.sendall(hello)
-                stalled.append(sock)
+        with stalled_hellos(ours, cafile, 2, "127.0.0.70"):
             assert eventually(lambda: ours.ke.sessions == 2)
             began = time.monotonic()
             key_exchange_blocking("127.0.0.1", ours.ke_port, cafile=cafile, timeout=3, source="127.0.0.71")
             assert time.monotonic() - began < 1.5  # one stalled session made room for it:
             assert eventually(lambda: ours.ke.counters.refused.get(PREEMPTED, 0) == 1)
-        finally:
-            for sock in stalled:
-                sock.close()

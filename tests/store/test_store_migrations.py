@@ -81,7 +81,7 @@ async def test_a_schema_newer_than_this_lockstep_is_refused_in_one_line(
         assert len(output.strip().splitlines()) == 1, output
 
 
-def _fails_after_writing(account: TestAccount) -> Work[None]:
+def _insert_account(account: TestAccount) -> Work[None]:
     yield from execute(
         "INSERT INTO accounts (account_id, handle, display_name, account_key, device_list, "
         "device_list_version, created_at) VALUES (?, ?, ?, ?, '{}', 1, 1)",
@@ -90,18 +90,15 @@ def _fails_after_writing(account: TestAccount) -> Work[None]:
         account.info.display_name,
         account.info.account_key,
     )
+
+
+def _fails_after_writing(account: TestAccount) -> Work[None]:
+    yield from _insert_account(account)
     raise RuntimeError("a bug after the first write")
 
 
 def _breaks_a_constraint_after_writing(account: TestAccount) -> Work[None]:
-    yield from execute(
-        "INSERT INTO accounts (account_id, handle, display_name, account_key, device_list, "
-        "device_list_version, created_at) VALUES (?, ?, ?, ?, '{}', 1, 1)",
-        account.account_id,
-        account.info.handle,
-        account.info.display_name,
-        account.info.account_key,
-    )
+    yield from _insert_account(account)
     yield from execute(
         "INSERT INTO devices (device_id, account_id, device_key, role, linked_at) "
         "VALUES ('d', 'no such account', ?, 'primary', 1)",
