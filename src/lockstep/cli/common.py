@@ -13,6 +13,7 @@ from lockstep.cli import CommandError
 from lockstep.client.errors import ClientError
 from lockstep.client.session import DeviceSession
 from lockstep.client.state import DeviceState, default_state_dir
+from lockstep.link.devices import Role
 from lockstep.link.errors import LinkError
 
 T = TypeVar("T")
@@ -32,16 +33,16 @@ def run_client(work: Coroutine[Any, Any, T]) -> T:
         return asyncio.run(work)
 
 
-def state_dir(args: Any, role: str) -> Path:
+def state_dir(args: Any, role: Role) -> Path:
     return Path(args.state) if args.state else default_state_dir(role)
 
 
-def load_state(args: Any, role: str) -> DeviceState:
+def load_state(args: Any, role: Role) -> DeviceState:
     with refusals():
         return DeviceState.load(state_dir(args, role), role)
 
 
-def add_state_argument(parser: Any, role: str) -> None:
+def add_state_argument(parser: Any, role: Role) -> None:
     parser.add_argument(
         "--state", metavar="DIR", help=f"device state folder (default: {default_state_dir(role)})"
     )

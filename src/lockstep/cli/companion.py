@@ -11,6 +11,7 @@ from lockstep.cli.common import add_state_argument, load_state, run_client, stat
 from lockstep.client import companion, qrimage
 from lockstep.client.companion import ShownCode
 from lockstep.client.session import DeviceSession
+from lockstep.link.devices import Role
 from lockstep.link.wording import companion_notice
 
 
@@ -24,16 +25,16 @@ def register(subparsers: Any) -> None:
         "--qr-out", metavar="FILE", help="also save each QR code as a PNG (replaced atomically)"
     )
     link.add_argument("--quiet-qr", action="store_true", help="do not draw the QR code in the terminal")
-    add_state_argument(link, "companion")
+    add_state_argument(link, Role.COMPANION)
     link.set_defaults(handler=run_link)
 
     status = verbs.add_parser("status", help="check that this device is still linked")
-    add_state_argument(status, "companion")
+    add_state_argument(status, Role.COMPANION)
     status.set_defaults(handler=run_status)
 
 
 def run_link(args: argparse.Namespace) -> int:
-    directory = state_dir(args, "companion")
+    directory = state_dir(args, Role.COMPANION)
 
     def show(shown: ShownCode) -> None:
         text = shown.code.to_text()
@@ -64,7 +65,7 @@ def run_link(args: argparse.Namespace) -> int:
 
 
 def run_status(args: argparse.Namespace) -> int:
-    state = load_state(args, "companion")
+    state = load_state(args, Role.COMPANION)
 
     async def check() -> DeviceSession:
         session = await DeviceSession.open(state)

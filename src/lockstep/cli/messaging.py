@@ -22,6 +22,7 @@ from lockstep.client.messenger import Messenger, Received, Sent
 from lockstep.client.state import STATE_FILE, DeviceState, default_state_dir
 from lockstep.e2e.envelope import Kind, ReceiptStatus
 from lockstep.e2e.errors import E2EError
+from lockstep.link.devices import Role
 
 T = TypeVar("T")
 
@@ -70,7 +71,7 @@ def _state_argument(parser: argparse.ArgumentParser) -> None:
         "--state",
         metavar="DIR",
         help="the device's state folder, primary or companion (default: the primary's if set up, "
-        f"else the companion's: {default_state_dir('primary')}, {default_state_dir('companion')})",
+        f"else the companion's: {default_state_dir(Role.PRIMARY)}, {default_state_dir(Role.COMPANION)})",
     )
 
 
@@ -79,16 +80,18 @@ def load_device(args: argparse.Namespace) -> DeviceState:
     if args.state:
         directory = Path(args.state)
     else:
-        candidates = [default_state_dir(role) for role in ("primary", "companion")]
+        candidates = [default_state_dir(role) for role in Role]
         directory = next((d for d in candidates if (d / STATE_FILE).is_file()), candidates[0])
     try:
-        role = json.loads((directory / STATE_FILE).read_text())["role"]
+        written = json.loads((directory / STATE_FILE).read_text())["role"]
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise CommandError(
             f"no device state in {directory}: run `lockstep primary init` or `lockstep companion link`"
         ) from error
-    if role not in ("primary", "companion"):
-        raise CommandError(f"{directory} holds an unknown role {role!r}")
+    try:
+        role = Role(written)
+    except ValueError as error:
+        raise CommandError(f"{directory} holds an unknown role {written!r}") from error
     with refusals():
         return DeviceState.load(directory, role)
 

@@ -21,6 +21,7 @@ from lockstep.cli.common import (
 from lockstep.client import primary, qrimage
 from lockstep.client.primary import PrimarySession
 from lockstep.client.state import DeviceState
+from lockstep.link.devices import Role
 from lockstep.link.qr import decode_text
 
 
@@ -33,7 +34,7 @@ def register(subparsers: Any) -> None:
     init.add_argument("--handle", required=True, help="your handle (3-32 of a-z 0-9 _ . -)")
     init.add_argument("--name", help="display name (default: the handle)")
     init.add_argument("--device-name", default="Terminal primary", help="this device's name")
-    add_state_argument(init, "primary")
+    add_state_argument(init, Role.PRIMARY)
     init.set_defaults(handler=run_init)
 
     scan = verbs.add_parser("scan", help="link a companion by scanning its QR code")
@@ -44,30 +45,34 @@ def register(subparsers: Any) -> None:
     scan.add_argument(
         "--name", help="name for the new device (default: what the server saw, e.g. Chrome on Linux)"
     )
-    add_state_argument(scan, "primary")
+    add_state_argument(scan, Role.PRIMARY)
     scan.set_defaults(handler=run_scan)
 
     devices = verbs.add_parser("devices", help="list the account's devices")
     devices.add_argument("--json", action="store_true", help="machine-readable output")
-    add_state_argument(devices, "primary")
+    add_state_argument(devices, Role.PRIMARY)
     devices.set_defaults(handler=run_devices)
 
     unlink = verbs.add_parser("unlink", help="unlink a companion (it is logged out at once)")
     unlink.add_argument("device", metavar="DEVICE", help="device id, id prefix or name")
-    add_state_argument(unlink, "primary")
+    add_state_argument(unlink, Role.PRIMARY)
     unlink.set_defaults(handler=run_unlink)
 
     rename = verbs.add_parser("rename", help="rename a device")
     rename.add_argument("device", metavar="DEVICE", help="device id, id prefix or name")
     rename.add_argument("name", metavar="NAME")
-    add_state_argument(rename, "primary")
+    add_state_argument(rename, Role.PRIMARY)
     rename.set_defaults(handler=run_rename)
 
 
 def run_init(args: argparse.Namespace) -> int:
     state = run_client(
         primary.create_account(
-            args.server, args.handle, args.name or args.handle, args.device_name, state_dir(args, "primary")
+            args.server,
+            args.handle,
+            args.name or args.handle,
+            args.device_name,
+            state_dir(args, Role.PRIMARY),
         )
     )
     print(f"Account @{state.account.handle} created; this device ({state.device_id}) is its primary.")
@@ -94,7 +99,7 @@ def network_label(network: Any) -> str:
 
 
 def run_scan(args: argparse.Namespace) -> int:
-    state = load_state(args, "primary")
+    state = load_state(args, Role.PRIMARY)
     with refusals():
         text = qrimage.read_camera() if args.camera else qrimage.read_image(Path(args.image))
         code = decode_text(text, own_origin=state.origin)
@@ -138,7 +143,7 @@ def _confirm() -> bool:
 
 
 def run_devices(args: argparse.Namespace) -> int:
-    state = load_state(args, "primary")
+    state = load_state(args, Role.PRIMARY)
 
     async def listing() -> dict[str, Any]:
         session = await PrimarySession.open(state)
@@ -181,7 +186,7 @@ def run_devices(args: argparse.Namespace) -> int:
 
 
 def run_unlink(args: argparse.Namespace) -> int:
-    state = load_state(args, "primary")
+    state = load_state(args, Role.PRIMARY)
 
     async def unlink() -> None:
         session = await PrimarySession.open(state)
@@ -196,7 +201,7 @@ def run_unlink(args: argparse.Namespace) -> int:
 
 
 def run_rename(args: argparse.Namespace) -> int:
-    state = load_state(args, "primary")
+    state = load_state(args, Role.PRIMARY)
 
     async def rename() -> None:
         session = await PrimarySession.open(state)

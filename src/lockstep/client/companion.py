@@ -15,6 +15,7 @@ from lockstep.client.connection import ServerConnection, server_base
 from lockstep.client.errors import ClientError, StateError
 from lockstep.client.session import DeviceSession
 from lockstep.client.state import DeviceState, exists, save_key
+from lockstep.link.devices import Role
 from lockstep.link.encoding import b64u_decode
 from lockstep.link.grant import OpenedGrant, SealedGrant, open_grant
 from lockstep.link.qr import LinkCode
@@ -99,7 +100,7 @@ async def _finish(
     save_key(directory / "device.key", device_key)
     state = DeviceState(
         directory,
-        "companion",
+        Role.COMPANION,
         server_url,
         connection.origin,
         grant.account,

@@ -37,7 +37,7 @@ from lockstep.e2e.errors import E2EError, EnvelopeError, KeyBundleError, MediaEr
 from lockstep.e2e.keys import DeviceKeys, FormerDevice, OneTimeKey
 from lockstep.e2e.media import MediaDigest, MediaKind, human_size, kind_for_mimetype, new_media_key
 from lockstep.e2e.olm import OlmCiphertext, OlmType
-from lockstep.link.devices import DeviceList
+from lockstep.link.devices import DeviceList, Role
 from lockstep.link.encoding import b64u_decode, b64u_encode
 from lockstep.link.envelope import Envelope
 from lockstep.link.errors import LinkError
@@ -860,7 +860,7 @@ class Messenger:
         encrypted and uploaded like a file; its key goes to that one companion over Olm, with a note of
         what was not transferred. Returns the companions served.
         """
-        if self.session.state.role != "primary":
+        if self.session.state.role is not Role.PRIMARY:
             return []
         me = await self.contact(account_id=self.account_id, refresh=True)
         served = []
@@ -913,7 +913,7 @@ class Messenger:
 
     async def _import_history(self, envelope: MessageEnvelope, message: Received) -> None:
         entry = self.session.state.devices.find(envelope.sender_device)
-        if envelope.sender_account != self.account_id or entry is None or entry.role.value != "primary":
+        if envelope.sender_account != self.account_id or entry is None or entry.role is not Role.PRIMARY:
             raise EnvelopeError("history comes only from this account's primary")
         staging = self.session.state.directory / ".history"
         path = await self.download(envelope.body["media"], folder=staging)

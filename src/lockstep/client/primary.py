@@ -69,7 +69,7 @@ async def create_account(
     save_key(directory / "device.key", device_key)
     state = DeviceState(
         directory,
-        "primary",
+        Role.PRIMARY,
         server_url,
         connection.origin,
         AccountInfo(key_id(account_public), handle, display_name, account_public),

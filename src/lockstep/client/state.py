@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from lockstep.client.errors import StateError
-from lockstep.link.devices import DeviceList, ListUpdate, list_update
+from lockstep.link.devices import DeviceList, ListUpdate, Role, list_update
 from lockstep.link.envelope import Envelope
 from lockstep.link.errors import LinkError
 from lockstep.link.grant import AccountInfo
@@ -38,7 +38,7 @@ FOLDERS = ("downloads", ".history")
 """Received files, decrypted (messenger.download), and history bundles being read."""
 
 
-def default_state_dir(role: str) -> Path:
+def default_state_dir(role: Role) -> Path:
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "lockstep" / role
 
@@ -73,7 +73,7 @@ def load_key(path: Path) -> Ed25519PrivateKey:
 @dataclass(frozen=True, slots=True)
 class DeviceState:
     directory: Path
-    role: str
+    role: Role
     server_url: str
     origin: str
     account: AccountInfo
@@ -89,7 +89,7 @@ class DeviceState:
         return load_key(self.directory / "device.key")
 
     def account_key(self) -> Ed25519PrivateKey:
-        if self.role != "primary":
+        if self.role is not Role.PRIMARY:
             raise StateError("only the primary holds the account key")
         return load_key(self.directory / "account.key")
 
@@ -127,7 +127,7 @@ class DeviceState:
         _write_private(self.directory / STATE_FILE, json.dumps(document, indent=2).encode())
 
     @classmethod
-    def load(cls, directory: Path, role: str) -> DeviceState:
+    def load(cls, directory: Path, role: Role) -> DeviceState:
         path = directory / STATE_FILE
         if not path.is_file():
             raise StateError(f"no {role} state in {directory}: set one up first")
@@ -135,7 +135,7 @@ class DeviceState:
             document = json.loads(path.read_text())
             state = cls(
                 directory,
-                document["role"],
+                Role(document["role"]),
                 document["server_url"],
                 document["origin"],
                 AccountInfo.from_json(document["account"]),
