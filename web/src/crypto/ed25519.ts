@@ -20,11 +20,6 @@ const L = 2n ** 252n + 27742317777372353535851937790883648493n; // the base poin
 const Y_ORDER_8 = 2707385501144840649318225287225658788936804267575313519463743609750303402022n;
 const SMALL_ORDER_Y = new Set([0n, 1n, P - 1n, Y_ORDER_8, P - Y_ORDER_8]);
 
-/** A public key (or signature point) that is small-order or not canonically encoded. */
-export class WeakKeyError extends Error {
-  override name = "WeakKeyError";
-}
-
 function littleEndian(bytes: Uint8Array): bigint {
   let value = 0n;
   for (let i = bytes.length - 1; i >= 0; i--) value = (value << 8n) | BigInt(bytes[i] ?? 0);
@@ -47,13 +42,6 @@ export function signatureProblem(signature: Uint8Array): string | null {
   if (r) return `point R ${r}`;
   if (littleEndian(signature.subarray(32)) >= L) return "scalar S is not below L (RFC 8032 §5.1.7)";
   return null;
-}
-
-/** Returns `raw` if it may be used as an Ed25519 public key; else throws WeakKeyError. */
-export function checkPublicKey(raw: Uint8Array, what = "Ed25519 public key"): Uint8Array {
-  const problem = pointProblem(raw);
-  if (problem) throw new WeakKeyError(`the ${what} ${problem}`);
-  return raw;
 }
 
 /** A fresh key pair; the private key is non-extractable (and kept wrapped, ./keep.ts) unless a test asks otherwise. */

@@ -123,10 +123,6 @@ export async function publicKeyOf(privateKey: CryptoKey): Promise<Uint8Array> {
   return dh(privateKey, await importX25519Public(BASE_POINT));
 }
 
-export async function exportX25519Public(publicKey: CryptoKey): Promise<Uint8Array> {
-  return new Uint8Array(await crypto.subtle.exportKey("raw", publicKey));
-}
-
 async function extractAndExpand(dhValue: Uint8Array, kemContext: Uint8Array): Promise<Uint8Array> {
   const eaePrk = await labeledExtract(KEM_SUITE_ID, new Uint8Array(0), "eae_prk", dhValue);
   return labeledExpand(KEM_SUITE_ID, eaePrk, "shared_secret", kemContext, N_SECRET);
