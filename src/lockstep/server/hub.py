@@ -156,9 +156,6 @@ class Hub:
             with contextlib.suppress(Unavailable):  # a bus that is back subscribes to the topics here
                 await self.bus.unsubscribe(topic)
 
-    def topics_here(self) -> list[str]:
-        return list(self._peers)
-
     def device_count(self) -> int:
         return sum(1 for topic in self._peers if topic.startswith(DEVICE))
 
