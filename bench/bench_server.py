@@ -2,14 +2,18 @@
 
 Every simulated device connects from 127.0.0.1, which the per-address and per-device limits (and the
 cap on unauthenticated sockets per address) would otherwise stop within a minute. Run as a script it
-serves (``bench_server.py PORT DATA [ORIGIN REDIS_URL PREFIX]``: with Redis, one of several instances
-sharing it and the database); benchmarks use :func:`generous_server` or :func:`generous_servers`.
+serves (``bench_server.py PORT DATA [--database URL] [--origin ORIGIN --redis URL --prefix P]``:
+SQLite in DATA unless a database URL is given; with Redis, one of several instances sharing it and the
+database); benchmarks use :func:`generous_server` or :func:`generous_servers`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import argparse
 import dataclasses
+import itertools
+import os
 import subprocess
 import sys
 import tempfile
@@ -22,8 +26,33 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from lockstep_servers import free_port
 
 
+TRACEMALLOC_ENV = "LOCKSTEP_BENCH_TRACEMALLOC"
+"""Set to a path prefix: the server traces Python allocations and, on each SIGUSR1, dumps a snapshot
+to PREFIX.0, PREFIX.1, … (bench/connections.py --tracemalloc reads them)."""
+
+
+def _snapshots_on_signal(prefix: str) -> None:
+    import signal
+    import tracemalloc
+
+    tracemalloc.start(12)
+    numbers = itertools.count()
+
+    def dump(_signum: int, _frame: object) -> None:
+        path = f"{prefix}.{next(numbers)}"
+        tracemalloc.take_snapshot().dump(path + ".part")
+        os.rename(path + ".part", path)
+
+    signal.signal(signal.SIGUSR1, dump)
+
+
 def serve_with_generous_limits(
-    port: int, data: str, origin: str | None = None, redis_url: str | None = None, prefix: str = "bench"
+    port: int,
+    data: str,
+    origin: str | None = None,
+    redis_url: str | None = None,
+    prefix: str = "bench",
+    database_url: str | None = None,
 ) -> None:
     import uvicorn
 
@@ -51,7 +80,7 @@ def serve_with_generous_limits(
     origin = origin or f"http://127.0.0.1:{port}"
     services = Services(
         origin,
-        Store.for_url(sqlite_url(Path(data) / "bench.sqlite3")),
+        Store.for_url(database_url or sqlite_url(Path(data) / "bench.sqlite3")),
         hub=backends.hub,
         links=backends.links,
         media_tokens=backends.media_tokens,
@@ -62,6 +91,8 @@ def serve_with_generous_limits(
         allowed_origins=(f"http://127.0.0.1:{port}",),
     )
     app = create_app(services, default_web_root())
+    if os.environ.get(TRACEMALLOC_ENV):
+        _snapshots_on_signal(os.environ[TRACEMALLOC_ENV])
     uvicorn.Server(uvicorn_config(app, Listener("127.0.0.1", port))).run()
 
 
@@ -75,20 +106,22 @@ def _wait_until_up(url: str) -> None:
 
 
 @contextlib.contextmanager
-def generous_server() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+def generous_server(database_url: str | None = None) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """Start the server, wait until it answers, yield ``(url, process)``; stop it afterwards."""
-    with generous_servers(1) as (urls, processes):
+    with generous_servers(1, database_url=database_url) as (urls, processes):
         yield urls[0], processes[0]
 
 
 @contextlib.contextmanager
 def generous_servers(
-    count: int, redis_url: str | None = None
+    count: int, redis_url: str | None = None, *, database_url: str | None = None
 ) -> Iterator[tuple[list[str], list[subprocess.Popen[bytes]]]]:
-    """``count`` instances sharing one SQLite database (and, for more than one, ``redis_url``)."""
+    """``count`` instances sharing one database (SQLite unless ``database_url``) and, for more than
+    one, ``redis_url``."""
     ports = [free_port() for _ in range(count)]
     urls = [f"http://127.0.0.1:{port}" for port in ports]
-    shared = [urls[0], redis_url, f"bench-{ports[0]}"] if redis_url else []
+    shared = ["--origin", urls[0], "--redis", redis_url, "--prefix", f"bench-{ports[0]}"] if redis_url else []
+    shared += ["--database", database_url] if database_url else []
     with tempfile.TemporaryDirectory() as data:
         servers = [subprocess.Popen([sys.executable, __file__, str(port), data, *shared]) for port in ports]
         try:
@@ -103,4 +136,12 @@ def generous_servers(
 
 
 if __name__ == "__main__":
-    serve_with_generous_limits(int(sys.argv[1]), sys.argv[2], *sys.argv[3:])
+    parser = argparse.ArgumentParser()
+    parser.add_argument("port", type=int)
+    parser.add_argument("data")
+    parser.add_argument("--origin")
+    parser.add_argument("--redis")
+    parser.add_argument("--prefix", default="bench")
+    parser.add_argument("--database")
+    args = parser.parse_args()
+    serve_with_generous_limits(args.port, args.data, args.origin, args.redis, args.prefix, args.database)

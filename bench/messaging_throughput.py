@@ -1,22 +1,26 @@
-"""End-to-end messaging throughput and send-to-receive latency with 100 simulated devices, on loopback.
+"""Messaging throughput, delivery latency and server CPU: Lockstep (SQLite, PostgreSQL, two instances on
+PostgreSQL + Redis), Synapse on PostgreSQL and ejabberd, side by side in one run, on loopback.
 
-A server runs in a child process (SQLite, rate limits raised: every device here comes from 127.0.0.1).
-The devices are Python Messengers in this process: 50 sender accounts with one device each, and 25
-recipient accounts with a primary and a linked companion each — 100 devices, and every message fans out
-to exactly 2 devices (the recipient's two; the sender has no other device). Each sender sends text
-messages back to back (the next when the server accepted the previous) for a fixed time; each receiving
-device decrypts what arrives live and acknowledges it.
+The same workload for every server: ``--senders`` accounts with one device each and ``--recipients``
+accounts with two devices each (Lockstep: a primary and a companion linked by scanning; Synapse: two
+logins; ejabberd: two resources with message carbons), every message to one recipient account, so it
+reaches exactly 2 devices; bodies are the size of a real Olm message carrying a 60-character text.
+The devices are played by ``--processes`` worker processes (loadgen.py), so the clients are not the
+limit. Senders send for ``--seconds``, each the next message once the server accepted the previous
+one (closed loops: throughput at saturation) or, with ``--rate``, at that total offered rate.
 
-Latency is from just before the sender encrypts to the receiving device having decrypted, checked and
-stored the message (the moment a UI would show it), on one clock (one process). Olm sessions are
-set up in a warm-up round first, which is not measured.
+Figures per server: messages/s (sent and accepted, over the time until the last copy arrived),
+p50/p99 delivery latency (send to receiving device, across processes on one monotonic clock), and
+server CPU per delivered copy: the CPU time of the server's processes — including its PostgreSQL and
+Redis, where it has them — over the run, divided by the copies delivered. Then ratios: each
+Lockstep set-up against Synapse (messages/s) and against ejabberd (CPU per delivered copy).
 
-    .venv/bin/python bench/messaging_throughput.py [--seconds 10] [--senders 50] [--recipients 25] [--rate R]
-        [--synapse /tmp/synapse-venv/bin/python]
+    .venv/bin/python bench/messaging_throughput.py [--seconds 20] [--senders 50] [--recipients 25]
+        [--processes 4] [--rate R] [--targets sqlite,postgresql,cluster,synapse,ejabberd]
 
-Without ``--rate`` senders are closed loops (saturation: throughput, and latency including queueing);
-with it they offer R messages/s in total (latency at that load). With ``--synapse`` the same workload
-then runs against Matrix Synapse (see synapse_peer.py) and the ratios are printed.
+Synapse and slixmpp are installed on first use into venvs in ``$LOCKSTEP_BENCH_CACHE`` (default
+``~/.cache/lockstep-bench``); Debian's ejabberd is installed when missing (as root). PostgreSQL and
+Redis are throwaway servers started by the test harness (tests/pg_server.py, tests/redis_server.py).
 """
 
 from __future__ import annotations
@@ -24,204 +28,202 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import resource
-import statistics
+import os
+import subprocess
+import sys
 import tempfile
-import time
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from bench_server import generous_server
+from loadgen import CpuMeter, Outcome, describe, figures, run_fleet
 
-from lockstep.client.companion import ShownCode, link
-from lockstep.client.messenger import Messenger
-from lockstep.client.primary import PrimarySession, create_account
-from lockstep.client.state import DeviceState
-from lockstep.e2e.envelope import Kind
-
-
-async def make_recipient(url: str, index: int, root: Path) -> tuple[DeviceState, DeviceState]:
-    state = await create_account(url, f"rcpt{index}", f"Recipient {index}", "Phone", root / f"r{index}")
-    primary = await PrimarySession.open(state)
-    shown: asyncio.Queue[ShownCode] = asyncio.Queue()
-    task = asyncio.create_task(link(url, root / f"r{index}-laptop", shown.put_nowait))
-    code = (await shown.get()).code
-    await primary.inspect(code)
-    await primary.approve(code, "Laptop")
-    companion = await task
-    await companion.close()
-    await primary.close()
-    return state, companion.state
+BENCH = Path(__file__).resolve().parent
+TARGETS = ("sqlite", "postgresql", "cluster", "synapse", "ejabberd")
+NAMES = {
+    "sqlite": "Lockstep, SQLite",
+    "postgresql": "Lockstep, PostgreSQL",
+    "cluster": "Lockstep x2, PostgreSQL + Redis",
+    "synapse": "Synapse, PostgreSQL",
+    "ejabberd": "ejabberd",
+}
 
 
-@dataclass
-class Outcome:
-    sent: int
-    delivered: int
-    elapsed: float
-    latencies: list[float]
-    server_cpu: float
+def postmaster_pid(postgres: Any) -> int:
+    return int((postgres.data_dir / "postmaster.pid").read_text().split()[0])
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process so far (Linux /proc, 100 ticks a second)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / 100
+@contextlib.contextmanager
+def lockstep_servers(
+    count: int, database_url: str | None, redis_url: str | None
+) -> Iterator[tuple[list[str], list[int]]]:
+    if count == 1:
+        with generous_server(database_url) as (url, server):
+            yield [url], [server.pid]
+        return
+    from bench_server import generous_servers
+
+    with generous_servers(count, redis_url, database_url=database_url) as (urls, servers):
+        yield urls, [s.pid for s in servers]
 
 
-class Receiver:
-    def __init__(self, messenger: Messenger, sent_at: dict[str, float], latencies: list[float]) -> None:
-        self.messenger = messenger
-        self.sent_at = sent_at
-        self.latencies = latencies
-        self.received = 0
-
-    async def run(self) -> None:
-        connection = self.messenger.session.connection
-        with contextlib.suppress(asyncio.CancelledError):
-            while True:
-                event = await connection.next_event()
-                await self.messenger.handle_events([event, *connection.drain_events()])
-                batch = self.messenger.take_unreported()
-                now = time.perf_counter()
-                for message in batch:
-                    if message.kind == "text":
-                        self.received += 1
-                        started = self.sent_at.get(message.message_id)
-                        if started is not None:
-                            self.latencies.append(now - started)
-
-
-async def sender(
-    messenger: Messenger,
-    to: str,
-    stop_at: float,
-    sent_at: dict[str, float],
-    counter: list[int],
-    interval: float,
-    offset: float,
-) -> None:
-    number = 0
-    next_at = time.perf_counter() + offset  # senders spread evenly over one interval
-    while (next_at if interval else time.perf_counter()) < stop_at:
-        if interval:
-            await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
-            next_at += interval
-        message_id = f"bench-{messenger.device_id[:8]}-{number:08d}"
-        sent_at[message_id] = time.perf_counter()
-        await messenger.send_direct(to, Kind.TEXT, {"text": f"message {number}"}, message_id=message_id)
-        number += 1
-        counter[0] += 1
-
-
-async def run(
-    url: str, server_pid: int, seconds: float, senders: int, recipients: int, rate: float
+def run_lockstep(
+    args: argparse.Namespace,
+    body_bytes: int,
+    count: int,
+    database_url: str | None,
+    extra: dict[str, list[int]],
+    redis_url: str | None = None,
 ) -> Outcome:
+    import lockstep_load
+
+    with (
+        lockstep_servers(count, database_url, redis_url) as (urls, pids),
+        tempfile.TemporaryDirectory() as root,
+    ):
+        devices = asyncio.run(lockstep_load.prepare(urls, args.senders, args.recipients, Path(root)))
+        specs = lockstep_load.worker_specs(devices, args.processes, body_bytes)
+        cpu = CpuMeter({"lockstep": pids, **extra})
+        command = [sys.executable, str(BENCH / "lockstep_load.py")]
+        return asyncio.run(run_fleet(command, specs, cpu, seconds=args.seconds, rate=args.rate))
+
+
+def run_synapse(args: argparse.Namespace, body_bytes: int, cache: Path, postgres: Any) -> Outcome:
+    import synapse_peer
+
+    from lockstep_servers import free_port
+
+    python = args.synapse or synapse_peer.ensure_venv(cache)
+    version = subprocess.run(
+        [python, "-c", "import synapse; print(synapse.__version__)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    print(f"  Synapse {version}", flush=True)
     with tempfile.TemporaryDirectory() as directory:
-        root = Path(directory)
-        pairs = [await make_recipient(url, i, root) for i in range(recipients)]
-        sender_states = [
-            await create_account(url, f"sndr{i}", f"Sender {i}", "Phone", root / f"s{i}")
-            for i in range(senders)
-        ]
-        async with contextlib.AsyncExitStack() as stack:
-            receiving = [
-                await stack.enter_async_context(Messenger.open(state)) for pair in pairs for state in pair
-            ]
-            sending = [await stack.enter_async_context(Messenger.open(state)) for state in sender_states]
-            for messenger in receiving:
-                messenger.auto_download = False
-            sent_at: dict[str, float] = {}
-            latencies: list[float] = []
-            receivers = [Receiver(m, sent_at, latencies) for m in receiving]
-            tasks = [asyncio.create_task(r.run()) for r in receivers]
-            targets = [f"rcpt{i % recipients}" for i in range(senders)]
-            # Warm-up: one message per sender sets up the Olm sessions (one-time key claims, pre-keys).
-            await asyncio.gather(*(s.send("@" + t, "warm-up") for s, t in zip(sending, targets, strict=True)))
-            await asyncio.sleep(1.0)
-            latencies.clear()
-            before = sum(r.received for r in receivers)
-            counter = [0]
-            interval = senders / rate if rate else 0.0
-            cpu_before = cpu_seconds(server_pid)
-            started = time.perf_counter()
-            stop_at = started + seconds
-            await asyncio.gather(
-                *(
-                    sender(s, t, stop_at, sent_at, counter, interval, interval * i / senders)
-                    for i, (s, t) in enumerate(zip(sending, targets, strict=True))
-                )
-            )
-            sent_done = time.perf_counter()
-            expected = before + 2 * counter[0]
-            while sum(r.received for r in receivers) < expected and time.perf_counter() < sent_done + 30:
-                await asyncio.sleep(0.05)
-            elapsed = time.perf_counter() - started
-            cpu = cpu_seconds(server_pid) - cpu_before
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks)
-            delivered = sum(r.received for r in receivers) - before
-    return Outcome(counter[0], delivered, elapsed, latencies, cpu)
+        port = free_port()
+        server = synapse_peer.start(python, Path(directory), port, postgres.create_database("synapse"))
+        try:
+            base = f"http://127.0.0.1:{port}"
+            devices = asyncio.run(synapse_peer.prepare(base, Path(directory), args.senders, args.recipients))
+            specs = synapse_peer.worker_specs(base, devices, args.processes, body_bytes)
+            cpu = CpuMeter({"synapse": [server.pid], "postgresql": [postmaster_pid(postgres)]})
+            command = [sys.executable, str(BENCH / "synapse_peer.py")]
+            return asyncio.run(run_fleet(command, specs, cpu, seconds=args.seconds, rate=args.rate))
+        finally:
+            server.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                server.wait(timeout=30)
 
 
-def report(name: str, outcome: Outcome) -> dict[str, float]:
-    ordered = sorted(outcome.latencies)
-    p50 = statistics.median(ordered) * 1000 if ordered else float("nan")
-    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000 if ordered else float("nan")
-    figures = {
-        "messages/s": outcome.sent / outcome.elapsed,
-        "deliveries/s": outcome.delivered / outcome.elapsed,
-        "p50 ms": p50,
-        "p99 ms": p99,
-        "server CPU ms/message": 1000 * outcome.server_cpu / max(outcome.sent, 1),
-    }
-    print(
-        f"{name}: sent {outcome.sent}, delivered {outcome.delivered} of {2 * outcome.sent} by "
-        f"{outcome.elapsed:.1f} s; {figures['messages/s']:.0f} messages/s, "
-        f"{figures['deliveries/s']:.0f} deliveries/s; latency p50 {p50:.1f} ms, p99 {p99:.1f} ms; "
-        f"server CPU {outcome.server_cpu:.2f} s ({figures['server CPU ms/message']:.2f} ms/message)"
-    )
-    return figures
+def run_ejabberd(args: argparse.Namespace, body_bytes: int, cache: Path) -> Outcome:
+    import ejabberd_peer
+
+    print(f"  ejabberd {ejabberd_peer.ensure_installed()} (Debian)", flush=True)
+    python = ejabberd_peer.ensure_venv(cache)
+    with ejabberd_peer.ejabberd() as (c2s_port, http_port, vm):
+        devices = ejabberd_peer.prepare(http_port, args.senders, args.recipients)
+        specs = ejabberd_peer.worker_specs(c2s_port, devices, args.processes, body_bytes)
+        cpu = CpuMeter({"ejabberd": [vm]})
+        command = [python, str(BENCH / "ejabberd_peer.py")]
+        return asyncio.run(run_fleet(command, specs, cpu, seconds=args.seconds, rate=args.rate))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--senders", type=int, default=50)
     parser.add_argument("--recipients", type=int, default=25)
+    parser.add_argument("--processes", type=int, default=4, help="client worker processes per server")
     parser.add_argument(
-        "--rate", type=float, default=0.0, help="offered messages/s in total (default: as fast as accepted)"
+        "--rate", type=float, default=0.0, help="offered messages/s in total (default: closed loops)"
     )
     parser.add_argument(
-        "--synapse",
-        metavar="PYTHON",
-        help="also run the workload against Matrix Synapse, using this Python (a venv with matrix-synapse)",
+        "--targets", default=",".join(TARGETS), help=f"comma-separated, of {', '.join(TARGETS)}"
+    )
+    parser.add_argument(
+        "--synapse", metavar="PYTHON", help="a Python with matrix-synapse[postgres] (default: own venv)"
     )
     args = parser.parse_args()
-    mode = f"{args.rate:.0f} messages/s offered" if args.rate else "as fast as accepted (closed loops)"
-    print(
-        f"{args.senders + 2 * args.recipients} devices ({args.senders} senders x 1 device, {args.recipients} "
-        f"recipients x 2 devices), every message to 2 devices, {args.seconds:.0f} s, {mode}"
-    )
-    with generous_server() as (url, server):
-        outcome = asyncio.run(run(url, server.pid, args.seconds, args.senders, args.recipients, args.rate))
-    ours = report("Lockstep", outcome)
-    if args.synapse:
-        import synapse_peer
+    targets = [t for t in args.targets.split(",") if t]
+    unknown = set(targets) - set(TARGETS)
+    if unknown:
+        parser.error(f"unknown targets: {', '.join(sorted(unknown))}")
+    cache = Path(os.environ.get("LOCKSTEP_BENCH_CACHE", "~/.cache/lockstep-bench")).expanduser()
+    cache.mkdir(parents=True, exist_ok=True)
+    sys.path.insert(0, str(BENCH.parent / "tests"))
+    from lockstep_load import typical_ciphertext_bytes
 
-        peer = report(
-            "Synapse ",
-            asyncio.run(
-                synapse_peer.run(args.synapse, args.seconds, args.senders, args.recipients, args.rate)
-            ),
-        )
+    body_bytes = typical_ciphertext_bytes()
+    mode = f"{args.rate:.0f} messages/s offered" if args.rate else "closed loops (as fast as accepted)"
+    print(
+        f"{args.senders} senders x 1 device, {args.recipients} recipients x 2 devices, every message to 2 "
+        f"devices; {body_bytes}-byte bodies; {args.processes} client processes per server; "
+        f"{args.seconds:.0f} s, {mode}; load average before: {os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
+    outcomes: dict[str, Outcome] = {}
+    with contextlib.ExitStack() as stack:
+        postgres = redis = None
+        if {"postgresql", "cluster", "synapse"} & set(targets):
+            from pg_server import start_postgres
+
+            postgres = stack.enter_context(contextlib.closing(start_postgres()))
+        if "cluster" in targets:
+            from redis_server import start_redis
+
+            redis = stack.enter_context(contextlib.closing(start_redis()))
+        for target in targets:
+            print(f"{NAMES[target]} ...", flush=True)
+            if target == "sqlite":
+                outcome = run_lockstep(args, body_bytes, 1, None, {})
+            elif target == "postgresql":
+                assert postgres is not None
+                pg = {"postgresql": [postmaster_pid(postgres)]}
+                outcome = run_lockstep(args, body_bytes, 1, postgres.create_database("lockstep"), pg)
+            elif target == "cluster":
+                assert postgres is not None and redis is not None
+                shared = {"postgresql": [postmaster_pid(postgres)], "redis": [redis.pid]}
+                url = postgres.create_database("lockstep")
+                outcome = run_lockstep(args, body_bytes, 2, url, shared, redis.url)
+            elif target == "synapse":
+                outcome = run_synapse(args, body_bytes, cache, postgres)
+            else:
+                outcome = run_ejabberd(args, body_bytes, cache)
+            outcomes[target] = outcome
+            print("  " + describe(NAMES[target], outcome), flush=True)
+    report(outcomes)
+    print(f"load average after: {os.getloadavg()[0]:.1f}")
+
+
+def report(outcomes: dict[str, Outcome]) -> None:
+    table = {target: figures(outcome) for target, outcome in outcomes.items()}
+    print()
+    print("| server | messages/s | p50 | p99 | server CPU per delivered copy | copies missing / duplicated |")
+    print("|---|---|---|---|---|---|")
+    for target, f in table.items():
+        outcome = outcomes[target]
         print(
-            "Lockstep / Synapse: "
-            + ", ".join(f"{name} {ours[name] / peer[name]:.3g}" for name in ours if peer[name] == peer[name])
+            f"| {NAMES[target]} | {f['messages/s']:.0f} | {f['p50 ms']:.1f} ms | {f['p99 ms']:.1f} ms | "
+            f"{f['server CPU ms/delivery']:.3f} ms | {outcome.expected - outcome.delivered} / "
+            f"{outcome.duplicates} |"
         )
-    clients = resource.getrusage(resource.RUSAGE_SELF)
-    print(f"client CPU (all devices of both runs, this process): {clients.ru_utime + clients.ru_stime:.2f} s")
+    for target in ("sqlite", "postgresql", "cluster"):
+        if target not in table:
+            continue
+        ours = table[target]
+        parts = []
+        if "synapse" in table:
+            parts.append(f"messages/s {ours['messages/s'] / table['synapse']['messages/s']:.1f}x Synapse's")
+            parts.append(f"p99 {ours['p99 ms'] / table['synapse']['p99 ms']:.2f}x")
+        if "ejabberd" in table:
+            ratio = ours["server CPU ms/delivery"] / table["ejabberd"]["server CPU ms/delivery"]
+            parts.append(f"server CPU per delivered copy {ratio:.2f}x ejabberd's")
+            parts.append(f"messages/s {ours['messages/s'] / table['ejabberd']['messages/s']:.2f}x ejabberd's")
+        if parts:
+            print(f"{NAMES[target]}: " + "; ".join(parts))
 
 
 if __name__ == "__main__":

@@ -1,15 +1,16 @@
-"""The same messaging workload against Matrix Synapse (SQLite) on loopback, for a side-by-side figure.
+"""The same messaging workload against Matrix Synapse on PostgreSQL, for a side-by-side figure.
 
-Synapse runs from its own virtual environment (it is not a Lockstep dependency):
+Synapse runs from its own virtual environment, made by :func:`ensure_venv` in the benchmarks' cache
+folder (it is not a Lockstep dependency; ``--synapse PYTHON`` names another). Its database is a new
+database on the same PostgreSQL server as Lockstep's run (created ``C``-collated, as Synapse wants).
 
-    python3 -m venv /tmp/synapse-venv && /tmp/synapse-venv/bin/pip install matrix-synapse
+Workload, as Lockstep's: sender users with one device each, recipient users with two devices each (two
+logins), one room per sender with its recipient, so every message reaches exactly 2 devices. A sender
+PUTs ``m.room.encrypted`` events whose ``ciphertext`` is a ciphertext-sized body (Synapse answers once
+the event is persisted); each recipient device long-polls ``/sync``. Synapse's rate limits are raised
+and its logging set to warnings, as Lockstep's server is run.
 
-Workload, as in messaging_throughput.py: 50 sender users with one device each, 25 recipient users with two
-devices each (two logins), one room per sender with its recipient, so every message reaches exactly 2
-devices. Senders encrypt with Megolm (vodozemac, like Lockstep's groups) and PUT `m.room.encrypted`
-events; each recipient device long-polls `/sync` and decrypts. Synapse's rate limits are raised and its
-logging set to warnings, as Lockstep's server is run. Latency is from just before encrypting to the
-receiving device having decrypted the event.
+Run as a script, this file is the worker (see loadgen.py).
 """
 
 from __future__ import annotations
@@ -20,17 +21,19 @@ import contextlib
 import hashlib
 import hmac
 import json
+import os
 import re
 import subprocess
-import tempfile
+import sys
 import time
 import urllib.parse
 from pathlib import Path
+from typing import Any
 
 import httpx
-import vodozemac
-from messaging_throughput import Outcome, cpu_seconds
+from loadgen import LoadClient, Sender, Tally, b64_decode, run_worker
 
+SYNAPSE = "matrix-synapse[postgres]==1.163.2"
 UNLIMITED = "{per_second: 1000000, burst_count: 1000000}"
 OVERRIDES = f"""
 trusted_key_servers: []
@@ -59,7 +62,35 @@ SYNC_FILTER = json.dumps(
 )
 
 
-def start(python: str, directory: Path, port: int) -> subprocess.Popen[bytes]:
+def ensure_venv(cache: Path) -> str:
+    """A venv with Synapse in ``cache`` (made once, with pip from PyPI); returns its Python."""
+    venv = cache / "synapse-venv"
+    python = venv / "bin" / "python"
+    marker = venv / "installed.txt"
+    if not marker.exists() or marker.read_text() != SYNAPSE:
+        print(f"installing {SYNAPSE} into {venv} (once) ...", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", SYNAPSE], check=True, timeout=1800)
+        marker.write_text(SYNAPSE)
+    return str(python)
+
+
+def postgres_config(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    return f"""
+database:
+  name: psycopg2
+  args:
+    user: {parts.username}
+    host: {parts.hostname}
+    port: {parts.port}
+    database: {parts.path.lstrip("/")}
+    cp_min: 5
+    cp_max: 10
+"""
+
+
+def start(python: str, directory: Path, port: int, database_url: str) -> subprocess.Popen[bytes]:
     config = directory / "homeserver.yaml"
     subprocess.run(
         [
@@ -82,7 +113,8 @@ def start(python: str, directory: Path, port: int) -> subprocess.Popen[bytes]:
     )
     text = config.read_text().replace("port: 8008", f"port: {port}").replace("    - ::1\n", "")
     text = re.sub(r"trusted_key_servers:\n  - server_name: \"matrix.org\"\n", "", text)
-    config.write_text(text + OVERRIDES)
+    text = re.sub(r"database:\n  name: sqlite3\n  args:\n    database: .*\n", "", text)
+    config.write_text(text + OVERRIDES + postgres_config(database_url))
     log_config = next(directory.glob("*.log.config"))
     log_config.write_text(re.sub(r"level: INFO", "level: WARNING", log_config.read_text()))
     return subprocess.Popen(
@@ -91,6 +123,10 @@ def start(python: str, directory: Path, port: int) -> subprocess.Popen[bytes]:
         stderr=subprocess.DEVNULL,
         cwd=directory,
     )
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {token}"}
 
 
 async def register(client: httpx.AsyncClient, secret: str, username: str) -> dict[str, str]:
@@ -122,53 +158,26 @@ async def login(client: httpx.AsyncClient, username: str) -> dict[str, str]:
     return dict(answer.json())
 
 
-def auth(token: str) -> dict[str, str]:
-    return {"authorization": f"Bearer {token}"}
-
-
-async def run(python: str, seconds: float, senders: int, recipients: int, rate: float) -> Outcome:
-    from lockstep_servers import free_port
-
-    with tempfile.TemporaryDirectory() as directory:
-        port = free_port()
-        server = start(python, Path(directory), port)
-        try:
-            return await _workload(server, Path(directory), port, seconds, senders, recipients, rate)
-        finally:
-            server.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                server.wait(timeout=20)
-
-
-async def _workload(
-    server: subprocess.Popen[bytes],
-    directory: Path,
-    port: int,
-    seconds: float,
-    senders: int,
-    recipients: int,
-    rate: float,
-) -> Outcome:
-    base = f"http://127.0.0.1:{port}"
+async def prepare(base: str, directory: Path, senders: int, recipients: int) -> list[dict[str, Any]]:
+    """Users, devices and rooms; returns one entry per device for the workers."""
     secret = re.search(r'registration_shared_secret: "(.*)"', (directory / "homeserver.yaml").read_text())
     assert secret is not None
-    limits = httpx.Limits(max_connections=400, max_keepalive_connections=400)
-    async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as client:
-        for _ in range(300):
+    devices: list[dict[str, Any]] = []
+    async with httpx.AsyncClient(base_url=base, timeout=60) as client:
+        for _ in range(600):
             with contextlib.suppress(httpx.HTTPError):
                 if (await client.get("/health")).status_code == 200:
                     break
             await asyncio.sleep(0.1)
-        recipient_devices: list[dict[str, str]] = []
-        recipient_users = []
+        users = []
         for i in range(recipients):
             first = await register(client, secret.group(1), f"rcpt{i}")
-            recipient_users.append(first)
-            recipient_devices += [first, await login(client, f"rcpt{i}")]
-        rooms, sessions, sender_tokens = [], [], []
+            users.append(first)
+            for device in (first, await login(client, f"rcpt{i}")):
+                devices.append({"account": first["user_id"], "token": device["access_token"]})
         for i in range(senders):
             me = await register(client, secret.group(1), f"sndr{i}")
-            peer = recipient_users[i % recipients]
+            peer = users[i % recipients]
             room = (
                 await client.post(
                     "/_matrix/client/v3/createRoom",
@@ -176,101 +185,108 @@ async def _workload(
                     json={"preset": "private_chat", "invite": [peer["user_id"]], "is_direct": True},
                 )
             ).json()["room_id"]
-            (
-                await client.post(
-                    f"/_matrix/client/v3/join/{urllib.parse.quote(room)}",
-                    headers=auth(peer["access_token"]),
-                    json={},
-                )
-            ).raise_for_status()
-            rooms.append(room)
-            sessions.append(vodozemac.GroupSession())
-            sender_tokens.append(me["access_token"])
-        inbound = {s.session_id: vodozemac.InboundGroupSession(s.session_key) for s in sessions}
+            joined = await client.post(
+                f"/_matrix/client/v3/join/{urllib.parse.quote(room)}",
+                headers=auth(peer["access_token"]),
+                json={},
+            )
+            joined.raise_for_status()
+            devices.append({"number": i, "to": peer["user_id"], "token": me["access_token"], "room": room})
+    return devices
 
-        sent_at: dict[str, float] = {}
-        latencies: list[float] = []
-        received = [0]
-        measuring = [False]
 
-        async def sync_loop(device: dict[str, str]) -> None:
-            params = {"filter": SYNC_FILTER, "timeout": "0"}
-            since = (
-                await client.get(
-                    "/_matrix/client/v3/sync", params=params, headers=auth(device["access_token"])
-                )
-            ).json()["next_batch"]
-            params["timeout"] = "30000"
+def worker_specs(
+    base: str, devices: list[dict[str, Any]], processes: int, body_bytes: int
+) -> list[dict[str, Any]]:
+    receiving = [d for d in devices if "account" in d]
+    sending = [d for d in devices if "number" in d]
+    return [
+        {
+            "base": base,
+            "body_bytes": body_bytes,
+            "receivers": receiving[i::processes],
+            "senders": sending[i::processes],
+        }
+        for i in range(processes)
+    ]
+
+
+# --- the worker ------------------------------------------------------------------------------------
+
+
+class SynapseClient(LoadClient):
+    def __init__(self) -> None:
+        self.client: httpx.AsyncClient | None = None
+        self.tasks: list[asyncio.Task[None]] = []
+
+    async def start(self, spec: dict[str, Any], tally: Tally) -> list[Sender]:
+        limits = httpx.Limits(max_connections=1000, max_keepalive_connections=1000)
+        self.client = client = httpx.AsyncClient(base_url=spec["base"], timeout=90, limits=limits)
+        positions = await asyncio.gather(*(self._initial_sync(client, d) for d in spec["receivers"]))
+        for index, (device, since) in enumerate(zip(spec["receivers"], positions, strict=True)):
+            name = f"{device['account']}/{index}"
+            self.tasks.append(asyncio.create_task(self._sync(client, device["token"], since, name, tally)))
+        return [
+            Sender(int(d["number"]), d["to"], self._sender(client, d, spec["body_bytes"]))
+            for d in spec["senders"]
+        ]
+
+    @staticmethod
+    async def _initial_sync(client: httpx.AsyncClient, device: dict[str, Any]) -> str:
+        answer = await client.get(
+            "/_matrix/client/v3/sync",
+            params={"filter": SYNC_FILTER, "timeout": "0"},
+            headers=auth(device["token"]),
+        )
+        answer.raise_for_status()
+        return str(answer.json()["next_batch"])
+
+    @staticmethod
+    async def _sync(client: httpx.AsyncClient, token: str, since: str, name: str, tally: Tally) -> None:
+        params = {"filter": SYNC_FILTER, "timeout": "30000"}
+        with contextlib.suppress(Exception):
             while True:
-                answer = (
-                    await client.get(
-                        "/_matrix/client/v3/sync",
-                        params={**params, "since": since},
-                        headers=auth(device["access_token"]),
-                    )
-                ).json()
-                since = answer["next_batch"]
-                for room in answer.get("rooms", {}).get("join", {}).values():
+                answer = await client.get(
+                    "/_matrix/client/v3/sync", params={**params, "since": since}, headers=auth(token)
+                )
+                body = answer.json()
+                since = body["next_batch"]
+                for room in body.get("rooms", {}).get("join", {}).values():
                     for event in room.get("timeline", {}).get("events", []):
-                        if event.get("type") != "m.room.encrypted":
-                            continue
-                        content = event["content"]
-                        # A fresh decryptor per device: the two devices of a recipient each decrypt.
-                        message = vodozemac.MegolmMessage.from_base64(content["ciphertext"])
-                        plaintext = inbound[content["session_id"]].decrypt(message).plaintext
-                        bench_id = json.loads(plaintext)["bench_id"]
-                        now = time.perf_counter()
-                        if measuring[0] and bench_id in sent_at:
-                            received[0] += 1
-                            latencies.append(now - sent_at[bench_id])
+                        if event.get("type") == "m.room.encrypted":
+                            tally.delivered(name, b64_decode(event["content"]["ciphertext"]))
 
-        syncers = [asyncio.create_task(sync_loop(d)) for d in recipient_devices]
-        await asyncio.sleep(1.0)
-        counter = [0]
-        interval = senders / rate if rate else 0.0
+    @staticmethod
+    def _sender(client: httpx.AsyncClient, device: dict[str, Any], size: int) -> Any:
+        room = urllib.parse.quote(device["room"])
+        session_id = base64.b64encode(os.urandom(32)).decode().rstrip("=")
+        count = [0]
 
-        async def put(index: int, bench_id: str, body: str) -> None:
-            session = sessions[index]
-            plaintext = json.dumps({"bench_id": bench_id, "body": body}).encode()
+        async def send(body: bytes) -> None:
+            count[0] += 1
             content = {
                 "algorithm": "m.megolm.v1.aes-sha2",
-                "ciphertext": session.encrypt(plaintext).to_base64(),
-                "session_id": session.session_id,
+                "ciphertext": base64.b64encode(body).decode().rstrip("="),
+                "session_id": session_id,
                 "sender_key": "bench",
                 "device_id": "bench",
             }
-            txn = base64.urlsafe_b64encode(bench_id.encode()).decode().rstrip("=")
-            path = f"/_matrix/client/v3/rooms/{urllib.parse.quote(rooms[index])}/send/m.room.encrypted/{txn}"
-            (await client.put(path, headers=auth(sender_tokens[index]), json=content)).raise_for_status()
+            txn = f"b{device['number']}-{count[0]}-{time.monotonic_ns()}"
+            answer = await client.put(
+                f"/_matrix/client/v3/rooms/{room}/send/m.room.encrypted/{txn}",
+                headers=auth(device["token"]),
+                json=content,
+            )
+            answer.raise_for_status()
 
-        async def warm_up(index: int) -> None:
-            await put(index, f"warm-{index}", "warm-up")
+        return send
 
-        async def sender(index: int, stop_at: float) -> None:
-            number, next_at = 0, time.perf_counter() + interval * index / senders
-            while (next_at if interval else time.perf_counter()) < stop_at:
-                if interval:
-                    await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
-                    next_at += interval
-                bench_id = f"{index}-{number}"
-                sent_at[bench_id] = time.perf_counter()
-                await put(index, bench_id, f"message {number}")
-                number += 1
-                counter[0] += 1
-
-        # Warm-up, as for Lockstep: one message per room, not measured.
-        await asyncio.gather(*(warm_up(i) for i in range(senders)))
-        await asyncio.sleep(1.0)
-        measuring[0] = True
-        cpu_before = cpu_seconds(server.pid)
-        started = time.perf_counter()
-        await asyncio.gather(*(sender(i, started + seconds) for i in range(senders)))
-        done = time.perf_counter()
-        while received[0] < 2 * counter[0] and time.perf_counter() < done + 30:
-            await asyncio.sleep(0.05)
-        elapsed = time.perf_counter() - started
-        cpu = cpu_seconds(server.pid) - cpu_before
-        for task in syncers:
+    async def close(self) -> None:
+        for task in self.tasks:
             task.cancel()
-        await asyncio.gather(*syncers, return_exceptions=True)
-        return Outcome(counter[0], received[0], elapsed, latencies, cpu)
+        if self.client is not None:
+            await self.client.aclose()
+
+
+if __name__ == "__main__":
+    run_worker(SynapseClient())
