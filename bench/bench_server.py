@@ -9,8 +9,8 @@ database); benchmarks use :func:`generous_server` or :func:`generous_servers`.
 
 from __future__ import annotations
 
-import contextlib
 import argparse
+import contextlib
 import dataclasses
 import itertools
 import os
@@ -24,7 +24,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from lockstep_servers import free_port
-
 
 TRACEMALLOC_ENV = "LOCKSTEP_BENCH_TRACEMALLOC"
 """Set to a path prefix: the server traces Python allocations and, on each SIGUSR1, dumps a snapshot
@@ -60,7 +59,7 @@ def serve_with_generous_limits(
     from lockstep.server.app import create_app
     from lockstep.server.backends import open_backends
     from lockstep.server.ratelimit import MemoryRateLimiter
-    from lockstep.server.runner import Listener, uvicorn_config
+    from lockstep.server.runner import Listener, raise_open_file_limit, uvicorn_config
     from lockstep.server.services import Limits, Services
     from lockstep.server.settings import StorageLimits, default_web_root
     from lockstep.server.store import Store, sqlite_url
@@ -91,6 +90,7 @@ def serve_with_generous_limits(
         allowed_origins=(f"http://127.0.0.1:{port}",),
     )
     app = create_app(services, default_web_root())
+    raise_open_file_limit()  # as `lockstep serve` does: one descriptor per socket
     if os.environ.get(TRACEMALLOC_ENV):
         _snapshots_on_signal(os.environ[TRACEMALLOC_ENV])
     uvicorn.Server(uvicorn_config(app, Listener("127.0.0.1", port))).run()

@@ -132,7 +132,7 @@ class LoadClient(Protocol):
     async def close(self) -> None: ...
 
 
-class _Channel:
+class Channel:
     """The worker's protocol lines: stdin in, a private copy of stdout out (stray prints go to stderr)."""
 
     def __init__(self) -> None:
@@ -168,7 +168,7 @@ async def _send_loop(sender: Sender, size: int, start_ns: int, stop_ns: int, int
 
 
 async def _serve_worker(client: LoadClient) -> None:
-    channel = _Channel()
+    channel = Channel()
     spec = await channel.read()
     tally = Tally()
     senders = await client.start(spec, tally)
@@ -276,8 +276,25 @@ class Outcome:
 
 @dataclass
 class Worker:
+    """The orchestrator's end of one worker process (see :class:`Channel` for the other)."""
+
     process: asyncio.subprocess.Process
     spec: dict[str, Any]
+
+    @classmethod
+    async def start(
+        cls, command: list[str], spec: dict[str, Any], env: dict[str, str] | None = None
+    ) -> Worker:
+        process = await asyncio.create_subprocess_exec(
+            *command,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            env=env,
+            limit=2**26,  # a result line carries every latency
+        )
+        worker = cls(process, spec)
+        await worker.say(spec)
+        return worker
 
     async def say(self, message: dict[str, Any]) -> None:
         assert self.process.stdin is not None
@@ -285,11 +302,20 @@ class Worker:
         await self.process.stdin.drain()
 
     async def hear(self, key: str, timeout: float) -> Any:
+        """The value of ``key`` in the worker's next line."""
         assert self.process.stdout is not None
         line = await asyncio.wait_for(self.process.stdout.readline(), timeout=timeout)
         if not line:
             raise RuntimeError(f"a worker exited (code {await self.process.wait()}); see its stderr above")
-        return json.loads(line)[key]
+        message = json.loads(line)
+        if key not in message:
+            raise RuntimeError(f"expected {key!r} from a worker, got {line[:200]!r}")
+        return message[key]
+
+    async def stop(self) -> None:
+        if self.process.returncode is None:
+            self.process.kill()
+            await self.process.wait()
 
 
 async def run_fleet(
@@ -310,15 +336,7 @@ async def run_fleet(
     workers = []
     try:
         for spec in specs:
-            process = await asyncio.create_subprocess_exec(
-                *command,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                env=env,
-                limit=2**26,  # a result line carries every latency
-            )
-            workers.append(Worker(process, spec))
-            await workers[-1].say(spec)
+            workers.append(await Worker.start(command, spec, env))
         ready = [await w.hear("ready", timeout=600) for w in workers]
         senders_total = sum(r["senders"] for r in ready)
         start_ns = time.monotonic_ns() + 500_000_000
@@ -351,9 +369,7 @@ async def run_fleet(
             await asyncio.wait_for(w.process.wait(), timeout=60)
     finally:
         for w in workers:
-            if w.process.returncode is None:
-                w.process.kill()
-                await w.process.wait()
+            await w.stop()
     last_ns = max([r["last_ns"] for r in results] + [stop_ns])
     return Outcome(
         sent=sum(totals.values()),

@@ -2,8 +2,9 @@
 worker processes speaking the wire protocol.
 
 Set-up (in the orchestrator, :func:`prepare`) uses the project's own clients: every recipient account
-gets a primary and a companion linked by scanning (two devices), every sender account one device, and
-every device publishes its end-to-end keys through a ``Messenger``, as a real client does.
+gets a primary and a companion linked by scanning (two devices), every sender account one device,
+every device publishes its end-to-end keys through a ``Messenger``, as a real client does, and each
+recipient writes once to its senders (so the conversations are known to both sides).
 
 The workers (this file run as a script) then play those devices with the wire protocol only: a
 sender signs in with its device key and sends ``messages.send`` with one Olm payload per receiving
@@ -110,6 +111,17 @@ async def prepare(urls: list[str], senders: int, recipients: int, root: Path) ->
                 pass  # opening publishes the device's end-to-end keys
 
     await asyncio.gather(*(publish(entry) for entry in devices))
+
+    async def reply(index: int) -> None:
+        # Each recipient writes to its senders once: a conversation both sides wrote into, as chats
+        # are, rather than a stranger's one-way stream (which the server meters per message).
+        async with gate:
+            primary = DeviceState.load(root / f"r{index}", "primary")
+            async with Messenger.open(primary) as messenger:
+                for sender_index in range(index, senders, recipients):
+                    await messenger.send(f"@sndr{sender_index}", "hello")
+
+    await asyncio.gather(*(reply(i) for i in range(recipients)))
     receiving = [d for d in devices if "account" in d]
     by_account: dict[str, list[str]] = {}
     for entry in receiving:

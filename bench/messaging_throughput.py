@@ -185,7 +185,10 @@ def main() -> None:
                 outcome = run_lockstep(args, body_bytes, 1, postgres.create_database("lockstep"), pg)
             elif target == "cluster":
                 assert postgres is not None and redis is not None
-                shared = {"postgresql": [postmaster_pid(postgres)], "redis": [redis.pid]}
+                shared = {
+                    "postgresql": [postmaster_pid(postgres)],
+                    "redis": [redis.process.pid] if redis.process else [],
+                }
                 url = postgres.create_database("lockstep")
                 outcome = run_lockstep(args, body_bytes, 2, url, shared, redis.url)
             elif target == "synapse":
