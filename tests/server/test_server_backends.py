@@ -23,6 +23,7 @@ from lockstep.server.link_store import LinkStore, MemoryLinkStore
 from lockstep.server.media_tokens import MemoryMediaTokens
 from lockstep.server.ratelimit import MemoryRateLimiter
 from lockstep.server.redis_backend import (
+    POOL_SIZE,
     RedisLinkStore,
     RedisMediaTokens,
     RedisRateLimiter,
@@ -136,6 +137,20 @@ def test_concurrent_claims_in_redis_have_one_winner(redis: RedisServer) -> None:
 
     answers = _on_redis(redis, race)
     assert sorted(answers) == ["ok"] + ["ref_used"] * 19
+
+
+def test_more_concurrent_redis_operations_than_connections_all_succeed(redis: RedisServer) -> None:
+    # 1,000 link flows at once: commands beyond the pool wait for a connection instead of failing.
+    async def run(client: Any, prefix: str) -> tuple[int, int]:
+        store = RedisLinkStore(client, prefix)
+        sessions = await asyncio.gather(*(store.start(CONTEXT, START) for _ in range(3 * POOL_SIZE)))
+        issued = await asyncio.gather(*(store.issue_next(s.session_id, START) for s in sessions))
+        connections = len(await client.client_list())
+        return sum(1 for i in issued if i is not None), connections
+
+    issued, connections = _on_redis(redis, run)
+    assert issued == 3 * POOL_SIZE
+    assert connections <= POOL_SIZE  # this client's, and the one asking
 
 
 limit_steps = st.lists(

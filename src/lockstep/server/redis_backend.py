@@ -38,12 +38,26 @@ SESSION_TTL_MS = REMEMBER_MS + 60_000
 WATCH_ATTEMPTS = 50
 
 
+POOL_SIZE = 64
+"""Connections to Redis one client opens at most. More commands at once wait for a free connection
+(at most POOL_WAIT_S) instead of failing: redis-py's default pool refuses the 101st concurrent command
+("Too many connections"), which 1,000 link flows at once reached (docs/benchmarks.md)."""
+POOL_WAIT_S = 5.0
+
+
 def connect(url: str, **options: Any) -> aioredis.Redis:
     """A client for ``redis://``, ``rediss://`` or ``unix://`` URLs; short timeouts so an unreachable
     Redis turns into ``unavailable`` answers rather than hung requests."""
-    return aioredis.Redis.from_url(
-        url, socket_timeout=2, socket_connect_timeout=2, socket_keepalive=True, **options
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url,
+        max_connections=POOL_SIZE,
+        timeout=POOL_WAIT_S,
+        socket_timeout=2,
+        socket_connect_timeout=2,
+        socket_keepalive=True,
+        **options,
     )
+    return aioredis.Redis.from_pool(pool)
 
 
 def text(value: bytes | str) -> str:
