@@ -42,7 +42,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from loadgen import LoadClient, Sender, Tally, b64_decode, run_worker
+from loadgen import LoadClient, Sender, Tally, b64_decode, run_worker, venv_with
 
 SLIXMPP = "slixmpp==1.17.0"
 DOMAIN = "localhost"
@@ -127,16 +127,8 @@ def ensure_installed() -> str:
 
 
 def ensure_venv(cache: Path) -> str:
-    """A venv with slixmpp in ``cache`` (made once, with pip from PyPI); returns its Python."""
-    venv = cache / "xmpp-venv"
-    python = venv / "bin" / "python"
-    marker = venv / "installed.txt"
-    if not marker.exists() or marker.read_text() != SLIXMPP:
-        print(f"installing {SLIXMPP} into {venv} (once) ...", flush=True)
-        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", SLIXMPP], check=True, timeout=900)
-        marker.write_text(SLIXMPP)
-    return str(python)
+    """A venv with slixmpp in ``cache`` (made once); returns its Python."""
+    return venv_with(cache / "xmpp-venv", SLIXMPP)
 
 
 @contextlib.contextmanager
@@ -270,22 +262,6 @@ def prepare(http_port: int, senders: int, recipients: int) -> list[dict[str, Any
             {"number": i, "to": f"rcpt{i % recipients}@{DOMAIN}", "user": user, "resource": "phone"}
         )
     return devices
-
-
-def worker_specs(
-    c2s_port: int, devices: list[dict[str, Any]], processes: int, body_bytes: int
-) -> list[dict[str, Any]]:
-    receiving = [d for d in devices if "account" in d]
-    sending = [d for d in devices if "number" in d]
-    return [
-        {
-            "port": c2s_port,
-            "body_bytes": body_bytes,
-            "receivers": receiving[i::processes],
-            "senders": sending[i::processes],
-        }
-        for i in range(processes)
-    ]
 
 
 # --- the worker (under the slixmpp venv's Python) ----------------------------------------------------

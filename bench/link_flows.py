@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from bench_server import generous_servers
-from loadgen import Channel, CpuMeter, Worker, cpu_now, percentile
+from loadgen import Channel, CpuMeter, Worker, cpu_now, percentile, postmaster_pid
 
 COMPANIONS_PER_PRIMARY = 4
 
@@ -183,7 +183,7 @@ def main() -> None:
         )
         roots = {"lockstep": [s.pid for s in servers]}
         if postgres is not None and redis is not None:
-            roots["postgresql"] = [int((postgres.data_dir / "postmaster.pid").read_text().split()[0])]
+            roots["postgresql"] = [postmaster_pid(postgres.data_dir)]
             roots["redis"] = [redis.process.pid] if redis.process else []
         asyncio.run(orchestrate(args, urls, CpuMeter(roots)))
     print(f"load average after: {os.getloadavg()[0]:.1f}")

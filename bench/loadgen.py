@@ -31,6 +31,7 @@ import math
 import os
 import resource
 import struct
+import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -244,6 +245,24 @@ def _tree_cpu(root: int) -> float:
     return total + sum(times.get(pid, 0.0) for pid in wanted)
 
 
+def venv_with(folder: Path, requirement: str) -> str:
+    """A virtual environment in ``folder`` holding ``requirement`` (made once, with pip from PyPI), for
+    a peer that is no dependency of Lockstep's; returns its Python."""
+    python = folder / "bin" / "python"
+    marker = folder / "installed.txt"
+    if not marker.exists() or marker.read_text() != requirement:
+        print(f"installing {requirement} into {folder} (once) ...", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(folder)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", requirement], check=True, timeout=1800)
+        marker.write_text(requirement)
+    return str(python)
+
+
+def postmaster_pid(data_dir: Path) -> int:
+    """The main process of a PostgreSQL cluster (the root of its process tree)."""
+    return int((data_dir / "postmaster.pid").read_text().split()[0])
+
+
 class CpuMeter:
     """CPU seconds used by named process trees (a server, its database, Redis) between two readings."""
 
@@ -383,9 +402,22 @@ async def run_fleet(
     )
 
 
-def split(items: list[Any], parts: int) -> list[list[Any]]:
-    """Deal ``items`` round-robin into ``parts`` lists."""
-    return [items[i::parts] for i in range(parts)]
+def worker_specs(
+    devices: list[dict[str, Any]], processes: int, body_bytes: int, **shared: Any
+) -> list[dict[str, Any]]:
+    """Deal devices over ``processes`` workers: receiving devices (those with an ``account``) and
+    senders (those with a ``number``) each round-robin; ``shared`` goes into every spec."""
+    receiving = [d for d in devices if "account" in d]
+    sending = sorted((d for d in devices if "number" in d), key=lambda d: int(d["number"]))
+    return [
+        {
+            **shared,
+            "body_bytes": body_bytes,
+            "receivers": receiving[i::processes],
+            "senders": sending[i::processes],
+        }
+        for i in range(processes)
+    ]
 
 
 def percentile(ordered: list[float], fraction: float) -> float:

@@ -135,16 +135,6 @@ async def prepare(urls: list[str], senders: int, recipients: int, root: Path) ->
     return devices
 
 
-def worker_specs(devices: list[dict[str, Any]], processes: int, body_bytes: int) -> list[dict[str, Any]]:
-    """Deal the devices over the workers (receiving devices and senders each round-robin)."""
-    receiving = [d for d in devices if "account" in d]
-    sending = sorted((d for d in devices if "number" in d), key=lambda d: int(d["number"]))
-    return [
-        {"body_bytes": body_bytes, "receivers": receiving[i::processes], "senders": sending[i::processes]}
-        for i in range(processes)
-    ]
-
-
 # --- the worker ------------------------------------------------------------------------------------
 
 

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from bench_server import generous_server
-from loadgen import CpuMeter, Outcome, describe, figures, run_fleet
+from loadgen import CpuMeter, Outcome, describe, figures, postmaster_pid, run_fleet, worker_specs
 
 BENCH = Path(__file__).resolve().parent
 TARGETS = ("sqlite", "postgresql", "cluster", "synapse", "ejabberd")
@@ -48,10 +48,6 @@ NAMES = {
     "synapse": "Synapse, PostgreSQL",
     "ejabberd": "ejabberd",
 }
-
-
-def postmaster_pid(postgres: Any) -> int:
-    return int((postgres.data_dir / "postmaster.pid").read_text().split()[0])
 
 
 @contextlib.contextmanager
@@ -83,7 +79,7 @@ def run_lockstep(
         tempfile.TemporaryDirectory() as root,
     ):
         devices = asyncio.run(lockstep_load.prepare(urls, args.senders, args.recipients, Path(root)))
-        specs = lockstep_load.worker_specs(devices, args.processes, body_bytes)
+        specs = worker_specs(devices, args.processes, body_bytes)
         cpu = CpuMeter({"lockstep": pids, **extra})
         command = [sys.executable, str(BENCH / "lockstep_load.py")]
         return asyncio.run(run_fleet(command, specs, cpu, seconds=args.seconds, rate=args.rate))
@@ -108,8 +104,8 @@ def run_synapse(args: argparse.Namespace, body_bytes: int, cache: Path, postgres
         try:
             base = f"http://127.0.0.1:{port}"
             devices = asyncio.run(synapse_peer.prepare(base, Path(directory), args.senders, args.recipients))
-            specs = synapse_peer.worker_specs(base, devices, args.processes, body_bytes)
-            cpu = CpuMeter({"synapse": [server.pid], "postgresql": [postmaster_pid(postgres)]})
+            specs = worker_specs(devices, args.processes, body_bytes, base=base)
+            cpu = CpuMeter({"synapse": [server.pid], "postgresql": [postmaster_pid(postgres.data_dir)]})
             command = [sys.executable, str(BENCH / "synapse_peer.py")]
             return asyncio.run(run_fleet(command, specs, cpu, seconds=args.seconds, rate=args.rate))
         finally:
@@ -125,7 +121,7 @@ def run_ejabberd(args: argparse.Namespace, body_bytes: int, cache: Path) -> Outc
     python = ejabberd_peer.ensure_venv(cache)
     with ejabberd_peer.ejabberd() as (c2s_port, http_port, vm):
         devices = ejabberd_peer.prepare(http_port, args.senders, args.recipients)
-        specs = ejabberd_peer.worker_specs(c2s_port, devices, args.processes, body_bytes)
+        specs = worker_specs(devices, args.processes, body_bytes, port=c2s_port)
         cpu = CpuMeter({"ejabberd": [vm]})
         command = [python, str(BENCH / "ejabberd_peer.py")]
         return asyncio.run(run_fleet(command, specs, cpu, seconds=args.seconds, rate=args.rate))
@@ -181,12 +177,12 @@ def main() -> None:
                 outcome = run_lockstep(args, body_bytes, 1, None, {})
             elif target == "postgresql":
                 assert postgres is not None
-                pg = {"postgresql": [postmaster_pid(postgres)]}
+                pg = {"postgresql": [postmaster_pid(postgres.data_dir)]}
                 outcome = run_lockstep(args, body_bytes, 1, postgres.create_database("lockstep"), pg)
             elif target == "cluster":
                 assert postgres is not None and redis is not None
                 shared = {
-                    "postgresql": [postmaster_pid(postgres)],
+                    "postgresql": [postmaster_pid(postgres.data_dir)],
                     "redis": [redis.process.pid] if redis.process else [],
                 }
                 url = postgres.create_database("lockstep")

@@ -24,14 +24,13 @@ import json
 import os
 import re
 import subprocess
-import sys
 import time
 import urllib.parse
 from pathlib import Path
 from typing import Any
 
 import httpx
-from loadgen import LoadClient, Sender, Tally, b64_decode, run_worker
+from loadgen import LoadClient, Sender, Tally, b64_decode, run_worker, venv_with
 
 SYNAPSE = "matrix-synapse[postgres]==1.163.2"
 UNLIMITED = "{per_second: 1000000, burst_count: 1000000}"
@@ -63,16 +62,8 @@ SYNC_FILTER = json.dumps(
 
 
 def ensure_venv(cache: Path) -> str:
-    """A venv with Synapse in ``cache`` (made once, with pip from PyPI); returns its Python."""
-    venv = cache / "synapse-venv"
-    python = venv / "bin" / "python"
-    marker = venv / "installed.txt"
-    if not marker.exists() or marker.read_text() != SYNAPSE:
-        print(f"installing {SYNAPSE} into {venv} (once) ...", flush=True)
-        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", SYNAPSE], check=True, timeout=1800)
-        marker.write_text(SYNAPSE)
-    return str(python)
+    """A venv with Synapse in ``cache`` (made once); returns its Python."""
+    return venv_with(cache / "synapse-venv", SYNAPSE)
 
 
 def postgres_config(url: str) -> str:
@@ -193,22 +184,6 @@ async def prepare(base: str, directory: Path, senders: int, recipients: int) -> 
             joined.raise_for_status()
             devices.append({"number": i, "to": peer["user_id"], "token": me["access_token"], "room": room})
     return devices
-
-
-def worker_specs(
-    base: str, devices: list[dict[str, Any]], processes: int, body_bytes: int
-) -> list[dict[str, Any]]:
-    receiving = [d for d in devices if "account" in d]
-    sending = [d for d in devices if "number" in d]
-    return [
-        {
-            "base": base,
-            "body_bytes": body_bytes,
-            "receivers": receiving[i::processes],
-            "senders": sending[i::processes],
-        }
-        for i in range(processes)
-    ]
 
 
 # --- the worker ------------------------------------------------------------------------------------
