@@ -443,9 +443,10 @@ class UdpServer:
                 if data[31] & 1 and reply[1] and interleave_capable(data):
                     # A client that may use interleaved mode: learn when this reply leaves.
                     if basic:
-                        reply = reply[:40] + _late_transmit_time(
-                            arrival + offset, from_unix_ns(clock()) + offset
-                        )
+                        late_read = from_unix_ns(clock())
+                        reply = reply[:40] + _late_transmit_time(arrival + offset, late_read + offset)
+                        # Until the kernel says when it left, the time to serve for it is this.
+                        core.transmitted(key, int.from_bytes(reply[32:40], "big"), late_read)
                     self._send_stamped(reply, raddr[address : address + address_length], key)
                     stamped = True
                     continue
