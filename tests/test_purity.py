@@ -57,7 +57,7 @@ CORES = [
     Core(
         "link",
         frozenset(IO | CLOCKS | STORAGE_AND_WEB | {"random"}),
-        frozenset({"qr.py", "hpke.py", "grant.py", "devices.py", "envelope.py"}),
+        frozenset({"qr.py", "hpke.py", "grant.py", "devices.py", "envelope.py", "cpace.py"}),
     ),
     Core(
         "e2e",

@@ -2,6 +2,7 @@
 // browser modules to Playwright so tests/web can run them against the shared vector files.
 import * as b64u from "../src/crypto/base64";
 import * as bytes from "../src/crypto/bytes";
+import * as cpace from "../src/crypto/cpace";
 import * as ed25519 from "../src/crypto/ed25519";
 import * as envelope from "../src/crypto/envelope";
 import * as hpke from "../src/crypto/hpke";
@@ -27,6 +28,7 @@ declare global {
 const modules = {
   b64u,
   bytes,
+  cpace,
   ed25519,
   envelope,
   hpke,
