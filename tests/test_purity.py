@@ -72,6 +72,12 @@ CORES = [
         ),
         forbid_clock_reads=True,
     ),
+    Core(
+        "calls",
+        frozenset(IO | CLOCKS | STORAGE_AND_WEB | {"random", "os", "pathlib"}),
+        frozenset({"signals.py", "machine.py"}),
+        forbid_clock_reads=True,
+    ),
 ]
 
 

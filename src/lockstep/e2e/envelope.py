@@ -31,6 +31,8 @@ class Kind(enum.StrEnum):
     GROUP_KEY = "group-key"
     GROUP_INFO = "group-info"
     HISTORY = "history"
+    CALL = "call"
+    """Call signalling (§14): the body is parsed by :func:`lockstep.calls.signals.parse`."""
     UNDECRYPTABLE = "undecryptable"
     """Never on the wire (``decode`` refuses it): what a receiver calls a copy it could not open or
     that broke a rule, so every kind a client shows is a member of this enum."""
@@ -139,6 +141,8 @@ class MessageEnvelope:
                 raise EnvelopeError("a receipt's status is delivered or read")
             if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
                 raise EnvelopeError("a receipt lists 'message_ids'")
+        elif self.kind is Kind.CALL and not all(isinstance(body.get(k), str) for k in ("call_id", "type")):
+            raise EnvelopeError("a call signal names call_id and type")
         elif self.kind is Kind.GROUP_KEY and not all(
             isinstance(body.get(k), str) for k in ("group_id", "session_id", "session_key")
         ):
