@@ -2,8 +2,8 @@
 # Installs the Debian packages the tests drive for real (Chromium for the web app, and NSS's certutil to
 # give it a test-made root in its own certificate database; chrony and NTPsec as NTP peers, PostgreSQL's
 # server binaries for the storage tests, nginx as the reverse proxy in front of `lockstep serve`,
-# redis-server for the multi-instance tests) when any is missing. Idempotent: a machine that has them
-# all does nothing.
+# redis-server for the multi-instance tests, coturn as the TURN relay of the call tests) when any is
+# missing. Idempotent: a machine that has them all does nothing.
 set -euo pipefail
 
 # command-on-PATH:debian-package
@@ -15,6 +15,7 @@ wanted=(
   /usr/bin/certutil:libnss3-tools
   /usr/sbin/nginx:nginx
   /usr/bin/redis-server:redis-server
+  /usr/bin/turnserver:coturn
 )
 # NTPsec's ntpd and chrony both claim to be "the time daemon" and Debian lets only one be installed.
 # The tests need both as peers, so ntpsec is unpacked (not installed) into this folder; nothing in it
@@ -54,6 +55,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   # Likewise Debian's redis-server starts a system Redis; tests start their own on free ports.
   if command -v systemctl >/dev/null 2>&1; then systemctl disable --now redis-server >/dev/null 2>&1 || true; fi
   pkill -x chronyd 2>/dev/null || true
+  # Likewise coturn: the call tests start their own on a free loopback port (tests/turn_server.py).
+  if command -v systemctl >/dev/null 2>&1; then systemctl disable --now coturn >/dev/null 2>&1 || true; fi
   # Likewise nginx: the tests run their own on free loopback ports (tests/reverse_proxy.py).
   if command -v systemctl >/dev/null 2>&1; then systemctl disable --now nginx >/dev/null 2>&1 || true; fi
   if [ -x /etc/init.d/nginx ]; then /etc/init.d/nginx stop >/dev/null 2>&1 || true; fi

@@ -34,12 +34,7 @@ class TurnCredential:
     """Unix seconds."""
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "urls": list(self.urls),
-            "username": self.username,
-            "credential": self.credential,
-            "expires_at": self.expires_at,
-        }
+        return {"urls": list(self.urls), "username": self.username, "credential": self.credential}
 
 
 def check_turn_url(url: str) -> str:
@@ -67,3 +62,17 @@ def credential(
     expires_at = now + lifetime
     username = f"{expires_at}:{user}"
     return TurnCredential(turn_urls, username, password_for(secret, username), expires_at)
+
+
+@dataclass(frozen=True, slots=True)
+class TurnServer:
+    """``lockstep serve --turn-url URL --turn-secret FILE``: one coturn and the secret it shares with us."""
+
+    url: str
+    secret: bytes
+
+    def ice_servers(self, user: str, now: int) -> tuple[list[dict[str, Any]], int]:
+        """WebRTC ``iceServers`` for ``user`` (STUN and TURN at the same coturn) and their expiry,
+        both in Unix seconds."""
+        turn = credential(self.secret, (self.url,), user, now)
+        return [{"urls": [stun_url(self.url)]}, turn.to_json()], turn.expires_at

@@ -136,6 +136,19 @@ def register(subparsers: Any) -> None:
         "default 0)",
     )
     parser.add_argument(
+        "--turn-url",
+        metavar="URL",
+        help="a coturn for calls through NAT, turn:host:port; devices get short-lived credentials for it and "
+        "use it for STUN too (LOCKSTEP_TURN_URL; default: none, calls use host candidates only)",
+    )
+    parser.add_argument(
+        "--turn-secret",
+        type=Path,
+        metavar="FILE",
+        help="file holding the static-auth-secret coturn is started with (use-auth-secret) "
+        "(LOCKSTEP_TURN_SECRET_FILE)",
+    )
+    parser.add_argument(
         "--lan-host",
         default="0.0.0.0",  # noqa: S104 - phones on the LAN must reach it
         help="address the --lan listener binds (default: all)",
@@ -175,6 +188,8 @@ def run(args: argparse.Namespace) -> int:
             redis_url=args.redis,
             redis_prefix=args.redis_prefix,
             drain_seconds=args.drain_seconds,
+            turn_url=args.turn_url,
+            turn_secret_file=args.turn_secret,
         )
     except SettingsError as error:
         raise CommandError(str(error)) from error
@@ -197,6 +212,8 @@ def run(args: argparse.Namespace) -> int:
     ]
     if settings.redis_url:
         lines.append("  Shared state (several instances): Redis")
+    if settings.turn_url:
+        lines.append(f"  Calls relay through {settings.turn_url}")
     if args.lan:
         lan = lan_addresses()
         phone_host = lan[0] if lan else "127.0.0.1"

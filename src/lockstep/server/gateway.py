@@ -13,7 +13,16 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from lockstep import __version__
 from lockstep.link.encoding import b64u_encode
-from lockstep.server import api_accounts, api_groups, api_keys, api_linking, api_messages, api_time, media
+from lockstep.server import (
+    api_accounts,
+    api_calls,
+    api_groups,
+    api_keys,
+    api_linking,
+    api_messages,
+    api_time,
+    media,
+)
 from lockstep.server.admission import Refused
 from lockstep.server.clock import precise_ms
 from lockstep.server.connection import CLOSE_TRY_LATER, Connection
@@ -48,6 +57,7 @@ OPERATIONS: dict[str, Handler] = {
     "groups.get": api_groups.get,
     "groups.list": api_groups.list_groups,
     "media.token": media.token,
+    "calls.ice_servers": api_calls.ice_servers,
 }
 
 ADDS_DATA = frozenset({"account.register", "link.approve", "messages.send", "groups.create", "groups.add"})

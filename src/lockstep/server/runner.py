@@ -114,6 +114,7 @@ async def serve(
         allowed_origins=settings.allowed_origins,
         admission=Admission(settings.admission_limits(open_files)),
         local_ca=local_ca,
+        turn=settings.turn_server(),
     )
     services.disk = DiskGuard([*settings.folders, services.media_root], settings.storage.min_free_bytes)
     app = create_app(services, settings.web_root)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from starlette.requests import HTTPConnection
 
+from lockstep.calls.turn import TurnServer
 from lockstep.server.admission import Admission
 from lockstep.server.ca_page import LocalCa
 from lockstep.server.client_address import ClientAddress, TrustedProxies, address_of
@@ -107,6 +108,8 @@ class Services:
     metrics: Metrics = field(default_factory=Metrics)
     local_ca: LocalCa | None = None
     """``serve --lan``'s certificate authority: its root is served at ``/ca.crt`` with a page at ``/ca``."""
+    turn: TurnServer | None = None
+    """The coturn whose short-lived credentials ``calls.ice_servers`` hands out (--turn-url)."""
     draining: bool = False
     """Set on SIGTERM: ``/readyz`` answers 503 so a load balancer sends new clients elsewhere."""
 

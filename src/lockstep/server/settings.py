@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lockstep.calls.turn import TurnServer, check_turn_url
 from lockstep.link.errors import LinkCodeError
 from lockstep.link.qr import normalise_origin
 from lockstep.server.admission import DEADLINE_S, PER_ADDRESS, AdmissionLimits
@@ -123,6 +124,10 @@ class Settings:
     """Prefix of every Redis key and channel, so several deployments can share one Redis."""
     drain_seconds: float = 0.0
     """On SIGTERM, how long ``/readyz`` says 503 before the server stops (load balancer notice)."""
+    turn_url: str | None = None
+    """A coturn for calls, ``turn:host:port`` (LOCKSTEP_TURN_URL); none: host candidates only."""
+    turn_secret_file: Path | None = None
+    """The file holding coturn's ``static-auth-secret`` (LOCKSTEP_TURN_SECRET_FILE)."""
 
     def __post_init__(self) -> None:
         try:
@@ -152,6 +157,14 @@ class Settings:
         for path in (self.tls_cert, self.tls_key):
             if path is not None and not path.is_file():
                 raise SettingsError(f"no such file: {path}")
+        if (self.turn_url is None) != (self.turn_secret_file is None):
+            raise SettingsError("--turn-url and --turn-secret go together")
+        if self.turn_url is not None:
+            try:
+                check_turn_url(self.turn_url)
+            except ValueError as error:
+                raise SettingsError(f"--turn-url / LOCKSTEP_TURN_URL: {error}") from error
+            self.turn_server()
         if self.public_origin is not None:
             try:
                 normalise_origin(self.public_origin)
@@ -160,6 +173,20 @@ class Settings:
                     f"LOCKSTEP_PUBLIC_ORIGIN must be an http(s) origin such as https://chat.example, "
                     f"not {self.public_origin!r}"
                 ) from error
+
+    def turn_server(self) -> TurnServer | None:
+        """The coturn calls may use, its secret read from ``turn_secret_file`` (first line, trimmed)."""
+        if self.turn_url is None or self.turn_secret_file is None:
+            return None
+        try:
+            secret = self.turn_secret_file.read_text().strip().encode()
+        except (OSError, UnicodeDecodeError) as error:
+            raise SettingsError(f"--turn-secret: cannot read {self.turn_secret_file}: {error}") from error
+        if len(secret) < 16:
+            raise SettingsError(
+                f"--turn-secret: {self.turn_secret_file} holds no secret of 16 characters or more"
+            )
+        return TurnServer(self.turn_url, secret)
 
     @property
     def tls(self) -> bool:
@@ -222,6 +249,10 @@ class Settings:
             values["redis_prefix"] = env["LOCKSTEP_REDIS_PREFIX"]
         if "LOCKSTEP_DRAIN_SECONDS" in env:
             values["drain_seconds"] = _number(env, "LOCKSTEP_DRAIN_SECONDS", float)
+        if env.get("LOCKSTEP_TURN_URL"):
+            values["turn_url"] = env["LOCKSTEP_TURN_URL"]
+        if env.get("LOCKSTEP_TURN_SECRET_FILE"):
+            values["turn_secret_file"] = Path(env["LOCKSTEP_TURN_SECRET_FILE"])
         if "LOCKSTEP_WEB_ROOT" in env:
             values["web_root"] = Path(env["LOCKSTEP_WEB_ROOT"])
         storage_overrides = overrides.pop("storage", None)
