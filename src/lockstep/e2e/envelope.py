@@ -33,6 +33,12 @@ class Kind(enum.StrEnum):
     HISTORY = "history"
     CALL = "call"
     """Call signalling (§14): the body is parsed by :func:`lockstep.calls.signals.parse`."""
+    REACTION = "reaction"
+    EDIT = "edit"
+    DELETE = "delete"
+    TYPING = "typing"
+    PRESENCE = "presence"
+    """Message actions and signals (§15): bodies parsed by :mod:`lockstep.e2e.actions`."""
     UNDECRYPTABLE = "undecryptable"
     """Never on the wire (``decode`` refuses it): what a receiver calls a copy it could not open or
     that broke a rule, so every kind a client shows is a member of this enum."""
@@ -147,6 +153,10 @@ class MessageEnvelope:
             isinstance(body.get(k), str) for k in ("group_id", "session_id", "session_key")
         ):
             raise EnvelopeError("a group key names group_id, session_id and session_key")
+        # Imported here: actions builds on this module's kinds and ids.
+        from lockstep.e2e import actions
+
+        actions.check_body(self.kind, body)
 
     def check_routing(self, message_id: str, sender_account: str, sender_device: str) -> None:
         """The server's routing and the signed-by-encryption envelope must agree."""

@@ -5,7 +5,8 @@ E2EError
 ├── KeyBundleError             a device's published keys are malformed, unsigned, or not in its account's
 │                              primary-signed device list
 ├── EnvelopeError              a decrypted plaintext is not a valid message envelope, or disagrees with
-│                              how the server routed it (sender, message id)
+│   │                          how the server routed it (sender, message id)
+│   └── ActionError            a reply, reaction, edit, delete, typing or presence body that is malformed
 ├── DecryptionError            a ciphertext did not decrypt
 │   ├── NoSession              no Olm or Megolm session can open it (the key has not arrived, or was
 │   │                          never shared with this device: removed member, unlinked device)
@@ -31,6 +32,10 @@ class KeyBundleError(E2EError):
 
 class EnvelopeError(E2EError):
     """A decrypted message envelope that is malformed or inconsistent with its routing."""
+
+
+class ActionError(EnvelopeError):
+    """A message action's body (§15) that is malformed: the message is refused like any bad envelope."""
 
 
 class DecryptionError(E2EError):
