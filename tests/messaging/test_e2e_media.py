@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import itertools
@@ -14,9 +15,11 @@ from lockstep.e2e.errors import MediaError, MediaIntegrityError
 from lockstep.e2e.media import (
     MAC_SIZE,
     MediaDecryptor,
+    MediaDigest,
     MediaEncryptor,
     MediaKeys,
     MediaKind,
+    MediaRef,
     decrypt_media,
     encrypt_media,
 )
@@ -88,3 +91,51 @@ def test_wrong_key_or_kind_is_rejected() -> None:
         decrypt_media(blob, MediaKind.AUDIO, b"k" * 32, digest)
     with pytest.raises(MediaError):
         MediaKeys.expand(b"short", MediaKind.IMAGE)
+
+
+DIGESTS = st.builds(
+    MediaDigest,
+    st.binary(min_size=32, max_size=32),
+    st.binary(min_size=32, max_size=32),
+    st.integers(0, 2**40),
+    st.integers(0, 2**40),
+)
+REF_FIELDS = ["media_id", "type", "media_key", "file_sha256", "file_enc_sha256", "file_length", "enc_length"]
+REFS = st.builds(MediaRef, st.from_regex(r"[A-Za-z0-9_-]{43}", fullmatch=True), KINDS, KEYS, DIGESTS)
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=50),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=20), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@given(ref=REFS)
+def test_a_media_reference_round_trips(ref: MediaRef) -> None:
+    assert sorted(ref.to_json()) == sorted(REF_FIELDS)
+    assert MediaRef.from_json(ref.to_json()) == ref
+    assert MediaRef.from_json({**ref.to_json(), "mimetype": "image/png", "name": "a.png"}) == ref
+
+
+@given(ref=REFS, field=st.sampled_from(REF_FIELDS), value=JSON)
+def test_a_damaged_media_reference_raises_only_media_error(ref: MediaRef, field: str, value: object) -> None:
+    """Whatever a sender puts in a media object, reading it either gives a reference or a MediaError."""
+    damaged = {**ref.to_json(), field: value}
+    try:
+        parsed = MediaRef.from_json(damaged)
+    except MediaError:
+        return
+    assert parsed.to_json() == {k: v for k, v in damaged.items() if k in parsed.to_json()}
+
+
+@pytest.mark.parametrize("media_id", ["../../accounts", "a/b", "", "x" * 65, "id?q=1"])
+def test_a_media_id_that_is_not_a_plain_name_is_refused(media_id: str) -> None:
+    """The id goes into the download URL's path: only base64url characters may."""
+    ref = MediaRef("A" * 43, MediaKind.IMAGE, bytes(32), MediaDigest(bytes(32), bytes(32), 1, 26))
+    with pytest.raises(MediaError):
+        MediaRef.from_json({**ref.to_json(), "media_id": media_id})
+
+
+@given(value=JSON)
+def test_any_json_raises_only_media_error(value: object) -> None:
+    with contextlib.suppress(MediaError):
+        MediaRef.from_json(value)

@@ -77,12 +77,12 @@ async def test_an_offline_device_gets_everything_on_reconnect_in_order_exactly_o
 
     # The laptop reads everything but crashes before acknowledging: the server still holds it all.
     async with messengers(bob.companion_dir) as (b_laptop,):
-        original = b_laptop._request
+        original = b_laptop.session.connection.request
 
         async def no_ack(op: str, **fields: object) -> dict[str, object]:
             return {"deleted": 0} if op == "messages.ack" else await original(op, **fields)
 
-        monkeypatch.setattr(b_laptop, "_request", no_ack)
+        monkeypatch.setattr(b_laptop.session.connection, "request", no_ack)
         first = await b_laptop.receive(receipts=False)
     assert [m.text for m in first] == texts
     assert [m.seq for m in first] == sorted(m.seq for m in first)

@@ -19,7 +19,14 @@ from pathlib import Path
 
 from lockstep.client.connection import USER_AGENT
 from lockstep.client.errors import ClientError, ServerRefused
-from lockstep.e2e.media import BLOCK_SIZE, MAC_SIZE, MediaDecryptor, MediaDigest, MediaEncryptor, MediaKind
+from lockstep.e2e.media import (
+    BLOCK_SIZE,
+    MAC_SIZE,
+    MediaDecryptor,
+    MediaEncryptor,
+    MediaKind,
+    MediaRef,
+)
 from lockstep.link.encoding import b64u_decode
 
 CHUNK = 256 * 1024
@@ -50,7 +57,7 @@ def _upload(
     media_key: bytes,
     progress: Progress,
     ca_file: str | None,
-) -> tuple[str, MediaDigest]:
+) -> MediaRef:
     size = path.stat().st_size
     total = encrypted_size(size)
     encryptor = MediaEncryptor(media_key, kind)
@@ -89,25 +96,18 @@ def _upload(
     digest = encryptor.digest
     if b64u_decode(answer["sha256"]) != digest.file_enc_sha256 or answer["size"] != digest.enc_length:
         raise ClientError("the server stored something else than what was uploaded")
-    return str(answer["media_id"]), digest
+    return MediaRef(str(answer["media_id"]), kind, media_key, digest)
 
 
 def _download(
-    server_url: str,
-    token: str,
-    media_id: str,
-    kind: MediaKind,
-    media_key: bytes,
-    expected: MediaDigest,
-    target: Path,
-    progress: Progress,
-    ca_file: str | None,
+    server_url: str, token: str, media: MediaRef, target: Path, progress: Progress, ca_file: str | None
 ) -> None:
-    url = f"{server_url.rstrip('/')}/media/{media_id}"
+    url = f"{server_url.rstrip('/')}/media/{media.media_id}"
     request = urllib.request.Request(  # noqa: S310
         url, headers={"authorization": f"Bearer {token}", "user-agent": USER_AGENT}
     )
-    decryptor = MediaDecryptor(media_key, kind, expected)
+    expected = media.digest
+    decryptor = MediaDecryptor(media.media_key, media.kind, expected)
     partial = target.with_name(f".{target.name}.{secrets.token_hex(4)}.part")
     try:
         with (
@@ -138,21 +138,18 @@ async def upload(
     media_key: bytes,
     progress: Progress = lambda done, total: None,
     ca_file: str | None = None,
-) -> tuple[str, MediaDigest]:
+) -> MediaRef:
+    """Encrypt ``path`` under ``media_key`` while uploading it; where it went and how to open it."""
     return await asyncio.to_thread(_upload, server_url, token, path, kind, media_key, progress, ca_file)
 
 
 async def download(
     server_url: str,
     token: str,
-    media_id: str,
-    kind: MediaKind,
-    media_key: bytes,
-    expected: MediaDigest,
+    media: MediaRef,
     target: Path,
     progress: Progress = lambda done, total: None,
     ca_file: str | None = None,
 ) -> None:
-    await asyncio.to_thread(
-        _download, server_url, token, media_id, kind, media_key, expected, target, progress, ca_file
-    )
+    """Fetch ``media``'s blob and decrypt it into ``target``, which appears only once it checks out."""
+    await asyncio.to_thread(_download, server_url, token, media, target, progress, ca_file)

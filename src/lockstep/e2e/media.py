@@ -19,6 +19,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import hmac
+import re
 import secrets
 from dataclasses import dataclass
 
@@ -27,11 +28,14 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from lockstep.e2e.errors import MediaError, MediaIntegrityError
+from lockstep.link.encoding import b64u_decode, b64u_encode
+from lockstep.link.errors import EncodingError
 
 MEDIA_KEY_SIZE = 32
 MAC_SIZE = 10
 BLOCK_SIZE = 16
 EXPANDED_SIZE = 112
+MEDIA_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 class MediaKind(enum.StrEnum):
@@ -98,6 +102,53 @@ class MediaDigest:
     file_enc_sha256: bytes
     file_length: int
     enc_length: int
+
+
+@dataclass(frozen=True, slots=True)
+class MediaRef:
+    """Where a blob is and how to open it: the ``media`` object of a media message (messaging.md §9.2),
+    without its display fields (``mimetype``, ``name``)."""
+
+    media_id: str
+    kind: MediaKind
+    media_key: bytes
+    digest: MediaDigest
+
+    @classmethod
+    def from_json(cls, value: object) -> MediaRef:
+        """Parse a received ``media`` object; anything unusable raises :class:`MediaError`."""
+        if not isinstance(value, dict):
+            raise MediaError("a media message without a media object")
+        try:
+            lengths = value["file_length"], value["enc_length"]
+            if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in lengths):
+                raise ValueError("lengths are non-negative integers")
+            media_id = value["media_id"]
+            if not isinstance(media_id, str) or not MEDIA_ID.fullmatch(media_id):
+                raise ValueError("a media id is base64url")  # it goes into a URL path
+            return cls(
+                media_id,
+                MediaKind(value["type"]),
+                b64u_decode(value["media_key"], length=MEDIA_KEY_SIZE),
+                MediaDigest(
+                    b64u_decode(value["file_sha256"], length=32),
+                    b64u_decode(value["file_enc_sha256"], length=32),
+                    *lengths,
+                ),
+            )
+        except (KeyError, ValueError, TypeError, EncodingError) as error:
+            raise MediaError("a media message without a usable key or hashes") from error
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "media_id": self.media_id,
+            "type": self.kind.value,
+            "media_key": b64u_encode(self.media_key),
+            "file_sha256": b64u_encode(self.digest.file_sha256),
+            "file_enc_sha256": b64u_encode(self.digest.file_enc_sha256),
+            "file_length": self.digest.file_length,
+            "enc_length": self.digest.enc_length,
+        }
 
 
 class MediaEncryptor:

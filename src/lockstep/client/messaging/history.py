@@ -1,0 +1,120 @@
+"""History for a new companion (messaging.md §12): the primary sends each companion that has not had one
+a bundle of its recent chats, encrypted and uploaded like a file, its key over Olm to that companion
+alone; a companion imports only what its own account's primary sent."""
+
+from __future__ import annotations
+
+import json
+
+from lockstep.client import e2estate
+from lockstep.client.messaging.contacts import Contacts
+from lockstep.client.messaging.device import Device
+from lockstep.client.messaging.media import MediaTransfer
+from lockstep.client.messaging.outbox import Outbox
+from lockstep.client.messaging.records import Received, new_message_id
+from lockstep.e2e.envelope import Kind, MessageEnvelope, direct_conversation
+from lockstep.e2e.errors import EnvelopeError
+from lockstep.e2e.keys import DeviceKeys
+from lockstep.link.devices import Role
+
+HISTORY_DAYS = 30
+HISTORY_MAX = 1000
+
+
+class History:
+    def __init__(self, device: Device, contacts: Contacts, outbox: Outbox, media: MediaTransfer) -> None:
+        self.device = device
+        self.contacts = contacts
+        self.outbox = outbox
+        self.media = media
+
+    async def sync(self) -> list[str]:
+        """Primary only: send every companion that can receive and has not had one a history bundle.
+
+        The bundle (the last :data:`HISTORY_DAYS` days, at most :data:`HISTORY_MAX` messages) is
+        encrypted and uploaded like a file; its key goes to that one companion over Olm, with a note of
+        what was not transferred. Returns the companions served.
+        """
+        device, store = self.device, self.device.store
+        if device.session.state.role is not Role.PRIMARY:
+            return []
+        me = await self.contacts.get(account_id=device.account_id, refresh=True)
+        served = []
+        for device_id, keys in sorted(me.keys.items()):
+            if device_id == device.device_id or device_id in store.history_sent_to:
+                continue
+            await self._send(keys)
+            store.history_sent_to.append(device_id)
+            store.save()
+            served.append(device_id)
+        return served
+
+    async def _send(self, keys: DeviceKeys) -> None:
+        device, store = self.device, self.device.store
+        now = device.session.clock.now_ms()
+        cutoff = now - HISTORY_DAYS * 86_400_000
+        recent = [r for r in store.history if int(r.get("ts") or 0) >= cutoff]
+        older = len(store.history) - len(recent) + store.history_dropped
+        over_limit = max(0, len(recent) - HISTORY_MAX)
+        recent = recent[-HISTORY_MAX:]
+        not_transferred = {"older_than_30_days_or_dropped": older, "over_1000_limit": over_limit}
+        note = f"{len(recent)} messages from the last {HISTORY_DAYS} days were transferred"
+        if older or over_limit:
+            note += f"; {older + over_limit} older messages stay only on the phone"
+        bundle = {
+            "v": 1,
+            "type": "history-bundle",
+            "generated_at": now,
+            "messages": recent,
+            "not_transferred": not_transferred,
+            # Group names travel only end to end: without them the companion's groups are nameless.
+            "groups": [{"group_id": g, "name": n} for g, n in sorted(store.group_names.items())],
+        }
+        staging = device.session.state.directory / ".history-upload.json"
+        e2estate.write_private(staging, json.dumps(bundle).encode())
+        try:
+            media = await self.media.upload(staging)
+        finally:
+            staging.unlink(missing_ok=True)
+        body = {"media": media, "count": len(recent), "not_transferred": not_transferred, "note": note}
+        envelope = device.envelope(
+            Kind.HISTORY, direct_conversation(device.account_id, device.account_id), body, new_message_id()
+        )
+        payloads = await self.outbox.olm_payloads([keys], envelope.encode())
+        try:
+            await device.request(
+                "messages.send", message_id=envelope.message_id, to=device.account_id, payloads=payloads
+            )
+        finally:
+            store.save()
+
+    async def import_bundle(self, envelope: MessageEnvelope, message: Received) -> None:
+        """Companion: merge a history bundle from this account's primary into this device's history."""
+        device = self.device
+        entry = device.session.state.devices.find(envelope.sender_device)
+        if envelope.sender_account != device.account_id or entry is None or entry.role is not Role.PRIMARY:
+            raise EnvelopeError("history comes only from this account's primary")
+        staging = device.session.state.directory / ".history"
+        path = await self.media.download(envelope.body["media"], folder=staging)
+        try:
+            bundle = json.loads(path.read_bytes())
+        finally:
+            path.unlink(missing_ok=True)
+        records = bundle.get("messages") if isinstance(bundle, dict) else None
+        if not isinstance(records, list):
+            raise EnvelopeError("a history bundle without messages")
+        added = device.store.merge_history(records)
+        self._import_group_names(bundle.get("groups"))
+        note = str(envelope.body.get("note", ""))[:500]
+        device.store.history_note = note
+        message.body = {"count": added, "note": note, "not_transferred": envelope.body.get("not_transferred")}
+
+    def _import_group_names(self, groups: object) -> None:
+        """Names of the primary's groups from a history bundle; a name this device learnt itself (a
+        ``group-info`` it received) is newer and stays."""
+        for group in groups[:HISTORY_MAX] if isinstance(groups, list) else []:
+            group_id, name = (
+                (group.get("group_id"), group.get("name")) if isinstance(group, dict) else (None, None)
+            )
+            if isinstance(group_id, str) and len(group_id) <= 64 and isinstance(name, str) and name:
+                self.device.store.group_names.setdefault(group_id, name[:100])
