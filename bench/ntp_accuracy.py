@@ -1,6 +1,7 @@
 """NTP client accuracy: ``lockstep ntp monitor`` vs ``chronyd -x``, through the same delay proxy.
 
     .venv/bin/python bench/ntp_accuracy.py [--duration 300] [--offset 0.1] [--poll 1]
+        [--drift 50 --step-delay 0.020 --step-length 60]
 
 A Lockstep NTP server whose clock runs ``--offset`` seconds ahead of the system clock serves
 behind a user-space UDP delay proxy (``tc netem`` is not available here). The proxy delays each
@@ -10,6 +11,14 @@ Both clients poll every 2**poll s through the same proxy at the same time: our m
 subprocess, ``--json``) and chronyd with ``-x`` (never touches the clock). Every second the
 benchmark samples both clients' current offset estimates; after a warm-up it prints each client's
 error against the known offset (RMS and max) and the ratio. All traffic stays on 127.0.0.1.
+
+The drift scenario (issue 11) tests frequency tracking: with ``--drift PPM`` the server's clock
+runs PPM parts per million fast from ``--offset`` (its offset is recomputed every millisecond
+from the monotonic clock, which the benchmark shares, so the true offset at any instant is
+known), and with ``--step-delay S`` the client-to-server delay grows by S for ``--step-length``
+seconds centred in the measured window (a route change: one way only, so it is also a step in
+path asymmetry of S/2 that no client can see). Errors are then also reported before, during and
+after the step.
 """
 
 from __future__ import annotations
@@ -47,8 +56,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def run_server(port: int, offset: float) -> None:
-    """A stratum-1-like server whose clock is ``offset`` seconds ahead of the system clock."""
+def true_offset(offset: float, drift_ppm: float, start: float, at: float) -> float:
+    """The server clock's offset from the system clock at monotonic time ``at``: ``offset`` at
+    ``start``, growing by ``drift_ppm`` µs per second."""
+    return offset + drift_ppm * 1e-6 * (at - start)
+
+
+def run_server(port: int, offset: float, drift_ppm: float = 0.0, start: float = 0.0) -> None:
+    """A stratum-1-like server whose clock is ``offset`` seconds ahead of the system clock at
+    monotonic time ``start`` and runs ``drift_ppm`` parts per million fast."""
 
     async def main() -> None:
         core = NtpServer(
@@ -56,15 +72,24 @@ def run_server(port: int, offset: float) -> None:
             clock_offset=from_seconds(offset),
         )
         UdpServer(core, open_udp_socket("127.0.0.1", port)).start()
-        await asyncio.Future()
+        while True:  # 1 ms steps: 50 ns apart at 50 ppm, far below what the path lets us see
+            core.clock_offset = from_seconds(true_offset(offset, drift_ppm, start, time.monotonic()))
+            await asyncio.sleep(0.001)
 
     asyncio.run(main())
 
 
 def run_proxy(
-    listen: int, upstream: int, base: float, jitter_out: float, jitter_back: float, loss: float
+    listen: int,
+    upstream: int,
+    base: float,
+    jitter_out: float,
+    jitter_back: float,
+    loss: float,
+    step: tuple[float, float, float] = (0.0, 0.0, 0.0),
 ) -> None:
-    """Relay datagrams with delay = base + Exp(jitter) per direction, and random loss."""
+    """Relay datagrams with delay = base + Exp(jitter) per direction, and random loss; from
+    monotonic time ``step[0]`` to ``step[1]`` client-to-server datagrams wait ``step[2]`` more."""
     rng = random.Random(2024)
     front = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     front.bind(("127.0.0.1", listen))
@@ -88,6 +113,8 @@ def run_proxy(
                     by_client[address] = back
                     by_socket[back] = address
                 delay = base + rng.expovariate(1 / jitter_out)
+                if step[0] <= now < step[1]:
+                    delay += step[2]
                 item = (now + delay, sequence, back, data, ("127.0.0.1", upstream))
             else:
                 delay = base + rng.expovariate(1 / jitter_back)
@@ -173,61 +200,88 @@ def main() -> None:
     parser.add_argument("--jitter-out", type=float, default=0.001, help="mean client->server")
     parser.add_argument("--jitter-back", type=float, default=0.004, help="mean server->client")
     parser.add_argument("--loss", type=float, default=0.05)
+    parser.add_argument("--drift", type=float, default=0.0, help="server clock runs this many ppm fast")
+    parser.add_argument("--step-delay", type=float, default=0.0, help="extra client->server delay, s")
+    parser.add_argument("--step-length", type=float, default=60.0, help="seconds the extra delay lasts")
     args = parser.parse_args()
     server_port, proxy_port = free_port(), free_port()
+    origin = time.monotonic()  # the server's offset is args.offset here (CLOCK_MONOTONIC is system-wide)
+    step_start = origin + args.warmup + (args.duration - args.step_length) / 2
+    step = (
+        (step_start, step_start + args.step_length, args.step_delay) if args.step_delay else (0.0, 0.0, 0.0)
+    )
     context = multiprocessing.get_context("fork")
     children = [
-        context.Process(target=run_server, args=(server_port, args.offset), daemon=True),
+        context.Process(target=run_server, args=(server_port, args.offset, args.drift, origin), daemon=True),
         context.Process(
             target=run_proxy,
-            args=(proxy_port, server_port, args.base, args.jitter_out, args.jitter_back, args.loss),
+            args=(proxy_port, server_port, args.base, args.jitter_out, args.jitter_back, args.loss, step),
             daemon=True,
         ),
     ]
     for child in children:
         child.start()
     print(
-        f"server clock +{args.offset:g} s; proxy: {args.base * 1e3:g} ms each way + Exp("
+        f"server clock +{args.offset:g} s, {args.drift:g} ppm fast; "
+        f"proxy: {args.base * 1e3:g} ms each way + Exp("
         f"{args.jitter_out * 1e3:g} ms) out / Exp({args.jitter_back * 1e3:g} ms) back, "
         f"{args.loss:.0%} loss; poll 2^{args.poll} s; {args.warmup:g} s warm-up, "
         f"{args.duration:g} s measured"
+        + (
+            f"; +{args.step_delay * 1e3:g} ms client->server for {args.step_length:g} s from "
+            f"{step_start - origin:.0f} s"
+            if args.step_delay
+            else ""
+        )
     )
-    ours: list[float] = []
-    theirs: list[float] = []
+    samples: list[tuple[float, float, float]] = []  # (monotonic time, our error, chronyd's error)
     try:
         with chronyd(proxy_port, args.poll) as chrony_socket:
             monitor = OurMonitor(proxy_port, args.poll)
             try:
-                start = time.monotonic()
-                while (elapsed := time.monotonic() - start) < args.warmup + args.duration:
+                while (now := time.monotonic()) - origin < args.warmup + args.duration:
                     time.sleep(1.0)
-                    if elapsed < args.warmup:
+                    if now - origin < args.warmup:
                         continue
                     chrony = chrony_offset(chrony_socket)
+                    truth = true_offset(args.offset, args.drift, origin, time.monotonic())
                     if monitor.offset is not None and chrony is not None:
-                        ours.append(monitor.offset - args.offset)
-                        theirs.append(chrony - args.offset)
+                        samples.append((now, monitor.offset - truth, chrony - truth))
             finally:
                 monitor.stop()
     finally:
         for child in children:
             child.terminate()
-    if not ours:
+    if not samples:
         raise SystemExit("no samples: a client never synchronised")
+    print(f"samples: {len(samples)} (one per second)")
+    report("all", samples)
+    if args.step_delay:
+        settle = 30.0  # the step's after-effects: the filters' memory of delayed samples
+        report("before the step", [x for x in samples if x[0] < step[0]])
+        report("during the step", [x for x in samples if step[0] <= x[0] < step[1]])
+        report(f"{settle:g} s after it", [x for x in samples if step[1] <= x[0] < step[1] + settle])
+        report("later", [x for x in samples if x[0] >= step[1] + settle])
+
+
+def report(label: str, samples: list[tuple[float, float, float]]) -> None:
+    """Both clients' RMS, max and mean error over ``samples``, and ours over chronyd's."""
+    if not samples:
+        return
+    ours = [e for _, e, _ in samples]
+    theirs = [e for _, _, e in samples]
     our_rms, our_max = summary(ours)
     their_rms, their_max = summary(theirs)
-    mean_ours = sum(ours) / len(ours)
-    mean_theirs = sum(theirs) / len(theirs)
-    print(f"samples: {len(ours)} (one per second)")
+    print(f"{label} ({len(samples)} samples)")
     print(
-        f"lockstep monitor  RMS error {our_rms * 1e3:7.3f} ms  max {our_max * 1e3:7.3f} ms"
-        f"  mean {mean_ours * 1e3:+7.3f} ms"
+        f"  lockstep monitor  RMS error {our_rms * 1e3:7.3f} ms  max {our_max * 1e3:7.3f} ms"
+        f"  mean {sum(ours) / len(ours) * 1e3:+7.3f} ms"
     )
     print(
-        f"chronyd -x        RMS error {their_rms * 1e3:7.3f} ms  max {their_max * 1e3:7.3f} ms"
-        f"  mean {mean_theirs * 1e3:+7.3f} ms"
+        f"  chronyd -x        RMS error {their_rms * 1e3:7.3f} ms  max {their_max * 1e3:7.3f} ms"
+        f"  mean {sum(theirs) / len(theirs) * 1e3:+7.3f} ms"
     )
-    print(f"ratio lockstep/chronyd: RMS {our_rms / their_rms:.2f}x, max {our_max / their_max:.2f}x")
+    print(f"  ratio lockstep/chronyd: RMS {our_rms / their_rms:.2f}x, max {our_max / their_max:.2f}x")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,13 @@
 """NTS throughput: authenticated NTP requests/s of Lockstep's server vs chronyd's NTS server.
 
     .venv/bin/python bench/nts_throughput.py [--duration 5] [--inflight 32] [--rounds 3]
+        [--server-source OLD/src]
+    .venv/bin/python bench/nts_throughput.py --python-cost [--batch 32]
+
+``--python-cost`` measures no throughput: it times (``time.thread_time``, so other processes'
+load hardly matters) the server's batch answer for ``--batch`` copies of one NTS request in its
+receive slots, replies really sent to a local socket, and ``NtpServer.respond`` alone, per
+request; run it with ``PYTHONPATH=OLD/src`` for an older checkout.
 
 Same load generator as bench/ntp_throughput.py (imported, not copied: its recvmmsg/sendmmsg
 ``load`` loop and ``measure``), same CPU pinning (server on CPU 0, load on CPU 1), one run with
@@ -17,9 +24,11 @@ Ours: ``lockstep ntp serve --local-stratum 10 --no-rate-limit --nts-cert ... --n
 from __future__ import annotations
 
 import argparse
+import array
 import contextlib
 import os
 import socket
+import struct
 import sys
 import tempfile
 import time
@@ -88,12 +97,86 @@ def lockstep_server(
     return ntp_throughput.lockstep_server(port, cpu, options=(*nts, "--nts-port", str(ke_port)))
 
 
+def python_cost(batch_size: int, rounds: int = 300) -> None:
+    """Thread CPU time per NTS request: the batched adapter (recvmmsg slots filled by hand, as the
+    kernel would, replies sent for real to a sink socket) and the core's respond() alone."""
+    from lockstep.ntp.aio.server import UdpServer, open_udp_socket
+    from lockstep.ntp.nts.cookies import CookieContents, CookieKeys
+    from lockstep.ntp.nts.server import NtsServer
+    from lockstep.ntp.server import NtpServer, ServerState
+    from lockstep.ntp.timestamps import from_unix_ns
+
+    now = from_unix_ns(time.time_ns())
+    keys = CookieKeys(os.urandom(32))
+    c2s, s2c = os.urandom(32), os.urandom(32)
+    cookies = [keys.make(CookieContents(15, c2s, s2c), now) for _ in range(8)]
+    request = NtsClientSession(c2s, s2c, cookies).protect(Packet(transmit_timestamp=1).encode())
+    core = NtpServer(ServerState.local(10, now), nts=NtsServer(keys))
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.bind(("127.0.0.1", 0))
+    server = UdpServer(core, open_udp_socket("127.0.0.1", 0), batched=True)
+    batch = server._mmsg
+    assert batch is not None
+    sockaddr = struct.pack("<H", socket.AF_INET) + struct.pack(">H", sink.getsockname()[1])
+    sockaddr += socket.inet_aton("127.0.0.1") + bytes(8)
+
+    def fill() -> None:
+        arrival = time.time_ns()
+        for i in range(batch_size):
+            batch.rdata[i * batch.max_datagram : i * batch.max_datagram + len(request)] = request
+            batch.lengths[i * mmsg.STRIDE + mmsg.MSG_LEN_INDEX] = len(request)
+            batch.lengths[i * mmsg.STRIDE + mmsg.CONTROLLEN_INDEX] = mmsg.CONTROL_SIZE
+            batch.raddr[i * mmsg.ADDRESS_SIZE : i * mmsg.ADDRESS_SIZE + 16] = sockaddr
+            words = i * (mmsg.CONTROL_SIZE // 8)
+            batch.control_words[words + 2 : words + 4] = array.array("q", divmod(arrival, 1_000_000_000))
+
+    def timed(label: str) -> None:
+        spent = 0.0
+        for _ in range(rounds):
+            fill()
+            start = time.thread_time()
+            server._answer(batch, batch_size)
+            spent += time.thread_time() - start
+        per_request = spent / (rounds * batch_size) * 1e6
+        print(f"{label}: {per_request:5.2f} µs per NTS request (batches of {batch_size})")
+
+    timed("batched adapter")
+    replied = core.counters.replied
+    # The same without the kernel's part: sends that do nothing (the old code sent one by one).
+    if hasattr(server, "_long_replies"):
+        slots = server._long_replies
+
+        def discard() -> int:
+            slots.used = 0
+            return 0
+
+        slots.send = discard  # type: ignore[method-assign]
+    else:
+        server._send_one = lambda reply, sockaddr: None  # type: ignore[method-assign]
+    timed("batched adapter, sends discarded")
+    start = time.thread_time()
+    for _ in range(rounds * batch_size):
+        core.respond(request, 0x7F000001, now, now)
+    spent = time.thread_time() - start
+    print(f"NtpServer.respond: {spent / (rounds * batch_size) * 1e6:5.2f} µs per NTS request")
+    assert replied == rounds * batch_size, "every request is answered"
+    sink.close()
+    server.sock.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--inflight", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (median kept)")
+    parser.add_argument("--python-cost", action="store_true", help="time the server's Python per request")
+    parser.add_argument("--batch", type=int, default=32, help="--python-cost: requests per batch")
+    parser.add_argument("--server-source", help="PYTHONPATH of our server (e.g. an older checkout's src)")
     args = parser.parse_args()
+    ntp_throughput.SERVER_SOURCE = args.server_source
+    if args.python_cost:
+        python_cost(args.batch)
+        return
     cpus = sorted(os.sched_getaffinity(0))
     server_cpu, load_cpu = (cpus[0], cpus[1]) if len(cpus) >= 2 else (None, None)
     print(

@@ -201,12 +201,74 @@ class DatagramBatch:
 
     def send(self, count: int) -> int:
         """Send send-slots 0..count-1 (each ``reply_size`` bytes); return how many went out."""
-        sent = 0
-        while sent < count:
-            done: int = self._sendmmsg(
-                self.fd, ctypes.byref(self._smsgs, sent * ctypes.sizeof(_Mmsghdr)), count - sent, 0
-            )
-            if done <= 0:
-                return sent  # a full socket buffer or an error: drop the rest, as UDP may
-            sent += done
-        return sent
+        return _send_all(self._sendmmsg, self.fd, self._smsgs, count)
+
+
+class ReplySlots:
+    """Send slots for replies of any length up to ``max_datagram`` bytes, each to its own
+    address, sent with one ``sendmmsg``: the NTS replies (RFC 8915) of a server's batch, which
+    are longer than the 48-byte slots of :class:`DatagramBatch` and differ in length."""
+
+    def __init__(self, sock: socket.socket, *, size: int = 64, max_datagram: int = 1024) -> None:
+        libc = _libc()
+        if libc is None:
+            raise OSError("recvmmsg/sendmmsg are not available")
+        self._sendmmsg = libc.sendmmsg
+        self.fd = sock.fileno()
+        self.size = size
+        self.max_datagram = max_datagram
+        self.address_length = 28 if sock.family == socket.AF_INET6 else 16
+        self.data = bytearray(size * max_datagram)
+        self.addresses = bytearray(size * ADDRESS_SIZE)
+        self._keep = [(ctypes.c_char * len(buf)).from_buffer(buf) for buf in (self.data, self.addresses)]
+        data, addresses = (ctypes.addressof(b) for b in self._keep)
+        self._iov = (_Iovec * size)()
+        self._msgs = (_Mmsghdr * size)()
+        for i in range(size):
+            self._iov[i].iov_base = data + i * max_datagram
+            m = self._msgs[i].msg_hdr
+            m.msg_name = addresses + i * ADDRESS_SIZE
+            m.msg_namelen = self.address_length
+            m.msg_iov = ctypes.pointer(self._iov[i])
+            m.msg_iovlen = 1
+        self._iov_words = memoryview(self._iov).cast("B").cast("Q")  # iov_base, iov_len per slot
+        #: Slots filled since the last :meth:`send`.
+        self.used = 0
+
+    def add(self, reply: bytes, sockaddr: bytes | bytearray | memoryview) -> None:
+        """Put ``reply`` for the raw sockaddr ``sockaddr`` into the next free slot (the caller
+        sends when all are used)."""
+        i = self.used
+        start = i * self.max_datagram
+        self.data[start : start + len(reply)] = reply
+        self._iov_words[2 * i + 1] = len(reply)
+        address = i * ADDRESS_SIZE
+        self.addresses[address : address + self.address_length] = sockaddr
+        self.used = i + 1
+
+    def slot(self, index: int) -> tuple[bytes, bytes]:
+        """The reply in slot ``index`` and the raw sockaddr it goes to (for tests and logs)."""
+        start = index * self.max_datagram
+        address = index * ADDRESS_SIZE
+        return (
+            bytes(self.data[start : start + self._iov_words[2 * index + 1]]),
+            bytes(self.addresses[address : address + self.address_length]),
+        )
+
+    def send(self) -> int:
+        """Send the filled slots; return how many did not go out (a full socket buffer drops
+        the rest, as UDP may)."""
+        count = self.used
+        self.used = 0
+        return count - _send_all(self._sendmmsg, self.fd, self._msgs, count)
+
+
+def _send_all(sendmmsg: ctypes._NamedFuncPointer, fd: int, msgs: ctypes.Array[_Mmsghdr], count: int) -> int:
+    """``sendmmsg`` messages 0..count-1 of ``msgs``, again for what a call left; how many went out."""
+    sent = 0
+    while sent < count:
+        done: int = sendmmsg(fd, ctypes.byref(msgs, sent * ctypes.sizeof(_Mmsghdr)), count - sent, 0)
+        if done <= 0:
+            return sent  # a full socket buffer or an error: drop the rest, as UDP may
+        sent += done
+    return sent

@@ -36,6 +36,7 @@ from lockstep.ntp.timestamps import ONE_SECOND
 COOKIE_NONCE_LENGTH: Final = 16
 COOKIE_LENGTH: Final = 4 + COOKIE_NONCE_LENGTH + 16 + 4 + 2 * KEY_LENGTH  # 104
 _PLAIN: Final = struct.Struct(">HH")
+_SIV_PLAIN_PREFIX: Final = _PLAIN.pack(AeadAlgorithm.AES_SIV_CMAC_256, 0)
 
 
 class CookieRejected(RemoteProtocolError):
@@ -69,13 +70,14 @@ class CookieKeys:
             raise LocalProtocolError("rotation must be >= 1 s and keep >= 0 periods")
         self._master = master
         self.rotation = rotation
+        self._period = ONE_SECOND * rotation  # a key id's span in NTP time units
         self.keep = keep
         self._random_bytes = random_bytes
         self._keys: dict[int, AESSIV] = {}
 
     def key_id(self, now: int) -> int:
         """The current key id: the rotation period ``now`` falls in."""
-        return (now // (ONE_SECOND * self.rotation)) & 0xFFFFFFFF
+        return (now // self._period) & 0xFFFFFFFF
 
     def _key(self, key_id: int) -> AESSIV:
         key = self._keys.get(key_id)
@@ -96,26 +98,40 @@ class CookieKeys:
         """A fresh cookie under the current key (§6)."""
         if len(contents.c2s) != KEY_LENGTH or len(contents.s2c) != KEY_LENGTH:
             raise LocalProtocolError("cookie keys must be 32 bytes (AEAD_AES_SIV_CMAC_256)")
-        key_id = self.key_id(now).to_bytes(4, "big")
-        nonce = self._random_bytes(COOKIE_NONCE_LENGTH)
         plaintext = _PLAIN.pack(contents.aead, 0) + contents.c2s + contents.s2c
-        return key_id + nonce + self._key(self.key_id(now)).encrypt(plaintext, [key_id, nonce])
+        return self.seal(plaintext, now, self._random_bytes(COOKIE_NONCE_LENGTH))
+
+    def seal(self, plaintext: bytes, now: int, nonce: bytes) -> bytes:
+        """A cookie holding ``plaintext`` (what :meth:`open_plaintext` returned) under the
+        current key with a fresh ``nonce`` of COOKIE_NONCE_LENGTH random bytes. Servers reissue
+        a client's cookie this way without taking the plaintext apart (§5.7: same keys)."""
+        key_id = (now // self._period) & 0xFFFFFFFF
+        key_id_bytes = key_id.to_bytes(4, "big")
+        key = self._keys.get(key_id) or self._key(key_id)
+        return key_id_bytes + nonce + key.encrypt(plaintext, [key_id_bytes, nonce])
 
     def open(self, cookie: bytes, now: int) -> CookieContents:
         """The keys inside ``cookie``; raise :class:`CookieRejected` with the reason."""
+        plaintext = self.open_plaintext(cookie, now)
+        aead, _ = _PLAIN.unpack_from(plaintext)
+        return CookieContents(aead, plaintext[4 : 4 + KEY_LENGTH], plaintext[4 + KEY_LENGTH :])
+
+    def open_plaintext(self, cookie: bytes, now: int) -> bytes:
+        """``cookie``'s plaintext, AEAD id (2) | reserved (2) | C2S key | S2C key, checked to
+        name AEAD_AES_SIV_CMAC_256; raise :class:`CookieRejected` with the reason."""
         if len(cookie) != COOKIE_LENGTH:
             raise CookieRejected(f"cookie of {len(cookie)} bytes is not one of ours")
         key_id = int.from_bytes(cookie[:4], "big")
-        age = (self.key_id(now) - key_id) & 0xFFFFFFFF
+        age = ((now // self._period) - key_id) & 0xFFFFFFFF
         if age > self.keep:
             if age > 0x7FFFFFFF:
                 raise CookieRejected("cookie key id is from the future")
             raise CookieRejected("cookie key expired")
+        key = self._keys.get(key_id) or self._key(key_id)
         try:
-            plaintext = self._key(key_id).decrypt(cookie[20:], [cookie[:4], cookie[4:20]])
+            plaintext = key.decrypt(cookie[20:], [cookie[:4], cookie[4:20]])
         except InvalidTag:
             raise CookieRejected("cookie does not verify under our key") from None
-        aead, _ = _PLAIN.unpack_from(plaintext)
-        if aead != AeadAlgorithm.AES_SIV_CMAC_256:
-            raise CookieRejected(f"cookie for unsupported AEAD {aead}")
-        return CookieContents(aead, plaintext[4 : 4 + KEY_LENGTH], plaintext[4 + KEY_LENGTH :])
+        if plaintext[:4] != _SIV_PLAIN_PREFIX:  # only AES-SIV-CMAC-256 cookies are ever made
+            raise CookieRejected(f"cookie for unsupported AEAD {_PLAIN.unpack_from(plaintext)[0]}")
+        return plaintext

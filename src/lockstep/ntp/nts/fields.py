@@ -28,7 +28,7 @@ from typing import Final
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESSIV
 
-from lockstep.ntp.errors import MalformedPacket, RemoteProtocolError
+from lockstep.ntp.errors import LocalProtocolError, MalformedPacket, RemoteProtocolError
 from lockstep.ntp.wire import HEADER_LENGTH, ExtensionField, Packet
 
 #: Key length of AEAD_AES_SIV_CMAC_256 (RFC 5297 §6.1): two AES-128 keys.
@@ -38,6 +38,7 @@ TAG_LENGTH: Final = 16
 NONCE_LENGTH: Final = 16
 MIN_NONCE_AND_PADDING: Final = 16
 UNIQUE_ID_LENGTH: Final = 32
+_AUTHENTICATOR_HEADER: Final = struct.Struct(">HHHH")  # field type, length; nonce, ciphertext lengths
 
 
 class FieldType(IntEnum):
@@ -106,13 +107,34 @@ def seal(key: bytes | AESSIV, nonce: bytes, associated_data: bytes, plaintext: b
 
     ``key`` is the raw key or an ``AESSIV`` already set up with it (servers cache those)."""
     cipher = key if isinstance(key, AESSIV) else AESSIV(key)
+    encoded = authenticator(cipher, nonce, associated_data, plaintext)
+    return ExtensionField(FieldType.NTS_AUTHENTICATOR, encoded[4:])
+
+
+def authenticator(cipher: AESSIV, nonce: bytes, associated_data: bytes, plaintext: bytes = b"") -> bytes:
+    """:func:`seal`'s field, encoded (type and length first): what a server appends to its reply."""
     ciphertext = cipher.encrypt(plaintext, [associated_data, nonce])
-    body = struct.pack(">HH", len(nonce), len(ciphertext))
-    body += nonce + bytes(_pad(len(nonce))) + ciphertext + bytes(_pad(len(ciphertext)))
-    shortfall = MIN_NONCE_AND_PADDING - (len(nonce) + _pad(len(nonce)))
-    if shortfall > 0:
-        body += bytes(shortfall)
-    return ExtensionField(FieldType.NTS_AUTHENTICATOR, body)
+    if len(nonce) >= MIN_NONCE_AND_PADDING and not (len(nonce) | len(ciphertext)) & 3:
+        # No padding needed: a server's reply (16-byte nonce, 16-byte tag, 108-byte cookies).
+        length = 8 + len(nonce) + len(ciphertext)
+        if length <= 0xFFFF:
+            header = _AUTHENTICATOR_HEADER.pack(
+                FieldType.NTS_AUTHENTICATOR, length, len(nonce), len(ciphertext)
+            )
+            return header + nonce + ciphertext
+    nonce_padding = _pad(len(nonce))
+    # Nonce plus additional padding of at least 16 bytes (§5.6).
+    padding = _pad(len(ciphertext)) + max(0, MIN_NONCE_AND_PADDING - len(nonce) - nonce_padding)
+    length = 8 + len(nonce) + nonce_padding + len(ciphertext) + padding
+    if length > 0xFFFF:
+        raise LocalProtocolError(f"authenticator field of {length} bytes is too long (RFC 7822 §3)")
+    return (
+        _AUTHENTICATOR_HEADER.pack(FieldType.NTS_AUTHENTICATOR, length, len(nonce), len(ciphertext))
+        + nonce
+        + bytes(nonce_padding)
+        + ciphertext
+        + bytes(padding)
+    )
 
 
 def open_sealed(key: bytes | AESSIV, value: bytes, associated_data: bytes) -> bytes:

@@ -29,13 +29,26 @@ from cryptography.hazmat.primitives.ciphers.aead import AESSIV
 from lockstep.ntp.errors import MalformedPacket
 from lockstep.ntp.events import DropReason, PacketDropped
 from lockstep.ntp.nts import fields
-from lockstep.ntp.nts.cookies import CookieKeys, CookieRejected
+from lockstep.ntp.nts.cookies import COOKIE_LENGTH, COOKIE_NONCE_LENGTH, CookieKeys, CookieRejected
 from lockstep.ntp.nts.fields import FieldType
-from lockstep.ntp.wire import HEADER_LENGTH, Datagram, ExtensionField, KissCode, LeapIndicator, Mode, Trailer
+from lockstep.ntp.nts.nonces import NoncePool
+from lockstep.ntp.wire import HEADER_LENGTH, Datagram, KissCode, LeapIndicator, Mode, Trailer
 
 _NAK_PREFIX: Final = struct.Struct(">BBBBIII")
 _NTS_TYPES: Final = frozenset(int(kind) for kind in FieldType)
-_MAX_CACHED_CIPHERS: Final = 8192
+_MAX_CACHED_CLIENTS: Final = 4096
+# Field types as plain ints: compared per field on the hot path, where IntEnum members are slower.
+_UNIQUE_IDENTIFIER: Final = int(FieldType.UNIQUE_IDENTIFIER)
+_NTS_COOKIE: Final = int(FieldType.NTS_COOKIE)
+_NTS_COOKIE_PLACEHOLDER: Final = int(FieldType.NTS_COOKIE_PLACEHOLDER)
+_NTS_AUTHENTICATOR: Final = int(FieldType.NTS_AUTHENTICATOR)
+# A new cookie in the reply's encrypted part: the field header, then the 104-byte cookie, which
+# needs no padding (RFC 8915 §5.4, RFC 7822 §3).
+_COOKIE_FIELD_HEADER: Final = struct.pack(">HH", FieldType.NTS_COOKIE, 4 + COOKIE_LENGTH)
+_COOKIE_FIELD_LENGTH: Final = 4 + COOKIE_LENGTH
+# The reply's Authenticator field around the encrypted cookies: field header, nonce and
+# ciphertext lengths, our 16-byte nonce, the 16-byte synthetic IV (§5.6).
+_AUTHENTICATOR_LENGTH: Final = 4 + 4 + fields.NONCE_LENGTH + fields.TAG_LENGTH
 
 
 @dataclass(slots=True)
@@ -65,10 +78,11 @@ class NtsServer:
     ) -> None:
         self.cookie_keys = cookie_keys
         self.counters = NtsCounters()
-        self._random_bytes = random_bytes
-        # AEAD set-up per client key costs as much as the AEAD itself: keep the recent ones.
-        # A client's C2S/S2C keys stay the same from one NTS-KE to the next.
-        self._ciphers: dict[bytes, AESSIV] = {}
+        self._nonces = NoncePool(random_bytes)
+        # AEAD set-up per client key costs as much as the AEAD itself: keep the recent ones, by
+        # the cookie plaintext that holds both keys. A client's C2S/S2C keys stay the same from
+        # one request to the next (every cookie of one NTS-KE holds the same keys, §5.7).
+        self._ciphers: dict[bytes, tuple[AESSIV, AESSIV]] = {}
 
     def respond(
         self, request: bytes, trailer: Trailer, header: bytes, now: int
@@ -78,80 +92,88 @@ class NtsServer:
         that is not a well-formed one is dropped, never answered unprotected (§5.7)."""
         found, mac_start = trailer
         has_mac = mac_start < len(request)
-        unique_id: bytes | None = None
-        cookie: bytes | None = None
+        unique_id = cookie = None  # (begin, end) of the field, header included
         placeholder_lengths: list[int] = []
         auth_start = auth_end = 0
         for position, (kind, begin, end) in enumerate(found):
-            if kind == FieldType.UNIQUE_IDENTIFIER:
+            if kind == _UNIQUE_IDENTIFIER:
                 if unique_id is not None or end - begin - 4 < fields.UNIQUE_ID_LENGTH:
                     return self._drop("bad or repeated unique identifier")
-                unique_id = request[begin + 4 : end]
-            elif kind == FieldType.NTS_COOKIE:
+                unique_id = begin, end
+            elif kind == _NTS_COOKIE:
                 if cookie is not None:
                     return self._drop("more than one cookie")
-                cookie = request[begin + 4 : end]
-            elif kind == FieldType.NTS_COOKIE_PLACEHOLDER:
-                placeholder_lengths.append(end - begin - 4)
-            elif kind == FieldType.NTS_AUTHENTICATOR:
+                cookie = begin, end
+            elif kind == _NTS_COOKIE_PLACEHOLDER:
+                placeholder_lengths.append(end - begin)
+            elif kind == _NTS_AUTHENTICATOR:
                 if position != len(found) - 1 or has_mac:
                     return self._drop("authenticator is not the last field")
                 auth_start, auth_end = begin, end
         if unique_id is None or cookie is None or not auth_end:
             return self._drop("unique identifier, cookie or authenticator missing")
-        if any(length != len(cookie) for length in placeholder_lengths):
+        cookie_field_length = cookie[1] - cookie[0]
+        if placeholder_lengths.count(cookie_field_length) != len(placeholder_lengths):
             return self._drop("cookie placeholder length differs from the cookie")
         placeholders = len(placeholder_lengths)
+        # The echoed Unique Identifier field is the request's, byte for byte (§5.7).
+        uid_field = request[unique_id[0] : unique_id[1]]
         try:
-            contents = self.cookie_keys.open(cookie, now)
+            cookie_plaintext = self.cookie_keys.open_plaintext(request[cookie[0] + 4 : cookie[1]], now)
         except CookieRejected as error:
-            return self._nak(header, unique_id, str(error))
+            return self._nak(header, uid_field, str(error))
+        ciphers = self._ciphers.get(cookie_plaintext)
+        if ciphers is None:
+            ciphers = self._client_ciphers(cookie_plaintext)
         try:
-            plaintext = fields.open_sealed(
-                self._cipher(contents.c2s), request[auth_start + 4 : auth_end], request[:auth_start]
-            )
-            encrypted = fields.decode_fields(plaintext)
+            authenticator = request[auth_start + 4 : auth_end]
+            plaintext = fields.open_sealed(ciphers[0], authenticator, request[:auth_start])
+            if plaintext:
+                # Placeholders may also travel encrypted (§5.5): they count the same.
+                placeholders += sum(
+                    1
+                    for f in fields.decode_fields(plaintext)
+                    if f.field_type == FieldType.NTS_COOKIE_PLACEHOLDER
+                    and len(f.value) + 4 == cookie_field_length
+                )
         except fields.AuthenticationFailed as error:
-            return self._nak(header, unique_id, f"request {error}")
+            return self._nak(header, uid_field, f"request {error}")
         except MalformedPacket as error:
             return self._drop(f"encrypted fields malformed: {error}")
-        # Placeholders may also travel encrypted (§5.5): they count the same.
-        placeholders += sum(
-            1
-            for f in encrypted
-            if f.field_type == FieldType.NTS_COOKIE_PLACEHOLDER and len(f.value) == len(cookie)
-        )
-        uid_field = fields.unique_identifier(unique_id).encode()
         associated = header + uid_field
-        new_cookie = self.cookie_keys.make(contents, now)
-        cookie_size = 4 + len(fields.padded(new_cookie))
-        fixed = len(associated) + 4 + 4 + fields.NONCE_LENGTH + fields.TAG_LENGTH
         count = 1 + placeholders
-        while count > 0 and fixed + count * cookie_size > len(request):
+        fixed = len(associated) + _AUTHENTICATOR_LENGTH
+        while count > 0 and fixed + count * _COOKIE_FIELD_LENGTH > len(request):
             count -= 1  # never reply with more bytes than the request had (§5.7, RFC 8633)
-        cookies = [new_cookie] + [self.cookie_keys.make(contents, now) for _ in range(count - 1)]
-        plaintext_out = fields.encode_fields([fields.cookie_field(c) for c in cookies[:count]])
-        nonce = self._random_bytes(fields.NONCE_LENGTH)
-        sealed = fields.seal(self._cipher(contents.s2c), nonce, associated, plaintext_out)
+        take = self._nonces.take
+        seal = self.cookie_keys.seal
+        new_cookies = b"".join(
+            [
+                _COOKIE_FIELD_HEADER + seal(cookie_plaintext, now, take(COOKIE_NONCE_LENGTH))
+                for _ in range(count)
+            ]
+        )
+        sealed = fields.authenticator(ciphers[1], take(fields.NONCE_LENGTH), associated, new_cookies)
         self.counters.authenticated += 1
-        return associated + sealed.encode()
+        return associated + sealed
 
-    def _cipher(self, key: bytes) -> AESSIV:
-        cipher = self._ciphers.get(key)
-        if cipher is None:
-            if len(self._ciphers) >= _MAX_CACHED_CIPHERS:
-                self._ciphers.clear()
-            cipher = self._ciphers[key] = AESSIV(key)
-        return cipher
+    def _client_ciphers(self, cookie_plaintext: bytes) -> tuple[AESSIV, AESSIV]:
+        """The C2S and S2C AEADs for the keys in a cookie's plaintext (see CookieKeys), cached."""
+        if len(self._ciphers) >= _MAX_CACHED_CLIENTS:
+            self._ciphers.clear()
+        c2s = cookie_plaintext[4 : 4 + fields.KEY_LENGTH]
+        s2c = cookie_plaintext[4 + fields.KEY_LENGTH : 4 + 2 * fields.KEY_LENGTH]
+        ciphers = self._ciphers[cookie_plaintext] = AESSIV(c2s), AESSIV(s2c)
+        return ciphers
 
-    def _nak(self, header: bytes, unique_id: bytes, reason: str) -> NtsNakSent:
+    def _nak(self, header: bytes, uid_field: bytes, reason: str) -> NtsNakSent:
         """An NTS NAK (§5.7): kiss code NTSN, origin echoed, the Unique Identifier echoed."""
         self.counters.naks += 1
         self.counters.nak_reasons[reason] = self.counters.nak_reasons.get(reason, 0) + 1
         first = (LeapIndicator.UNSYNCHRONIZED << 6) | (header[0] & 0x38) | Mode.SERVER
         prefix = _NAK_PREFIX.pack(first, 0, header[2], header[3], 0, 0, KissCode.NTSN)
         kiss = prefix + bytes(8) + header[24:32] + bytes(16)
-        return NtsNakSent(kiss + ExtensionField(FieldType.UNIQUE_IDENTIFIER, unique_id).encode(), reason)
+        return NtsNakSent(kiss + uid_field, reason)
 
     def _drop(self, detail: str) -> PacketDropped:
         dropped = PacketDropped(DropReason.NTS, detail)

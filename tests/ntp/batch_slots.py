@@ -1,0 +1,110 @@
+"""Batches filled by hand, as recvmmsg would leave them, for tests of the batched UDP server.
+
+:func:`make_server` gives a :class:`UdpServer` whose sends are recorded instead of made (the
+48-byte slots' ``sendmmsg``, the long replies' one, and the one-by-one sends of replies that
+ask for a transmit timestamp); :func:`fill` writes payloads, lengths, the kernel's
+SO_TIMESTAMPING control messages and the senders' addresses into the receive slots.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import struct
+from collections.abc import Iterator
+
+from lockstep.ntp.aio import mmsg
+from lockstep.ntp.aio.server import UdpServer, open_udp_socket
+from lockstep.ntp.limiter import IPV6_KEY
+from lockstep.ntp.server import NtpServer
+from lockstep.ntp.timestamps import UNIX_EPOCH_SECONDS, from_timestamp
+
+UNIX_2026 = 1_764_000_000
+UNIX_2040 = 2_208_988_800  # 2040-01-01: NTP era 1
+
+
+Sent = list[tuple[bytes, bytes]]  # (reply, the raw sockaddr it went to), in sending order
+
+
+@contextlib.contextmanager
+def make_server(core: NtpServer, host: str = "127.0.0.1") -> Iterator[tuple[UdpServer, Sent]]:
+    server = UdpServer(core, open_udp_socket(host, 0), batched=True)
+    batch = server._mmsg
+    assert batch is not None
+    sent: Sent = []
+
+    def send(count: int) -> int:
+        for i in range(count):
+            address = batch.raddr[i * mmsg.ADDRESS_SIZE : i * mmsg.ADDRESS_SIZE + batch.address_length]
+            sent.append((bytes(batch.sdata[i * 48 : i * 48 + 48]), bytes(address)))
+        return count
+
+    def send_stamped(reply: bytes, sockaddr: bytearray, client: object) -> None:
+        sent.append((reply, bytes(sockaddr)))
+
+    long_replies = server._long_replies
+
+    def send_long() -> int:
+        sent.extend(long_replies.slot(i) for i in range(long_replies.used))
+        long_replies.used = 0
+        return 0
+
+    batch.send = send  # type: ignore[method-assign]
+    long_replies.send = send_long  # type: ignore[method-assign]
+    server._send_stamped = send_stamped  # type: ignore[method-assign,assignment]
+    try:
+        yield server, sent
+    finally:
+        server.sock.close()
+
+
+def by_slot(sent: Sent) -> Sent:
+    """Replies in the order of the requests they answer (datagram i came from port 40000 + i)."""
+    return sorted(sent, key=lambda entry: entry[1][2:4])
+
+
+def fill(
+    server: UdpServer, datagrams: list[tuple[bytes, int, bool]], senders: list[bytes] | None = None
+) -> None:
+    """Put (payload, arrival in Unix ns, whether the kernel stamped it) into the receive slots;
+    datagram i comes from ``senders[i]`` (packed IPv4 or IPv6), by default 127.0.0.(i + 1), from
+    port 40000 + i."""
+    batch = server._mmsg
+    assert batch is not None
+    for i, (payload, arrival_ns, stamped) in enumerate(datagrams):
+        start = i * batch.max_datagram
+        batch.rdata[start : start + len(payload)] = payload
+        batch.lengths[i * mmsg.STRIDE + mmsg.MSG_LEN_INDEX] = len(payload)
+        address = i * mmsg.ADDRESS_SIZE
+        sender = bytes([127, 0, 0, 1 + i]) if senders is None else senders[i]
+        port = struct.pack(">H", 40000 + i)
+        if len(sender) == 4:
+            sockaddr = struct.pack("<H", socket.AF_INET) + port + sender + bytes(8)
+        else:
+            sockaddr = struct.pack("<H", socket.AF_INET6) + port + bytes(4) + sender + bytes(4)
+        batch.raddr[address : address + len(sockaddr)] = sockaddr
+        words = i * (mmsg.CONTROL_SIZE // 8)
+        if not stamped:
+            batch.lengths[i * mmsg.STRIDE + mmsg.CONTROLLEN_INDEX] = 0
+        else:
+            batch.lengths[i * mmsg.STRIDE + mmsg.CONTROLLEN_INDEX] = mmsg.CONTROL_SIZE
+            batch.control_words[words + 2] = arrival_ns // 1_000_000_000
+            batch.control_words[words + 3] = arrival_ns % 1_000_000_000
+
+
+def full_time(unix_ns: int) -> int:
+    return (UNIX_EPOCH_SECONDS << 32) + ((unix_ns << 32) + 500_000_000) // 1_000_000_000
+
+
+def client_key(sender: bytes) -> int:
+    """The client key the adapter gives the core for a sender (lockstep.ntp.limiter)."""
+    return int.from_bytes(sender, "big") | (IPV6_KEY if len(sender) == 16 else 0)
+
+
+def expected(core: NtpServer, payload: bytes, arrival_ns: int, transmit: int, client: object) -> bytes:
+    """What respond() says, given the reply's own T3 (its wire value) as the transmit time."""
+    received = full_time(arrival_ns)
+    sent = from_timestamp(transmit, received + core.clock_offset) - core.clock_offset
+    reply = core.respond(payload, client, received, sent)
+    assert isinstance(reply, bytes)
+    return reply
