@@ -32,9 +32,11 @@ class CompanionRun:
 
 
 @contextlib.asynccontextmanager
-async def companion(url: str, directory: Path) -> AsyncIterator[CompanionRun]:
+async def companion(url: str, directory: Path, *, typed_code: bool = False) -> AsyncIterator[CompanionRun]:
     run = CompanionRun()
-    run.task = asyncio.create_task(link(url, directory, run.codes.put_nowait, run.scanned.set))
+    run.task = asyncio.create_task(
+        link(url, directory, run.codes.put_nowait, run.scanned.set, typed_code=typed_code)
+    )
     try:
         yield run
     finally:

@@ -33,6 +33,8 @@ from lockstep.server.events import (
     GroupsChanged,
     Hello,
     KeysLow,
+    LinkCodeAnswer,
+    LinkCodeOffer,
     LinkDeclined,
     LinkGranted,
     LinkIdle,
@@ -107,6 +109,8 @@ SAMPLES: list[ServerEvent] = [
     LinkIdle(),
     *(LinkDeclined(reason) for reason in DeclineReason),
     LinkGranted(ID, ID, "B" * 300),
+    LinkCodeOffer("s" * 22, ID),
+    LinkCodeAnswer("K7P", ID, "C" * 194),
     *(
         DevicesChanged({"payload": "e30", "signature": ID}, DeviceChange(kind, ID, "Work laptop"))
         for kind in DeviceChangeKind

@@ -11,8 +11,9 @@ from lockstep.cli.common import add_state_argument, load_state, run_client, stat
 from lockstep.client import companion, qrimage
 from lockstep.client.companion import ShownCode
 from lockstep.client.session import DeviceSession
+from lockstep.link import bycode
 from lockstep.link.devices import Role
-from lockstep.link.wording import companion_notice
+from lockstep.link.wording import companion_notice, link_code_text
 
 
 def register(subparsers: Any) -> None:
@@ -25,6 +26,11 @@ def register(subparsers: Any) -> None:
         "--qr-out", metavar="FILE", help="also save each QR code as a PNG (replaced atomically)"
     )
     link.add_argument("--quiet-qr", action="store_true", help="do not draw the QR code in the terminal")
+    link.add_argument(
+        "--code",
+        action="store_true",
+        help="show a code to type on the phone instead of a QR code (valid 3 minutes, one attempt)",
+    )
     add_state_argument(link, Role.COMPANION)
     link.set_defaults(handler=run_link)
 
@@ -37,10 +43,14 @@ def run_link(args: argparse.Namespace) -> int:
     directory = state_dir(args, Role.COMPANION)
 
     def show(shown: ShownCode) -> None:
+        seconds = max(0, (shown.expires_at - shown.server_time) // 1000)
+        if shown.typed is not None:
+            print(link_code_text("companion_instructions"), flush=True)
+            print(f"Code: {bycode.format_code(shown.typed)}  (valid {seconds} s)", flush=True)
+            return
         text = shown.code.to_text()
         if args.qr_out:
             qrimage.save_png(text, Path(args.qr_out))
-        seconds = max(0, (shown.expires_at - shown.server_time) // 1000)
         if not args.quiet_qr:
             print(qrimage.terminal_art(text))
         print(
@@ -53,7 +63,7 @@ def run_link(args: argparse.Namespace) -> int:
         print(companion_notice("scanned"), flush=True)
 
     async def link() -> DeviceSession:
-        session = await companion.link(args.server, directory, show, scanned)
+        session = await companion.link(args.server, directory, show, scanned, typed_code=args.code)
         await session.close()
         return session
 

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,10 @@ from lockstep.cli.common import (
 from lockstep.client import primary, qrimage
 from lockstep.client.primary import PrimarySession
 from lockstep.client.state import DeviceState
+from lockstep.link import bycode
 from lockstep.link.devices import Role
-from lockstep.link.qr import decode_text
+from lockstep.link.qr import LinkCode, decode_text
+from lockstep.link.wording import link_code_text
 
 
 def register(subparsers: Any) -> None:
@@ -47,6 +50,21 @@ def register(subparsers: Any) -> None:
     )
     add_state_argument(scan, Role.PRIMARY)
     scan.set_defaults(handler=run_scan)
+
+    link_code = verbs.add_parser(
+        "link-code", help="link a companion by typing the code it shows (only one in front of you)"
+    )
+    link_code.add_argument(
+        "code", metavar="CODE", help="the 8 characters the companion shows, e.g. K7PM-2QXD"
+    )
+    link_code.add_argument(
+        "--yes", action="store_true", help="approve without asking (after showing the context)"
+    )
+    link_code.add_argument(
+        "--name", help="name for the new device (default: what the server saw, e.g. Chrome on Linux)"
+    )
+    add_state_argument(link_code, Role.PRIMARY)
+    link_code.set_defaults(handler=run_link_code)
 
     devices = verbs.add_parser("devices", help="list the account's devices")
     devices.add_argument("--json", action="store_true", help="machine-readable output")
@@ -104,10 +122,35 @@ def run_scan(args: argparse.Namespace) -> int:
         text = qrimage.read_camera() if args.camera else qrimage.read_image(Path(args.image))
         code = decode_text(text, own_origin=state.origin)
 
+    async def scanned(session: PrimarySession) -> LinkCode:
+        return code
+
+    return _link(args, state, scanned)
+
+
+def run_link_code(args: argparse.Namespace) -> int:
+    """Type the companion's code (linking.md §10): CPace through the server, then the QR flow."""
+    state = load_state(args, Role.PRIMARY)
+    print(link_code_text("warning"))
+    with refusals():
+        typed = bycode.parse_code(args.code)
+
+    async def offered(session: PrimarySession) -> LinkCode:
+        return await session.offer_code(typed)
+
+    return _link(args, state, offered)
+
+
+def _link(
+    args: argparse.Namespace, state: DeviceState, get_code: Callable[[PrimarySession], Awaitable[LinkCode]]
+) -> int:
+    """Context before consent, then approve or decline: the same for a scanned and a typed code."""
+
     async def scan() -> str | None:
         session = await PrimarySession.open(state)
         warn_about_clock(session)
         try:
+            code = await get_code(session)
             context = await session.inspect(code)
             companion, network = context["companion"], context["network"]
             print(f"A device asks to be linked to @{state.account.handle}:")

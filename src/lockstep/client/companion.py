@@ -1,4 +1,5 @@
-"""The companion role: show rotating QR codes until a primary grants a link, then keep the identity."""
+"""The companion role: show rotating QR codes, or one typed code (linking.md §10), until a primary
+grants a link, then keep the identity."""
 
 from __future__ import annotations
 
@@ -15,12 +16,21 @@ from lockstep.client.connection import ServerConnection, server_base
 from lockstep.client.errors import ClientError, StateError
 from lockstep.client.session import DeviceSession
 from lockstep.client.state import DeviceState, exists, save_key
+from lockstep.link import bycode
 from lockstep.link.devices import Role
 from lockstep.link.encoding import b64u_decode
+from lockstep.link.errors import EncodingError
 from lockstep.link.grant import OpenedGrant, SealedGrant, open_grant
 from lockstep.link.qr import LinkCode
 from lockstep.link.wording import companion_notice
-from lockstep.server.events import LinkDeclined, LinkGranted, LinkIdle, LinkRef, LinkScanned
+from lockstep.server.events import (
+    LinkCodeOffer,
+    LinkDeclined,
+    LinkGranted,
+    LinkIdle,
+    LinkRef,
+    LinkScanned,
+)
 
 
 class LinkNotCompleted(ClientError):
@@ -34,6 +44,8 @@ class ShownCode:
     server_time: int
     index: int
     last: bool
+    typed: str | None = None
+    """For a typed-code session (§10): the 8 characters to show (with :func:`bycode.format_code`)."""
 
 
 async def link(
@@ -41,8 +53,11 @@ async def link(
     directory: Path,
     show: Callable[[ShownCode], None],
     on_scanned: Callable[[], None] = lambda: None,
+    *,
+    typed_code: bool = False,
 ) -> DeviceSession:
-    """Run one link session to its end; on success the state is saved and the socket authenticated."""
+    """Run one link session to its end; on success the state is saved and the socket authenticated.
+    With ``typed_code`` the session shows one code to type on the primary instead of QR codes."""
     if exists(directory):
         raise StateError(f"{directory} already holds a linked device; choose another --state folder")
     server_url = server_base(server_url)
@@ -50,8 +65,12 @@ async def link(
     ephemeral_key = X25519PrivateKey.generate()
     connection = await ServerConnection.open(server_url)
     codes: dict[bytes, LinkCode] = {}  # every code shown: the grant names the one it answers
+    typed: str | None = None
+    answered = False
     try:
-        await connection.request("link.start", client="terminal")
+        started = await connection.request(
+            "link.start", client="terminal", **({"mode": "code"} if typed_code else {})
+        )
         while True:
             event = await connection.next_event()
             kind = event.get("event")
@@ -64,9 +83,15 @@ async def link(
                     secrets.token_bytes(32),  # a fresh secret for every code (§6.1)
                 )
                 codes[code.ref] = code
-                show(
-                    ShownCode(code, event["expires_at"], event["server_time"], event["index"], event["last"])
+                typed = bycode.new_code(started["code_id"]) if typed_code else None
+                answered = False
+                shown = ShownCode(
+                    code, event["expires_at"], event["server_time"], event["index"], event["last"], typed
                 )
+                show(shown)
+            elif kind == LinkCodeOffer.EVENT and typed is not None and not answered:
+                answered = True  # one CPace run per code, whatever the server sends (§10.3)
+                await _answer_offer(connection, typed, code, event)
             elif kind == LinkScanned.EVENT:
                 on_scanned()
             elif kind == LinkGranted.EVENT:
@@ -88,6 +113,20 @@ async def link(
     except BaseException:
         await connection.close()
         raise
+
+
+async def _answer_offer(
+    connection: ServerConnection, typed: str, code: LinkCode, offer: dict[str, object]
+) -> None:
+    """Run CPace as B on the primary's offer and send the §3.1 payload sealed under its key. An offer
+    that cannot be answered (a low-order share) is left unanswered: the code then runs out."""
+    try:
+        sid = b64u_decode(str(offer.get("sid", "")), length=bycode.SID_SIZE, what="sid")
+        share = b64u_decode(str(offer.get("share", "")), what="share")
+        answer = bycode.answer(typed, connection.origin, sid, share, code, scalar=secrets.token_bytes(32))
+    except (EncodingError, bycode.WrongCode):
+        return
+    await connection.request("link.code.answer", **answer.to_json())
 
 
 async def _finish(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,15 +16,19 @@ from lockstep.client.connection import ServerConnection, server_base
 from lockstep.client.errors import ServerRefused, StateError
 from lockstep.client.session import DeviceSession
 from lockstep.client.state import DeviceState, exists, save_key
+from lockstep.link import bycode
 from lockstep.link.devices import DeviceEntry, DeviceList, Role
-from lockstep.link.encoding import b64u_encode, key_id
+from lockstep.link.encoding import b64u_decode, b64u_encode, key_id
 from lockstep.link.envelope import Context, Envelope, auth_message, sign
 from lockstep.link.grant import AccountInfo, approve
 from lockstep.link.qr import LinkCode
 from lockstep.link.wording import SERVER_REFUSALS
+from lockstep.server.events import DeclineReason, LinkCodeAnswer
 
 MIN_ID_PREFIX = 4
 """An id prefix must have this many characters (of 22) to name a device."""
+ANSWER_TIMEOUT_S = 30.0
+"""How long the primary waits for the companion's CPace answer to a typed code (it answers at once)."""
 
 
 @contextlib.contextmanager
@@ -85,6 +91,43 @@ class PrimarySession(DeviceSession):
     async def inspect(self, code: LinkCode) -> dict[str, Any]:
         with shared_wording():
             return await self.connection.request("link.inspect", ref=b64u_encode(code.ref))
+
+    async def offer_code(self, typed: str) -> LinkCode:
+        """Run CPace (linking.md §10.3) on a typed code, canonical as :func:`bycode.parse_code` gives
+        it: the companion's answer opens to the same payload a QR code carries, for
+        :meth:`inspect` and :meth:`approve` as after a scan. A code that does not match raises
+        :class:`bycode.WrongCode` after the code is declined (the companion is told, and the code
+        was burned by the offer anyway)."""
+        run = bycode.PrimaryRun.start(
+            typed, self.state.origin, scalar=secrets.token_bytes(32), sid=secrets.token_bytes(bycode.SID_SIZE)
+        )
+        with shared_wording():
+            result = await self.connection.request("link.code.offer", **run.offer.to_json())
+        ref = b64u_decode(result["ref"], length=32, what="ref")
+        answer = await self._code_answer(run.offer.code_id)
+        try:
+            code = run.open(bycode.Answer.from_json(answer))
+            if code.ref != ref:  # sealed by the companion whose code this is, so never seen honestly
+                raise bycode.WrongCode
+        except bycode.WrongCode:
+            with contextlib.suppress(ServerRefused):
+                await self.connection.request(
+                    "link.decline", ref=b64u_encode(ref), reason=DeclineReason.WRONG_CODE
+                )
+            raise
+        return code
+
+    async def _code_answer(self, code_id: str) -> dict[str, Any]:
+        async def wait() -> dict[str, Any]:
+            while True:
+                event = await self.connection.next_event()
+                if event.get("event") == LinkCodeAnswer.EVENT and event.get("code_id") == code_id:
+                    return event
+
+        try:
+            return await asyncio.wait_for(wait(), ANSWER_TIMEOUT_S)
+        except TimeoutError as error:
+            raise ServerRefused("companion_gone", SERVER_REFUSALS["companion_gone"]) from error
 
     async def approve(self, code: LinkCode, device_name: str) -> str:
         """Link the companion that showed ``code``; its name gets a suffix if another device has it

@@ -88,6 +88,11 @@ def decode_text(text: str, *, own_origin: str | None = None) -> LinkCode:
         payload = b64u_decode(parts.fragment, what="code payload")
     except EncodingError as error:
         raise MalformedCode("it is not valid base64url") from error
+    return decode_payload(origin, payload)
+
+
+def decode_payload(origin: str, payload: bytes) -> LinkCode:
+    """The §3.1 payload (from a QR code, or sealed under a typed code's PAKE key, §10) for ``origin``."""
     if not payload:
         raise MalformedCode("it is empty")
     if payload[0] != VERSION:

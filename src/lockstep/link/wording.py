@@ -31,3 +31,9 @@ def companion_notice(event: str) -> str:
     ``too_many_devices``; anything else reads as a plain decline)."""
     notices = _WORDING["companion"]
     return notices.get(event, notices["declined"])
+
+
+def link_code_text(key: str) -> str:
+    """The code flow's fixed sentences: ``warning`` (shown wherever a code is typed) and
+    ``companion_instructions`` (shown beside a code)."""
+    return _WORDING["link_code"][key]

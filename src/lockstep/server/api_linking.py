@@ -8,6 +8,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from lockstep.link import bycode
+from lockstep.link.cpace import FIELD_SIZE_BYTES
 from lockstep.link.devices import MAX_COMPANIONS, DeviceCertificate, Role
 from lockstep.link.encoding import b64u_encode
 from lockstep.link.errors import DeviceListError
@@ -20,6 +22,8 @@ from lockstep.server.events import (
     DeviceChange,
     DeviceChangeKind,
     DevicesChanged,
+    LinkCodeAnswer,
+    LinkCodeOffer,
     LinkDeclined,
     LinkGranted,
     LinkIdle,
@@ -27,7 +31,7 @@ from lockstep.server.events import (
     LinkScanned,
 )
 from lockstep.server.frames import Request
-from lockstep.server.link_sessions import SCHEDULE_MS, CompanionContext, IssuedRef, RefState
+from lockstep.server.link_sessions import CompanionContext, IssuedRef, RefState
 from lockstep.server.metrics import LinkOutcome
 from lockstep.server.services import Services
 from lockstep.server.store import DeviceListChange
@@ -117,18 +121,24 @@ async def start(services: Services, connection: Connection, request: Request) ->
     client = request.text("client", max_length=16)
     if client not in ("browser", "terminal"):
         raise ApiError(ErrorCode.BAD_REQUEST, "'client' must be 'browser' or 'terminal'")
+    mode = request.optional_text("mode", max_length=8) or "qr"
+    if mode not in ("qr", "code"):
+        raise ApiError(ErrorCode.BAD_REQUEST, "'mode' must be 'qr' or 'code'")
     await end_link_session(services, connection)
     context = CompanionContext(
         describe_user_agent(connection.user_agent), client, connection.user_agent[:256], connection.address
     )
-    session = await services.links.start(context, services.clock())
+    session = await services.links.start(context, services.clock(), code=mode == "code")
     connection.link_session_id = session.session_id
     services.metrics.link_flows_started.inc()
     await services.hub.attach_link(session.session_id, connection)
     connection.link_task = asyncio.create_task(
         rotate_refs(services, connection, session.session_id), name="link-rotation"
     )
-    return {"schedule_ms": list(SCHEDULE_MS)}
+    result: dict[str, Any] = {"schedule_ms": list(session.schedule)}
+    if session.code_id is not None:
+        result["code_id"] = session.code_id
+    return result
 
 
 async def _refuse_if_full(services: Services, account_id: str, primary_id: str, ref: bytes) -> None:
@@ -247,8 +257,47 @@ async def approve(services: Services, connection: Connection, request: Request) 
 async def decline(services: Services, connection: Connection, request: Request) -> dict[str, Any]:
     identity = require_primary(connection)
     ref = request.binary("ref", length=32)
+    reason = request.optional_text("reason", max_length=32) or DeclineReason.DECLINED
+    if reason not in (DeclineReason.DECLINED, DeclineReason.WRONG_CODE):
+        raise ApiError(ErrorCode.BAD_REQUEST, "'reason' must be 'declined' or 'wrong_code'")
     issued = await services.links.resolve(ref, identity.device_id, services.clock(), RefState.DECLINED)
-    declined = LinkDeclined(DeclineReason.DECLINED)
+    declined = LinkDeclined(DeclineReason(reason))
     await services.hub.push_link(issued.session.session_id, declined.to_json())
     services.metrics.link_ended(LinkOutcome.DECLINED)
+    return {}
+
+
+async def code_offer(services: Services, connection: Connection, request: Request) -> dict[str, Any]:
+    """A primary's CPace message for a typed code (§10.3): routed by the code id, it burns the code
+    and claims its ref; the companion gets ``link.code.offer``. Limited per account: every offer is an
+    online guess at someone's code."""
+    identity = require_primary(connection)
+    code_id = request.text("code_id", max_length=bycode.CODE_ID_LENGTH)
+    if not bycode.is_code_id(code_id):
+        raise ApiError(ErrorCode.BAD_REQUEST, "'code_id' must be 3 Crockford base32 characters")
+    sid = request.binary("sid", length=bycode.SID_SIZE)
+    share = request.binary("share", length=FIELD_SIZE_BYTES)
+    now = services.clock()
+    if not await services.limits.code_offers.allow(identity.account_id, now):
+        raise ApiError(ErrorCode.RATE_LIMITED, "too many codes typed on this account; wait a minute")
+    issued = await services.links.offer(code_id, identity.device_id, now)
+    await _refuse_if_full(services, identity.account_id, identity.device_id, issued.ref)
+    offer = LinkCodeOffer(b64u_encode(sid), b64u_encode(share))
+    await services.hub.push_link(issued.session.session_id, offer.to_json())
+    return {"ref": b64u_encode(issued.ref)}
+
+
+async def code_answer(services: Services, connection: Connection, request: Request) -> dict[str, Any]:
+    """The companion's CPace message and sealed payload, relayed once to the primary that offered."""
+    session_id = connection.link_session_id
+    if connection.identity is not None or session_id is None:
+        raise ApiError(ErrorCode.FORBIDDEN, "only a page showing a typed code answers an offer")
+    share = request.binary("share", length=FIELD_SIZE_BYTES)
+    sealed = request.binary("sealed", length=bycode.SEALED_SIZE)
+    issued = await services.links.answer(session_id, services.clock())
+    code_id = issued.session.code_id
+    if issued.claimed_by is None or code_id is None:  # answer() allows neither; for the type checker
+        raise ApiError(ErrorCode.FORBIDDEN, "no offer on this page's code is waiting for an answer")
+    answer = LinkCodeAnswer(code_id, b64u_encode(share), b64u_encode(sealed))
+    await services.hub.push([issued.claimed_by], answer.to_json())
     return {}

@@ -24,6 +24,8 @@ class DeclineReason(enum.StrEnum):
     """The person chose Decline on the phone."""
     TOO_MANY_DEVICES = "too_many_devices"
     """The account already has its MAX_COMPANIONS companions; the server ended the code on scan."""
+    WRONG_CODE = "wrong_code"
+    """A typed code (§10) did not match: the primary's CPace key differs from the companion's."""
 
 
 class DeviceChangeKind(enum.StrEnum):
@@ -135,6 +137,25 @@ class LinkGranted(_Event):
     ciphertext: str
 
 
+@dataclass(frozen=True, slots=True)
+class LinkCodeOffer(_Event):
+    """A primary's CPace message for the companion's typed code (§10.3): answer it once."""
+
+    EVENT = "link.code.offer"
+    sid: str
+    share: str
+
+
+@dataclass(frozen=True, slots=True)
+class LinkCodeAnswer(_Event):
+    """To the primary that offered on ``code_id``: the companion's CPace share and sealed payload."""
+
+    EVENT = "link.code.answer"
+    code_id: str
+    share: str
+    sealed: str
+
+
 # --- an account's devices (linking.md §7.3) -------------------------------------------------------
 
 
@@ -231,6 +252,8 @@ ServerEvent = (
     | LinkIdle
     | LinkDeclined
     | LinkGranted
+    | LinkCodeOffer
+    | LinkCodeAnswer
     | DevicesChanged
     | DeviceUnlinked
     | Message

@@ -63,6 +63,10 @@ class Request:
             raise bad_request(f"'{name}' is longer than {max_length} characters")
         return value
 
+    def optional_text(self, name: str, *, max_length: int = 256) -> str | None:
+        """A text field that may be left out (None), never null or of another type."""
+        return None if name not in self.fields else self.text(name, max_length=max_length)
+
     def binary(self, name: str, *, length: int | None = None, max_length: int = 16_384) -> bytes:
         text = self.text(name, max_length=max_length * 4 // 3 + 4)
         try:

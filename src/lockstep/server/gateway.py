@@ -44,6 +44,8 @@ OPERATIONS: dict[str, Handler] = {
     "link.inspect": api_linking.inspect,
     "link.approve": api_linking.approve,
     "link.decline": api_linking.decline,
+    "link.code.offer": api_linking.code_offer,
+    "link.code.answer": api_linking.code_answer,
     "time.sync": api_time.sync,
     "keys.upload": api_keys.upload,
     "keys.claim": api_keys.claim,

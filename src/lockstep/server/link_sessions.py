@@ -21,6 +21,8 @@ from lockstep.server.errors import ApiError, ErrorCode
 
 # WhatsApp's rhythm: the first code lives 60 s, five more live 20 s each, then the user reloads.
 SCHEDULE_MS = (60_000, 20_000, 20_000, 20_000, 20_000, 20_000)
+# A typed code (§10) is one ref that lives 3 minutes: typing takes longer than scanning.
+CODE_SCHEDULE_MS = (180_000,)
 CLAIM_MS = 120_000
 REMEMBER_MS = 600_000
 REF_SIZE = 32
@@ -55,10 +57,14 @@ class IssuedRef:
     state: RefState = RefState.ISSUED
     claimed_by: str | None = None
     claim_expires_at: int = 0
+    offered: bool = False
+    """A typed code's ref: a primary's CPace offer came (and burned the code, §10.3)."""
+    answered: bool = False
+    """A typed code's ref: the companion answered that offer."""
 
     @property
     def last(self) -> bool:
-        return self.index == len(SCHEDULE_MS) - 1
+        return self.index == len(self.session.schedule) - 1
 
     def live(self, now: int) -> bool:
         if self.state is RefState.ISSUED:
@@ -74,6 +80,12 @@ class LinkSession:
     started_at: int
     refs: list[IssuedRef] = field(default_factory=list)
     closed: bool = False
+    code_id: str | None = None
+    """Set for a typed-code session (§10): the code's first characters, which route the primary's offer."""
+
+    @property
+    def schedule(self) -> tuple[int, ...]:
+        return SCHEDULE_MS if self.code_id is None else CODE_SCHEDULE_MS
 
     @property
     def current(self) -> IssuedRef | None:
@@ -96,6 +108,7 @@ class LinkSession:
             },
             "started_at": self.started_at,
             "closed": self.closed,
+            "code_id": self.code_id,
             "refs": [
                 {
                     "ref": issued.ref.hex(),
@@ -105,6 +118,8 @@ class LinkSession:
                     "state": issued.state.value,
                     "claimed_by": issued.claimed_by,
                     "claim_expires_at": issued.claim_expires_at,
+                    "offered": issued.offered,
+                    "answered": issued.answered,
                 }
                 for issued in self.refs
             ],
@@ -115,6 +130,7 @@ class LinkSession:
         """The session :meth:`to_json` wrote (state this server stored itself, not client input)."""
         session = cls(data["session_id"], CompanionContext(**data["context"]), data["started_at"])
         session.closed = data["closed"]
+        session.code_id = data.get("code_id")
         session.refs = [
             IssuedRef(
                 bytes.fromhex(ref["ref"]),
@@ -125,6 +141,8 @@ class LinkSession:
                 RefState(ref["state"]),
                 ref["claimed_by"],
                 ref["claim_expires_at"],
+                ref.get("offered", False),
+                ref.get("answered", False),
             )
             for ref in data["refs"]
         ]
@@ -137,16 +155,26 @@ class LinkRegistry:
     def __init__(self) -> None:
         self._refs: dict[bytes, IssuedRef] = {}
         self._sessions: dict[str, LinkSession] = {}
+        self._codes: dict[str, LinkSession] = {}
 
-    def start(self, context: CompanionContext, now: int) -> LinkSession:
+    def start(self, context: CompanionContext, now: int, code_id: str | None = None) -> LinkSession:
+        """A new session; with ``code_id`` (free, see :meth:`code_free`) a typed-code session."""
         self.prune(now)
-        session = LinkSession(secrets.token_urlsafe(16), context, now)
+        session = LinkSession(secrets.token_urlsafe(16), context, now, code_id=code_id)
         self._sessions[session.session_id] = session
+        if code_id is not None:
+            self._codes[code_id] = session
         return session
+
+    def code_free(self, code_id: str) -> bool:
+        """No session used ``code_id`` in the last REMEMBER_MS (so a late offer is never misrouted)."""
+        return code_id not in self._codes
 
     def adopt(self, session: LinkSession) -> None:
         """Take over a session loaded from elsewhere, with its refs."""
         self._sessions[session.session_id] = session
+        if session.code_id is not None:
+            self._codes[session.code_id] = session
         for issued in session.refs:
             self._refs[issued.ref] = issued
 
@@ -155,13 +183,14 @@ class LinkRegistry:
 
     def issue_next(self, session: LinkSession, now: int) -> IssuedRef | None:
         """The session's next ref, or None when the schedule is used up or the session is over."""
-        if session.finished or len(session.refs) >= len(SCHEDULE_MS):
+        if session.finished or len(session.refs) >= len(session.schedule):
             return None
         previous = session.current
         if previous is not None and previous.state in (RefState.ISSUED, RefState.CLAIMED):
             previous.state = RefState.EXPIRED
         index = len(session.refs)
-        issued = IssuedRef(secrets.token_bytes(REF_SIZE), session, index, now, now + SCHEDULE_MS[index])
+        expires_at = now + session.schedule[index]
+        issued = IssuedRef(secrets.token_bytes(REF_SIZE), session, index, now, expires_at)
         session.refs.append(issued)
         self._refs[issued.ref] = issued
         return issued
@@ -213,6 +242,30 @@ class LinkRegistry:
         issued.state = outcome
         return issued
 
+    def offer(self, code_id: str, device_id: str, now: int) -> IssuedRef:
+        """A primary's CPace offer for a typed code (§10.3): it claims the code's ref, like an
+        inspect, and burns the code: a second offer, by anyone, is refused. One online guess per code."""
+        session = self._codes.get(code_id)
+        issued = None if session is None else session.current
+        if issued is None:
+            raise ApiError(ErrorCode.REF_UNKNOWN, "no such code: it may have been mistyped, or be older")
+        if issued.offered:
+            raise ApiError(
+                ErrorCode.REF_USED, "this code was already tried once; get a new code on the computer"
+            )
+        issued = self.claim(issued.ref, device_id, now)
+        issued.offered = True
+        return issued
+
+    def answer(self, session: LinkSession, now: int) -> IssuedRef:
+        """The companion's answer to the offer on its code, once; the ref must still be claimed."""
+        issued = session.current
+        if session.code_id is None or issued is None or not issued.offered or issued.answered:
+            raise ApiError(ErrorCode.FORBIDDEN, "no offer on this page's code is waiting for an answer")
+        issued = self.lookup(issued.ref, now)
+        issued.answered = True
+        return issued
+
     def reopen(self, ref: bytes, device_id: str) -> None:
         """A grant the store then refused (the device list moved on) goes back to being claimed by
         the primary that tried, so it can refresh its list and approve again."""
@@ -242,4 +295,6 @@ class LinkRegistry:
             if now - (session.refs[-1].issued_at if session.refs else session.started_at) > REMEMBER_MS
         ]
         for session_id in done:
-            del self._sessions[session_id]
+            code_id = self._sessions.pop(session_id).code_id
+            if code_id is not None:
+                self._codes.pop(code_id, None)

@@ -7,6 +7,7 @@ Keys, all under the deployment's prefix ``P`` (``--redis-prefix``, so deployment
 |---|---|---|
 | ``P:ls:<session id>`` | a link session as ``LinkSession.to_json()`` | 11 minutes after its last change |
 | ``P:lr:<ref hex>`` | the id of the session that issued a ref | as its session |
+| ``P:lc:<code id>`` | the id of the typed-code session (linking.md §10) using a code id | as its session |
 | ``P:rl:<limit>:<key>`` | a token bucket, hash ``u`` (units) ``t`` (ms) | its window + 1 s after last use |
 | ``P:mt:<token>`` | a media token's device id and expiry | the token's lifetime |
 
@@ -26,9 +27,16 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import WatchError
 
+from lockstep.link.bycode import new_code_id
 from lockstep.server.errors import Unavailable
 from lockstep.server.link_sessions import REMEMBER_MS, CompanionContext, LinkRegistry, LinkSession
-from lockstep.server.link_store import LinkOperations, RefChange, SessionChange
+from lockstep.server.link_store import (
+    CODE_ID_ATTEMPTS,
+    LinkOperations,
+    RefChange,
+    SessionChange,
+    no_free_code_id,
+)
 from lockstep.server.media_tokens import new_token
 from lockstep.server.ratelimit import WINDOW_MS
 
@@ -164,9 +172,22 @@ class RedisLinkStore(LinkOperations):
         self._client = client
         self._sessions = f"{prefix}:ls:"
         self._refs = f"{prefix}:lr:"
+        self._codes = f"{prefix}:lc:"
 
-    async def start(self, context: CompanionContext, now: int) -> LinkSession:
+    async def start(self, context: CompanionContext, now: int, *, code: bool = False) -> LinkSession:
         session = LinkRegistry().start(context, now)
+        if code:
+            for _ in range(CODE_ID_ATTEMPTS):
+                code_id = new_code_id()
+                with unavailable_on_error():
+                    taken = await self._client.set(
+                        self._codes + code_id, session.session_id, nx=True, px=SESSION_TTL_MS
+                    )
+                if taken:
+                    session.code_id = code_id
+                    break
+            else:
+                raise no_free_code_id()
         with unavailable_on_error():
             await self._client.set(
                 self._sessions + session.session_id, json.dumps(session.to_json()), px=SESSION_TTL_MS
@@ -205,4 +226,11 @@ class RedisLinkStore(LinkOperations):
             session_id = await self._client.get(self._refs + ref.hex())
         if session_id is None:
             return change(LinkRegistry())  # the registry's own answer for a ref it does not know
+        return await self._on_session(text(session_id), lambda registry, _session: change(registry))
+
+    async def _on_code(self, code_id: str, change: RefChange[T]) -> T:
+        with unavailable_on_error():
+            session_id = await self._client.get(self._codes + code_id)
+        if session_id is None:
+            return change(LinkRegistry())
         return await self._on_session(text(session_id), lambda registry, _session: change(registry))

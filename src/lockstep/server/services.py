@@ -31,6 +31,8 @@ class Limits:
 
     link_start: RateLimiter
     unknown_refs: RateLimiter
+    code_offers: RateLimiter
+    """``link.code.offer`` per account: each is one online guess at a typed code (linking.md §10.3)."""
     auth_failures: RateLimiter
     """Failed ``auth`` per address; a valid signature is never refused (SECURITY.md)."""
     auth_device_failures: RateLimiter
@@ -64,6 +66,7 @@ class Limits:
 RATES = {
     "link_start": 20,
     "unknown_refs": 10,
+    "code_offers": 5,
     "auth_failures": 20,
     "auth_device_failures": 20,
     "registrations": 10,

@@ -52,6 +52,9 @@ const EVENTS = {
   // An unknown or missing reason reads as a decline (linking.md §7.3).
   "link.declined": { reason: optional(string) },
   "link.granted": { ref: string, enc: string, ciphertext: string },
+  // A typed code's CPace messages (linking.md §10.3): the primary's offer to the companion, its answer back.
+  "link.code.offer": { sid: string, share: string },
+  "link.code.answer": { code_id: string, share: string, sealed: string },
   "devices.changed": {
     device_list: envelope,
     change: shape({ kind: oneOf("linked", "unlinked", "renamed"), device_id: string, name: string }),
@@ -83,6 +86,8 @@ export type Hello = EventOf<"hello">;
 export type LinkRef = EventOf<"link.ref">;
 export type LinkGranted = EventOf<"link.granted">;
 export type LinkDeclined = EventOf<"link.declined">;
+export type LinkCodeOffer = EventOf<"link.code.offer">;
+export type LinkCodeAnswer = EventOf<"link.code.answer">;
 export type DevicesChanged = EventOf<"devices.changed">;
 export type MessageEvent = EventOf<"message">;
 export type GroupsChanged = EventOf<"groups.changed">;
