@@ -9,6 +9,7 @@ import * as hpke from "../src/crypto/hpke";
 import * as deviceList from "../src/link/deviceList";
 import * as grant from "../src/link/grant";
 import * as qr from "../src/link/qr";
+import * as byCode from "../src/link/byCode";
 import * as errorCodes from "../src/net/errorCodes";
 import * as events from "../src/net/events";
 import * as refusals from "../src/net/refusals";
@@ -35,6 +36,7 @@ const modules = {
   deviceList,
   grant,
   qr,
+  byCode,
   errorCodes,
   events,
   refusals,
