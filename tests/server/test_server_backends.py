@@ -39,6 +39,9 @@ START = 1_000_000
 link_steps = st.lists(
     st.one_of(
         st.tuples(st.just("start")),
+        st.tuples(st.just("start_code")),
+        st.tuples(st.just("offer"), st.integers(0, 3), st.sampled_from(PRIMARIES)),
+        st.tuples(st.just("answer"), st.integers(0, 3)),
         st.tuples(st.just("issue"), st.integers(0, 3)),
         st.tuples(st.just("wait"), st.integers(0, 150_000)),
         st.tuples(st.just("claim"), st.integers(0, 8), st.sampled_from(PRIMARIES)),
@@ -55,18 +58,36 @@ link_steps = st.lists(
 def _ref_view(issued: IssuedRef | None) -> object:
     if issued is None:
         return None
-    return (issued.index, issued.state, issued.claimed_by, issued.issued_at, issued.expires_at, issued.last)
+    return (
+        issued.index,
+        issued.state,
+        issued.claimed_by,
+        issued.issued_at,
+        issued.expires_at,
+        issued.last,
+        issued.offered,
+        issued.answered,
+    )
 
 
 async def _run_link_steps(store: LinkStore, steps: list[tuple[Any, ...]]) -> list[object]:
-    """Apply the steps; answers are comparable across stores (ids and refs by position)."""
-    now, sessions, refs, answers = START, [], [], []  # type: ignore[var-annotated]
+    """Apply the steps; answers are comparable across stores (ids, refs and code ids by position)."""
+    now, sessions, refs, answers, code_ids = START, [], [], [], []  # type: ignore[var-annotated]
     for step in steps:
         kind = step[0]
         try:
-            if kind == "start":
-                sessions.append((await store.start(CONTEXT, now)).session_id)
-                answers.append("started")
+            if kind in ("start", "start_code"):
+                session = await store.start(CONTEXT, now, code=kind == "start_code")
+                sessions.append(session.session_id)
+                if session.code_id is not None:
+                    code_ids.append(session.code_id)
+                answers.append(kind)
+            elif kind == "offer":
+                code_id = code_ids[step[1] % len(code_ids)] if code_ids else "ZZZ"
+                answers.append(_ref_view(await store.offer(code_id, step[2], now)))
+            elif kind == "answer":
+                if sessions:
+                    answers.append(_ref_view(await store.answer(sessions[step[1] % len(sessions)], now)))
             elif kind == "wait":
                 now += step[1]
             elif kind in ("issue", "close", "progress"):

@@ -40,8 +40,8 @@ async def test_a_typed_code_links_a_companion_after_context_and_consent(live_ser
             typed_on_phone = bycode.parse_code(bycode.format_code(shown.typed).lower())
             code = await phone.offer_code(typed_on_phone)
             assert code == shown.code  # the QR payload, carried under the CPace key
-            await asyncio.wait_for(run.scanned.wait(), 5)
             context = await phone.inspect(code)
+            await asyncio.wait_for(run.scanned.wait(), 5)  # "confirm on your phone"
             assert context["companion"]["description"].startswith("Lockstep terminal")
             device_id = await phone.approve(code, "Laptop")
             linked = await run.result()

@@ -1,9 +1,11 @@
-"""A state-machine test of the linking handshake on the server side (linking.md §6.3).
+"""A state-machine test of the linking handshake on the server side (linking.md §6.3, §10.3).
 
-Hypothesis drives companions (start, close) and two primaries (inspect, approve, decline, a grant the
-store refused) against a :class:`LinkRegistry` on a fake clock, checking every answer against a small
-model: a ref is granted at most once, never after it expired or its page closed, and only by the primary
-that claimed it. Every session also survives the round trip through the JSON a Redis store keeps.
+Hypothesis drives companions (start, close, answer a typed code's offer) and two primaries (inspect,
+offer on a typed code, approve, decline, a grant the store refused) against a :class:`LinkRegistry`
+on a fake clock, checking every answer against a small model: a ref is granted at most once, never
+after it expired or its page closed, and only by the primary that claimed it; a typed code takes one
+offer, ever, and its page answers it once. Every session also survives the round trip through the
+JSON a Redis store keeps.
 """
 
 from __future__ import annotations
@@ -13,10 +15,10 @@ from typing import Any
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, rule
 
+from lockstep.link.bycode import new_code_id
 from lockstep.server.errors import ApiError
 from lockstep.server.link_sessions import (
     CLAIM_MS,
-    SCHEDULE_MS,
     CompanionContext,
     LinkRegistry,
     LinkSession,
@@ -39,6 +41,7 @@ class LinkingMachine(RuleBasedStateMachine):
         ] = {}  # ref -> {state, expires, claim_by, claim_until, session}
         self.granted: list[bytes] = []
         self.started: list[LinkSession] = []
+        self.offers: list[bytes] = []
 
     def _live(self, ref: bytes) -> bool:
         entry = self.model[ref]
@@ -55,19 +58,30 @@ class LinkingMachine(RuleBasedStateMachine):
         self.started.append(session)
         return session
 
+    @rule(target=sessions)
+    def start_code(self) -> LinkSession:
+        context = CompanionContext("Lockstep terminal", "terminal", "ua", "127.0.0.1")
+        while not self.registry.code_free(code_id := new_code_id()):
+            pass
+        session = self.registry.start(context, self.now, code_id)
+        self.started.append(session)
+        return session
+
     @rule(target=refs, session=sessions)
     def issue(self, session: LinkSession) -> bytes:
         previous = session.current
         issued = self.registry.issue_next(session, self.now)
         if issued is None:
-            assert session.finished or len(session.refs) == len(SCHEDULE_MS)
+            assert session.finished or len(session.refs) == len(session.schedule)
             return b""
         if previous is not None and self.model[previous.ref]["state"] in ("issued", "claimed"):
             self.model[previous.ref]["state"] = "expired"
         self.model[issued.ref] = {
             "state": "issued",
-            "expires": self.now + SCHEDULE_MS[issued.index],
+            "expires": self.now + session.schedule[issued.index],
             "session": session,
+            "offered": False,
+            "answered": False,
         }
         return issued.ref
 
@@ -94,6 +108,53 @@ class LinkingMachine(RuleBasedStateMachine):
         entry.update(
             state="claimed", claim_by=primary, claim_until=max(entry["expires"], self.now + CLAIM_MS)
         )
+
+    @rule(session=sessions, primary=st.sampled_from(PRIMARIES))
+    def offer(self, session: LinkSession, primary: str) -> None:
+        if session.code_id is None:
+            return
+        ref = session.current.ref if session.current is not None else None
+        entry = self.model.get(ref) if ref is not None else None
+        expect_ok = (
+            ref is not None
+            and entry is not None
+            and not entry["offered"]
+            and self._live(ref)
+            and (entry["state"] != "claimed" or entry["claim_by"] == primary)
+        )
+        try:
+            issued = self.registry.offer(session.code_id, primary, self.now)
+        except ApiError as error:
+            assert not expect_ok, error.code
+            return
+        assert expect_ok and entry is not None
+        assert issued.ref not in self.offers, "a typed code took a second offer"
+        self.offers.append(issued.ref)
+        entry.update(
+            state="claimed",
+            claim_by=primary,
+            claim_until=max(entry["expires"], self.now + CLAIM_MS),
+            offered=True,
+        )
+
+    @rule(session=sessions)
+    def answer(self, session: LinkSession) -> None:
+        ref = session.current.ref if session.current is not None else None
+        entry = self.model.get(ref) if ref is not None else None
+        expect_ok = (
+            ref is not None
+            and entry is not None
+            and entry["offered"]
+            and not entry["answered"]
+            and self._live(ref)
+        )
+        try:
+            self.registry.answer(session, self.now)
+        except ApiError as error:
+            assert not expect_ok, error.code
+            return
+        assert expect_ok and entry is not None
+        entry["answered"] = True
 
     @rule(ref=refs, primary=st.sampled_from(PRIMARIES), grant=st.booleans())
     def resolve(self, ref: bytes, primary: str, grant: bool) -> None:
