@@ -35,9 +35,10 @@ $(DEB_STAMP): scripts/ensure-debian-packages.sh
 web/dist/index.html: $(WEB_STAMP) $(WEB_SOURCES)
 	cd web && npm run --silent build
 
-lint: $(PY_STAMP)
+lint: $(PY_STAMP) $(WEB_STAMP)
 	$(BIN)/ruff check src tests bench scripts
 	$(BIN)/ruff format --check src tests bench scripts
+	cd web && npm run --silent lint
 
 typecheck: $(PY_STAMP) $(WEB_STAMP)
 	$(BIN)/mypy

@@ -19,12 +19,14 @@ function queuedKeys(secrets: string[]): e2e.X25519KeySource {
 }
 
 /** Runs `work` and reports a thrown error as {error: class name} instead of rejecting. */
-async function outcome<T>(work: () => Promise<T>): Promise<{ ok: T } | { error: string; message: string; typed: boolean }> {
+async function outcome<T>(
+  work: () => Promise<T>,
+): Promise<{ ok: T } | { error: string; message: string; typed: boolean }> {
   try {
     return { ok: await work() };
   } catch (error) {
-    const e = error as Error;
-    return { error: e?.name ?? String(error), message: e?.message ?? "", typed: error instanceof e2e.E2EError };
+    if (!(error instanceof Error)) return { error: String(error), message: "", typed: false };
+    return { error: error.name, message: error.message, typed: error instanceof e2e.E2EError };
   }
 }
 

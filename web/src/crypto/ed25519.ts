@@ -46,10 +46,10 @@ export function signatureProblem(signature: Uint8Array): string | null {
 
 /** A fresh key pair; the private key is non-extractable (and kept wrapped, ./keep.ts) unless a test asks otherwise. */
 export async function generateEd25519(extractable = false): Promise<CryptoKeyPair> {
-  if (extractable) return (await crypto.subtle.generateKey(ED25519, true, ["sign", "verify"])) as CryptoKeyPair;
+  if (extractable) return await crypto.subtle.generateKey(ED25519, true, ["sign", "verify"]);
   let publicKey: CryptoKey | undefined;
   const privateKey = await keptPrivateKey(async (exportable) => {
-    const pair = (await crypto.subtle.generateKey(ED25519, exportable, ["sign", "verify"])) as CryptoKeyPair;
+    const pair = await crypto.subtle.generateKey(ED25519, exportable, ["sign", "verify"]);
     publicKey = pair.publicKey;
     return pair.privateKey;
   });
@@ -68,7 +68,10 @@ export async function importEd25519Public(raw: Uint8Array): Promise<CryptoKey> {
 /** Imports a raw 32-byte Ed25519 seed (PKCS#8 wrapping, RFC 8410). Used for test vectors. */
 export async function importEd25519Private(seed: Uint8Array, extractable = false): Promise<CryptoKey> {
   if (seed.length !== 32) throw new TypeError("Ed25519 private key must be 32 bytes");
-  const pkcs8 = concat(new Uint8Array([0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20]), seed);
+  const pkcs8 = concat(
+    new Uint8Array([0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20]),
+    seed,
+  );
   return crypto.subtle.importKey("pkcs8", buf(pkcs8), ED25519, extractable, ["sign"]);
 }
 

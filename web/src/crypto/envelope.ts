@@ -42,12 +42,17 @@ export async function sealEnvelope(privateKey: CryptoKey, context: ContextName, 
 export function asEnvelope(value: unknown): Envelope {
   if (typeof value !== "object" || value === null) throw new EnvelopeError("envelope is not an object");
   const { payload, signature } = value as Record<string, unknown>;
-  if (typeof payload !== "string" || typeof signature !== "string") throw new EnvelopeError("envelope needs string payload and signature");
+  if (typeof payload !== "string" || typeof signature !== "string")
+    throw new EnvelopeError("envelope needs string payload and signature");
   return { payload, signature };
 }
 
 /** Verifies under `publicKeyRaw` and returns the parsed payload object. */
-export async function openEnvelope(value: unknown, context: ContextName, publicKeyRaw: Uint8Array): Promise<Record<string, unknown>> {
+export async function openEnvelope(
+  value: unknown,
+  context: ContextName,
+  publicKeyRaw: Uint8Array,
+): Promise<Record<string, unknown>> {
   const envelope = asEnvelope(value);
   let payload: Uint8Array;
   let signature: Uint8Array;
@@ -57,18 +62,23 @@ export async function openEnvelope(value: unknown, context: ContextName, publicK
   } catch {
     throw new EnvelopeError("envelope is not base64url");
   }
-  if (!(await verify(publicKeyRaw, signedMessage(context, payload), signature))) throw new EnvelopeError("bad signature");
+  if (!(await verify(publicKeyRaw, signedMessage(context, payload), signature)))
+    throw new EnvelopeError("bad signature");
   let parsed: unknown;
   try {
     parsed = JSON.parse(fromUtf8(payload));
   } catch {
     throw new EnvelopeError("payload is not UTF-8 JSON");
   }
-  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw new EnvelopeError("payload is not a JSON object");
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed))
+    throw new EnvelopeError("payload is not a JSON object");
   return parsed as Record<string, unknown>;
 }
 
-/** Raw auth signature (linking.md §4.1, §7.2): Ed25519(device key, "lockstep/auth/v1" || 0x00 || challenge || UTF-8(origin)). */
+/**
+ * Raw auth signature (linking.md §4.1, §7.2):
+ * Ed25519(device key, "lockstep/auth/v1" || 0x00 || challenge || UTF-8(origin)).
+ */
 export async function authSignature(deviceKey: CryptoKey, challenge: Uint8Array, origin: string): Promise<Uint8Array> {
   return sign(deviceKey, signedMessage(Context.auth, concat(challenge, utf8(origin))));
 }

@@ -91,7 +91,10 @@ export async function importX25519Public(raw: Uint8Array): Promise<CryptoKey> {
 /** Imports a raw 32-byte X25519 private key (PKCS#8 wrapping, RFC 8410). Used for test vectors only. */
 export async function importX25519Private(raw: Uint8Array, extractable = false): Promise<CryptoKey> {
   if (raw.length !== 32) throw new HpkeError("X25519 private key must be 32 bytes");
-  const pkcs8 = concat(new Uint8Array([0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x6e, 0x04, 0x22, 0x04, 0x20]), raw);
+  const pkcs8 = concat(
+    new Uint8Array([0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x6e, 0x04, 0x22, 0x04, 0x20]),
+    raw,
+  );
   return crypto.subtle.importKey("pkcs8", buf(pkcs8), X25519, extractable, ["deriveBits"]);
 }
 
@@ -129,9 +132,13 @@ async function extractAndExpand(dhValue: Uint8Array, kemContext: Uint8Array): Pr
 }
 
 /** Encap (§4.1); exported for the Appendix A vectors. */
-export async function encap(pkR: Uint8Array, ephemeral?: CryptoKey): Promise<{ sharedSecret: Uint8Array; enc: Uint8Array }> {
+export async function encap(
+  pkR: Uint8Array,
+  ephemeral?: CryptoKey,
+): Promise<{ sharedSecret: Uint8Array; enc: Uint8Array }> {
   // An ephemeral key that is never stored: plain non-extractable, not kept (./keep.ts).
-  const skE = ephemeral ?? ((await crypto.subtle.generateKey(X25519, false, ["deriveBits"])) as CryptoKeyPair).privateKey;
+  const skE =
+    ephemeral ?? ((await crypto.subtle.generateKey(X25519, false, ["deriveBits"])) as CryptoKeyPair).privateKey;
   const enc = await publicKeyOf(skE);
   const dhValue = await dh(skE, await importX25519Public(pkR));
   return { sharedSecret: await extractAndExpand(dhValue, concat(enc, pkR)), enc };
@@ -169,7 +176,13 @@ function verifyPskInputs(mode: ModeId, psk: Uint8Array, pskId: Uint8Array): void
 }
 
 /** KeySchedule (RFC 9180 §5.1). Exported for the Appendix A vectors; callers use setupSender/setupRecipient. */
-export async function keySchedule(mode: ModeId, sharedSecret: Uint8Array, info: Uint8Array, psk: Uint8Array, pskId: Uint8Array): Promise<KeySchedule> {
+export async function keySchedule(
+  mode: ModeId,
+  sharedSecret: Uint8Array,
+  info: Uint8Array,
+  psk: Uint8Array,
+  pskId: Uint8Array,
+): Promise<KeySchedule> {
   verifyPskInputs(mode, psk, pskId);
   const empty = new Uint8Array(0);
   const pskIdHash = await labeledExtract(HPKE_SUITE_ID, empty, "psk_id_hash", pskId);
@@ -201,7 +214,10 @@ class Context {
   ) {}
 
   protected static async keysOf(schedule: KeySchedule): Promise<[CryptoKey, Uint8Array, Uint8Array]> {
-    const aesKey = await crypto.subtle.importKey("raw", buf(schedule.key), { name: "AES-GCM" }, false, ["encrypt", "decrypt"]);
+    const aesKey = await crypto.subtle.importKey("raw", buf(schedule.key), { name: "AES-GCM" }, false, [
+      "encrypt",
+      "decrypt",
+    ]);
     return [aesKey, Uint8Array.from(schedule.baseNonce), Uint8Array.from(schedule.exporterSecret)];
   }
 
@@ -239,10 +255,12 @@ export class SenderContext extends Context {
     try {
       nonce = this.nonceFor(this.seq);
     } catch (error) {
-      return Promise.reject(error);
+      return Promise.reject(error instanceof Error ? error : new Error(String(error)));
     }
     this.seq += 1;
-    return crypto.subtle.encrypt({ name: "AES-GCM", iv: buf(nonce), additionalData: buf(aad) }, this.key(), buf(plaintext)).then((ct) => new Uint8Array(ct));
+    return crypto.subtle
+      .encrypt({ name: "AES-GCM", iv: buf(nonce), additionalData: buf(aad) }, this.key(), buf(plaintext))
+      .then((ct) => new Uint8Array(ct));
   }
 }
 
@@ -257,7 +275,11 @@ export class RecipientContext extends Context {
     const nonce = this.nonceFor(seq);
     let pt: ArrayBuffer;
     try {
-      pt = await crypto.subtle.decrypt({ name: "AES-GCM", iv: buf(nonce), additionalData: buf(aad) }, this.key(), buf(ciphertext));
+      pt = await crypto.subtle.decrypt(
+        { name: "AES-GCM", iv: buf(nonce), additionalData: buf(aad) },
+        this.key(),
+        buf(ciphertext),
+      );
     } catch {
       throw new HpkeError("decryption failed");
     }
@@ -275,27 +297,63 @@ export interface SetupOptions {
 }
 
 /** SetupBaseS / SetupPSKS (RFC 9180 §5.1.1–5.1.2). `ephemeral` injects skE (vector tests only). */
-export async function setupSender(pkR: Uint8Array, options: SetupOptions, ephemeral?: CryptoKey): Promise<{ enc: Uint8Array; context: SenderContext }> {
+export async function setupSender(
+  pkR: Uint8Array,
+  options: SetupOptions,
+  ephemeral?: CryptoKey,
+): Promise<{ enc: Uint8Array; context: SenderContext }> {
   const { sharedSecret, enc } = await encap(pkR, ephemeral);
-  const schedule = await keySchedule(options.mode, sharedSecret, options.info, options.psk ?? new Uint8Array(0), options.pskId ?? new Uint8Array(0));
+  const schedule = await keySchedule(
+    options.mode,
+    sharedSecret,
+    options.info,
+    options.psk ?? new Uint8Array(0),
+    options.pskId ?? new Uint8Array(0),
+  );
   return { enc, context: await SenderContext.create(schedule) };
 }
 
 /** SetupBaseR / SetupPSKR. */
-export async function setupRecipient(enc: Uint8Array, skR: CryptoKey, options: SetupOptions): Promise<RecipientContext> {
+export async function setupRecipient(
+  enc: Uint8Array,
+  skR: CryptoKey,
+  options: SetupOptions,
+): Promise<RecipientContext> {
   const sharedSecret = await decap(enc, skR);
-  const schedule = await keySchedule(options.mode, sharedSecret, options.info, options.psk ?? new Uint8Array(0), options.pskId ?? new Uint8Array(0));
+  const schedule = await keySchedule(
+    options.mode,
+    sharedSecret,
+    options.info,
+    options.psk ?? new Uint8Array(0),
+    options.pskId ?? new Uint8Array(0),
+  );
   return RecipientContext.create(schedule);
 }
 
 /** Single-shot PSK-mode seal (the link grant, linking.md §5). */
-export async function sealPsk(pkR: Uint8Array, info: Uint8Array, psk: Uint8Array, pskId: Uint8Array, aad: Uint8Array, plaintext: Uint8Array, ephemeral?: CryptoKey): Promise<{ enc: Uint8Array; ciphertext: Uint8Array }> {
+export async function sealPsk(
+  pkR: Uint8Array,
+  info: Uint8Array,
+  psk: Uint8Array,
+  pskId: Uint8Array,
+  aad: Uint8Array,
+  plaintext: Uint8Array,
+  ephemeral?: CryptoKey,
+): Promise<{ enc: Uint8Array; ciphertext: Uint8Array }> {
   const { enc, context } = await setupSender(pkR, { mode: Mode.psk, info, psk, pskId }, ephemeral);
   return { enc, ciphertext: await context.seal(aad, plaintext) };
 }
 
 /** Single-shot PSK-mode open; throws HpkeError on any failure. */
-export async function openPsk(enc: Uint8Array, skR: CryptoKey, info: Uint8Array, psk: Uint8Array, pskId: Uint8Array, aad: Uint8Array, ciphertext: Uint8Array): Promise<Uint8Array> {
+export async function openPsk(
+  enc: Uint8Array,
+  skR: CryptoKey,
+  info: Uint8Array,
+  psk: Uint8Array,
+  pskId: Uint8Array,
+  aad: Uint8Array,
+  ciphertext: Uint8Array,
+): Promise<Uint8Array> {
   const context = await setupRecipient(enc, skR, { mode: Mode.psk, info, psk, pskId });
   return context.open(aad, ciphertext);
 }

@@ -20,7 +20,14 @@ export {
   type OlmMessage,
   type SessionKeys,
 } from "./olmMessage";
-export { MAX_MESSAGE_GAP, MAX_MESSAGE_KEYS, MAX_RECEIVING_CHAINS, OlmSession, chainWork, type OlmSessionPickle } from "./olmSession";
+export {
+  MAX_MESSAGE_GAP,
+  MAX_MESSAGE_KEYS,
+  MAX_RECEIVING_CHAINS,
+  OlmSession,
+  chainWork,
+  type OlmSessionPickle,
+} from "./olmSession";
 export {
   MAX_NUMBER_OF_ONE_TIME_KEYS,
   OlmAccount,
@@ -31,7 +38,12 @@ export {
 } from "./olmAccount";
 export { MegolmRatchet, RATCHET_LENGTH } from "./megolmRatchet";
 export { MEGOLM_VERSION, MegolmMessage } from "./megolmMessage";
-export { decodeExportedSessionKey, decodeSessionKey, encodeExportedSessionKey, type SessionKeyData } from "./megolmSessionKey";
+export {
+  decodeExportedSessionKey,
+  decodeSessionKey,
+  encodeExportedSessionKey,
+  type SessionKeyData,
+} from "./megolmSessionKey";
 export {
   InboundGroupSession,
   OutboundGroupSession,

@@ -1,7 +1,8 @@
 /**
  * The Megolm message format (megolm.md "Message format"), version 0x03 (MAC truncated to 8 bytes):
  *
- *   0x03 ∥ 0x08 varint i ∥ 0x12 len X(i) ∥ MAC (8 bytes, over all before it) ∥ Ed25519 signature (64, over all before it)
+ *   0x03 ∥ 0x08 varint i ∥ 0x12 len X(i)
+ *        ∥ MAC (8 bytes, over all before it) ∥ Ed25519 signature (64, over all before it)
  */
 
 import { MAC_LENGTH } from "./cipher";
@@ -27,7 +28,11 @@ export class MegolmMessage {
 
   /** Version and payload: what the MAC covers. */
   macInput(): Uint8Array {
-    return concatBytes(Uint8Array.of(MEGOLM_VERSION), ...tagged(0x08, this.messageIndex), ...tagged(0x12, this.ciphertext));
+    return concatBytes(
+      Uint8Array.of(MEGOLM_VERSION),
+      ...tagged(0x08, this.messageIndex),
+      ...tagged(0x12, this.ciphertext),
+    );
   }
 
   /** Version, payload and MAC: what the signature covers. */

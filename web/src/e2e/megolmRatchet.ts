@@ -21,7 +21,8 @@ export class MegolmRatchet {
 
   static fromBytes(bytes: Uint8Array, index: number): MegolmRatchet {
     if (bytes.length !== RATCHET_LENGTH) throw new MalformedError("a Megolm ratchet is 128 bytes");
-    if (!Number.isInteger(index) || index < 0 || index > 0xffffffff) throw new MalformedError("ratchet index out of range");
+    if (!Number.isInteger(index) || index < 0 || index > 0xffffffff)
+      throw new MalformedError("ratchet index out of range");
     const parts = [0, 1, 2, 3].map((k) => bytes.slice(k * PART, (k + 1) * PART));
     return new MegolmRatchet(parts, index);
   }

@@ -17,17 +17,27 @@ import {
   encodeExportedSessionKey,
   encodeSessionKeyBody,
 } from "./megolmSessionKey";
-import { concatBytes, ed25519Sign, ed25519Verify, generateEd25519, importEd25519, randomBytes, type Ed25519KeyPair } from "./primitives";
+import {
+  concatBytes,
+  ed25519Sign,
+  ed25519Verify,
+  generateEd25519,
+  importEd25519,
+  randomBytes,
+  type Ed25519KeyPair,
+} from "./primitives";
 
 export interface OutboundGroupSessionPickle {
-  readonly format: "lockstep-megolm-outbound-1";
+  /** "lockstep-megolm-outbound-1"; a string type because a stored pickle may be of another version. */
+  readonly format: string;
   readonly ratchet: string;
   readonly index: number;
   readonly signingKey: { privateKey: CryptoKey; publicKey: string };
 }
 
 export interface InboundGroupSessionPickle {
-  readonly format: "lockstep-megolm-inbound-1";
+  /** "lockstep-megolm-inbound-1"; a string type because a stored pickle may be of another version. */
+  readonly format: string;
   readonly initialRatchet: string;
   readonly initialIndex: number;
   readonly latestRatchet: string;
@@ -79,7 +89,11 @@ export class OutboundGroupSession {
     const work = async () => {
       const cipher = await Cipher.megolm(this.ratchet.bytes());
       const unsigned = new MegolmMessage(this.ratchet.index, await cipher.encrypt(plaintext));
-      const maced = new MegolmMessage(unsigned.messageIndex, unsigned.ciphertext, await cipher.truncatedMac(unsigned.macInput()));
+      const maced = new MegolmMessage(
+        unsigned.messageIndex,
+        unsigned.ciphertext,
+        await cipher.truncatedMac(unsigned.macInput()),
+      );
       const signature = await ed25519Sign(this.signing.privateKey, maced.signatureInput());
       await this.ratchet.advance();
       return new MegolmMessage(maced.messageIndex, maced.ciphertext, maced.mac, signature).encode();
@@ -210,7 +224,7 @@ export class InboundGroupSession {
         MegolmRatchet.fromBytes(decodeBase64(pickle.initialRatchet), pickle.initialIndex),
         MegolmRatchet.fromBytes(decodeBase64(pickle.latestRatchet), pickle.latestIndex),
         decodeBase64(pickle.signingKey),
-        pickle.signingKeyVerified === true,
+        pickle.signingKeyVerified,
       );
     } catch (error) {
       if (error instanceof PickleError) throw error;

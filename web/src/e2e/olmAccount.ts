@@ -37,7 +37,8 @@ type StoredKeyPickle = { id: number; privateKey: CryptoKey; publicKey: string; p
 
 /** The stored form of an account: JSON-shaped; private keys are non-extractable CryptoKeys. */
 export interface OlmAccountPickle {
-  readonly format: "lockstep-olm-account-1";
+  /** "lockstep-olm-account-1"; a string type because a stored pickle may be of another version. */
+  readonly format: string;
   readonly identityKey: { privateKey: CryptoKey; publicKey: string };
   readonly signingKey: { privateKey: CryptoKey; publicKey: string };
   readonly oneTimeKeys: StoredKeyPickle[];
@@ -130,7 +131,8 @@ export class OlmAccount {
   }
 
   async generateOneTimeKeys(count: number): Promise<void> {
-    if (!Number.isInteger(count) || count < 0 || count > MAX_STORED_ONE_TIME_KEYS) throw new LocalE2EError("bad one-time key count");
+    if (!Number.isInteger(count) || count < 0 || count > MAX_STORED_ONE_TIME_KEYS)
+      throw new LocalE2EError("bad one-time key count");
     for (let i = 0; i < count; i++) {
       this.oneTimeKeysStore.push({ id: this.nextKeyId++, pair: await generateX25519(), published: false });
       if (this.oneTimeKeysStore.length > MAX_STORED_ONE_TIME_KEYS) this.oneTimeKeysStore.shift();

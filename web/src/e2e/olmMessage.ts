@@ -129,6 +129,8 @@ export type DecodedOlmMessage = { type: 0; message: PreKeyMessage } | { type: 1;
 
 export function decodeOlmMessage(message: OlmMessage): DecodedOlmMessage {
   if (message.type === MESSAGE_TYPE_PRE_KEY) return { type: 0, message: PreKeyMessage.decode(message.body) };
+  // Callers may hand over an object that never went through olmMessageFromJson.
+  // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition
   if (message.type === MESSAGE_TYPE_NORMAL) return { type: 1, message: OlmNormalMessage.decode(message.body) };
   throw new MalformedError("unknown Olm message type");
 }

@@ -27,7 +27,16 @@ import {
   type OlmMessage,
   type SessionKeys,
 } from "./olmMessage";
-import { concatBytes, equalBytes, hkdfSha256, hmacSha256Sync, randomX25519, x25519, type X25519KeyPair, type X25519KeySource } from "./primitives";
+import {
+  concatBytes,
+  equalBytes,
+  hkdfSha256,
+  hmacSha256Sync,
+  randomX25519,
+  x25519,
+  type X25519KeyPair,
+  type X25519KeySource,
+} from "./primitives";
 
 /** At most this many receiving chains are kept (oldest dropped), as vodozemac does. */
 export const MAX_RECEIVING_CHAINS = 5;
@@ -72,12 +81,24 @@ interface ReceiverChain {
 
 /** The stored form of a session: JSON-shaped, with the private ratchet key as a non-extractable CryptoKey. */
 export interface OlmSessionPickle {
-  readonly format: "lockstep-olm-session-1";
+  /** "lockstep-olm-session-1"; a string type because a stored pickle may be of another version. */
+  readonly format: string;
   readonly sessionKeys: { identityKey: string; baseKey: string; oneTimeKey: string };
   readonly sending:
-    | { kind: "active"; rootKey: string; ratchetKey: { privateKey: CryptoKey; publicKey: string }; chainKey: string; chainIndex: number }
+    | {
+        kind: "active";
+        rootKey: string;
+        ratchetKey: { privateKey: CryptoKey; publicKey: string };
+        chainKey: string;
+        chainIndex: number;
+      }
     | { kind: "inactive"; rootKey: string; remoteRatchetKey: string };
-  readonly receiving: { ratchetKey: string; chainKey: string; chainIndex: number; skipped: { index: number; key: string }[] }[];
+  readonly receiving: {
+    ratchetKey: string;
+    chainKey: string;
+    chainIndex: number;
+    skipped: { index: number; key: string }[];
+  }[];
 }
 
 /** Splits HKDF output into (root key, chain key). */
@@ -87,7 +108,11 @@ async function kdf(salt: Uint8Array, secret: Uint8Array, info: Uint8Array): Prom
 }
 
 /** olm.md "Advancing the root key". */
-async function advanceRoot(rootKey: Uint8Array, ours: X25519KeyPair, theirs: Uint8Array): Promise<[Uint8Array, Uint8Array]> {
+async function advanceRoot(
+  rootKey: Uint8Array,
+  ours: X25519KeyPair,
+  theirs: Uint8Array,
+): Promise<[Uint8Array, Uint8Array]> {
   return kdf(rootKey, await x25519(ours.privateKey, theirs), OLM_RATCHET);
 }
 
@@ -124,7 +149,7 @@ const checkpoints = new WeakMap<ReceiverChain, Map<number, Uint8Array>>();
 /** C(i, index) for index ≥ chain.chainIndex, from the nearest checkpoint at or below `index`. */
 function chainKeyAt(chain: ReceiverChain, index: number): Uint8Array {
   let marks = checkpoints.get(chain);
-  if (!marks) checkpoints.set(chain, (marks = new Map()));
+  if (!marks) checkpoints.set(chain, (marks = new Map<number, Uint8Array>()));
   let at = chain.chainIndex;
   let chainKey = chain.chainKey;
   for (let mark = index - (index % CHECKPOINT_EVERY); mark > chain.chainIndex; mark -= CHECKPOINT_EVERY) {
@@ -165,7 +190,15 @@ async function decryptInChain(chain: ReceiverChain, message: OlmNormalMessage): 
   for (let index = first, key = chainKeyAt(chain, first); index < target; index++, key = advanceChain(key)) {
     skipped.push({ index, key: messageKeyOf(key) });
   }
-  return [plaintext, { ratchetKey: chain.ratchetKey, chainKey: advanceChain(chainKey), chainIndex: target + 1, skipped: skipped.slice(-MAX_MESSAGE_KEYS) }];
+  return [
+    plaintext,
+    {
+      ratchetKey: chain.ratchetKey,
+      chainKey: advanceChain(chainKey),
+      chainIndex: target + 1,
+      skipped: skipped.slice(-MAX_MESSAGE_KEYS),
+    },
+  ];
 }
 
 export class OlmSession {
@@ -209,7 +242,11 @@ export class OlmSession {
    * olm.md "Creating an inbound session from a pre-key message": Bob's side, before decrypting.
    * S = ECDH(E_B, I_A) ∥ ECDH(I_B, E_A) ∥ ECDH(E_B, E_A) — the same bytes Alice computed.
    */
-  static async inbound(identityKey: X25519KeyPair, oneTimeKey: X25519KeyPair, message: PreKeyMessage): Promise<OlmSession> {
+  static async inbound(
+    identityKey: X25519KeyPair,
+    oneTimeKey: X25519KeyPair,
+    message: PreKeyMessage,
+  ): Promise<OlmSession> {
     const keys = message.sessionKeys;
     const secret = concatBytes(
       await x25519(oneTimeKey.privateKey, keys.identityKey),
@@ -232,7 +269,11 @@ export class OlmSession {
   matches(message: PreKeyMessage): boolean {
     const a = this.sessionKeys;
     const b = message.sessionKeys;
-    return equalBytes(a.identityKey, b.identityKey) && equalBytes(a.baseKey, b.baseKey) && equalBytes(a.oneTimeKey, b.oneTimeKey);
+    return (
+      equalBytes(a.identityKey, b.identityKey) &&
+      equalBytes(a.baseKey, b.baseKey) &&
+      equalBytes(a.oneTimeKey, b.oneTimeKey)
+    );
   }
 
   private exclusive<T>(work: () => Promise<T>): Promise<T> {
@@ -248,7 +289,11 @@ export class OlmSession {
       const messageKey = messageKeyOf(sender.chainKey);
       this.sending = { ...sender, chainKey: advanceChain(sender.chainKey), chainIndex: sender.chainIndex + 1 };
       const cipher = await Cipher.olm(messageKey);
-      const unsigned = new OlmNormalMessage(sender.ratchetKey.publicKey, sender.chainIndex, await cipher.encrypt(plaintext));
+      const unsigned = new OlmNormalMessage(
+        sender.ratchetKey.publicKey,
+        sender.chainIndex,
+        await cipher.encrypt(plaintext),
+      );
       const message = unsigned.withMac(await cipher.truncatedMac(unsigned.macInput()));
       if (this.hasReceivedMessage()) return { type: MESSAGE_TYPE_NORMAL, body: message.encode() };
       return { type: MESSAGE_TYPE_PRE_KEY, body: new PreKeyMessage(this.sessionKeys, message).encode() };
@@ -329,7 +374,11 @@ export class OlmSession {
       if (pickle.format !== "lockstep-olm-session-1") throw new PickleError("not an Olm session pickle");
       const d = decodeBase64;
       const keys = pickle.sessionKeys;
-      const sessionKeys = { identityKey: d(keys.identityKey), baseKey: d(keys.baseKey), oneTimeKey: d(keys.oneTimeKey) };
+      const sessionKeys = {
+        identityKey: d(keys.identityKey),
+        baseKey: d(keys.baseKey),
+        oneTimeKey: d(keys.oneTimeKey),
+      };
       const s = pickle.sending;
       let sending: Sender;
       if (s.kind === "active") {
@@ -341,6 +390,8 @@ export class OlmSession {
           chainKey: d(s.chainKey),
           chainIndex: s.chainIndex,
         };
+        // A stored pickle may be of another version.
+        // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition
       } else if (s.kind === "inactive") {
         sending = { kind: "inactive", rootKey: d(s.rootKey), remoteRatchetKey: d(s.remoteRatchetKey) };
       } else {

@@ -41,9 +41,18 @@ export function hmacSha256Sync(key: Uint8Array, data: Uint8Array): Uint8Array {
 }
 
 /** HKDF-SHA-256 (RFC 5869) extract-and-expand to `length` bytes. */
-export async function hkdfSha256(salt: Uint8Array, ikm: Uint8Array, info: Uint8Array, length: number): Promise<Uint8Array> {
+export async function hkdfSha256(
+  salt: Uint8Array,
+  ikm: Uint8Array,
+  info: Uint8Array,
+  length: number,
+): Promise<Uint8Array> {
   const key = await subtle.importKey("raw", buf(ikm), "HKDF", false, ["deriveBits"]);
-  const bits = await subtle.deriveBits({ name: "HKDF", hash: "SHA-256", salt: buf(salt), info: buf(info) }, key, length * 8);
+  const bits = await subtle.deriveBits(
+    { name: "HKDF", hash: "SHA-256", salt: buf(salt), info: buf(info) },
+    key,
+    length * 8,
+  );
   return new Uint8Array(bits);
 }
 
@@ -63,8 +72,42 @@ export async function aesCbcDecrypt(key: Uint8Array, iv: Uint8Array, ciphertext:
 }
 
 // PKCS#8 wrappers for a raw 32-byte X25519 or Ed25519 private key (RFC 8410 §7).
-const PKCS8_X25519 = Uint8Array.of(0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x6e, 0x04, 0x22, 0x04, 0x20);
-const PKCS8_ED25519 = Uint8Array.of(0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20);
+const PKCS8_X25519 = Uint8Array.of(
+  0x30,
+  0x2e,
+  0x02,
+  0x01,
+  0x00,
+  0x30,
+  0x05,
+  0x06,
+  0x03,
+  0x2b,
+  0x65,
+  0x6e,
+  0x04,
+  0x22,
+  0x04,
+  0x20,
+);
+const PKCS8_ED25519 = Uint8Array.of(
+  0x30,
+  0x2e,
+  0x02,
+  0x01,
+  0x00,
+  0x30,
+  0x05,
+  0x06,
+  0x03,
+  0x2b,
+  0x65,
+  0x70,
+  0x04,
+  0x22,
+  0x04,
+  0x20,
+);
 const X25519_BASE_POINT = Uint8Array.of(9, ...new Array<number>(31).fill(0));
 
 /** A Curve25519 key pair: the private key never leaves WebCrypto. */
@@ -92,7 +135,9 @@ export async function generateX25519(): Promise<X25519KeyPair> {
 export async function importX25519(secret: Uint8Array): Promise<X25519KeyPair> {
   if (secret.length !== 32) throw new MalformedError("an X25519 secret key is 32 bytes");
   const pkcs8 = buf(concat(PKCS8_X25519, secret));
-  const privateKey = await keptPrivateKey((extractable) => subtle.importKey("pkcs8", pkcs8, { name: "X25519" }, extractable, ["deriveBits"]));
+  const privateKey = await keptPrivateKey((extractable) =>
+    subtle.importKey("pkcs8", pkcs8, { name: "X25519" }, extractable, ["deriveBits"]),
+  );
   const basePoint = await subtle.importKey("raw", buf(X25519_BASE_POINT), { name: "X25519" }, true, []);
   const publicKey = new Uint8Array(await subtle.deriveBits({ name: "X25519", public: basePoint }, privateKey, 256));
   return { privateKey, publicKey };
@@ -115,7 +160,7 @@ export async function x25519(privateKey: CryptoKey, publicKey: Uint8Array): Prom
 export async function generateEd25519(): Promise<Ed25519KeyPair> {
   let publicKey = new Uint8Array(0);
   const privateKey = await keptPrivateKey(async (extractable) => {
-    const pair = (await subtle.generateKey({ name: "Ed25519" }, extractable, ["sign", "verify"])) as CryptoKeyPair;
+    const pair = await subtle.generateKey({ name: "Ed25519" }, extractable, ["sign", "verify"]);
     publicKey = new Uint8Array(await subtle.exportKey("raw", pair.publicKey));
     return pair.privateKey;
   });
@@ -131,7 +176,9 @@ export async function importEd25519(seed: Uint8Array): Promise<Ed25519KeyPair> {
   const pkcs8 = buf(concat(PKCS8_ED25519, seed));
   const temporary = await subtle.importKey("pkcs8", pkcs8, { name: "Ed25519" }, true, ["sign"]);
   const jwk = await subtle.exportKey("jwk", temporary);
-  const privateKey = await keptPrivateKey((extractable) => subtle.importKey("pkcs8", pkcs8, { name: "Ed25519" }, extractable, ["sign"]));
+  const privateKey = await keptPrivateKey((extractable) =>
+    subtle.importKey("pkcs8", pkcs8, { name: "Ed25519" }, extractable, ["sign"]),
+  );
   return { privateKey, publicKey: b64uDecode(jwk.x ?? "") };
 }
 

@@ -14,7 +14,8 @@ export const MAX_NAME_LENGTH = 64;
 export function checkName(name: string): string | null {
   const trimmed = name.trim();
   if (trimmed.length < 1 || trimmed.length > MAX_NAME_LENGTH) return null;
-  // C0 controls, DEL and C1 controls
+  // C0 controls, DEL and C1 controls: matching them is the point
+  // eslint-disable-next-line no-control-regex
   if (/[\u0000-\u001f\u007f-\u009f]/.test(trimmed)) return null;
   return trimmed;
 }
@@ -76,23 +77,35 @@ async function deviceKeyProblem(deviceKey: unknown, deviceId: unknown): Promise<
   return weak ? `key ${weak}` : null;
 }
 
-/** §4.3 "valid": verifies under the account key, right type/v/account, one primary, ≤4 companions, ids unique and derived. */
-export async function verifyDeviceList(envelope: unknown, accountKey: Uint8Array, accountId: string): Promise<DeviceList> {
+/**
+ * §4.3 "valid": verifies under the account key, right type/v/account, one primary, ≤4 companions,
+ * ids unique and derived.
+ */
+export async function verifyDeviceList(
+  envelope: unknown,
+  accountKey: Uint8Array,
+  accountId: string,
+): Promise<DeviceList> {
   let payload: Record<string, unknown>;
   try {
     payload = await openEnvelope(envelope, Context.deviceList, accountKey);
   } catch (error) {
-    throw new InvalidDeviceList(error instanceof EnvelopeError ? `device list: ${error.message}` : "device list does not verify");
+    throw new InvalidDeviceList(
+      error instanceof EnvelopeError ? `device list: ${error.message}` : "device list does not verify",
+    );
   }
-  if (payload.v !== 1 || payload.type !== "device-list" || payload.account_id !== accountId) throw new InvalidDeviceList("device list is for another account or format");
-  if (!isInt(payload.version) || payload.version < 1 || !isInt(payload.issued_at) || !Array.isArray(payload.devices)) throw new InvalidDeviceList("device list fields are missing");
+  if (payload.v !== 1 || payload.type !== "device-list" || payload.account_id !== accountId)
+    throw new InvalidDeviceList("device list is for another account or format");
+  if (!isInt(payload.version) || payload.version < 1 || !isInt(payload.issued_at) || !Array.isArray(payload.devices))
+    throw new InvalidDeviceList("device list fields are missing");
   const seen = new Set<string>();
   let primaries = 0;
   let companions = 0;
   for (const item of payload.devices as unknown[]) {
     if (typeof item !== "object" || item === null) throw new InvalidDeviceList("device entry is not an object");
     const d = item as Record<string, unknown>;
-    if (typeof d.name !== "string" || !isInt(d.linked_at)) throw new InvalidDeviceList("device entry fields are missing");
+    if (typeof d.name !== "string" || !isInt(d.linked_at))
+      throw new InvalidDeviceList("device entry fields are missing");
     if (d.role === "primary") primaries++;
     else if (d.role === "companion") companions++;
     else throw new InvalidDeviceList("device has an unknown role");
@@ -102,21 +115,32 @@ export async function verifyDeviceList(envelope: unknown, accountKey: Uint8Array
     seen.add(d.device_id as string);
   }
   if (primaries !== 1) throw new InvalidDeviceList("device list needs exactly one primary");
-  if (companions > MAX_COMPANIONS) throw new InvalidDeviceList(`device list has more than ${MAX_COMPANIONS} companions`);
+  if (companions > MAX_COMPANIONS)
+    throw new InvalidDeviceList(`device list has more than ${MAX_COMPANIONS} companions`);
   return payload as unknown as DeviceList;
 }
 
 /** §4.2: verifies under the account key and checks it names `deviceKey` (when given). */
-export async function verifyCertificate(envelope: unknown, accountKey: Uint8Array, accountId: string, deviceKey?: Uint8Array): Promise<DeviceCertificate> {
+export async function verifyCertificate(
+  envelope: unknown,
+  accountKey: Uint8Array,
+  accountId: string,
+  deviceKey?: Uint8Array,
+): Promise<DeviceCertificate> {
   let payload: Record<string, unknown>;
   try {
     payload = await openEnvelope(envelope, Context.deviceCertificate, accountKey);
   } catch (error) {
-    throw new InvalidCertificate(error instanceof EnvelopeError ? `certificate: ${error.message}` : "certificate does not verify");
+    throw new InvalidCertificate(
+      error instanceof EnvelopeError ? `certificate: ${error.message}` : "certificate does not verify",
+    );
   }
-  if (payload.v !== 1 || payload.type !== "device-certificate" || payload.account_id !== accountId) throw new InvalidCertificate("certificate is for another account or format");
-  if (payload.account_key !== b64uEncode(accountKey)) throw new InvalidCertificate("certificate names another account key");
-  if (typeof payload.name !== "string" || !isInt(payload.issued_at)) throw new InvalidCertificate("certificate fields are missing");
+  if (payload.v !== 1 || payload.type !== "device-certificate" || payload.account_id !== accountId)
+    throw new InvalidCertificate("certificate is for another account or format");
+  if (payload.account_key !== b64uEncode(accountKey))
+    throw new InvalidCertificate("certificate names another account key");
+  if (typeof payload.name !== "string" || !isInt(payload.issued_at))
+    throw new InvalidCertificate("certificate fields are missing");
   const problem = await deviceKeyProblem(payload.device_key, payload.device_id);
   if (problem) throw new InvalidCertificate(`certificate device ${problem}`);
   if (deviceKey) {
@@ -174,5 +198,12 @@ export function unusedName(list: DeviceList, name: string): string {
 
 /** The next version of `list` with `devices` (the primary bumps version by one and re-signs). */
 export function nextList(list: DeviceList, devices: DeviceEntry[], issuedAt: number): DeviceList {
-  return { v: 1, type: "device-list", account_id: list.account_id, version: list.version + 1, issued_at: issuedAt, devices };
+  return {
+    v: 1,
+    type: "device-list",
+    account_id: list.account_id,
+    version: list.version + 1,
+    issued_at: issuedAt,
+    devices,
+  };
 }

@@ -93,7 +93,14 @@ export async function buildGrant(args: {
     issued_at: now,
   };
   const certificate = await signCertificate(args.accountPrivateKey, certificatePayload);
-  const list = nextList(currentList, [...currentList.devices, { device_id: deviceId, device_key: deviceKey, role: "companion", name: args.deviceName, linked_at: now }], now);
+  const list = nextList(
+    currentList,
+    [
+      ...currentList.devices,
+      { device_id: deviceId, device_key: deviceKey, role: "companion", name: args.deviceName, linked_at: now },
+    ],
+    now,
+  );
   const deviceList = await signDeviceList(args.accountPrivateKey, list);
   const plaintext: GrantPlaintext = {
     v: 1,
@@ -104,7 +111,15 @@ export async function buildGrant(args: {
     certificate,
     device_list: deviceList,
   };
-  const { enc, ciphertext } = await sealPsk(code.ephemeralKey, grantInfo(args.origin), code.linkSecret, code.ref, code.ref, utf8(JSON.stringify(plaintext)), args.ephemeral);
+  const { enc, ciphertext } = await sealPsk(
+    code.ephemeralKey,
+    grantInfo(args.origin),
+    code.linkSecret,
+    code.ref,
+    code.ref,
+    utf8(JSON.stringify(plaintext)),
+    args.ephemeral,
+  );
   return { enc, ciphertext, certificate, deviceList, list, deviceId };
 }
 
@@ -131,9 +146,19 @@ export async function openGrant(args: {
 }): Promise<OpenedGrant> {
   let plaintext: Uint8Array;
   try {
-    plaintext = await openPsk(args.enc, args.ephemeralPrivateKey, grantInfo(args.origin), args.linkSecret, args.ref, args.ref, args.ciphertext);
+    plaintext = await openPsk(
+      args.enc,
+      args.ephemeralPrivateKey,
+      grantInfo(args.origin),
+      args.linkSecret,
+      args.ref,
+      args.ref,
+      args.ciphertext,
+    );
   } catch (error) {
-    throw new GrantError(error instanceof HpkeError ? "the grant does not open with this code's secret" : "the grant could not be opened");
+    throw new GrantError(
+      error instanceof HpkeError ? "the grant does not open with this code's secret" : "the grant could not be opened",
+    );
   }
   let grant: Record<string, unknown>;
   try {
@@ -146,7 +171,14 @@ export async function openGrant(args: {
   if (grant.v !== 1 || grant.type !== "link-grant") throw new GrantError("the grant has an unknown format");
   if (grant.origin !== args.origin) throw new GrantError("the grant names another server");
   const account = grant.account as Record<string, unknown> | null;
-  if (typeof account !== "object" || account === null || typeof account.id !== "string" || typeof account.handle !== "string" || typeof account.display_name !== "string" || typeof account.key !== "string") {
+  if (
+    typeof account !== "object" ||
+    account === null ||
+    typeof account.id !== "string" ||
+    typeof account.handle !== "string" ||
+    typeof account.display_name !== "string" ||
+    typeof account.key !== "string"
+  ) {
     throw new GrantError("the grant's account is malformed");
   }
   if (typeof grant.device_name !== "string") throw new GrantError("the grant has no device name");
@@ -156,7 +188,8 @@ export async function openGrant(args: {
   } catch {
     throw new GrantError("the account key is not base64url");
   }
-  if (accountKey.length !== 32 || (await keyId(accountKey)) !== account.id) throw new GrantError("the account id does not match its key");
+  if (accountKey.length !== 32 || (await keyId(accountKey)) !== account.id)
+    throw new GrantError("the account id does not match its key");
   let cert: DeviceCertificate;
   let list: DeviceList;
   try {
@@ -168,7 +201,8 @@ export async function openGrant(args: {
   }
   const deviceId = await keyId(args.deviceKey);
   const me = list.devices.find((d) => d.device_id === deviceId);
-  if (!me || me.role !== "companion" || me.device_key !== b64uEncode(args.deviceKey)) throw new GrantError("the device list does not include this device as a companion");
+  if (!me || me.role !== "companion" || me.device_key !== b64uEncode(args.deviceKey))
+    throw new GrantError("the device list does not include this device as a companion");
   return {
     account: { id: account.id, handle: account.handle, display_name: account.display_name, key: account.key },
     accountKey,

@@ -112,7 +112,8 @@ export function decodeLinkText(text: string, serverOrigin: string): DecodedLinkC
 
 function decodeLinkTextUnguarded(text: string, serverOrigin: string): DecodedLinkCode {
   if (typeof text !== "string") throw new NotALinkCode();
-  if (text.length > MAX_TEXT_LENGTH) throw new MalformedCode(`it is ${text.length} characters long, at most ${MAX_TEXT_LENGTH} are allowed`);
+  if (text.length > MAX_TEXT_LENGTH)
+    throw new MalformedCode(`it is ${text.length} characters long, at most ${MAX_TEXT_LENGTH} are allowed`);
   const match = URL_SHAPE.exec(text.trim());
   if (!match) throw new NotALinkCode();
   const [, scheme = "", authority = "", path = "", query = "", fragment = ""] = match;

@@ -25,7 +25,14 @@ const MAX_SEEN_INDICES = 10_000;
 
 export interface GroupSessionsPickle {
   outbound: Record<string, { pickle: OutboundGroupSessionPickle; sharedWith: string[]; messages: number }>;
-  inbound: { senderDevice: string; sessionId: string; groupId: string; senderKey: string; pickle: InboundGroupSessionPickle; seen: number[] }[];
+  inbound: {
+    senderDevice: string;
+    sessionId: string;
+    groupId: string;
+    senderKey: string;
+    pickle: InboundGroupSessionPickle;
+    seen: number[];
+  }[];
 }
 
 interface Outbound {
@@ -60,21 +67,38 @@ export class GroupSessions {
   static unpickle(pickle: GroupSessionsPickle): GroupSessions {
     const sessions = new GroupSessions();
     for (const [groupId, g] of Object.entries(pickle.outbound)) {
-      sessions.outbound.set(groupId, { session: OutboundGroupSession.unpickle(g.pickle), sharedWith: new Set(g.sharedWith), messages: g.messages });
+      sessions.outbound.set(groupId, {
+        session: OutboundGroupSession.unpickle(g.pickle),
+        sharedWith: new Set(g.sharedWith),
+        messages: g.messages,
+      });
     }
     for (const g of pickle.inbound) {
-      sessions.inbound.set(`${g.senderDevice} ${g.sessionId}`, { session: InboundGroupSession.unpickle(g.pickle), groupId: g.groupId, senderKey: g.senderKey, seen: new Set(g.seen) });
+      sessions.inbound.set(`${g.senderDevice} ${g.sessionId}`, {
+        session: InboundGroupSession.unpickle(g.pickle),
+        groupId: g.groupId,
+        senderKey: g.senderKey,
+        seen: new Set(g.seen),
+      });
     }
     return sessions;
   }
 
   pickle(): GroupSessionsPickle {
     const outbound: GroupSessionsPickle["outbound"] = {};
-    for (const [groupId, g] of this.outbound) outbound[groupId] = { pickle: g.session.pickle(), sharedWith: [...g.sharedWith], messages: g.messages };
+    for (const [groupId, g] of this.outbound)
+      outbound[groupId] = { pickle: g.session.pickle(), sharedWith: [...g.sharedWith], messages: g.messages };
     const inbound: GroupSessionsPickle["inbound"] = [];
     for (const [key, g] of this.inbound) {
       const [senderDevice = "", sessionId = ""] = key.split(" ");
-      inbound.push({ senderDevice, sessionId, groupId: g.groupId, senderKey: g.senderKey, pickle: g.session.pickle(), seen: [...g.seen] });
+      inbound.push({
+        senderDevice,
+        sessionId,
+        groupId: g.groupId,
+        senderKey: g.senderKey,
+        pickle: g.session.pickle(),
+        seen: [...g.seen],
+      });
     }
     return { outbound, inbound };
   }
@@ -82,7 +106,8 @@ export class GroupSessions {
   /** Rotates if needed and says who still needs the current session key. */
   async prepare(groupId: string, targets: Set<string>): Promise<KeyShare> {
     let current = this.outbound.get(groupId);
-    const rotated = !current || [...current.sharedWith].some((d) => !targets.has(d)) || current.messages >= ROTATE_AFTER_MESSAGES;
+    const rotated =
+      !current || [...current.sharedWith].some((d) => !targets.has(d)) || current.messages >= ROTATE_AFTER_MESSAGES;
     if (rotated || !current) {
       current = { session: await OutboundGroupSession.create(), sharedWith: new Set(), messages: 0 };
       this.outbound.set(groupId, current);
@@ -90,7 +115,11 @@ export class GroupSessions {
     const shared = current.sharedWith;
     return {
       devices: [...targets].filter((d) => !shared.has(d)).sort(),
-      body: { group_id: groupId, session_id: current.session.sessionId, session_key: await current.session.sessionKey() },
+      body: {
+        group_id: groupId,
+        session_id: current.session.sessionId,
+        session_key: await current.session.sessionKey(),
+      },
       rotated,
     };
   }
@@ -112,13 +141,20 @@ export class GroupSessions {
   }
 
   /** Stores a session key that came over Olm from `senderDevice` (Curve25519 `senderKey`). */
-  async addInbound(senderDevice: string, senderKey: string, body: { group_id: string; session_id: string; session_key: string }): Promise<void> {
+  async addInbound(
+    senderDevice: string,
+    senderKey: string,
+    body: { group_id: string; session_id: string; session_key: string },
+  ): Promise<void> {
     const session = await InboundGroupSession.fromSessionKey(body.session_key);
-    if (session.sessionId !== body.session_id) throw new GroupMessageError("a group key whose session id does not match");
+    if (session.sessionId !== body.session_id)
+      throw new GroupMessageError("a group key whose session id does not match");
     const key = `${senderDevice} ${session.sessionId}`;
     const existing = this.inbound.get(key);
-    if (existing && existing.groupId !== body.group_id) throw new GroupMessageError("a group key already shared for another group");
-    if (existing && existing.session.firstKnownIndex <= session.firstKnownIndex) return; // keep the one reaching further back
+    if (existing && existing.groupId !== body.group_id)
+      throw new GroupMessageError("a group key already shared for another group");
+    // Keep the one reaching further back.
+    if (existing && existing.session.firstKnownIndex <= session.firstKnownIndex) return;
     // A re-share from an earlier index replaces the session but not what it already decrypted: the
     // indexes seen stay seen, or every earlier message could be shown again (a replay).
     this.inbound.set(key, { session, groupId: body.group_id, senderKey, seen: existing?.seen ?? new Set() });

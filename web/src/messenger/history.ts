@@ -5,6 +5,7 @@
  * Pure: the messenger encrypts the bundle like a file and sends its key over Olm to that one companion.
  */
 import { fromUtf8, utf8 } from "../crypto/bytes";
+import { isJsonObject } from "../net/json";
 import type { MediaDescriptor } from "./media";
 import type { ChatMessage } from "./model";
 
@@ -41,28 +42,47 @@ export function buildHistory(messages: Iterable<ChatMessage>, now: number, group
   const notTransferred = { older_than_30_days_or_dropped: older, over_1000_limit: overLimit };
   let note = `${records.length} messages from the last ${HISTORY_DAYS} days were transferred`;
   if (older || overLimit) note += `; ${older + overLimit} older messages stay only on the phone`;
-  const bytes = utf8(JSON.stringify({ v: 1, type: "history-bundle", generated_at: now, messages: records, not_transferred: notTransferred, groups }));
+  const bytes = utf8(
+    JSON.stringify({
+      v: 1,
+      type: "history-bundle",
+      generated_at: now,
+      messages: records,
+      not_transferred: notTransferred,
+      groups,
+    }),
+  );
   return { bytes, count: records.length, notTransferred, note };
 }
 
 /** The messages of a bundle as this device keeps them (`me` = this account: its messages are outgoing),
  * and the group names it carries (well-formed ones only). */
 export function readHistory(bytes: Uint8Array, me: string): { messages: ChatMessage[]; groups: HistoryGroup[] } {
-  const bundle = JSON.parse(fromUtf8(bytes)) as Record<string, unknown>;
+  const bundle = JSON.parse(fromUtf8(bytes)) as unknown;
   const groups: HistoryGroup[] = [];
-  const listed = typeof bundle === "object" && bundle !== null && Array.isArray(bundle.groups) ? (bundle.groups as unknown[]) : [];
+  const listed = isJsonObject(bundle) && Array.isArray(bundle.groups) ? (bundle.groups as unknown[]) : [];
   for (const group of listed.slice(0, MAX_GROUPS)) {
     const { group_id: groupId, name } = (group ?? {}) as Record<string, unknown>;
-    if (typeof groupId === "string" && groupId.length <= 64 && typeof name === "string" && name) groups.push({ group_id: groupId, name: name.slice(0, 100) });
+    if (typeof groupId === "string" && groupId.length <= 64 && typeof name === "string" && name)
+      groups.push({ group_id: groupId, name: name.slice(0, 100) });
   }
-  const records = typeof bundle === "object" && bundle !== null && Array.isArray(bundle.messages) ? (bundle.messages as Record<string, unknown>[]) : [];
+  const records = isJsonObject(bundle) && Array.isArray(bundle.messages) ? (bundle.messages as unknown[]) : [];
   const out: ChatMessage[] = [];
   for (const record of records) {
-    if (typeof record !== "object" || record === null) continue;
+    if (!isJsonObject(record)) continue;
     const { id, conversation } = record;
     const sender = record.sender as { account_id?: unknown; device_id?: unknown } | undefined;
-    if (typeof id !== "string" || typeof conversation !== "string" || !/^(direct|group):/.test(conversation) || typeof sender?.account_id !== "string") continue;
-    const body = (typeof record.body === "object" && record.body !== null ? record.body : {}) as Record<string, unknown>;
+    if (
+      typeof id !== "string" ||
+      typeof conversation !== "string" ||
+      !/^(direct|group):/.test(conversation) ||
+      typeof sender?.account_id !== "string"
+    )
+      continue;
+    const body = (typeof record.body === "object" && record.body !== null ? record.body : {}) as Record<
+      string,
+      unknown
+    >;
     const kind = record.kind === "media" ? "media" : "text";
     const outgoing = sender.account_id === me;
     out.push({
@@ -74,7 +94,10 @@ export function readHistory(bytes: Uint8Array, me: string): { messages: ChatMess
       ts: Number(record.ts) || 0,
       outgoing,
       text: typeof body.text === "string" ? body.text : typeof body.caption === "string" ? body.caption : undefined,
-      media: kind === "media" && typeof body.media === "object" && body.media !== null ? (body.media as MediaDescriptor) : undefined,
+      media:
+        kind === "media" && typeof body.media === "object" && body.media !== null
+          ? (body.media as MediaDescriptor)
+          : undefined,
       ...(outgoing ? { status: "sent" as const } : { read: true }),
     });
   }

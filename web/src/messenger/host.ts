@@ -39,7 +39,9 @@ export class MessengerHost {
     } catch {
       // A damaged or foreign database (e.g. written by another version): say so instead of failing silently.
       this.view.root.hidden = false;
-      this.view.showProblem("This browser's message store could not be opened. Unlink and link this device again to start afresh.");
+      this.view.showProblem(
+        "This browser's message store could not be opened. Unlink and link this device again to start afresh.",
+      );
       return;
     }
     if (this.deviceId !== identity.deviceId) return; // wiped meanwhile (wipe closes it)
@@ -71,22 +73,24 @@ export class MessengerHost {
     };
     return new Promise<void>((resolve) => {
       let got = false;
-      void navigator.locks.request(name, { ifAvailable: true }, (lock) => {
-        if (!lock) return undefined;
-        got = true;
-        resolve();
-        return hold();
-      }).then(() => {
-        if (got || this.deviceId !== deviceId) return; // released by us, or this device was wiped meanwhile
-        this.view.setElsewhere(true);
-        this.view.root.hidden = false;
-        void navigator.locks.request(name, () => {
-          if (this.deviceId !== deviceId) return undefined; // wiped while waiting: let it go
-          this.view.setElsewhere(false);
+      void navigator.locks
+        .request(name, { ifAvailable: true }, (lock) => {
+          if (!lock) return undefined;
+          got = true;
           resolve();
           return hold();
+        })
+        .then(() => {
+          if (got || this.deviceId !== deviceId) return; // released by us, or this device was wiped meanwhile
+          this.view.setElsewhere(true);
+          this.view.root.hidden = false;
+          void navigator.locks.request(name, () => {
+            if (this.deviceId !== deviceId) return undefined; // wiped while waiting: let it go
+            this.view.setElsewhere(false);
+            resolve();
+            return hold();
+          });
         });
-      });
     });
   }
 

@@ -44,23 +44,28 @@ export class MessengerDb {
     return `${this.db.name}/${store}/${key}`;
   }
 
-  async load<S, M extends { id: string }>(): Promise<{ state: S | undefined; messages: M[] }> {
+  /** What was stored, unchecked: the caller validates it (it may be from an older version). */
+  async load(): Promise<{ state: unknown; messages: unknown[] }> {
     const tx = this.db.transaction([KV, MESSAGES], "readonly");
     const storedState = await request(tx.objectStore(KV).get("state") as IDBRequest<unknown>);
     const stored = await request(tx.objectStore(MESSAGES).getAll() as IDBRequest<unknown[]>);
     const storeKey = await openAtRest();
-    const state = isSealed(storedState) ? await unseal<S>(storedState, this.label(KV, "state"), storeKey) : (storedState as S | undefined);
-    const messages: M[] = [];
+    const state = isSealed(storedState)
+      ? await unseal<unknown>(storedState, this.label(KV, "state"), storeKey)
+      : storedState;
+    const messages: unknown[] = [];
     let unsealed = storedState !== undefined && !isSealed(storedState);
     for (const record of stored) {
       const sealed = (record as { sealed?: unknown }).sealed;
-      if (isSealed(sealed)) messages.push(await unseal<M>(sealed, this.label(MESSAGES, (record as { id: string }).id), storeKey));
+      if (isSealed(sealed))
+        messages.push(await unseal<unknown>(sealed, this.label(MESSAGES, (record as { id: string }).id), storeKey));
       else {
-        messages.push(record as M);
+        messages.push(record);
         unsealed = true;
       }
     }
-    if (unsealed && state !== undefined) await this.save(state, messages); // written before sealing: seal it all now
+    // Written before sealing: seal it all now.
+    if (unsealed && state !== undefined) await this.save(state, messages as { id: string }[]);
     return { state, messages };
   }
 
@@ -69,7 +74,8 @@ export class MessengerDb {
     const storeKey = await openAtRest();
     const sealedState = await seal(state, this.label(KV, "state"), storeKey);
     const sealedMessages: { id: string; sealed: SealedRecord }[] = [];
-    for (const message of messages) sealedMessages.push({ id: message.id, sealed: await seal(message, this.label(MESSAGES, message.id), storeKey) });
+    for (const message of messages)
+      sealedMessages.push({ id: message.id, sealed: await seal(message, this.label(MESSAGES, message.id), storeKey) });
     return new Promise((resolve, reject) => {
       const tx = this.db.transaction([KV, MESSAGES], "readwrite");
       tx.objectStore(KV).put(sealedState, "state");

@@ -8,6 +8,7 @@ import { keyId, pointProblem, sign, verify } from "../crypto/ed25519";
 import type { Envelope } from "../crypto/envelope";
 import { type DeviceList, verifyDeviceList } from "../link/deviceList";
 import { decodeBase64, type OlmAccount } from "../e2e";
+import { isJsonObject } from "../net/json";
 
 export const DEVICE_KEYS_CONTEXT = "lockstep/device-keys/v1";
 export const ONE_TIME_KEY_CONTEXT = "lockstep/one-time-key/v1";
@@ -49,7 +50,13 @@ function signed(context: string, payload: Uint8Array): Uint8Array {
 }
 
 /** The bundle envelope for this device, signed by its Lockstep device key. */
-export async function sealBundle(deviceKey: CryptoKey, account: OlmAccount, accountId: string, deviceId: string, issuedAt: number): Promise<Envelope> {
+export async function sealBundle(
+  deviceKey: CryptoKey,
+  account: OlmAccount,
+  accountId: string,
+  deviceId: string,
+  issuedAt: number,
+): Promise<Envelope> {
   const payload = utf8(
     JSON.stringify({
       v: 1,
@@ -61,7 +68,10 @@ export async function sealBundle(deviceKey: CryptoKey, account: OlmAccount, acco
       issued_at: issuedAt,
     }),
   );
-  return { payload: b64uEncode(payload), signature: b64uEncode(await sign(deviceKey, signed(DEVICE_KEYS_CONTEXT, payload))) };
+  return {
+    payload: b64uEncode(payload),
+    signature: b64uEncode(await sign(deviceKey, signed(DEVICE_KEYS_CONTEXT, payload))),
+  };
 }
 
 function oneTimeMessage(keyIdText: string, key: Uint8Array): Uint8Array {
@@ -69,7 +79,11 @@ function oneTimeMessage(keyIdText: string, key: Uint8Array): Uint8Array {
 }
 
 /** Signs the account's unpublished one-time keys (or its fallback key) for keys.upload. */
-export async function signKeys(account: OlmAccount, keys: Record<string, string>, fallback: boolean): Promise<OneTimeKeyJson[]> {
+export async function signKeys(
+  account: OlmAccount,
+  keys: Record<string, string>,
+  fallback: boolean,
+): Promise<OneTimeKeyJson[]> {
   const out: OneTimeKeyJson[] = [];
   for (const [id, publicKey] of Object.entries(keys)) {
     const raw = decodeBase64(publicKey);
@@ -83,7 +97,13 @@ export async function signKeys(account: OlmAccount, keys: Record<string, string>
 export async function verifyOneTimeKey(value: unknown, signingKey: Uint8Array): Promise<Uint8Array> {
   if (typeof value !== "object" || value === null) throw new KeyBundleError("a one-time key is an object");
   const { key_id: id, key, signature } = value as Record<string, unknown>;
-  if (typeof id !== "string" || id.length < 1 || id.length > 64 || typeof key !== "string" || typeof signature !== "string") {
+  if (
+    typeof id !== "string" ||
+    id.length < 1 ||
+    id.length > 64 ||
+    typeof key !== "string" ||
+    typeof signature !== "string"
+  ) {
     throw new KeyBundleError("a malformed one-time key");
   }
   let raw: Uint8Array;
@@ -94,13 +114,14 @@ export async function verifyOneTimeKey(value: unknown, signingKey: Uint8Array): 
   } catch {
     throw new KeyBundleError("a one-time key that is not base64url");
   }
-  if (raw.length !== 32 || !(await verify(signingKey, oneTimeMessage(id, raw), sig))) throw new KeyBundleError("a one-time key's signature does not verify");
+  if (raw.length !== 32 || !(await verify(signingKey, oneTimeMessage(id, raw), sig)))
+    throw new KeyBundleError("a one-time key's signature does not verify");
   return raw;
 }
 
 function key32(payload: Record<string, unknown>, name: string): Uint8Array {
   const value = payload[name];
-  let raw: Uint8Array | null = null;
+  let raw: Uint8Array | null;
   try {
     raw = typeof value === "string" ? b64uDecode(value) : null;
   } catch {
@@ -110,26 +131,31 @@ function key32(payload: Record<string, unknown>, name: string): Uint8Array {
   return raw;
 }
 
-/** Accepts a bundle only if its device is in the verified list and the envelope verifies under that entry's device key. */
+/**
+ * Accepts a bundle only if its device is in the verified list and the envelope verifies under that entry's
+ * device key.
+ */
 export async function verifyBundle(bundle: unknown, list: DeviceList, deviceId: string): Promise<DeviceKeys> {
   const entry = list.devices.find((d) => d.device_id === deviceId);
   if (!entry) throw new KeyBundleError(`device ${deviceId} is not in the account's signed device list`);
   const { payload, signature } = (bundle ?? {}) as Record<string, unknown>;
   if (typeof payload !== "string" || typeof signature !== "string") throw new KeyBundleError("a bundle is an envelope");
   let bytes: Uint8Array;
-  let parsed: Record<string, unknown>;
+  let parsed: unknown;
   try {
     bytes = b64uDecode(payload);
     if (!(await verify(b64uDecode(entry.device_key), signed(DEVICE_KEYS_CONTEXT, bytes), b64uDecode(signature)))) {
       throw new KeyBundleError(`device ${deviceId}'s bundle is not signed by its device key`);
     }
-    parsed = JSON.parse(fromUtf8(bytes)) as Record<string, unknown>;
+    parsed = JSON.parse(fromUtf8(bytes)) as unknown;
   } catch (error) {
     if (error instanceof KeyBundleError) throw error;
     throw new KeyBundleError(`device ${deviceId}'s bundle does not decode`);
   }
-  if (typeof parsed !== "object" || parsed === null || parsed.v !== 1 || parsed.type !== "device-keys") throw new KeyBundleError("not a version 1 device-keys bundle");
-  if (parsed.device_id !== deviceId || parsed.account_id !== list.account_id) throw new KeyBundleError("the bundle names another device or account");
+  if (!isJsonObject(parsed) || parsed.v !== 1 || parsed.type !== "device-keys")
+    throw new KeyBundleError("not a version 1 device-keys bundle");
+  if (parsed.device_id !== deviceId || parsed.account_id !== list.account_id)
+    throw new KeyBundleError("the bundle names another device or account");
   if (!Number.isInteger(parsed.issued_at)) throw new KeyBundleError("'issued_at' must be an integer");
   const signingKey = key32(parsed, "signing_key");
   const weak = pointProblem(signingKey); // it signs one-time keys: never one anyone can sign for
@@ -140,7 +166,12 @@ export async function verifyBundle(bundle: unknown, list: DeviceList, deviceId: 
 /** The account and its verified devices from an accounts.lookup result (every bundle must verify). */
 export async function verifyLookup(result: Record<string, unknown>): Promise<Contact> {
   const account = result.account as AccountJson | undefined;
-  if (!account || typeof account.id !== "string" || typeof account.key !== "string" || typeof account.handle !== "string") {
+  if (
+    !account ||
+    typeof account.id !== "string" ||
+    typeof account.key !== "string" ||
+    typeof account.handle !== "string"
+  ) {
     throw new KeyBundleError("the server sent an account without id, handle or key");
   }
   let accountKey: Uint8Array;
@@ -149,7 +180,8 @@ export async function verifyLookup(result: Record<string, unknown>): Promise<Con
   } catch {
     throw new KeyBundleError("the account key is not base64url");
   }
-  if (accountKey.length !== 32 || (await keyId(accountKey)) !== account.id) throw new KeyBundleError("the account id does not match its key");
+  if (accountKey.length !== 32 || (await keyId(accountKey)) !== account.id)
+    throw new KeyBundleError("the account id does not match its key");
   let list: DeviceList;
   try {
     list = await verifyDeviceList(result.device_list, accountKey, account.id);
@@ -186,7 +218,12 @@ export interface FormerDevice {
  * verifies under its key in the first; the unlink is not newer than the list the receiver holds.
  */
 export async function verifyFormerDevice(record: unknown, contact: Contact, deviceId: string): Promise<FormerDevice> {
-  const { device_id: named, listed_in: listedIn, removed_by: removedBy, bundle } = (record ?? {}) as Record<string, unknown>;
+  const {
+    device_id: named,
+    listed_in: listedIn,
+    removed_by: removedBy,
+    bundle,
+  } = (record ?? {}) as Record<string, unknown>;
   if (named !== deviceId) throw new KeyBundleError(`the server has no record of an unlinked device ${deviceId}`);
   const accountKey = b64uDecode(contact.account.key);
   let before: DeviceList;
@@ -198,11 +235,13 @@ export async function verifyFormerDevice(record: unknown, contact: Contact, devi
     throw new KeyBundleError(`the record of unlinked device ${deviceId} does not verify`);
   }
   const entry = before.devices.find((d) => d.device_id === deviceId);
-  if (!entry || entry.role !== "companion") throw new KeyBundleError(`device ${deviceId} was never a companion of this account`);
+  if (!entry || entry.role !== "companion")
+    throw new KeyBundleError(`device ${deviceId} was never a companion of this account`);
   if (after.version !== before.version + 1 || after.devices.some((d) => d.device_id === deviceId)) {
     throw new KeyBundleError(`the lists given for device ${deviceId} do not show it being unlinked`);
   }
-  if (after.version > contact.list.version) throw new KeyBundleError(`device ${deviceId}'s unlink is newer than the account's device list`);
+  if (after.version > contact.list.version)
+    throw new KeyBundleError(`device ${deviceId}'s unlink is newer than the account's device list`);
   return { keys: await verifyBundle(bundle, before, deviceId), removedAt: after.issued_at };
 }
 

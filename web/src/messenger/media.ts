@@ -50,13 +50,25 @@ async function sha256(data: Uint8Array): Promise<Uint8Array> {
   return new Uint8Array(await crypto.subtle.digest("SHA-256", buf(data)));
 }
 
-async function expand(mediaKey: Uint8Array, kind: MediaKind): Promise<{ iv: Uint8Array; cipher: CryptoKey; mac: CryptoKey }> {
+async function expand(
+  mediaKey: Uint8Array,
+  kind: MediaKind,
+): Promise<{ iv: Uint8Array; cipher: CryptoKey; mac: CryptoKey }> {
   const ikm = await crypto.subtle.importKey("raw", buf(mediaKey), "HKDF", false, ["deriveBits"]);
   const bits = new Uint8Array(
-    await crypto.subtle.deriveBits({ name: "HKDF", hash: "SHA-256", salt: new ArrayBuffer(0), info: buf(utf8(INFO[kind])) }, ikm, 112 * 8),
+    await crypto.subtle.deriveBits(
+      { name: "HKDF", hash: "SHA-256", salt: new ArrayBuffer(0), info: buf(utf8(INFO[kind])) },
+      ikm,
+      112 * 8,
+    ),
   );
-  const cipher = await crypto.subtle.importKey("raw", buf(bits.slice(16, 48)), { name: "AES-CBC" }, false, ["encrypt", "decrypt"]);
-  const mac = await crypto.subtle.importKey("raw", buf(bits.slice(48, 80)), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+  const cipher = await crypto.subtle.importKey("raw", buf(bits.slice(16, 48)), { name: "AES-CBC" }, false, [
+    "encrypt",
+    "decrypt",
+  ]);
+  const mac = await crypto.subtle.importKey("raw", buf(bits.slice(48, 80)), { name: "HMAC", hash: "SHA-256" }, false, [
+    "sign",
+  ]);
   return { iv: bits.slice(0, 16), cipher, mac };
 }
 
@@ -88,7 +100,8 @@ export async function decryptMedia(blob: Uint8Array, media: MediaDescriptor): Pr
     throw new MediaError("a media message without a usable key or hashes");
   }
   if (key.length !== 32 || !(media.type in INFO)) throw new MediaError("a media message without a usable key");
-  if (blob.length !== media.enc_length || blob.length !== encryptedSize(media.file_length)) throw new MediaError("the file has the wrong size");
+  if (blob.length !== media.enc_length || blob.length !== encryptedSize(media.file_length))
+    throw new MediaError("the file has the wrong size");
   if (!equalBytes(await sha256(blob), encSha)) throw new MediaError("the file's hash does not match");
   const { iv, cipher, mac } = await expand(key, media.type);
   const ciphertext = blob.subarray(0, blob.length - MAC_LENGTH);
@@ -100,7 +113,8 @@ export async function decryptMedia(blob: Uint8Array, media: MediaDescriptor): Pr
   } catch {
     throw new MediaError("the file's padding is wrong");
   }
-  if (file.length !== media.file_length || !equalBytes(await sha256(file), fileSha)) throw new MediaError("the decrypted file's hash does not match");
+  if (file.length !== media.file_length || !equalBytes(await sha256(file), fileSha))
+    throw new MediaError("the decrypted file's hash does not match");
   return file;
 }
 
@@ -112,7 +126,11 @@ function errorCode(body: Record<string, unknown>): unknown {
 }
 
 /** POST /media with a bearer token; XMLHttpRequest because fetch cannot report upload progress. */
-export function uploadBlob(token: string, blob: Uint8Array, progress: Progress): Promise<{ media_id: string; sha256: string }> {
+export function uploadBlob(
+  token: string,
+  blob: Uint8Array,
+  progress: Progress,
+): Promise<{ media_id: string; sha256: string }> {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
     xhr.open("POST", "/media");
@@ -140,9 +158,20 @@ export function uploadBlob(token: string, blob: Uint8Array, progress: Progress):
 }
 
 /** GET /media/{id}, streamed so the caller can show progress. */
-export async function downloadBlob(token: string, mediaId: string, expected: number, progress: Progress): Promise<Uint8Array> {
-  const response = await fetch(`/media/${encodeURIComponent(mediaId)}`, { headers: { Authorization: `Bearer ${token}` }, cache: "no-store" });
-  if (!response.ok || !response.body) throw new MediaError(response.status === 404 ? "the file is no longer on the server" : `the download failed (${response.status})`);
+export async function downloadBlob(
+  token: string,
+  mediaId: string,
+  expected: number,
+  progress: Progress,
+): Promise<Uint8Array> {
+  const response = await fetch(`/media/${encodeURIComponent(mediaId)}`, {
+    headers: { Authorization: `Bearer ${token}` },
+    cache: "no-store",
+  });
+  if (!response.ok || !response.body)
+    throw new MediaError(
+      response.status === 404 ? "the file is no longer on the server" : `the download failed (${response.status})`,
+    );
   const out = new Uint8Array(expected);
   let offset = 0;
   const reader = response.body.getReader();
@@ -166,7 +195,8 @@ export function describeMedia(
   encrypted: EncryptedMedia,
   file: { name: string; type: string; size: number },
 ): MediaDescriptor {
-  if (uploaded.sha256 !== b64uEncode(encrypted.fileEncSha256)) throw new MediaError("the server stored different bytes than were sent");
+  if (uploaded.sha256 !== b64uEncode(encrypted.fileEncSha256))
+    throw new MediaError("the server stored different bytes than were sent");
   const mimetype = file.type || "application/octet-stream";
   return {
     media_id: uploaded.media_id,

@@ -46,6 +46,7 @@ import {
 } from "./media";
 import { type ChatMessage, type Conversation, directConversation, groupConversation, statusFrom } from "./model";
 import { describeRefusal } from "../net/refusals";
+import { isJsonObject } from "../net/json";
 
 export const ONE_TIME_KEYS_TARGET = 50;
 const SEND_ATTEMPTS = 3;
@@ -151,10 +152,18 @@ export class Messenger {
 
   static async open(identity: Identity): Promise<Messenger> {
     const db = await MessengerDb.open(identity.deviceId);
-    const { state, messages } = await db.load<State, ChatMessage>();
+    const loaded = await db.load();
+    const state = loaded.state as Partial<State> | undefined; // this device wrote it, perhaps an older version
+    const messages = loaded.messages as ChatMessage[];
     let messenger: Messenger;
-    if (state && state.v === 1 && state.olm && state.megolm) {
-      messenger = new Messenger(identity, db, await OlmDevice.unpickle(state.olm), GroupSessions.unpickle(state.megolm), state);
+    if (state?.v === 1 && state.olm && state.megolm) {
+      messenger = new Messenger(
+        identity,
+        db,
+        await OlmDevice.unpickle(state.olm),
+        GroupSessions.unpickle(state.megolm),
+        state as State,
+      );
     } else {
       const olm = await OlmDevice.create();
       const megolm = new GroupSessions();
@@ -233,7 +242,8 @@ export class Messenger {
       try {
         await this.publishKeys().catch((error: unknown) => {
           // On a full server disk, still fetch what is waiting (SECURITY.md, "Full disk").
-          if (!(error instanceof ServerError && (error.code === "storage_full" || error.code === "unavailable"))) throw error;
+          if (!(error instanceof ServerError && (error.code === "storage_full" || error.code === "unavailable")))
+            throw error;
         });
         await this.fetchAll();
         await this.refreshGroups();
@@ -261,7 +271,8 @@ export class Messenger {
   private async request(op: string, fields: Record<string, unknown> = {}): Promise<Record<string, unknown>> {
     const socket = this.socket;
     if (!socket || !socket.isOpen) throw new MessengerError("not connected to the server");
-    if (JSON.stringify(fields).length > MAX_FRAME) throw new MessengerError("this message is too large for one request to all devices; send it as a file");
+    if (JSON.stringify(fields).length > MAX_FRAME)
+      throw new MessengerError("this message is too large for one request to all devices; send it as a file");
     return socket.request(op, fields);
   }
 
@@ -289,7 +300,8 @@ export class Messenger {
         if (this.identity.role === "primary") {
           for (const delay of [500, 2_000, 5_000, 10_000, 20_000, 40_000]) {
             setTimeout(() => {
-              if (this.socket) void this.serial(() => this.syncHistory()).catch((error: unknown) => this.noteError(error));
+              if (this.socket)
+                void this.serial(() => this.syncHistory()).catch((error: unknown) => this.noteError(error));
             }, delay);
           }
         }
@@ -308,13 +320,22 @@ export class Messenger {
   private async publishKeys(): Promise<number> {
     let fallback = null;
     if (this.state.bundle === null) {
-      this.state.bundle = await sealBundle(this.identity.deviceKey, this.olm.account, this.identity.accountId, this.identity.deviceId, this.now());
+      this.state.bundle = await sealBundle(
+        this.identity.deviceKey,
+        this.olm.account,
+        this.identity.accountId,
+        this.identity.deviceId,
+        this.now(),
+      );
       await this.olm.account.generateFallbackKey();
       [fallback] = await signKeys(this.olm.account, this.olm.account.fallbackKey(), true);
       this.olm.account.markKeysAsPublished();
       await this.save();
     }
-    let result = await this.request("keys.upload", { bundle: this.state.bundle, ...(fallback ? { fallback_key: fallback } : {}) });
+    let result = await this.request("keys.upload", {
+      bundle: this.state.bundle,
+      ...(fallback ? { fallback_key: fallback } : {}),
+    });
     let left = Number(result.one_time_keys_left);
     if (left < ONE_TIME_KEYS_TARGET / 2) {
       await this.olm.account.generateOneTimeKeys(ONE_TIME_KEYS_TARGET - left);
@@ -341,7 +362,8 @@ export class Messenger {
     try {
       result = await this.request("accounts.lookup", accountId === undefined ? { handle } : { account_id: accountId });
     } catch (error) {
-      if (error instanceof ServerError && error.code === "account_unknown") throw new MessengerError(`There is no account ${handle ? "@" + handle : accountId} on this server.`);
+      if (error instanceof ServerError && error.code === "account_unknown")
+        throw new MessengerError(`There is no account ${handle ? "@" + handle : accountId} on this server.`);
       throw error;
     }
     const contact = await verifyLookup(result);
@@ -354,16 +376,26 @@ export class Messenger {
     }
     const pinned = this.state.handles[info.handle];
     if (pinned !== undefined && pinned !== info.id) {
-      throw new KeyBundleError(`@${info.handle}'s account key changed since you first talked; this may be another person (or the server) using that handle, so nothing was sent`);
+      throw new KeyBundleError(
+        `@${info.handle}'s account key changed since you first talked; this may be another person ` +
+          "(or the server) using that handle, so nothing was sent",
+      );
     }
     if (info.id === this.identity.accountId && contact.list.version < this.identity.listVersion) {
       throw new KeyBundleError("the server sent an older device list for this account (rollback)");
     }
     const known = this.state.contacts[info.id];
-    if (known && known.key !== info.key) throw new KeyBundleError(`@${info.handle}'s account key changed; nothing was sent`);
-    if (known && contact.list.version < known.version) throw new KeyBundleError(`the server sent an older device list for @${info.handle} (rollback)`);
+    if (known && known.key !== info.key)
+      throw new KeyBundleError(`@${info.handle}'s account key changed; nothing was sent`);
+    if (known && contact.list.version < known.version)
+      throw new KeyBundleError(`the server sent an older device list for @${info.handle} (rollback)`);
     this.state.handles[info.handle] = info.id;
-    this.state.contacts[info.id] = { handle: info.handle, display_name: info.display_name, key: info.key, version: contact.list.version };
+    this.state.contacts[info.id] = {
+      handle: info.handle,
+      display_name: info.display_name,
+      key: info.key,
+      version: contact.list.version,
+    };
     this.contactCache.set(info.id, contact);
     return contact;
   }
@@ -382,10 +414,12 @@ export class Messenger {
   private async olmPayloads(targets: DeviceKeys[], plaintext: Uint8Array): Promise<Record<string, unknown>[]> {
     const missing = targets.filter((t) => !this.olm.hasSession(t.identityKey));
     if (missing.length) {
-      const claimed = (await this.request("keys.claim", { device_ids: missing.map((k) => k.deviceId) })).devices as Record<string, Record<string, unknown> | undefined>;
+      const claimed = (await this.request("keys.claim", { device_ids: missing.map((k) => k.deviceId) }))
+        .devices as Record<string, Record<string, unknown> | undefined>;
       for (const keys of missing) {
         const entry = claimed[keys.deviceId];
-        if (!entry || entry.one_time_key === null || entry.one_time_key === undefined) throw new MessengerError("A device of this contact has no one-time keys left; try again later.");
+        if (!entry || entry.one_time_key === null || entry.one_time_key === undefined)
+          throw new MessengerError("A device of this contact has no one-time keys left; try again later.");
         await this.olm.startOutbound(keys.identityKey, await verifyOneTimeKey(entry.one_time_key, keys.signingKey));
       }
     }
@@ -393,7 +427,13 @@ export class Messenger {
     const payloads: Record<string, unknown>[] = [];
     for (const keys of targets) {
       const message = await this.olm.encrypt(keys.identityKey, plaintext);
-      payloads.push({ device_id: keys.deviceId, type: "olm", olm_type: message.type, sender_key: sender, ciphertext: b64uEncode(message.body) });
+      payloads.push({
+        device_id: keys.deviceId,
+        type: "olm",
+        olm_type: message.type,
+        sender_key: sender,
+        ciphertext: b64uEncode(message.body),
+      });
     }
     return payloads;
   }
@@ -421,9 +461,11 @@ export class Messenger {
     for (let attempt = 0; ; attempt++) {
       const peer = await this.contact({ accountId: peerId }, attempt > 0);
       const me = await this.contact({ accountId: this.identity.accountId }, attempt > 0);
-      if (peer.keys.size === 0) throw new MessengerError(`@${peer.account.handle} has no device that can receive messages yet.`);
+      if (peer.keys.size === 0)
+        throw new MessengerError(`@${peer.account.handle} has no device that can receive messages yet.`);
       const targets = new Map<string, DeviceKeys>();
-      for (const c of [peer, me]) for (const k of c.keys.values()) if (k.deviceId !== this.identity.deviceId) targets.set(k.deviceId, k);
+      for (const c of [peer, me])
+        for (const k of c.keys.values()) if (k.deviceId !== this.identity.deviceId) targets.set(k.deviceId, k);
       try {
         const payloads = await this.olmPayloads([...targets.values()], this.envelope(kind, conversation, body, id));
         // A receipt says so, so that it does not make the peer a known contact (SECURITY.md).
@@ -439,7 +481,12 @@ export class Messenger {
     }
   }
 
-  private async sendGroup(groupId: string, kind: string, body: Record<string, unknown>, id: string): Promise<{ members: string[] }> {
+  private async sendGroup(
+    groupId: string,
+    kind: string,
+    body: Record<string, unknown>,
+    id: string,
+  ): Promise<{ members: string[] }> {
     const conversation = groupConversation(groupId);
     for (let attempt = 0; ; attempt++) {
       const group = await this.request("groups.get", { group_id: groupId });
@@ -450,7 +497,8 @@ export class Messenger {
       for (const accountId of members) {
         let contact = await this.contact({ accountId }, attempt > 0);
         const expected = new Set(published[accountId] ?? []);
-        if (expected.size !== contact.keys.size || [...contact.keys.keys()].some((d) => !expected.has(d))) contact = await this.contact({ accountId }, true);
+        if (expected.size !== contact.keys.size || [...contact.keys.keys()].some((d) => !expected.has(d)))
+          contact = await this.contact({ accountId }, true);
         for (const k of contact.keys.values()) if (k.deviceId !== this.identity.deviceId) targets.set(k.deviceId, k);
       }
       const share = await this.megolm.prepare(groupId, new Set(targets.keys()));
@@ -464,8 +512,15 @@ export class Messenger {
           await this.request("messages.send", { message_id: keyId, group_id: groupId, payloads });
           this.megolm.markShared(groupId, share.devices);
         }
-        const { sessionId, ciphertext } = await this.megolm.encrypt(groupId, this.envelope(kind, conversation, body, id));
-        await this.request("messages.send", { message_id: id, group_id: groupId, megolm: { session_id: sessionId, ciphertext: b64uEncode(ciphertext) } });
+        const { sessionId, ciphertext } = await this.megolm.encrypt(
+          groupId,
+          this.envelope(kind, conversation, body, id),
+        );
+        await this.request("messages.send", {
+          message_id: id,
+          group_id: groupId,
+          megolm: { session_id: sessionId, ciphertext: b64uEncode(ciphertext) },
+        });
         return { members: members.filter((m) => m !== this.identity.accountId) };
       } catch (error) {
         if (error instanceof ServerError && error.code === "devices_changed" && attempt + 1 < SEND_ATTEMPTS) continue;
@@ -478,7 +533,10 @@ export class Messenger {
 
   /** Sends a text or media message to a conversation, recording it first (status `sending`). */
   private async deliver(message: ChatMessage): Promise<void> {
-    const body: Record<string, unknown> = message.kind === "media" ? { media: message.media, ...(message.text ? { caption: message.text } : {}) } : { text: message.text ?? "" };
+    const body: Record<string, unknown> =
+      message.kind === "media"
+        ? { media: message.media, ...(message.text ? { caption: message.text } : {}) }
+        : { text: message.text ?? "" };
     const conversation = this.conversationInfo(message.conversation);
     try {
       if (conversation.groupId) {
@@ -508,7 +566,8 @@ export class Messenger {
 
   sendText(conversation: string, text: string): Promise<ChatMessage> {
     if (!text.trim()) return Promise.reject(new MessengerError("nothing to send"));
-    if (text.length > MAX_TEXT) return Promise.reject(new MessengerError(`messages are limited to ${MAX_TEXT} characters; send a file instead`));
+    if (text.length > MAX_TEXT)
+      return Promise.reject(new MessengerError(`messages are limited to ${MAX_TEXT} characters; send a file instead`));
     const message = this.outgoing(conversation, { kind: "text", text });
     return this.serial(async () => {
       await this.deliver(message);
@@ -519,7 +578,10 @@ export class Messenger {
   /** Encrypts and uploads the file (progress 0..1), then sends its key and hashes inside E2E. */
   async sendFile(conversation: string, file: File, caption: string, progress: Progress): Promise<ChatMessage> {
     const token = await this.request("media.token");
-    if (encryptedSize(file.size) > Number(token.max_bytes)) throw new MessengerError(`${file.name} is too large: this server accepts up to ${formatBytes(Number(token.max_bytes))}`);
+    if (encryptedSize(file.size) > Number(token.max_bytes))
+      throw new MessengerError(
+        `${file.name} is too large: this server accepts up to ${formatBytes(Number(token.max_bytes))}`,
+      );
     const bytes = new Uint8Array(await file.arrayBuffer());
     const mimetype = file.type || "application/octet-stream";
     const encrypted = await encryptMedia(bytes, kindForMimetype(mimetype));
@@ -553,7 +615,11 @@ export class Messenger {
 
   private async resendPending(): Promise<void> {
     for (const message of [...this.messages.values()]) {
-      if (message.outgoing && message.senderDevice === this.identity.deviceId && (message.status === "sending" || message.status === "failed")) {
+      if (
+        message.outgoing &&
+        message.senderDevice === this.identity.deviceId &&
+        (message.status === "sending" || message.status === "failed")
+      ) {
         await this.deliver(message);
       }
     }
@@ -575,15 +641,15 @@ export class Messenger {
       const items = (result.messages ?? []) as ServerMessage[];
       await this.handleBatch(items);
       if (!result.more || !items.length) return;
-      after = Math.max(...items.map((m) => Number(m.seq)));
+      after = Math.max(...items.map((m) => m.seq));
     }
   }
 
   private async handleBatch(items: ServerMessage[]): Promise<void> {
     if (!items.length) return;
     const fresh: ChatMessage[] = [];
-    for (const item of [...items].sort((a, b) => Number(a.seq) - Number(b.seq))) {
-      const seq = Number(item.seq);
+    for (const item of [...items].sort((a, b) => a.seq - b.seq)) {
+      const seq = item.seq;
       if (seq <= this.state.lastSeq) continue; // handled before a reload or a lost acknowledgement
       if (!this.seen.has(item.message_id)) {
         const shown = await this.open(item);
@@ -603,7 +669,8 @@ export class Messenger {
    * FormerDevice: its caller checks the message was sent before the unlink (§3.1).
    */
   private async senderKeyOk(accountId: string, deviceId: string, senderKey: Uint8Array): Promise<FormerDevice | null> {
-    const sameKey = (keys: DeviceKeys | undefined): boolean => keys !== undefined && b64uEncode(keys.identityKey) === b64uEncode(senderKey);
+    const sameKey = (keys: DeviceKeys | undefined): boolean =>
+      keys !== undefined && b64uEncode(keys.identityKey) === b64uEncode(senderKey);
     if (sameKey((await this.contact({ accountId })).keys.get(deviceId))) return null;
     const contact = await this.contact({ accountId }, true);
     if (sameKey(contact.keys.get(deviceId))) return null;
@@ -620,7 +687,7 @@ export class Messenger {
   private async open(item: ServerMessage): Promise<ChatMessage | null> {
     const sender = item.sender;
     const groupId = item.group_id ?? null;
-    const payload = item.payload ?? {};
+    const payload = item.payload;
     try {
       let plaintext: Uint8Array;
       let senderKey = "";
@@ -634,22 +701,39 @@ export class Messenger {
         plaintext = await this.olm.decrypt(key, type, b64uDecode(String(payload.ciphertext)));
         senderKey = b64uEncode(key);
       } else if (payload.type === "megolm" && groupId !== null) {
-        plaintext = await this.megolm.decrypt(sender.device_id, String(payload.session_id), b64uDecode(String(payload.ciphertext)), groupId);
+        plaintext = await this.megolm.decrypt(
+          sender.device_id,
+          String(payload.session_id),
+          b64uDecode(String(payload.ciphertext)),
+          groupId,
+        );
       } else {
         throw new EnvelopeError("an unknown payload type");
       }
       const opened = parseEnvelope(plaintext);
-      if (opened.id !== item.message_id || opened.senderAccount !== sender.account_id || opened.senderDevice !== sender.device_id) {
+      if (
+        opened.id !== item.message_id ||
+        opened.senderAccount !== sender.account_id ||
+        opened.senderDevice !== sender.device_id
+      ) {
         throw new EnvelopeError("the envelope's id or sender does not match how the message was routed");
       }
-      if (former && !sentWhileListed(former, Number(item.server_time), opened.ts)) throw new KeyBundleError("this message was sent after its device was unlinked");
+      if (former && !sentWhileListed(former, item.server_time, opened.ts))
+        throw new KeyBundleError("this message was sent after its device was unlinked");
       this.checkConversation(opened, groupId);
       return await this.act(opened, payload.type === "olm", senderKey, groupId);
     } catch (error) {
       // The connection failed (or the server refused a look-up): leave the copy queued and retry later.
       // Anything else is this message's fault: show it as undecryptable, with the reason, and move on.
-      if (error instanceof SocketClosed || error instanceof ServerError || (error instanceof MessengerError && !this.socket?.isOpen)) throw error;
-      const conversation = groupId ? groupConversation(groupId) : directConversation(this.identity.accountId, sender.account_id);
+      if (
+        error instanceof SocketClosed ||
+        error instanceof ServerError ||
+        (error instanceof MessengerError && !this.socket?.isOpen)
+      )
+        throw error;
+      const conversation = groupId
+        ? groupConversation(groupId)
+        : directConversation(this.identity.accountId, sender.account_id);
       if (!groupId && sender.account_id === this.identity.accountId) return null; // our own device's control message
       if (this.messages.has(item.message_id)) return null; // a placeholder never replaces a stored message
       const message: ChatMessage = {
@@ -658,7 +742,7 @@ export class Messenger {
         kind: "undecryptable",
         senderAccount: sender.account_id,
         senderDevice: sender.device_id,
-        ts: Number(item.server_time),
+        ts: item.server_time,
         outgoing: false,
         read: true,
         error: describe(error),
@@ -671,22 +755,39 @@ export class Messenger {
 
   private checkConversation(opened: Opened, groupId: string | null): void {
     if (groupId !== null) {
-      if (opened.conversation !== groupConversation(groupId)) throw new EnvelopeError("a group message that names another conversation");
+      if (opened.conversation !== groupConversation(groupId))
+        throw new EnvelopeError("a group message that names another conversation");
       return;
     }
     const parts = opened.conversation.split(":");
-    if (parts[0] !== "direct" || parts.length !== 3 || !parts.slice(1).includes(this.identity.accountId)) throw new EnvelopeError("a direct message for a conversation this account is not in");
-    if (!parts.slice(1).includes(opened.senderAccount)) throw new EnvelopeError("a direct message from outside its conversation");
+    if (parts[0] !== "direct" || parts.length !== 3 || !parts.slice(1).includes(this.identity.accountId))
+      throw new EnvelopeError("a direct message for a conversation this account is not in");
+    if (!parts.slice(1).includes(opened.senderAccount))
+      throw new EnvelopeError("a direct message from outside its conversation");
   }
 
-  private async act(opened: Opened, overOlm: boolean, senderKey: string, groupId: string | null): Promise<ChatMessage | null> {
+  private async act(
+    opened: Opened,
+    overOlm: boolean,
+    senderKey: string,
+    groupId: string | null,
+  ): Promise<ChatMessage | null> {
     const body = opened.body;
     switch (opened.kind) {
       case "group-key": {
         if (!overOlm) throw new EnvelopeError("group keys travel only over Olm");
-        if (typeof body.group_id !== "string" || typeof body.session_id !== "string" || typeof body.session_key !== "string") throw new EnvelopeError("a malformed group key");
+        if (
+          typeof body.group_id !== "string" ||
+          typeof body.session_id !== "string" ||
+          typeof body.session_key !== "string"
+        )
+          throw new EnvelopeError("a malformed group key");
         if (body.group_id !== groupId) throw new EnvelopeError("a group key routed through another group");
-        await this.megolm.addInbound(opened.senderDevice, senderKey, { group_id: body.group_id, session_id: body.session_id, session_key: body.session_key });
+        await this.megolm.addInbound(opened.senderDevice, senderKey, {
+          group_id: body.group_id,
+          session_id: body.session_id,
+          session_key: body.session_key,
+        });
         return null;
       }
       case "group-info": {
@@ -730,8 +831,10 @@ export class Messenger {
       case "text":
       case "media": {
         const outgoing = opened.senderAccount === this.identity.accountId;
-        if (opened.kind === "text" && (typeof body.text !== "string" || body.text.length > MAX_TEXT)) throw new EnvelopeError("a text message without text");
-        if (opened.kind === "media" && (typeof body.media !== "object" || body.media === null)) throw new EnvelopeError("a media message without media");
+        if (opened.kind === "text" && (typeof body.text !== "string" || body.text.length > MAX_TEXT))
+          throw new EnvelopeError("a text message without text");
+        if (opened.kind === "media" && (typeof body.media !== "object" || body.media === null))
+          throw new EnvelopeError("a media message without media");
         // Message ids are random and name one message for good: one already stored (ours, or anyone's)
         // is never replaced, whoever sends it again.
         if (this.messages.has(opened.id)) throw new EnvelopeError("a message id that is already used");
@@ -745,9 +848,12 @@ export class Messenger {
           outgoing,
           text: typeof body.text === "string" ? body.text : typeof body.caption === "string" ? body.caption : undefined,
           media: opened.kind === "media" ? (body.media as MediaDescriptor) : undefined,
-          ...(outgoing ? { status: "sent" as const, by: {}, recipients: this.recipientsOf(opened.conversation) } : { read: false }),
+          ...(outgoing
+            ? { status: "sent" as const, by: {}, recipients: this.recipientsOf(opened.conversation) }
+            : { read: false }),
         };
-        if (!this.state.contacts[opened.senderAccount]) await this.contact({ accountId: opened.senderAccount }).catch(() => undefined);
+        if (!this.state.contacts[opened.senderAccount])
+          await this.contact({ accountId: opened.senderAccount }).catch(() => undefined);
         const peer = this.conversationInfo(opened.conversation).peer;
         if (peer && !this.state.contacts[peer]) await this.contact({ accountId: peer }).catch(() => undefined);
         this.ensureChat(opened.conversation);
@@ -763,8 +869,12 @@ export class Messenger {
   private async importHistory(opened: Opened): Promise<void> {
     const me = await this.contact({ accountId: this.identity.accountId });
     const entry = me.list.devices.find((d) => d.device_id === opened.senderDevice);
-    if (opened.senderAccount !== this.identity.accountId || !entry || entry.role !== "primary") throw new EnvelopeError("history comes only from this account's primary");
-    const { messages: records, groups } = readHistory(await this.fetchMedia(opened.body.media as MediaDescriptor, () => undefined), this.identity.accountId);
+    if (opened.senderAccount !== this.identity.accountId || !entry || entry.role !== "primary")
+      throw new EnvelopeError("history comes only from this account's primary");
+    const { messages: records, groups } = readHistory(
+      await this.fetchMedia(opened.body.media as MediaDescriptor, () => undefined),
+      this.identity.accountId,
+    );
     for (const record of records) {
       if (this.messages.has(record.id)) continue;
       this.ensureChat(record.conversation);
@@ -784,7 +894,10 @@ export class Messenger {
     }
     await this.learnContacts(people);
     await this.refreshGroups();
-    const note = typeof opened.body.note === "string" ? opened.body.note.slice(0, 500) : `${records.length} messages were transferred from your phone`;
+    const note =
+      typeof opened.body.note === "string"
+        ? opened.body.note.slice(0, 500)
+        : `${records.length} messages were transferred from your phone`;
     this.state.historyNote = note;
   }
 
@@ -807,13 +920,19 @@ export class Messenger {
   }
 
   private async sendHistory(keys: DeviceKeys): Promise<void> {
-    const names = Object.entries(this.state.groups).filter(([, g]) => g.name).map(([groupId, g]) => ({ group_id: groupId, name: g.name }));
+    const names = Object.entries(this.state.groups)
+      .filter(([, g]) => g.name)
+      .map(([groupId, g]) => ({ group_id: groupId, name: g.name }));
     const history = buildHistory(this.messages.values(), this.now(), names);
     const bundle = history.bytes;
     const token = await this.request("media.token");
     const encrypted = await encryptMedia(bundle, "document");
     const uploaded = await uploadBlob(String(token.token), encrypted.blob, () => undefined);
-    const media = describeMedia(uploaded, encrypted, { name: "history.json", type: "application/json", size: bundle.length });
+    const media = describeMedia(uploaded, encrypted, {
+      name: "history.json",
+      type: "application/json",
+      size: bundle.length,
+    });
     const body = { media, count: history.count, not_transferred: history.notTransferred, note: history.note };
     const id = newMessageId();
     const own = this.identity.accountId;
@@ -833,7 +952,8 @@ export class Messenger {
   private async sendReceipts(messages: ChatMessage[], status: "delivered" | "read"): Promise<void> {
     const bySender = new Map<string, string[]>();
     for (const m of messages) {
-      if (m.outgoing || m.senderAccount === this.identity.accountId || (m.kind !== "text" && m.kind !== "media")) continue;
+      if (m.outgoing || m.senderAccount === this.identity.accountId || (m.kind !== "text" && m.kind !== "media"))
+        continue;
       bySender.set(m.senderAccount, [...(bySender.get(m.senderAccount) ?? []), m.id]);
     }
     for (const [accountId, ids] of bySender) {
@@ -847,7 +967,9 @@ export class Messenger {
 
   /** The person looked at a conversation: mark its messages read and tell their senders. */
   markRead(conversation: string): Promise<void> {
-    const unread = [...this.messages.values()].filter((m) => m.conversation === conversation && !m.outgoing && m.read === false);
+    const unread = [...this.messages.values()].filter(
+      (m) => m.conversation === conversation && !m.outgoing && m.read === false,
+    );
     if (!unread.length) return Promise.resolve();
     for (const m of unread) {
       m.read = true;
@@ -864,7 +986,7 @@ export class Messenger {
   // --- media ----------------------------------------------------------------------------------------
   async fetchMedia(media: MediaDescriptor, progress: Progress): Promise<Uint8Array> {
     const token = await this.request("media.token");
-    const blob = await downloadBlob(String(token.token), media.media_id, Number(media.enc_length), progress);
+    const blob = await downloadBlob(String(token.token), media.media_id, media.enc_length, progress);
     return decryptMedia(blob, media);
   }
 
@@ -1005,7 +1127,8 @@ export class Messenger {
 
   conversations(): Conversation[] {
     const byConversation = new Map<string, ChatMessage[]>();
-    for (const m of this.messages.values()) byConversation.set(m.conversation, [...(byConversation.get(m.conversation) ?? []), m]);
+    for (const m of this.messages.values())
+      byConversation.set(m.conversation, [...(byConversation.get(m.conversation) ?? []), m]);
     const ids = new Set([...this.state.chats, ...byConversation.keys()]);
     const out: Conversation[] = [];
     for (const id of ids) {
@@ -1013,7 +1136,13 @@ export class Messenger {
       const list = (byConversation.get(id) ?? []).sort((a, b) => a.ts - b.ts);
       const last = list[list.length - 1];
       const group = info.groupId ? this.state.groups[info.groupId] : undefined;
-      const title = info.groupId ? group?.name || "Group" : info.peer ? (this.state.contacts[info.peer] ? `${this.state.contacts[info.peer]?.display_name} (@${this.state.contacts[info.peer]?.handle})` : "Contact") : id;
+      const title = info.groupId
+        ? group?.name || "Group"
+        : info.peer
+          ? this.state.contacts[info.peer]
+            ? `${this.state.contacts[info.peer]?.display_name} (@${this.state.contacts[info.peer]?.handle})`
+            : "Contact"
+          : id;
       out.push({
         id,
         title,
@@ -1030,19 +1159,26 @@ export class Messenger {
   }
 
   messagesOf(conversation: string): ChatMessage[] {
-    return [...this.messages.values()].filter((m) => m.conversation === conversation).sort((a, b) => a.ts - b.ts || (a.id < b.id ? -1 : 1));
+    return [...this.messages.values()]
+      .filter((m) => m.conversation === conversation)
+      .sort((a, b) => a.ts - b.ts || (a.id < b.id ? -1 : 1));
   }
 }
 
 function parseEnvelope(plaintext: Uint8Array): Opened {
-  const value = JSON.parse(fromUtf8(plaintext)) as Record<string, unknown>;
-  if (typeof value !== "object" || value === null || value.v !== 1) throw new EnvelopeError("not a version 1 message envelope");
+  const parsed = JSON.parse(fromUtf8(plaintext)) as unknown;
+  if (!isJsonObject(parsed)) throw new EnvelopeError("not a version 1 message envelope");
+  const value = parsed;
+  if (value.v !== 1) throw new EnvelopeError("not a version 1 message envelope");
   const sender = value.sender as Record<string, unknown> | undefined;
-  if (!sender || typeof sender.account_id !== "string" || typeof sender.device_id !== "string") throw new EnvelopeError("'sender' must name an account and a device");
+  if (!sender || typeof sender.account_id !== "string" || typeof sender.device_id !== "string")
+    throw new EnvelopeError("'sender' must name an account and a device");
   if (typeof value.body !== "object" || value.body === null) throw new EnvelopeError("'body' must be an object");
   if (!Number.isInteger(value.ts)) throw new EnvelopeError("'ts' must be an integer");
-  if (typeof value.conversation !== "string" || !/^(direct|group):/.test(value.conversation)) throw new EnvelopeError("'conversation' must be a direct: or group: id");
-  if (typeof value.id !== "string" || !/^[A-Za-z0-9_-]{16,64}$/.test(value.id)) throw new EnvelopeError("a message id is 16 to 64 base64url characters");
+  if (typeof value.conversation !== "string" || !/^(direct|group):/.test(value.conversation))
+    throw new EnvelopeError("'conversation' must be a direct: or group: id");
+  if (typeof value.id !== "string" || !/^[A-Za-z0-9_-]{16,64}$/.test(value.id))
+    throw new EnvelopeError("a message id is 16 to 64 base64url characters");
   if (typeof value.kind !== "string") throw new EnvelopeError("unknown message kind");
   return {
     kind: value.kind,
@@ -1057,7 +1193,9 @@ function parseEnvelope(plaintext: Uint8Array): Opened {
 
 /** Only image types the browser renders safely inline keep their type; everything else is a download. */
 function safeMime(mimetype: string): string {
-  return /^(image\/(png|jpeg|gif|webp|avif)|video\/(mp4|webm)|audio\/(mpeg|ogg|webm|wav))$/.test(mimetype) ? mimetype : "application/octet-stream";
+  return /^(image\/(png|jpeg|gif|webp|avif)|video\/(mp4|webm)|audio\/(mpeg|ogg|webm|wav))$/.test(mimetype)
+    ? mimetype
+    : "application/octet-stream";
 }
 
 export function formatBytes(n: number): string {
@@ -1067,7 +1205,8 @@ export function formatBytes(n: number): string {
 }
 
 export function describe(error: unknown): string {
-  if (error instanceof MessengerError || error instanceof KeyBundleError || error instanceof MediaError) return error.message;
+  if (error instanceof MessengerError || error instanceof KeyBundleError || error instanceof MediaError)
+    return error.message;
   if (error instanceof ServerError) return describeRefusal(error, "messaging");
   if (error instanceof E2EError) return `Could not decrypt: ${error.name}`;
   if (error instanceof Error && error.name === "SocketClosed") return "The connection to the server was lost.";

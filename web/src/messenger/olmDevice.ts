@@ -61,7 +61,8 @@ export class OlmDevice {
     device.counter = pickle.counter;
     for (const [peer, entries] of Object.entries(pickle.sessions)) {
       const restored: Entry[] = [];
-      for (const entry of entries) restored.push({ session: await OlmSession.unpickle(entry.pickle), lastUsed: entry.lastUsed });
+      for (const entry of entries)
+        restored.push({ session: await OlmSession.unpickle(entry.pickle), lastUsed: entry.lastUsed });
       device.sessions.set(peer, restored);
     }
     return device;
@@ -69,7 +70,8 @@ export class OlmDevice {
 
   pickle(): OlmDevicePickle {
     const sessions: OlmDevicePickle["sessions"] = {};
-    for (const [peer, entries] of this.sessions) sessions[peer] = entries.map((e) => ({ pickle: e.session.pickle(), lastUsed: e.lastUsed }));
+    for (const [peer, entries] of this.sessions)
+      sessions[peer] = entries.map((e) => ({ pickle: e.session.pickle(), lastUsed: e.lastUsed }));
     return { account: this.account.pickle(), counter: this.counter, sessions };
   }
 

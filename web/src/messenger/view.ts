@@ -15,7 +15,13 @@ const PHONE_SCREEN = window.matchMedia("(max-width: 700px)");
 const NEWEST_SLACK_PX = 48;
 
 const TICKS: Record<string, string> = { sending: "🕓", sent: "✓", delivered: "✓✓", read: "✓✓", failed: "!" };
-const TICK_LABEL: Record<string, string> = { sending: "Sending", sent: "Sent", delivered: "Delivered", read: "Read", failed: "Not sent" };
+const TICK_LABEL: Record<string, string> = {
+  sending: "Sending",
+  sent: "Sent",
+  delivered: "Delivered",
+  read: "Read",
+  failed: "Not sent",
+};
 
 export class MessengerView {
   readonly root: HTMLElement;
@@ -46,23 +52,66 @@ export class MessengerView {
   private autoScrollTop = -1;
 
   constructor(mount: HTMLElement) {
-    this.banner = el("p", { className: "banner warn", testid: "connection-banner", text: "Not connected — reconnecting… Messages you write are sent once the connection is back.", attrs: { role: "status" } });
+    this.banner = el("p", {
+      className: "banner warn",
+      testid: "connection-banner",
+      text: "Not connected — reconnecting… Messages you write are sent once the connection is back.",
+      attrs: { role: "status" },
+    });
     this.banner.hidden = true;
-    this.elsewhere = el("p", { className: "banner warn", testid: "messenger-elsewhere", text: "Lockstep is open in another tab of this browser. Chats continue there; this tab takes over when that one is closed.", attrs: { role: "status" } });
+    this.elsewhere = el("p", {
+      className: "banner warn",
+      testid: "messenger-elsewhere",
+      text:
+        "Lockstep is open in another tab of this browser. " +
+        "Chats continue there; this tab takes over when that one is closed.",
+      attrs: { role: "status" },
+    });
     this.elsewhere.hidden = true;
     this.devices = el("span", { className: "muted small", testid: "linked-devices" });
     const newChat = el("button", { text: "New chat", testid: "new-chat", attrs: { type: "button" } });
     const newGroup = el("button", { text: "New group", testid: "new-group", attrs: { type: "button" } });
 
-    const handle = el("input", { testid: "new-chat-handle", attrs: { type: "text", placeholder: "@handle", "aria-label": "Handle", autocapitalize: "none", spellcheck: "false" } });
-    const start = el("button", { className: "primary", text: "Chat", testid: "new-chat-start", attrs: { type: "submit" } });
+    const handle = el("input", {
+      testid: "new-chat-handle",
+      attrs: {
+        type: "text",
+        placeholder: "@handle",
+        "aria-label": "Handle",
+        autocapitalize: "none",
+        spellcheck: "false",
+      },
+    });
+    const start = el("button", {
+      className: "primary",
+      text: "Chat",
+      testid: "new-chat-start",
+      attrs: { type: "submit" },
+    });
     const chatForm = el("form", { className: "inline-form", testid: "new-chat-form" }, handle, start);
     chatForm.hidden = true;
 
-    const groupName = el("input", { testid: "group-name", attrs: { type: "text", placeholder: "Group name", "aria-label": "Group name", maxlength: "100" } });
-    const groupMembers = el("input", { testid: "group-members", attrs: { type: "text", placeholder: "@bob, @carol", "aria-label": "Members (handles)", autocapitalize: "none" } });
-    const groupCreate = el("button", { className: "primary", text: "Create group", testid: "group-create", attrs: { type: "submit" } });
-    const groupForm = el("form", { className: "inline-form", testid: "new-group-form" }, groupName, groupMembers, groupCreate);
+    const groupName = el("input", {
+      testid: "group-name",
+      attrs: { type: "text", placeholder: "Group name", "aria-label": "Group name", maxlength: "100" },
+    });
+    const groupMembers = el("input", {
+      testid: "group-members",
+      attrs: { type: "text", placeholder: "@bob, @carol", "aria-label": "Members (handles)", autocapitalize: "none" },
+    });
+    const groupCreate = el("button", {
+      className: "primary",
+      text: "Create group",
+      testid: "group-create",
+      attrs: { type: "submit" },
+    });
+    const groupForm = el(
+      "form",
+      { className: "inline-form", testid: "new-group-form" },
+      groupName,
+      groupMembers,
+      groupCreate,
+    );
     groupForm.hidden = true;
 
     this.history = el("p", { className: "muted small history-note", testid: "history-note" });
@@ -73,7 +122,12 @@ export class MessengerView {
     const aside = el(
       "aside",
       { className: "chats" },
-      el("div", { className: "chats-head" }, el("h2", { text: "Chats" }), el("div", { className: "row" }, newChat, newGroup)),
+      el(
+        "div",
+        { className: "chats-head" },
+        el("h2", { text: "Chats" }),
+        el("div", { className: "row" }, newChat, newGroup),
+      ),
       this.devices,
       chatForm,
       groupForm,
@@ -82,16 +136,32 @@ export class MessengerView {
       this.chatList,
     );
 
-    const back = el("button", { className: "back", text: "←", testid: "back", attrs: { type: "button", "aria-label": "Back to chats" } });
+    const back = el("button", {
+      className: "back",
+      text: "←",
+      testid: "back",
+      attrs: { type: "button", "aria-label": "Back to chats" },
+    });
     this.title = el("h2", { testid: "conversation-title" });
     this.subtitle = el("p", { className: "muted small", testid: "conversation-subtitle" });
     this.groupPanel = el("div", { className: "group-panel", testid: "group-panel" });
     this.list = el("ol", { className: "messages", testid: "messages", attrs: { "aria-live": "polite" } });
-    this.composer = el("textarea", { testid: "composer", attrs: { rows: "1", placeholder: "Type a message", "aria-label": "Message" } });
+    this.composer = el("textarea", {
+      testid: "composer",
+      attrs: { rows: "1", placeholder: "Type a message", "aria-label": "Message" },
+    });
     this.attach = el("input", { testid: "attach", attrs: { type: "file", "aria-label": "Attach a file" } });
     const attachLabel = el("label", { className: "attach", attrs: { title: "Attach a file" } }, "+", this.attach);
-    const send = el("button", { className: "primary", text: "Send", testid: "composer-send", attrs: { type: "submit" } });
-    this.progress = el("progress", { testid: "upload-progress", attrs: { max: "1", value: "0", "aria-label": "Upload progress" } });
+    const send = el("button", {
+      className: "primary",
+      text: "Send",
+      testid: "composer-send",
+      attrs: { type: "submit" },
+    });
+    this.progress = el("progress", {
+      testid: "upload-progress",
+      attrs: { max: "1", value: "0", "aria-label": "Upload progress" },
+    });
     this.progress.hidden = true;
     const composerForm = el("form", { className: "composer" }, attachLabel, this.composer, send);
     this.empty = el("p", { className: "muted empty", text: "Select a chat, or start a new one." });
@@ -105,7 +175,13 @@ export class MessengerView {
       composerForm,
     );
     this.conversationPane.hidden = true;
-    this.root = el("section", { className: "messenger", testid: "messenger" }, this.banner, this.elsewhere, el("div", { className: "msgr" }, aside, el("div", { className: "pane" }, this.empty, this.conversationPane)));
+    this.root = el(
+      "section",
+      { className: "messenger", testid: "messenger" },
+      this.banner,
+      this.elsewhere,
+      el("div", { className: "msgr" }, aside, el("div", { className: "pane" }, this.empty, this.conversationPane)),
+    );
     mount.append(this.root);
 
     newChat.addEventListener("click", () => {
@@ -132,8 +208,14 @@ export class MessengerView {
     groupForm.addEventListener("submit", (event) => {
       event.preventDefault();
       const name = groupName.value.trim();
-      const handles = groupMembers.value.split(/[\s,]+/).map((h) => h.replace(/^@/, "")).filter(Boolean);
-      if (!name || !handles.length || !this.messenger) return this.showError("Give the group a name and at least one member's handle.");
+      const handles = groupMembers.value
+        .split(/[\s,]+/)
+        .map((h) => h.replace(/^@/, ""))
+        .filter(Boolean);
+      if (!name || !handles.length || !this.messenger) {
+        this.showError("Give the group a name and at least one member's handle.");
+        return;
+      }
       void this.act(async (m) => {
         const conversation = await m.createGroup(name, handles);
         groupName.value = groupMembers.value = "";
@@ -256,7 +338,8 @@ export class MessengerView {
   }
 
   private markReadIfVisible(): void {
-    if (this.current && this.messenger && document.visibilityState === "visible") void this.messenger.markRead(this.current);
+    if (this.current && this.messenger && document.visibilityState === "visible")
+      void this.messenger.markRead(this.current);
   }
 
   render(): void {
@@ -271,7 +354,10 @@ export class MessengerView {
     const unread = conversations.reduce((total, c) => total + c.unread, 0);
     document.title = unread ? `(${unread}) ${this.baseTitle}` : this.baseTitle;
     this.chatList.replaceChildren(...conversations.map((c) => this.chatRow(c)));
-    if (!conversations.length) this.chatList.append(el("li", { className: "muted small empty", text: "No chats yet. Start one with “New chat”." }));
+    if (!conversations.length)
+      this.chatList.append(
+        el("li", { className: "muted small empty", text: "No chats yet. Start one with “New chat”." }),
+      );
     const current = conversations.find((c) => c.id === this.current);
     show(this.empty, !current);
     show(this.conversationPane, current !== undefined);
@@ -308,17 +394,34 @@ export class MessengerView {
     }
     const groupId = conversation.groupId;
     const members = m.groupMembers(groupId);
-    this.subtitle.textContent = conversation.left ? "You are no longer a member of this group." : `${members.length} members · end-to-end encrypted`;
+    this.subtitle.textContent = conversation.left
+      ? "You are no longer a member of this group."
+      : `${members.length} members · end-to-end encrypted`;
     const active = document.activeElement;
-    if (active instanceof HTMLInputElement && this.groupPanel.contains(active)) return; // typing a handle: keep the panel as is
+    // Typing a handle: keep the panel as is.
+    if (active instanceof HTMLInputElement && this.groupPanel.contains(active)) return;
     const wasOpen = this.groupPanel.querySelector("details")?.open ?? false;
     const items = members.map((id) => {
-      const label = id === m.identity.accountId ? "You" : `${m.nameOf(id)}${m.handleOf(id) ? ` (@${m.handleOf(id)})` : ""}`;
-      const remove = el("button", { className: "danger small-button", text: id === m.identity.accountId ? "Leave" : "Remove", testid: "group-remove", attrs: { type: "button" } });
+      const label =
+        id === m.identity.accountId ? "You" : `${m.nameOf(id)}${m.handleOf(id) ? ` (@${m.handleOf(id)})` : ""}`;
+      const remove = el("button", {
+        className: "danger small-button",
+        text: id === m.identity.accountId ? "Leave" : "Remove",
+        testid: "group-remove",
+        attrs: { type: "button" },
+      });
       remove.addEventListener("click", () => void this.act((mm) => mm.removeMember(groupId, id)));
-      return el("li", { testid: "group-member", attrs: { "data-account-id": id } }, el("span", { text: label }), remove);
+      return el(
+        "li",
+        { testid: "group-member", attrs: { "data-account-id": id } },
+        el("span", { text: label }),
+        remove,
+      );
     });
-    const addHandle = el("input", { testid: "group-add-handle", attrs: { type: "text", placeholder: "@handle", "aria-label": "Add member", autocapitalize: "none" } });
+    const addHandle = el("input", {
+      testid: "group-add-handle",
+      attrs: { type: "text", placeholder: "@handle", "aria-label": "Add member", autocapitalize: "none" },
+    });
     const add = el("button", { text: "Add", testid: "group-add", attrs: { type: "submit" } });
     const form = el("form", { className: "inline-form" }, addHandle, add);
     form.addEventListener("submit", (event) => {
@@ -326,7 +429,13 @@ export class MessengerView {
       const handle = addHandle.value.trim().replace(/^@/, "");
       if (handle) void this.act((mm) => mm.addMember(groupId, handle));
     });
-    const details = el("details", {}, el("summary", { text: "Members" }), el("ul", { className: "members" }, ...items), ...(conversation.left ? [] : [form]));
+    const details = el(
+      "details",
+      {},
+      el("summary", { text: "Members" }),
+      el("ul", { className: "members" }, ...items),
+      ...(conversation.left ? [] : [form]),
+    );
     details.open = wasOpen;
     this.groupPanel.replaceChildren(details);
     show(this.groupPanel);
@@ -337,17 +446,47 @@ export class MessengerView {
     const last = c.last;
     let preview = "";
     if (last) {
-      const who = c.kind === "group" && m ? `${last.outgoing ? "You" : m.nameOf(last.senderAccount)}: ` : last.outgoing ? "You: " : "";
-      preview = who + (last.kind === "media" ? `${last.media?.type === "image" ? "Photo" : `File: ${last.media?.name ?? "file"}`}${last.text ? ` ${last.text}` : ""}` : last.kind === "undecryptable" ? "⚠ Message could not be decrypted" : (last.text ?? ""));
+      const who =
+        c.kind === "group" && m
+          ? `${last.outgoing ? "You" : m.nameOf(last.senderAccount)}: `
+          : last.outgoing
+            ? "You: "
+            : "";
+      preview =
+        who +
+        (last.kind === "media"
+          ? `${last.media?.type === "image" ? "Photo" : `File: ${last.media?.name ?? "file"}`}${last.text ? ` ${last.text}` : ""}`
+          : last.kind === "undecryptable"
+            ? "⚠ Message could not be decrypted"
+            : (last.text ?? ""));
     }
-    const unread = el("span", { className: "unread", testid: "unread-count", text: String(c.unread), attrs: { "aria-label": `${c.unread} unread` } });
+    const unread = el("span", {
+      className: "unread",
+      testid: "unread-count",
+      text: String(c.unread),
+      attrs: { "aria-label": `${c.unread} unread` },
+    });
     unread.hidden = c.unread === 0;
     const row = el(
       "li",
-      { className: `chat-row${c.id === this.current ? " active" : ""}`, testid: "chat-row", attrs: { "data-conversation-id": c.id, tabindex: "0", role: "button" } },
-      el("div", { className: "avatar", text: c.kind === "group" ? "#" : (c.title.slice(0, 1).toUpperCase() || "?") }),
-      el("div", { className: "chat-main" }, el("div", { className: "chat-title", testid: "chat-title", text: c.title }), el("div", { className: "chat-last muted small", testid: "chat-last", text: preview })),
-      el("div", { className: "chat-side" }, el("div", { className: "muted small", text: last ? formatClock(last.ts) : "" }), unread),
+      {
+        className: `chat-row${c.id === this.current ? " active" : ""}`,
+        testid: "chat-row",
+        attrs: { "data-conversation-id": c.id, tabindex: "0", role: "button" },
+      },
+      el("div", { className: "avatar", text: c.kind === "group" ? "#" : c.title.slice(0, 1).toUpperCase() || "?" }),
+      el(
+        "div",
+        { className: "chat-main" },
+        el("div", { className: "chat-title", testid: "chat-title", text: c.title }),
+        el("div", { className: "chat-last muted small", testid: "chat-last", text: preview }),
+      ),
+      el(
+        "div",
+        { className: "chat-side" },
+        el("div", { className: "muted small", text: last ? formatClock(last.ts) : "" }),
+        unread,
+      ),
     );
     row.addEventListener("click", () => this.open(c.id));
     row.addEventListener("keydown", (event) => {
@@ -357,12 +496,23 @@ export class MessengerView {
   }
 
   private messageRow(message: ChatMessage): HTMLLIElement {
-    const row = el("li", { className: `message ${message.outgoing ? "out" : "in"}`, testid: "message", attrs: { "data-message-id": message.id, "data-direction": message.outgoing ? "out" : "in" } });
+    const row = el("li", {
+      className: `message ${message.outgoing ? "out" : "in"}`,
+      testid: "message",
+      attrs: { "data-message-id": message.id, "data-direction": message.outgoing ? "out" : "in" },
+    });
     const m = this.messenger;
     const conversation = m?.conversationInfo(message.conversation);
-    if (!message.outgoing && conversation?.groupId && m) row.append(el("div", { className: "sender small", text: m.nameOf(message.senderAccount) }));
+    if (!message.outgoing && conversation?.groupId && m)
+      row.append(el("div", { className: "sender small", text: m.nameOf(message.senderAccount) }));
     if (message.kind === "undecryptable") {
-      row.append(el("div", { className: "muted", testid: "message-text", text: `⚠ This message could not be decrypted (${message.error ?? "unknown reason"}).` }));
+      row.append(
+        el("div", {
+          className: "muted",
+          testid: "message-text",
+          text: `⚠ This message could not be decrypted (${message.error ?? "unknown reason"}).`,
+        }),
+      );
     } else if (message.kind === "media" && message.media) {
       row.append(this.mediaBlock(message));
       if (message.text) row.append(el("div", { className: "text", testid: "message-text", text: message.text }));
@@ -370,7 +520,11 @@ export class MessengerView {
       row.append(el("div", { className: "text", testid: "message-text", text: message.text ?? "" }));
     }
     const ticks = el("span", { className: "ticks", testid: "ticks" });
-    const meta = el("div", { className: "meta small" }, el("span", { text: formatClock(message.ts), attrs: { title: formatTime(message.ts) } }));
+    const meta = el(
+      "div",
+      { className: "meta small" },
+      el("span", { text: formatClock(message.ts), attrs: { title: formatTime(message.ts) } }),
+    );
     if (message.outgoing) meta.append(ticks);
     row.append(meta);
     this.updateRow(row, message);
@@ -388,9 +542,15 @@ export class MessengerView {
       ticks.title = message.error ? `${TICK_LABEL[status]}: ${message.error}` : (TICK_LABEL[status] ?? "");
       ticks.setAttribute("aria-label", TICK_LABEL[status] ?? "");
     }
-    if (status !== "failed") row.querySelector(".retry")?.remove(); // sent after all (e.g. on reconnect)
+    if (status !== "failed")
+      row.querySelector(".retry")?.remove(); // sent after all (e.g. on reconnect)
     else if (!row.querySelector(".retry")) {
-      const retry = el("button", { className: "retry small-button", text: "Retry", testid: "retry", attrs: { type: "button" } });
+      const retry = el("button", {
+        className: "retry small-button",
+        text: "Retry",
+        testid: "retry",
+        attrs: { type: "button" },
+      });
       retry.addEventListener("click", () => {
         retry.remove();
         void this.messenger?.retry(message.id);
@@ -422,11 +582,18 @@ export class MessengerView {
         this.downloading.add(message.id);
         m.mediaUrl(message, (done, total) => (status.value = total ? done / total : 0))
           .then(fill)
-          .catch((error: unknown) => status.replaceWith(el("span", { className: "muted", testid: "media-error", text: `⚠ ${describe(error)}` })))
+          .catch((error: unknown) =>
+            status.replaceWith(el("span", { className: "muted", testid: "media-error", text: `⚠ ${describe(error)}` })),
+          )
           .finally(() => this.downloading.delete(message.id));
       }
     } else {
-      const button = el("button", { className: "file", testid: "message-file", text: `${media.name} · ${formatBytes(media.file_length)}`, attrs: { type: "button" } });
+      const button = el("button", {
+        className: "file",
+        testid: "message-file",
+        text: `${media.name} · ${formatBytes(media.file_length)}`,
+        attrs: { type: "button" },
+      });
       const status = el("progress", { attrs: { max: "1", value: "0" } });
       status.hidden = true;
       button.addEventListener("click", () => {
@@ -440,7 +607,9 @@ export class MessengerView {
             link.click();
             link.remove();
           })
-          .catch((error: unknown) => status.replaceWith(el("span", { className: "muted", testid: "media-error", text: `⚠ ${describe(error)}` })));
+          .catch((error: unknown) =>
+            status.replaceWith(el("span", { className: "muted", testid: "media-error", text: `⚠ ${describe(error)}` })),
+          );
       });
       box.append(button, status);
     }
@@ -451,5 +620,7 @@ export class MessengerView {
 function formatClock(ms: number): string {
   const date = new Date(ms);
   const today = new Date();
-  return date.toDateString() === today.toDateString() ? date.toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" }) : date.toLocaleDateString();
+  return date.toDateString() === today.toDateString()
+    ? date.toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" })
+    : date.toLocaleDateString();
 }

@@ -18,7 +18,8 @@ type ShapeOf<S extends Shape> = { [K in keyof S]: Checked<S[K]> };
 const string = (value: unknown): value is string => typeof value === "string";
 const number = (value: unknown): value is number => typeof value === "number" && Number.isFinite(value);
 const boolean = (value: unknown): value is boolean => typeof value === "boolean";
-const record = (value: unknown): value is Record<string, unknown> => typeof value === "object" && value !== null && !Array.isArray(value);
+const record = (value: unknown): value is Record<string, unknown> =>
+  typeof value === "object" && value !== null && !Array.isArray(value);
 
 function optional<T>(check: Check<T>): Check<T | undefined> {
   return (value): value is T | undefined => value === undefined || check(value);
@@ -37,7 +38,8 @@ function listOf<T>(check: Check<T>): Check<T[]> {
 }
 
 function shape<S extends Shape>(fields: S): Check<ShapeOf<S>> {
-  return (value): value is ShapeOf<S> => record(value) && Object.entries(fields).every(([name, check]) => check(value[name]));
+  return (value): value is ShapeOf<S> =>
+    record(value) && Object.entries(fields).every(([name, check]) => check(value[name]));
 }
 
 /** A signed envelope as it travels (linking.md §4.1); whoever reads it verifies it. */

@@ -17,7 +17,8 @@ export type RefusalContext = "linking" | "messaging";
 type Sentences = Partial<Record<ErrorCode, string>>;
 
 /** Every code of the shared linking wording must be a real error code, or this does not compile. */
-const SHARED_LINKING: { [Code in keyof typeof SERVER_REFUSALS]: Code extends ErrorCode ? string : never } = SERVER_REFUSALS;
+const SHARED_LINKING: { [Code in keyof typeof SERVER_REFUSALS]: Code extends ErrorCode ? string : never } =
+  SERVER_REFUSALS;
 
 const STORAGE_UNAVAILABLE = "The server cannot save anything right now. Try again later.";
 
@@ -36,9 +37,11 @@ const SENTENCES: Record<RefusalContext, Sentences> = {
     rate_limited: "Too many requests; wait a minute.",
     devices_changed: "The contact's devices changed; try again.",
     stranger_limit:
-      "They have not written to you yet, and your earlier messages are still unread. Send more once they read them or reply.",
+      "They have not written to you yet, and your earlier messages are still unread. " +
+      "Send more once they read them or reply.",
     quota_exceeded: "This device has uploaded all the files the server allows for now. Try again later.",
-    storage_full: "The server's disk is full, so nothing new can be saved. Try again later; what you already have is safe.",
+    storage_full:
+      "The server's disk is full, so nothing new can be saved. Try again later; what you already have is safe.",
     unavailable: STORAGE_UNAVAILABLE,
   },
 };

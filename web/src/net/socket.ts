@@ -7,7 +7,8 @@
  *
  * Events are checked against their shapes (./events.ts); an unknown or malformed one is dropped.
  *
- * Errors: ServerError (the server replied ok:false; carries .code, ./errorCodes.ts), ProtocolError (a frame we cannot use),
+ * Errors: ServerError (the server replied ok:false; carries .code, ./errorCodes.ts),
+ * ProtocolError (a frame we cannot use),
  * SocketClosed (the socket closed before a reply).
  */
 
@@ -114,7 +115,8 @@ export class LockstepSocket {
 
   /** A coarse estimate (ignores network delay), used only until time.sync has answered. */
   observeServerTime(serverTime: unknown): void {
-    if (this.clockSample === null && typeof serverTime === "number" && Number.isFinite(serverTime)) this.clockOffset = serverTime - localNow();
+    if (this.clockSample === null && typeof serverTime === "number" && Number.isFinite(serverTime))
+      this.clockOffset = serverTime - localNow();
   }
 
   /** Measures the offset to the server's clock with `rounds` time.sync exchanges; keeps the least-delay one. */
@@ -164,7 +166,12 @@ export class LockstepSocket {
         pending.resolve(frame.result as Record<string, unknown>);
       } else if (frame.ok === false) {
         const error = (frame.error ?? {}) as Record<string, unknown>;
-        pending.reject(new ServerError(String(error.code ?? "unknown"), String(error.message ?? "")));
+        pending.reject(
+          new ServerError(
+            typeof error.code === "string" ? error.code : "unknown",
+            typeof error.message === "string" ? error.message : "",
+          ),
+        );
       } else {
         pending.reject(new ProtocolError("reply without ok/result"));
       }
@@ -189,7 +196,9 @@ function parseFrame(data: unknown): Record<string, unknown> | null {
   if (typeof data !== "string") return null;
   try {
     const value: unknown = JSON.parse(data);
-    return typeof value === "object" && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : null;
+    return typeof value === "object" && value !== null && !Array.isArray(value)
+      ? (value as Record<string, unknown>)
+      : null;
   } catch {
     return null;
   }

@@ -36,5 +36,9 @@ export const CLOCK_WARNING_MS = 60_000;
 export function describeOffset(offsetMs: number): string {
   const seconds = Math.round(Math.abs(offsetMs) / 1000);
   const amount = seconds >= 120 ? `${Math.round(seconds / 60)} minutes` : `${seconds} seconds`;
-  return `This device's clock is ${amount} ${offsetMs > 0 ? "behind" : "ahead of"} the server's. Lockstep uses the server's time, but you may want to fix your clock.`;
+  const direction = offsetMs > 0 ? "behind" : "ahead of";
+  return (
+    `This device's clock is ${amount} ${direction} the server's. ` +
+    "Lockstep uses the server's time, but you may want to fix your clock."
+  );
 }

@@ -20,7 +20,10 @@ import { clearQr, drawQr } from "../ui/qrcode";
 import { byTestId, checkClock, flashNotice, hide, show } from "../ui/dom";
 import { MessengerHost } from "../messenger/host";
 
-/** What a linked companion keeps in IndexedDB (sealed, ../store/atRest.ts). Private keys are non-extractable CryptoKeys, stored wrapped. */
+/**
+ * What a linked companion keeps in IndexedDB (sealed, ../store/atRest.ts).
+ * Private keys are non-extractable CryptoKeys, stored wrapped.
+ */
 interface CompanionState {
   v: 1;
   origin: string;
@@ -48,7 +51,17 @@ interface LinkSession {
   last: boolean;
 }
 
-type Phase = "connecting" | "waiting" | "showing" | "scanned" | "idle" | "declined" | "verifying" | "failed" | "linked" | "logged_out";
+type Phase =
+  | "connecting"
+  | "waiting"
+  | "showing"
+  | "scanned"
+  | "idle"
+  | "declined"
+  | "verifying"
+  | "failed"
+  | "linked"
+  | "logged_out";
 
 const store = new StateStore<CompanionState>("lockstep-companion");
 const ui = {
@@ -242,7 +255,11 @@ function onRef(event: LinkRef): void {
   hide(ui.placeholder);
   show(ui.qr);
   phase = "showing";
-  setStatus(session.last ? "Scan this code with your phone. This is the last code; after it you can ask for a new one." : "Scan this code with your phone.");
+  setStatus(
+    session.last
+      ? "Scan this code with your phone. This is the last code; after it you can ask for a new one."
+      : "Scan this code with your phone.",
+  );
   tick();
 }
 
@@ -284,21 +301,33 @@ async function onGranted(event: LinkGranted): Promise<void> {
     enc = b64uDecode(event.enc);
     ciphertext = b64uDecode(event.ciphertext);
   } catch {
-    return failLink("the server sent a malformed grant");
+    failLink("the server sent a malformed grant");
+    return;
   }
   // The grant names no ref, so try this session's refs, newest first: only the right secret opens it.
   let opened: OpenedGrant | null = null;
   let reason = "the grant does not open with this code's secret";
   for (const { ref, secret } of [...current.refs].reverse()) {
     try {
-      opened = await openGrant({ enc, ciphertext, ephemeralPrivateKey: current.ephemeral.privateKey, ref, linkSecret: secret, origin, deviceKey: current.devicePublic });
+      opened = await openGrant({
+        enc,
+        ciphertext,
+        ephemeralPrivateKey: current.ephemeral.privateKey,
+        ref,
+        linkSecret: secret,
+        origin,
+        deviceKey: current.devicePublic,
+      });
       break;
     } catch (error) {
       if (error instanceof GrantError) reason = error.message;
       else throw error;
     }
   }
-  if (!opened) return failLink(reason);
+  if (!opened) {
+    failLink(reason);
+    return;
+  }
   const deviceEntry = opened.list.devices.find((d) => d.device_id === opened.deviceId);
   state = {
     v: 1,
@@ -377,7 +406,8 @@ async function acceptList(envelope: unknown): Promise<boolean> {
   try {
     list = await verifyDeviceList(envelope, state.accountKey, state.account.id);
   } catch (error) {
-    if (error instanceof InvalidDeviceList) return true; // ignore lists that do not verify: the server cannot speak for the account
+    // Ignore lists that do not verify: the server cannot speak for the account.
+    if (error instanceof InvalidDeviceList) return true;
     throw error;
   }
   if (listUpdate(state.listVersion, list) !== "take") return true; // same version or older: keep ours
@@ -396,7 +426,8 @@ function showLinked(): void {
   phase = "linked";
   hide(ui.panel);
   hide(ui.loggedOut);
-  ui.linkedTitle.textContent = `Linked to @${state.account.handle} (${state.account.display_name}) as ${state.deviceName}`;
+  const { handle, display_name: displayName } = state.account;
+  ui.linkedTitle.textContent = `Linked to @${handle} (${displayName}) as ${state.deviceName}`;
   ui.connection.textContent = "";
   show(ui.linked);
   messaging.setDevices(`This browser is a linked device of @${state.account.handle} (${state.deviceName})`);
@@ -437,7 +468,11 @@ async function onEvent(event: ServerEvent): Promise<void> {
     case "link.idle":
       if (phase === "showing" || phase === "waiting" || phase === "scanned") {
         phase = "idle";
-        offerNewCode("The code expired. Click to get a new code when your phone is ready.", "Click to get a new code", "Code expired");
+        offerNewCode(
+          "The code expired. Click to get a new code when your phone is ready.",
+          "Click to get a new code",
+          "Code expired",
+        );
       }
       break;
     case "link.declined":
@@ -463,11 +498,14 @@ async function onEvent(event: ServerEvent): Promise<void> {
 async function onDevicesChanged(event: DevicesChanged): Promise<void> {
   if (!state) return;
   const before = state.listVersion;
+  // A sign-out may clear `state` while the list is checked.
+  // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition
   if (!(await acceptList(event.device_list)) || !state || state.listVersion === before) return;
   showLinked();
   const { change } = event;
   const name = change.name;
-  if (change.kind === "linked" && change.device_id !== state.deviceId) flashNotice(ui.notice, `New device linked: ${name}`);
+  if (change.kind === "linked" && change.device_id !== state.deviceId)
+    flashNotice(ui.notice, `New device linked: ${name}`);
   else if (change.kind === "unlinked") flashNotice(ui.notice, `Device unlinked: ${name}`);
   else if (change.kind === "renamed") flashNotice(ui.notice, `Device renamed: ${name}`);
 }
@@ -500,6 +538,8 @@ async function main(): Promise<void> {
   try {
     await openAtRest(); // before any key is made: every private key is then kept wrapped
     const loaded = await store.load();
+    // Stored by this page, perhaps an older version of it.
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition
     if (loaded && loaded.v === 1 && (await keyId(loaded.devicePublic)) === loaded.deviceId) state = loaded;
   } catch {
     state = undefined;

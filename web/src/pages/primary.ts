@@ -21,7 +21,7 @@ import {
 } from "../link/deviceList";
 import { TooManyDevices, buildGrant } from "../link/grant";
 import { type DecodedLinkCode, decodeLinkText } from "../link/qr";
-import { LockstepSocket, ServerError, type ServerEvent, defaultSocketUrl } from "../net/socket";
+import { LockstepSocket, type ServerEvent, defaultSocketUrl } from "../net/socket";
 import { openAtRest } from "../store/atRest";
 import { StateStore } from "../store/db";
 import { byTestId, checkClock, el, flashNotice, formatAgo, formatTime, hide, show } from "../ui/dom";
@@ -155,7 +155,11 @@ async function start(): Promise<void> {
 async function authenticate(): Promise<void> {
   if (!socket || !state) return;
   try {
-    const signature = await authSignature(state.deviceKey, b64uDecode(socket.hello.challenge), socket.hello.server.origin);
+    const signature = await authSignature(
+      state.deviceKey,
+      b64uDecode(socket.hello.challenge),
+      socket.hello.server.origin,
+    );
     const result = await socket.request("auth", { device_id: state.deviceId, signature: b64uEncode(signature) });
     authenticated = true;
     await adoptList(result.device_list);
@@ -209,7 +213,7 @@ async function onEvent(event: ServerEvent): Promise<void> {
   if (authenticated) messaging.onEvent(event);
   if (event.event !== "devices.changed") return;
   await adoptList(event.device_list);
-  const change = (event.change ?? {}) as Record<string, unknown>;
+  const change = event.change as Record<string, unknown>;
   const name = typeof change.name === "string" ? change.name : "a device";
   if (change.kind === "linked") flashNotice(ui.notice, `New device linked: ${name}`);
   else if (change.kind === "unlinked") flashNotice(ui.notice, `Device unlinked: ${name}`);
@@ -241,9 +245,18 @@ async function createAccount(): Promise<void> {
     ui.createError.textContent = text;
     show(ui.createError);
   };
-  if (!HANDLE.test(handle)) return fail("Handles are 3–32 characters of a–z, 0–9, dot, dash or underscore, starting with a letter or digit.");
-  if (checkName(displayName) === null) return fail("Display names are 1–64 characters.");
-  if (!socket) return fail("Not connected to the server yet. Try again in a moment.");
+  if (!HANDLE.test(handle)) {
+    fail("Handles are 3–32 characters of a–z, 0–9, dot, dash or underscore, starting with a letter or digit.");
+    return;
+  }
+  if (checkName(displayName) === null) {
+    fail("Display names are 1–64 characters.");
+    return;
+  }
+  if (!socket) {
+    fail("Not connected to the server yet. Try again in a moment.");
+    return;
+  }
   ui.create.disabled = true;
   try {
     const account = await generateEd25519(false);
@@ -259,10 +272,22 @@ async function createAccount(): Promise<void> {
       account_id: accountId,
       version: 1,
       issued_at: now,
-      devices: [{ device_id: deviceId, device_key: b64uEncode(devicePublic), role: "primary", name: describeThisDevice(), linked_at: now }],
+      devices: [
+        {
+          device_id: deviceId,
+          device_key: b64uEncode(devicePublic),
+          role: "primary",
+          name: describeThisDevice(),
+          linked_at: now,
+        },
+      ],
     };
     const envelope = await signDeviceList(account.privateKey, first);
-    const signature = await authSignature(device.privateKey, b64uDecode(socket.hello.challenge), socket.hello.server.origin);
+    const signature = await authSignature(
+      device.privateKey,
+      b64uDecode(socket.hello.challenge),
+      socket.hello.server.origin,
+    );
     await socket.request("account.register", {
       handle,
       display_name: displayName,
@@ -329,18 +354,40 @@ function deviceRow(device: DeviceEntry, now: number): HTMLLIElement {
   const isSelf = device.device_id === state?.deviceId;
   const seen = presence.get(device.device_id);
   const kind = isSelf ? "This phone (primary)" : (state?.descriptions[device.device_id] ?? "Linked companion");
-  const activity = isSelf || seen?.online ? "online now" : seen?.last_active ? `last active ${formatAgo(seen.last_active, now)}` : "not seen yet";
+  const activity =
+    isSelf || seen?.online
+      ? "online now"
+      : seen?.last_active
+        ? `last active ${formatAgo(seen.last_active, now)}`
+        : "not seen yet";
   const name = el("div", { className: "name", text: device.name, testid: "device-name" });
   const platform = el("div", { className: "meta", text: kind, testid: "device-platform" });
-  const when = el("div", { className: "meta", text: `Linked ${formatTime(device.linked_at)} · ` }, el("span", { className: isSelf || seen?.online ? "online" : "", text: activity, testid: "device-activity" }));
+  const when = el(
+    "div",
+    { className: "meta", text: `Linked ${formatTime(device.linked_at)} · ` },
+    el("span", { className: isSelf || seen?.online ? "online" : "", text: activity, testid: "device-activity" }),
+  );
   const info = el("div", {}, name, platform, when);
-  const row = el("li", { className: "device", testid: "device-row", attrs: { "data-device-id": device.device_id } }, info);
+  const row = el(
+    "li",
+    { className: "device", testid: "device-row", attrs: { "data-device-id": device.device_id } },
+    info,
+  );
   const actions = el("div", { className: "actions" });
-  const rename = el("button", { text: "Rename", testid: "rename", attrs: { type: "button", "aria-label": `Rename ${device.name}` } });
+  const rename = el("button", {
+    text: "Rename",
+    testid: "rename",
+    attrs: { type: "button", "aria-label": `Rename ${device.name}` },
+  });
   rename.addEventListener("click", () => openRename(info, device));
   actions.append(rename);
   if (device.role === "companion") {
-    const unlink = el("button", { className: "danger", text: "Unlink", testid: "unlink", attrs: { type: "button", "aria-label": `Unlink ${device.name}` } });
+    const unlink = el("button", {
+      className: "danger",
+      text: "Unlink",
+      testid: "unlink",
+      attrs: { type: "button", "aria-label": `Unlink ${device.name}` },
+    });
     unlink.addEventListener("click", () => openUnlink(info, device));
     actions.append(unlink);
   }
@@ -354,7 +401,10 @@ function closeEditors(): void {
 
 function openRename(info: HTMLElement, device: DeviceEntry): void {
   closeEditors();
-  const input = el("input", { testid: "rename-input", attrs: { type: "text", maxlength: "64", "aria-label": "New name" } });
+  const input = el("input", {
+    testid: "rename-input",
+    attrs: { type: "text", maxlength: "64", "aria-label": "New name" },
+  });
   input.value = device.name;
   const save = el("button", { className: "primary", text: "Save", testid: "rename-save", attrs: { type: "button" } });
   const cancel = el("button", { text: "Cancel", attrs: { type: "button" } });
@@ -366,7 +416,10 @@ function openRename(info: HTMLElement, device: DeviceEntry): void {
       flashNotice(ui.notice, "Device names are 1–64 characters, without control characters.");
       return;
     }
-    void publishList((devices) => devices.map((d) => (d.device_id === device.device_id ? { ...d, name } : d)), `Renamed to ${name}`);
+    void publishList(
+      (devices) => devices.map((d) => (d.device_id === device.device_id ? { ...d, name } : d)),
+      `Renamed to ${name}`,
+    );
   };
   save.addEventListener("click", submit);
   input.addEventListener("keydown", (event) => {
@@ -378,11 +431,25 @@ function openRename(info: HTMLElement, device: DeviceEntry): void {
 
 function openUnlink(info: HTMLElement, device: DeviceEntry): void {
   closeEditors();
-  const confirm = el("button", { className: "danger", text: `Unlink ${device.name}`, testid: "unlink-confirm", attrs: { type: "button" } });
+  const confirm = el("button", {
+    className: "danger",
+    text: `Unlink ${device.name}`,
+    testid: "unlink-confirm",
+    attrs: { type: "button" },
+  });
   const cancel = el("button", { text: "Cancel", attrs: { type: "button" } });
-  const box = el("div", { className: "confirm" }, el("p", { text: "It will be logged out at once and its keys deleted. You can link it again later." }), el("div", { className: "row" }, confirm, cancel));
+  const box = el(
+    "div",
+    { className: "confirm" },
+    el("p", { text: "It will be logged out at once and its keys deleted. You can link it again later." }),
+    el("div", { className: "row" }, confirm, cancel),
+  );
   cancel.addEventListener("click", () => box.remove());
-  confirm.addEventListener("click", () => void publishList((devices) => devices.filter((d) => d.device_id !== device.device_id), `Unlinked ${device.name}`));
+  confirm.addEventListener(
+    "click",
+    () =>
+      void publishList((devices) => devices.filter((d) => d.device_id !== device.device_id), `Unlinked ${device.name}`),
+  );
   info.append(box);
   confirm.focus();
 }
@@ -464,37 +531,58 @@ async function startScan(): Promise<void> {
 }
 
 async function inspect(text: string): Promise<void> {
-  if (!socket) return showRefusal(new Error());
+  if (!socket) {
+    showRefusal(new Error());
+    return;
+  }
   let code: DecodedLinkCode;
   try {
     code = decodeLinkText(text, socket.hello.server.origin);
   } catch (error) {
-    return showRefusal(error);
+    showRefusal(error);
+    return;
   }
   ui.scanStatus.textContent = "Checking the code with your server…";
   let context: Record<string, unknown>;
   try {
     context = await socket.request("link.inspect", { ref: b64uEncode(code.ref) });
   } catch (error) {
-    return showRefusal(error);
+    showRefusal(error);
+    return;
   }
   const companion = (context.companion ?? {}) as Record<string, unknown>;
   const network = (context.network ?? {}) as Record<string, unknown>;
-  const description = typeof companion.description === "string" && companion.description ? companion.description : "Unknown device";
+  const description =
+    typeof companion.description === "string" && companion.description ? companion.description : "Unknown device";
   const address = typeof companion.address === "string" ? companion.address : "unknown";
   const sameNetwork = network.same_network === true;
-  pending = { code, description, inspectedAt: Date.now(), ageMs: typeof context.age_ms === "number" ? context.age_ms : 0 };
+  pending = {
+    code,
+    description,
+    inspectedAt: Date.now(),
+    ageMs: typeof context.age_ms === "number" ? context.age_ms : 0,
+  };
   // The description is whatever the computer's User-Agent claims; the address is what the server saw.
-  ui.contextDescription.replaceChildren(description, el("span", { className: "muted", text: " — as the computer describes itself" }));
+  ui.contextDescription.replaceChildren(
+    description,
+    el("span", { className: "muted", text: " — as the computer describes itself" }),
+  );
   const place = networkLabel(companion.network);
   ui.contextAddress.textContent = place ? `${address} — ${place}` : address;
   ui.contextNetwork.replaceChildren(
-    el("span", { className: `badge ${sameNetwork ? "ok" : "warn"}`, text: sameNetwork ? "Same network as this phone" : "Different network from this phone" }),
+    el("span", {
+      className: `badge ${sameNetwork ? "ok" : "warn"}`,
+      text: sameNetwork ? "Same network as this phone" : "Different network from this phone",
+    }),
   );
   if (sameNetwork) hide(ui.contextWarning);
   else {
     const phone = typeof network.primary_address === "string" ? ` (this phone is at ${network.primary_address})` : "";
-    ui.contextWarning.textContent = `Warning: this device is on a different network from your phone${phone}. Only link it if it is your own computer and it is in front of you. If someone sent you this code or asked you to scan it, choose Decline — they may be trying to take over your account.`;
+    ui.contextWarning.textContent =
+      `Warning: this device is on a different network from your phone${phone}. ` +
+      "Only link it if it is your own computer and it is in front of you. " +
+      "If someone sent you this code or asked you to scan it, choose Decline — " +
+      "they may be trying to take over your account.";
     show(ui.contextWarning);
   }
   const suggested = checkName(description.slice(0, 64)) ?? "Linked device";
@@ -540,14 +628,22 @@ async function approve(): Promise<void> {
   }
   const { code, description } = pending;
   // At most MAX_COMPANIONS: refuse locally, before asking the server.
-  if (companions(list).length >= MAX_COMPANIONS) return showRefusal(new TooManyDevices(), false);
+  if (companions(list).length >= MAX_COMPANIONS) {
+    showRefusal(new TooManyDevices(), false);
+    return;
+  }
   busy = true;
   ui.approve.disabled = ui.decline.disabled = true;
   try {
     const grant = await buildGrant({
       code,
       origin: socket.hello.server.origin,
-      account: { id: state.accountId, handle: state.handle, display_name: state.displayName, key: b64uEncode(state.accountPublic) },
+      account: {
+        id: state.accountId,
+        handle: state.handle,
+        display_name: state.displayName,
+        key: b64uEncode(state.accountPublic),
+      },
       accountPrivateKey: state.accountKey,
       currentList: list,
       deviceName: name,
@@ -561,7 +657,12 @@ async function approve(): Promise<void> {
       device_list: grant.deviceList,
     });
     list = grant.list;
-    state = { ...state, deviceList: grant.deviceList, listVersion: grant.list.version, descriptions: { ...state.descriptions, [grant.deviceId]: description } };
+    state = {
+      ...state,
+      deviceList: grant.deviceList,
+      listVersion: grant.list.version,
+      descriptions: { ...state.descriptions, [grant.deviceId]: description },
+    };
     await store.save(state);
     pending = null;
     hide(ui.error);
@@ -579,7 +680,10 @@ async function approve(): Promise<void> {
 }
 
 async function decline(): Promise<void> {
-  if (!pending || !socket) return closeFlow();
+  if (!pending || !socket) {
+    closeFlow();
+    return;
+  }
   const ref = b64uEncode(pending.code.ref);
   closeFlow();
   try {
@@ -609,10 +713,13 @@ async function refreshDevicesIfIdle(): Promise<void> {
 // --- start-up --------------------------------------------------------------------------------------
 
 async function main(): Promise<void> {
-  if ("serviceWorker" in navigator) navigator.serviceWorker.register("/sw.js", { scope: "/app" }).catch(() => undefined);
+  if ("serviceWorker" in navigator)
+    navigator.serviceWorker.register("/sw.js", { scope: "/app" }).catch(() => undefined);
   try {
     await openAtRest(); // before any key is made: every private key is then kept wrapped
     const loaded = await store.load();
+    // Stored by this app, perhaps an older version of it.
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition
     if (loaded && loaded.v === 1) {
       state = loaded;
       list = await verifyDeviceList(loaded.deviceList, loaded.accountPublic, loaded.accountId);

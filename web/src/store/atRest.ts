@@ -68,9 +68,16 @@ async function loadOrCreateStoreKey(): Promise<CryptoKey> {
     req.onerror = () => reject(req.error ?? new Error("IndexedDB open failed"));
   });
   try {
-    const existing = await request(db.transaction(KEYS).objectStore(KEYS).get(STORE_KEY) as IDBRequest<CryptoKey | undefined>);
+    const existing = await request(
+      db.transaction(KEYS).objectStore(KEYS).get(STORE_KEY) as IDBRequest<CryptoKey | undefined>,
+    );
     if (existing instanceof CryptoKey) return existing;
-    const candidate = await subtle.generateKey({ name: "AES-GCM", length: 256 }, false, ["encrypt", "decrypt", "wrapKey", "unwrapKey"]);
+    const candidate = await subtle.generateKey({ name: "AES-GCM", length: 256 }, false, [
+      "encrypt",
+      "decrypt",
+      "wrapKey",
+      "unwrapKey",
+    ]);
     // One transaction reads again and, if still absent, writes: two tabs starting at once agree on one key.
     const keys = db.transaction(KEYS, "readwrite").objectStore(KEYS);
     const raced = await request(keys.get(STORE_KEY) as IDBRequest<CryptoKey | undefined>);
@@ -94,13 +101,29 @@ export async function openAtRest(): Promise<CryptoKey> {
 
 async function keep(storeKey: CryptoKey, extractable: CryptoKey): Promise<CryptoKey> {
   const iv = randomBytes(12);
-  const wrapped = new Uint8Array(await subtle.wrapKey("pkcs8", extractable, storeKey, { name: "AES-GCM", iv: buf(iv) }));
-  const entry: WrappedKey = { format: "pkcs8", iv: b64uEncode(iv), wrapped: b64uEncode(wrapped), algorithm: extractable.algorithm.name, usages: [...extractable.usages] };
+  const wrapped = new Uint8Array(
+    await subtle.wrapKey("pkcs8", extractable, storeKey, { name: "AES-GCM", iv: buf(iv) }),
+  );
+  const entry: WrappedKey = {
+    format: "pkcs8",
+    iv: b64uEncode(iv),
+    wrapped: b64uEncode(wrapped),
+    algorithm: extractable.algorithm.name,
+    usages: [...extractable.usages],
+  };
   return unwrap(storeKey, entry);
 }
 
 async function unwrap(storeKey: CryptoKey, entry: WrappedKey): Promise<CryptoKey> {
-  const key = await subtle.unwrapKey("pkcs8", buf(b64uDecode(entry.wrapped)), storeKey, { name: "AES-GCM", iv: buf(b64uDecode(entry.iv)) }, { name: entry.algorithm }, false, entry.usages);
+  const key = await subtle.unwrapKey(
+    "pkcs8",
+    buf(b64uDecode(entry.wrapped)),
+    storeKey,
+    { name: "AES-GCM", iv: buf(b64uDecode(entry.iv)) },
+    { name: entry.algorithm },
+    false,
+    entry.usages,
+  );
   wrappedKeys.set(key, entry);
   return key;
 }
@@ -119,7 +142,12 @@ export async function forgetStoreKeyIfUnused(): Promise<void> {
 }
 
 export function isSealed(value: unknown): value is SealedRecord {
-  return typeof value === "object" && value !== null && (value as { sealed?: unknown }).sealed === 1 && (value as { data?: unknown }).data instanceof Uint8Array;
+  return (
+    typeof value === "object" &&
+    value !== null &&
+    (value as { sealed?: unknown }).sealed === 1 &&
+    (value as { data?: unknown }).data instanceof Uint8Array
+  );
 }
 
 /** The JSON form of `value` (markers for bytes and keys); CryptoKeys that are not wrapped go to `clearKeys`. */
@@ -150,7 +178,12 @@ interface Decoding {
 }
 
 /** Decodes `item` into `container[name]`; a wrapped key is unwrapped asynchronously (see `unwrapping`). */
-function decodeInto(container: Record<string | number, unknown>, name: string | number, item: unknown, d: Decoding): void {
+function decodeInto(
+  container: Record<string | number, unknown>,
+  name: string | number,
+  item: unknown,
+  d: Decoding,
+): void {
   if (Array.isArray(item)) {
     const out: unknown[] = [];
     item.forEach((element, index) => decodeInto(out as unknown as Record<number, unknown>, index, element, d));
@@ -167,7 +200,8 @@ function decodeInto(container: Record<string | number, unknown>, name: string | 
   if (only !== undefined && /^\$[a-zA-Z]/.test(only)) {
     const marker = record[only];
     if (only === "$bytes" && typeof marker === "string") container[name] = b64uDecode(marker);
-    else if (only === "$clearKey" && typeof marker === "number" && d.clearKeys[marker]) container[name] = d.clearKeys[marker];
+    else if (only === "$clearKey" && typeof marker === "number" && d.clearKeys[marker])
+      container[name] = d.clearKeys[marker];
     else if (only === "$key") {
       container[name] = null;
       d.unwrapping.push(unwrap(d.storeKey, marker as WrappedKey).then((key) => void (container[name] = key)));
@@ -175,7 +209,8 @@ function decodeInto(container: Record<string | number, unknown>, name: string | 
     return;
   }
   const out: Record<string, unknown> = {};
-  for (const [key, value] of Object.entries(record)) decodeInto(out, key.startsWith("$") ? key.slice(1) : key, value, d);
+  for (const [key, value] of Object.entries(record))
+    decodeInto(out, key.startsWith("$") ? key.slice(1) : key, value, d);
   container[name] = out;
 }
 
@@ -185,7 +220,9 @@ export async function seal(value: unknown, label: string, storeKey?: CryptoKey):
   const clearKeys: CryptoKey[] = [];
   const json = JSON.stringify(encode(value, clearKeys));
   const iv = randomBytes(12);
-  const data = new Uint8Array(await subtle.encrypt({ name: "AES-GCM", iv: buf(iv), additionalData: buf(utf8(label)) }, storeKey, buf(utf8(json))));
+  const data = new Uint8Array(
+    await subtle.encrypt({ name: "AES-GCM", iv: buf(iv), additionalData: buf(utf8(label)) }, storeKey, buf(utf8(json))),
+  );
   return { sealed: 1, iv, data, clearKeys };
 }
 
@@ -194,11 +231,19 @@ export async function unseal<T>(record: SealedRecord, label: string, storeKey?: 
   storeKey ??= await openAtRest();
   let plain: Uint8Array;
   try {
-    plain = new Uint8Array(await subtle.decrypt({ name: "AES-GCM", iv: buf(record.iv), additionalData: buf(utf8(label)) }, storeKey, buf(record.data)));
+    plain = new Uint8Array(
+      await subtle.decrypt(
+        { name: "AES-GCM", iv: buf(record.iv), additionalData: buf(utf8(label)) },
+        storeKey,
+        buf(record.data),
+      ),
+    );
   } catch {
     throw new AtRestError("a stored record does not open under this browser's store key");
   }
   const holder: Record<string, unknown> = {};
+  // Records sealed before clearKeys existed lack it.
+  // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition
   const decoding: Decoding = { storeKey, clearKeys: record.clearKeys ?? [], unwrapping: [] };
   decodeInto(holder, "value", JSON.parse(fromUtf8(plain)), decoding);
   await Promise.all(decoding.unwrapping);

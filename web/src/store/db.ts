@@ -49,7 +49,8 @@ export class StateStore<T> {
     const existing = await indexedDB.databases();
     if (!existing.some((db) => db.name === this.dbName)) return undefined;
     const stored = await run<unknown>(this.dbName, "readonly", (store) => store.get(KEY));
-    if (stored === undefined || isSealed(stored)) return stored === undefined ? undefined : unseal<T>(stored, this.label);
+    if (stored === undefined || isSealed(stored))
+      return stored === undefined ? undefined : unseal<T>(stored, this.label);
     await this.save(stored as T); // written before sealing: seal it now
     return stored as T;
   }

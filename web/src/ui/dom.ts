@@ -2,6 +2,8 @@ import { CLOCK_WARNING_MS, describeOffset } from "../net/timesync";
 
 /** Tiny DOM helpers: look up by data-testid, show/hide, and text-only rendering (never innerHTML). */
 
+// The caller names the element type it expects.
+// eslint-disable-next-line @typescript-eslint/no-unnecessary-type-parameters
 export function byTestId<T extends HTMLElement = HTMLElement>(id: string, root: ParentNode = document): T {
   const element = root.querySelector<T>(`[data-testid="${id}"]`);
   if (!element) throw new Error(`missing element ${id}`);
@@ -55,8 +57,14 @@ export function formatAgo(ms: number, now: number): string {
   return formatTime(ms);
 }
 
-/** After the socket measured the server's clock, warn when ours is far off (brief: "a device whose clock is far off is told so"). */
-export async function checkClock(socket: { syncClock(): Promise<{ offset: number } | null> }, banner: HTMLElement): Promise<void> {
+/**
+ * After the socket measured the server's clock, warn when ours is far off
+ * (brief: "a device whose clock is far off is told so").
+ */
+export async function checkClock(
+  socket: { syncClock(): Promise<{ offset: number } | null> },
+  banner: HTMLElement,
+): Promise<void> {
   const sample = await socket.syncClock();
   if (sample && Math.abs(sample.offset) > CLOCK_WARNING_MS) {
     banner.textContent = describeOffset(sample.offset);

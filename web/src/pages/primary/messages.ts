@@ -6,7 +6,8 @@ import { ServerError, SocketClosed } from "../../net/socket";
 import { CameraError } from "./scanner";
 
 export function describeError(error: unknown): string {
-  if (error instanceof LinkCodeError || error instanceof TooManyDevices || error instanceof CameraError) return error.message;
+  if (error instanceof LinkCodeError || error instanceof TooManyDevices || error instanceof CameraError)
+    return error.message;
   if (error instanceof ServerError) return describeRefusal(error, "linking");
   if (error instanceof SocketClosed) return "The connection to the server was lost. Try again.";
   return "Something went wrong. Try again.";
