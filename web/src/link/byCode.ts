@@ -51,7 +51,7 @@ export function parseCode(text: string): string {
     .toUpperCase()
     .replace(/O/g, "0")
     .replace(/[IL]/g, "1");
-  const wrong = [...new Set([...code].filter((character) => !ALPHABET.includes(character)))].sort();
+  const wrong = [...new Set(Array.from(code).filter((character) => !ALPHABET.includes(character)))].sort();
   if (wrong.length > 0) throw new TypedCodeInvalid(`it contains ${wrong.map((c) => `'${c}'`).join(" ")}`);
   if (code.length !== CODE_LENGTH) throw new TypedCodeInvalid(`it has ${code.length} characters, not ${CODE_LENGTH}`);
   return code;
@@ -63,7 +63,9 @@ export function formatCode(code: string): string {
 }
 
 export function isCodeId(text: unknown): text is string {
-  return typeof text === "string" && text.length === CODE_ID_LENGTH && [...text].every((c) => ALPHABET.includes(c));
+  return (
+    typeof text === "string" && text.length === CODE_ID_LENGTH && Array.from(text).every((c) => ALPHABET.includes(c))
+  );
 }
 
 /** The companion's code: the server's `codeId` and 5 characters only the companion knows. */
@@ -71,7 +73,8 @@ export function newCode(codeId: string): string {
   if (!isCodeId(codeId)) throw new TypeError("not a code id");
   let secret = "";
   // 256 is a multiple of 32, so a byte modulo 32 is uniform.
-  for (const byte of crypto.getRandomValues(new Uint8Array(CODE_LENGTH - CODE_ID_LENGTH))) secret += ALPHABET[byte % 32];
+  for (const byte of crypto.getRandomValues(new Uint8Array(CODE_LENGTH - CODE_ID_LENGTH)))
+    secret += ALPHABET.charAt(byte % 32);
   return codeId + secret;
 }
 
@@ -84,7 +87,11 @@ export function channelIdentifier(origin: string): Uint8Array {
 async function sealKey(isk: Uint8Array, sid: Uint8Array): Promise<{ key: CryptoKey; nonce: Uint8Array }> {
   const ikm = await crypto.subtle.importKey("raw", buf(isk), "HKDF", false, ["deriveBits"]);
   const okm = new Uint8Array(
-    await crypto.subtle.deriveBits({ name: "HKDF", hash: "SHA-256", salt: buf(sid), info: buf(SEAL_INFO) }, ikm, 44 * 8),
+    await crypto.subtle.deriveBits(
+      { name: "HKDF", hash: "SHA-256", salt: buf(sid), info: buf(SEAL_INFO) },
+      ikm,
+      44 * 8,
+    ),
   );
   const key = await crypto.subtle.importKey("raw", buf(okm.slice(0, 32)), "AES-GCM", false, ["encrypt", "decrypt"]);
   return { key, nonce: okm.slice(32) };
@@ -116,7 +123,9 @@ export async function openAnswer(run: PrimaryRun, share: Uint8Array, sealed: Uin
   try {
     const isk = await cpace.finish(run.party, { y: share, ad: new Uint8Array() });
     const { key, nonce } = await sealKey(isk, run.party.sid);
-    payload = decodePayload(new Uint8Array(await crypto.subtle.decrypt({ name: "AES-GCM", iv: buf(nonce) }, key, buf(sealed))));
+    payload = decodePayload(
+      new Uint8Array(await crypto.subtle.decrypt({ name: "AES-GCM", iv: buf(nonce) }, key, buf(sealed))),
+    );
   } catch (error) {
     if (error instanceof LinkCodeError) throw error;
     throw new WrongCode(); // CPace aborted, or the tag did not verify
@@ -143,6 +152,8 @@ export async function answer(
     throw new WrongCode();
   }
   const { key, nonce } = await sealKey(isk, sid);
-  const sealed = new Uint8Array(await crypto.subtle.encrypt({ name: "AES-GCM", iv: buf(nonce) }, key, buf(encodePayload(payload))));
+  const sealed = new Uint8Array(
+    await crypto.subtle.encrypt({ name: "AES-GCM", iv: buf(nonce) }, key, buf(encodePayload(payload))),
+  );
   return { share: party.share.y, sealed };
 }
