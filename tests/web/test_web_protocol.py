@@ -19,6 +19,7 @@ from typing import Any, get_args
 import pytest
 
 from lockstep.link.wording import SERVER_REFUSALS
+from lockstep.server.connection import CLOSE_UNLINKED
 from lockstep.server.errors import ErrorCode
 from lockstep.server.events import (
     DeclineReason,
@@ -87,6 +88,11 @@ def test_linking_refusals_read_as_the_terminal_says_them(harness: Any) -> None:
         list(SERVER_REFUSALS),
     )
     assert texts == dict(SERVER_REFUSALS)
+
+
+@pytest.mark.browser
+def test_the_unlinked_close_code_is_the_servers(harness: Any) -> None:
+    assert harness.evaluate("() => window.lockstep.socket.CLOSE_UNLINKED") == CLOSE_UNLINKED
 
 
 def test_every_error_code_is_documented() -> None:
