@@ -185,6 +185,8 @@ class Call:
     answerer: Party | None = None
     """The device that answered, once one did."""
     answered_at: int | None = None
+    record: CallRecord | None = None
+    """How it ended, once it has."""
     history: list[CallState] = field(default_factory=list)
 
     # --- construction ---------------------------------------------------------------------------
@@ -271,6 +273,15 @@ class Call:
         if self.state in (CallState.CONNECTING, CallState.CONNECTED, CallState.RECONNECTING):
             return [Send(Hangup(self.call_id, HangupReason.FAILED)), *self._end(Outcome.FAILED, now)]
         return []
+
+    def fail(self, now: int) -> list[Action]:
+        """Give up from here for a reason outside the media — a signal from the peer that could not be
+        decrypted, say: the peer hears ``hangup`` ``failed``; a ringing device just stops."""
+        if self.state is CallState.RINGING_OUT:
+            return [Send(Hangup(self.call_id, HangupReason.FAILED)), *self._end(Outcome.FAILED, now)]
+        if self.state is CallState.RINGING_IN:
+            return self._end(Outcome.FAILED, now)
+        return self.media_failed(now)
 
     # --- time ---------------------------------------------------------------------------------------
     def timer(self) -> int | None:
@@ -395,4 +406,5 @@ class Call:
             now - self.answered_at if answered and self.answered_at is not None else 0,
             self.role is Role.CALLER or self.answerer == self.me,
         )
+        self.record = record
         return [Ended(record)]

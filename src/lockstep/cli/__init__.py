@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from lockstep import __version__
 
 # Verb modules, imported lazily so `lockstep ntp ...` does not pay for the web server's imports.
-VERB_MODULES = ("serve", "db", "primary", "companion", "ntp", "messaging")
+VERB_MODULES = ("serve", "db", "primary", "companion", "ntp", "messaging", "calls")
 
 
 class CommandError(Exception):

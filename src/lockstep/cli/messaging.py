@@ -32,7 +32,7 @@ def register(subparsers: Any) -> None:
     send.add_argument("--to", required=True, metavar="HANDLE", help="@handle, or a group (#name, name or id)")
     send.add_argument("--file", type=Path, metavar="PATH", help="attach a file (image, video, document ...)")
     send.add_argument("text", nargs="?", metavar="TEXT", help="the message (the caption with --file)")
-    _state_argument(send)
+    state_argument(send)
     send.set_defaults(handler=run_send)
 
     receive = subparsers.add_parser("receive", help="print and acknowledge the messages that arrived")
@@ -44,7 +44,7 @@ def register(subparsers: Any) -> None:
         help="if nothing is waiting, wait up to this long for something to arrive (default 0)",
     )
     receive.add_argument("--json", action="store_true", help="one JSON object per line")
-    _state_argument(receive)
+    state_argument(receive)
     receive.set_defaults(handler=run_receive)
 
     group = subparsers.add_parser("group", help="create groups and change their members")
@@ -52,21 +52,21 @@ def register(subparsers: Any) -> None:
     create = verbs.add_parser("create", help="create a group (you are its admin)")
     create.add_argument("name", metavar="NAME")
     create.add_argument("--members", required=True, metavar="H1,H2", help="comma-separated handles")
-    _state_argument(create)
+    state_argument(create)
     create.set_defaults(handler=run_group_create)
     for verb, text in (("add", "add a member"), ("remove", "remove a member (they can't read what follows)")):
         change = verbs.add_parser(verb, help=text)
         change.add_argument("group", metavar="GROUP", help="group name or id")
         change.add_argument("handle", metavar="HANDLE")
-        _state_argument(change)
+        state_argument(change)
         change.set_defaults(handler=run_group_change, add=verb == "add")
     listing = verbs.add_parser("list", help="your groups and their members")
     listing.add_argument("--json", action="store_true")
-    _state_argument(listing)
+    state_argument(listing)
     listing.set_defaults(handler=run_group_list)
 
 
-def _state_argument(parser: argparse.ArgumentParser) -> None:
+def state_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--state",
         metavar="DIR",
@@ -217,7 +217,7 @@ def run_receive(args: argparse.Namespace) -> int:
         raise CommandError("--wait must not be negative")
 
     async def work(messenger: Messenger) -> None:
-        shown = (Kind.TEXT, Kind.MEDIA, Kind.RECEIPT, Kind.UNDECRYPTABLE, Kind.GROUP_INFO)
+        shown = (Kind.TEXT, Kind.MEDIA, Kind.RECEIPT, Kind.UNDECRYPTABLE, Kind.GROUP_INFO, Kind.CALL)
         received = await messenger.receive(
             args.wait, receipts=False, until=lambda r: any(m.kind in shown for m in r), settle=0.5
         )
@@ -228,6 +228,8 @@ def run_receive(args: argparse.Namespace) -> int:
                     if messenger.handle_of(account_id) is None:
                         with contextlib.suppress(ClientError, E2EError):
                             await messenger.contact(account_id=account_id)
+        calls = [m for m in received if m.kind is Kind.CALL]
+        received = [m for m in received if m.kind is not Kind.CALL]
         # Printed before anything else can fail: receive() has handed these over for good (a message
         # is shown once), so a later error must not cost the user what is already here.
         for message in received:
@@ -236,6 +238,12 @@ def run_receive(args: argparse.Namespace) -> int:
                     print(json.dumps(message.to_json(), ensure_ascii=False), flush=True)
             elif (line := describe(messenger, message)) is not None:
                 print(line, flush=True)
+        if calls:  # incoming, missed and other devices' calls, one line each
+            from lockstep.cli.calls import describe_calls
+
+            for line, shown_call in describe_calls(messenger, calls, messenger.session.clock.now_ms()):
+                stamp = f"[{_when(shown_call['ts'])}] "
+                print(json.dumps(shown_call, ensure_ascii=False) if args.json else stamp + line, flush=True)
         await messenger.send_receipts(received, ReceiptStatus.READ)  # printed = read
 
     with_messenger(args, work)

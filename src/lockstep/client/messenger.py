@@ -191,8 +191,11 @@ class Messenger:
     async def handle_events(self, events: list[dict[str, Any]]) -> None:
         await self.inbox.handle_events(events)
 
-    def take_unreported(self) -> list[Received]:
-        return self.inbox.take_unreported()
+    def take_unreported(self, which: Callable[[Received], bool] = lambda message: True) -> list[Received]:
+        return self.inbox.take_unreported(which)
+
+    async def fetch(self) -> None:
+        await self.inbox.fetch()
 
     async def sync_history(self) -> list[str]:
         return await self.history.sync()

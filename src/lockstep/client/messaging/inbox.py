@@ -118,12 +118,14 @@ class Inbox:
             await self.outbox.send_receipts(self._unreported, ReceiptStatus.DELIVERED)
         return self.take_unreported()
 
-    def take_unreported(self) -> list[Received]:
+    def take_unreported(self, which: Callable[[Received], bool] = lambda message: True) -> list[Received]:
         """Hand over, once, every message handled (saved, maybe acknowledged) and not handed over yet;
-        including those of an earlier session whose connection dropped before they could be."""
-        taken, self._unreported = self._unreported, []
+        including those of an earlier session whose connection dropped before they could be. With
+        ``which``, only those (a call takes its signals and leaves the rest for ``receive``)."""
+        taken = [m for m in self._unreported if which(m)]
         if taken:
-            self.store.unreported.clear()
+            self._unreported = [m for m in self._unreported if not which(m)]
+            self.store.unreported[:] = [m.to_record() for m in self._unreported]
             self.store.save()
         return taken
 
@@ -168,6 +170,10 @@ class Inbox:
             if change.get("kind") == "removed" and change.get("account_id") == device.account_id:
                 self.store.groups.forget_outbound(str(event["group_id"]))
                 self.store.save()
+
+    async def fetch(self) -> None:
+        """Handle everything queued for this device now (it waits for :meth:`take_unreported`)."""
+        await self._fetch_all()
 
     async def _fetch_all(self) -> None:
         after = 0  # from the start of what the server holds: it also re-offers what was never acked
