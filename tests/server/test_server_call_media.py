@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from calls_samples import sdp
 from helpers_messaging import make_account, messengers
 
+from calls_samples import sdp
 from lockstep.calls.machine import CallState, Outcome
 from lockstep.calls.signals import Media, Offer, to_body
 from lockstep.client.calls import CallOptions, Phone, UnknownHandle
