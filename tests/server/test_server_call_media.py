@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers_messaging import make_account, messengers
+from helpers_messaging import load, make_account, messengers
 
 from calls_samples import sdp
 from lockstep.calls.machine import CallState, Outcome
 from lockstep.calls.signals import Media, Offer, to_body
 from lockstep.client.calls import CallOptions, Phone, UnknownHandle
+from lockstep.client.primary import PrimarySession
 from lockstep.e2e.envelope import Kind
 from lockstep.link.encoding import b64u_decode, b64u_encode
 from lockstep.server import gateway
@@ -135,3 +136,32 @@ async def test_malformed_signals_are_dropped_with_the_reason_and_the_next_call_s
         dialled = await Phone(a_phone, CallOptions(host_addresses=LOOPBACK)).dial("bob", seconds=0.5)
         assert (await answering) is not None
     assert dialled.record.outcome is Outcome.COMPLETED
+
+
+async def test_an_unlinked_device_gets_no_offer_and_the_linked_ones_still_ring(
+    live_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    live_server.clock.tick_with_real_time()
+    alice = await make_account(live_server.url, tmp_path, "alice")
+    bob = await make_account(live_server.url, tmp_path, "bob")
+    laptop_id = load(bob.companion_dir).device_id
+    phone = await PrimarySession.open(load(bob.primary_dir))
+    await phone.unlink(laptop_id)
+    await phone.close()
+    addressed: list[str] = []
+    honest_send = gateway.OPERATIONS["messages.send"]
+
+    async def recording_send(services: Any, connection: Any, request: Request) -> dict[str, Any]:
+        addressed.extend(str(p.get("device_id")) for p in request.fields.get("payloads", []))
+        return await honest_send(services, connection, request)
+
+    monkeypatch.setitem(gateway.OPERATIONS, "messages.send", recording_send)
+    async with messengers(alice.companion_dir, bob.primary_dir) as (a_laptop, b_phone):
+        answering = asyncio.create_task(
+            Phone(b_phone, CallOptions(host_addresses=LOOPBACK)).answer_next(wait=20)
+        )
+        dialled = await Phone(a_laptop, CallOptions(host_addresses=LOOPBACK)).dial("bob", seconds=0.5)
+        assert (await answering) is not None
+    assert dialled.record.outcome is Outcome.COMPLETED
+    assert laptop_id not in addressed and load(bob.primary_dir).device_id in addressed
+    assert await live_server.services.store.fetch_messages(laptop_id, 0, 100) == []

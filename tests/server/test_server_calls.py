@@ -7,14 +7,19 @@ import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aioice.stun import TransactionFailed
 from aioice.turn import create_turn_endpoint
 from helpers_linking import primary
+from helpers_messaging import make_account, messengers
 
+from lockstep.calls.machine import Outcome
 from lockstep.calls.turn import TurnServer, credential
+from lockstep.client.calls import CallOptions, Phone
 from lockstep.server.settings import Settings, SettingsError
+from tone import dominant_frequency, write_tone
 from turn_server import Coturn, coturn
 
 pytestmark = pytest.mark.anyio
@@ -92,3 +97,33 @@ def test_turn_settings_are_checked_before_the_server_starts(tmp_path: Path) -> N
     ]:
         with pytest.raises(SettingsError, match=message):
             Settings(**kwargs)  # type: ignore[arg-type]
+
+
+def nominated_pair(connection: Any) -> tuple[str, str]:
+    """(local, remote) candidate types of the pair ICE nominated; aiortc has no public getter for it, so
+    this reads aioice's connection behind the first transceiver (a test-only peek)."""
+    ice = connection.getTransceivers()[0].sender.transport.transport._connection
+    pair = ice._nominated[1]
+    return pair.local_candidate.type, pair.remote_candidate.type
+
+
+async def test_a_relay_only_call_flows_through_coturn(live_server, tmp_path: Path, turn: Coturn) -> None:
+    live_server.services.turn = turn.server()
+    live_server.clock.tick_with_real_time()
+    alice = await make_account(live_server.url, tmp_path, "alice")
+    bob = await make_account(live_server.url, tmp_path, "bob")
+    low, high = write_tone(tmp_path / "440.wav", 440), write_tone(tmp_path / "660.wav", 660)
+    pairs: list[tuple[str, str]] = []
+    async with messengers(alice.primary_dir, bob.primary_dir) as (a_phone, b_phone):
+        options = {"host_addresses": ("127.0.0.1",), "relay_only": True}
+        caller = Phone(a_phone, CallOptions(play=low, record=tmp_path / "alice.wav", **options))
+        callee = Phone(b_phone, CallOptions(play=high, record=tmp_path / "bob.wav", **options))
+        for phone in (caller, callee):
+            phone.on_connected = lambda connection: pairs.append(nominated_pair(connection))
+        answering = asyncio.create_task(callee.answer_next(wait=20))
+        dialled = await caller.dial("bob", seconds=2)
+        answered = await answering
+    assert dialled.record.outcome is Outcome.COMPLETED and answered is not None
+    assert pairs == [("relay", "relay"), ("relay", "relay")]
+    assert dominant_frequency(tmp_path / "bob.wav")[0] == pytest.approx(440, abs=5)
+    assert dominant_frequency(tmp_path / "alice.wav")[0] == pytest.approx(660, abs=5)

@@ -128,6 +128,7 @@ class Phone:
         self._inputs: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self._reader: asyncio.Task[None] | None = None
         self.on_state: Callable[[Call], None] = lambda call: None
+        self.on_connected: Callable[[RTCPeerConnection], None] = lambda connection: None
         self.failure: str | None = None
         """Why the last call failed, when something other than the media made it fail."""
 
@@ -377,6 +378,7 @@ class Phone:
                     state = str(value)
                     if state == "connected" and call.state in (CallState.CONNECTING, CallState.RECONNECTING):
                         connected_after_ms = self.now() - started
+                        self.on_connected(call_media.connection)
                         ended = await self._carry_out(call, call_media, call.media_connected(self.now()))
                         if seconds is not None:
                             hang_up_at = loop.time() + seconds
