@@ -32,7 +32,7 @@ from lockstep.server.settings import default_web_root
 from lockstep.server.store import Store, sqlite_url
 from lockstep_pair import instance_pair
 from lockstep_servers import FakeClock, LiveServer, ServerProcess, free_port, start_server
-from pg_server import PostgresServer, postgres_for_tests
+from pg_server import PostgresServer, postgres_for_tests, start_postgres
 from redis_server import RedisServer, redis_for_tests, start_redis
 
 ENGINES = ["sqlite", "postgresql"]
@@ -52,6 +52,16 @@ def anyio_backend() -> str:
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
     server = postgres_for_tests()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[PostgresServer]:
+    """A server of this test's own, for tests that stop it: stopping the shared one would disturb others."""
+    server = start_postgres()
     try:
         yield server
     finally:

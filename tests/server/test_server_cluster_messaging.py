@@ -1,6 +1,7 @@
 """Messaging across instances (issue 10): 1:1 and group messages between devices connected to three
 ``lockstep serve`` processes that share one database and one Redis, and what survives faults — an
-instance killed with SIGKILL, Redis restarted — while 20 devices exchange 2,000 messages."""
+instance killed with SIGKILL, Redis restarted, PostgreSQL stopped for 5 s — while 20 devices exchange
+2,000 messages."""
 
 from __future__ import annotations
 
@@ -223,6 +224,32 @@ async def test_a_redis_restart_under_load_loses_and_duplicates_nothing(
 
     with cluster(tmp_path, private_redis, postgres, 3) as servers:
         await _exchange(tmp_path, servers, restart_redis)
+
+
+@pytest.mark.timeout(600)
+async def test_postgres_stopped_for_5s_under_load_loses_and_duplicates_nothing(
+    tmp_path: Path, redis: RedisServer, private_postgres: PostgresServer
+) -> None:
+    """Every instance answers `unavailable` while the database is gone; the devices retry (a send
+    whose reply never came goes again with its id) and, once it is back, every copy arrives once."""
+    sent_at_stop: list[int] = []
+
+    async def stop_postgres(exchange: Exchange) -> None:
+        await _when_sent(exchange, MESSAGES // 3)
+        await asyncio.to_thread(private_postgres.stop)
+        sent_at_stop.append(exchange.sent)
+        await asyncio.sleep(5)
+        assert exchange.sent - sent_at_stop[0] <= len(exchange.devices), "sends went on with no database"
+        await asyncio.to_thread(private_postgres.start)
+
+    with cluster(tmp_path, redis, private_postgres, 3) as servers:
+        exchange = await _exchange(tmp_path, servers, stop_postgres)
+        assert sum(d.reconnects for d in exchange.devices) >= len(exchange.devices) // 2, (
+            "the outage reached the devices"
+        )
+        for index in range(3):
+            assert servers.instances[index].process.poll() is None, f"instance {index} stayed up"
+            assert "Traceback" not in servers.log(index)
 
 
 async def test_after_a_redis_restart_connected_devices_hear_what_they_missed(

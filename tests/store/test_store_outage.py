@@ -15,20 +15,10 @@ import pytest
 from lockstep.client.errors import ServerRefused
 from lockstep.client.primary import PrimarySession, create_account
 from lockstep_servers import ServerProcess, start_server
-from pg_server import PostgresServer, start_postgres
+from pg_server import PostgresServer
 
 pytestmark = pytest.mark.anyio
 OUTAGE_S = 3.0
-
-
-@pytest.fixture
-def private_postgres() -> Iterator[PostgresServer]:
-    """A server of this test's own: stopping the session's shared one would disturb other tests."""
-    server = start_postgres()
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture

@@ -39,6 +39,8 @@ UNREACHABLE = (
     asyncpg.exceptions.OperatorInterventionError,  # class 57: shutting down, starting up, cancelled
     asyncpg.exceptions.InsufficientResourcesError,  # class 53: disk full, out of memory, connections
 )
+CLIENT_STATE = (asyncpg.InterfaceError, asyncpg.InternalClientError)
+"""What asyncpg raises when the connection under an operation went away; unavailable if it is closed."""
 RETRY = (asyncpg.exceptions.SerializationError, asyncpg.exceptions.DeadlockDetectedError)
 
 
@@ -120,21 +122,24 @@ class PostgresBackend:
         raise AssertionError("unreachable")
 
     async def _run_once(self, work: WorkFactory[T], atomic: bool) -> T:
-        connection: Any = None
         try:
             async with self._pool.acquire(timeout=CONNECT_TIMEOUT_S * 2) as connection:
-                if not atomic:
-                    return await drive(connection, work())
-                async with connection.transaction():
-                    return await drive(connection, work())
+                try:
+                    if not atomic:
+                        return await drive(connection, work())
+                    async with connection.transaction():
+                        return await drive(connection, work())
+                except CLIENT_STATE as error:
+                    # A connection cut mid-statement leaves asyncpg's protocol half-way and surfaces as
+                    # a client-state error (from the statement, or from the transaction's exit). Asked
+                    # while the connection is still ours: once released, the pool's proxy refuses it.
+                    if connection.is_closed():
+                        raise self._unavailable(error) from error
+                    raise
         except asyncpg.exceptions.DiskFullError as error:  # nothing written; reads go on working
             raise StorageFull(f"PostgreSQL: {error}") from error
         except UNREACHABLE as error:
             raise self._unavailable(error) from error
-        except asyncpg.InterfaceError as error:
-            if connection is not None and connection.is_closed():  # the server went away under it
-                raise self._unavailable(error) from error
-            raise
 
     @staticmethod
     def _unavailable(error: Exception) -> Unavailable:
