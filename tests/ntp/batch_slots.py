@@ -1,9 +1,10 @@
 """Batches filled by hand, as recvmmsg would leave them, for tests of the batched UDP server.
 
 :func:`make_server` gives a :class:`UdpServer` whose sends are recorded instead of made (the
-48-byte slots' ``sendmmsg``, the long replies' one, and the one-by-one sends of replies that
-ask for a transmit timestamp); :func:`fill` writes payloads, lengths, the kernel's
-SO_TIMESTAMPING control messages and the senders' addresses into the receive slots.
+48-byte slots' ``sendmmsg``, the long replies' one, a lone basic reply's ``sendto``, and the
+one-by-one sends of replies that ask for a transmit timestamp); :func:`fill` writes payloads,
+lengths, the kernel's SO_TIMESTAMPING control messages and the senders' addresses into the
+receive slots.
 """
 
 from __future__ import annotations
@@ -49,13 +50,36 @@ def make_server(core: NtpServer, host: str = "127.0.0.1") -> Iterator[tuple[UdpS
         long_replies.used = 0
         return 0
 
+    class RecordingSocket:
+        """The server's socket, but ``sendto`` (a lone basic reply) records what it would send."""
+
+        def __init__(self, sock: socket.socket) -> None:
+            self._sock = sock
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self._sock, name)
+
+        def sendto(self, reply: bytes, address: tuple[str, int] | tuple[str, int, int, int]) -> int:
+            sent.append((reply, raw_sockaddr(address)))
+            return len(reply)
+
+    server.sock = RecordingSocket(server.sock)  # type: ignore[assignment]
     batch.send = send  # type: ignore[method-assign]
     long_replies.send = send_long  # type: ignore[method-assign]
-    server._send_stamped = send_stamped  # type: ignore[method-assign,assignment]
+    server._send_stamped = send_stamped  # type: ignore[method-assign]
     try:
         yield server, sent
     finally:
-        server.sock.close()
+        server.sock._sock.close()  # type: ignore[attr-defined]
+
+
+def raw_sockaddr(address: tuple[str, int] | tuple[str, int, int, int]) -> bytes:
+    """A socket-module address as the raw sockaddr_in / sockaddr_in6 of a receive slot."""
+    port = struct.pack(">H", address[1])
+    if len(address) == 2:
+        return struct.pack("<H", socket.AF_INET) + port + socket.inet_aton(address[0]) + bytes(8)
+    packed = socket.inet_pton(socket.AF_INET6, address[0])
+    return struct.pack("<H", socket.AF_INET6) + port + bytes(4) + packed + struct.pack("<I", address[3])
 
 
 def by_slot(sent: Sent) -> Sent:
