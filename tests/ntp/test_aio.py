@@ -48,6 +48,13 @@ def test_batched_reader_reports_the_kernel_arrival_time_not_the_read_time() -> N
     ):
         receiver.bind(("127.0.0.1", 0))
         batch = mmsg.DatagramBatch(receiver, size=4, timestamps=True)
+        # The kernel switches receive timestamping on from a work queue when the first socket
+        # asks (net_enable_timestamp): datagrams until then arrive unstamped. Wait for that.
+        for _ in range(100):
+            sender.sendto(b"w" * 48, receiver.getsockname())
+            time.sleep(0.005)
+            if batch.receive() == 1 and batch.received_ns(0) is not None:
+                break
         sent_at = time.time_ns()
         sender.sendto(b"x" * 48, receiver.getsockname())
         time.sleep(0.2)  # the datagram waits in the socket buffer
