@@ -19,3 +19,8 @@ export function companionNotice(event: string): string {
 
 /** Server error code met while linking → the sentence to show (every page reads it through ../net/refusals.ts). */
 export const SERVER_REFUSALS = wording.server;
+
+/** The code flow's fixed sentences: `warning` (wherever a code is typed), `companion_instructions` (beside a code). */
+export function linkCodeText(key: keyof typeof wording.link_code): string {
+  return wording.link_code[key];
+}

@@ -19,6 +19,8 @@ import { StateStore } from "../store/db";
 import { clearQr, drawQr } from "../ui/qrcode";
 import { byTestId, checkClock, flashNotice, hide, show } from "../ui/dom";
 import { MessengerHost } from "../messenger/host";
+import { answerOffer, codeFrom, showCode, startFields } from "./companion/typedCode";
+import { linkCodeText } from "../link/wording";
 
 /**
  * What a linked companion keeps in IndexedDB (sealed, ../store/atRest.ts).
@@ -49,6 +51,9 @@ interface LinkSession {
   refs: { ref: Uint8Array; secret: Uint8Array }[];
   expiresAt: number;
   last: boolean;
+  /** A typed-code session's code (linking.md §10), answered at most once. */
+  typed: string | null;
+  answered: boolean;
 }
 
 type Phase =
@@ -71,6 +76,8 @@ const ui = {
   placeholder: byTestId("qr-placeholder"),
   countdown: byTestId("countdown"),
   newCode: byTestId<HTMLButtonElement>("new-code"),
+  useCode: byTestId<HTMLButtonElement>("use-code"),
+  typedCode: byTestId("typed-code"),
   linked: byTestId("linked-account"),
   linkedTitle: byTestId("linked-title"),
   connection: byTestId("connection-status"),
@@ -96,6 +103,8 @@ const QR_PIXELS = 400;
 const MAX_BACKOFF_MS = 10_000;
 
 let phase: Phase = "connecting";
+/** Show a code to type instead of QR codes (the person chose "Link with a code instead"). */
+let typedMode = false;
 let state: CompanionState | undefined;
 let socket: LockstepSocket | null = null;
 let session: LinkSession | null = null;
@@ -111,6 +120,7 @@ function setStatus(text: string): void {
 function hideCode(placeholder: string): void {
   clearQr(ui.qr);
   hide(ui.qr);
+  hide(ui.typedCode);
   ui.placeholder.textContent = placeholder;
   show(ui.placeholder);
   ui.countdown.textContent = "";
@@ -211,9 +221,12 @@ async function startLinking(): Promise<void> {
     refs: [],
     expiresAt: 0,
     last: false,
+    typed: null,
+    answered: false,
   };
   try {
-    await socket.request("link.start", { client: "browser" });
+    const started = await socket.request("link.start", startFields(typedMode));
+    session.typed = codeFrom(started, typedMode);
     attempts = 0; // back off again from the start only once the server really served us
   } catch (error) {
     forgetSession();
@@ -251,10 +264,16 @@ function onRef(event: LinkRef): void {
     deviceKey: session.devicePublic,
     linkSecret: secret,
   });
-  drawQr(ui.qr, text, QR_PIXELS);
   hide(ui.placeholder);
-  show(ui.qr);
   phase = "showing";
+  if (session.typed) {
+    showCode(ui.typedCode, session.typed);
+    setStatus(linkCodeText("companion_instructions"));
+    tick();
+    return;
+  }
+  drawQr(ui.qr, text, QR_PIXELS);
+  show(ui.qr);
   setStatus(
     session.last
       ? "Scan this code with your phone. This is the last code; after it you can ask for a new one."
@@ -465,6 +484,22 @@ async function onEvent(event: ServerEvent): Promise<void> {
     case "link.scanned":
       onScanned();
       break;
+    case "link.code.offer":
+      if (phase === "showing" && socket && session?.typed && !session.answered) {
+        session.answered = true; // one CPace run per code, whatever the server sends
+        const shown = session.refs[session.refs.length - 1];
+        if (shown) {
+          const payload = {
+            version: 1,
+            ref: shown.ref,
+            ephemeralKey: session.ephemeralPublic,
+            deviceKey: session.devicePublic,
+            linkSecret: shown.secret,
+          };
+          await answerOffer(socket, session.typed, payload, event);
+        }
+      }
+      break;
     case "link.idle":
       if (phase === "showing" || phase === "waiting" || phase === "scanned") {
         phase = "idle";
@@ -521,6 +556,13 @@ ui.newCode.addEventListener("click", () => {
     setStatus("Connecting…");
     void connect();
   }
+});
+
+ui.useCode.addEventListener("click", () => {
+  typedMode = !typedMode;
+  ui.useCode.textContent = typedMode ? "Show a QR code instead" : "Link with a code instead";
+  const restartable = ["showing", "waiting", "idle", "declined"].includes(phase);
+  if (socket?.isOpen && restartable) void startLinking();
 });
 
 ui.linkAgain.addEventListener("click", () => {

@@ -29,6 +29,8 @@ import { describeThisDevice } from "../ui/platform";
 import { MessengerHost } from "../messenger/host";
 import { describeError } from "./primary/messages";
 import { Scanner } from "./primary/scanner";
+import { CodeOffers } from "./primary/codeEntry";
+import { linkCodeText } from "../link/wording";
 
 interface PrimaryState {
   v: 1;
@@ -69,6 +71,12 @@ const ui = {
   video: byTestId<HTMLVideoElement>("scanner"),
   scanStatus: byTestId("scan-status"),
   scanCancel: byTestId<HTMLButtonElement>("scan-cancel"),
+  codeView: byTestId<HTMLFormElement>("code-view"),
+  codeWarning: byTestId("code-warning"),
+  codeInput: byTestId<HTMLInputElement>("code-input"),
+  codeStatus: byTestId("code-status"),
+  codeCancel: byTestId<HTMLButtonElement>("code-cancel"),
+  linkWithCode: byTestId<HTMLButtonElement>("link-with-code"),
   context: byTestId("link-context"),
   contextWarning: byTestId("context-warning"),
   contextDescription: byTestId("context-description"),
@@ -116,6 +124,7 @@ let authenticated = false;
 let presence = new Map<string, Presence>();
 let attempts = 0;
 let reconnectTimer: ReturnType<typeof setTimeout> | undefined;
+const codeOffers = new CodeOffers();
 let scanner: Scanner | null = null;
 let pending: { code: DecodedLinkCode; description: string; inspectedAt: number; ageMs: number } | null = null;
 let busy = false;
@@ -211,6 +220,7 @@ async function refreshDevices(): Promise<void> {
 
 async function onEvent(event: ServerEvent): Promise<void> {
   if (authenticated) messaging.onEvent(event);
+  codeOffers.onEvent(event);
   if (event.event !== "devices.changed") return;
   await adoptList(event.device_list);
   const change = event.change as Record<string, unknown>;
@@ -477,12 +487,13 @@ async function publishList(change: (devices: DeviceEntry[]) => DeviceEntry[], do
 
 // --- linking a device ------------------------------------------------------------------------------
 
-function showStep(step: "scan" | "context" | "result"): void {
+function showStep(step: "scan" | "code" | "context" | "result"): void {
   show(ui.flow);
   show(ui.scannerView, step === "scan");
+  show(ui.codeView, step === "code");
   show(ui.context, step === "context");
   show(ui.result, step === "result");
-  ui.linkDevice.disabled = true;
+  ui.linkDevice.disabled = ui.linkWithCode.disabled = true;
 }
 
 function closeFlow(): void {
@@ -490,7 +501,7 @@ function closeFlow(): void {
   scanner = null;
   pending = null;
   hide(ui.flow);
-  ui.linkDevice.disabled = false;
+  ui.linkDevice.disabled = ui.linkWithCode.disabled = false;
 }
 
 function showRefusal(error: unknown, canRetry = true): void {
@@ -543,6 +554,47 @@ async function inspect(text: string): Promise<void> {
     return;
   }
   ui.scanStatus.textContent = "Checking the code with your server…";
+  await inspectCode(code);
+}
+
+/** "Link with a code" (linking.md §10): the warning first, then CPace on what is typed; its result is
+ * inspected like a scanned code, so the context and the choice are the same. */
+function startCodeEntry(): void {
+  if (!state || !socket || !authenticated) {
+    flashNotice(ui.notice, "Not connected to the server yet. Try again in a moment.");
+    return;
+  }
+  hide(ui.error);
+  hide(ui.success);
+  ui.codeWarning.textContent = linkCodeText("warning");
+  ui.codeInput.value = "";
+  ui.codeStatus.textContent = "";
+  ui.codeInput.disabled = false;
+  showStep("code");
+  ui.codeInput.focus();
+}
+
+async function enterCode(): Promise<void> {
+  if (!socket || ui.codeInput.disabled) return;
+  ui.codeInput.disabled = true;
+  ui.codeStatus.textContent = "Checking the code with the computer…";
+  let code: DecodedLinkCode;
+  try {
+    code = await codeOffers.offer(socket, ui.codeInput.value);
+  } catch (error) {
+    showRefusal(error, false);
+    return;
+  } finally {
+    ui.codeInput.disabled = false;
+  }
+  await inspectCode(code);
+}
+
+async function inspectCode(code: DecodedLinkCode): Promise<void> {
+  if (!socket) {
+    showRefusal(new Error());
+    return;
+  }
   let context: Record<string, unknown>;
   try {
     context = await socket.request("link.inspect", { ref: b64uEncode(code.ref) });
@@ -695,6 +747,12 @@ async function decline(): Promise<void> {
 }
 
 ui.linkDevice.addEventListener("click", () => void startScan());
+ui.linkWithCode.addEventListener("click", startCodeEntry);
+ui.codeCancel.addEventListener("click", closeFlow);
+ui.codeView.addEventListener("submit", (event) => {
+  event.preventDefault();
+  void enterCode();
+});
 ui.scanCancel.addEventListener("click", closeFlow);
 ui.scanAgain.addEventListener("click", () => void startScan());
 ui.done.addEventListener("click", closeFlow);
