@@ -17,11 +17,15 @@ from typing import Any, TypeVar
 
 from lockstep.cli import CommandError
 from lockstep.cli.common import refusals, run_client
+from lockstep.client import e2estate
+from lockstep.client.e2estate import E2EStore
 from lockstep.client.errors import ClientError
 from lockstep.client.messenger import Messenger, Received, Sent
 from lockstep.client.state import STATE_FILE, DeviceState, default_state_dir
+from lockstep.e2e.actions import EPHEMERAL, TARGETED, Action, parse_change
 from lockstep.e2e.envelope import Kind, ReceiptStatus
 from lockstep.e2e.errors import E2EError
+from lockstep.e2e.timeline import DELETED_TEXT, UNAVAILABLE_QUOTE, Shown
 from lockstep.link.devices import Role
 
 T = TypeVar("T")
@@ -29,11 +33,41 @@ T = TypeVar("T")
 
 def register(subparsers: Any) -> None:
     send = subparsers.add_parser("send", help="send an end-to-end encrypted message or file")
-    send.add_argument("--to", required=True, metavar="HANDLE", help="@handle, or a group (#name, name or id)")
+    send.add_argument("--to", metavar="HANDLE", help="@handle, or a group (#name, name or id)")
     send.add_argument("--file", type=Path, metavar="PATH", help="attach a file (image, video, document ...)")
+    send.add_argument(
+        "--reply-to",
+        metavar="ID",
+        help="reply to this message (its id, or its first 6+ characters) in its conversation",
+    )
     send.add_argument("text", nargs="?", metavar="TEXT", help="the message (the caption with --file)")
     state_argument(send)
     send.set_defaults(handler=run_send)
+
+    react = subparsers.add_parser("react", help="react to a message with an emoji (or --remove yours)")
+    react.add_argument("message", metavar="ID", help="the message's id, or its first 6+ characters")
+    react.add_argument("emoji", nargs="?", metavar="EMOJI", help="one emoji, e.g. 👍")
+    react.add_argument("--remove", action="store_true", help="take your reaction back")
+    state_argument(react)
+    react.set_defaults(handler=run_react)
+
+    edit = subparsers.add_parser("edit", help="change the text of your message (for 15 minutes)")
+    edit.add_argument("message", metavar="ID", help="the message's id, or its first 6+ characters")
+    edit.add_argument("text", metavar="TEXT", help="the new text (the new caption of a file)")
+    state_argument(edit)
+    edit.set_defaults(handler=run_edit)
+
+    delete = subparsers.add_parser("delete", help="delete your message for everyone (for 60 hours)")
+    delete.add_argument("message", metavar="ID", help="the message's id, or its first 6+ characters")
+    state_argument(delete)
+    delete.set_defaults(handler=run_delete)
+
+    search = subparsers.add_parser("search", help="search the messages this device holds")
+    search.add_argument("query", metavar="TEXT", help="words to look for (any case)")
+    search.add_argument("--limit", type=int, default=50, metavar="N", help="at most N results (default 50)")
+    search.add_argument("--json", action="store_true", help="one JSON object per line")
+    state_argument(search)
+    search.set_defaults(handler=run_search)
 
     receive = subparsers.add_parser("receive", help="print and acknowledge the messages that arrived")
     receive.add_argument(
@@ -144,14 +178,113 @@ def _progress(label: str) -> Callable[[int, int], None]:
 def run_send(args: argparse.Namespace) -> int:
     if not args.text and not args.file:
         raise CommandError("nothing to send: give a TEXT or --file PATH")
+    if not args.to and not args.reply_to:
+        raise CommandError("say whom to send to: --to HANDLE (or --reply-to ID)")
 
     async def work(messenger: Messenger) -> str:
         label = f"Uploading {args.file.name}" if args.file else ""
-        sent = await messenger.send(args.to, args.text, file=args.file, progress=_progress(label))
-        return f"{sent_to(args.to, sent)}: {sent.message_id}"
+        sent = await messenger.send(
+            args.to, args.text, file=args.file, progress=_progress(label), reply_to=args.reply_to
+        )
+        to = args.to or _conversation_name(messenger, sent.conversation)
+        return f"{sent_to(to, sent)}: {sent.message_id}"
 
     print(with_messenger(args, work))
     return 0
+
+
+def _conversation_name(messenger: Messenger, conversation: str) -> str:
+    """``#group name`` or ``@handle`` for a conversation id."""
+    if conversation.startswith("group:"):
+        group_id = conversation.removeprefix("group:")
+        return "#" + messenger.store.group_names.get(group_id, group_id)
+    parts = conversation.split(":")
+    peer = parts[2] if len(parts) == 3 and parts[1] == messenger.account_id else parts[-1]
+    return "@" + (messenger.handle_of(peer) or peer)
+
+
+def run_react(args: argparse.Namespace) -> int:
+    if args.remove == bool(args.emoji):
+        raise CommandError("give one EMOJI, or --remove to take your reaction back")
+
+    async def work(messenger: Messenger) -> str:
+        await messenger.react(args.message, "" if args.remove else args.emoji)
+        shown = messenger.actions.find(args.message)
+        verb = "Removed your reaction from" if args.remove else f"Reacted {args.emoji} to"
+        return f"{verb} {_quoted(shown)}"
+
+    print(with_messenger(args, work))
+    return 0
+
+
+def run_edit(args: argparse.Namespace) -> int:
+    async def work(messenger: Messenger) -> str:
+        await messenger.edit(args.message, args.text)
+        return f"Edited {messenger.actions.find(args.message).message_id}: {args.text}"
+
+    print(with_messenger(args, work))
+    return 0
+
+
+def run_delete(args: argparse.Namespace) -> int:
+    async def work(messenger: Messenger) -> str:
+        await messenger.delete(args.message)
+        return f"Deleted for everyone: {messenger.actions.find(args.message).message_id}"
+
+    print(with_messenger(args, work))
+    return 0
+
+
+def run_search(args: argparse.Namespace) -> int:
+    if not args.query.strip():
+        raise CommandError("give some TEXT to search for")
+    if args.limit < 1:
+        raise CommandError("--limit must be at least 1")
+    state = load_device(args)
+    if not (state.directory / e2estate.E2E_FILE).is_file():
+        raise CommandError(f"no messages on this device yet ({state.directory})")
+    with e2estate.locked(state.directory), refusals():  # only this device's own store: no server involved
+        store = E2EStore.load_or_create(state.directory)
+        hits = store.timeline().search(args.query, args.limit)
+        handles = {a: str(c.get("handle")) for a, c in store.contacts.items() if c.get("handle")}
+    for hit in hits:
+        sender = str(hit.record["sender"]["account_id"])
+        who = "you" if sender == state.account.account_id else f"@{handles.get(sender, sender)}"
+        where = _where(hit.conversation, state.account.account_id, store.group_names, handles)
+        if args.json:
+            line = {
+                "id": hit.message_id,
+                "conversation": hit.conversation,
+                "in": where,
+                "from": {"account_id": sender, "handle": handles.get(sender)},
+                "ts": hit.record.get("ts"),
+                "text": hit.text,
+                "file_name": hit.file_name,
+                "edited": hit.outcome.edited,
+                "reactions": dict(hit.outcome.reactions),
+            }
+            print(json.dumps(line, ensure_ascii=False))
+        else:
+            print(f"[{_when(hit.record.get('ts'))}] {where} {who}: {hit.summary}  ({hit.message_id})")
+    if not hits and not args.json:
+        print(f"No messages on this device contain {args.query!r}")
+    return 0
+
+
+def _where(conversation: str, me: str, group_names: dict[str, str], handles: dict[str, str]) -> str:
+    if conversation.startswith("group:"):
+        group_id = conversation.removeprefix("group:")
+        return "#" + group_names.get(group_id, group_id)
+    parts = conversation.split(":")
+    peer = parts[2] if len(parts) == 3 and parts[1] == me else parts[-1]
+    return "with you" if peer == me else f"with @{handles.get(peer, peer)}"
+
+
+def _quoted(shown: Shown | None, width: int = 40) -> str:
+    if shown is None:
+        return "a message not on this device"
+    text = shown.summary
+    return '"' + (text if len(text) <= width else text[: width - 1] + "\u2026") + '"'
 
 
 def _devices(count: int) -> str:
@@ -190,6 +323,14 @@ def describe(messenger: Messenger, message: Received) -> str | None:
     if message.group_id:
         where = f"#{messenger.store.group_names.get(message.group_id, message.group_id)} "
     stamp = f"[{_when(message.timestamp or message.server_time)}] {where}"
+    timeline = messenger.store.timeline()
+    quoted = message.body.get("reply_to")
+    if quoted is not None and message.kind in (Kind.TEXT, Kind.MEDIA):
+        target = timeline.quote(str(quoted), message.conversation or "")
+        who += f" (replying to {_quoted(target) if target else UNAVAILABLE_QUOTE.lower()})"
+    now = timeline.shown(message.message_id) if message.kind in (Kind.TEXT, Kind.MEDIA) else None
+    if now is not None and now.outcome.deleted:
+        return f"{stamp}{who}: ({DELETED_TEXT.lower()})"
     if message.kind is Kind.TEXT:
         return f"{stamp}{who}: {message.text}"
     if message.kind is Kind.MEDIA:
@@ -203,6 +344,27 @@ def describe(messenger: Messenger, message: Received) -> str | None:
         count = len(message.body.get("message_ids", []))
         ticks = "\u2713\u2713" + (" (read)" if message.body.get("status") == "read" else " (delivered)")
         return f"{stamp}{who}: {ticks} {count} message{'s' if count != 1 else ''}"
+    if message.kind in TARGETED:
+        change = parse_change(message.kind, message.body)
+        target = timeline.shown(change.target)
+        action = Action(
+            message.message_id,
+            message.conversation or "",
+            message.sender_account,
+            message.timestamp or 0,
+            message.server_time,
+            change,
+        )
+        if timeline.applies(action) is False:
+            return None  # receivers ignore it (§15.3), so it is not news
+        if message.kind is Kind.REACTION:
+            emoji = message.body.get("emoji")
+            if not emoji:
+                return f"{stamp}{who} removed a reaction from {_quoted(target)}"
+            return f"{stamp}{who} reacted {emoji} to {_quoted(target)}"
+        if message.kind is Kind.EDIT:
+            return f"{stamp}{who} edited a message: {message.body.get('text')}"
+        return f"{stamp}{who} deleted a message"
     if message.kind is Kind.GROUP_INFO:
         return f"{stamp}{who} set the group name: {message.body.get('name')}"
     if message.kind is Kind.HISTORY:
@@ -217,7 +379,15 @@ def run_receive(args: argparse.Namespace) -> int:
         raise CommandError("--wait must not be negative")
 
     async def work(messenger: Messenger) -> None:
-        shown = (Kind.TEXT, Kind.MEDIA, Kind.RECEIPT, Kind.UNDECRYPTABLE, Kind.GROUP_INFO, Kind.CALL)
+        shown = (
+            Kind.TEXT,
+            Kind.MEDIA,
+            Kind.RECEIPT,
+            Kind.UNDECRYPTABLE,
+            Kind.GROUP_INFO,
+            Kind.CALL,
+            *TARGETED,
+        )
         received = await messenger.receive(
             args.wait, receipts=False, until=lambda r: any(m.kind in shown for m in r), settle=0.5
         )
@@ -234,7 +404,7 @@ def run_receive(args: argparse.Namespace) -> int:
         # is shown once), so a later error must not cost the user what is already here.
         for message in received:
             if args.json:
-                if message.kind is not Kind.GROUP_KEY:
+                if message.kind not in (Kind.GROUP_KEY, *EPHEMERAL):
                     print(json.dumps(message.to_json(), ensure_ascii=False), flush=True)
             elif (line := describe(messenger, message)) is not None:
                 print(line, flush=True)

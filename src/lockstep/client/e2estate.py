@@ -24,25 +24,29 @@ import json
 import os
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lockstep.client.errors import StateError
 from lockstep.client.state import _write_private, wipe_folder
+from lockstep.e2e.actions import TARGETED
 from lockstep.e2e.dedup import SeenMessages
 from lockstep.e2e.errors import E2EError
 from lockstep.e2e.megolm import GroupSessions
 from lockstep.e2e.olm import PICKLE_KEY_SIZE, OlmDevice
+from lockstep.e2e.timeline import Timeline, forget_deleted
 
 E2E_FILE = "e2e.json"
 PICKLE_KEY_FILE = "pickle.key"
 LOCK_FILE = "e2e.lock"
 MAX_HISTORY = 1000
+MAX_ACTIONS = 2000
 LOCK_TIMEOUT_S = 30.0
 
 STATUS_ORDER = {"sent": 1, "delivered": 2, "read": 3}
+TARGETED_KINDS = frozenset(kind.value for kind in TARGETED)
 
 
 @dataclass
@@ -71,6 +75,9 @@ class E2EStore:
     """Companion only: what the primary said about the history it sent (what was not transferred)."""
     unreported: list[dict[str, Any]] = field(default_factory=list)
     """Messages saved (and so acknowledgeable) but not yet handed to the application, oldest first."""
+    actions: list[dict[str, Any]] = field(default_factory=list)
+    """Reactions, edits and deletes as history records with ``server_time`` (messaging.md §15.3),
+    whether or not their target is here yet; bounded by :data:`MAX_ACTIONS`."""
 
     @classmethod
     def load_or_create(cls, directory: Path) -> E2EStore:
@@ -105,6 +112,7 @@ class E2EStore:
                 list(document.get("history_sent_to", [])),
                 document.get("history_note"),
                 list(document.get("unreported", [])),
+                list(document.get("actions", [])),
             )
         except (OSError, ValueError, KeyError, TypeError, E2EError) as error:
             raise StateError(f"damaged E2E state {path}: {error}") from error
@@ -126,6 +134,7 @@ class E2EStore:
             "history_sent_to": self.history_sent_to,
             "history_note": self.history_note,
             "unreported": self.unreported,
+            "actions": self.actions[-MAX_ACTIONS:],
         }
         _write_private(self.directory / E2E_FILE, json.dumps(document).encode())
 
@@ -150,13 +159,35 @@ class E2EStore:
         self.history.append(record)
         self.history_dropped += max(0, len(self.history) - MAX_HISTORY)
         del self.history[:-MAX_HISTORY]
+        message_id = record.get("id")
+        if any(a.get("kind") == "delete" and a["body"].get("target") == message_id for a in self.actions):
+            forget_deleted(self.history, self.actions)  # its delete overtook it
 
-    def merge_history(self, records: list[dict[str, Any]]) -> int:
-        """Add records from a history bundle that this device does not have; returns how many."""
+    def merge_history(self, records: list[dict[str, Any]], actions: Sequence[object] = ()) -> int:
+        """Add records from a history bundle that this device does not have; returns how many. Its
+        reactions, edits and deletes join :attr:`actions` (§15.6)."""
         known = {r.get("id") for r in self.history}
+        for action in actions:
+            if isinstance(action, dict) and action.get("kind") in TARGETED_KINDS:
+                self.keep_action(action, forget=False)
         fresh = [r for r in records if isinstance(r, dict) and r.get("id") not in known]
         self.history = sorted(self.history + fresh, key=lambda r: int(r.get("ts") or 0))[-MAX_HISTORY:]
+        forget_deleted(self.history, self.actions)
         return len(fresh)
+
+    def keep_action(self, record: dict[str, Any], *, forget: bool = True) -> None:
+        """Keep a reaction, edit or delete (once per id); a delete that applies drops the target's
+        content at once (§15.3)."""
+        if any(r.get("id") == record.get("id") for r in self.actions):
+            return
+        self.actions.append(record)
+        del self.actions[:-MAX_ACTIONS]
+        if forget and record.get("kind") == "delete":
+            forget_deleted(self.history, self.actions)
+
+    def timeline(self) -> Timeline:
+        """What this device shows: its history with every action applied."""
+        return Timeline(self.history, self.actions)
 
 
 def write_private(path: Path, data: bytes) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 from lockstep.client import e2estate
 from lockstep.client.e2estate import E2EStore
 from lockstep.client.errors import ClientError, ServerRefused
+from lockstep.client.messaging.actions import MessageActions
 from lockstep.client.messaging.contacts import Contacts
 from lockstep.client.messaging.device import Device
 from lockstep.client.messaging.groups import Groups
@@ -38,7 +39,8 @@ from lockstep.client.messaging.records import (
 )
 from lockstep.client.session import DeviceSession, DeviceUnlinked
 from lockstep.client.state import DeviceState
-from lockstep.e2e.envelope import Kind, ReceiptStatus
+from lockstep.e2e.envelope import Kind, ReceiptStatus, direct_conversation, group_conversation
+from lockstep.e2e.timeline import Shown
 from lockstep.server.errors import ErrorCode
 
 __all__ = ["Contact", "Kind", "Messenger", "Received", "Sent", "new_message_id"]
@@ -55,6 +57,7 @@ class Messenger:
         self.history = History(self.device, self.contacts, self.outbox, self.media)
         self.groups = Groups(self.device, self.contacts, self.outbox)
         self.inbox = Inbox(self.device, self.contacts, self.outbox, self.history, self.media)
+        self.actions = MessageActions(self.device, self.contacts, self.outbox)
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -121,9 +124,18 @@ class Messenger:
 
     # --- sending ----------------------------------------------------------------------------------
     async def send(
-        self, to: str, text: str | None = None, *, file: Path | None = None, progress: Progress = no_progress
+        self,
+        to: str | None,
+        text: str | None = None,
+        *,
+        file: Path | None = None,
+        progress: Progress = no_progress,
+        reply_to: str | None = None,
     ) -> Sent:
-        """Text and/or a file to a handle (``@bob``/``bob``) or a group (``#name``, a group name or id)."""
+        """Text and/or a file to a handle (``@bob``/``bob``) or a group (``#name``, a group name or id);
+        with ``reply_to`` (a message id or its first characters), as a reply in that message's
+        conversation (``to`` may then be None)."""
+        quoted = self.actions.find(reply_to) if reply_to is not None else None
         if file is not None:
             body: dict[str, Any] = {"media": await self.media.upload(file, progress)}
             if text:
@@ -133,10 +145,41 @@ class Messenger:
             body, kind = {"text": text}, Kind.TEXT
         else:
             raise ClientError("nothing to send: give a text or --file")
+        if quoted is not None:
+            body["reply_to"] = quoted.message_id
+            if to is not None and await self._conversation_of(to) != quoted.conversation:
+                raise ClientError("the message replied to is in another conversation than --to names")
+            return await self.actions.send_into(quoted.conversation, kind, body)
+        if to is None:
+            raise ClientError("say whom to send to (--to), or which message this replies to")
         group_id = await self.groups.resolve(to, required=False)
         if group_id is not None:
             return await self.outbox.send_group(group_id, kind, body)
         return await self.outbox.send_direct(to, kind, body)
+
+    async def _conversation_of(self, to: str) -> str:
+        group_id = await self.groups.resolve(to, required=False)
+        if group_id is not None:
+            return group_conversation(group_id)
+        peer = await self.contacts.get(handle=to)
+        return direct_conversation(self.account_id, peer.account.account_id)
+
+    # --- reactions, edits, deletes, search (messaging.md §15) ---------------------------------------
+    async def react(self, message_id: str, emoji: str) -> Sent:
+        return await self.actions.react(message_id, emoji)
+
+    async def edit(self, message_id: str, text: str) -> Sent:
+        return await self.actions.edit(message_id, text)
+
+    async def delete(self, message_id: str) -> Sent:
+        return await self.actions.delete(message_id)
+
+    def search(self, query: str, limit: int = 50) -> list[Shown]:
+        return self.actions.search(query, limit)
+
+    def shown(self, message_id: str) -> Shown | None:
+        """A text or media message as it is shown now (edits, deletion, reactions applied)."""
+        return self.store.timeline().shown(message_id)
 
     async def send_direct(
         self, handle: str, kind: Kind, body: dict[str, Any], *, message_id: str | None = None

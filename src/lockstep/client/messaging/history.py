@@ -69,6 +69,8 @@ class History:
             "not_transferred": not_transferred,
             # Group names travel only end to end: without them the companion's groups are nameless.
             "groups": [{"group_id": g, "name": n} for g, n in sorted(store.group_names.items())],
+            # Reactions, edits and deletes of what is transferred, so the companion shows it alike (§15.6).
+            "actions": [a for a in store.actions if a["body"].get("target") in {r.get("id") for r in recent}],
         }
         staging = device.session.state.directory / ".history-upload.json"
         e2estate.write_private(staging, json.dumps(bundle).encode())
@@ -103,7 +105,8 @@ class History:
         records = bundle.get("messages") if isinstance(bundle, dict) else None
         if not isinstance(records, list):
             raise EnvelopeError("a history bundle without messages")
-        added = device.store.merge_history(records)
+        actions = bundle.get("actions")
+        added = device.store.merge_history(records, actions if isinstance(actions, list) else [])
         self._import_group_names(bundle.get("groups"))
         note = str(envelope.body.get("note", ""))[:500]
         device.store.history_note = note

@@ -26,6 +26,7 @@ from lockstep.client.messaging.media import MediaTransfer
 from lockstep.client.messaging.outbox import Outbox
 from lockstep.client.messaging.records import Received, history_record
 from lockstep.client.session import DeviceUnlinked
+from lockstep.e2e.actions import TARGETED
 from lockstep.e2e.envelope import Kind, MessageEnvelope, ReceiptStatus, group_conversation
 from lockstep.e2e.errors import E2EError, EnvelopeError, KeyBundleError
 from lockstep.e2e.olm import OlmCiphertext, OlmType
@@ -290,6 +291,8 @@ class Inbox:
                     store.note_status(str(message_id), envelope.sender_account, str(envelope.body["status"]))
         elif envelope.kind is Kind.HISTORY:
             await self.history.import_bundle(envelope, message)
+        elif envelope.kind in TARGETED:
+            store.keep_action(history_record(envelope, message.server_time))
         elif envelope.kind in (Kind.TEXT, Kind.MEDIA):
             if store.has_message(envelope.message_id):  # ids name one message for good: never replaced
                 raise EnvelopeError("a message id that is already used")

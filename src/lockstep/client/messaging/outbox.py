@@ -17,6 +17,7 @@ from lockstep.client.errors import ClientError, ServerRefused
 from lockstep.client.messaging.contacts import Contacts
 from lockstep.client.messaging.device import Device
 from lockstep.client.messaging.records import Contact, Received, Sent, history_record, new_message_id
+from lockstep.e2e.actions import TARGETED
 from lockstep.e2e.envelope import (
     Kind,
     MessageEnvelope,
@@ -117,7 +118,7 @@ class Outbox:
                     # so that a receipt does not make the peer a known contact (SECURITY.md)
                     **({"receipt": True} if kind is Kind.RECEIPT else {}),
                 )
-                self._record_sent(envelope, [peer_id])
+                self._record_sent(envelope, [peer_id], int(result["server_time"]))
             finally:
                 device.store.save()  # the ratchets moved, whatever happened to the request
             own = sum(1 for k in targets.values() if k.account_id == device.account_id)
@@ -168,7 +169,9 @@ class Outbox:
                     group_id=group_id,
                     megolm={"session_id": groups.session_id(group_id), "ciphertext": b64u_encode(ciphertext)},
                 )
-                self._record_sent(envelope, [m for m in members if m != device.account_id])
+                self._record_sent(
+                    envelope, [m for m in members if m != device.account_id], int(result["server_time"])
+                )
             finally:
                 device.store.save()
             own = sum(1 for k in targets.values() if k.account_id == device.account_id)
@@ -176,10 +179,12 @@ class Outbox:
 
         return await retry_on_changed_devices(attempt)
 
-    def _record_sent(self, envelope: MessageEnvelope, recipients: list[str]) -> None:
+    def _record_sent(self, envelope: MessageEnvelope, recipients: list[str], server_time: int) -> None:
+        store = self.device.store
+        if envelope.kind in TARGETED:  # kept like a received one, so this device shows it the same way
+            store.keep_action(history_record(envelope, server_time))
         if envelope.kind not in (Kind.TEXT, Kind.MEDIA):
             return
-        store = self.device.store
         store.sent[envelope.message_id] = {
             "conversation": envelope.conversation,
             "status": "sent",

@@ -104,9 +104,10 @@ class Sent:
     """How many of ``devices`` are this account's other devices."""
 
 
-def history_record(envelope: MessageEnvelope) -> dict[str, Any]:
-    """A text or media message as this device keeps it in its own history (and sends it in a bundle)."""
-    return {
+def history_record(envelope: MessageEnvelope, server_time: int | None = None) -> dict[str, Any]:
+    """A message as this device keeps it in its own history (and sends it in a bundle); reactions, edits
+    and deletes with the server's queue time, which their time limits need (messaging.md §15.4)."""
+    record = {
         "id": envelope.message_id,
         "kind": envelope.kind.value,
         "conversation": envelope.conversation,
@@ -114,3 +115,6 @@ def history_record(envelope: MessageEnvelope) -> dict[str, Any]:
         "ts": envelope.timestamp,
         "body": envelope.body,
     }
+    if server_time is not None:
+        record["server_time"] = server_time
+    return record

@@ -1,0 +1,87 @@
+"""Replies, reactions, edits, deletes and search from the terminal (messaging.md §15): three devices of
+two accounts, then a companion linked afterwards, all show the same thing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from lockstep_cli import link_terminal_companion, lockstep, lockstep_ok, receive_json
+
+
+def search(state: Path, query: str) -> list[dict[str, Any]]:
+    out = lockstep_ok("search", query, "--json", "--state", str(state))
+    return [json.loads(line) for line in out.splitlines()]
+
+
+def seen_alike(states: list[Path], query: str) -> list[dict[str, Any]]:
+    """What every device's own store shows for ``query``, checked to be the same everywhere."""
+    results = [[{k: v for k, v in hit.items() if k != "in"} for hit in search(s, query)] for s in states]
+    assert all(r == results[0] for r in results), results
+    return results[0]
+
+
+def test_reply_react_edit_delete_and_search_agree_on_every_device(server_process, tmp_path: Path) -> None:
+    url = server_process.url
+    alice, laptop, bob, desk = (tmp_path / n for n in ("alice", "alice-laptop", "bob", "alice-desk"))
+    for handle, state in (("alice", alice), ("bob", bob)):
+        lockstep_ok("primary", "init", "--server", url, "--handle", handle, "--state", str(state))
+    link_terminal_companion(url, alice, laptop, tmp_path / "laptop.png")
+    receive_json(alice)
+    receive_json(laptop, wait=10)
+    devices = [alice, laptop, bob]
+
+    plan, doomed = (
+        lockstep_ok("send", "--to", "bob", text, "--state", str(alice)).strip().rsplit(": ", 1)[1]
+        for text in ("dinner at 8?", "my bank pin is 1234")
+    )
+    for state in (laptop, bob):
+        assert {m["id"] for m in receive_json(state, wait=10) if m["kind"] == "text"} == {plan, doomed}
+
+    # Bob replies by a prefix of the id, in the conversation of the message he answers.
+    lockstep_ok("send", "--reply-to", plan[:8], "yes, see you there", "--state", str(bob))
+    human = lockstep_ok("receive", "--wait", "10", "--state", str(alice))
+    assert '@bob (replying to "dinner at 8?"): yes, see you there' in human
+    (reply,) = [m for m in receive_json(laptop, wait=10) if m["kind"] == "text"]
+    assert reply["body"]["reply_to"] == plan
+
+    # Bob reacts from his phone, alice from her laptop; alice edits from her phone.
+    assert 'Reacted 👍 to "dinner at 8?"' in lockstep_ok("react", plan, "👍", "--state", str(bob))
+    lockstep_ok("react", plan[:6], "❤️", "--state", str(laptop))
+    lockstep_ok("edit", plan, "dinner at 9?", "--state", str(alice))
+    lockstep_ok("delete", doomed, "--state", str(alice))
+    assert "@bob reacted 👍 to" in lockstep_ok("receive", "--wait", "10", "--state", str(alice))
+    receive_json(laptop, wait=10)
+    on_bob = lockstep_ok("receive", "--wait", "10", "--state", str(bob))
+    assert "edited a message: dinner at 9?" in on_bob and "deleted a message" in on_bob
+
+    # Refused before anything is sent: another account's message, a reaction that is a word.
+    for args, words in (
+        (("delete", plan), "only delete your own messages"),
+        (("edit", plan, "bob was here"), "only edit your own messages"),
+        (("react", plan, "ok"), "emoji"),
+        (("react", "zzzzzzzz", "👍"), "no message beginning with"),
+    ):
+        refused = lockstep(*args, "--state", str(bob))
+        assert refused.returncode != 0 and words in refused.stderr and refused.stderr.count("\n") == 1
+
+    # Every device shows the edit and both reactions; the old text and the deleted message are gone.
+    accounts = {hit["from"]["handle"]: hit["from"]["account_id"] for hit in search(bob, "see you there")}
+    (hit,) = seen_alike(devices, "dinner")
+    assert hit["id"] == plan and hit["text"] == "dinner at 9?" and hit["edited"]
+    assert set(hit["reactions"].values()) == {"👍", "❤️"}
+    assert hit["reactions"][accounts["bob"]] == "👍"
+    assert seen_alike(devices, "at 8") == [] and seen_alike(devices, "pin") == []
+
+    # A companion linked now gets all of it through the primary's history bundle.
+    link_terminal_companion(url, alice, desk, tmp_path / "desk.png")
+    receive_json(alice)
+    (history,) = [m for m in receive_json(desk, wait=10) if m["kind"] == "history"]
+    assert history["body"]["count"] == 3
+    assert seen_alike([*devices, desk], "dinner") == [hit]
+    assert seen_alike([*devices, desk], "pin") == []
+    assert "No messages on this device contain 'pin'" in lockstep_ok("search", "pin", "--state", str(desk))
+    # The deleted text is gone from every device's store, not only hidden.
+    for state in [*devices, desk]:
+        assert b"bank pin" not in (state / "e2e.json").read_bytes()
