@@ -22,10 +22,10 @@ from lockstep.client.e2estate import E2EStore
 from lockstep.client.errors import ClientError
 from lockstep.client.messenger import Messenger, Received, Sent
 from lockstep.client.state import STATE_FILE, DeviceState, default_state_dir
-from lockstep.e2e.actions import EPHEMERAL, TARGETED, Action, parse_change
+from lockstep.e2e.actions import EPHEMERAL, TARGETED, Action, Edit, Reaction, parse_change
 from lockstep.e2e.envelope import Kind, ReceiptStatus
 from lockstep.e2e.errors import E2EError
-from lockstep.e2e.timeline import DELETED_TEXT, UNAVAILABLE_QUOTE, Shown
+from lockstep.e2e.timeline import DELETED_TEXT, UNAVAILABLE_QUOTE, Shown, Timeline
 from lockstep.link.devices import Role
 
 T = TypeVar("T")
@@ -345,26 +345,8 @@ def describe(messenger: Messenger, message: Received) -> str | None:
         ticks = "\u2713\u2713" + (" (read)" if message.body.get("status") == "read" else " (delivered)")
         return f"{stamp}{who}: {ticks} {count} message{'s' if count != 1 else ''}"
     if message.kind in TARGETED:
-        change = parse_change(message.kind, message.body)
-        target = timeline.shown(change.target)
-        action = Action(
-            message.message_id,
-            message.conversation or "",
-            message.sender_account,
-            message.timestamp or 0,
-            message.server_time,
-            change,
-        )
-        if timeline.applies(action) is False:
-            return None  # receivers ignore it (§15.3), so it is not news
-        if message.kind is Kind.REACTION:
-            emoji = message.body.get("emoji")
-            if not emoji:
-                return f"{stamp}{who} removed a reaction from {_quoted(target)}"
-            return f"{stamp}{who} reacted {emoji} to {_quoted(target)}"
-        if message.kind is Kind.EDIT:
-            return f"{stamp}{who} edited a message: {message.body.get('text')}"
-        return f"{stamp}{who} deleted a message"
+        line = _describe_action(timeline, message, who)
+        return line and stamp + line
     if message.kind is Kind.GROUP_INFO:
         return f"{stamp}{who} set the group name: {message.body.get('name')}"
     if message.kind is Kind.HISTORY:
@@ -372,6 +354,30 @@ def describe(messenger: Messenger, message: Received) -> str | None:
     if message.kind is Kind.UNDECRYPTABLE:
         return f"{stamp}{who}: (a message that could not be decrypted: {message.error})"
     return None
+
+
+def _describe_action(timeline: Timeline, message: Received, who: str) -> str | None:
+    """A reaction, edit or delete that changes what is shown (§15.3), in words; None for one that
+    receivers ignore, which is not news."""
+    change = parse_change(message.kind, message.body)
+    action = Action(
+        message.message_id,
+        message.conversation or "",
+        message.sender_account,
+        message.timestamp or 0,
+        message.server_time,
+        change,
+    )
+    if timeline.applies(action) is False:
+        return None
+    target = timeline.shown(change.target)
+    if isinstance(change, Reaction):
+        if not change.emoji:
+            return f"{who} removed a reaction from {_quoted(target)}"
+        return f"{who} reacted {change.emoji} to {_quoted(target)}"
+    if isinstance(change, Edit):
+        return f"{who} edited a message: {change.text}"
+    return f"{who} deleted a message"
 
 
 def run_receive(args: argparse.Namespace) -> int:

@@ -71,8 +71,11 @@ def register(subparsers: Any) -> None:
     add_state_argument(devices, Role.PRIMARY)
     devices.set_defaults(handler=run_devices)
 
-    unlink = verbs.add_parser("unlink", help="unlink a companion (it is logged out at once)")
-    unlink.add_argument("device", metavar="DEVICE", help="device id, id prefix or name")
+    unlink = verbs.add_parser("unlink", help="unlink a companion, or --all (logged out at once)")
+    unlink.add_argument("device", nargs="?", metavar="DEVICE", help="device id, id prefix or name")
+    unlink.add_argument(
+        "--all", action="store_true", help="log out of every companion with one signed device list"
+    )
     add_state_argument(unlink, Role.PRIMARY)
     unlink.set_defaults(handler=run_unlink)
 
@@ -229,17 +232,28 @@ def run_devices(args: argparse.Namespace) -> int:
 
 
 def run_unlink(args: argparse.Namespace) -> int:
+    if bool(args.device) == args.all:
+        raise CommandError("name one DEVICE to unlink, or give --all to log out of every companion")
     state = load_state(args, Role.PRIMARY)
 
-    async def unlink() -> None:
+    async def unlink() -> list[str]:
         session = await PrimarySession.open(state)
         try:
+            if args.all:
+                return await session.unlink_all()
             await session.unlink(args.device)
+            return [args.device]
         finally:
             await session.close()
 
-    run_client(unlink())
-    print(f"Unlinked {args.device}.")
+    names = run_client(unlink())
+    if not args.all:
+        print(f"Unlinked {args.device}.")
+    elif not names:
+        print("No companion is linked.")
+    else:
+        count = f"{len(names)} companion{'s' if len(names) != 1 else ''}"
+        print(f"Logged out of {count}: {', '.join(names)}. They wipe their keys and messages.")
     return 0
 
 

@@ -174,6 +174,16 @@ class PrimarySession(DeviceSession):
         await self.refresh()
         await self.publish(self.state.devices.without(self.resolve(device_id), self.clock.now_ms()))
 
+    async def unlink_all(self) -> list[str]:
+        """Log out of every companion at once: one signed list that keeps only this primary (linking.md
+        §7.4). Each companion is disconnected and wipes its keys and messages. Returns their names."""
+        await self.refresh()
+        devices = self.state.devices
+        if not devices.companions:
+            return []
+        await self.publish(devices.successor((devices.primary,), self.clock.now_ms()))
+        return [entry.name for entry in devices.companions]
+
     async def rename(self, device_id: str, name: str) -> None:
         await self.refresh()
         await self.publish(self.state.devices.renamed(self.resolve(device_id), name, self.clock.now_ms()))
