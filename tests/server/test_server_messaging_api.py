@@ -268,17 +268,17 @@ async def test_clients_refuse_a_device_the_account_did_not_sign(live_server, tmp
 
         result["device_keys"][b.device_id] = intruder.seal(Ed25519PrivateKey.generate()).to_json()
         with pytest.raises(KeyBundleError):
-            a._verify_contact(result)
+            a.contacts.verify(result)
         # ... or answers a look-up for one handle with another account.
         honest = await a.session.connection.request("accounts.lookup", handle="bob")
         with pytest.raises(KeyBundleError):
-            a._verify_contact(honest, handle="carol")
+            a.contacts.verify(honest, handle="carol")
         # ... or bob's list with a device added (the account key did not sign it).
         forged = dict(result)
         forged["device_list"] = (await b.session.connection.request("devices.list"))["device_list"]
         forged["account"] = {**result["account"], "key": result["account"]["key"][:-2] + "AA"}
         with pytest.raises(KeyBundleError):
-            a._verify_contact(forged)
+            a.contacts.verify(forged)
 
 
 _json = json_values(text_size=40, children=3, leaves=12)
