@@ -17,6 +17,7 @@ import * as socket from "../src/net/socket";
 import * as timesync from "../src/net/timesync";
 import * as atRest from "../src/store/atRest";
 import * as stateStore from "../src/store/db";
+import * as messageActions from "../src/messenger/actions";
 import * as messengerDb from "../src/messenger/idb";
 
 declare global {
@@ -44,6 +45,7 @@ const modules = {
   timesync,
   atRest,
   stateStore,
+  messageActions,
   messengerDb,
 };
 window.lockstep = modules;
