@@ -33,7 +33,6 @@ from lockstep.ntp.constants import (
     DEFAULT_MAXPOLL,
     DEFAULT_MINPOLL,
     MAXDISP,
-    MAXDIST,
     MAXPOLL,
     MAXSTRAT,
     MINDISP,
@@ -141,6 +140,9 @@ class Association:
             )
         self.name = name
         self.reference_id = reference_id  # what we put as refid when this is our system peer
+        # Our own address on this source's socket as a reference id (A.5.5.2's p->dstaddr): a
+        # server announcing it is synchronised to us. Set by the adapter once it knows it.
+        self.local_reference_id: int | None = None
         self.minpoll = minpoll
         self.maxpoll = maxpoll
         self.hpoll = minpoll  # host poll exponent, set by the system process
@@ -311,7 +313,10 @@ class Association:
             return self._drop(DropReason.UNSYNCHRONISED)
         if packet.receive_timestamp == 0 or packet.transmit_timestamp == 0:
             return self._drop(DropReason.TIMESTAMPS_MISSING)
-        if self.server.root_delay / 2 + self.server.root_dispersion >= MAXDIST:
+        # A.5.1.1 "invalid header values": a root distance of MAXDISP or more. A source beyond
+        # MAXDIST is sampled but not fit for selection (A.5.5.2 fit(), NtpClient.candidates),
+        # so its samples are there the moment its distance falls.
+        if self.server.root_delay / 2 + self.server.root_dispersion >= MAXDISP:
             return self._drop(DropReason.ROOT_DISTANCE)
         reference = packet.reference_timestamp
         # An interleaved reply's T3 is an earlier reply's: its T2 is when it was answered.

@@ -27,7 +27,7 @@ class DropReason(StrEnum):
     DUPLICATE = "duplicate transmit timestamp"
     UNSYNCHRONISED = "server unsynchronised"
     TIMESTAMPS_MISSING = "server timestamps missing"
-    ROOT_DISTANCE = "server root distance exceeds MAXDIST"
+    ROOT_DISTANCE = "server root distance exceeds MAXDISP"
     REFERENCE_AFTER_TRANSMIT = "server reference time is later than its transmit time"
     # Either side: an NTS check failed (RFC 8915 §5.7); the detail says which.
     NTS = "NTS"
