@@ -47,9 +47,10 @@ from lockstep.ntp.events import (
 from lockstep.ntp.nts.client import NtsClientSession
 from lockstep.ntp.selection import Candidate, cluster, combine, select_truechimers
 from lockstep.ntp.timestamps import to_seconds
-from lockstep.ntp.wire import LeapIndicator
+from lockstep.ntp.wire import LeapIndicator, reference_id_for_address
 
 SystemEvent = Event | SystemPeerChanged | ClockUpdated | ClockStepped | ClockSlewed | PanicThresholdExceeded
+_IPV6_LOOPBACK_REFERENCE_ID = reference_id_for_address("::1")
 
 
 class DisciplineState(Enum):
@@ -238,8 +239,24 @@ class NtpClient:
             distance = a.root_distance(now)
             if distance > MAXDIST + PHI * (1 << a.poll):
                 continue
+            if self._loop_error(a):
+                continue
             out.append(Candidate(a.name, a.server.stratum, a.filter.offset, a.filter.jitter, distance))
         return out
+
+    def _loop_error(self, a: Association) -> bool:
+        """A.5.5.2 ``fit``'s loop check: the source is synchronised to us (its reference id is
+        our address on its socket) or to our system peer (its reference id is ours). Reference
+        ids are addresses without ports, so, as ntpd does, a loopback reference id (any of
+        127.0.0.0/8 or ::1's hash: servers on this host) proves nothing and passes; stratum 1
+        carries a clock name, not an address."""
+        assert a.server is not None
+        announced = a.server.reference_id
+        if a.server.stratum < 2 or announced == _IPV6_LOOPBACK_REFERENCE_ID or announced >> 24 == 127:
+            return False
+        if a.local_reference_id is not None and announced == a.local_reference_id:
+            return True
+        return self.system is not None and announced == self.system.reference_id
 
     def _clock_select(self, updated: Association, now: int) -> list[SystemEvent]:
         events: list[SystemEvent] = []

@@ -372,7 +372,11 @@ class Monitor:
         def on_sent(sent: int) -> None:
             self.client.transmitted(server, sent)
 
-        self._transports[server] = await _UdpSource.open(family, address, on_datagram, on_sent=on_sent)
+        transport = await _UdpSource.open(family, address, on_datagram, on_sent=on_sent)
+        self._transports[server] = transport
+        # Our address as this server sees it, for the loop check of the fitness test (A.5.5.2).
+        local = transport.sock.getsockname()[0]
+        self.client.associations[server].local_reference_id = reference_id_for_address(local)
         self._wake.set()
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
