@@ -19,6 +19,7 @@ import * as atRest from "../src/store/atRest";
 import * as stateStore from "../src/store/db";
 import * as messageActions from "../src/messenger/actions";
 import * as messengerDb from "../src/messenger/idb";
+import * as messageEnvelope from "../src/messenger/envelope";
 
 declare global {
   interface Window {
@@ -47,6 +48,7 @@ const modules = {
   stateStore,
   messageActions,
   messengerDb,
+  messageEnvelope,
 };
 window.lockstep = modules;
 window.lockstepReady = true;

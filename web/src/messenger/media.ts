@@ -216,3 +216,10 @@ export function safeName(name: string): string {
   const cleaned = base.replace(/[^A-Za-z0-9._ -]/g, "_").replace(/^[ .]+|[ .]+$/g, "");
   return cleaned.slice(0, 100) || "file";
 }
+
+/** A size as the person reads it: "3 MB", "12 KB", "80 bytes". */
+export function formatBytes(n: number): string {
+  if (n >= 1024 * 1024) return `${Math.round(n / 1024 / 1024)} MB`;
+  if (n >= 1024) return `${Math.round(n / 1024)} KB`;
+  return `${n} bytes`;
+}

@@ -35,15 +35,6 @@ export interface Conversation {
   updated: number;
 }
 
-export function directConversation(a: string, b: string): string {
-  const [low, high] = [a, b].sort();
-  return `direct:${low}:${high}`;
-}
-
-export function groupConversation(groupId: string): string {
-  return `group:${groupId}`;
-}
-
 const RANK: Record<Status, number> = { failed: -1, sending: 0, sent: 1, delivered: 2, read: 3 };
 
 /** Sent → delivered (every recipient account said delivered or read) → read (every one said read). */

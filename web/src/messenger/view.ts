@@ -7,7 +7,9 @@
 import "./messenger.css";
 import { el, formatTime, hide, show } from "../ui/dom";
 import type { ChatMessage, Conversation } from "./model";
-import { type Messenger, describe, formatBytes } from "./messenger";
+import { describe } from "./errors";
+import { formatBytes } from "./media";
+import type { Messenger } from "./messenger";
 
 /** The width below which the messenger shows one screen at a time (messenger.css's breakpoint). */
 const PHONE_SCREEN = window.matchMedia("(max-width: 700px)");

@@ -1,0 +1,97 @@
+/**
+ * History for a newly linked companion (messaging.md §12), the twin of client/messaging/history.py. The
+ * primary sends every companion that publishes keys and has not had one a history bundle (./history.ts: the
+ * last 30 days, at most 1,000 messages, and what was not transferred), encrypted and uploaded like a file;
+ * its key goes to that companion alone over Olm. A companion imports a bundle only from its own primary and
+ * verifies the people in it as it would for live messages.
+ */
+import type { Contacts } from "./contacts";
+import type { Device } from "./device";
+import { EnvelopeError, type MessageEnvelope, parseConversation } from "./envelope";
+import type { Groups } from "./groups";
+import { buildHistory, readHistory } from "./history";
+import type { DeviceKeys } from "./keys";
+import type { MediaDescriptor } from "./media";
+import type { MediaTransfer } from "./mediaTransfer";
+import type { Outbox } from "./outbox";
+
+/** The longest note of what was transferred that is shown. */
+const MAX_NOTE = 500;
+
+export class HistoryTransfer {
+  constructor(
+    private readonly device: Device,
+    private readonly contacts: Contacts,
+    private readonly groups: Groups,
+    private readonly outbox: Outbox,
+    private readonly media: MediaTransfer,
+  ) {}
+
+  /** What the last imported bundle says was transferred (companions). */
+  get note(): string | undefined {
+    return this.device.state.historyNote;
+  }
+
+  /** Primary only: a bundle to each companion that publishes keys and has not had one. */
+  async sync(): Promise<void> {
+    const device = this.device;
+    if (device.identity.role !== "primary") return;
+    const me = await this.contacts.get({ accountId: device.accountId }, true);
+    const sentTo = new Set(device.state.historySentTo ?? []);
+    for (const keys of [...me.keys.values()].sort((a, b) => (a.deviceId < b.deviceId ? -1 : 1))) {
+      if (keys.deviceId === device.deviceId || sentTo.has(keys.deviceId)) continue;
+      await this.send(keys);
+      sentTo.add(keys.deviceId);
+      device.state.historySentTo = [...sentTo];
+      await device.save();
+    }
+  }
+
+  private async send(keys: DeviceKeys): Promise<void> {
+    const history = buildHistory(this.device.messages.values(), this.device.now(), this.groups.names());
+    const bundle = history.bytes;
+    const file = {
+      name: "history.json",
+      type: "application/json",
+      size: bundle.length,
+      read: () => Promise.resolve(bundle),
+    };
+    const { media } = await this.media.upload(file, "document", () => undefined);
+    const body = { media, count: history.count, not_transferred: history.notTransferred, note: history.note };
+    await this.outbox.sendToOwnDevice(keys, "history", body);
+  }
+
+  /** A bundle from this account's primary (a Python primary sends it to new companions too). */
+  async import(envelope: MessageEnvelope): Promise<void> {
+    const device = this.device;
+    const me = await this.contacts.get({ accountId: device.accountId });
+    const entry = me.list.devices.find((d) => d.device_id === envelope.senderDevice);
+    if (envelope.senderAccount !== device.accountId || !entry || entry.role !== "primary")
+      throw new EnvelopeError("history comes only from this account's primary");
+    const bundle = await this.media.download(envelope.body.media as MediaDescriptor, () => undefined);
+    const { messages: records, groups } = readHistory(bundle, device.accountId);
+    for (const record of records) {
+      if (device.messages.has(record.id)) continue;
+      device.ensureChat(record.conversation);
+      device.put(record);
+      device.seen.add(record.id);
+    }
+    for (const { group_id: groupId, name } of groups) {
+      const group = this.groups.get(groupId);
+      if (!group.name) group.name = name; // a name this device learnt itself (group-info) is newer
+    }
+    // Who wrote, who the chats are with, and who is in each group: verified here, as for live messages.
+    const people = new Set<string>();
+    for (const record of records) {
+      people.add(record.senderAccount);
+      const peer = parseConversation(record.conversation, device.accountId).peer;
+      if (peer) people.add(peer);
+    }
+    await this.contacts.learn(people);
+    await this.groups.refresh();
+    device.state.historyNote =
+      typeof envelope.body.note === "string"
+        ? envelope.body.note.slice(0, MAX_NOTE)
+        : `${records.length} messages were transferred from your phone`;
+  }
+}

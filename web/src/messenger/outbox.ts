@@ -1,0 +1,319 @@
+/**
+ * Sending (messaging.md §4, §6.1, §7.2), the twin of client/messaging/outbox.py: every message is encrypted
+ * here, never on the server. A direct message goes as one Olm ciphertext per device of the recipient and per
+ * other device of ours; a group message as one Megolm ciphertext that the server copies to every member
+ * device, after the group session key went over Olm to each device that lacks it. The server refuses a send
+ * that misses a device (`devices_changed`); `retryOnChangedDevices` is the one place that answers that, by
+ * reading the device lists again and sending anew.
+ *
+ * A text or media message is kept first (status `sending`) and stays queued while there is no connection
+ * (`resendPending` sends it once the socket is back); only a refusal makes it `failed`, with Retry.
+ */
+import { b64uEncode } from "../crypto/base64";
+import { ServerError, SocketClosed } from "../net/socket";
+import type { Contacts } from "./contacts";
+import type { Device } from "./device";
+import {
+  MAX_TEXT,
+  textTooLong,
+  type ReceiptStatus,
+  directConversation,
+  groupConversation,
+  newMessageId,
+  parseConversation,
+} from "./envelope";
+import { MessengerError, describe } from "./errors";
+import type { Groups } from "./groups";
+import { type DeviceKeys, verifyOneTimeKey } from "./keys";
+import { type Progress, kindForMimetype } from "./media";
+import type { MediaTransfer } from "./mediaTransfer";
+import { type ChatMessage, statusFrom } from "./model";
+
+export const SEND_ATTEMPTS = 3;
+
+/**
+ * Runs `attempt(refresh)`, first with the device lists at hand (`refresh` false); each time the server
+ * answers that they changed, again with fresh ones, SEND_ATTEMPTS times in all.
+ */
+export async function retryOnChangedDevices<T>(attempt: (refresh: boolean) => Promise<T>): Promise<T> {
+  for (let number = 0; ; number++) {
+    try {
+      return await attempt(number > 0);
+    } catch (error) {
+      if (error instanceof ServerError && error.code === "devices_changed" && number + 1 < SEND_ATTEMPTS) continue;
+      throw error;
+    }
+  }
+}
+
+export class Outbox {
+  constructor(
+    private readonly device: Device,
+    private readonly contacts: Contacts,
+    private readonly groups: Groups,
+    private readonly media: MediaTransfer,
+  ) {}
+
+  // --- Olm (§4) -------------------------------------------------------------------------------------
+  /** One Olm ciphertext of `plaintext` per target device, starting a session (with a claimed one-time
+   * key) for each device this one has none with yet. */
+  async olmPayloads(targets: DeviceKeys[], plaintext: Uint8Array): Promise<Record<string, unknown>[]> {
+    const olm = this.device.olm;
+    const missing = targets.filter((t) => !olm.hasSession(t.identityKey));
+    if (missing.length) {
+      const claimed = (await this.device.request("keys.claim", { device_ids: missing.map((k) => k.deviceId) }))
+        .devices as Record<string, Record<string, unknown> | undefined>;
+      for (const keys of missing) {
+        const entry = claimed[keys.deviceId];
+        if (!entry || entry.one_time_key === null || entry.one_time_key === undefined)
+          throw new MessengerError("A device of this contact has no one-time keys left; try again later.");
+        await olm.startOutbound(keys.identityKey, await verifyOneTimeKey(entry.one_time_key, keys.signingKey));
+      }
+    }
+    const sender = b64uEncode(olm.identityKey);
+    const payloads: Record<string, unknown>[] = [];
+    for (const keys of targets) {
+      const message = await olm.encrypt(keys.identityKey, plaintext);
+      payloads.push({
+        device_id: keys.deviceId,
+        type: "olm",
+        olm_type: message.type,
+        sender_key: sender,
+        ciphertext: b64uEncode(message.body),
+      });
+    }
+    return payloads;
+  }
+
+  // --- direct and group sends -----------------------------------------------------------------------
+  /** Encrypts for every device of `peerId` and every other device of ours, and sends; returns the server time. */
+  sendDirect(peerId: string, kind: string, body: Record<string, unknown>, id: string): Promise<number> {
+    const device = this.device;
+    const conversation = directConversation(device.accountId, peerId);
+    return retryOnChangedDevices(async (refresh) => {
+      const peer = await this.contacts.get({ accountId: peerId }, refresh);
+      const me = await this.contacts.get({ accountId: device.accountId }, refresh);
+      if (peer.keys.size === 0)
+        throw new MessengerError(`@${peer.account.handle} has no device that can receive messages yet.`);
+      const targets = new Map<string, DeviceKeys>();
+      for (const c of [peer, me])
+        for (const k of c.keys.values()) if (k.deviceId !== device.deviceId) targets.set(k.deviceId, k);
+      try {
+        const payloads = await this.olmPayloads([...targets.values()], device.envelope(kind, conversation, body, id));
+        // A receipt says so, so that it does not make the peer a known contact (SECURITY.md).
+        const receipt = kind === "receipt" ? { receipt: true } : {};
+        const result = await device.request("messages.send", { message_id: id, to: peerId, payloads, ...receipt });
+        return Number(result.server_time);
+      } finally {
+        await device.save(); // the ratchets moved, whatever happened to the request
+      }
+    });
+  }
+
+  /** Shares the group session key with devices that lack it (rotating first if a device left), then
+   * sends one Megolm ciphertext that the server copies to every member device; returns the other members. */
+  sendGroup(groupId: string, kind: string, body: Record<string, unknown>, id: string): Promise<{ members: string[] }> {
+    const device = this.device;
+    const conversation = groupConversation(groupId);
+    return retryOnChangedDevices(async (refresh) => {
+      const group = await device.request("groups.get", { group_id: groupId });
+      this.groups.note(group);
+      const members = (group.members as { account_id: string }[]).map((m) => m.account_id);
+      const published = (group.devices ?? {}) as Record<string, string[]>;
+      const targets = new Map<string, DeviceKeys>();
+      for (const accountId of members) {
+        let contact = await this.contacts.get({ accountId }, refresh);
+        const expected = new Set(published[accountId] ?? []);
+        if (expected.size !== contact.keys.size || [...contact.keys.keys()].some((d) => !expected.has(d)))
+          contact = await this.contacts.get({ accountId }, true);
+        for (const k of contact.keys.values()) if (k.deviceId !== device.deviceId) targets.set(k.deviceId, k);
+      }
+      const share = await device.megolm.prepare(groupId, new Set(targets.keys()));
+      try {
+        if (share.devices.length) {
+          const keyId = newMessageId();
+          const payloads = await this.olmPayloads(
+            share.devices.map((d) => targets.get(d) as DeviceKeys),
+            device.envelope("group-key", conversation, share.body, keyId),
+          );
+          await device.request("messages.send", { message_id: keyId, group_id: groupId, payloads });
+          device.megolm.markShared(groupId, share.devices);
+        }
+        const { sessionId, ciphertext } = await device.megolm.encrypt(
+          groupId,
+          device.envelope(kind, conversation, body, id),
+        );
+        await device.request("messages.send", {
+          message_id: id,
+          group_id: groupId,
+          megolm: { session_id: sessionId, ciphertext: b64uEncode(ciphertext) },
+        });
+        return { members: members.filter((m) => m !== device.accountId) };
+      } finally {
+        await device.save();
+      }
+    });
+  }
+
+  /** Tells a group's members its name (names travel only end to end). */
+  async sendGroupInfo(groupId: string): Promise<void> {
+    const name = this.groups.get(groupId).name || "Group";
+    await this.sendGroup(groupId, "group-info", { group_id: groupId, name }, newMessageId());
+  }
+
+  /** Sends to each device of this account alone (a history bundle's key). */
+  async sendToOwnDevice(keys: DeviceKeys, kind: string, body: Record<string, unknown>): Promise<void> {
+    const device = this.device;
+    const own = device.accountId;
+    const id = newMessageId();
+    try {
+      const payloads = await this.olmPayloads([keys], device.envelope(kind, directConversation(own, own), body, id));
+      await device.request("messages.send", { message_id: id, to: own, payloads });
+    } finally {
+      await device.save();
+    }
+  }
+
+  // --- the person's messages ------------------------------------------------------------------------
+  sendText(conversation: string, text: string): Promise<ChatMessage> {
+    if (!text.trim()) return Promise.reject(new MessengerError("nothing to send"));
+    if (textTooLong(text))
+      return Promise.reject(new MessengerError(`messages are limited to ${MAX_TEXT} characters; send a file instead`));
+    const message = this.outgoing(conversation, { kind: "text", text });
+    return this.device.serial(async () => {
+      await this.deliver(message);
+      return message;
+    });
+  }
+
+  /** Encrypts and uploads the file (progress 0..1), then sends its key and hashes inside E2E. */
+  async sendFile(conversation: string, file: File, caption: string, progress: Progress): Promise<ChatMessage> {
+    const mimetype = file.type || "application/octet-stream";
+    const read = async (): Promise<Uint8Array> => new Uint8Array(await file.arrayBuffer());
+    const { media, bytes } = await this.media.upload(
+      { name: file.name, type: mimetype, size: file.size, read },
+      kindForMimetype(mimetype),
+      progress,
+    );
+    const message = this.outgoing(conversation, { kind: "media", media, text: caption || undefined });
+    this.media.keep(message.id, bytes, mimetype);
+    return this.device.serial(async () => {
+      await this.deliver(message);
+      return message;
+    });
+  }
+
+  /** Resends every message of this device still `sending` or `failed` (after the socket is back). */
+  async resendPending(): Promise<void> {
+    const device = this.device;
+    for (const message of [...device.messages.values()]) {
+      if (
+        message.outgoing &&
+        message.senderDevice === device.deviceId &&
+        (message.status === "sending" || message.status === "failed")
+      ) {
+        await this.deliver(message);
+      }
+    }
+  }
+
+  /** Retries a failed message (same id: receivers that already have it drop the copy). */
+  retry(messageId: string): Promise<void> {
+    return this.device.serial(async () => {
+      const message = this.device.messages.get(messageId);
+      if (message && message.status === "failed") await this.deliver(message);
+    });
+  }
+
+  private outgoing(conversation: string, content: Pick<ChatMessage, "kind" | "text" | "media">): ChatMessage {
+    const device = this.device;
+    const message: ChatMessage = {
+      id: newMessageId(),
+      conversation,
+      senderAccount: device.accountId,
+      senderDevice: device.deviceId,
+      ts: device.now(),
+      outgoing: true,
+      status: "sending",
+      by: {},
+      ...content,
+    };
+    device.seen.add(message.id);
+    device.put(message);
+    device.changed();
+    return message;
+  }
+
+  /** Sends a text or media message to its conversation; records what happened. */
+  private async deliver(message: ChatMessage): Promise<void> {
+    const device = this.device;
+    const body: Record<string, unknown> =
+      message.kind === "media"
+        ? { media: message.media, ...(message.text ? { caption: message.text } : {}) }
+        : { text: message.text ?? "" };
+    const conversation = parseConversation(message.conversation, device.accountId);
+    try {
+      if (conversation.groupId) {
+        const { members } = await this.sendGroup(conversation.groupId, message.kind, body, message.id);
+        message.recipients = members;
+      } else if (conversation.peer) {
+        await this.sendDirect(conversation.peer, message.kind, body, message.id);
+        message.recipients = conversation.peer === device.accountId ? [] : [conversation.peer];
+      } else {
+        throw new MessengerError("unknown conversation");
+      }
+      message.status = "sent";
+      message.status = statusFrom(message);
+      message.error = undefined;
+    } catch (error) {
+      // No connection (never had one, or it dropped mid-send): the message stays queued here, shown as
+      // pending, and goes out when the socket is back (resendPending), as the banner says. Only a refusal
+      // (the server or the contact's keys said no) makes it "failed", with Retry.
+      const offline = error instanceof SocketClosed || !device.connected;
+      message.status = offline ? "sending" : "failed";
+      message.error = offline ? undefined : describe(error);
+    }
+    device.put(message);
+    await device.save();
+    device.changed();
+  }
+
+  // --- receipts -------------------------------------------------------------------------------------
+  /** One receipt per sender account, for the text and media messages of other accounts. */
+  async sendReceipts(messages: ChatMessage[], status: ReceiptStatus): Promise<void> {
+    const bySender = new Map<string, string[]>();
+    for (const m of messages) {
+      if (m.outgoing || m.senderAccount === this.device.accountId || (m.kind !== "text" && m.kind !== "media"))
+        continue;
+      bySender.set(m.senderAccount, [...(bySender.get(m.senderAccount) ?? []), m.id]);
+    }
+    for (const [accountId, ids] of bySender) {
+      try {
+        await this.sendDirect(accountId, "receipt", { status, message_ids: ids }, newMessageId());
+      } catch (error) {
+        this.device.lastError = `A ${status} receipt could not be sent: ${describe(error)}`;
+      }
+    }
+  }
+
+  /** The person looked at a conversation: mark its messages read and tell their senders. */
+  markRead(conversation: string): Promise<void> {
+    const device = this.device;
+    const unread = [...device.messages.values()].filter(
+      (m) => m.conversation === conversation && !m.outgoing && m.read === false,
+    );
+    if (!unread.length) return Promise.resolve();
+    for (const m of unread) {
+      m.read = true;
+      device.put(m);
+    }
+    device.changed();
+    return device
+      .serial(async () => {
+        await device.save();
+        await this.sendReceipts(unread, "read");
+        await device.save();
+      })
+      .catch((error: unknown) => device.noteError(error));
+  }
+}
