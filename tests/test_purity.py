@@ -62,7 +62,18 @@ CORES = [
     Core(
         "e2e",
         frozenset(IO | CLOCKS | STORAGE_AND_WEB | {"random", "os", "pathlib", "urllib"}),
-        frozenset({"olm.py", "megolm.py", "media.py", "envelope.py", "keys.py"}),
+        frozenset(
+            {
+                "olm.py",
+                "megolm.py",
+                "media.py",
+                "envelope.py",
+                "keys.py",
+                "actions.py",
+                "timeline.py",
+                "voice.py",
+            }
+        ),
     ),
     Core(
         "ntp",

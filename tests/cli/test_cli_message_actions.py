@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from audio_samples import wav
 from lockstep_cli import link_terminal_companion, lockstep, lockstep_ok, receive_json
 
 
@@ -85,3 +86,22 @@ def test_reply_react_edit_delete_and_search_agree_on_every_device(server_process
     # The deleted text is gone from every device's store, not only hidden.
     for state in [*devices, desk]:
         assert b"bank pin" not in (state / "e2e.json").read_bytes()
+
+
+def test_the_terminal_sends_an_audio_file_as_a_voice_note(server_process, tmp_path: Path) -> None:
+    url, alice, bob = server_process.url, tmp_path / "alice", tmp_path / "bob"
+    for handle, state in (("alice", alice), ("bob", bob)):
+        lockstep_ok("primary", "init", "--server", url, "--handle", handle, "--state", str(state))
+    note = tmp_path / "note.wav"
+    note.write_bytes(wav(2.0))
+    lockstep_ok("send", "--to", "bob", "--voice", str(note), "--state", str(alice))
+    (message,) = [m for m in receive_json(bob, wait=10) if m["kind"] == "media"]
+    media = message["body"]["media"]
+    assert media["type"] == "audio" and media["mimetype"] == "audio/x-wav"
+    voice = message["body"]["voice"]
+    assert voice["duration_ms"] == 2000 and len(voice["waveform"]) == 64
+    assert Path(message["file"]).read_bytes() == note.read_bytes()
+    not_audio = tmp_path / "notes.txt"
+    not_audio.write_text("not a sound")
+    refused = lockstep("send", "--to", "bob", "--voice", str(not_audio), "--state", str(alice))
+    assert refused.returncode != 0 and "not an audio file" in refused.stderr

@@ -26,6 +26,7 @@ from lockstep.e2e.actions import EPHEMERAL, TARGETED, Action, Edit, Reaction, pa
 from lockstep.e2e.envelope import Kind, ReceiptStatus
 from lockstep.e2e.errors import E2EError
 from lockstep.e2e.timeline import DELETED_TEXT, UNAVAILABLE_QUOTE, Shown, Timeline
+from lockstep.e2e.voice import parse_voice
 from lockstep.link.devices import Role
 
 T = TypeVar("T")
@@ -34,7 +35,13 @@ T = TypeVar("T")
 def register(subparsers: Any) -> None:
     send = subparsers.add_parser("send", help="send an end-to-end encrypted message or file")
     send.add_argument("--to", metavar="HANDLE", help="@handle, or a group (#name, name or id)")
-    send.add_argument("--file", type=Path, metavar="PATH", help="attach a file (image, video, document ...)")
+    attachment = send.add_mutually_exclusive_group()
+    attachment.add_argument(
+        "--file", type=Path, metavar="PATH", help="attach a file (image, video, document ...)"
+    )
+    attachment.add_argument(
+        "--voice", type=Path, metavar="AUDIO", help="send an audio file (Ogg Opus, WAV ...) as a voice note"
+    )
     send.add_argument(
         "--reply-to",
         metavar="ID",
@@ -176,15 +183,21 @@ def _progress(label: str) -> Callable[[int, int], None]:
 
 
 def run_send(args: argparse.Namespace) -> int:
-    if not args.text and not args.file:
-        raise CommandError("nothing to send: give a TEXT or --file PATH")
+    if not args.text and not args.file and not args.voice:
+        raise CommandError("nothing to send: give a TEXT, --file PATH or --voice AUDIO")
     if not args.to and not args.reply_to:
         raise CommandError("say whom to send to: --to HANDLE (or --reply-to ID)")
 
     async def work(messenger: Messenger) -> str:
-        label = f"Uploading {args.file.name}" if args.file else ""
+        file = args.file or args.voice
+        label = f"Uploading {file.name}" if file else ""
         sent = await messenger.send(
-            args.to, args.text, file=args.file, progress=_progress(label), reply_to=args.reply_to
+            args.to,
+            args.text,
+            file=file,
+            progress=_progress(label),
+            reply_to=args.reply_to,
+            voice=args.voice is not None,
         )
         to = args.to or _conversation_name(messenger, sent.conversation)
         return f"{sent_to(to, sent)}: {sent.message_id}"
@@ -337,6 +350,10 @@ def describe(messenger: Messenger, message: Received) -> str | None:
         media = message.body.get("media", {})
         saved = f"saved to {message.file}" if message.file else message.error or "not downloaded"
         caption = f" {message.text}" if message.text else ""
+        voice = parse_voice(message.body)
+        if voice is not None:
+            length = f" {_clock(voice.duration_ms)}" if voice.duration_ms is not None else ""
+            return f"{stamp}{who}: [voice note{length}, {saved}]{caption}"
         return f"{stamp}{who}: [{media.get('type', 'file')} {media.get('name', '')}, {saved}]{caption}"
     if message.kind is Kind.RECEIPT:
         if message.sender_account == messenger.account_id:
@@ -354,6 +371,12 @@ def describe(messenger: Messenger, message: Received) -> str | None:
     if message.kind is Kind.UNDECRYPTABLE:
         return f"{stamp}{who}: (a message that could not be decrypted: {message.error})"
     return None
+
+
+def _clock(ms: int) -> str:
+    """4200 ms → "0:04", as a voice note's length is shown."""
+    seconds = round(ms / 1000)
+    return f"{seconds // 60}:{seconds % 60:02d}"
 
 
 def _describe_action(timeline: Timeline, message: Received, who: str) -> str | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import mimetypes
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,11 @@ from lockstep.client.session import DeviceSession, DeviceUnlinked
 from lockstep.client.state import DeviceState
 from lockstep.e2e.envelope import Kind, ReceiptStatus, direct_conversation, group_conversation
 from lockstep.e2e.timeline import Shown
+from lockstep.e2e.voice import describe_audio
 from lockstep.server.errors import ErrorCode
+
+VOICE_READ_LIMIT = 64 * 1024 * 1024
+"""How much of an audio file is read to find its length and waveform (a voice note is far smaller)."""
 
 __all__ = ["Contact", "Kind", "Messenger", "Received", "Sent", "new_message_id"]
 
@@ -131,13 +136,20 @@ class Messenger:
         file: Path | None = None,
         progress: Progress = no_progress,
         reply_to: str | None = None,
+        voice: bool = False,
     ) -> Sent:
         """Text and/or a file to a handle (``@bob``/``bob``) or a group (``#name``, a group name or id);
         with ``reply_to`` (a message id or its first characters), as a reply in that message's
-        conversation (``to`` may then be None)."""
+        conversation (``to`` may then be None). With ``voice``, ``file`` is an audio file sent as a voice
+        note (messaging.md §16)."""
         quoted = self.actions.find(reply_to) if reply_to is not None else None
-        if file is not None:
-            body: dict[str, Any] = {"media": await self.media.upload(file, progress)}
+        if voice:
+            if file is None:
+                raise ClientError("a voice note needs an audio file")
+            body: dict[str, Any] = await self._voice_note(file, progress)
+            kind = Kind.MEDIA
+        elif file is not None:
+            body = {"media": await self.media.upload(file, progress)}
             if text:
                 body["caption"] = text
             kind = Kind.MEDIA
@@ -156,6 +168,18 @@ class Messenger:
         if group_id is not None:
             return await self.outbox.send_group(group_id, kind, body)
         return await self.outbox.send_direct(to, kind, body)
+
+    async def _voice_note(self, file: Path, progress: Progress) -> dict[str, Any]:
+        mimetype = mimetypes.guess_type(file.name)[0] or ""
+        if not mimetype.startswith("audio/"):
+            raise ClientError(f"{file.name} is not an audio file (Ogg Opus, WAV, MP3, M4A ...)")
+        try:
+            with file.open("rb") as audio:
+                described = describe_audio(audio.read(VOICE_READ_LIMIT))
+        except OSError as error:
+            raise ClientError(f"cannot read {file}: {error.strerror}") from error
+        media = await self.media.upload(file, progress, mimetype=mimetype)
+        return {"media": media, "voice": described.to_json()}
 
     async def _conversation_of(self, to: str) -> str:
         group_id = await self.groups.resolve(to, required=False)

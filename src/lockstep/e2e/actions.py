@@ -21,6 +21,7 @@ from typing import Any
 
 from lockstep.e2e.envelope import MAX_TEXT, Kind, check_message_id
 from lockstep.e2e.errors import ActionError, EnvelopeError
+from lockstep.e2e.voice import parse_voice
 
 EDIT_LIMIT_MS = 15 * 60_000
 """An edit counts only within 15 minutes of the message (WhatsApp's limit)."""
@@ -153,6 +154,8 @@ def check_body(kind: Kind, body: Mapping[str, Any]) -> None:
     """Raise :class:`ActionError` unless ``body`` is what §15 requires of a message of ``kind``."""
     if kind in REPLYABLE:
         reply_to(body)
+        if kind is Kind.MEDIA:
+            parse_voice(body)
     elif kind in TARGETED:
         parse_change(kind, body)
     elif kind in EPHEMERAL:

@@ -114,10 +114,43 @@ export function replyTo(body: Record<string, unknown>): string | null {
   return body.reply_to === undefined || body.reply_to === null ? null : checkId(body.reply_to, "reply_to");
 }
 
-/** Throws ActionError unless `body` is what §15 requires of a message of `kind` (other kinds pass). */
+export const MAX_VOICE_MS = 3 * 3_600_000;
+export const WAVEFORM_BARS = 64;
+export const WAVEFORM_TOP = 100;
+
+/** A media message that is a voice note (§16): its length and a waveform of 0–100 bars. */
+export interface VoiceNote {
+  durationMs: number | null;
+  waveform: number[];
+}
+
+/** The `voice` object of a media body (§16): null if not a voice note, ActionError if malformed. */
+export function parseVoice(body: Record<string, unknown>): VoiceNote | null {
+  const voice = body.voice;
+  if (voice === undefined || voice === null) return null;
+  if (typeof voice !== "object" || Array.isArray(voice)) throw new ActionError("'voice' must be an object");
+  const { duration_ms: duration, waveform = [] } = voice as Record<string, unknown>;
+  if (
+    duration !== undefined &&
+    duration !== null &&
+    (!Number.isSafeInteger(duration) || (duration as number) < 0 || (duration as number) > MAX_VOICE_MS)
+  )
+    throw new ActionError(`a voice note's 'duration_ms' is 0 to ${MAX_VOICE_MS}`);
+  if (
+    !Array.isArray(waveform) ||
+    waveform.length > WAVEFORM_BARS ||
+    !waveform.every((v) => Number.isSafeInteger(v) && (v as number) >= 0 && (v as number) <= WAVEFORM_TOP)
+  )
+    throw new ActionError(`a voice note's 'waveform' is at most ${WAVEFORM_BARS} integers of 0 to ${WAVEFORM_TOP}`);
+  return { durationMs: typeof duration === "number" ? duration : null, waveform: waveform as number[] };
+}
+
+/** Throws ActionError unless `body` is what §15 and §16 require of a message of `kind` (other kinds pass). */
 export function checkBody(kind: string, body: Record<string, unknown>): void {
-  if (kind === "text" || kind === "media") replyTo(body);
-  else if (TARGETED.includes(kind)) parseChange(kind, body);
+  if (kind === "text" || kind === "media") {
+    replyTo(body);
+    if (kind === "media") parseVoice(body);
+  } else if (TARGETED.includes(kind)) parseChange(kind, body);
   else if (EPHEMERAL.includes(kind)) parseSignal(kind, body);
 }
 

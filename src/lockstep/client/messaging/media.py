@@ -25,8 +25,11 @@ class MediaTransfer:
     def __init__(self, device: Device) -> None:
         self.device = device
 
-    async def upload(self, path: Path, progress: Progress = no_progress) -> dict[str, Any]:
-        """Encrypt and upload ``path``; the ``media`` object a media message carries."""
+    async def upload(
+        self, path: Path, progress: Progress = no_progress, *, mimetype: str | None = None
+    ) -> dict[str, Any]:
+        """Encrypt and upload ``path``; the ``media`` object a media message carries. The MIME type is
+        guessed from the name unless given."""
         if not path.is_file():
             raise ClientError(f"no such file: {path}")
         token = await self.device.request("media.token")
@@ -35,7 +38,7 @@ class MediaTransfer:
             raise ClientError(
                 f"{path.name} is too large: this server accepts up to {human_size(int(token['max_bytes']))}"
             )
-        mimetype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        mimetype = mimetype or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         media = await mediahttp.upload(
             self.device.session.state.server_url,
             token["token"],
