@@ -238,6 +238,8 @@ class ReplySlots:
     def add(self, reply: bytes, sockaddr: bytes | bytearray | memoryview) -> None:
         """Put ``reply`` for the raw sockaddr ``sockaddr`` into the next free slot (the caller
         sends when all are used)."""
+        if len(reply) > self.max_datagram:  # a server never replies with more than it read
+            raise ValueError(f"a reply of {len(reply)} bytes does not fit a {self.max_datagram}-byte slot")
         i = self.used
         start = i * self.max_datagram
         self.data[start : start + len(reply)] = reply
