@@ -6,6 +6,7 @@ and clients over their rate limit (authenticated RATE kisses)."""
 from __future__ import annotations
 
 import random
+import socket
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -115,3 +116,12 @@ def test_a_batch_of_nts_replies_shares_sendmmsg_calls() -> None:
     assert len(sent) == 32 and all(len(reply) == 232 for reply, _ in sent)
     assert sum(sends) == 32 and len(sends) <= 17 and min(sends[:-1], default=2) >= 2
     assert core.nts is not None and core.nts.counters.authenticated == 32
+
+
+def test_a_reply_longer_than_its_slot_is_refused_not_written_over_the_next() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        slots = mmsg.ReplySlots(sock, size=2, max_datagram=64)
+        slots.add(bytes(64), bytes(16))
+        with pytest.raises(ValueError, match="does not fit"):
+            slots.add(bytes(65), bytes(16))
+        assert slots.used == 1 and slots.slot(0) == (bytes(64), bytes(16))
