@@ -37,3 +37,16 @@ def camera_args(video_file: Path) -> list[str]:
         "--use-fake-device-for-media-stream",
         f"--use-file-for-fake-video-capture={video_file}",
     ]
+
+
+def call_args(audio_file: Path) -> list[str]:
+    """Flags for calls: fake microphone (``audio_file``, a WAV, looped) and camera with no prompt, host
+    candidates on loopback with their addresses (no mDNS names), and sound that plays without a gesture."""
+    return [
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={audio_file}",
+        "--allow-loopback-in-peer-connection",
+        "--disable-features=WebRtcHideLocalIpsWithMdns",
+        "--autoplay-policy=no-user-gesture-required",
+    ]

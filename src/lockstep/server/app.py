@@ -33,7 +33,7 @@ SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
     (b"x-frame-options", b"DENY"),
-    (b"permissions-policy", b"camera=(self), microphone=(), geolocation=()"),
+    (b"permissions-policy", b"camera=(self), microphone=(self), geolocation=()"),  # calls need both
     (b"cross-origin-opener-policy", b"same-origin"),
 ]
 PAGES = {"/": "index.html", "/app": "app.html", "/link": "link.html"}

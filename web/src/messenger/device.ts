@@ -4,6 +4,7 @@
  * the one way requests go out. Operations that touch ratchets run one at a time (`serial`), so state is
  * never interleaved; `changed` tells the page to render again.
  */
+import type { Party } from "../calls/machine";
 import type { Envelope } from "../crypto/envelope";
 import { type LockstepSocket } from "../net/socket";
 import { encodeEnvelope } from "./envelope";
@@ -68,6 +69,10 @@ export class Device {
   socket: LockstepSocket | null = null;
   online = false;
   lastError = "";
+  /** Each decrypted `call` envelope, in queue order (calls/phone.ts, docs/protocol/messaging.md §14). */
+  onCall: ((body: unknown, sender: Party, conversation: string, ts: number) => void) | null = null;
+  /** A direct message that could not be decrypted, by sending account (a call with it ends). */
+  onUndecryptable: ((accountId: string, reason: string) => void) | null = null;
   readonly messages = new Map<string, ChatMessage>();
   /** Message ids handled or sent here: a copy the server brings again is dropped unopened. */
   seen: Set<string>;

@@ -5,6 +5,7 @@
 import type { LockstepSocket, ServerEvent } from "../net/socket";
 import { type Identity, Messenger } from "./messenger";
 import { MessengerView } from "./view";
+import { type AttachedCalls, attachCalls } from "../calls/wire";
 
 export class MessengerHost {
   readonly view: MessengerView;
@@ -15,6 +16,8 @@ export class MessengerHost {
   private release: () => void = () => undefined;
   /** This tab holds the device's lock (so an `opening` in flight will finish). */
   private holding = false;
+  /** Voice and video calls on this messenger (docs/protocol/messaging.md §14). */
+  calls: AttachedCalls | null = null;
 
   constructor(parent: HTMLElement, before: Node | null = null) {
     const mount = document.createElement("div");
@@ -49,6 +52,8 @@ export class MessengerHost {
     if (this.messenger !== messenger) {
       this.messenger = messenger;
       this.view.bind(messenger);
+      this.calls?.close();
+      this.calls = attachCalls(messenger, this.view, () => this.socket);
     }
     this.view.root.hidden = false;
     messenger.noteListVersion(identity.listVersion);
@@ -110,6 +115,8 @@ export class MessengerHost {
   async wipe(knownDeviceId?: string): Promise<void> {
     const deviceId = knownDeviceId ?? this.deviceId;
     const opening = this.holding ? this.opening : null; // waiting for another tab's lock: nothing opens
+    this.calls?.close();
+    this.calls = null;
     this.messenger?.close();
     this.messenger = null;
     this.opening = null;

@@ -163,6 +163,7 @@ export class Inbox {
       const conversation = groupId
         ? groupConversation(groupId)
         : directConversation(device.accountId, sender.account_id);
+      if (!groupId) device.onUndecryptable?.(sender.account_id, describe(error));
       if (!groupId && sender.account_id === device.accountId) return null; // our own device's control message
       if (device.messages.has(item.message_id)) return null; // a placeholder never replaces a stored message
       const message: ChatMessage = {
@@ -214,6 +215,14 @@ export class Inbox {
         return null;
       case "history":
         await this.history.import(envelope);
+        return null;
+      case "call": // to the page's phone, in order; never awaited here (it sends through this queue)
+        this.device.onCall?.(
+          envelope.body,
+          { accountId: envelope.senderAccount, deviceId: envelope.senderDevice },
+          envelope.conversation,
+          envelope.ts,
+        );
         return null;
       case "text":
       case "media":

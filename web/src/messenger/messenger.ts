@@ -24,7 +24,7 @@ import { ServerError } from "../net/socket";
 import { Contacts } from "./contacts";
 import { Conversations } from "./conversations";
 import { Device, type Identity } from "./device";
-import { groupConversation } from "./envelope";
+import { directConversation, groupConversation, newMessageId } from "./envelope";
 import { describe } from "./errors";
 import { Groups } from "./groups";
 import { HistoryTransfer } from "./historyTransfer";
@@ -97,6 +97,50 @@ export class Messenger {
 
   subscribe(listener: () => void): () => void {
     return this.device.subscribe(listener);
+  }
+
+  // --- calls (docs/protocol/messaging.md §14): signals in and out, their entries in the chat -----------
+  set onCall(handler: Device["onCall"]) {
+    this.device.onCall = handler;
+  }
+
+  set onUndecryptable(handler: Device["onUndecryptable"]) {
+    this.device.onUndecryptable = handler;
+  }
+
+  sendCall(peerId: string, body: Record<string, unknown>): Promise<void> {
+    return this.device.serial(async () => {
+      await this.outbox.sendDirect(peerId, "call", body, newMessageId());
+    });
+  }
+
+  async iceServers(): Promise<RTCIceServer[]> {
+    const result = await this.device.request("calls.ice_servers");
+    return Array.isArray(result.ice_servers) ? (result.ice_servers as RTCIceServer[]) : [];
+  }
+
+  /** The entry a call leaves in the direct chat with `peerId` ("missed voice call"), once per call. */
+  noteCall(peerId: string, callId: string, text: string, ts: number, outgoing: boolean): Promise<void> {
+    const device = this.device;
+    return device.serial(async () => {
+      const conversation = directConversation(device.accountId, peerId);
+      const id = `call-${callId}`;
+      if (device.messages.has(id)) return;
+      device.ensureChat(conversation);
+      device.put({
+        id,
+        conversation,
+        kind: "note",
+        senderAccount: outgoing ? device.accountId : peerId,
+        senderDevice: outgoing ? device.deviceId : "",
+        ts,
+        outgoing: false,
+        text,
+        read: true,
+      });
+      await device.save();
+      device.changed();
+    });
   }
 
   // --- connection -----------------------------------------------------------------------------------

@@ -36,6 +36,8 @@ export class MessengerView {
   private conversationPane: HTMLElement;
   private title: HTMLElement;
   private subtitle: HTMLElement;
+  /** Buttons the page adds to a direct chat's header (calls); `data-peer` names the chat's peer account. */
+  readonly headActions: HTMLElement;
   private groupPanel: HTMLElement;
   private list: HTMLOListElement;
   private composer: HTMLTextAreaElement;
@@ -145,6 +147,7 @@ export class MessengerView {
       attrs: { type: "button", "aria-label": "Back to chats" },
     });
     this.title = el("h2", { testid: "conversation-title" });
+    this.headActions = el("div", { className: "conv-actions", testid: "conversation-actions" });
     this.subtitle = el("p", { className: "muted small", testid: "conversation-subtitle" });
     this.groupPanel = el("div", { className: "group-panel", testid: "group-panel" });
     this.list = el("ol", { className: "messages", testid: "messages", attrs: { "aria-live": "polite" } });
@@ -170,7 +173,7 @@ export class MessengerView {
     this.conversationPane = el(
       "section",
       { className: "conversation", testid: "conversation" },
-      el("header", { className: "conv-head" }, back, el("div", {}, this.title, this.subtitle)),
+      el("header", { className: "conv-head" }, back, el("div", {}, this.title, this.subtitle), this.headActions),
       this.groupPanel,
       this.list,
       this.progress,
@@ -366,6 +369,8 @@ export class MessengerView {
     if (!current) return;
     this.conversationPane.dataset.conversationId = current.id;
     this.title.textContent = current.title;
+    this.headActions.dataset.peer = current.peer ?? "";
+    show(this.headActions, current.kind === "direct" && current.peer !== undefined);
     this.renderGroupPanel(current);
     const closed = current.left === true;
     this.composer.disabled = this.attach.disabled = closed;

@@ -1,0 +1,163 @@
+"""Calls in the browser (docs/protocol/messaging.md §14) with real Chromium and real media: Chromium's
+fake microphone plays a 440 Hz tone the test made, the terminal (`lockstep answer`, aiortc) plays 660 Hz;
+each side's received audio is checked by frequency, and RTP is checked both ways with getStats(). ICE keeps
+to loopback: Chromium gathers loopback host candidates and the pages offer only 127.0.0.1 (`?ice-host=`),
+the terminal likewise (LOCKSTEP_ICE_HOSTS)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from webmsg_helpers import TIMEOUT, cli_primary, link_to_terminal_primary, start_chat
+
+from chromium import CHROMIUM, CHROMIUM_ARGS, call_args
+from lockstep_cli import LOCKSTEP, lockstep_ok
+from tone import dominant_frequency, write_tone
+
+pytestmark = pytest.mark.browser
+LOOPBACK = "?ice-host=127.0.0.1"
+TERMINAL_ENV = {**os.environ, "LOCKSTEP_ICE_HOSTS": "127.0.0.1"}
+
+STATS = """
+async () => {
+  const pc = window.__lockstepPeerConnections.at(-1);
+  const report = await pc.getStats();
+  const out = {inbound: {}, outbound: {}, pair: null};
+  const byId = new Map([...report.values()].map((s) => [s.id, s]));
+  for (const s of report.values()) {
+    if (s.type === "inbound-rtp") out.inbound[s.kind] = {packets: s.packetsReceived, level: s.audioLevel ?? null,
+      frames: s.framesDecoded ?? null, width: s.frameWidth ?? null};
+    if (s.type === "outbound-rtp") out.outbound[s.kind] = {packets: s.packetsSent};
+    if (s.type === "candidate-pair" && s.nominated && s.state === "succeeded")
+      out.pair = [byId.get(s.localCandidateId)?.candidateType, byId.get(s.remoteCandidateId)?.candidateType,
+                  byId.get(s.remoteCandidateId)?.address];
+  }
+  return out;
+}
+"""
+
+# The strongest frequency the page hears from the peer, from WebAudio's FFT of the remote stream.
+HEARD = """
+async () => {
+  const audio = document.querySelector('[data-testid="call-remote-audio"]');
+  const context = new AudioContext();
+  const analyser = context.createAnalyser();
+  analyser.fftSize = 8192;
+  context.createMediaStreamSource(audio.srcObject).connect(analyser);
+  await new Promise((r) => setTimeout(r, 1500));
+  const bins = new Float32Array(analyser.frequencyBinCount);
+  analyser.getFloatFrequencyData(bins);
+  let best = 0;
+  for (let i = 1; i < bins.length; i++) if (bins[i] > bins[best]) best = i;
+  await context.close();
+  return [best * context.sampleRate / analyser.fftSize, bins[best]];
+}
+"""
+
+# Every RTCPeerConnection a page makes, for getStats() (the page itself keeps them private).
+KEEP_PEER_CONNECTIONS = """
+(() => {
+  const Original = window.RTCPeerConnection;
+  window.__lockstepPeerConnections = [];
+  window.RTCPeerConnection = function (...args) {
+    const pc = new Original(...args);
+    window.__lockstepPeerConnections.push(pc);
+    return pc;
+  };
+  window.RTCPeerConnection.prototype = Original.prototype;
+})();
+"""
+
+
+@pytest.fixture
+def caller_tone(tmp_path: Path) -> Path:
+    return write_tone(tmp_path / "browser-440.wav", 440, seconds=5)
+
+
+@pytest.fixture
+def calling_browser(playwright: Any, caller_tone: Path, page_errors: Any) -> Iterator[Any]:
+    browser = playwright.chromium.launch(
+        executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, *call_args(caller_tone)]
+    )
+    try:
+        yield browser
+    finally:
+        browser.close()
+
+
+def new_page(browser: Any, page_errors: Any) -> Any:
+    context = page_errors.watch(browser.new_context(viewport={"width": 1280, "height": 860}))
+    context.add_init_script(KEEP_PEER_CONNECTIONS)
+    return context.new_page()
+
+
+def linked_browser(browser: Any, page_errors: Any, url: str, primary: Path, qr: Path) -> Any:
+    page = new_page(browser, page_errors)
+    page.goto(url + "/" + LOOPBACK)
+    link_to_terminal_primary(page, primary, qr)
+    return page
+
+
+def call_status(page: Any) -> str:
+    return str(page.get_by_test_id("call-status").inner_text())
+
+
+def test_a_browser_calls_a_terminal_tones_both_ways_and_the_chat_keeps_the_call(
+    server_process, calling_browser: Any, page_errors: Any, tmp_path: Path
+) -> None:
+    url = server_process.url
+    alice = cli_primary(url, tmp_path / "alice", "alice", "Alice")
+    bob = cli_primary(url, tmp_path / "bob", "bob", "Bob")
+    laptop = linked_browser(calling_browser, page_errors, url, alice.primary, tmp_path / "qr.png")
+    start_chat(laptop, "bob")
+    answering = subprocess.Popen(
+        [
+            LOCKSTEP,
+            "answer",
+            "--wait",
+            "60",
+            "--play",
+            str(write_tone(tmp_path / "660.wav", 660)),
+            "--record",
+            str(tmp_path / "bob-heard.wav"),
+            "--state",
+            str(bob.primary),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=TERMINAL_ENV,
+    )
+    try:
+        laptop.get_by_test_id("call-voice").click()
+        laptop.get_by_test_id("call-screen").wait_for(timeout=TIMEOUT)
+        assert laptop.get_by_test_id("call-peer").inner_text() == "Bob", laptop.get_by_test_id("call-screen").inner_text()
+        laptop.wait_for_function(
+            "() => document.querySelector('[data-testid=call-screen]').dataset.state === 'connected'",
+            timeout=TIMEOUT,
+        )
+        laptop.wait_for_timeout(2500)  # media flows for a while
+        stats = laptop.evaluate(STATS)
+        heard, level_db = laptop.evaluate(HEARD)
+        assert laptop.get_by_test_id("call-duration").inner_text().startswith("0:0")
+        laptop.get_by_test_id("call-hangup").click()
+        out, err = answering.communicate(timeout=30)
+    finally:
+        if answering.poll() is None:
+            answering.kill()
+    assert answering.returncode == 0, err
+    assert out.startswith("voice call, ") and out.strip().endswith("with @alice")
+    assert stats["outbound"]["audio"]["packets"] > 50 and stats["inbound"]["audio"]["packets"] > 50, stats
+    assert stats["inbound"]["audio"]["level"] > 0.01, stats
+    assert stats["pair"][0] == "host" and stats["pair"][2] == "127.0.0.1", stats
+    assert abs(heard - 660) < 15 and level_db > -70, (heard, level_db)
+    terminal_heard, level = dominant_frequency(tmp_path / "bob-heard.wav")
+    assert abs(terminal_heard - 440) <= 5 and level > 500
+    entry = laptop.get_by_test_id("message").filter(has_text="voice call, ")
+    entry.wait_for(timeout=TIMEOUT)
+    assert lockstep_ok("receive", "--state", str(alice.primary), "--wait", "3").count("voice call, ") == 1
