@@ -30,8 +30,9 @@ async () => {
   const out = {inbound: {}, outbound: {}, pair: null};
   const byId = new Map([...report.values()].map((s) => [s.id, s]));
   for (const s of report.values()) {
-    if (s.type === "inbound-rtp") out.inbound[s.kind] = {packets: s.packetsReceived, level: s.audioLevel ?? null,
-      frames: s.framesDecoded ?? null, width: s.frameWidth ?? null};
+    if (s.type === "inbound-rtp")
+      out.inbound[s.kind] = {packets: s.packetsReceived, level: s.audioLevel ?? null,
+                             frames: s.framesDecoded ?? null, width: s.frameWidth ?? null};
     if (s.type === "outbound-rtp") out.outbound[s.kind] = {packets: s.packetsSent};
     if (s.type === "candidate-pair" && s.nominated && s.state === "succeeded")
       out.pair = [byId.get(s.localCandidateId)?.candidateType, byId.get(s.remoteCandidateId)?.candidateType,
@@ -136,7 +137,8 @@ def test_a_browser_calls_a_terminal_tones_both_ways_and_the_chat_keeps_the_call(
     try:
         laptop.get_by_test_id("call-voice").click()
         laptop.get_by_test_id("call-screen").wait_for(timeout=TIMEOUT)
-        assert laptop.get_by_test_id("call-peer").inner_text() == "Bob", laptop.get_by_test_id("call-screen").inner_text()
+        screen = laptop.get_by_test_id("call-screen")
+        assert laptop.get_by_test_id("call-peer").inner_text() == "Bob", screen.inner_text()
         laptop.wait_for_function(
             "() => document.querySelector('[data-testid=call-screen]').dataset.state === 'connected'",
             timeout=TIMEOUT,
