@@ -9,10 +9,10 @@ from collections import deque
 from dataclasses import dataclass, field
 
 import pytest
-from calls_samples import sdp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from calls_samples import sdp
 from lockstep.calls.errors import CallStateError
 from lockstep.calls.machine import (
     RING_GRACE_MS,

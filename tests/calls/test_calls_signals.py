@@ -5,10 +5,10 @@ from __future__ import annotations
 import contextlib
 
 import pytest
-from calls_samples import CHROMIUM_CANDIDATES, sdp
 from hypothesis import given
 from hypothesis import strategies as st
 
+from calls_samples import CHROMIUM_CANDIDATES, sdp
 from lockstep.calls.errors import SignalError
 from lockstep.calls.signals import (
     Answer,
