@@ -163,3 +163,66 @@ def test_a_browser_calls_a_terminal_tones_both_ways_and_the_chat_keeps_the_call(
     entry = laptop.get_by_test_id("message").filter(has_text="voice call, ")
     entry.wait_for(timeout=TIMEOUT)
     assert lockstep_ok("receive", "--state", str(alice.primary), "--wait", "3").count("voice call, ") == 1
+
+
+# Every change of the call screen's state, with the time (all pages share this machine's clock).
+RECORD_STATES = """
+() => {
+  window.__callStates = [];
+  const screen = document.querySelector('[data-testid="call-screen"]');
+  const note = () => window.__callStates.push([screen.dataset.state, Date.now()]);
+  new MutationObserver(note).observe(screen, { attributes: true, attributeFilter: ["data-state"] });
+}
+"""
+
+
+def when(page: Any, state: str) -> float:
+    """When the page's call screen first showed ``state`` (ms), waiting for it."""
+    page.wait_for_function(
+        f"() => (window.__callStates || []).some(([s]) => s === '{state}')", timeout=TIMEOUT
+    )
+    return float(page.evaluate(f"() => window.__callStates.find(([s]) => s === '{state}')[1]"))
+
+
+def test_every_device_of_the_callee_rings_the_first_answer_wins_and_video_flows_both_ways(
+    server_process, calling_browser: Any, page_errors: Any, tmp_path: Path
+) -> None:
+    url = server_process.url
+    alice = cli_primary(url, tmp_path / "alice", "alice", "Alice")
+    bob = cli_primary(url, tmp_path / "bob", "bob", "Bob")
+    laptop = linked_browser(calling_browser, page_errors, url, alice.primary, tmp_path / "a.png")
+    bob_laptop = linked_browser(calling_browser, page_errors, url, bob.primary, tmp_path / "b1.png")
+    bob_tablet = linked_browser(calling_browser, page_errors, url, bob.primary, tmp_path / "b2.png")
+    start_chat(laptop, "bob")
+    for page in (laptop, bob_laptop, bob_tablet):
+        page.get_by_test_id("call-screen").wait_for(state="attached")
+        page.evaluate(RECORD_STATES)
+
+    laptop.get_by_test_id("call-video").click()
+    for page in (bob_laptop, bob_tablet):  # both of bob's browsers ring, with who is calling
+        when(page, "ringing-in")
+        assert page.get_by_test_id("call-peer").inner_text() == "Alice"
+        assert call_status(page) == "Incoming video call"
+    bob_laptop.get_by_test_id("call-answer").click()
+    answered = when(laptop, "connecting")  # the answer reached the caller ...
+    stopped = when(bob_tablet, "elsewhere")  # ... and, through the same fan-out, bob's other browser
+    assert stopped - answered < 1000
+    assert call_status(bob_tablet) == "Answered on another device"
+    for page in (laptop, bob_laptop):
+        when(page, "connected")
+    laptop.wait_for_timeout(3000)
+    for page in (laptop, bob_laptop):
+        stats = page.evaluate(STATS)
+        for kind in ("audio", "video"):
+            assert stats["outbound"][kind]["packets"] > 20 and stats["inbound"][kind]["packets"] > 20, stats
+        assert stats["inbound"]["video"]["frames"] > 10 and stats["inbound"]["video"]["width"] > 0, stats
+        assert stats["inbound"]["audio"]["level"] > 0.01, stats
+        assert stats["pair"][2] == "127.0.0.1", stats
+    assert laptop.get_by_test_id("call-peer").inner_text() == "Bob"
+
+    laptop.get_by_test_id("call-hangup").click()
+    for page in (laptop, bob_laptop, bob_tablet):  # every device keeps the call in the chat
+        when(page, "ended")
+        page.get_by_test_id("chat-row").filter(has_text="@").first.click()
+        page.get_by_test_id("message").filter(has_text="video call, ").wait_for(timeout=TIMEOUT)
+    assert "video call, " in lockstep_ok("receive", "--state", str(bob.primary), "--wait", "3")
