@@ -13,7 +13,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from helpers_frames import json_values, socketless_connection
 from helpers_linking import primary
-from helpers_messaging import make_account, messengers
+from helpers_messaging import load, make_account, messengers
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -99,6 +99,26 @@ async def test_key_uploads_are_checked_and_claims_consume_then_fall_back(live_se
         await refused("account_unknown", bob.connection, "accounts.lookup", handle="nobody")
         found = await bob.connection.request("accounts.lookup", handle="alice")
         assert found["device_keys"] == {device: good}
+
+
+async def test_accounts_are_looked_up_many_at_once_for_large_groups(live_server, tmp_path: Path) -> None:
+    """``accounts.lookup`` with ``account_ids`` answers each known account as a single look-up does,
+    leaves unknown ids out, and refuses a list that is empty, too long or not ids (messaging.md §7.1)."""
+    alice = await make_account(live_server.url, tmp_path, "alice")
+    bob = await make_account(live_server.url, tmp_path, "bob")
+    async with messengers(alice.primary_dir, bob.primary_dir) as (a, b):
+        connection = a.session.connection
+        ids = [a.account_id, b.account_id, "no-such-account"]
+        found = (await connection.request("accounts.lookup", account_ids=ids))["accounts"]
+        assert sorted(found) == sorted(ids[:2])
+        for account_id in ids[:2]:
+            assert found[account_id] == await connection.request("accounts.lookup", account_id=account_id)
+        assert set(found[b.account_id]["device_keys"]) == {
+            load(bob.primary_dir).device_id,
+            load(bob.companion_dir).device_id,
+        }
+        for wrong in ([], [b.account_id] * 129, [7], "bob"):
+            await refused("bad_request", connection, "accounts.lookup", account_ids=wrong)
 
 
 def bob_bundle(bob) -> dict[str, str]:

@@ -19,7 +19,8 @@ from lockstep.server.frames import Request, bad_request
 from lockstep.server.services import Services
 from lockstep.server.store import GroupRecord
 
-MAX_MEMBERS = 256
+MAX_MEMBERS = 1024
+"""WhatsApp's limit; with two devices each a key share takes about 45 requests (messaging.md §6.3)."""
 
 
 async def _notify(services: Services, group: GroupRecord, accounts: set[str], change: GroupChange) -> None:

@@ -21,6 +21,9 @@ from lockstep.server.services import Services
 
 MAX_KEYS_PER_UPLOAD = 100
 MAX_CLAIM = 256
+MAX_LOOKUP = 128
+"""Accounts per ``accounts.lookup`` with ``account_ids``: about 3 KB each, so an answer stays well under
+the 1 MiB a client's WebSocket takes in one frame."""
 LOW_ONE_TIME_KEYS = 10
 """Below this many unclaimed one-time keys the device is told to upload more (``keys.low``)."""
 MAX_STORED_ONE_TIME_KEYS = 200
@@ -106,27 +109,49 @@ async def warn_if_low(services: Services, connection: Connection, device_id: str
 
 
 async def lookup(services: Services, connection: Connection, request: Request) -> dict[str, Any]:
-    """An account by ``handle`` or ``account_id``: its info, signed device list and device key bundles."""
+    """An account by ``handle`` or ``account_id``: its info, signed device list and device key bundles;
+    with ``account_ids``, up to :data:`MAX_LOOKUP` accounts at once (a large group's members)."""
     identity = require_device(connection)
     if not await services.limits.key_claims.allow(identity.device_id, services.clock()):
         raise ApiError(ErrorCode.RATE_LIMITED, "too many look-ups; wait a minute")
+    if "account_ids" in request.fields:
+        return {"accounts": await _accounts(services, _account_ids(request))}
     if "handle" in request.fields:
         handle = request.text("handle", max_length=32).lower()
         account_id = await services.store.account_by_handle(handle) if HANDLE.fullmatch(handle) else None
     else:
         account_id = request.text("account_id", max_length=64)
-    record = None if account_id is None else await services.store.account(account_id)
-    if record is None:
+    found = {} if account_id is None else await _accounts(services, [account_id])
+    if account_id not in found:
         raise ApiError(ErrorCode.ACCOUNT_UNKNOWN, "no account has that handle")
-    device_ids = [entry.device_id for entry in record.devices().devices]
-    result = {
-        "account": record.info.to_json(),
-        "device_list": record.device_list.to_json(),
-        "device_keys": await services.store.device_bundles(device_ids),
-    }
+    result = found[account_id]
     if "former_device" in request.fields:  # a device unlinked recently, for what it sent before (§3.1)
         former = request.text("former_device", max_length=64)
-        result["former_device"] = await services.store.former_device(
-            record.info.account_id, former, services.clock()
-        )
+        result["former_device"] = await services.store.former_device(account_id, former, services.clock())
     return result
+
+
+def _account_ids(request: Request) -> list[str]:
+    account_ids = request.fields.get("account_ids")
+    if (
+        not isinstance(account_ids, list)
+        or not 1 <= len(account_ids) <= MAX_LOOKUP
+        or not all(isinstance(a, str) and len(a) <= 64 for a in account_ids)
+    ):
+        raise bad_request(f"'account_ids' must list 1 to {MAX_LOOKUP} account ids")
+    return list(dict.fromkeys(account_ids))
+
+
+async def _accounts(services: Services, account_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Each known account's info, signed device list and device key bundles; unknown ids are left out."""
+    records = [r for r in [await services.store.account(a) for a in account_ids] if r is not None]
+    devices = {r.info.account_id: [e.device_id for e in r.devices().devices] for r in records}
+    bundles = await services.store.device_bundles([d for ids in devices.values() for d in ids])
+    return {
+        r.info.account_id: {
+            "account": r.info.to_json(),
+            "device_list": r.device_list.to_json(),
+            "device_keys": {d: bundles[d] for d in devices[r.info.account_id] if d in bundles},
+        }
+        for r in records
+    }
