@@ -17,15 +17,21 @@ session is re-shared from an earlier index.
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
 import vodozemac
 
 from lockstep.e2e.errors import DecryptionError, E2EError, LocalE2EError, NoSession, ReplayedMessage
+from lockstep.link.encoding import b64u_encode
 
 ROTATE_AFTER_MESSAGES = 100
 MAX_SEEN_INDICES = 10_000
+
+
+def _new_share_id() -> str:
+    return b64u_encode(secrets.token_bytes(16))
 
 
 @dataclass(slots=True)
@@ -33,6 +39,9 @@ class OutboundGroup:
     session: vodozemac.GroupSession
     shared_with: set[str] = field(default_factory=set)
     messages: int = 0
+    share_id: str = field(default_factory=_new_share_id)
+    """The message id of this session's key share: one logical message, however many requests and
+    retries it takes, so a copy that reached a device is never queued for it twice (§6.3)."""
 
 
 @dataclass(slots=True)
@@ -50,6 +59,7 @@ class KeyShare:
     devices: frozenset[str]
     body: dict[str, str]
     rotated: bool
+    message_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +90,7 @@ class GroupSessions:
             "session_id": current.session.session_id,
             "session_key": current.session.session_key.to_base64(),
         }
-        return KeyShare(frozenset(targets - current.shared_with), body, rotated)
+        return KeyShare(frozenset(targets - current.shared_with), body, rotated, current.share_id)
 
     def mark_shared(self, group_id: str, devices: set[str] | frozenset[str]) -> None:
         self.outbound[group_id].shared_with |= devices
@@ -145,6 +155,7 @@ class GroupSessions:
                     "pickle": g.session.pickle(pickle_key),
                     "shared_with": sorted(g.shared_with),
                     "messages": g.messages,
+                    "share_id": g.share_id,
                 }
                 for group_id, g in self.outbound.items()
             },
@@ -170,6 +181,7 @@ class GroupSessions:
                     vodozemac.GroupSession.from_pickle(g["pickle"], pickle_key),
                     set(g["shared_with"]),
                     int(g["messages"]),
+                    str(g.get("share_id") or _new_share_id()),  # state from before share ids
                 )
             for g in value["inbound"]:
                 sessions.inbound[(g["sender_device"], g["session_id"])] = InboundGroup(
