@@ -396,3 +396,26 @@ async def test_a_message_id_names_one_message_for_good(live_server, tmp_path: Pa
             assert "I will never pay" not in [m.text for m in received]
             records = [r for r in device.store.history if r["id"] == sent.message_id]
             assert [r["body"]["text"] for r in records] == ["I will pay you on Friday"]
+
+
+async def test_a_text_too_large_for_one_request_is_refused_before_any_one_time_key_is_claimed(
+    live_server, tmp_path: Path
+) -> None:
+    """The browser used to claim a key per device and only then find the request too large; now the
+    size is known before encrypting, so a refused text spends nothing (messaging.md §6.3)."""
+    alice = await make_account(live_server.url, tmp_path, "alice")
+    bob = await make_account(live_server.url, tmp_path, "bob")
+    store = live_server.services.store
+    bob_devices = [load(bob.primary_dir).device_id, load(bob.companion_dir).device_id]
+    async with messengers(alice.primary_dir) as (a_phone,):
+        before = [await store.one_time_keys_left(d) for d in bob_devices]
+        with pytest.raises(ClientError, match="too large"):
+            await a_phone.send("bob", "x" * 20_000)
+        assert [await store.one_time_keys_left(d) for d in bob_devices] == before
+        assert not a_phone.store.olm.has_session(
+            (await a_phone.contact(handle="bob")).keys[bob_devices[0]].identity_key
+        )
+        await a_phone.send("bob", "a short one instead")
+        assert [await store.one_time_keys_left(d) for d in bob_devices] == [
+            n - 1 for n in before if n is not None
+        ]

@@ -22,6 +22,9 @@ from lockstep.link.errors import LinkError
 from lockstep.link.grant import AccountInfo
 from lockstep.server.errors import ErrorCode
 
+MAX_LOOKUP = 128
+"""Accounts per batched ``accounts.lookup`` (messaging.md §7.1)."""
+
 
 class Contacts:
     def __init__(self, device: Device) -> None:
@@ -47,6 +50,26 @@ class Contacts:
                 ) from error
             raise
         return self.verify(result, handle=handle if account_id is None else None, account_id=account_id)
+
+    async def get_many(self, devices: dict[str, set[str]], *, refresh: bool = False) -> list[Contact]:
+        """Verified contacts for the accounts in ``devices`` (account id → the device ids the server
+        says can receive), in that order; a cached one is used while its devices still match, the rest
+        are looked up :data:`MAX_LOOKUP` accounts per request."""
+        stale = [
+            account_id
+            for account_id, device_ids in devices.items()
+            if refresh
+            or account_id not in self._verified
+            or set(self._verified[account_id].keys) != device_ids
+        ]
+        for start in range(0, len(stale), MAX_LOOKUP):
+            wanted = stale[start : start + MAX_LOOKUP]
+            found = (await self.device.request("accounts.lookup", account_ids=wanted))["accounts"]
+            for account_id in wanted:
+                if account_id not in found:
+                    raise ClientError(f"no account {account_id} on this server")
+                self.verify(found[account_id], account_id=account_id)
+        return [self._verified[account_id] for account_id in devices]
 
     def forget(self, account_id: str) -> None:
         """Drop a cached contact, so the next :meth:`get` asks the server (its devices changed)."""

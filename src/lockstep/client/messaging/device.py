@@ -15,6 +15,7 @@ from lockstep.e2e.envelope import Kind, MessageEnvelope
 
 MAX_FRAME = 60_000
 """The longest request this client sends, in characters of JSON (the server takes 64 KiB frames)."""
+TOO_LARGE = "this message is too large for one request to all devices; send it as a file"
 
 
 @dataclass(slots=True)
@@ -33,7 +34,7 @@ class Device:
 
     async def request(self, op: str, **fields: Any) -> dict[str, Any]:
         if len(json.dumps(fields)) > MAX_FRAME:
-            raise ClientError("this message is too large for one request to all devices; send it as a file")
+            raise ClientError(TOO_LARGE)
         return await self.session.connection.request(op, **fields)
 
     def envelope(

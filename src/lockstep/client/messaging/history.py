@@ -82,13 +82,8 @@ class History:
         envelope = device.envelope(
             Kind.HISTORY, direct_conversation(device.account_id, device.account_id), body, new_message_id()
         )
-        payloads = await self.outbox.olm_payloads([keys], envelope.encode())
-        try:
-            await device.request(
-                "messages.send", message_id=envelope.message_id, to=device.account_id, payloads=payloads
-            )
-        finally:
-            store.save()
+        fields = {"message_id": envelope.message_id, "to": device.account_id}
+        await self.outbox.fan_out([keys], envelope.encode(), fields, whole=True)
 
     async def import_bundle(self, envelope: MessageEnvelope, message: Received) -> None:
         """Companion: merge a history bundle from this account's primary into this device's history."""

@@ -9,13 +9,14 @@ reading the device lists again and sending anew.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from lockstep.client.errors import ClientError, ServerRefused
 from lockstep.client.messaging.contacts import Contacts
-from lockstep.client.messaging.device import Device
+from lockstep.client.messaging.device import MAX_FRAME, TOO_LARGE, Device
 from lockstep.client.messaging.records import Contact, Received, Sent, history_record, new_message_id
 from lockstep.e2e.actions import TARGETED
 from lockstep.e2e.envelope import (
@@ -26,6 +27,7 @@ from lockstep.e2e.envelope import (
     group_conversation,
 )
 from lockstep.e2e.errors import E2EError
+from lockstep.e2e.fanout import FanoutTooLarge, plan_requests
 from lockstep.e2e.keys import DeviceKeys, OneTimeKey
 from lockstep.link.encoding import b64u_encode
 from lockstep.server.errors import ErrorCode
@@ -33,6 +35,8 @@ from lockstep.server.errors import ErrorCode
 log = logging.getLogger(__name__)
 
 SEND_ATTEMPTS = 3
+MAX_PAYLOADS = 1024
+"""Olm payloads the server takes in one ``messages.send`` (messaging.md §7.2)."""
 T = TypeVar("T")
 
 
@@ -85,6 +89,44 @@ class Outbox:
             )
         return payloads
 
+    async def fan_out(
+        self,
+        targets: list[DeviceKeys],
+        plaintext: bytes,
+        fields: dict[str, Any],
+        *,
+        whole: bool = False,
+        accepted: Callable[[list[str], dict[str, Any]], None] = lambda device_ids, answer: None,
+    ) -> list[dict[str, Any]]:
+        """Send ``plaintext`` over Olm to every target as ``messages.send`` with ``fields`` (message id
+        and routing), in as many requests as it takes to keep each under the frame limit (§6.3); one
+        only, or nothing at all, if ``whole`` (a direct message reaches all its devices at once).
+
+        The split is planned before anything is encrypted, and one-time keys are claimed per request
+        just before it is sent, so none is claimed for a request the client would refuse, nor for the
+        requests after one the server refused. Each accepted request is reported to ``accepted`` (its
+        devices and the server's answer) and saved, with what ``accepted`` recorded and the sessions
+        it began, before the next; every request carries the same message id, so the server queues a
+        copy at most once per device however often the rest is retried.
+        """
+        budget = MAX_FRAME - len(json.dumps({**fields, "payloads": []}))
+        by_device = {keys.device_id: keys for keys in targets}
+        try:
+            requests = plan_requests(list(by_device), len(plaintext), budget, MAX_PAYLOADS)
+        except FanoutTooLarge as error:
+            raise ClientError(TOO_LARGE) from error
+        if whole and len(requests) > 1:
+            raise ClientError(TOO_LARGE)
+        results = []
+        for device_ids in requests:
+            try:
+                payloads = await self.olm_payloads([by_device[d] for d in device_ids], plaintext)
+                results.append(await self.device.request("messages.send", **fields, payloads=payloads))
+                accepted(device_ids, results[-1])
+            finally:
+                self.device.store.save()  # the ratchets moved and sessions began, whatever the answer
+        return results
+
     async def send_direct(
         self, handle: str, kind: Kind, body: dict[str, Any], *, message_id: str | None = None
     ) -> Sent:
@@ -108,21 +150,23 @@ class Outbox:
             targets = {
                 k.device_id: k for c in (peer, me) for k in c.keys.values() if k.device_id != device.device_id
             }
-            payloads = await self.olm_payloads(list(targets.values()), envelope.encode())
-            try:
-                result = await device.request(
-                    "messages.send",
-                    message_id=message_id,
-                    to=peer_id,
-                    payloads=payloads,
-                    # so that a receipt does not make the peer a known contact (SECURITY.md)
-                    **({"receipt": True} if kind is Kind.RECEIPT else {}),
-                )
-                self._record_sent(envelope, [peer_id], int(result["server_time"]))
-            finally:
-                device.store.save()  # the ratchets moved, whatever happened to the request
+            fields = {
+                "message_id": message_id,
+                "to": peer_id,
+                # so that a receipt does not make the peer a known contact (SECURITY.md)
+                **({"receipt": True} if kind is Kind.RECEIPT else {}),
+            }
+            (result,) = await self.fan_out(
+                list(targets.values()),
+                envelope.encode(),
+                fields,
+                whole=True,
+                accepted=lambda device_ids, answer: self._record_sent(
+                    envelope, [peer_id], int(answer["server_time"])
+                ),
+            )
             own = sum(1 for k in targets.values() if k.account_id == device.account_id)
-            return Sent(message_id, conversation, len(payloads), int(result["server_time"]), own)
+            return Sent(message_id, conversation, len(targets), int(result["server_time"]), own)
 
         return await retry_on_changed_devices(attempt)
 
@@ -138,29 +182,21 @@ class Outbox:
         async def attempt(refresh: bool) -> Sent:
             group = await device.request("groups.get", group_id=group_id)
             members = [m["account_id"] for m in group["members"]]
-            contacts = []
-            for account_id in members:
-                contact = await self.contacts.get(account_id=account_id, refresh=refresh)
-                if set(contact.keys) != set(group["devices"].get(account_id, [])):
-                    contact = await self.contacts.get(account_id=account_id, refresh=True)
-                contacts.append(contact)
+            keyed = {account_id: set(group["devices"].get(account_id, [])) for account_id in members}
+            contacts = await self.contacts.get_many(keyed, refresh=refresh)
             targets = {
                 k.device_id: k for c in contacts for k in c.keys.values() if k.device_id != device.device_id
             }
             share = groups.prepare(group_id, set(targets))
             try:
                 if share.devices:
-                    key_message = device.envelope(Kind.GROUP_KEY, conversation, share.body, new_message_id())
-                    payloads = await self.olm_payloads(
-                        [targets[d] for d in sorted(share.devices)], key_message.encode()
+                    key_message = device.envelope(Kind.GROUP_KEY, conversation, share.body, share.message_id)
+                    await self.fan_out(
+                        [targets[d] for d in sorted(share.devices)],
+                        key_message.encode(),
+                        {"message_id": share.message_id, "group_id": group_id},
+                        accepted=lambda device_ids, answer: groups.mark_shared(group_id, set(device_ids)),
                     )
-                    await device.request(
-                        "messages.send",
-                        message_id=key_message.message_id,
-                        group_id=group_id,
-                        payloads=payloads,
-                    )
-                    groups.mark_shared(group_id, share.devices)
                 envelope = device.envelope(kind, conversation, body, message_id)
                 ciphertext = groups.encrypt(group_id, envelope.encode())
                 result = await device.request(
