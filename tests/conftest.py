@@ -15,23 +15,18 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from hypothesis import settings
 
 from chromium import launch
-from lockstep.server.app import create_app
-from lockstep.server.runner import Listener, uvicorn_config
 from lockstep.server.services import Services
-from lockstep.server.settings import default_web_root
 from lockstep.server.store import Store, sqlite_url
 from lockstep_pair import instance_pair
-from lockstep_servers import FakeClock, LiveServer, ServerProcess, free_port, start_server
+from lockstep_servers import FakeClock, LiveServer, ServerProcess, serving, start_server
 from pg_server import PostgresServer, postgres_for_tests, start_postgres
 from redis_server import RedisServer, redis_for_tests, start_redis
 
@@ -119,22 +114,12 @@ def private_redis() -> Iterator[RedisServer]:
 
 @pytest.fixture
 async def live_server(tmp_path: Path, database_url: str) -> AsyncIterator[LiveServer]:
-    port = free_port()
     clock = FakeClock()
-    url = f"http://127.0.0.1:{port}"
-    services = Services(origin=url, store=Store.for_url(database_url), media_dir=tmp_path / "media")
+    services = Services(origin="", store=Store.for_url(database_url), media_dir=tmp_path / "media")
     services.clock = clock
     services.sleep = clock.sleep
-    app = create_app(services, default_web_root())
-    server = uvicorn.Server(uvicorn_config(app, Listener("127.0.0.1", port)))
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.01)
-    try:
+    async with serving(services) as url:
         yield LiveServer(url, services, clock, database_url)
-    finally:
-        server.should_exit = True
-        await task
 
 
 @pytest.fixture

@@ -9,10 +9,12 @@ import socket
 import subprocess
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import uvicorn
 
 from lockstep.server.services import Services
 from lockstep.server.settings import default_web_root
@@ -56,6 +58,28 @@ class FakeClock:
         while self.now < wake_at:
             self._moved.clear()
             await self._moved.wait()
+
+
+@contextlib.asynccontextmanager
+async def serving(services: Services) -> AsyncIterator[str]:
+    """The app on a free loopback port in this event loop, for as long as the context lasts; its URL.
+    ``services.origin`` is set to that URL."""
+    from lockstep.server.app import create_app
+    from lockstep.server.runner import Listener, uvicorn_config
+
+    port = free_port()
+    services.origin = f"http://127.0.0.1:{port}"
+    server = uvicorn.Server(
+        uvicorn_config(create_app(services, default_web_root()), Listener("127.0.0.1", port))
+    )
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.01)
+    try:
+        yield services.origin
+    finally:
+        server.should_exit = True
+        await task
 
 
 @dataclass

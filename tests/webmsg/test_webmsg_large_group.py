@@ -1,0 +1,202 @@
+"""A group of 300 Python devices and a browser companion (issue 15): the key share no longer fits one
+request, so it goes in several, and one-time keys are claimed per request (messaging.md §6.3).
+
+The first message (with the key share), a rotation after a member's laptop is unlinked, and a message
+after a member is removed each reach every device exactly once, the browser included. The server's
+send limit refuses some of the sender's requests on the way: each refusal leaves the rest to a retry
+that duplicates nothing, and no one-time key is spent on a refused request.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from webmsg_helpers import message, open_chat
+
+from group_of_devices import Devices, LoopThread, Person, limits, load, make_people, opened
+from lockstep.client import qrimage
+from lockstep.client.errors import ServerRefused
+from lockstep.client.messaging.records import Received, new_message_id
+from lockstep.client.messenger import Kind, Messenger
+from lockstep.client.primary import PrimarySession
+from lockstep.link.qr import decode_text
+from lockstep.server.errors import ErrorCode
+from lockstep.server.services import Services
+from lockstep.server.store import Store, sqlite_url
+from lockstep_servers import FakeClock, serving
+from phone_linking import TIMEOUT, open_companion
+
+pytestmark = pytest.mark.browser
+
+GROUP_DEVICES = 300
+"""Python devices in the group, the sender's phone included; the browser comes on top."""
+LAPTOPS = 40
+MEMBERS = GROUP_DEVICES - LAPTOPS - 1  # 259 accounts besides the sender's: over the old limit of 256
+SENDS_PER_MINUTE = 4
+"""The server's send limit here: a key share to 300 devices takes 7 requests, so some are refused."""
+NAME = "Everyone"
+T = TypeVar("T")
+
+
+@pytest.fixture
+def loop() -> Iterator[LoopThread]:
+    thread = LoopThread()
+    try:
+        yield thread
+    finally:
+        thread.close()
+
+
+def copies(received: list[Received], message_id: str) -> int:
+    return sum(1 for m in received if m.message_id == message_id)
+
+
+class Group:
+    """The server, the sender and 299 other Python devices, driven from the loop thread."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.clock = FakeClock()
+        self.services = Services(
+            origin="",
+            store=Store.for_url(sqlite_url(root / "lockstep.sqlite3")),
+            media_dir=root / "media",
+            limits=limits(registrations=100_000, link_start=100_000, sends=SENDS_PER_MINUTE),
+        )
+        self.services.clock, self.services.sleep = self.clock, self.clock.sleep
+        self.stack = contextlib.AsyncExitStack()
+        self.refused = 0
+        self.group_id = ""
+
+    async def start(self) -> str:
+        url = await self.stack.enter_async_context(serving(self.services))
+        (self.alice,) = await make_people(url, self.root, ["alice"], laptops=0)
+        self.members = await make_people(url, self.root, [f"member{i}" for i in range(MEMBERS)], LAPTOPS)
+        return url
+
+    async def link_browser(self, person: Person, qr: Path) -> None:
+        code = decode_text(qrimage.read_image(qr), own_origin=self.services.origin)
+        primary = await PrimarySession.open(load(person.phone))
+        try:
+            await primary.inspect(code)
+            await primary.approve(code, "Browser")
+        finally:
+            await primary.close()
+
+    async def open_devices(self) -> None:
+        self.receivers = [d for m in self.members for d in m.devices]
+        assert len(self.receivers) + 1 == GROUP_DEVICES
+        self.devices: Devices = await self.stack.enter_async_context(
+            opened([self.alice.phone, *self.receivers])
+        )
+        self.sender: Messenger = self.devices.open[self.alice.phone]
+        await self.devices.receive_until(self.receivers, lambda got: True, wait=0)  # laptops get history
+
+    async def keys_left(self) -> dict[str, int | None]:
+        """One-time keys left on the server for each device of every member, the browser's included."""
+        accounts = [load(m.phone).account.account_id for m in self.members]
+        devices = await self.services.store.devices_of(accounts, with_keys=True)
+        return {d: await self.services.store.one_time_keys_left(d) for ids in devices.values() for d in ids}
+
+    async def retrying(self, send: Callable[[], Awaitable[T]]) -> T:
+        """Send; while the server says the sender sent too much, wait a (fake) minute and retry."""
+        while True:
+            try:
+                return await send()
+            except ServerRefused as error:
+                if error.code != ErrorCode.RATE_LIMITED:
+                    raise
+                self.refused += 1
+                self.clock.advance(60_000)
+
+    async def send(self, kind: Kind, body: dict[str, Any]) -> str:
+        message_id = new_message_id()  # one logical message, however many attempts it takes
+        await self.retrying(lambda: self.sender.send_group(self.group_id, kind, body, message_id=message_id))
+        return message_id
+
+    async def everyone_gets_once(self, message_id: str, text: str | None, left: Sequence[Path] = ()) -> None:
+        """Every receiving device gets the message exactly once; devices in ``left`` not at all."""
+        got = await self.devices.receive_until(self.receivers, lambda got: copies(got, message_id) > 0)
+        assert all(copies(got[d], message_id) == 1 for d in self.receivers), "each device, once"
+        assert all(m.text == text for d in self.receivers for m in got[d] if m.message_id == message_id)
+        if left:
+            late = await self.devices.receive_until(left, lambda got: False, wait=1)
+            assert all(copies(late[d], message_id) == 0 for d in left)
+
+    async def first_message(self) -> str:
+        accounts = [load(m.phone).account.account_id for m in self.members]
+        created = await self.retrying(
+            lambda: self.sender.session.connection.request("groups.create", members=accounts)
+        )
+        self.group_id = created["group_id"]
+        self.sender.store.group_names[self.group_id] = NAME
+        before = await self.keys_left()
+        info = await self.send(Kind.GROUP_INFO, {"group_id": self.group_id, "name": NAME})
+        assert self.refused, "the key share should have met the send limit"
+        got = await self.devices.receive_until(self.receivers, lambda got: copies(got, info) > 0)
+        assert all(copies(got[d], info) == 1 for d in self.receivers), (
+            "each device gets the first message once"
+        )
+        after = await self.keys_left()
+        assert len(before) == GROUP_DEVICES  # 299 Python devices and the browser
+        spent = {d: (before[d] or 0) - (after[d] or 0) for d in before}
+        assert set(spent.values()) == {1}, f"one key per device, none spent on a refused request: {spent}"
+        first = "the first message"
+        await self.everyone_gets_once(await self.send(Kind.TEXT, {"text": first}), first)
+        return first
+
+    async def rotation(self) -> str:
+        unlinked = self.members[0]
+        assert unlinked.laptop is not None
+        laptop_id = load(unlinked.laptop).device_id
+        await self.devices.close(unlinked.laptop)
+        primary = await PrimarySession.open(load(unlinked.phone))
+        await primary.unlink(laptop_id)
+        await primary.close()
+        self.receivers.remove(unlinked.laptop)
+        session = self.sender.store.groups.session_id(self.group_id)
+        text = "after the rotation"
+        await self.everyone_gets_once(await self.send(Kind.TEXT, {"text": text}), text)
+        assert self.sender.store.groups.session_id(self.group_id) != session
+        return text
+
+    async def removal(self) -> str:
+        removed = self.members[1]
+        await self.retrying(lambda: self.sender.remove_member(self.group_id, f"@{removed.handle}"))
+        self.receivers = [d for d in self.receivers if d not in removed.devices]
+        text = "after the removal"
+        await self.everyone_gets_once(await self.send(Kind.TEXT, {"text": text}), text, left=removed.devices)
+        return text
+
+
+def shown_once(page: Any, text: str) -> None:
+    """The browser shows ``text`` in the open chat, once (also a moment later)."""
+    message(page, text).wait_for(timeout=TIMEOUT)
+    page.wait_for_timeout(500)
+    assert message(page, text).count() == 1
+
+
+def test_a_group_of_300_devices_and_a_browser_get_each_message_exactly_once(
+    loop: LoopThread, computer: Any, tmp_path: Path
+) -> None:
+    group = Group(tmp_path)
+    try:
+        url = loop.run(group.start())
+        browser = open_companion(computer, url)
+        browser.get_by_test_id("qr").screenshot(path=str(tmp_path / "qr.png"))
+        loop.run(group.link_browser(group.members[LAPTOPS], tmp_path / "qr.png"))  # a phone-only member
+        browser.get_by_test_id("messenger").wait_for(timeout=TIMEOUT)
+        loop.run(group.open_devices())
+
+        first = loop.run(group.first_message())
+        open_chat(browser, NAME)
+        shown_once(browser, first)
+        shown_once(browser, loop.run(group.rotation()))
+        shown_once(browser, loop.run(group.removal()))
+        assert [message(browser, t).count() for t in (first, "after the rotation")] == [1, 1]
+    finally:
+        loop.run(group.stack.aclose())
