@@ -20,6 +20,7 @@ import * as stateStore from "../src/store/db";
 import * as messageActions from "../src/messenger/actions";
 import * as messengerDb from "../src/messenger/idb";
 import * as messageEnvelope from "../src/messenger/envelope";
+import * as fanout from "../src/messenger/fanout";
 
 declare global {
   interface Window {
@@ -49,6 +50,7 @@ const modules = {
   messageActions,
   messengerDb,
   messageEnvelope,
+  fanout,
 };
 window.lockstep = modules;
 window.lockstepReady = true;

@@ -11,6 +11,7 @@
  * and remember the indexes already decrypted (replays are refused), also across a re-share of the same
  * session from an earlier index.
  */
+import { b64uEncode } from "../crypto/base64";
 import {
   type InboundGroupSessionPickle,
   InboundGroupSession,
@@ -24,7 +25,10 @@ export const ROTATE_AFTER_MESSAGES = 100;
 const MAX_SEEN_INDICES = 10_000;
 
 export interface GroupSessionsPickle {
-  outbound: Record<string, { pickle: OutboundGroupSessionPickle; sharedWith: string[]; messages: number }>;
+  outbound: Record<
+    string,
+    { pickle: OutboundGroupSessionPickle; sharedWith: string[]; messages: number; shareId?: string }
+  >;
   inbound: {
     senderDevice: string;
     sessionId: string;
@@ -39,6 +43,13 @@ interface Outbound {
   session: OutboundGroupSession;
   sharedWith: Set<string>;
   messages: number;
+  /** The message id of this session's key share: one logical message, however many requests and retries
+   * it takes, so a copy that reached a device is never queued for it twice (messaging.md §6.3). */
+  shareId: string;
+}
+
+function newShareId(): string {
+  return b64uEncode(crypto.getRandomValues(new Uint8Array(16)));
 }
 
 interface Inbound {
@@ -58,6 +69,8 @@ export interface KeyShare {
   devices: string[];
   body: { group_id: string; session_id: string; session_key: string };
   rotated: boolean;
+  /** The key share's message id (the same for every request and retry of this session's share). */
+  messageId: string;
 }
 
 export class GroupSessions {
@@ -71,6 +84,7 @@ export class GroupSessions {
         session: OutboundGroupSession.unpickle(g.pickle),
         sharedWith: new Set(g.sharedWith),
         messages: g.messages,
+        shareId: g.shareId ?? newShareId(), // state from before share ids
       });
     }
     for (const g of pickle.inbound) {
@@ -87,7 +101,12 @@ export class GroupSessions {
   pickle(): GroupSessionsPickle {
     const outbound: GroupSessionsPickle["outbound"] = {};
     for (const [groupId, g] of this.outbound)
-      outbound[groupId] = { pickle: g.session.pickle(), sharedWith: [...g.sharedWith], messages: g.messages };
+      outbound[groupId] = {
+        pickle: g.session.pickle(),
+        sharedWith: [...g.sharedWith],
+        messages: g.messages,
+        shareId: g.shareId,
+      };
     const inbound: GroupSessionsPickle["inbound"] = [];
     for (const [key, g] of this.inbound) {
       const [senderDevice = "", sessionId = ""] = key.split(" ");
@@ -109,7 +128,12 @@ export class GroupSessions {
     const rotated =
       !current || [...current.sharedWith].some((d) => !targets.has(d)) || current.messages >= ROTATE_AFTER_MESSAGES;
     if (rotated || !current) {
-      current = { session: await OutboundGroupSession.create(), sharedWith: new Set(), messages: 0 };
+      current = {
+        session: await OutboundGroupSession.create(),
+        sharedWith: new Set(),
+        messages: 0,
+        shareId: newShareId(),
+      };
       this.outbound.set(groupId, current);
     }
     const shared = current.sharedWith;
@@ -121,6 +145,7 @@ export class GroupSessions {
         session_key: await current.session.sessionKey(),
       },
       rotated,
+      messageId: current.shareId,
     };
   }
 
