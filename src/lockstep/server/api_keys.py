@@ -72,17 +72,10 @@ async def upload(services: Services, connection: Connection, request: Request) -
 
 async def claim(services: Services, connection: Connection, request: Request) -> dict[str, Any]:
     identity = require_device(connection)
-    device_ids = request.fields.get("device_ids")
-    if (
-        not isinstance(device_ids, list)
-        or not 1 <= len(device_ids) <= MAX_CLAIM
-        or not all(isinstance(d, str) and len(d) <= 64 for d in device_ids)
-    ):
-        raise bad_request(f"'device_ids' must list 1 to {MAX_CLAIM} device ids")
+    wanted = _ids(request, "device_ids", MAX_CLAIM)
     now = services.clock()
     if not await services.limits.key_claims.allow(identity.device_id, now):
         raise ApiError(ErrorCode.RATE_LIMITED, "too many key claims; wait a minute")
-    wanted = list(dict.fromkeys(device_ids))
     # One-time keys are a finite pool: past its share, a claimer gets the fallback key (still enough
     # to start a session) and the owner's one-time keys stay for others (SECURITY.md).
     # The share is spent before the claim, in one atomic step per device (nothing is refunded), so
@@ -115,7 +108,7 @@ async def lookup(services: Services, connection: Connection, request: Request) -
     if not await services.limits.key_claims.allow(identity.device_id, services.clock()):
         raise ApiError(ErrorCode.RATE_LIMITED, "too many look-ups; wait a minute")
     if "account_ids" in request.fields:
-        return {"accounts": await _accounts(services, _account_ids(request))}
+        return {"accounts": await _accounts(services, _ids(request, "account_ids", MAX_LOOKUP))}
     if "handle" in request.fields:
         handle = request.text("handle", max_length=32).lower()
         account_id = await services.store.account_by_handle(handle) if HANDLE.fullmatch(handle) else None
@@ -131,15 +124,16 @@ async def lookup(services: Services, connection: Connection, request: Request) -
     return result
 
 
-def _account_ids(request: Request) -> list[str]:
-    account_ids = request.fields.get("account_ids")
+def _ids(request: Request, name: str, most: int) -> list[str]:
+    """The list of ids in field ``name`` (1 to ``most`` ids of up to 64 characters), repeats dropped."""
+    ids = request.fields.get(name)
     if (
-        not isinstance(account_ids, list)
-        or not 1 <= len(account_ids) <= MAX_LOOKUP
-        or not all(isinstance(a, str) and len(a) <= 64 for a in account_ids)
+        not isinstance(ids, list)
+        or not 1 <= len(ids) <= most
+        or not all(isinstance(i, str) and len(i) <= 64 for i in ids)
     ):
-        raise bad_request(f"'account_ids' must list 1 to {MAX_LOOKUP} account ids")
-    return list(dict.fromkeys(account_ids))
+        raise bad_request(f"'{name}' must list 1 to {most} {name.removesuffix('s').replace('_', ' ')}s")
+    return list(dict.fromkeys(ids))
 
 
 async def _accounts(services: Services, account_ids: list[str]) -> dict[str, dict[str, Any]]:
