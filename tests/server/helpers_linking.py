@@ -20,7 +20,13 @@ class CompanionRun:
 
     codes: asyncio.Queue[ShownCode] = field(default_factory=asyncio.Queue)
     scanned: asyncio.Event = field(default_factory=asyncio.Event)
+    numbers: list[str] = field(default_factory=list)
+    """The matching number shown after each scan (linking.md §6.5)."""
     task: asyncio.Task[DeviceSession] | None = None
+
+    def on_scanned(self, number: str) -> None:
+        self.numbers.append(number)
+        self.scanned.set()
 
     async def next_code(self) -> LinkCode:
         shown = await asyncio.wait_for(self.codes.get(), timeout=10)
@@ -35,7 +41,7 @@ class CompanionRun:
 async def companion(url: str, directory: Path, *, typed_code: bool = False) -> AsyncIterator[CompanionRun]:
     run = CompanionRun()
     run.task = asyncio.create_task(
-        link(url, directory, run.codes.put_nowait, run.scanned.set, typed_code=typed_code)
+        link(url, directory, run.codes.put_nowait, run.on_scanned, typed_code=typed_code)
     )
     try:
         yield run

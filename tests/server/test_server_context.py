@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
-from lockstep.server.context import describe_user_agent, network_of, same_network
+from lockstep.server.context import describe_user_agent, network_of, parse_networks, same_network
 
 CHROME_LINUX = (
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0.0.0 Safari/537.36"
@@ -74,3 +76,27 @@ def test_same_network(first: str, second: str, same: bool) -> None:
 )
 def test_the_network_of_an_address(address: str, kind: str, prefix: str | None) -> None:
     assert network_of(address) == {"kind": kind, "prefix": prefix}
+
+
+SEPARATE = parse_networks(["127.0.0.2/32", "10.8.0.0/16"])
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "same"),
+    [
+        ("127.0.0.1", "127.0.0.2", False),  # both loopback, but one is a network of its own
+        ("127.0.0.2", "127.0.0.2", True),
+        ("127.0.0.1", "127.0.0.3", True),
+        ("10.8.1.5", "10.8.200.7", True),  # one declared network, beyond one /24
+        ("10.8.1.5", "10.9.1.6", False),
+        ("192.168.1.10", "192.168.1.20", True),
+    ],
+)
+def test_operator_declared_networks_are_networks_of_their_own(first: str, second: str, same: bool) -> None:
+    assert same_network(first, second, SEPARATE) is same
+    assert same_network(second, first, SEPARATE) is same
+
+
+def test_a_declared_network_must_be_an_address_or_block() -> None:
+    with pytest.raises(ValueError, match=re.escape("'10.0.0.0/33'")):
+        parse_networks(["10.0.0.0/33"])

@@ -10,6 +10,7 @@ import * as deviceList from "../src/link/deviceList";
 import * as grant from "../src/link/grant";
 import * as qr from "../src/link/qr";
 import * as byCode from "../src/link/byCode";
+import * as matching from "../src/link/matching";
 import * as errorCodes from "../src/net/errorCodes";
 import * as events from "../src/net/events";
 import * as refusals from "../src/net/refusals";
@@ -40,6 +41,7 @@ const modules = {
   grant,
   qr,
   byCode,
+  matching,
   errorCodes,
   events,
   refusals,

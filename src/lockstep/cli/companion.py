@@ -13,7 +13,7 @@ from lockstep.client.companion import ShownCode
 from lockstep.client.session import DeviceSession
 from lockstep.link import bycode
 from lockstep.link.devices import Role
-from lockstep.link.wording import companion_notice, link_code_text
+from lockstep.link.wording import companion_notice, link_code_text, number_notice
 
 
 def register(subparsers: Any) -> None:
@@ -59,8 +59,9 @@ def run_link(args: argparse.Namespace) -> int:
             flush=True,
         )
 
-    def scanned() -> None:
+    def scanned(number: str) -> None:
         print(companion_notice("scanned"), flush=True)
+        print(number_notice(number), flush=True)
 
     async def link() -> DeviceSession:
         session = await companion.link(args.server, directory, show, scanned, typed_code=args.code)

@@ -24,8 +24,10 @@ from lockstep.client.primary import PrimarySession
 from lockstep.client.state import DeviceState
 from lockstep.link import bycode
 from lockstep.link.devices import Role
+from lockstep.link.matching import number_matches
 from lockstep.link.qr import LinkCode, decode_text
-from lockstep.link.wording import link_code_text
+from lockstep.link.wording import code_refusal, link_code_text, relay_text
+from lockstep.server.events import DeclineReason
 
 
 def register(subparsers: Any) -> None:
@@ -163,8 +165,12 @@ def _link(
             same = "same network as this device" if network["same_network"] else "a DIFFERENT network"
             print(f"  network:  {same}")
             print(f"  code made {_ago(context['age_ms'])}")
-            if not network["same_network"]:
-                print("  Warning: if you did not open Lockstep on a computer next to you, decline.")
+            if not network["same_network"]:  # friction, and the number, whatever --yes says (§6.5)
+                print(relay_text("warning", address=companion["address"]))
+                if not number_matches(_ask_number(), code):
+                    await session.decline(code, DeclineReason.WRONG_NUMBER)
+                    print(code_refusal("wrong_number"))
+                    return None
             if not args.yes and not _confirm():
                 await session.decline(code)
                 return None
@@ -180,6 +186,12 @@ def _link(
         return 1
     print(f"Linked {linked}.")
     return 0
+
+
+def _ask_number() -> str:
+    """The number the companion shows, read from the terminal (or from standard input in scripts)."""
+    print(f"{relay_text('number_prompt')}: ", end="", flush=True)
+    return sys.stdin.readline().strip()
 
 
 def _confirm() -> bool:

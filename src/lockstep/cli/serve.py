@@ -109,6 +109,14 @@ def register(subparsers: Any) -> None:
         "(LOCKSTEP_TRUSTED_PROXIES; default none: client addresses are always the TCP peer)",
     )
     parser.add_argument(
+        "--separate-network",
+        action="append",
+        metavar="CIDR",
+        help="addresses (or a CIDR block) that are a network of their own: a companion there is never "
+        "'same network' as a phone outside it, so the phone asks for the number (a VPN range, a guest "
+        "Wi-Fi); repeatable (LOCKSTEP_SEPARATE_NETWORKS)",
+    )
+    parser.add_argument(
         "--proxy-header",
         choices=["x-forwarded-for", "forwarded"],
         help="which header the trusted proxies write (LOCKSTEP_PROXY_HEADER; default x-forwarded-for)",
@@ -182,6 +190,7 @@ def run(args: argparse.Namespace) -> int:
             unauthenticated_total=args.unauthenticated_total,
             unauthenticated_deadline_s=args.unauthenticated_deadline,
             trusted_proxies=args.trusted_proxy,
+            separate_networks=args.separate_network,
             proxy_header=args.proxy_header,
             database=args.database,
             media_dir=args.media_dir,

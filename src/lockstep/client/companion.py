@@ -21,6 +21,7 @@ from lockstep.link.devices import Role
 from lockstep.link.encoding import b64u_decode
 from lockstep.link.errors import EncodingError
 from lockstep.link.grant import OpenedGrant, SealedGrant, open_grant
+from lockstep.link.matching import matching_number
 from lockstep.link.qr import LinkCode
 from lockstep.link.wording import companion_notice
 from lockstep.server.events import (
@@ -52,11 +53,12 @@ async def link(
     server_url: str,
     directory: Path,
     show: Callable[[ShownCode], None],
-    on_scanned: Callable[[], None] = lambda: None,
+    on_scanned: Callable[[str], None] = lambda number: None,
     *,
     typed_code: bool = False,
 ) -> DeviceSession:
     """Run one link session to its end; on success the state is saved and the socket authenticated.
+    ``on_scanned`` gets the 2-digit number a primary on another network asks for (§6.5).
     With ``typed_code`` the session shows one code to type on the primary instead of QR codes."""
     if exists(directory):
         raise StateError(f"{directory} already holds a linked device; choose another --state folder")
@@ -92,8 +94,8 @@ async def link(
             elif kind == LinkCodeOffer.EVENT and typed is not None and not answered:
                 answered = True  # one CPace run per code, whatever the server sends (§10.3)
                 await _answer_offer(connection, typed, code, event)
-            elif kind == LinkScanned.EVENT:
-                on_scanned()
+            elif kind == LinkScanned.EVENT:  # with the number to type if the networks differ (§6.5)
+                on_scanned(matching_number(code))
             elif kind == LinkGranted.EVENT:
                 granted = codes.get(b64u_decode(event["ref"], length=32, what="ref"))
                 if granted is None:

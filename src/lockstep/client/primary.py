@@ -154,9 +154,9 @@ class PrimarySession(DeviceSession):
         device_id: str = result["device_id"]
         return device_id
 
-    async def decline(self, code: LinkCode) -> None:
+    async def decline(self, code: LinkCode, reason: DeclineReason = DeclineReason.DECLINED) -> None:
         with shared_wording():
-            await self.connection.request("link.decline", ref=b64u_encode(code.ref))
+            await self.connection.request("link.decline", ref=b64u_encode(code.ref), reason=reason)
 
     async def refresh(self) -> dict[str, Any]:
         """The server's view of the devices; its list is accepted only if signed and not older."""

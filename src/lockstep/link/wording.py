@@ -28,12 +28,23 @@ SERVER_REFUSALS: Mapping[str, str] = MappingProxyType(_WORDING["server"])
 
 def companion_notice(event: str) -> str:
     """What a companion shows for ``scanned`` or a ``link.declined`` reason (``declined``,
-    ``too_many_devices``; anything else reads as a plain decline)."""
+    ``too_many_devices``, ``wrong_code``, ``wrong_number``; anything else reads as a plain decline)."""
     notices = _WORDING["companion"]
-    return notices.get(event, notices["declined"])
+    return notices["declined"] if event == "number" else notices.get(event, notices["declined"])
+
+
+def number_notice(number: str) -> str:
+    """What a companion shows with its matching number once its code was inspected (§6.5)."""
+    return _WORDING["companion"]["number"].format(number=number)
 
 
 def link_code_text(key: str) -> str:
     """The code flow's fixed sentences: ``warning`` (shown wherever a code is typed) and
     ``companion_instructions`` (shown beside a code)."""
     return _WORDING["link_code"][key]
+
+
+def relay_text(key: str, **fields: Any) -> str:
+    """The different-network screen (linking.md §6.5): ``warning`` (with ``address``) and
+    ``number_prompt``."""
+    return _WORDING["relay"][key].format(**fields)

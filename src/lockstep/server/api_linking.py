@@ -188,7 +188,7 @@ async def inspect(services: Services, connection: Connection, request: Request) 
         },
         "network": {
             "primary_address": connection.address,
-            "same_network": same_network(connection.address, companion.address),
+            "same_network": same_network(connection.address, companion.address, services.separate_networks),
         },
     }
 
@@ -258,8 +258,8 @@ async def decline(services: Services, connection: Connection, request: Request) 
     identity = require_primary(connection)
     ref = request.binary("ref", length=32)
     reason = request.optional_text("reason", max_length=32) or DeclineReason.DECLINED
-    if reason not in (DeclineReason.DECLINED, DeclineReason.WRONG_CODE):
-        raise ApiError(ErrorCode.BAD_REQUEST, "'reason' must be 'declined' or 'wrong_code'")
+    if reason not in (DeclineReason.DECLINED, DeclineReason.WRONG_CODE, DeclineReason.WRONG_NUMBER):
+        raise ApiError(ErrorCode.BAD_REQUEST, "'reason' must be 'declined', 'wrong_code' or 'wrong_number'")
     issued = await services.links.resolve(ref, identity.device_id, services.clock(), RefState.DECLINED)
     declined = LinkDeclined(DeclineReason(reason))
     await services.hub.push_link(issued.session.session_id, declined.to_json())

@@ -73,15 +73,37 @@ def network_of(address: str) -> dict[str, str | None]:
     return {"kind": kind, "prefix": str(ipaddress.ip_network((ip, length), strict=False))}
 
 
-def same_network(first: str, second: str) -> bool:
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(texts: list[str]) -> tuple[Network, ...]:
+    """``--separate-network`` values: addresses or CIDR blocks. Raises ValueError naming a bad one."""
+    networks = []
+    for text in texts:
+        try:
+            networks.append(ipaddress.ip_network(text, strict=False))
+        except ValueError as error:
+            raise ValueError(f"{text!r} is not an address or CIDR block") from error
+    return tuple(networks)
+
+
+def same_network(first: str, second: str, separate: tuple[Network, ...] = ()) -> bool:
     """Whether two client addresses look like one network: equal, both loopback, or one private subnet.
 
     A /24 for IPv4 and a /64 for IPv6 private (RFC 1918 / RFC 4193) addresses; public addresses only
-    when equal (one NAT). This is a signal for the person deciding, not an authorisation.
+    when equal (one NAT). ``separate`` are networks the operator declared to be networks of their own
+    (a VPN range, a guest Wi-Fi, a second loopback address in tests): an address inside one is on the
+    same network only as addresses inside that same one. This is a signal for the person deciding, and
+    what makes a primary ask for the number (linking.md §6.5), not an authorisation.
     """
     a, b = parse_ip(first), parse_ip(second)
     if a is None or b is None:
         return False
+    for network in separate:
+        if (a in network) != (b in network):
+            return False
+        if a in network:  # both inside it
+            return True
     if a == b or (a.is_loopback and b.is_loopback):
         return True
     return network_of(first) == network_of(second) and network_of(first)["kind"] == "private"

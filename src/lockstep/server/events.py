@@ -26,6 +26,8 @@ class DeclineReason(enum.StrEnum):
     """The account already has its MAX_COMPANIONS companions; the server ended the code on scan."""
     WRONG_CODE = "wrong_code"
     """A typed code (§10) did not match: the primary's CPace key differs from the companion's."""
+    WRONG_NUMBER = "wrong_number"
+    """On a different network, the number typed on the primary was not the companion's (§6.5)."""
 
 
 class DeviceChangeKind(enum.StrEnum):

@@ -112,6 +112,7 @@ async def serve(
         storage_limits=settings.storage,
         proxies=settings.proxies,
         allowed_origins=settings.allowed_origins,
+        separate_networks=settings.separate_networks,
         admission=Admission(settings.admission_limits(open_files)),
         local_ca=local_ca,
         turn=settings.turn_server(),

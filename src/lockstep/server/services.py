@@ -14,6 +14,7 @@ from lockstep.server.admission import Admission
 from lockstep.server.ca_page import LocalCa
 from lockstep.server.client_address import ClientAddress, TrustedProxies, address_of
 from lockstep.server.clock import Clock, system_clock
+from lockstep.server.context import Network
 from lockstep.server.disk import DiskGuard
 from lockstep.server.hub import Hub, Peer
 from lockstep.server.link_store import LinkStore, MemoryLinkStore
@@ -102,6 +103,8 @@ class Services:
     """Quotas against storage abuse; ``limits.one_time_keys`` is built from the same settings."""
     proxies: TrustedProxies = field(default_factory=TrustedProxies)
     """Reverse proxies whose forwarding header is believed (--trusted-proxy); none by default."""
+    separate_networks: tuple[Network, ...] = ()
+    """Networks of their own for ``same_network`` (--separate-network, linking.md §6.5)."""
     allowed_origins: tuple[str, ...] = ()
     """Origins besides ``origin`` whose pages and Host names are served (--allowed-origin)."""
     admission: Admission[Peer] = field(default_factory=Admission[Peer])

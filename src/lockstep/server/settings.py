@@ -14,6 +14,7 @@ from lockstep.link.errors import LinkCodeError
 from lockstep.link.qr import normalise_origin
 from lockstep.server.admission import DEADLINE_S, PER_ADDRESS, AdmissionLimits
 from lockstep.server.client_address import TrustedProxies
+from lockstep.server.context import Network, parse_networks
 from lockstep.server.hosts import HostPolicy
 from lockstep.server.store.backend import DatabaseUrlError, check_url, sqlite_path, sqlite_url
 
@@ -108,6 +109,8 @@ class Settings:
     storage: StorageLimits = field(default_factory=StorageLimits)
     proxies: TrustedProxies = field(default_factory=TrustedProxies)
     """Reverse proxies whose X-Forwarded-For (or Forwarded) is believed (LOCKSTEP_TRUSTED_PROXIES)."""
+    separate_networks: tuple[Network, ...] = ()
+    """Networks of their own when deciding "same network" (LOCKSTEP_SEPARATE_NETWORKS, linking.md §6.5)."""
     allowed_origins: tuple[str, ...] = ()
     """More origins (besides the public one) whose names and pages are served (LOCKSTEP_ALLOWED_ORIGINS)."""
     database: str | None = None
@@ -271,6 +274,13 @@ class Settings:
                     values[name] = number(env[env_name])
                 except ValueError as error:
                     raise SettingsError(f"{env_name} must be a number, got {env[env_name]!r}") from error
+        separate = overrides.pop("separate_networks", None) or _words(
+            env.get("LOCKSTEP_SEPARATE_NETWORKS", "")
+        )
+        try:
+            values["separate_networks"] = parse_networks(separate)  # type: ignore[arg-type]
+        except ValueError as error:
+            raise SettingsError(f"--separate-network / LOCKSTEP_SEPARATE_NETWORKS: {error}") from error
         proxies = overrides.pop("trusted_proxies", None) or _words(env.get("LOCKSTEP_TRUSTED_PROXIES", ""))
         header = overrides.pop("proxy_header", None) or env.get("LOCKSTEP_PROXY_HEADER", "x-forwarded-for")
         try:

@@ -14,7 +14,17 @@ export function codeRefusal(key: CodeRefusal, fields: Record<string, string | nu
 /** What a companion shows for `scanned` or a `link.declined` reason (anything unknown reads as a decline). */
 export function companionNotice(event: string): string {
   const notices = wording.companion as Record<string, string>;
-  return notices[event] ?? wording.companion.declined;
+  return event === "number" ? wording.companion.declined : (notices[event] ?? wording.companion.declined);
+}
+
+/** What a companion shows with its matching number once its code was inspected (linking.md §6.5). */
+export function numberNotice(number: string): string {
+  return wording.companion.number.replace("{number}", number);
+}
+
+/** The different-network screen (linking.md §6.5): the warning naming the companion's address, the prompt. */
+export function relayText(key: keyof typeof wording.relay, address = ""): string {
+  return wording.relay[key].replace(/\{address\}/g, address);
 }
 
 /** Server error code met while linking → the sentence to show (every page reads it through ../net/refusals.ts). */

@@ -20,6 +20,7 @@ import { clearQr, drawQr } from "../ui/qrcode";
 import { byTestId, checkClock, flashNotice, hide, show } from "../ui/dom";
 import { MessengerHost } from "../messenger/host";
 import { answerOffer, codeFrom, showCode, startFields } from "./companion/typedCode";
+import { showMatchNumber } from "./companion/matchNumber";
 import { linkCodeText } from "../link/wording";
 
 /**
@@ -78,6 +79,7 @@ const ui = {
   newCode: byTestId<HTMLButtonElement>("new-code"),
   useCode: byTestId<HTMLButtonElement>("use-code"),
   typedCode: byTestId("typed-code"),
+  matchNumber: byTestId("match-number"),
   linked: byTestId("linked-account"),
   linkedTitle: byTestId("linked-title"),
   connection: byTestId("connection-status"),
@@ -121,6 +123,7 @@ function hideCode(placeholder: string): void {
   clearQr(ui.qr);
   hide(ui.qr);
   hide(ui.typedCode);
+  hide(ui.matchNumber);
   ui.placeholder.textContent = placeholder;
   show(ui.placeholder);
   ui.countdown.textContent = "";
@@ -297,6 +300,8 @@ function onScanned(): void {
   phase = "scanned";
   hideCode("Code scanned");
   setStatus(companionNotice("scanned"));
+  const shown = session?.refs[session.refs.length - 1];
+  if (shown) void showMatchNumber(ui.matchNumber, shown.ref, shown.secret, () => phase === "scanned");
 }
 
 function offerNewCode(status: string, button: string, placeholder: string): void {

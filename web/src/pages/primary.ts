@@ -30,6 +30,8 @@ import { MessengerHost } from "../messenger/host";
 import { describeError } from "./primary/messages";
 import { Scanner } from "./primary/scanner";
 import { CodeOffers } from "./primary/codeEntry";
+import { askNumber } from "./primary/relayCheck";
+import { WrongNumber } from "../link/matching";
 import { linkCodeText } from "../link/wording";
 
 interface PrimaryState {
@@ -77,6 +79,14 @@ const ui = {
   codeStatus: byTestId("code-status"),
   codeCancel: byTestId<HTMLButtonElement>("code-cancel"),
   linkWithCode: byTestId<HTMLButtonElement>("link-with-code"),
+  relay: {
+    root: byTestId("relay-warning"),
+    text: byTestId("relay-text"),
+    prompt: byTestId("relay-prompt"),
+    number: byTestId<HTMLInputElement>("relay-number"),
+    decline: byTestId<HTMLButtonElement>("relay-decline"),
+    proceed: byTestId<HTMLButtonElement>("relay-continue"),
+  },
   context: byTestId("link-context"),
   contextWarning: byTestId("context-warning"),
   contextDescription: byTestId("context-description"),
@@ -487,8 +497,9 @@ async function publishList(change: (devices: DeviceEntry[]) => DeviceEntry[], do
 
 // --- linking a device ------------------------------------------------------------------------------
 
-function showStep(step: "scan" | "code" | "context" | "result"): void {
+function showStep(step: "scan" | "code" | "relay" | "context" | "result"): void {
   show(ui.flow);
+  show(ui.relay.root, step === "relay");
   show(ui.scannerView, step === "scan");
   show(ui.codeView, step === "code");
   show(ui.context, step === "context");
@@ -640,8 +651,24 @@ async function inspectCode(code: DecodedLinkCode): Promise<void> {
   const suggested = checkName(description.slice(0, 64)) ?? "Linked device";
   ui.deviceName.value = list ? unusedName(list, suggested) : suggested;
   updateAge();
+  if (!sameNetwork && !(await numberTyped(address, code))) return;
   showStep("context");
   ui.decline.focus();
+}
+
+/** Another network: the full-screen warning and the companion's number before the context's Link
+ * (linking.md §6.5). False when the person declined or typed another number (then declined). */
+async function numberTyped(address: string, code: DecodedLinkCode): Promise<boolean> {
+  showStep("relay");
+  try {
+    if ((await askNumber(ui.relay, address, code)) === "matched") return true;
+    await decline();
+  } catch (error) {
+    if (!(error instanceof WrongNumber)) throw error;
+    showRefusal(error, false);
+    await socket?.request("link.decline", { ref: b64uEncode(code.ref), reason: "wrong_number" }).catch(() => undefined);
+  }
+  return false;
 }
 
 /** "private network 192.168.1.0/24" for the server's description of an address's network (linking.md §6.2). */
