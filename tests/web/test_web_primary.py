@@ -22,7 +22,9 @@ from lockstep.link.devices import DeviceCertificate, DeviceList, Role
 from lockstep.link.encoding import key_id
 from lockstep.link.envelope import Context, Envelope, auth_message, verify
 from lockstep.link.grant import SealedGrant, open_grant
+from lockstep.link.matching import matching_number
 from lockstep.link.qr import LinkCode
+from lockstep.link.wording import relay_text
 
 from .fake_lockstep import FakeConnection, FakeServer, now_ms
 
@@ -173,6 +175,11 @@ def test_context_before_consent_then_a_grant_python_opens(setup: Any, static_ori
     companion = Companion.make(static_origin)
     scan(phone, companion.code.to_text())
 
+    # Another network: first the full-screen warning and the companion's number (linking.md §6.5).
+    page.get_by_test_id("relay-warning").wait_for()
+    assert relay_text("warning", address="203.0.113.9") == page.get_by_test_id("relay-text").inner_text()
+    page.get_by_test_id("relay-number").fill(matching_number(companion.code))
+    page.get_by_test_id("relay-continue").click()
     page.get_by_test_id("link-context").wait_for()
     assert page.get_by_test_id("scanner").is_hidden()  # camera view closed
     description = page.get_by_test_id("context-description").inner_text()
