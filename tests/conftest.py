@@ -27,6 +27,7 @@ from lockstep.server.services import Services
 from lockstep.server.store import Store, sqlite_url
 from lockstep_pair import instance_pair
 from lockstep_servers import FakeClock, LiveServer, ServerProcess, serving, start_server
+from other_network import SEPARATE_NETWORK
 from pg_server import PostgresServer, postgres_for_tests, start_postgres
 from redis_server import RedisServer, redis_for_tests, start_redis
 
@@ -125,6 +126,17 @@ async def live_server(tmp_path: Path, database_url: str) -> AsyncIterator[LiveSe
 @pytest.fixture
 def server_process(tmp_path: Path) -> Iterator[ServerProcess]:
     server = start_server(tmp_path / "server-data", tmp_path / "server.log")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def two_network_server(tmp_path: Path) -> Iterator[ServerProcess]:
+    """A server process that counts 127.0.0.2 as a network of its own (reach it from there through
+    ``other_network.from_other_network``)."""
+    server = start_server(tmp_path / "server-data", tmp_path / "server.log", *SEPARATE_NETWORK)
     try:
         yield server
     finally:

@@ -7,26 +7,16 @@ from __future__ import annotations
 
 import re
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from lockstep.link.wording import code_refusal, companion_notice, relay_text
 from lockstep_cli import LOCKSTEP, lockstep, lockstep_ok, start_terminal_companion
-from lockstep_servers import ServerProcess, start_server
-from other_network import OTHER_ADDRESS, SEPARATE_NETWORK, from_other_network
+from lockstep_servers import ServerProcess
+from other_network import OTHER_ADDRESS, from_other_network
 
 NUMBER = re.compile(r"type (\d\d)\.")
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[ServerProcess]:
-    process = start_server(tmp_path / "server-data", tmp_path / "server.log", *SEPARATE_NETWORK)
-    try:
-        yield process
-    finally:
-        process.stop()
 
 
 def number_shown(companion: subprocess.Popen[str]) -> str:
@@ -42,11 +32,13 @@ def number_shown(companion: subprocess.Popen[str]) -> str:
 
 @pytest.mark.parametrize("typed_right", [True, False])
 def test_a_companion_on_another_network_needs_its_number(
-    server: ServerProcess, tmp_path: Path, typed_right: bool
+    two_network_server: ServerProcess, tmp_path: Path, typed_right: bool
 ) -> None:
     primary, laptop, qr = tmp_path / "p", tmp_path / "c", tmp_path / "qr.png"
-    lockstep_ok("primary", "init", "--server", server.url, "--handle", "gail", "--state", str(primary))
-    with from_other_network(server.url) as relay:
+    lockstep_ok(
+        "primary", "init", "--server", two_network_server.url, "--handle", "gail", "--state", str(primary)
+    )
+    with from_other_network(two_network_server.url) as relay:
         companion = start_terminal_companion(relay, laptop, qr)
         scan = subprocess.Popen(
             [LOCKSTEP, "primary", "scan", "--image", str(qr), "--yes", "--state", str(primary)],
@@ -72,10 +64,12 @@ def test_a_companion_on_another_network_needs_its_number(
         assert not (laptop / "device.key").exists()
 
 
-def test_no_number_no_link_even_with_yes(server: ServerProcess, tmp_path: Path) -> None:
+def test_no_number_no_link_even_with_yes(two_network_server: ServerProcess, tmp_path: Path) -> None:
     primary, laptop, qr = tmp_path / "p", tmp_path / "c", tmp_path / "qr.png"
-    lockstep_ok("primary", "init", "--server", server.url, "--handle", "hugo", "--state", str(primary))
-    with from_other_network(server.url) as relay:
+    lockstep_ok(
+        "primary", "init", "--server", two_network_server.url, "--handle", "hugo", "--state", str(primary)
+    )
+    with from_other_network(two_network_server.url) as relay:
         companion = start_terminal_companion(relay, laptop, qr)
         scan = subprocess.run(
             [LOCKSTEP, "primary", "scan", "--image", str(qr), "--yes", "--state", str(primary)],

@@ -5,7 +5,6 @@ a wrong number declines. (Same-network links keep the one tap: tests/e2e/test_e2
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,20 +12,11 @@ import pytest
 
 from fake_camera import Phone
 from lockstep.link.wording import code_refusal, companion_notice, relay_text
-from lockstep_servers import ServerProcess, start_server
-from other_network import OTHER_ADDRESS, SEPARATE_NETWORK, from_other_network
+from lockstep_servers import ServerProcess
+from other_network import OTHER_ADDRESS, from_other_network
 from phone_linking import TIMEOUT, approve, create_account, open_companion, scan, wait_for_context
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[ServerProcess]:
-    process = start_server(tmp_path / "server-data", tmp_path / "server.log", *SEPARATE_NETWORK)
-    try:
-        yield process
-    finally:
-        process.stop()
 
 
 def scanned_from_elsewhere(phone: Phone, laptop: Any, picture: Path) -> str:
@@ -47,10 +37,10 @@ def scanned_from_elsewhere(phone: Phone, laptop: Any, picture: Path) -> str:
 
 
 def test_the_right_number_leads_to_the_context_and_links(
-    server: ServerProcess, computer: Any, phone: Phone, tmp_path: Path
+    two_network_server: ServerProcess, computer: Any, phone: Phone, tmp_path: Path
 ) -> None:
-    create_account(phone, server.url)
-    with from_other_network(server.url) as relay:
+    create_account(phone, two_network_server.url)
+    with from_other_network(two_network_server.url) as relay:
         laptop = open_companion(computer, relay)
         number = scanned_from_elsewhere(phone, laptop, tmp_path / "qr.png")
         phone.page.get_by_test_id("relay-number").fill(number)
@@ -62,9 +52,11 @@ def test_the_right_number_leads_to_the_context_and_links(
         laptop.get_by_test_id("linked-account").wait_for(timeout=TIMEOUT)
 
 
-def test_a_wrong_number_declines(server: ServerProcess, computer: Any, phone: Phone, tmp_path: Path) -> None:
-    create_account(phone, server.url)
-    with from_other_network(server.url) as relay:
+def test_a_wrong_number_declines(
+    two_network_server: ServerProcess, computer: Any, phone: Phone, tmp_path: Path
+) -> None:
+    create_account(phone, two_network_server.url)
+    with from_other_network(two_network_server.url) as relay:
         laptop = open_companion(computer, relay)
         number = scanned_from_elsewhere(phone, laptop, tmp_path / "qr.png")
         phone.page.get_by_test_id("relay-number").fill(f"{(int(number) + 1) % 100:02d}")
