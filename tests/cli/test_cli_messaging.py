@@ -40,7 +40,8 @@ def test_cli_send_receive_media_receipts_and_groups(server_process, tmp_path: Pa
     assert (
         receipts
         and receipts[0]["body"]["status"] == "read"
-        and message["id"] in receipts[0]["body"]["message_ids"]
+        and receipts[0]["body"]["up_to"]
+        == [{"conversation": message["conversation"], "message_id": message["id"], "ts": message["ts"]}]
     )
     lockstep_ok("send", "--to", "alice", "read yet?", "--state", str(bob))
     human = lockstep_ok("receive", "--wait", "10", "--state", str(alice))

@@ -358,8 +358,13 @@ def describe(messenger: Messenger, message: Received) -> str | None:
     if message.kind is Kind.RECEIPT:
         if message.sender_account == messenger.account_id:
             return None
-        count = len(message.body.get("message_ids", []))
         ticks = "\u2713\u2713" + (" (read)" if message.body.get("status") == "read" else " (delivered)")
+        if "up_to" in message.body:  # a marker (messaging.md §5.3): everything up to a message
+            chats = len(message.body["up_to"])
+            return (
+                f"{stamp}{who}: {ticks} up to the newest message in {chats} chat{'s' if chats != 1 else ''}"
+            )
+        count = len(message.body.get("message_ids", []))
         return f"{stamp}{who}: {ticks} {count} message{'s' if count != 1 else ''}"
     if message.kind in TARGETED:
         line = _describe_action(timeline, message, who)

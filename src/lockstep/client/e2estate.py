@@ -36,6 +36,7 @@ from lockstep.e2e.dedup import SeenMessages
 from lockstep.e2e.errors import E2EError
 from lockstep.e2e.megolm import GroupSessions
 from lockstep.e2e.olm import PICKLE_KEY_SIZE, OlmDevice
+from lockstep.e2e.receipts import Position, Receipt
 from lockstep.e2e.timeline import Timeline, forget_deleted
 
 E2E_FILE = "e2e.json"
@@ -150,6 +151,17 @@ class E2EStore:
         statuses = [by.get(a, "sent") for a in recipients]
         entry["status"] = min(statuses, key=lambda s: STATUS_ORDER[s]) if statuses else entry["status"]
         return str(entry["status"])
+
+    def note_receipt(self, account_id: str, receipt: Receipt) -> None:
+        """Record a receipt of either form (messaging.md §5.3) for the sent messages it covers."""
+        for message_id in receipt.message_ids:
+            self.note_status(message_id, account_id, receipt.status.value)
+        if not receipt.marks:
+            return
+        for message_id, entry in self.sent.items():  # at most MAX_HISTORY once saved
+            position = Position(int(entry.get("ts") or 0), message_id)
+            if any(mark.covers(str(entry.get("conversation")), position) for mark in receipt.marks):
+                self.note_status(message_id, account_id, receipt.status.value)
 
     def has_message(self, message_id: str) -> bool:
         """Whether a text or media message with this id is in this device's history or was sent by it."""

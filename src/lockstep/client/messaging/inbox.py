@@ -26,6 +26,7 @@ from lockstep.client.messaging.media import MediaTransfer
 from lockstep.client.messaging.outbox import Outbox
 from lockstep.client.messaging.records import Received, history_record
 from lockstep.client.session import DeviceUnlinked
+from lockstep.e2e import receipts
 from lockstep.e2e.actions import TARGETED
 from lockstep.e2e.envelope import Kind, MessageEnvelope, ReceiptStatus, group_conversation
 from lockstep.e2e.errors import E2EError, EnvelopeError, KeyBundleError
@@ -287,8 +288,7 @@ class Inbox:
                 store.group_names[message.group_id] = name[:100]
         elif envelope.kind is Kind.RECEIPT:
             if envelope.sender_account != self.device.account_id:
-                for message_id in envelope.body["message_ids"][:1000]:
-                    store.note_status(str(message_id), envelope.sender_account, str(envelope.body["status"]))
+                store.note_receipt(envelope.sender_account, receipts.parse(envelope.body))
         elif envelope.kind is Kind.HISTORY:
             await self.history.import_bundle(envelope, message)
         elif envelope.kind in TARGETED:

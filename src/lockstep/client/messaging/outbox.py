@@ -18,6 +18,7 @@ from lockstep.client.errors import ClientError, ServerRefused
 from lockstep.client.messaging.contacts import Contacts
 from lockstep.client.messaging.device import MAX_FRAME, TOO_LARGE, Device
 from lockstep.client.messaging.records import Contact, Received, Sent, history_record, new_message_id
+from lockstep.e2e import receipts
 from lockstep.e2e.actions import TARGETED
 from lockstep.e2e.envelope import (
     Kind,
@@ -224,22 +225,29 @@ class Outbox:
         store.sent[envelope.message_id] = {
             "conversation": envelope.conversation,
             "status": "sent",
+            "ts": envelope.timestamp,
             "recipients": recipients,
             "by": {},
         }
         store.remember(history_record(envelope))
 
     async def send_receipts(self, messages: list[Received], status: ReceiptStatus) -> None:
-        """One receipt per sender account for the text and media messages of other accounts."""
-        by_sender: dict[str, list[str]] = {}
-        for message in messages:
-            if message.kind in (Kind.TEXT, Kind.MEDIA) and message.sender_account != self.device.account_id:
-                by_sender.setdefault(message.sender_account, []).append(message.message_id)
-        for account_id, ids in by_sender.items():
+        """One receipt per sender account for the text and media messages of other accounts among
+        ``messages``: "up to" its newest message in each conversation (messaging.md §5.3)."""
+        handled = [
+            receipts.Handled(
+                m.sender_account, m.conversation, receipts.Position(m.timestamp or 0, m.message_id)
+            )
+            for m in messages
+            if m.kind in (Kind.TEXT, Kind.MEDIA)
+            and m.sender_account != self.device.account_id
+            and m.conversation is not None
+        ]
+        for account_id, marks in receipts.newest_per_conversation(handled).items():
             try:
                 peer = await self.contacts.get(account_id=account_id)
                 await self.send_to_contact(
-                    peer, Kind.RECEIPT, {"status": status.value, "message_ids": ids}, new_message_id()
+                    peer, Kind.RECEIPT, receipts.receipt_body(status, marks), new_message_id()
                 )
             except (ClientError, E2EError) as error:
                 log.warning("a %s receipt could not be sent: %s", status.value, error)
