@@ -46,7 +46,7 @@ def test_a_sealed_record_round_trips_and_is_bound_to_its_place(harness: Any) -> 
 # opened by this version: the values come back, and the records on disk are sealed from then on.
 MIGRATION = """
 async () => {
-  const { stateStore, messengerDb } = window.lockstep;
+  const { stateStore, messageStore } = window.lockstep;
   const put = (name, store, key, value) => new Promise((ok, fail) => {
     const r = indexedDB.open(name);
     r.onsuccess = () => {
@@ -72,23 +72,29 @@ async () => {
   await put("lockstep-migration-test", "state", "current", oldState);
   const state = await states.load();
   const [sealedState] = await raw("lockstep-migration-test", "state");
-  // A messenger database of the previous version.
-  const db = await messengerDb.MessengerDb.open("migration-device");
+  // A messenger database of the version before sealing (its first version).
+  const db = await messageStore.MessageStore.open("migration-device");
   db.close();
-  const name = messengerDb.databaseName("migration-device");
+  const name = messageStore.databaseName("migration-device");
   await put(name, "kv", "state", { v: 1, lastSeq: 7 });
-  const oldMessage = { id: "old-message-0001", text: "an old plaintext", conversation: "direct:a:b" };
+  const oldMessage = { id: "old-message-0001", text: "an old plaintext", conversation: "direct:a:b", ts: 5 };
   await put(name, "messages", undefined, oldMessage);
-  const reopened = await messengerDb.MessengerDb.open("migration-device");
+  const reopened = await messageStore.MessageStore.open("migration-device");
   const loaded = await reopened.load();
+  // The messenger splits the old record and writes everything back sealed (Messenger.open).
+  await reopened.commit({
+    sections: { core: { lastSeq: loaded.legacy.lastSeq } }, messages: loaded.messages, dropLegacy: true,
+  });
   reopened.close();
-  const [sealedKv] = await raw(name, "kv");
+  const kv = await raw(name, "kv");
   const [sealedMessage] = await raw(name, "messages");
+  const loaded2 = { state: loaded.legacy, messages: loaded.messages };
   return {
     stateName: state.name, stateKeyKept: state.deviceKey instanceof CryptoKey,
     stateSealed: sealedState.sealed === 1, stateClearKeys: sealedState.clearKeys.map((k) => k.type),
-    lastSeq: loaded.state.lastSeq, texts: loaded.messages.map((m) => m.text),
-    kvSealed: sealedKv.sealed === 1, messageSealed: sealedMessage.sealed.sealed === 1,
+    lastSeq: loaded2.state.lastSeq, texts: loaded2.messages.map((m) => m.text),
+    kvSealed: kv.length > 0 && kv.every((record) => record.sealed === 1),
+    messageSealed: sealedMessage.sealed.sealed === 1,
     messageKeys: Object.keys(sealedMessage).sort(),
   };
 }
@@ -100,4 +106,4 @@ def test_stores_written_before_sealing_are_sealed_on_first_open(harness: Any) ->
     assert out["stateName"] == "old laptop" and out["stateKeyKept"]
     assert out["stateSealed"] and out["stateClearKeys"] == ["private"]  # cannot be wrapped: kept as it was
     assert out["lastSeq"] == 7 and out["texts"] == ["an old plaintext"]
-    assert out["kvSealed"] and out["messageSealed"] and out["messageKeys"] == ["id", "sealed"]
+    assert out["kvSealed"] and out["messageSealed"] and out["messageKeys"] == ["chat", "id", "sealed", "ts"]

@@ -56,6 +56,21 @@ BODY = st.fixed_dictionaries(
         "media": maybe(st.dictionaries(WORD, SCALAR, max_size=3)),
         "status": maybe(st.sampled_from(["delivered", "read", "seen"])),
         "message_ids": maybe(st.lists(maybe(WORD), max_size=3)),
+        "up_to": maybe(
+            st.lists(
+                maybe(
+                    st.fixed_dictionaries(
+                        {},
+                        optional={
+                            "conversation": maybe(WORD),
+                            "message_id": maybe(WORD),
+                            "ts": maybe(st.integers(0, 2**53 - 1)),
+                        },
+                    )
+                ),
+                max_size=3,
+            )
+        ),
         "call_id": maybe(WORD),
         "type": maybe(WORD),
         "group_id": maybe(WORD),

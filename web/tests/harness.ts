@@ -19,9 +19,12 @@ import * as timesync from "../src/net/timesync";
 import * as atRest from "../src/store/atRest";
 import * as stateStore from "../src/store/db";
 import * as messageActions from "../src/messenger/actions";
-import * as messengerDb from "../src/messenger/idb";
 import * as messageEnvelope from "../src/messenger/envelope";
 import * as fanout from "../src/messenger/fanout";
+import * as chatIndex from "../src/messenger/chatIndex";
+import * as messageStore from "../src/messenger/messageStore";
+import * as receipts from "../src/messenger/receipts";
+import * as timeline from "../src/messenger/timeline";
 
 declare global {
   interface Window {
@@ -50,9 +53,12 @@ const modules = {
   atRest,
   stateStore,
   messageActions,
-  messengerDb,
   messageEnvelope,
   fanout,
+  chatIndex,
+  messageStore,
+  receipts,
+  timeline,
 };
 window.lockstep = modules;
 window.lockstepReady = true;

@@ -42,16 +42,14 @@ export class Conversations {
     });
   }
 
+  /** Every chat, the most recently active first: what the chat list shows (as many steps as chats). */
   list(): Conversation[] {
-    const byConversation = new Map<string, ChatMessage[]>();
-    for (const m of this.device.messages.values())
-      byConversation.set(m.conversation, [...(byConversation.get(m.conversation) ?? []), m]);
-    const ids = new Set([...this.device.state.chats, ...byConversation.keys()]);
+    const messages = this.device.messages;
+    const ids = new Set([...this.device.state.chats, ...messages.conversations()]);
     const out: Conversation[] = [];
     for (const id of ids) {
       const info = this.info(id);
-      const list = (byConversation.get(id) ?? []).sort((a, b) => a.ts - b.ts);
-      const last = list[list.length - 1];
+      const last = messages.last(id);
       const group = info.groupId ? this.groups.find(info.groupId) : undefined;
       const title = info.groupId
         ? group?.name || "Group"
@@ -66,16 +64,15 @@ export class Conversations {
         groupId: info.groupId,
         left: group?.left,
         last,
-        unread: list.filter((m) => !m.outgoing && m.read === false).length,
+        unread: messages.unreadCount(id),
         updated: last?.ts ?? 0,
       });
     }
     return out.sort((a, b) => b.updated - a.updated);
   }
 
-  messagesOf(conversation: string): ChatMessage[] {
-    return [...this.device.messages.values()]
-      .filter((m) => m.conversation === conversation)
-      .sort((a, b) => a.ts - b.ts || (a.id < b.id ? -1 : 1));
+  /** A conversation's messages in display order (the index's own array, kept up to date: never change it). */
+  messagesOf(conversation: string): readonly ChatMessage[] {
+    return this.device.messages.messagesOf(conversation);
   }
 }

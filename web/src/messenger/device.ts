@@ -1,8 +1,9 @@
 /**
  * What every part of the messenger shares (the twin of client/messaging/device.py): this device's identity,
- * its Olm and Megolm state, what it keeps (one state record and the messages, ./idb.ts), the socket, and
- * the one way requests go out. Operations that touch ratchets run one at a time (`serial`), so state is
- * never interleaved; `changed` tells the page to render again.
+ * its Olm and Megolm state, what it keeps (./messageStore.ts: state sections, one record per message and
+ * per seen id, written once per batch; in memory the messages are indexed by conversation, ./chatIndex.ts),
+ * the socket, and the one way requests go out. Operations that touch ratchets run one at a time (`serial`),
+ * so state is never interleaved; `changed` tells the page to render again, with the messages that changed.
  */
 import type { Party } from "../calls/machine";
 import type { Envelope } from "../crypto/envelope";
@@ -10,11 +11,11 @@ import { type LockstepSocket } from "../net/socket";
 import { encodeEnvelope } from "./envelope";
 import { describe, MessengerError } from "./errors";
 import { GroupSessions, type GroupSessionsPickle } from "./groupSessions";
-import { MessengerDb } from "./idb";
+import { ChatIndex } from "./chatIndex";
+import { MessageStore } from "./messageStore";
 import type { ChatMessage } from "./model";
 import { OlmDevice, type OlmDevicePickle } from "./olmDevice";
 
-const MAX_SEEN_IDS = 20_000;
 /** The longest request this app sends, in characters of JSON (the server takes 64 KiB frames). */
 const MAX_FRAME = 60_000;
 
@@ -48,14 +49,19 @@ export interface ContactRecord {
   version: number;
 }
 
-/** The state record: everything but the messages, saved together with them. */
-export interface State {
+/** The first version's one record: the state below, with the pickles and every seen id in it. */
+interface LegacyState extends Omit<State, "v"> {
   v: 1;
   olm: OlmDevicePickle;
   megolm: GroupSessionsPickle;
+  seen: string[];
+}
+
+/** What the messenger keeps besides messages, ratchets and seen ids (the store's `core` section). */
+export interface State {
+  v: 2;
   bundle: Envelope | null;
   lastSeq: number;
-  seen: string[];
   handles: Record<string, string>;
   contacts: Record<string, ContactRecord>;
   groups: Record<string, GroupInfo>;
@@ -73,52 +79,59 @@ export class Device {
   onCall: ((body: unknown, sender: Party, conversation: string, ts: number) => void) | null = null;
   /** A direct message that could not be decrypted, by sending account (a call with it ends). */
   onUndecryptable: ((accountId: string, reason: string) => void) | null = null;
-  readonly messages = new Map<string, ChatMessage>();
+  readonly messages = new ChatIndex();
   /** Message ids handled or sent here: a copy the server brings again is dropped unopened. */
-  seen: Set<string>;
+  private readonly seen: Set<string>;
+  /** Ids seen since the last save (each is a record of its own in the store). */
+  private newlySeen: string[] = [];
   private queue: Promise<unknown> = Promise.resolve();
+  /** Messages changed since the last save. */
   private dirty = new Set<string>();
-  private listeners = new Set<() => void>();
+  /** Messages changed since listeners were last told. */
+  private changedIds = new Set<string>();
+  private listeners = new Set<(changed: ReadonlySet<string>) => void>();
 
   private constructor(
     readonly identity: Identity,
-    private readonly db: MessengerDb,
+    private readonly db: MessageStore,
     readonly olm: OlmDevice,
     readonly megolm: GroupSessions,
     public state: State,
+    seen: string[],
   ) {
-    this.seen = new Set(state.seen);
+    this.seen = new Set(seen);
   }
 
   static async open(identity: Identity): Promise<Device> {
-    const db = await MessengerDb.open(identity.deviceId);
-    const loaded = await db.load();
-    const state = loaded.state as Partial<State> | undefined; // this device wrote it, perhaps an older version
-    const messages = loaded.messages as ChatMessage[];
+    const db = await MessageStore.open(identity.deviceId);
+    const loaded = await db.load<ChatMessage>();
+    // This device wrote it, perhaps an older version: the first version kept one record for everything.
+    const legacy = loaded.legacy as Partial<LegacyState> | undefined;
+    const sections = loaded.sections as { core?: Partial<State>; olm?: OlmDevicePickle; megolm?: GroupSessionsPickle };
     let device: Device;
-    if (state?.v === 1 && state.olm && state.megolm) {
-      const olm = await OlmDevice.unpickle(state.olm);
-      device = new Device(identity, db, olm, GroupSessions.unpickle(state.megolm), state as State);
+    if (legacy?.v === 1 && legacy.olm && legacy.megolm) {
+      const { olm, megolm, seen, ...rest } = legacy as LegacyState;
+      const unpickled = await OlmDevice.unpickle(olm);
+      device = new Device(identity, db, unpickled, GroupSessions.unpickle(megolm), { ...rest, v: 2 }, []);
+      for (const id of seen) device.markSeen(id);
+      for (const message of loaded.messages) device.put(message); // written again, with index fields
+      await device.save(true);
+    } else if (sections.core?.v === 2 && sections.olm && sections.megolm) {
+      const olm = await OlmDevice.unpickle(sections.olm);
+      const megolm = GroupSessions.unpickle(sections.megolm);
+      device = new Device(identity, db, olm, megolm, sections.core as State, loaded.seen);
+      for (const message of loaded.messages) device.messages.put(message);
     } else {
-      const olm = await OlmDevice.create();
-      const megolm = new GroupSessions();
-      const fresh: State = {
-        v: 1,
-        olm: olm.pickle(),
-        megolm: megolm.pickle(),
-        bundle: null,
-        lastSeq: 0,
-        seen: [],
-        handles: {},
-        contacts: {},
-        groups: {},
-        chats: [],
-      };
-      device = new Device(identity, db, olm, megolm, fresh);
+      const fresh: State = { v: 2, bundle: null, lastSeq: 0, handles: {}, contacts: {}, groups: {}, chats: [] };
+      device = new Device(identity, db, await OlmDevice.create(), new GroupSessions(), fresh, []);
       await device.save();
     }
-    for (const message of messages) device.messages.set(message.id, message);
     return device;
+  }
+
+  /** Deletes a device's messenger database (keys, sessions and messages), e.g. once it was unlinked. */
+  static wipe(deviceId: string): Promise<void> {
+    return MessageStore.wipe(deviceId);
   }
 
   close(): void {
@@ -134,13 +147,16 @@ export class Device {
   }
 
   // --- change notification ------------------------------------------------------------------------
-  subscribe(listener: () => void): () => void {
+  /** `listener` hears of every change, with the ids of the messages that changed (new ones included). */
+  subscribe(listener: (changed: ReadonlySet<string>) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
   }
 
   changed(): void {
-    for (const listener of this.listeners) listener();
+    const changed = this.changedIds;
+    this.changedIds = new Set();
+    for (const listener of this.listeners) listener(changed);
   }
 
   noteError(error: unknown): void {
@@ -149,22 +165,47 @@ export class Device {
   }
 
   // --- persistence ----------------------------------------------------------------------------------
-  async save(): Promise<void> {
-    let seen = [...this.seen];
-    if (seen.length > MAX_SEEN_IDS) {
-      seen = seen.slice(-MAX_SEEN_IDS);
-      this.seen = new Set(seen);
-    }
-    this.state = { ...this.state, olm: this.olm.pickle(), megolm: this.megolm.pickle(), seen };
-    const dirty = [...this.dirty].map((id) => this.messages.get(id)).filter((m): m is ChatMessage => m !== undefined);
+  /**
+   * One transaction: the state, ratchets, changed messages and newly seen ids. The store leaves out a section
+   * that did not change, so what a save writes depends on what changed, not on how much is kept.
+   */
+  async save(dropLegacy = false): Promise<void> {
+    const messages = [...this.dirty]
+      .map((id) => this.messages.get(id))
+      .filter((m): m is ChatMessage => m !== undefined);
+    const seen = this.newlySeen;
     this.dirty.clear();
-    await this.db.save(this.state, dirty);
+    this.newlySeen = [];
+    try {
+      await this.db.commit({
+        sections: { core: this.state, olm: this.olm.pickle(), megolm: this.megolm.pickle() },
+        messages,
+        seen,
+        dropLegacy,
+      });
+    } catch (error) {
+      for (const message of messages) this.dirty.add(message.id); // written with the next save
+      this.newlySeen.push(...seen);
+      throw error;
+    }
   }
 
-  /** Keeps `message` (written by the next `save`). */
+  /** Keeps `message` (written by the next `save`; listeners hear of it with the next `changed`). */
   put(message: ChatMessage): void {
-    this.messages.set(message.id, message);
+    this.messages.put(message);
     this.dirty.add(message.id);
+    this.changedIds.add(message.id);
+  }
+
+  /** Whether a message id was handled or sent here: a copy the server brings again is dropped unopened. */
+  hasSeen(id: string): boolean {
+    return this.seen.has(id);
+  }
+
+  markSeen(id: string): void {
+    if (this.seen.has(id)) return;
+    this.seen.add(id);
+    this.newlySeen.push(id);
   }
 
   /** Lists a conversation among the chats, even before it has a message. */
@@ -200,7 +241,7 @@ export class Device {
   /** A message from this device, its id marked seen: the server never brings back what this device sent,
    * and a copy under this id is dropped unopened. */
   envelope(kind: string, conversation: string, body: Record<string, unknown>, id: string): Uint8Array {
-    this.seen.add(id);
+    this.markSeen(id);
     return encodeEnvelope({
       kind,
       id,

@@ -14,6 +14,7 @@
 import { b64uEncode } from "../crypto/base64";
 import { fromUtf8, randomBytes, utf8 } from "../crypto/bytes";
 import { EnvelopeError } from "../crypto/envelope";
+import { parseReceipt } from "./receipts";
 
 export { EnvelopeError };
 
@@ -141,10 +142,7 @@ export function checkBody(envelope: MessageEnvelope): void {
         throw new EnvelopeError("a media message has a 'media' object");
       break;
     case "receipt":
-      if (!(RECEIPT_STATUSES as readonly unknown[]).includes(body.status))
-        throw new EnvelopeError("a receipt's status is delivered or read");
-      if (!Array.isArray(body.message_ids) || !body.message_ids.every((id) => typeof id === "string"))
-        throw new EnvelopeError("a receipt lists 'message_ids'");
+      parseReceipt(body); // "up to" markers, or the first version's ids (§5.3)
       break;
     case "call":
       if (!strings("call_id", "type")) throw new EnvelopeError("a call signal names call_id and type");

@@ -74,7 +74,7 @@ export class HistoryTransfer {
       if (device.messages.has(record.id)) continue;
       device.ensureChat(record.conversation);
       device.put(record);
-      device.seen.add(record.id);
+      device.markSeen(record.id);
     }
     for (const { group_id: groupId, name } of groups) {
       const group = this.groups.get(groupId);

@@ -29,10 +29,9 @@ import type { MediaDescriptor } from "./media";
 import { type ChatMessage, statusFrom } from "./model";
 import type { Outbox } from "./outbox";
 import { publishKeys } from "./publishKeys";
+import { MarkTracker, parseReceipt } from "./receipts";
 
 const FETCH_LIMIT = 200;
-/** At most this many message ids of one receipt are applied. */
-const MAX_RECEIPT_IDS = 1000;
 /** When a primary tries again to send history to a newly linked companion, which publishes its keys only
  * after it signed in (ms after `devices.changed`). */
 const HISTORY_RETRIES_MS = [500, 2_000, 5_000, 10_000, 20_000, 40_000];
@@ -41,6 +40,11 @@ const HISTORY_RETRIES_MS = [500, 2_000, 5_000, 10_000, 20_000, 40_000];
 type ServerMessage = Omit<MessageEvent, "event">;
 
 export class Inbox {
+  /** Message events pushed while earlier ones are handled: handled together, as one batch. */
+  private pushed: ServerMessage[] = [];
+  /** How far receipts' marks reached, so a long chat is walked once, not once per receipt. */
+  private readonly marks = new MarkTracker();
+
   constructor(
     private readonly device: Device,
     private readonly contacts: Contacts,
@@ -56,12 +60,10 @@ export class Inbox {
     const note = (error: unknown): void => device.noteError(error);
     switch (event.event) {
       case "message":
-        void device
-          .serial(async () => {
-            if (event.seq === device.state.lastSeq + 1) await this.handleBatch([event]);
-            else if (event.seq > device.state.lastSeq + 1) await this.fetchAll();
-          })
-          .catch(note);
+        // Events that arrive while earlier ones are handled wait, and are then handled as one batch: one
+        // save, one acknowledgement and one receipt per sender for all of them (a burst costs few of each).
+        this.pushed.push(event);
+        if (this.pushed.length === 1) void device.serial(() => this.handlePushed()).catch(note);
         break;
       case "keys.low":
         void device.serial(() => publishKeys(device)).catch(note);
@@ -97,6 +99,23 @@ export class Inbox {
     }
   }
 
+  /** The pushed message events that follow on from `lastSeq`; a gap makes it fetch what is missing, in order. */
+  private async handlePushed(): Promise<void> {
+    const events = this.pushed.sort((a, b) => a.seq - b.seq);
+    this.pushed = [];
+    const batch: ServerMessage[] = [];
+    let expected = this.device.state.lastSeq + 1;
+    for (const event of events) {
+      if (event.seq < expected) continue;
+      if (event.seq > expected) break;
+      batch.push(event);
+      expected++;
+    }
+    await this.handleBatch(batch);
+    const newest = events[events.length - 1];
+    if (newest && newest.seq > this.device.state.lastSeq) await this.fetchAll();
+  }
+
   private async handleBatch(items: ServerMessage[]): Promise<void> {
     if (!items.length) return;
     const device = this.device;
@@ -104,9 +123,9 @@ export class Inbox {
     for (const item of [...items].sort((a, b) => a.seq - b.seq)) {
       const seq = item.seq;
       if (seq <= device.state.lastSeq) continue; // handled before a reload or a lost acknowledgement
-      if (!device.seen.has(item.message_id)) {
+      if (!device.hasSeen(item.message_id)) {
         const shown = await this.open(item);
-        device.seen.add(item.message_id);
+        device.markSeen(item.message_id);
         if (shown && !shown.outgoing && (shown.kind === "text" || shown.kind === "media")) fresh.push(shown);
       }
       device.state.lastSeq = seq;
@@ -114,7 +133,7 @@ export class Inbox {
     await device.save(); // ratchets and messages on disk before the server forgets the ciphertext
     await device.request("messages.ack", { up_to: device.state.lastSeq });
     device.changed();
-    await this.outbox.sendReceipts(fresh, "delivered");
+    this.outbox.noteReceipts("delivered", fresh);
   }
 
   /** Decrypts, checks and acts on one queued copy; returns the message to show, if it is one. */
@@ -253,27 +272,37 @@ export class Inbox {
     if (groupId && body.group_id === groupId && typeof body.name === "string") this.groups.setName(groupId, body.name);
   }
 
+  /**
+   * A receipt (§5.3): marks ("up to this message") or, from the first version, ids. From another account it
+   * moves the ticks of our messages; from another device of ours it says the person read these there.
+   */
   private onReceipt(envelope: MessageEnvelope): void {
     const device = this.device;
-    const body = envelope.body as { status: "delivered" | "read"; message_ids: string[] }; // checked by decodeEnvelope
-    const messages = body.message_ids.slice(0, MAX_RECEIPT_IDS).map((id) => device.messages.get(id));
-    if (envelope.senderAccount === device.accountId) {
-      // Another device of ours read these (its receipt to the sender reaches us too): read here as well.
-      if (body.status !== "read") return;
-      for (const message of messages) {
-        if (message && !message.outgoing && message.read === false) {
+    const from = envelope.senderAccount;
+    const receipt = parseReceipt(envelope.body);
+    const own = from === device.accountId;
+    if (own && receipt.status !== "read") return;
+    const reached: ChatMessage[] = [];
+    for (const id of receipt.ids) {
+      const message = device.messages.get(id);
+      if (message) reached.push(message);
+    }
+    for (const mark of receipt.marks) {
+      const key = `${from}\n${receipt.status}\n${mark.conversation}`;
+      reached.push(...this.marks.reach(key, device.messages.messagesOf(mark.conversation), mark));
+    }
+    for (const message of reached) {
+      if (own) {
+        // Another device of ours read these (its receipt to the sender reaches us too): read here as well.
+        if (!message.outgoing && message.read === false) {
           message.read = true;
           device.put(message);
         }
+        continue;
       }
-      return;
-    }
-    for (const message of messages) {
-      if (!message || !message.outgoing) continue;
-      const by = { ...(message.by ?? {}) };
-      if (by[envelope.senderAccount] !== "read") by[envelope.senderAccount] = body.status;
-      message.by = by;
-      if (!message.recipients) message.recipients = this.conversations.recipientsOf(message.conversation);
+      if (!message.outgoing || message.by?.[from] === "read" || message.by?.[from] === receipt.status) continue;
+      message.by = { ...(message.by ?? {}), [from]: receipt.status };
+      message.recipients ??= this.conversations.recipientsOf(message.conversation);
       message.status = statusFrom(message);
       device.put(message);
     }

@@ -7,13 +7,14 @@
  *   await messenger.sendText(conversationId, "hi");
  *
  * The parts (docs/ARCHITECTURE.md has the map):
- * - ./device.ts: what every part shares: identity, Olm/Megolm state, what is kept (./idb.ts), the socket;
+ * - ./device.ts: what every part shares: identity, Olm/Megolm state, what is kept (./messageStore.ts, and
+ *   in memory by conversation, ./chatIndex.ts), the socket;
  * - ./envelope.ts: the plaintext inside every ciphertext (e2e/envelope.py's twin);
  * - ./publishKeys.ts: this device's key bundle and one-time keys;
  * - ./contacts.ts: looking accounts up and verifying their device lists and keys;
  * - ./groups.ts: groups as this device knows them, creating and changing them;
  * - ./outbox.ts: encrypting and sending (Olm fan-out with one retry for changed device lists, Megolm,
- *   receipts), and the person's messages until they are sent;
+ *   receipts as "up to" markers, ./receipts.ts), and the person's messages until they are sent;
  * - ./inbox.ts: server events, and fetching, opening and acting on what arrives, exactly once and in order;
  * - ./historyTransfer.ts: the primary's history bundle for a new companion, and importing one;
  * - ./mediaTransfer.ts: encrypted files in and out of the server;
@@ -28,7 +29,6 @@ import { directConversation, groupConversation, newMessageId } from "./envelope"
 import { describe } from "./errors";
 import { Groups } from "./groups";
 import { HistoryTransfer } from "./historyTransfer";
-import { MessengerDb } from "./idb";
 import { Inbox } from "./inbox";
 import type { Progress } from "./media";
 import { MediaTransfer } from "./mediaTransfer";
@@ -63,10 +63,11 @@ export class Messenger {
 
   /** Deletes this device's messenger database (used when the device is unlinked). */
   static wipe(deviceId: string): Promise<void> {
-    return MessengerDb.wipe(deviceId);
+    return Device.wipe(deviceId);
   }
 
   close(): void {
+    this.outbox.close();
     this.detach();
     this.device.close();
     this.media.close();
@@ -95,7 +96,8 @@ export class Messenger {
     return this.history.note;
   }
 
-  subscribe(listener: () => void): () => void {
+  /** `listener` hears of every change, with the ids of the messages that changed (new ones included). */
+  subscribe(listener: (changed: ReadonlySet<string>) => void): () => void {
     return this.device.subscribe(listener);
   }
 
@@ -161,6 +163,7 @@ export class Messenger {
         await this.groups.refresh();
         await this.outbox.resendPending();
         await this.history.sync();
+        this.outbox.scheduleReceipts(); // what waited while the connection was down
         device.lastError = "";
       } catch (error) {
         device.lastError = describe(error);
@@ -209,8 +212,8 @@ export class Messenger {
   }
 
   /** The person looked at a conversation: mark its messages read and tell their senders. */
-  markRead(conversation: string): Promise<void> {
-    return this.outbox.markRead(conversation);
+  markRead(conversation: string): void {
+    this.outbox.markRead(conversation);
   }
 
   /** The decrypted file of a media message as a blob: URL (downloaded, checked and cached once). */
@@ -260,7 +263,7 @@ export class Messenger {
     return this.chats.list();
   }
 
-  messagesOf(conversation: string): ChatMessage[] {
+  messagesOf(conversation: string): readonly ChatMessage[] {
     return this.chats.messagesOf(conversation);
   }
 }

@@ -28,8 +28,11 @@ import { type DeviceKeys, verifyOneTimeKey } from "./keys";
 import { type Progress, kindForMimetype } from "./media";
 import type { MediaTransfer } from "./mediaTransfer";
 import { type ChatMessage, statusFrom } from "./model";
+import { ReceiptQueue } from "./receipts";
 
 export const SEND_ATTEMPTS = 3;
+/** Receipts wait this long for more messages to cover (one receipt per sender for a whole burst). */
+const RECEIPT_DELAY_MS = 250;
 
 /**
  * Runs `attempt(refresh)`, first with the device lists at hand (`refresh` false); each time the server
@@ -47,6 +50,9 @@ export async function retryOnChangedDevices<T>(attempt: (refresh: boolean) => Pr
 }
 
 export class Outbox {
+  private readonly receipts = new ReceiptQueue();
+  private receiptTimer: ReturnType<typeof setTimeout> | null = null;
+
   constructor(
     private readonly device: Device,
     private readonly contacts: Contacts,
@@ -238,7 +244,7 @@ export class Outbox {
       by: {},
       ...content,
     };
-    device.seen.add(message.id);
+    device.markSeen(message.id);
     device.put(message);
     device.changed();
     return message;
@@ -278,42 +284,50 @@ export class Outbox {
     device.changed();
   }
 
-  // --- receipts -------------------------------------------------------------------------------------
-  /** One receipt per sender account, for the text and media messages of other accounts. */
-  async sendReceipts(messages: ChatMessage[], status: ReceiptStatus): Promise<void> {
-    const bySender = new Map<string, string[]>();
-    for (const m of messages) {
-      if (m.outgoing || m.senderAccount === this.device.accountId || (m.kind !== "text" && m.kind !== "media"))
-        continue;
-      bySender.set(m.senderAccount, [...(bySender.get(m.senderAccount) ?? []), m.id]);
-    }
-    for (const [accountId, ids] of bySender) {
+  // --- receipts (§5.3) ------------------------------------------------------------------------------
+  /** Text and media of other accounts that arrived (`delivered`) or were seen (`read`): told a moment later. */
+  noteReceipts(status: ReceiptStatus, messages: ChatMessage[]): void {
+    this.receipts.note(status, messages, this.device.accountId);
+    this.scheduleReceipts();
+  }
+
+  /** Receipts go out a moment later, so one receipt covers whatever else arrives or is read meanwhile. */
+  scheduleReceipts(): void {
+    if (this.receiptTimer !== null || this.receipts.empty) return;
+    this.receiptTimer = setTimeout(() => {
+      this.receiptTimer = null;
+      void this.device.serial(() => this.flushReceipts()).catch((error: unknown) => this.device.noteError(error));
+    }, RECEIPT_DELAY_MS);
+  }
+
+  /** At most one receipt per sender account and status: "up to" its newest message in each conversation. */
+  private async flushReceipts(): Promise<void> {
+    if (!this.device.connected) return; // kept until the connection is back (attach schedules them again)
+    const receipts = this.receipts.take();
+    for (const { account, body } of receipts) {
       try {
-        await this.sendDirect(accountId, "receipt", { status, message_ids: ids }, newMessageId());
+        await this.sendDirect(account, "receipt", { ...body }, newMessageId());
       } catch (error) {
-        this.device.lastError = `A ${status} receipt could not be sent: ${describe(error)}`;
+        this.device.lastError = `A ${body.status} receipt could not be sent: ${describe(error)}`;
       }
     }
   }
 
   /** The person looked at a conversation: mark its messages read and tell their senders. */
-  markRead(conversation: string): Promise<void> {
+  markRead(conversation: string): void {
     const device = this.device;
-    const unread = [...device.messages.values()].filter(
-      (m) => m.conversation === conversation && !m.outgoing && m.read === false,
-    );
-    if (!unread.length) return Promise.resolve();
+    const unread = device.messages.unread(conversation);
+    if (!unread.length) return;
     for (const m of unread) {
       m.read = true;
       device.put(m);
     }
     device.changed();
-    return device
-      .serial(async () => {
-        await device.save();
-        await this.sendReceipts(unread, "read");
-        await device.save();
-      })
-      .catch((error: unknown) => device.noteError(error));
+    void device.serial(() => device.save()).catch((error: unknown) => device.noteError(error));
+    this.noteReceipts("read", unread);
+  }
+
+  close(): void {
+    if (this.receiptTimer !== null) clearTimeout(this.receiptTimer);
   }
 }

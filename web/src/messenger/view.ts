@@ -3,18 +3,24 @@
  * message), conversation view with ticks, inline images and file downloads, a composer with an attach
  * button and upload progress, "new chat" by handle, groups (create, add, remove), a linked-device
  * indicator and a banner while the connection is down. Text only (never innerHTML); test ids are stable.
+ *
+ * Drawing costs what changed, not what is kept (issue 15): changes are drawn at most once per animation
+ * frame, a chat-list row is rebuilt only when what it shows changed, and the open conversation is a
+ * window of rows over its messages (./timeline.ts).
  */
 import "./messenger.css";
-import { el, formatTime, hide, show } from "../ui/dom";
+import { el, hide, show } from "../ui/dom";
+import { formatClock, formatFull } from "../ui/timeFormat";
 import type { ChatMessage, Conversation } from "./model";
 import { describe } from "./errors";
 import { formatBytes } from "./media";
 import type { Messenger } from "./messenger";
+import { Timeline } from "./timeline";
 
 /** The width below which the messenger shows one screen at a time (messenger.css's breakpoint). */
 const PHONE_SCREEN = window.matchMedia("(max-width: 700px)");
-/** How close to the bottom still counts as reading the newest message. */
-const NEWEST_SLACK_PX = 48;
+/** While the page is hidden there are no animation frames: changes are drawn this often instead. */
+const HIDDEN_RENDER_MS = 200;
 
 const TICKS: Record<string, string> = { sending: "🕓", sent: "✓", delivered: "✓✓", read: "✓✓", failed: "!" };
 const TICK_LABEL: Record<string, string> = {
@@ -45,15 +51,18 @@ export class MessengerView {
   private progress: HTMLProgressElement;
   private empty: HTMLElement;
   private current: string | null = null;
-  private rows = new Map<string, HTMLLIElement>();
+  /** The conversation the timeline shows (null: none yet, or another was opened since). */
+  private shown: string | null = null;
+  private timeline: Timeline;
+  private chatRows = new Map<string, { row: HTMLLIElement; shows: string }>();
+  private groupPanelShows = "";
+  /** Messages changed since the last render, and whether one is scheduled. */
+  private changes = new Set<string>();
+  private renderScheduled = false;
   private unsubscribe: () => void = () => undefined;
   private messenger: Messenger | null = null;
   private downloading = new Set<string>();
   private readonly baseTitle = document.title;
-  /** The message list shows its newest message (it follows what arrives, and images that load late). */
-  private atNewest = true;
-  /** Where followNewest last put the list (its scroll event is not the person's). */
-  private autoScrollTop = -1;
 
   constructor(mount: HTMLElement) {
     this.banner = el("p", {
@@ -151,6 +160,10 @@ export class MessengerView {
     this.subtitle = el("p", { className: "muted small", testid: "conversation-subtitle" });
     this.groupPanel = el("div", { className: "group-panel", testid: "group-panel" });
     this.list = el("ol", { className: "messages", testid: "messages", attrs: { "aria-live": "polite" } });
+    this.timeline = new Timeline(this.list, {
+      create: (message) => this.messageRow(message),
+      update: (row, message) => this.updateRow(row, message),
+    });
     this.composer = el("textarea", {
       testid: "composer",
       attrs: { rows: "1", placeholder: "Type a message", "aria-label": "Message" },
@@ -240,11 +253,6 @@ export class MessengerView {
       }
     });
     this.attach.addEventListener("change", () => void this.sendAttachment());
-    this.list.addEventListener("scroll", () => {
-      // Our own scroll's event may arrive after an image grew the list: only the person's scrolls count.
-      if (this.list.scrollTop === this.autoScrollTop) return;
-      this.atNewest = this.list.scrollHeight - this.list.scrollTop - this.list.clientHeight < NEWEST_SLACK_PX;
-    });
     document.addEventListener("visibilitychange", () => this.markReadIfVisible());
   }
 
@@ -252,10 +260,11 @@ export class MessengerView {
   bind(messenger: Messenger | null): void {
     this.unsubscribe();
     this.messenger = messenger;
-    this.rows.clear();
-    this.list.replaceChildren();
-    this.current = null;
-    if (messenger) this.unsubscribe = messenger.subscribe(() => this.render());
+    this.current = this.shown = null;
+    this.timeline.show([]);
+    this.chatRows.clear();
+    this.chatList.replaceChildren();
+    if (messenger) this.unsubscribe = messenger.subscribe((changed) => this.scheduleRender(changed));
     this.render();
   }
 
@@ -321,9 +330,7 @@ export class MessengerView {
 
   open(conversation: string | null): void {
     this.current = conversation;
-    this.rows.clear();
-    this.list.replaceChildren();
-    this.atNewest = true; // a chat opens at its newest message
+    this.shown = null; // a chat opens at its newest message
     this.root.classList.toggle("open-conv", conversation !== null);
     this.render();
     // On a phone the conversation covers the screen (messenger.css) and focusing the composer would pop
@@ -335,19 +342,23 @@ export class MessengerView {
     }
   }
 
-  /** Keeps the newest message in view while the person has not scrolled up to read older ones. */
-  private followNewest(): void {
-    if (!this.atNewest) return;
-    this.list.scrollTop = this.list.scrollHeight;
-    this.autoScrollTop = this.list.scrollTop;
+  private markReadIfVisible(): void {
+    if (this.current && this.messenger && document.visibilityState === "visible") this.messenger.markRead(this.current);
   }
 
-  private markReadIfVisible(): void {
-    if (this.current && this.messenger && document.visibilityState === "visible")
-      void this.messenger.markRead(this.current);
+  /** Draws the changes at the next animation frame, however many arrive before it. */
+  private scheduleRender(changed: ReadonlySet<string>): void {
+    for (const id of changed) this.changes.add(id);
+    if (this.renderScheduled) return;
+    this.renderScheduled = true;
+    if (document.visibilityState === "visible") requestAnimationFrame(() => this.render());
+    else setTimeout(() => this.render(), HIDDEN_RENDER_MS);
   }
 
   render(): void {
+    this.renderScheduled = false;
+    const changed = this.changes;
+    this.changes = new Set();
     const m = this.messenger;
     show(this.banner, m !== null && !m.online);
     if (!m) return;
@@ -358,15 +369,14 @@ export class MessengerView {
     const conversations = m.conversations();
     const unread = conversations.reduce((total, c) => total + c.unread, 0);
     document.title = unread ? `(${unread}) ${this.baseTitle}` : this.baseTitle;
-    this.chatList.replaceChildren(...conversations.map((c) => this.chatRow(c)));
-    if (!conversations.length)
-      this.chatList.append(
-        el("li", { className: "muted small empty", text: "No chats yet. Start one with “New chat”." }),
-      );
+    this.renderChatList(conversations);
     const current = conversations.find((c) => c.id === this.current);
     show(this.empty, !current);
     show(this.conversationPane, current !== undefined);
-    if (!current) return;
+    if (!current) {
+      this.shown = null;
+      return;
+    }
     this.conversationPane.dataset.conversationId = current.id;
     this.title.textContent = current.title;
     this.headActions.dataset.peer = current.peer ?? "";
@@ -375,26 +385,50 @@ export class MessengerView {
     const closed = current.left === true;
     this.composer.disabled = this.attach.disabled = closed;
     this.composer.placeholder = closed ? "You can no longer send messages to this group" : "Type a message";
-    const messages = m.messagesOf(current.id);
-    let added = false;
-    for (const message of messages) {
-      const existing = this.rows.get(message.id);
-      if (existing) this.updateRow(existing, message);
-      else {
-        const row = this.messageRow(message);
-        this.rows.set(message.id, row);
-        this.list.append(row);
-        added = true;
-      }
+    if (this.shown === current.id) this.timeline.refresh(m.messagesOf(current.id), changed);
+    else {
+      this.shown = current.id;
+      this.timeline.show(m.messagesOf(current.id));
     }
-    if (added) this.followNewest();
     this.markReadIfVisible();
+  }
+
+  /** The chat list, most recent first: a row is rebuilt only if what it shows changed, and moved only if its place did. */
+  private renderChatList(conversations: Conversation[]): void {
+    const wanted: HTMLLIElement[] = [];
+    for (const c of conversations) {
+      const preview = this.preview(c);
+      const time = c.last ? formatClock(c.last.ts) : "";
+      const shows = [c.title, c.kind, preview, time, c.unread, c.id === this.current].join("\n");
+      let entry = this.chatRows.get(c.id);
+      if (entry?.shows !== shows) {
+        const row = this.chatRow(c, preview, time);
+        entry?.row.replaceWith(row);
+        entry = { row, shows };
+        this.chatRows.set(c.id, entry);
+      }
+      wanted.push(entry.row);
+    }
+    const keep = new Set(wanted);
+    for (const child of [...this.chatList.children]) if (!keep.has(child as HTMLLIElement)) child.remove();
+    for (const [id, entry] of this.chatRows) if (!keep.has(entry.row)) this.chatRows.delete(id);
+    let previous: HTMLLIElement | null = null;
+    for (const row of wanted) {
+      const expected: ChildNode | null = previous ? previous.nextSibling : this.chatList.firstChild;
+      if (expected !== row) this.chatList.insertBefore(row, expected);
+      previous = row;
+    }
+    if (!conversations.length)
+      this.chatList.append(
+        el("li", { className: "muted small empty", text: "No chats yet. Start one with “New chat”." }),
+      );
   }
 
   private renderGroupPanel(conversation: Conversation): void {
     const m = this.messenger;
     if (!m || conversation.kind !== "group" || !conversation.groupId) {
       this.subtitle.textContent = "End-to-end encrypted";
+      this.groupPanelShows = "";
       this.groupPanel.replaceChildren();
       hide(this.groupPanel);
       return;
@@ -407,10 +441,15 @@ export class MessengerView {
     const active = document.activeElement;
     // Typing a handle: keep the panel as is.
     if (active instanceof HTMLInputElement && this.groupPanel.contains(active)) return;
+    const labels = members.map((id) =>
+      id === m.identity.accountId ? "You" : `${m.nameOf(id)}${m.handleOf(id) ? ` (@${m.handleOf(id)})` : ""}`,
+    );
+    const shows = [groupId, conversation.left, ...members, ...labels].join("\n");
+    if (shows === this.groupPanelShows && !this.groupPanel.hidden) return; // drawn already
+    this.groupPanelShows = shows;
     const wasOpen = this.groupPanel.querySelector("details")?.open ?? false;
-    const items = members.map((id) => {
-      const label =
-        id === m.identity.accountId ? "You" : `${m.nameOf(id)}${m.handleOf(id) ? ` (@${m.handleOf(id)})` : ""}`;
+    const items = members.map((id, i) => {
+      const label = labels[i] ?? "";
       const remove = el("button", {
         className: "danger small-button",
         text: id === m.identity.accountId ? "Leave" : "Remove",
@@ -448,7 +487,8 @@ export class MessengerView {
     show(this.groupPanel);
   }
 
-  private chatRow(c: Conversation): HTMLLIElement {
+  /** What the chat list says of a chat's newest message. */
+  private preview(c: Conversation): string {
     const m = this.messenger;
     const last = c.last;
     let preview = "";
@@ -467,6 +507,10 @@ export class MessengerView {
             ? "⚠ Message could not be decrypted"
             : (last.text ?? ""));
     }
+    return preview;
+  }
+
+  private chatRow(c: Conversation, preview: string, time: string): HTMLLIElement {
     const unread = el("span", {
       className: "unread",
       testid: "unread-count",
@@ -488,12 +532,7 @@ export class MessengerView {
         el("div", { className: "chat-title", testid: "chat-title", text: c.title }),
         el("div", { className: "chat-last muted small", testid: "chat-last", text: preview }),
       ),
-      el(
-        "div",
-        { className: "chat-side" },
-        el("div", { className: "muted small", text: last ? formatClock(last.ts) : "" }),
-        unread,
-      ),
+      el("div", { className: "chat-side" }, el("div", { className: "muted small", text: time }), unread),
     );
     row.addEventListener("click", () => this.open(c.id));
     row.addEventListener("keydown", (event) => {
@@ -530,7 +569,7 @@ export class MessengerView {
     const meta = el(
       "div",
       { className: "meta small" },
-      el("span", { text: formatClock(message.ts), attrs: { title: formatTime(message.ts) } }),
+      el("span", { text: formatClock(message.ts), attrs: { title: formatFull(message.ts) } }),
     );
     if (message.outgoing) meta.append(ticks);
     row.append(meta);
@@ -574,7 +613,7 @@ export class MessengerView {
     if (media.type === "image") {
       const img = el("img", { testid: "message-image", attrs: { alt: media.name } });
       // Decrypted images arrive after the row is drawn and make it taller: stay at the newest message.
-      img.addEventListener("load", () => this.followNewest());
+      img.addEventListener("load", () => this.timeline.followNewest());
       const status = el("progress", { attrs: { max: "1", value: "0", "aria-label": "Downloading" } });
       box.append(img, status);
       img.hidden = true;
@@ -622,12 +661,4 @@ export class MessengerView {
     }
     return box;
   }
-}
-
-function formatClock(ms: number): string {
-  const date = new Date(ms);
-  const today = new Date();
-  return date.toDateString() === today.toDateString()
-    ? date.toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" })
-    : date.toLocaleDateString();
 }

@@ -1,0 +1,234 @@
+"""The messenger's indexed store and windowed conversation view in real Chromium (issue 15): what a commit
+writes does not grow with the history held, a conversation's newest messages are read by index, a store
+of the first version is split on first open, and the DOM of a long conversation stays bounded while the
+person scrolls through it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+# Counts every put() into IndexedDB and the bytes of what it stored (sealed records: their ciphertext).
+INSTRUMENT = """
+() => {
+  window.idbWrites = { puts: 0, bytes: 0, transactions: 0 };
+  const size = (value) => {
+    if (value instanceof Uint8Array) return value.length;
+    if (value === null || typeof value !== "object") return String(value).length;
+    if (Array.isArray(value)) return value.reduce((n, v) => n + size(v), 0);
+    return Object.entries(value).reduce((n, [k, v]) => n + k.length + size(v), 0);
+  };
+  const put = IDBObjectStore.prototype.put;
+  IDBObjectStore.prototype.put = function (value, key) {
+    window.idbWrites.puts += 1;
+    window.idbWrites.bytes += size(value);
+    return put.call(this, value, key);
+  };
+  const transaction = IDBDatabase.prototype.transaction;
+  IDBDatabase.prototype.transaction = function (names, mode, options) {
+    if (mode === "readwrite") window.idbWrites.transactions += 1;
+    return transaction.call(this, names, mode, options);
+  };
+}
+"""
+
+COMMITS = """
+async () => {
+  const { messageStore } = window.lockstep;
+  const store = await messageStore.MessageStore.open("store-test-device");
+  const core = { lastSeq: 0, contacts: { someone: { handle: "someone" } } };
+  const message = (i, conversation) => ({
+    id: `message-${String(i).padStart(8, "0")}`, conversation, ts: 1000 + i,
+    kind: "text", text: `text number ${i}`, outgoing: false, read: false,
+  });
+  const cost = async (i) => {
+    const before = { ...window.idbWrites };
+    core.lastSeq = i;
+    await store.commit({
+      sections: { core, olm: { ratchet: "x".repeat(2000) } },
+      messages: [message(i, "direct:a:b")],
+      seen: [message(i, "").id],
+    });
+    return { puts: window.idbWrites.puts - before.puts, bytes: window.idbWrites.bytes - before.bytes,
+      transactions: window.idbWrites.transactions - before.transactions };
+  };
+  // The origin's store key is made on first use, and the conversation gets its number.
+  await store.commit({ sections: { core }, messages: [message(0, "direct:a:b")] });
+  const early = await cost(1);
+  // 3,000 more messages in two conversations, committed in batches of 100.
+  for (let batch = 0; batch < 30; batch++) {
+    const messages = [];
+    for (let i = 0; i < 100; i++) {
+      messages.push(message(10 + batch * 100 + i, i % 3 ? "direct:a:b" : "group:g"));
+    }
+    await store.commit({ messages, seen: messages.map((m) => m.id) });
+  }
+  const late = await cost(5000);
+  const unchanged = { ...window.idbWrites };
+  await store.commit({ sections: { core } });                          // the same core: nothing to write
+  const idle = window.idbWrites.puts - unchanged.puts;
+  const newest = await store.page("direct:a:b", 5);
+  const older = await store.page("direct:a:b", 3, newest[4].ts);
+  store.close();
+  const reopened = await messageStore.MessageStore.open("store-test-device");
+  const loaded = await reopened.load();
+  reopened.close();
+  return { early, late, idle, newest: newest.map((m) => m.ts), older: older.map((m) => m.ts),
+    loaded: loaded.messages.length, seen: loaded.seen.length, lastSeq: loaded.sections.core.lastSeq };
+}
+"""
+
+
+def test_a_commit_writes_the_same_whatever_the_history(harness: Any) -> None:
+    harness.evaluate(INSTRUMENT)
+    out = harness.evaluate(COMMITS)
+    # One transaction: the core and olm sections, the message and its seen id; the same after 3,000 more.
+    assert out["early"]["transactions"] == out["late"]["transactions"] == 1
+    assert out["early"]["puts"] == out["late"]["puts"] == 4
+    assert out["late"]["bytes"] <= out["early"]["bytes"] + 16  # a longer lastSeq, nothing that grows
+    assert out["idle"] == 0
+    assert out["newest"] == [6000, 4008, 4007, 4005, 4004]  # by the index: newest first, one chat only
+    assert out["older"] == [4002, 4001, 3999]
+    assert out["loaded"] == 3003 and out["seen"] == 3002 and out["lastSeq"] == 5000
+
+
+SEEN_PRUNED = """
+async () => {
+  const { messageStore } = window.lockstep;
+  const store = await messageStore.MessageStore.open("seen-test-device");
+  const max = messageStore.MAX_SEEN_IDS;
+  for (let batch = 0; batch * 2000 < max + 3000; batch++) {
+    await store.commit({ seen: Array.from({ length: 2000 }, (_, i) => `seen-${batch}-${i}`) });
+  }
+  store.close();
+  const reopened = await messageStore.MessageStore.open("seen-test-device");
+  const { seen } = await reopened.load();
+  reopened.close();
+  return {
+    max, count: seen.length, oldestKept: seen.includes("seen-0-0"), newestKept: seen.includes("seen-11-1999"),
+  };
+}
+"""
+
+
+def test_seen_ids_are_kept_one_record_each_and_the_oldest_pruned(harness: Any) -> None:
+    out = harness.evaluate(SEEN_PRUNED)
+    assert out["max"] <= out["count"] <= out["max"] + 2000
+    assert not out["oldestKept"] and out["newestKept"]
+
+
+# A messenger database as version 1 wrote it: one sealed `state` record (seen ids inside) and sealed
+# messages without index fields.
+LEGACY = """
+async () => {
+  const { atRest, messageStore } = window.lockstep;
+  const name = messageStore.databaseName("legacy-device");
+  await new Promise((ok, fail) => {
+    const r = indexedDB.open(name, 1);
+    r.onupgradeneeded = () => {
+      r.result.createObjectStore("kv");
+      r.result.createObjectStore("messages", { keyPath: "id" });
+    };
+    r.onsuccess = () => { r.result.close(); ok(); };
+    r.onerror = () => fail(r.error);
+  });
+  const legacy = { v: 1, lastSeq: 9, seen: ["legacy-seen-0001"], olm: {}, megolm: {} };
+  const state = await atRest.seal(legacy, `${name}/kv/state`);
+  const old = { id: "legacy-message-01", conversation: "direct:a:b", ts: 77, kind: "text", text: "before" };
+  const sealed = await atRest.seal(old, `${name}/messages/${old.id}`);
+  await new Promise((ok, fail) => {
+    const r = indexedDB.open(name, 1);
+    r.onsuccess = () => {
+      const tx = r.result.transaction(["kv", "messages"], "readwrite");
+      tx.objectStore("kv").put(state, "state");
+      tx.objectStore("messages").put({ id: old.id, sealed });
+      tx.oncomplete = () => { r.result.close(); ok(); };
+      tx.onerror = () => fail(tx.error);
+    };
+  });
+  const store = await messageStore.MessageStore.open("legacy-device");
+  const first = await store.load();
+  await store.commit({ sections: { core: { lastSeq: first.legacy.lastSeq } }, messages: first.messages,
+    seen: first.legacy.seen, dropLegacy: true });
+  const page = await store.page("direct:a:b", 10);
+  store.close();
+  const again = await messageStore.MessageStore.open("legacy-device");
+  const second = await again.load();
+  again.close();
+  return {
+    legacySeq: first.legacy.lastSeq, texts: first.messages.map((m) => m.text), page: page.map((m) => m.id),
+    legacyAfter: second.legacy === undefined, core: second.sections.core, seen: second.seen,
+  };
+}
+"""
+
+
+def test_a_first_version_store_is_split_on_first_open(harness: Any) -> None:
+    out = harness.evaluate(LEGACY)
+    assert out["legacySeq"] == 9 and out["texts"] == ["before"]
+    assert out["page"] == ["legacy-message-01"]  # indexed now
+    assert out["legacyAfter"] and out["core"] == {"lastSeq": 9} and out["seen"] == ["legacy-seen-0001"]
+
+
+# The conversation view over 2,000 messages in a 600 px list: bounded rows; scrolling to the top pages in
+# older messages while the row the person reads stays where it was.
+TIMELINE = """
+async () => {
+  const { timeline, chatIndex } = window.lockstep;
+  const list = document.createElement("ol");
+  list.style.cssText = "height: 600px; overflow-y: auto; position: relative; margin: 0; padding: 0";
+  document.body.append(list);
+  const index = new chatIndex.ChatIndex();
+  const renderer = {
+    create: (m) => {
+      const li = document.createElement("li");
+      li.style.height = "30px";
+      li.textContent = m.text;
+      return li;
+    },
+    update: (row, m) => { row.textContent = m.text; },
+  };
+  const view = new timeline.Timeline(list, renderer);
+  const frame = () => new Promise((ok) => requestAnimationFrame(() => ok()));
+  const add = (i) => index.put({ id: `m${String(i).padStart(6, "0")}`, conversation: "c", ts: i, kind: "text",
+    text: `message ${i}`, outgoing: false, read: true });
+  view.show(index.messagesOf("c"));
+  let most = 0;
+  for (let i = 0; i < 2000; i++) {
+    add(i);
+    if (i % 25 === 24) {
+      view.refresh(index.messagesOf("c"), new Set());
+      most = Math.max(most, list.children.length);
+    }
+  }
+  view.refresh(index.messagesOf("c"), new Set());
+  await frame();
+  const lastShown = list.lastElementChild.textContent;
+  const atBottom = Math.abs(list.scrollHeight - list.scrollTop - list.clientHeight) < 2;
+  // The person scrolls to the top of what is shown: older messages come in above, the view stays put.
+  const reading = list.firstElementChild;
+  list.scrollTop = 0;
+  await frame(); await frame();
+  const readingTop = reading.getBoundingClientRect().top - list.getBoundingClientRect().top;
+  const firstAfter = list.firstElementChild.textContent;
+  // A tick changes on a shown message: that row is redrawn.
+  const changed = index.messagesOf("c")[1990];
+  changed.text = "edited";
+  view.refresh(index.messagesOf("c"), new Set([changed.id]));
+  const edited = [...list.children].some((li) => li.textContent === "edited");
+  const rows = list.children.length;
+  return { most, rows, lastShown, atBottom, readingTop, firstAfter, edited, max: timeline.MAX_ROWS };
+}
+"""
+
+
+def test_a_long_conversation_keeps_a_bounded_window_of_rows(harness: Any) -> None:
+    out = harness.evaluate(TIMELINE)
+    assert out["most"] <= out["max"] and out["rows"] <= out["max"]
+    assert out["lastShown"] == "message 1999" and out["atBottom"]
+    assert out["firstAfter"] != "message 1940"  # older messages were paged in above
+    assert abs(out["readingTop"]) < 2  # ...and the row at the top stayed at the top
+    assert out["edited"]

@@ -1,0 +1,265 @@
+/**
+ * The messenger's IndexedDB database, one per device (`lockstep-messenger-<device id>`), version 2. What a
+ * batch of messages costs to write does not depend on how much history the device holds:
+ *
+ *   kv        sealed sections of the messenger's state, one record each: `core` (queue position, contacts,
+ *             groups, chats…), `olm` (Olm account and sessions), `megolm` (group sessions), and the store's
+ *             own `chat-numbers` (conversation id → a number used in the index below)
+ *   messages  one record per message, `{id, chat, ts, sealed}`; index `chat_ts` on [chat, ts], so one
+ *             conversation's newest (or older) messages are read without opening the others
+ *   seen      one record per message id this device handled, `{id, n, sealed}` (n counts up); index `n`,
+ *             so the oldest are dropped once there are more than MAX_SEEN_IDS
+ *
+ * `commit` writes in one transaction the sections it is given (`core` only if it changed since it was
+ * last written), the messages it is given and the ids seen since the last commit: ratchets, queue
+ * position and the messages they produced reach disk together, before the server forgets the ciphertext.
+ *
+ * Every section and message is sealed under the origin's store key (../store/atRest.ts), a message under
+ * the label `<database>/messages/<id>` as in version 1, a seen id under `<database>/seen/<id>`. What stays
+ * visible: message ids (128 random bits), a message's time and the number (not the id) of its conversation,
+ * and the order of seen ids, so the indexes can be read in order without opening anything.
+ *
+ * Version 1 kept everything but the messages in one `state` record, rewritten per message with the whole
+ * list of seen ids. `load` hands such a record over as `legacy`; the messenger splits it into sections and
+ * commits them with `dropLegacy` (every message is written again with its index fields then).
+ */
+import { isSealed, openAtRest, seal, type SealedRecord, unseal } from "../store/atRest";
+
+const VERSION = 2;
+const KV = "kv";
+const MESSAGES = "messages";
+const SEEN = "seen";
+const CHAT_TS = "chat_ts";
+const SEEN_ORDER = "n";
+const LEGACY_STATE = "state";
+const CHAT_NUMBERS = "chat-numbers";
+/** Ids of handled messages kept to drop copies that come again (retries, a lost acknowledgement). */
+export const MAX_SEEN_IDS = 20_000;
+/** Seen ids are pruned in steps of this many, not on every commit. */
+const PRUNE_STEP = 1_000;
+
+export type Section = "core" | "olm" | "megolm";
+
+/** What the store needs of a message to index it. */
+export interface Indexed {
+  id: string;
+  conversation: string;
+  ts: number;
+}
+
+export interface Loaded<M> {
+  sections: Partial<Record<Section, unknown>>;
+  /** A version 1 state record (everything in one), to be split and committed with `dropLegacy`. */
+  legacy: unknown;
+  messages: M[];
+  seen: string[];
+}
+
+export interface Commit<M> {
+  sections?: Partial<Record<Section, unknown>>;
+  messages?: Iterable<M>;
+  seen?: Iterable<string>;
+  dropLegacy?: boolean;
+}
+
+interface MessageRecord {
+  id: string;
+  chat?: number;
+  ts?: number;
+  sealed: unknown;
+}
+
+export function databaseName(deviceId: string): string {
+  return `lockstep-messenger-${deviceId}`;
+}
+
+function request<T>(req: IDBRequest<T>): Promise<T> {
+  return new Promise((resolve, reject) => {
+    req.onsuccess = () => resolve(req.result);
+    req.onerror = () => reject(req.error ?? new Error("IndexedDB request failed"));
+  });
+}
+
+function done(tx: IDBTransaction): Promise<void> {
+  return new Promise((resolve, reject) => {
+    tx.oncomplete = () => resolve();
+    tx.onerror = tx.onabort = () => reject(tx.error ?? new Error("IndexedDB transaction failed"));
+  });
+}
+
+export class MessageStore {
+  private chatNumbers = new Map<string, number>();
+  private numbersDirty = false;
+  /** The `core` section's JSON as last written: an unchanged section is not written again. */
+  private coreWritten = "";
+  private seenCount = 0;
+  private nextSeen = 1;
+
+  private constructor(private readonly db: IDBDatabase) {}
+
+  static open(deviceId: string): Promise<MessageStore> {
+    return new Promise((resolve, reject) => {
+      const req = indexedDB.open(databaseName(deviceId), VERSION);
+      req.onupgradeneeded = (event) => {
+        const db = req.result;
+        if (event.oldVersion < 1) {
+          db.createObjectStore(KV);
+          db.createObjectStore(MESSAGES, { keyPath: "id" });
+        }
+        const messages = (req.transaction as IDBTransaction).objectStore(MESSAGES);
+        if (!messages.indexNames.contains(CHAT_TS)) messages.createIndex(CHAT_TS, ["chat", "ts"]);
+        if (!db.objectStoreNames.contains(SEEN))
+          db.createObjectStore(SEEN, { keyPath: "id" }).createIndex(SEEN_ORDER, "n");
+      };
+      req.onsuccess = () => resolve(new MessageStore(req.result));
+      req.onerror = () => reject(req.error ?? new Error("IndexedDB open failed"));
+    });
+  }
+
+  /** Where a record lives (`database/object store/key`): the additional data its seal is bound to. */
+  private label(store: string, key: string): string {
+    return `${this.db.name}/${store}/${key}`;
+  }
+
+  /** Everything stored: sections, every message (oldest first per conversation) and the seen ids. */
+  async load<M extends Indexed>(): Promise<Loaded<M>> {
+    const tx = this.db.transaction([KV, MESSAGES, SEEN], "readonly");
+    const kv = tx.objectStore(KV);
+    const seenStore = tx.objectStore(SEEN);
+    const [keys, values, stored, seen, newestSeen] = await Promise.all([
+      request(kv.getAllKeys()),
+      request(kv.getAll() as IDBRequest<unknown[]>),
+      request(tx.objectStore(MESSAGES).getAll() as IDBRequest<MessageRecord[]>),
+      request(seenStore.getAllKeys() as IDBRequest<string[]>), // the ids are the keys: nothing to open
+      request(seenStore.index(SEEN_ORDER).openKeyCursor(null, "prev")),
+    ]);
+    const storeKey = await openAtRest();
+    const opened = new Map<string, unknown>();
+    await Promise.all(
+      keys.map(async (key, i) => {
+        const value = values[i];
+        const name = typeof key === "string" ? key : "";
+        opened.set(name, isSealed(value) ? await unseal(value, this.label(KV, name), storeKey) : value);
+      }),
+    );
+    const numbers = opened.get(CHAT_NUMBERS);
+    if (numbers && typeof numbers === "object")
+      this.chatNumbers = new Map(Object.entries(numbers as Record<string, number>));
+    const sections: Partial<Record<Section, unknown>> = {};
+    for (const section of ["core", "olm", "megolm"] as const)
+      if (opened.has(section)) sections[section] = opened.get(section);
+    if (sections.core !== undefined) this.coreWritten = JSON.stringify(sections.core);
+    const messages = await Promise.all(
+      stored.map((record) =>
+        isSealed(record.sealed)
+          ? unseal<M>(record.sealed, this.label(MESSAGES, record.id), storeKey)
+          : Promise.resolve(record as unknown as M),
+      ),
+    );
+    this.seenCount = seen.length;
+    this.nextSeen = (typeof newestSeen?.key === "number" ? newestSeen.key : 0) + 1;
+    return { sections, legacy: opened.get(LEGACY_STATE), messages, seen };
+  }
+
+  /** The newest `limit` messages of a conversation older than `before` (ms), newest first. */
+  async page<M>(conversation: string, limit: number, before = Number.MAX_SAFE_INTEGER): Promise<M[]> {
+    const chat = this.chatNumbers.get(conversation);
+    if (chat === undefined || limit <= 0) return [];
+    const index = this.db.transaction(MESSAGES, "readonly").objectStore(MESSAGES).index(CHAT_TS);
+    const range = IDBKeyRange.bound([chat, -Infinity], [chat, before], false, true);
+    const records: MessageRecord[] = [];
+    await new Promise<void>((resolve, reject) => {
+      const cursor = index.openCursor(range, "prev");
+      cursor.onsuccess = () => {
+        const at = cursor.result;
+        if (!at || records.length >= limit) {
+          resolve();
+          return;
+        }
+        records.push(at.value as MessageRecord);
+        at.continue();
+      };
+      cursor.onerror = () => reject(cursor.error ?? new Error("IndexedDB cursor failed"));
+    });
+    const storeKey = await openAtRest();
+    return Promise.all(records.map((r) => unseal<M>(r.sealed as SealedRecord, this.label(MESSAGES, r.id), storeKey)));
+  }
+
+  /** Writes sections, messages and newly seen ids in one transaction (sealed first: WebCrypto is asynchronous). */
+  async commit<M extends Indexed>(changes: Commit<M>): Promise<void> {
+    const storeKey = await openAtRest();
+    const sections: [string, Promise<SealedRecord>][] = [];
+    let core: string | undefined;
+    for (const [name, value] of Object.entries(changes.sections ?? {})) {
+      if (name === "core") {
+        core = JSON.stringify(value);
+        if (core === this.coreWritten) continue;
+      }
+      sections.push([name, seal(value, this.label(KV, name), storeKey)]);
+    }
+    const messages = [...(changes.messages ?? [])];
+    for (const message of messages) {
+      if (!this.chatNumbers.has(message.conversation)) {
+        this.chatNumbers.set(message.conversation, this.chatNumbers.size + 1);
+        this.numbersDirty = true;
+      }
+    }
+    const numbersWritten = this.numbersDirty;
+    if (numbersWritten)
+      sections.push([CHAT_NUMBERS, seal(Object.fromEntries(this.chatNumbers), this.label(KV, CHAT_NUMBERS), storeKey)]);
+    const records = await Promise.all(
+      messages.map(async (m): Promise<MessageRecord> => ({
+        id: m.id,
+        chat: this.chatNumbers.get(m.conversation),
+        ts: m.ts,
+        sealed: await seal(m, this.label(MESSAGES, m.id), storeKey),
+      })),
+    );
+    const sealedSections = await Promise.all(sections.map(async ([name, sealing]) => [name, await sealing] as const));
+    // Nothing is written unsealed: a seen record holds its id sealed too (the id is also its key).
+    const seen = await Promise.all(
+      [...(changes.seen ?? [])].map(async (id) => ({ id, sealed: await seal(id, this.label(SEEN, id), storeKey) })),
+    );
+    if (!sealedSections.length && !records.length && !seen.length && !changes.dropLegacy) return;
+
+    const tx = this.db.transaction([KV, MESSAGES, SEEN], "readwrite");
+    const finished = done(tx);
+    const kv = tx.objectStore(KV);
+    for (const [name, sealed] of sealedSections) kv.put(sealed, name);
+    if (changes.dropLegacy) kv.delete(LEGACY_STATE);
+    const store = tx.objectStore(MESSAGES);
+    for (const record of records) store.put(record);
+    const seenStore = tx.objectStore(SEEN);
+    for (const record of seen) seenStore.put({ ...record, n: this.nextSeen++ });
+    this.seenCount += seen.length;
+    if (this.seenCount > MAX_SEEN_IDS + PRUNE_STEP) {
+      const excess = this.seenCount - MAX_SEEN_IDS;
+      let deleted = 0;
+      const cursor = seenStore.index(SEEN_ORDER).openCursor();
+      cursor.onsuccess = () => {
+        const at = cursor.result;
+        if (!at || deleted >= excess) return;
+        at.delete();
+        deleted++;
+        at.continue();
+      };
+      this.seenCount -= excess;
+    }
+    await finished;
+    // Only what reached disk counts as written (a failed commit writes it all again next time).
+    if (core !== undefined) this.coreWritten = core;
+    if (numbersWritten) this.numbersDirty = false;
+  }
+
+  close(): void {
+    this.db.close();
+  }
+
+  /** Deletes a device's messenger database (keys, sessions and messages), e.g. once it was unlinked. */
+  static wipe(deviceId: string): Promise<void> {
+    return new Promise((resolve) => {
+      const req = indexedDB.deleteDatabase(databaseName(deviceId));
+      req.onsuccess = req.onerror = req.onblocked = () => resolve();
+    });
+  }
+}
