@@ -149,7 +149,9 @@ def chrony_offset(sock: Path) -> float | None:
 
 
 class OurMonitor:
-    """``lockstep ntp monitor --json`` as a subprocess; keeps its latest combined offset."""
+    """``lockstep ntp monitor --json`` as a subprocess; keeps its latest combined offset and
+    the frequency and time it holds with, so :meth:`offset_now` carries it to the moment asked
+    (as `chronyc tracking` does for chronyd's)."""
 
     def __init__(self, proxy_port: int, poll: int) -> None:
         self.process = subprocess.Popen(
@@ -171,7 +173,7 @@ class OurMonitor:
             text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
-        self.offset: float | None = None
+        self.update: tuple[float, float, float] | None = None  # (offset, frequency, its unix time)
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
@@ -179,7 +181,13 @@ class OurMonitor:
         for line in self.process.stdout:
             update = json.loads(line)
             if update["offset"] is not None:
-                self.offset = update["offset"]
+                self.update = (update["offset"], update.get("frequency") or 0.0, update["time"])
+
+    def offset_now(self) -> float | None:
+        if self.update is None:
+            return None
+        offset, frequency, at = self.update
+        return offset + frequency * (time.time() - at)
 
     def stop(self) -> None:
         self.process.terminate()
@@ -245,8 +253,9 @@ def main() -> None:
                         continue
                     chrony = chrony_offset(chrony_socket)
                     truth = true_offset(args.offset, args.drift, origin, time.monotonic())
-                    if monitor.offset is not None and chrony is not None:
-                        samples.append((now, monitor.offset - truth, chrony - truth))
+                    ours = monitor.offset_now()
+                    if ours is not None and chrony is not None:
+                        samples.append((now, ours - truth, chrony - truth))
             finally:
                 monitor.stop()
     finally:

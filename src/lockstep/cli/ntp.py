@@ -231,7 +231,7 @@ def render_table(rows: list[SourceReport], client: NtpClient, now: int) -> str:
     if client.system is not None:
         error = client.error_estimate(now)
         lines.append(
-            f"\nsystem offset {_fmt_seconds(client.system.offset)}"
+            f"\nsystem offset {_fmt_seconds(client.offset_at(now))}"
             f" +/- {_fmt_seconds(error).lstrip('+')}"
             f"  (jitter {_fmt_seconds(client.system.jitter).lstrip('+')},"
             f" stratum {client.system.stratum}, peer {client.system_peer})"
@@ -304,7 +304,10 @@ def _monitor_json(client: NtpClient, now: int) -> dict[str, Any]:
     system = client.system
     return {
         "time": to_unix_ns(now) / 1e9,
-        "offset": None if system is None else system.offset,
+        # Extrapolated to "time" with the system peer's frequency: offset + frequency * elapsed
+        # is the estimate at any later moment until the next update.
+        "offset": client.offset_at(now),
+        "frequency": None if system is None else system.frequency,
         "jitter": None if system is None else system.jitter,
         "error": client.error_estimate(now),
         "system_peer": client.system_peer,

@@ -60,6 +60,7 @@ from lockstep.ntp.timestamps import (
     to_seconds,
     to_timestamp,
 )
+from lockstep.ntp.trend import OffsetTrend
 from lockstep.ntp.wire import KissCode, LeapIndicator, Mode, Packet
 
 Event = PacketDropped | SampleAccepted | KissReceived | SourceDemobilized
@@ -151,6 +152,8 @@ class Association:
         self.reach = 0  # 8-bit reachability shift register (§13)
         self.burst = BURST_COUNT if iburst else 0
         self.filter = ClockFilter(precision=2.0**precision)
+        #: Every accepted sample also goes into a regression: frequency and offset now.
+        self.trend = OffsetTrend()
         self.server: ServerInfo | None = None
         self.next_poll = now  # first request goes out at once
         self.polls = 0
@@ -344,6 +347,9 @@ class Association:
         dispersion = 2.0**packet.precision + 2.0**self.precision + PHI * to_seconds(now - first)
         self._count("accepted interleaved" if interleaved else "accepted")
         self.filter.add_sample(offset, delay, dispersion, to_seconds(now))
+        # The offset holds at the middle of the exchange it measures (for an interleaved sample,
+        # the previous one: a poll interval ago, 100 us at 50 ppm and 2 s).
+        self.trend.add(to_seconds(first) + to_seconds(last - first) / 2, offset, delay)
         return SampleAccepted(self.name, offset, delay, dispersion, interleaved)
 
     def _kiss(self, packet: Packet) -> Event:

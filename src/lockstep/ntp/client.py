@@ -47,6 +47,7 @@ from lockstep.ntp.events import (
 from lockstep.ntp.nts.client import NtsClientSession
 from lockstep.ntp.selection import Candidate, cluster, combine, select_truechimers
 from lockstep.ntp.timestamps import to_seconds
+from lockstep.ntp.trend import Fit
 from lockstep.ntp.wire import LeapIndicator, reference_id_for_address
 
 SystemEvent = Event | SystemPeerChanged | ClockUpdated | ClockStepped | ClockSlewed | PanicThresholdExceeded
@@ -114,6 +115,10 @@ class SystemVariables:
     root_dispersion: float
     offset: float
     jitter: float
+    #: The system peer's frequency against our clock (s/s) from its offset trend
+    #: (:mod:`lockstep.ntp.trend`); 0 until it has enough samples, and 0 with discipline (the
+    #: clock is steered to it). ``offset`` holds at ``reference_time`` and drifts by this.
+    frequency: float = 0.0
 
 
 class NtpClient:
@@ -241,8 +246,21 @@ class NtpClient:
                 continue
             if self._loop_error(a):
                 continue
-            out.append(Candidate(a.name, a.server.stratum, a.filter.offset, a.filter.jitter, distance))
+            offset = self._offset_now(a, now)
+            out.append(Candidate(a.name, a.server.stratum, offset, a.filter.jitter, distance))
         return out
+
+    def _offset_now(self, a: Association, now: int) -> float:
+        """The source's offset at ``now``: without discipline, its trend extrapolated (or, with
+        too few samples for a frequency yet, the clock filter's, which may be eight polls old).
+        With discipline the clock filter's, as RFC 5905 has it: the PLL/FLL is then the
+        frequency estimator, and a trend fitted over samples from before its last frequency
+        correction would extrapolate a slope already corrected, and the loop would overshoot."""
+        fit = self._fit(a)
+        return a.filter.offset if fit is None else fit.offset_at(to_seconds(now))
+
+    def _fit(self, a: Association) -> Fit | None:
+        return None if self.discipline else a.trend.fit
 
     def _loop_error(self, a: Association) -> bool:
         """A.5.5.2 ``fit``'s loop check: the source is synchronised to us (its reference id is
@@ -315,6 +333,7 @@ class NtpClient:
             root_dispersion=peer.server.root_dispersion + max(MINDISP, increment),
             offset=combined.offset,
             jitter=combined.jitter,
+            frequency=0.0 if (fit := self._fit(peer)) is None else fit.frequency,
         )
         self.updates += 1
         events.append(ClockUpdated(combined.offset, combined.jitter, best.name))
@@ -358,6 +377,7 @@ class NtpClient:
         # After a step every filter holds stale offsets: clear them (A.5.5.1 "clear(ALL)").
         for association in self.associations.values():
             association.filter.reset()
+            association.trend.reset()
         self.system_peer = None
         self.system = None
         self.hpoll = min(a.minpoll for a in self.associations.values())
@@ -368,6 +388,7 @@ class NtpClient:
         # later selection does not see the same error twice.
         for association in self.associations.values():
             association.filter.offset -= offset
+            association.trend.shift(offset)
 
     def _adjust_poll(self, offset: float, jitter: float) -> None:
         """Poll-interval adaptation of A.5.5.6: lengthen while offsets stay within PGATE jitters."""
@@ -414,6 +435,13 @@ class NtpClient:
                 )
             )
         return rows
+
+    def offset_at(self, now: int) -> float | None:
+        """The system offset carried to ``now`` with the system peer's frequency (chronyc
+        ``tracking``'s "System time" is likewise for the moment it is asked)."""
+        if self.system is None:
+            return None
+        return self.system.offset + self.system.frequency * to_seconds(now - self.system.reference_time)
 
     def error_estimate(self, now: int) -> float | None:
         """A bound on the combined offset's error: system jitter plus the peer's root distance."""
