@@ -35,6 +35,8 @@ DEFAULT_NOISE_FLOOR = 1e-4
 MIN_SAMPLES = 4
 #: Windows this short are never trimmed by the runs test (too few residuals to judge).
 _MIN_RUNS_TEST = 8
+#: A residual takes part in the runs test beyond this many times its sample's error bound.
+_SIGNIFICANT = 2.0
 #: Runs below the expected count by more than this many standard deviations fail the test.
 _RUNS_SIGMAS = 2.0
 
@@ -107,13 +109,25 @@ class OffsetTrend:
             self._fit = None
             return
         fit, residuals = self._regress(samples)
-        while len(samples) >= _MIN_RUNS_TEST and not _random_signs(residuals):
+        while len(samples) >= _MIN_RUNS_TEST and not _random_signs(self._significant(samples, residuals)):
             # The model does not fit the whole window: the clock changed; keep the newer half.
             del samples[: len(samples) // 2]
             for _ in range(len(self._samples) - len(samples)):
                 self._samples.popleft()
             fit, residuals = self._regress(samples)
         self._fit = fit
+
+    def _significant(self, samples: list[TrendSample], residuals: list[float]) -> list[float]:
+        """The residuals larger than their sample's own error bound (``_SIGNIFICANT`` times
+        half its excess delay plus the noise floor), others as 0: a sample that waited in a
+        queue may sit far off the line without saying anything about the clock (a route change
+        raises the delay and moves the offset together), so only the others take part in the
+        runs test."""
+        best = min(s.delay for s in samples)
+        return [
+            r if abs(r) > _SIGNIFICANT * ((s.delay - best) / 2 + self.noise_floor) else 0.0
+            for s, r in zip(samples, residuals, strict=True)
+        ]
 
     def _regress(self, samples: list[TrendSample]) -> tuple[Fit, list[float]]:
         best = min(s.delay for s in samples)
