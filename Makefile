@@ -18,7 +18,8 @@ test: deps web/dist/index.html lint typecheck pytest
 
 deps: $(PY_STAMP) $(WEB_STAMP) $(DEB_STAMP)
 
-$(PY_STAMP): pyproject.toml
+# setup.py builds the one C extension (lockstep/ntp/nts/_fastpath.c, against OpenSSL's libcrypto).
+$(PY_STAMP): pyproject.toml setup.py src/lockstep/ntp/nts/_fastpath.c $(DEB_STAMP)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'

@@ -79,16 +79,19 @@ class CookieKeys:
         """The current key id: the rotation period ``now`` falls in."""
         return (now // self._period) & 0xFFFFFFFF
 
+    def key_material(self, key_id: int) -> bytes:
+        """The AEAD_AES_SIV_CMAC_256 key of ``key_id`` (for the compiled server path)."""
+        return HKDF(
+            algorithm=hashes.SHA256(),
+            length=KEY_LENGTH,
+            salt=None,
+            info=b"lockstep nts cookie key " + key_id.to_bytes(4, "big"),
+        ).derive(self._master)
+
     def _key(self, key_id: int) -> AESSIV:
         key = self._keys.get(key_id)
         if key is None:
-            material = HKDF(
-                algorithm=hashes.SHA256(),
-                length=KEY_LENGTH,
-                salt=None,
-                info=b"lockstep nts cookie key " + key_id.to_bytes(4, "big"),
-            ).derive(self._master)
-            key = AESSIV(material)
+            key = AESSIV(self.key_material(key_id))
             if len(self._keys) > 4 * (self.keep + 2):
                 self._keys.clear()  # keep the cache bounded; keys are re-derived on demand
             self._keys[key_id] = key

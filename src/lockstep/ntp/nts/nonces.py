@@ -13,9 +13,26 @@ from __future__ import annotations
 import os
 import weakref
 from collections.abc import Callable
-from typing import Final
+from typing import Final, Protocol
 
 CHUNK: Final = 4096
+
+
+class _Forgetful(Protocol):
+    def forget(self) -> None: ...
+
+
+def forget_nonces_in_child(pool: _Forgetful) -> None:
+    """Make a forked child drop ``pool``'s unspent bytes (held weakly: no leak)."""
+    reference = weakref.ref(pool)
+
+    def forget_in_child() -> None:
+        alive = reference()
+        if alive is not None:
+            alive.forget()
+
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=forget_in_child)
 
 
 class NoncePool:
@@ -26,15 +43,11 @@ class NoncePool:
         self._chunk = chunk
         self._pool = b""
         self._position = 0
-        reference = weakref.ref(self)
+        forget_nonces_in_child(self)
 
-        def forget_in_child() -> None:
-            pool = reference()
-            if pool is not None:
-                pool._pool, pool._position = b"", 0
-
-        if hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=forget_in_child)
+    def forget(self) -> None:
+        """Drop the unspent bytes."""
+        self._pool, self._position = b"", 0
 
     def take(self, length: int) -> bytes:
         """The next ``length`` unused random bytes."""

@@ -31,12 +31,21 @@ from lockstep.ntp.events import DropReason, PacketDropped
 from lockstep.ntp.nts import fields
 from lockstep.ntp.nts.cookies import COOKIE_LENGTH, COOKIE_NONCE_LENGTH, CookieKeys, CookieRejected
 from lockstep.ntp.nts.fields import FieldType
-from lockstep.ntp.nts.nonces import NoncePool
+from lockstep.ntp.nts.nonces import NoncePool, forget_nonces_in_child
 from lockstep.ntp.wire import HEADER_LENGTH, Datagram, KissCode, LeapIndicator, Mode, Trailer
+
+try:  # built by the package's build (setup.py) when a C compiler and OpenSSL's headers are there
+    from lockstep.ntp.nts import _fastpath
+except ImportError:  # pragma: no cover - the Python path below serves alone
+    _fastpath = None  # type: ignore[assignment]
+
+#: Whether the compiled path (lockstep/ntp/nts/_fastpath.c) was built and can be used.
+COMPILED_AVAILABLE: Final = _fastpath is not None
 
 _NAK_PREFIX: Final = struct.Struct(">BBBBIII")
 _NTS_TYPES: Final = frozenset(int(kind) for kind in FieldType)
 _MAX_CACHED_CLIENTS: Final = 4096
+_MAX_COMPILED_KEYS: Final = 256  # MAX_KEYS in _fastpath.c
 # Field types as plain ints: compared per field on the hot path, where IntEnum members are slower.
 _UNIQUE_IDENTIFIER: Final = int(FieldType.UNIQUE_IDENTIFIER)
 _NTS_COOKIE: Final = int(FieldType.NTS_COOKIE)
@@ -75,14 +84,36 @@ class NtsServer:
         cookie_keys: CookieKeys,
         *,
         random_bytes: Callable[[int], bytes] = os.urandom,
+        compiled: bool = True,
     ) -> None:
+        """``compiled``: answer well-formed requests with the compiled path when it was built
+        (byte for byte what this class's Python path answers, tests/nts/test_compiled_path.py);
+        every other request, and every request without it, takes the Python path."""
+        self._fast: _fastpath.FastPath | None = None
+        self._fast_key_id: int | None = None  # the key id the compiled path has keys for
         self.cookie_keys = cookie_keys
         self.counters = NtsCounters()
-        self._nonces = NoncePool(random_bytes)
+        self._nonces: NoncePool | _fastpath.FastPath
+        if compiled and _fastpath is not None and cookie_keys.keep < _MAX_COMPILED_KEYS:
+            # One nonce sequence for both paths: the compiled object is the pool.
+            self._fast = self._nonces = _fastpath.FastPath(random_bytes)
+            forget_nonces_in_child(self._fast)
+        else:
+            self._nonces = NoncePool(random_bytes)
         # AEAD set-up per client key costs as much as the AEAD itself: keep the recent ones, by
         # the cookie plaintext that holds both keys. A client's C2S/S2C keys stay the same from
         # one request to the next (every cookie of one NTS-KE holds the same keys, §5.7).
         self._ciphers: dict[bytes, tuple[AESSIV, AESSIV]] = {}
+
+    @property
+    def cookie_keys(self) -> CookieKeys:
+        return self._cookie_keys
+
+    @cookie_keys.setter
+    def cookie_keys(self, keys: CookieKeys) -> None:
+        """New keys (a restart without the master secret): the compiled path reloads them."""
+        self._cookie_keys = keys
+        self._fast_key_id = None
 
     def respond(
         self, request: bytes, trailer: Trailer, header: bytes, now: int
@@ -90,6 +121,15 @@ class NtsServer:
         """Protect ``header`` for ``request``, an NTS request (see :func:`carries_nts`) whose
         extension fields ``trailer`` locates (:func:`~lockstep.ntp.wire.scan_trailer`); a request
         that is not a well-formed one is dropped, never answered unprotected (§5.7)."""
+        fast = self._fast
+        if fast is not None:
+            key_id = self.cookie_keys.key_id(now)
+            if key_id != self._fast_key_id:
+                self._load_compiled_keys(key_id)
+            reply = fast.respond(request, header, key_id)
+            if reply is not None:
+                self.counters.authenticated += 1
+                return reply
         found, mac_start = trailer
         has_mac = mac_start < len(request)
         unique_id = cookie = None  # (begin, end) of the field, header included
@@ -156,6 +196,15 @@ class NtsServer:
         sealed = fields.authenticator(ciphers[1], take(fields.NONCE_LENGTH), associated, new_cookies)
         self.counters.authenticated += 1
         return associated + sealed
+
+    def _load_compiled_keys(self, key_id: int) -> None:
+        """Hand the compiled path the cookie keys it may open (the last ``keep`` periods') and
+        seal with (``key_id``'s): derived once per rotation."""
+        assert self._fast is not None
+        keep = self.cookie_keys.keep
+        ids = [(key_id - age) & 0xFFFFFFFF for age in range(keep + 1)]
+        self._fast.set_keys(key_id, keep, [(i, self.cookie_keys.key_material(i)) for i in ids])
+        self._fast_key_id = key_id
 
     def _client_ciphers(self, cookie_plaintext: bytes) -> tuple[AESSIV, AESSIV]:
         """The C2S and S2C AEADs for the keys in a cookie's plaintext (see CookieKeys), cached."""
