@@ -17,7 +17,9 @@ from webmsg_helpers import TIMEOUT, cli_primary, link_to_terminal_primary, start
 
 from chromium import CHROMIUM, CHROMIUM_ARGS, call_args
 from lockstep_cli import LOCKSTEP, lockstep_ok
+from lockstep_servers import start_server
 from tone import dominant_frequency, write_tone
+from turn_server import coturn
 
 pytestmark = pytest.mark.browser
 LOOPBACK = "?ice-host=127.0.0.1"
@@ -97,9 +99,11 @@ def new_page(browser: Any, page_errors: Any) -> Any:
     return context.new_page()
 
 
-def linked_browser(browser: Any, page_errors: Any, url: str, primary: Path, qr: Path) -> Any:
+def linked_browser(
+    browser: Any, page_errors: Any, url: str, primary: Path, qr: Path, query: str = LOOPBACK
+) -> Any:
     page = new_page(browser, page_errors)
-    page.goto(url + "/" + LOOPBACK)
+    page.goto(url + "/" + query)
     link_to_terminal_primary(page, primary, qr)
     return page
 
@@ -203,7 +207,9 @@ def test_every_device_of_the_callee_rings_the_first_answer_wins_and_video_flows_
         when(page, "ringing-in")
         assert page.get_by_test_id("call-peer").inner_text() == "Alice"
         assert call_status(page) == "Incoming video call"
-    bob_laptop.get_by_test_id("call-answer").click()
+    bob_laptop.get_by_test_id(
+        "call-answer"
+    ).dblclick()  # a second press while the microphone starts is ignored
     answered = when(laptop, "connecting")  # the answer reached the caller ...
     stopped = when(bob_tablet, "elsewhere")  # ... and, through the same fan-out, bob's other browser
     assert stopped - answered < 1000
@@ -226,3 +232,56 @@ def test_every_device_of_the_callee_rings_the_first_answer_wins_and_video_flows_
         page.get_by_test_id("chat-row").filter(has_text="@").first.click()
         page.get_by_test_id("message").filter(has_text="video call, ").wait_for(timeout=TIMEOUT)
     assert "video call, " in lockstep_ok("receive", "--state", str(bob.primary), "--wait", "3")
+
+
+def test_a_relay_only_browser_call_goes_through_coturn(
+    calling_browser: Any, page_errors: Any, tmp_path: Path
+) -> None:
+    """`serve --turn-url --turn-secret` with a real coturn: the page forced to relay candidates
+    (`?relay`) calls a terminal forced likewise (`--relay-only`); getStats shows a relay pair."""
+    with coturn() as turn:
+        server = start_server(
+            tmp_path / "server",
+            tmp_path / "server.log",
+            "--turn-url",
+            turn.url,
+            "--turn-secret",
+            str(turn.secret_file),
+        )
+        try:
+            alice = cli_primary(server.url, tmp_path / "alice", "alice", "Alice")
+            bob = cli_primary(server.url, tmp_path / "bob", "bob", "Bob")
+            laptop = linked_browser(
+                calling_browser,
+                page_errors,
+                server.url,
+                alice.primary,
+                tmp_path / "qr.png",
+                query="?relay&ice-host=127.0.0.1",
+            )
+            start_chat(laptop, "bob")
+            answering = subprocess.Popen(
+                [LOCKSTEP, "answer", "--wait", "60", "--relay-only", "--state", str(bob.primary)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=TERMINAL_ENV,
+            )
+            try:
+                laptop.get_by_test_id("call-voice").click()
+                laptop.wait_for_function(
+                    "() => document.querySelector('[data-testid=call-screen]').dataset.state === 'connected'",
+                    timeout=TIMEOUT,
+                )
+                laptop.wait_for_timeout(1500)
+                stats = laptop.evaluate(STATS)
+                laptop.get_by_test_id("call-hangup").click()
+                _out, err = answering.communicate(timeout=30)
+            finally:
+                if answering.poll() is None:
+                    answering.kill()
+        finally:
+            server.stop()
+    assert answering.returncode == 0, err
+    assert stats["pair"][:2] == ["relay", "relay"], stats
+    assert stats["inbound"]["audio"]["packets"] > 20 and stats["outbound"]["audio"]["packets"] > 20, stats

@@ -95,6 +95,8 @@ export class Phone {
   private ended: Snapshot["ended"] = null;
   private muted = false;
   private cameraOff = false;
+  /** Dialling or answering has begun (the microphone is starting): one at a time. */
+  private starting = false;
   /** The call shown: the active one, or one ringing or going on elsewhere. */
   private shown: Call | null = null;
 
@@ -143,7 +145,16 @@ export class Phone {
 
   // --- dialling and answering ------------------------------------------------------------------------
   async dial(peerAccount: string, media: Media): Promise<void> {
-    if (this.active) return;
+    if (this.active || this.starting) return;
+    this.starting = true;
+    try {
+      await this.placeCall(peerAccount, media);
+    } finally {
+      this.starting = false;
+    }
+  }
+
+  private async placeCall(peerAccount: string, media: Media): Promise<void> {
     this.problem = "";
     this.ended = null;
     const started = await this.startMedia(media);
@@ -158,9 +169,19 @@ export class Phone {
     await this.carryOut(call, actions);
   }
 
+  /** Answer the ringing call (a second press while the microphone starts does nothing). */
   async answer(): Promise<void> {
     const call = this.shown;
-    if (!call || call.state !== "ringing-in" || this.active) return;
+    if (!call || call.state !== "ringing-in" || this.active || this.starting) return;
+    this.starting = true;
+    try {
+      await this.pickUp(call);
+    } finally {
+      this.starting = false;
+    }
+  }
+
+  private async pickUp(call: Call): Promise<void> {
     this.problem = "";
     const started = await this.startMedia(call.media);
     if (!started) {
