@@ -178,7 +178,7 @@ async def measure(pair: str, calls: int, url: str, folder: Path, browser: Any) -
             phone = Phone(messenger, CallOptions(host_addresses=LOOPBACK))
             for _ in range(calls):
                 answered.clear()
-                outcome = await phone.dial(callee.name, Media.AUDIO, seconds=0.3)
+                outcome = await phone.dial(callee.name, Media.AUDIO, seconds=1.0)
                 assert outcome.first_audio_after_ms is not None, outcome
                 times.append(outcome.first_audio_after_ms)
                 await asyncio.wait_for(answered.wait(), 30)
