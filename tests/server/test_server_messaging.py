@@ -288,7 +288,7 @@ async def test_the_database_holds_no_plaintext_of_any_message(live_server, tmp_p
             assert secret.encode(encoding) not in data, secret
 
 
-async def test_a_new_companion_gets_recent_history_from_the_primary_with_a_note(
+async def test_a_new_companion_gets_recent_history_from_the_primary_and_more_on_request(
     live_server, tmp_path: Path
 ) -> None:
     alice = await make_account(live_server.url, tmp_path, "alice")
@@ -317,6 +317,14 @@ async def test_a_new_companion_gets_recent_history_from_the_primary_with_a_note(
             assert [r["body"]["text"] for r in t.store.history] == ["old news", "an answer"]
             await a.receive()
             assert [m for m in await t.receive() if m.kind == "history"] == []  # once only
+
+            # The tablet asks the phone for what it kept back (§12.1): the older message comes over too.
+            await t.request_older_history(limit=50)
+            await a.receive()  # the phone serves the request
+            got = await t.receive(wait=5, until=lambda r: any(m.kind == "history" for m in r))
+            (older,) = [m for m in got if m.kind == "history"]
+            assert older.body["count"] == 1 and older.body["note"] == "1 older messages were transferred"
+            assert "ancient-message-id-0" in {r["id"] for r in t.store.history}
 
 
 async def test_pushed_messages_with_a_gap_are_completed_from_the_queue_in_order(

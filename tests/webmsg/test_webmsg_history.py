@@ -23,6 +23,8 @@ from webmsg_helpers import (
 )
 
 from fake_camera import Phone
+from lockstep.client import e2estate
+from lockstep_cli import lockstep_ok
 from lockstep_servers import restart_server
 from phone_linking import create_account, link_companion, open_companion
 
@@ -97,6 +99,13 @@ def test_terminal_primary_sends_history_to_a_browser_companion(
     hello = f"hello erin {secrets.token_hex(4)}"
     send_cli(bob.primary, "@erin", hello)
     receive_until(erin.primary, lambda got: any(m["kind"] == "text" for m in got))
+    # A message in the phone's own history from long ago: older than 30 days, it stays on the phone.
+    ancient = f"from long ago {secrets.token_hex(4)}"
+    with e2estate.locked(erin.primary):
+        store = e2estate.E2EStore.load_or_create(erin.primary)
+        first = store.history[0]
+        store.history.insert(0, {**first, "id": "ancient-message-id-0", "ts": 1, "body": {"text": ancient}})
+        store.save()
 
     laptop = open_companion(computer, url)
     link_to_terminal_primary(laptop, erin.primary, tmp_path / "qr.png")
@@ -105,4 +114,12 @@ def test_terminal_primary_sends_history_to_a_browser_companion(
     assert "1 messages from the last 30 days were transferred" in note.inner_text()
     open_chat(laptop, "@bob")
     message(laptop, hello).wait_for(timeout=TIMEOUT)
-    assert_no_plaintext(server_process, [hello])  # the history bundle was uploaded encrypted
+    assert "1 older messages stay only on the phone" in note.inner_text()
+
+    # The laptop asks the phone for what it kept back (messaging.md §12.1); the phone answers when it runs.
+    laptop.get_by_test_id("history-more").click()
+    laptop.wait_for_timeout(1000)  # the request is on its way
+    lockstep_ok("receive", "--state", str(erin.primary))
+    message(laptop, ancient).wait_for(timeout=TIMEOUT)
+    assert "1 older messages were transferred" in note.inner_text()
+    assert_no_plaintext(server_process, [hello, ancient])  # the history bundles were uploaded encrypted

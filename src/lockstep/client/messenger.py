@@ -266,3 +266,7 @@ class Messenger:
 
     async def sync_history(self) -> list[str]:
         return await self.history.sync()
+
+    async def request_older_history(self, limit: int = 1000) -> None:
+        """Companion: ask the primary for up to ``limit`` messages older than the oldest one here (§12.1)."""
+        await self.history.request_older(limit)

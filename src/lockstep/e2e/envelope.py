@@ -22,6 +22,8 @@ from lockstep.link.errors import EncodingError
 
 MESSAGE_ID = re.compile(r"[A-Za-z0-9_-]{16,64}")
 MAX_TEXT = 65_536
+MAX_HISTORY_REQUEST = 10_000
+"""The most messages one ``history-request`` asks for (§12.1)."""
 
 
 class Kind(enum.StrEnum):
@@ -31,6 +33,8 @@ class Kind(enum.StrEnum):
     GROUP_KEY = "group-key"
     GROUP_INFO = "group-info"
     HISTORY = "history"
+    HISTORY_REQUEST = "history-request"
+    """A companion asks its primary for messages older than it holds (§12.1)."""
     CALL = "call"
     """Call signalling (§14): the body is parsed by :func:`lockstep.calls.signals.parse`."""
     REACTION = "reaction"
@@ -145,6 +149,14 @@ class MessageEnvelope:
             from lockstep.e2e import receipts  # builds on this module's ReceiptStatus
 
             receipts.parse(body)
+        elif self.kind is Kind.HISTORY_REQUEST:
+            before, limit = body.get("before"), body.get("limit")
+            if not (isinstance(before, int) and not isinstance(before, bool) and 0 <= before < 2**53):
+                raise EnvelopeError("a history request names 'before', a time in ms")
+            if not (
+                isinstance(limit, int) and not isinstance(limit, bool) and 1 <= limit <= MAX_HISTORY_REQUEST
+            ):
+                raise EnvelopeError(f"a history request asks for 1 to {MAX_HISTORY_REQUEST} messages")
         elif self.kind is Kind.CALL and not all(isinstance(body.get(k), str) for k in ("call_id", "type")):
             raise EnvelopeError("a call signal names call_id and type")
         elif self.kind is Kind.GROUP_KEY and not all(

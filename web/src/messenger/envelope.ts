@@ -29,8 +29,19 @@ export function textTooLong(text: string): boolean {
 }
 
 /** The kinds of messaging.md §5 (envelope.py's `Kind`, less `undecryptable`, which never travels). */
-export const KINDS = ["text", "media", "receipt", "group-key", "group-info", "history", "call"] as const;
+export const KINDS = [
+  "text",
+  "media",
+  "receipt",
+  "group-key",
+  "group-info",
+  "history",
+  "history-request",
+  "call",
+] as const;
 export type Kind = (typeof KINDS)[number];
+/** The most messages one `history-request` asks for (§12.1). */
+export const MAX_HISTORY_REQUEST = 10_000;
 
 export const RECEIPT_STATUSES = ["delivered", "read"] as const;
 export type ReceiptStatus = (typeof RECEIPT_STATUSES)[number];
@@ -143,6 +154,17 @@ export function checkBody(envelope: MessageEnvelope): void {
       break;
     case "receipt":
       parseReceipt(body); // "up to" markers, or the first version's ids (§5.3)
+      break;
+    case "history-request":
+      if (typeof body.before !== "number" || !Number.isSafeInteger(body.before) || body.before < 0)
+        throw new EnvelopeError("a history request names 'before', a time in ms");
+      if (
+        typeof body.limit !== "number" ||
+        !Number.isInteger(body.limit) ||
+        body.limit < 1 ||
+        body.limit > MAX_HISTORY_REQUEST
+      )
+        throw new EnvelopeError(`a history request asks for 1 to ${MAX_HISTORY_REQUEST} messages`);
       break;
     case "call":
       if (!strings("call_id", "type")) throw new EnvelopeError("a call signal names call_id and type");

@@ -31,7 +31,40 @@ export function buildHistory(messages: Iterable<ChatMessage>, now: number, group
   const recent = all.filter((m) => m.ts >= now - HISTORY_DAYS * 86_400_000);
   const older = all.length - recent.length;
   const overLimit = Math.max(0, recent.length - HISTORY_MAX);
-  const records = recent.slice(-HISTORY_MAX).map((m) => ({
+  const records = recent.slice(-HISTORY_MAX);
+  let note = `${records.length} messages from the last ${HISTORY_DAYS} days were transferred`;
+  if (older || overLimit) note += `; ${older + overLimit} older messages stay only on the phone`;
+  return bundle(records, now, groups, { older_than_30_days_or_dropped: older, over_1000_limit: overLimit }, note);
+}
+
+/**
+ * What a companion asked for (§12.1): the newest `limit` messages older than `before`, however old, and
+ * how many older ones still stay on the phone.
+ */
+export function buildOlderHistory(
+  messages: Iterable<ChatMessage>,
+  now: number,
+  request: { before: number; limit: number },
+  groups: HistoryGroup[] = [],
+): HistoryBundle {
+  const older = [...messages]
+    .filter((m) => (m.kind === "text" || m.kind === "media") && m.ts < request.before)
+    .sort((a, b) => a.ts - b.ts);
+  const records = older.slice(-request.limit);
+  const left = older.length - records.length;
+  let note = `${records.length} older messages were transferred`;
+  if (left) note += `; ${left} older messages stay only on the phone`;
+  return bundle(records, now, groups, { older_than_30_days_or_dropped: 0, over_1000_limit: left }, note);
+}
+
+function bundle(
+  messages: ChatMessage[],
+  now: number,
+  groups: HistoryGroup[],
+  notTransferred: HistoryBundle["notTransferred"],
+  note: string,
+): HistoryBundle {
+  const records = messages.map((m) => ({
     id: m.id,
     kind: m.kind,
     conversation: m.conversation,
@@ -39,9 +72,6 @@ export function buildHistory(messages: Iterable<ChatMessage>, now: number, group
     ts: m.ts,
     body: m.kind === "media" ? { media: m.media, ...(m.text ? { caption: m.text } : {}) } : { text: m.text ?? "" },
   }));
-  const notTransferred = { older_than_30_days_or_dropped: older, over_1000_limit: overLimit };
-  let note = `${records.length} messages from the last ${HISTORY_DAYS} days were transferred`;
-  if (older || overLimit) note += `; ${older + overLimit} older messages stay only on the phone`;
   const bytes = utf8(
     JSON.stringify({
       v: 1,

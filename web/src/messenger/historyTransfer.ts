@@ -7,9 +7,10 @@
  */
 import type { Contacts } from "./contacts";
 import type { Device } from "./device";
-import { EnvelopeError, type MessageEnvelope, parseConversation } from "./envelope";
+import { EnvelopeError, MAX_HISTORY_REQUEST, type MessageEnvelope, parseConversation } from "./envelope";
+import { MessengerError } from "./errors";
 import type { Groups } from "./groups";
-import { buildHistory, readHistory } from "./history";
+import { type HistoryBundle, buildHistory, buildOlderHistory, readHistory } from "./history";
 import type { DeviceKeys } from "./keys";
 import type { MediaDescriptor } from "./media";
 import type { MediaTransfer } from "./mediaTransfer";
@@ -47,8 +48,8 @@ export class HistoryTransfer {
     }
   }
 
-  private async send(keys: DeviceKeys): Promise<void> {
-    const history = buildHistory(this.device.messages.values(), this.device.now(), this.groups.names());
+  private async send(keys: DeviceKeys, history?: HistoryBundle): Promise<void> {
+    history ??= buildHistory(this.device.messages.values(), this.device.now(), this.groups.names());
     const bundle = history.bytes;
     const file = {
       name: "history.json",
@@ -59,6 +60,35 @@ export class HistoryTransfer {
     const { media } = await this.media.upload(file, "document", () => undefined);
     const body = { media, count: history.count, not_transferred: history.notTransferred, note: history.note };
     await this.outbox.sendToOwnDevice(keys, "history", body);
+  }
+
+  /**
+   * Companion: ask this account's primary for up to `limit` messages older than the oldest one here
+   * (§12.1); they come back as a history bundle, imported like the first.
+   */
+  async requestOlder(limit: number): Promise<void> {
+    const device = this.device;
+    const me = await this.contacts.get({ accountId: device.accountId }, true);
+    const primary = me.list.devices.find((d) => d.role === "primary");
+    const keys = primary ? me.keys.get(primary.device_id) : undefined;
+    if (!keys) throw new MessengerError("Your phone cannot be reached for older messages right now.");
+    let before = device.now();
+    for (const message of device.messages.values())
+      if (message.kind !== "undecryptable") before = Math.min(before, message.ts);
+    await this.outbox.sendToOwnDevice(keys, "history-request", { before, limit: Math.min(limit, MAX_HISTORY_REQUEST) });
+  }
+
+  /** Primary: a companion of this account asked for older messages (§12.1): they go to that companion alone. */
+  async serve(envelope: MessageEnvelope): Promise<void> {
+    const device = this.device;
+    if (device.identity.role !== "primary") return; // another companion's copy of the request: not ours
+    const me = await this.contacts.get({ accountId: device.accountId });
+    const entry = me.list.devices.find((d) => d.device_id === envelope.senderDevice);
+    const keys = me.keys.get(envelope.senderDevice);
+    if (envelope.senderAccount !== device.accountId || entry?.role !== "companion" || !keys)
+      throw new EnvelopeError("only this account's companions ask for its history");
+    const request = { before: envelope.body.before as number, limit: envelope.body.limit as number }; // checked
+    await this.send(keys, buildOlderHistory(device.messages.values(), device.now(), request, this.groups.names()));
   }
 
   /** A bundle from this account's primary (a Python primary sends it to new companions too). */

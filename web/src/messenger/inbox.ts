@@ -232,6 +232,9 @@ export class Inbox {
       case "receipt":
         this.onReceipt(envelope);
         return null;
+      case "history-request":
+        await this.history.serve(envelope);
+        return null;
       case "history":
         await this.history.import(envelope);
         return null;

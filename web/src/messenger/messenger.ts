@@ -96,6 +96,11 @@ export class Messenger {
     return this.history.note;
   }
 
+  /** Companion: ask the phone for up to `limit` messages older than the oldest one here (§12.1). */
+  requestOlderHistory(limit = 1000): Promise<void> {
+    return this.device.serial(() => this.history.requestOlder(limit));
+  }
+
   /** `listener` hears of every change, with the ids of the messages that changed (new ones included). */
   subscribe(listener: (changed: ReadonlySet<string>) => void): () => void {
     return this.device.subscribe(listener);

@@ -38,6 +38,7 @@ export class MessengerView {
   private devices: HTMLElement;
   private error: HTMLElement;
   private history: HTMLElement;
+  private historyMore: HTMLButtonElement;
   private chatList: HTMLUListElement;
   private conversationPane: HTMLElement;
   private title: HTMLElement;
@@ -129,6 +130,17 @@ export class MessengerView {
 
     this.history = el("p", { className: "muted small history-note", testid: "history-note" });
     this.history.hidden = true;
+    this.historyMore = el("button", {
+      className: "small-button",
+      text: "Load older messages from your phone",
+      testid: "history-more",
+      attrs: { type: "button" },
+    });
+    this.historyMore.hidden = true;
+    this.historyMore.addEventListener("click", () => {
+      this.historyMore.disabled = true;
+      void this.act((m) => m.requestOlderHistory()).finally(() => (this.historyMore.disabled = false));
+    });
     this.error = el("p", { className: "banner error", testid: "messenger-error", attrs: { role: "alert" } });
     this.error.hidden = true;
     this.chatList = el("ul", { className: "chat-list", testid: "chat-list", attrs: { "aria-label": "Chats" } });
@@ -145,6 +157,7 @@ export class MessengerView {
       chatForm,
       groupForm,
       this.history,
+      this.historyMore,
       this.error,
       this.chatList,
     );
@@ -366,6 +379,8 @@ export class MessengerView {
     const note = m.historyNote;
     this.history.textContent = note ? `History from your phone: ${note}.` : "";
     show(this.history, Boolean(note));
+    // The phone keeps what it did not transfer: a companion can ask for it (messaging.md §12.1).
+    show(this.historyMore, m.identity.role === "companion" && (note?.includes("stay only on the phone") ?? false));
     const conversations = m.conversations();
     const unread = conversations.reduce((total, c) => total + c.unread, 0);
     document.title = unread ? `(${unread}) ${this.baseTitle}` : this.baseTitle;

@@ -5,14 +5,16 @@ alone; a companion imports only what its own account's primary sent."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from lockstep.client import e2estate
+from lockstep.client.errors import ClientError
 from lockstep.client.messaging.contacts import Contacts
 from lockstep.client.messaging.device import Device
 from lockstep.client.messaging.media import MediaTransfer
 from lockstep.client.messaging.outbox import Outbox
 from lockstep.client.messaging.records import Received, new_message_id
-from lockstep.e2e.envelope import Kind, MessageEnvelope, direct_conversation
+from lockstep.e2e.envelope import MAX_HISTORY_REQUEST, Kind, MessageEnvelope, direct_conversation
 from lockstep.e2e.errors import EnvelopeError
 from lockstep.e2e.keys import DeviceKeys
 from lockstep.link.devices import Role
@@ -50,9 +52,8 @@ class History:
         return served
 
     async def _send(self, keys: DeviceKeys) -> None:
-        device, store = self.device, self.device.store
-        now = device.session.clock.now_ms()
-        cutoff = now - HISTORY_DAYS * 86_400_000
+        store = self.device.store
+        cutoff = self.device.session.clock.now_ms() - HISTORY_DAYS * 86_400_000
         recent = [r for r in store.history if int(r.get("ts") or 0) >= cutoff]
         older = len(store.history) - len(recent) + store.history_dropped
         over_limit = max(0, len(recent) - HISTORY_MAX)
@@ -61,6 +62,55 @@ class History:
         note = f"{len(recent)} messages from the last {HISTORY_DAYS} days were transferred"
         if older or over_limit:
             note += f"; {older + over_limit} older messages stay only on the phone"
+        await self._send_bundle(keys, recent, not_transferred, note)
+
+    async def serve_request(self, envelope: MessageEnvelope) -> None:
+        """Primary: a companion of this account asked for messages older than it holds (§12.1); the
+        newest ``limit`` of them, however old, go to that companion alone."""
+        device, store = self.device, self.device.store
+        if device.session.state.role is not Role.PRIMARY:
+            return  # not ours to answer
+        entry = device.session.state.devices.find(envelope.sender_device)
+        me = await self.contacts.get(account_id=device.account_id)
+        keys = me.keys.get(envelope.sender_device)
+        if envelope.sender_account != device.account_id or entry is None or entry.role is not Role.COMPANION:
+            raise EnvelopeError("only this account's companions ask for its history")
+        if keys is None:
+            raise EnvelopeError("a history request from a companion without published keys")
+        before, limit = int(envelope.body["before"]), int(envelope.body["limit"])  # checked by decode
+        older = sorted(
+            (r for r in store.history if int(r.get("ts") or 0) < before), key=lambda r: int(r.get("ts") or 0)
+        )
+        records = older[-limit:]
+        left = len(older) - len(records)
+        note = f"{len(records)} older messages were transferred"
+        if left or store.history_dropped:
+            note += f"; {left + store.history_dropped} older messages stay only on the phone"
+        dropped = {"older_than_30_days_or_dropped": store.history_dropped, "over_1000_limit": left}
+        await self._send_bundle(keys, records, dropped, note)
+
+    async def request_older(self, limit: int = HISTORY_MAX) -> None:
+        """Companion: ask this account's primary for up to ``limit`` messages older than the oldest one
+        this device holds (§12.1); they come back as a history bundle."""
+        device = self.device
+        primary = device.session.state.devices.primary
+        me = await self.contacts.get(account_id=device.account_id, refresh=True)
+        keys = me.keys.get(primary.device_id)
+        if keys is None:
+            raise ClientError("this account's primary has no published keys")
+        now = device.session.clock.now_ms()
+        before = min((int(r.get("ts") or now) for r in device.store.history), default=now)
+        body = {"before": before, "limit": min(limit, MAX_HISTORY_REQUEST)}
+        own = direct_conversation(device.account_id, device.account_id)
+        envelope = device.envelope(Kind.HISTORY_REQUEST, own, body, new_message_id())
+        fields = {"message_id": envelope.message_id, "to": device.account_id}
+        await self.outbox.fan_out([keys], envelope.encode(), fields, whole=True)
+
+    async def _send_bundle(
+        self, keys: DeviceKeys, recent: list[dict[str, Any]], not_transferred: dict[str, int], note: str
+    ) -> None:
+        device, store = self.device, self.device.store
+        now = device.session.clock.now_ms()
         bundle = {
             "v": 1,
             "type": "history-bundle",

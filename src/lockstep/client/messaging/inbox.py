@@ -291,6 +291,8 @@ class Inbox:
                 store.note_receipt(envelope.sender_account, receipts.parse(envelope.body))
         elif envelope.kind is Kind.HISTORY:
             await self.history.import_bundle(envelope, message)
+        elif envelope.kind is Kind.HISTORY_REQUEST:
+            await self.history.serve_request(envelope)
         elif envelope.kind in TARGETED:
             store.keep_action(history_record(envelope, message.server_time))
         elif envelope.kind in (Kind.TEXT, Kind.MEDIA):
