@@ -7,7 +7,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from lockstep_cli import LOCKSTEP, link_terminal_companion, lockstep, lockstep_ok, receive_json
 from tone import dominant_frequency, write_tone
@@ -15,10 +19,26 @@ from tone import dominant_frequency, write_tone
 LOOPBACK_ONLY = {**os.environ, "LOCKSTEP_ICE_HOSTS": "127.0.0.1"}
 
 
+STARTED: list[subprocess.Popen[str]] = []
+
+
+@pytest.fixture(autouse=True)
+def no_process_left() -> Iterator[None]:
+    """Whatever happens in a test, no `lockstep` it started in the background outlives it."""
+    yield
+    while STARTED:
+        process = STARTED.pop()
+        if process.poll() is None:
+            process.kill()
+        process.communicate()
+
+
 def start(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
+    process = subprocess.Popen(
         [LOCKSTEP, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=LOOPBACK_ONLY
     )
+    STARTED.append(process)
+    return process
 
 
 def call(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
@@ -93,8 +113,13 @@ def test_terminal_calls_tones_both_ways_refusals_and_what_receive_shows(
     declined = call("bob", "--video", "--state", str(carol))
     assert finish(declining)[:2] == (0, "declined a video call from @carol\n")
     assert (declined.returncode, declined.stderr.strip()) == (5, "lockstep: @bob declined the call")
-    in_call = start("answer", "--wait", "60", "--state", str(bob))
-    first = start("call", "bob", "--seconds", "8", "--state", str(alice))
+    answering_alice = tmp_path / "bob-in-call.wav"  # created when bob's phone picks up
+    in_call = start("answer", "--wait", "60", "--record", str(answering_alice), "--state", str(bob))
+    first = start("call", "bob", "--seconds", "15", "--state", str(alice))
+    deadline = time.monotonic() + 60
+    while not answering_alice.exists():  # only then can carol's call find bob busy
+        assert time.monotonic() < deadline and in_call.poll() is None, "bob's phone never answered"
+        time.sleep(0.05)
     busy = call("bob", "--state", str(carol))
     assert (busy.returncode, busy.stderr.strip()) == (4, "lockstep: @bob is busy in another call")
     assert finish(first)[0] == 0 and finish(in_call)[0] == 0
