@@ -9,12 +9,12 @@ DEB_STAMP := .debian-packages
 DATA ?= data
 WEB_SOURCES := $(shell find web/src web/*.html web/public -type f 2>/dev/null) web/package.json web/vite.config.ts web/tsconfig.json src/lockstep/link/wording.json
 
-.PHONY: run test lint typecheck pytest deps web clean
+.PHONY: run test lint typecheck unit pytest deps web clean
 
 run: $(PY_STAMP) web/dist/index.html
 	$(BIN)/lockstep serve --data $(DATA) --lan
 
-test: deps web/dist/index.html lint typecheck pytest
+test: deps web/dist/index.html lint typecheck unit pytest
 
 deps: $(PY_STAMP) $(WEB_STAMP) $(DEB_STAMP)
 
@@ -46,6 +46,10 @@ lint: $(PY_STAMP) $(WEB_STAMP)
 typecheck: $(PY_STAMP) $(WEB_STAMP)
 	$(BIN)/mypy
 	cd web && npm run --silent typecheck
+
+# The browser code's unit tests that need no browser (state machines, pure cores): Vitest under Node, seconds.
+unit: $(WEB_STAMP)
+	cd web && npm run --silent test
 
 # Test files run in 4 worker processes (one file stays on one worker, so module-scoped servers and browsers
 # are never shared across processes); the suite waits on real peers far more than it computes.
