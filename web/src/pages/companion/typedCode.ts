@@ -27,7 +27,7 @@ export function showCode(element: HTMLElement, code: string): void {
 /** Answers a phone's offer; false if it cannot be answered (a malformed or low-order share: the code then
  * runs out, and the phone reads the silence as a wrong code). */
 export async function answerOffer(
-  socket: LockstepSocket,
+  socket: Pick<LockstepSocket, "hello" | "request">,
   code: string,
   payload: LinkPayload,
   offer: LinkCodeOffer,
