@@ -16,22 +16,20 @@ import {
   listUpdate,
   nextList,
   signDeviceList,
-  unusedName,
   verifyDeviceList,
 } from "../link/deviceList";
-import { TooManyDevices, buildGrant } from "../link/grant";
-import { type DecodedLinkCode, decodeLinkText } from "../link/qr";
+import type { BuiltGrant } from "../link/grant";
+import { ReconnectingSocket } from "../net/reconnecting";
 import { LockstepSocket, type ServerEvent, defaultSocketUrl } from "../net/socket";
 import { openAtRest } from "../store/atRest";
 import { StateStore } from "../store/db";
 import { byTestId, checkClock, el, flashNotice, formatAgo, formatTime, hide, show } from "../ui/dom";
 import { describeThisDevice } from "../ui/platform";
 import { MessengerHost } from "../messenger/host";
+import { type LinkFlowStep, type LinkOffer, PrimaryLinkFlow } from "./primary/linkFlow";
 import { describeError } from "./primary/messages";
 import { Scanner } from "./primary/scanner";
-import { CodeOffers } from "./primary/codeEntry";
-import { askNumber } from "./primary/relayCheck";
-import { WrongNumber } from "../link/matching";
+import { showRelayWarning } from "./primary/relayCheck";
 import { linkCodeText } from "../link/wording";
 
 interface PrimaryState {
@@ -114,6 +112,7 @@ const HANDLE = /^[a-z0-9][a-z0-9_.-]{2,31}$/;
 const messaging = new MessengerHost(ui.home, byTestId("account").nextElementSibling);
 
 function startMessaging(): void {
+  const socket = connection.current;
   if (!socket || !state) return;
   void messaging.start(socket, {
     accountId: state.accountId,
@@ -129,49 +128,38 @@ function startMessaging(): void {
 
 let state: PrimaryState | undefined;
 let list: DeviceList | undefined;
-let socket: LockstepSocket | null = null;
 let authenticated = false;
 let presence = new Map<string, Presence>();
-let attempts = 0;
-let reconnectTimer: ReturnType<typeof setTimeout> | undefined;
-const codeOffers = new CodeOffers();
-let scanner: Scanner | null = null;
-let pending: { code: DecodedLinkCode; description: string; inspectedAt: number; ageMs: number } | null = null;
+/** A device list is being signed and published (rename, unlink, link): one at a time. */
 let busy = false;
 
 // --- connection ------------------------------------------------------------------------------------
 
-function connect(): Promise<LockstepSocket> {
-  clearTimeout(reconnectTimer);
-  return LockstepSocket.open(defaultSocketUrl(), {
-    onEvent: (event) => void onEvent(event),
-    onClose: () => {
-      socket = null;
+const connection = new ReconnectingSocket<LockstepSocket>(
+  (handlers) => LockstepSocket.open(defaultSocketUrl(), handlers),
+  {
+    opened: async (socket) => {
+      connection.served();
+      ui.status.textContent = "";
+      void checkClock(socket, ui.clock);
+      if (state) await authenticate();
+      else showOnboarding();
+    },
+    event: (event) => void onEvent(event),
+    closed: () => {
       messaging.disconnected();
       authenticated = false;
       ui.status.textContent = "Reconnecting…";
-      const delay = Math.min(10_000, 500 * 2 ** attempts++);
-      reconnectTimer = setTimeout(() => void start(), delay);
+      return true;
     },
-  });
-}
-
-async function start(): Promise<void> {
-  try {
-    socket = await connect();
-  } catch {
-    ui.status.textContent = "Cannot reach the server. Retrying…";
-    reconnectTimer = setTimeout(() => void start(), Math.min(10_000, 500 * 2 ** attempts++));
-    return;
-  }
-  attempts = 0;
-  ui.status.textContent = "";
-  void checkClock(socket, ui.clock);
-  if (state) await authenticate();
-  else showOnboarding();
-}
+    unreachable: () => {
+      ui.status.textContent = "Cannot reach the server. Retrying…";
+    },
+  },
+);
 
 async function authenticate(): Promise<void> {
+  const socket = connection.current;
   if (!socket || !state) return;
   try {
     const signature = await authSignature(
@@ -207,6 +195,7 @@ async function adoptList(envelope: unknown): Promise<void> {
 }
 
 async function refreshDevices(): Promise<void> {
+  const socket = connection.current;
   if (!socket || !authenticated) return;
   try {
     const result = await socket.request("devices.list");
@@ -230,7 +219,7 @@ async function refreshDevices(): Promise<void> {
 
 async function onEvent(event: ServerEvent): Promise<void> {
   if (authenticated) messaging.onEvent(event);
-  codeOffers.onEvent(event);
+  flow.onEvent(event);
   if (event.event !== "devices.changed") return;
   await adoptList(event.device_list);
   const change = event.change as Record<string, unknown>;
@@ -273,6 +262,7 @@ async function createAccount(): Promise<void> {
     fail("Display names are 1–64 characters.");
     return;
   }
+  const socket = connection.current;
   if (!socket) {
     fail("Not connected to the server yet. Try again in a moment.");
     return;
@@ -359,7 +349,7 @@ function showHome(): void {
 function renderDevices(): void {
   if (!state || !list) return;
   if (document.activeElement?.closest(".edit, .confirm")) return; // the user is typing or confirming: later
-  const now = socket?.serverNow() ?? Date.now();
+  const now = connection.current?.serverNow() ?? Date.now();
   const rows = list.devices.map((device) => deviceRow(device, now));
   ui.devices.replaceChildren(...rows);
   const linked = companions(list).length;
@@ -476,6 +466,7 @@ function openUnlink(info: HTMLElement, device: DeviceEntry): void {
 
 /** Signs and publishes the next list version via devices.update (rename, unlink). */
 async function publishList(change: (devices: DeviceEntry[]) => DeviceEntry[], done: string): Promise<void> {
+  const socket = connection.current;
   if (!state || !list || !socket || busy) return;
   busy = true;
   try {
@@ -497,6 +488,36 @@ async function publishList(change: (devices: DeviceEntry[]) => DeviceEntry[], do
 
 // --- linking a device ------------------------------------------------------------------------------
 
+/** The flow's state lives in PrimaryLinkFlow (./primary/linkFlow.ts); the page draws it and runs the camera. */
+const flow = new PrimaryLinkFlow({
+  socket: () => connection.current,
+  account: () =>
+    state && list && authenticated
+      ? {
+          accountId: state.accountId,
+          handle: state.handle,
+          displayName: state.displayName,
+          accountPublic: state.accountPublic,
+          accountKey: state.accountKey,
+          list,
+        }
+      : null,
+  linked: async (grant: BuiltGrant, description: string) => {
+    if (!state) return;
+    list = grant.list;
+    state = {
+      ...state,
+      deviceList: grant.deviceList,
+      listVersion: grant.list.version,
+      descriptions: { ...state.descriptions, [grant.deviceId]: description },
+    };
+    await store.save(state);
+  },
+});
+
+/** The camera of the scan in progress (it stops when the flow leaves `scanning`). */
+let scanner: Scanner | null = null;
+
 function showStep(step: "scan" | "code" | "relay" | "context" | "result"): void {
   show(ui.flow);
   show(ui.relay.root, step === "relay");
@@ -507,140 +528,82 @@ function showStep(step: "scan" | "code" | "relay" | "context" | "result"): void 
   ui.linkDevice.disabled = ui.linkWithCode.disabled = true;
 }
 
-function closeFlow(): void {
-  scanner?.stop();
-  scanner = null;
-  pending = null;
-  hide(ui.flow);
-  ui.linkDevice.disabled = ui.linkWithCode.disabled = false;
+function renderFlow(step: LinkFlowStep): void {
+  if (step.step !== "scanning") {
+    scanner?.stop();
+    scanner = null;
+  }
+  ui.approve.disabled = ui.decline.disabled = step.step === "approving";
+  ui.codeInput.disabled = step.step === "offering";
+  switch (step.step) {
+    case "closed":
+      hide(ui.flow);
+      ui.linkDevice.disabled = ui.linkWithCode.disabled = false;
+      break;
+    case "entering":
+      // "Link with a code" (linking.md §10): the warning first, then CPace on what is typed.
+      hide(ui.error);
+      hide(ui.success);
+      ui.codeWarning.textContent = linkCodeText("warning");
+      ui.codeInput.value = "";
+      ui.codeStatus.textContent = "";
+      showStep("code");
+      ui.codeInput.focus();
+      break;
+    case "offering":
+      ui.codeStatus.textContent = "Checking the code with the computer…";
+      break;
+    case "scanning":
+      hide(ui.error);
+      hide(ui.success);
+      showStep("scan");
+      ui.scanStatus.textContent = "Starting the camera…";
+      break;
+    case "inspecting":
+      ui.scanStatus.textContent = "Checking the code with your server…";
+      break;
+    case "relay":
+      showStep("relay");
+      showRelayWarning(ui.relay, step.offer.address);
+      break;
+    case "confirming":
+      showOffer(step.offer);
+      break;
+    case "approving":
+      break;
+    case "linked":
+      hide(ui.error);
+      ui.success.textContent = `Linked ${step.name}. It is now signed in to @${step.handle}.`;
+      show(ui.success);
+      hide(ui.scanAgain);
+      showStep("result");
+      break;
+    case "refused":
+      hide(ui.success);
+      ui.error.textContent = describeError(step.error);
+      show(ui.error);
+      show(ui.scanAgain, step.canRetry);
+      showStep("result");
+      break;
+  }
 }
 
-function showRefusal(error: unknown, canRetry = true): void {
-  scanner?.stop();
-  scanner = null;
-  pending = null;
-  hide(ui.success);
-  ui.error.textContent = describeError(error);
-  show(ui.error);
-  show(ui.scanAgain, canRetry);
-  showStep("result");
-}
-
-async function startScan(): Promise<void> {
-  if (!state || !socket || !authenticated) {
-    flashNotice(ui.notice, "Not connected to the server yet. Try again in a moment.");
-    return;
-  }
-  hide(ui.error);
-  hide(ui.success);
-  showStep("scan");
-  ui.scanStatus.textContent = "Starting the camera…";
-  scanner?.stop();
-  const current = new Scanner(ui.video);
-  scanner = current;
-  let text: string;
-  try {
-    const scanning = current.scan();
-    ui.scanStatus.textContent = "Point the camera at the code on the computer screen.";
-    text = await scanning;
-  } catch (error) {
-    if (scanner === current) showRefusal(error);
-    return;
-  }
-  if (scanner !== current) return;
-  scanner = null;
-  await inspect(text);
-}
-
-async function inspect(text: string): Promise<void> {
-  if (!socket) {
-    showRefusal(new Error());
-    return;
-  }
-  let code: DecodedLinkCode;
-  try {
-    code = decodeLinkText(text, socket.hello.server.origin);
-  } catch (error) {
-    showRefusal(error);
-    return;
-  }
-  ui.scanStatus.textContent = "Checking the code with your server…";
-  await inspectCode(code);
-}
-
-/** "Link with a code" (linking.md §10): the warning first, then CPace on what is typed; its result is
- * inspected like a scanned code, so the context and the choice are the same. */
-function startCodeEntry(): void {
-  if (!state || !socket || !authenticated) {
-    flashNotice(ui.notice, "Not connected to the server yet. Try again in a moment.");
-    return;
-  }
-  hide(ui.error);
-  hide(ui.success);
-  ui.codeWarning.textContent = linkCodeText("warning");
-  ui.codeInput.value = "";
-  ui.codeStatus.textContent = "";
-  ui.codeInput.disabled = false;
-  showStep("code");
-  ui.codeInput.focus();
-}
-
-async function enterCode(): Promise<void> {
-  if (!socket || ui.codeInput.disabled) return;
-  ui.codeInput.disabled = true;
-  ui.codeStatus.textContent = "Checking the code with the computer…";
-  let code: DecodedLinkCode;
-  try {
-    code = await codeOffers.offer(socket, ui.codeInput.value);
-  } catch (error) {
-    showRefusal(error, false);
-    return;
-  } finally {
-    ui.codeInput.disabled = false;
-  }
-  await inspectCode(code);
-}
-
-async function inspectCode(code: DecodedLinkCode): Promise<void> {
-  if (!socket) {
-    showRefusal(new Error());
-    return;
-  }
-  let context: Record<string, unknown>;
-  try {
-    context = await socket.request("link.inspect", { ref: b64uEncode(code.ref) });
-  } catch (error) {
-    showRefusal(error);
-    return;
-  }
-  const companion = (context.companion ?? {}) as Record<string, unknown>;
-  const network = (context.network ?? {}) as Record<string, unknown>;
-  const description =
-    typeof companion.description === "string" && companion.description ? companion.description : "Unknown device";
-  const address = typeof companion.address === "string" ? companion.address : "unknown";
-  const sameNetwork = network.same_network === true;
-  pending = {
-    code,
-    description,
-    inspectedAt: Date.now(),
-    ageMs: typeof context.age_ms === "number" ? context.age_ms : 0,
-  };
+function showOffer(offer: LinkOffer): void {
   // The description is whatever the computer's User-Agent claims; the address is what the server saw.
   ui.contextDescription.replaceChildren(
-    description,
+    offer.description,
     el("span", { className: "muted", text: " — as the computer describes itself" }),
   );
-  const place = networkLabel(companion.network);
-  ui.contextAddress.textContent = place ? `${address} — ${place}` : address;
+  ui.contextAddress.textContent = offer.place ? `${offer.address} — ${offer.place}` : offer.address;
   ui.contextNetwork.replaceChildren(
     el("span", {
-      className: `badge ${sameNetwork ? "ok" : "warn"}`,
-      text: sameNetwork ? "Same network as this phone" : "Different network from this phone",
+      className: `badge ${offer.sameNetwork ? "ok" : "warn"}`,
+      text: offer.sameNetwork ? "Same network as this phone" : "Different network from this phone",
     }),
   );
-  if (sameNetwork) hide(ui.contextWarning);
+  if (offer.sameNetwork) hide(ui.contextWarning);
   else {
-    const phone = typeof network.primary_address === "string" ? ` (this phone is at ${network.primary_address})` : "";
+    const phone = offer.primaryAddress === null ? "" : ` (this phone is at ${offer.primaryAddress})`;
     ui.contextWarning.textContent =
       `Warning: this device is on a different network from your phone${phone}. ` +
       "Only link it if it is your own computer and it is in front of you. " +
@@ -648,141 +611,82 @@ async function inspectCode(code: DecodedLinkCode): Promise<void> {
       "they may be trying to take over your account.";
     show(ui.contextWarning);
   }
-  const suggested = checkName(description.slice(0, 64)) ?? "Linked device";
-  ui.deviceName.value = list ? unusedName(list, suggested) : suggested;
+  ui.deviceName.value = offer.suggestedName;
   updateAge();
-  if (!sameNetwork && !(await numberTyped(address, code))) return;
   showStep("context");
   ui.decline.focus();
 }
 
-/** Another network: the full-screen warning and the companion's number before the context's Link
- * (linking.md §6.5). False when the person declined or typed another number (then declined). */
-async function numberTyped(address: string, code: DecodedLinkCode): Promise<boolean> {
-  showStep("relay");
-  try {
-    if ((await askNumber(ui.relay, address, code)) === "matched") return true;
-    await decline();
-  } catch (error) {
-    if (!(error instanceof WrongNumber)) throw error;
-    showRefusal(error, false);
-    await socket?.request("link.decline", { ref: b64uEncode(code.ref), reason: "wrong_number" }).catch(() => undefined);
-  }
-  return false;
-}
+flow.subscribe(() => {
+  renderFlow(flow.step);
+});
 
-/** "private network 192.168.1.0/24" for the server's description of an address's network (linking.md §6.2). */
-function networkLabel(value: unknown): string {
-  const network = (value ?? {}) as Record<string, unknown>;
-  const prefix = typeof network.prefix === "string" ? network.prefix : "";
-  switch (network.kind) {
-    case "loopback":
-      return "the server's own machine";
-    case "private":
-      return `private network ${prefix}`;
-    case "link-local":
-      return `link-local network ${prefix}`;
-    case "public":
-      return `public internet, network ${prefix}`;
-    default:
-      return "";
+async function startScan(): Promise<void> {
+  const scan = flow.startScan();
+  if (scan === null) {
+    flashNotice(ui.notice, "Not connected to the server yet. Try again in a moment.");
+    return;
   }
+  scanner?.stop();
+  const camera = new Scanner(ui.video);
+  scanner = camera;
+  let text: string;
+  try {
+    const scanning = camera.scan();
+    ui.scanStatus.textContent = "Point the camera at the code on the computer screen.";
+    text = await scanning;
+  } catch (error) {
+    flow.scanFailed(scan, error);
+    return;
+  }
+  await flow.scanned(scan, text);
 }
 
 function updateAge(): void {
-  if (!pending) return;
-  const seconds = Math.max(0, Math.round((pending.ageMs + Date.now() - pending.inspectedAt) / 1000));
-  ui.contextAge.textContent = seconds === 1 ? "1 second ago" : `${seconds} seconds ago`;
+  const seconds = flow.ageSeconds(Date.now());
+  if (seconds !== null) ui.contextAge.textContent = seconds === 1 ? "1 second ago" : `${seconds} seconds ago`;
 }
 
 async function approve(): Promise<void> {
-  if (!pending || !state || !list || !socket || busy) return;
-  const typed = checkName(ui.deviceName.value);
-  // Two devices with one name could not be told apart (or unlinked by name): add " (2)" as needed.
-  const name = typed === null ? null : unusedName(list, typed);
-  if (name === null) {
-    ui.deviceName.focus();
-    flashNotice(ui.notice, "Give the device a name of 1–64 characters.");
-    return;
-  }
-  const { code, description } = pending;
-  // At most MAX_COMPANIONS: refuse locally, before asking the server.
-  if (companions(list).length >= MAX_COMPANIONS) {
-    showRefusal(new TooManyDevices(), false);
-    return;
-  }
+  if (busy) return;
   busy = true;
-  ui.approve.disabled = ui.decline.disabled = true;
   try {
-    const grant = await buildGrant({
-      code,
-      origin: socket.hello.server.origin,
-      account: {
-        id: state.accountId,
-        handle: state.handle,
-        display_name: state.displayName,
-        key: b64uEncode(state.accountPublic),
-      },
-      accountPrivateKey: state.accountKey,
-      currentList: list,
-      deviceName: name,
-      now: socket.serverNow(),
-    });
-    await socket.request("link.approve", {
-      ref: b64uEncode(code.ref),
-      enc: b64uEncode(grant.enc),
-      ciphertext: b64uEncode(grant.ciphertext),
-      certificate: grant.certificate,
-      device_list: grant.deviceList,
-    });
-    list = grant.list;
-    state = {
-      ...state,
-      deviceList: grant.deviceList,
-      listVersion: grant.list.version,
-      descriptions: { ...state.descriptions, [grant.deviceId]: description },
-    };
-    await store.save(state);
-    pending = null;
-    hide(ui.error);
-    ui.success.textContent = `Linked ${name}. It is now signed in to @${state.handle}.`;
-    show(ui.success);
-    hide(ui.scanAgain);
-    showStep("result");
-    await refreshDevices();
-  } catch (error) {
-    showRefusal(error, !(error instanceof TooManyDevices));
+    if (!(await flow.approve(ui.deviceName.value))) {
+      ui.deviceName.focus();
+      flashNotice(ui.notice, "Give the device a name of 1–64 characters.");
+      return;
+    }
   } finally {
     busy = false;
-    ui.approve.disabled = ui.decline.disabled = false;
   }
+  if (flow.step.step === "linked") await refreshDevices();
 }
 
 async function decline(): Promise<void> {
-  if (!pending || !socket) {
-    closeFlow();
-    return;
-  }
-  const ref = b64uEncode(pending.code.ref);
-  closeFlow();
-  try {
-    await socket.request("link.decline", { ref });
-    flashNotice(ui.notice, "Declined. Nothing was linked.");
-  } catch {
-    flashNotice(ui.notice, "Nothing was linked.");
-  }
+  const notice = await flow.decline();
+  if (notice !== null) flashNotice(ui.notice, notice);
 }
 
 ui.linkDevice.addEventListener("click", () => void startScan());
-ui.linkWithCode.addEventListener("click", startCodeEntry);
-ui.codeCancel.addEventListener("click", closeFlow);
+ui.relay.decline.addEventListener("click", () => void decline());
+ui.relay.proceed.addEventListener("click", () => void flow.checkNumber(ui.relay.number.value));
+ui.linkWithCode.addEventListener("click", () => {
+  if (!flow.startCodeEntry()) flashNotice(ui.notice, "Not connected to the server yet. Try again in a moment.");
+});
+ui.codeCancel.addEventListener("click", () => {
+  flow.close();
+});
 ui.codeView.addEventListener("submit", (event) => {
   event.preventDefault();
-  void enterCode();
+  void flow.enterCode(ui.codeInput.value);
 });
-ui.scanCancel.addEventListener("click", closeFlow);
+ui.scanCancel.addEventListener("click", () => {
+  flow.close();
+});
 ui.scanAgain.addEventListener("click", () => void startScan());
-ui.done.addEventListener("click", closeFlow);
+ui.done.addEventListener("click", () => {
+  flow.close();
+});
 ui.approve.addEventListener("click", () => void approve());
 ui.decline.addEventListener("click", () => void decline());
 setInterval(() => {
@@ -815,7 +719,7 @@ async function main(): Promise<void> {
   }
   if (state) showHome();
   ui.status.textContent = "Connecting…";
-  await start();
+  await connection.connect();
 }
 
 void main();

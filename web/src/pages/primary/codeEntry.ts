@@ -29,7 +29,7 @@ export class CodeOffers {
   }
 
   /** Parses `text` (TypedCodeInvalid), runs CPace as A, and opens the companion's answer (WrongCode). */
-  async offer(socket: LockstepSocket, text: string): Promise<DecodedLinkCode> {
+  async offer(socket: Pick<LockstepSocket, "hello" | "request">, text: string): Promise<DecodedLinkCode> {
     const code = parseCode(text);
     const run = await startPrimary(code, socket.hello.server.origin);
     const { codeId } = run.offer;
