@@ -77,6 +77,20 @@ BODY = st.fixed_dictionaries(
         "session_id": maybe(WORD),
         "session_key": maybe(WORD),
         "name": maybe(WORD),
+        # Message actions and voice notes (messaging.md §15, §16).
+        "target": maybe(st.from_regex(r"[A-Za-z0-9_-]{15,17}", fullmatch=True)),
+        "reply_to": maybe(st.from_regex(r"[A-Za-z0-9_-]{15,17}", fullmatch=True)),
+        "emoji": maybe(st.sampled_from(["👍", "", "ok", "❤️‍🔥", "1️⃣", " ", "😀" * 17])),
+        "state": maybe(st.sampled_from(["composing", "paused", "online", "offline", "away"])),
+        "voice": maybe(
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "duration_ms": maybe(st.integers(-1, 10_800_001)),
+                    "waveform": maybe(st.lists(st.integers(-1, 101), max_size=66)),
+                },
+            )
+        ),
     },
 )
 

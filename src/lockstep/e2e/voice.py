@@ -118,7 +118,7 @@ def _wav(data: bytes) -> VoiceNote:
         if width == 1
         else [abs(v) for (v,) in struct.iter_unpack("<h", pcm[: len(pcm) // 2 * 2])][::channels]
     )
-    bars = min(WAVEFORM_BARS, len(samples))
+    bars = WAVEFORM_BARS  # fewer samples than bars are stretched, as the browser does
     size = len(samples) / bars
     peaks = [max(samples[int(i * size) : max(int((i + 1) * size), int(i * size) + 1)]) for i in range(bars)]
     top = max(peaks) or 1

@@ -33,7 +33,8 @@ SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
     (b"x-frame-options", b"DENY"),
-    (b"permissions-policy", b"camera=(self), microphone=(self), geolocation=()"),  # calls need both
+    # Calls and voice notes (messaging.md §14, §16) need the microphone, calls the camera.
+    (b"permissions-policy", b"camera=(self), microphone=(self), geolocation=()"),
     (b"cross-origin-opener-policy", b"same-origin"),
 ]
 PAGES = {"/": "index.html", "/app": "app.html", "/link": "link.html"}

@@ -69,6 +69,8 @@ export interface State {
   historyNote?: string;
   /** Primary only: companions that got a history bundle from this device. */
   historySentTo?: string[];
+  /** Reactions, edits and deletes whose message is not here yet (./messageChanges.ts). */
+  pendingActions?: Record<string, unknown>[];
 }
 
 export class Device {
@@ -85,6 +87,8 @@ export class Device {
   /** Ids seen since the last save (each is a record of its own in the store). */
   private newlySeen: string[] = [];
   private queue: Promise<unknown> = Promise.resolve();
+  /** The `ts` of the envelopes this device wrote lately, by message id (see `stampOf`). */
+  private stamps = new Map<string, number>();
   /** Messages changed since the last save. */
   private dirty = new Set<string>();
   /** Messages changed since listeners were last told. */
@@ -197,6 +201,11 @@ export class Device {
     this.changedIds.add(message.id);
   }
 
+  /** Listeners redraw `id` with the next `changed` (it shows something that changed; nothing to save). */
+  touch(id: string): void {
+    this.changedIds.add(id);
+  }
+
   /** Whether a message id was handled or sent here: a copy the server brings again is dropped unopened. */
   hasSeen(id: string): boolean {
     return this.seen.has(id);
@@ -242,14 +251,22 @@ export class Device {
    * and a copy under this id is dropped unopened. */
   envelope(kind: string, conversation: string, body: Record<string, unknown>, id: string): Uint8Array {
     this.markSeen(id);
+    const ts = this.now();
+    if (this.stamps.size >= 64) this.stamps.clear();
+    this.stamps.set(id, ts);
     return encodeEnvelope({
       kind,
       id,
       conversation,
       senderAccount: this.accountId,
       senderDevice: this.deviceId,
-      ts: this.now(),
+      ts,
       body,
     });
+  }
+
+  /** The signed `ts` of the last envelope this device wrote under `id` (what every receiver saw). */
+  stampOf(id: string): number | undefined {
+    return this.stamps.get(id);
   }
 }

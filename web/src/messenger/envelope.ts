@@ -14,6 +14,7 @@
 import { b64uEncode } from "../crypto/base64";
 import { fromUtf8, randomBytes, utf8 } from "../crypto/bytes";
 import { EnvelopeError } from "../crypto/envelope";
+import { checkBody as checkActionBody } from "./actions";
 import { parseReceipt } from "./receipts";
 
 export { EnvelopeError };
@@ -38,6 +39,11 @@ export const KINDS = [
   "history",
   "history-request",
   "call",
+  "reaction",
+  "edit",
+  "delete",
+  "typing",
+  "presence",
 ] as const;
 export type Kind = (typeof KINDS)[number];
 /** The most messages one `history-request` asks for (§12.1). */
@@ -176,6 +182,7 @@ export function checkBody(envelope: MessageEnvelope): void {
     default:
       break;
   }
+  checkActionBody(envelope.kind, body); // replies, reactions, edits, deletes, typing, presence, voice notes
 }
 
 /** The server's routing and the envelope, which travelled encrypted, must agree. */

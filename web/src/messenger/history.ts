@@ -6,12 +6,14 @@
  */
 import { fromUtf8, utf8 } from "../crypto/bytes";
 import { isJsonObject } from "../net/json";
+import { parseVoice, replyTo } from "./actions";
 import type { MediaDescriptor } from "./media";
 import type { ChatMessage } from "./model";
 
 export const HISTORY_DAYS = 30;
 export const HISTORY_MAX = 1000;
 const MAX_GROUPS = 1000;
+const MAX_ACTIONS = 2000;
 
 export interface HistoryBundle {
   bytes: Uint8Array;
@@ -70,8 +72,10 @@ function bundle(
     conversation: m.conversation,
     sender: { account_id: m.senderAccount, device_id: m.senderDevice },
     ts: m.ts,
-    body: m.kind === "media" ? { media: m.media, ...(m.text ? { caption: m.text } : {}) } : { text: m.text ?? "" },
+    body: m.deleted ? {} : bodyOf(m),
   }));
+  // Reactions, edits and deletes travel beside the messages (§15.6): the companion shows what this one shows.
+  const actions = messages.flatMap((m) => m.actions ?? []);
   const bytes = utf8(
     JSON.stringify({
       v: 1,
@@ -80,14 +84,36 @@ function bundle(
       messages: records,
       not_transferred: notTransferred,
       groups,
+      actions,
     }),
   );
   return { bytes, count: records.length, notTransferred, note };
 }
 
+/** A text or media message's body as it is shown now (the latest edit's text). */
+function bodyOf(m: ChatMessage): Record<string, unknown> {
+  const content =
+    m.kind === "media" ? { media: m.media, ...(m.text ? { caption: m.text } : {}) } : { text: m.text ?? "" };
+  return {
+    ...content,
+    ...(m.replyTo ? { reply_to: m.replyTo } : {}),
+    ...(m.voice
+      ? {
+          voice: {
+            waveform: m.voice.waveform,
+            ...(m.voice.durationMs === null ? {} : { duration_ms: m.voice.durationMs }),
+          },
+        }
+      : {}),
+  };
+}
+
 /** The messages of a bundle as this device keeps them (`me` = this account: its messages are outgoing),
- * and the group names it carries (well-formed ones only). */
-export function readHistory(bytes: Uint8Array, me: string): { messages: ChatMessage[]; groups: HistoryGroup[] } {
+ * the group names it carries (well-formed ones only) and its reactions, edits and deletes (§15.6). */
+export function readHistory(
+  bytes: Uint8Array,
+  me: string,
+): { messages: ChatMessage[]; groups: HistoryGroup[]; actions: Record<string, unknown>[] } {
   const bundle = JSON.parse(fromUtf8(bytes)) as unknown;
   const groups: HistoryGroup[] = [];
   const listed = isJsonObject(bundle) && Array.isArray(bundle.groups) ? (bundle.groups as unknown[]) : [];
@@ -128,8 +154,20 @@ export function readHistory(bytes: Uint8Array, me: string): { messages: ChatMess
         kind === "media" && typeof body.media === "object" && body.media !== null
           ? (body.media as MediaDescriptor)
           : undefined,
+      replyTo: valid(() => replyTo(body)),
+      voice: kind === "media" ? valid(() => parseVoice(body)) : undefined,
       ...(outgoing ? { status: "sent" as const } : { read: true }),
     });
   }
-  return { messages: out, groups };
+  const actions = isJsonObject(bundle) && Array.isArray(bundle.actions) ? (bundle.actions as unknown[]) : [];
+  return { messages: out, groups, actions: actions.filter(isJsonObject).slice(0, MAX_ACTIONS) };
+}
+
+/** What `read` finds, or undefined when the bundle's field is missing or malformed (it is then left out). */
+function valid<T>(read: () => T | null): T | undefined {
+  try {
+    return read() ?? undefined;
+  } catch {
+    return undefined;
+  }
 }

@@ -14,6 +14,7 @@ import { type HistoryBundle, buildHistory, buildOlderHistory, readHistory } from
 import type { DeviceKeys } from "./keys";
 import type { MediaDescriptor } from "./media";
 import type { MediaTransfer } from "./mediaTransfer";
+import type { MessageChanges } from "./messageChanges";
 import type { Outbox } from "./outbox";
 
 /** The longest note of what was transferred that is shown. */
@@ -26,6 +27,7 @@ export class HistoryTransfer {
     private readonly groups: Groups,
     private readonly outbox: Outbox,
     private readonly media: MediaTransfer,
+    private readonly changes: MessageChanges,
   ) {}
 
   /** What the last imported bundle says was transferred (companions). */
@@ -99,12 +101,20 @@ export class HistoryTransfer {
     if (envelope.senderAccount !== device.accountId || !entry || entry.role !== "primary")
       throw new EnvelopeError("history comes only from this account's primary");
     const bundle = await this.media.download(envelope.body.media as MediaDescriptor, () => undefined);
-    const { messages: records, groups } = readHistory(bundle, device.accountId);
+    const { messages: records, groups, actions } = readHistory(bundle, device.accountId);
     for (const record of records) {
       if (device.messages.has(record.id)) continue;
       device.ensureChat(record.conversation);
       device.put(record);
       device.markSeen(record.id);
+      this.changes.adopt(record);
+    }
+    for (const action of actions) {
+      try {
+        this.changes.keep(action); // what the primary shows, this device shows (§15.6)
+      } catch {
+        // a malformed action in a bundle changes nothing
+      }
     }
     for (const { group_id: groupId, name } of groups) {
       const group = this.groups.get(groupId);

@@ -24,6 +24,8 @@ import {
 import { MessengerError, describe } from "./errors";
 import type { Groups } from "./groups";
 import type { HistoryTransfer } from "./historyTransfer";
+import { type MessageChanges, recordOf } from "./messageChanges";
+import { parseVoice } from "./actions";
 import { type FormerDevice, KeyBundleError, sentWhileListed } from "./keys";
 import type { MediaDescriptor } from "./media";
 import { type ChatMessage, statusFrom } from "./model";
@@ -52,6 +54,7 @@ export class Inbox {
     private readonly conversations: Conversations,
     private readonly outbox: Outbox,
     private readonly history: HistoryTransfer,
+    private readonly changes: MessageChanges,
   ) {}
 
   /** A server event: each is handled in turn with everything else that touches ratchets (`serial`). */
@@ -169,7 +172,7 @@ export class Inbox {
       if (former && !sentWhileListed(former, item.server_time, envelope.ts))
         throw new KeyBundleError("this message was sent after its device was unlinked");
       this.checkConversation(envelope, groupId);
-      return await this.act(envelope, payload.type === "olm", senderKey, groupId);
+      return await this.act(envelope, payload.type === "olm", senderKey, groupId, item.server_time);
     } catch (error) {
       // The connection failed (or the server refused a look-up): leave the copy queued and retry later.
       // Anything else is this message's fault: show it as undecryptable, with the reason, and move on.
@@ -221,6 +224,7 @@ export class Inbox {
     overOlm: boolean,
     senderKey: string,
     groupId: string | null,
+    serverTime: number,
   ): Promise<ChatMessage | null> {
     switch (envelope.kind) {
       case "group-key":
@@ -249,6 +253,11 @@ export class Inbox {
       case "text":
       case "media":
         return this.onChatMessage(envelope);
+      case "reaction":
+      case "edit":
+      case "delete":
+        this.changes.keep(recordOf(envelope, serverTime));
+        return null;
       default:
         return null;
     }
@@ -328,6 +337,8 @@ export class Inbox {
       outgoing,
       text: typeof body.text === "string" ? body.text : typeof body.caption === "string" ? body.caption : undefined,
       media: envelope.kind === "media" ? (body.media as MediaDescriptor) : undefined,
+      replyTo: typeof body.reply_to === "string" ? body.reply_to : undefined, // checked by decodeEnvelope
+      voice: parseVoice(body) ?? undefined,
       ...(outgoing
         ? { status: "sent" as const, by: {}, recipients: this.conversations.recipientsOf(envelope.conversation) }
         : { read: false }),
@@ -338,6 +349,7 @@ export class Inbox {
     if (peer && !this.contacts.knows(peer)) await this.contacts.get({ accountId: peer }).catch(() => undefined);
     device.ensureChat(envelope.conversation);
     device.put(message);
+    this.changes.adopt(message);
     return message;
   }
 }

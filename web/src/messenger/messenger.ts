@@ -33,6 +33,7 @@ import { Inbox } from "./inbox";
 import type { Progress } from "./media";
 import { MediaTransfer } from "./mediaTransfer";
 import type { ChatMessage, Conversation } from "./model";
+import { MessageChanges } from "./messageChanges";
 import { Outbox } from "./outbox";
 import { publishKeys } from "./publishKeys";
 
@@ -46,15 +47,17 @@ export class Messenger {
   private readonly history: HistoryTransfer;
   private readonly inbox: Inbox;
   private readonly chats: Conversations;
+  private readonly changes: MessageChanges;
 
   private constructor(private readonly device: Device) {
     this.contacts = new Contacts(device);
     this.groups = new Groups(device, this.contacts);
     this.media = new MediaTransfer(device);
     this.outbox = new Outbox(device, this.contacts, this.groups, this.media);
-    this.history = new HistoryTransfer(device, this.contacts, this.groups, this.outbox, this.media);
+    this.changes = new MessageChanges(device, this.outbox);
+    this.history = new HistoryTransfer(device, this.contacts, this.groups, this.outbox, this.media, this.changes);
     this.chats = new Conversations(device, this.contacts, this.groups);
-    this.inbox = new Inbox(device, this.contacts, this.groups, this.chats, this.outbox, this.history);
+    this.inbox = new Inbox(device, this.contacts, this.groups, this.chats, this.outbox, this.history, this.changes);
   }
 
   static async open(identity: Identity): Promise<Messenger> {
@@ -202,13 +205,56 @@ export class Messenger {
   }
 
   // --- sending --------------------------------------------------------------------------------------
-  sendText(conversation: string, text: string): Promise<ChatMessage> {
-    return this.outbox.sendText(conversation, text);
+  /** A text; with `replyTo`, as a reply quoting that message (§15.1). */
+  sendText(conversation: string, text: string, replyTo?: string): Promise<ChatMessage> {
+    return this.outbox.sendText(conversation, text, replyTo).then((message) => this.sent(message));
   }
 
-  /** Encrypts and uploads the file (progress 0..1), then sends its key and hashes inside E2E. */
-  sendFile(conversation: string, file: File, caption: string, progress: Progress): Promise<ChatMessage> {
-    return this.outbox.sendFile(conversation, file, caption, progress);
+  /** A message of this device is kept: it joins what replies and actions know of. */
+  private sent(message: ChatMessage): ChatMessage {
+    this.changes.adopt(message);
+    return message;
+  }
+
+  /** Encrypts and uploads the file (progress 0..1), then sends its key and hashes inside E2E; `extra` makes
+   * it a reply or a voice note (§16). */
+  sendFile(
+    conversation: string,
+    file: File,
+    caption: string,
+    progress: Progress,
+    extra: Pick<ChatMessage, "replyTo" | "voice"> = {},
+  ): Promise<ChatMessage> {
+    return this.outbox.sendFile(conversation, file, caption, progress, extra).then((message) => this.sent(message));
+  }
+
+  // --- reactions, edits, deletes, search (§15) -------------------------------------------------------
+  /** This account's reaction to a message; "" takes it back. */
+  react(messageId: string, emoji: string): Promise<void> {
+    return this.changes.react(messageId, emoji);
+  }
+
+  edit(messageId: string, text: string): Promise<void> {
+    return this.changes.edit(messageId, text);
+  }
+
+  /** Delete a message of this account for everyone. */
+  deleteForEveryone(messageId: string): Promise<void> {
+    return this.changes.remove(messageId);
+  }
+
+  /** Whether the menu offers to edit or delete `message` now (own message, within the time limit). */
+  can(kind: "edit" | "delete", message: ChatMessage): boolean {
+    return this.changes.can(kind, message);
+  }
+
+  /** Messages on this device whose text, caption or file name contains `query`, newest first. */
+  search(query: string): ChatMessage[] {
+    return this.changes.search(query);
+  }
+
+  message(id: string): ChatMessage | undefined {
+    return this.device.messages.get(id);
   }
 
   /** Retries a failed message (same id: receivers that already have it drop the copy). */

@@ -1,4 +1,5 @@
 /** What the messenger keeps and shows: messages, conversations, statuses (messaging.md §5, §10). */
+import type { VoiceNote } from "./actions";
 import type { MediaDescriptor } from "./media";
 
 export type Status = "sending" | "sent" | "delivered" | "read" | "failed";
@@ -21,6 +22,18 @@ export interface ChatMessage {
   /** Incoming only: shown to the person (a read receipt went out). */
   read?: boolean;
   error?: string;
+  /** The message this one replies to (messaging.md §15.1). */
+  replyTo?: string;
+  /** A voice note's length and waveform (§16). */
+  voice?: VoiceNote;
+  /** The reactions, edits and deletes naming this message, as history records (§15.3; ./messageChanges.ts). */
+  actions?: Record<string, unknown>[];
+  /** Shown as edited: `text` is the latest edit's. */
+  edited?: boolean;
+  /** Deleted for everyone: text, media and reactions are gone. */
+  deleted?: boolean;
+  /** Account id → emoji, one per account (§15.3). */
+  reactions?: Record<string, string>;
 }
 
 export interface Conversation {

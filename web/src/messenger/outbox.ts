@@ -10,6 +10,7 @@
  * (`resendPending` sends it once the socket is back); only a refusal makes it `failed`, with Retry.
  */
 import { b64uEncode } from "../crypto/base64";
+import type { VoiceNote } from "./actions";
 import { ServerError, SocketClosed } from "../net/socket";
 import type { Contacts } from "./contacts";
 import type { Device } from "./device";
@@ -118,7 +119,12 @@ export class Outbox {
 
   /** Shares the group session key with devices that lack it (rotating first if a device left), then
    * sends one Megolm ciphertext that the server copies to every member device; returns the other members. */
-  sendGroup(groupId: string, kind: string, body: Record<string, unknown>, id: string): Promise<{ members: string[] }> {
+  sendGroup(
+    groupId: string,
+    kind: string,
+    body: Record<string, unknown>,
+    id: string,
+  ): Promise<{ members: string[]; serverTime: number }> {
     const device = this.device;
     const conversation = groupConversation(groupId);
     return retryOnChangedDevices(async (refresh) => {
@@ -149,16 +155,28 @@ export class Outbox {
           groupId,
           device.envelope(kind, conversation, body, id),
         );
-        await device.request("messages.send", {
+        const result = await device.request("messages.send", {
           message_id: id,
           group_id: groupId,
           megolm: { session_id: sessionId, ciphertext: b64uEncode(ciphertext) },
         });
-        return { members: members.filter((m) => m !== device.accountId) };
+        return { members: members.filter((m) => m !== device.accountId), serverTime: Number(result.server_time) };
       } finally {
         await device.save();
       }
     });
+  }
+
+  /** Sends into a conversation (a peer's, or a group); returns the server's queue time. */
+  async sendInto(
+    conversation: { peer?: string; groupId?: string },
+    kind: string,
+    body: Record<string, unknown>,
+    id: string,
+  ): Promise<number> {
+    if (conversation.groupId) return (await this.sendGroup(conversation.groupId, kind, body, id)).serverTime;
+    if (conversation.peer) return this.sendDirect(conversation.peer, kind, body, id);
+    throw new MessengerError("unknown conversation");
   }
 
   /** Tells a group's members its name (names travel only end to end). */
@@ -181,11 +199,11 @@ export class Outbox {
   }
 
   // --- the person's messages ------------------------------------------------------------------------
-  sendText(conversation: string, text: string): Promise<ChatMessage> {
+  sendText(conversation: string, text: string, replyTo?: string): Promise<ChatMessage> {
     if (!text.trim()) return Promise.reject(new MessengerError("nothing to send"));
     if (textTooLong(text))
       return Promise.reject(new MessengerError(`messages are limited to ${MAX_TEXT} characters; send a file instead`));
-    const message = this.outgoing(conversation, { kind: "text", text });
+    const message = this.outgoing(conversation, { kind: "text", text, replyTo });
     return this.device.serial(async () => {
       await this.deliver(message);
       return message;
@@ -193,7 +211,13 @@ export class Outbox {
   }
 
   /** Encrypts and uploads the file (progress 0..1), then sends its key and hashes inside E2E. */
-  async sendFile(conversation: string, file: File, caption: string, progress: Progress): Promise<ChatMessage> {
+  async sendFile(
+    conversation: string,
+    file: File,
+    caption: string,
+    progress: Progress,
+    extra: Pick<ChatMessage, "replyTo" | "voice"> = {},
+  ): Promise<ChatMessage> {
     const mimetype = file.type || "application/octet-stream";
     const read = async (): Promise<Uint8Array> => new Uint8Array(await file.arrayBuffer());
     const { media, bytes } = await this.media.upload(
@@ -201,7 +225,7 @@ export class Outbox {
       kindForMimetype(mimetype),
       progress,
     );
-    const message = this.outgoing(conversation, { kind: "media", media, text: caption || undefined });
+    const message = this.outgoing(conversation, { kind: "media", media, text: caption || undefined, ...extra });
     this.media.keep(message.id, bytes, mimetype);
     return this.device.serial(async () => {
       await this.deliver(message);
@@ -231,7 +255,10 @@ export class Outbox {
     });
   }
 
-  private outgoing(conversation: string, content: Pick<ChatMessage, "kind" | "text" | "media">): ChatMessage {
+  private outgoing(
+    conversation: string,
+    content: Pick<ChatMessage, "kind" | "text" | "media" | "replyTo" | "voice">,
+  ): ChatMessage {
     const device = this.device;
     const message: ChatMessage = {
       id: newMessageId(),
@@ -253,10 +280,13 @@ export class Outbox {
   /** Sends a text or media message to its conversation; records what happened. */
   private async deliver(message: ChatMessage): Promise<void> {
     const device = this.device;
-    const body: Record<string, unknown> =
-      message.kind === "media"
+    const body: Record<string, unknown> = {
+      ...(message.kind === "media"
         ? { media: message.media, ...(message.text ? { caption: message.text } : {}) }
-        : { text: message.text ?? "" };
+        : { text: message.text ?? "" }),
+      ...(message.replyTo ? { reply_to: message.replyTo } : {}),
+      ...(message.voice ? { voice: voiceJson(message.voice) } : {}),
+    };
     const conversation = parseConversation(message.conversation, device.accountId);
     try {
       if (conversation.groupId) {
@@ -330,4 +360,9 @@ export class Outbox {
   close(): void {
     if (this.receiptTimer !== null) clearTimeout(this.receiptTimer);
   }
+}
+
+/** A voice note as its body carries it (§16). */
+function voiceJson(voice: VoiceNote): Record<string, unknown> {
+  return { waveform: voice.waveform, ...(voice.durationMs === null ? {} : { duration_ms: voice.durationMs }) };
 }

@@ -14,6 +14,10 @@ import { formatClock, formatFull } from "../ui/timeFormat";
 import type { ChatMessage, Conversation } from "./model";
 import { describe } from "./errors";
 import { formatBytes } from "./media";
+import type { VoiceNote } from "./actions";
+import { MessageExtras } from "./messageExtras";
+import { SearchView } from "./searchView";
+import { VoiceRecorder, voicePlayer } from "./voiceNotes";
 import type { Messenger } from "./messenger";
 import { Timeline } from "./timeline";
 
@@ -51,6 +55,9 @@ export class MessengerView {
   private attach: HTMLInputElement;
   private progress: HTMLProgressElement;
   private empty: HTMLElement;
+  private extras: MessageExtras;
+  private voice: VoiceRecorder;
+  private search: SearchView;
   private current: string | null = null;
   /** The conversation the timeline shows (null: none yet, or another was opened since). */
   private shown: string | null = null;
@@ -144,6 +151,11 @@ export class MessengerView {
     this.error = el("p", { className: "banner error", testid: "messenger-error", attrs: { role: "alert" } });
     this.error.hidden = true;
     this.chatList = el("ul", { className: "chat-list", testid: "chat-list", attrs: { "aria-label": "Chats" } });
+    this.search = new SearchView(
+      () => this.messenger,
+      this.chatList,
+      (conversation) => this.open(conversation),
+    );
     const aside = el(
       "aside",
       { className: "chats" },
@@ -159,6 +171,7 @@ export class MessengerView {
       this.history,
       this.historyMore,
       this.error,
+      this.search.root,
       this.chatList,
     );
 
@@ -194,7 +207,16 @@ export class MessengerView {
       attrs: { max: "1", value: "0", "aria-label": "Upload progress" },
     });
     this.progress.hidden = true;
-    const composerForm = el("form", { className: "composer" }, attachLabel, this.composer, send);
+    this.voice = new VoiceRecorder(
+      (file, voice) => this.sendVoiceNote(file, voice),
+      (text) => this.showError(text),
+    );
+    const composerForm = el("form", { className: "composer" }, attachLabel, this.composer, this.voice.root, send);
+    this.extras = new MessageExtras(
+      () => this.messenger,
+      this.composer,
+      (work) => this.act(work),
+    );
     this.empty = el("p", { className: "muted empty", text: "Select a chat, or start a new one." });
     this.conversationPane = el(
       "section",
@@ -203,6 +225,7 @@ export class MessengerView {
       this.groupPanel,
       this.list,
       this.progress,
+      this.extras.bar,
       composerForm,
     );
     this.conversationPane.hidden = true;
@@ -316,8 +339,27 @@ export class MessengerView {
     if (!text.trim() || !this.current || !this.messenger) return;
     this.composer.value = "";
     const conversation = this.current;
+    const context = this.extras.take(); // a reply, or an edit of one's own message (§15)
     void this.act(async (m) => {
-      await m.sendText(conversation, text);
+      if (context?.mode === "edit") await m.edit(context.message.id, text);
+      else await m.sendText(conversation, text, context?.message.id);
+    });
+  }
+
+  /** A recorded voice note (§16), uploaded with the same progress bar as a file. */
+  private async sendVoiceNote(file: File, voice: VoiceNote): Promise<void> {
+    if (!this.current) return;
+    const conversation = this.current;
+    this.progress.value = 0;
+    show(this.progress);
+    await this.act(async (m) => {
+      try {
+        await m.sendFile(conversation, file, "", (done, total) => (this.progress.value = total ? done / total : 0), {
+          voice,
+        });
+      } finally {
+        hide(this.progress);
+      }
     });
   }
 
@@ -342,6 +384,7 @@ export class MessengerView {
   }
 
   open(conversation: string | null): void {
+    if (conversation !== this.current) this.extras.reset();
     this.current = conversation;
     this.shown = null; // a chat opens at its newest message
     this.root.classList.toggle("open-conv", conversation !== null);
@@ -376,6 +419,7 @@ export class MessengerView {
     show(this.banner, m !== null && !m.online);
     if (!m) return;
     if (m.lastError) this.showError(m.lastError);
+    if (changed.size) this.search.refresh();
     const note = m.historyNote;
     this.history.textContent = note ? `History from your phone: ${note}.` : "";
     show(this.history, Boolean(note));
@@ -399,6 +443,7 @@ export class MessengerView {
     this.renderGroupPanel(current);
     const closed = current.left === true;
     this.composer.disabled = this.attach.disabled = closed;
+    this.voice.disabled = closed;
     this.composer.placeholder = closed ? "You can no longer send messages to this group" : "Type a message";
     if (this.shown === current.id) this.timeline.refresh(m.messagesOf(current.id), changed);
     else {
@@ -593,6 +638,7 @@ export class MessengerView {
   }
 
   private updateRow(row: HTMLLIElement, message: ChatMessage): void {
+    this.extras.decorate(row, message);
     if (!message.outgoing) return;
     const status = message.status ?? "sent";
     row.dataset.status = status;
@@ -625,6 +671,10 @@ export class MessengerView {
     const box = el("div", { className: "media" });
     if (!media) return box;
     const m = this.messenger;
+    if (message.voice) {
+      box.append(voicePlayer(message, message.voice, m));
+      return box;
+    }
     if (media.type === "image") {
       const img = el("img", { testid: "message-image", attrs: { alt: media.name } });
       // Decrypted images arrive after the row is drawn and make it taller: stay at the newest message.

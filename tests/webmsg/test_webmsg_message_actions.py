@@ -1,0 +1,152 @@
+"""Replies, reactions, edits and deletes in real Chromium (messaging.md §15): Alice's phone and laptop and
+Bob's phone — three devices of two accounts — show the same thing, and so does a computer linked to
+Alice afterwards, through the phone's history bundle; search on the companions finds what they show."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Any
+
+import pytest
+from webmsg_helpers import TIMEOUT, assert_no_plaintext, message, open_chat, send_text, start_chat
+
+from fake_camera import Phone
+from phone_linking import create_account, link_companion, open_companion
+
+pytestmark = pytest.mark.browser
+
+ROW_STATE = """
+(row) => ({
+  text: row.querySelector('[data-testid="message-text"]')?.textContent ?? null,
+  edited: row.querySelector('[data-testid="message-edited"]') !== null,
+  deleted: row.classList.contains("deleted"),
+  reactions: [...row.querySelectorAll('[data-testid="reaction"]')].map((r) => r.textContent).sort(),
+  reactionLabels: [...row.querySelectorAll('[data-testid="reaction"]')].map((r) => r.ariaLabel),
+  quote: row.querySelector('[data-testid="message-quote"]')?.textContent ?? null,
+})
+"""
+
+
+def row_by_id(page: Any, message_id: str) -> Any:
+    return page.locator(f'[data-testid="message"][data-message-id="{message_id}"]')
+
+
+def state_of(page: Any, message_id: str) -> dict[str, Any]:
+    row = row_by_id(page, message_id)
+    row.wait_for(timeout=TIMEOUT)
+    return dict(row.evaluate(ROW_STATE))
+
+
+def wait_until(page: Any, message_id: str, check: Any) -> dict[str, Any]:
+    """The row's state once ``check(state)`` holds (or the last one seen, for the assertion message)."""
+    state: dict[str, Any] = {}
+    for _ in range(100):
+        state = state_of(page, message_id)
+        if check(state):
+            return state
+        page.wait_for_timeout(200)
+    raise AssertionError(state)
+
+
+def menu(page: Any, message_id: str, choice: str, name: str | None = None) -> None:
+    """Open a message's "Message actions" menu and pick an item (by test id, and accessible name)."""
+    row = row_by_id(page, message_id)
+    row.hover()
+    row.get_by_role("button", name="Message actions").click()
+    items = row.get_by_test_id(choice)
+    (items if name is None else row.get_by_role("menuitem", name=name)).first.click()
+
+
+def test_reply_react_edit_delete_are_seen_alike_on_three_devices_and_after_history_transfer(
+    server_process, computer: Any, phone: Phone, second_phone: Phone, page_errors: Any, tmp_path: Path
+) -> None:
+    url = server_process.url
+    alice, bob = phone.page, second_phone.page
+    create_account(phone, url, "alice", "Alice")
+    create_account(second_phone, url, "bob", "Bob")
+    laptop = open_companion(computer, url)
+    link_companion(phone, laptop, tmp_path / "laptop.png", "Alice's laptop")
+    alice.get_by_test_id("link-done").click()
+    laptop.get_by_test_id("messenger").wait_for(timeout=TIMEOUT)
+    devices = [alice, laptop, bob]
+
+    token = secrets.token_hex(3)
+    plan_text, secret_text = f"dinner at 8? {token}", f"my bank pin is 4711 {token}"
+    start_chat(alice, "@bob")
+    plan = str(send_text(alice, plan_text).get_attribute("data-message-id"))
+    doomed = str(send_text(alice, secret_text).get_attribute("data-message-id"))
+    open_chat(bob, "Alice")
+    open_chat(laptop, "Bob")
+    for page in (bob, laptop):
+        message(page, secret_text).wait_for(timeout=TIMEOUT)
+
+    # Bob replies to the plan from its menu; the composer says what it answers.
+    menu(bob, plan, "action-reply")
+    assert f"Replying to Alice: {plan_text}" in bob.get_by_test_id("composer-context").inner_text()
+    reply = str(send_text(bob, f"yes! {token}").get_attribute("data-message-id"))
+    assert bob.get_by_test_id("composer-context").is_hidden()
+
+    # Bob reacts 👍, Alice's laptop ❤️ (then changes its mind to 😂), Alice's phone edits and deletes.
+    menu(bob, plan, "react", "React with 👍")
+    menu(laptop, plan, "react", "React with ❤️")
+    wait_until(laptop, plan, lambda s: "❤️" in s["reactions"])
+    menu(laptop, plan, "react", "React with 😂")
+    wait_until(alice, plan, lambda s: "😂" in s["reactions"])
+    menu(alice, plan, "action-edit")
+    alice.get_by_test_id("composer").fill(f"dinner at 9? {token}")
+    alice.get_by_test_id("composer-send").click()
+    menu(alice, doomed, "action-delete")
+    # Bob may neither edit nor delete Alice's message: his menu does not offer it.
+    row_by_id(bob, plan).get_by_role("button", name="Message actions").click()
+    assert row_by_id(bob, plan).get_by_test_id("action-edit").count() == 0
+    assert row_by_id(bob, plan).get_by_test_id("action-delete").count() == 0
+    bob.keyboard.press("Escape")
+
+    expected_plan = {
+        "text": f"dinner at 9? {token}",
+        "edited": True,
+        "deleted": False,
+        "reactions": ["👍", "😂"],
+    }
+    seen = []
+    for page in devices:
+        state = wait_until(page, plan, lambda s: {k: s[k] for k in expected_plan} == expected_plan)
+        seen.append(state)
+        gone = wait_until(page, doomed, lambda s: s["deleted"])
+        assert gone["text"] == "This message was deleted" and gone["reactions"] == []
+        quote = wait_until(page, reply, lambda s: s["quote"] and "9?" in s["quote"])["quote"]
+        assert quote.endswith(f"dinner at 9? {token}")
+        assert secret_text not in page.get_by_test_id("messages").inner_text()
+    # Reactions carry who reacted, for screen readers: Bob sees "You reacted 👍" and "Alice reacted 😂".
+    assert sorted(seen[2]["reactionLabels"]) == ["Alice reacted 😂", "You reacted 👍"]
+
+    # A computer linked now gets the same picture from the phone's history bundle.
+    desk_context = page_errors.watch(computer.browser.new_context(viewport={"width": 1280, "height": 860}))
+    desk = open_companion(desk_context, url)
+    link_companion(phone, desk, tmp_path / "desk.png", "Alice's desk")
+    desk.get_by_test_id("history-note").wait_for(timeout=TIMEOUT)
+    open_chat(desk, "Bob")
+    state = wait_until(desk, plan, lambda s: {k: s[k] for k in expected_plan} == expected_plan)
+    assert state["reactions"] == seen[0]["reactions"]
+    assert wait_until(desk, doomed, lambda s: s["deleted"])["text"] == "This message was deleted"
+    assert f"dinner at 9? {token}" in str(state_of(desk, reply)["quote"])
+    assert secret_text not in desk.get_by_test_id("messages").inner_text()
+
+    # Search on the companions (each over its own decrypted store): the edited text is found, the old
+    # text and the deleted message are not, and a result opens its chat.
+    for page in (laptop, desk):
+        box = page.get_by_role("searchbox", name="Search messages")
+        box.fill("DINNER AT")
+        (hit,) = page.get_by_test_id("search-result").all()
+        assert hit.get_attribute("data-message-id") == plan
+        assert f"You: dinner at 9? {token}" in hit.inner_text()
+        for gone in ("at 8?", "4711"):
+            box.fill(gone)
+            page.get_by_test_id("search-empty").wait_for(timeout=TIMEOUT)
+        box.fill(f"yes! {token}")
+        page.get_by_test_id("search-result").click()
+        assert page.get_by_test_id("chat-list").is_visible()
+        row_by_id(page, reply).wait_for(timeout=TIMEOUT)
+
+    assert_no_plaintext(server_process, [plan_text, secret_text, f"dinner at 9? {token}", "😂"])
