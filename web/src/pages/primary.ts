@@ -31,6 +31,7 @@ import { describeError } from "./primary/messages";
 import { Scanner } from "./primary/scanner";
 import { showRelayWarning } from "./primary/relayCheck";
 import { linkCodeText } from "../link/wording";
+import { LogOutAll } from "./logOutAll";
 
 interface PrimaryState {
   v: 1;
@@ -346,6 +347,16 @@ function showHome(): void {
   renderDevices();
 }
 
+/** One signed list that keeps only this phone: every companion is logged out and wipes (linking.md §7.4). */
+const logOutAll = new LogOutAll(() => {
+  const count = list ? companions(list).length : 0;
+  return publishList(
+    (devices) => devices.filter((d) => d.role === "primary"),
+    `Logged out of ${String(count)} ${count === 1 ? "computer" : "computers"}`,
+  );
+});
+ui.devices.after(logOutAll.root);
+
 function renderDevices(): void {
   if (!state || !list) return;
   if (document.activeElement?.closest(".edit, .confirm")) return; // the user is typing or confirming: later
@@ -353,6 +364,7 @@ function renderDevices(): void {
   const rows = list.devices.map((device) => deviceRow(device, now));
   ui.devices.replaceChildren(...rows);
   const linked = companions(list).length;
+  logOutAll.update(linked);
   messaging.setDevices(`This phone is your primary device · ${linked} linked ${linked === 1 ? "device" : "devices"}`);
   ui.deviceCount.textContent =
     linked >= MAX_COMPANIONS
