@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from fake_camera import Phone
+from lockstep_cli import start_terminal_companion
 
 TIMEOUT = 20_000
 
@@ -69,3 +70,14 @@ def link_companion(phone: Phone, companion: Any, picture: Path, name: str | None
         phone.page.get_by_test_id("device-name-input").fill(name)
     approve(phone)
     companion.get_by_test_id("linked-account").wait_for(timeout=TIMEOUT)
+
+
+def link_terminal_companion_to_phone(phone: Phone, url: str, state: Path, qr: Path) -> None:
+    """A terminal companion (`lockstep companion link` into ``state``) linked by the phone app, which
+    photographs the code it wrote to ``qr``; returns once the terminal says it is linked."""
+    process = start_terminal_companion(url, state, qr)
+    scan(phone, qr)
+    wait_for_context(phone)
+    approve(phone)
+    _out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err

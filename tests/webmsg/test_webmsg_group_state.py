@@ -24,8 +24,13 @@ from webmsg_helpers import (
 )
 
 from fake_camera import Phone
-from lockstep_cli import link_terminal_companion, lockstep_ok, start_terminal_companion
-from phone_linking import approve, create_account, link_companion, open_companion, scan, wait_for_context
+from lockstep_cli import link_terminal_companion, lockstep_ok
+from phone_linking import (
+    create_account,
+    link_companion,
+    link_terminal_companion_to_phone,
+    open_companion,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -110,12 +115,7 @@ def test_history_to_new_computers_keeps_group_names_members_and_senders(
     # A terminal companion linked to the same phone gets the group's name too.
     alice.get_by_test_id("link-done").click()
     terminal, qr = tmp_path / "alice-terminal", tmp_path / "terminal-qr.png"
-    process = start_terminal_companion(url, terminal, qr)
-    scan(phone, qr)
-    wait_for_context(phone)
-    approve(phone)
-    _out, err = process.communicate(timeout=30)
-    assert process.returncode == 0, err
+    link_terminal_companion_to_phone(phone, url, terminal, qr)
     receive_until(terminal, lambda got: any(m["kind"] == "history" for m in got))
     groups = json.loads(lockstep_ok("group", "list", "--json", "--state", str(terminal)))
     assert [g["name"] for g in groups] == ["Trip"]

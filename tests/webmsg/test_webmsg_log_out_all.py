@@ -11,8 +11,13 @@ import pytest
 from webmsg_helpers import TIMEOUT, message, open_chat, receive_until, send_text, start_chat, texts
 
 from fake_camera import Phone
-from lockstep_cli import lockstep, start_terminal_companion
-from phone_linking import approve, create_account, link_companion, open_companion, scan, wait_for_context
+from lockstep_cli import lockstep
+from phone_linking import (
+    create_account,
+    link_companion,
+    link_terminal_companion_to_phone,
+    open_companion,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -28,12 +33,7 @@ def test_log_out_of_all_computers_wipes_every_companion(
     link_companion(phone, laptop, tmp_path / "laptop.png", "Alice's laptop")
     alice.get_by_test_id("link-done").click()
     terminal, qr = tmp_path / "alice-terminal", tmp_path / "terminal-qr.png"
-    process = start_terminal_companion(url, terminal, qr)
-    scan(phone, qr)
-    wait_for_context(phone)
-    approve(phone)
-    _out, err = process.communicate(timeout=30)
-    assert process.returncode == 0, err
+    link_terminal_companion_to_phone(phone, url, terminal, qr)
     alice.get_by_test_id("link-done").click()
 
     said = f"both computers must forget this {secrets.token_hex(4)}"
