@@ -2,9 +2,10 @@
 request, so it goes in several, and one-time keys are claimed per request (messaging.md §6.3).
 
 The first message (with the key share), a rotation after a member's laptop is unlinked, and a message
-after a member is removed each reach every device exactly once, the browser included. The server's
-send limit refuses some of the sender's requests on the way: each refusal leaves the rest to a retry
-that duplicates nothing, and no one-time key is spent on a refused request.
+after a member is removed each reach every device exactly once, the browser included; then the browser
+sends its own key share and message to every Python device. The server's send limit refuses some
+requests of each sender on the way: each refusal leaves the rest to a retry that duplicates nothing,
+and no one-time key is spent on a refused request.
 """
 
 from __future__ import annotations
@@ -172,6 +173,25 @@ class Group:
         await self.everyone_gets_once(await self.send(Kind.TEXT, {"text": text}), text, left=removed.devices)
         return text
 
+    async def advance_a_minute(self) -> None:
+        self.clock.advance(60_000)
+
+    async def python_keys_left(self) -> dict[Path, int | None]:
+        devices = [self.alice.phone, *self.receivers]
+        return {d: await self.services.store.one_time_keys_left(load(d).device_id) for d in devices}
+
+    async def everyone_gets_from_the_browser(self, text: str, before: dict[Path, int | None]) -> None:
+        devices = [self.alice.phone, *self.receivers]
+        got = await self.devices.receive_until(devices, lambda got: any(m.text == text for m in got))
+        assert all(sum(1 for m in got[d] if m.text == text) == 1 for d in devices), "each device, once"
+        after = await self.python_keys_left()
+        spent = {d: (before[d] or 0) - (after[d] or 0) for d in devices}
+        # One key for each device the browser had no Olm session with: not the sender's phone nor its own
+        # account's phone, whose messages it has read (their sessions serve it back).
+        answered = {self.alice.phone, self.members[LAPTOPS].phone}
+        assert {spent[d] for d in answered} == {0}
+        assert {spent[d] for d in devices if d not in answered} == {1}, "none spent on a refused request"
+
 
 def shown_once(page: Any, text: str) -> None:
     """The browser shows ``text`` in the open chat, once (also a moment later)."""
@@ -197,6 +217,23 @@ def test_a_group_of_300_devices_and_a_browser_get_each_message_exactly_once(
         shown_once(browser, first)
         shown_once(browser, loop.run(group.rotation()))
         shown_once(browser, loop.run(group.removal()))
+
+        # The browser sends: its own key share to every Python device, past the same send limit.
+        refused, text = 0, "from the browser"
+        before = loop.run(group.python_keys_left())
+        browser.get_by_test_id("composer").fill(text)
+        browser.get_by_test_id("composer-send").click()
+        sent = message(browser, text)
+        settled = 'xpath=self::*[@data-status="sent" or @data-status="delivered" or @data-status="read"]'
+        for _ in range(20):  # sent, or failed with Retry offered (a Retry clicked leaves it failed meanwhile)
+            sent.locator(f'{settled} | self::*[.//*[@data-testid="retry"]]').wait_for(timeout=TIMEOUT)
+            if sent.get_attribute("data-status") != "failed":
+                break
+            refused += 1
+            loop.run(group.advance_a_minute())
+            sent.get_by_test_id("retry").click()
+        assert refused and sent.get_attribute("data-status") in ("sent", "delivered", "read")
+        loop.run(group.everyone_gets_from_the_browser(text, before))
         assert [message(browser, t).count() for t in (first, "after the rotation")] == [1, 1]
     finally:
         loop.run(group.stack.aclose())

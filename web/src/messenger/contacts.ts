@@ -20,6 +20,8 @@ import {
 
 /** At most this many unknown accounts are looked up at a time (`learn`). */
 const LEARN_AT_ONCE = 100;
+/** Accounts per batched `accounts.lookup` (messaging.md §7.1). */
+const LOOKUP_AT_ONCE = 128;
 
 export class Contacts {
   private readonly verified = new Map<string, Contact>();
@@ -46,8 +48,46 @@ export class Contacts {
         throw new MessengerError(`There is no account ${handle ? "@" + handle : accountId} on this server.`);
       throw error;
     }
+    return this.accept(result, { handle, accountId });
+  }
+
+  /**
+   * Verified contacts for the accounts in `keyed` (account id → the device ids the server says can
+   * receive), in that order; a cached one is used while its devices still match, the rest are looked up
+   * LOOKUP_AT_ONCE accounts per request (a large group's members, messaging.md §6.1).
+   */
+  async getMany(keyed: Map<string, Set<string>>, refresh = false): Promise<Contact[]> {
+    const matches = (contact: Contact | undefined, devices: Set<string>): boolean =>
+      contact !== undefined &&
+      contact.keys.size === devices.size &&
+      [...contact.keys.keys()].every((d) => devices.has(d));
+    const stale = [...keyed].filter(([id, devices]) => refresh || !matches(this.verified.get(id), devices));
+    for (let start = 0; start < stale.length; start += LOOKUP_AT_ONCE) {
+      const wanted = stale.slice(start, start + LOOKUP_AT_ONCE).map(([id]) => id);
+      const found = (await this.device.request("accounts.lookup", { account_ids: wanted })).accounts as Record<
+        string,
+        Record<string, unknown> | undefined
+      >;
+      for (const accountId of wanted) {
+        const result = found[accountId];
+        if (!result) throw new MessengerError(`There is no account ${accountId} on this server.`);
+        await this.accept(result, { accountId });
+      }
+    }
+    return [...keyed.keys()].map((accountId) => {
+      const contact = this.verified.get(accountId);
+      if (!contact) throw new MessengerError(`There is no account ${accountId} on this server.`);
+      return contact;
+    });
+  }
+
+  /** Verifies one account of an `accounts.lookup` answer and keeps it. */
+  private async accept(
+    result: Record<string, unknown>,
+    asked: { handle?: string; accountId?: string },
+  ): Promise<Contact> {
     const contact = await verifyLookup(result);
-    this.check(contact, { handle, accountId });
+    this.check(contact, asked);
     const info = contact.account;
     const state = this.device.state; // now, not before the awaits: `save` replaces the record
     state.handles[info.handle] = info.id;

@@ -17,7 +17,9 @@ import type { ChatMessage } from "./model";
 import { OlmDevice, type OlmDevicePickle } from "./olmDevice";
 
 /** The longest request this app sends, in characters of JSON (the server takes 64 KiB frames). */
-const MAX_FRAME = 60_000;
+/** The longest request this client sends, in characters of JSON (the server takes 64 KiB frames). */
+export const MAX_FRAME = 60_000;
+export const TOO_LARGE = "this message is too large for one request to all devices; send it as a file";
 
 export interface Identity {
   accountId: string;
@@ -233,8 +235,7 @@ export class Device {
   async request(op: string, fields: Record<string, unknown> = {}): Promise<Record<string, unknown>> {
     const socket = this.socket;
     if (!socket || !socket.isOpen) throw new MessengerError("not connected to the server");
-    if (JSON.stringify(fields).length > MAX_FRAME)
-      throw new MessengerError("this message is too large for one request to all devices; send it as a file");
+    if (JSON.stringify(fields).length > MAX_FRAME) throw new MessengerError(TOO_LARGE);
     return socket.request(op, fields);
   }
 

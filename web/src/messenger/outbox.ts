@@ -13,7 +13,7 @@ import { b64uEncode } from "../crypto/base64";
 import type { VoiceNote } from "./actions";
 import { ServerError, SocketClosed } from "../net/socket";
 import type { Contacts } from "./contacts";
-import type { Device } from "./device";
+import { type Device, MAX_FRAME, TOO_LARGE } from "./device";
 import {
   MAX_TEXT,
   textTooLong,
@@ -24,6 +24,7 @@ import {
   parseConversation,
 } from "./envelope";
 import { MessengerError, describe } from "./errors";
+import { FanoutTooLarge, planRequests } from "./fanout";
 import type { Groups } from "./groups";
 import { type DeviceKeys, verifyOneTimeKey } from "./keys";
 import { type Progress, kindForMimetype } from "./media";
@@ -34,6 +35,8 @@ import { ReceiptQueue } from "./receipts";
 export const SEND_ATTEMPTS = 3;
 /** Receipts wait this long for more messages to cover (one receipt per sender for a whole burst). */
 const RECEIPT_DELAY_MS = 250;
+/** Olm payloads the server takes in one `messages.send` (messaging.md §7.2). */
+const MAX_PAYLOADS = 1024;
 
 /**
  * Runs `attempt(refresh)`, first with the device lists at hand (`refresh` false); each time the server
@@ -92,6 +95,48 @@ export class Outbox {
     return payloads;
   }
 
+  /**
+   * Sends `plaintext` over Olm to every target as `messages.send` with `fields` (message id and routing), in
+   * as many requests as it takes to keep each under the frame limit (messaging.md §6.3); one only, or
+   * nothing at all, if `whole` (a direct message reaches all its devices at once).
+   *
+   * The split is planned before anything is encrypted (fanout.ts), and one-time keys are claimed per request
+   * just before it is sent, so none is claimed for a request this client would refuse, nor for the requests
+   * after one the server refused. Each accepted request is reported to `accepted` (its devices and the
+   * server's answer) and saved, with the sessions it began, before the next; every request carries the same
+   * message id, so the server queues a copy at most once per device however often the rest is retried.
+   */
+  async fanOut(
+    targets: DeviceKeys[],
+    plaintext: Uint8Array,
+    fields: Record<string, unknown>,
+    options: { whole?: boolean; accepted?: (deviceIds: string[], answer: Record<string, unknown>) => void } = {},
+  ): Promise<Record<string, unknown>[]> {
+    const device = this.device;
+    const budget = MAX_FRAME - JSON.stringify({ ...fields, payloads: [] }).length;
+    const byDevice = new Map(targets.map((keys) => [keys.deviceId, keys]));
+    let requests: string[][];
+    try {
+      requests = planRequests([...byDevice.keys()], plaintext.length, budget, MAX_PAYLOADS);
+    } catch (error) {
+      throw error instanceof FanoutTooLarge ? new MessengerError(TOO_LARGE) : error;
+    }
+    if (options.whole && requests.length > 1) throw new MessengerError(TOO_LARGE);
+    const answers: Record<string, unknown>[] = [];
+    for (const deviceIds of requests) {
+      try {
+        const keys = deviceIds.flatMap((d) => byDevice.get(d) ?? []);
+        const payloads = await this.olmPayloads(keys, plaintext);
+        const answer = await device.request("messages.send", { ...fields, payloads });
+        answers.push(answer);
+        options.accepted?.(deviceIds, answer);
+      } finally {
+        await device.save(); // the ratchets moved and sessions began, whatever the answer
+      }
+    }
+    return answers;
+  }
+
   // --- direct and group sends -----------------------------------------------------------------------
   /** Encrypts for every device of `peerId` and every other device of ours, and sends; returns the server time. */
   sendDirect(peerId: string, kind: string, body: Record<string, unknown>, id: string): Promise<number> {
@@ -105,15 +150,18 @@ export class Outbox {
       const targets = new Map<string, DeviceKeys>();
       for (const c of [peer, me])
         for (const k of c.keys.values()) if (k.deviceId !== device.deviceId) targets.set(k.deviceId, k);
-      try {
-        const payloads = await this.olmPayloads([...targets.values()], device.envelope(kind, conversation, body, id));
-        // A receipt says so, so that it does not make the peer a known contact (SECURITY.md).
-        const receipt = kind === "receipt" ? { receipt: true } : {};
-        const result = await device.request("messages.send", { message_id: id, to: peerId, payloads, ...receipt });
-        return Number(result.server_time);
-      } finally {
-        await device.save(); // the ratchets moved, whatever happened to the request
-      }
+      // A receipt says so, so that it does not make the peer a known contact (SECURITY.md).
+      const receipt = kind === "receipt" ? { receipt: true } : {};
+      const plaintext = device.envelope(kind, conversation, body, id);
+      const [result] = await this.fanOut(
+        [...targets.values()],
+        plaintext,
+        { message_id: id, to: peerId, ...receipt },
+        {
+          whole: true,
+        },
+      );
+      return Number(result?.server_time);
     });
   }
 
@@ -132,24 +180,19 @@ export class Outbox {
       this.groups.note(group);
       const members = (group.members as { account_id: string }[]).map((m) => m.account_id);
       const published = (group.devices ?? {}) as Record<string, string[]>;
+      const keyed = new Map(members.map((accountId) => [accountId, new Set(published[accountId] ?? [])]));
       const targets = new Map<string, DeviceKeys>();
-      for (const accountId of members) {
-        let contact = await this.contacts.get({ accountId }, refresh);
-        const expected = new Set(published[accountId] ?? []);
-        if (expected.size !== contact.keys.size || [...contact.keys.keys()].some((d) => !expected.has(d)))
-          contact = await this.contacts.get({ accountId }, true);
+      for (const contact of await this.contacts.getMany(keyed, refresh))
         for (const k of contact.keys.values()) if (k.deviceId !== device.deviceId) targets.set(k.deviceId, k);
-      }
       const share = await device.megolm.prepare(groupId, new Set(targets.keys()));
       try {
         if (share.devices.length) {
-          const keyId = newMessageId();
-          const payloads = await this.olmPayloads(
-            share.devices.map((d) => targets.get(d) as DeviceKeys),
-            device.envelope("group-key", conversation, share.body, keyId),
+          await this.fanOut(
+            share.devices.flatMap((d) => targets.get(d) ?? []),
+            device.envelope("group-key", conversation, share.body, share.messageId),
+            { message_id: share.messageId, group_id: groupId },
+            { accepted: (deviceIds) => device.megolm.markShared(groupId, deviceIds) },
           );
-          await device.request("messages.send", { message_id: keyId, group_id: groupId, payloads });
-          device.megolm.markShared(groupId, share.devices);
         }
         const { sessionId, ciphertext } = await device.megolm.encrypt(
           groupId,
@@ -190,12 +233,8 @@ export class Outbox {
     const device = this.device;
     const own = device.accountId;
     const id = newMessageId();
-    try {
-      const payloads = await this.olmPayloads([keys], device.envelope(kind, directConversation(own, own), body, id));
-      await device.request("messages.send", { message_id: id, to: own, payloads });
-    } finally {
-      await device.save();
-    }
+    const plaintext = device.envelope(kind, directConversation(own, own), body, id);
+    await this.fanOut([keys], plaintext, { message_id: id, to: own }, { whole: true });
   }
 
   // --- the person's messages ------------------------------------------------------------------------
