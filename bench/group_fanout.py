@@ -63,7 +63,8 @@ def device_worker(directories: list[str], reports: Any, ready: Any) -> None:
                 reports.put((message.message_id, time.monotonic()))
 
     async def catch_up(messenger: Messenger) -> None:
-        for message in await messenger.receive(0, receipts=False):  # what was queued while away
+        await messenger.inbox.fetch()  # what was queued while away
+        for message in messenger.take_unreported():
             reports.put((message.message_id, time.monotonic()))
 
     async def run() -> None:
