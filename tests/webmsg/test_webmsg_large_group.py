@@ -200,6 +200,7 @@ def shown_once(page: Any, text: str) -> None:
     assert message(page, text).count() == 1
 
 
+@pytest.mark.timeout(900)  # 260 accounts, 40 links, 300 open devices and a browser: 1-6 min on 2 shared cores
 def test_a_group_of_300_devices_and_a_browser_get_each_message_exactly_once(
     loop: LoopThread, computer: Any, tmp_path: Path
 ) -> None:
