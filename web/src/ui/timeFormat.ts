@@ -7,6 +7,8 @@ const DATE = new Intl.DateTimeFormat(undefined, { year: "numeric", month: "numer
 const FULL = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
 
 let today = { start: 0, end: 0 };
+/** What formatClock said, per minute of today and per earlier day: a format call costs ~30 µs, a look-up nothing. */
+const said = new Map<number, string>();
 
 function todayAround(now: number): { start: number; end: number } {
   if (now < today.start || now >= today.end) {
@@ -15,6 +17,7 @@ function todayAround(now: number): { start: number; end: number } {
     const next = new Date(midnight);
     next.setDate(next.getDate() + 1);
     today = { start: midnight.getTime(), end: next.getTime() };
+    said.clear(); // "today" moved on: yesterday's times now read as a date
   }
   return today;
 }
@@ -22,7 +25,15 @@ function todayAround(now: number): { start: number; end: number } {
 /** The time of day for today's messages, the date for older ones. */
 export function formatClock(ms: number, now = Date.now()): string {
   const { start, end } = todayAround(now);
-  return ms >= start && ms < end ? CLOCK.format(ms) : DATE.format(ms);
+  const isToday = ms >= start && ms < end;
+  // Minutes of today are keyed as they are; an earlier day by its (negative) day number, so they never clash.
+  const key = isToday ? Math.floor(ms / 60_000) : -1 - Math.floor(new Date(ms).setHours(0, 0, 0, 0) / 86_400_000);
+  let text = said.get(key);
+  if (text === undefined) {
+    text = isToday ? CLOCK.format(ms) : DATE.format(ms);
+    said.set(key, text);
+  }
+  return text;
 }
 
 /** Date and time ("26 Nov 2026, 01:02"). */
