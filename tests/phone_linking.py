@@ -5,6 +5,7 @@ read and the link approved.
     create_account(phone, url)
     laptop = open_companion(computer, url)
     link_companion(phone, laptop, tmp_path / "qr.png")      # the whole gesture, until the page is linked
+    open_settings(phone.page); open_chats(phone.page)       # the primary app's two screens
 """
 
 from __future__ import annotations
@@ -36,13 +37,30 @@ def open_companion(computer: Any, url: str) -> Any:
     return page
 
 
-def scan(phone: Phone, picture: bytes | Path) -> None:
-    """Point the phone's camera at ``picture`` and start a scan in the primary app (from a chat, the
-    phone goes back to the main screen first: an open chat covers it)."""
-    phone.camera.show_picture(picture)
-    back = phone.page.get_by_test_id("back")
+def open_settings(page: Any) -> None:
+    """Go to the primary app's Settings screen (Linked devices, "Link a device"), from wherever it is:
+    from a chat, back to the chat list first (an open chat covers the screen), then the app bar's
+    Settings button."""
+    back = page.get_by_test_id("back")
     if back.count() and back.is_visible():
         back.click()
+    settings = page.get_by_test_id("open-settings")
+    if settings.is_visible():
+        settings.click()
+    page.get_by_test_id("link-device").wait_for(timeout=TIMEOUT)
+
+
+def open_chats(page: Any) -> None:
+    """Back from the primary app's Settings screen to its chat list (nothing if already there)."""
+    back = page.get_by_test_id("settings-back")
+    if back.count() and back.is_visible():
+        back.click()
+
+
+def scan(phone: Phone, picture: bytes | Path) -> None:
+    """Point the phone's camera at ``picture`` and start a scan in the primary app's Settings."""
+    phone.camera.show_picture(picture)
+    open_settings(phone.page)
     phone.page.get_by_test_id("link-device").click()
 
 

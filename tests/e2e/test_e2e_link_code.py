@@ -14,7 +14,7 @@ import pytest
 from fake_camera import Phone
 from lockstep.link.wording import code_refusal, companion_notice, link_code_text
 from lockstep_cli import LOCKSTEP, lockstep
-from phone_linking import TIMEOUT, approve, create_account, wait_for_context
+from phone_linking import TIMEOUT, approve, create_account, open_settings, wait_for_context
 
 pytestmark = pytest.mark.browser
 
@@ -36,6 +36,7 @@ def shown_code(computer: Any, url: str) -> tuple[Any, str]:
 
 def type_code(phone: Phone, code: str) -> None:
     page = phone.page
+    open_settings(page)
     page.get_by_test_id("link-with-code").click()
     assert page.get_by_test_id("code-warning").inner_text() == link_code_text("warning")
     page.get_by_test_id("code-input").fill(code)

@@ -237,6 +237,7 @@ def test_a_file_over_the_servers_limit_is_refused_before_upload(
     big = tmp_path / "big.bin"
     big.write_bytes(bytes(5000))
     page.get_by_test_id("attach").set_input_files(str(big))
+    page.get_by_test_id("draft-send").click()
     refused(page, "big.bin is too large: this server accepts up to 4 KB")
     assert uploads == [] and page.get_by_test_id("message").count() == 0
     assert page.get_by_test_id("upload-progress").is_hidden()

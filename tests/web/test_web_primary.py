@@ -25,6 +25,7 @@ from lockstep.link.grant import SealedGrant, open_grant
 from lockstep.link.matching import matching_number
 from lockstep.link.qr import LinkCode
 from lockstep.link.wording import relay_text
+from phone_linking import open_settings
 
 from .fake_lockstep import FakeConnection, FakeServer, now_ms
 
@@ -156,6 +157,7 @@ def setup(phone: Phone, static_origin: str, product_build: None) -> tuple[Phone,
 
 def scan(phone: Phone, text: str) -> None:
     phone.camera.show_qr(text)
+    open_settings(phone.page)
     phone.page.get_by_test_id("link-device").click()
 
 

@@ -18,6 +18,7 @@ from webmsg_helpers import (
     make_png,
     message,
     open_chat,
+    send_file,
     send_text,
     start_chat,
 )
@@ -72,7 +73,7 @@ def test_receipts_images_and_files_between_browser_accounts(
     picture = tmp_path / "holiday.png"
     pixels = make_png(picture)
     alice.evaluate(WATCH_PROGRESS)
-    alice.get_by_test_id("attach").set_input_files(str(picture))
+    send_file(alice, picture)
     alice.get_by_test_id("message-image").first.wait_for(timeout=TIMEOUT)
     progress = alice.evaluate("window.__progress")
     assert [False] in [p[:1] for p in progress] and progress[-1][0] is True  # shown, then hidden
@@ -85,7 +86,7 @@ def test_receipts_images_and_files_between_browser_accounts(
     secret_file = tmp_path / "notes.txt"
     content = f"the safe combination is {secrets.token_hex(8)}\n".encode()
     secret_file.write_bytes(content)
-    alice.get_by_test_id("attach").set_input_files(str(secret_file))
+    send_file(alice, secret_file)
     carol_laptop.get_by_test_id("message-file").filter(has_text="notes.txt").wait_for(timeout=TIMEOUT)
     with carol_laptop.expect_download(timeout=TIMEOUT) as download:
         carol_laptop.get_by_test_id("message-file").filter(has_text="notes.txt").click()

@@ -23,7 +23,7 @@ from webmsg_helpers import (
 )
 
 from fake_camera import Phone
-from phone_linking import create_account, link_companion, open_companion
+from phone_linking import create_account, link_companion, open_chats, open_companion
 
 pytestmark = pytest.mark.browser
 
@@ -50,7 +50,8 @@ def test_a_message_from_a_browser_companion_reaches_every_device_once(
     for device in (bob.primary, bob.companion):
         texts = [m["body"].get("text") for m in receive_json(device) if m["kind"] == "text"]
         assert texts == [hello]
-    # Alice's own phone shows what her laptop sent, as sent by her.
+    # Alice's own phone shows what her laptop sent, as sent by her (in Chats, back from Settings).
+    open_chats(phone.page)
     chat = phone.page.get_by_test_id("chat-row").filter(has_text="@bob")
     chat.wait_for(timeout=TIMEOUT)
     open_chat(phone.page, "@bob")

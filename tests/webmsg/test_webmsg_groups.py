@@ -24,6 +24,7 @@ from webmsg_helpers import (
     receive_json,
     receive_until,
     send_cli,
+    send_file,
     send_text,
     texts,
 )
@@ -104,7 +105,7 @@ def test_group_membership_and_media_across_browser_and_terminal(
     mine = tmp_path / "from-alice.png"
     make_png(mine, 20, 20, seed=9)
     open_chat(laptop, "@bob")
-    laptop.get_by_test_id("attach").set_input_files(str(mine))
+    send_file(laptop, mine)
     got = receive_until(bob.primary, lambda got: any(m["kind"] == "media" for m in got))
     media = next(m for m in got if m["kind"] == "media")
     assert (

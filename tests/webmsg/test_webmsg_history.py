@@ -26,7 +26,7 @@ from fake_camera import Phone
 from lockstep.client import e2estate
 from lockstep_cli import lockstep_ok
 from lockstep_servers import restart_server
-from phone_linking import create_account, link_companion, open_companion
+from phone_linking import create_account, link_companion, open_companion, open_settings
 
 pytestmark = pytest.mark.browser
 
@@ -70,7 +70,7 @@ def test_browser_primary_sends_history_to_a_new_browser_companion(
 
     # Unlinked from the phone: the laptop forgets its messaging keys, sessions and messages too.
     assert any(n.startswith("lockstep-messenger-") for n in databases(laptop))
-    alice.get_by_test_id("back").click()
+    open_settings(alice)
     row = alice.get_by_test_id("device-row").filter(has_text="Alice's laptop")
     row.get_by_test_id("unlink").click()
     alice.get_by_test_id("unlink-confirm").click()

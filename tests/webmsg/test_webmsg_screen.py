@@ -24,7 +24,7 @@ from webmsg_helpers import (
 
 from fake_camera import Phone
 from lockstep_servers import restart_server
-from phone_linking import create_account, link_companion, open_companion
+from phone_linking import create_account, link_companion, open_chats, open_companion
 
 pytestmark = pytest.mark.browser
 
@@ -70,6 +70,7 @@ def test_a_chat_opens_at_its_newest_message_on_a_phone_and_a_computer(
         send_cli(bob.primary, "@alice", f"photo {i}", file=picture)
 
     for page in (phone, laptop):
+        open_chats(page)  # the phone app is still on Settings after linking
         page.get_by_test_id("chat-row").filter(has_text="@bob").wait_for(timeout=TIMEOUT)
         open_chat(page, "@bob")
         newest = message(page, "photo 2")

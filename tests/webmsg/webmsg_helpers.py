@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from lockstep_cli import link_terminal_companion, lockstep_ok, receive_json
-from phone_linking import TIMEOUT
+from phone_linking import TIMEOUT, open_chats
 
 
 @dataclass
@@ -70,6 +70,7 @@ def link_to_terminal_primary(laptop: Any, primary: Path, qr: Path) -> None:
 
 
 def start_chat(page: Any, handle: str) -> None:
+    open_chats(page)
     page.get_by_test_id("new-chat").click()
     page.get_by_test_id("new-chat-handle").fill(handle)
     page.get_by_test_id("new-chat-start").click()
@@ -77,11 +78,21 @@ def start_chat(page: Any, handle: str) -> None:
 
 
 def open_chat(page: Any, has_text: str) -> None:
-    """Open a chat from the list (on a phone-sized screen, go back to the list first)."""
+    """Open a chat from the list (on a phone-sized screen, go back to the list first; in the phone
+    app, from Settings to Chats)."""
+    open_chats(page)
     if page.get_by_test_id("back").is_visible():
         page.get_by_test_id("back").click()
     page.get_by_test_id("chat-row").filter(has_text=has_text).first.click(timeout=TIMEOUT)
     page.get_by_test_id("conversation").wait_for(timeout=TIMEOUT)
+
+
+def send_file(page: Any, path: Path, caption: str = "") -> None:
+    """Attach a file in the open chat, give it a caption in its preview, and send it."""
+    page.get_by_test_id("attach").set_input_files(str(path))
+    if caption:
+        page.get_by_test_id("draft-caption").fill(caption)
+    page.get_by_test_id("draft-send").click()
 
 
 def message(page: Any, text: str) -> Any:

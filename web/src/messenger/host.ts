@@ -4,11 +4,15 @@
  */
 import type { LockstepSocket, ServerEvent } from "../net/socket";
 import { type Identity, Messenger } from "./messenger";
+import { MessengerControls } from "./controls";
+import { Notifier } from "./notifier";
 import { MessengerView } from "./view";
 import { type AttachedCalls, attachCalls } from "../calls/wire";
 
 export class MessengerHost {
   readonly view: MessengerView;
+  /** Notifications and mute, attachment drafts, keyboard shortcuts, the title's unread count. */
+  readonly controls: MessengerControls;
   private messenger: Messenger | null = null;
   private opening: Promise<Messenger> | null = null;
   private deviceId: string | null = null;
@@ -23,6 +27,17 @@ export class MessengerHost {
     const mount = document.createElement("div");
     parent.insertBefore(mount, before);
     this.view = new MessengerView(mount);
+    const view = this.view;
+    this.controls = new MessengerControls({
+      root: view.root,
+      chatControls: view.chatControls,
+      get current() {
+        return view.openChat;
+      },
+      open: (conversation) => view.open(conversation),
+      onOpen: (listener) => view.onOpen(listener),
+      sendFile: (conversation, file, caption) => view.sendFile(conversation, file, caption),
+    });
     this.view.root.hidden = true;
   }
 
@@ -54,6 +69,7 @@ export class MessengerHost {
       this.view.bind(messenger);
       this.calls?.close();
       this.calls = attachCalls(messenger, this.view, () => this.socket);
+      this.controls.bind(messenger, identity.deviceId);
     }
     this.view.root.hidden = false;
     messenger.noteListVersion(identity.listVersion);
@@ -124,7 +140,8 @@ export class MessengerHost {
     if (opening) await opening.then((m) => m.close()).catch(() => undefined);
     this.release();
     this.view.bind(null);
+    this.controls.bind(null, null);
     this.view.root.hidden = true;
-    if (deviceId) await Messenger.wipe(deviceId);
+    if (deviceId) await Promise.all([Messenger.wipe(deviceId), Notifier.wipe(deviceId)]);
   }
 }

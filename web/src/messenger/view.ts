@@ -70,7 +70,9 @@ export class MessengerView {
   private unsubscribe: () => void = () => undefined;
   private messenger: Messenger | null = null;
   private downloading = new Set<string>();
-  private readonly baseTitle = document.title;
+  /** Room in every open chat's header for controls.ts's buttons (mute). */
+  readonly chatControls = el("div", { className: "conv-actions" });
+  private readonly openListeners: ((conversation: string | null) => void)[] = [];
 
   constructor(mount: HTMLElement) {
     this.banner = el("p", {
@@ -221,7 +223,14 @@ export class MessengerView {
     this.conversationPane = el(
       "section",
       { className: "conversation", testid: "conversation" },
-      el("header", { className: "conv-head" }, back, el("div", {}, this.title, this.subtitle), this.headActions),
+      el(
+        "header",
+        { className: "conv-head" },
+        back,
+        el("div", {}, this.title, this.subtitle),
+        this.headActions,
+        this.chatControls,
+      ),
       this.groupPanel,
       this.list,
       this.progress,
@@ -288,7 +297,6 @@ export class MessengerView {
         this.sendComposer();
       }
     });
-    this.attach.addEventListener("change", () => void this.sendAttachment());
     document.addEventListener("visibilitychange", () => this.markReadIfVisible());
   }
 
@@ -363,12 +371,18 @@ export class MessengerView {
     });
   }
 
-  private async sendAttachment(): Promise<void> {
-    const file = this.attach.files?.[0];
-    if (!file || !this.current || !this.messenger) return;
-    const conversation = this.current;
-    const caption = this.composer.value.trim();
-    this.composer.value = "";
+  /** The open chat, or null. */
+  get openChat(): string | null {
+    return this.current;
+  }
+
+  onOpen(listener: (conversation: string | null) => void): void {
+    this.openListeners.push(listener);
+  }
+
+  /** Uploads and sends a file with its caption (attachDraft.ts offers it first), showing progress. */
+  async sendFile(conversation: string, file: File, caption: string): Promise<void> {
+    if (!this.messenger) return;
     this.progress.value = 0;
     show(this.progress);
     await this.act(async (m) => {
@@ -377,7 +391,6 @@ export class MessengerView {
           this.progress.value = total ? done / total : 0;
         });
       } finally {
-        this.attach.value = "";
         hide(this.progress);
       }
     });
@@ -389,6 +402,7 @@ export class MessengerView {
     this.shown = null; // a chat opens at its newest message
     this.root.classList.toggle("open-conv", conversation !== null);
     this.render();
+    for (const listener of this.openListeners) listener(conversation);
     // On a phone the conversation covers the screen (messenger.css) and focusing the composer would pop
     // the keyboard up over the messages: there the person taps the composer when they want to write.
     // On a computer the whole conversation comes into the window (the page may have scrolled elsewhere).
@@ -426,8 +440,6 @@ export class MessengerView {
     // The phone keeps what it did not transfer: a companion can ask for it (messaging.md §12.1).
     show(this.historyMore, m.identity.role === "companion" && (note?.includes("stay only on the phone") ?? false));
     const conversations = m.conversations();
-    const unread = conversations.reduce((total, c) => total + c.unread, 0);
-    document.title = unread ? `(${unread}) ${this.baseTitle}` : this.baseTitle;
     this.renderChatList(conversations);
     const current = conversations.find((c) => c.id === this.current);
     show(this.empty, !current);

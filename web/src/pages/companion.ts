@@ -11,6 +11,7 @@ import { StateStore } from "../store/db";
 import { clearQr, drawQr } from "../ui/qrcode";
 import { byTestId, checkClock, flashNotice, hide, show } from "../ui/dom";
 import { MessengerHost } from "../messenger/host";
+import { setTitleState } from "../ui/title";
 import { type CompanionPhase, CompanionLinker, type CompanionState, type Connection } from "./companion/linker";
 import { showMatchNumber } from "./companion/matchNumber";
 import { showCode } from "./companion/typedCode";
@@ -124,7 +125,34 @@ const CONNECTION: Record<Connection, string> = {
   refused: "Could not sign in to the server; retrying…",
 };
 
+/** What the tab's title says (ui/title.ts): where linking stands, seen from any tab. */
+function titleOf(phase: CompanionPhase): string {
+  switch (phase.name) {
+    case "connecting":
+      return phase.why === "reconnecting" ? "Reconnecting…" : "Connecting…";
+    case "waiting":
+    case "showing":
+      return phase.session?.typed ? "Type the code on your phone" : "Scan the code with your phone";
+    case "scanned":
+      return "Confirm on your phone";
+    case "verifying":
+      return "Linking…";
+    case "unavailable":
+    case "idle":
+      return "Get a new code";
+    case "declined":
+    case "failed":
+      return "Not linked";
+    case "linked":
+      return `@${phase.state.account.handle}`;
+    case "logging_out":
+    case "logged_out":
+      return "Unlinked";
+  }
+}
+
 function render(phase: CompanionPhase): void {
+  setTitleState(titleOf(phase));
   switch (phase.name) {
     case "connecting": {
       const text = phase.why === "reconnecting" ? "Reconnecting…" : "Connecting…";

@@ -29,6 +29,8 @@ import { MessengerHost } from "../messenger/host";
 import { type LinkFlowStep, type LinkOffer, PrimaryLinkFlow } from "./primary/linkFlow";
 import { describeError } from "./primary/messages";
 import { Scanner } from "./primary/scanner";
+import { Screens, showNotificationSettings } from "./primary/screens";
+import { setTitleState } from "../ui/title";
 import { showRelayWarning } from "./primary/relayCheck";
 import { linkCodeText } from "../link/wording";
 import { LogOutAll } from "./logOutAll";
@@ -110,7 +112,14 @@ const ui = {
 const HANDLE = /^[a-z0-9][a-z0-9_.-]{2,31}$/;
 
 /** End-to-end messaging on this phone (docs/protocol/messaging.md), under the account card. */
-const messaging = new MessengerHost(ui.home, byTestId("account").nextElementSibling);
+const messaging = new MessengerHost(byTestId("chats-screen"));
+
+/** Chats and Settings, one screen at a time (primary/screens.ts). */
+const screens = new Screens(document.querySelector("main") ?? document.body);
+screens.onShow((screen) => {
+  if (screen === "chats" && !ui.scannerView.hidden) flow.close(); // the camera stops when its screen goes
+});
+showNotificationSettings(messaging.controls.notifier);
 
 function startMessaging(): void {
   const socket = connection.current;
@@ -238,6 +247,7 @@ function showOnboarding(): void {
   // The server closes a socket that has not signed in after a minute, and start() runs again on the
   // new one: leave the focus where the person is typing.
   if (!ui.onboarding.hidden) return;
+  setTitleState("Create your account");
   show(ui.onboarding);
   ui.handle.focus();
 }
@@ -343,6 +353,7 @@ function showHome(): void {
   hide(ui.onboarding);
   ui.accountHandle.textContent = `@${state.handle}`;
   ui.accountName.textContent = state.displayName;
+  if (ui.flow.hidden) setTitleState(`@${state.handle}`);
   show(ui.home);
   renderDevices();
 }
@@ -540,7 +551,22 @@ function showStep(step: "scan" | "code" | "relay" | "context" | "result"): void 
   ui.linkDevice.disabled = ui.linkWithCode.disabled = true;
 }
 
+/** What the tab's title says during a link (ui/title.ts); null: the account's handle. */
+const FLOW_TITLES: Record<LinkFlowStep["step"], string | null> = {
+  closed: null,
+  entering: "Type the code",
+  offering: "Type the code",
+  scanning: "Scan the code",
+  inspecting: "Scan the code",
+  relay: "Check the number",
+  confirming: "Link this device?",
+  approving: "Linking…",
+  linked: null,
+  refused: "Not linked",
+};
+
 function renderFlow(step: LinkFlowStep): void {
+  setTitleState(FLOW_TITLES[step.step] ?? (state ? `@${state.handle}` : ""));
   if (step.step !== "scanning") {
     scanner?.stop();
     scanner = null;

@@ -1,0 +1,170 @@
+/**
+ * Notifications of new messages while the page is in the background, per-chat mute, and the unread
+ * count on the installed app's icon.
+ *
+ * - A message that arrives while the tab or app is hidden or not focused shows a notification (the
+ *   chat's title, who wrote and what, one per chat, replaced by the next): through the service worker's
+ *   `showNotification` where the page has one (the phone app: Android shows page notifications only
+ *   that way), else the page's `Notification`. Clicking it brings the page forward at that chat.
+ * - Nothing is shown for muted chats, for our own messages, or for history a device loads.
+ * - The unread count of unmuted chats goes on the app's badge (Badging API, where the browser has it).
+ * - Which chats are muted is this device's choice, kept sealed like every record (StateStore), in a
+ *   database of its own that the device's wipe deletes too.
+ *
+ * It watches the messenger (`subscribe`) rather than being called by it: a new incoming message is a
+ * chat whose newest message is incoming, unread and not yet seen by this notifier.
+ */
+import { StateStore } from "../store/db";
+import type { Conversation } from "./model";
+import type { Messenger } from "./messenger";
+
+interface ChatPrefs {
+  v: 1;
+  muted: string[];
+}
+
+export type Permission = "granted" | "denied" | "default" | "unsupported";
+
+function prefsStore(deviceId: string): StateStore<ChatPrefs> {
+  return new StateStore<ChatPrefs>(`lockstep-prefs-${deviceId}`);
+}
+
+export class Notifier {
+  private messenger: Messenger | null = null;
+  private unsubscribe: () => void = () => undefined;
+  private store: StateStore<ChatPrefs> | null = null;
+  private muted = new Set<string>();
+  /** Per chat, the newest incoming message already seen (shown, or there before we looked). */
+  private seen = new Map<string, string>();
+  private listeners = new Set<() => void>();
+
+  /** `open` brings a chat up when the person clicks its notification. */
+  constructor(private readonly open: (conversation: string) => void) {
+    // navigator.serviceWorker is missing outside secure contexts (the types say it is always there).
+    if ("serviceWorker" in navigator)
+      navigator.serviceWorker.addEventListener("message", (event: MessageEvent) => {
+        const data = event.data as { type?: unknown; conversation?: unknown } | null;
+        if (data?.type === "open-chat" && typeof data.conversation === "string") this.open(data.conversation);
+      });
+  }
+
+  async bind(messenger: Messenger | null, deviceId: string | null): Promise<void> {
+    this.unsubscribe();
+    this.messenger = messenger;
+    this.seen.clear();
+    this.muted.clear();
+    this.store = deviceId ? prefsStore(deviceId) : null;
+    const prefs = await this.store?.load().catch(() => undefined);
+    if (this.messenger !== messenger) return; // rebound meanwhile
+    this.muted = new Set(prefs?.muted ?? []);
+    if (!messenger) {
+      void this.setBadge(0);
+      return;
+    }
+    for (const c of messenger.conversations()) if (c.last && !c.last.outgoing) this.seen.set(c.id, c.last.id);
+    this.unsubscribe = messenger.subscribe(() => this.changed());
+    this.changed();
+  }
+
+  /** Called when anything about mute or permission changed (for buttons showing that state). */
+  onChange(listener: () => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  isMuted(conversation: string): boolean {
+    return this.muted.has(conversation);
+  }
+
+  async setMuted(conversation: string, muted: boolean): Promise<void> {
+    if (muted) this.muted.add(conversation);
+    else this.muted.delete(conversation);
+    this.emit();
+    this.changed();
+    await this.store?.save({ v: 1, muted: [...this.muted] });
+  }
+
+  get permission(): Permission {
+    return "Notification" in window ? Notification.permission : "unsupported";
+  }
+
+  /** Asks the browser (from a click: browsers allow the prompt only then). */
+  async requestPermission(): Promise<Permission> {
+    if (!("Notification" in window)) return "unsupported";
+    await Notification.requestPermission();
+    this.emit();
+    return this.permission;
+  }
+
+  /** Every device's wipe deletes its chat preferences with its keys and messages. */
+  static wipe(deviceId: string): Promise<void> {
+    return prefsStore(deviceId).wipe();
+  }
+
+  private emit(): void {
+    for (const listener of this.listeners) listener();
+  }
+
+  private changed(): void {
+    const m = this.messenger;
+    if (!m) return;
+    const conversations = m.conversations();
+    void this.setBadge(conversations.filter((c) => !this.muted.has(c.id)).reduce((total, c) => total + c.unread, 0));
+    for (const c of conversations) {
+      const last = c.last;
+      if (!last || last.outgoing || this.seen.get(c.id) === last.id) continue;
+      this.seen.set(c.id, last.id);
+      if (c.unread > 0 && !this.muted.has(c.id) && inBackground()) void this.show(c);
+    }
+  }
+
+  private async show(c: Conversation): Promise<void> {
+    if (this.permission !== "granted" || !this.messenger) return;
+    const last = c.last;
+    if (!last) return;
+    const who = c.kind === "group" ? `${this.messenger.nameOf(last.senderAccount)}: ` : "";
+    const what =
+      last.kind === "media"
+        ? last.media?.type === "image"
+          ? "📷 Photo"
+          : `📎 ${last.media?.name ?? "File"}`
+        : last.kind === "undecryptable"
+          ? "New message"
+          : (last.text ?? "");
+    const options: NotificationOptions = {
+      body: `${who}${what}${last.kind === "media" && last.text ? ` ${last.text}` : ""}`,
+      tag: `chat:${c.id}`, // one notification per chat: the next message replaces it
+      icon: "/icon-192.png",
+      badge: "/icon-192.png",
+      data: { conversation: c.id },
+    };
+    const registration =
+      "serviceWorker" in navigator ? await navigator.serviceWorker.getRegistration().catch(() => undefined) : undefined;
+    if (registration?.active) {
+      await registration.showNotification(c.title, options);
+      return;
+    }
+    const notification = new Notification(c.title, options);
+    notification.addEventListener("click", () => {
+      window.focus();
+      this.open(c.id);
+      notification.close();
+    });
+  }
+
+  private async setBadge(count: number): Promise<void> {
+    // The Badging API exists on installed apps (Chromium on desktop and Android, Safari on iOS home-screen apps).
+    try {
+      if (!("setAppBadge" in navigator)) return;
+      if (count > 0) await navigator.setAppBadge(count);
+      else await navigator.clearAppBadge();
+    } catch {
+      // not installed, or the platform has no badge: the tab title still shows the count
+    }
+  }
+}
+
+/** The person is not looking at this page: another tab, another window, or the screen is off. */
+function inBackground(): boolean {
+  return document.visibilityState === "hidden" || !document.hasFocus();
+}
