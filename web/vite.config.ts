@@ -6,7 +6,7 @@ import { defineConfig } from "vite";
 export default defineConfig(({ mode }) => {
   const test = mode === "test";
   const input: Record<string, string> = test
-    ? { harness: "tests/harness.html", e2e: "tests/e2e-harness.html" }
+    ? { harness: "tests/harness.html", e2e: "tests/e2e-harness.html", scanner: "tests/scanner-harness.html" }
     : { index: "index.html", app: "app.html", link: "link.html" };
   return {
     base: test ? "/test/" : "/",

@@ -28,8 +28,9 @@ DIST = WEB / "dist"
 DIST_TEST = WEB / "dist-test"
 
 CSP = (
-    "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; style-src 'self'; "
-    "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+    "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; img-src 'self' data: blob:; "
+    "media-src 'self' blob:; style-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+    "frame-ancestors 'none'"
 )
 PAGES = {"/": "index.html", "/app": "app.html", "/link": "link.html"}
 

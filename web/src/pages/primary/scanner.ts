@@ -1,6 +1,7 @@
-/** Camera + jsQR: opens the back camera (non-exact facingMode, which also works with fake cameras) and
- * resolves with the text of the first QR code it finds ("" when its bytes are not UTF-8). */
-import jsQR from "jsqr";
+/** Camera + QR decoder: opens the back camera (non-exact facingMode, which also works with fake cameras)
+ * and resolves with the text of the first QR code it finds ("" when its bytes are not UTF-8). The decoder
+ * is ZXing's WebAssembly build (qrDecoders.ts says why), fed about 8 frames a second. */
+import { type QrDecoder, zxingDecoder } from "./qrDecoders";
 
 export class CameraError extends Error {
   override name = "CameraError";
@@ -14,7 +15,10 @@ export class Scanner {
   private timer: ReturnType<typeof setTimeout> | undefined;
   private stopped = false;
 
-  constructor(private video: HTMLVideoElement) {}
+  constructor(
+    private video: HTMLVideoElement,
+    private decoder: QrDecoder = zxingDecoder,
+  ) {}
 
   async scan(): Promise<string> {
     // Absent outside secure contexts, whatever the DOM types say.
@@ -35,13 +39,23 @@ export class Scanner {
       this.stop();
       throw new CameraError("Scanning was cancelled.");
     }
+    // The decoder's WebAssembly loads while the camera starts; a decoder that cannot load is a camera problem.
+    const ready = this.decoder.ready().catch(() => {
+      throw new CameraError("The code reader could not be loaded. Reload the page and try again.");
+    });
     this.video.srcObject = this.stream;
     await this.video.play().catch(() => undefined);
     const canvas = document.createElement("canvas");
     const ctx = canvas.getContext("2d", { willReadFrequently: true });
     if (!ctx) throw new CameraError("The camera image could not be read.");
+    try {
+      await ready;
+    } catch (error) {
+      this.stop();
+      throw error;
+    }
     return new Promise((resolve, reject) => {
-      const step = (): void => {
+      const step = async (): Promise<void> => {
         if (this.stopped) {
           reject(new CameraError("Scanning was cancelled."));
           return;
@@ -53,18 +67,24 @@ export class Scanner {
           canvas.height = Math.round(videoHeight * scale);
           ctx.drawImage(this.video, 0, 0, canvas.width, canvas.height);
           const image = ctx.getImageData(0, 0, canvas.width, canvas.height);
-          const code = jsQR(image.data, image.width, image.height, { inversionAttempts: "dontInvert" });
-          if (code) {
-            // Any QR code ends the scan, even one whose bytes are not UTF-8 text (jsQR then gives ""):
-            // the decoder names it "not a Lockstep linking code" rather than the camera going on silently.
+          const text = await this.decoder.decode(image).catch(() => null);
+          // stop() may have run while the frame was being decoded.
+          // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition
+          if (this.stopped) {
+            reject(new CameraError("Scanning was cancelled."));
+            return;
+          }
+          if (text !== null) {
+            // Any QR code ends the scan, even one whose bytes are not UTF-8 text (then ""): the linking
+            // decoder names it "not a Lockstep linking code" rather than the camera going on silently.
             this.stop();
-            resolve(code.data);
+            resolve(text);
             return;
           }
         }
-        this.timer = setTimeout(step, INTERVAL_MS);
+        this.timer = setTimeout(() => void step(), INTERVAL_MS);
       };
-      step();
+      void step();
     });
   }
 
