@@ -11,6 +11,7 @@ import * as grant from "../src/link/grant";
 import * as qr from "../src/link/qr";
 import * as byCode from "../src/link/byCode";
 import * as matching from "../src/link/matching";
+import * as idle from "../src/link/idle";
 import * as errorCodes from "../src/net/errorCodes";
 import * as events from "../src/net/events";
 import * as refusals from "../src/net/refusals";
@@ -45,6 +46,7 @@ const modules = {
   qr,
   byCode,
   matching,
+  idle,
   errorCodes,
   events,
   refusals,

@@ -7,13 +7,20 @@ from pathlib import Path
 from typing import Any
 
 from lockstep.cli import messaging
-from lockstep.cli.common import add_state_argument, load_state, run_client, state_dir, warn_about_clock
+from lockstep.cli.common import (
+    add_state_argument,
+    load_state,
+    refusals,
+    run_client,
+    state_dir,
+    warn_about_clock,
+)
 from lockstep.client import companion, qrimage
 from lockstep.client.companion import ShownCode
 from lockstep.client.session import DeviceSession
 from lockstep.link import bycode
 from lockstep.link.devices import Role
-from lockstep.link.wording import companion_notice, link_code_text, number_notice
+from lockstep.link.wording import companion_notice, idle_text, link_code_text, number_notice
 
 
 def register(subparsers: Any) -> None:
@@ -90,4 +97,8 @@ def run_status(args: argparse.Namespace) -> int:
         f'Linked to @{fresh.account.handle} ({fresh.account.display_name}) as "{fresh.device_name}"; '
         f"{len(fresh.devices.devices)} devices on the account.",
     )
+    with refusals():
+        left = session.idle_countdown()
+    if left is not None:
+        print(idle_text("countdown", days=left))
     return 0

@@ -16,7 +16,7 @@ from lockstep.client.connection import ServerConnection, server_base
 from lockstep.client.errors import ServerRefused, StateError
 from lockstep.client.session import DeviceSession
 from lockstep.client.state import DeviceState, exists, save_key
-from lockstep.link import bycode
+from lockstep.link import bycode, idle
 from lockstep.link.devices import DeviceEntry, DeviceList, Role
 from lockstep.link.encoding import b64u_decode, b64u_encode, key_id
 from lockstep.link.envelope import Context, Envelope, auth_message, sign
@@ -157,6 +157,18 @@ class PrimarySession(DeviceSession):
     async def decline(self, code: LinkCode, reason: DeclineReason = DeclineReason.DECLINED) -> None:
         with shared_wording():
             await self.connection.request("link.decline", ref=b64u_encode(code.ref), reason=reason)
+
+    async def after_open(self) -> None:
+        """Online: re-sign the list once it is a day old, so companions stay linked (§4.5)."""
+        await self.keep_companions_alive()
+
+    async def keep_companions_alive(self) -> None:
+        fresh = idle.keep_alive(self.state.devices, self.clock.now_ms())
+        if fresh is not None:
+            await self.refresh()
+            fresh = idle.keep_alive(self.state.devices, self.clock.now_ms())
+        if fresh is not None:
+            await self.publish(fresh)
 
     async def refresh(self) -> dict[str, Any]:
         """The server's view of the devices; its list is accepted only if signed and not older."""

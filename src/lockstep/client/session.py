@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field, replace
 from typing import Self
 
@@ -10,8 +11,11 @@ from lockstep.client.connection import ServerConnection
 from lockstep.client.errors import ServerRefused, StateError
 from lockstep.client.state import DeviceState
 from lockstep.client.timesync import ServerClock
+from lockstep.link import idle
+from lockstep.link.devices import Role
 from lockstep.link.encoding import b64u_encode
 from lockstep.link.envelope import Context, Envelope, auth_message, sign
+from lockstep.link.wording import idle_text
 from lockstep.server.errors import ErrorCode
 
 
@@ -33,6 +37,7 @@ class DeviceSession:
         try:
             await session.authenticate()
             session.clock = await timesync.measure(connection)
+            await session.after_open()
         except BaseException:
             await connection.close()
             raise
@@ -56,6 +61,24 @@ class DeviceSession:
                 ) from error
             raise
         self.accept_device_list(Envelope.from_json(result["device_list"]))
+
+    async def after_open(self) -> None:
+        """Signed in, clock measured: a companion checks its list's age (idle logout, §4.5)."""
+        if self.state.role is Role.COMPANION:
+            self.idle_countdown()
+
+    def now_ms(self) -> int:
+        """The later of server time and this machine's own clock: a server that reports an earlier
+        time cannot keep a companion alive past its list's age (§4.5)."""
+        return max(self.clock.now_ms(), time.time_ns() // 1_000_000)
+
+    def idle_countdown(self) -> int | None:
+        """A companion whose newest list is 14 days old wipes its keys (:class:`DeviceUnlinked`);
+        otherwise the days left to show once fewer than 3 remain."""
+        if idle.expired(self.state.devices, self.now_ms()):
+            self.state.wipe()
+            raise DeviceUnlinked(f"{idle_text('logged_out')} Its keys are wiped.")
+        return idle.countdown(self.state.devices, self.now_ms())
 
     def accept_device_list(self, envelope: Envelope) -> None:
         """Keep the newest valid list; a list without this device means it was unlinked (§4.3)."""

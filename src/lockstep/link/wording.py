@@ -48,3 +48,10 @@ def relay_text(key: str, **fields: Any) -> str:
     """The different-network screen (linking.md §6.5): ``warning`` (with ``address``) and
     ``number_prompt``."""
     return _WORDING["relay"][key].format(**fields)
+
+
+def idle_text(key: str, **fields: Any) -> str:
+    """Idle logout (linking.md §4.5): ``logged_out``, or the countdown for ``days`` left."""
+    if key == "countdown" and fields.get("days") == 1:
+        key = "countdown_one"
+    return _WORDING["idle"][key].format(**fields)

@@ -217,6 +217,9 @@ async def update_devices(services: Services, connection: Connection, request: Re
         await services.hub.disconnect(device_id, gone, CLOSE_UNLINKED, "unlinked")
     changes = [DeviceChange(DeviceChangeKind.UNLINKED, d, old[d].name) for d in unlinked]
     changes += [DeviceChange(DeviceChangeKind.RENAMED, entry.device_id, entry.name) for entry in renamed]
+    if not changes:  # the same devices re-signed: companions must see the newer list (idle logout, §4.5)
+        primary = new_list.primary
+        changes = [DeviceChange(DeviceChangeKind.REFRESHED, primary.device_id, primary.name)]
     for device_change in changes:
         await services.hub.push(kept, DevicesChanged(list_json, device_change).to_json())
     return {"unlinked": unlinked, "renamed": [entry.device_id for entry in renamed]}

@@ -34,6 +34,8 @@ class DeviceChangeKind(enum.StrEnum):
     LINKED = "linked"
     UNLINKED = "unlinked"
     RENAMED = "renamed"
+    REFRESHED = "refreshed"
+    """The primary re-signed the same devices (idle logout, linking.md §4.5); ``device_id`` is its own."""
 
 
 class GroupChangeKind(enum.StrEnum):

@@ -59,7 +59,7 @@ const EVENTS = {
   "link.code.answer": { code_id: string, share: string, sealed: string },
   "devices.changed": {
     device_list: envelope,
-    change: shape({ kind: oneOf("linked", "unlinked", "renamed"), device_id: string, name: string }),
+    change: shape({ kind: oneOf("linked", "unlinked", "renamed", "refreshed"), device_id: string, name: string }),
   },
   "device.unlinked": { device_id: string },
   message: {

@@ -32,6 +32,7 @@ import { Scanner } from "./primary/scanner";
 import { Screens, showNotificationSettings } from "./primary/screens";
 import { setTitleState } from "../ui/title";
 import { showRelayWarning } from "./primary/relayCheck";
+import { keepAlive } from "../link/idle";
 import { linkCodeText } from "../link/wording";
 import { LogOutAll } from "./logOutAll";
 
@@ -187,6 +188,15 @@ async function authenticate(): Promise<void> {
   showHome();
   startMessaging();
   await refreshDevices();
+  await keepCompanionsAlive();
+}
+
+/** Online: re-sign the list once it is a day old, so companions stay linked (linking.md §4.5). */
+async function keepCompanionsAlive(): Promise<void> {
+  const socket = connection.current;
+  if (!list || !socket) return;
+  const devices = keepAlive(list, socket.serverNow());
+  if (devices) await publishList(() => devices, "");
 }
 
 /** Accepts a server-held list only when it verifies under our account key and is newer than ours. */
@@ -499,7 +509,7 @@ async function publishList(change: (devices: DeviceEntry[]) => DeviceEntry[], do
     list = next;
     state = { ...state, deviceList: envelope, listVersion: next.version };
     await store.save(state);
-    flashNotice(ui.notice, done);
+    if (done) flashNotice(ui.notice, done);
   } catch (error) {
     flashNotice(ui.notice, describeError(error));
   } finally {
