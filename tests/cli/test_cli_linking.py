@@ -36,7 +36,8 @@ def test_cli_primary_links_a_cli_companion_lists_and_unlinks_it(server_process, 
     assert listing["account"] == "carol" and len(companions) == 1
 
     assert lockstep("companion", "status", "--state", str(laptop)).returncode == 0
-    unlink = lockstep("primary", "unlink", companions[0]["device_id"], "--state", str(primary))
+    # "--": a device id is base64url and may start with "-", which argparse would take for an option
+    unlink = lockstep("primary", "unlink", "--state", str(primary), "--", companions[0]["device_id"])
     assert unlink.returncode == 0, unlink.stderr
     status = lockstep("companion", "status", "--state", str(laptop))
     assert status.returncode != 0 and "unlinked" in status.stderr

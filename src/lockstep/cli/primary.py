@@ -74,7 +74,12 @@ def register(subparsers: Any) -> None:
     devices.set_defaults(handler=run_devices)
 
     unlink = verbs.add_parser("unlink", help="unlink a companion, or --all (logged out at once)")
-    unlink.add_argument("device", nargs="?", metavar="DEVICE", help="device id, id prefix or name")
+    unlink.add_argument(
+        "device",
+        nargs="?",
+        metavar="DEVICE",
+        help="device id, id prefix or name (after --, if it starts with -)",
+    )
     unlink.add_argument(
         "--all", action="store_true", help="log out of every companion with one signed device list"
     )
