@@ -10,10 +10,12 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from lockstep.client.errors import ServerRefused
 from lockstep.client.primary import PrimarySession, create_account
+from lockstep.server.store.postgres import connection_lost
 from lockstep_servers import ServerProcess, start_server
 from pg_server import PostgresServer
 
@@ -86,3 +88,38 @@ def test_serve_says_in_one_line_that_postgres_cannot_be_reached(
     output = str(refused.value).split("server exited: ", 1)[1].strip()
     assert output.startswith("lockstep: cannot reach postgresql://lockstep@127.0.0.1:"), output
     assert len(output.splitlines()) == 1, output
+
+
+class _OpenConnection:
+    def is_closed(self) -> bool:
+        return False
+
+
+class _DetachedConnection:
+    """The pool's proxy once its connection terminated: asyncpg detaches it at once."""
+
+    def is_closed(self) -> bool:
+        raise asyncpg.InterfaceError(
+            "cannot call Connection.is_closed(): connection has been released back to the pool"
+        )
+
+
+def test_a_cut_hidden_behind_a_client_state_error_counts_as_unavailable() -> None:
+    # PostgreSQL shut down mid-statement: the transaction's exit replaces the cut with an InterfaceError.
+    try:
+        try:
+            raise asyncpg.exceptions.ConnectionDoesNotExistError(
+                "connection was closed in the middle of operation"
+            )
+        except (
+            asyncpg.PostgresError
+        ):  # raised while handling it, as asyncpg's __aexit__ does: implicit context
+            raise asyncpg.InterfaceError(  # noqa: B904
+                "cannot call Transaction.__aexit__(): the underlying connection is closed"
+            )
+    except asyncpg.InterfaceError as hidden:
+        assert connection_lost(_OpenConnection(), hidden)
+    # The cut surfacing as asyncpg's half-way protocol state, on a proxy the pool already detached.
+    assert connection_lost(_DetachedConnection(), asyncpg.InternalClientError("cannot switch to state 12"))
+    # A client-state error on a live connection is a bug to report, not an outage.
+    assert not connection_lost(_OpenConnection(), asyncpg.InterfaceError("cannot perform operation"))

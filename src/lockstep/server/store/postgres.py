@@ -67,6 +67,23 @@ async def drive(connection: Any, work: Work[T]) -> T:
         return value
 
 
+def connection_lost(connection: Any, error: BaseException) -> bool:
+    """Whether ``error`` comes from the database going away under ``connection``: an unreachable-kind
+    error anywhere in its chain (the transaction's exit replaces the original), or a connection that is
+    closed — or already detached by the pool, which it does as soon as the connection terminates."""
+    seen: BaseException | None = error
+    for _ in range(16):  # a chain is short; the bound only guards against a cycle
+        if seen is None:
+            break
+        if isinstance(seen, UNREACHABLE):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    try:
+        return bool(connection.is_closed())
+    except asyncpg.InterfaceError:  # "released back to the pool": the proxy lost its connection
+        return True
+
+
 async def _keep_session(_connection: Any) -> None:
     """What a connection needs before going back to the pool: nothing. Operations leave no session
     state behind (no ``SET``, ``LISTEN``, cursors or session-level advisory locks: migrations lock per
@@ -130,10 +147,9 @@ class PostgresBackend:
                     async with connection.transaction():
                         return await drive(connection, work())
                 except CLIENT_STATE as error:
-                    # A connection cut mid-statement leaves asyncpg's protocol half-way and surfaces as
-                    # a client-state error (from the statement, or from the transaction's exit). Asked
-                    # while the connection is still ours: once released, the pool's proxy refuses it.
-                    if connection.is_closed():
+                    # A connection cut mid-statement surfaces as a client-state error (from the
+                    # statement, or from the transaction's exit hiding the cut), not as the cut itself.
+                    if connection_lost(connection, error):
                         raise self._unavailable(error) from error
                     raise
         except asyncpg.exceptions.DiskFullError as error:  # nothing written; reads go on working
