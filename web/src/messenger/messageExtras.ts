@@ -47,7 +47,9 @@ export class MessageExtras {
       if (this.openMenu && !this.openMenu.parentElement?.contains(event.target as Node)) this.closeMenu();
     });
     document.addEventListener("keydown", (event) => {
-      if (event.key === "Escape") this.closeMenu();
+      if (event.key !== "Escape" || !this.openMenu) return;
+      event.preventDefault(); // this Esc closed the menu: the "close chat" shortcut leaves it alone
+      this.closeMenu();
     });
   }
 

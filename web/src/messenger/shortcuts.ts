@@ -73,10 +73,11 @@ function isTyping(target: EventTarget | null): boolean {
 /** Listens on the document while `active()` (the messenger is shown); returns the remover. */
 export function installShortcuts(target: ShortcutTarget, active: () => boolean): () => void {
   const listener = (event: KeyboardEvent): void => {
-    if (!active() || event.isComposing) return;
+    if (!active() || event.isComposing || event.defaultPrevented) return; // handled by what it was meant for
     const action = actionFor(event, isTyping(event.target));
     if (!action) return;
-    if (action === "close-chat" && document.querySelector("dialog[open]")) return; // Esc closes the dialog first
+    // Esc closes the innermost open thing first: a dialog, or a message's menu (whichever listener runs first).
+    if (action === "close-chat" && document.querySelector('dialog[open], [role="menu"]')) return;
     event.preventDefault();
     target.run(action);
   };
