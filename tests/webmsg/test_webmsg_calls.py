@@ -46,11 +46,12 @@ async () => {
 
 
 def on_loopback(pair: list[str | None]) -> bool:
-    """The pair's local end is our 127.0.0.1 host candidate, and its remote end is 127.0.0.1 — or a
-    peer-reflexive candidate: when the peer's check arrives before its signalled candidate, Chromium
-    learns the remote end from that check and hides its address from getStats()."""
-    local_type, remote_type, remote_address, local_address = pair
-    if local_type != "host" or local_address != "127.0.0.1":
+    """The pair's local end is a host candidate (an address of this machine: Chromium gathers all of them,
+    the pages only signal 127.0.0.1), and its remote end is 127.0.0.1 — or a peer-reflexive candidate:
+    when the peer's check arrives before its signalled candidate, Chromium learns the remote end from
+    that check and hides its address from getStats()."""
+    local_type, remote_type, remote_address, _local_address = pair
+    if local_type != "host":
         return False
     return remote_address == "127.0.0.1" or (remote_type == "prflx" and not remote_address)
 
