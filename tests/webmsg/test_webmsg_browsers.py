@@ -75,6 +75,8 @@ def test_receipts_images_and_files_between_browser_accounts(
     alice.evaluate(WATCH_PROGRESS)
     send_file(alice, picture)
     alice.get_by_test_id("message-image").first.wait_for(timeout=TIMEOUT)
+    # The row is drawn on the next frame, which may come before the bar is hidden: wait for the hiding.
+    alice.get_by_test_id("upload-progress").wait_for(state="hidden", timeout=TIMEOUT)
     progress = alice.evaluate("window.__progress")
     assert [False] in [p[:1] for p in progress] and progress[-1][0] is True  # shown, then hidden
     assert displayed_pixels(alice.get_by_test_id("message-image").first) == (64, 48, pixels)
