@@ -10,6 +10,7 @@
  * allows one attempt.
  */
 import { buf, concat, equalBytes } from "./bytes";
+import { pkcs8 } from "./pkcs8";
 
 export const FIELD_SIZE_BYTES = 32; // G_X25519.field_size_bytes
 const DSI = new Uint8Array([0x43, 0x50, 0x61, 0x63, 0x65, 0x32, 0x35, 0x35]); // G_X25519.DSI = b"CPace255"
@@ -138,10 +139,7 @@ export async function calculateGenerator(prs: Uint8Array, ci: Uint8Array, sid: U
 /** Imports 32 scalar bytes as an X25519 private key (PKCS#8, RFC 8410): for the draft's vectors. */
 export async function importScalar(scalar: Uint8Array): Promise<CryptoKey> {
   if (scalar.length !== FIELD_SIZE_BYTES) throw new CpaceError("a CPace X25519 scalar is 32 bytes");
-  const prefix = new Uint8Array([
-    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x6e, 0x04, 0x22, 0x04, 0x20,
-  ]);
-  return crypto.subtle.importKey("pkcs8", buf(concat(prefix, scalar)), X25519, false, ["deriveBits"]);
+  return crypto.subtle.importKey("pkcs8", pkcs8("X25519", scalar), X25519, false, ["deriveBits"]);
 }
 
 /** `G.sample_scalar()`: a fresh non-extractable X25519 private key ("Nonce values": never reused). */

@@ -10,8 +10,9 @@
  * §5.1.7 step 1). Both languages run vectors/ed25519-strict.json.
  */
 import { b64uEncode } from "./base64";
-import { buf, concat } from "./bytes";
+import { buf } from "./bytes";
 import { keptPrivateKey } from "./keep";
+import { pkcs8 } from "./pkcs8";
 
 const ED25519 = { name: "Ed25519" } as const;
 
@@ -67,12 +68,7 @@ export async function importEd25519Public(raw: Uint8Array): Promise<CryptoKey> {
 
 /** Imports a raw 32-byte Ed25519 seed (PKCS#8 wrapping, RFC 8410). Used for test vectors. */
 export async function importEd25519Private(seed: Uint8Array, extractable = false): Promise<CryptoKey> {
-  if (seed.length !== 32) throw new TypeError("Ed25519 private key must be 32 bytes");
-  const pkcs8 = concat(
-    new Uint8Array([0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20]),
-    seed,
-  );
-  return crypto.subtle.importKey("pkcs8", buf(pkcs8), ED25519, extractable, ["sign"]);
+  return crypto.subtle.importKey("pkcs8", pkcs8("Ed25519", seed), ED25519, extractable, ["sign"]);
 }
 
 export async function sign(privateKey: CryptoKey, message: Uint8Array): Promise<Uint8Array> {

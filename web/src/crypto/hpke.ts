@@ -12,6 +12,7 @@
  */
 import { buf, concat, equalBytes, utf8 } from "./bytes";
 import { keptPrivateKey } from "./keep";
+import { pkcs8 } from "./pkcs8";
 
 export class HpkeError extends Error {
   override name = "HpkeError";
@@ -91,11 +92,7 @@ export async function importX25519Public(raw: Uint8Array): Promise<CryptoKey> {
 /** Imports a raw 32-byte X25519 private key (PKCS#8 wrapping, RFC 8410). Used for test vectors only. */
 export async function importX25519Private(raw: Uint8Array, extractable = false): Promise<CryptoKey> {
   if (raw.length !== 32) throw new HpkeError("X25519 private key must be 32 bytes");
-  const pkcs8 = concat(
-    new Uint8Array([0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x6e, 0x04, 0x22, 0x04, 0x20]),
-    raw,
-  );
-  return crypto.subtle.importKey("pkcs8", buf(pkcs8), X25519, extractable, ["deriveBits"]);
+  return crypto.subtle.importKey("pkcs8", pkcs8("X25519", raw), X25519, extractable, ["deriveBits"]);
 }
 
 export async function generateX25519(extractable = false): Promise<CryptoKeyPair> {

@@ -14,6 +14,7 @@ import { sha256 as nobleSha256 } from "@noble/hashes/sha2.js";
 import { b64uDecode } from "../crypto/base64";
 import { pointProblem, verify as verifyStrict } from "../crypto/ed25519";
 import { keptPrivateKey } from "../crypto/keep";
+import { pkcs8 } from "../crypto/pkcs8";
 import { buf, concat, equalBytes, randomBytes } from "../crypto/bytes";
 import { MacError, MalformedError, NonContributoryKeyError } from "./errors";
 
@@ -71,43 +72,6 @@ export async function aesCbcDecrypt(key: Uint8Array, iv: Uint8Array, ciphertext:
   }
 }
 
-// PKCS#8 wrappers for a raw 32-byte X25519 or Ed25519 private key (RFC 8410 §7).
-const PKCS8_X25519 = Uint8Array.of(
-  0x30,
-  0x2e,
-  0x02,
-  0x01,
-  0x00,
-  0x30,
-  0x05,
-  0x06,
-  0x03,
-  0x2b,
-  0x65,
-  0x6e,
-  0x04,
-  0x22,
-  0x04,
-  0x20,
-);
-const PKCS8_ED25519 = Uint8Array.of(
-  0x30,
-  0x2e,
-  0x02,
-  0x01,
-  0x00,
-  0x30,
-  0x05,
-  0x06,
-  0x03,
-  0x2b,
-  0x65,
-  0x70,
-  0x04,
-  0x22,
-  0x04,
-  0x20,
-);
 const X25519_BASE_POINT = Uint8Array.of(9, ...new Array<number>(31).fill(0));
 
 /** A Curve25519 key pair: the private key never leaves WebCrypto. */
@@ -134,9 +98,8 @@ export async function generateX25519(): Promise<X25519KeyPair> {
 /** Imports a raw X25519 secret (non-extractable) and derives its public key as X25519(secret, 9). */
 export async function importX25519(secret: Uint8Array): Promise<X25519KeyPair> {
   if (secret.length !== 32) throw new MalformedError("an X25519 secret key is 32 bytes");
-  const pkcs8 = buf(concat(PKCS8_X25519, secret));
   const privateKey = await keptPrivateKey((extractable) =>
-    subtle.importKey("pkcs8", pkcs8, { name: "X25519" }, extractable, ["deriveBits"]),
+    subtle.importKey("pkcs8", pkcs8("X25519", secret), { name: "X25519" }, extractable, ["deriveBits"]),
   );
   const basePoint = await subtle.importKey("raw", buf(X25519_BASE_POINT), { name: "X25519" }, true, []);
   const publicKey = new Uint8Array(await subtle.deriveBits({ name: "X25519", public: basePoint }, privateKey, 256));
@@ -173,11 +136,11 @@ export async function generateEd25519(): Promise<Ed25519KeyPair> {
  */
 export async function importEd25519(seed: Uint8Array): Promise<Ed25519KeyPair> {
   if (seed.length !== 32) throw new MalformedError("an Ed25519 seed is 32 bytes");
-  const pkcs8 = buf(concat(PKCS8_ED25519, seed));
-  const temporary = await subtle.importKey("pkcs8", pkcs8, { name: "Ed25519" }, true, ["sign"]);
+  const wrapped = pkcs8("Ed25519", seed);
+  const temporary = await subtle.importKey("pkcs8", wrapped, { name: "Ed25519" }, true, ["sign"]);
   const jwk = await subtle.exportKey("jwk", temporary);
   const privateKey = await keptPrivateKey((extractable) =>
-    subtle.importKey("pkcs8", pkcs8, { name: "Ed25519" }, extractable, ["sign"]),
+    subtle.importKey("pkcs8", wrapped, { name: "Ed25519" }, extractable, ["sign"]),
   );
   return { privateKey, publicKey: b64uDecode(jwk.x ?? "") };
 }
