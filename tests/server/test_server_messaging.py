@@ -12,9 +12,10 @@ import pytest
 from helpers_linking import link_one
 from helpers_messaging import Account, load, make_account, messengers, shown
 
+from group_of_devices import limits
 from lockstep.client.errors import ClientError, ConnectionLost, ServerRefused
 from lockstep.client.messenger import Received
-from lockstep.client.primary import PrimarySession
+from lockstep.client.primary import PrimarySession, create_account
 from lockstep.client.session import DeviceUnlinked
 from lockstep.e2e.envelope import Kind, ReceiptStatus
 from lockstep.e2e.errors import DecryptionError
@@ -427,3 +428,25 @@ async def test_a_text_too_large_for_one_request_is_refused_before_any_one_time_k
         assert [await store.one_time_keys_left(d) for d in bob_devices] == [
             n - 1 for n in before if n is not None
         ]
+
+
+async def test_a_group_of_many_handles_is_looked_up_in_batches_within_the_rate_limit(
+    live_server, tmp_path: Path
+) -> None:
+    """`lockstep group create` with 1,000 handles used to look each one up alone and met the
+    600-a-minute look-up limit; handles now go 128 to a request (messaging.md §7.1). Here the limit is
+    lowered to 4 look-ups and claims a minute, and 8 members still make a group everyone reads."""
+    handles = [f"member{i}" for i in range(8)]
+    for handle in handles:
+        await create_account(live_server.url, handle, handle.title(), "Phone", tmp_path / handle)
+    live_server.services.limits = limits(key_claims=4)
+    async with messengers(*(tmp_path / h for h in handles)) as devices:
+        creator, *members = devices
+        group_id = await creator.create_group("Everyone", handles[1:])
+        await creator.send("Everyone", "hello, all of you")
+        for member in members:
+            got = await member.receive(wait=5, until=shown)
+            assert [m.text for m in got if m.kind == "text"] == ["hello, all of you"]
+            assert member.store.group_names[group_id] == "Everyone"
+        with pytest.raises(ClientError, match="no account @nobody"):
+            await creator.create_group("Strangers", ["member1", "nobody"])

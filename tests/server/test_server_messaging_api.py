@@ -102,8 +102,9 @@ async def test_key_uploads_are_checked_and_claims_consume_then_fall_back(live_se
 
 
 async def test_accounts_are_looked_up_many_at_once_for_large_groups(live_server, tmp_path: Path) -> None:
-    """``accounts.lookup`` with ``account_ids`` answers each known account as a single look-up does,
-    leaves unknown ids out, and refuses a list that is empty, too long or not ids (messaging.md §7.1)."""
+    """``accounts.lookup`` with ``account_ids`` (or ``handles``) answers each known account as a single
+    look-up does, leaves unknown ones out, and refuses a list that is empty, too long or not ids
+    (messaging.md §7.1)."""
     alice = await make_account(live_server.url, tmp_path, "alice")
     bob = await make_account(live_server.url, tmp_path, "bob")
     async with messengers(alice.primary_dir, bob.primary_dir) as (a, b):
@@ -119,6 +120,13 @@ async def test_accounts_are_looked_up_many_at_once_for_large_groups(live_server,
         }
         for wrong in ([], [b.account_id] * 129, [7], "bob"):
             await refused("bad_request", connection, "accounts.lookup", account_ids=wrong)
+        # By handle too (a group created from a list of handles), keyed by the handle asked.
+        by_handle = await connection.request(
+            "accounts.lookup", handles=["alice", "BOB", "nobody", "not a handle!"]
+        )
+        assert by_handle["accounts"] == {"alice": found[a.account_id], "bob": found[b.account_id]}
+        for wrong in ([], ["bob"] * 129, [7], "bob"):
+            await refused("bad_request", connection, "accounts.lookup", handles=wrong)
 
 
 def bob_bundle(bob) -> dict[str, str]:

@@ -103,12 +103,15 @@ async def warn_if_low(services: Services, connection: Connection, device_id: str
 
 async def lookup(services: Services, connection: Connection, request: Request) -> dict[str, Any]:
     """An account by ``handle`` or ``account_id``: its info, signed device list and device key bundles;
-    with ``account_ids``, up to :data:`MAX_LOOKUP` accounts at once (a large group's members)."""
+    with ``account_ids`` or ``handles``, up to :data:`MAX_LOOKUP` accounts at once (a large group's
+    members), keyed as asked."""
     identity = require_device(connection)
     if not await services.limits.key_claims.allow(identity.device_id, services.clock()):
         raise ApiError(ErrorCode.RATE_LIMITED, "too many look-ups; wait a minute")
     if "account_ids" in request.fields:
         return {"accounts": await _accounts(services, _ids(request, "account_ids", MAX_LOOKUP))}
+    if "handles" in request.fields:
+        return {"accounts": await _accounts_by_handle(services, _ids(request, "handles", MAX_LOOKUP))}
     if "handle" in request.fields:
         handle = request.text("handle", max_length=32).lower()
         account_id = await services.store.account_by_handle(handle) if HANDLE.fullmatch(handle) else None
@@ -134,6 +137,17 @@ def _ids(request: Request, name: str, most: int) -> list[str]:
     ):
         raise bad_request(f"'{name}' must list 1 to {most} {name.removesuffix('s').replace('_', ' ')}s")
     return list(dict.fromkeys(ids))
+
+
+async def _accounts_by_handle(services: Services, handles: list[str]) -> dict[str, dict[str, Any]]:
+    """:func:`_accounts` by handle (lower case, without "@"); unknown or malformed handles are left out."""
+    account_ids: dict[str, str] = {}
+    for handle in dict.fromkeys(h.lower() for h in handles):
+        account_id = await services.store.account_by_handle(handle) if HANDLE.fullmatch(handle) else None
+        if account_id is not None:
+            account_ids[account_id] = handle
+    found = await _accounts(services, list(account_ids))
+    return {account_ids[account_id]: result for account_id, result in found.items()}
 
 
 async def _accounts(services: Services, account_ids: list[str]) -> dict[str, dict[str, Any]]:

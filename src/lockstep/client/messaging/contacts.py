@@ -71,6 +71,22 @@ class Contacts:
                 self.verify(found[account_id], account_id=account_id)
         return [self._verified[account_id] for account_id in devices]
 
+    async def get_by_handles(self, handles: list[str]) -> list[Contact]:
+        """Verified contacts for ``handles`` (with or without "@"), in that order: the ones not cached
+        are looked up :data:`MAX_LOOKUP` per request, so a group of a thousand handles costs eight
+        look-ups of the server's rate limit, not a thousand (issue 15)."""
+        wanted = [h.removeprefix("@").lower() for h in handles]
+        cached = {h: self._verified.get(self.device.store.handles.get(h, "")) for h in wanted}
+        stale = [h for h in dict.fromkeys(wanted) if cached[h] is None]
+        for start in range(0, len(stale), MAX_LOOKUP):
+            batch = stale[start : start + MAX_LOOKUP]
+            found = (await self.device.request("accounts.lookup", handles=batch))["accounts"]
+            for handle in batch:
+                if handle not in found:
+                    raise ClientError(f"no account @{handle} on this server")
+                cached[handle] = self.verify(found[handle], handle=handle)
+        return [contact for contact in cached.values() if contact is not None]
+
     def forget(self, account_id: str) -> None:
         """Drop a cached contact, so the next :meth:`get` asks the server (its devices changed)."""
         self._verified.pop(account_id, None)

@@ -35,7 +35,7 @@ class Groups:
         return None
 
     async def create(self, name: str, handles: list[str]) -> str:
-        members = [await self.contacts.get(handle=h) for h in handles]
+        members = await self.contacts.get_by_handles(handles)
         result = await self.device.request("groups.create", members=[c.account.account_id for c in members])
         group_id = str(result["group_id"])
         self.device.store.group_names[group_id] = name
