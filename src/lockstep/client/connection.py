@@ -16,10 +16,23 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from lockstep import __version__
-from lockstep.client.errors import ClientError, ConnectionLost, ServerRefused
+from lockstep.client.errors import ClientError, ConnectionLost, RequestTimedOut, ServerRefused
 from lockstep.link.encoding import b64u_decode
 
 USER_AGENT = f"lockstep-cli/{__version__} ({platform.system()})"
+
+REQUEST_TIMEOUT_S = 30.0
+"""How long a small request may wait for its answer."""
+SECONDS_PER_KB = 1.0
+"""More time per 1,000 characters of request: the server's work grows with a request's size (a
+messages.send of 60,000 characters carries copies for about 2,000 devices, which a loaded server took
+past 30 s to queue; issue 15), so a large request gets up to a minute and a half, a small one stays
+at 30 s."""
+
+
+def request_timeout(frame_chars: int, base: float = REQUEST_TIMEOUT_S) -> float:
+    """Seconds to wait for the answer to a request of ``frame_chars`` characters."""
+    return base + SECONDS_PER_KB * frame_chars / 1000
 
 
 def server_base(server_url: str) -> str:
@@ -55,7 +68,11 @@ def why_unreachable(error: BaseException) -> str:
 
 
 class ServerConnection:
-    def __init__(self, socket: ClientConnection, hello: dict[str, Any]) -> None:
+    def __init__(
+        self, socket: ClientConnection, hello: dict[str, Any], request_timeout: float = REQUEST_TIMEOUT_S
+    ) -> None:
+        self.request_timeout = request_timeout
+        """Seconds a small request waits for its answer (larger ones get more, :func:`request_timeout`)."""
         self._socket = socket
         self.hello = hello
         self.origin: str = hello["server"]["origin"]
@@ -66,7 +83,13 @@ class ServerConnection:
         self._reader = asyncio.create_task(self._read(), name="lockstep-reader")
 
     @classmethod
-    async def open(cls, server_url: str, *, ca_file: str | None = None) -> ServerConnection:
+    async def open(
+        cls,
+        server_url: str,
+        *,
+        ca_file: str | None = None,
+        request_timeout: float = REQUEST_TIMEOUT_S,
+    ) -> ServerConnection:
         url = websocket_url(server_url)
         context = ssl.create_default_context(cafile=ca_file) if url.startswith("wss://") else None
         try:
@@ -79,7 +102,7 @@ class ServerConnection:
         if not isinstance(hello, dict) or hello.get("event") != "hello":
             await socket.close()
             raise ClientError(f"{server_url} is not a Lockstep server")
-        return cls(socket, hello)
+        return cls(socket, hello, request_timeout)
 
     async def _read(self) -> None:
         try:
@@ -99,12 +122,14 @@ class ServerConnection:
             await self._events.put(None)
 
     async def request(self, op: str, **fields: Any) -> dict[str, Any]:
-        """Send one request and wait for its reply; raises :class:`ServerRefused` on an error reply."""
+        """Send one request and wait for its reply; raises :class:`ServerRefused` on an error reply and
+        :class:`RequestTimedOut` when none comes in time (:func:`request_timeout`)."""
         request_id = next(self._ids)
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
+        frame = json.dumps({"id": request_id, "op": op, **fields})
         try:
-            await self._socket.send(json.dumps({"id": request_id, "op": op, **fields}))
+            await self._socket.send(frame)
         except ConnectionClosed as error:
             self._pending.pop(request_id, None)
             if future.done():  # the reader failed it first: mark its error seen, we raise our own
@@ -112,7 +137,12 @@ class ServerConnection:
             else:
                 future.cancel()
             raise ConnectionLost("the server closed the connection") from error
-        reply = await asyncio.wait_for(future, timeout=30)
+        timeout = request_timeout(len(frame), self.request_timeout)
+        try:
+            reply = await asyncio.wait_for(future, timeout)
+        except TimeoutError as error:
+            self._pending.pop(request_id, None)  # a late answer is dropped, not matched to another
+            raise RequestTimedOut(f"the server did not answer {op} within {timeout:.0f} s") from error
         if not reply.get("ok"):
             refusal = reply.get("error", {})
             raise ServerRefused(str(refusal.get("code")), str(refusal.get("message")))

@@ -3,6 +3,7 @@
 ClientError
 ├── ServerRefused        the server answered a request with an error code
 ├── ConnectionLost       the socket closed before the answer came
+├── RequestTimedOut      no answer in time (also a TimeoutError)
 └── StateError           the local device state is missing, damaged, or of the other role
 """
 
@@ -21,6 +22,10 @@ class ServerRefused(ClientError):
 
 class ConnectionLost(ClientError):
     pass
+
+
+class RequestTimedOut(ClientError, TimeoutError):
+    """A request got no answer in time; callers that wait with ``except TimeoutError`` still catch it."""
 
 
 class StateError(ClientError):
