@@ -18,7 +18,7 @@ test: deps web/dist/index.html lint typecheck unit pytest
 
 deps: $(PY_STAMP) $(WEB_STAMP) $(DEB_STAMP)
 
-# setup.py builds the one C extension (lockstep/ntp/nts/_fastpath.c, against OpenSSL's libcrypto).
+# setup.py builds the one C extension (lockstep/ntp/nts/_fastpath.c, against Nettle).
 $(PY_STAMP): pyproject.toml setup.py src/lockstep/ntp/nts/_fastpath.c $(DEB_STAMP)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip

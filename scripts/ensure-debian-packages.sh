@@ -30,9 +30,9 @@ done
 # The tests start their own throwaway PostgreSQL with initdb + pg_ctl (tests/pg_server.py); the path of
 # those binaries carries the major version, so look for any.
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
-# The C extension (src/lockstep/ntp/nts/_fastpath.c): a compiler, OpenSSL's and Python's headers.
+# The C extension (src/lockstep/ntp/nts/_fastpath.c): a compiler, Nettle's and Python's headers.
 [ -x /usr/bin/gcc ] || missing+=(gcc)
-[ -f /usr/include/openssl/evp.h ] || missing+=(libssl-dev)
+[ -f /usr/include/nettle/siv-cmac.h ] || missing+=(nettle-dev)
 python_include=$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
 [ -f "$python_include/Python.h" ] || missing+=(python3-dev)
 need_ntpsec=0

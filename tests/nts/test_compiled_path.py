@@ -1,4 +1,4 @@
-"""The compiled NTS server path (lockstep/ntp/nts/_fastpath.c, OpenSSL) answers byte for byte
+"""The compiled NTS server path (lockstep/ntp/nts/_fastpath.c, Nettle) answers byte for byte
 what the Python path, the reference, answers; any request it does not answer itself (drops, NAKs,
 encrypted fields) it leaves to the Python path untouched, and malformed or mutated requests
 never crash it nor get a reply the reference would not send."""
@@ -19,7 +19,7 @@ from lockstep.ntp.nts.server import NtsServer
 from lockstep.ntp.timestamps import ONE_SECOND, UNIX_EPOCH_SECONDS
 from lockstep.ntp.wire import Packet, scan_trailer
 
-# `make deps` builds the extension (Debian: gcc, libssl-dev); these tests are how a missing
+# `make deps` builds the extension (Debian: gcc, nettle-dev); these tests are how a missing
 # build shows, so they fail rather than skip without it.
 NOW = ((1_790_000_000 + UNIX_EPOCH_SECONDS) << 32) + 12345
 KEYS = CookieKeys(b"m" * 32, rotation=3600, keep=3)
@@ -30,7 +30,7 @@ HEADER = bytes([0x24, 2, 0, 0xEC]) + bytes(range(44))
 
 
 def test_the_compiled_path_is_built() -> None:
-    assert nts_server.COMPILED_AVAILABLE, "lockstep.ntp.nts._fastpath was not built (gcc, libssl-dev?)"
+    assert nts_server.COMPILED_AVAILABLE, "lockstep.ntp.nts._fastpath was not built (gcc, nettle-dev?)"
 
 
 def servers(seed: int) -> tuple[NtsServer, NtsServer]:
@@ -156,9 +156,9 @@ def test_arbitrary_bytes_never_crash_it(data: bytes, key_id: int) -> None:
 def test_request_authenticators_verify_exactly_when_aessiv_says(
     c2s: bytes, unique_id: bytes, nonce: bytes
 ) -> None:
-    """The empty-plaintext S2V composed in C (OpenSSL 3.0's EVP cannot take an empty plaintext)
-    against `cryptography`'s AESSIV over random keys, associated data and nonces of any length
-    (padded as §5.6 says): a request it sealed is answered, one bit off anywhere is not."""
+    """A request's tag (the SIV of an empty plaintext) as Nettle checks it, against
+    `cryptography`'s AESSIV over random keys, associated data and nonces of any length (padded as
+    §5.6 says): a request AESSIV sealed is answered, one bit off anywhere is not."""
     compiled, _ = servers(3)
     answer(compiled, request(1, 1))
     fast = compiled._fast

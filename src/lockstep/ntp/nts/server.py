@@ -34,7 +34,7 @@ from lockstep.ntp.nts.fields import FieldType
 from lockstep.ntp.nts.nonces import NoncePool, forget_nonces_in_child
 from lockstep.ntp.wire import HEADER_LENGTH, Datagram, KissCode, LeapIndicator, Mode, Trailer
 
-try:  # built by the package's build (setup.py) when a C compiler and OpenSSL's headers are there
+try:  # built by the package's build (setup.py) when a C compiler and Nettle's headers are there
     from lockstep.ntp.nts import _fastpath
 except ImportError:  # pragma: no cover - the Python path below serves alone
     _fastpath = None  # type: ignore[assignment]
