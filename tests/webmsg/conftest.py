@@ -12,8 +12,10 @@ from typing import Any
 
 import pytest
 
-from chromium import PHONE, launch
+from chromium import CHROMIUM, CHROMIUM_ARGS, PHONE, call_args, launch
 from fake_camera import FakeCamera, Phone
+from lockstep_servers import ServerProcess, start_server
+from tone import write_tone
 
 
 class PageErrors:
@@ -45,6 +47,47 @@ def page_errors() -> Iterator[PageErrors]:
     errors = PageErrors()
     yield errors
     errors.check()
+
+
+@pytest.fixture(scope="module")
+def module_page_errors() -> Iterator[PageErrors]:
+    """Errors of pages a whole module shares (checked once, when the module is done)."""
+    errors = PageErrors()
+    yield errors
+    errors.check()
+
+
+@pytest.fixture(scope="module")
+def module_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One ``lockstep serve`` for a module whose tests share accounts and linked pages."""
+    folder = tmp_path_factory.mktemp("server")
+    server = start_server(folder / "data", folder / "server.log")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def calling_browser(playwright: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Chromium for calls, shared by a module: its fake microphone plays a 440 Hz tone the test made,
+    its fake camera shows Chromium's test pattern, and ICE may use loopback (chromium.call_args)."""
+    tone = write_tone(tmp_path_factory.mktemp("tone") / "browser-440.wav", 440, seconds=5)
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, *call_args(tone)])
+    try:
+        yield browser
+    finally:
+        browser.close()
+
+
+@pytest.fixture
+def call_browser(calling_browser: Any) -> Iterator[Any]:
+    """``calling_browser`` for one test: the pages it opens are closed after it (their server is gone)."""
+    before = set(calling_browser.contexts)
+    yield calling_browser
+    for context in calling_browser.contexts:
+        if context not in before:
+            context.close()
 
 
 @pytest.fixture
