@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -130,3 +131,34 @@ def test_terminal_calls_tones_both_ways_refusals_and_what_receive_shows(
     nothing = lockstep("answer", "--wait", "0.5", "--state", str(bob))
     assert (nothing.returncode, nothing.stderr.strip()) == (6, "lockstep: no call came in 0.5 s")
     assert json.loads  # receive --json printed one object per call above
+
+
+def test_ctrl_c_in_call_hangs_up_and_a_later_receive_turns_the_ringing_call_into_a_missed_one(
+    server_process, tmp_path: Path
+) -> None:
+    """`receive` shows the call ringing; Ctrl-C stops `lockstep call`, which sends its hang-up first; the
+    next `receive` fetches only that hang-up and matches it to the offer the earlier one showed. All of
+    it long before the 45 s ring time, so the missed call comes from the hang-up, not a timer."""
+    url = server_process.url
+    alice, bob = tmp_path / "alice", tmp_path / "bob"
+    for handle, state in (("alice", alice), ("bob", bob)):
+        lockstep_ok("primary", "init", "--server", url, "--handle", handle, "--state", str(state))
+    dialled_at = time.monotonic()
+    dialling = start("call", "bob", "--state", str(alice))
+    ringing: list[dict[str, object]] = []
+    while not ringing:
+        assert time.monotonic() - dialled_at < 30 and dialling.poll() is None, dialling.stderr
+        ringing = [m for m in receive_json(bob, wait=3) if m["kind"] == "call"]
+    assert [(m["state"], m["summary"]) for m in ringing] == [
+        ("ringing-in", "incoming voice call from @alice")
+    ]
+
+    dialling.send_signal(signal.SIGINT)
+    status, _out, err = finish(dialling)
+    assert status == 130, err
+    (ended,) = [m for m in receive_json(bob, wait=5) if m["kind"] == "call"]
+    assert (ended["state"], ended["summary"]) == ("ended", "missed voice call from @alice")
+    assert ended["call_id"] == ringing[0]["call_id"]
+    assert time.monotonic() - dialled_at < 40
+    # Shown once: a later receive has nothing more to say about it.
+    assert [m for m in receive_json(bob, wait=1) if m["kind"] == "call"] == []

@@ -129,34 +129,62 @@ def run_answer(args: argparse.Namespace) -> int:
     return with_messenger(args, work)
 
 
+def _signal_record(message: Any) -> dict[str, Any]:
+    """What ``receive`` keeps of a call signal until its call is over (e2estate ``open_calls``)."""
+    return {
+        "body": message.body,
+        "sender_account": message.sender_account,
+        "sender_device": message.sender_device,
+        "conversation": message.conversation or "",
+        "sent_at": message.timestamp or message.server_time,
+        "server_time": message.server_time,
+    }
+
+
 def describe_calls(messenger: Messenger, messages: list[Any], now: int) -> list[tuple[str, dict[str, Any]]]:
     """What ``lockstep receive`` shows of the call signals it fetched: one line (and one JSON object)
-    per call — incoming, in a call on another device, or how it ended ("missed voice call")."""
+    per call whose state changed since the last receive — incoming, in a call on another device, or how
+    it ended ("missed voice call").
+
+    A call not over when shown is kept with its signals in the E2E state (``open_calls``) and replayed
+    first next time, so a hang-up fetched by a later receive ends the call an earlier one showed ringing;
+    a call still ringing past its ring time (the caller vanished) is missed. Each signal is fed at its
+    own server time, so a replay judges it as it was then (messaging.md §14.7)."""
     import logging
 
     from lockstep.calls.book import CallBook
     from lockstep.calls.errors import SignalError
     from lockstep.calls.machine import CallState, Party
 
+    store = messenger.store
     book = CallBook(Party(messenger.account_id, messenger.device_id))
-    first: dict[str, Any] = {}
-    for message in messages:
+    signals: dict[str, list[dict[str, Any]]] = {}
+    shown_before = {kept["call_id"]: kept["shown"] for kept in store.open_calls}
+    replayed = [record for kept in store.open_calls for record in kept["signals"]]
+    for record in [*replayed, *map(_signal_record, messages)]:
         try:
             call, _ = book.arrived(
-                message.body,
-                Party(message.sender_account, message.sender_device),
-                message.conversation or "",
-                message.timestamp or message.server_time,
-                now,
+                record["body"],
+                Party(record["sender_account"], record["sender_device"]),
+                record["conversation"],
+                record["sent_at"],
+                record["server_time"],
             )
         except SignalError as error:
             logging.getLogger(__name__).warning("dropped a call signal: %s", error)
             continue
         if call is not None:
-            first.setdefault(call.call_id, message)
+            signals.setdefault(call.call_id, []).append(record)
+    for call in book.calls.values():
+        call.handle_timer(now)  # rang past its time with no hang-up heard: missed
     shown = []
+    open_calls = []
     for call_id, call in book.calls.items():
-        message = first[call_id]
+        if call.state is not CallState.ENDED:
+            open_calls.append({"call_id": call_id, "shown": call.state.value, "signals": signals[call_id]})
+        if shown_before.get(call_id) == call.state.value:
+            continue  # shown like this by an earlier receive
+        first = signals[call_id][0]
         peer = f"@{messenger.handle_of(call.peer_account) or call.peer_account}"
         what = "video call" if call.media is Media.VIDEO else "voice call"
         if call.record is not None:
@@ -179,8 +207,10 @@ def describe_calls(messenger: Messenger, messages: list[Any], now: int) -> list[
                     "state": call.state.value,
                     "outgoing": call.role.value != "callee",
                     "summary": summary,
-                    "ts": message.timestamp,
+                    "ts": first["sent_at"],
                 },
             )
         )
+    store.open_calls = open_calls
+    store.save()
     return shown

@@ -442,7 +442,7 @@ def run_receive(args: argparse.Namespace) -> int:
                     print(json.dumps(message.to_json(), ensure_ascii=False), flush=True)
             elif (line := describe(messenger, message)) is not None:
                 print(line, flush=True)
-        if calls:  # incoming, missed and other devices' calls, one line each
+        if calls or messenger.store.open_calls:  # incoming, missed and other devices' calls, a line each
             from lockstep.cli.calls import describe_calls
 
             for line, shown_call in describe_calls(messenger, calls, messenger.session.clock.now_ms()):

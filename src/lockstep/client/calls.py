@@ -55,6 +55,9 @@ from lockstep.server.errors import ErrorCode
 
 log = logging.getLogger(__name__)
 
+HANG_UP_ON_EXIT_S = 5.0
+"""How long a stopped ``lockstep call`` may take to send its hang-up before it exits anyway."""
+
 
 class UnknownHandle(ClientError):
     """The handle names no account on this server."""
@@ -389,10 +392,24 @@ class Phone:
                     found = await self._carry_out(other, call_media if other is call else None, other_actions)
                     if other is call:
                         ended = found
+        except asyncio.CancelledError:
+            await self._hang_up_on_exit(call)
+            raise
         finally:
             await call_media.close()
         first_audio = call_media.first_audio.result() - started if call_media.first_audio.done() else None
         return CallOutcome(ended, peer_handle, connected_after_ms, first_audio, self.failure)
+
+    async def _hang_up_on_exit(self, call: Call) -> None:
+        """The process is being stopped (Ctrl-C cancels the main task): say so to the peer and our other
+        devices now, so they stop ringing at once instead of at their ring timer (messaging.md §14.6).
+        Bounded, so a dead connection cannot hold the exit."""
+        if call.state in (CallState.ENDED, CallState.ELSEWHERE):
+            return
+        try:
+            await asyncio.wait_for(self._carry_out(call, None, call.hang_up(self.now())), HANG_UP_ON_EXIT_S)
+        except (TimeoutError, ClientError, OSError) as error:
+            log.warning("call %s: the hang-up could not be sent: %s", call.call_id, error)
 
     async def _carry_out(
         self, call: Call, call_media: _Media | None, actions: list[Action]

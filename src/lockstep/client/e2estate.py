@@ -44,6 +44,7 @@ PICKLE_KEY_FILE = "pickle.key"
 LOCK_FILE = "e2e.lock"
 MAX_HISTORY = 1000
 MAX_ACTIONS = 2000
+MAX_OPEN_CALLS = 50
 LOCK_TIMEOUT_S = 30.0
 
 STATUS_ORDER = {"sent": 1, "delivered": 2, "read": 3}
@@ -79,6 +80,10 @@ class E2EStore:
     actions: list[dict[str, Any]] = field(default_factory=list)
     """Reactions, edits and deletes as history records with ``server_time`` (messaging.md §15.3),
     whether or not their target is here yet; bounded by :data:`MAX_ACTIONS`."""
+    open_calls: list[dict[str, Any]] = field(default_factory=list)
+    """Calls ``lockstep receive`` showed that were not over yet (ringing, or on another device), with
+    their signals, so a later receive can say how they ended (messaging.md §14.7); at most
+    :data:`MAX_OPEN_CALLS`."""
 
     @classmethod
     def load_or_create(cls, directory: Path) -> E2EStore:
@@ -114,6 +119,7 @@ class E2EStore:
                 document.get("history_note"),
                 list(document.get("unreported", [])),
                 list(document.get("actions", [])),
+                list(document.get("open_calls", [])),
             )
         except (OSError, ValueError, KeyError, TypeError, E2EError) as error:
             raise StateError(f"damaged E2E state {path}: {error}") from error
@@ -136,6 +142,7 @@ class E2EStore:
             "history_note": self.history_note,
             "unreported": self.unreported,
             "actions": self.actions[-MAX_ACTIONS:],
+            "open_calls": self.open_calls[-MAX_OPEN_CALLS:],
         }
         _write_private(self.directory / E2E_FILE, json.dumps(document).encode())
 
