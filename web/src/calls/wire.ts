@@ -3,6 +3,7 @@
  * "Video call" buttons in a direct chat's header. MessengerHost calls `attachCalls` once per messenger.
  */
 import { el } from "../ui/dom";
+import { type IconName, icon } from "../ui/icons";
 import type { Messenger } from "../messenger/messenger";
 import type { MessengerView } from "../messenger/view";
 import type { LockstepSocket } from "../net/socket";
@@ -21,6 +22,15 @@ function options(): { relayOnly: boolean; hostAddresses: string[] } {
   const query = new URLSearchParams(location.search);
   const hosts = (query.get("ice-host") ?? "").split(",").filter((host) => host !== "");
   return { relayOnly: query.has("relay"), hostAddresses: hosts };
+}
+
+/** A header button that is only its icon, named for screen readers and in its tooltip. */
+function iconButton(name: IconName, label: string, testid: string): HTMLButtonElement {
+  return el(
+    "button",
+    { className: "icon", testid, attrs: { type: "button", title: label, "aria-label": label } },
+    icon(name),
+  );
 }
 
 export function attachCalls(
@@ -55,12 +65,8 @@ export function attachCalls(
     chain = chain.then(() => phone.onUndecryptable(accountId, reason));
   };
   const callView = new CallView(document.body, phone);
-  const voice = el("button", { text: "📞 Call", testid: "call-voice", attrs: { type: "button", title: "Voice call" } });
-  const video = el("button", {
-    text: "🎥 Video",
-    testid: "call-video",
-    attrs: { type: "button", title: "Video call" },
-  });
+  const voice = iconButton("phone", "Voice call", "call-voice");
+  const video = iconButton("video", "Video call", "call-video");
   const dial = (media: "audio" | "video"): void => {
     const peer = view.headActions.dataset.peer;
     if (peer) void phone.dial(peer, media);

@@ -7,6 +7,7 @@
  */
 import "../ui/layout.css";
 import { byTestId, el, show } from "../ui/dom";
+import { Menu } from "../ui/menu";
 import { setTitleUnread } from "../ui/title";
 import { AttachmentDraft, acceptDropAndPaste } from "./attachDraft";
 import type { Messenger } from "./messenger";
@@ -38,13 +39,18 @@ export class MessengerControls {
     const root = view.root;
     this.notifier = new Notifier((conversation) => view.open(conversation));
 
-    // Mute, in the open chat's header.
-    this.mute = el("button", { className: "mute", testid: "mute", attrs: { type: "button", "aria-pressed": "false" } });
-    this.mute.addEventListener("click", () => {
+    // Mute, in the open chat's menu: a phone's header keeps its width for the title and the calls.
+    this.mute = el("button", {
+      className: "mute",
+      testid: "mute",
+      attrs: { type: "button", role: "menuitemcheckbox", "aria-checked": "false" },
+    });
+    const menu = new Menu("Chat options", "chat-menu");
+    menu.add(this.mute, () => {
       const c = view.current;
       if (c) void this.notifier.setMuted(c, !this.notifier.isMuted(c));
     });
-    view.chatControls.append(this.mute);
+    view.chatControls.append(menu.root);
 
     // Notifications are off until the person turns them on (browsers prompt only after a click).
     const enable = el("button", { text: "Turn on", testid: "enable-notifications", attrs: { type: "button" } });
@@ -113,12 +119,8 @@ export class MessengerControls {
     setTitleUnread(conversations.reduce((total, c) => total + c.unread, 0));
     const c = this.view.current;
     const muted = c !== null && this.notifier.isMuted(c);
-    this.mute.textContent = muted ? "Muted" : "Mute";
-    this.mute.setAttribute("aria-pressed", String(muted));
-    this.mute.setAttribute(
-      "aria-label",
-      muted ? "Unmute notifications for this chat" : "Mute notifications for this chat",
-    );
+    this.mute.textContent = "Mute notifications";
+    this.mute.setAttribute("aria-checked", String(muted));
     show(this.prompt, m !== null && this.notifier.permission === "default");
     for (const row of this.view.root.querySelectorAll<HTMLElement>('[data-testid="chat-row"]')) {
       const id = row.dataset.conversationId;
