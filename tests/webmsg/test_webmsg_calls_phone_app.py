@@ -84,6 +84,15 @@ def test_the_phones_chat_header_keeps_its_title_beside_the_call_buttons(
         assert box is not None and box["width"] >= 40 and box["height"] >= 40, (testid, box)
     header = phone.locator(".conv-head").bounding_box()
     assert header is not None and header["height"] < 80, header  # one row: nothing wrapped
+    # The ⋮ menu opens, and Esc closes it first; only the next Esc closes the chat.
+    phone.get_by_test_id("chat-menu").click()
+    assert phone.get_by_test_id("chat-menu").get_attribute("aria-expanded") == "true"
+    phone.get_by_test_id("mute").wait_for(state="visible")
+    phone.keyboard.press("Escape")
+    phone.get_by_test_id("mute").wait_for(state="hidden")
+    assert phone.get_by_test_id("conversation").is_visible()
+    phone.keyboard.press("Escape")
+    phone.get_by_test_id("conversation").wait_for(state="hidden")
 
 
 def test_the_phone_app_calls_a_linked_computer_and_media_flows_both_ways(devices: Devices) -> None:

@@ -77,7 +77,7 @@ export function installShortcuts(target: ShortcutTarget, active: () => boolean):
     const action = actionFor(event, isTyping(event.target));
     if (!action) return;
     // Esc closes the innermost open thing first: a dialog, or a message's menu (whichever listener runs first).
-    if (action === "close-chat" && document.querySelector('dialog[open], [role="menu"]')) return;
+    if (action === "close-chat" && document.querySelector('dialog[open], [role="menu"]:not([hidden])')) return;
     event.preventDefault();
     target.run(action);
   };

@@ -25,6 +25,7 @@ export class Menu {
     });
     this.root.addEventListener("keydown", (event) => {
       if (event.key === "Escape" && !this.items.hidden) {
+        event.preventDefault(); // this Esc closed the menu: the "close chat" shortcut leaves it alone
         this.setOpen(false);
         this.button.focus();
       }
