@@ -8,7 +8,7 @@ version (rollback). Verified contacts are cached for the session.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from lockstep.client.errors import ClientError, ServerRefused
 from lockstep.client.messaging.device import Device
@@ -62,30 +62,37 @@ class Contacts:
             or account_id not in self._verified
             or set(self._verified[account_id].keys) != device_ids
         ]
-        for start in range(0, len(stale), MAX_LOOKUP):
-            wanted = stale[start : start + MAX_LOOKUP]
-            found = (await self.device.request("accounts.lookup", account_ids=wanted))["accounts"]
-            for account_id in wanted:
-                if account_id not in found:
-                    raise ClientError(f"no account {account_id} on this server")
-                self.verify(found[account_id], account_id=account_id)
+        await self._look_up("account_ids", stale)
         return [self._verified[account_id] for account_id in devices]
 
     async def get_by_handles(self, handles: list[str]) -> list[Contact]:
-        """Verified contacts for ``handles`` (with or without "@"), in that order: the ones not cached
+        """Verified contacts for ``handles`` (with or without "@"), in that order, each once: those not cached
         are looked up :data:`MAX_LOOKUP` per request, so a group of a thousand handles costs eight
         look-ups of the server's rate limit, not a thousand (issue 15)."""
         wanted = [h.removeprefix("@").lower() for h in handles]
         cached = {h: self._verified.get(self.device.store.handles.get(h, "")) for h in wanted}
-        stale = [h for h in dict.fromkeys(wanted) if cached[h] is None]
-        for start in range(0, len(stale), MAX_LOOKUP):
-            batch = stale[start : start + MAX_LOOKUP]
-            found = (await self.device.request("accounts.lookup", handles=batch))["accounts"]
-            for handle in batch:
-                if handle not in found:
-                    raise ClientError(f"no account @{handle} on this server")
-                cached[handle] = self.verify(found[handle], handle=handle)
+        cached.update(await self._look_up("handles", [h for h in cached if cached[h] is None]))
         return [contact for contact in cached.values() if contact is not None]
+
+    async def _look_up(
+        self, field: Literal["account_ids", "handles"], wanted: list[str]
+    ) -> dict[str, Contact]:
+        """Look ``wanted`` up (account ids or handles, as ``field`` says) :data:`MAX_LOOKUP` per request
+        and verify each; an unknown one raises :class:`ClientError`."""
+        by_handle = field == "handles"
+        contacts: dict[str, Contact] = {}
+        for start in range(0, len(wanted), MAX_LOOKUP):
+            batch = wanted[start : start + MAX_LOOKUP]
+            found = (await self.device.request("accounts.lookup", **{field: batch}))["accounts"]
+            for key in batch:
+                if key not in found:
+                    raise ClientError(f"no account {'@' if by_handle else ''}{key} on this server")
+                contacts[key] = (
+                    self.verify(found[key], handle=key)
+                    if by_handle
+                    else self.verify(found[key], account_id=key)
+                )
+        return contacts
 
     def forget(self, account_id: str) -> None:
         """Drop a cached contact, so the next :meth:`get` asks the server (its devices changed)."""
