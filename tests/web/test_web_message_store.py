@@ -75,9 +75,12 @@ async () => {
   store.close();
   const reopened = await messageStore.MessageStore.open("store-test-device");
   const loaded = await reopened.load();
+  const chats = await Promise.all(loaded.conversations.map((c) => reopened.chatMessages(c)));
   reopened.close();
   return { early, late, idle, newest: newest.map((m) => m.ts), older: older.map((m) => m.ts),
-    loaded: loaded.messages.length, seen: loaded.seen.length, lastSeq: loaded.sections.core.lastSeq };
+    conversations: loaded.conversations, loaded: chats.map((messages) => messages.length),
+    inOrder: chats.every((messages) => messages.every((m, i) => i === 0 || messages[i - 1].ts <= m.ts)),
+    seen: loaded.seen.length, lastSeq: loaded.sections.core.lastSeq };
 }
 """
 
@@ -92,7 +95,9 @@ def test_a_commit_writes_the_same_whatever_the_history(harness: Any) -> None:
     assert out["idle"] == 0
     assert out["newest"] == [6000, 4008, 4007, 4005, 4004]  # by the index: newest first, one chat only
     assert out["older"] == [4002, 4001, 3999]
-    assert out["loaded"] == 3003 and out["seen"] == 3002 and out["lastSeq"] == 5000
+    assert out["conversations"] == ["direct:a:b", "group:g"]
+    assert out["loaded"] == [1983, 1020] and out["inOrder"]
+    assert out["seen"] == 3002 and out["lastSeq"] == 5000
 
 
 SEEN_PRUNED = """
@@ -151,7 +156,7 @@ async () => {
   });
   const store = await messageStore.MessageStore.open("legacy-device");
   const first = await store.load();
-  await store.commit({ sections: { core: { lastSeq: first.legacy.lastSeq } }, messages: first.messages,
+  await store.commit({ sections: { core: { lastSeq: first.legacy.lastSeq } }, messages: first.legacyMessages,
     seen: first.legacy.seen, dropLegacy: true });
   const page = await store.page("direct:a:b", 10);
   store.close();
@@ -159,7 +164,8 @@ async () => {
   const second = await again.load();
   again.close();
   return {
-    legacySeq: first.legacy.lastSeq, texts: first.messages.map((m) => m.text), page: page.map((m) => m.id),
+    legacySeq: first.legacy.lastSeq, texts: first.legacyMessages.map((m) => m.text),
+    page: page.map((m) => m.id),
     legacyAfter: second.legacy === undefined, core: second.sections.core, seen: second.seen,
   };
 }
@@ -232,3 +238,82 @@ def test_a_long_conversation_keeps_a_bounded_window_of_rows(harness: Any) -> Non
     assert out["firstAfter"] != "message 1940"  # older messages were paged in above
     assert abs(out["readingTop"]) < 2  # ...and the row at the top stayed at the top
     assert out["edited"]
+
+
+# A companion's messenger with 6,000 stored messages in three chats, opened twice: once as the first version
+# to write chat summaries finds them missing, then as every later start does.
+LAZY_START = """
+async () => {
+  const { messenger: { Messenger }, messageStore } = window.lockstep;
+  const identity = { accountId: "me", deviceId: "lazy-device", role: "companion", deviceKey: null,
+    accountKey: new Uint8Array(32), listVersion: 1, handle: "me", displayName: "Me" };
+  const alice = "direct:alice:me", bob = "direct:bob:me", group = "group:g";
+  (await Messenger.open(identity)).close();  // a new device: keys and empty state
+  const store = await messageStore.MessageStore.open("lazy-device");
+  const message = (i, conversation, text, read) => ({ id: `m${String(i).padStart(6, "0")}`, conversation,
+    ts: 1_000_000 + i, kind: "text", senderAccount: "x", senderDevice: "d", outgoing: false, text, read });
+  for (let batch = 0; batch < 30; batch++) {
+    const messages = [];
+    for (let i = batch * 200; i < (batch + 1) * 200; i++) {
+      const conversation = i % 12 === 0 ? bob : i % 4 === 0 ? group : alice;
+      messages.push(message(i, conversation, i === 1 ? "the needle" : `text ${i}`, i < 5990));
+    }
+    await store.commit({ messages });
+  }
+  store.close();
+  const summaries = (m) =>
+    Object.fromEntries(m.conversations().map((c) => [c.id, [c.last?.text ?? null, c.unread]]));
+
+  let m = await Messenger.open(identity);  // no summaries yet: they are written once the chats are unsealed
+  await m.loaded();
+  const migrated = summaries(m);
+  m.close();
+
+  const started = performance.now();
+  m = await Messenger.open(identity);
+  const openMs = performance.now() - started;
+  const atOpen = { summaries: summaries(m), oldest: m.message("m000001") === undefined,
+    newest: m.message("m005999") === undefined, search: m.search("needle").length,
+    page: m.messagesOf(alice).length };
+  // The person opens Bob's chat, the least recent: its newest page is read by index while the loader is
+  // still unsealing Alice's 4,500 messages (the most recent chat: the loader starts there).
+  const firstPage = await new Promise((resolve) => {
+    m.messagesOf(bob);
+    const stop = m.subscribe(() => {
+      const shown = m.messagesOf(bob);
+      if (shown.length) { stop(); resolve(shown.map((x) => x.text)); }
+    });
+  });
+  const pageMs = performance.now() - started;
+  await m.loaded();
+  const loadedMs = performance.now() - started;
+  const whole = m.messagesOf(alice).length;
+  const found = m.search("needle").map((x) => x.id);
+  // A new newest message in Bob's chat: its summary is written with it.
+  await m.noteCall("bob", "call-1", "Missed voice call", 2_000_000, false);
+  m.close();
+  m = await Messenger.open(identity);
+  const afterCall = summaries(m)[bob];
+  m.close();
+  return { migrated, atOpen, firstPage, whole, found, afterCall, openMs, pageMs, loadedMs };
+}
+"""
+
+
+def test_the_messenger_starts_from_chat_summaries_and_unseals_a_chat_when_needed(harness: Any) -> None:
+    """Issue 15: the page used to unseal every message before drawing (2.2 s at 10,000); now it starts
+    from one sealed summary per chat, shows an opened chat's newest page read by index, and unseals whole
+    chats afterwards, the opened one first — search then covers everything again."""
+    out = harness.evaluate(LAZY_START)
+    expected = {
+        "direct:alice:me": ["text 5999", 8],  # 5990…5999 but 5992 and 5996 (the group's)
+        "group:g": ["text 5996", 2],  # 5992 and 5996
+        "direct:bob:me": ["text 5988", 0],
+    }
+    assert out["migrated"] == out["atOpen"]["summaries"] == expected
+    at_open = out["atOpen"]
+    assert at_open["oldest"] and at_open["newest"] and at_open["search"] == 0 and at_open["page"] == 0
+    assert out["firstPage"] == [f"text {i}" for i in range(0, 6000, 12)][-60:]
+    assert out["whole"] == 4500 and out["found"] == ["m000001"]
+    assert out["afterCall"] == ["Missed voice call", 0]
+    print(f"open {out['openMs']:.0f} ms, page {out['pageMs']:.0f} ms, all {out['loadedMs']:.0f} ms")

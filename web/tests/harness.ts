@@ -24,6 +24,7 @@ import * as messageEnvelope from "../src/messenger/envelope";
 import * as fanout from "../src/messenger/fanout";
 import * as chatIndex from "../src/messenger/chatIndex";
 import * as messageStore from "../src/messenger/messageStore";
+import * as messenger from "../src/messenger/messenger";
 import * as receipts from "../src/messenger/receipts";
 import * as timeline from "../src/messenger/timeline";
 
@@ -59,6 +60,7 @@ const modules = {
   fanout,
   chatIndex,
   messageStore,
+  messenger,
   receipts,
   timeline,
 };

@@ -44,12 +44,12 @@ export class Conversations {
 
   /** Every chat, the most recently active first: what the chat list shows (as many steps as chats). */
   list(): Conversation[] {
-    const messages = this.device.messages;
-    const ids = new Set([...this.device.state.chats, ...messages.conversations()]);
+    const chats = this.device.chats;
+    const ids = new Set([...this.device.state.chats, ...chats.conversations()]);
     const out: Conversation[] = [];
     for (const id of ids) {
       const info = this.info(id);
-      const last = messages.last(id);
+      const { last, unread } = chats.summaryOf(id);
       const group = info.groupId ? this.groups.find(info.groupId) : undefined;
       const title = info.groupId
         ? group?.name || "Group"
@@ -64,15 +64,16 @@ export class Conversations {
         groupId: info.groupId,
         left: group?.left,
         last,
-        unread: messages.unreadCount(id),
+        unread,
         updated: last?.ts ?? 0,
       });
     }
     return out.sort((a, b) => b.updated - a.updated);
   }
 
-  /** A conversation's messages in display order (the index's own array, kept up to date: never change it). */
+  /** A conversation's messages in display order (the index's own array, kept up to date: never change it),
+   * or while it is still sealed its newest page (./storedChats.ts). */
   messagesOf(conversation: string): readonly ChatMessage[] {
-    return this.device.messages.messagesOf(conversation);
+    return this.device.chats.messagesOf(conversation);
   }
 }

@@ -1,8 +1,8 @@
 /**
  * What every part of the messenger shares (the twin of client/messaging/device.py): this device's identity,
  * its Olm and Megolm state, what it keeps (./messageStore.ts: state sections, one record per message and
- * per seen id, written once per batch; in memory the messages are indexed by conversation, ./chatIndex.ts),
- * the socket, and the one way requests go out. Operations that touch ratchets run one at a time (`serial`),
+ * per seen id, written once per batch; in memory the messages are indexed by conversation, ./chatIndex.ts,
+ * and unsealed after the page starts, ./storedChats.ts), the socket, and the one way requests go out. Operations that touch ratchets run one at a time (`serial`),
  * so state is never interleaved; `changed` tells the page to render again, with the messages that changed.
  */
 import type { Party } from "../calls/machine";
@@ -12,9 +12,10 @@ import { encodeEnvelope } from "./envelope";
 import { describe, MessengerError } from "./errors";
 import { GroupSessions, type GroupSessionsPickle } from "./groupSessions";
 import { ChatIndex } from "./chatIndex";
-import { MessageStore } from "./messageStore";
+import { type Loaded, MessageStore } from "./messageStore";
 import type { ChatMessage } from "./model";
 import { OlmDevice, type OlmDevicePickle } from "./olmDevice";
+import { StoredChats } from "./storedChats";
 
 /** The longest request this app sends, in characters of JSON (the server takes 64 KiB frames). */
 /** The longest request this client sends, in characters of JSON (the server takes 64 KiB frames). */
@@ -83,7 +84,10 @@ export class Device {
   onCall: ((body: unknown, sender: Party, conversation: string, ts: number) => void) | null = null;
   /** A direct message that could not be decrypted, by sending account (a call with it ends). */
   onUndecryptable: ((accountId: string, reason: string) => void) | null = null;
+  /** The messages unsealed so far, by conversation (whole conversations only: see ./storedChats.ts). */
   readonly messages = new ChatIndex();
+  /** The conversations in the store, with what the chat list shows of those not unsealed yet. */
+  readonly chats: StoredChats;
   /** Message ids handled or sent here: a copy the server brings again is dropped unopened. */
   private readonly seen: Set<string>;
   /** Ids seen since the last save (each is a record of its own in the store). */
@@ -104,10 +108,19 @@ export class Device {
     readonly megolm: GroupSessions,
     public state: State,
     seen: string[],
+    stored: Pick<Loaded<ChatMessage>, "conversations" | "summaries"> = { conversations: [], summaries: new Map() },
   ) {
     this.seen = new Set(seen);
+    this.chats = new StoredChats(db, this.messages, new Set(stored.conversations), stored.summaries, (ids) => {
+      for (const id of ids) this.changedIds.add(id);
+      this.changed();
+    });
   }
 
+  /**
+   * The device with its state, ratchets and chat summaries: the page can draw the chat list now. Messages
+   * are unsealed after (`loadAll` is the first thing `serial` runs), so all that changes them waits for it.
+   */
   static async open(identity: Identity): Promise<Device> {
     const db = await MessageStore.open(identity.deviceId);
     const loaded = await db.load<ChatMessage>();
@@ -120,13 +133,16 @@ export class Device {
       const unpickled = await OlmDevice.unpickle(olm);
       device = new Device(identity, db, unpickled, GroupSessions.unpickle(megolm), { ...rest, v: 2 }, []);
       for (const id of seen) device.markSeen(id);
-      for (const message of loaded.messages) device.put(message); // written again, with index fields
+      for (const message of loaded.legacyMessages) device.put(message); // written again, with index fields
       await device.save(true);
     } else if (sections.core?.v === 2 && sections.olm && sections.megolm) {
       const olm = await OlmDevice.unpickle(sections.olm);
       const megolm = GroupSessions.unpickle(sections.megolm);
-      device = new Device(identity, db, olm, megolm, sections.core as State, loaded.seen);
-      for (const message of loaded.messages) device.messages.put(message);
+      device = new Device(identity, db, olm, megolm, sections.core as State, loaded.seen, loaded);
+      void device.serial(async () => {
+        await device.chats.loadAll();
+        if (device.chats.hasStale) await device.save(); // summaries an older version did not write
+      });
     } else {
       const fresh: State = { v: 2, bundle: null, lastSeq: 0, handles: {}, contacts: {}, groups: {}, chats: [] };
       device = new Device(identity, db, await OlmDevice.create(), new GroupSessions(), fresh, []);
@@ -180,18 +196,21 @@ export class Device {
       .map((id) => this.messages.get(id))
       .filter((m): m is ChatMessage => m !== undefined);
     const seen = this.newlySeen;
+    const summaries = this.chats.takeSummaries();
     this.dirty.clear();
     this.newlySeen = [];
     try {
       await this.db.commit({
         sections: { core: this.state, olm: this.olm.pickle(), megolm: this.megolm.pickle() },
         messages,
+        summaries,
         seen,
         dropLegacy,
       });
     } catch (error) {
       for (const message of messages) this.dirty.add(message.id); // written with the next save
       this.newlySeen.push(...seen);
+      this.chats.restore(summaries.keys());
       throw error;
     }
   }
@@ -199,6 +218,7 @@ export class Device {
   /** Keeps `message` (written by the next `save`; listeners hear of it with the next `changed`). */
   put(message: ChatMessage): void {
     this.messages.put(message);
+    this.chats.touch(message.conversation);
     this.dirty.add(message.id);
     this.changedIds.add(message.id);
   }

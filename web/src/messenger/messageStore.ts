@@ -3,8 +3,10 @@
  * batch of messages costs to write does not depend on how much history the device holds:
  *
  *   kv        sealed sections of the messenger's state, one record each: `core` (queue position, contacts,
- *             groups, chats…), `olm` (Olm account and sessions), `megolm` (group sessions), and the store's
- *             own `chat-numbers` (conversation id → a number used in the index below)
+ *             groups, chats…), `olm` (Olm account and sessions), `megolm` (group sessions), the store's
+ *             own `chat-numbers` (conversation id → a number used in the index below), and one summary per
+ *             conversation, `summary/<number>`: its newest message and unread count, what the chat list
+ *             shows before any message is unsealed
  *   messages  one record per message, `{id, chat, ts, sealed}`; index `chat_ts` on [chat, ts], so one
  *             conversation's newest (or older) messages are read without opening the others
  *   seen      one record per message id this device handled, `{id, n, sealed}` (n counts up); index `n`,
@@ -14,16 +16,22 @@
  * last written), the messages it is given and the ids seen since the last commit: ratchets, queue
  * position and the messages they produced reach disk together, before the server forgets the ciphertext.
  *
+ * `load` opens the sections, summaries and seen ids, never a message: a page with 10,000 messages starts as
+ * fast as an empty one. Messages are unsealed a conversation at a time (`chatMessages`, in chunks that let
+ * the page paint in between) or a page at a time (`page`), when the messenger needs them (./storedChats.ts).
+ *
  * Every section and message is sealed under the origin's store key (../store/atRest.ts), a message under
  * the label `<database>/messages/<id>` as in version 1, a seen id under `<database>/seen/<id>`. What stays
  * visible: message ids (128 random bits), a message's time and the number (not the id) of its conversation,
  * and the order of seen ids, so the indexes can be read in order without opening anything.
  *
  * Version 1 kept everything but the messages in one `state` record, rewritten per message with the whole
- * list of seen ids. `load` hands such a record over as `legacy`; the messenger splits it into sections and
- * commits them with `dropLegacy` (every message is written again with its index fields then).
+ * list of seen ids. `load` hands such a record over as `legacy`, with every message (they have no index
+ * fields yet); the messenger splits it into sections and commits them with `dropLegacy` (every message is
+ * written again with its index fields then).
  */
 import { isSealed, openAtRest, seal, type SealedRecord, unseal } from "../store/atRest";
+import { yieldToPage } from "./yieldToPage";
 
 const VERSION = 2;
 const KV = "kv";
@@ -33,6 +41,9 @@ const CHAT_TS = "chat_ts";
 const SEEN_ORDER = "n";
 const LEGACY_STATE = "state";
 const CHAT_NUMBERS = "chat-numbers";
+const SUMMARY = "summary/";
+/** Messages unsealed between two chances for the page to paint (each takes ~0.1–0.2 ms of main thread). */
+const UNSEAL_CHUNK = 200;
 /** Ids of handled messages kept to drop copies that come again (retries, a lost acknowledgement). */
 export const MAX_SEEN_IDS = 20_000;
 /** Seen ids are pruned in steps of this many, not on every commit. */
@@ -47,17 +58,29 @@ export interface Indexed {
   ts: number;
 }
 
+/** What the chat list shows of a conversation: its newest message and how many incoming ones are unread. */
+export interface Summary<M> {
+  last?: M;
+  unread: number;
+}
+
 export interface Loaded<M> {
   sections: Partial<Record<Section, unknown>>;
   /** A version 1 state record (everything in one), to be split and committed with `dropLegacy`. */
   legacy: unknown;
-  messages: M[];
+  /** With `legacy` only: every message (version 1 wrote no index fields, so no chat can be read alone). */
+  legacyMessages: M[];
+  /** Every conversation with stored messages, and the summaries written of them (conversation → summary). */
+  conversations: string[];
+  summaries: Map<string, Summary<M>>;
   seen: string[];
 }
 
 export interface Commit<M> {
   sections?: Partial<Record<Section, unknown>>;
   messages?: Iterable<M>;
+  /** Summaries of the conversations whose messages changed (conversation → summary). */
+  summaries?: ReadonlyMap<string, Summary<M>>;
   seen?: Iterable<string>;
   dropLegacy?: boolean;
 }
@@ -121,15 +144,14 @@ export class MessageStore {
     return `${this.db.name}/${store}/${key}`;
   }
 
-  /** Everything stored: sections, every message (oldest first per conversation) and the seen ids. */
+  /** What the messenger starts with: sections, conversation summaries and seen ids (no message). */
   async load<M extends Indexed>(): Promise<Loaded<M>> {
     const tx = this.db.transaction([KV, MESSAGES, SEEN], "readonly");
     const kv = tx.objectStore(KV);
     const seenStore = tx.objectStore(SEEN);
-    const [keys, values, stored, seen, newestSeen] = await Promise.all([
+    const [keys, values, seen, newestSeen] = await Promise.all([
       request(kv.getAllKeys()),
       request(kv.getAll() as IDBRequest<unknown[]>),
-      request(tx.objectStore(MESSAGES).getAll() as IDBRequest<MessageRecord[]>),
       request(seenStore.getAllKeys() as IDBRequest<string[]>), // the ids are the keys: nothing to open
       request(seenStore.index(SEEN_ORDER).openKeyCursor(null, "prev")),
     ]);
@@ -149,16 +171,56 @@ export class MessageStore {
     for (const section of ["core", "olm", "megolm"] as const)
       if (opened.has(section)) sections[section] = opened.get(section);
     if (sections.core !== undefined) this.coreWritten = JSON.stringify(sections.core);
-    const messages = await Promise.all(
-      stored.map((record) =>
-        isSealed(record.sealed)
-          ? unseal<M>(record.sealed, this.label(MESSAGES, record.id), storeKey)
-          : Promise.resolve(record as unknown as M),
-      ),
-    );
+    const summaries = new Map<string, Summary<M>>();
+    for (const [conversation, number] of this.chatNumbers) {
+      const summary = opened.get(`${SUMMARY}${number}`) as Summary<M> | undefined;
+      if (summary) summaries.set(conversation, summary);
+    }
     this.seenCount = seen.length;
     this.nextSeen = (typeof newestSeen?.key === "number" ? newestSeen.key : 0) + 1;
-    return { sections, legacy: opened.get(LEGACY_STATE), messages, seen };
+    const legacy = opened.get(LEGACY_STATE);
+    const legacyMessages = legacy === undefined ? [] : await this.allMessages<M>(storeKey);
+    return { sections, legacy, legacyMessages, conversations: [...this.chatNumbers.keys()], summaries, seen };
+  }
+
+  /** Every stored message (only to migrate a version 1 store, whose messages have no index fields). */
+  private async allMessages<M>(storeKey: CryptoKey): Promise<M[]> {
+    const tx = this.db.transaction(MESSAGES, "readonly");
+    const stored = await request(tx.objectStore(MESSAGES).getAll() as IDBRequest<MessageRecord[]>);
+    return this.unsealAll<M>(stored, storeKey);
+  }
+
+  /** Every message of one conversation (in index order: by time), unsealed a chunk at a time in the
+   * background (what the page does meanwhile, such as reading an opened chat's page, goes first). */
+  async chatMessages<M>(conversation: string): Promise<M[]> {
+    const chat = this.chatNumbers.get(conversation);
+    if (chat === undefined) return [];
+    const index = this.db.transaction(MESSAGES, "readonly").objectStore(MESSAGES).index(CHAT_TS);
+    const range = IDBKeyRange.bound([chat, -Infinity], [chat, Infinity]);
+    const records = await request(index.getAll(range) as IDBRequest<MessageRecord[]>);
+    return this.unsealAll<M>(records, await openAtRest(), "background");
+  }
+
+  private async unsealAll<M>(
+    records: MessageRecord[],
+    storeKey: CryptoKey,
+    priority: Parameters<typeof yieldToPage>[0] = "continue",
+  ): Promise<M[]> {
+    const out: M[] = [];
+    for (let start = 0; start < records.length; start += UNSEAL_CHUNK) {
+      if (start) await yieldToPage(priority);
+      const chunk = records.slice(start, start + UNSEAL_CHUNK);
+      out.push(
+        ...(await Promise.all(
+          chunk.map((record) =>
+            isSealed(record.sealed)
+              ? unseal<M>(record.sealed, this.label(MESSAGES, record.id), storeKey)
+              : Promise.resolve(record as unknown as M),
+          ),
+        )),
+      );
+    }
+    return out;
   }
 
   /** The newest `limit` messages of a conversation older than `before` (ms), newest first. */
@@ -198,11 +260,10 @@ export class MessageStore {
       sections.push([name, seal(value, this.label(KV, name), storeKey)]);
     }
     const messages = [...(changes.messages ?? [])];
-    for (const message of messages) {
-      if (!this.chatNumbers.has(message.conversation)) {
-        this.chatNumbers.set(message.conversation, this.chatNumbers.size + 1);
-        this.numbersDirty = true;
-      }
+    for (const message of messages) this.chatNumber(message.conversation);
+    for (const [conversation, summary] of changes.summaries ?? []) {
+      const key = `${SUMMARY}${this.chatNumber(conversation)}`;
+      sections.push([key, seal(summary, this.label(KV, key), storeKey)]);
     }
     const numbersWritten = this.numbersDirty;
     if (numbersWritten)
@@ -249,6 +310,17 @@ export class MessageStore {
     // Only what reached disk counts as written (a failed commit writes it all again next time).
     if (core !== undefined) this.coreWritten = core;
     if (numbersWritten) this.numbersDirty = false;
+  }
+
+  /** The number of a conversation in the index (a new one is numbered, and written with the next commit). */
+  private chatNumber(conversation: string): number {
+    let number = this.chatNumbers.get(conversation);
+    if (number === undefined) {
+      number = this.chatNumbers.size + 1;
+      this.chatNumbers.set(conversation, number);
+      this.numbersDirty = true;
+    }
+    return number;
   }
 
   close(): void {

@@ -95,6 +95,11 @@ export class Messenger {
     return this.media.urls;
   }
 
+  /** Resolves once every stored conversation is unsealed (the page draws before: ./storedChats.ts). */
+  loaded(): Promise<void> {
+    return this.device.serial(() => Promise.resolve());
+  }
+
   get historyNote(): string | undefined {
     return this.history.note;
   }
