@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from webmsg_helpers import (
+    HIDEABLE,
     TIMEOUT,
     cli_primary,
     make_png,
@@ -31,19 +32,11 @@ pytestmark = pytest.mark.browser
 # `LOCKSTEP_SCREENSHOTS=docs/images .venv/bin/pytest tests/webmsg/test_webmsg_layout.py`).
 SCREENSHOTS = os.environ.get("LOCKSTEP_SCREENSHOTS")
 
-# Headless Chromium shows every page as visible (no window can be covered or minimised), so the test
-# stands in for the person switching to another tab: the page's visibility reads "hidden" and the
-# browser's `visibilitychange` event fires, as Chromium does for a tab in the background.
-BACKGROUND = """
+# The person switches to another tab (HIDEABLE), and what the app put on its icon's badge.
+BACKGROUND = (
+    HIDEABLE
+    + """
 (() => {
-  let hidden = false;
-  const state = () => (hidden ? "hidden" : "visible");
-  Object.defineProperty(Document.prototype, "visibilityState", { get: state });
-  Object.defineProperty(Document.prototype, "hidden", { get: () => hidden });
-  window.lockstepTestSetHidden = (value) => {
-    hidden = value;
-    document.dispatchEvent(new Event("visibilitychange"));
-  };
   // What the app put on its icon's badge (the Badging API has nothing to read back).
   window.lockstepTestBadge = [];
   const set = navigator.setAppBadge?.bind(navigator);
@@ -58,6 +51,7 @@ BACKGROUND = """
   };
 })();
 """
+)
 
 SHOWN_NOTIFICATIONS = """
 async () => {

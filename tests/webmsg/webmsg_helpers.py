@@ -10,6 +10,23 @@ from typing import Any
 from lockstep_cli import link_terminal_companion, lockstep_ok, receive_json
 from phone_linking import TIMEOUT, open_chats
 
+# Headless Chromium shows every page as visible (no window can be covered or minimised), so a test
+# stands in for the person switching to another tab: with this init script, `lockstepTestSetHidden(true)`
+# makes the page's visibility read "hidden" and fires `visibilitychange`, as Chromium does for a tab in
+# the background.
+HIDEABLE = """
+(() => {
+  let hidden = false;
+  const state = () => (hidden ? "hidden" : "visible");
+  Object.defineProperty(Document.prototype, "visibilityState", { get: state });
+  Object.defineProperty(Document.prototype, "hidden", { get: () => hidden });
+  window.lockstepTestSetHidden = (value) => {
+    hidden = value;
+    document.dispatchEvent(new Event("visibilitychange"));
+  };
+})();
+"""
+
 
 @dataclass
 class CliAccount:

@@ -1,7 +1,8 @@
 /**
  * What the messenger view gets on top of chats and messages: notifications and per-chat mute
  * (notifier.ts), attachment drafts with drag-and-drop and paste (attachDraft.ts), keyboard shortcuts
- * (shortcuts.ts) with their help dialog, and the unread count in the tab's title (ui/title.ts).
+ * (shortcuts.ts) with their help dialog, the unread count in the tab's title (ui/title.ts), and the
+ * "Share last seen and online" switch (lastSeenToggle.ts).
  * It works through the view's small public surface (`open`, `current`, `sendFile`, `chatControls`,
  * `onOpen`) and its stable test ids, so the view's rendering can change underneath it.
  */
@@ -10,6 +11,7 @@ import { byTestId, el, show } from "../ui/dom";
 import { Menu } from "../ui/menu";
 import { setTitleUnread } from "../ui/title";
 import { AttachmentDraft, acceptDropAndPaste } from "./attachDraft";
+import { LastSeenToggle, chatListMenu } from "./lastSeenToggle";
 import type { Messenger } from "./messenger";
 import { Notifier } from "./notifier";
 import { SHORTCUTS, type ShortcutAction, ariaKeys, installShortcuts } from "./shortcuts";
@@ -28,6 +30,7 @@ export interface ControlledView {
 
 export class MessengerControls {
   readonly notifier: Notifier;
+  private readonly lastSeen = new LastSeenToggle();
   private messenger: Messenger | null = null;
   private readonly draft: AttachmentDraft;
   private readonly mute: HTMLButtonElement;
@@ -35,8 +38,14 @@ export class MessengerControls {
   private readonly help: HTMLDialogElement;
   private unsubscribe: () => void = () => undefined;
 
-  constructor(private readonly view: ControlledView) {
+  /** `settings`: where the page keeps settings (the phone app's Settings screen); else a menu over the chats. */
+  constructor(
+    private readonly view: ControlledView,
+    settings: HTMLElement | null = null,
+  ) {
     const root = view.root;
+    if (settings) settings.append(this.lastSeen.root);
+    else root.querySelector(".chats-head")?.append(chatListMenu(this.lastSeen.root));
     this.notifier = new Notifier((conversation) => view.open(conversation));
 
     // Mute, in the open chat's menu: a phone's header keeps its width for the title and the calls.
@@ -110,6 +119,7 @@ export class MessengerControls {
     this.messenger = messenger;
     this.unsubscribe = messenger?.subscribe(() => this.render()) ?? (() => undefined);
     void this.notifier.bind(messenger, deviceId);
+    this.lastSeen.bind(messenger);
     this.render();
   }
 

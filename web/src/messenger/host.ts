@@ -23,22 +23,31 @@ export class MessengerHost {
   /** Voice and video calls on this messenger (docs/protocol/messaging.md §14). */
   calls: AttachedCalls | null = null;
 
-  constructor(parent: HTMLElement, before: Node | null = null) {
+  /** `settings`: where the page shows the messenger's settings (the phone app's Settings screen), if it has such a place. */
+  constructor(parent: HTMLElement, before: Node | null = null, settings: HTMLElement | null = null) {
     const mount = document.createElement("div");
     parent.insertBefore(mount, before);
     this.view = new MessengerView(mount);
     const view = this.view;
-    this.controls = new MessengerControls({
-      root: view.root,
-      chatControls: view.chatControls,
-      get current() {
-        return view.openChat;
+    this.controls = new MessengerControls(
+      {
+        root: view.root,
+        chatControls: view.chatControls,
+        get current() {
+          return view.openChat;
+        },
+        open: (conversation) => view.open(conversation),
+        onOpen: (listener) => view.onOpen(listener),
+        sendFile: (conversation, file, caption) => view.sendFile(conversation, file, caption),
       },
-      open: (conversation) => view.open(conversation),
-      onOpen: (listener) => view.onOpen(listener),
-      sendFile: (conversation, file, caption) => view.sendFile(conversation, file, caption),
-    });
+      settings,
+    );
     this.view.root.hidden = true;
+    // Presence (§15.5): `online` while the page is visible, `offline` once it hides or closes.
+    const visibility = (): void => this.messenger?.setVisible(document.visibilityState === "visible");
+    document.addEventListener("visibilitychange", visibility);
+    window.addEventListener("pagehide", () => this.messenger?.setVisible(false));
+    window.addEventListener("pageshow", visibility);
   }
 
   /** After `auth` succeeded on `socket`: open this device's messenger (once) and sync it. */
@@ -70,6 +79,7 @@ export class MessengerHost {
       this.calls?.close();
       this.calls = attachCalls(messenger, this.view, () => this.socket);
       this.controls.bind(messenger, identity.deviceId);
+      messenger.setVisible(document.visibilityState === "visible");
     }
     this.view.root.hidden = false;
     messenger.noteListVersion(identity.listVersion);

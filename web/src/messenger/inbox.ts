@@ -24,6 +24,7 @@ import {
 import { MessengerError, describe } from "./errors";
 import type { Groups } from "./groups";
 import type { HistoryTransfer } from "./historyTransfer";
+import type { LiveSignals } from "./liveSignals";
 import { type MessageChanges, recordOf } from "./messageChanges";
 import { parseVoice } from "./actions";
 import { type FormerDevice, KeyBundleError, sentWhileListed } from "./keys";
@@ -55,6 +56,7 @@ export class Inbox {
     private readonly outbox: Outbox,
     private readonly history: HistoryTransfer,
     private readonly changes: MessageChanges,
+    private readonly live: LiveSignals,
   ) {}
 
   /** A server event: each is handled in turn with everything else that touches ratchets (`serial`). */
@@ -258,6 +260,10 @@ export class Inbox {
       case "delete":
         this.changes.keep(recordOf(envelope, serverTime));
         return null;
+      case "typing":
+      case "presence": // shown for a moment, never kept (§15.5)
+        this.live.receive(envelope, groupId);
+        return null;
       default:
         return null;
     }
@@ -350,6 +356,7 @@ export class Inbox {
     device.ensureChat(envelope.conversation);
     device.put(message);
     this.changes.adopt(message);
+    this.live.messageArrived(envelope.conversation, envelope.senderAccount);
     return message;
   }
 }

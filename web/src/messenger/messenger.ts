@@ -18,7 +18,8 @@
  * - ./inbox.ts: server events, and fetching, opening and acting on what arrives, exactly once and in order;
  * - ./historyTransfer.ts: the primary's history bundle for a new companion, and importing one;
  * - ./mediaTransfer.ts: encrypted files in and out of the server;
- * - ./conversations.ts: the chats and their messages as the page shows them.
+ * - ./conversations.ts: the chats and their messages as the page shows them;
+ * - ./liveSignals.ts: typing and presence, sent and shown for a moment, never kept.
  */
 import type { LockstepSocket, ServerEvent } from "../net/socket";
 import { ServerError } from "../net/socket";
@@ -30,6 +31,8 @@ import { describe } from "./errors";
 import { Groups } from "./groups";
 import { HistoryTransfer } from "./historyTransfer";
 import { Inbox } from "./inbox";
+import { LiveSignals } from "./liveSignals";
+import type { PresenceShown } from "./liveStatus";
 import type { Progress } from "./media";
 import { MediaTransfer } from "./mediaTransfer";
 import type { ChatMessage, Conversation } from "./model";
@@ -48,6 +51,7 @@ export class Messenger {
   private readonly inbox: Inbox;
   private readonly chats: Conversations;
   private readonly changes: MessageChanges;
+  private readonly live: LiveSignals;
 
   private constructor(private readonly device: Device) {
     this.contacts = new Contacts(device);
@@ -57,7 +61,17 @@ export class Messenger {
     this.changes = new MessageChanges(device, this.outbox);
     this.history = new HistoryTransfer(device, this.contacts, this.groups, this.outbox, this.media, this.changes);
     this.chats = new Conversations(device, this.contacts, this.groups);
-    this.inbox = new Inbox(device, this.contacts, this.groups, this.chats, this.outbox, this.history, this.changes);
+    this.live = new LiveSignals(device, this.outbox, this.chats);
+    this.inbox = new Inbox(
+      device,
+      this.contacts,
+      this.groups,
+      this.chats,
+      this.outbox,
+      this.history,
+      this.changes,
+      this.live,
+    );
   }
 
   static async open(identity: Identity): Promise<Messenger> {
@@ -70,6 +84,7 @@ export class Messenger {
   }
 
   close(): void {
+    this.live.close();
     this.outbox.close();
     this.detach();
     this.device.close();
@@ -177,6 +192,7 @@ export class Messenger {
         await this.outbox.resendPending();
         await this.history.sync();
         this.outbox.scheduleReceipts(); // what waited while the connection was down
+        this.live.connected();
         device.lastError = "";
       } catch (error) {
         device.lastError = describe(error);
@@ -212,6 +228,7 @@ export class Messenger {
   // --- sending --------------------------------------------------------------------------------------
   /** A text; with `replyTo`, as a reply quoting that message (§15.1). */
   sendText(conversation: string, text: string, replyTo?: string): Promise<ChatMessage> {
+    this.live.messageSent(conversation);
     return this.outbox.sendText(conversation, text, replyTo).then((message) => this.sent(message));
   }
 
@@ -230,7 +247,38 @@ export class Messenger {
     progress: Progress,
     extra: Pick<ChatMessage, "replyTo" | "voice"> = {},
   ): Promise<ChatMessage> {
+    this.live.messageSent(conversation);
     return this.outbox.sendFile(conversation, file, caption, progress, extra).then((message) => this.sent(message));
+  }
+
+  // --- typing and presence (§15.5): shown for a moment, never kept ------------------------------------
+  /** The person changed what they are writing in `conversation` (sends `composing`/`paused`, throttled). */
+  typing(conversation: string, text: string): void {
+    this.live.composing(conversation, text);
+  }
+
+  /** The accounts typing in `conversation` now. */
+  typers(conversation: string): string[] {
+    return this.live.typers(conversation);
+  }
+
+  /** "online", "last seen …", or null (unknown, or this device shares no last seen). */
+  presenceOf(account: string): PresenceShown {
+    return this.live.presenceOf(account);
+  }
+
+  /** "Share last seen and online": off, this device sends no presence and shows no one's. */
+  get sharesLastSeen(): boolean {
+    return this.live.sharing;
+  }
+
+  setShareLastSeen(on: boolean): Promise<void> {
+    return this.live.setSharing(on);
+  }
+
+  /** The page is visible (presence says `online` to recent direct peers) or hidden (`offline`). */
+  setVisible(visible: boolean): void {
+    this.live.setVisible(visible);
   }
 
   // --- reactions, edits, deletes, search (§15) -------------------------------------------------------

@@ -10,7 +10,7 @@
  */
 import "./messenger.css";
 import { el, hide, show } from "../ui/dom";
-import { formatClock, formatFull } from "../ui/timeFormat";
+import { formatClock, formatFull, formatLastSeen } from "../ui/timeFormat";
 import type { ChatMessage, Conversation } from "./model";
 import { describe } from "./errors";
 import { formatBytes } from "./media";
@@ -291,6 +291,10 @@ export class MessengerView {
       event.preventDefault();
       this.sendComposer();
     });
+    // What the person writes tells the chat "typing…" (throttled and ended by liveSignals.ts).
+    this.composer.addEventListener("input", () => {
+      if (this.current) this.messenger?.typing(this.current, this.composer.value);
+    });
     this.composer.addEventListener("keydown", (event) => {
       if (event.key === "Enter" && !event.shiftKey) {
         event.preventDefault();
@@ -452,6 +456,7 @@ export class MessengerView {
     this.title.textContent = current.title;
     this.headActions.dataset.peer = current.peer ?? "";
     show(this.headActions, current.kind === "direct" && current.peer !== undefined);
+    this.renderSubtitle(current, m);
     this.renderGroupPanel(current);
     const closed = current.left === true;
     this.composer.disabled = this.attach.disabled = closed;
@@ -469,12 +474,13 @@ export class MessengerView {
   private renderChatList(conversations: Conversation[]): void {
     const wanted: HTMLLIElement[] = [];
     for (const c of conversations) {
-      const preview = this.preview(c);
+      const typing = this.typingLine(c);
+      const preview = typing ?? this.preview(c);
       const time = c.last ? formatClock(c.last.ts) : "";
-      const shows = [c.title, c.kind, preview, time, c.unread, c.id === this.current].join("\n");
+      const shows = [c.title, c.kind, preview, typing !== null, time, c.unread, c.id === this.current].join("\n");
       let entry = this.chatRows.get(c.id);
       if (entry?.shows !== shows) {
-        const row = this.chatRow(c, preview, time);
+        const row = this.chatRow(c, preview, time, typing !== null);
         entry?.row.replaceWith(row);
         entry = { row, shows };
         this.chatRows.set(c.id, entry);
@@ -496,10 +502,39 @@ export class MessengerView {
       );
   }
 
+  /** Under the chat's title: who is typing, else the peer's "online"/"last seen", else what the chat is. */
+  private renderSubtitle(conversation: Conversation, m: Messenger): void {
+    const typing = this.typingLine(conversation);
+    const presence = conversation.kind === "direct" && conversation.peer ? m.presenceOf(conversation.peer) : null;
+    let live: "typing" | "online" | "last-seen" | "" = "";
+    let text: string;
+    if (typing !== null) [live, text] = ["typing", typing];
+    else if (presence?.online) [live, text] = ["online", "online"];
+    else if (presence) [live, text] = ["last-seen", formatLastSeen(presence.lastSeen)];
+    else if (conversation.kind === "group" && conversation.groupId)
+      text = conversation.left
+        ? "You are no longer a member of this group."
+        : `${m.groupMembers(conversation.groupId).length} members · end-to-end encrypted`;
+    else text = "End-to-end encrypted";
+    this.subtitle.textContent = text;
+    this.subtitle.dataset.live = live;
+  }
+
+  /** "typing…" in a direct chat, "Bob is typing…" in a group (§15.5); null when no one is. */
+  private typingLine(conversation: Conversation): string | null {
+    const m = this.messenger;
+    const typers = m?.typers(conversation.id) ?? [];
+    if (!m || !typers.length) return null;
+    if (conversation.kind === "direct") return "typing…";
+    const names = typers.map((account) => m.nameOf(account));
+    if (names.length === 1) return `${names[0]} is typing…`;
+    if (names.length === 2) return `${names[0]} and ${names[1]} are typing…`;
+    return `${names.length} people are typing…`;
+  }
+
   private renderGroupPanel(conversation: Conversation): void {
     const m = this.messenger;
     if (!m || conversation.kind !== "group" || !conversation.groupId) {
-      this.subtitle.textContent = "End-to-end encrypted";
       this.groupPanelShows = "";
       this.groupPanel.replaceChildren();
       hide(this.groupPanel);
@@ -507,9 +542,6 @@ export class MessengerView {
     }
     const groupId = conversation.groupId;
     const members = m.groupMembers(groupId);
-    this.subtitle.textContent = conversation.left
-      ? "You are no longer a member of this group."
-      : `${members.length} members · end-to-end encrypted`;
     const active = document.activeElement;
     // Typing a handle: keep the panel as is.
     if (active instanceof HTMLInputElement && this.groupPanel.contains(active)) return;
@@ -582,7 +614,7 @@ export class MessengerView {
     return preview;
   }
 
-  private chatRow(c: Conversation, preview: string, time: string): HTMLLIElement {
+  private chatRow(c: Conversation, preview: string, time: string, typing: boolean): HTMLLIElement {
     const unread = el("span", {
       className: "unread",
       testid: "unread-count",
@@ -602,7 +634,7 @@ export class MessengerView {
         "div",
         { className: "chat-main" },
         el("div", { className: "chat-title", testid: "chat-title", text: c.title }),
-        el("div", { className: "chat-last muted small", testid: "chat-last", text: preview }),
+        el("div", { className: `chat-last muted small${typing ? " typing" : ""}`, testid: "chat-last", text: preview }),
       ),
       el("div", { className: "chat-side" }, el("div", { className: "muted small", text: time }), unread),
     );

@@ -113,7 +113,7 @@ const ui = {
 const HANDLE = /^[a-z0-9][a-z0-9_.-]{2,31}$/;
 
 /** End-to-end messaging on this phone (docs/protocol/messaging.md), under the account card. */
-const messaging = new MessengerHost(byTestId("chats-screen"));
+const messaging = new MessengerHost(byTestId("chats-screen"), null, byTestId("privacy-card"));
 
 /** Chats and Settings, one screen at a time (primary/screens.ts). */
 const screens = new Screens(document.querySelector("main") ?? document.body);

@@ -40,3 +40,14 @@ export function formatClock(ms: number, now = Date.now()): string {
 export function formatFull(ms: number): string {
   return FULL.format(ms);
 }
+
+/** "last seen today at 14:02", "… yesterday at 09:15", or "… on 24/11/2026 at 18:40" (§15.5). */
+export function formatLastSeen(ms: number, now = Date.now()): string {
+  const { start } = todayAround(now);
+  const clock = CLOCK.format(ms);
+  if (ms >= start) return `last seen today at ${clock}`;
+  const yesterday = new Date(start);
+  yesterday.setDate(yesterday.getDate() - 1);
+  if (ms >= yesterday.getTime()) return `last seen yesterday at ${clock}`;
+  return `last seen on ${DATE.format(ms)} at ${clock}`;
+}
