@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import threading
 import time
-from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from webmsg_helpers import (
     cli_account_with_companion,
     cli_primary,
+    in_thread,
     link_to_terminal_primary,
     send_text,
     start_chat,
@@ -37,7 +36,6 @@ from phone_linking import open_companion
 pytestmark = pytest.mark.browser
 
 PER_DEVICE = 1000
-T = TypeVar("T")
 ROWS_BOUND = 150  # web/src/messenger/timeline.ts MAX_ROWS
 
 # Counts IndexedDB writes (puts, their bytes, read-write transactions, and per transaction the bytes of the
@@ -93,16 +91,6 @@ async () => {
   return { texts: [...seen], most };
 }
 """
-
-
-def in_thread(work: Coroutine[Any, Any, T]) -> T:
-    """Runs a coroutine to its end on a loop of its own (Playwright's sync API holds this thread's)."""
-    out: list[T] = []
-    runner = threading.Thread(target=lambda: out.append(asyncio.run(work)))
-    runner.start()
-    runner.join(timeout=180)
-    assert out, "the Python devices did not finish"
-    return out[0]
 
 
 def laptop_queue(database: Path) -> int:

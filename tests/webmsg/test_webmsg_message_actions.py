@@ -1,6 +1,7 @@
 """Replies, reactions, edits and deletes in real Chromium (messaging.md §15): Alice's phone and laptop and
 Bob's phone — three devices of two accounts — show the same thing, and so does a computer linked to
-Alice afterwards, through the phone's history bundle; search on the companions finds what they show."""
+Alice afterwards, through the phone's history bundle; search on the companions finds what they show.
+A terminal's reply, reaction, edit and delete show in the browser the same way."""
 
 from __future__ import annotations
 
@@ -9,9 +10,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from webmsg_helpers import TIMEOUT, assert_no_plaintext, message, open_chat, send_text, start_chat
+from webmsg_helpers import (
+    TIMEOUT,
+    assert_no_plaintext,
+    cli_primary,
+    message,
+    open_chat,
+    send_text,
+    start_chat,
+)
 
 from fake_camera import Phone
+from lockstep_cli import lockstep_ok, receive_json
 from phone_linking import create_account, link_companion, open_companion
 
 pytestmark = pytest.mark.browser
@@ -150,3 +160,42 @@ def test_reply_react_edit_delete_are_seen_alike_on_three_devices_and_after_histo
         row_by_id(page, reply).wait_for(timeout=TIMEOUT)
 
     assert_no_plaintext(server_process, [plan_text, secret_text, f"dinner at 9? {token}", "😂"])
+
+
+def cli_sent_id(output: str) -> str:
+    """The message id `lockstep send` prints last ("Sent to 1 device of @alice: ID")."""
+    return output.strip().rsplit(": ", 1)[1]
+
+
+def test_a_terminal_peers_reply_reaction_edit_and_delete_show_in_the_browser(
+    server_process, phone: Phone, tmp_path: Path
+) -> None:
+    url = server_process.url
+    alice = phone.page
+    create_account(phone, url, "alice", "Alice")
+    bob = cli_primary(url, tmp_path / "bob", "bob", "Bob").primary
+    token = secrets.token_hex(3)
+    start_chat(alice, "@bob")
+    question = str(send_text(alice, f"lunch? {token}").get_attribute("data-message-id"))
+    receive_json(bob, wait=10)
+
+    # Bob, in the terminal: two messages, then a reply, a reaction, an edit and a delete.
+    def send(*args: str) -> str:
+        return cli_sent_id(lockstep_ok("send", *args, "--state", str(bob)))
+
+    plan = send("--to", "alice", f"noon at the cafe {token}")
+    doomed = send("--to", "alice", f"my pin is 4711 {token}")
+    reply = send("--reply-to", question[:8], f"yes please {token}")
+    lockstep_ok("react", question, "👍", "--state", str(bob))
+    lockstep_ok("edit", plan, f"one at the cafe {token}", "--state", str(bob))
+    lockstep_ok("delete", doomed[:6], "--state", str(bob))
+
+    # Alice's phone shows each as her own devices' would.
+    edited = wait_until(alice, plan, lambda s: s["edited"])
+    assert edited["text"] == f"one at the cafe {token}"
+    assert wait_until(alice, doomed, lambda s: s["deleted"])["text"] == "This message was deleted"
+    reacted = wait_until(alice, question, lambda s: s["reactions"] == ["👍"])
+    assert reacted["reactionLabels"] == ["Bob reacted 👍"]
+    quote = wait_until(alice, reply, lambda s: s["quote"] is not None)["quote"]
+    assert quote.endswith(f"lunch? {token}")
+    assert "4711" not in alice.get_by_test_id("messages").inner_text()

@@ -1,7 +1,8 @@
-"""Typing indicators and online/last seen in real Chromium (messaging.md §15.5): what Alice's phone does
-while she types shows on both of Bob's devices and goes away when she stops, clears or sends; presence
-says "online" while her page is visible and "last seen today at …" once it hides or closes; and the
-"Share last seen and online" switch works both ways, as WhatsApp's does.
+"""Typing indicators and online/last seen in real Chromium (messaging.md §15.5): what Alice's phone
+does while she types shows on both of Bob's devices and goes away when she stops, clears or sends (a
+terminal's typing shows in the browser, the browser's in the terminal); presence says "online" while
+her page is visible and "last seen today at …" once it hides or closes; and the "Share last seen and
+online" switch works both ways, as WhatsApp's does.
 
 Time that must pass (Alice's 5 s without a key, Bob's 75 s of trust in an `online`) passes on Playwright's
 fake clock of that page (`page.clock`), not in sleeps."""
@@ -14,9 +15,24 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from webmsg_helpers import HIDEABLE, TIMEOUT, message, open_chat, send_text, start_chat
+from webmsg_helpers import (
+    HIDEABLE,
+    TIMEOUT,
+    cli_primary,
+    in_thread,
+    message,
+    open_chat,
+    send_text,
+    start_chat,
+)
 
 from fake_camera import Phone
+from lockstep.cli.messaging import describe
+from lockstep.client.messenger import Messenger
+from lockstep.client.state import DeviceState
+from lockstep.e2e.actions import Typing, TypingState
+from lockstep.e2e.envelope import Kind
+from lockstep.link.devices import Role
 from phone_linking import create_account, link_companion, open_companion, open_settings
 
 pytestmark = pytest.mark.browser
@@ -140,3 +156,43 @@ def test_online_then_last_seen_when_the_page_hides_or_closes_and_the_privacy_swi
     bob.clock.fast_forward(76_000)
     subtitle(bob, "last-seen").wait_for(timeout=TIMEOUT)
     assert LAST_SEEN_TODAY.match(bob.get_by_test_id("conversation-subtitle").inner_text())
+
+
+def test_a_terminal_peers_typing_shows_in_the_browser_until_6_s_pass_and_the_browsers_reaches_the_terminal(
+    server_process, phone: Phone, tmp_path: Path
+) -> None:
+    url = server_process.url
+    alice = phone.page
+    alice.clock.install()  # Alice's 6 s of trust in Bob's `composing` pass on her page's fake clock
+    create_account(phone, url, "alice", "Alice")
+    bob = cli_primary(url, tmp_path / "bob", "bob", "Bob")
+    token = secrets.token_hex(3)
+    start_chat(alice, "@bob")
+    send_text(alice, f"hi {token}")
+
+    # Bob's Python client says `composing` and never `paused` (as a client that dies mid-sentence).
+    async def bob_types() -> None:
+        async with Messenger.open(DeviceState.load(bob.primary, Role.PRIMARY)) as messenger:
+            await messenger.receive(receipts=False)
+            await messenger.send_signal("@alice", Typing(TypingState.COMPOSING))
+
+    in_thread(bob_types())
+    subtitle(alice, "typing").wait_for(timeout=TIMEOUT)
+    assert alice.get_by_test_id("conversation-subtitle").inner_text() == "typing…"
+    # 6 s pass on Alice's clock (well before they would on the real one): "typing…" is gone.
+    alice.clock.fast_forward(6_100)
+    subtitle(alice, "typing").wait_for(state="detached", timeout=2_500)
+
+    # Alice types: the terminal prints it (and no presence: a terminal shares none, so shows none).
+    alice.get_by_test_id("composer").press_sequentially("so")
+
+    async def bob_reads() -> list[str]:
+        async with Messenger.open(DeviceState.load(bob.primary, Role.PRIMARY)) as messenger:
+            got = await messenger.receive(
+                wait=20, receipts=False, until=lambda r: any(m.kind is Kind.TYPING for m in r)
+            )
+            return [line for m in got if (line := describe(messenger, m)) is not None]
+
+    lines = in_thread(bob_reads())
+    assert any(line.endswith("@alice is typing…") for line in lines), lines
+    assert not any("online" in line or "last seen" in line for line in lines), lines

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from lockstep_cli import link_terminal_companion, lockstep_ok, receive_json
 from phone_linking import TIMEOUT, open_chats
@@ -26,6 +29,19 @@ HIDEABLE = """
   };
 })();
 """
+
+
+T = TypeVar("T")
+
+
+def in_thread(work: Coroutine[Any, Any, T]) -> T:
+    """Runs a coroutine to its end on a loop of its own (Playwright's sync API holds this thread's)."""
+    out: list[T] = []
+    runner = threading.Thread(target=lambda: out.append(asyncio.run(work)))
+    runner.start()
+    runner.join(timeout=180)
+    assert out, "the Python devices did not finish"
+    return out[0]
 
 
 @dataclass

@@ -22,7 +22,17 @@ from lockstep.client.e2estate import E2EStore
 from lockstep.client.errors import ClientError
 from lockstep.client.messenger import Messenger, Received, Sent
 from lockstep.client.state import STATE_FILE, DeviceState, default_state_dir
-from lockstep.e2e.actions import EPHEMERAL, TARGETED, Action, Edit, Reaction, parse_change
+from lockstep.e2e.actions import (
+    EPHEMERAL,
+    TARGETED,
+    TYPING_FRESH_MS,
+    Action,
+    Edit,
+    Reaction,
+    TypingState,
+    parse_change,
+    parse_signal,
+)
 from lockstep.e2e.envelope import Kind, ReceiptStatus
 from lockstep.e2e.errors import E2EError
 from lockstep.e2e.timeline import DELETED_TEXT, UNAVAILABLE_QUOTE, Shown, Timeline
@@ -369,6 +379,8 @@ def describe(messenger: Messenger, message: Received) -> str | None:
     if message.kind in TARGETED:
         line = _describe_action(timeline, message, who)
         return line and stamp + line
+    if message.kind is Kind.TYPING:
+        return _describe_typing(messenger, message, stamp, who)
     if message.kind is Kind.GROUP_INFO:
         return f"{stamp}{who} set the group name: {message.body.get('name')}"
     if message.kind is Kind.HISTORY:
@@ -382,6 +394,17 @@ def _clock(ms: int) -> str:
     """4200 ms → "0:04", as a voice note's length is shown."""
     seconds = round(ms / 1000)
     return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def _describe_typing(messenger: Messenger, message: Received, stamp: str, who: str) -> str | None:
+    """ "@alice is typing…" while it is news (§15.5: not once it waited in a queue, nor our own devices').
+    Presence is never printed: a terminal shares none, and a device that shares none shows none."""
+    if message.sender_account == messenger.account_id:
+        return None
+    if messenger.session.clock.now_ms() - (message.timestamp or 0) > TYPING_FRESH_MS:
+        return None
+    typing = parse_signal(message.kind, message.body)
+    return f"{stamp}{who} {'is typing…' if typing.state is TypingState.COMPOSING else 'stopped typing'}"
 
 
 def _describe_action(timeline: Timeline, message: Received, who: str) -> str | None:

@@ -40,6 +40,7 @@ from lockstep.client.messaging.records import (
 )
 from lockstep.client.session import DeviceSession, DeviceUnlinked
 from lockstep.client.state import DeviceState
+from lockstep.e2e.actions import Signal, Typing
 from lockstep.e2e.envelope import Kind, ReceiptStatus, direct_conversation, group_conversation
 from lockstep.e2e.timeline import Shown
 from lockstep.e2e.voice import describe_audio
@@ -204,6 +205,19 @@ class Messenger:
     def shown(self, message_id: str) -> Shown | None:
         """A text or media message as it is shown now (edits, deletion, reactions applied)."""
         return self.store.timeline().shown(message_id)
+
+    # --- typing and presence (messaging.md §15.5): shown for a moment, never kept ---------------------
+    async def send_signal(self, to: str, signal: Signal) -> Sent:
+        """``composing``/``paused`` to a handle or a group, or ``online``/``offline`` to a handle
+        (presence is direct only). Nothing is kept of it, here or on any receiver."""
+        kind = Kind.TYPING if isinstance(signal, Typing) else Kind.PRESENCE
+        body = {"state": signal.state.value}
+        group_id = await self.groups.resolve(to, required=False)
+        if group_id is None:
+            return await self.outbox.send_direct(to, kind, body)
+        if kind is Kind.PRESENCE:
+            raise ClientError("presence goes to a person, not to a group (messaging.md §15.5)")
+        return await self.outbox.send_group(group_id, kind, body)
 
     async def send_direct(
         self, handle: str, kind: Kind, body: dict[str, Any], *, message_id: str | None = None

@@ -43,11 +43,11 @@ export class MessengerHost {
       settings,
     );
     this.view.root.hidden = true;
-    // Presence (§15.5): `online` while the page is visible, `offline` once it hides or closes.
-    const visibility = (): void => this.messenger?.setVisible(document.visibilityState === "visible");
-    document.addEventListener("visibilitychange", visibility);
-    window.addEventListener("pagehide", () => this.messenger?.setVisible(false));
-    window.addEventListener("pageshow", visibility);
+    // Presence (§15.5): `online` while the page is visible, `offline` once it stays hidden (a closing
+    // tab hides too, and says nothing: see liveStatus.ts HIDDEN_GRACE_MS).
+    document.addEventListener("visibilitychange", () =>
+      this.messenger?.setVisible(document.visibilityState === "visible"),
+    );
   }
 
   /** After `auth` succeeded on `socket`: open this device's messenger (once) and sync it. */

@@ -14,6 +14,7 @@ import type { Device } from "./device";
 import { type MessageEnvelope, newMessageId, parseConversation } from "./envelope";
 import { parseSignal } from "./actions";
 import {
+  HIDDEN_GRACE_MS,
   LiveStatus,
   PRESENCE_PEERS,
   PRESENCE_REPEAT_MS,
@@ -32,6 +33,7 @@ export class LiveSignals {
   private expiryTimer: ReturnType<typeof setTimeout> | null = null;
   private pausedTimer: ReturnType<typeof setTimeout> | null = null;
   private presenceTimer: ReturnType<typeof setTimeout> | null = null;
+  private hiddenTimer: ReturnType<typeof setTimeout> | null = null;
 
   constructor(
     private readonly device: Device,
@@ -40,9 +42,9 @@ export class LiveSignals {
   ) {}
 
   close(): void {
-    for (const timer of [this.expiryTimer, this.pausedTimer, this.presenceTimer])
+    for (const timer of [this.expiryTimer, this.pausedTimer, this.presenceTimer, this.hiddenTimer])
       if (timer !== null) clearTimeout(timer);
-    this.expiryTimer = this.pausedTimer = this.presenceTimer = null;
+    this.expiryTimer = this.pausedTimer = this.presenceTimer = this.hiddenTimer = null;
   }
 
   // --- what this device shows -------------------------------------------------------------------------
@@ -140,12 +142,22 @@ export class LiveSignals {
     await device.serial(() => device.save());
   }
 
-  /** The page became visible or hidden (or is closing). */
+  /** The page became visible or hidden: `online` now, `offline` once it stayed hidden HIDDEN_GRACE_MS. */
   setVisible(visible: boolean): void {
     if (visible === this.visible) return;
     this.visible = visible;
-    if (visible) this.announce();
-    else this.hide();
+    if (this.hiddenTimer !== null) clearTimeout(this.hiddenTimer); // back before `offline` went out
+    this.hiddenTimer = null;
+    if (visible) {
+      this.announce();
+      return;
+    }
+    if (this.presenceTimer !== null) clearTimeout(this.presenceTimer);
+    this.presenceTimer = null;
+    this.hiddenTimer = setTimeout(() => {
+      this.hiddenTimer = null;
+      this.hide();
+    }, HIDDEN_GRACE_MS);
   }
 
   /** The socket is back: say `online` again (what was due while away was not queued). */
@@ -163,8 +175,6 @@ export class LiveSignals {
   }
 
   private hide(): void {
-    if (this.presenceTimer !== null) clearTimeout(this.presenceTimer);
-    this.presenceTimer = null;
     for (const peer of this.toldOnline) this.sendPresence(peer, "offline");
     this.toldOnline.clear();
   }

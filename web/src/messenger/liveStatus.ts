@@ -16,6 +16,13 @@ export const TYPING_IDLE_MS = 5_000;
 export const TYPING_SHOWN_MS = 6_000;
 /** A visible page repeats `online` this often (receivers trust one for PRESENCE_ONLINE_MS). */
 export const PRESENCE_REPEAT_MS = 60_000;
+/**
+ * `offline` waits this long after the page hides, and is not sent if the page is gone by then. A closing
+ * tab hides too, and a message sent as the page dies may never reach the database after leaving for the
+ * server: its Olm session would then be ahead on the peer and behind here, and the next message either
+ * way would not open. A closed page's last `online` simply turns into "last seen" (PRESENCE_ONLINE_MS).
+ */
+export const HIDDEN_GRACE_MS = 1_000;
 /** `online` goes to the peers of this many most recently active direct chats: its cost is bounded. */
 export const PRESENCE_PEERS = 20;
 
