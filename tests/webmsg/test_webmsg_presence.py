@@ -101,6 +101,17 @@ def test_typing_shows_on_the_peers_phone_and_laptop_until_paused_cleared_sent_or
     alice.clock.fast_forward(5_100)
     for page in (bob, laptop):
         subtitle(page, "typing").wait_for(state="detached", timeout=4_000)
+    # The laptop keeps the switch in its chat list menu (it has no Settings screen); it is per device,
+    # and typing does not depend on it.
+    laptop.get_by_test_id("chats-menu").click()
+    switch = laptop.get_by_role("menuitemcheckbox", name="Share last seen and online")
+    assert switch.get_attribute("aria-checked") == "true"
+    switch.click()
+    laptop.get_by_test_id("chats-menu").click()
+    assert switch.get_attribute("aria-checked") == "false"
+    laptop.keyboard.press("Escape")
+    composer.press_sequentially(" again")
+    subtitle(laptop, "typing").wait_for(timeout=TIMEOUT)
     # Nothing of it was kept as a message, counted as unread or shown in the chat.
     assert bob.get_by_test_id("message").count() == 2
     assert bob.get_by_test_id("unread-count").filter(has_text=re.compile(r"[1-9]")).count() == 0

@@ -11,7 +11,7 @@ import { byTestId, el, show } from "../ui/dom";
 import { Menu } from "../ui/menu";
 import { setTitleUnread } from "../ui/title";
 import { AttachmentDraft, acceptDropAndPaste } from "./attachDraft";
-import { LastSeenToggle, chatListMenu } from "./lastSeenToggle";
+import { LastSeenToggle } from "./lastSeenToggle";
 import type { Messenger } from "./messenger";
 import { Notifier } from "./notifier";
 import { SHORTCUTS, type ShortcutAction, ariaKeys, installShortcuts } from "./shortcuts";
@@ -44,8 +44,9 @@ export class MessengerControls {
     settings: HTMLElement | null = null,
   ) {
     const root = view.root;
-    if (settings) settings.append(this.lastSeen.root);
-    else root.querySelector(".chats-head")?.append(chatListMenu(this.lastSeen.root));
+    const chatsHead = root.querySelector<HTMLElement>(".chats-head");
+    if (settings) this.lastSeen.checkbox(settings);
+    else if (chatsHead) this.lastSeen.chatListMenu(chatsHead);
     this.notifier = new Notifier((conversation) => view.open(conversation));
 
     // Mute, in the open chat's menu: a phone's header keeps its width for the title and the calls.
@@ -124,6 +125,7 @@ export class MessengerControls {
   }
 
   private render(): void {
+    this.lastSeen.render();
     const m = this.messenger;
     const conversations = m?.conversations() ?? [];
     setTitleUnread(conversations.reduce((total, c) => total + c.unread, 0));

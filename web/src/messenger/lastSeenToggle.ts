@@ -1,30 +1,50 @@
 /**
- * The "Share last seen and online" switch (messaging.md §15.5): on the phone app it sits in Settings, on a
- * computer in the chat list's menu (the page says where). It is this device's choice and reciprocal, as in
- * WhatsApp: off, this device sends no presence and shows no one's.
+ * The "Share last seen and online" switch (messaging.md §15.5): a checkbox on the phone app's Settings
+ * screen, an item of the chat list's "⋮" menu on a computer (the page says which). It is this device's
+ * choice and reciprocal, as in WhatsApp: off, this device sends no presence and shows no one's.
  */
 import { el } from "../ui/dom";
+import { Menu } from "../ui/menu";
 import type { Messenger } from "./messenger";
 
-export class LastSeenToggle {
-  readonly root: HTMLElement;
-  private readonly box: HTMLInputElement;
-  private messenger: Messenger | null = null;
+const LABEL = "Share last seen and online";
 
-  constructor() {
-    this.box = el("input", { testid: "share-last-seen", attrs: { type: "checkbox" } });
-    this.root = el(
-      "div",
-      { className: "last-seen-setting" },
-      el("label", {}, this.box, " Share last seen and online"),
+export class LastSeenToggle {
+  private messenger: Messenger | null = null;
+  /** Each control showing the setting: told whether it is on, and whether it can be changed now. */
+  private readonly renderers: ((on: boolean, enabled: boolean) => void)[] = [];
+
+  /** A labelled checkbox with a line on what it means (a settings screen). */
+  checkbox(parent: HTMLElement): void {
+    const box = el("input", { testid: "share-last-seen", attrs: { type: "checkbox" } });
+    parent.append(
+      el("label", { className: "last-seen-setting" }, box, ` ${LABEL}`),
       el("p", {
         className: "muted small",
         text: "Off: your contacts don't see when you are online or were last seen, and you don't see theirs.",
       }),
     );
-    this.box.addEventListener("change", () => {
-      const on = this.box.checked;
-      void this.messenger?.setShareLastSeen(on);
+    box.addEventListener("change", () => void this.messenger?.setShareLastSeen(box.checked));
+    this.renderers.push((on, enabled) => {
+      box.checked = on;
+      box.disabled = !enabled;
+    });
+    this.render();
+  }
+
+  /** A "⋮" menu over the chat list (a computer's, which has no settings screen) with the switch in it. */
+  chatListMenu(parent: HTMLElement): void {
+    const menu = new Menu("Menu", "chats-menu");
+    const item = el("button", {
+      text: LABEL,
+      testid: "share-last-seen",
+      attrs: { type: "button", role: "menuitemcheckbox", "aria-checked": "true" },
+    });
+    menu.add(item, () => void this.messenger?.setShareLastSeen(!this.messenger.sharesLastSeen));
+    parent.append(menu.root);
+    this.renderers.push((on, enabled) => {
+      item.setAttribute("aria-checked", String(on));
+      item.disabled = !enabled;
     });
     this.render();
   }
@@ -34,19 +54,9 @@ export class LastSeenToggle {
     this.render();
   }
 
-  private render(): void {
-    this.box.disabled = this.messenger === null;
-    this.box.checked = this.messenger?.sharesLastSeen ?? true;
+  /** Draw again (bound, or the setting changed). */
+  render(): void {
+    const on = this.messenger?.sharesLastSeen ?? true;
+    for (const draw of this.renderers) draw(on, this.messenger !== null);
   }
-}
-
-/** A computer's chat list menu ("⋮"): settings that the phone app keeps on its Settings screen. */
-export function chatListMenu(...items: HTMLElement[]): HTMLElement {
-  const menu = el(
-    "details",
-    { className: "chat-menu", testid: "chat-menu" },
-    el("summary", { text: "⋮", attrs: { "aria-label": "Menu", title: "Menu" } }),
-    el("div", { className: "chat-menu-panel" }, ...items),
-  );
-  return menu;
 }
