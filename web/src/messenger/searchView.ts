@@ -1,7 +1,7 @@
 /**
  * Search across chats (messaging.md §15.7): a search box over the chat list that looks through what this
  * device holds, decrypted here (the server has only ciphertext and cannot search). Results replace the
- * chat list while there is a query; choosing one opens its chat.
+ * chat list while there is a query; choosing one opens its chat at that message, highlighted.
  */
 import { el } from "../ui/dom";
 import { summary } from "./messageExtras";
@@ -15,7 +15,8 @@ export class SearchView {
   constructor(
     private readonly messenger: () => Messenger | null,
     private readonly chatList: HTMLElement,
-    private readonly open: (conversation: string) => void,
+    /** Opens a chat at one of its messages. */
+    private readonly open: (conversation: string, messageId: string) => void,
   ) {
     this.input = el("input", {
       testid: "search",
@@ -66,7 +67,7 @@ export class SearchView {
         const choose = (): void => {
           this.input.value = "";
           this.refresh();
-          this.open(message.conversation);
+          this.open(message.conversation, message.id);
         };
         row.addEventListener("click", choose);
         row.addEventListener("keydown", (event) => {

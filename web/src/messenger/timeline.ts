@@ -79,6 +79,27 @@ export class Timeline {
     this.followNewest();
   }
 
+  /**
+   * Brings message `id` into the window (paging it in, however far from the newest it is) and scrolls the
+   * list so it sits in the middle; returns its row, or null if the conversation has no such message.
+   * The window then stays there, as if the person had scrolled to it, until they scroll back down.
+   */
+  reveal(id: string): HTMLLIElement | null {
+    const at = this.source.findIndex((message) => message.id === id); // once per search result chosen
+    if (at < 0) return null;
+    const half = WINDOW_ROWS / 2;
+    const start = Math.max(0, at - half);
+    this.place(start, Math.min(this.source.length, start + WINDOW_ROWS), false);
+    this.atNewest = false;
+    const row = this.rows.get(id) ?? null;
+    if (row) {
+      const list = this.list;
+      list.scrollTop = row.offsetTop - Math.max(0, (list.clientHeight - row.offsetHeight) / 2);
+      this.autoScrollTop = list.scrollTop;
+    }
+    return row;
+  }
+
   /** Scrolls to the newest message if the person reads there (after an image made a row taller, say). */
   followNewest(): void {
     if (!this.atNewest) return;

@@ -23,6 +23,8 @@ import { Timeline } from "./timeline";
 
 /** The width below which the messenger shows one screen at a time (messenger.css's breakpoint). */
 const PHONE_SCREEN = window.matchMedia("(max-width: 700px)");
+/** How long a message found by search stays highlighted (messenger.css's animation). */
+const HIGHLIGHT_MS = 2_500;
 /** While the page is hidden there are no animation frames: changes are drawn this often instead. */
 const HIDDEN_RENDER_MS = 200;
 
@@ -156,7 +158,7 @@ export class MessengerView {
     this.search = new SearchView(
       () => this.messenger,
       this.chatList,
-      (conversation) => this.open(conversation),
+      (conversation, messageId) => this.open(conversation, messageId),
     );
     const aside = el(
       "aside",
@@ -400,12 +402,14 @@ export class MessengerView {
     });
   }
 
-  open(conversation: string | null): void {
+  /** Opens a chat (null: none) at its newest message, or at `messageId`, highlighted (a search result). */
+  open(conversation: string | null, messageId?: string): void {
     if (conversation !== this.current) this.extras.reset();
     this.current = conversation;
     this.shown = null; // a chat opens at its newest message
     this.root.classList.toggle("open-conv", conversation !== null);
     this.render();
+    if (messageId) this.highlight(messageId);
     for (const listener of this.openListeners) listener(conversation);
     // On a phone the conversation covers the screen (messenger.css) and focusing the composer would pop
     // the keyboard up over the messages: there the person taps the composer when they want to write.
@@ -414,6 +418,14 @@ export class MessengerView {
       this.root.querySelector(".msgr")?.scrollIntoView({ block: "nearest" });
       this.composer.focus({ preventScroll: true });
     }
+  }
+
+  /** Scrolls to a message of the open chat (paged in if needed) and marks it for a moment. */
+  private highlight(messageId: string): void {
+    const row = this.timeline.reveal(messageId);
+    if (!row) return;
+    row.classList.add("highlighted");
+    setTimeout(() => row.classList.remove("highlighted"), HIGHLIGHT_MS);
   }
 
   private markReadIfVisible(): void {
