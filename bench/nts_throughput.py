@@ -6,8 +6,10 @@
 
 ``--python-cost`` measures no throughput: it times (``time.thread_time``, so other processes'
 load hardly matters) the server's batch answer for ``--batch`` copies of one NTS request in its
-receive slots, replies really sent to a local socket, and ``NtpServer.respond`` alone, per
-request; run it with ``PYTHONPATH=OLD/src`` for an older checkout.
+receive slots, replies really sent to a local socket — the whole batch in C when the compiled
+path is built, then the general path (one ``respond`` per request) with and without its sends —
+and ``NtpServer.respond`` alone, per request; run it with ``PYTHONPATH=OLD/src`` for an older
+checkout.
 
 Same load generator as bench/ntp_throughput.py (imported, not copied: its recvmmsg/sendmmsg
 ``load`` loop and ``measure``), same CPU pinning (server on CPU 0, load on CPU 1), one run with
@@ -24,7 +26,6 @@ Ours: ``lockstep ntp serve --local-stratum 10 --no-rate-limit --nts-cert ... --n
 from __future__ import annotations
 
 import argparse
-import array
 import contextlib
 import os
 import socket
@@ -43,6 +44,7 @@ from lockstep.ntp.nts.client import NtsClientSession
 from lockstep.ntp.wire import Packet
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from ntp.batch_slots import stamp_control
 from nts.nts_peers import make_certificate
 
 
@@ -127,8 +129,7 @@ def python_cost(batch_size: int, rounds: int = 300) -> None:
             batch.lengths[i * mmsg.STRIDE + mmsg.MSG_LEN_INDEX] = len(request)
             batch.lengths[i * mmsg.STRIDE + mmsg.CONTROLLEN_INDEX] = mmsg.CONTROL_SIZE
             batch.raddr[i * mmsg.ADDRESS_SIZE : i * mmsg.ADDRESS_SIZE + 16] = sockaddr
-            words = i * (mmsg.CONTROL_SIZE // 8)
-            batch.control_words[words + 2 : words + 4] = array.array("q", divmod(arrival, 1_000_000_000))
+            stamp_control(batch, i, arrival)
 
     def timed(label: str) -> None:
         spent = 0.0
@@ -142,18 +143,18 @@ def python_cost(batch_size: int, rounds: int = 300) -> None:
 
     timed("batched adapter")
     replied = core.counters.replied
-    # The same without the kernel's part: sends that do nothing (the old code sent one by one).
-    if hasattr(server, "_long_replies"):
-        slots = server._long_replies
+    # Each request through the general path instead (one respond() each, whose NTS part is the
+    # compiled per-request path when built), with its sends (ReplySlots) left out.
+    server._answer_nts_compiled = lambda batch, count: range(count)  # type: ignore[method-assign]
+    timed("batched adapter, general path")
+    slots = server._long_replies
 
-        def discard() -> int:
-            slots.used = 0
-            return 0
+    def discard() -> int:
+        slots.used = 0
+        return 0
 
-        slots.send = discard  # type: ignore[method-assign]
-    else:
-        server._send_one = lambda reply, sockaddr: None  # type: ignore[method-assign]
-    timed("batched adapter, sends discarded")
+    slots.send = discard  # type: ignore[method-assign]
+    timed("batched adapter, general path, sends discarded")
     start = time.thread_time()
     for _ in range(rounds * batch_size):
         core.respond(request, 0x7F000001, now, now)

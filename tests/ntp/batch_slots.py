@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import struct
+import time
 from collections.abc import Iterator
 
 from lockstep.ntp.aio import mmsg
@@ -88,11 +89,14 @@ def by_slot(sent: Sent) -> Sent:
 
 
 def fill(
-    server: UdpServer, datagrams: list[tuple[bytes, int, bool]], senders: list[bytes] | None = None
+    server: UdpServer,
+    datagrams: list[tuple[bytes, int, bool]],
+    senders: list[bytes] | None = None,
+    ports: list[int] | None = None,
 ) -> None:
     """Put (payload, arrival in Unix ns, whether the kernel stamped it) into the receive slots;
     datagram i comes from ``senders[i]`` (packed IPv4 or IPv6), by default 127.0.0.(i + 1), from
-    port 40000 + i."""
+    port ``ports[i]``, by default 40000 + i."""
     batch = server._mmsg
     assert batch is not None
     for i, (payload, arrival_ns, stamped) in enumerate(datagrams):
@@ -101,19 +105,61 @@ def fill(
         batch.lengths[i * mmsg.STRIDE + mmsg.MSG_LEN_INDEX] = len(payload)
         address = i * mmsg.ADDRESS_SIZE
         sender = bytes([127, 0, 0, 1 + i]) if senders is None else senders[i]
-        port = struct.pack(">H", 40000 + i)
+        port = struct.pack(">H", 40000 + i if ports is None else ports[i])
         if len(sender) == 4:
             sockaddr = struct.pack("<H", socket.AF_INET) + port + sender + bytes(8)
         else:
             sockaddr = struct.pack("<H", socket.AF_INET6) + port + bytes(4) + sender + bytes(4)
         batch.raddr[address : address + len(sockaddr)] = sockaddr
-        words = i * (mmsg.CONTROL_SIZE // 8)
         if not stamped:
             batch.lengths[i * mmsg.STRIDE + mmsg.CONTROLLEN_INDEX] = 0
         else:
             batch.lengths[i * mmsg.STRIDE + mmsg.CONTROLLEN_INDEX] = mmsg.CONTROL_SIZE
-            batch.control_words[words + 2] = arrival_ns // 1_000_000_000
-            batch.control_words[words + 3] = arrival_ns % 1_000_000_000
+            stamp_control(batch, i, arrival_ns)
+
+
+def stamp_control(batch: mmsg.DatagramBatch, index: int, arrival_ns: int) -> None:
+    """Slot ``index``'s control message as the kernel writes it: a cmsghdr (SOL_SOCKET,
+    SO_TIMESTAMPING) and struct scm_timestamping, whose first timespec is ``arrival_ns``."""
+    seconds, nanoseconds = divmod(arrival_ns, 1_000_000_000)
+    struct.pack_into(
+        "@Nii2q",
+        batch.control,
+        index * mmsg.CONTROL_SIZE,
+        socket.CMSG_LEN(48),
+        socket.SOL_SOCKET,
+        mmsg.SO_TIMESTAMPING,
+        seconds,
+        nanoseconds,
+    )
+
+
+@contextlib.contextmanager
+def listening(senders: list[bytes]) -> Iterator[list[socket.socket]]:
+    """One UDP socket per datagram, bound to its sender's IPv4 loopback address on a free port:
+    where the server's real sends arrive (the compiled NTS path sends with its own sendmmsg)."""
+    sockets: list[socket.socket] = []
+    try:
+        for sender in senders:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sockets.append(sock)
+            sock.bind((socket.inet_ntoa(sender), 0))
+        yield sockets
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def arrived(sockets: list[socket.socket], expected: set[int], timeout: float = 2.0) -> dict[int, bytes]:
+    """The datagram waiting on each socket, by index: every socket in ``expected`` is waited for
+    (up to ``timeout`` in all), the others only read if something is there already."""
+    out: dict[int, bytes] = {}
+    deadline = time.monotonic() + timeout
+    for index, sock in enumerate(sockets):
+        sock.settimeout(max(0.0, deadline - time.monotonic()) if index in expected else 0.0)
+        with contextlib.suppress(BlockingIOError, TimeoutError):
+            out[index] = sock.recv(2048)
+    return out
 
 
 def full_time(unix_ns: int) -> int:

@@ -156,8 +156,10 @@ class DatagramBatch:
                 s.msg_control = scontrol + i * send_control
                 s.msg_controllen = send_control
         self._rmsgs_ref = ctypes.byref(self._rmsgs)
+        #: The receive slots' struct mmsghdr array, as bytes (the compiled NTS path reads it in C).
+        self.messages = memoryview(self._rmsgs).cast("B")
         #: msg_len of every receive slot, readable without building ctypes objects.
-        self.lengths = memoryview(self._rmsgs).cast("B").cast("I")
+        self.lengths = self.messages.cast("I")
         self._smsgs_ref = ctypes.byref(self._smsgs)
         #: The control slots as int64 words: [len, level|type, tv_sec, tv_nsec] per datagram.
         self.control_words = memoryview(self.control).cast("q")

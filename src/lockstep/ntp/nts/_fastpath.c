@@ -11,6 +11,11 @@
  * Nettle's SIV takes the associated data and the nonce as the two strings of RFC 5297 §3's vector,
  * [ad, nonce], which is how RFC 8915 uses it (§5.6 for the authenticator, §6 for our cookies).
  *
+ * FastPath.answer_batch does the same for a whole recvmmsg batch with no Python per request: it
+ * also builds each reply's NTP header (as lockstep.ntp.server.NtpServer.respond does, from the
+ * template NtpServer.batch_template gives), reads T3 just before sealing, and sends the replies
+ * itself with sendmmsg. What it does not answer it lists for the Python path.
+ *
  * The object is also the server's nonce pool (take(n)), with lockstep.ntp.nts.nonces.NoncePool's
  * exact semantics, so both paths draw nonces from one sequence.
  */
@@ -21,6 +26,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <time.h>
 
 #define HEADER_LENGTH 48
 #define MIN_EXTENSION_LENGTH 16 /* RFC 7822 §7.5 */
@@ -42,6 +49,16 @@
  * used read-only: per cookie key id, and per recent client in a direct-mapped table. */
 #define CLIENT_SLOTS 4096
 
+/* answer_batch's send slots: as many as a lockstep.ntp.aio.mmsg.DatagramBatch has receive slots. */
+#define SEND_SLOTS 64
+/* NTS replies (their T3 is sealed in) wait for each other to share a sendmmsg at most this long
+ * after the first one's T3 was read (lockstep.ntp.aio.server._LONG_REPLY_WAIT_NS). */
+#define LONG_REPLY_WAIT_NS 40000
+#define UNIX_EPOCH_SECONDS 2208988800LL /* 1900 to 1970 (RFC 5905 §6) */
+#ifndef SO_TIMESTAMPING_OLD
+#define SO_TIMESTAMPING_OLD 37 /* native struct timespec, as lockstep.ntp.aio.mmsg asks for it */
+#endif
+
 /* Extension field types, RFC 8915 §5.3-5.6. */
 #define UNIQUE_IDENTIFIER 0x0104
 #define NTS_COOKIE 0x0204
@@ -56,6 +73,15 @@ typedef struct {
     Siv c2s, s2c;
 } ClientKeys;
 
+/* Replies waiting for one sendmmsg, each to the address its request came from. */
+typedef struct {
+    struct mmsghdr messages[SEND_SLOTS];
+    struct iovec parts[SEND_SLOTS];
+    struct sockaddr_storage addresses[SEND_SLOTS];
+    unsigned char data[SEND_SLOTS][MAX_REQUEST];
+    int used;
+} Outbox;
+
 typedef struct {
     PyObject_HEAD
     PyObject *weakreflist; /* lockstep.ntp.nts.nonces.forget_nonces_in_child holds it weakly */
@@ -65,10 +91,12 @@ typedef struct {
     Py_ssize_t chunk;
     uint32_t current_id;
     uint32_t keep;
+    int64_t rotation; /* seconds per cookie key id (lockstep.ntp.nts.cookies.CookieKeys) */
     int key_count;
     uint32_t key_ids[MAX_KEYS];
     Siv cookie_keys[MAX_KEYS];
     ClientKeys *clients; /* CLIENT_SLOTS of them, by the C2S key's first two bytes */
+    Outbox *outbox;
 } FastPath;
 
 static uint16_t be16(const unsigned char *p) { return (uint16_t)(p[0] << 8 | p[1]); }
@@ -285,6 +313,172 @@ static PyObject *respond(FastPath *self, PyObject *const *args, Py_ssize_t nargs
     return result;
 }
 
+/* Full NTP time (RFC 5905 §6): seconds since 1900 in any era, and a 32-bit fraction. */
+typedef struct {
+    int64_t seconds;
+    uint32_t fraction;
+} NtpTime;
+
+/* ``t`` (Unix time) as NTP time, plus ``offset`` (signed, 2^-32 s: the server's clock_offset);
+ * the fraction rounded to nearest, as lockstep.ntp.timestamps.from_unix_ns rounds it. */
+static NtpTime ntp_time(const struct timespec *t, int64_t offset) {
+    uint64_t offset_fraction = (uint32_t)offset;
+    int64_t offset_seconds = (offset - (int64_t)offset_fraction) / 4294967296LL; /* floor */
+    uint64_t fraction = (((uint64_t)t->tv_nsec << 32) + 500000000u) / 1000000000u + offset_fraction;
+    NtpTime out = {t->tv_sec + UNIX_EPOCH_SECONDS + offset_seconds + (int64_t)(fraction >> 32), (uint32_t)fraction};
+    return out;
+}
+
+static int later(NtpTime a, NtpTime b) { return a.seconds > b.seconds || (a.seconds == b.seconds && a.fraction > b.fraction); }
+
+/* A timestamp's 64 bits on the wire: the era's seconds and the fraction (RFC 5905 §6). */
+static void put_timestamp(unsigned char *p, NtpTime t) {
+    put32(p, (uint32_t)t.seconds);
+    put32(p + 4, t.fraction);
+}
+
+/* The kernel's software receive time of a datagram (SO_TIMESTAMPING: struct scm_timestamping,
+ * the first of its three timespecs), or NULL when the kernel gave none. */
+static const struct timespec *arrival_time(struct msghdr *header) {
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(header); c != NULL; c = CMSG_NXTHDR(header, c))
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SO_TIMESTAMPING_OLD &&
+            c->cmsg_len >= CMSG_LEN(3 * sizeof(struct timespec)))
+            return (const struct timespec *)CMSG_DATA(c);
+    return NULL;
+}
+
+/* sendmmsg the outbox's replies, again for what a call left; returns how many did not go out
+ * (a full socket buffer drops them, as UDP may). */
+static Py_ssize_t send_outbox(Outbox *box, int fd) {
+    int sent = 0, done = 0;
+    while (sent < box->used) {
+        Py_BEGIN_ALLOW_THREADS
+        done = sendmmsg(fd, box->messages + sent, (unsigned)(box->used - sent), 0);
+        Py_END_ALLOW_THREADS
+        if (done <= 0) break;
+        sent += done;
+    }
+    Py_ssize_t unsent = box->used - sent;
+    box->used = 0;
+    return unsent;
+}
+
+/* answer_batch(fd, messages, count, template, table, template_second, clock_offset)
+ *     -> (answered, unsent, left)
+ *
+ * ``messages``: the first ``count`` struct mmsghdr of a lockstep.ntp.aio.mmsg.DatagramBatch that
+ * recvmmsg filled (the caller keeps the buffers their pointers name alive). Each NTS request that
+ * answer() can answer gets NtpServer.respond's reply: header bytes 0..23 from ``template`` (the
+ * 24 bytes batch_template gives for ``template_second``, the served time's second) with the
+ * request's first byte mapped through ``table`` and its poll byte echoed, origin = the request's
+ * transmit timestamp, T2 = the kernel's arrival time + clock_offset (odd), T3 = the clock when
+ * the reply is built + clock_offset (even, after T2) (RFC 5905 §8; the odd/even marks are
+ * lockstep.ntp.interleave's). The replies leave with sendmmsg on ``fd``, each at most
+ * LONG_REPLY_WAIT_NS after its T3. ``left``: the indices of the datagrams for the Python path,
+ * which answers anything else exactly as before — plain NTP, interleaved requests (odd origin),
+ * no kernel arrival time, an arrival outside the template's second or the loaded cookie key's
+ * period, and every request answer() declines. */
+static PyObject *answer_batch(FastPath *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 7) {
+        PyErr_SetString(PyExc_TypeError,
+                        "answer_batch(fd, messages, count, template, table, template_second, clock_offset)");
+        return NULL;
+    }
+    long fd = PyLong_AsLong(args[0]);
+    Py_ssize_t count = PyLong_AsSsize_t(args[2]);
+    long long template_second = PyLong_AsLongLong(args[5]);
+    long long clock_offset = PyLong_AsLongLong(args[6]);
+    if (PyErr_Occurred()) return NULL;
+    Py_buffer messages, template, table;
+    if (PyObject_GetBuffer(args[1], &messages, PyBUF_SIMPLE) < 0) return NULL;
+    if (PyObject_GetBuffer(args[3], &template, PyBUF_SIMPLE) < 0) {
+        PyBuffer_Release(&messages);
+        return NULL;
+    }
+    if (PyObject_GetBuffer(args[4], &table, PyBUF_SIMPLE) < 0) {
+        PyBuffer_Release(&messages);
+        PyBuffer_Release(&template);
+        return NULL;
+    }
+    PyObject *left = PyList_New(0), *result = NULL;
+    Py_ssize_t answered = 0, unsent = 0;
+    Outbox *box = self->outbox;
+    int64_t send_by = 0;
+    if (left == NULL) goto release;
+    if (fd < 0 || fd > INT_MAX || count < 0 || count > SEND_SLOTS || (size_t)messages.len < (size_t)count * sizeof(struct mmsghdr) ||
+        template.len != 24 || table.len != 256) {
+        PyErr_SetString(PyExc_ValueError, "answer_batch: bad count, messages, template or table");
+        goto release;
+    }
+    struct mmsghdr *received = messages.buf;
+    const unsigned char *prefix = template.buf, *first_bytes = table.buf;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        struct msghdr *request = &received[i].msg_hdr;
+        const unsigned char *data = request->msg_iovlen ? request->msg_iov[0].iov_base : NULL;
+        size_t length = received[i].msg_len;
+        const struct timespec *arrival = arrival_time(request);
+        int answerable = data != NULL && length > HEADER_LENGTH && length <= MAX_REQUEST &&
+                         length <= request->msg_iov[0].iov_len && first_bytes[data[0]] && !(data[31] & 1) &&
+                         arrival != NULL && request->msg_namelen <= sizeof(struct sockaddr_storage) &&
+                         self->rotation > 0 &&
+                         (uint32_t)((arrival->tv_sec + UNIX_EPOCH_SECONDS) / self->rotation) == self->current_id;
+        NtpTime received_at = {0, 0};
+        if (answerable) {
+            received_at = ntp_time(arrival, clock_offset);
+            answerable = received_at.seconds == template_second;
+        }
+        Py_ssize_t reply_length = 0;
+        unsigned char *out = box->data[box->used];
+        struct timespec now = {0, 0};
+        if (answerable) {
+            unsigned char header[HEADER_LENGTH];
+            clock_gettime(CLOCK_REALTIME, &now);
+            NtpTime sent_at = ntp_time(&now, clock_offset);
+            received_at.fraction |= 1;
+            sent_at.fraction &= ~1u;
+            if (!later(sent_at, received_at)) { /* T3 after T2, even: T2 + 1 */
+                sent_at = received_at;
+                if (++sent_at.fraction == 0) sent_at.seconds++;
+            }
+            header[0] = first_bytes[data[0]];
+            header[1] = prefix[1];
+            header[2] = data[2];
+            memcpy(header + 3, prefix + 3, 21);
+            memcpy(header + 24, data + 40, 8);
+            put_timestamp(header + 32, received_at);
+            put_timestamp(header + 40, sent_at);
+            reply_length = answer(self, data, (Py_ssize_t)length, header, out);
+        }
+        if (reply_length < 0) goto release;
+        if (reply_length == 0) {
+            PyObject *index = PyLong_FromSsize_t(i);
+            int failed = index == NULL || PyList_Append(left, index) < 0;
+            Py_XDECREF(index);
+            if (failed) goto release;
+            continue;
+        }
+        int slot = box->used++;
+        box->parts[slot].iov_len = (size_t)reply_length;
+        memcpy(&box->addresses[slot], request->msg_name, request->msg_namelen);
+        box->messages[slot].msg_hdr.msg_namelen = request->msg_namelen;
+        answered++;
+        int64_t read_ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+        if (slot == 0)
+            send_by = read_ns + LONG_REPLY_WAIT_NS;
+        else if (read_ns >= send_by || box->used == SEND_SLOTS)
+            unsent += send_outbox(box, (int)fd);
+    }
+    unsent += send_outbox(box, (int)fd);
+    result = Py_BuildValue("nnO", answered, unsent, left);
+release:
+    if (box->used) send_outbox(box, (int)fd); /* after an error: what was sealed still goes */
+    Py_XDECREF(left);
+    PyBuffer_Release(&messages);
+    PyBuffer_Release(&template);
+    PyBuffer_Release(&table);
+    return result;
+}
+
 static PyObject *take_method(FastPath *self, PyObject *arg) {
     Py_ssize_t length = PyLong_AsSsize_t(arg);
     if (length == -1 && PyErr_Occurred()) return NULL;
@@ -303,12 +497,18 @@ static PyObject *forget(FastPath *self, PyObject *Py_UNUSED(ignored)) {
     Py_RETURN_NONE;
 }
 
-/* set_keys(current_id, keep, keys): the cookie keys of ids current_id - keep .. current_id, as
- * (key id, 32-byte key) pairs; respond() serves only requests for this current_id. */
+/* set_keys(current_id, keep, rotation, keys): the cookie keys of ids current_id - keep ..
+ * current_id, as (key id, 32-byte key) pairs, a key id lasting ``rotation`` seconds; respond()
+ * and answer_batch() serve only requests for this current_id. */
 static PyObject *set_keys(FastPath *self, PyObject *args) {
     unsigned long current_id, keep;
+    long long rotation;
     PyObject *keys, *sequence;
-    if (!PyArg_ParseTuple(args, "kkO", &current_id, &keep, &keys)) return NULL;
+    if (!PyArg_ParseTuple(args, "kkLO", &current_id, &keep, &rotation, &keys)) return NULL;
+    if (rotation < 1) {
+        PyErr_SetString(PyExc_ValueError, "rotation must be at least one second");
+        return NULL;
+    }
     sequence = PySequence_Fast(keys, "keys must be a sequence of (key id, key) pairs");
     if (sequence == NULL) return NULL;
     Py_ssize_t count = PySequence_Fast_GET_SIZE(sequence);
@@ -339,6 +539,7 @@ static PyObject *set_keys(FastPath *self, PyObject *args) {
     self->key_count = (int)count;
     self->current_id = (uint32_t)current_id;
     self->keep = (uint32_t)keep;
+    self->rotation = rotation;
     Py_RETURN_NONE;
 }
 
@@ -361,6 +562,19 @@ static int init(FastPath *self, PyObject *args, PyObject *kwargs) {
             return -1;
         }
     }
+    if (self->outbox == NULL) {
+        Outbox *box = self->outbox = PyMem_Calloc(1, sizeof *self->outbox);
+        if (box == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        for (int i = 0; i < SEND_SLOTS; i++) {
+            box->parts[i].iov_base = box->data[i];
+            box->messages[i].msg_hdr.msg_iov = &box->parts[i];
+            box->messages[i].msg_hdr.msg_iovlen = 1;
+            box->messages[i].msg_hdr.msg_name = &box->addresses[i];
+        }
+    }
     return 0;
 }
 
@@ -370,6 +584,7 @@ static void dealloc(FastPath *self) {
     explicit_bzero(self->cookie_keys, sizeof self->cookie_keys);
     if (self->clients != NULL) explicit_bzero(self->clients, CLIENT_SLOTS * sizeof *self->clients);
     PyMem_Free(self->clients);
+    PyMem_Free(self->outbox);
     Py_XDECREF(self->random_bytes);
     Py_XDECREF(self->pool);
     Py_TYPE(self)->tp_free((PyObject *)self);
@@ -380,7 +595,9 @@ static PyMethodDef methods[] = {
      "respond(request, header, key_id) -> reply bytes, or None for the Python path to decide"},
     {"take", (PyCFunction)take_method, METH_O, "take(length) -> the next length bytes of the nonce pool"},
     {"forget", (PyCFunction)forget, METH_NOARGS, "drop the unspent nonce pool"},
-    {"set_keys", (PyCFunction)set_keys, METH_VARARGS, "set_keys(current_id, keep, [(key id, key), ...])"},
+    {"answer_batch", (PyCFunction)(void (*)(void))answer_batch, METH_FASTCALL,
+     "answer_batch(fd, messages, count, template, table, template_second, clock_offset) -> (answered, unsent, left)"},
+    {"set_keys", (PyCFunction)set_keys, METH_VARARGS, "set_keys(current_id, keep, rotation, [(key id, key), ...])"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -1,8 +1,23 @@
 from collections.abc import Callable, Sequence
 
+from typing_extensions import Buffer
+
 class FastPath:
     def __init__(self, random_bytes: Callable[[int], bytes], chunk: int = 4096) -> None: ...
     def respond(self, request: bytes, header: bytes, key_id: int, /) -> bytes | None: ...
+    def answer_batch(
+        self,
+        fd: int,
+        messages: Buffer,
+        count: int,
+        template: bytes,
+        table: bytes,
+        template_second: int,
+        clock_offset: int,
+        /,
+    ) -> tuple[int, int, list[int]]: ...
     def take(self, length: int, /) -> bytes: ...
     def forget(self) -> None: ...
-    def set_keys(self, current_id: int, keep: int, keys: Sequence[tuple[int, bytes]], /) -> None: ...
+    def set_keys(
+        self, current_id: int, keep: int, rotation: int, keys: Sequence[tuple[int, bytes]], /
+    ) -> None: ...

@@ -90,7 +90,7 @@ class NtsServer:
         (byte for byte what this class's Python path answers, tests/nts/test_compiled_path.py);
         every other request, and every request without it, takes the Python path."""
         self._fast: _fastpath.FastPath | None = None
-        self._fast_key_id: int | None = None  # the key id the compiled path has keys for
+        self._fast_key_id = -1  # the key id the compiled path has keys for (-1: none yet)
         self.cookie_keys = cookie_keys
         self.counters = NtsCounters()
         self._nonces: NoncePool | _fastpath.FastPath
@@ -113,7 +113,7 @@ class NtsServer:
     def cookie_keys(self, keys: CookieKeys) -> None:
         """New keys (a restart without the master secret): the compiled path reloads them."""
         self._cookie_keys = keys
-        self._fast_key_id = None
+        self._fast_key_id = -1
 
     def respond(
         self, request: bytes, trailer: Trailer, header: bytes, now: int
@@ -121,12 +121,9 @@ class NtsServer:
         """Protect ``header`` for ``request``, an NTS request (see :func:`carries_nts`) whose
         extension fields ``trailer`` locates (:func:`~lockstep.ntp.wire.scan_trailer`); a request
         that is not a well-formed one is dropped, never answered unprotected (§5.7)."""
-        fast = self._fast
+        fast = self.compiled(now)
         if fast is not None:
-            key_id = self.cookie_keys.key_id(now)
-            if key_id != self._fast_key_id:
-                self._load_compiled_keys(key_id)
-            reply = fast.respond(request, header, key_id)
+            reply = fast.respond(request, header, self._fast_key_id)
             if reply is not None:
                 self.counters.authenticated += 1
                 return reply
@@ -197,13 +194,29 @@ class NtsServer:
         self.counters.authenticated += 1
         return associated + sealed
 
+    def compiled(self, now: int) -> _fastpath.FastPath | None:
+        """The compiled path with the cookie keys of ``now``'s period loaded (it declines requests
+        of any other period), or None when it was not built or not wanted. A batched adapter may
+        answer whole batches with its ``answer_batch`` and count them with
+        :meth:`count_compiled`."""
+        fast = self._fast
+        if fast is not None:
+            key_id = self.cookie_keys.key_id(now)
+            if key_id != self._fast_key_id:
+                self._load_compiled_keys(key_id)
+        return fast
+
+    def count_compiled(self, answered: int) -> None:
+        """``answered`` requests were authenticated and answered by ``answer_batch``."""
+        self.counters.authenticated += answered
+
     def _load_compiled_keys(self, key_id: int) -> None:
         """Hand the compiled path the cookie keys it may open (the last ``keep`` periods') and
         seal with (``key_id``'s): derived once per rotation."""
         assert self._fast is not None
-        keep = self.cookie_keys.keep
-        ids = [(key_id - age) & 0xFFFFFFFF for age in range(keep + 1)]
-        self._fast.set_keys(key_id, keep, [(i, self.cookie_keys.key_material(i)) for i in ids])
+        keys = self.cookie_keys
+        ids = [(key_id - age) & 0xFFFFFFFF for age in range(keys.keep + 1)]
+        self._fast.set_keys(key_id, keys.keep, keys.rotation, [(i, keys.key_material(i)) for i in ids])
         self._fast_key_id = key_id
 
     def _client_ciphers(self, cookie_plaintext: bytes) -> tuple[AESSIV, AESSIV]:
