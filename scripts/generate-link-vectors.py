@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
+from lockstep.link import probation
 from lockstep.link.devices import DeviceEntry, DeviceList, Role
 from lockstep.link.encoding import b64u_encode, json_bytes, key_id
 from lockstep.link.envelope import Context, Envelope, auth_message, sign
@@ -293,7 +296,122 @@ def device_list_update_vectors() -> None:
     )
 
 
+def probation_vectors() -> None:
+    """§4.6: lists with companions on probation, tampered copies every device refuses, and what each
+    device concludes at a given time (on probation or not, the banner, when it ends)."""
+    account = ed25519("account")
+    account_key = account.public_key().public_bytes_raw()
+    primary = DeviceEntry.new(
+        ed25519("primary device").public_key().public_bytes_raw(), Role.PRIMARY, "Phone", NOW
+    )
+    laptop = probation.start(
+        DeviceEntry.new(
+            ed25519("companion 0").public_key().public_bytes_raw(), Role.COMPANION, "Laptop", NOW
+        ),
+        NOW,
+        "203.0.113.7",
+    )
+    desk = DeviceEntry.new(
+        ed25519("companion 1").public_key().public_bytes_raw(), Role.COMPANION, "Desk", NOW
+    )
+    devices = DeviceList(key_id(account_key), 4, NOW, (primary, laptop, desk))
+    good = devices.sign(account)
+
+    def tampered(change: Callable[[dict[str, Any]], None]) -> dict[str, str]:
+        """The signed list with its payload changed and its signature kept: what a server could send."""
+        payload = json.loads(good.payload)
+        change(payload)
+        return Envelope(json_bytes(payload), good.signature).to_json()
+
+    def signed(change: Callable[[dict[str, Any]], None]) -> dict[str, str]:
+        """A list the account key really signed that breaks a rule of §4.6 all the same."""
+        payload = devices.to_payload()
+        change(payload)
+        return Envelope.seal(account, Context.DEVICE_LIST, payload).to_json()
+
+    def laptop_entry(payload: dict[str, Any]) -> dict[str, Any]:
+        entry: dict[str, Any] = payload["devices"][1]
+        return entry
+
+    lists = [
+        ("signed, one companion on probation", good.to_json(), True),
+        (
+            "version 1 list without the fields",
+            DeviceList(key_id(account_key), 3, NOW, (primary, desk)).sign(account).to_json(),
+            True,
+        ),
+        (
+            "probation_until stripped by the server",
+            tampered(lambda p: laptop_entry(p).pop("probation_until")),
+            False,
+        ),
+        (
+            "probation_until moved earlier by the server",
+            tampered(lambda p: laptop_entry(p).update(probation_until=NOW + 1)),
+            False,
+        ),
+        (
+            "linked_from changed by the server",
+            tampered(lambda p: laptop_entry(p).update(linked_from="10.0.0.2")),
+            False,
+        ),
+        (
+            "probation on the primary",
+            signed(lambda p: p["devices"][0].update(probation_until=NOW + 1)),
+            False,
+        ),
+        (
+            "probation_until not an integer",
+            signed(lambda p: laptop_entry(p).update(probation_until="soon")),
+            False,
+        ),
+        (
+            "linked_from not an address",
+            signed(lambda p: laptop_entry(p).update(linked_from="10.0.0.2 or so")),
+            False,
+        ),
+    ]
+    moments = [
+        ("at the link", NOW),
+        ("an hour later", NOW + probation.HOUR_MS),
+        ("3 hours 5 minutes later", NOW + 3 * probation.HOUR_MS + 300_000),
+        ("a millisecond before the end", NOW + probation.PROBATION_MS - 1),
+        ("at the end", NOW + probation.PROBATION_MS),
+        ("a clock an hour behind the link", NOW - probation.HOUR_MS),
+    ]
+    write(
+        "probation.json",
+        {
+            "description": "Probation for companions linked from another network (linking.md §4.6): which "
+            "signed lists every device accepts (a server that strips or alters probation_until breaks "
+            "the signature), and what a device concludes at each time. Made by "
+            "scripts/generate-link-vectors.py.",
+            "account_key": account_key.hex(),
+            "account_id": key_id(account_key),
+            "primary_id": primary.device_id,
+            "laptop_id": laptop.device_id,
+            "desk_id": desk.device_id,
+            "lists": [{"name": n, "envelope": e, "valid": v} for n, e, v in lists],
+            "list": devices.to_payload(),
+            "moments": [
+                {
+                    "name": name,
+                    "now": now,
+                    "on_probation": [probation.on_probation(d, now) for d in devices.devices],
+                    "banners_on_desk": [
+                        probation.banner(d, now) for d in probation.newcomers(devices, now, desk.device_id)
+                    ],
+                }
+                for name, now in moments
+            ],
+            "until_text": probation.until_text(laptop.probation_until or 0),
+            "ended_early": [d.to_json() for d in probation.ended(devices, laptop.device_id, NOW).devices],
+        },
+    )
+
+
 if __name__ == "__main__":
+    probation_vectors()
     device_list_update_vectors()
     qr_vectors()
     signature_vectors()

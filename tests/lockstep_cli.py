@@ -4,12 +4,13 @@
   and returns what it printed, ``receive_json(state)`` is `receive --json` parsed;
 - ``start_terminal_companion(url, state, qr)`` starts `companion link` and returns once its code is
   saved as a picture, ``link_terminal_companion(url, primary, state, qr)`` also has a terminal primary
-  approve it.
+  approve it; ``number_shown(process)`` reads the number a companion shows a primary on another network.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -56,6 +57,20 @@ def start_terminal_companion(
             raise AssertionError(f"no QR code from the terminal companion: {err}")
         time.sleep(0.05)
     return process
+
+
+NUMBER = re.compile(r"type (\d\d)\.")
+
+
+def number_shown(companion: subprocess.Popen[str]) -> str:
+    """The number the terminal companion prints once the primary inspected its code (linking.md §6.5)."""
+    assert companion.stdout is not None
+    for _ in range(200):
+        line = companion.stdout.readline()
+        if match := NUMBER.search(line):
+            return match.group(1)
+        assert line, "the companion ended without showing a number"
+    raise AssertionError("no number")
 
 
 def link_terminal_companion(url: str, primary: Path, state: Path, qr: Path) -> str:

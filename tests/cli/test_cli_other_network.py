@@ -5,29 +5,15 @@ warning naming that address and links only with the number the companion shows a
 
 from __future__ import annotations
 
-import re
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from lockstep.link.wording import code_refusal, companion_notice, relay_text
-from lockstep_cli import LOCKSTEP, lockstep, lockstep_ok, start_terminal_companion
+from lockstep_cli import LOCKSTEP, lockstep, lockstep_ok, number_shown, start_terminal_companion
 from lockstep_servers import ServerProcess
 from other_network import OTHER_ADDRESS, from_other_network
-
-NUMBER = re.compile(r"type (\d\d)\.")
-
-
-def number_shown(companion: subprocess.Popen[str]) -> str:
-    """The number the terminal companion prints once the primary inspected its code."""
-    assert companion.stdout is not None
-    for _ in range(200):
-        line = companion.stdout.readline()
-        if match := NUMBER.search(line):
-            return match.group(1)
-        assert line, "the companion ended without showing a number"
-    raise AssertionError("no number")
 
 
 @pytest.mark.parametrize("typed_right", [True, False])

@@ -62,9 +62,13 @@ async def primary(url: str, directory: Path, handle: str = "alice") -> AsyncIter
         await session.close()
 
 
-async def link_one(url: str, session: PrimarySession, directory: Path, name: str = "Laptop") -> DeviceSession:
+async def link_one(
+    url: str, session: PrimarySession, directory: Path, name: str = "Laptop", other_network: str | None = None
+) -> DeviceSession:
+    """Link a companion; ``other_network``: as one the server saw at that address on another network,
+    which the primary lists on probation (linking.md §4.6)."""
     async with companion(url, directory) as run:
         code = await run.next_code()
         await session.inspect(code)
-        await session.approve(code, name)
+        await session.approve(code, name, other_network)
         return await run.result()

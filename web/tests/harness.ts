@@ -12,6 +12,7 @@ import * as qr from "../src/link/qr";
 import * as byCode from "../src/link/byCode";
 import * as matching from "../src/link/matching";
 import * as idle from "../src/link/idle";
+import * as probation from "../src/link/probation";
 import * as errorCodes from "../src/net/errorCodes";
 import * as events from "../src/net/events";
 import * as refusals from "../src/net/refusals";
@@ -48,6 +49,7 @@ const modules = {
   byCode,
   matching,
   idle,
+  probation,
   errorCodes,
   events,
   refusals,

@@ -18,9 +18,15 @@ from lockstep.cli.common import (
 from lockstep.client import companion, qrimage
 from lockstep.client.companion import ShownCode
 from lockstep.client.session import DeviceSession
-from lockstep.link import bycode
+from lockstep.link import bycode, probation
 from lockstep.link.devices import Role
-from lockstep.link.wording import companion_notice, idle_text, link_code_text, number_notice
+from lockstep.link.wording import (
+    companion_notice,
+    idle_text,
+    link_code_text,
+    number_notice,
+    probation_text,
+)
 
 
 def register(subparsers: Any) -> None:
@@ -97,6 +103,12 @@ def run_status(args: argparse.Namespace) -> int:
         f'Linked to @{fresh.account.handle} ({fresh.account.display_name}) as "{fresh.device_name}"; '
         f"{len(fresh.devices.devices)} devices on the account.",
     )
+    now = session.probation_now()
+    for entry in probation.newcomers(fresh.devices, now, seen_from=fresh.device_id):
+        print(f"{probation.banner(entry, now)} {probation_text('unlink_on_phone')}")
+    here = fresh.devices.find(fresh.device_id)
+    if here is not None and probation.on_probation(here, now):
+        print(probation_text("here", until=probation.until_text(here.probation_until or 0)))
     with refusals():
         left = session.idle_countdown()
     if left is not None:

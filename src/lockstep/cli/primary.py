@@ -22,11 +22,11 @@ from lockstep.cli.common import (
 from lockstep.client import primary, qrimage
 from lockstep.client.primary import PrimarySession
 from lockstep.client.state import DeviceState
-from lockstep.link import bycode
+from lockstep.link import bycode, probation
 from lockstep.link.devices import Role
 from lockstep.link.matching import number_matches
 from lockstep.link.qr import LinkCode, decode_text
-from lockstep.link.wording import code_refusal, link_code_text, relay_text
+from lockstep.link.wording import code_refusal, link_code_text, probation_text, relay_text
 from lockstep.server.events import DeclineReason
 
 
@@ -85,6 +85,16 @@ def register(subparsers: Any) -> None:
     )
     add_state_argument(unlink, Role.PRIMARY)
     unlink.set_defaults(handler=run_unlink)
+
+    end = verbs.add_parser(
+        "end-probation",
+        help="send a companion linked from another network its history now, before its 24 hours end",
+    )
+    end.add_argument(
+        "device", metavar="DEVICE", help="device id, id prefix or name (after --, if it starts with -)"
+    )
+    add_state_argument(end, Role.PRIMARY)
+    end.set_defaults(handler=run_end_probation)
 
     rename = verbs.add_parser("rename", help="rename a device")
     rename.add_argument("device", metavar="DEVICE", help="device id, id prefix or name")
@@ -179,7 +189,8 @@ def _link(
             if not args.yes and not _confirm():
                 await session.decline(code)
                 return None
-            device_id = await session.approve(code, args.name or companion["description"])
+            other_network = None if network["same_network"] else str(companion["address"])
+            device_id = await session.approve(code, args.name or companion["description"], other_network)
             entry = session.state.devices.find(device_id)
             return f'"{entry.name if entry else device_id}" ({device_id})'
         finally:
@@ -211,7 +222,8 @@ def run_devices(args: argparse.Namespace) -> int:
     async def listing() -> dict[str, Any]:
         session = await PrimarySession.open(state)
         try:
-            return await session.refresh() | {"_state": session.state}
+            listed = await session.refresh()
+            return listed | {"_state": session.state, "_probation_now": session.probation_now()}
         finally:
             await session.close()
 
@@ -226,6 +238,8 @@ def run_devices(args: argparse.Namespace) -> int:
             "linked_at": entry.linked_at,
             "last_active": server.get(entry.device_id, {}).get("last_active"),
             "online": server.get(entry.device_id, {}).get("online", False),
+            "probation_until": entry.probation_until,
+            "linked_from": entry.linked_from,
         }
         for entry in fresh.devices.devices
     ]
@@ -235,16 +249,51 @@ def run_devices(args: argparse.Namespace) -> int:
         )
         return 0
     now = time.time_ns() // 1_000_000
+    judged = result["_probation_now"]
     for row in rows:
         active = (
             "online"
             if row["online"]
             else (f"active {_ago(now - row['last_active'])}" if row["last_active"] else "never active")
         )
+        entry = fresh.devices.find(row["device_id"])
+        on_probation = (
+            f", on probation until {probation.until_text(row['probation_until'])}"
+            if probation.on_probation(entry, judged)
+            else ""
+        )
         print(
             f"{row['device_id']}  {row['role']:<9}  {row['name']:<28}  "
-            f"linked {_ago(now - row['linked_at'])}, {active}"
+            f"linked {_ago(now - row['linked_at'])}, {active}{on_probation}"
         )
+    for entry in probation.newcomers(fresh.devices, judged, seen_from=fresh.device_id):
+        print(
+            f"{probation.banner(entry, judged)} {probation_text('unlink')}: "
+            f"lockstep primary unlink -- {entry.device_id}  (or send its history now: "
+            f"lockstep primary end-probation -- {entry.device_id})"
+        )
+    return 0
+
+
+def run_end_probation(args: argparse.Namespace) -> int:
+    """ "Send history now" (linking.md §4.6): a signed list without the companion's probation, then the
+    history transfer it was waiting for."""
+    state = load_state(args, Role.PRIMARY)
+
+    async def end() -> str:
+        session = await PrimarySession.open(state)
+        try:
+            return await session.end_probation(args.device)
+        finally:
+            await session.close()
+
+    device_id = run_client(end())
+    print(f"Probation ended for {args.device} ({device_id}).")
+    served = messaging.with_messenger(args, lambda messenger: messenger.sync_history())
+    if device_id in served:
+        print("Its history was sent.")
+    else:
+        print("Its history is sent once it has published its keys (the next `lockstep receive`).")
     return 0
 
 

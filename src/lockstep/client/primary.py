@@ -16,7 +16,7 @@ from lockstep.client.connection import ServerConnection, server_base
 from lockstep.client.errors import ServerRefused, StateError
 from lockstep.client.session import DeviceSession
 from lockstep.client.state import DeviceState, exists, save_key
-from lockstep.link import bycode, idle
+from lockstep.link import bycode, idle, probation
 from lockstep.link.devices import DeviceEntry, DeviceList, Role
 from lockstep.link.encoding import b64u_decode, b64u_encode, key_id
 from lockstep.link.envelope import Context, Envelope, auth_message, sign
@@ -129,9 +129,10 @@ class PrimarySession(DeviceSession):
         except TimeoutError as error:
             raise ServerRefused("companion_gone", SERVER_REFUSALS["companion_gone"]) from error
 
-    async def approve(self, code: LinkCode, device_name: str) -> str:
+    async def approve(self, code: LinkCode, device_name: str, other_network: str | None = None) -> str:
         """Link the companion that showed ``code``; its name gets a suffix if another device has it
-        (``DeviceList.unused_name``), so each device stays reachable by name."""
+        (``DeviceList.unused_name``), so each device stays reachable by name. A companion the server saw
+        on another network (at ``other_network``) starts on probation (linking.md §4.6)."""
         await self.refresh()
         approval = approve(
             code,
@@ -140,6 +141,7 @@ class PrimarySession(DeviceSession):
             self.state.devices,
             self.state.devices.unused_name(device_name),
             self.clock.now_ms(),
+            other_network,
         )
         with shared_wording():
             result = await self.connection.request(
@@ -195,6 +197,14 @@ class PrimarySession(DeviceSession):
             return []
         await self.publish(devices.successor((devices.primary,), self.clock.now_ms()))
         return [entry.name for entry in devices.companions]
+
+    async def end_probation(self, device: str) -> str:
+        """ "Send history now" (§4.6): sign a list with ``device`` off probation; returns its id. The
+        history transfer follows on the next messaging sync, which no longer skips it."""
+        await self.refresh()
+        device_id = self.resolve(device)
+        await self.publish(probation.ended(self.state.devices, device_id, self.clock.now_ms()))
+        return device_id
 
     async def rename(self, device_id: str, name: str) -> None:
         await self.refresh()

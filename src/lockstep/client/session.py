@@ -11,7 +11,7 @@ from lockstep.client.connection import ServerConnection
 from lockstep.client.errors import ServerRefused, StateError
 from lockstep.client.state import DeviceState
 from lockstep.client.timesync import ServerClock
-from lockstep.link import idle
+from lockstep.link import idle, probation
 from lockstep.link.devices import Role
 from lockstep.link.encoding import b64u_encode
 from lockstep.link.envelope import Context, Envelope, auth_message, sign
@@ -71,6 +71,11 @@ class DeviceSession:
         """The later of server time and this machine's own clock: a server that reports an earlier
         time cannot keep a companion alive past its list's age (§4.5)."""
         return max(self.clock.now_ms(), time.time_ns() // 1_000_000)
+
+    def probation_now(self) -> int:
+        """The earlier of server time and this machine's own clock: a server that reports a later time
+        cannot end a companion's probation early (linking.md §4.6)."""
+        return probation.judged_now(self.clock.now_ms(), time.time_ns() // 1_000_000)
 
     def idle_countdown(self) -> int | None:
         """A companion whose newest list is 14 days old wipes its keys (:class:`DeviceUnlinked`);

@@ -7,6 +7,7 @@ the newest valid list it has seen and refuses older ones; the server can relay l
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -20,6 +21,8 @@ from lockstep.link.wording import SERVER_REFUSALS
 
 MAX_COMPANIONS = 4
 MAX_NAME_LENGTH = 64
+MAX_ADDRESS_LENGTH = 64
+"""An IPv6 address in text is at most 45 characters; room for a zone."""
 
 
 class Role(enum.StrEnum):
@@ -43,6 +46,17 @@ def _field(payload: dict[str, Any], name: str, kind: type) -> Any:
     return value
 
 
+def _optional(payload: dict[str, Any], name: str, kind: type) -> Any:
+    """A field old lists do not have (version 2 added ``probation_until`` and ``linked_from``)."""
+    return None if payload.get(name) is None else _field(payload, name, kind)
+
+
+def _address(value: str | None) -> str | None:
+    if value is not None and not re.fullmatch(rf"[0-9A-Za-z.:%_-]{{1,{MAX_ADDRESS_LENGTH}}}", value):
+        raise DeviceListError("'linked_from' must be an address as the server saw it")
+    return value
+
+
 def _key(payload: dict[str, Any], name: str) -> bytes:
     """An Ed25519 public key: 32 bytes, canonical and not of small order (:mod:`lockstep.link.ed25519`)."""
     try:
@@ -63,19 +77,28 @@ class DeviceEntry:
     role: Role
     name: str
     linked_at: int
+    probation_until: int | None = None
+    """A companion linked from another network is on probation until then (§4.6, version 2)."""
+    linked_from: str | None = None
+    """The address the server saw the companion at when it was linked from another network (§4.6)."""
 
     @classmethod
     def new(cls, device_key: bytes, role: Role, name: str, linked_at: int) -> DeviceEntry:
         return cls(key_id(device_key), device_key, role, check_name(name), linked_at)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        entry: dict[str, Any] = {
             "device_id": self.device_id,
             "device_key": b64u_encode(self.device_key),
             "role": self.role.value,
             "name": self.name,
             "linked_at": self.linked_at,
         }
+        if self.probation_until is not None:  # absent, not null: a version 1 list stays byte for byte
+            entry["probation_until"] = self.probation_until
+        if self.linked_from is not None:
+            entry["linked_from"] = self.linked_from
+        return entry
 
     @classmethod
     def from_json(cls, value: object) -> DeviceEntry:
@@ -89,8 +112,17 @@ class DeviceEntry:
             role = Role(str(value.get("role")))
         except ValueError as error:
             raise DeviceListError("role must be 'primary' or 'companion'") from error
+        probation_until = _optional(value, "probation_until", int)
+        if probation_until is not None and role is not Role.COMPANION:
+            raise DeviceListError("only a companion can be on probation")
         return cls(
-            device_id, device_key, role, check_name(value.get("name")), _field(value, "linked_at", int)
+            device_id,
+            device_key,
+            role,
+            check_name(value.get("name")),
+            _field(value, "linked_at", int),
+            probation_until,
+            _address(_optional(value, "linked_from", str)),
         )
 
 

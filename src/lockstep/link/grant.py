@@ -12,7 +12,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
-from lockstep.link import hpke
+from lockstep.link import hpke, probation
 from lockstep.link.devices import DeviceCertificate, DeviceEntry, DeviceList, Role, check_name
 from lockstep.link.ed25519 import WeakKeyError, check_public_key
 from lockstep.link.encoding import b64u_decode, b64u_encode, json_bytes, key_id, parse_json_object
@@ -102,11 +102,15 @@ def approve(
     current_list: DeviceList,
     device_name: str,
     now: int,
+    other_network: str | None = None,
 ) -> Approval:
-    """Build the certificate, the next device list and the sealed grant for the scanned ``code``."""
+    """Build the certificate, the next device list and the sealed grant for the scanned ``code``;
+    a companion on ``other_network`` (the address the server saw it at) is listed on probation (§4.6)."""
     if current_list.find(key_id(code.device_key)) is not None:
         raise DeviceListError("this device is already linked")
     entry = DeviceEntry.new(code.device_key, Role.COMPANION, device_name, now)
+    if other_network is not None:
+        entry = probation.start(entry, now, other_network)
     new_list = current_list.with_companion(entry, now)
     list_envelope = new_list.sign(account_key)
     _, certificate = DeviceCertificate.issue(account_key, code.device_key, entry.name, now)

@@ -55,3 +55,12 @@ def idle_text(key: str, **fields: Any) -> str:
     if key == "countdown" and fields.get("days") == 1:
         key = "countdown_one"
     return _WORDING["idle"][key].format(**fields)
+
+
+def probation_text(key: str, **fields: Any) -> str:
+    """Probation (linking.md §4.6): ``banner`` (with ``hours`` and ``address``), then ``unlink`` on the
+    primary or ``unlink_on_phone`` on a companion; ``here`` (with ``until``) on the device on probation;
+    ``no_history`` and ``group_refused`` for what other devices refuse it."""
+    if key == "banner" and fields.get("hours") in (0, 1):
+        key = "banner_new" if fields["hours"] == 0 else "banner_one"
+    return _WORDING["probation"][key].format(**fields)

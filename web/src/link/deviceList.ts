@@ -28,7 +28,13 @@ export interface DeviceEntry {
   role: Role;
   name: string;
   linked_at: number;
+  /** A companion linked from another network is on probation until then (linking.md §4.6, version 2). */
+  probation_until?: number;
+  /** The address the server saw it at when it was linked from another network (§4.6). */
+  linked_from?: string;
 }
+
+export const MAX_ADDRESS_LENGTH = 64;
 
 export interface DeviceList {
   v: 1;
@@ -77,6 +83,25 @@ async function deviceKeyProblem(deviceKey: unknown, deviceId: unknown): Promise<
   return weak ? `key ${weak}` : null;
 }
 
+/** Why an entry's version 2 fields are refused (§4.6): lists without them stay valid. devices.py's twin. */
+function probationFieldsProblem(entry: Record<string, unknown>): string | null {
+  const until = entry.probation_until;
+  const from = entry.linked_from;
+  if (until !== undefined && until !== null && !isInt(until)) return "'probation_until' must be an int";
+  if (until !== undefined && until !== null && entry.role !== "companion")
+    return "only a companion can be on probation";
+  if (
+    from !== undefined &&
+    from !== null &&
+    (typeof from !== "string" ||
+      from.length < 1 ||
+      from.length > MAX_ADDRESS_LENGTH ||
+      !/^[0-9A-Za-z.:%_-]+$/.test(from))
+  )
+    return "'linked_from' must be an address as the server saw it";
+  return null;
+}
+
 /**
  * §4.3 "valid": verifies under the account key, right type/v/account, one primary, ≤4 companions,
  * ids unique and derived.
@@ -106,6 +131,8 @@ export async function verifyDeviceList(
     const d = item as Record<string, unknown>;
     if (typeof d.name !== "string" || !isInt(d.linked_at))
       throw new InvalidDeviceList("device entry fields are missing");
+    const probationProblem = probationFieldsProblem(d);
+    if (probationProblem) throw new InvalidDeviceList(probationProblem);
     if (d.role === "primary") primaries++;
     else if (d.role === "companion") companions++;
     else throw new InvalidDeviceList("device has an unknown role");

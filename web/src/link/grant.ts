@@ -9,6 +9,7 @@ import type { Envelope } from "../crypto/envelope";
 import { HpkeError, openPsk, sealPsk } from "../crypto/hpke";
 import {
   type DeviceCertificate,
+  type DeviceEntry,
   type DeviceList,
   InvalidCertificate,
   InvalidDeviceList,
@@ -20,6 +21,7 @@ import {
   verifyCertificate,
   verifyDeviceList,
 } from "./deviceList";
+import { startProbation } from "./probation";
 import type { DecodedLinkCode } from "./qr";
 import { SERVER_REFUSALS } from "./wording";
 
@@ -76,6 +78,8 @@ export async function buildGrant(args: {
   currentList: DeviceList;
   deviceName: string;
   now: number;
+  /** The address the server saw a companion on another network at: it starts on probation (§4.6). */
+  otherNetwork?: string;
   ephemeral?: CryptoKey;
 }): Promise<BuiltGrant> {
   const { code, account, currentList, now } = args;
@@ -93,14 +97,15 @@ export async function buildGrant(args: {
     issued_at: now,
   };
   const certificate = await signCertificate(args.accountPrivateKey, certificatePayload);
-  const list = nextList(
-    currentList,
-    [
-      ...currentList.devices,
-      { device_id: deviceId, device_key: deviceKey, role: "companion", name: args.deviceName, linked_at: now },
-    ],
-    now,
-  );
+  const entry: DeviceEntry = {
+    device_id: deviceId,
+    device_key: deviceKey,
+    role: "companion",
+    name: args.deviceName,
+    linked_at: now,
+  };
+  const listed = args.otherNetwork === undefined ? entry : startProbation(entry, now, args.otherNetwork);
+  const list = nextList(currentList, [...currentList.devices, listed], now);
   const deviceList = await signDeviceList(args.accountPrivateKey, list);
   const plaintext: GrantPlaintext = {
     v: 1,

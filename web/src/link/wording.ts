@@ -34,3 +34,13 @@ export const SERVER_REFUSALS = wording.server;
 export function linkCodeText(key: keyof typeof wording.link_code): string {
   return wording.link_code[key];
 }
+
+/** Probation (linking.md §4.6): the banner (with `hours` and `address`) and what follows it, the line on the
+ * device on probation (with `until`), and what other devices refuse it. */
+export function probationText(
+  key: keyof typeof wording.probation,
+  fields: Record<string, string | number> = {},
+): string {
+  const chosen = key !== "banner" ? key : fields.hours === 0 ? "banner_new" : fields.hours === 1 ? "banner_one" : key;
+  return wording.probation[chosen].replace(/\{(\w+)\}/g, (_, name: string) => String(fields[name] ?? ""));
+}

@@ -5,6 +5,9 @@
  * its key goes to that companion alone over Olm. A companion imports a bundle only from its own primary and
  * verifies the people in it as it would for live messages.
  */
+import { findDevice } from "../link/deviceList";
+import { judgedNow, onProbation, untilText } from "../link/probation";
+import { probationText } from "../link/wording";
 import type { Contacts } from "./contacts";
 import type { Device } from "./device";
 import { EnvelopeError, MAX_HISTORY_REQUEST, type MessageEnvelope, parseConversation } from "./envelope";
@@ -35,14 +38,17 @@ export class HistoryTransfer {
     return this.device.state.historyNote;
   }
 
-  /** Primary only: a bundle to each companion that publishes keys and has not had one. */
+  /** Primary only: a bundle to each companion that publishes keys and has not had one. A companion on
+   * probation (linking.md §4.6) waits: it is not marked as served, so a sync after its probation sends it. */
   async sync(): Promise<void> {
     const device = this.device;
     if (device.identity.role !== "primary") return;
     const me = await this.contacts.get({ accountId: device.accountId }, true);
     const sentTo = new Set(device.state.historySentTo ?? []);
+    const now = judgedNow(device.now(), Date.now());
     for (const keys of [...me.keys.values()].sort((a, b) => (a.deviceId < b.deviceId ? -1 : 1))) {
       if (keys.deviceId === device.deviceId || sentTo.has(keys.deviceId)) continue;
+      if (onProbation(findDevice(me.list, keys.deviceId), now)) continue;
       await this.send(keys);
       sentTo.add(keys.deviceId);
       device.state.historySentTo = [...sentTo];
@@ -89,6 +95,8 @@ export class HistoryTransfer {
     const keys = me.keys.get(envelope.senderDevice);
     if (envelope.senderAccount !== device.accountId || entry?.role !== "companion" || !keys)
       throw new EnvelopeError("only this account's companions ask for its history");
+    if (onProbation(entry, judgedNow(device.now(), Date.now())))
+      throw new EnvelopeError(probationText("no_history", { until: untilText(entry.probation_until ?? 0) }));
     const request = { before: envelope.body.before as number, limit: envelope.body.limit as number }; // checked
     await this.send(keys, buildOlderHistory(device.messages.values(), device.now(), request, this.groups.names()));
   }

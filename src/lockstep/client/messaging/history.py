@@ -17,7 +17,9 @@ from lockstep.client.messaging.records import Received, new_message_id
 from lockstep.e2e.envelope import MAX_HISTORY_REQUEST, Kind, MessageEnvelope, direct_conversation
 from lockstep.e2e.errors import EnvelopeError
 from lockstep.e2e.keys import DeviceKeys
+from lockstep.link import probation
 from lockstep.link.devices import Role
+from lockstep.link.wording import probation_text
 
 HISTORY_DAYS = 30
 HISTORY_MAX = 1000
@@ -35,16 +37,20 @@ class History:
 
         The bundle (the last :data:`HISTORY_DAYS` days, at most :data:`HISTORY_MAX` messages) is
         encrypted and uploaded like a file; its key goes to that one companion over Olm, with a note of
-        what was not transferred. Returns the companions served.
+        what was not transferred. Returns the companions served. A companion on probation (linking.md
+        §4.6) is skipped until its probation ends or the primary ends it early.
         """
         device, store = self.device, self.device.store
         if device.session.state.role is not Role.PRIMARY:
             return []
         me = await self.contacts.get(account_id=device.account_id, refresh=True)
+        devices, now = device.session.state.devices, device.session.probation_now()
         served = []
         for device_id, keys in sorted(me.keys.items()):
             if device_id == device.device_id or device_id in store.history_sent_to:
                 continue
+            if probation.on_probation_in(devices, device_id, now):
+                continue  # not yet: a later sync sends it (it is not marked as served)
             await self._send(keys)
             store.history_sent_to.append(device_id)
             store.save()
@@ -77,6 +83,9 @@ class History:
             raise EnvelopeError("only this account's companions ask for its history")
         if keys is None:
             raise EnvelopeError("a history request from a companion without published keys")
+        if probation.on_probation(entry, device.session.probation_now()):
+            until = probation.until_text(entry.probation_until or 0)
+            raise EnvelopeError(probation_text("no_history", until=until))
         before, limit = int(envelope.body["before"]), int(envelope.body["limit"])  # checked by decode
         older = sorted(
             (r for r in store.history if int(r.get("ts") or 0) < before), key=lambda r: int(r.get("ts") or 0)

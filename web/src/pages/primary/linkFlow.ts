@@ -227,6 +227,7 @@ export class PrimaryLinkFlow {
         currentList: account.list,
         deviceName: name,
         now: socket.serverNow(),
+        otherNetwork: offer.sameNetwork ? undefined : offer.address,
       });
       await socket.request("link.approve", {
         ref: b64uEncode(offer.code.ref),
