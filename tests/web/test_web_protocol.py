@@ -130,7 +130,7 @@ SAMPLES: list[ServerEvent] = [
             ID,
             2,
             [GroupMember(ID, role) for role in GroupRole],
-            GroupChange(kind, ID, None if kind is GroupChangeKind.CREATED else "C" * 43),
+            GroupChange(kind, ID, ID, None if kind is GroupChangeKind.CREATED else "C" * 43),
         )
         for kind in GroupChangeKind
     ),

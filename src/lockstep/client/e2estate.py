@@ -84,6 +84,9 @@ class E2EStore:
     """Calls ``lockstep receive`` showed that were not over yet (ringing, or on another device), with
     their signals, so a later receive can say how they ended (messaging.md §14.7); at most
     :data:`MAX_OPEN_CALLS`."""
+    refused_members: dict[str, list[str]] = field(default_factory=dict)
+    """group id → accounts this device refused as members: a device on probation added them (or made
+    the group), linking.md §4.6. They get no group key from this device."""
 
     @classmethod
     def load_or_create(cls, directory: Path) -> E2EStore:
@@ -120,6 +123,7 @@ class E2EStore:
                 list(document.get("unreported", [])),
                 list(document.get("actions", [])),
                 list(document.get("open_calls", [])),
+                dict(document.get("refused_members", {})),
             )
         except (OSError, ValueError, KeyError, TypeError, E2EError) as error:
             raise StateError(f"damaged E2E state {path}: {error}") from error
@@ -143,6 +147,7 @@ class E2EStore:
             "unreported": self.unreported,
             "actions": self.actions[-MAX_ACTIONS:],
             "open_calls": self.open_calls[-MAX_OPEN_CALLS:],
+            "refused_members": self.refused_members,
         }
         _write_private(self.directory / E2E_FILE, json.dumps(document).encode())
 

@@ -217,6 +217,11 @@ async def update_devices(services: Services, connection: Connection, request: Re
         await services.hub.disconnect(device_id, gone, CLOSE_UNLINKED, "unlinked")
     changes = [DeviceChange(DeviceChangeKind.UNLINKED, d, old[d].name) for d in unlinked]
     changes += [DeviceChange(DeviceChangeKind.RENAMED, entry.device_id, entry.name) for entry in renamed]
+    changes += [  # "Send history now" (linking.md §4.6)
+        DeviceChange(DeviceChangeKind.PROBATION_ENDED, entry.device_id, entry.name)
+        for entry in new_list.devices
+        if entry.probation_until is None and old[entry.device_id].probation_until is not None
+    ]
     if not changes:  # the same devices re-signed: companions must see the newer list (idle logout, §4.5)
         primary = new_list.primary
         changes = [DeviceChange(DeviceChangeKind.REFRESHED, primary.device_id, primary.name)]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
+from lockstep.link import probation
 from lockstep.link.encoding import b64u_encode
 from lockstep.server.api_accounts import require_device
 from lockstep.server.connection import Connection, DeviceIdentity
@@ -40,6 +41,21 @@ async def _member_group(services: Services, identity: DeviceIdentity, group_id: 
 async def _limit(services: Services, identity: DeviceIdentity) -> None:
     if not await services.limits.sends.allow(identity.device_id, services.clock()):
         raise ApiError(ErrorCode.RATE_LIMITED, "too many group changes from this device; wait a minute")
+    await _refuse_on_probation(services, identity)
+
+
+async def _refuse_on_probation(services: Services, identity: DeviceIdentity) -> None:
+    """A companion on probation changes no group (linking.md §4.6). Members' devices refuse such a change
+    themselves too: this only spares an honest server's groups the change they would refuse."""
+    record = await services.store.account(identity.account_id)
+    entry = record.devices().find(identity.device_id) if record is not None else None
+    if probation.on_probation(entry, services.clock()):
+        until = probation.until_text(entry.probation_until or 0) if entry else ""
+        raise ApiError(
+            ErrorCode.FORBIDDEN,
+            f"this device was linked from another network and cannot create or change groups until {until}"
+            " (your phone can end this early)",
+        )
 
 
 async def create(services: Services, connection: Connection, request: Request) -> dict[str, Any]:
@@ -58,7 +74,10 @@ async def create(services: Services, connection: Connection, request: Request) -
     group_id = b64u_encode(secrets.token_bytes(16))
     group = await services.store.create_group(group_id, identity.account_id, members, services.clock())
     await _notify(
-        services, group, set(group.members), GroupChange(GroupChangeKind.CREATED, identity.account_id)
+        services,
+        group,
+        set(group.members),
+        GroupChange(GroupChangeKind.CREATED, identity.account_id, identity.device_id),
     )
     return group.to_json()
 
@@ -85,7 +104,7 @@ async def _change(
     if changed is None:
         return group.to_json()
     kind = GroupChangeKind.ADDED if add else GroupChangeKind.REMOVED
-    change = GroupChange(kind, identity.account_id, account_id)
+    change = GroupChange(kind, identity.account_id, identity.device_id, account_id)
     await _notify(services, changed, set(changed.members) | {account_id}, change)
     return changed.to_json()
 

@@ -36,6 +36,8 @@ class DeviceChangeKind(enum.StrEnum):
     RENAMED = "renamed"
     REFRESHED = "refreshed"
     """The primary re-signed the same devices (idle logout, linking.md §4.5); ``device_id`` is its own."""
+    PROBATION_ENDED = "probation_ended"
+    """The primary ended a companion's probation early (linking.md §4.6); ``device_id`` is that one's."""
 
 
 class GroupChangeKind(enum.StrEnum):
@@ -221,11 +223,14 @@ class GroupChange:
     kind: GroupChangeKind
     by: str
     """The account that made the change."""
+    by_device: str
+    """The device that made it: members' devices refuse a change made by one on probation (linking.md
+    §4.6), whatever the server allowed."""
     account_id: str | None = None
     """The account added or removed (none for ``created``)."""
 
     def to_json(self) -> dict[str, Any]:
-        change = {"kind": self.kind.value, "by": self.by}
+        change = {"kind": self.kind.value, "by": self.by, "by_device": self.by_device}
         return change if self.account_id is None else {**change, "account_id": self.account_id}
 
 

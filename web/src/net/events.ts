@@ -59,7 +59,11 @@ const EVENTS = {
   "link.code.answer": { code_id: string, share: string, sealed: string },
   "devices.changed": {
     device_list: envelope,
-    change: shape({ kind: oneOf("linked", "unlinked", "renamed", "refreshed"), device_id: string, name: string }),
+    change: shape({
+      kind: oneOf("linked", "unlinked", "renamed", "refreshed", "probation_ended"),
+      device_id: string,
+      name: string,
+    }),
   },
   "device.unlinked": { device_id: string },
   message: {
@@ -75,7 +79,12 @@ const EVENTS = {
     created_by: string,
     version: number,
     members: listOf(shape({ account_id: string, role: oneOf("admin", "member") })),
-    change: shape({ kind: oneOf("created", "added", "removed"), by: string, account_id: optional(string) }),
+    change: shape({
+      kind: oneOf("created", "added", "removed"),
+      by: string,
+      by_device: string,
+      account_id: optional(string),
+    }),
   },
   "keys.low": { one_time_keys_left: number },
 } as const satisfies Record<string, Shape>;

@@ -3,11 +3,41 @@ adding or removing a member (a removal rotates the group session before the next
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 from lockstep.client.errors import ClientError
 from lockstep.client.messaging.contacts import Contacts
 from lockstep.client.messaging.device import Device
 from lockstep.client.messaging.outbox import Outbox
 from lockstep.e2e.envelope import Kind
+from lockstep.link import probation
+from lockstep.link.wording import probation_text
+
+log = logging.getLogger(__name__)
+
+
+async def judge_change(device: Device, contacts: Contacts, event: dict[str, Any]) -> None:
+    """A ``groups.changed`` event, judged here (linking.md §4.6): membership a device on probation
+    added (or a group it made) is refused — this device shares no group key with those accounts, and
+    does not send into a group made so — whatever the server allowed. A change by any other device
+    lifts an earlier refusal of the account it names."""
+    change, group_id = event.get("change", {}), str(event.get("group_id"))
+    refused = set(device.store.refused_members.get(group_id, []))
+    named = {str(change["account_id"])} if change.get("account_id") else set()
+    changer = await contacts.get(account_id=str(change.get("by")), refresh=True)
+    entry = changer.devices.find(str(change.get("by_device")))
+    if probation.on_probation(entry, device.session.probation_now()) and change.get("kind") != "removed":
+        members = {str(m["account_id"]) for m in event.get("members", [])}
+        refused |= named or (members - {changer.account.account_id})
+        log.warning("%s", probation_text("group_refused", name=entry.name if entry else "?"))
+    else:
+        refused -= named
+    if refused:
+        device.store.refused_members[group_id] = sorted(refused)
+    else:
+        device.store.refused_members.pop(group_id, None)
+    device.store.save()
 
 
 class Groups:

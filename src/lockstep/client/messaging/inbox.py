@@ -20,6 +20,7 @@ from lockstep.client.e2estate import E2EStore
 from lockstep.client.errors import ClientError, ConnectionLost, StateError
 from lockstep.client.messaging.contacts import Contacts
 from lockstep.client.messaging.device import Device
+from lockstep.client.messaging.groups import judge_change
 from lockstep.client.messaging.history import History
 from lockstep.client.messaging.keys import publish_keys
 from lockstep.client.messaging.media import MediaTransfer
@@ -168,6 +169,7 @@ class Inbox:
         elif kind == "keys.low":
             await publish_keys(device)
         elif kind == "groups.changed":
+            await judge_change(device, self.contacts, event)
             change = event.get("change", {})
             if change.get("kind") == "removed" and change.get("account_id") == device.account_id:
                 self.store.groups.forget_outbound(str(event["group_id"]))

@@ -182,7 +182,10 @@ class Outbox:
 
         async def attempt(refresh: bool) -> Sent:
             group = await device.request("groups.get", group_id=group_id)
-            members = [m["account_id"] for m in group["members"]]
+            refused = set(device.store.refused_members.get(group_id, []))  # linking.md §4.6
+            if device.account_id in refused:
+                raise ClientError("this group was made by a device on probation: this device refuses it")
+            members = [m["account_id"] for m in group["members"] if m["account_id"] not in refused]
             keyed = {account_id: set(group["devices"].get(account_id, [])) for account_id in members}
             contacts = await self.contacts.get_many(keyed, refresh=refresh)
             targets = {
