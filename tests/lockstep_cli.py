@@ -73,6 +73,18 @@ def number_shown(companion: subprocess.Popen[str]) -> str:
     raise AssertionError("no number")
 
 
+def start_scan(qr: Path, primary: Path) -> subprocess.Popen[str]:
+    """`primary scan --yes` of the code in ``qr``, its standard input a pipe (for the number it asks
+    when the companion is on another network, linking.md §6.5)."""
+    return subprocess.Popen(
+        [LOCKSTEP, "primary", "scan", "--image", str(qr), "--yes", "--state", str(primary)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def link_terminal_companion(url: str, primary: Path, state: Path, qr: Path) -> str:
     """Link a terminal companion in ``state`` to the terminal primary in ``primary``, which reads its
     code from the picture ``qr`` and approves (``--yes``); returns what `primary scan` printed."""

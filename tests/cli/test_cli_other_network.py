@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from lockstep.link.wording import code_refusal, companion_notice, relay_text
-from lockstep_cli import LOCKSTEP, lockstep, lockstep_ok, number_shown, start_terminal_companion
+from lockstep_cli import LOCKSTEP, lockstep, lockstep_ok, number_shown, start_scan, start_terminal_companion
 from lockstep_servers import ServerProcess
 from other_network import OTHER_ADDRESS, from_other_network
 
@@ -26,13 +26,7 @@ def test_a_companion_on_another_network_needs_its_number(
     )
     with from_other_network(two_network_server.url) as relay:
         companion = start_terminal_companion(relay, laptop, qr)
-        scan = subprocess.Popen(
-            [LOCKSTEP, "primary", "scan", "--image", str(qr), "--yes", "--state", str(primary)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        scan = start_scan(qr, primary)
         number = number_shown(companion)
         typed = number if typed_right else f"{(int(number) + 1) % 100:02d}"
         out, err = scan.communicate(typed + "\n", timeout=30)

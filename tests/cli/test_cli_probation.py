@@ -6,16 +6,15 @@ banner, and `primary end-probation` sends the history it was waiting for."""
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 from lockstep.link.wording import probation_text
 from lockstep_cli import (
-    LOCKSTEP,
     link_terminal_companion,
     lockstep_ok,
     number_shown,
     receive_json,
+    start_scan,
     start_terminal_companion,
 )
 from lockstep_servers import ServerProcess
@@ -25,13 +24,7 @@ from other_network import OTHER_ADDRESS, from_other_network
 def link_from_other_network(relay: str, primary: Path, state: Path, qr: Path) -> None:
     """Link a terminal companion that reaches the server through ``relay``, typing its number."""
     companion = start_terminal_companion(relay, state, qr)
-    scan = subprocess.Popen(
-        [LOCKSTEP, "primary", "scan", "--image", str(qr), "--yes", "--state", str(primary)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    scan = start_scan(qr, primary)
     out, err = scan.communicate(number_shown(companion) + "\n", timeout=30)
     assert scan.returncode == 0, (out, err)
     _, companion_err = companion.communicate(timeout=30)
