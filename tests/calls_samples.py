@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from lockstep.link.encoding import b64u_decode, b64u_encode
+
 FINGERPRINT = ":".join(["AB"] * 32)
 
 
@@ -43,3 +45,10 @@ CHROMIUM_CANDIDATES = [
     "candidate:1 1 tcp 1518280447 ::1 9 typ host tcptype active generation 0",
     "candidate:2 1 udp 41885439 127.0.0.1 3478 typ relay raddr 127.0.0.1 rport 51000",
 ]
+
+
+def flip_a_byte(ciphertext: str) -> str:
+    """What a relay that tampers does to a payload: one bit of the middle byte flipped."""
+    raw = bytearray(b64u_decode(ciphertext))
+    raw[len(raw) // 2] ^= 0x01
+    return b64u_encode(bytes(raw))

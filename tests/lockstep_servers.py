@@ -9,7 +9,7 @@ import socket
 import subprocess
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -136,11 +136,17 @@ class ServerProcess:
 
 
 def start_server(
-    data_dir: Path, log_path: Path, *options: str, port: int | None = None, **popen: Any
+    data_dir: Path,
+    log_path: Path,
+    *options: str,
+    port: int | None = None,
+    program: Sequence[str] = (LOCKSTEP,),
+    **popen: Any,
 ) -> ServerProcess:
-    """``lockstep serve`` on 127.0.0.1 with extra command-line ``options``; waits until it answers."""
+    """``lockstep serve`` on 127.0.0.1 with extra command-line ``options``; waits until it answers.
+    ``program`` is what runs the ``serve`` verb (a test's wrapper around the CLI, say)."""
     port = port or free_port()
-    command = [LOCKSTEP, "serve", "--host", "127.0.0.1", "--port", str(port), "--data", str(data_dir)]
+    command = [*program, "serve", "--host", "127.0.0.1", "--port", str(port), "--data", str(data_dir)]
     with log_path.open("wb") as log:  # the child keeps its own copy of the descriptor
         process = subprocess.Popen(
             [*command, *options],

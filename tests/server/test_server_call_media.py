@@ -12,13 +12,12 @@ from typing import Any
 import pytest
 from helpers_messaging import load, make_account, messengers
 
-from calls_samples import sdp
+from calls_samples import flip_a_byte, sdp
 from lockstep.calls.machine import CallState, Outcome
 from lockstep.calls.signals import Media, Offer, to_body
 from lockstep.client.calls import CallOptions, Phone, UnknownHandle
 from lockstep.client.primary import PrimarySession
 from lockstep.e2e.envelope import Kind
-from lockstep.link.encoding import b64u_decode, b64u_encode
 from lockstep.server import gateway
 from lockstep.server.frames import Request
 from tone import dominant_frequency, write_tone
@@ -71,12 +70,6 @@ async def test_calling_a_handle_nobody_has(live_server, tmp_path: Path) -> None:
     async with messengers(alice.primary_dir) as (phone,):
         with pytest.raises(UnknownHandle, match="no account @nobody"):
             await Phone(phone).dial("nobody")
-
-
-def flip_a_byte(ciphertext: str) -> str:
-    raw = bytearray(b64u_decode(ciphertext))
-    raw[len(raw) // 2] ^= 0x01
-    return b64u_encode(bytes(raw))
 
 
 async def test_a_server_that_changes_call_signalling_makes_the_call_fail_with_the_reason(

@@ -8,6 +8,8 @@ this machine's clock). ICE keeps to loopback: the pages offer only 127.0.0.1 (``
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -152,11 +154,30 @@ def on_loopback(pair: list[str | None]) -> bool:
     return remote_address == "127.0.0.1" or (remote_type == "prflx" and not remote_address)
 
 
+def wait_for_stats(
+    page: Any, holds: Callable[[dict[str, Any]], bool], timeout_ms: float = TIMEOUT
+) -> dict[str, Any]:
+    """The page's stats once ``holds(stats)``, polled in Python: Playwright's wait_for_function takes a
+    returned Promise for a truthy value, so it cannot wait on getStats() itself."""
+    deadline = time.monotonic() + timeout_ms / 1000
+    while not holds(measured := stats(page)):
+        assert time.monotonic() < deadline, measured
+        page.wait_for_timeout(200)
+    return measured
+
+
+def sent_and_received(kind: str, packets: int) -> Callable[[dict[str, Any]], bool]:
+    def holds(measured: dict[str, Any]) -> bool:
+        out, into = measured["outbound"].get(kind), measured["inbound"].get(kind)
+        return bool(out and into and out["packets"] > packets and into["packets"] > packets)
+
+    return holds
+
+
 def assert_audio_both_ways(page: Any, packets: int = 20) -> dict[str, Any]:
-    """RTP flows both ways and what arrives is sound, not silence (getStats, not the UI's word)."""
-    measured = stats(page)
-    assert measured["outbound"]["audio"]["packets"] > packets, measured
-    assert measured["inbound"]["audio"]["packets"] > packets, measured
+    """RTP flows both ways and what arrives is sound, not silence (getStats, not the UI's word), once
+    more than ``packets`` went each way (a call that just connected has sent only a few)."""
+    measured = wait_for_stats(page, sent_and_received("audio", packets))
     assert (measured["inbound"]["audio"]["level"] or 0) > 0.01, measured
     return measured
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from call_pages import STATS, call_status, linked_browser, record_states, stats, when
+from call_pages import call_status, linked_browser, record_states, stats, wait_for_stats, when
 from webmsg_helpers import TIMEOUT, cli_primary, start_chat
 
 pytestmark = pytest.mark.browser
@@ -38,16 +38,13 @@ def test_mute_and_switching_voice_to_video_in_a_call(
 
     laptop.get_by_test_id("call-mute").click()  # bob hears silence
     assert laptop.get_by_test_id("call-mute").inner_text() == "Unmute"
-    other.wait_for_function(
-        f"async () => ((await ({STATS})()).inbound.audio.level ?? 1) < 0.001", timeout=TIMEOUT, polling=200
-    )
-    laptop.get_by_test_id("call-mute").click()
+    wait_for_stats(other, lambda s: (s["inbound"]["audio"]["level"] or 0) < 0.001)
+    laptop.get_by_test_id("call-mute").click()  # and sound again
+    wait_for_stats(other, lambda s: (s["inbound"]["audio"]["level"] or 0) > 0.01)
 
     laptop.get_by_test_id("call-switch").click()  # voice -> video: a renegotiation in the same call
     other.get_by_test_id("call-remote-video").wait_for(state="visible", timeout=TIMEOUT)
-    other.wait_for_function(
-        f"async () => ((await ({STATS})()).inbound.video?.frames ?? 0) > 10", timeout=TIMEOUT, polling=200
-    )
+    wait_for_stats(other, lambda s: ((s["inbound"].get("video") or {}).get("frames") or 0) > 10)
     assert other.get_by_test_id("call-switch").inner_text() == "Voice only"
     assert call_status(laptop) == call_status(other) == "Connected"
     other.get_by_test_id("call-hangup").click()
