@@ -161,6 +161,36 @@ def test_a_callee_already_in_a_call_answers_busy_and_the_caller_sees_it(people: 
         when(page, "ended")
 
 
+def call_entries(page: Any, peer: str) -> list[str]:
+    open_chat(page, peer)
+    entries = page.get_by_test_id("message").filter(has_text="call")
+    return [str(text) for text in entries.all_inner_texts()]
+
+
+def test_both_dial_each_other_at_the_same_moment_and_end_up_in_one_call(people: People) -> None:
+    """Glare (§14.9): each press is timed by the page itself, 300 ms after the test asks, so both
+    offers leave before either arrives; the call with the lower id goes on, the other gives way."""
+    alice, bob_laptop, bob_tablet = people.alice, people.bob_laptop, people.bob_tablet
+    before = {page: len(call_entries(page, peer)) for page, peer in ((alice, "Bob"), (bob_laptop, "Alice"))}
+    press = "() => setTimeout(() => document.querySelector('[data-testid=call-voice]').click(), 300)"
+    alice.evaluate(press)
+    bob_laptop.evaluate(press)
+    for page in (alice, bob_laptop):
+        when(page, "connected")
+    when(bob_tablet, "elsewhere")
+    alice.wait_for_timeout(1500)
+    for page in (alice, bob_laptop):
+        assert_audio_both_ways(page)
+        assert "ended" not in shown_states(page), shown_states(page)  # no call failed, busy or declined
+    bob_laptop.get_by_test_id("call-hangup").click()
+    for page in (alice, bob_laptop, bob_tablet):
+        when(page, "ended")
+    for page, peer in ((alice, "Bob"), (bob_laptop, "Alice")):  # one entry for the one call
+        page.get_by_test_id("message").filter(has_text="call").nth(before[page]).wait_for()
+        added = call_entries(page, peer)[before[page] :]
+        assert len(added) == 1 and "voice call, " in added[0] and "replaced" not in added[0], added
+
+
 def test_a_call_nobody_answers_for_45_seconds_is_a_missed_call_on_every_device(people: People) -> None:
     """Alice's laptop runs on Playwright's clock: moving it 46 s on fires the caller's own ring timer,
     which sends the hang-up ``no-answer`` over the real server that ends the ringing everywhere."""

@@ -73,6 +73,9 @@ class Outcome(enum.StrEnum):
     """A device of the callee was already in a call."""
     FAILED = "failed"
     """The media could not connect, or broke for good."""
+    REPLACED = "replaced"
+    """Both accounts dialled each other at once and this call gave way to the other (glare, §14.9):
+    it leaves no entry, the call that went on does."""
 
 
 TRANSITIONS: dict[CallState, frozenset[CallState]] = {
@@ -101,6 +104,11 @@ class CallRecord:
     here: bool
     """Whether this device took part in the media (False: another device of this account did)."""
 
+    @property
+    def leaves_entry(self) -> bool:
+        """Whether the conversation shows it (a call that gave way to its twin does not, §14.9)."""
+        return self.outcome is not Outcome.REPLACED
+
     def summary(self) -> str:
         """The conversation entry: "missed voice call", "video call, 3 min"."""
         what = f"{self.media.value if self.media is Media.VIDEO else 'voice'} call"
@@ -115,6 +123,7 @@ class CallRecord:
             Outcome.DECLINED: f"{what}, declined",
             Outcome.BUSY: f"{what}, busy",
             Outcome.FAILED: f"{what} failed",
+            Outcome.REPLACED: f"{what}, replaced by the other side's call",
         }[self.outcome]
 
 
@@ -149,13 +158,22 @@ class Ended:
 
 
 @dataclass(frozen=True, slots=True)
+class AnswerAtOnce:
+    """Answer this ringing call now, as if its Answer were pressed: this device was dialling the same
+    peer, whose call won the glare (§14.9); ``replacing`` (the call id of ours) must first give way
+    with :meth:`Call.give_way`."""
+
+    replacing: str
+
+
+@dataclass(frozen=True, slots=True)
 class Ignored:
     """A signal that did not fit the call (wrong sender, wrong state): dropped, with the reason."""
 
     reason: str
 
 
-Action = Send | RemoteDescription | RemoteCandidates | Ended | Ignored
+Action = Send | RemoteDescription | RemoteCandidates | Ended | AnswerAtOnce | Ignored
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +259,12 @@ class Call:
         if self.state is not CallState.RINGING_IN:
             raise CallStateError(f"cannot decline a call that is {self.state}")
         return [Send(Decline(self.call_id)), *self._end(Outcome.DECLINED, now)]
+
+    def give_way(self, now: int) -> list[Action]:
+        """Our call lost the glare to the peer's (§14.9): end it, telling every device it is replaced."""
+        if self.state is not CallState.RINGING_OUT:
+            raise CallStateError(f"cannot give way in a call that is {self.state}")
+        return [Send(Hangup(self.call_id, HangupReason.REPLACED)), *self._end(Outcome.REPLACED, now)]
 
     def hang_up(self, now: int) -> list[Action]:
         """End the call from here: cancel while ringing out, decline while ringing in, hang up after."""
@@ -337,8 +361,8 @@ class Call:
 
     def _ringing_in(self, signal: Signal, sender: Party, from_peer: bool, now: int) -> list[Action]:
         if sender == self.caller and isinstance(signal, Hangup):
-            outcome = Outcome.FAILED if signal.reason is HangupReason.FAILED else Outcome.MISSED
-            return self._end(outcome, now)
+            outcome = {HangupReason.FAILED: Outcome.FAILED, HangupReason.REPLACED: Outcome.REPLACED}
+            return self._end(outcome.get(signal.reason, Outcome.MISSED), now)
         if not from_peer:  # another device of ours answered, declined or was busy
             if isinstance(signal, Answer):
                 self.answerer, self.answered_at = sender, now
@@ -363,6 +387,7 @@ class Call:
                 {
                     HangupReason.NO_ANSWER: Outcome.NO_ANSWER,
                     HangupReason.FAILED: Outcome.FAILED,
+                    HangupReason.REPLACED: Outcome.REPLACED,
                 }.get(signal.reason, Outcome.CANCELLED if self.role is Role.OBSERVER else Outcome.MISSED),
                 now,
             )

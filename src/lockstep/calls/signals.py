@@ -8,7 +8,7 @@ that authenticates the media keys (RFC 8827 §6.5)::
     {"call_id": "…", "type": "answer", "sdp": "v=0…"}
     {"call_id": "…", "type": "candidates", "candidates": [{"candidate": "candidate:…", "mid": "0",
                                                             "m_line_index": 0}]}
-    {"call_id": "…", "type": "hangup", "reason": "ended" | "cancelled" | "no-answer" | "failed"}
+    {"call_id": "…", "type": "hangup", "reason": "ended" | "cancelled" | "no-answer" | "failed" | "replaced"}
     {"call_id": "…", "type": "busy"}
     {"call_id": "…", "type": "decline"}
 
@@ -58,6 +58,8 @@ class HangupReason(enum.StrEnum):
     """The caller's ringing timer ran out (§14.4): a missed call."""
     FAILED = "failed"
     """The media could not connect or broke for good."""
+    REPLACED = "replaced"
+    """The caller gave way to the peer's call to it, dialled at the same moment (glare, §14.9)."""
 
 
 # --- RFC 8866 §5 (SDP lines) and RFC 8839 §5.1 (candidate attribute) -------------------------------
@@ -275,5 +277,6 @@ def parse(body: object) -> Signal:
         try:
             return Hangup(call_id, HangupReason(str(body.get("reason"))))
         except ValueError:
-            raise SignalError("a hang-up's reason is ended, cancelled, no-answer or failed") from None
+            reasons = ", ".join(reason.value for reason in HangupReason)
+            raise SignalError(f"a hang-up's reason is one of {reasons}") from None
     return Busy(call_id) if kind is SignalType.BUSY else Decline(call_id)

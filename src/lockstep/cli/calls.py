@@ -182,8 +182,8 @@ def describe_calls(messenger: Messenger, messages: list[Any], now: int) -> list[
     for call_id, call in book.calls.items():
         if call.state is not CallState.ENDED:
             open_calls.append({"call_id": call_id, "shown": call.state.value, "signals": signals[call_id]})
-        if shown_before.get(call_id) == call.state.value:
-            continue  # shown like this by an earlier receive
+        if shown_before.get(call_id) == call.state.value or (call.record and not call.record.leaves_entry):
+            continue  # shown like this by an earlier receive, or replaced by its twin (glare)
         first = signals[call_id][0]
         peer = f"@{messenger.handle_of(call.peer_account) or call.peer_account}"
         what = "video call" if call.media is Media.VIDEO else "voice call"

@@ -36,6 +36,7 @@ from lockstep.calls.book import BUSY_STATES, CallBook
 from lockstep.calls.errors import SignalError
 from lockstep.calls.machine import (
     Action,
+    AnswerAtOnce,
     Call,
     CallRecord,
     CallState,
@@ -357,6 +358,7 @@ class Phone:
         loop = asyncio.get_running_loop()
         hang_up_at: float | None = None
         connected_after_ms: int | None = None
+        replacement: Call | None = None
         try:
             ended = await self._carry_out(call, call_media, actions)
             while ended is None:
@@ -392,11 +394,17 @@ class Phone:
                     found = await self._carry_out(other, call_media if other is call else None, other_actions)
                     if other is call:
                         ended = found
+                    elif AnswerAtOnce(call.call_id) in other_actions:
+                        # Glare (§14.9): the peer's call to us won; ours gives way, theirs is answered.
+                        replacement = other
+                        ended = await self._carry_out(call, call_media, call.give_way(self.now()))
         except asyncio.CancelledError:
             await self._hang_up_on_exit(call)
             raise
         finally:
             await call_media.close()
+        if replacement is not None:
+            return await self._answer(replacement, seconds)
         first_audio = call_media.first_audio.result() - started if call_media.first_audio.done() else None
         return CallOutcome(ended, peer_handle, connected_after_ms, first_audio, self.failure)
 

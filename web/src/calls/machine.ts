@@ -12,7 +12,7 @@ export const CONNECT_MS = 30_000;
 export type Role = "caller" | "callee" | "observer";
 export type CallState =
   "ringing-out" | "ringing-in" | "connecting" | "connected" | "reconnecting" | "elsewhere" | "ended";
-export type Outcome = "completed" | "missed" | "cancelled" | "no-answer" | "declined" | "busy" | "failed";
+export type Outcome = "completed" | "missed" | "cancelled" | "no-answer" | "declined" | "busy" | "failed" | "replaced";
 
 export const TRANSITIONS: Record<CallState, readonly CallState[]> = {
   "ringing-out": ["connecting", "ended"],
@@ -36,6 +36,9 @@ export interface CallRecord {
   here: boolean;
 }
 
+/** Whether the conversation shows the call: one that gave way to its twin (glare, §14.9) does not. */
+export const leavesEntry = (record: CallRecord): boolean => record.outcome !== "replaced";
+
 /** The conversation entry: "missed voice call", "video call, 3 min" (machine.py's CallRecord.summary). */
 export function summary(record: CallRecord): string {
   const what = `${record.media === "video" ? "video" : "voice"} call`;
@@ -56,6 +59,8 @@ export function summary(record: CallRecord): string {
       return `${what}, busy`;
     case "failed":
       return `${what} failed`;
+    case "replaced":
+      return `${what}, replaced by the other side's call`;
   }
 }
 
@@ -69,6 +74,9 @@ export type Action =
   | { kind: "remote-description"; type: "offer" | "answer"; sdp: string; media: Media }
   | { kind: "remote-candidates"; candidates: Candidate[] }
   | { kind: "ended"; record: CallRecord }
+  /** Answer this ringing call now: this device was dialling the same peer, whose call won the glare
+   * (§14.9); `replacing` (our call's id) must first give way with Call.giveWay. */
+  | { kind: "answer-at-once"; replacing: string }
   | { kind: "ignored"; reason: string };
 
 export class CallStateError extends Error {
@@ -153,6 +161,12 @@ export class Call {
     return [{ kind: "send", signal: { type: "decline", call_id: this.callId } }, ...this.end("declined", now)];
   }
 
+  /** Our call lost the glare to the peer's (§14.9): end it, telling every device it is replaced. */
+  giveWay(now: number): Action[] {
+    if (this.state !== "ringing-out") throw new CallStateError(`cannot give way in a call that is ${this.state}`);
+    return [this.hangupSignal("replaced"), ...this.end("replaced", now)];
+  }
+
   hangUp(now: number): Action[] {
     if (this.state === "ringing-in") return this.decline(now);
     if (this.state === "ringing-out") return [this.hangupSignal("cancelled"), ...this.end("cancelled", now)];
@@ -224,7 +238,7 @@ export class Call {
     }
     if (this.state === "ringing-in") {
       if (same(sender, this.caller) && signal.type === "hangup")
-        return this.end(signal.reason === "failed" ? "failed" : "missed", now);
+        return this.end(signal.reason === "failed" || signal.reason === "replaced" ? signal.reason : "missed", now);
       if (!fromPeer) {
         if (signal.type === "answer") {
           this.answerer = sender;
@@ -263,7 +277,11 @@ export class Call {
     } else if (signal.type === "offer") this.media = signal.media;
     else if (signal.type === "hangup") {
       if (this.answerer !== null) return this.end("completed", now);
-      const byReason: Partial<Record<HangupReason, Outcome>> = { "no-answer": "no-answer", failed: "failed" };
+      const byReason: Partial<Record<HangupReason, Outcome>> = {
+        "no-answer": "no-answer",
+        failed: "failed",
+        replaced: "replaced",
+      };
       return this.end(byReason[signal.reason] ?? (this.role === "observer" ? "cancelled" : "missed"), now);
     } else if (signal.type === "busy" && this.answerer === null) return this.end("busy", now);
     else if (signal.type === "decline" && this.answerer === null) return this.end("declined", now);
@@ -330,8 +348,37 @@ export class CallBook {
     if (call) return [call, call.receive(signal, sender, now)];
     if (signal.type !== "offer")
       return [null, [{ kind: "ignored", reason: `${signal.type} for a call this device never saw` }]];
-    const [made, actions] = Call.fromOffer(signal, sender, this.me, peerAccount, now, sentAt, this.busy);
+    const rival = sender.accountId === peerAccount ? this.rival(signal.call_id, sender) : null;
+    if (rival && glareWinner(rival.callId, signal.call_id) === rival.callId)
+      return [null, [{ kind: "ignored", reason: "an offer that lost the glare to our own call to the same account" }]];
+    const busy = [...this.calls.values()].some((c) => c !== rival && BUSY.includes(c.state));
+    const [made, actions] = Call.fromOffer(signal, sender, this.me, peerAccount, now, sentAt, busy);
     this.calls.set(signal.call_id, made);
+    if (rival?.role === "caller" && made.state === "ringing-in")
+      actions.push({ kind: "answer-at-once", replacing: rival.callId });
     return [made, actions];
   }
+
+  /** A call from `peerAccount` ringing on this device, if one is. */
+  ringingFrom(peerAccount: string): Call | null {
+    for (const c of this.calls.values()) if (c.peerAccount === peerAccount && c.state === "ringing-in") return c;
+    return null;
+  }
+
+  /** Our account's unanswered call to the sender's account: this device dialling, or another of ours. */
+  private rival(callId: string, sender: Party): Call | null {
+    for (const c of this.calls.values())
+      if (
+        c.peerAccount === sender.accountId &&
+        c.callId !== callId &&
+        ((c.role === "caller" && c.state === "ringing-out") ||
+          (c.role === "observer" && c.state === "elsewhere" && c.answerer === null))
+      )
+        return c;
+    return null;
+  }
 }
+
+/** Of two calls two accounts dialled to each other at once, the one that goes on: the lower call id
+ * (compared by UTF-16 code unit; call ids are ASCII), which both sides compute alike (§14.9). */
+export const glareWinner = (ours: string, theirs: string): string => (ours < theirs ? ours : theirs);

@@ -8,7 +8,15 @@
  */
 import { b64uEncode } from "../crypto/base64";
 import { randomBytes } from "../crypto/bytes";
-import { type Action, type Call, CallBook, type CallRecord, type Party, summary as summaryOf } from "./machine";
+import {
+  type Action,
+  type Call,
+  CallBook,
+  type CallRecord,
+  type Party,
+  leavesEntry,
+  summary as summaryOf,
+} from "./machine";
 import { type Candidate, type Media, SignalError } from "./signals";
 
 const GATHER_MS = 3000;
@@ -71,6 +79,11 @@ interface CallMedia {
   remote: MediaStream;
   late: Candidate[];
   described: boolean;
+}
+
+function stopMedia(media: CallMedia): void {
+  media.pc.close();
+  for (const track of media.local.getTracks()) track.stop();
 }
 
 /** Words for a refused or missing microphone or camera (getUserMedia's errors). */
@@ -162,6 +175,15 @@ export class Phone {
     const offer = await started.pc.createOffer();
     await started.pc.setLocalDescription(offer);
     const sdp = await this.gathered(started);
+    const calling = this.book.ringingFrom(peerAccount);
+    if (calling) {
+      // The person we dial is calling us (its offer came while the microphone started): answer it, as
+      // a phone does, rather than start a second call for the glare rule to sort out (§14.9).
+      stopMedia(started);
+      this.shown = calling;
+      await this.pickUp(calling);
+      return;
+    }
     const [call, actions] = this.book.dial(b64uEncode(randomBytes(16)), media, sdp, peerAccount, this.transport.now());
     this.active = this.shown = call;
     this.media = started;
@@ -382,6 +404,9 @@ export class Phone {
         case "ended":
           this.finish(call, action.record);
           break;
+        case "answer-at-once":
+          await this.answerInstead(call, action.replacing);
+          break;
         case "ignored":
           console.info(`Lockstep: call signal ignored: ${action.reason}`);
           break;
@@ -391,19 +416,27 @@ export class Phone {
     this.changed();
   }
 
+  /** Glare (§14.9): the peer's call to us won over ours to it, so ours gives way and we answer theirs —
+   * both people wanted this call, and one call has to be it. */
+  private async answerInstead(call: Call, replacing: string): Promise<void> {
+    const ours = this.book.calls.get(replacing);
+    if (ours?.state === "ringing-out") await this.carryOut(ours, ours.giveWay(this.transport.now()));
+    this.shown = call;
+    await this.answer();
+  }
+
   private finish(call: Call, record: CallRecord): void {
     const entry = this.entry(call, record);
-    this.transport.note(call.peerAccount, record, this.transport.now());
+    if (leavesEntry(record)) this.transport.note(call.peerAccount, record, this.transport.now());
     if (call === this.active) {
-      this.media?.pc.close();
-      for (const track of this.media?.local.getTracks() ?? []) track.stop();
+      if (this.media) stopMedia(this.media);
       this.media = null;
       this.active = null;
       this.connectedAt = null;
     }
     if (call === this.shown || this.shown === null) {
       this.shown = null;
-      this.ended = { record, text: entry };
+      if (leavesEntry(record)) this.ended = { record, text: entry };
     }
   }
 
@@ -426,8 +459,7 @@ export class Phone {
 
   close(): void {
     if (this.timer) clearTimeout(this.timer);
-    this.media?.pc.close();
-    for (const track of this.media?.local.getTracks() ?? []) track.stop();
+    if (this.media) stopMedia(this.media);
     this.media = null;
   }
 }

@@ -9,7 +9,7 @@ export class SignalError extends Error {
 }
 
 export type Media = "audio" | "video";
-export type HangupReason = "ended" | "cancelled" | "no-answer" | "failed";
+export type HangupReason = "ended" | "cancelled" | "no-answer" | "failed" | "replaced";
 
 export interface Candidate {
   candidate: string;
@@ -38,7 +38,7 @@ const FQDN = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A
 const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
 const IPV6 = /^[0-9A-Fa-f:.]{2,45}$/;
 const TYPES = new Set(["host", "srflx", "prflx", "relay"]);
-const HANGUP_REASONS = new Set<string>(["ended", "cancelled", "no-answer", "failed"]);
+const HANGUP_REASONS = new Set<string>(["ended", "cancelled", "no-answer", "failed", "replaced"]);
 
 /** A WebRTC description: RFC 8866 lines from `v=0`, o= and s=, an audio or video section, ICE
  * credentials (RFC 8839 §5.4) and a DTLS fingerprint (RFC 8122 §5). */
@@ -152,7 +152,7 @@ export function parseSignal(body: unknown): Signal {
     case "hangup": {
       const reason = value.reason;
       if (typeof reason !== "string" || !HANGUP_REASONS.has(reason))
-        throw new SignalError("a hang-up's reason is ended, cancelled, no-answer or failed");
+        throw new SignalError(`a hang-up's reason is one of ${[...HANGUP_REASONS].join(", ")}`);
       return { type: "hangup", call_id: callId, reason: reason as HangupReason };
     }
     case "busy":
