@@ -61,6 +61,14 @@ class Coturn:
     def log(self) -> str:
         return (self.folder / "turn.log").read_text(errors="replace")
 
+    def stop(self) -> None:
+        """Stop the relay: every allocation (and so every relayed media path) is gone."""
+        _stop(self.process)
+
+    def start(self) -> None:
+        """Start it again on the same port with the same secret (credentials handed out stay valid)."""
+        self.process = _start(self.port, self.folder)
+
 
 def config(port: int, secret: str, folder: Path) -> str:
     return "\n".join(
@@ -87,31 +95,40 @@ def config(port: int, secret: str, folder: Path) -> str:
     )
 
 
+def _start(port: int, folder: Path) -> subprocess.Popen[bytes]:
+    """Debian's turnserver with ``folder``'s configuration, once it answers a STUN Binding request."""
+    process = subprocess.Popen(
+        [TURNSERVER, "-c", str(folder / "turnserver.conf"), "--no-stdout-log"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while not stun_binding_answered(port):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            log = folder / "turn.log"
+            raise RuntimeError(f"coturn did not start: {log.read_text() if log.exists() else ''}")
+    return process
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 @contextlib.contextmanager
 def coturn() -> Iterator[Coturn]:
     folder = Path(tempfile.mkdtemp(prefix="lockstep-coturn-"))
     port, secret = free_udp_port(), secrets.token_urlsafe(24)
     (folder / "turnserver.conf").write_text(config(port, secret, folder))
     (folder / "turn-secret").write_text(secret + "\n")
-    process = subprocess.Popen(
-        [TURNSERVER, "-c", str(folder / "turnserver.conf"), "--no-stdout-log"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    server = Coturn(port, secret, folder, process)
+    server = Coturn(port, secret, folder, _start(port, folder))
     try:
-        deadline = time.monotonic() + 10
-        while not stun_binding_answered(port):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"coturn did not start: {server.log() if (folder / 'turn.log').exists() else ''}"
-                )
         yield server
     finally:
-        process.terminate()
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        _stop(server.process)
         shutil.rmtree(folder, ignore_errors=True)
