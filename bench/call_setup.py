@@ -58,9 +58,22 @@ PAGE_SCRIPT = """
   }, true);
   const Original = window.RTCPeerConnection;
   window.__pcs = [];
+  // Where the time goes: when each stage of the newest peer connection was reached (ms since the click).
+  window.__phases = {};
+  const mark = (name) => {
+    if (window.__dialledAt !== undefined && !(name in window.__phases))
+      window.__phases[name] = performance.now() - window.__dialledAt;
+  };
   window.RTCPeerConnection = function (...args) {
     const pc = new Original(...args);
     window.__pcs.push(pc);
+    mark("microphone");
+    pc.addEventListener("icegatheringstatechange", () =>
+      pc.iceGatheringState === "complete" && mark("gathered"));
+    pc.addEventListener("signalingstatechange", () => pc.signalingState === "stable" && mark("answered"));
+    pc.addEventListener("iceconnectionstatechange", () =>
+      ["connected", "completed"].includes(pc.iceConnectionState) && mark("ice"));
+    pc.addEventListener("connectionstatechange", () => pc.connectionState === "connected" && mark("dtls"));
     return pc;
   };
   window.RTCPeerConnection.prototype = Original.prototype;
@@ -79,7 +92,7 @@ async () => {
     if (pc && window.__dialledAt !== undefined) {
       for (const s of (await pc.getStats()).values())
         if (s.type === "inbound-rtp" && s.kind === "audio" && s.packetsReceived > 0)
-          return performance.now() - window.__dialledAt;
+          return [performance.now() - window.__dialledAt, window.__phases];
     }
     await new Promise((r) => setTimeout(r, 5));
   }
@@ -135,14 +148,23 @@ async def open_chat(page: Any, handle: str) -> None:
     await page.get_by_test_id("conversation").wait_for(timeout=TIMEOUT_MS)
 
 
-async def browser_dials(page: Any, ended: Any) -> float:
-    """One call from ``page``: click "Call", time the first audio packet in, hang up, wait for its end."""
+PHASES = ("microphone", "gathered", "answered", "ice", "dtls")
+"""Stages of a browser's dial, in order: its peer connection made (the microphone started), ICE gathering
+complete (the offer goes out then), the answer applied, ICE connected, DTLS done (``connected``)."""
+
+
+async def browser_dials(page: Any, ended: Any, phases: dict[str, list[float]]) -> float:
+    """One call from ``page``: click "Call", time the first audio packet in, hang up, wait for its end.
+    Each stage's time since the click is added to ``phases``."""
     await page.get_by_test_id("call-voice").click()
-    setup_ms = float(await page.evaluate(FIRST_AUDIO))
+    setup_ms, reached = await page.evaluate(FIRST_AUDIO)
+    for phase in PHASES:
+        if phase in reached:
+            phases.setdefault(phase, []).append(float(reached[phase]))
     await page.get_by_test_id("call-hangup").click()
     await ended()
-    await page.evaluate("() => { window.__dialledAt = undefined; }")
-    return setup_ms
+    await page.evaluate("() => { window.__dialledAt = undefined; window.__phases = {}; }")
+    return float(setup_ms)
 
 
 @contextlib.asynccontextmanager
@@ -166,7 +188,9 @@ async def answering_terminal(state: Path) -> AsyncIterator[asyncio.Event]:
                 await task
 
 
-async def measure(pair: str, calls: int, url: str, folder: Path, browser: Any) -> list[float]:
+async def measure(
+    pair: str, calls: int, url: str, folder: Path, browser: Any, phases: dict[str, list[float]]
+) -> list[float]:
     prefix = "".join(word[0] for word in pair.split("-"))  # bb, bt, tt: an account pair per run
     caller, callee = primary(url, folder, f"{prefix}caller"), primary(url, folder, f"{prefix}callee")
     times: list[float] = []
@@ -194,7 +218,7 @@ async def measure(pair: str, calls: int, url: str, folder: Path, browser: Any) -
                 async def ended() -> None:
                     await asyncio.wait_for(answered.wait(), 30)
 
-                times.append(await browser_dials(page, ended))
+                times.append(await browser_dials(page, ended, phases))
         return times
     other = await browser_companion(browser, url, callee, folder)
     await other.evaluate("() => { window.__autoAnswer = true; }")
@@ -207,7 +231,7 @@ async def measure(pair: str, calls: int, url: str, folder: Path, browser: Any) -
             )
             await page.wait_for_timeout(300)
 
-        times.append(await browser_dials(page, ended))
+        times.append(await browser_dials(page, ended, phases))
         print(f"{pair}: {times[-1]:.0f} ms", file=sys.stderr, flush=True)
     return times
 
@@ -233,7 +257,8 @@ async def main() -> None:
                 results = {}
                 for pair in pairs:
                     started = time.monotonic()
-                    times = sorted(await measure(pair, args.calls, server.url, folder, browser))
+                    phases: dict[str, list[float]] = {}
+                    times = sorted(await measure(pair, args.calls, server.url, folder, browser, phases))
                     results[pair] = {
                         "calls": len(times),
                         "p50_ms": round(percentile(times, 0.5), 1),
@@ -241,6 +266,12 @@ async def main() -> None:
                         "max_ms": round(max(times), 1),
                         "wall_s": round(time.monotonic() - started, 1),
                     }
+                    if phases:  # medians of each stage, since the click: where the time goes
+                        results[pair]["stages_p50_ms"] = {
+                            phase: round(percentile(sorted(phases[phase]), 0.5))
+                            for phase in PHASES
+                            if phase in phases
+                        }
                     print(json.dumps({pair: results[pair]}), flush=True)
                 await browser.close()
         finally:

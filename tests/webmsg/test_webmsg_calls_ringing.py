@@ -161,8 +161,8 @@ def test_a_callee_already_in_a_call_answers_busy_and_the_caller_sees_it(people: 
         when(page, "ended")
 
 
-def call_entries(page: Any, peer: str) -> list[str]:
-    open_chat(page, peer)
+def call_entries(page: Any, handle: str) -> list[str]:
+    start_chat(page, handle)  # opens the chat, whether or not an earlier test left one
     entries = page.get_by_test_id("message").filter(has_text="call")
     return [str(text) for text in entries.all_inner_texts()]
 
@@ -171,7 +171,9 @@ def test_both_dial_each_other_at_the_same_moment_and_end_up_in_one_call(people: 
     """Glare (§14.9): each press is timed by the page itself, 300 ms after the test asks, so both
     offers leave before either arrives; the call with the lower id goes on, the other gives way."""
     alice, bob_laptop, bob_tablet = people.alice, people.bob_laptop, people.bob_tablet
-    before = {page: len(call_entries(page, peer)) for page, peer in ((alice, "Bob"), (bob_laptop, "Alice"))}
+    before = {
+        page: len(call_entries(page, handle)) for page, handle in ((alice, "bob"), (bob_laptop, "alice"))
+    }
     press = "() => setTimeout(() => document.querySelector('[data-testid=call-voice]').click(), 300)"
     alice.evaluate(press)
     bob_laptop.evaluate(press)
@@ -185,9 +187,10 @@ def test_both_dial_each_other_at_the_same_moment_and_end_up_in_one_call(people: 
     bob_laptop.get_by_test_id("call-hangup").click()
     for page in (alice, bob_laptop, bob_tablet):
         when(page, "ended")
-    for page, peer in ((alice, "Bob"), (bob_laptop, "Alice")):  # one entry for the one call
+    for page, handle in ((alice, "bob"), (bob_laptop, "alice")):  # one entry for the one call
+        start_chat(page, handle)
         page.get_by_test_id("message").filter(has_text="call").nth(before[page]).wait_for()
-        added = call_entries(page, peer)[before[page] :]
+        added = call_entries(page, handle)[before[page] :]
         assert len(added) == 1 and "voice call, " in added[0] and "replaced" not in added[0], added
 
 
