@@ -11,7 +11,9 @@ number deletes what it covers.
 
 from __future__ import annotations
 
+import functools
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from lockstep.link.encoding import b64u_decode
@@ -22,7 +24,7 @@ from lockstep.server.connection import Connection
 from lockstep.server.errors import ApiError, ErrorCode, StrangerLimit
 from lockstep.server.frames import Request, bad_request
 from lockstep.server.services import Services
-from lockstep.server.store import Delivery
+from lockstep.server.store import Audience, Conversation, Delivery
 
 MESSAGE_ID = re.compile(r"[A-Za-z0-9_-]{16,64}")
 MAX_PAYLOADS = 1024
@@ -64,76 +66,105 @@ def _megolm_payload(value: object) -> dict[str, Any]:
     return {"type": "megolm", "session_id": session_id, "ciphertext": _b64u(value, "ciphertext")}
 
 
+@dataclass(frozen=True, slots=True)
+class SendRequest:
+    """A ``messages.send`` as parsed, before it is checked against the conversation's devices."""
+
+    message_id: str
+    receipt: bool
+    payloads: list[tuple[str, dict[str, Any]]]
+    """Olm payloads, one per device."""
+    megolm: dict[str, Any] | None
+    """A group's one ciphertext for every device (instead of ``payloads``)."""
+    conversation: Conversation
+
+    @classmethod
+    def parse(cls, request: Request, sender_account: str) -> SendRequest:
+        message_id = request.text("message_id", max_length=64)
+        if not MESSAGE_ID.fullmatch(message_id):
+            raise bad_request("'message_id' is 16 to 64 base64url characters")
+        receipt = request.fields.get("receipt", False)
+        if not isinstance(receipt, bool):
+            raise bad_request("'receipt' is true or false")
+        raw_payloads = request.fields.get("payloads", [])
+        if not isinstance(raw_payloads, list) or len(raw_payloads) > MAX_PAYLOADS:
+            raise bad_request(f"'payloads' must be a list of at most {MAX_PAYLOADS}")
+        payloads = [_olm_payload(p) for p in raw_payloads]
+        if len({device_id for device_id, _ in payloads}) != len(payloads):
+            raise bad_request("one payload per device")
+        megolm = request.fields.get("megolm")
+        if "group_id" in request.fields:
+            conversation = Conversation(sender_account, group_id=request.text("group_id", max_length=64))
+            shared = None if megolm is None else _megolm_payload(megolm)
+            return cls(message_id, receipt, payloads, shared, conversation)
+        conversation = Conversation(sender_account, to_account=request.text("to", max_length=64))
+        if megolm is not None:
+            raise bad_request("'megolm' goes only to groups")
+        return cls(message_id, receipt, payloads, None, conversation)
+
+    def plan(self, sender_device: str, audience: Audience | None) -> Delivery:
+        """What to queue, once the conversation's devices are known; refused (``ApiError``) unless the
+        send reaches every device it must."""
+        conversation = self.conversation
+        targets = {device_id for device_id, _ in self.payloads}
+        payloads = self.payloads
+        if conversation.group_id is not None:
+            if audience is None:
+                raise ApiError(ErrorCode.GROUP_UNKNOWN, "no such group")
+            if conversation.sender_account not in audience.devices:
+                raise ApiError(ErrorCode.FORBIDDEN, "you are not a member of this group")
+            expected = set().union(*audience.devices.values()) - {sender_device}
+            if (self.megolm is None) == (not payloads):
+                raise bad_request("a group send carries either 'megolm' (to everyone) or Olm 'payloads'")
+            if not targets <= expected:
+                raise ApiError(
+                    ErrorCode.DEVICES_CHANGED, "a target device is not in the group; refresh and retry"
+                )
+            if self.megolm is not None:
+                payloads = [(device_id, self.megolm) for device_id in sorted(expected)]
+        else:
+            if audience is None:
+                raise ApiError(ErrorCode.ACCOUNT_UNKNOWN, "no such account")
+            expected = set().union(*audience.devices.values()) - {sender_device}
+            to_self = conversation.to_account == conversation.sender_account
+            if to_self and targets and targets <= expected:
+                pass  # device-to-device sync within one account (history for a new companion)
+            elif targets != expected:
+                raise ApiError(
+                    ErrorCode.DEVICES_CHANGED,
+                    "the message must go to every device of the recipient and every other device of "
+                    "yours; the device lists changed: refresh and retry",
+                )
+        return Delivery(
+            self.message_id,
+            conversation.sender_account,
+            sender_device,
+            conversation.group_id,
+            payloads,
+            conversation.to_account,
+            introduces=not self.receipt,
+        )
+
+
 async def send(services: Services, connection: Connection, request: Request) -> dict[str, Any]:
     identity = require_device(connection)
     if not await services.limits.sends.allow(identity.device_id, services.clock()):
         raise ApiError(ErrorCode.RATE_LIMITED, "too many messages from this device; wait a minute")
-    message_id = request.text("message_id", max_length=64)
-    if not MESSAGE_ID.fullmatch(message_id):
-        raise bad_request("'message_id' is 16 to 64 base64url characters")
-    receipt = request.fields.get("receipt", False)
-    if not isinstance(receipt, bool):
-        raise bad_request("'receipt' is true or false")
-    raw_payloads = request.fields.get("payloads", [])
-    if not isinstance(raw_payloads, list) or len(raw_payloads) > MAX_PAYLOADS:
-        raise bad_request(f"'payloads' must be a list of at most {MAX_PAYLOADS}")
-    payloads = [_olm_payload(p) for p in raw_payloads]
-    targets = [device_id for device_id, _ in payloads]
-    if len(set(targets)) != len(targets):
-        raise bad_request("one payload per device")
-    megolm = request.fields.get("megolm")
-    group_id: str | None = None
-    to: str | None = None
-    if "group_id" in request.fields:
-        group_id = request.text("group_id", max_length=64)
-        group = await services.store.group(group_id)
-        if group is None:
-            raise ApiError(ErrorCode.GROUP_UNKNOWN, "no such group")
-        if identity.account_id not in group.members:
-            raise ApiError(ErrorCode.FORBIDDEN, "you are not a member of this group")
-        devices = await services.store.devices_of(list(group.members), with_keys=True)
-        expected = set().union(*devices.values()) - {identity.device_id}
-        if (megolm is None) == (not payloads):
-            raise bad_request("a group send carries either 'megolm' (to everyone) or Olm 'payloads'")
-        if not set(targets) <= expected:
-            raise ApiError(
-                ErrorCode.DEVICES_CHANGED, "a target device is not in the group; refresh and retry"
-            )
-        if megolm is not None:
-            shared = _megolm_payload(megolm)
-            payloads = [(device_id, shared) for device_id in sorted(expected)]
-    else:
-        to = request.text("to", max_length=64)
-        if megolm is not None:
-            raise bad_request("'megolm' goes only to groups")
-        if await services.store.account(to) is None:
-            raise ApiError(ErrorCode.ACCOUNT_UNKNOWN, "no such account")
-        devices = await services.store.devices_of(list({to, identity.account_id}), with_keys=True)
-        expected = set().union(*devices.values()) - {identity.device_id}
-        if to == identity.account_id and targets and set(targets) <= expected:
-            pass  # device-to-device sync within one account (history for a new companion)
-        elif set(targets) != expected:
-            raise ApiError(
-                ErrorCode.DEVICES_CHANGED,
-                "the message must go to every device of the recipient and every other device of yours; "
-                "the device lists changed: refresh and retry",
-            )
+    parsed = SendRequest.parse(request, identity.account_id)
     now = services.clock()
-    delivery = Delivery(
-        message_id, identity.account_id, identity.device_id, group_id, payloads, to, introduces=not receipt
-    )
+    plan = functools.partial(parsed.plan, identity.device_id)
     try:
-        queued = await services.store.enqueue(delivery, now, services.stranger_limits)
+        delivery, queued = await services.store.send(parsed.conversation, plan, now, services.stranger_limits)
     except StrangerLimit as error:
-        raise _stranger_refusal(error, group_id is not None) from error
+        raise _stranger_refusal(error, parsed.conversation.group_id is not None) from error
     services.metrics.messages_queued.inc(len(queued))
     await services.hub.push_each([(device_id, message.to_event()) for device_id, message in queued])
     new = {device_id for device_id, _ in queued}
-    if repeated := [device_id for device_id, _ in payloads if device_id not in new]:
+    if repeated := [device_id for device_id, _ in delivery.payloads if device_id not in new]:
         # A retried send (same message id): the first try may have stored its copies but never
         # announced them (its instance died first), so announce what those devices hold.
         await catch_up.announce_queued(services, repeated)
-    return {"message_id": message_id, "server_time": now, "devices": len(payloads)}
+    return {"message_id": parsed.message_id, "server_time": now, "devices": len(delivery.payloads)}
 
 
 def _stranger_refusal(error: StrangerLimit, group: bool) -> ApiError:

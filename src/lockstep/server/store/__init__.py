@@ -10,7 +10,9 @@ transactions (sql.py) from one module per concern: ``accounts`` (and devices), `
 from lockstep.server.store.backend import DatabaseUrlError, StoreBackend, backend_for, redact, sqlite_url
 from lockstep.server.store.records import (
     AccountRecord,
+    Audience,
     ClaimedKeys,
+    Conversation,
     Delivery,
     DeviceListChange,
     DeviceRecord,
@@ -25,7 +27,9 @@ from lockstep.server.store.store import Store
 
 __all__ = [
     "AccountRecord",
+    "Audience",
     "ClaimedKeys",
+    "Conversation",
     "DatabaseUrlError",
     "Delivery",
     "DeviceListChange",

@@ -1,82 +1,173 @@
 """Per-device ciphertext queues: ordered sequence numbers, at most one copy of a message per device.
 
-Each device has one counter row (``device_sequences``). :func:`enqueue` locks it before anything else
-(an upsert that changes nothing still takes the row lock on PostgreSQL), so concurrent sends to a
-device take turns: the second sees what the first queued, skips a retried duplicate, and gets the
-next number, with no gap. Devices are locked in id order, so two sends to overlapping groups cannot
-deadlock. The unique index ``message_queue_once`` stays as the last line of defence.
+A send is a few multi-row statements whatever its number of devices (``enqueue``). First each
+device's counter row (``device_sequences``) is counted up by one in an upsert that returns the new
+numbers; that also locks the rows on PostgreSQL, so concurrent sends to a device take turns, in
+device id order (two sends to overlapping groups cannot deadlock). Then the copies are inserted with
+``ON CONFLICT DO NOTHING`` on the unique index ``message_queue_once``: a retried message a device
+already holds is skipped, and its number is given back, so numbers have no gap. Under the row lock,
+the insert sees every copy committed before, on any instance.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
+from typing import Any
 
-from lockstep.server.store.records import Delivery, QueuedMessage, StrangerLimits
-from lockstep.server.store.sql import Work, execute, json_text, query, query_one
+from lockstep.server.store.audience import audience
+from lockstep.server.store.records import Audience, Conversation, Delivery, QueuedMessage, StrangerLimits
+from lockstep.server.store.sql import Work, execute, json_text, marks, query, query_one
 from lockstep.server.store.strangers import StrangerCheck, introduce
+
+ROWS_PER_STATEMENT = 256
+"""Rows per multi-row statement: 8 parameters a row stays far below PostgreSQL's 65,535 a statement,
+and a group send of 2,000 devices is still only a handful of statements."""
+
+Plan = Callable[[Audience | None], Delivery]
+"""Checks a send against whom it may reach (None: its group or recipient does not exist) and gives what
+to queue, or raises to refuse it (nothing is written)."""
+
+
+def send(
+    conversation: Conversation, plan: Plan, now: int, strangers: StrangerLimits | None
+) -> Work[tuple[Delivery, list[tuple[str, QueuedMessage]]]]:
+    """Read the conversation's devices, check the send against them and queue it: one transaction."""
+    found = yield from audience(conversation)
+    delivery = plan(found)
+    owners = None if found is None else found.owners()
+    return delivery, (yield from enqueue(delivery, now, strangers, owners))
 
 
 def enqueue(
-    delivery: Delivery, now: int, strangers: StrangerLimits | None
+    delivery: Delivery,
+    now: int,
+    strangers: StrangerLimits | None,
+    owners: dict[str, str] | None = None,
 ) -> Work[list[tuple[str, QueuedMessage]]]:
     """Append each payload to its device's queue with that device's next sequence number.
 
     A (device, sender device, message id) already queued is skipped, so a retried send is not
     delivered twice while it waits. With ``strangers``, the whole send is refused
     (:class:`StrangerLimit`) if it would queue more than they allow from accounts a recipient
-    never wrote to; a send that ``introduces`` makes its conversation known to the sender.
+    never wrote to (``owners``: each device's account, if the caller has read them already); a send
+    that ``introduces`` makes its conversation known to the sender.
     The result keeps the order of ``delivery.payloads``.
     """
-    queued: dict[int, tuple[str, QueuedMessage]] = {}
-    check = None if strangers is None else StrangerCheck(delivery, strangers)
-    if check is not None:
-        yield from check.load_owners()
-    order = sorted(range(len(delivery.payloads)), key=lambda index: delivery.payloads[index][0])
-    for index in order:
-        device_id, payload = delivery.payloads[index]
-        locked = yield from query_one(
-            "INSERT INTO device_sequences (device_id, last_seq) VALUES (?, 0) ON CONFLICT (device_id) "
-            "DO UPDATE SET last_seq = device_sequences.last_seq RETURNING last_seq",
-            device_id,
+    texts = _encoded(delivery.payloads)
+    devices = sorted(texts)
+    numbers = yield from _count_up(devices)
+    if strangers is not None:
+        check = yield from StrangerCheck.load(delivery, strangers, owners)
+        for device_id in check.stranger_devices(devices):  # rare: a recipient who never wrote back
+            if not (yield from _holds(device_id, delivery)):
+                yield from check.admit(device_id, len(texts[device_id]))
+    inserted: set[str] = set()
+    for chunk in _chunks(devices):
+        rows = yield from query(
+            _insert_copies(len(chunk)),
+            *(
+                value
+                for device_id in chunk
+                for value in (
+                    device_id,
+                    numbers[device_id],
+                    delivery.message_id,
+                    delivery.sender_account,
+                    delivery.sender_device,
+                    delivery.group_id,
+                    texts[device_id],
+                    now,
+                )
+            ),
         )
-        assert locked is not None
-        duplicate = yield from query_one(
-            "SELECT 1 FROM message_queue WHERE device_id = ? AND sender_device = ? AND message_id = ?",
-            device_id,
-            delivery.sender_device,
-            delivery.message_id,
-        )
-        if duplicate:
-            continue
-        encoded = json_text(payload)
-        if check is not None:
-            yield from check.admit(device_id, len(encoded))
-        seq = int(locked[0]) + 1
-        yield from execute("UPDATE device_sequences SET last_seq = ? WHERE device_id = ?", seq, device_id)
-        message = QueuedMessage(
-            seq,
-            delivery.message_id,
-            delivery.sender_account,
-            delivery.sender_device,
-            delivery.group_id,
-            payload,
-            now,
-        )
-        yield from execute(
-            "INSERT INTO message_queue (device_id, seq, message_id, sender_account, sender_device, "
-            "group_id, payload, server_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            device_id,
-            seq,
-            message.message_id,
-            message.sender_account,
-            message.sender_device,
-            message.group_id,
-            encoded,
-            now,
-        )
-        queued[index] = (device_id, message)
+        inserted.update(row[0] for row in rows)
+    if held := [device_id for device_id in devices if device_id not in inserted]:
+        yield from _give_back(held)
     yield from introduce(delivery)
-    return [queued[index] for index in sorted(queued)]
+    return [
+        (device_id, _message(delivery, numbers[device_id], payload, now))
+        for device_id, payload in delivery.payloads
+        if device_id in inserted
+    ]
+
+
+def _encoded(payloads: list[tuple[str, dict[str, Any]]]) -> dict[str, str]:
+    """Each device's payload as stored; one payload shared by many devices (a group's Megolm
+    message) is encoded once."""
+    texts: dict[int, str] = {}
+    encoded: dict[str, str] = {}
+    for device_id, payload in payloads:
+        text = texts.get(id(payload))
+        if text is None:
+            text = texts[id(payload)] = json_text(payload)
+        encoded[device_id] = text
+    return encoded
+
+
+def _chunks(device_ids: list[str]) -> Iterator[list[str]]:
+    for start in range(0, len(device_ids), ROWS_PER_STATEMENT):
+        yield device_ids[start : start + ROWS_PER_STATEMENT]
+
+
+def _insert_copies(count: int) -> str:
+    """Insert ``count`` copies; returns the devices that did not hold the message yet."""
+    values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * count)
+    return (
+        "INSERT INTO message_queue (device_id, seq, message_id, sender_account, sender_device, "  # noqa: S608 - only placeholders
+        f"group_id, payload, server_time) VALUES {values} "
+        "ON CONFLICT (device_id, sender_device, message_id) DO NOTHING RETURNING device_id"
+    )
+
+
+def _count_up_rows(count: int) -> str:
+    """Count ``count`` devices' sequences up by one (a device's first message is number 1)."""
+    values = ", ".join(["(?, 1)"] * count)
+    return (
+        f"INSERT INTO device_sequences (device_id, last_seq) VALUES {values} "  # noqa: S608 - only placeholders
+        "ON CONFLICT (device_id) DO UPDATE SET last_seq = device_sequences.last_seq + 1 "
+        "RETURNING device_id, last_seq"
+    )
+
+
+def _count_up(device_ids: list[str]) -> Work[dict[str, int]]:
+    """Each device's next sequence number, taken (and its counter row locked) in id order."""
+    numbers: dict[str, int] = {}
+    for chunk in _chunks(device_ids):
+        rows = yield from query(_count_up_rows(len(chunk)), *chunk)
+        numbers.update((device_id, int(seq)) for device_id, seq in rows)
+    return numbers
+
+
+def _give_back(device_ids: list[str]) -> Work[None]:
+    """Undo ``_count_up`` for devices that already held the message (their rows are still locked)."""
+    for chunk in _chunks(device_ids):
+        yield from execute(
+            f"UPDATE device_sequences SET last_seq = last_seq - 1 WHERE device_id IN ({marks(len(chunk))})",  # noqa: S608
+            *chunk,
+        )
+
+
+def _holds(device_id: str, delivery: Delivery) -> Work[bool]:
+    row = yield from query_one(
+        "SELECT 1 FROM message_queue WHERE device_id = ? AND sender_device = ? AND message_id = ?",
+        device_id,
+        delivery.sender_device,
+        delivery.message_id,
+    )
+    return row is not None
+
+
+def _message(delivery: Delivery, seq: int, payload: dict[str, Any], now: int) -> QueuedMessage:
+    return QueuedMessage(
+        seq,
+        delivery.message_id,
+        delivery.sender_account,
+        delivery.sender_device,
+        delivery.group_id,
+        payload,
+        now,
+    )
 
 
 def fetch_messages(device_id: str, after: int, limit: int) -> Work[list[QueuedMessage]]:

@@ -84,6 +84,28 @@ class Delivery:
 
 
 @dataclass(frozen=True, slots=True)
+class Conversation:
+    """Where a send goes: a direct chat from ``sender_account`` to ``to_account``, or a group."""
+
+    sender_account: str
+    to_account: str | None = None
+    group_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Audience:
+    """Whom a send may reach, read inside the send's own transaction."""
+
+    devices: dict[str, set[str]]
+    """Each account of the conversation (the recipient and the sender, or every group member) → its
+    devices that published E2E keys (none: an empty set)."""
+
+    def owners(self) -> dict[str, str]:
+        """Device id → its account."""
+        return {device_id: account for account, ids in self.devices.items() for device_id in ids}
+
+
+@dataclass(frozen=True, slots=True)
 class StrangerLimits:
     """What accounts a recipient never wrote to may keep queued for each of its devices (bytes)."""
 

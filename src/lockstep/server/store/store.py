@@ -14,6 +14,7 @@ from lockstep.server.store.backend import StoreBackend, backend_for
 from lockstep.server.store.records import (
     AccountRecord,
     ClaimedKeys,
+    Conversation,
     Delivery,
     DeviceListChange,
     DeviceRecord,
@@ -127,6 +128,17 @@ class Store:
         return await self._plain(lambda: keys.one_time_keys_left(device_id))
 
     # --- queues (store/queues.py) ---------------------------------------------------------------
+    async def send(
+        self,
+        conversation: Conversation,
+        plan: queues.Plan,
+        now: int,
+        strangers: StrangerLimits | None = None,
+    ) -> tuple[Delivery, list[tuple[str, QueuedMessage]]]:
+        """Check a send against the conversation's devices (``plan``) and queue it, in one transaction:
+        the delivery ``plan`` made and, in its order, the copies queued (a retry's are not)."""
+        return await self._atomic(lambda: queues.send(conversation, plan, now, strangers))
+
     async def enqueue(
         self, delivery: Delivery, now: int, strangers: StrangerLimits | None = None
     ) -> list[tuple[str, QueuedMessage]]:

@@ -28,34 +28,42 @@ one sender among them (payloads are ASCII JSON: characters are bytes)."""
 class StrangerCheck:
     """Refuses a payload that would take a device past what strangers may queue for it."""
 
-    def __init__(self, delivery: Delivery, limits: StrangerLimits) -> None:
+    def __init__(
+        self, delivery: Delivery, limits: StrangerLimits, owners: dict[str, str], strangers: set[str]
+    ) -> None:
         self._delivery, self._limits = delivery, limits
-        self._owners: dict[str, str] = {}
-        self._known: dict[str, bool] = {delivery.sender_account: True}
+        self._owners = owners
+        self._strangers = strangers
+        """The accounts among the owners that never wrote into this conversation."""
 
-    def load_owners(self) -> Work[None]:
-        device_ids = [device_id for device_id, _ in self._delivery.payloads]
-        if device_ids:
+    @classmethod
+    def load(
+        cls, delivery: Delivery, limits: StrangerLimits, owners: dict[str, str] | None = None
+    ) -> Work[StrangerCheck]:
+        """Read which accounts of the target devices never wrote to the sender (or into the group);
+        ``owners`` (device → account) is read too unless the caller has it."""
+        if owners is None:
+            owners = yield from _owners([device_id for device_id, _ in delivery.payloads])
+        accounts = sorted(set(owners.values()) - {delivery.sender_account})
+        known: set[str] = set()
+        if accounts:
             rows = yield from query(
-                f"SELECT device_id, account_id FROM devices WHERE device_id IN ({marks(len(device_ids))})",  # noqa: S608
-                *device_ids,
+                "SELECT account_id FROM known_peers "  # noqa: S608 - only placeholders
+                f"WHERE peer_id = ? AND account_id IN ({marks(len(accounts))})",
+                delivery.peer,
+                *accounts,
             )
-            self._owners = {device_id: account_id for device_id, account_id in rows}
+            known = {account_id for (account_id,) in rows}
+        return cls(delivery, limits, owners, set(accounts) - known)
 
-    def _knows_peer(self, account_id: str) -> Work[bool]:
-        known = self._known.get(account_id)
-        if known is None:
-            row = yield from query_one(
-                "SELECT 1 FROM known_peers WHERE account_id = ? AND peer_id = ?",
-                account_id,
-                self._delivery.peer,
-            )
-            known = self._known[account_id] = row is not None
-        return known
+    def stranger_devices(self, device_ids: list[str]) -> list[str]:
+        """Those of ``device_ids`` whose account never wrote into this conversation."""
+        return [device_id for device_id in device_ids if self._owners.get(device_id) in self._strangers]
 
     def admit(self, device_id: str, size: int) -> Work[None]:
+        """Refuse (:class:`StrangerLimit`) if ``size`` more bytes would pass a limit of this device's."""
         owner = self._owners.get(device_id)
-        if owner is None or (yield from self._knows_peer(owner)):
+        if owner is None or owner not in self._strangers:
             return
         sender = self._delivery.sender_account
         row = yield from query_one(STRANGER_BYTES, sender, device_id, owner, owner)
@@ -67,6 +75,16 @@ class StrangerCheck:
         ):
             if used + size > limit:
                 raise StrangerLimit(StrangerLimitDetails(owner, sender_share, limit))
+
+
+def _owners(device_ids: list[str]) -> Work[dict[str, str]]:
+    if not device_ids:
+        return {}
+    rows = yield from query(
+        f"SELECT device_id, account_id FROM devices WHERE device_id IN ({marks(len(device_ids))})",  # noqa: S608
+        *device_ids,
+    )
+    return {device_id: account_id for device_id, account_id in rows}
 
 
 def introduce(delivery: Delivery) -> Work[None]:

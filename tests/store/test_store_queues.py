@@ -1,0 +1,122 @@
+"""Queueing a send (``Store.send``): a few multi-row statements whatever the number of devices, and
+numbers without gaps when a retry reaches devices that already hold the message."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import pytest
+from store_helpers import TestAccount, opened
+
+from lockstep.server.store import Audience, Conversation, Delivery, Store, StrangerLimits
+from lockstep.server.store.queues import ROWS_PER_STATEMENT
+from lockstep.server.store.sql import Statement, Work, WorkFactory, execute
+
+pytestmark = pytest.mark.anyio
+T = TypeVar("T")
+ROOMY = StrangerLimits(per_sender_bytes=1 << 20, all_strangers_bytes=1 << 20)
+
+
+class CountingBackend:
+    """The store's backend, noting the text of every statement an operation runs."""
+
+    def __init__(self, store: Store) -> None:
+        self.inner = store.backend
+        self.statements: list[str] = []
+        store.backend = self
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def run(self, work: WorkFactory[T], *, atomic: bool) -> T:
+        def counted() -> Work[T]:
+            inner = work()
+            try:
+                statement: Statement = next(inner)
+                while True:
+                    self.statements.append(statement.text)
+                    statement = inner.send((yield statement))
+            except StopIteration as done:
+                result: T = done.value
+                return result
+
+        return await self.inner.run(counted, atomic=atomic)
+
+
+def to_every_device(message_id: str, sender: TestAccount, payload: dict[str, Any]) -> Any:
+    """A plan that sends ``payload`` to every device of the conversation but the sender's."""
+
+    def plan(audience: Audience | None) -> Delivery:
+        assert audience is not None
+        devices = sorted(set().union(*audience.devices.values()) - {sender.primary_id})
+        group_id = "g" if len(audience.devices) > 2 else None
+        to = None if group_id else next(a for a in audience.devices if a != sender.account_id)
+        return Delivery(
+            message_id, sender.account_id, sender.primary_id, group_id, [(d, payload) for d in devices], to
+        )
+
+    return plan
+
+
+async def wrote_to(store: Store, account: TestAccount, peer: TestAccount) -> None:
+    await store.backend.run(
+        lambda: execute(
+            "INSERT INTO known_peers (account_id, peer_id) VALUES (?, ?)", account.account_id, peer.account_id
+        ),
+        atomic=True,
+    )
+
+
+async def keyed(store: Store, *accounts: TestAccount) -> None:
+    for account in accounts:
+        await account.register(store)
+        await store.put_device_keys(account.primary_id, {"bundle": 1}, None, [], 1)
+
+
+async def test_a_send_is_five_statements_for_two_devices_and_grows_only_by_chunks(database_url: str) -> None:
+    async with opened(database_url) as (store,):
+        alice, bob = TestAccount("alice"), TestAccount("bob")
+        await keyed(store, alice, bob)
+        await store.change_device_list(bob.linking("Laptop"), 2)  # a companion without E2E keys
+        members = [TestAccount(f"member{i}") for i in range(ROWS_PER_STATEMENT + 40)]
+        await keyed(store, *members)
+        for account in (*members, bob):  # each wrote to alice, so no stranger check applies to them
+            await wrote_to(store, account, alice)
+        await store.create_group("g", alice.account_id, [m.account_id for m in members], 3)
+        counter = CountingBackend(store)
+
+        direct = Conversation(alice.account_id, to_account=bob.account_id)
+        _, queued = await store.send(direct, to_every_device("direct0000000001", alice, {"c": 1}), 4, ROOMY)
+        assert [device for device, _ in queued] == [bob.primary_id]  # not the keyless laptop
+        assert len(counter.statements) == 5, counter.statements
+
+        counter.statements.clear()
+        group = Conversation(alice.account_id, group_id="g")
+        _, queued = await store.send(group, to_every_device("group00000000001", alice, {"m": 1}), 5, ROOMY)
+        assert len(queued) == len(members)
+        # Past ROWS_PER_STATEMENT devices, the upsert of numbers and the insert each take one more.
+        assert len(counter.statements) == 5 + 2, counter.statements
+
+
+async def test_a_retry_that_reaches_one_more_device_numbers_only_that_one(database_url: str) -> None:
+    async with opened(database_url) as (store,):
+        alice, bob, carol = TestAccount("alice"), TestAccount("bob"), TestAccount("carol")
+        await keyed(store, alice, bob, carol)
+
+        def send(message_id: str, *devices: str) -> Delivery:
+            return Delivery(
+                message_id,
+                alice.account_id,
+                alice.primary_id,
+                None,
+                [(d, {"id": message_id}) for d in devices],
+            )
+
+        await store.enqueue(send("first", bob.primary_id), 2)
+        # The retry of "first" now also lists carol (whose queue was empty): bob already holds it.
+        queued = await store.enqueue(send("first", carol.primary_id, bob.primary_id), 3)
+        assert [(device, message.seq) for device, message in queued] == [(carol.primary_id, 1)]
+        await store.enqueue(send("second", bob.primary_id, carol.primary_id), 4)
+        for device in (bob.primary_id, carol.primary_id):
+            held = await store.fetch_messages(device, 0, 10)
+            assert [(m.seq, m.message_id) for m in held] == [(1, "first"), (2, "second")]  # no gap
