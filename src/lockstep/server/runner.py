@@ -23,6 +23,7 @@ from lockstep.server.frames import MAX_FRAME_BYTES
 from lockstep.server.services import Services
 from lockstep.server.settings import Settings
 from lockstep.server.store import Store
+from lockstep.server.ws_protocol import ReadAheadProtocol
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ def uvicorn_config(app: ASGIApp, listener: Listener, *, lifespan: bool = True) -
         port=listener.port,
         ssl_certfile=listener.tls_cert,
         ssl_keyfile=listener.tls_key,
+        ws=ReadAheadProtocol,  # uvicorn's, without two epoll_ctl calls per frame (ws_protocol.py)
         ws_max_size=MAX_FRAME_BYTES,
         # No permessage-deflate: its zlib streams cost about 34 KiB per socket for as long as the socket
         # is open (half the server's memory per idle device, docs/benchmarks.md) and CPU on every
