@@ -22,6 +22,7 @@ from webmsg_helpers import (
 
 from fake_camera import Phone
 from lockstep_cli import lockstep_ok, receive_json
+from lockstep_servers import restart_server
 from phone_linking import create_account, link_companion, open_companion
 
 pytestmark = pytest.mark.browser
@@ -199,3 +200,55 @@ def test_a_terminal_peers_reply_reaction_edit_and_delete_show_in_the_browser(
     quote = wait_until(alice, reply, lambda s: s["quote"] is not None)["quote"]
     assert quote.endswith(f"lunch? {token}")
     assert "4711" not in alice.get_by_test_id("messages").inner_text()
+
+
+def test_reactions_edits_and_deletes_made_offline_show_at_once_and_go_out_when_back(
+    server_process, phone: Phone, tmp_path: Path
+) -> None:
+    url = server_process.url
+    alice = phone.page
+    create_account(phone, url, "alice", "Alice")
+    bob = cli_primary(url, tmp_path / "bob", "bob", "Bob").primary
+    token = secrets.token_hex(3)
+    start_chat(alice, "@bob")
+    mine = str(send_text(alice, f"see you at 8 {token}").get_attribute("data-message-id"))
+    doomed = str(send_text(alice, f"my pin is 4711 {token}").get_attribute("data-message-id"))
+    receive_json(bob, wait=10)
+    theirs = cli_sent_id(lockstep_ok("send", "--to", "alice", f"bring cake {token}", "--state", str(bob)))
+    row_by_id(alice, theirs).wait_for(timeout=TIMEOUT)
+    receive_json(bob, wait=3)  # Alice's receipts
+
+    shown: dict[str, Any] = {}
+
+    def while_down() -> None:
+        alice.get_by_test_id("connection-banner").wait_for(state="visible", timeout=TIMEOUT)
+        menu(alice, theirs, "react", "React with 👍")
+        menu(alice, mine, "action-edit")
+        alice.get_by_test_id("composer").fill(f"see you at 9 {token}")
+        alice.get_by_test_id("composer-send").click()
+        menu(alice, doomed, "action-delete")
+        shown["reaction"] = wait_until(alice, theirs, lambda s: s["reactions"] == ["👍"])["reactions"]
+        shown["edit"] = wait_until(alice, mine, lambda s: s["edited"])["text"]
+        shown["deleted"] = wait_until(alice, doomed, lambda s: s["deleted"])["text"]
+        shown["error"] = alice.get_by_test_id("messenger-error").is_visible()
+
+    restart_server(server_process, tmp_path / "server2.log", while_down)
+    # Offline, each showed at once and nothing said it failed...
+    assert shown == {
+        "reaction": ["👍"],
+        "edit": f"see you at 9 {token}",
+        "deleted": "This message was deleted",
+        "error": False,
+    }, shown
+    # ...and once the connection is back, Bob's terminal gets all three, once each.
+    got = lockstep_ok("receive", "--wait", "20", "--state", str(bob))
+    for _ in range(5):
+        if "deleted a message" in got:
+            break
+        got += lockstep_ok("receive", "--wait", "5", "--state", str(bob))
+    assert got.count("@alice reacted 👍 to") == 1 and f"bring cake {token}" in got, got
+    assert got.count(f"@alice edited a message: see you at 9 {token}") == 1, got
+    assert got.count("@alice deleted a message") == 1, got
+    assert not alice.get_by_test_id("messenger-error").is_visible()
+    # Editing in the composer is not "typing…", and a `composing` never sent owes no `paused`.
+    assert "typing" not in got

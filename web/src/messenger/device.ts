@@ -74,6 +74,8 @@ export interface State {
   historySentTo?: string[];
   /** Reactions, edits and deletes whose message is not here yet (./messageChanges.ts). */
   pendingActions?: Record<string, unknown>[];
+  /** Reactions, edits and deletes made while offline, as history records, oldest first (./messageChanges.ts). */
+  unsentActions?: Record<string, unknown>[];
   /** "Share last seen and online" (§15.5); absent means on. */
   shareLastSeen?: boolean;
 }

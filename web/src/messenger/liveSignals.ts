@@ -94,7 +94,8 @@ export class LiveSignals {
   /** The person changed the composer of `conversation` to `text`. */
   composing(conversation: string, text: string): void {
     const state = this.typing.input(conversation, text.trim() === "", this.device.now());
-    if (state) this.send(conversation, "typing", { state });
+    // Offline, nothing went out: no `paused` is owed later either.
+    if (state && !this.send(conversation, "typing", { state })) this.typing.sent(conversation);
     this.armPaused();
   }
 
@@ -202,10 +203,11 @@ export class LiveSignals {
   }
 
   // --- sending ----------------------------------------------------------------------------------------
-  private send(conversation: string, kind: "typing", body: Record<string, unknown>): void {
+  /** Whether it went out (not to oneself, not while disconnected). */
+  private send(conversation: string, kind: "typing", body: Record<string, unknown>): boolean {
     const to = parseConversation(conversation, this.device.accountId);
-    if (to.peer === this.device.accountId) return; // a chat with oneself: no one to tell
-    this.sendTo(to, kind, body);
+    if (to.peer === this.device.accountId) return false; // a chat with oneself: no one to tell
+    return this.sendTo(to, kind, body);
   }
 
   private sendTo(to: { peer?: string; groupId?: string }, kind: string, body: Record<string, unknown>): boolean {

@@ -4,6 +4,8 @@
  * history record Python keeps), or among the state's pending ones until that message arrives; what the
  * message shows is then recomputed from the whole set (./actions.ts `outcome`), so every device shows the
  * same thing whatever order copies arrive in. A delete drops the message's words and file at once.
+ * One made while there is no connection shows at once and waits in the state's `unsentActions`, to go out
+ * (under its id, stamped anew) once the socket is back, as a text written offline does (./outbox.ts).
  * Search (§15.7) reads only what this device holds.
  */
 import type { Device } from "./device";
@@ -18,7 +20,8 @@ import {
   refusal,
 } from "./actions";
 import { type MessageEnvelope, newMessageId, parseConversation } from "./envelope";
-import { MessengerError } from "./errors";
+import { MessengerError, describe } from "./errors";
+import { SocketClosed } from "../net/socket";
 import type { ChatMessage } from "./model";
 import type { Outbox } from "./outbox";
 
@@ -108,7 +111,12 @@ export class MessageChanges {
 
   private attach(message: ChatMessage, records: ActionRecord[]): void {
     const kept = [...(message.actions ?? [])];
-    for (const record of records) if (!kept.some((r) => r.id === record.id)) kept.push(record);
+    for (const record of records) {
+      // The same action again (one sent after it waited offline, now with its real stamps) replaces it.
+      const at = kept.findIndex((r) => r.id === record.id);
+      if (at >= 0) kept[at] = record;
+      else kept.push(record);
+    }
     message.actions = kept.slice(-MAX_ON_MESSAGE);
     this.apply(message);
     this.device.put(message);
@@ -175,7 +183,6 @@ export class MessageChanges {
       const target = message ? targetOf(message) : null;
       if (!message || !target) throw new MessengerError("That message is not on this device.");
       if (message.deleted) throw new MessengerError("That message was deleted.");
-      const wanted = change(message.id);
       const now = device.now();
       const planned: Action = {
         id: newMessageId(),
@@ -183,18 +190,58 @@ export class MessageChanges {
         senderAccount: device.accountId,
         ts: now,
         serverTime: now,
-        change: wanted,
+        change: change(message.id),
       };
       const reason = refusal(target, planned);
-      if (reason !== null) throw new MessengerError(inWords(wanted, reason));
-      const { kind, ...body } = wanted;
-      const info = parseConversation(message.conversation, device.accountId);
-      const serverTime = await this.outbox.sendInto(info, kind, body, planned.id);
-      const sent = { ...planned, ts: device.stampOf(planned.id) ?? now, serverTime };
-      this.keep(actionRecord(sent, device.deviceId));
+      if (reason !== null) throw new MessengerError(inWords(planned.change, reason));
+      const record = actionRecord(planned, device.deviceId);
+      try {
+        await this.deliver(record);
+      } catch (error) {
+        if (!(error instanceof SocketClosed || !device.connected)) throw error;
+        // No connection: shown here now, sent once it is back (resendUnsent), as the banner promises.
+        this.keep(record);
+        (device.state.unsentActions ??= []).push(record);
+      }
       await device.save();
       device.changed();
     });
+  }
+
+  /** Sends a reaction, edit or delete (its history record) and keeps it with the stamps it went out with. */
+  private async deliver(record: ActionRecord): Promise<void> {
+    const device = this.device;
+    const id = String(record.id);
+    const info = parseConversation(String(record.conversation), device.accountId);
+    const body = record.body as Record<string, unknown>;
+    const serverTime = await this.outbox.sendInto(info, String(record.kind), body, id);
+    this.keep({ ...record, ts: device.stampOf(id) ?? device.now(), server_time: serverTime });
+  }
+
+  /** After a reconnect: the reactions, edits and deletes made while offline, in the order they were made.
+   * One that receivers would now refuse (an edit after 15 minutes) is dropped, and the person told. */
+  async resendUnsent(): Promise<void> {
+    const device = this.device;
+    const unsent = device.state.unsentActions ?? [];
+    while (unsent.length) {
+      const record = unsent[0] as ActionRecord;
+      const action = actionFromRecord(record);
+      const message = device.messages.get(action.change.target);
+      // (deleted here already, perhaps by this very delete: receivers still need it)
+      const target = message ? targetOf(message) : null;
+      const now = device.now();
+      const reason = target ? refusal(target, { ...action, ts: now, serverTime: now }) : "its message is gone";
+      try {
+        if (reason === null) await this.deliver(record);
+        else device.lastError = `Not sent after all: ${inWords(action.change, reason)}`;
+      } catch (error) {
+        if (error instanceof SocketClosed || !device.connected) return; // offline again: the rest waits
+        device.lastError = `Not sent after all: ${describe(error)}`;
+      }
+      unsent.shift();
+      await device.save();
+      device.changed();
+    }
   }
 
   /** Messages whose text, caption or file name contains `query` (any case), newest first (§15.7). */

@@ -60,6 +60,11 @@ export class MessageExtras {
     return context;
   }
 
+  /** The composer holds an edit of a sent message (not something new: no "typing…" for it). */
+  get editing(): boolean {
+    return this.context?.mode === "edit";
+  }
+
   /** A conversation was opened or closed: what the composer was doing there no longer applies. */
   reset(): void {
     this.setContext(null);

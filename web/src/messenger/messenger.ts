@@ -190,6 +190,7 @@ export class Messenger {
         await this.inbox.fetchAll();
         await this.groups.refresh();
         await this.outbox.resendPending();
+        await this.changes.resendUnsent(); // after the messages they may name
         await this.history.sync();
         this.outbox.scheduleReceipts(); // what waited while the connection was down
         this.live.connected();

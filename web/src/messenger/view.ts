@@ -295,7 +295,7 @@ export class MessengerView {
     });
     // What the person writes tells the chat "typing…" (throttled and ended by liveSignals.ts).
     this.composer.addEventListener("input", () => {
-      if (this.current) this.messenger?.typing(this.current, this.composer.value);
+      if (this.current && !this.extras.editing) this.messenger?.typing(this.current, this.composer.value);
     });
     this.composer.addEventListener("keydown", (event) => {
       if (event.key === "Enter" && !event.shiftKey) {
