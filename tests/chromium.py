@@ -2,6 +2,7 @@
 
     browser = launch(playwright)                       # the ``playwright`` fixture of tests/conftest.py
     phone = launch(playwright, camera=camera.path)     # with a fake camera (fake_camera.py)
+    fingerprint = add_platform_authenticator(page)     # the phone's screen lock, for WebAuthn
 
 Playwright's sync API keeps an asyncio loop running while it lives, so fixtures that start it must be
 module-scoped, never session-scoped: a live one would break the asyncio tests of later folders.
@@ -9,6 +10,7 @@ module-scoped, never session-scoped: a live one would break the asyncio tests of
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,3 +52,42 @@ def call_args(audio_file: Path) -> list[str]:
         "--disable-features=WebRtcHideLocalIpsWithMdns",
         "--autoplay-policy=no-user-gesture-required",
     ]
+
+
+@dataclass(frozen=True)
+class VirtualAuthenticator:
+    """A phone's platform authenticator (its fingerprint reader or screen lock) as Chromium's WebAuthn
+    testing domain plays it: passkeys live in it, and it says yes or no to user verification as told."""
+
+    session: Any
+    authenticator_id: str
+
+    def set_user_verified(self, verified: bool) -> None:
+        """From now on, the person's finger is recognised (True) or not (False)."""
+        self.session.send(
+            "WebAuthn.setUserVerified", {"authenticatorId": self.authenticator_id, "isUserVerified": verified}
+        )
+
+    def credential_count(self) -> int:
+        result = self.session.send("WebAuthn.getCredentials", {"authenticatorId": self.authenticator_id})
+        return len(result["credentials"])
+
+
+def add_platform_authenticator(page: Any) -> VirtualAuthenticator:
+    """Give ``page`` a built-in authenticator that verifies its user (CDP
+    ``WebAuthn.addVirtualAuthenticator``, transport "internal"): then
+    ``PublicKeyCredential.isUserVerifyingPlatformAuthenticatorAvailable()`` is true, and WebAuthn calls
+    are answered at once. It lives as long as the page (reloads and navigations included). Chromium's
+    own dialogs are left out (``enableUI`` false): there is no person to click them."""
+    session = page.context.new_cdp_session(page)
+    session.send("WebAuthn.enable", {"enableUI": False})
+    options = {
+        "protocol": "ctap2",
+        "transport": "internal",
+        "hasResidentKey": True,
+        "hasUserVerification": True,
+        "isUserVerified": True,
+        "automaticPresenceSimulation": True,
+    }
+    result = session.send("WebAuthn.addVirtualAuthenticator", {"options": options})
+    return VirtualAuthenticator(session, result["authenticatorId"])

@@ -19,6 +19,8 @@ from typing import Any
 import segno
 from PIL import Image
 
+from chromium import VirtualAuthenticator
+
 WIDTH, HEIGHT = 640, 480
 
 
@@ -58,7 +60,9 @@ class FakeCamera:
 
 @dataclass
 class Phone:
-    """A phone-sized browser page whose camera shows what the test puts on ``camera``."""
+    """A phone-sized browser page whose camera shows what the test puts on ``camera``, with a screen
+    lock WebAuthn can use (``authenticator``, chromium.add_platform_authenticator) unless None."""
 
     page: Any
     camera: FakeCamera
+    authenticator: VirtualAuthenticator | None = None

@@ -2,7 +2,7 @@
 companion page opened on a computer, its QR code photographed by the phone's (fake) camera, the context
 read and the link approved.
 
-    create_account(phone, url)
+    create_account(phone, url)                               # and the app lock on, with the phone's passkey
     laptop = open_companion(computer, url)
     link_companion(phone, laptop, tmp_path / "qr.png")      # the whole gesture, until the page is linked
     open_settings(phone.page); open_chats(phone.page)       # the primary app's two screens
@@ -11,22 +11,57 @@ read and the link approved.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from fake_camera import Phone
 from lockstep_cli import start_terminal_companion
 
 TIMEOUT = 20_000
+PIN = "246810"
+"""The app lock PIN ``create_account(..., lock="pin")`` sets."""
+
+AppLock = Literal["passkey", "pin", "off"]
 
 
-def create_account(phone: Phone, url: str, handle: str = "alice", name: str = "Alice Liddell") -> None:
+def app_url(url: str) -> str:
+    """The phone app of the server at ``url``, as a phone opens it: by a name. WebAuthn (the app lock's
+    passkey) takes the page's host as its relying-party id, and an IP address cannot be one; ``localhost``
+    can, is a secure context over plain HTTP, and reaches the same loopback server."""
+    parts = urlsplit(url)
+    if parts.hostname == "127.0.0.1":
+        parts = parts._replace(netloc=f"localhost:{parts.port}")
+    return f"{urlunsplit(parts)}/app"
+
+
+def create_account(
+    phone: Phone, url: str, handle: str = "alice", name: str = "Alice Liddell", *, lock: AppLock = "passkey"
+) -> None:
+    """Make the account on the phone app and answer the app lock's offer as ``lock`` says: "passkey" (the
+    phone's screen lock: ``phone`` must have an authenticator), "pin" (:data:`PIN`) or "off" (Not now)."""
     page = phone.page
-    page.goto(f"{url}/app")
+    page.goto(app_url(url))
     page.get_by_test_id("handle").fill(handle)
     page.get_by_test_id("display-name").fill(name)
     page.get_by_test_id("create-account").click()
     page.get_by_test_id("account").wait_for(timeout=TIMEOUT)
     assert f"@{handle}" in page.get_by_test_id("account").inner_text()
+    offer = page.get_by_test_id("app-lock-offer")
+    offer.wait_for(timeout=TIMEOUT)
+    if lock == "off":
+        page.get_by_test_id("app-lock-offer-skip").click()
+    else:
+        turn_on = page.get_by_test_id("app-lock-offer-on")
+        expected = "Use this phone's screen lock" if lock == "passkey" else "Set a PIN"
+        page.wait_for_function(
+            "([el, text]) => el.textContent.trim() === text", arg=[turn_on.element_handle(), expected]
+        )
+        turn_on.click()
+        if lock == "pin":
+            page.get_by_test_id("app-lock-new-pin").fill(PIN)
+            page.get_by_test_id("app-lock-repeat-pin").fill(PIN)
+            page.get_by_test_id("app-lock-submit").click()
+    offer.wait_for(state="hidden", timeout=TIMEOUT)
 
 
 def open_companion(computer: Any, url: str) -> Any:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from chromium import PHONE, launch
+from chromium import PHONE, add_platform_authenticator, launch
 from fake_camera import FakeCamera, Phone
 
 
@@ -29,11 +29,12 @@ def computer(playwright: Any) -> Iterator[Any]:
 
 @pytest.fixture
 def phone(playwright: Any, tmp_path: Path) -> Iterator[Phone]:
-    """A phone-sized browser whose camera shows whatever the test puts in ``phone.camera``."""
+    """A phone-sized browser whose camera shows whatever the test puts in ``phone.camera``, with a
+    fingerprint reader (the app lock's passkey)."""
     camera = FakeCamera(tmp_path / "camera.y4m")
     browser = launch(playwright, camera=camera.path)
-    context = browser.new_context(**PHONE)
+    page = browser.new_context(**PHONE).new_page()
     try:
-        yield Phone(context.new_page(), camera)
+        yield Phone(page, camera, add_platform_authenticator(page))
     finally:
         browser.close()

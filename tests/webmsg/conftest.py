@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from chromium import CHROMIUM, CHROMIUM_ARGS, PHONE, call_args, launch
+from chromium import CHROMIUM, CHROMIUM_ARGS, PHONE, add_platform_authenticator, call_args, launch
 from fake_camera import FakeCamera, Phone
 from lockstep_servers import ServerProcess, start_server
 from tone import write_tone
@@ -105,7 +105,8 @@ def _phone(
     playwright: Any, camera: FakeCamera, page_errors: PageErrors, screen: dict[str, Any] = PHONE
 ) -> tuple[Any, Phone]:
     browser = launch(playwright, camera=camera.path)
-    return browser, Phone(page_errors.watch(browser.new_context(**screen)).new_page(), camera)
+    page = page_errors.watch(browser.new_context(**screen)).new_page()
+    return browser, Phone(page, camera, add_platform_authenticator(page))
 
 
 @pytest.fixture

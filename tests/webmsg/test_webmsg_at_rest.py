@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from webmsg_helpers import TIMEOUT, cli_primary, message, receive_json, send_cli, send_text, start_chat
 
-from chromium import CHROMIUM, CHROMIUM_ARGS, PHONE
+from chromium import CHROMIUM, CHROMIUM_ARGS, PHONE, add_platform_authenticator
 from fake_camera import FakeCamera, Phone
 from phone_linking import create_account
 
@@ -120,7 +120,8 @@ def test_a_copied_browser_profile_holds_no_plaintext_and_no_private_key(
     )
     try:
         page = context.pages[0] if context.pages else context.new_page()
-        create_account(Phone(page, FakeCamera(tmp_path / "unused-camera.y4m")), url, "alice", "Alice")
+        phone = Phone(page, FakeCamera(tmp_path / "unused-camera.y4m"), add_platform_authenticator(page))
+        create_account(phone, url, "alice", "Alice")
         bob = cli_primary(url, tmp_path / "bob", "bob", "Bob")
         sent = f"pay on friday {secrets.token_hex(12)}"
         received = f"bob says {secrets.token_hex(12)}"

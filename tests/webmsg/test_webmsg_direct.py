@@ -23,7 +23,7 @@ from webmsg_helpers import (
 )
 
 from fake_camera import Phone
-from phone_linking import create_account, link_companion, open_chats, open_companion
+from phone_linking import app_url, create_account, link_companion, open_chats, open_companion
 
 pytestmark = pytest.mark.browser
 
@@ -77,7 +77,7 @@ def test_a_message_from_a_browser_companion_reaches_every_device_once(
     send_cli(bob.primary, "alice", away)
     message(laptop, away).wait_for(timeout=TIMEOUT)
     page = context.new_page()
-    page.goto(f"{url}/app")
+    page.goto(app_url(url))
     row = page.get_by_test_id("chat-row").filter(has_text="@bob")
     row.wait_for(timeout=TIMEOUT)
     row.get_by_test_id("chat-last").filter(has_text=away).wait_for(timeout=TIMEOUT)

@@ -26,6 +26,7 @@ from webmsg_helpers import (
 from fake_camera import Phone
 from lockstep_cli import link_terminal_companion, lockstep_ok
 from phone_linking import (
+    app_url,
     create_account,
     link_companion,
     link_terminal_companion_to_phone,
@@ -62,7 +63,7 @@ def test_a_member_removed_and_added_back_while_offline_sees_the_members(
     receive_until(carol.primary, lambda got: back in texts(got))
 
     bob = context.new_page()
-    bob.goto(f"{url}/app")
+    bob.goto(app_url(url))
     open_chat(bob, "Choir")
     message(bob, back).wait_for(timeout=TIMEOUT)
     bob.get_by_test_id("conversation-subtitle").filter(has_text="3 members").wait_for(timeout=TIMEOUT)

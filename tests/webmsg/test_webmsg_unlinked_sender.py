@@ -23,7 +23,7 @@ from webmsg_helpers import (
 
 from fake_camera import Phone
 from lockstep_cli import lockstep_ok
-from phone_linking import create_account
+from phone_linking import app_url, create_account
 
 pytestmark = pytest.mark.browser
 
@@ -57,7 +57,7 @@ def test_what_a_device_sent_just_before_its_unlink_stays_readable(
 
     # The browser receiver.
     page = context.new_page()
-    page.goto(f"{url}/app")
+    page.goto(app_url(url))
     open_chat(page, "@alice")
     message(page, to_bob).wait_for(timeout=TIMEOUT)
     assert "could not be decrypted" not in page.get_by_test_id("messages").inner_text()

@@ -35,6 +35,8 @@ import { showRelayWarning } from "./primary/relayCheck";
 import { keepAlive } from "../link/idle";
 import { linkCodeText } from "../link/wording";
 import { LogOutAll } from "./logOutAll";
+import { AppLock, type LockSetting } from "./primary/appLock";
+import { AppLockSettings } from "./primary/appLockSettings";
 
 interface PrimaryState {
   v: 1;
@@ -51,6 +53,8 @@ interface PrimaryState {
   listVersion: number;
   /** What the server described each companion as when it was linked (kept on this phone only). */
   descriptions: Record<string, string>;
+  /** The app lock (primary/appLock.ts); absent: off. */
+  appLock?: LockSetting;
 }
 
 interface Presence {
@@ -143,6 +147,24 @@ let authenticated = false;
 let presence = new Map<string, Presence>();
 /** A device list is being signed and published (rename, unlink, link): one at a time. */
 let busy = false;
+
+// --- app lock ------------------------------------------------------------------------------------
+
+/** Asked before scanning, code entry, approving, unlinking and log-out-all (primary/appLock.ts). */
+const appLock = new AppLock(
+  {
+    load: () => state?.appLock,
+    save: async (setting) => {
+      if (!state) return;
+      state = { ...state, appLock: setting };
+      await store.save(state);
+    },
+  },
+  (text) => {
+    flashNotice(ui.notice, text);
+  },
+);
+const appLockSettings = new AppLockSettings(appLock, () => state ?? null);
 
 // --- connection ------------------------------------------------------------------------------------
 
@@ -347,6 +369,7 @@ async function createAccount(): Promise<void> {
     await store.save(state);
     hide(ui.onboarding);
     showHome();
+    appLockSettings.offer();
     startMessaging();
     await refreshDevices();
   } catch (error) {
@@ -365,11 +388,13 @@ function showHome(): void {
   ui.accountName.textContent = state.displayName;
   if (ui.flow.hidden) setTitleState(`@${state.handle}`);
   show(ui.home);
+  appLockSettings.render();
   renderDevices();
 }
 
 /** One signed list that keeps only this phone: every companion is logged out and wipes (linking.md §7.4). */
-const logOutAll = new LogOutAll(() => {
+const logOutAll = new LogOutAll(async () => {
+  if (!(await appLock.require("log out of all computers"))) return;
   const count = list ? companions(list).length : 0;
   return publishList(
     (devices) => devices.filter((d) => d.role === "primary"),
@@ -488,13 +513,14 @@ function openUnlink(info: HTMLElement, device: DeviceEntry): void {
     el("div", { className: "row" }, confirm, cancel),
   );
   cancel.addEventListener("click", () => box.remove());
-  confirm.addEventListener(
-    "click",
-    () =>
-      void publishList((devices) => devices.filter((d) => d.device_id !== device.device_id), `Unlinked ${device.name}`),
-  );
+  confirm.addEventListener("click", () => void unlink(device));
   info.append(box);
   confirm.focus();
+}
+
+async function unlink(device: DeviceEntry): Promise<void> {
+  if (!(await appLock.require(`unlink ${device.name}`))) return;
+  await publishList((devices) => devices.filter((d) => d.device_id !== device.device_id), `Unlinked ${device.name}`);
 }
 
 /** Signs and publishes the next list version via devices.update (rename, unlink). */
@@ -670,6 +696,7 @@ flow.subscribe(() => {
 });
 
 async function startScan(): Promise<void> {
+  if (!(await appLock.require("open the scanner"))) return;
   const scan = flow.startScan();
   if (scan === null) {
     flashNotice(ui.notice, "Not connected to the server yet. Try again in a moment.");
@@ -690,6 +717,11 @@ async function startScan(): Promise<void> {
   await flow.scanned(scan, text);
 }
 
+async function startCodeEntry(): Promise<void> {
+  if (!(await appLock.require("open code entry"))) return;
+  if (!flow.startCodeEntry()) flashNotice(ui.notice, "Not connected to the server yet. Try again in a moment.");
+}
+
 function updateAge(): void {
   const seconds = flow.ageSeconds(Date.now());
   if (seconds !== null) ui.contextAge.textContent = seconds === 1 ? "1 second ago" : `${seconds} seconds ago`;
@@ -699,6 +731,7 @@ async function approve(): Promise<void> {
   if (busy) return;
   busy = true;
   try {
+    if (!(await appLock.require("link this device"))) return;
     if (!(await flow.approve(ui.deviceName.value))) {
       ui.deviceName.focus();
       flashNotice(ui.notice, "Give the device a name of 1–64 characters.");
@@ -718,9 +751,7 @@ async function decline(): Promise<void> {
 ui.linkDevice.addEventListener("click", () => void startScan());
 ui.relay.decline.addEventListener("click", () => void decline());
 ui.relay.proceed.addEventListener("click", () => void flow.checkNumber(ui.relay.number.value));
-ui.linkWithCode.addEventListener("click", () => {
-  if (!flow.startCodeEntry()) flashNotice(ui.notice, "Not connected to the server yet. Try again in a moment.");
-});
+ui.linkWithCode.addEventListener("click", () => void startCodeEntry());
 ui.codeCancel.addEventListener("click", () => {
   flow.close();
 });
