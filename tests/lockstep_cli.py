@@ -3,13 +3,15 @@
 - ``lockstep(*args)`` runs it to its end (a refusal is a result), ``lockstep_ok(*args)`` must succeed
   and returns what it printed, ``receive_json(state)`` is `receive --json` parsed;
 - ``start_terminal_companion(url, state, qr)`` starts `companion link` and returns once its code is
-  saved as a picture, ``link_terminal_companion(url, primary, state, qr)`` also has a terminal primary
+  saved as a picture (``start_code_companion(url, state)``: `companion link --code`, once its typed
+  code is printed), ``link_terminal_companion(url, primary, state, qr)`` also has a terminal primary
   approve it; ``number_shown(process)`` reads the number a companion shows a primary on another network.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -18,16 +20,31 @@ from pathlib import Path
 from typing import Any
 
 LOCKSTEP = str(Path(sys.executable).parent / "lockstep")
+CODE_LINE = re.compile(r"Code: ([0-9A-Z]{4}-[0-9A-Z]{4})")
 
 
-def lockstep(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """Run ``lockstep ARGS`` to its end; a refusal (non-zero exit) is a result, not an error."""
-    return subprocess.run([LOCKSTEP, *args], capture_output=True, text=True, timeout=timeout, check=False)
+def lockstep(
+    *args: str, timeout: float = 60, passphrase: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``lockstep ARGS`` to its end; a refusal (non-zero exit) is a result, not an error. A
+    ``passphrase`` is given as a script gives it, in $LOCKSTEP_PASSPHRASE (never otherwise set here)."""
+    env = {k: v for k, v in os.environ.items() if k != "LOCKSTEP_PASSPHRASE"}
+    if passphrase is not None:
+        env["LOCKSTEP_PASSPHRASE"] = passphrase
+    return subprocess.run(
+        [LOCKSTEP, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env=env,
+        stdin=subprocess.DEVNULL,  # never a terminal to ask in: a test that forgets the passphrase fails
+    )
 
 
-def lockstep_ok(*args: str, timeout: float = 60) -> str:
+def lockstep_ok(*args: str, timeout: float = 60, passphrase: str | None = None) -> str:
     """Run ``lockstep ARGS``, which must succeed; returns what it printed."""
-    result = lockstep(*args, timeout=timeout)
+    result = lockstep(*args, timeout=timeout, passphrase=passphrase)
     assert result.returncode == 0, (args[:2], result.stdout, result.stderr)
     return result.stdout
 
@@ -85,12 +102,37 @@ def start_scan(qr: Path, primary: Path) -> subprocess.Popen[str]:
     )
 
 
-def link_terminal_companion(url: str, primary: Path, state: Path, qr: Path) -> str:
+def start_code_companion(url: str, state: Path) -> tuple[subprocess.Popen[str], str, str]:
+    """`companion link --code` running, the code it printed and all it printed until then."""
+    process = subprocess.Popen(
+        [LOCKSTEP, "companion", "link", "--code", "--server", url, "--state", str(state)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    deadline, printed = time.monotonic() + 15, ""
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        printed += line
+        if match := CODE_LINE.search(line):
+            return process, match.group(1), printed
+        if not line and process.poll() is not None:
+            break
+    process.kill()
+    raise AssertionError(f"no code from the terminal companion: {process.communicate()[1]}")
+
+
+def link_terminal_companion(
+    url: str, primary: Path, state: Path, qr: Path, *, passphrase: str | None = None
+) -> str:
     """Link a terminal companion in ``state`` to the terminal primary in ``primary``, which reads its
     code from the picture ``qr`` and approves (``--yes``); returns what `primary scan` printed."""
     process = start_terminal_companion(url, state, qr)
     try:
-        scanned = lockstep_ok("primary", "scan", "--image", str(qr), "--yes", "--state", str(primary))
+        scanned = lockstep_ok(
+            "primary", "scan", "--image", str(qr), "--yes", "--state", str(primary), passphrase=passphrase
+        )
     except BaseException:
         process.kill()
         raise

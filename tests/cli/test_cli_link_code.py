@@ -3,36 +3,10 @@
 
 from __future__ import annotations
 
-import re
-import subprocess
-import time
 from pathlib import Path
 
 from lockstep.link.wording import companion_notice, link_code_text
-from lockstep_cli import LOCKSTEP, lockstep, lockstep_ok
-
-CODE_LINE = re.compile(r"Code: ([0-9A-Z]{4}-[0-9A-Z]{4})")
-
-
-def start_code_companion(url: str, state: Path) -> tuple[subprocess.Popen[str], str, str]:
-    """`companion link --code` running, the code it printed and all it printed until then."""
-    process = subprocess.Popen(
-        [LOCKSTEP, "companion", "link", "--code", "--server", url, "--state", str(state)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdout is not None
-    deadline, printed = time.monotonic() + 15, ""
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        printed += line
-        if match := CODE_LINE.search(line):
-            return process, match.group(1), printed
-        if not line and process.poll() is not None:
-            break
-    process.kill()
-    raise AssertionError(f"no code from the terminal companion: {process.communicate()[1]}")
+from lockstep_cli import lockstep, lockstep_ok, start_code_companion
 
 
 def test_a_terminal_links_another_by_typed_code(server_process, tmp_path: Path) -> None:

@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from lockstep.cli import CommandError
-from lockstep.cli.common import refusals, run_client
+from lockstep.cli.common import refusals, run_client, unlock
 from lockstep.client import e2estate
 from lockstep.client.e2estate import E2EStore
 from lockstep.client.errors import ClientError
 from lockstep.client.messenger import Messenger, Received, Sent
-from lockstep.client.state import STATE_FILE, DeviceState, default_state_dir
+from lockstep.client.state import STATE_FILE, DeviceState, default_state_dir, read_private
 from lockstep.e2e.actions import (
     EPHEMERAL,
     TARGETED,
@@ -133,9 +133,10 @@ def load_device(args: argparse.Namespace) -> DeviceState:
     else:
         candidates = [default_state_dir(role) for role in Role]
         directory = next((d for d in candidates if (d / STATE_FILE).is_file()), candidates[0])
+    unlock(directory)
     try:
-        written = json.loads((directory / STATE_FILE).read_text())["role"]
-    except (OSError, ValueError, KeyError, TypeError) as error:
+        written = json.loads(read_private(directory / STATE_FILE))["role"]
+    except (OSError, ValueError, KeyError, TypeError, ClientError) as error:
         raise CommandError(
             f"no device state in {directory}: run `lockstep primary init` or `lockstep companion link`"
         ) from error

@@ -12,8 +12,10 @@ from typing import Any
 
 from lockstep.cli import CommandError, messaging
 from lockstep.cli.common import (
+    PASSPHRASE_ENV,
     add_state_argument,
     load_state,
+    read_passphrase,
     refusals,
     run_client,
     state_dir,
@@ -39,6 +41,12 @@ def register(subparsers: Any) -> None:
     init.add_argument("--handle", required=True, help="your handle (3-32 of a-z 0-9 _ . -)")
     init.add_argument("--name", help="display name (default: the handle)")
     init.add_argument("--device-name", default="Terminal primary", help="this device's name")
+    init.add_argument(
+        "--passphrase",
+        action="store_true",
+        help=f"seal this device's state folder with a passphrase (asked now and by every later command; "
+        f"scripts set ${PASSPHRASE_ENV})",
+    )
     add_state_argument(init, Role.PRIMARY)
     init.set_defaults(handler=run_init)
 
@@ -104,6 +112,7 @@ def register(subparsers: Any) -> None:
 
 
 def run_init(args: argparse.Namespace) -> int:
+    passphrase = read_passphrase("Passphrase for this device's keys: ", new=True) if args.passphrase else None
     state = run_client(
         primary.create_account(
             args.server,
@@ -111,9 +120,12 @@ def run_init(args: argparse.Namespace) -> int:
             args.name or args.handle,
             args.device_name,
             state_dir(args, Role.PRIMARY),
+            passphrase=passphrase,
         )
     )
     print(f"Account @{state.account.handle} created; this device ({state.device_id}) is its primary.")
+    if passphrase is not None:
+        print("Its state folder is sealed: every command on it asks for the passphrase.")
     messaging.publish_keys(state)
     return 0
 

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from lockstep.client.errors import StateError
-from lockstep.client.state import _write_private, wipe_folder
+from lockstep.client.state import _write_private, read_private, wipe_folder
 from lockstep.e2e.actions import TARGETED
 from lockstep.e2e.dedup import SeenMessages
 from lockstep.e2e.errors import E2EError
@@ -97,13 +97,13 @@ class E2EStore:
             key = secrets.token_bytes(PICKLE_KEY_SIZE)
             _write_private(key_path, key)
             return cls(directory, key, OlmDevice.create(), GroupSessions())
-        key = key_path.read_bytes()
+        key = read_private(key_path)
         if len(key) != PICKLE_KEY_SIZE:
             raise StateError(f"{key_path} is damaged")
         if not path.is_file():
             return cls(directory, key, OlmDevice.create(), GroupSessions())
         try:
-            document = json.loads(path.read_text())
+            document = json.loads(read_private(path))
             return cls(
                 directory,
                 key,

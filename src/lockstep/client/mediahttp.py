@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import secrets
 import ssl
@@ -52,19 +53,19 @@ def _refusal(error: urllib.error.HTTPError) -> ServerRefused:
 def _upload(
     server_url: str,
     token: str,
-    path: Path,
+    path: Path | bytes,
     kind: MediaKind,
     media_key: bytes,
     progress: Progress,
     ca_file: str | None,
 ) -> MediaRef:
-    size = path.stat().st_size
+    size = len(path) if isinstance(path, bytes) else path.stat().st_size
     total = encrypted_size(size)
     encryptor = MediaEncryptor(media_key, kind)
 
     def body() -> Iterator[bytes]:
         sent = 0
-        with path.open("rb") as source:
+        with io.BytesIO(path) if isinstance(path, bytes) else path.open("rb") as source:
             while chunk := source.read(CHUNK):
                 data = encryptor.update(chunk)
                 sent += len(data)
@@ -133,13 +134,14 @@ def _download(
 async def upload(
     server_url: str,
     token: str,
-    path: Path,
+    path: Path | bytes,
     kind: MediaKind,
     media_key: bytes,
     progress: Progress = lambda done, total: None,
     ca_file: str | None = None,
 ) -> MediaRef:
-    """Encrypt ``path`` under ``media_key`` while uploading it; where it went and how to open it."""
+    """Encrypt ``path`` (a file, or the bytes themselves) under ``media_key`` while uploading it; where
+    it went and how to open it."""
     return await asyncio.to_thread(_upload, server_url, token, path, kind, media_key, progress, ca_file)
 
 

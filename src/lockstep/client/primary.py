@@ -11,7 +11,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from lockstep.client import timesync
+from lockstep.client import timesync, vault
 from lockstep.client.connection import ServerConnection, server_base
 from lockstep.client.errors import ServerRefused, StateError
 from lockstep.client.session import DeviceSession
@@ -43,9 +43,16 @@ def shared_wording() -> Iterator[None]:
 
 
 async def create_account(
-    server_url: str, handle: str, display_name: str, device_name: str, directory: Path
+    server_url: str,
+    handle: str,
+    display_name: str,
+    device_name: str,
+    directory: Path,
+    *,
+    passphrase: str | None = None,
 ) -> DeviceState:
-    """Make account and device keys here, register them, and save the state (keys never leave)."""
+    """Make account and device keys here, register them, and save the state (keys never leave); with a
+    ``passphrase``, in a folder sealed under it (client/vault.py) before the first key is written."""
     if exists(directory):
         raise StateError(f"{directory} already holds a device; choose another --state folder")
     server_url = server_base(server_url)
@@ -71,6 +78,8 @@ async def create_account(
             )
     finally:
         await connection.close()
+    if passphrase is not None:
+        vault.seal_new_folder(directory, passphrase)
     save_key(directory / "account.key", account_key)
     save_key(directory / "device.key", device_key)
     state = DeviceState(

@@ -7,6 +7,8 @@ Layout of a state folder::
     account.key    the account's Ed25519 private key, primary only (PKCS#8 PEM, mode 0600)
 
 Messaging adds its own files beside these (client/e2estate.py); :func:`wipe_folder` removes all of them.
+A primary made with ``--passphrase`` keeps them all sealed (client/vault.py): every file is read and
+written through :func:`read_private` and :func:`_write_private`, which seal when the folder is sealed.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from lockstep.client import vault
 from lockstep.client.errors import StateError
 from lockstep.link.devices import DeviceList, ListUpdate, Role, list_update
 from lockstep.link.envelope import Envelope
@@ -32,8 +35,9 @@ STATE_FILE = "state.json"
 
 SECRET_FILES = ("account.key", "device.key", "pickle.key", "e2e.json")
 """Private keys, then the E2E pickles and plaintext (client/e2estate.py): overwritten, then removed."""
-OTHER_FILES = (STATE_FILE, ".history-upload.json", "e2e.lock")
-"""The link state (contacts' lists, account), a history bundle being uploaded, the E2E lock."""
+OTHER_FILES = (STATE_FILE, ".history-upload.json", "e2e.lock", vault.VAULT_FILE)
+"""The link state (contacts' lists, account), a history bundle being uploaded, the E2E lock, and what
+finds the passphrase's key (gone with the files it sealed)."""
 FOLDERS = ("downloads", ".history")
 """Received files, decrypted (messenger.download), and history bundles being read."""
 
@@ -44,13 +48,13 @@ def default_state_dir(role: Role) -> Path:
 
 
 def _write_private(path: Path, data: bytes) -> None:
-    """Write a secret file that is never, even briefly, readable by others."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    os.replace(tmp, path)
+    """Write a secret file that is never, even briefly, readable by others (sealed in a sealed folder)."""
+    vault.write_file(path, data)
+
+
+def read_private(path: Path) -> bytes:
+    """What :func:`_write_private` wrote (opened, in a sealed folder)."""
+    return vault.read_file(path)
 
 
 def save_key(path: Path, key: Ed25519PrivateKey) -> None:
@@ -62,7 +66,7 @@ def save_key(path: Path, key: Ed25519PrivateKey) -> None:
 
 def load_key(path: Path) -> Ed25519PrivateKey:
     try:
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        key = serialization.load_pem_private_key(read_private(path), password=None)
     except (OSError, ValueError) as error:
         raise StateError(f"cannot read key {path}: {error}") from error
     if not isinstance(key, Ed25519PrivateKey):
@@ -132,7 +136,7 @@ class DeviceState:
         if not path.is_file():
             raise StateError(f"no {role} state in {directory}: set one up first")
         try:
-            document = json.loads(path.read_text())
+            document = json.loads(read_private(path))
             state = cls(
                 directory,
                 Role(document["role"]),
@@ -177,6 +181,7 @@ def wipe_folder(directory: Path) -> None:
         (directory / name).unlink(missing_ok=True)
     for name in FOLDERS:
         shutil.rmtree(directory / name, ignore_errors=True)
+    vault.forget(directory)
 
 
 def exists(directory: Path) -> bool:

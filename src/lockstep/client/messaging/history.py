@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from lockstep.client import e2estate
 from lockstep.client.errors import ClientError
 from lockstep.client.messaging.contacts import Contacts
 from lockstep.client.messaging.device import Device
@@ -131,12 +130,9 @@ class History:
             # Reactions, edits and deletes of what is transferred, so the companion shows it alike (§15.6).
             "actions": [a for a in store.actions if a["body"].get("target") in {r.get("id") for r in recent}],
         }
-        staging = device.session.state.directory / ".history-upload.json"
-        e2estate.write_private(staging, json.dumps(bundle).encode())
-        try:
-            media = await self.media.upload(staging)
-        finally:
-            staging.unlink(missing_ok=True)
+        # From memory: a staged copy would be the history in the clear on disk (or, in a passphrase-
+        # sealed folder, sealed bytes the companion could not read).
+        media = await self.media.upload_bytes(json.dumps(bundle).encode(), "history-upload.json")
         body = {"media": media, "count": len(recent), "not_transferred": not_transferred, "note": note}
         envelope = device.envelope(
             Kind.HISTORY, direct_conversation(device.account_id, device.account_id), body, new_message_id()

@@ -32,23 +32,31 @@ class MediaTransfer:
         guessed from the name unless given."""
         if not path.is_file():
             raise ClientError(f"no such file: {path}")
+        return await self._upload(path, path.stat().st_size, path.name, progress, mimetype)
+
+    async def upload_bytes(self, data: bytes, name: str, *, mimetype: str | None = None) -> dict[str, Any]:
+        """As :meth:`upload`, for contents made in memory (a history bundle: never written to disk)."""
+        return await self._upload(data, len(data), name, no_progress, mimetype)
+
+    async def _upload(
+        self, source: Path | bytes, size: int, name: str, progress: Progress, mimetype: str | None
+    ) -> dict[str, Any]:
         token = await self.device.request("media.token")
-        size = path.stat().st_size
         if mediahttp.encrypted_size(size) > int(token["max_bytes"]):
             raise ClientError(
-                f"{path.name} is too large: this server accepts up to {human_size(int(token['max_bytes']))}"
+                f"{name} is too large: this server accepts up to {human_size(int(token['max_bytes']))}"
             )
-        mimetype = mimetype or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        mimetype = mimetype or mimetypes.guess_type(name)[0] or "application/octet-stream"
         media = await mediahttp.upload(
             self.device.session.state.server_url,
             token["token"],
-            path,
+            source,
             kind_for_mimetype(mimetype),
             new_media_key(),
             progress,
             self.device.ca_file,
         )
-        return {**media.to_json(), "mimetype": mimetype, "name": safe_name(path.name)}
+        return {**media.to_json(), "mimetype": mimetype, "name": safe_name(name)}
 
     async def download(
         self, media: dict[str, Any], progress: Progress = no_progress, *, folder: Path | None = None
