@@ -27,7 +27,7 @@ from chromium import PHONE
 from fake_camera import FakeCamera, Phone
 from lockstep_cli import lockstep_ok
 from lockstep_servers import ServerProcess
-from phone_linking import create_account
+from phone_linking import app_url, create_account
 
 pytestmark = pytest.mark.browser
 SMALL_PHONE = {**PHONE, "viewport": {"width": 390, "height": 844}}
@@ -52,8 +52,9 @@ def devices(
     folder = tmp_path_factory.mktemp("devices")
     url = module_server.url
     phone = new_page(calling_browser, module_page_errors, **SMALL_PHONE)
-    create_account(Phone(phone, FakeCamera(folder / "camera.y4m")), url, "alice", "Alice")
-    phone.goto(f"{url}/app{LOOPBACK}")  # the same app, offering only loopback ICE candidates
+    # Calls only: the app lock (asked before linking) is left off, as the offer's "Not now" leaves it.
+    create_account(Phone(phone, FakeCamera(folder / "camera.y4m")), url, "alice", "Alice", lock="off")
+    phone.goto(f"{app_url(url)}{LOOPBACK}")  # the same app, offering only loopback ICE candidates
     bob = cli_primary(url, folder / "bob", "bob", "Bob Bartholomew-Featherstonehaugh")
     laptop = linked_browser(calling_browser, module_page_errors, url, bob.primary, folder / "qr.png")
     start_chat(phone, "bob")

@@ -24,7 +24,7 @@ from webmsg_helpers import (
 )
 
 from fake_camera import Phone
-from phone_linking import create_account, link_companion, open_companion, open_settings
+from phone_linking import app_url, create_account, link_companion, open_companion, open_settings
 
 pytestmark = pytest.mark.browser
 
@@ -149,7 +149,7 @@ def test_notifications_in_the_background_with_mute_and_badge(
 ) -> None:
     url = server_process.url
     phone = small_phone.page
-    phone.context.grant_permissions(["notifications"], origin=url)
+    phone.context.grant_permissions(["notifications"], origin=app_url(url).removesuffix("/app"))
     phone.add_init_script(BACKGROUND)
     create_account(small_phone, url, "alice", "Alice")
     phone.wait_for_function("navigator.serviceWorker.controller !== null", timeout=TIMEOUT)
