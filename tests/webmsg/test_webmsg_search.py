@@ -38,7 +38,7 @@ def test_ctrl_alt_slash_searches_and_a_result_opens_its_chat_at_a_message_outsid
     # The phone app on a computer-sized screen: chat list and conversation side by side, shortcuts on.
     alice = Phone(computer.new_page(), FakeCamera(tmp_path / "unused.y4m"))
     page = alice.page
-    create_account(alice, url, "alice", "Alice")
+    create_account(alice, url, "alice", "Alice", lock="off")  # no linking here: the lock's offer is declined
     bob = cli_primary(url, tmp_path / "bob", "bob", "Bob")
     token = secrets.token_hex(3)
     start_chat(page, "@bob")
