@@ -15,7 +15,9 @@ from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from fake_camera import Phone
+from lockstep.link.wording import relay_text
 from lockstep_cli import start_terminal_companion
+from other_network import OTHER_ADDRESS
 
 TIMEOUT = 20_000
 PIN = "246810"
@@ -123,6 +125,33 @@ def link_companion(phone: Phone, companion: Any, picture: Path, name: str | None
         phone.page.get_by_test_id("device-name-input").fill(name)
     approve(phone)
     companion.get_by_test_id("linked-account").wait_for(timeout=TIMEOUT)
+
+
+def scanned_from_elsewhere(phone: Phone, laptop: Any, picture: Path) -> str:
+    """Scan the code of a page that reached the server from OTHER_ADDRESS (linking.md §6.5): the phone
+    covers the screen with the warning, the page shows its number; returns that number."""
+    laptop.get_by_test_id("qr").screenshot(path=str(picture))
+    scan(phone, picture)
+    warning = phone.page.get_by_test_id("relay-warning")
+    warning.wait_for(timeout=TIMEOUT)
+    assert phone.page.get_by_test_id("relay-text").inner_text() == relay_text(
+        "warning", address=OTHER_ADDRESS
+    )
+    box, viewport = warning.bounding_box(), phone.page.viewport_size
+    assert box and viewport and box["width"] >= viewport["width"] and box["height"] >= viewport["height"]
+    assert phone.page.get_by_test_id("link-approve").is_hidden()  # no one-tap Link here
+    digits = laptop.get_by_test_id("match-number-digits")
+    digits.wait_for(timeout=TIMEOUT)
+    return digits.inner_text()
+
+
+def link_from_elsewhere(phone: Phone, laptop: Any, picture: Path) -> dict[str, str]:
+    """Link a page that reached the server from OTHER_ADDRESS up to its context: the warning, then the
+    number it shows typed on the phone; returns the context (approve() links it)."""
+    number = scanned_from_elsewhere(phone, laptop, picture)
+    phone.page.get_by_test_id("relay-number").fill(number)
+    phone.page.get_by_test_id("relay-continue").click()
+    return wait_for_context(phone)
 
 
 def link_terminal_companion_to_phone(phone: Phone, url: str, state: Path, qr: Path) -> None:

@@ -11,29 +11,19 @@ from typing import Any
 import pytest
 
 from fake_camera import Phone
-from lockstep.link.wording import code_refusal, companion_notice, relay_text
+from lockstep.link.wording import code_refusal, companion_notice
 from lockstep_servers import ServerProcess
 from other_network import OTHER_ADDRESS, from_other_network
-from phone_linking import TIMEOUT, approve, create_account, open_companion, scan, wait_for_context
+from phone_linking import (
+    TIMEOUT,
+    approve,
+    create_account,
+    link_from_elsewhere,
+    open_companion,
+    scanned_from_elsewhere,
+)
 
 pytestmark = pytest.mark.browser
-
-
-def scanned_from_elsewhere(phone: Phone, laptop: Any, picture: Path) -> str:
-    """Scan the page's code; the phone covers the screen with the warning; the page shows its number."""
-    laptop.get_by_test_id("qr").screenshot(path=str(picture))
-    scan(phone, picture)
-    warning = phone.page.get_by_test_id("relay-warning")
-    warning.wait_for(timeout=TIMEOUT)
-    assert phone.page.get_by_test_id("relay-text").inner_text() == relay_text(
-        "warning", address=OTHER_ADDRESS
-    )
-    box, viewport = warning.bounding_box(), phone.page.viewport_size
-    assert box and viewport and box["width"] >= viewport["width"] and box["height"] >= viewport["height"]
-    assert phone.page.get_by_test_id("link-approve").is_hidden()  # no one-tap Link here
-    digits = laptop.get_by_test_id("match-number-digits")
-    digits.wait_for(timeout=TIMEOUT)
-    return digits.inner_text()
 
 
 def test_the_right_number_leads_to_the_context_and_links(
@@ -42,10 +32,7 @@ def test_the_right_number_leads_to_the_context_and_links(
     create_account(phone, two_network_server.url)
     with from_other_network(two_network_server.url) as relay:
         laptop = open_companion(computer, relay)
-        number = scanned_from_elsewhere(phone, laptop, tmp_path / "qr.png")
-        phone.page.get_by_test_id("relay-number").fill(number)
-        phone.page.get_by_test_id("relay-continue").click()
-        context = wait_for_context(phone)
+        context = link_from_elsewhere(phone, laptop, tmp_path / "qr.png")
         assert context["address"].startswith(OTHER_ADDRESS)
         assert "different network" in context["network"].lower()
         approve(phone)

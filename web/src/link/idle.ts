@@ -15,6 +15,11 @@ export function daysLeft(issuedAt: number, now: number): number {
   return Math.ceil((issuedAt + IDLE_LOGOUT_MS - now) / DAY_MS);
 }
 
+/** Whole days since the primary last signed the list (its time offline, as a companion can tell). */
+export function offlineDays(issuedAt: number, now: number): number {
+  return Math.max(0, Math.floor((now - issuedAt) / DAY_MS));
+}
+
 export function expired(issuedAt: number, now: number): boolean {
   return now >= issuedAt + IDLE_LOGOUT_MS;
 }

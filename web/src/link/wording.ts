@@ -44,3 +44,10 @@ export function probationText(
   const chosen = key !== "banner" ? key : fields.hours === 0 ? "banner_new" : fields.hours === 1 ? "banner_one" : key;
   return wording.probation[chosen].replace(/\{(\w+)\}/g, (_, name: string) => String(fields[name] ?? ""));
 }
+
+/** Idle logout (linking.md §4.5): `logged_out`, or `offline` with the whole days the phone has been away
+ * (`offline`) and the days left (`days`). */
+export function idleText(key: "logged_out" | "offline", fields: { offline?: number; days?: number } = {}): string {
+  const chosen = key === "offline" && fields.days === 1 ? "offline_one" : key;
+  return wording.idle[chosen].replace(/\{(\w+)\}/g, (_, name: string) => String(fields[name as "days"] ?? ""));
+}

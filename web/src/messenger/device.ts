@@ -42,6 +42,9 @@ export interface GroupInfo {
   members: string[];
   left: boolean;
   version: number;
+  /** Accounts this device refuses as members: a device on probation added them, or made the group
+   * (linking.md §4.6). They get no group key from this device. */
+  refused?: string[];
 }
 
 /** A verified account, kept to pin its key and list version (./contacts.ts). */

@@ -4,10 +4,13 @@
  * end, in `group-info` messages), and creating a group and adding or removing a member. Telling members a
  * group's name is the outbox's job (`Outbox.sendGroupInfo`).
  */
+import { findDevice } from "../link/deviceList";
+import { judgedNow, onProbation } from "../link/probation";
 import type { GroupsChanged } from "../net/events";
 import type { Contacts } from "./contacts";
 import type { Device, GroupInfo } from "./device";
 import { groupConversation } from "./envelope";
+import { MessengerError } from "./errors";
 import type { HistoryGroup } from "./history";
 
 /** The longest group name kept (longer ones are cut). */
@@ -84,6 +87,7 @@ export class Groups {
   }
 
   async onChanged(event: GroupsChanged): Promise<void> {
+    await this.judge(event);
     this.note(event);
     const { change } = event;
     if (change.kind === "removed" && change.account_id === this.device.accountId)
@@ -91,6 +95,34 @@ export class Groups {
     await this.contacts.learn(this.get(event.group_id).members);
     await this.device.save();
     this.device.changed();
+  }
+
+  /**
+   * A change judged here (linking.md §4.6), the twin of client/messaging/groups.py `judge_change`: the
+   * accounts a device on probation added (or every other member of a group it made) are refused, whatever
+   * the server allowed; a change by any other device lifts an earlier refusal of the account it names.
+   */
+  private async judge(event: GroupsChanged): Promise<void> {
+    const { change } = event;
+    const group = this.get(event.group_id);
+    const refused = new Set(group.refused ?? []);
+    const named = change.account_id === undefined ? [] : [change.account_id];
+    const changer = await this.contacts.get({ accountId: change.by }, true);
+    const entry = findDevice(changer.list, change.by_device);
+    if (change.kind !== "removed" && onProbation(entry, judgedNow(this.device.now(), Date.now()))) {
+      const others = event.members.map((m) => m.account_id).filter((a) => a !== change.by);
+      for (const accountId of named.length ? named : others) refused.add(accountId);
+    } else for (const accountId of named) refused.delete(accountId);
+    group.refused = [...refused].sort();
+  }
+
+  /** The members this device shares its group key with: all but those it refused (§4.6). Throws for a
+   * group made by a device on probation. */
+  trusted(groupId: string, members: string[]): string[] {
+    const refused = new Set(this.find(groupId)?.refused ?? []);
+    if (refused.has(this.device.accountId))
+      throw new MessengerError("This group was made by a device on probation: this device refuses it.");
+    return members.filter((m) => !refused.has(m));
   }
 
   /** Creates a group of this account and the accounts of `handles` (each verified first); returns its id. */

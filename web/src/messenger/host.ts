@@ -133,6 +133,11 @@ export class MessengerHost {
     this.messenger?.detach();
   }
 
+  /** Primary: history for companions waiting for it ("Send history now", linking.md §4.6). */
+  async syncHistory(): Promise<void> {
+    await this.messenger?.syncHistory();
+  }
+
   setDevices(text: string): void {
     this.view.setDevices(text);
   }

@@ -119,6 +119,11 @@ export class Messenger {
     return this.history.note;
   }
 
+  /** Primary: send history to every companion still waiting for it (one whose probation just ended). */
+  syncHistory(): Promise<void> {
+    return this.device.serial(() => this.history.sync());
+  }
+
   /** Companion: ask the phone for up to `limit` messages older than the oldest one here (§12.1). */
   requestOlderHistory(limit = 1000): Promise<void> {
     return this.device.serial(() => this.history.requestOlder(limit));

@@ -178,7 +178,10 @@ export class Outbox {
     return retryOnChangedDevices(async (refresh) => {
       const group = await device.request("groups.get", { group_id: groupId });
       this.groups.note(group);
-      const members = (group.members as { account_id: string }[]).map((m) => m.account_id);
+      const members = this.groups.trusted(
+        groupId,
+        (group.members as { account_id: string }[]).map((m) => m.account_id),
+      );
       const published = (group.devices ?? {}) as Record<string, string[]>;
       const keyed = new Map(members.map((accountId) => [accountId, new Set(published[accountId] ?? [])]));
       const targets = new Map<string, DeviceKeys>();

@@ -4,12 +4,13 @@
  * the page's parts (messaging, other tabs, the clock banner) to it.
  */
 import "../ui/styles.css";
-import { companionNotice, linkCodeText } from "../link/wording";
+import { banner, untilText } from "../link/probation";
+import { companionNotice, idleText, linkCodeText, probationText } from "../link/wording";
 import { LockstepSocket, defaultSocketUrl } from "../net/socket";
 import { forgetStoreKeyIfUnused, openAtRest } from "../store/atRest";
 import { StateStore } from "../store/db";
 import { clearQr, drawQr } from "../ui/qrcode";
-import { byTestId, checkClock, flashNotice, hide, show } from "../ui/dom";
+import { byTestId, checkClock, el, flashNotice, hide, show } from "../ui/dom";
 import { MessengerHost } from "../messenger/host";
 import { setTitleState } from "../ui/title";
 import { type CompanionPhase, CompanionLinker, type CompanionState, type Connection } from "./companion/linker";
@@ -34,6 +35,8 @@ const ui = {
   linkAgain: byTestId<HTMLButtonElement>("link-again"),
   notice: byTestId("notice"),
   clock: byTestId("clock-warning"),
+  probationBanners: byTestId("probation-banners"),
+  idleCountdown: byTestId("idle-countdown"),
 };
 
 const QR_PIXELS = 400;
@@ -219,6 +222,7 @@ function render(phase: CompanionPhase): void {
       ui.connection.textContent = CONNECTION[phase.connection];
       show(ui.linked);
       messaging.setDevices(`This browser is a linked device of @${handle} (${state.deviceName})`);
+      drawNotices();
       break;
     }
     case "logging_out":
@@ -230,6 +234,38 @@ function render(phase: CompanionPhase): void {
       show(ui.loggedOut);
       break;
   }
+}
+
+/** The banners a linked companion shows: devices on probation (unlinked from the phone), this device's own
+ * probation, and the idle-logout countdown (linking.md §4.5, §4.6). */
+function drawNotices(): void {
+  const notices = linker.notices();
+  if (!notices) return;
+  const lines = notices.newcomers.map((entry) =>
+    el("p", {
+      className: "banner warn",
+      testid: "probation-banner",
+      text: `${banner(entry, notices.now)} ${probationText("unlink_on_phone")}`,
+    }),
+  );
+  if (notices.probationUntil !== null)
+    lines.push(
+      el("p", {
+        className: "banner",
+        testid: "on-probation",
+        text: probationText("here", { until: untilText(notices.probationUntil) }),
+      }),
+    );
+  ui.probationBanners.replaceChildren(...lines);
+  const { idle } = notices;
+  ui.idleCountdown.textContent = idle ? idleText("offline", { offline: idle.offline, days: idle.left }) : "";
+  show(ui.idleCountdown, idle !== null);
+}
+
+/** A page left open keeps checking: the list's age (idle logout) and the banners' hours. */
+async function everyMinute(): Promise<void> {
+  await linker.checkIdle();
+  drawNotices();
 }
 
 function tick(): void {
@@ -262,6 +298,7 @@ ui.linkAgain.addEventListener("click", () => {
 });
 
 setInterval(tick, 250);
+setInterval(() => void everyMinute(), 60_000);
 
 async function main(): Promise<void> {
   try {

@@ -33,7 +33,8 @@ import { Screens, showNotificationSettings } from "./primary/screens";
 import { setTitleState } from "../ui/title";
 import { showRelayWarning } from "./primary/relayCheck";
 import { keepAlive } from "../link/idle";
-import { linkCodeText } from "../link/wording";
+import { banner, endedEarly, judgedNow, newcomers } from "../link/probation";
+import { linkCodeText, probationText } from "../link/wording";
 import { LogOutAll } from "./logOutAll";
 import { AppLock, type LockSetting } from "./primary/appLock";
 import { AppLockSettings } from "./primary/appLockSettings";
@@ -112,6 +113,7 @@ const ui = {
   linkDevice: byTestId<HTMLButtonElement>("link-device"),
   notice: byTestId("notice"),
   clock: byTestId("clock-warning"),
+  probationBanners: byTestId("probation-banners"),
 };
 
 const HANDLE = /^[a-z0-9][a-z0-9_.-]{2,31}$/;
@@ -407,6 +409,7 @@ function renderDevices(): void {
   if (!state || !list) return;
   if (document.activeElement?.closest(".edit, .confirm")) return; // the user is typing or confirming: later
   const now = connection.current?.serverNow() ?? Date.now();
+  renderProbationBanners(judgedNow(now, Date.now()));
   const rows = list.devices.map((device) => deviceRow(device, now));
   ui.devices.replaceChildren(...rows);
   const linked = companions(list).length;
@@ -416,6 +419,42 @@ function renderDevices(): void {
     linked >= MAX_COMPANIONS
       ? `${linked} of at most ${MAX_COMPANIONS} other devices linked: unlink one to link another.`
       : `${linked} of at most ${MAX_COMPANIONS} other devices linked.`;
+}
+
+/**
+ * A banner for each companion on probation (linking.md §4.6), on every screen: "New device linked N hours
+ * ago from ADDRESS — not you?" with Unlink, and "Send history now", which ends its probation early.
+ */
+function renderProbationBanners(now: number): void {
+  if (!state || !list) return;
+  const rows = newcomers(list, now, state.deviceId).map((device) => {
+    const unlink = el("button", { className: "danger", text: probationText("unlink"), testid: "probation-unlink" });
+    unlink.addEventListener(
+      "click",
+      () =>
+        void publishList(
+          (devices) => devices.filter((d) => d.device_id !== device.device_id),
+          `Unlinked ${device.name}`,
+        ),
+    );
+    const send = el("button", { text: probationText("send_history"), testid: "send-history-now" });
+    send.addEventListener("click", () => void sendHistoryNow(device));
+    return el(
+      "div",
+      { className: "banner warn", testid: "probation-banner", attrs: { "data-device-id": device.device_id } },
+      el("span", { text: `${banner(device, now)} ` }),
+      unlink,
+      send,
+    );
+  });
+  ui.probationBanners.replaceChildren(...rows);
+}
+
+/** "Send history now": a list without the companion's probation, then the history it was waiting for. */
+async function sendHistoryNow(device: DeviceEntry): Promise<void> {
+  // App lock (issue 12 item 3): `await appLock.require("send history now")` goes here once it lands.
+  await publishList(() => (list ? endedEarly(list, device.device_id) : []), `History sent to ${device.name}`);
+  await messaging.syncHistory();
 }
 
 function deviceRow(device: DeviceEntry, now: number): HTMLLIElement {

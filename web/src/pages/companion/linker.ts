@@ -17,7 +17,17 @@ import { equalBytes, randomBytes } from "../../crypto/bytes";
 import { exportEd25519Public, generateEd25519, keyId } from "../../crypto/ed25519";
 import { type Envelope, authSignature } from "../../crypto/envelope";
 import { generateX25519 } from "../../crypto/hpke";
-import { type DeviceList, InvalidDeviceList, listUpdate, verifyDeviceList } from "../../link/deviceList";
+import {
+  type DeviceEntry,
+  type DeviceList,
+  InvalidDeviceList,
+  findDevice,
+  listUpdate,
+  verifyDeviceList,
+} from "../../link/deviceList";
+import { countdown, expired, offlineDays } from "../../link/idle";
+import { judgedNow, newcomers, onProbation } from "../../link/probation";
+import { idleText } from "../../link/wording";
 import { type AccountInfo, GrantError, type OpenedGrant, openGrant } from "../../link/grant";
 import { matchingNumber } from "../../link/matching";
 import { encodeLinkText } from "../../link/qr";
@@ -141,8 +151,22 @@ function sessionOf(phase: CompanionPhase): LinkSession | null {
   return "session" in phase ? phase.session : null;
 }
 
+/** What a linked companion shows about its account's devices (linking.md §4.5, §4.6). */
+export interface LinkedNotices {
+  /** The signed list's newcomers on probation (never this device): "New device linked … — not you?". */
+  newcomers: DeviceEntry[];
+  /** When this device is itself on probation: until when. */
+  probationUntil: number | null;
+  /** Idle logout: days the phone has been offline and days left, once fewer than 3 remain. */
+  idle: { offline: number; left: number } | null;
+  /** The time the notices were judged at (the later clock for idle logout, the earlier for probation). */
+  now: number;
+}
+
 export class CompanionLinker<S extends LinkSocket> {
   private current: CompanionPhase = { name: "connecting", why: "start" };
+  /** The newest accepted device list, verified (null until linked). */
+  private list: DeviceList | null = null;
   /** Show a code to type instead of QR codes (the person chose "Link with a code instead"). */
   private typedMode = false;
   private readonly listeners = new Set<() => void>();
@@ -191,8 +215,48 @@ export class CompanionLinker<S extends LinkSocket> {
     } catch {
       state = undefined;
     }
-    if (state) this.set({ name: "linked", state, connection: "connecting" });
+    if (state) {
+      try {
+        this.list = await verifyDeviceList(state.deviceList, state.accountKey, state.account.id);
+      } catch {
+        this.list = null; // kept by this page after it verified it: only a damaged store gets here
+      }
+      this.set({ name: "linked", state, connection: "connecting" });
+      await this.checkIdle(); // before the server can say anything (linking.md §4.5)
+      if (this.current.name !== "linked") return;
+    }
     await this.connection.connect();
+  }
+
+  /**
+   * Idle logout (linking.md §4.5): a list 14 days old logs this browser out and wipes it, as an unlink
+   * does. Checked on page start, on each list update and on the page's timer, on the later of this
+   * computer's clock and the server's: a server that stops relaying the phone's lists cannot keep it alive.
+   */
+  async checkIdle(): Promise<void> {
+    if (this.current.name !== "linked" || !this.list) return;
+    if (expired(this.list.issued_at, this.idleNow())) await this.unlinked(idleText("logged_out"));
+  }
+
+  /** What the linked page shows about the account's devices now (null when not linked). */
+  notices(): LinkedNotices | null {
+    const state = this.linkedState();
+    const list = this.list;
+    if (!state || !list) return null;
+    const idleNow = this.idleNow();
+    const probationNow = judgedNow(this.connection.current?.serverNow() ?? Date.now(), Date.now());
+    const left = countdown(list.issued_at, idleNow);
+    const here = findDevice(list, state.deviceId);
+    return {
+      newcomers: newcomers(list, probationNow, state.deviceId),
+      probationUntil: onProbation(here, probationNow) ? (here?.probation_until ?? null) : null,
+      idle: left === null ? null : { offline: offlineDays(list.issued_at, idleNow), left },
+      now: probationNow,
+    };
+  }
+
+  private idleNow(): number {
+    return Math.max(this.connection.current?.serverNow() ?? 0, Date.now());
   }
 
   /** Seconds until the code on screen expires (null when none is shown). */
@@ -408,6 +472,7 @@ export class CompanionLinker<S extends LinkSocket> {
       linkedAt: deviceEntry?.linked_at ?? socket.serverNow(),
     };
     await this.store.save(state); // kept before the page says it is linked
+    this.list = grant.list;
     if (sessionOf(this.current) === session) {
       this.set({ name: "linked", state, connection: "connecting" });
       this.hooks.linked();
@@ -476,9 +541,11 @@ export class CompanionLinker<S extends LinkSocket> {
     }
     const next = { ...state, deviceList: envelope as Envelope, listVersion: list.version, deviceName: me.name };
     if (this.current.name !== "linked") return false;
+    this.list = list;
     this.set({ ...this.current, state: next });
     await this.store.save(next);
-    return true;
+    await this.checkIdle();
+    return this.linkedState() !== undefined; // idle logout may have ended the link
   }
 
   private async onDevicesChanged(event: DevicesChanged): Promise<void> {
@@ -495,6 +562,7 @@ export class CompanionLinker<S extends LinkSocket> {
     const phase = this.current;
     if (phase.name === "logging_out" || phase.name === "logged_out") return;
     const deviceId = phase.name === "linked" ? phase.state.deviceId : undefined;
+    this.list = null;
     this.set({ name: "logging_out", reason });
     this.connection.stop();
     await this.hooks.wipe(deviceId);
