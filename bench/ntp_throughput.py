@@ -148,12 +148,27 @@ def server_pids(pid: int) -> list[int]:
     return found
 
 
+def queued_bytes(port: int) -> int:
+    """Bytes waiting in the receive queues of the UDP sockets bound to 127.0.0.1:``port``
+    (``rx_queue`` in /proc/net/udp; one line per worker with SO_REUSEPORT)."""
+    local = f"0100007F:{port:04X}"
+    total = 0
+    with open("/proc/net/udp") as table:
+        for line in table:
+            fields = line.split()
+            if fields[1] == local:
+                total += int(fields[4].split(":")[1], 16)
+    return total
+
+
 def measure(
     port: int, duration: float, inflight: int, cpu: int | None, pid: int, sources: int = 1
-) -> tuple[float, int, float]:
-    """Responses/s, window refills, and the server's CPU use (cores) while measuring."""
+) -> tuple[float, int, float, float]:
+    """Responses/s, window refills, the server's CPU use (cores) while measuring, and the share
+    of samples (every 50 ms) in which requests were waiting in its socket: near 1, the server is
+    saturated (it has work whenever it runs), however little of a core the machine gives it."""
     queue: multiprocessing.Queue = multiprocessing.Queue()  # type: ignore[type-arg]
-    busy = 0.0
+    busy = waiting = 0.0
     for phase_duration in (0.5, duration):  # warm up for half a second, then measure
         pids = server_pids(pid)
         before = cpu_seconds(pids)
@@ -161,10 +176,15 @@ def measure(
             target=load, args=(port, phase_duration, inflight, cpu, queue, sources)
         )
         process.start()
+        samples = []
+        while queue.empty() and process.is_alive():
+            samples.append(queued_bytes(port) > 0)
+            time.sleep(0.05)
         replies, elapsed, refills = queue.get(timeout=phase_duration + 30)
         busy = (cpu_seconds(pids) - before) / elapsed
+        waiting = sum(samples) / max(1, len(samples))
         process.join()
-    return replies / elapsed, refills, busy
+    return replies / elapsed, refills, busy, waiting
 
 
 @contextlib.contextmanager
@@ -254,11 +274,13 @@ def main() -> None:
         for name, start in servers.items():  # alternate, so background load hits both alike
             port = free_port()
             with start(port) as pid:
-                rate, refills, busy = measure(port, args.duration, args.inflight, load_cpu, pid, args.sources)
+                rate, refills, busy, waiting = measure(
+                    port, args.duration, args.inflight, load_cpu, pid, args.sources
+                )
             results[name].append((rate, busy))
             print(
                 f"round {round_number}  {name:<19} {rate:>9,.0f} responses/s"
-                f"  server CPU {busy:4.2f} cores  window refills {refills}"
+                f"  server CPU {busy:4.2f} cores  requests waiting {waiting:4.0%}  window refills {refills}"
             )
     summarise(results, "responses/s")
 

@@ -196,13 +196,14 @@ def main() -> None:
                     request, ntp_port = nts_request(ke_port, pki / "localhost.crt")
                     assert ntp_port == port
                     use_request(request)
-                    rate, refills, busy = ntp_throughput.measure(
+                    rate, refills, busy, waiting = ntp_throughput.measure(
                         port, args.duration, args.inflight, load_cpu, pid
                     )
                 results[name].append((rate, busy))
                 print(
                     f"round {round_number}  {name:<19} {rate:>9,.0f} NTS responses/s"
-                    f"  server CPU {busy:4.2f} cores  window refills {refills}  ({len(request)} B requests)"
+                    f"  server CPU {busy:4.2f} cores  requests waiting {waiting:4.0%}"
+                    f"  window refills {refills}  ({len(request)} B requests)"
                 )
     ntp_throughput.summarise(results, "NTS responses/s", " (NTS)")
 

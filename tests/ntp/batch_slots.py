@@ -1,8 +1,8 @@
 """Batches filled by hand, as recvmmsg would leave them, for tests of the batched UDP server.
 
 :func:`make_server` gives a :class:`UdpServer` whose sends are recorded instead of made (the
-48-byte slots' ``sendmmsg``, the long replies' one, a lone basic reply's ``sendto``, and the
-one-by-one sends of replies that ask for a transmit timestamp); :func:`fill` writes payloads,
+48-byte slots' ``sendmmsg``, the long replies' one, a lone basic reply's ``sendto``, sent from
+Python, and the one-by-one sends of replies that ask for a transmit timestamp); :func:`fill` writes payloads,
 lengths, the kernel's SO_TIMESTAMPING control messages and the senders' addresses into the
 receive slots.
 """
@@ -65,6 +65,9 @@ def make_server(core: NtpServer, host: str = "127.0.0.1") -> Iterator[tuple[UdpS
             return len(reply)
 
     server.sock = RecordingSocket(server.sock)  # type: ignore[assignment]
+    # A lone basic reply goes through the recorded sendto; the compiled send of it (C's own
+    # sendto) is tested on a real socket (tests/ntp/test_batch_fast_path.py).
+    server._compiled_send_basic = None
     batch.send = send  # type: ignore[method-assign]
     long_replies.send = send_long  # type: ignore[method-assign]
     server._send_stamped = send_stamped  # type: ignore[method-assign]

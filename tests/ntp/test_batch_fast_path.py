@@ -7,14 +7,17 @@ instead of made (:mod:`ntp.batch_slots`).
 from __future__ import annotations
 
 import ipaddress
+import socket
+import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lockstep.ntp.aio import mmsg
+from lockstep.ntp.aio.server import compiled_send_basic
 from lockstep.ntp.server import NtpServer, RateLimit, ServerState
-from lockstep.ntp.timestamps import UNIX_EPOCH_SECONDS
+from lockstep.ntp.timestamps import UNIX_EPOCH_SECONDS, from_timestamp
 from lockstep.ntp.wire import LeapIndicator
 from ntp.batch_slots import UNIX_2026, UNIX_2040, by_slot, client_key, expected, fill, full_time, make_server
 
@@ -150,6 +153,39 @@ def test_missing_kernel_timestamp_takes_the_general_path() -> None:
             [(bytes([0x23]) + bytes(47), UNIX_2026 * 10**9, True), (bytes([0x23]) + bytes(47), 0, False)],
         )
         assert not server._answer_plain(server._mmsg, 2)  # type: ignore[arg-type]
+
+
+@pytest.mark.skipif(compiled_send_basic is None, reason="the compiled module was not built")
+@pytest.mark.parametrize("second", [UNIX_2026, UNIX_2040 + 12345])
+@pytest.mark.parametrize("offset", [0, 3 << 31, -(5 << 30)])
+def test_a_lone_basic_reply_leaves_from_c_with_t3_read_just_before(second: int, offset: int) -> None:
+    """What a lightly loaded server sends most: one plain request answered alone. The compiled
+    send (T3 read in C, then sendto) delivers respond()'s bytes for that T3, and T3 is the served
+    clock (the system's + offset) between the test's readings before and after, even, after T2
+    (also when T2 is in NTP era 1, past 2036)."""
+    core = NtpServer(ServerState.local(10, (second + UNIX_EPOCH_SECONDS) << 32), clock_offset=offset)
+    reference = NtpServer(ServerState.local(10, (second + UNIX_EPOCH_SECONDS) << 32), clock_offset=offset)
+    request = bytes([0x23, 0, 6]) + bytes(37) + (0x1234_5678_9ABC_DEF0).to_bytes(8, "big")
+    arrival_ns = time.time_ns() if second == UNIX_2026 else second * 10**9 + 5
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client, make_server(core) as (server, recorded):
+        client.bind(("127.0.0.1", 0))
+        client.settimeout(2)
+        fill(server, [(request, arrival_ns, True)], [bytes([127, 0, 0, 1])], [client.getsockname()[1]])
+        server._compiled_send_basic = compiled_send_basic
+        before = full_time(time.time_ns()) + offset
+        server._answer(server._mmsg, 1)  # type: ignore[arg-type]
+        after = full_time(time.time_ns()) + offset
+        reply = client.recv(100)
+    assert not recorded and len(reply) == 48
+    transmit = int.from_bytes(reply[40:48], "big")
+    received = full_time(arrival_ns) + offset
+    served_transmit = from_timestamp(transmit, received)
+    assert transmit & 1 == 0 and served_transmit > received
+    if second == UNIX_2026:
+        assert before & ~1 <= served_transmit <= after
+    else:  # T2 in NTP era 1, ahead of this clock: T3 is the next even time, in the same era
+        assert served_transmit == (received | 1) + 1
+    assert reply == expected(reference, request, arrival_ns, transmit, client_key(bytes([127, 0, 0, 1])))
 
 
 # Eight ordinary senders and two in a denied network (addresses in buffers only: no traffic).

@@ -331,6 +331,17 @@ static NtpTime ntp_time(const struct timespec *t, int64_t offset) {
 
 static int later(NtpTime a, NtpTime b) { return a.seconds > b.seconds || (a.seconds == b.seconds && a.fraction > b.fraction); }
 
+/* T3 as NtpServer.respond writes it: ``now`` made even, and after T2 (``received``, odd), so
+ * that the two mark which of our timestamps a client echoes (lockstep.ntp.interleave). */
+static NtpTime transmit_time(NtpTime now, NtpTime received) {
+    now.fraction &= ~1u;
+    if (!later(now, received)) { /* T2 + 1 */
+        now = received;
+        if (++now.fraction == 0) now.seconds++;
+    }
+    return now;
+}
+
 /* A timestamp's 64 bits on the wire: the era's seconds and the fraction (RFC 5905 §6). */
 static void put_timestamp(unsigned char *p, NtpTime t) {
     put32(p, (uint32_t)t.seconds);
@@ -435,11 +446,7 @@ static PyObject *answer_batch(FastPath *self, PyObject *const *args, Py_ssize_t 
             clock_gettime(CLOCK_REALTIME, &now);
             NtpTime sent_at = ntp_time(&now, clock_offset);
             received_at.fraction |= 1;
-            sent_at.fraction &= ~1u;
-            if (!later(sent_at, received_at)) { /* T3 after T2, even: T2 + 1 */
-                sent_at = received_at;
-                if (++sent_at.fraction == 0) sent_at.seconds++;
-            }
+            sent_at = transmit_time(sent_at, received_at);
             header[0] = first_bytes[data[0]];
             header[1] = prefix[1];
             header[2] = data[2];
@@ -476,6 +483,52 @@ release:
     PyBuffer_Release(&messages);
     PyBuffer_Release(&template);
     PyBuffer_Release(&table);
+    return result;
+}
+
+/* send_basic(fd, head, sockaddr, clock_offset): send a 48-byte basic reply whose first 40 bytes
+ * are ``head`` to the raw sockaddr_in / sockaddr_in6 ``sockaddr``, with T3 = the clock read here
+ * + clock_offset, as late as can be: nothing but the send follows the reading (a basic reply's T3
+ * should be when it leaves, RFC 5905 §8; from Python the reply reached its client ≈ 2 µs later).
+ * T3 is even and after the T2 in ``head`` (bytes 32..39), read as the full time nearest to T3
+ * (RFC 5905 §6 eras). Raises OSError when the send fails. Not NTS: the one compiled module
+ * holds the plain server's lone send too. */
+static PyObject *send_basic(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "send_basic(fd, head, sockaddr, clock_offset)");
+        return NULL;
+    }
+    long fd = PyLong_AsLong(args[0]);
+    long long clock_offset = PyLong_AsLongLong(args[3]);
+    if (PyErr_Occurred()) return NULL;
+    Py_buffer head, sockaddr;
+    if (PyObject_GetBuffer(args[1], &head, PyBUF_SIMPLE) < 0) return NULL;
+    if (PyObject_GetBuffer(args[2], &sockaddr, PyBUF_SIMPLE) < 0) {
+        PyBuffer_Release(&head);
+        return NULL;
+    }
+    PyObject *result = NULL;
+    struct sockaddr_storage address;
+    unsigned char reply[HEADER_LENGTH];
+    if (fd < 0 || fd > INT_MAX || head.len != 40 || sockaddr.len < (Py_ssize_t)sizeof(sa_family_t) ||
+        (size_t)sockaddr.len > sizeof address) {
+        PyErr_SetString(PyExc_ValueError, "send_basic: bad fd, head (40 bytes) or sockaddr");
+        goto release;
+    }
+    memcpy(reply, head.buf, 40);
+    memcpy(&address, sockaddr.buf, (size_t)sockaddr.len);
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    NtpTime sent_at = ntp_time(&now, clock_offset);
+    NtpTime received_at = {sent_at.seconds + (int32_t)(be32(reply + 32) - (uint32_t)sent_at.seconds), be32(reply + 36)};
+    put_timestamp(reply + 40, transmit_time(sent_at, received_at));
+    if (sendto((int)fd, reply, sizeof reply, 0, (struct sockaddr *)&address, (socklen_t)sockaddr.len) < 0)
+        PyErr_SetFromErrno(PyExc_OSError);
+    else
+        result = Py_NewRef(Py_None);
+release:
+    PyBuffer_Release(&head);
+    PyBuffer_Release(&sockaddr);
     return result;
 }
 
@@ -613,7 +666,14 @@ static PyTypeObject FastPathType = {
     .tp_methods = methods,
 };
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_fastpath", "NTS server fast path (OpenSSL).", -1, NULL};
+static PyMethodDef functions[] = {
+    {"send_basic", (PyCFunction)(void (*)(void))send_basic, METH_FASTCALL,
+     "send_basic(fd, head, sockaddr, clock_offset): send a basic reply with T3 read just before"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_fastpath", "The NTP server's compiled paths (Nettle).",
+                                    -1, functions};
 
 PyMODINIT_FUNC PyInit__fastpath(void) {
     if (PyType_Ready(&FastPathType) < 0) return NULL;
