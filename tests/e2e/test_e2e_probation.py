@@ -1,7 +1,7 @@
 """Probation (linking.md §4.6) as people meet it in real Chromium: a computer linked from 127.0.0.2 (a
 network of its own for this server) gets no history, while one linked on the phone's network gets it at
 once; the phone app and the other computer show the banner naming the address; "Send history now" on the
-phone ends probation with a new signed list, and the history follows."""
+phone (behind the app lock) ends probation with a new signed list, and the history follows."""
 
 from __future__ import annotations
 
@@ -56,7 +56,16 @@ def test_a_computer_from_another_network_waits_for_its_history(
         assert on_phone.inner_text().startswith(BANNER)
         assert on_phone.get_by_test_id("probation-unlink").is_visible()
 
-        # "Send history now": probation ends for everyone, and the laptop gets its history.
+        # "Send history now" asks for the app lock first: not recognised, nothing changes.
+        assert phone.authenticator is not None
+        phone.authenticator.set_user_verified(False)
+        on_phone.get_by_test_id("send-history-now").click()
+        phone.page.get_by_test_id("notice").filter(has_text="did not send history now").wait_for(
+            timeout=TIMEOUT
+        )
+        assert on_phone.is_visible() and laptop.get_by_test_id("history-note").is_hidden()
+        # Recognised: probation ends for everyone, and the laptop gets its history.
+        phone.authenticator.set_user_verified(True)
         on_phone.get_by_test_id("send-history-now").click()
         laptop.get_by_test_id("history-note").wait_for(timeout=TIMEOUT)
         on_phone.wait_for(state="detached", timeout=TIMEOUT)

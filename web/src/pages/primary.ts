@@ -428,22 +428,19 @@ function renderDevices(): void {
 function renderProbationBanners(now: number): void {
   if (!state || !list) return;
   const rows = newcomers(list, now, state.deviceId).map((device) => {
-    const unlink = el("button", { className: "danger", text: probationText("unlink"), testid: "probation-unlink" });
-    unlink.addEventListener(
-      "click",
-      () =>
-        void publishList(
-          (devices) => devices.filter((d) => d.device_id !== device.device_id),
-          `Unlinked ${device.name}`,
-        ),
-    );
+    const unlinkButton = el("button", {
+      className: "danger",
+      text: probationText("unlink"),
+      testid: "probation-unlink",
+    });
+    unlinkButton.addEventListener("click", () => void unlink(device));
     const send = el("button", { text: probationText("send_history"), testid: "send-history-now" });
     send.addEventListener("click", () => void sendHistoryNow(device));
     return el(
       "div",
       { className: "banner warn", testid: "probation-banner", attrs: { "data-device-id": device.device_id } },
       el("span", { text: `${banner(device, now)} ` }),
-      unlink,
+      unlinkButton,
       send,
     );
   });
@@ -452,7 +449,7 @@ function renderProbationBanners(now: number): void {
 
 /** "Send history now": a list without the companion's probation, then the history it was waiting for. */
 async function sendHistoryNow(device: DeviceEntry): Promise<void> {
-  // App lock (issue 12 item 3): `await appLock.require("send history now")` goes here once it lands.
+  if (!(await appLock.require("send history now"))) return;
   await publishList(() => (list ? endedEarly(list, device.device_id) : []), `History sent to ${device.name}`);
   await messaging.syncHistory();
 }
