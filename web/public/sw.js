@@ -84,17 +84,20 @@ self.addEventListener("fetch", (event) => {
   // Everything else (the API, media, /ws): the network, untouched.
 });
 
-// A click on a message notification brings the app forward at that chat (notifier.ts listens).
+// A click on a message notification brings the app forward at that chat (notifier.ts listens); on an
+// incoming call's, forward to its ringing screen, and its Answer or Decline button acts on the call
+// (callNotifier.ts listens). A call whose page is gone can only be answered by opening the app.
 self.addEventListener("notificationclick", (event) => {
   event.notification.close();
-  const conversation = event.notification.data && event.notification.data.conversation;
+  const data = event.notification.data || {};
   event.waitUntil(
     (async () => {
       const windows = await self.clients.matchAll({ type: "window", includeUncontrolled: true });
       const client = windows.find((c) => new URL(c.url).pathname === SHELL) || windows[0];
       if (client) {
         await client.focus();
-        if (conversation) client.postMessage({ type: "open-chat", conversation });
+        if (data.conversation) client.postMessage({ type: "open-chat", conversation: data.conversation });
+        if (data.call) client.postMessage({ type: "call", action: event.action || "open", callId: data.call });
         return;
       }
       await self.clients.openWindow(SHELL);

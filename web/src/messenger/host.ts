@@ -8,6 +8,7 @@ import { MessengerControls } from "./controls";
 import { Notifier } from "./notifier";
 import { MessengerView } from "./view";
 import { type AttachedCalls, attachCalls } from "../calls/wire";
+import { CallNotifier } from "./callNotifier";
 
 export class MessengerHost {
   readonly view: MessengerView;
@@ -22,6 +23,8 @@ export class MessengerHost {
   private holding = false;
   /** Voice and video calls on this messenger (docs/protocol/messaging.md §14). */
   calls: AttachedCalls | null = null;
+  /** Incoming calls while the page is in the background. */
+  private callNotifier: CallNotifier | null = null;
 
   /** `settings`: where the page shows the messenger's settings (the phone app's Settings screen), if it has such a place. */
   constructor(parent: HTMLElement, before: Node | null = null, settings: HTMLElement | null = null) {
@@ -77,7 +80,10 @@ export class MessengerHost {
       this.messenger = messenger;
       this.view.bind(messenger);
       this.calls?.close();
+      this.callNotifier?.close();
       this.calls = attachCalls(messenger, this.view, () => this.socket);
+      const notifier = this.controls.notifier;
+      this.callNotifier = new CallNotifier(this.calls.phone, () => notifier.permission);
       this.controls.bind(messenger, identity.deviceId);
       messenger.setVisible(document.visibilityState === "visible");
     }
@@ -148,6 +154,8 @@ export class MessengerHost {
     const opening = this.holding ? this.opening : null; // waiting for another tab's lock: nothing opens
     this.calls?.close();
     this.calls = null;
+    this.callNotifier?.close();
+    this.callNotifier = null;
     this.messenger?.close();
     this.messenger = null;
     this.opening = null;

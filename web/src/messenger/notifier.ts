@@ -134,22 +134,9 @@ export class Notifier {
     const options: NotificationOptions = {
       body: `${who}${what}${last.kind === "media" && last.text ? ` ${last.text}` : ""}`,
       tag: `chat:${c.id}`, // one notification per chat: the next message replaces it
-      icon: "/icon-192.png",
-      badge: "/icon-192.png",
       data: { conversation: c.id },
     };
-    const registration =
-      "serviceWorker" in navigator ? await navigator.serviceWorker.getRegistration().catch(() => undefined) : undefined;
-    if (registration?.active) {
-      await registration.showNotification(c.title, options);
-      return;
-    }
-    const notification = new Notification(c.title, options);
-    notification.addEventListener("click", () => {
-      window.focus();
-      this.open(c.id);
-      notification.close();
-    });
+    await notify(c.title, options, () => this.open(c.id));
   }
 
   private async setBadge(count: number): Promise<void> {
@@ -164,7 +151,40 @@ export class Notifier {
   }
 }
 
+/**
+ * Shows a notification through the service worker's `showNotification` where the page has one (the phone
+ * app: Android shows page notifications only that way; its clicks reach sw.js), else the page's own
+ * `Notification` (whose click runs `clicked`). `actions` (buttons) exist only on the first kind. Returns
+ * how to take it away again.
+ */
+export async function notify(
+  title: string,
+  options: NotificationOptions & { actions?: { action: string; title: string }[] },
+  clicked: () => void,
+): Promise<() => void> {
+  const { actions, ...plain } = options;
+  const shown: NotificationOptions = { icon: "/icon-192.png", badge: "/icon-192.png", ...plain };
+  const registration =
+    "serviceWorker" in navigator ? await navigator.serviceWorker.getRegistration().catch(() => undefined) : undefined;
+  if (registration?.active) {
+    await registration.showNotification(title, { ...shown, ...(actions ? { actions } : {}) });
+    const tag = shown.tag;
+    return () =>
+      void registration
+        .getNotifications(tag ? { tag } : {})
+        .then((list) => list.forEach((n) => n.close()))
+        .catch(() => undefined);
+  }
+  const notification = new Notification(title, shown);
+  notification.addEventListener("click", () => {
+    window.focus();
+    clicked();
+    notification.close();
+  });
+  return () => notification.close();
+}
+
 /** The person is not looking at this page: another tab, another window, or the screen is off. */
-function inBackground(): boolean {
+export function inBackground(): boolean {
   return document.visibilityState === "hidden" || !document.hasFocus();
 }
