@@ -18,7 +18,7 @@ from webmsg_helpers import HIDEABLE, TIMEOUT, cli_primary, send_text, start_chat
 
 from fake_camera import Phone
 from lockstep_cli import LOCKSTEP
-from phone_linking import create_account
+from phone_linking import app_url, create_account
 
 pytestmark = pytest.mark.browser
 
@@ -61,7 +61,7 @@ def test_an_incoming_call_in_the_background_notifies_and_the_notification_goes_w
 ) -> None:
     url = server_process.url
     phone = small_phone.page
-    phone.context.grant_permissions(["notifications"], origin=url)
+    phone.context.grant_permissions(["notifications"], origin=app_url(url).removesuffix("/app"))
     phone.add_init_script(HIDEABLE)
     create_account(small_phone, url, "alice", "Alice")
     phone.wait_for_function("navigator.serviceWorker.controller !== null", timeout=TIMEOUT)
