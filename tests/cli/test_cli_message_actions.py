@@ -1,13 +1,22 @@
 """Replies, reactions, edits, deletes and search from the terminal (messaging.md §15): three devices of
-two accounts, then a companion linked afterwards, all show the same thing."""
+two accounts, then a companion linked afterwards, all show the same thing; typing and presence signals
+from Python, as the terminal shows them."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from audio_samples import wav
+from lockstep.client.errors import ClientError
+from lockstep.client.messenger import Messenger
+from lockstep.client.state import DeviceState
+from lockstep.e2e.actions import Presence, PresenceState, Typing, TypingState
+from lockstep.link.devices import Role
 from lockstep_cli import link_terminal_companion, lockstep, lockstep_ok, receive_json
 
 
@@ -105,3 +114,35 @@ def test_the_terminal_sends_an_audio_file_as_a_voice_note(server_process, tmp_pa
     not_audio.write_text("not a sound")
     refused = lockstep("send", "--to", "bob", "--voice", str(not_audio), "--state", str(alice))
     assert refused.returncode != 0 and "not an audio file" in refused.stderr
+
+
+def test_python_typing_and_presence_reach_a_terminal_which_prints_typing_but_no_presence(
+    server_process, tmp_path: Path
+) -> None:
+    """Messenger.send_signal (messaging.md §15.5): `receive` prints "is typing…" and "stopped typing";
+    presence it never prints (a terminal shares none, and a device that shares none shows none), and
+    presence to a group is refused before anything is sent."""
+    url = server_process.url
+    alice, bob = tmp_path / "alice", tmp_path / "bob"
+    for handle, state in (("alice", alice), ("bob", bob)):
+        lockstep_ok("primary", "init", "--server", url, "--handle", handle, "--state", str(state))
+    lockstep_ok("send", "--to", "bob", "hi", "--state", str(alice))
+    receive_json(bob, wait=10)
+    lockstep_ok("group", "create", "lunch", "--members", "bob", "--state", str(alice))
+
+    async def signals() -> None:
+        async with Messenger.open(DeviceState.load(alice, Role.PRIMARY)) as messenger:
+            await messenger.send_signal("@bob", Presence(PresenceState.ONLINE))
+            await messenger.send_signal("@bob", Typing(TypingState.COMPOSING))
+            await messenger.send_signal("#lunch", Typing(TypingState.PAUSED))
+            with pytest.raises(ClientError, match="not to a group"):
+                await messenger.send_signal("#lunch", Presence(PresenceState.ONLINE))
+
+    asyncio.run(signals())
+    printed = lockstep_ok("receive", "--wait", "5", "--state", str(bob))
+    lines = [line.split("] ", 1)[1] for line in printed.splitlines() if "typing" in line]
+    assert lines == ["@alice is typing…", "#lunch @alice stopped typing"], printed
+    assert "online" not in printed and "last seen" not in printed, printed
+    # Nothing of them is kept: Bob's store has no trace of either kind.
+    assert b"typing" not in (bob / "e2e.json").read_bytes()
+    assert b"presence" not in (bob / "e2e.json").read_bytes()
