@@ -65,6 +65,29 @@ async def test_a_voice_call_carries_each_sides_tone_to_the_other(live_server, tm
     assert seen_elsewhere.summary().startswith("voice call, ")
 
 
+async def test_two_terminals_dialling_each_other_at_once_end_up_in_one_call(
+    live_server, tmp_path: Path
+) -> None:
+    """Glare (messaging.md §14.9) through aiortc: both offers leave before either arrives; the dialler
+    whose call has the higher id gives way and answers the other, so both end in the same call."""
+    live_server.clock.tick_with_real_time()
+    alice = await make_account(live_server.url, tmp_path, "alice")
+    bob = await make_account(live_server.url, tmp_path, "bob")
+    async with messengers(alice.primary_dir, bob.primary_dir) as (a_phone, b_phone):
+        states: dict[str, list[tuple[str, CallState]]] = {"alice": [], "bob": []}
+        alices, bobs = (Phone(p, CallOptions(host_addresses=LOOPBACK)) for p in (a_phone, b_phone))
+        alices.on_state = lambda call: states["alice"].append((call.call_id, call.state))
+        bobs.on_state = lambda call: states["bob"].append((call.call_id, call.state))
+        from_alice, from_bob = await asyncio.wait_for(
+            asyncio.gather(alices.dial("bob", seconds=1), bobs.dial("alice", seconds=1)), timeout=40
+        )
+    assert from_alice.record.outcome is from_bob.record.outcome is Outcome.COMPLETED
+    assert from_alice.record.call_id == from_bob.record.call_id  # one call
+    dialled = {call_id for who in states.values() for call_id, state in who if state is CallState.RINGING_OUT}
+    assert len(dialled) == 2 and from_alice.record.call_id == min(dialled)  # true glare, the lower id won
+    assert from_alice.connected_after_ms is not None and from_bob.connected_after_ms is not None
+
+
 async def test_calling_a_handle_nobody_has(live_server, tmp_path: Path) -> None:
     alice = await make_account(live_server.url, tmp_path, "alice")
     async with messengers(alice.primary_dir) as (phone,):
