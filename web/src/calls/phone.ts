@@ -20,6 +20,8 @@ import {
 import { type Candidate, type Media, SignalError } from "./signals";
 
 const GATHER_MS = 3000;
+/** How long a prepared peer connection is used: well within the TURN credentials' hour (§14.6). */
+const SPARE_MS = 10 * 60_000;
 
 /** What the phone needs from the messenger it rides on. */
 export interface CallTransport {
@@ -112,6 +114,9 @@ export class Phone {
   private starting = false;
   /** The call shown: the active one, or one ringing or going on elsewhere. */
   private shown: Call | null = null;
+  /** A peer connection gathering candidates for the next call (see `prepare`), and whether to keep one. */
+  private spare: Promise<{ pc: RTCPeerConnection; made: number } | null> | null = null;
+  private preparing = false;
 
   constructor(
     private readonly transport: CallTransport,
@@ -314,11 +319,7 @@ export class Phone {
       this.changed();
       return null;
     }
-    const servers = await this.transport.iceServers();
-    const pc = new RTCPeerConnection({
-      iceServers: servers,
-      iceTransportPolicy: this.options.relayOnly ? "relay" : "all",
-    });
+    const pc = (await this.takeSpare()) ?? (await this.newConnection(0));
     const remote = new MediaStream();
     for (const track of local.getTracks()) pc.addTrack(track, local);
     pc.addEventListener("track", (event) => {
@@ -327,6 +328,37 @@ export class Phone {
     });
     this.muted = this.cameraOff = false;
     return { pc, local, remote, late: [], described: false };
+  }
+
+  private async newConnection(candidatePool: number): Promise<RTCPeerConnection> {
+    return new RTCPeerConnection({
+      iceServers: await this.transport.iceServers(),
+      iceTransportPolicy: this.options.relayOnly ? "relay" : "all",
+      iceCandidatePoolSize: candidatePool,
+    });
+  }
+
+  /** Make the next call's peer connection now (a direct chat opened, or a call ended with one open), so
+   * its ICE candidates are gathered before anyone presses Call or Answer (`iceCandidatePoolSize`, RFC
+   * 8829 §4.1.1): waiting for gathering was half of a browser's set-up time (docs/benchmarks.md). */
+  prepare(): void {
+    this.preparing = true;
+    if (this.spare || this.active) return;
+    const made = Date.now();
+    this.spare = this.newConnection(1).then(
+      (pc) => ({ pc, made }),
+      () => null, // no server now: the dial makes its own connection
+    );
+  }
+
+  /** The prepared connection, if there is one fresh enough that its TURN credentials still hold. */
+  private async takeSpare(): Promise<RTCPeerConnection | null> {
+    const spare = await this.spare;
+    this.spare = null;
+    if (!spare) return null;
+    if (Date.now() - spare.made < SPARE_MS) return spare.pc;
+    spare.pc.close();
+    return null;
   }
 
   /** The local description once gathering completed (or GATHER_MS passed); later candidates trickle. */
@@ -433,6 +465,7 @@ export class Phone {
       this.media = null;
       this.active = null;
       this.connectedAt = null;
+      if (this.preparing) this.prepare();
     }
     if (call === this.shown || this.shown === null) {
       this.shown = null;
@@ -461,5 +494,7 @@ export class Phone {
     if (this.timer) clearTimeout(this.timer);
     if (this.media) stopMedia(this.media);
     this.media = null;
+    this.preparing = false;
+    void this.takeSpare().then((pc) => pc?.close());
   }
 }

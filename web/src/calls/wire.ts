@@ -78,9 +78,15 @@ export function attachCalls(
     dial("video");
   });
   view.headActions.replaceChildren(voice, video);
+  // A direct chat opened: a call may follow, so gather its candidates now (Phone.prepare).
+  let attached = true;
+  view.onOpen((conversation) => {
+    if (attached && conversation?.startsWith("direct:")) phone.prepare();
+  });
   return {
     phone,
     close: () => {
+      attached = false;
       messenger.onCall = messenger.onUndecryptable = null;
       phone.close();
       callView.root.remove();
