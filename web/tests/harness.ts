@@ -27,6 +27,7 @@ import * as chatIndex from "../src/messenger/chatIndex";
 import * as messageStore from "../src/messenger/messageStore";
 import * as messenger from "../src/messenger/messenger";
 import * as receipts from "../src/messenger/receipts";
+import * as seenIndexes from "../src/messenger/seenIndexes";
 import * as timeline from "../src/messenger/timeline";
 
 declare global {
@@ -64,6 +65,7 @@ const modules = {
   messageStore,
   messenger,
   receipts,
+  seenIndexes,
   timeline,
 };
 window.lockstep = modules;

@@ -11,8 +11,8 @@ current target devices:
 - after :data:`ROTATE_AFTER_MESSAGES` messages → rotate anyway (bounds what one leaked key exposes).
 
 Inbound sessions are keyed by (sender device, session id) and remember the Curve25519 key of the Olm
-session that delivered them; indices already decrypted are refused as replays, also after the same
-session is re-shared from an earlier index.
+session that delivered them; indices already decrypted are refused as replays (kept in bounded space,
+:mod:`lockstep.e2e.replay`), also after the same session is re-shared from an earlier index.
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ from typing import Any
 import vodozemac
 
 from lockstep.e2e.errors import DecryptionError, E2EError, LocalE2EError, NoSession, ReplayedMessage
+from lockstep.e2e.replay import SeenIndexes
 from lockstep.link.encoding import b64u_encode
 
 ROTATE_AFTER_MESSAGES = 100
-MAX_SEEN_INDICES = 10_000
 
 
 def _new_share_id() -> str:
@@ -49,7 +49,7 @@ class InboundGroup:
     session: vodozemac.InboundGroupSession
     group_id: str
     sender_key: str
-    seen: set[int] = field(default_factory=set)
+    seen: SeenIndexes = field(default_factory=SeenIndexes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +121,7 @@ class GroupSessions:
             return  # keep the copy that reaches further back
         # A re-share from an earlier index replaces the session but not what it already decrypted: the
         # indices seen stay seen, or every earlier message could be shown again (a replay).
-        seen = existing.seen if existing is not None else set()
+        seen = existing.seen if existing is not None else SeenIndexes()
         self.inbound[key] = InboundGroup(session, str(body["group_id"]), sender_key, seen)
 
     def session_id(self, group_id: str) -> str:
@@ -141,11 +141,8 @@ class GroupSessions:
             result = entry.session.decrypt(message)
         except (vodozemac.MegolmDecryptionException, ValueError) as error:
             raise DecryptionError("the group message does not decrypt") from error
-        if result.message_index in entry.seen:
+        if not entry.seen.add(result.message_index):
             raise ReplayedMessage("a group message index already decrypted")
-        entry.seen.add(result.message_index)
-        if len(entry.seen) > MAX_SEEN_INDICES:
-            entry.seen.discard(min(entry.seen))
         return GroupPlaintext(result.plaintext, entry.group_id, result.message_index)
 
     def pickle(self, pickle_key: bytes) -> dict[str, Any]:
@@ -166,7 +163,7 @@ class GroupSessions:
                     "group_id": g.group_id,
                     "sender_key": g.sender_key,
                     "pickle": g.session.pickle(pickle_key),
-                    "seen": sorted(g.seen),
+                    "seen": g.seen.to_json(),
                 }
                 for (sender_device, session_id), g in self.inbound.items()
             ],
@@ -188,7 +185,7 @@ class GroupSessions:
                     vodozemac.InboundGroupSession.from_pickle(g["pickle"], pickle_key),
                     g["group_id"],
                     g["sender_key"],
-                    set(g["seen"]),
+                    SeenIndexes.from_json(g["seen"]),
                 )
         except (vodozemac.PickleException, KeyError, TypeError, ValueError) as error:
             raise E2EError("damaged or foreign Megolm pickle") from error

@@ -8,8 +8,8 @@
  * - a new target → share the current key with it only (it reads what follows, not what came before).
  *
  * Inbound sessions are keyed by (sender device, session id), bound to the group they were shared for,
- * and remember the indexes already decrypted (replays are refused), also across a re-share of the same
- * session from an earlier index.
+ * and remember the indexes already decrypted (replays are refused; kept in bounded space, ./seenIndexes.ts),
+ * also across a re-share of the same session from an earlier index.
  */
 import { b64uEncode } from "../crypto/base64";
 import {
@@ -20,9 +20,9 @@ import {
   RemoteE2EError,
   SessionMismatchError,
 } from "../e2e";
+import { SeenIndexes, type SeenJson } from "./seenIndexes";
 
 export const ROTATE_AFTER_MESSAGES = 100;
-const MAX_SEEN_INDICES = 10_000;
 
 export interface GroupSessionsPickle {
   outbound: Record<
@@ -35,7 +35,8 @@ export interface GroupSessionsPickle {
     groupId: string;
     senderKey: string;
     pickle: InboundGroupSessionPickle;
-    seen: number[];
+    /** Ranges (a plain list of indexes in state from before ranges). */
+    seen: SeenJson | number[];
   }[];
 }
 
@@ -56,7 +57,7 @@ interface Inbound {
   session: InboundGroupSession;
   groupId: string;
   senderKey: string;
-  seen: Set<number>;
+  seen: SeenIndexes;
 }
 
 /** A group message that fails a check of this layer (replay, another group's key). */
@@ -92,7 +93,7 @@ export class GroupSessions {
         session: InboundGroupSession.unpickle(g.pickle),
         groupId: g.groupId,
         senderKey: g.senderKey,
-        seen: new Set(g.seen),
+        seen: SeenIndexes.fromJson(g.seen),
       });
     }
     return sessions;
@@ -116,7 +117,7 @@ export class GroupSessions {
         groupId: g.groupId,
         senderKey: g.senderKey,
         pickle: g.session.pickle(),
-        seen: [...g.seen],
+        seen: g.seen.toJson(),
       });
     }
     return { outbound, inbound };
@@ -182,7 +183,7 @@ export class GroupSessions {
     if (existing && existing.session.firstKnownIndex <= session.firstKnownIndex) return;
     // A re-share from an earlier index replaces the session but not what it already decrypted: the
     // indexes seen stay seen, or every earlier message could be shown again (a replay).
-    this.inbound.set(key, { session, groupId: body.group_id, senderKey, seen: existing?.seen ?? new Set() });
+    this.inbound.set(key, { session, groupId: body.group_id, senderKey, seen: existing?.seen ?? new SeenIndexes() });
   }
 
   /** Decrypts with the session `senderDevice` shared as `sessionId`, only for the group it was shared for. */
@@ -191,9 +192,7 @@ export class GroupSessions {
     if (!entry) throw new SessionMismatchError("no group key from this device for this message");
     if (entry.groupId !== groupId) throw new GroupMessageError("a group message under another group's key");
     const result = await entry.session.decrypt(ciphertext);
-    if (entry.seen.has(result.messageIndex)) throw new GroupMessageError("a group message index already decrypted");
-    entry.seen.add(result.messageIndex);
-    if (entry.seen.size > MAX_SEEN_INDICES) entry.seen.delete(Math.min(...entry.seen));
+    if (!entry.seen.add(result.messageIndex)) throw new GroupMessageError("a group message index already decrypted");
     return result.plaintext;
   }
 }
