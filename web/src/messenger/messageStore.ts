@@ -42,8 +42,12 @@ const SEEN_ORDER = "n";
 const LEGACY_STATE = "state";
 const CHAT_NUMBERS = "chat-numbers";
 const SUMMARY = "summary/";
-/** Messages unsealed between two chances for the page to paint (each takes ~0.1–0.2 ms of main thread). */
-const UNSEAL_CHUNK = 200;
+/**
+ * Records sealed or unsealed between two chances for the page to paint. `seal` and `unseal` do their JSON
+ * and encoding synchronously when called (~0.1–0.2 ms a message), so a batch of hundreds started at once
+ * is one long task; chunks of 100 keep each well under 50 ms.
+ */
+const CHUNK = 100;
 /** Ids of handled messages kept to drop copies that come again (retries, a lost acknowledgement). */
 export const MAX_SEEN_IDS = 20_000;
 /** Seen ids are pruned in steps of this many, not on every commit. */
@@ -108,6 +112,20 @@ function done(tx: IDBTransaction): Promise<void> {
     tx.oncomplete = () => resolve();
     tx.onerror = tx.onabort = () => reject(tx.error ?? new Error("IndexedDB transaction failed"));
   });
+}
+
+/** `work` on every item, CHUNK at a time, the page given a turn between chunks; results in order. */
+async function inChunks<T, R>(
+  items: readonly T[],
+  work: (item: T) => Promise<R>,
+  priority: Parameters<typeof yieldToPage>[0] = "continue",
+): Promise<R[]> {
+  const out: R[] = [];
+  for (let start = 0; start < items.length; start += CHUNK) {
+    if (start) await yieldToPage(priority);
+    out.push(...(await Promise.all(items.slice(start, start + CHUNK).map(work))));
+  }
+  return out;
 }
 
 export class MessageStore {
@@ -201,26 +219,19 @@ export class MessageStore {
     return this.unsealAll<M>(records, await openAtRest(), "background");
   }
 
-  private async unsealAll<M>(
+  private unsealAll<M>(
     records: MessageRecord[],
     storeKey: CryptoKey,
     priority: Parameters<typeof yieldToPage>[0] = "continue",
   ): Promise<M[]> {
-    const out: M[] = [];
-    for (let start = 0; start < records.length; start += UNSEAL_CHUNK) {
-      if (start) await yieldToPage(priority);
-      const chunk = records.slice(start, start + UNSEAL_CHUNK);
-      out.push(
-        ...(await Promise.all(
-          chunk.map((record) =>
-            isSealed(record.sealed)
-              ? unseal<M>(record.sealed, this.label(MESSAGES, record.id), storeKey)
-              : Promise.resolve(record as unknown as M),
-          ),
-        )),
-      );
-    }
-    return out;
+    return inChunks(
+      records,
+      (record) =>
+        isSealed(record.sealed)
+          ? unseal<M>(record.sealed, this.label(MESSAGES, record.id), storeKey)
+          : Promise.resolve(record as unknown as M),
+      priority,
+    );
   }
 
   /** The newest `limit` messages of a conversation older than `before` (ms), newest first. */
@@ -268,19 +279,18 @@ export class MessageStore {
     const numbersWritten = this.numbersDirty;
     if (numbersWritten)
       sections.push([CHAT_NUMBERS, seal(Object.fromEntries(this.chatNumbers), this.label(KV, CHAT_NUMBERS), storeKey)]);
-    const records = await Promise.all(
-      messages.map(async (m): Promise<MessageRecord> => ({
-        id: m.id,
-        chat: this.chatNumbers.get(m.conversation),
-        ts: m.ts,
-        sealed: await seal(m, this.label(MESSAGES, m.id), storeKey),
-      })),
-    );
+    const records = await inChunks(messages, async (m): Promise<MessageRecord> => ({
+      id: m.id,
+      chat: this.chatNumbers.get(m.conversation),
+      ts: m.ts,
+      sealed: await seal(m, this.label(MESSAGES, m.id), storeKey),
+    }));
     const sealedSections = await Promise.all(sections.map(async ([name, sealing]) => [name, await sealing] as const));
     // Nothing is written unsealed: a seen record holds its id sealed too (the id is also its key).
-    const seen = await Promise.all(
-      [...(changes.seen ?? [])].map(async (id) => ({ id, sealed: await seal(id, this.label(SEEN, id), storeKey) })),
-    );
+    const seen = await inChunks([...(changes.seen ?? [])], async (id) => ({
+      id,
+      sealed: await seal(id, this.label(SEEN, id), storeKey),
+    }));
     if (!sealedSections.length && !records.length && !seen.length && !changes.dropLegacy) return;
 
     const tx = this.db.transaction([KV, MESSAGES, SEEN], "readwrite");
