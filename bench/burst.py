@@ -14,7 +14,10 @@ open. Measured, on one wall clock (the browser's Date.now() and Python's time.ti
 Then ``--reopen`` messages in all are in the chat (more are sent if needed), the page is reloaded
 (everything comes from IndexedDB), another chat is opened, and the long chat is opened again: the time
 from the click to the first frame that shows its newest message; and how long the reload took to show
-the chat list. The server is bench_server.py's (rate limits raised: one device sends the whole burst).
+the chat list, split by the page's performance marks: from navigation to the messenger opening (page
+load, connecting, signing in), from there to the chat list drawn (its summaries), and to every chat
+unsealed in the background. The server is bench_server.py's (rate limits raised: one device sends the
+whole burst).
 
     .venv/bin/python bench/burst.py [--burst 2000] [--reopen 10000] [--runs 3]
 """
@@ -52,10 +55,26 @@ T = TypeVar("T")
 
 WATCH = """
 () => {
-  const w = (window.burstBench = { longTasks: [], mostRows: 0, puts: 0, transactions: 0, shownAt: {} });
+  const w = (window.burstBench = {
+    longTasks: [], mostRows: 0, puts: 0, transactions: 0, shownAt: {}, work: {},
+  });
   new PerformanceObserver((list) => {
     for (const entry of list.getEntries()) w.longTasks.push(Math.round(entry.duration));
   }).observe({ type: "longtask", buffered: false });
+  // What ran in frames over 50 ms (long animation frames: script entry points with their durations, and
+  // the style and layout the frame forced), summed by kind over the burst.
+  new PerformanceObserver((list) => {
+    for (const frame of list.getEntries()) {
+      const add = (name, ms) => { w.work[name] = (w.work[name] ?? 0) + ms; };
+      for (const script of frame.scripts) {
+        add(`${script.invokerType} ${script.invoker}`, script.duration);
+        add("  of which forced style and layout", script.forcedStyleAndLayoutDuration);
+      }
+      const rendering = frame.renderStart ? frame.startTime + frame.duration - frame.renderStart : 0;
+      add("the frame's own rendering (style, layout, paint)", rendering);
+      add("frames over 50 ms", frame.duration);
+    }
+  }).observe({ type: "long-animation-frame", buffered: false });
   const list = document.querySelector('[data-testid="messages"]');
   new MutationObserver(() => {
     w.mostRows = Math.max(w.mostRows, list.children.length);
@@ -90,6 +109,18 @@ async (newest) => {
     if (texts.includes(newest)) return { ms: performance.now() - started, rows: texts.length };
   }
   return { ms: -1, rows: 0 };
+}
+"""
+
+
+UNSEALED = """() => performance.getEntriesByName("lockstep:chats-unsealed").length > 0"""
+
+# Each mark's time since navigation (ms): the messenger opens once the socket is signed in.
+MARKS = """
+() => {
+  const at = (name) => Math.round(performance.getEntriesByName(name)[0]?.startTime ?? -1);
+  return { "signed in": at("lockstep:messenger-opening"), "chat list drawn": at("lockstep:chat-list-drawn"),
+    "all unsealed": at("lockstep:chats-unsealed") };
 }
 """
 
@@ -170,20 +201,24 @@ def main() -> None:
                 f"{watch['puts']} puts",
                 flush=True,
             )
+            work = sorted(watch["work"].items(), key=lambda item: -item[1])[:8]
+            print("  in frames over 50 ms (ms): " + "; ".join(f"{k} {v:.0f}" for k, v in work), flush=True)
         if args.reopen > sent_so_far:
             fill = [f"fill {i}" for i in range(args.reopen - sent_so_far)]
             burst, _ = in_thread(burst_and_read(bob, fill))
             laptop.wait_for_function(SHOWN, arg=burst.sent[max(burst.sent)], timeout=600_000)
             newest_text = burst.sent[max(burst.sent)]
-        timings, loads = [], []
+        timings, loads, marks = [], [], []
         for _ in range(args.runs):
             started = time.monotonic()
             laptop.reload()
             laptop.get_by_test_id("chat-row").first.wait_for(timeout=120_000)
             loads.append(time.monotonic() - started)
             laptop.get_by_test_id("new-chat").click()  # another screen state: no chat open
-            reopened = laptop.evaluate(REOPEN, newest_text)
+            reopened = laptop.evaluate(REOPEN, newest_text)  # right after the reload: may be still sealed
             timings.append(reopened["ms"])
+            laptop.wait_for_function(UNSEALED, timeout=120_000)
+            marks.append(laptop.evaluate(MARKS))
         print(
             f"reopen a {max(args.reopen, sent_so_far + 1)}-message chat: first frame with the newest message "
             f"{statistics.median(timings):.0f} ms (median of {timings}); rows drawn {reopened['rows']}; "
@@ -191,6 +226,8 @@ def main() -> None:
             f"(median of {[round(x, 2) for x in loads]})",
             flush=True,
         )
+        for name in ("signed in", "chat list drawn", "all unsealed"):
+            print(f"  {name}: {[m[name] for m in marks]} ms after navigation", flush=True)
         browser.close()
 
 

@@ -148,6 +148,7 @@ export class Device {
       device = new Device(identity, db, olm, megolm, sections.core as State, loaded.seen, loaded);
       void device.serial(async () => {
         await device.chats.loadAll();
+        performance.mark("lockstep:chats-unsealed");
         if (device.chats.hasStale) await device.save(); // summaries an older version did not write
       });
     } else {

@@ -61,7 +61,10 @@ export class MessengerHost {
       this.release();
       this.messenger = null;
       this.deviceId = identity.deviceId;
-      this.opening = this.acquire(identity.deviceId).then(() => Messenger.open(identity));
+      this.opening = this.acquire(identity.deviceId).then(() => {
+        performance.mark("lockstep:messenger-opening"); // for bench/burst.py: what page start costs
+        return Messenger.open(identity);
+      });
     }
     let messenger: Messenger;
     try {
@@ -79,6 +82,7 @@ export class MessengerHost {
     if (this.messenger !== messenger) {
       this.messenger = messenger;
       this.view.bind(messenger);
+      performance.mark("lockstep:chat-list-drawn");
       this.calls?.close();
       this.callNotifier?.close();
       this.calls = attachCalls(messenger, this.view, () => this.socket);
