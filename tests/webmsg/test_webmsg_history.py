@@ -13,6 +13,7 @@ from webmsg_helpers import (
     TIMEOUT,
     assert_no_plaintext,
     cli_primary,
+    in_thread,
     link_to_terminal_primary,
     message,
     open_chat,
@@ -24,8 +25,12 @@ from webmsg_helpers import (
 
 from fake_camera import Phone
 from lockstep.client import e2estate
+from lockstep.client.messenger import Messenger
+from lockstep.client.state import DeviceState
+from lockstep.link.devices import Role
 from lockstep_cli import lockstep_ok
 from lockstep_servers import restart_server
+from message_burst import send_burst
 from phone_linking import create_account, link_companion, open_companion, open_settings
 
 pytestmark = pytest.mark.browser
@@ -83,6 +88,53 @@ def test_browser_primary_sends_history_to_a_new_browser_companion(
     send_text(alice, last)
     receive_until(bob.primary, lambda got: last in [m["body"].get("text") for m in got])
     assert_no_plaintext(server_process, [before, answer, after, last])
+
+
+HISTORY_MAX = 1000  # web/src/messenger/history.ts: what a new companion gets without asking
+
+
+async def burst(sender: Path, to: str, texts: list[str]) -> None:
+    async with Messenger.open(DeviceState.load(sender, Role.PRIMARY)) as messenger:
+        await send_burst(messenger, to, texts)
+
+
+def test_browser_primary_serves_older_history_when_a_companion_asks(
+    server_process, computer: Any, phone: Phone, tmp_path: Path
+) -> None:
+    """The phone app sends a new companion its newest 1,000 messages; asked for more (messaging.md §12.1),
+    it serves the older ones (HistoryTransfer.serve) and the companion shows them."""
+    url = server_process.url
+    alice = phone.page
+    create_account(phone, url, "alice", "Alice")
+    bob = cli_primary(url, tmp_path / "bob", "bob", "Bob")
+    token = secrets.token_hex(4)
+    texts = [f"message {i:04d} {token}" for i in range(HISTORY_MAX + 3)]
+    in_thread(burst(bob.primary, "@alice", texts))
+    open_chat(alice, "@bob")
+    message(alice, texts[-1]).wait_for(timeout=60_000)
+
+    laptop = open_companion(computer, url)
+    link_companion(phone, laptop, tmp_path / "qr.png", "Alice's laptop")
+    note = laptop.get_by_test_id("history-note")
+    note.wait_for(timeout=TIMEOUT)
+    assert f"{HISTORY_MAX} messages from the last 30 days were transferred" in note.inner_text()
+    assert "3 older messages stay only on the phone" in note.inner_text()
+    search = laptop.get_by_test_id("search")
+    search.fill(f"message 0000 {token}")
+    laptop.get_by_test_id("search-empty").wait_for(timeout=TIMEOUT)  # the oldest stayed on the phone
+
+    laptop.get_by_test_id("history-more").click()
+    laptop.wait_for_function(
+        "(note) => document.querySelector('[data-testid=\"history-note\"]').textContent.includes(note)",
+        arg="3 older messages were transferred",
+        timeout=TIMEOUT,
+    )
+    search.fill("")
+    for oldest in texts[:3]:
+        search.fill(oldest)
+        hits = laptop.get_by_test_id("search-result-text")
+        hits.first.wait_for(timeout=TIMEOUT)
+        assert hits.all_inner_texts() == [f"Bob: {oldest}"]
 
 
 def databases(page: Any) -> list[str]:

@@ -157,6 +157,9 @@ class MessageEnvelope:
                 isinstance(limit, int) and not isinstance(limit, bool) and 1 <= limit <= MAX_HISTORY_REQUEST
             ):
                 raise EnvelopeError(f"a history request asks for 1 to {MAX_HISTORY_REQUEST} messages")
+            before_id = body.get("before_id")
+            if before_id is not None and not (isinstance(before_id, str) and MESSAGE_ID.fullmatch(before_id)):
+                raise EnvelopeError("a history request's 'before_id' is a message id")
         elif self.kind is Kind.CALL and not all(isinstance(body.get(k), str) for k in ("call_id", "type")):
             raise EnvelopeError("a call signal names call_id and type")
         elif self.kind is Kind.GROUP_KEY and not all(

@@ -171,6 +171,8 @@ export function checkBody(envelope: MessageEnvelope): void {
         body.limit > MAX_HISTORY_REQUEST
       )
         throw new EnvelopeError(`a history request asks for 1 to ${MAX_HISTORY_REQUEST} messages`);
+      if (body.before_id !== undefined && (typeof body.before_id !== "string" || !MESSAGE_ID.test(body.before_id)))
+        throw new EnvelopeError("a history request's 'before_id' is a message id");
       break;
     case "call":
       if (!strings("call_id", "type")) throw new EnvelopeError("a call signal names call_id and type");

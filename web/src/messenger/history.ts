@@ -7,6 +7,7 @@
 import { fromUtf8, utf8 } from "../crypto/bytes";
 import { isJsonObject } from "../net/json";
 import { parseVoice, replyTo } from "./actions";
+import { before } from "./chatIndex";
 import type { MediaDescriptor } from "./media";
 import type { ChatMessage } from "./model";
 
@@ -28,8 +29,24 @@ export interface HistoryGroup {
   name: string;
 }
 
+/** What a history request names: the companion holds nothing before this time (and, with `beforeId`,
+ * before this message at that time). */
+export interface HistoryCursor {
+  before: number;
+  beforeId?: string;
+}
+
+/** Text and media messages in display order (time, then id). Bundles are cut in this order, so what a
+ * companion holds is the newest part and a request can name exactly where it ends (§12.1): many messages
+ * of a burst share one millisecond. */
+function transferable(messages: Iterable<ChatMessage>): ChatMessage[] {
+  return [...messages]
+    .filter((m) => m.kind === "text" || m.kind === "media")
+    .sort((a, b) => (before(a, b) ? -1 : before(b, a) ? 1 : 0));
+}
+
 export function buildHistory(messages: Iterable<ChatMessage>, now: number, groups: HistoryGroup[] = []): HistoryBundle {
-  const all = [...messages].filter((m) => m.kind === "text" || m.kind === "media").sort((a, b) => a.ts - b.ts);
+  const all = transferable(messages);
   const recent = all.filter((m) => m.ts >= now - HISTORY_DAYS * 86_400_000);
   const older = all.length - recent.length;
   const overLimit = Math.max(0, recent.length - HISTORY_MAX);
@@ -46,12 +63,13 @@ export function buildHistory(messages: Iterable<ChatMessage>, now: number, group
 export function buildOlderHistory(
   messages: Iterable<ChatMessage>,
   now: number,
-  request: { before: number; limit: number },
+  request: HistoryCursor & { limit: number },
   groups: HistoryGroup[] = [],
 ): HistoryBundle {
-  const older = [...messages]
-    .filter((m) => (m.kind === "text" || m.kind === "media") && m.ts < request.before)
-    .sort((a, b) => a.ts - b.ts);
+  const { before: ts, beforeId } = request;
+  const older = transferable(messages).filter(
+    (m) => m.ts < ts || (m.ts === ts && beforeId !== undefined && m.id < beforeId),
+  );
   const records = older.slice(-request.limit);
   const left = older.length - records.length;
   let note = `${records.length} older messages were transferred`;

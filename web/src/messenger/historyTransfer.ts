@@ -8,6 +8,7 @@
 import { findDevice } from "../link/deviceList";
 import { judgedNow, onProbation, untilText } from "../link/probation";
 import { probationText } from "../link/wording";
+import { before } from "./chatIndex";
 import type { Contacts } from "./contacts";
 import type { Device } from "./device";
 import { EnvelopeError, MAX_HISTORY_REQUEST, type MessageEnvelope, parseConversation } from "./envelope";
@@ -18,6 +19,7 @@ import type { DeviceKeys } from "./keys";
 import type { MediaDescriptor } from "./media";
 import type { MediaTransfer } from "./mediaTransfer";
 import type { MessageChanges } from "./messageChanges";
+import type { ChatMessage } from "./model";
 import type { Outbox } from "./outbox";
 
 /** The longest note of what was transferred that is shown. */
@@ -80,10 +82,15 @@ export class HistoryTransfer {
     const primary = me.list.devices.find((d) => d.role === "primary");
     const keys = primary ? me.keys.get(primary.device_id) : undefined;
     if (!keys) throw new MessengerError("Your phone cannot be reached for older messages right now.");
-    let before = device.now();
+    // Where what this device holds begins, in display order (./history.ts cuts bundles in that order).
+    let oldest: ChatMessage | undefined;
     for (const message of device.messages.values())
-      if (message.kind !== "undecryptable") before = Math.min(before, message.ts);
-    await this.outbox.sendToOwnDevice(keys, "history-request", { before, limit: Math.min(limit, MAX_HISTORY_REQUEST) });
+      if (message.kind !== "undecryptable" && (!oldest || before(message, oldest))) oldest = message;
+    const cursor = oldest ? { before: oldest.ts, before_id: oldest.id } : { before: device.now() };
+    await this.outbox.sendToOwnDevice(keys, "history-request", {
+      ...cursor,
+      limit: Math.min(limit, MAX_HISTORY_REQUEST),
+    });
   }
 
   /** Primary: a companion of this account asked for older messages (§12.1): they go to that companion alone. */
@@ -97,7 +104,12 @@ export class HistoryTransfer {
       throw new EnvelopeError("only this account's companions ask for its history");
     if (onProbation(entry, judgedNow(device.now(), Date.now())))
       throw new EnvelopeError(probationText("no_history", { until: untilText(entry.probation_until ?? 0) }));
-    const request = { before: envelope.body.before as number, limit: envelope.body.limit as number }; // checked
+    const {
+      before: ts,
+      limit,
+      before_id: beforeId,
+    } = envelope.body as { before: number; limit: number; before_id?: string }; // checked
+    const request = { before: ts, limit, beforeId };
     await this.send(keys, buildOlderHistory(device.messages.values(), device.now(), request, this.groups.names()));
   }
 

@@ -16,12 +16,28 @@ from lockstep.client.messaging.records import Received, new_message_id
 from lockstep.e2e.envelope import MAX_HISTORY_REQUEST, Kind, MessageEnvelope, direct_conversation
 from lockstep.e2e.errors import EnvelopeError
 from lockstep.e2e.keys import DeviceKeys
+from lockstep.e2e.receipts import Position
 from lockstep.link import probation
 from lockstep.link.devices import Role
 from lockstep.link.wording import probation_text
 
 HISTORY_DAYS = 30
 HISTORY_MAX = 1000
+
+
+def position(record: dict[str, Any]) -> Position:
+    """Where a history record is in its chat's order (time, then id). Bundles are cut in this order, so
+    what a companion holds is the newest part and a request can name exactly where it ends (§12.1):
+    many messages of a burst share one millisecond."""
+    return Position(int(record.get("ts") or 0), str(record.get("id") or ""))
+
+
+def _is_before(record: dict[str, Any], request: dict[str, Any]) -> bool:
+    """Whether a record is older than what a history request says the companion holds: before the
+    position (``before``, ``before_id``), or before the time ``before`` when an older client sent no id."""
+    if "before_id" in request:
+        return position(record) < Position(int(request["before"]), str(request["before_id"]))
+    return int(record.get("ts") or 0) < int(request["before"])
 
 
 class History:
@@ -59,7 +75,7 @@ class History:
     async def _send(self, keys: DeviceKeys) -> None:
         store = self.device.store
         cutoff = self.device.session.clock.now_ms() - HISTORY_DAYS * 86_400_000
-        recent = [r for r in store.history if int(r.get("ts") or 0) >= cutoff]
+        recent = sorted((r for r in store.history if int(r.get("ts") or 0) >= cutoff), key=position)
         older = len(store.history) - len(recent) + store.history_dropped
         over_limit = max(0, len(recent) - HISTORY_MAX)
         recent = recent[-HISTORY_MAX:]
@@ -85,10 +101,9 @@ class History:
         if probation.on_probation(entry, device.session.probation_now()):
             until = probation.until_text(entry.probation_until or 0)
             raise EnvelopeError(probation_text("no_history", until=until))
-        before, limit = int(envelope.body["before"]), int(envelope.body["limit"])  # checked by decode
-        older = sorted(
-            (r for r in store.history if int(r.get("ts") or 0) < before), key=lambda r: int(r.get("ts") or 0)
-        )
+        body = envelope.body  # checked by decode
+        limit = int(body["limit"])
+        older = sorted((r for r in store.history if _is_before(r, body)), key=position)
         records = older[-limit:]
         left = len(older) - len(records)
         note = f"{len(records)} older messages were transferred"
@@ -106,9 +121,13 @@ class History:
         keys = me.keys.get(primary.device_id)
         if keys is None:
             raise ClientError("this account's primary has no published keys")
-        now = device.session.clock.now_ms()
-        before = min((int(r.get("ts") or now) for r in device.store.history), default=now)
-        body = {"before": before, "limit": min(limit, MAX_HISTORY_REQUEST)}
+        body: dict[str, Any] = {
+            "before": device.session.clock.now_ms(),
+            "limit": min(limit, MAX_HISTORY_REQUEST),
+        }
+        if device.store.history:
+            oldest = position(min(device.store.history, key=position))
+            body["before"], body["before_id"] = oldest.ts, oldest.message_id
         own = direct_conversation(device.account_id, device.account_id)
         envelope = device.envelope(Kind.HISTORY_REQUEST, own, body, new_message_id())
         fields = {"message_id": envelope.message_id, "to": device.account_id}
