@@ -33,6 +33,7 @@ from lockstep.client.state import DeviceState
 from lockstep.e2e.actions import Typing, TypingState
 from lockstep.e2e.envelope import Kind
 from lockstep.link.devices import Role
+from lockstep_cli import lockstep_ok
 from phone_linking import create_account, link_companion, open_companion, open_settings
 
 pytestmark = pytest.mark.browser
@@ -182,12 +183,23 @@ def test_a_terminal_peers_typing_shows_in_the_browser_until_6_s_pass_and_the_bro
     send_text(alice, f"hi {token}")
 
     # Bob's Python client says `composing` and never `paused` (as a client that dies mid-sentence).
-    async def bob_types() -> None:
+    async def bob_types(where: str) -> None:
         async with Messenger.open(DeviceState.load(bob.primary, Role.PRIMARY)) as messenger:
             await messenger.receive(receipts=False)
-            await messenger.send_signal("@alice", Typing(TypingState.COMPOSING))
+            await messenger.send_signal(where, Typing(TypingState.COMPOSING))
 
-    in_thread(bob_types())
+    # In a group, the chat list says who is typing.
+    lockstep_ok("group", "create", "lunch", "--members", "alice", "--state", str(bob.primary))
+    lockstep_ok("send", "--to", "#lunch", f"lunch? {token}", "--state", str(bob.primary))
+    alice.get_by_test_id("back").click()
+    group = alice.get_by_test_id("chat-row").filter(has_text="lunch")
+    group.get_by_test_id("chat-last").filter(has_text=f"lunch? {token}").wait_for(timeout=TIMEOUT)
+    in_thread(bob_types("#lunch"))
+    group.get_by_test_id("chat-last").filter(has_text="Bob is typing…").wait_for(timeout=TIMEOUT)
+
+    # In the direct chat, its header says it.
+    open_chat(alice, "@bob")
+    in_thread(bob_types("@alice"))
     subtitle(alice, "typing").wait_for(timeout=TIMEOUT)
     assert alice.get_by_test_id("conversation-subtitle").inner_text() == "typing…"
     # 6 s pass on Alice's clock (well before they would on the real one): "typing…" is gone.
