@@ -139,3 +139,14 @@ def link_terminal_companion(
     _out, err = process.communicate(timeout=30)
     assert process.returncode == 0, err
     return scanned
+
+
+def link_terminal_companion_from_elsewhere(relay: str, primary: Path, state: Path, qr: Path) -> None:
+    """Link a terminal companion that reaches the server through ``relay`` (another network, linking.md
+    §6.5) to the terminal primary in ``primary``, which types the number the companion shows."""
+    companion = start_terminal_companion(relay, state, qr)
+    scan = start_scan(qr, primary)
+    out, err = scan.communicate(number_shown(companion) + "\n", timeout=30)
+    assert scan.returncode == 0, (out, err)
+    _, companion_err = companion.communicate(timeout=30)
+    assert companion.returncode == 0, companion_err

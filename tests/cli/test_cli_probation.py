@@ -11,24 +11,12 @@ from pathlib import Path
 from lockstep.link.wording import probation_text
 from lockstep_cli import (
     link_terminal_companion,
+    link_terminal_companion_from_elsewhere,
     lockstep_ok,
-    number_shown,
     receive_json,
-    start_scan,
-    start_terminal_companion,
 )
 from lockstep_servers import ServerProcess
 from other_network import OTHER_ADDRESS, from_other_network
-
-
-def link_from_other_network(relay: str, primary: Path, state: Path, qr: Path) -> None:
-    """Link a terminal companion that reaches the server through ``relay``, typing its number."""
-    companion = start_terminal_companion(relay, state, qr)
-    scan = start_scan(qr, primary)
-    out, err = scan.communicate(number_shown(companion) + "\n", timeout=30)
-    assert scan.returncode == 0, (out, err)
-    _, companion_err = companion.communicate(timeout=30)
-    assert companion.returncode == 0, companion_err
 
 
 def companions(primary: Path) -> tuple[dict[str, object], dict[str, object]]:
@@ -52,7 +40,7 @@ def test_a_companion_from_another_network_waits_for_its_history(
     assert [m["kind"] for m in receive_json(alice, wait=10)] == ["text"]
 
     with from_other_network(url) as relay:  # the laptop keeps talking to the server through it
-        link_from_other_network(relay, alice, laptop, tmp_path / "laptop.png")
+        link_terminal_companion_from_elsewhere(relay, alice, laptop, tmp_path / "laptop.png")
         link_terminal_companion(url, alice, desk, tmp_path / "desk.png")  # the phone's own network
         away, home = companions(alice)
         laptop_id = str(away["device_id"])
