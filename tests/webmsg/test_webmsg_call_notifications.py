@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from call_pages import linked_browser
-from webmsg_helpers import HIDEABLE, TIMEOUT, cli_primary, send_text, start_chat
+from webmsg_helpers import HIDEABLE, TIMEOUT, cli_primary, send_text, shown_once, start_chat
 
 from fake_camera import Phone
 from lockstep_cli import LOCKSTEP
@@ -42,18 +42,6 @@ def call(caller: Path) -> subprocess.Popen[str]:
         text=True,
         env={**os.environ, "LOCKSTEP_ICE_HOSTS": "127.0.0.1"},
     )
-
-
-def shown_once(page: Any, script: str, check: Any) -> list[dict[str, Any]]:
-    """What ``script`` reads of the page's notifications, once ``check`` holds (polled: the service
-    worker's list is read asynchronously)."""
-    shown: list[dict[str, Any]] = []
-    for _ in range(100):
-        shown = page.evaluate(script)
-        if check(shown):
-            return shown
-        page.wait_for_timeout(200)
-    raise AssertionError(shown)
 
 
 def test_an_incoming_call_in_the_background_notifies_and_the_notification_goes_when_it_stops_ringing(

@@ -21,6 +21,7 @@ from webmsg_helpers import (
     open_chat,
     receive_until,
     send_cli,
+    shown_once,
 )
 
 from fake_camera import Phone
@@ -162,8 +163,7 @@ def test_notifications_in_the_background_with_mute_and_badge(
     phone.evaluate("window.lockstepTestSetHidden(true)")
     secret = f"are you there? {secrets.token_hex(3)}"
     send_cli(bob.primary, "@alice", secret)
-    phone.wait_for_function(f"({SHOWN_NOTIFICATIONS})().then((shown) => shown.length === 1)", timeout=TIMEOUT)
-    [shown] = phone.evaluate(SHOWN_NOTIFICATIONS)
+    [shown] = shown_once(phone, SHOWN_NOTIFICATIONS, lambda shown: len(shown) == 1)
     assert (shown["title"], shown["body"]) == ("Bob (@bob)", secret)
     assert phone.evaluate("window.lockstepTestBadge.at(-1)") == 2
 

@@ -199,3 +199,16 @@ WATCH_PROGRESS = """
   new MutationObserver(note).observe(bar, { attributes: true });
 }
 """
+
+
+def shown_once(page: Any, script: str, check: Any) -> list[dict[str, Any]]:
+    """What ``script`` reads of the page's notifications, once ``check`` holds. Polled from here:
+    Playwright's wait_for_function takes a returned Promise for a truthy value at once, so it cannot
+    wait on the service worker's asynchronous list."""
+    shown: list[dict[str, Any]] = []
+    for _ in range(100):
+        shown = page.evaluate(script)
+        if check(shown):
+            return shown
+        page.wait_for_timeout(200)
+    raise AssertionError(shown)
