@@ -325,11 +325,14 @@ static NtpTime ntp_time(const struct timespec *t, int64_t offset) {
     uint64_t offset_fraction = (uint32_t)offset;
     int64_t offset_seconds = (offset - (int64_t)offset_fraction) / 4294967296LL; /* floor */
     uint64_t fraction = (((uint64_t)t->tv_nsec << 32) + 500000000u) / 1000000000u + offset_fraction;
-    NtpTime out = {t->tv_sec + UNIX_EPOCH_SECONDS + offset_seconds + (int64_t)(fraction >> 32), (uint32_t)fraction};
+    NtpTime out = {t->tv_sec + UNIX_EPOCH_SECONDS + offset_seconds + (int64_t)(fraction >> 32),
+                   (uint32_t)fraction};
     return out;
 }
 
-static int later(NtpTime a, NtpTime b) { return a.seconds > b.seconds || (a.seconds == b.seconds && a.fraction > b.fraction); }
+static int later(NtpTime a, NtpTime b) {
+    return a.seconds > b.seconds || (a.seconds == b.seconds && a.fraction > b.fraction);
+}
 
 /* T3 as NtpServer.respond writes it: ``now`` made even, and after T2 (``received``, odd), so
  * that the two mark which of our timestamps a client echoes (lockstep.ntp.interleave). */
@@ -416,8 +419,8 @@ static PyObject *answer_batch(FastPath *self, PyObject *const *args, Py_ssize_t 
     Outbox *box = self->outbox;
     int64_t send_by = 0;
     if (left == NULL) goto release;
-    if (fd < 0 || fd > INT_MAX || count < 0 || count > SEND_SLOTS || (size_t)messages.len < (size_t)count * sizeof(struct mmsghdr) ||
-        template.len != 24 || table.len != 256) {
+    if (fd < 0 || fd > INT_MAX || count < 0 || count > SEND_SLOTS ||
+        (size_t)messages.len < (size_t)count * sizeof(struct mmsghdr) || template.len != 24 || table.len != 256) {
         PyErr_SetString(PyExc_ValueError, "answer_batch: bad count, messages, template or table");
         goto release;
     }
@@ -444,13 +447,13 @@ static PyObject *answer_batch(FastPath *self, PyObject *const *args, Py_ssize_t 
         if (answerable) {
             unsigned char header[HEADER_LENGTH];
             clock_gettime(CLOCK_REALTIME, &now);
-            NtpTime sent_at = ntp_time(&now, clock_offset);
             received_at.fraction |= 1;
-            sent_at = transmit_time(sent_at, received_at);
+            NtpTime sent_at = transmit_time(ntp_time(&now, clock_offset), received_at);
+            /* Bytes 0..23: the template's, with the reply's first byte for the request's and
+             * its poll echoed; then origin = the request's transmit timestamp, T2, T3. */
+            memcpy(header, prefix, 24);
             header[0] = first_bytes[data[0]];
-            header[1] = prefix[1];
             header[2] = data[2];
-            memcpy(header + 3, prefix + 3, 21);
             memcpy(header + 24, data + 40, 8);
             put_timestamp(header + 32, received_at);
             put_timestamp(header + 40, sent_at);
