@@ -317,3 +317,27 @@ def test_the_messenger_starts_from_chat_summaries_and_unseals_a_chat_when_needed
     assert out["whole"] == 4500 and out["found"] == ["m000001"]
     assert out["afterCall"] == ["Missed voice call", 0]
     print(f"open {out['openMs']:.0f} ms, page {out['pageMs']:.0f} ms, all {out['loadedMs']:.0f} ms")
+
+
+# A conversation read whole in chunks of 500 when 1,300 of its messages share one millisecond (a burst).
+SAME_MILLISECOND = """
+async () => {
+  const { messageStore } = window.lockstep;
+  const store = await messageStore.MessageStore.open("tie-device");
+  const messages = Array.from({ length: 1500 }, (_, i) => ({
+    id: `tie-${String((i * 7919) % 1500).padStart(5, "0")}`, conversation: "direct:a:b",
+    ts: i < 100 ? i : i < 1400 ? 5000 : 9000 + i, kind: "text", text: `${i}`,
+  }));
+  await store.commit({ messages });
+  const read = await store.chatMessages("direct:a:b");
+  store.close();
+  const before = (a, b) => a.ts < b.ts || (a.ts === b.ts && a.id < b.id);
+  return { count: read.length, unique: new Set(read.map((m) => m.id)).size,
+    inOrder: read.every((m, i) => i === 0 || before(read[i - 1], m)) };
+}
+"""
+
+
+def test_a_whole_chat_is_read_in_chunks_even_when_a_burst_shares_one_millisecond(harness: Any) -> None:
+    out = harness.evaluate(SAME_MILLISECOND)
+    assert out == {"count": 1500, "unique": 1500, "inOrder": True}

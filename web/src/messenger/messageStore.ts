@@ -48,6 +48,8 @@ const SUMMARY = "summary/";
  * is one long task; chunks of 100 keep each well under 50 ms.
  */
 const CHUNK = 100;
+/** Records read from the index at once while unsealing a whole conversation. */
+const READ_CHUNK = 500;
 /** Ids of handled messages kept to drop copies that come again (retries, a lost acknowledgement). */
 export const MAX_SEEN_IDS = 20_000;
 /** Seen ids are pruned in steps of this many, not on every commit. */
@@ -208,15 +210,34 @@ export class MessageStore {
     return this.unsealAll<M>(stored, storeKey);
   }
 
-  /** Every message of one conversation (in index order: by time), unsealed a chunk at a time in the
-   * background (what the page does meanwhile, such as reading an opened chat's page, goes first). */
+  /**
+   * Every message of one conversation in index order (time, then id), read READ_CHUNK records at a time and
+   * unsealed in the background: what the page does meanwhile, such as reading an opened chat's newest page,
+   * is not held up by one large read or one long structured clone of thousands of records.
+   */
   async chatMessages<M>(conversation: string): Promise<M[]> {
     const chat = this.chatNumbers.get(conversation);
     if (chat === undefined) return [];
-    const index = this.db.transaction(MESSAGES, "readonly").objectStore(MESSAGES).index(CHAT_TS);
-    const range = IDBKeyRange.bound([chat, -Infinity], [chat, Infinity]);
-    const records = await request(index.getAll(range) as IDBRequest<MessageRecord[]>);
-    return this.unsealAll<M>(records, await openAtRest(), "background");
+    const storeKey = await openAtRest();
+    const out: M[] = [];
+    // The next read starts at time `from`, inclusive; `taken` are the ids already read at that time. The
+    // index orders records of one time by id, so those come first again, and asking for that many more
+    // always moves on, however many messages share a millisecond.
+    let from = -Infinity;
+    let taken = new Set<string>();
+    for (;;) {
+      const index = this.db.transaction(MESSAGES, "readonly").objectStore(MESSAGES).index(CHAT_TS);
+      const wanted = READ_CHUNK + taken.size;
+      const range = IDBKeyRange.bound([chat, from], [chat, Infinity]);
+      const records = await request(index.getAll(range, wanted) as IDBRequest<MessageRecord[]>);
+      const fresh = records.filter((r) => !(r.ts === from && taken.has(r.id)));
+      out.push(...(await this.unsealAll<M>(fresh, storeKey, "background")));
+      if (records.length < wanted) return out;
+      const lastTs = (records[records.length - 1] as MessageRecord).ts ?? from;
+      taken = new Set(records.filter((r) => r.ts === lastTs).map((r) => r.id));
+      from = lastTs;
+      await yieldToPage("background");
+    }
   }
 
   private unsealAll<M>(
