@@ -146,11 +146,13 @@ export class Device {
       const olm = await OlmDevice.unpickle(sections.olm);
       const megolm = GroupSessions.unpickle(sections.megolm);
       device = new Device(identity, db, olm, megolm, sections.core as State, loaded.seen, loaded);
-      void device.serial(async () => {
-        await device.chats.loadAll();
-        performance.mark("lockstep:chats-unsealed");
-        if (device.chats.hasStale) await device.save(); // summaries an older version did not write
-      });
+      void device
+        .serial(async () => {
+          await device.chats.loadAll();
+          performance.mark("lockstep:chats-unsealed");
+          if (device.chats.hasStale) await device.save(); // summaries an older version did not write
+        })
+        .catch((error: unknown) => device.noteError(error)); // a record that does not open: say so
     } else {
       const fresh: State = { v: 2, bundle: null, lastSeq: 0, handles: {}, contacts: {}, groups: {}, chats: [] };
       device = new Device(identity, db, await OlmDevice.create(), new GroupSessions(), fresh, []);
