@@ -189,4 +189,21 @@ def test_without_a_platform_authenticator_a_pin_with_a_back_off(
     page.get_by_test_id("app-lock-submit").click()
     page.get_by_test_id("link-success").wait_for(timeout=TIMEOUT)
     laptop.get_by_test_id("linked-account").wait_for(timeout=TIMEOUT)
+    page.get_by_test_id("link-done").click()
+
+    # Settings: a new PIN needs the old one first; afterwards only the new one opens the lock.
+    new_pin = "13572468"
+    page.get_by_test_id("app-lock-change").click()
+    assert "to change the app lock" in dialog.inner_text()
+    page.get_by_test_id("app-lock-pin").fill(PIN)
+    page.get_by_test_id("app-lock-submit").click()
+    page.get_by_test_id("app-lock-new-pin").fill(new_pin)
+    page.get_by_test_id("app-lock-repeat-pin").fill(new_pin)
+    page.get_by_test_id("app-lock-submit").click()
+    dialog.wait_for(state="detached", timeout=TIMEOUT)
+    page.get_by_test_id("link-with-code").click()
+    enter(PIN, "Wrong PIN.")
+    page.get_by_test_id("app-lock-pin").fill(new_pin)
+    page.get_by_test_id("app-lock-submit").click()
+    page.get_by_test_id("code-view").wait_for(timeout=TIMEOUT)
     context.close()
