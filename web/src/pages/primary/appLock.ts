@@ -122,7 +122,8 @@ export class AppLock {
       await this.storage.save({ kind: "passkey", ...(await registerPasskey(user)) });
       return true;
     } catch (error) {
-      this.tell(`The app lock is not on: ${passkeyFailure(error)}.`);
+      const was = this.setting === "off" ? "is not on" : "was not changed";
+      this.tell(`The app lock ${was}: ${passkeyFailure(error)}.`);
       return false;
     }
   }

@@ -37,7 +37,7 @@ export class AppLockSettings {
       this.ui.offerOn.textContent = kind === "passkey" ? "Use this phone's screen lock" : "Set a PIN";
       this.render();
     });
-    this.ui.offerOn.addEventListener("click", () => void this.turnOn().then((on) => on && show(this.ui.offer, false)));
+    this.ui.offerOn.addEventListener("click", () => void this.acceptOffer());
     this.ui.offerSkip.addEventListener("click", () => show(this.ui.offer, false));
     this.ui.on.addEventListener("click", () => void this.turnOn());
     this.ui.change.addEventListener("click", () => void this.turnOn());
@@ -59,6 +59,10 @@ export class AppLockSettings {
     void this.kind.then((kind) => {
       this.ui.on.textContent = kind === "passkey" ? "Turn on with this phone's screen lock" : "Turn on with a PIN";
     });
+  }
+
+  private async acceptOffer(): Promise<void> {
+    if (await this.turnOn()) show(this.ui.offer, false);
   }
 
   private async turnOn(): Promise<boolean> {
