@@ -112,10 +112,9 @@ export class AppLock {
   async turnOn(kind: "passkey" | "pin", account: { handle: string; displayName: string }): Promise<boolean> {
     if (!(await this.require("change the app lock"))) return false;
     if (kind === "pin") {
-      const pin = await choosePin("Choose an app lock PIN");
-      if (pin === null) return false;
-      await this.storage.save({ kind: "pin", ...(await makePin(pin)) });
-      return true;
+      return choosePin("Choose an app lock PIN", async (pin) => {
+        await this.storage.save({ kind: "pin", ...(await makePin(pin)) });
+      });
     }
     try {
       const user = { id: randomBytes(16), name: `@${account.handle}`, displayName: account.displayName };

@@ -77,25 +77,38 @@ export function enterPin(title: string, check: (pin: string) => Promise<string |
   });
 }
 
-/** Asks for a new PIN twice; the PIN, or null if the person cancels. */
-export function choosePin(title: string): Promise<string | null> {
+/**
+ * Asks for a new PIN twice and hands it to `keep` (which hashes and stores it: a moment), closing only
+ * once it is kept; resolves true then, false if the person cancels.
+ */
+export function choosePin(title: string, keep: (pin: string) => Promise<void>): Promise<boolean> {
   const first = pinInput("app-lock-new-pin", "New PIN");
   const again = pinInput("app-lock-repeat-pin", "The same PIN again");
   const hint = el("p", { className: "muted small", text: "At least 6 digits. Lockstep keeps only a slow hash of it." });
   const view = modal(title, [hint, first, again], "Save PIN");
   first.focus();
   return new Promise((resolve) => {
-    const finish = (pin: string | null): void => {
+    const finish = (kept: boolean): void => {
       view.close();
-      resolve(pin);
+      resolve(kept);
     };
-    view.cancel.addEventListener("click", () => finish(null));
-    view.dialog.addEventListener("cancel", () => finish(null));
+    view.cancel.addEventListener("click", () => finish(false));
+    view.dialog.addEventListener("cancel", () => finish(false));
     view.form.addEventListener("submit", (event) => {
       event.preventDefault();
       const problem = pinProblem(first.value) ?? (first.value === again.value ? null : "The two PINs differ.");
-      if (problem === null) finish(first.value);
-      else view.showError(problem);
+      if (problem !== null) {
+        view.showError(problem);
+        return;
+      }
+      view.submit.disabled = view.cancel.disabled = true;
+      keep(first.value).then(
+        () => finish(true),
+        (error: unknown) => {
+          view.submit.disabled = view.cancel.disabled = false;
+          view.showError(`The PIN was not saved: ${error instanceof Error ? error.message : String(error)}`);
+        },
+      );
     });
   });
 }
