@@ -83,12 +83,12 @@ async () => {
   const loaded = await reopened.load();
   // The messenger splits the old record and writes everything back sealed (Messenger.open).
   await reopened.commit({
-    sections: { core: { lastSeq: loaded.legacy.lastSeq } }, messages: loaded.messages, dropLegacy: true,
+    sections: { core: { lastSeq: loaded.legacy.lastSeq } }, messages: loaded.legacyMessages, dropLegacy: true,
   });
   reopened.close();
   const kv = await raw(name, "kv");
   const [sealedMessage] = await raw(name, "messages");
-  const loaded2 = { state: loaded.legacy, messages: loaded.messages };
+  const loaded2 = { state: loaded.legacy, messages: loaded.legacyMessages };
   return {
     stateName: state.name, stateKeyKept: state.deviceKey instanceof CryptoKey,
     stateSealed: sealedState.sealed === 1, stateClearKeys: sealedState.clearKeys.map((k) => k.type),
