@@ -327,16 +327,22 @@ def test_a_sent_message_cannot_be_replaced_by_the_server_or_by_a_peer_reusing_it
     new_chat(page, "bob")
     page.get_by_test_id("composer").fill("I will pay you on Friday")
     page.get_by_test_id("composer-send").click()
-    fake_server.wait_until(lambda: sent, what="the message sent")
-    [payload] = sent[0]["payloads"]
-    alice_key = b64u_decode(payload["sender_key"])
-    opened = MessageEnvelope.decode(
-        bob.olm.decrypt(
-            alice_key, OlmCiphertext(OlmType(payload["olm_type"]), b64u_decode(payload["ciphertext"]))
-        )
-    )
+    # Typing the text also sends a "composing" signal (messaging.md §15.5): open Alice's sends in order
+    # (one Olm session) until the message itself.
+    opened_sends: list[tuple[str, MessageEnvelope]] = []
+
+    def open_next_sends() -> bool:
+        for request in sent[len(opened_sends) :]:
+            [payload] = request["payloads"]
+            ciphertext = OlmCiphertext(OlmType(payload["olm_type"]), b64u_decode(payload["ciphertext"]))
+            envelope = MessageEnvelope.decode(bob.olm.decrypt(b64u_decode(payload["sender_key"]), ciphertext))
+            opened_sends.append((request["message_id"], envelope))
+        return any(envelope.kind is Kind.TEXT for _, envelope in opened_sends)
+
+    fake_server.wait_until(open_next_sends, what="the message sent")
+    alice_key = b64u_decode(sent[0]["payloads"][0]["sender_key"])
+    [(message_id, opened)] = [(i, envelope) for i, envelope in opened_sends if envelope.kind is Kind.TEXT]
     assert opened.body == {"text": "I will pay you on Friday"}
-    message_id = sent[0]["message_id"]
 
     def bobs(text: str, identifier: str) -> MessageEnvelope:
         return MessageEnvelope(
