@@ -1,6 +1,6 @@
 """The sans-I/O cores stay pure: each package imports nothing on its forbidden list, and the NTP
-core (NTS included, its asyncio adapters in ``ntp/aio`` excluded) reads no clock either: time
-and randomness are parameters (docs/ARCHITECTURE.md, "Invariants")."""
+(NTS included, its asyncio adapters in ``ntp/aio`` excluded), calls and link cores read no clock
+either: time and randomness are parameters (docs/ARCHITECTURE.md, "Invariants")."""
 
 from __future__ import annotations
 
@@ -56,8 +56,11 @@ class Core:
 CORES = [
     Core(
         "link",
-        frozenset(IO | CLOCKS | STORAGE_AND_WEB | {"random"}),
+        # datetime only to word a given instant (probation's end, in UTC): reading the clock with it
+        # (now(), today()) is still caught by forbid_clock_reads.
+        frozenset(IO | {"time"} | STORAGE_AND_WEB | {"random"}),
         frozenset({"qr.py", "hpke.py", "grant.py", "devices.py", "envelope.py", "cpace.py"}),
+        forbid_clock_reads=True,
     ),
     Core(
         "e2e",
