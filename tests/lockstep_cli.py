@@ -21,6 +21,9 @@ from typing import Any
 
 LOCKSTEP = str(Path(sys.executable).parent / "lockstep")
 CODE_LINE = re.compile(r"Code: ([0-9A-Z]{4}-[0-9A-Z]{4})")
+STARTUP_S = 60
+"""How long a terminal companion may take to show its first code: about a second, far more when every
+core is busy (a deadline for a stuck process, not a measure)."""
 
 
 def lockstep(
@@ -66,7 +69,7 @@ def start_terminal_companion(
     if quiet_qr:
         command.append("--quiet-qr")
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + STARTUP_S
     while not qr.exists():
         if time.monotonic() > deadline or process.poll() is not None:
             process.kill()
@@ -111,7 +114,7 @@ def start_code_companion(url: str, state: Path) -> tuple[subprocess.Popen[str], 
         text=True,
     )
     assert process.stdout is not None
-    deadline, printed = time.monotonic() + 15, ""
+    deadline, printed = time.monotonic() + STARTUP_S, ""
     while time.monotonic() < deadline:
         line = process.stdout.readline()
         printed += line
@@ -135,6 +138,7 @@ def link_terminal_companion(
         )
     except BaseException:
         process.kill()
+        process.communicate()  # reaped and its pipes closed, or its Popen warns into a later test
         raise
     _out, err = process.communicate(timeout=30)
     assert process.returncode == 0, err
