@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from lockstep.ntp.limit_key import limit_key, limit_keys
 from lockstep.ntp.limiter import IPV6_KEY, ClientLimiter, RateLimit, client_address
+from lockstep.ntp.nts.server import COMPILED_AVAILABLE
 from lockstep.ntp.timestamps import ONE_SECOND
 from lockstep.ntp.wire import KissCode
 
@@ -46,12 +47,18 @@ def sequential(limiter: ClientLimiter, clients: list[int], arrivals: list[int]) 
     burst=st.sampled_from([0, 1, 3]),
     max_clients=st.sampled_from([3, 6, 100]),
     deny=st.booleans(),
+    compiled=st.booleans(),
 )
 def test_a_batch_decides_and_remembers_as_one_request_at_a_time(
-    batches: list[tuple[int, list[tuple[int, int]]]], rate: float, burst: int, max_clients: int, deny: bool
+    batches: list[tuple[int, list[tuple[int, int]]]],
+    rate: float,
+    burst: int,
+    max_clients: int,
+    deny: bool,
+    compiled: bool,
 ) -> None:
     def make() -> ClientLimiter:
-        return ClientLimiter(RateLimit(rate, burst, 2.0, max_clients), [DENIED] if deny else [])
+        return ClientLimiter(RateLimit(rate, burst, 2.0, max_clients), [DENIED] if deny else [], compiled=compiled)
 
     batched, reference = make(), make()
     now = NOW
@@ -65,6 +72,44 @@ def test_a_batch_decides_and_remembers_as_one_request_at_a_time(
         assert decided == sequential(reference, clients, arrivals)
         # Same debts, in the same order: later evictions pick the same clients.
         assert list(batched._tats.items()) == list(reference._tats.items())
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    start=st.sampled_from([NOW, (1 << 64) - 2 * ONE_SECOND]),  # today, or just before 64 bits run out
+    batches=st.lists(
+        st.tuples(
+            st.integers(0, 2 * ONE_SECOND),  # time since the previous batch
+            st.lists(st.tuples(st.sampled_from(KEYS), st.integers(0, ONE_SECOND // 20)), max_size=40),
+        ),
+        max_size=10,
+    ),
+    rate=st.sampled_from([0.5, 3.0, 1000.0]),
+    burst=st.sampled_from([1, 3, 16]),
+    deny=st.booleans(),
+)
+def test_the_compiled_limiter_decides_and_remembers_as_the_python_one(
+    start: int, batches: list[tuple[int, list[tuple[int, int]]]], rate: float, burst: int, deny: bool
+) -> None:
+    """lockstep/ntp/nts/_fastpath.c's charge_batch against admit_batch's Python passes, including
+    times past 2**64 - 1, where the compiled pass stops and the Python one finishes the batch."""
+
+    def make(compiled: bool) -> ClientLimiter:
+        return ClientLimiter(RateLimit(rate, burst, 2.0), [DENIED] if deny else [], compiled=compiled)
+
+    compiled, reference = make(True), make(False)
+    now = start
+    for gap, requests in batches:
+        now += gap
+        clients = [client for client, _ in requests]
+        arrivals = [now + sum(spacing for _, spacing in requests[: i + 1]) for i in range(len(requests))]
+        assert compiled.admit_batch(clients, arrivals) == reference.admit_batch(clients, arrivals)
+        assert list(compiled._tats.items()) == list(reference._tats.items())
+
+
+def test_the_compiled_limiter_is_used_where_it_was_built() -> None:
+    limiter = ClientLimiter(RateLimit())
+    assert (limiter._charge_batch is not None) == COMPILED_AVAILABLE
 
 
 def test_the_usual_batch_is_admitted_whole_and_in_debt_clients_one_by_one() -> None:

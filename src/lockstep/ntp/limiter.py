@@ -14,7 +14,9 @@ network, RATE for a rate-limited one); their other requests are dropped.
 passes in C (``map`` over dicts and lists) instead of one Python call per request (only clients
 still in debt get one), and gives the same decisions as :meth:`ClientLimiter.admit` called
 request by request. It declines (returns None) only when the table could fill up part way
-through the batch.
+through the batch. Where the compiled module was built (lockstep/ntp/nts/_fastpath.c), its
+``charge_batch`` does the rate limit's pass over the batch, one dictionary lookup and store per
+request in C; the Python passes here are the reference it is tested against and serve without it.
 
 Client keys: any hashable value identifying an address — its text, its packed bytes, or an
 ``int`` (an IPv4 address's value, or :data:`IPV6_KEY` plus an IPv6 address's value), which is
@@ -27,7 +29,7 @@ from __future__ import annotations
 import ipaddress
 import itertools
 from collections import Counter
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from operator import add, le
 from typing import Final
@@ -35,6 +37,11 @@ from typing import Final
 from lockstep.ntp.limit_key import IPV6_KEY, limit_key, limit_keys
 from lockstep.ntp.timestamps import ONE_SECOND
 from lockstep.ntp.wire import KissCode
+
+try:  # built by the package's build (setup.py) when a C compiler and Nettle's headers are there
+    from lockstep.ntp.nts._fastpath import charge_batch
+except ImportError:  # pragma: no cover - the Python passes of admit_batch serve alone
+    charge_batch = None
 
 __all__ = ["IPV6_KEY", "ClientLimiter", "RateLimit", "client_address"]
 
@@ -75,11 +82,18 @@ def client_address(client: Hashable) -> ipaddress.IPv4Address | ipaddress.IPv6Ad
         return None
 
 
+_ChargeBatch = Callable[[dict[Hashable, int], list[Hashable], list[int], int, int], tuple[list[int], int]]
+
+
 class ClientLimiter:
     """The deny list and the per-address rate limit, with the state they need."""
 
-    def __init__(self, rate_limit: RateLimit | None = None, deny: Sequence[Network] = ()) -> None:
+    def __init__(
+        self, rate_limit: RateLimit | None = None, deny: Sequence[Network] = (), *, compiled: bool = True
+    ) -> None:
+        """``compiled=False``: :meth:`admit_batch` keeps to its Python passes (the reference)."""
         self.rate_limit = rate_limit
+        self._charge_batch = charge_batch if compiled else None
         self.deny = tuple(deny)
         limit = rate_limit or RateLimit()
         self._cost = round(ONE_SECOND / limit.average_rate)  # one request's debt, 2**-32 s
@@ -156,6 +170,8 @@ class ClientLimiter:
         count = len(clients)
         if len(tats) + count > self._max_clients:
             return None  # admit() might have to make room part way: leave the batch to it
+        if self._charge_batch is not None:
+            return self._charge_compiled(self._charge_batch, refused, positions, clients, arrivals)
         # New clients enter the table in batch order, as admit() would put them, with no debt
         # (a TAT of 0 is as good as none). Then each client is independent of the others,
         # except for its own repeats in the batch. The usual case: a client without debt left
@@ -173,6 +189,29 @@ class ClientLimiter:
             clients = list(itertools.compress(clients, paid_up))
             arrivals = list(itertools.compress(arrivals, paid_up))
         tats.update(zip(clients, map(add, arrivals, itertools.repeat(self._cost)), strict=True))
+        return refused
+
+    def _charge_compiled(
+        self,
+        compiled: _ChargeBatch,
+        refused: list[tuple[int, KissCode]],
+        positions: Sequence[int],
+        clients: Sequence[Hashable],
+        arrivals: Sequence[int],
+    ) -> list[tuple[int, KissCode]]:
+        """The rate limit's part of :meth:`admit_batch` by the compiled ``charge_batch``: the same
+        decisions as :meth:`_charge` request by request (tests/ntp/test_limiter.py compares them)."""
+        clients = list(clients)
+        arrivals = list(arrivals)
+        rated, stopped = compiled(self._tats, clients, arrivals, self._cost, self._window)
+        rate = KissCode.RATE
+        had_denials = bool(refused)
+        refused.extend((positions[i], rate) for i in rated)
+        for i in range(stopped, len(clients)):  # a time beyond 64 bits: the Python reference goes on
+            if not self._charge(clients[i], arrivals[i]):
+                refused.append((positions[i], rate))
+        if had_denials:
+            refused.sort()
         return refused
 
     def kiss_due(self, client: Hashable, now: int) -> bool:

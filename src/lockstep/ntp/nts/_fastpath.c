@@ -535,6 +535,75 @@ release:
     return result;
 }
 
+/* charge_batch(tats, clients, arrivals, cost, window) -> (refused indices, stopped at): the rate
+ * limiter's per-request step (lockstep.ntp.limiter.ClientLimiter._charge, the reference; the
+ * generic cell rate algorithm of RFC 8633 §4.4's leaky bucket) over a batch, in order. ``tats``
+ * maps a client key to its theoretical arrival time (full NTP time); a new client starts at its
+ * arrival; a request is admitted when it leaves the TAT no more than ``window`` after its arrival,
+ * and then moves the TAT ``cost`` later; a refused one changes nothing. The caller has made sure
+ * the table cannot fill up. A value outside 0 .. 2**64-1 stops the pass at that request, before
+ * it changes anything: the caller goes on from "stopped at" in Python. */
+static PyObject *charge_batch(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 5 || !PyDict_CheckExact(args[0]) || !PyList_CheckExact(args[1]) || !PyList_CheckExact(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "charge_batch(tats: dict, clients: list, arrivals: list, cost, window)");
+        return NULL;
+    }
+    PyObject *tats = args[0], *clients = args[1], *arrivals = args[2];
+    unsigned long long cost = PyLong_AsUnsignedLongLong(args[3]);
+    if (cost == (unsigned long long)-1 && PyErr_Occurred()) return NULL;
+    unsigned long long window = PyLong_AsUnsignedLongLong(args[4]);
+    if (window == (unsigned long long)-1 && PyErr_Occurred()) return NULL;
+    Py_ssize_t count = PyList_GET_SIZE(clients);
+    if (PyList_GET_SIZE(arrivals) != count) {
+        PyErr_SetString(PyExc_ValueError, "charge_batch: clients and arrivals differ in length");
+        return NULL;
+    }
+    PyObject *refused = PyList_New(0);
+    if (refused == NULL) return NULL;
+    Py_ssize_t i = 0;
+    for (; i < count; i++) {
+        PyObject *client = PyList_GET_ITEM(clients, i);
+        unsigned long long arrival = PyLong_AsUnsignedLongLong(PyList_GET_ITEM(arrivals, i));
+        if (arrival == (unsigned long long)-1 && PyErr_Occurred()) break;
+        PyObject *known = PyDict_GetItemWithError(tats, client); /* borrowed */
+        unsigned long long tat = arrival;
+        if (known != NULL) {
+            unsigned long long held = PyLong_AsUnsignedLongLong(known);
+            if (held == (unsigned long long)-1 && PyErr_Occurred()) break;
+            if (held > tat) tat = held;
+        } else if (PyErr_Occurred()) {
+            goto fail; /* the key's __hash__ or __eq__ raised */
+        }
+        if (__builtin_add_overflow(tat, cost, &tat)) {
+            PyErr_SetNone(PyExc_OverflowError);
+            break;
+        }
+        if (tat - arrival > window) { /* refused requests add no debt */
+            PyObject *index = PyLong_FromSsize_t(i);
+            if (index == NULL || PyList_Append(refused, index) < 0) {
+                Py_XDECREF(index);
+                goto fail;
+            }
+            Py_DECREF(index);
+            continue;
+        }
+        PyObject *value = PyLong_FromUnsignedLongLong(tat);
+        if (value == NULL || PyDict_SetItem(tats, client, value) < 0) {
+            Py_XDECREF(value);
+            goto fail;
+        }
+        Py_DECREF(value);
+    }
+    if (PyErr_Occurred()) {
+        if (!PyErr_ExceptionMatches(PyExc_OverflowError) && !PyErr_ExceptionMatches(PyExc_TypeError)) goto fail;
+        PyErr_Clear(); /* out of range, or not an int: the Python reference goes on from i */
+    }
+    return Py_BuildValue("(Nn)", refused, i);
+fail:
+    Py_DECREF(refused);
+    return NULL;
+}
+
 static PyObject *take_method(FastPath *self, PyObject *arg) {
     Py_ssize_t length = PyLong_AsSsize_t(arg);
     if (length == -1 && PyErr_Occurred()) return NULL;
@@ -672,6 +741,8 @@ static PyTypeObject FastPathType = {
 static PyMethodDef functions[] = {
     {"send_basic", (PyCFunction)(void (*)(void))send_basic, METH_FASTCALL,
      "send_basic(fd, head, sockaddr, clock_offset): send a basic reply with T3 read just before"},
+    {"charge_batch", (PyCFunction)(void (*)(void))charge_batch, METH_FASTCALL,
+     "charge_batch(tats, clients, arrivals, cost, window) -> (refused indices, stopped at)"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -1,4 +1,4 @@
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 
 from typing_extensions import Buffer
 
@@ -23,3 +23,6 @@ class FastPath:
     ) -> None: ...
 
 def send_basic(fd: int, head: Buffer, sockaddr: Buffer, clock_offset: int, /) -> None: ...
+def charge_batch(
+    tats: dict[Hashable, int], clients: list[Hashable], arrivals: list[int], cost: int, window: int, /
+) -> tuple[list[int], int]: ...
