@@ -58,7 +58,9 @@ def test_a_batch_decides_and_remembers_as_one_request_at_a_time(
     compiled: bool,
 ) -> None:
     def make() -> ClientLimiter:
-        return ClientLimiter(RateLimit(rate, burst, 2.0, max_clients), [DENIED] if deny else [], compiled=compiled)
+        return ClientLimiter(
+            RateLimit(rate, burst, 2.0, max_clients), [DENIED] if deny else [], compiled=compiled
+        )
 
     batched, reference = make(), make()
     now = NOW

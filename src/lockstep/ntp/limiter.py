@@ -41,7 +41,7 @@ from lockstep.ntp.wire import KissCode
 try:  # built by the package's build (setup.py) when a C compiler and Nettle's headers are there
     from lockstep.ntp.nts._fastpath import charge_batch
 except ImportError:  # pragma: no cover - the Python passes of admit_batch serve alone
-    charge_batch = None
+    charge_batch = None  # type: ignore[assignment]
 
 __all__ = ["IPV6_KEY", "ClientLimiter", "RateLimit", "client_address"]
 
@@ -201,8 +201,10 @@ class ClientLimiter:
     ) -> list[tuple[int, KissCode]]:
         """The rate limit's part of :meth:`admit_batch` by the compiled ``charge_batch``: the same
         decisions as :meth:`_charge` request by request (tests/ntp/test_limiter.py compares them)."""
-        clients = list(clients)
-        arrivals = list(arrivals)
+        if not isinstance(clients, list):
+            clients = list(clients)
+        if not isinstance(arrivals, list):
+            arrivals = list(arrivals)
         rated, stopped = compiled(self._tats, clients, arrivals, self._cost, self._window)
         rate = KissCode.RATE
         had_denials = bool(refused)
