@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterator
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -34,15 +35,30 @@ def sequential(limiter: ClientLimiter, clients: list[int], arrivals: list[int]) 
     return refused
 
 
+Batches = list[tuple[int, list[tuple[int, int]]]]
+
+
+def request_batches(
+    max_gap: int, max_spacing: int, max_size: int, max_batches: int
+) -> st.SearchStrategy[Batches]:
+    """Batches of (client key, time since the previous request), each after a gap."""
+    requests = st.lists(st.tuples(st.sampled_from(KEYS), st.integers(0, max_spacing)), max_size=max_size)
+    return st.lists(st.tuples(st.integers(0, max_gap), requests), max_size=max_batches)
+
+
+def timed(start: int, batches: Batches) -> Iterator[tuple[list[int], list[int]]]:
+    """Each batch's clients and arrival times (full NTP time), the first gap counted from start."""
+    now = start
+    for gap, requests in batches:
+        now += gap
+        clients = [client for client, _ in requests]
+        arrivals = [now + sum(spacing for _, spacing in requests[: i + 1]) for i in range(len(requests))]
+        yield clients, arrivals
+
+
 @settings(max_examples=300, deadline=None)
 @given(
-    batches=st.lists(
-        st.tuples(
-            st.integers(0, 4 * ONE_SECOND),  # time since the previous batch
-            st.lists(st.tuples(st.sampled_from(KEYS), st.integers(0, ONE_SECOND // 50)), max_size=12),
-        ),
-        max_size=12,
-    ),
+    batches=request_batches(4 * ONE_SECOND, ONE_SECOND // 50, max_size=12, max_batches=12),
     rate=st.sampled_from([0.5, 3.0, 1000.0]),
     burst=st.sampled_from([0, 1, 3]),
     max_clients=st.sampled_from([3, 6, 100]),
@@ -50,7 +66,7 @@ def sequential(limiter: ClientLimiter, clients: list[int], arrivals: list[int]) 
     compiled=st.booleans(),
 )
 def test_a_batch_decides_and_remembers_as_one_request_at_a_time(
-    batches: list[tuple[int, list[tuple[int, int]]]],
+    batches: Batches,
     rate: float,
     burst: int,
     max_clients: int,
@@ -63,11 +79,7 @@ def test_a_batch_decides_and_remembers_as_one_request_at_a_time(
         )
 
     batched, reference = make(), make()
-    now = NOW
-    for gap, requests in batches:
-        now += gap
-        clients = [client for client, _ in requests]
-        arrivals = [now + sum(spacing for _, spacing in requests[: i + 1]) for i in range(len(requests))]
+    for clients, arrivals in timed(NOW, batches):
         decided = batched.admit_batch(clients, arrivals)
         if decided is None:  # declined (a table that could fill up): the caller goes one by one
             decided = sequential(batched, clients, arrivals)
@@ -79,19 +91,13 @@ def test_a_batch_decides_and_remembers_as_one_request_at_a_time(
 @settings(max_examples=300, deadline=None)
 @given(
     start=st.sampled_from([NOW, (1 << 64) - 2 * ONE_SECOND]),  # today, or just before 64 bits run out
-    batches=st.lists(
-        st.tuples(
-            st.integers(0, 2 * ONE_SECOND),  # time since the previous batch
-            st.lists(st.tuples(st.sampled_from(KEYS), st.integers(0, ONE_SECOND // 20)), max_size=40),
-        ),
-        max_size=10,
-    ),
+    batches=request_batches(2 * ONE_SECOND, ONE_SECOND // 20, max_size=40, max_batches=10),
     rate=st.sampled_from([0.5, 3.0, 1000.0]),
     burst=st.sampled_from([1, 3, 16]),
     deny=st.booleans(),
 )
 def test_the_compiled_limiter_decides_and_remembers_as_the_python_one(
-    start: int, batches: list[tuple[int, list[tuple[int, int]]]], rate: float, burst: int, deny: bool
+    start: int, batches: Batches, rate: float, burst: int, deny: bool
 ) -> None:
     """lockstep/ntp/nts/_fastpath.c's charge_batch against admit_batch's Python passes, including
     times past 2**64 - 1, where the compiled pass stops and the Python one finishes the batch."""
@@ -100,11 +106,7 @@ def test_the_compiled_limiter_decides_and_remembers_as_the_python_one(
         return ClientLimiter(RateLimit(rate, burst, 2.0), [DENIED] if deny else [], compiled=compiled)
 
     compiled, reference = make(True), make(False)
-    now = start
-    for gap, requests in batches:
-        now += gap
-        clients = [client for client, _ in requests]
-        arrivals = [now + sum(spacing for _, spacing in requests[: i + 1]) for i in range(len(requests))]
+    for clients, arrivals in timed(start, batches):
         assert compiled.admit_batch(clients, arrivals) == reference.admit_batch(clients, arrivals)
         assert list(compiled._tats.items()) == list(reference._tats.items())
 
