@@ -35,30 +35,30 @@ def send(
     """Read the conversation's devices, check the send against them and queue it: one transaction."""
     found = yield from audience(conversation)
     delivery = plan(found)
-    owners = None if found is None else found.owners()
-    return delivery, (yield from enqueue(delivery, now, strangers, owners))
+    return delivery, (yield from enqueue(delivery, now, strangers, found))
 
 
 def enqueue(
     delivery: Delivery,
     now: int,
     strangers: StrangerLimits | None,
-    owners: dict[str, str] | None = None,
+    known: Audience | None = None,
 ) -> Work[list[tuple[str, QueuedMessage]]]:
     """Append each payload to its device's queue with that device's next sequence number.
 
     A (device, sender device, message id) already queued is skipped, so a retried send is not
     delivered twice while it waits. With ``strangers``, the whole send is refused
     (:class:`StrangerLimit`) if it would queue more than they allow from accounts a recipient
-    never wrote to (``owners``: each device's account, if the caller has read them already); a send
-    that ``introduces`` makes its conversation known to the sender.
+    never wrote to; a send that ``introduces`` makes its conversation known to the sender.
+    ``known``: the conversation's audience, if the caller has read it already (no need to read whose
+    the devices are and who wrote into the conversation again).
     The result keeps the order of ``delivery.payloads``.
     """
     texts = _encoded(delivery.payloads)
     devices = sorted(texts)
     numbers = yield from _count_up(devices)
     if strangers is not None:
-        check = yield from StrangerCheck.load(delivery, strangers, owners)
+        check = yield from StrangerCheck.load(delivery, strangers, known)
         for device_id in check.stranger_devices(devices):  # rare: a recipient who never wrote back
             if not (yield from _holds(device_id, delivery)):
                 yield from check.admit(device_id, len(texts[device_id]))
@@ -84,7 +84,8 @@ def enqueue(
         inserted.update(row[0] for row in rows)
     if held := [device_id for device_id in devices if device_id not in inserted]:
         yield from _give_back(held)
-    yield from introduce(delivery)
+    if known is None or delivery.sender_account not in known.knows:
+        yield from introduce(delivery)
     return [
         (device_id, _message(delivery, numbers[device_id], payload, now))
         for device_id, payload in delivery.payloads

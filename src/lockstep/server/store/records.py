@@ -99,6 +99,9 @@ class Audience:
     devices: dict[str, set[str]]
     """Each account of the conversation (the recipient and the sender, or every group member) → its
     devices that published E2E keys (none: an empty set)."""
+    knows: frozenset[str] = frozenset()
+    """The accounts that already wrote into the conversation (``known_peers``): the sender, to the
+    recipient or into the group; a recipient, to the sender or into the group."""
 
     def owners(self) -> dict[str, str]:
         """Device id → its account."""

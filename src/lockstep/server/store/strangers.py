@@ -10,7 +10,7 @@ for all strangers together. The checks run while the device's sequence row is lo
 from __future__ import annotations
 
 from lockstep.server.errors import StrangerLimit, StrangerLimitDetails
-from lockstep.server.store.records import Delivery, StrangerLimits
+from lockstep.server.store.records import Audience, Delivery, StrangerLimits
 from lockstep.server.store.sql import Work, execute, marks, query, query_one
 
 STRANGER_BYTES = """
@@ -38,23 +38,16 @@ class StrangerCheck:
 
     @classmethod
     def load(
-        cls, delivery: Delivery, limits: StrangerLimits, owners: dict[str, str] | None = None
+        cls, delivery: Delivery, limits: StrangerLimits, known: Audience | None = None
     ) -> Work[StrangerCheck]:
-        """Read which accounts of the target devices never wrote to the sender (or into the group);
-        ``owners`` (device → account) is read too unless the caller has it."""
-        if owners is None:
+        """Read whose the target devices are and which of their accounts never wrote into the
+        conversation, unless the send's ``known`` audience says already."""
+        if known is not None:
+            owners, knows = known.owners(), known.knows
+        else:
             owners = yield from _owners([device_id for device_id, _ in delivery.payloads])
-        accounts = sorted(set(owners.values()) - {delivery.sender_account})
-        known: set[str] = set()
-        if accounts:
-            rows = yield from query(
-                "SELECT account_id FROM known_peers "  # noqa: S608 - only placeholders
-                f"WHERE peer_id = ? AND account_id IN ({marks(len(accounts))})",
-                delivery.peer,
-                *accounts,
-            )
-            known = {account_id for (account_id,) in rows}
-        return cls(delivery, limits, owners, set(accounts) - known)
+            knows = yield from _knowing(delivery.peer, sorted(set(owners.values())))
+        return cls(delivery, limits, owners, set(owners.values()) - knows - {delivery.sender_account})
 
     def stranger_devices(self, device_ids: list[str]) -> list[str]:
         """Those of ``device_ids`` whose account never wrote into this conversation."""
@@ -75,6 +68,19 @@ class StrangerCheck:
         ):
             if used + size > limit:
                 raise StrangerLimit(StrangerLimitDetails(owner, sender_share, limit))
+
+
+def _knowing(peer: str, accounts: list[str]) -> Work[frozenset[str]]:
+    """Those of ``accounts`` that wrote into the conversation ``peer`` (an account or a group)."""
+    if not accounts:
+        return frozenset()
+    rows = yield from query(
+        "SELECT account_id FROM known_peers "  # noqa: S608 - only placeholders
+        f"WHERE peer_id = ? AND account_id IN ({marks(len(accounts))})",
+        peer,
+        *accounts,
+    )
+    return frozenset(account_id for (account_id,) in rows)
 
 
 def _owners(device_ids: list[str]) -> Work[dict[str, str]]:
