@@ -9,6 +9,7 @@ fan-out bus between two hubs on one Redis, as two instances see it.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -17,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lockstep.server.errors import ApiError
+from lockstep.server.frames import Outgoing, encode
 from lockstep.server.hub import Hub
 from lockstep.server.link_sessions import CompanionContext, IssuedRef, RefState
 from lockstep.server.link_store import LinkStore, MemoryLinkStore
@@ -29,7 +31,7 @@ from lockstep.server.redis_backend import (
     RedisRateLimiter,
     connect,
 )
-from lockstep.server.redis_bus import RedisBus
+from lockstep.server.redis_bus import RedisBus, pack, unpack
 from redis_server import RedisServer, new_prefix
 
 CONTEXT = CompanionContext("Chrome 156 on Linux", "browser", "ua", "127.0.0.1")
@@ -218,14 +220,33 @@ def test_media_tokens_in_redis_work_like_in_memory(redis: RedisServer) -> None:
     assert _on_redis(redis, lambda client, prefix: run(RedisMediaTokens(client, prefix))) == expected
 
 
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@given(
+    event=st.dictionaries(st.text(), JSON_VALUES, max_size=5),
+    close=st.none() | st.tuples(st.integers(1000, 4999), st.text()),
+)
+def test_a_bus_message_carries_the_frame_text_and_the_close_request_unchanged(
+    event: dict[str, Any], close: tuple[int, str] | None
+) -> None:
+    # Text with tabs, newlines and any Unicode included: JSON escapes what would split the message.
+    frame = encode(event)
+    assert unpack(pack("0123abcd", frame, close).encode()) == ("0123abcd", close, frame)
+
+
 class FakePeer:
     def __init__(self) -> None:
         self.events: list[dict[str, Any]] = []
         self.closed: tuple[int, str] | None = None
         self.arrived = asyncio.Event()
 
-    def push(self, event: dict[str, Any]) -> None:
-        self.events.append(event)
+    def push(self, frame: Outgoing) -> None:
+        self.events.append(json.loads(frame) if isinstance(frame, str) else frame)
         self.arrived.set()
 
     def close_soon(self, code: int, reason: str) -> None:

@@ -12,6 +12,7 @@ import logging
 
 from lockstep.server.connection import CLOSE_UNLINKED
 from lockstep.server.events import DeviceUnlinked
+from lockstep.server.frames import encode
 from lockstep.server.hub import device_topic
 from lockstep.server.services import Services
 
@@ -33,8 +34,8 @@ async def after_outage(services: Services) -> None:
     for device_id in here:
         if await services.store.device(device_id) is None:
             event = DeviceUnlinked(device_id).to_json()
-            services.hub.deliver(device_topic(device_id), event, (CLOSE_UNLINKED, "unlinked"))
+            services.hub.deliver(device_topic(device_id), encode(event), (CLOSE_UNLINKED, "unlinked"))
         else:
             linked.append(device_id)
     for message_holder, message in (await services.store.newest_queued(linked)).items():
-        services.hub.deliver(device_topic(message_holder), message.to_event(), None)
+        services.hub.deliver(device_topic(message_holder), encode(message.to_event()), None)

@@ -11,13 +11,12 @@ import contextlib
 import logging
 import secrets
 from dataclasses import dataclass
-from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from lockstep.link.devices import Role
 from lockstep.server.client_address import address_key
-from lockstep.server.frames import encode
+from lockstep.server.frames import Outgoing, encode
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +53,12 @@ class Connection:
         self.deadline_task: asyncio.Task[None] | None = None
         """Closes the socket unless it authenticates or links in time (api_linking.watch_deadline)."""
         self.last_touched = 0
-        self._outbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize=OUTBOX_SIZE)
+        self._outbox: asyncio.Queue[Outgoing | None] = asyncio.Queue(maxsize=OUTBOX_SIZE)
         self._close: tuple[int, str] | None = None
 
-    def push(self, event: dict[str, Any]) -> None:
+    def push(self, frame: Outgoing) -> None:
         try:
-            self._outbox.put_nowait(event)
+            self._outbox.put_nowait(frame)
         except asyncio.QueueFull:
             log.warning("closing a client that does not read its events (%s)", self.address)
             self.close_soon(CLOSE_TOO_SLOW, "client too slow")
@@ -74,7 +73,7 @@ class Connection:
         """Send queued frames in order until a close is asked for or the socket goes away."""
         try:
             while (frame := await self._outbox.get()) is not None:
-                await self.websocket.send_text(encode(frame))
+                await self.websocket.send_text(frame if isinstance(frame, str) else encode(frame))
             code, reason = self._close or (1000, "")
             await self.websocket.close(code, reason)
         except (WebSocketDisconnect, RuntimeError, OSError):

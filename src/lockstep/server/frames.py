@@ -6,7 +6,7 @@ import json
 import logging
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NewType
 
 from lockstep.link.encoding import b64u_decode, parse_json
 from lockstep.link.envelope import Envelope
@@ -16,6 +16,12 @@ from lockstep.server.errors import ApiError, ErrorCode
 log = logging.getLogger(__name__)
 
 MAX_FRAME_BYTES = 65_536
+
+Encoded = NewType("Encoded", str)
+"""A frame as the JSON text a socket sends (:func:`encode`): an event for several sockets, or for
+other instances, is encoded once and passed on as text."""
+Outgoing = dict[str, Any] | Encoded
+"""What a connection's outbox takes: a frame, or a frame already encoded."""
 
 
 def bad_request(message: str) -> ApiError:
@@ -95,21 +101,23 @@ def error_reply(request_id: int | None, error: ApiError) -> dict[str, Any]:
     return {"id": request_id, "ok": False, "error": {"code": error.code, "message": error.message}}
 
 
-def encode(frame: dict[str, Any]) -> str:
+def encode(frame: dict[str, Any]) -> Encoded:
     """Compact JSON text for a frame; strict (RFC 8259): never NaN or Infinity.
 
     Requests are parsed strictly, so a non-finite number here is a bug: the frame becomes an
     ``internal_error`` reply (or is dropped if it was an event) rather than text that is not JSON.
     """
     try:
-        return json.dumps(frame, separators=(",", ":"), allow_nan=False)
+        return Encoded(json.dumps(frame, separators=(",", ":"), allow_nan=False))
     except ValueError:
         log.exception("a frame with a non-finite number was not sent")
         request_id = frame.get("id")
-        return json.dumps(
-            error_reply(
-                request_id if isinstance(request_id, int) else None,
-                ApiError(ErrorCode.INTERNAL_ERROR, "the server failed on this request"),
-            ),
-            separators=(",", ":"),
+        return Encoded(
+            json.dumps(
+                error_reply(
+                    request_id if isinstance(request_id, int) else None,
+                    ApiError(ErrorCode.INTERNAL_ERROR, "the server failed on this request"),
+                ),
+                separators=(",", ":"),
+            )
         )

@@ -7,6 +7,9 @@ sockets at once and hands the same event to the bus, which carries it to the ins
 socket on that topic (``LocalBus`` for a single instance does nothing; ``redis_bus.RedisBus``
 publishes on Redis). Events are a live convenience, never the record: messages stay queued in the
 store until acknowledged, and clients fetch on (re)connect and on any gap in sequence numbers.
+
+An event is encoded once (``frames.encode``), and the same text goes to every socket here and to the
+bus, which carries it as text: no instance decodes or re-encodes what it passes on.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
 
 from lockstep.server.errors import Unavailable
+from lockstep.server.frames import Encoded, Outgoing, encode
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +40,7 @@ def link_topic(session_id: str) -> str:
 class Peer(Protocol):
     """What the hub needs of a connection."""
 
-    def push(self, event: dict[str, Any]) -> None: ...
+    def push(self, frame: Outgoing) -> None: ...
 
     def close_soon(self, code: int, reason: str) -> None: ...
 
@@ -44,13 +48,13 @@ class Peer(Protocol):
 class Receiver(Protocol):
     """What a bus calls back: an event from another instance, and "I was cut off and am back"."""
 
-    def deliver(self, topic: str, event: dict[str, Any], close: Close | None) -> None: ...
+    def deliver(self, topic: str, frame: Encoded, close: Close | None) -> None: ...
 
     async def reconnected(self) -> None: ...
 
 
 Close = tuple[int, str]
-BusMessage = tuple[str, dict[str, Any], Close | None]
+BusMessage = tuple[str, Encoded, Close | None]
 """A topic, an event for it, and (optionally) the code and reason to close its sockets with."""
 
 
@@ -166,31 +170,34 @@ class Hub:
     async def push(
         self, device_ids: Iterable[str], event: dict[str, Any], *, skip: Peer | None = None
     ) -> None:
+        frame = encode(event)
         topics = [device_topic(device_id) for device_id in device_ids]
         for topic in topics:
             for peer in tuple(self._peers.get(topic, ())):
                 if peer is not skip:
-                    peer.push(event)
-        await self._publish([(topic, event, None) for topic in topics])
+                    peer.push(frame)
+        await self._publish([(topic, frame, None) for topic in topics])
 
     async def push_each(self, events: list[tuple[str, dict[str, Any]]]) -> None:
         """One event per device (``(device id, event)`` pairs), published together."""
-        messages: list[BusMessage] = [(device_topic(device_id), event, None) for device_id, event in events]
-        for topic, event, close in messages:
-            self.deliver(topic, event, close)
+        messages: list[BusMessage] = [
+            (device_topic(device_id), encode(event), None) for device_id, event in events
+        ]
+        for topic, frame, close in messages:
+            self.deliver(topic, frame, close)
         await self._publish(messages)
 
     async def push_link(self, session_id: str, event: dict[str, Any]) -> None:
         """An event for the companion socket that owns a link session, wherever it is connected."""
-        topic = link_topic(session_id)
-        self.deliver(topic, event, None)
-        await self._publish([(topic, event, None)])
+        topic, frame = link_topic(session_id), encode(event)
+        self.deliver(topic, frame, None)
+        await self._publish([(topic, frame, None)])
 
     async def disconnect(self, device_id: str, event: dict[str, Any], code: int, reason: str) -> None:
         """Tell every socket of a device, on every instance, why, then close them."""
-        topic = device_topic(device_id)
-        self.deliver(topic, event, (code, reason))
-        await self._publish([(topic, event, (code, reason))])
+        topic, frame = device_topic(device_id), encode(event)
+        self.deliver(topic, frame, (code, reason))
+        await self._publish([(topic, frame, (code, reason))])
 
     async def _publish(self, messages: list[BusMessage]) -> None:
         if not messages:
@@ -200,11 +207,11 @@ class Hub:
         except Unavailable as error:  # the store has what matters; clients catch up (deploy.md)
             log.warning("an event did not reach other instances: %s", error)
 
-    def deliver(self, topic: str, event: dict[str, Any], close: Close | None) -> None:
+    def deliver(self, topic: str, frame: Encoded, close: Close | None) -> None:
         """Push to this instance's sockets on ``topic`` (and close them if asked: each detaches itself
         as its socket ends, which ends the subscription with the last one)."""
         for peer in tuple(self._peers.get(topic, ())):
-            peer.push(event)
+            peer.push(frame)
             if close is not None:
                 peer.close_soon(*close)
 

@@ -5,9 +5,12 @@ Each instance holds one pub/sub connection, subscribed to ``P:t:<topic>`` for ev
 socket here (``d:<device id>``, ``l:<link session id>``) and to its own ``P:i:<instance id>``. A
 subscription is awaited until Redis confirms it, so an event published after ``auth`` has replied is
 never missed. Publishing is ``PUBLISH`` per topic in one pipeline; ``PUBSUB NUMSUB`` answers "is this
-device connected anywhere". Redis pub/sub keeps nothing: when the connection drops (Redis restarts,
-or drops us as too slow), events meanwhile are lost, so after subscribing again the bus tells the hub
-(``Receiver.reconnected``), which has every socket here catch up from the store.
+device connected anywhere". A message is the event's JSON text as the sockets get it, behind the
+publishing instance's id and any request to close (:func:`pack`), so an instance passes events on
+without decoding them, and drops its own by their first bytes. Redis pub/sub keeps nothing: when the
+connection drops (Redis restarts, or drops us as too slow), events meanwhile are lost, so after
+subscribing again the bus tells the hub (``Receiver.reconnected``), which has every socket here catch
+up from the store.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from lockstep.server.errors import Unavailable
-from lockstep.server.hub import BusMessage, Receiver
+from lockstep.server.frames import Encoded
+from lockstep.server.hub import BusMessage, Close, Receiver
 from lockstep.server.redis_backend import connect, text, unavailable_on_error
 
 log = logging.getLogger(__name__)
@@ -34,6 +38,18 @@ log = logging.getLogger(__name__)
 SUBSCRIBE_TIMEOUT_S = 2.0
 START_TIMEOUT_S = 5.0
 RECONNECT_DELAYS_S = (0.05, 0.1, 0.2, 0.5, 1.0)
+
+
+def pack(instance_id: str, frame: Encoded, close: Close | None) -> str:
+    """``<instance id> TAB <close as JSON, or nothing> TAB <the frame's JSON text>``. JSON text never
+    holds a raw tab (RFC 8259 §7: control characters are escaped), so the first two tabs split it."""
+    return f"{instance_id}\t{'' if close is None else json.dumps(close)}\t{frame}"
+
+
+def unpack(data: bytes) -> tuple[str, Close | None, Encoded]:
+    instance_id, close, frame = data.decode().split("\t", 2)
+    code, reason = json.loads(close) if close else (None, None)
+    return instance_id, None if code is None else (int(code), str(reason)), Encoded(frame)
 
 
 class RedisBus:
@@ -45,6 +61,7 @@ class RedisBus:
         self._prefix = f"{prefix}:t:"
         self.instance_id = secrets.token_hex(8)
         self._own_channel = f"{prefix}:i:{self.instance_id}"
+        self._own_messages = f"{self.instance_id}\t".encode()
         self._topics: set[str] = set()
         self._pubsub: PubSub | None = None
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
@@ -126,13 +143,10 @@ class RedisBus:
     def _deliver(self, channel: str, data: bytes) -> None:
         if not channel.startswith(self._prefix) or self._receiver is None:
             return
-        message = json.loads(data)
-        if message["from"] == self.instance_id:
+        if data.startswith(self._own_messages):
             return  # the hub delivered it here already
-        close = message.get("close")
-        self._receiver.deliver(
-            channel.removeprefix(self._prefix), message["event"], None if close is None else tuple(close)
-        )
+        _, close, frame = unpack(data)
+        self._receiver.deliver(channel.removeprefix(self._prefix), frame, close)
 
     def _confirm(self, channel: str) -> None:
         waiters = self._waiters.get(channel)
@@ -176,9 +190,8 @@ class RedisBus:
     async def publish(self, messages: list[BusMessage]) -> None:
         with unavailable_on_error():
             async with self._client.pipeline(transaction=False) as pipe:
-                for topic, event, close in messages:
-                    data = {"from": self.instance_id, "event": event, "close": close}
-                    pipe.publish(self._channel(topic), json.dumps(data, separators=(",", ":")))
+                for topic, frame, close in messages:
+                    pipe.publish(self._channel(topic), pack(self.instance_id, frame, close))
                 await pipe.execute()
 
     async def present(self, topics: list[str]) -> set[str]:
