@@ -83,6 +83,7 @@ def serve_with_generous_limits(
         hub=backends.hub,
         links=backends.links,
         media_tokens=backends.media_tokens,
+        media_uploads=backends.media_uploads,
         limits=limits,
         storage_limits=StorageLimits(**{**unlimited, "min_free_bytes": 0}),
         media_dir=Path(data) / "media",

@@ -36,6 +36,7 @@ async def instance_pair(tmp_path: Path, redis_url: str, database_url: str) -> As
                 links=backends.links,
                 limits=backends.limits,
                 media_tokens=backends.media_tokens,
+                media_uploads=backends.media_uploads,
                 media_dir=tmp_path / "media",
                 clock=clock,
                 sleep=clock.sleep,

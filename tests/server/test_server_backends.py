@@ -23,12 +23,14 @@ from lockstep.server.hub import Hub
 from lockstep.server.link_sessions import CompanionContext, IssuedRef, RefState
 from lockstep.server.link_store import LinkStore, MemoryLinkStore
 from lockstep.server.media_tokens import MemoryMediaTokens
+from lockstep.server.media_uploads import TooManyUploads, UploadLedger, UploadsInFlight
 from lockstep.server.ratelimit import MemoryRateLimiter
 from lockstep.server.redis_backend import (
     POOL_SIZE,
     RedisLinkStore,
     RedisMediaTokens,
     RedisRateLimiter,
+    RedisUploads,
     connect,
 )
 from lockstep.server.redis_bus import RedisBus, pack, unpack
@@ -218,6 +220,45 @@ def test_media_tokens_in_redis_work_like_in_memory(redis: RedisServer) -> None:
     expected = ["device-1", None, None]
     assert asyncio.run(run(MemoryMediaTokens())) == expected
     assert _on_redis(redis, lambda client, prefix: run(RedisMediaTokens(client, prefix))) == expected
+
+
+def test_the_uploads_ledger_in_redis_caps_holds_and_forgets_like_the_one_in_memory(
+    redis: RedisServer,
+) -> None:
+    async def run(ledger: UploadLedger) -> list[object]:
+        seen: list[object] = []
+        first, others = await ledger.start("d", 40, 2, 0, 1_000)
+        second, others_of_second = await ledger.start("d", 5, 2, 0, 1_000)
+        seen += [others, others_of_second]  # 0, then the first's 40
+        try:
+            await ledger.start("d", 1, 2, 0, 1_000)
+        except TooManyUploads as refused:
+            seen.append(refused.limit)
+        seen.append(await ledger.grow("d", second, 70, 10, 1_000))  # the first still holds 40
+        seen.append(await ledger.grow("d", first, 20, 10, 1_000))  # never less than announced: 70
+        await ledger.finish("d", first)
+        third, others_of_third = await ledger.start("d", 0, 2, 20, 1_000)
+        seen.append(others_of_third)  # the second's 70
+        await ledger.finish("d", second)
+        await ledger.finish("d", third)
+        seen.append((await ledger.start("d", 0, 1, 30, 1_000))[1])
+        return seen
+
+    expected = [0, 40, 2, 40, 70, 70, 0]
+    assert asyncio.run(run(UploadsInFlight())) == expected
+    assert _on_redis(redis, lambda client, prefix: run(RedisUploads(client, prefix))) == expected
+
+    async def forgets(client: Any, prefix: str) -> tuple[str, int]:
+        # An instance that died mid-upload never finishes it: it stops counting when its lease runs out.
+        ledger = RedisUploads(client, prefix)
+        await ledger.start("d", 100, 1, 0, 1_000)
+        try:
+            await ledger.start("d", 1, 1, 999, 1_000)
+        except TooManyUploads:
+            refused = "refused while leased"
+        return refused, (await ledger.start("d", 1, 1, 1_000, 1_000))[1]
+
+    assert _on_redis(redis, forgets) == ("refused while leased", 0)
 
 
 JSON_VALUES = st.recursive(

@@ -111,3 +111,34 @@ async def test_a_declared_length_holds_its_quota_from_the_start(live_server, tmp
         await until(lambda: not partial_files(live_server))
         assert not [r for r in caplog.records if r.exc_info], "a client going away is not an error"
         assert "the client went away" in caplog.text
+
+
+async def test_a_device_cannot_pass_its_cap_or_quota_by_spreading_uploads_over_instances(
+    redis_pair, tmp_path
+) -> None:
+    a, b = redis_pair
+    for instance in (a, b):
+        instance.services.storage_limits = StorageLimits(
+            media_uploads_per_device=2, media_daily_bytes=64 * KIB, media_stored_bytes=64 * KIB
+        )
+        instance.services.media_pace = UploadPace(grace_s=30, min_bytes_per_s=1)
+    async with primary(a.url, tmp_path / "m", "mallory") as mallory:
+        token = (await mallory.connection.request("media.token"))["token"]  # good on every instance
+        async with contextlib.AsyncExitStack() as stack:
+            # One upload in flight on each instance, 40 KiB announced on a, 1 KiB sent on b so far.
+            on_a = await stack.enter_async_context(open_upload(a.url, token, 40 * KIB))
+            on_b = await stack.enter_async_context(open_upload(b.url, token))
+            on_a[1].write(b"x" * KIB)
+            on_b[1].write(chunk(b"x" * KIB))
+            await until(lambda: len(partial_files(a)) == 2)  # both instances share the media folder
+
+            async with open_upload(a.url, token, 1000) as (reader, writer):  # a third, on either
+                status, body = await answer(reader)
+            assert status == 429 and "2 files at once" in body["error"]["message"]  # type: ignore[index]
+
+            on_b[1].write(chunk(b""))  # b's upload is done: one slot is free again, on a too
+            assert (await answer(on_b[0]))[0] == 201
+            async with open_upload(b.url, token, 32 * KIB) as (reader, writer):
+                writer.write(b"y" * 32 * KIB)  # but a's 40 KiB announced leaves only 23 KiB of quota
+                status, body = await answer(reader)
+            assert status == 429 and body["error"]["code"] == "quota_exceeded"  # type: ignore[index]

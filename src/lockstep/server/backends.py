@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from lockstep.server.hub import Hub
 from lockstep.server.link_store import LinkStore, MemoryLinkStore
 from lockstep.server.media_tokens import MediaTokens, MemoryMediaTokens
+from lockstep.server.media_uploads import UploadLedger, UploadsInFlight
 from lockstep.server.services import Limits
 from lockstep.server.settings import SHARED_STATE_SCHEMES, StorageLimits
 
@@ -22,6 +23,7 @@ class Backends:
     links: LinkStore = field(default_factory=MemoryLinkStore)
     limits: Limits = field(default_factory=Limits.in_memory)
     media_tokens: MediaTokens = field(default_factory=MemoryMediaTokens)
+    media_uploads: UploadLedger = field(default_factory=UploadsInFlight)
 
 
 def open_backends(
@@ -37,6 +39,7 @@ def open_backends(
         RedisLinkStore,
         RedisMediaTokens,
         RedisRateLimiter,
+        RedisUploads,
         connect,
     )
     from lockstep.server.redis_bus import RedisBus
@@ -49,4 +52,5 @@ def open_backends(
             lambda name, rate, keep_ms: RedisRateLimiter(client, prefix, name, rate, keep_ms), storage
         ),
         media_tokens=RedisMediaTokens(client, prefix),
+        media_uploads=RedisUploads(client, prefix),
     )

@@ -115,9 +115,13 @@ async def _receive(services: Services, request: HttpRequest, device_id: str, len
     for expired in await services.store.expire_media(now - services.media_retention_ms):
         (root / expired).unlink(missing_ok=True)  # first, so expired blobs no longer count
     stored = await services.store.media_usage(device_id, now)
-    uploads = services.media_uploads
+    uploads, pace, per_device = (
+        services.media_uploads,
+        services.media_pace,
+        services.storage_limits.media_uploads_per_device,
+    )
     try:
-        upload = uploads.start(device_id, length or 0, services.storage_limits.media_uploads_per_device)
+        upload, others = await uploads.start(device_id, length or 0, per_device, now, pace.lease_ms(0))
     except TooManyUploads as error:
         return _error(
             429,
@@ -129,17 +133,17 @@ async def _receive(services: Services, request: HttpRequest, device_id: str, len
     digest, size = hashlib.sha256(), 0
     disk = services.disk
     try:
-        stored.plus(uploads.others(device_id, upload)).check(length or 0, quota)
+        stored.plus(others).check(length or 0, quota)
         if disk is not None:
             disk.check(length or 0)
         root.mkdir(parents=True, exist_ok=True)
         with partial.open("wb") as output:
-            async for chunk in _paced(request, services.media_pace):
+            async for chunk in _paced(request, pace):
                 size += len(chunk)
                 if size > limit:
                     return _error(413, ErrorCode.TOO_LARGE, f"media is limited to {human_size(limit)}")
-                uploads.grow(device_id, upload, size)
-                stored.plus(uploads.others(device_id, upload)).check(max(size, length or 0), quota)
+                others = await uploads.grow(device_id, upload, size, services.clock(), pace.lease_ms(size))
+                stored.plus(others).check(max(size, length or 0), quota)
                 if disk is not None:
                     disk.check(len(chunk))
                 digest.update(chunk)
@@ -161,7 +165,7 @@ async def _receive(services: Services, request: HttpRequest, device_id: str, len
         log.info("a media upload ended early: the client went away")
         return Response(status_code=400)  # nobody is left to read it
     finally:
-        uploads.finish(device_id, upload)
+        await uploads.finish(device_id, upload)
         partial.unlink(missing_ok=True)
     return JSONResponse(
         {"media_id": media_id, "size": size, "sha256": b64u_encode(digest.digest())}, status_code=201

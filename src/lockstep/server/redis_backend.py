@@ -10,6 +10,7 @@ Keys, all under the deployment's prefix ``P`` (``--redis-prefix``, so deployment
 | ``P:lc:<code id>`` | the id of the typed-code session (linking.md §10) using a code id | as its session |
 | ``P:rl:<limit>:<key>`` | a token bucket, hash ``u`` (units) ``t`` (ms) | its window + 1 s after last use |
 | ``P:mt:<token>`` | a media token's device id and expiry | the token's lifetime |
+| ``P:up:<device id>`` | uploads in flight, hash upload → ``<bytes held>:<until ms>`` | its newest lease |
 
 Nothing here is durable: if Redis loses it, codes on screen stop working (the companion page offers a
 new one), media tokens are asked for again, and limits start afresh (docs/deploy.md).
@@ -38,6 +39,7 @@ from lockstep.server.link_store import (
     no_free_code_id,
 )
 from lockstep.server.media_tokens import new_token
+from lockstep.server.media_uploads import TooManyUploads
 from lockstep.server.ratelimit import WINDOW_MS
 
 T = TypeVar("T")
@@ -234,3 +236,65 @@ class RedisLinkStore(LinkOperations):
         if session_id is None:
             return change(LinkRegistry())
         return await self._on_session(text(session_id), lambda registry, _session: change(registry))
+
+
+# A device's uploads in flight, shared by every instance. KEYS[1] the device's hash; ARGV: upload id,
+# bytes it holds, now_ms, lease_ms, and for a new upload the cap (0: an upload growing). Entries whose
+# lease ran out (their instance died mid-upload) are dropped first. Returns the bytes the device's
+# other uploads hold, or -1 when a new upload would pass the cap.
+UPLOAD_SCRIPT = """
+local upload, held, now, lease = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local cap = tonumber(ARGV[5])
+local entries = redis.call('HGETALL', KEYS[1])
+local live, others = 0, 0
+for i = 1, #entries, 2 do
+  local size, until_ms = string.match(entries[i + 1], '^(%d+):(%d+)$')
+  if tonumber(until_ms) <= now then
+    redis.call('HDEL', KEYS[1], entries[i])
+  elseif entries[i] == upload then
+    held = math.max(held, tonumber(size))
+  else
+    live = live + 1
+    others = others + tonumber(size)
+  end
+end
+if cap > 0 and live >= cap then return -1 end
+redis.call('HSET', KEYS[1], upload, string.format('%.0f:%.0f', held, now + lease))
+if redis.call('PTTL', KEYS[1]) < lease then redis.call('PEXPIRE', KEYS[1], lease) end
+return others
+"""
+
+
+class RedisUploads:
+    """The uploads ledger (media_uploads.UploadLedger) in Redis: a device's cap and the quota its
+    uploads hold count across every instance. An upload an instance never finished (it died) stops
+    counting when its lease runs out, at most as long as its body could still have been arriving."""
+
+    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+        self._prefix = f"{prefix}:up:"
+        self._client = client
+        self._script = client.register_script(UPLOAD_SCRIPT)
+
+    async def _run(self, device_id: str, upload: str, held: int, now_ms: int, lease_ms: int, cap: int) -> int:
+        with unavailable_on_error():
+            return int(
+                await self._script(
+                    keys=[self._prefix + device_id], args=[upload, held, now_ms, lease_ms, cap]
+                )
+            )
+
+    async def start(
+        self, device_id: str, declared: int, per_device: int, now_ms: int, lease_ms: int
+    ) -> tuple[str, int]:
+        upload = new_token()
+        others = await self._run(device_id, upload, declared, now_ms, lease_ms, max(per_device, 1))
+        if others < 0:
+            raise TooManyUploads(per_device)
+        return upload, others
+
+    async def grow(self, device_id: str, upload: str, received: int, now_ms: int, lease_ms: int) -> int:
+        return await self._run(device_id, upload, received, now_ms, lease_ms, 0)
+
+    async def finish(self, device_id: str, upload: str) -> None:
+        with unavailable_on_error():
+            await self._client.hdel(self._prefix + device_id, upload)

@@ -109,6 +109,7 @@ async def serve(
         links=backends.links,
         limits=backends.limits,
         media_tokens=backends.media_tokens,
+        media_uploads=backends.media_uploads,
         media_max_bytes=settings.media_max_bytes,
         media_dir=settings.media_root,
         storage_limits=settings.storage,

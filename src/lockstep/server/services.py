@@ -19,7 +19,7 @@ from lockstep.server.disk import DiskGuard
 from lockstep.server.hub import Hub, Peer
 from lockstep.server.link_store import LinkStore, MemoryLinkStore
 from lockstep.server.media_tokens import MediaTokens, MemoryMediaTokens
-from lockstep.server.media_uploads import UploadPace, UploadsInFlight
+from lockstep.server.media_uploads import UploadLedger, UploadPace, UploadsInFlight
 from lockstep.server.metrics import Metrics
 from lockstep.server.ratelimit import WINDOW_MS, MemoryRateLimiter, PerWindow, RateLimiter
 from lockstep.server.settings import StorageLimits
@@ -95,8 +95,9 @@ class Services:
     share); the runner sets it, by default to a ``media`` folder in the data folder."""
     media_retention_ms: int = 30 * 86_400_000
     """Blobs are deleted this long after upload (WhatsApp keeps undownloaded media about as long)."""
-    media_uploads: UploadsInFlight = field(default_factory=UploadsInFlight)
-    """Uploads still streaming in this process, per device: capped, and held against its quota."""
+    media_uploads: UploadLedger = field(default_factory=UploadsInFlight)
+    """Uploads still streaming, per device (in this process, or in Redis across instances): capped,
+    and held against its quota."""
     media_pace: UploadPace = field(default_factory=UploadPace)
     """How fast an upload body must arrive before it is cut off (its partial file deleted)."""
     storage_limits: StorageLimits = field(default_factory=StorageLimits)
