@@ -81,6 +81,9 @@ export interface State {
   unsentActions?: Record<string, unknown>[];
   /** "Share last seen and online" (§15.5); absent means on. */
   shareLastSeen?: boolean;
+  /** `messages.send` requests written here before they went out and not yet answered (./outbox.ts,
+   * `sendSaved`): sent again, these very ciphertexts, when the connection is back. */
+  inFlight?: Record<string, unknown>[];
 }
 
 export class Device {

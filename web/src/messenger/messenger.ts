@@ -194,6 +194,7 @@ export class Messenger {
         });
         await this.inbox.fetchAll();
         await this.groups.refresh();
+        await this.outbox.resendInFlight(); // the very ciphertexts a page that died had sent, or was sending
         await this.outbox.resendPending();
         await this.changes.resendUnsent(); // after the messages they may name
         await this.history.sync();

@@ -8,6 +8,11 @@
  *
  * A text or media message is kept first (status `sending`) and stays queued while there is no connection
  * (`resendPending` sends it once the socket is back); only a refusal makes it `failed`, with Retry.
+ *
+ * Saved before sent (messaging.md §11): every `messages.send` is written to IndexedDB, with the ratchet
+ * steps that made its ciphertexts, before it leaves (`sendSaved`). A page that dies after that (closed,
+ * crashed, reloaded) sends these same ciphertexts under the same message id when it is back
+ * (`resendInFlight`), never fresh ones from ratchet steps its peers already used up.
  */
 import { b64uEncode } from "../crypto/base64";
 import type { VoiceNote } from "./actions";
@@ -102,9 +107,10 @@ export class Outbox {
    *
    * The split is planned before anything is encrypted (fanout.ts), and one-time keys are claimed per request
    * just before it is sent, so none is claimed for a request this client would refuse, nor for the requests
-   * after one the server refused. Each accepted request is reported to `accepted` (its devices and the
-   * server's answer) and saved, with the sessions it began, before the next; every request carries the same
-   * message id, so the server queues a copy at most once per device however often the rest is retried.
+   * after one the server refused. Each request is saved, with the sessions it began, before it is sent
+   * (`sendSaved`); each accepted one is reported to `accepted` (its devices and the server's answer), which
+   * the next save writes. Every request carries the same message id, so the server queues a copy at most
+   * once per device however often the rest is retried.
    */
   async fanOut(
     targets: DeviceKeys[],
@@ -112,7 +118,6 @@ export class Outbox {
     fields: Record<string, unknown>,
     options: { whole?: boolean; accepted?: (deviceIds: string[], answer: Record<string, unknown>) => void } = {},
   ): Promise<Record<string, unknown>[]> {
-    const device = this.device;
     const budget = MAX_FRAME - JSON.stringify({ ...fields, payloads: [] }).length;
     const byDevice = new Map(targets.map((keys) => [keys.deviceId, keys]));
     let requests: string[][];
@@ -124,17 +129,61 @@ export class Outbox {
     if (options.whole && requests.length > 1) throw new MessengerError(TOO_LARGE);
     const answers: Record<string, unknown>[] = [];
     for (const deviceIds of requests) {
-      try {
-        const keys = deviceIds.flatMap((d) => byDevice.get(d) ?? []);
-        const payloads = await this.olmPayloads(keys, plaintext);
-        const answer = await device.request("messages.send", { ...fields, payloads });
-        answers.push(answer);
-        options.accepted?.(deviceIds, answer);
-      } finally {
-        await device.save(); // the ratchets moved and sessions began, whatever the answer
-      }
+      const keys = deviceIds.flatMap((d) => byDevice.get(d) ?? []);
+      const payloads = await this.olmPayloads(keys, plaintext);
+      const answer = await this.sendSaved({ ...fields, payloads });
+      answers.push(answer);
+      options.accepted?.(deviceIds, answer);
     }
     return answers;
+  }
+
+  /**
+   * Sends one `messages.send` after saving it, with the ratchet steps (Olm) or message index (Megolm)
+   * its ciphertexts used, in the same transaction as whatever else changed. Answered, it is forgotten
+   * (written by the next save: sent again meanwhile, its copies are dropped by id); refused, too (the
+   * server queued none of it). Unanswered (the connection or the page went away), it stays, and
+   * `resendInFlight` sends it as it is.
+   */
+  private async sendSaved(fields: Record<string, unknown>): Promise<Record<string, unknown>> {
+    const device = this.device;
+    const inFlight = (device.state.inFlight ??= []);
+    inFlight.push(fields);
+    await device.save();
+    try {
+      const answer = await device.request("messages.send", fields);
+      forget(inFlight, fields);
+      return answer;
+    } catch (error) {
+      if (error instanceof ServerError) forget(inFlight, fields);
+      throw error;
+    }
+  }
+
+  /** Sends again, as they are, the requests saved but never answered (the page or the connection went
+   * away); a text or media message among them is `sent` once the server took it. */
+  async resendInFlight(): Promise<void> {
+    const device = this.device;
+    const inFlight = device.state.inFlight ?? [];
+    for (const fields of [...inFlight]) {
+      try {
+        await device.request("messages.send", fields);
+        const message = device.messages.get(String(fields.message_id));
+        if (message?.outgoing && message.status === "sending") this.markSent(message, this.recipientsOf(fields));
+      } catch (error) {
+        if (!(error instanceof ServerError)) throw error; // offline again: kept for the next connection
+        // Refused (a device list changed meanwhile): nothing was queued; the message goes anew, if pending.
+      }
+      forget(inFlight, fields);
+    }
+    await device.save();
+  }
+
+  /** The accounts whose receipts make a message `delivered` and `read` (not this account's own). */
+  private recipientsOf(fields: Record<string, unknown>): string[] {
+    const own = this.device.accountId;
+    if (typeof fields.group_id === "string") return this.groups.get(fields.group_id).members.filter((m) => m !== own);
+    return fields.to === own ? [] : [String(fields.to)];
   }
 
   // --- direct and group sends -----------------------------------------------------------------------
@@ -188,28 +237,24 @@ export class Outbox {
       for (const contact of await this.contacts.getMany(keyed, refresh))
         for (const k of contact.keys.values()) if (k.deviceId !== device.deviceId) targets.set(k.deviceId, k);
       const share = await device.megolm.prepare(groupId, new Set(targets.keys()));
-      try {
-        if (share.devices.length) {
-          await this.fanOut(
-            share.devices.flatMap((d) => targets.get(d) ?? []),
-            device.envelope("group-key", conversation, share.body, share.messageId),
-            { message_id: share.messageId, group_id: groupId },
-            { accepted: (deviceIds) => device.megolm.markShared(groupId, deviceIds) },
-          );
-        }
-        const { sessionId, ciphertext } = await device.megolm.encrypt(
-          groupId,
-          device.envelope(kind, conversation, body, id),
+      if (share.devices.length) {
+        await this.fanOut(
+          share.devices.flatMap((d) => targets.get(d) ?? []),
+          device.envelope("group-key", conversation, share.body, share.messageId),
+          { message_id: share.messageId, group_id: groupId },
+          { accepted: (deviceIds) => device.megolm.markShared(groupId, deviceIds) },
         );
-        const result = await device.request("messages.send", {
-          message_id: id,
-          group_id: groupId,
-          megolm: { session_id: sessionId, ciphertext: b64uEncode(ciphertext) },
-        });
-        return { members: members.filter((m) => m !== device.accountId), serverTime: Number(result.server_time) };
-      } finally {
-        await device.save();
       }
+      const { sessionId, ciphertext } = await device.megolm.encrypt(
+        groupId,
+        device.envelope(kind, conversation, body, id),
+      );
+      const result = await this.sendSaved({
+        message_id: id,
+        group_id: groupId,
+        megolm: { session_id: sessionId, ciphertext: b64uEncode(ciphertext) },
+      });
+      return { members: members.filter((m) => m !== device.accountId), serverTime: Number(result.server_time) };
     });
   }
 
@@ -333,16 +378,13 @@ export class Outbox {
     try {
       if (conversation.groupId) {
         const { members } = await this.sendGroup(conversation.groupId, message.kind, body, message.id);
-        message.recipients = members;
+        this.markSent(message, members);
       } else if (conversation.peer) {
         await this.sendDirect(conversation.peer, message.kind, body, message.id);
-        message.recipients = conversation.peer === device.accountId ? [] : [conversation.peer];
+        this.markSent(message, conversation.peer === device.accountId ? [] : [conversation.peer]);
       } else {
         throw new MessengerError("unknown conversation");
       }
-      message.status = "sent";
-      message.status = statusFrom(message);
-      message.error = undefined;
     } catch (error) {
       // No connection (never had one, or it dropped mid-send): the message stays queued here, shown as
       // pending, and goes out when the socket is back (resendPending), as the banner says. Only a refusal
@@ -354,6 +396,15 @@ export class Outbox {
     device.put(message);
     await device.save();
     device.changed();
+  }
+
+  /** The server took `message` for `recipients` (kept by the next save). */
+  private markSent(message: ChatMessage, recipients: string[]): void {
+    message.recipients = recipients;
+    message.status = "sent";
+    message.status = statusFrom(message);
+    message.error = undefined;
+    this.device.put(message);
   }
 
   // --- receipts (§5.3) ------------------------------------------------------------------------------
@@ -402,6 +453,12 @@ export class Outbox {
   close(): void {
     if (this.receiptTimer !== null) clearTimeout(this.receiptTimer);
   }
+}
+
+/** Removes `fields` (the very object) from `inFlight`. */
+function forget(inFlight: Record<string, unknown>[], fields: Record<string, unknown>): void {
+  const at = inFlight.indexOf(fields);
+  if (at >= 0) inFlight.splice(at, 1);
 }
 
 /** A voice note as its body carries it (§16). */
