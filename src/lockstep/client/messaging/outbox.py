@@ -105,10 +105,11 @@ class Outbox:
 
         The split is planned before anything is encrypted, and one-time keys are claimed per request
         just before it is sent, so none is claimed for a request the client would refuse, nor for the
-        requests after one the server refused. Each accepted request is reported to ``accepted`` (its
-        devices and the server's answer) and saved, with what ``accepted`` recorded and the sessions
-        it began, before the next; every request carries the same message id, so the server queues a
-        copy at most once per device however often the rest is retried.
+        requests after one the server refused. The ratchet steps a request's ciphertexts used are
+        saved before it is sent (messaging.md §11, "Saved before sent"); each accepted request is
+        reported to ``accepted`` (its devices and the server's answer) and saved, with what
+        ``accepted`` recorded, before the next. Every request carries the same message id, so the
+        server queues a copy at most once per device however often the rest is retried.
         """
         budget = MAX_FRAME - len(json.dumps({**fields, "payloads": []}))
         by_device = {keys.device_id: keys for keys in targets}
@@ -122,10 +123,11 @@ class Outbox:
         for device_ids in requests:
             try:
                 payloads = await self.olm_payloads([by_device[d] for d in device_ids], plaintext)
+                self.device.store.save()  # a step whose ciphertext left must never be used again
                 results.append(await self.device.request("messages.send", **fields, payloads=payloads))
                 accepted(device_ids, results[-1])
             finally:
-                self.device.store.save()  # the ratchets moved and sessions began, whatever the answer
+                self.device.store.save()  # what `accepted` recorded (or sessions begun, if a claim failed)
         return results
 
     async def send_direct(
@@ -203,6 +205,7 @@ class Outbox:
                     )
                 envelope = device.envelope(kind, conversation, body, message_id)
                 ciphertext = groups.encrypt(group_id, envelope.encode())
+                device.store.save()  # an index whose ciphertext left must never be used again
                 result = await device.request(
                     "messages.send",
                     message_id=message_id,
