@@ -90,7 +90,8 @@ def test_a_batch_decides_and_remembers_as_one_request_at_a_time(
 
 @settings(max_examples=300, deadline=None)
 @given(
-    start=st.sampled_from([NOW, (1 << 64) - 2 * ONE_SECOND]),  # today, or just before 64 bits run out
+    # today, just before full NTP time passes 64 bits (2036, era 1), just before 128 bits run out
+    start=st.sampled_from([NOW, (1 << 64) - 2 * ONE_SECOND, (1 << 128) - 2 * ONE_SECOND]),
     batches=request_batches(2 * ONE_SECOND, ONE_SECOND // 20, max_size=40, max_batches=10),
     rate=st.sampled_from([0.5, 3.0, 1000.0]),
     burst=st.sampled_from([1, 3, 16]),
@@ -100,7 +101,8 @@ def test_the_compiled_limiter_decides_and_remembers_as_the_python_one(
     start: int, batches: Batches, rate: float, burst: int, deny: bool
 ) -> None:
     """lockstep/ntp/nts/_fastpath.c's charge_batch against admit_batch's Python passes, including
-    times past 2**64 - 1, where the compiled pass stops and the Python one finishes the batch."""
+    times past 2**64 - 1 (from 2036) and past 2**128 - 1, where the compiled pass stops and the
+    Python one finishes the batch."""
 
     def make(compiled: bool) -> ClientLimiter:
         return ClientLimiter(RateLimit(rate, burst, 2.0), [DENIED] if deny else [], compiled=compiled)

@@ -209,7 +209,7 @@ class ClientLimiter:
         rate = KissCode.RATE
         had_denials = bool(refused)
         refused.extend((positions[i], rate) for i in rated)
-        for i in range(stopped, len(clients)):  # a time beyond 64 bits: the Python reference goes on
+        for i in range(stopped, len(clients)):  # a time beyond 128 bits: the Python reference goes on
             if not self._charge(clients[i], arrivals[i]):
                 refused.append((positions[i], rate))
         if had_denials:

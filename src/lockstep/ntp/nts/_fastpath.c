@@ -535,13 +535,42 @@ release:
     return result;
 }
 
+/* A Python int in 0 .. 2**128-1 as a C integer: full NTP times pass 2**64 in 2036 (era 1, RFC 5905
+ * §6), so 64 bits would not do for long. Raises OverflowError outside that range. */
+static int as_u128(PyObject *value, unsigned __int128 *out) {
+    unsigned long long low = PyLong_AsUnsignedLongLong(value);
+    if (!(low == (unsigned long long)-1 && PyErr_Occurred())) {
+        *out = low;
+        return 0;
+    }
+    if (!PyErr_ExceptionMatches(PyExc_OverflowError) || _PyLong_Sign(value) < 0) return -1;
+    PyErr_Clear();
+    unsigned char bytes[16];
+#if PY_VERSION_HEX >= 0x030D0000
+    if (_PyLong_AsByteArray((PyLongObject *)value, bytes, sizeof bytes, 1, 0, 1) < 0) return -1;
+#else
+    if (_PyLong_AsByteArray((PyLongObject *)value, bytes, sizeof bytes, 1, 0) < 0) return -1;
+#endif
+    unsigned __int128 result = 0;
+    for (int i = 15; i >= 0; i--) result = result << 8 | bytes[i];
+    *out = result;
+    return 0;
+}
+
+static PyObject *from_u128(unsigned __int128 value) {
+    if (value >> 64 == 0) return PyLong_FromUnsignedLongLong((unsigned long long)value);
+    unsigned char bytes[16];
+    for (int i = 0; i < 16; i++, value >>= 8) bytes[i] = (unsigned char)value;
+    return _PyLong_FromByteArray(bytes, sizeof bytes, 1, 0);
+}
+
 /* charge_batch(tats, clients, arrivals, cost, window) -> (refused indices, stopped at): the rate
  * limiter's per-request step (lockstep.ntp.limiter.ClientLimiter._charge, the reference; the
  * generic cell rate algorithm of RFC 8633 §4.4's leaky bucket) over a batch, in order. ``tats``
  * maps a client key to its theoretical arrival time (full NTP time); a new client starts at its
  * arrival; a request is admitted when it leaves the TAT no more than ``window`` after its arrival,
  * and then moves the TAT ``cost`` later; a refused one changes nothing. The caller has made sure
- * the table cannot fill up. A value outside 0 .. 2**64-1 stops the pass at that request, before
+ * the table cannot fill up. A value outside 0 .. 2**128-1 stops the pass at that request, before
  * it changes anything: the caller goes on from "stopped at" in Python. */
 static PyObject *charge_batch(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 5 || !PyDict_CheckExact(args[0]) || !PyList_CheckExact(args[1]) || !PyList_CheckExact(args[2])) {
@@ -563,18 +592,18 @@ static PyObject *charge_batch(PyObject *Py_UNUSED(module), PyObject *const *args
     Py_ssize_t i = 0;
     for (; i < count; i++) {
         PyObject *client = PyList_GET_ITEM(clients, i);
-        unsigned long long arrival = PyLong_AsUnsignedLongLong(PyList_GET_ITEM(arrivals, i));
-        if (arrival == (unsigned long long)-1 && PyErr_Occurred()) break;
+        unsigned __int128 arrival;
+        if (as_u128(PyList_GET_ITEM(arrivals, i), &arrival) < 0) break;
         PyObject *known = PyDict_GetItemWithError(tats, client); /* borrowed */
-        unsigned long long tat = arrival;
+        unsigned __int128 tat = arrival;
         if (known != NULL) {
-            unsigned long long held = PyLong_AsUnsignedLongLong(known);
-            if (held == (unsigned long long)-1 && PyErr_Occurred()) break;
+            unsigned __int128 held;
+            if (as_u128(known, &held) < 0) break;
             if (held > tat) tat = held;
         } else if (PyErr_Occurred()) {
             goto fail; /* the key's __hash__ or __eq__ raised */
         }
-        if (__builtin_add_overflow(tat, cost, &tat)) {
+        if (__builtin_add_overflow(tat, (unsigned __int128)cost, &tat)) {
             PyErr_SetNone(PyExc_OverflowError);
             break;
         }
@@ -587,7 +616,7 @@ static PyObject *charge_batch(PyObject *Py_UNUSED(module), PyObject *const *args
             Py_DECREF(index);
             continue;
         }
-        PyObject *value = PyLong_FromUnsignedLongLong(tat);
+        PyObject *value = from_u128(tat);
         if (value == NULL || PyDict_SetItem(tats, client, value) < 0) {
             Py_XDECREF(value);
             goto fail;
