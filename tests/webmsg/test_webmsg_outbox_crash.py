@@ -71,11 +71,11 @@ def dies_right_after_sending(page: Any, text: str, death: str) -> None:
     page.close()
 
 
-def reopen(computer: Any, url: str) -> Any:
+def reopen(computer: Any, url: str, chat: str) -> Any:
     page = computer.new_page()
     page.goto(f"{url}/")
     page.get_by_test_id("messenger").wait_for(timeout=TIMEOUT)
-    open_chat(page, "@bob")
+    open_chat(page, chat)
     return page
 
 
@@ -96,7 +96,7 @@ def test_a_page_that_dies_right_after_sending_keeps_its_sessions_and_the_message
         last_words = long_text(label)
         dies_right_after_sending(laptop, last_words, death)
         sent.append(last_words)
-        laptop = reopen(computer, url)
+        laptop = reopen(computer, url, "@bob")
         # The reopened page has the message, once, and learns that the server took it.
         mine = message(laptop, label)
         mine.locator('xpath=self::*[@data-status="sent"]').wait_for(timeout=TIMEOUT)
@@ -115,3 +115,34 @@ def test_a_page_that_dies_right_after_sending_keeps_its_sessions_and_the_message
     # And back: Bob's reply opens on the reopened laptop.
     send_cli(bob.primary, "@alice", "bob answers")
     message(laptop, "bob answers").wait_for(timeout=TIMEOUT)
+
+
+def test_a_page_that_dies_right_after_a_group_message_keeps_its_megolm_session(
+    server_process: Any, computer: Any, tmp_path: Path
+) -> None:
+    url = server_process.url
+    alice = cli_primary(url, tmp_path / "alice", "alice", "Alice")
+    laptop = open_companion(computer, url)
+    link_to_terminal_primary(laptop, alice.primary, tmp_path / "qr.png")
+    bob = cli_primary(url, tmp_path / "bob", "bob", "Bob")
+    laptop.get_by_test_id("new-group").click()
+    laptop.get_by_test_id("group-name").fill("Trip")
+    laptop.get_by_test_id("group-members").fill("@bob")
+    laptop.get_by_test_id("group-create").click()
+    laptop.get_by_test_id("conversation").wait_for(timeout=TIMEOUT)
+    send_text(laptop, "hello trip")
+
+    last_words = long_text("sent to the group as the page died")
+    dies_right_after_sending(laptop, last_words, "crash")
+    laptop = reopen(computer, url, "Trip")
+    mine = message(laptop, "sent to the group as the page died")
+    mine.locator('xpath=self::*[@data-status="sent"]').wait_for(timeout=TIMEOUT)
+    assert mine.count() == 1
+    send_text(laptop, "written after reopening")
+
+    # Its next Megolm index was not one already used: every member device opens every message, once.
+    sent = ["hello trip", last_words, "written after reopening"]
+    for device in (bob.primary, alice.primary):
+        got = receive_until(device, lambda got: sent[-1] in texts(got))
+        assert texts(got) == sent, device.name
+        assert not [m for m in got if m["kind"] == "undecryptable"], got
