@@ -10,6 +10,7 @@ module-scoped, never session-scoped: a live one would break the asyncio tests of
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,3 +92,19 @@ def add_platform_authenticator(page: Any) -> VirtualAuthenticator:
     }
     result = session.send("WebAuthn.addVirtualAuthenticator", {"options": options})
     return VirtualAuthenticator(session, result["authenticatorId"])
+
+
+def databases(page: Any) -> list[str]:
+    """The names of the IndexedDB databases of ``page``'s origin."""
+    names: list[str] = page.evaluate("indexedDB.databases().then((dbs) => dbs.map((db) => db.name))")
+    return names
+
+
+def wait_for_no_databases(page: Any, timeout: float = 10.0) -> None:
+    """Poll until ``page``'s origin has no IndexedDB database left (a wipe deletes them; Chromium does so
+    once every tab has let go). Polled from here: ``wait_for_function`` does not await a Promise, it
+    takes one as a true result at once."""
+    deadline = time.monotonic() + timeout
+    while (left := databases(page)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert left == [], f"IndexedDB databases left after {timeout} s: {left}"

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from chromium import wait_for_no_databases
 from lockstep.link.devices import DeviceEntry, Role
 from lockstep.link.encoding import key_id
 from lockstep.link.qr import LinkCode
@@ -236,7 +237,7 @@ def test_other_tabs_follow_link_and_unlink(page: Any, fake_server: FakeServer, s
     for tab in (page, other_tab):
         tab.get_by_test_id("logged-out").wait_for()
     # Chromium deletes a database another tab still had open once that tab lets go: wait for it (bounded).
-    page.wait_for_function("indexedDB.databases().then((dbs) => dbs.length === 0)", timeout=5000)
+    wait_for_no_databases(page)
 
 
 def test_linked_page_reauthenticates_after_a_dropped_socket(

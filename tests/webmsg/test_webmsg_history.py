@@ -23,6 +23,7 @@ from webmsg_helpers import (
     start_chat,
 )
 
+from chromium import databases, wait_for_no_databases
 from fake_camera import Phone
 from lockstep.client import e2estate
 from lockstep.client.messenger import Messenger
@@ -80,7 +81,7 @@ def test_browser_primary_sends_history_to_a_new_browser_companion(
     row.get_by_test_id("unlink").click()
     alice.get_by_test_id("unlink-confirm").click()
     laptop.get_by_test_id("logged-out").wait_for(timeout=TIMEOUT)
-    laptop.wait_for_function("indexedDB.databases().then((dbs) => dbs.length === 0)")
+    wait_for_no_databases(laptop)
     assert not laptop.get_by_test_id("messenger").is_visible()
     # ...and Alice's phone keeps writing to Bob without it (the server no longer routes to it).
     last = f"after the unlink {secrets.token_hex(4)}"
@@ -135,11 +136,6 @@ def test_browser_primary_serves_older_history_when_a_companion_asks(
         hits = laptop.get_by_test_id("search-result-text")
         hits.first.wait_for(timeout=TIMEOUT)
         assert hits.all_inner_texts() == [f"Bob: {oldest}"]
-
-
-def databases(page: Any) -> list[str]:
-    names: list[str] = page.evaluate("indexedDB.databases().then((dbs) => dbs.map((db) => db.name))")
-    return names
 
 
 def test_terminal_primary_sends_history_to_a_browser_companion(
