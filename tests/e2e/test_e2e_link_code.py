@@ -5,7 +5,6 @@ links only on Link."""
 from __future__ import annotations
 
 import re
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,7 @@ import pytest
 
 from fake_camera import Phone
 from lockstep.link.wording import code_refusal, companion_notice, link_code_text
-from lockstep_cli import LOCKSTEP, lockstep
+from lockstep_cli import lockstep, start_code_companion
 from phone_linking import TIMEOUT, approve, create_account, open_settings, wait_for_context
 
 pytestmark = pytest.mark.browser
@@ -38,7 +37,9 @@ def type_code(phone: Phone, code: str) -> None:
     page = phone.page
     open_settings(page)
     page.get_by_test_id("link-with-code").click()
-    assert page.get_by_test_id("code-warning").inner_text() == link_code_text("warning")
+    warning = page.get_by_test_id("code-warning")
+    warning.wait_for(state="visible", timeout=TIMEOUT)  # shown once the app lock let the person in
+    assert warning.inner_text() == link_code_text("warning")
     page.get_by_test_id("code-input").fill(code)
     page.get_by_test_id("code-submit").click()
 
@@ -91,20 +92,15 @@ def test_a_terminal_companion_is_linked_by_a_code_typed_into_the_phone_app(
 ) -> None:
     url = server_process.url
     create_account(phone, url)
-    process = subprocess.Popen(
-        [LOCKSTEP, "companion", "link", "--code", "--server", url, "--state", str(tmp_path / "c")],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdout is not None
-    line = ""
-    while "Code:" not in line:
-        line = process.stdout.readline()
-        assert line or process.poll() is None
-    type_code(phone, line.split()[1])
-    wait_for_context(phone)
-    approve(phone)
-    _out, err = process.communicate(timeout=30)  # closes the pipes too
+    process, code, _printed = start_code_companion(url, tmp_path / "c")
+    try:
+        type_code(phone, code)
+        wait_for_context(phone)
+        approve(phone)
+        _out, err = process.communicate(timeout=30)  # closes the pipes too
+    finally:
+        if process.returncode is None:  # the test failed first: reaped here, not by a later test's GC
+            process.kill()
+            process.communicate()
     assert process.returncode == 0, err
     assert lockstep("companion", "status", "--state", str(tmp_path / "c")).returncode == 0
