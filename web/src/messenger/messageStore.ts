@@ -31,6 +31,7 @@
  * written again with its index fields then).
  */
 import { isSealed, openAtRest, seal, type SealedRecord, unseal } from "../store/atRest";
+import { deleteDatabase } from "../store/deleteDatabase";
 import { yieldToPage } from "./yieldToPage";
 
 const VERSION = 2;
@@ -360,9 +361,6 @@ export class MessageStore {
 
   /** Deletes a device's messenger database (keys, sessions and messages), e.g. once it was unlinked. */
   static wipe(deviceId: string): Promise<void> {
-    return new Promise((resolve) => {
-      const req = indexedDB.deleteDatabase(databaseName(deviceId));
-      req.onsuccess = req.onerror = req.onblocked = () => resolve();
-    });
+    return deleteDatabase(databaseName(deviceId)).catch(() => undefined);
   }
 }

@@ -23,6 +23,7 @@
 import { b64uDecode, b64uEncode } from "../crypto/base64";
 import { buf, fromUtf8, randomBytes, utf8 } from "../crypto/bytes";
 import { setKeyKeeper } from "../crypto/keep";
+import { deleteDatabase } from "./deleteDatabase";
 
 const DATABASE = "lockstep-at-rest";
 const KEYS = "keys";
@@ -135,10 +136,7 @@ async function unwrap(storeKey: CryptoKey, entry: WrappedKey): Promise<CryptoKey
 export async function forgetStoreKeyIfUnused(): Promise<void> {
   const left = (await indexedDB.databases()).filter((db) => db.name !== DATABASE && db.name?.startsWith("lockstep-"));
   if (left.length) return;
-  await new Promise<void>((resolve) => {
-    const req = indexedDB.deleteDatabase(DATABASE);
-    req.onsuccess = req.onerror = req.onblocked = () => resolve();
-  });
+  await deleteDatabase(DATABASE).catch(() => undefined);
 }
 
 export function isSealed(value: unknown): value is SealedRecord {

@@ -4,6 +4,7 @@
  * CryptoKeys. A record from before sealing is read once and written back sealed.
  */
 import { isSealed, seal, unseal } from "./atRest";
+import { deleteDatabase } from "./deleteDatabase";
 
 const STORE = "state";
 const KEY = "current";
@@ -62,11 +63,6 @@ export class StateStore<T> {
 
   /** Deletes the whole database (keys included). */
   wipe(): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const request = indexedDB.deleteDatabase(this.dbName);
-      request.onsuccess = () => resolve();
-      request.onblocked = () => resolve();
-      request.onerror = () => reject(request.error ?? new Error("IndexedDB delete failed"));
-    });
+    return deleteDatabase(this.dbName);
   }
 }
