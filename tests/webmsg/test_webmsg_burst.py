@@ -18,9 +18,8 @@ from typing import Any
 import pytest
 from webmsg_helpers import (
     cli_account_with_companion,
-    cli_primary,
+    cli_primary_with_browser_companion,
     in_thread,
-    link_to_terminal_primary,
     send_text,
     start_chat,
 )
@@ -31,7 +30,6 @@ from lockstep.e2e import receipts
 from lockstep.e2e.envelope import Kind
 from lockstep.link.devices import Role
 from message_burst import Burst, send_burst
-from phone_linking import open_companion
 
 pytestmark = pytest.mark.browser
 
@@ -107,9 +105,7 @@ def test_a_burst_of_2000_messages_is_shown_acknowledged_and_read(
     server_process: Any, computer: Any, tmp_path: Path
 ) -> None:
     url = server_process.url
-    alice = cli_primary(url, tmp_path / "alice", "alice", "Alice")
-    laptop = open_companion(computer, url)
-    link_to_terminal_primary(laptop, alice.primary, tmp_path / "qr.png")
+    _alice, laptop = cli_primary_with_browser_companion(url, computer, tmp_path, "alice", "Alice")
     bob = cli_account_with_companion(url, tmp_path, "bob", "Bob")
     assert bob.companion is not None
     start_chat(laptop, "@bob")

@@ -18,7 +18,7 @@ from playwright.sync_api import Error as PlaywrightError
 from webmsg_helpers import (
     TIMEOUT,
     cli_primary,
-    link_to_terminal_primary,
+    cli_primary_with_browser_companion,
     message,
     open_chat,
     receive_until,
@@ -27,8 +27,6 @@ from webmsg_helpers import (
     start_chat,
     texts,
 )
-
-from phone_linking import open_companion
 
 pytestmark = pytest.mark.browser
 
@@ -83,9 +81,7 @@ def test_a_page_that_dies_right_after_sending_keeps_its_sessions_and_the_message
     server_process: Any, computer: Any, tmp_path: Path
 ) -> None:
     url = server_process.url
-    alice = cli_primary(url, tmp_path / "alice", "alice", "Alice")
-    laptop = open_companion(computer, url)
-    link_to_terminal_primary(laptop, alice.primary, tmp_path / "qr.png")
+    alice, laptop = cli_primary_with_browser_companion(url, computer, tmp_path, "alice", "Alice")
     bob = cli_primary(url, tmp_path / "bob", "bob", "Bob")
     start_chat(laptop, "@bob")
     send_text(laptop, "hello bob")
@@ -121,9 +117,7 @@ def test_a_page_that_dies_right_after_a_group_message_keeps_its_megolm_session(
     server_process: Any, computer: Any, tmp_path: Path
 ) -> None:
     url = server_process.url
-    alice = cli_primary(url, tmp_path / "alice", "alice", "Alice")
-    laptop = open_companion(computer, url)
-    link_to_terminal_primary(laptop, alice.primary, tmp_path / "qr.png")
+    alice, laptop = cli_primary_with_browser_companion(url, computer, tmp_path, "alice", "Alice")
     bob = cli_primary(url, tmp_path / "bob", "bob", "Bob")
     laptop.get_by_test_id("new-group").click()
     laptop.get_by_test_id("group-name").fill("Trip")

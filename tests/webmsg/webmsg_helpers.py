@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from lockstep_cli import link_terminal_companion, lockstep_ok, receive_json
-from phone_linking import TIMEOUT, open_chats
+from phone_linking import TIMEOUT, open_chats, open_companion
 
 # Headless Chromium shows every page as visible (no window can be covered or minimised), so a test
 # stands in for the person switching to another tab: with this init script, `lockstepTestSetHidden(true)`
@@ -100,6 +100,16 @@ def link_to_terminal_primary(laptop: Any, primary: Path, qr: Path) -> None:
     laptop.get_by_test_id("messenger").wait_for(timeout=TIMEOUT)
     laptop.wait_for_timeout(1000)  # its keys are published once it signed in
     lockstep_ok("receive", "--state", str(primary))
+
+
+def cli_primary_with_browser_companion(
+    url: str, computer: Any, tmp_path: Path, handle: str, name: str
+) -> tuple[CliAccount, Any]:
+    """A terminal primary and a browser companion page it linked (served its history): (account, page)."""
+    account = cli_primary(url, tmp_path / handle, handle, name)
+    laptop = open_companion(computer, url)
+    link_to_terminal_primary(laptop, account.primary, tmp_path / f"{handle}-qr.png")
+    return account, laptop
 
 
 def start_chat(page: Any, handle: str) -> None:
