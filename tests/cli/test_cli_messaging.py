@@ -145,7 +145,7 @@ def test_an_unlinked_terminal_companion_keeps_no_secret_and_no_plaintext(
     assert all(any(n in p.read_bytes() for p in laptop.rglob("*") if p.is_file()) for n in needles[:2])
 
     laptop_id = json.loads((laptop / "state.json").read_text())["device_id"]
-    lockstep_ok("primary", "unlink", laptop_id, "--state", str(alice))
+    lockstep_ok("primary", "unlink", "--state", str(alice), "--", laptop_id)  # an id may begin with "-"
     status = lockstep("companion", "status", "--state", str(laptop))
     assert status.returncode != 0 and "wiped" in status.stderr
 

@@ -47,7 +47,7 @@ def test_what_a_device_sent_just_before_its_unlink_stays_readable(
     send_cli(alice.companion, "@carol", to_carol)
     assert alice.companion is not None
     laptop_id = json.loads((alice.companion / "state.json").read_text())["device_id"]
-    lockstep_ok("primary", "unlink", laptop_id, "--state", str(alice.primary))
+    lockstep_ok("primary", "unlink", "--state", str(alice.primary), "--", laptop_id)  # ids may start "-"
 
     # A Python receiver, and Alice's own phone (which gets a copy of what her laptop sent).
     for state, sent in ((carol.primary, [to_carol]), (alice.primary, [to_bob, to_carol])):
