@@ -33,6 +33,7 @@ import { type ChatMessage, statusFrom } from "./model";
 import type { Outbox } from "./outbox";
 import { publishKeys } from "./publishKeys";
 import { MarkTracker, parseReceipt } from "./receipts";
+import { Slicer } from "./yieldToPage";
 
 const FETCH_LIMIT = 200;
 /** When a primary tries again to send history to a newly linked companion, which publishes its keys only
@@ -125,7 +126,13 @@ export class Inbox {
     if (!items.length) return;
     const device = this.device;
     const fresh: ChatMessage[] = [];
+    // A message's WebCrypto steps resolve within one task, so a batch of 200 would decrypt in one long
+    // task (~0.3 ms each): the page gets a turn every few ms instead. Ratchets stay consistent meanwhile,
+    // since everything else that touches them waits in `serial`; what the page draws in between is only
+    // acknowledged once saved below.
+    const slices = new Slicer();
     for (const item of [...items].sort((a, b) => a.seq - b.seq)) {
+      await slices.pause();
       const seq = item.seq;
       if (seq <= device.state.lastSeq) continue; // handled before a reload or a lost acknowledgement
       if (!device.hasSeen(item.message_id)) {

@@ -17,7 +17,7 @@
  * position and the messages they produced reach disk together, before the server forgets the ciphertext.
  *
  * `load` opens the sections, summaries and seen ids, never a message: a page with 10,000 messages starts as
- * fast as an empty one. Messages are unsealed a conversation at a time (`chatMessages`, in chunks that let
+ * fast as an empty one. Messages are unsealed a conversation at a time (`chatMessages`, in slices that let
  * the page paint in between) or a page at a time (`page`), when the messenger needs them (./storedChats.ts).
  *
  * Every section and message is sealed under the origin's store key (../store/atRest.ts), a message under
@@ -32,7 +32,7 @@
  */
 import { isSealed, openAtRest, seal, type SealedRecord, unseal } from "../store/atRest";
 import { deleteDatabase } from "../store/deleteDatabase";
-import { yieldToPage } from "./yieldToPage";
+import { SLICE_MS, yieldToPage } from "./yieldToPage";
 
 const VERSION = 2;
 const KV = "kv";
@@ -43,12 +43,6 @@ const SEEN_ORDER = "n";
 const LEGACY_STATE = "state";
 const CHAT_NUMBERS = "chat-numbers";
 const SUMMARY = "summary/";
-/**
- * Records sealed or unsealed between two chances for the page to paint. `seal` and `unseal` do their JSON
- * and encoding synchronously when called (~0.1–0.2 ms a message), so a batch of hundreds started at once
- * is one long task; chunks of 100 keep each well under 50 ms.
- */
-const CHUNK = 100;
 /** Records read from the index at once while unsealing a whole conversation. */
 const READ_CHUNK = 500;
 /** Ids of handled messages kept to drop copies that come again (retries, a lost acknowledgement). */
@@ -117,16 +111,26 @@ function done(tx: IDBTransaction): Promise<void> {
   });
 }
 
-/** `work` on every item, CHUNK at a time, the page given a turn between chunks; results in order. */
-async function inChunks<T, R>(
+/**
+ * `work` on every item, results in order, in slices with a turn for the page between. `seal` and `unseal`
+ * do their JSON and encoding synchronously when called (~0.1–0.3 ms a record), so a batch of hundreds
+ * started at once would be one long task: each slice starts records until it has spent SLICE_MS doing so,
+ * then waits for them all (their WebCrypto calls run side by side) before the page's turn.
+ */
+async function inSlices<T, R>(
   items: readonly T[],
   work: (item: T) => Promise<R>,
   priority: Parameters<typeof yieldToPage>[0] = "continue",
 ): Promise<R[]> {
   const out: R[] = [];
-  for (let start = 0; start < items.length; start += CHUNK) {
-    if (start) await yieldToPage(priority);
-    out.push(...(await Promise.all(items.slice(start, start + CHUNK).map(work))));
+  let next = 0;
+  while (next < items.length) {
+    if (next) await yieldToPage(priority);
+    const started = performance.now();
+    const slice: Promise<R>[] = [];
+    do slice.push(work(items[next++] as T));
+    while (next < items.length && performance.now() - started < SLICE_MS);
+    out.push(...(await Promise.all(slice)));
   }
   return out;
 }
@@ -246,7 +250,7 @@ export class MessageStore {
     storeKey: CryptoKey,
     priority: Parameters<typeof yieldToPage>[0] = "continue",
   ): Promise<M[]> {
-    return inChunks(
+    return inSlices(
       records,
       (record) =>
         isSealed(record.sealed)
@@ -301,7 +305,7 @@ export class MessageStore {
     const numbersWritten = this.numbersDirty;
     if (numbersWritten)
       sections.push([CHAT_NUMBERS, seal(Object.fromEntries(this.chatNumbers), this.label(KV, CHAT_NUMBERS), storeKey)]);
-    const records = await inChunks(messages, async (m): Promise<MessageRecord> => ({
+    const records = await inSlices(messages, async (m): Promise<MessageRecord> => ({
       id: m.id,
       chat: this.chatNumbers.get(m.conversation),
       ts: m.ts,
@@ -309,7 +313,7 @@ export class MessageStore {
     }));
     const sealedSections = await Promise.all(sections.map(async ([name, sealing]) => [name, await sealing] as const));
     // Nothing is written unsealed: a seen record holds its id sealed too (the id is also its key).
-    const seen = await inChunks([...(changes.seen ?? [])], async (id) => ({
+    const seen = await inSlices([...(changes.seen ?? [])], async (id) => ({
       id,
       sealed: await seal(id, this.label(SEEN, id), storeKey),
     }));

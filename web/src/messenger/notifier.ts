@@ -37,6 +37,11 @@ export class Notifier {
   /** Per chat, the newest incoming message already seen (shown, or there before we looked). */
   private seen = new Map<string, string>();
   private listeners = new Set<() => void>();
+  /** The count last put on the app's badge (null: not set by this page yet). */
+  private badge: number | null = null;
+  /** The permission as the Permissions API last reported it (null: not watched, read each time). */
+  private watchedPermission: NotificationPermission | null = null;
+  private watching = false;
 
   /** `open` brings a chat up when the person clicks its notification. */
   constructor(private readonly open: (conversation: string) => void) {
@@ -84,14 +89,38 @@ export class Notifier {
     await this.store?.save({ v: 1, muted: [...this.muted] });
   }
 
+  /**
+   * `Notification.permission` asks the browser synchronously (~0.1 ms) and the chat controls read it on
+   * every change (a burst of messages is hundreds): once the Permissions API watches it, the value it
+   * last reported is kept instead. Until then (or without that API) it is read each time.
+   */
   get permission(): Permission {
-    return "Notification" in window ? Notification.permission : "unsupported";
+    if (!("Notification" in window)) return "unsupported";
+    if (this.watchedPermission) return this.watchedPermission;
+    this.watchPermission();
+    return Notification.permission;
+  }
+
+  private watchPermission(): void {
+    if (this.watching || !("permissions" in navigator)) return;
+    this.watching = true;
+    navigator.permissions
+      .query({ name: "notifications" })
+      .then((status) => {
+        status.addEventListener("change", () => {
+          this.watchedPermission = Notification.permission;
+          this.emit();
+        });
+        this.watchedPermission = Notification.permission;
+      })
+      .catch(() => undefined); // not watched: read each time
   }
 
   /** Asks the browser (from a click: browsers allow the prompt only then). */
   async requestPermission(): Promise<Permission> {
     if (!("Notification" in window)) return "unsupported";
     await Notification.requestPermission();
+    if (this.watchedPermission) this.watchedPermission = Notification.permission;
     this.emit();
     return this.permission;
   }
@@ -140,6 +169,9 @@ export class Notifier {
   }
 
   private async setBadge(count: number): Promise<void> {
+    // Told on every change (a burst is hundreds), the badge is set only when its count changed.
+    if (count === this.badge) return;
+    this.badge = count;
     // The Badging API exists on installed apps (Chromium on desktop and Android, Safari on iOS home-screen apps).
     try {
       if (!("setAppBadge" in navigator)) return;

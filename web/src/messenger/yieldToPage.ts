@@ -28,3 +28,33 @@ export function yieldToPage(priority: "continue" | "background" = "continue"): P
     channel.port2.postMessage(null);
   });
 }
+
+/**
+ * How long one slice of work the person waits for may run before the page gets a turn (ms). A frame is
+ * 16 ms; a slice well under it leaves the page time to draw and a loaded machine room to stretch it
+ * without a task passing 50 ms.
+ */
+export const SLICE_MS = 8;
+
+/**
+ * Splits a loop of small awaited steps (decrypting a batch of messages: each step a few WebCrypto calls
+ * whose promises resolve within the same task) into slices of about `budgetMs`: `pause()` between steps
+ * yields to the page once the slice has used its budget, and is free otherwise.
+ */
+export class Slicer {
+  private started: number;
+
+  constructor(
+    private readonly budgetMs = SLICE_MS,
+    private readonly now: () => number = () => performance.now(),
+    private readonly yieldTo: () => Promise<void> = () => yieldToPage("continue"),
+  ) {
+    this.started = now();
+  }
+
+  async pause(): Promise<void> {
+    if (this.now() - this.started < this.budgetMs) return;
+    await this.yieldTo();
+    this.started = this.now();
+  }
+}
