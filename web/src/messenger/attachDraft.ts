@@ -4,7 +4,7 @@
  * on the conversation, or from pasting a picture into the composer (the computer's clipboard). Nothing
  * is uploaded until Send.
  */
-import { el, hide, show } from "../ui/dom";
+import { el, hide, show, unkeptForm } from "../ui/dom";
 import { formatBytes } from "./media";
 
 export class AttachmentDraft {
@@ -29,8 +29,7 @@ export class AttachmentDraft {
       testid: "draft-send",
       attrs: { type: "submit" },
     });
-    const form = el(
-      "form",
+    const form = unkeptForm(
       { className: "draft-form" },
       this.caption,
       el("div", { className: "row draft-actions" }, cancel, this.sendButton),

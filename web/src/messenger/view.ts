@@ -9,7 +9,7 @@
  * window of rows over its messages (./timeline.ts).
  */
 import "./messenger.css";
-import { el, hide, show } from "../ui/dom";
+import { el, hide, show, unkeptForm } from "../ui/dom";
 import { formatClock, formatFull, formatLastSeen } from "../ui/timeFormat";
 import type { ChatMessage, Conversation } from "./model";
 import { describe } from "./errors";
@@ -113,7 +113,7 @@ export class MessengerView {
       testid: "new-chat-start",
       attrs: { type: "submit" },
     });
-    const chatForm = el("form", { className: "inline-form", testid: "new-chat-form" }, handle, start);
+    const chatForm = unkeptForm({ className: "inline-form", testid: "new-chat-form" }, handle, start);
     chatForm.hidden = true;
 
     const groupName = el("input", {
@@ -130,8 +130,7 @@ export class MessengerView {
       testid: "group-create",
       attrs: { type: "submit" },
     });
-    const groupForm = el(
-      "form",
+    const groupForm = unkeptForm(
       { className: "inline-form", testid: "new-group-form" },
       groupName,
       groupMembers,
@@ -215,7 +214,7 @@ export class MessengerView {
       (file, voice) => this.sendVoiceNote(file, voice),
       (text) => this.showError(text),
     );
-    const composerForm = el("form", { className: "composer" }, attachLabel, this.composer, this.voice.root, send);
+    const composerForm = unkeptForm({ className: "composer" }, attachLabel, this.composer, this.voice.root, send);
     this.extras = new MessageExtras(
       () => this.messenger,
       this.composer,
@@ -585,7 +584,7 @@ export class MessengerView {
       attrs: { type: "text", placeholder: "@handle", "aria-label": "Add member", autocapitalize: "none" },
     });
     const add = el("button", { text: "Add", testid: "group-add", attrs: { type: "submit" } });
-    const form = el("form", { className: "inline-form" }, addHandle, add);
+    const form = unkeptForm({ className: "inline-form" }, addHandle, add);
     form.addEventListener("submit", (event) => {
       event.preventDefault();
       const handle = addHandle.value.trim().replace(/^@/, "");

@@ -32,6 +32,18 @@ export function el<K extends keyof HTMLElementTagNameMap>(
   return element;
 }
 
+/**
+ * A form whose fields the browser must not keep. Chromium keeps a page's field values in the tab's
+ * session history (for session restore and Back) and writes them to the profile's Sessions/ files about
+ * a second after each change and whenever the page is left: without this, everything a person typed in
+ * the composer reached the disk in the clear. `autocomplete="off"` stops that (and autofill's saving).
+ * Every form where a person types message text, a caption, a group name or handles is one (SECURITY.md,
+ * "Data at rest on devices").
+ */
+export function unkeptForm(props: Parameters<typeof el>[1] = {}, ...children: (Node | string)[]): HTMLFormElement {
+  return el("form", { ...props, attrs: { ...props.attrs, autocomplete: "off" } }, ...children);
+}
+
 /** Shows a transient notice (aria-live) for `ms`. */
 export function flashNotice(element: HTMLElement, text: string, ms = 8000): void {
   element.textContent = text;
