@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from lockstep import __version__
+from lockstep.cli.ids import Parser
 
 # Verb modules, imported lazily so `lockstep ntp ...` does not pay for the web server's imports.
 VERB_MODULES = ("serve", "db", "primary", "companion", "ntp", "messaging", "calls")
@@ -28,7 +29,7 @@ class CommandError(Exception):
 
 
 def build_parser(verbs: Sequence[str] = VERB_MODULES) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lockstep", description=__doc__.splitlines()[0])
+    parser = Parser(prog="lockstep", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"lockstep {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages to stderr")
     subparsers = parser.add_subparsers(dest="verb", required=True, metavar="VERB")

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from lockstep.cli import CommandError
 from lockstep.cli.common import refusals, run_client, unlock
+from lockstep.cli.ids import add_id_argument
 from lockstep.client import e2estate
 from lockstep.client.e2estate import E2EStore
 from lockstep.client.errors import ClientError
@@ -44,7 +45,7 @@ T = TypeVar("T")
 
 def register(subparsers: Any) -> None:
     send = subparsers.add_parser("send", help="send an end-to-end encrypted message or file")
-    send.add_argument("--to", metavar="HANDLE", help="@handle, or a group (#name, name or id)")
+    add_id_argument(send, "--to", metavar="HANDLE", help="@handle, or a group (#name, name or id)")
     attachment = send.add_mutually_exclusive_group()
     attachment.add_argument(
         "--file", type=Path, metavar="PATH", help="attach a file (image, video, document ...)"
@@ -52,7 +53,8 @@ def register(subparsers: Any) -> None:
     attachment.add_argument(
         "--voice", type=Path, metavar="AUDIO", help="send an audio file (Ogg Opus, WAV ...) as a voice note"
     )
-    send.add_argument(
+    add_id_argument(
+        send,
         "--reply-to",
         metavar="ID",
         help="reply to this message (its id, or its first 6+ characters) in its conversation",
@@ -62,20 +64,20 @@ def register(subparsers: Any) -> None:
     send.set_defaults(handler=run_send)
 
     react = subparsers.add_parser("react", help="react to a message with an emoji (or --remove yours)")
-    react.add_argument("message", metavar="ID", help="the message's id, or its first 6+ characters")
+    add_id_argument(react, "message", metavar="ID", help="the message's id, or its first 6+ characters")
     react.add_argument("emoji", nargs="?", metavar="EMOJI", help="one emoji, e.g. 👍")
     react.add_argument("--remove", action="store_true", help="take your reaction back")
     state_argument(react)
     react.set_defaults(handler=run_react)
 
     edit = subparsers.add_parser("edit", help="change the text of your message (for 15 minutes)")
-    edit.add_argument("message", metavar="ID", help="the message's id, or its first 6+ characters")
+    add_id_argument(edit, "message", metavar="ID", help="the message's id, or its first 6+ characters")
     edit.add_argument("text", metavar="TEXT", help="the new text (the new caption of a file)")
     state_argument(edit)
     edit.set_defaults(handler=run_edit)
 
     delete = subparsers.add_parser("delete", help="delete your message for everyone (for 60 hours)")
-    delete.add_argument("message", metavar="ID", help="the message's id, or its first 6+ characters")
+    add_id_argument(delete, "message", metavar="ID", help="the message's id, or its first 6+ characters")
     state_argument(delete)
     delete.set_defaults(handler=run_delete)
 
@@ -107,7 +109,7 @@ def register(subparsers: Any) -> None:
     create.set_defaults(handler=run_group_create)
     for verb, text in (("add", "add a member"), ("remove", "remove a member (they can't read what follows)")):
         change = verbs.add_parser(verb, help=text)
-        change.add_argument("group", metavar="GROUP", help="group name or id")
+        add_id_argument(change, "group", metavar="GROUP", help="group name or id")
         change.add_argument("handle", metavar="HANDLE")
         state_argument(change)
         change.set_defaults(handler=run_group_change, add=verb == "add")

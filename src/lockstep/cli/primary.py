@@ -21,6 +21,7 @@ from lockstep.cli.common import (
     state_dir,
     warn_about_clock,
 )
+from lockstep.cli.ids import add_id_argument
 from lockstep.client import primary, qrimage
 from lockstep.client.primary import PrimarySession
 from lockstep.client.state import DeviceState
@@ -82,12 +83,7 @@ def register(subparsers: Any) -> None:
     devices.set_defaults(handler=run_devices)
 
     unlink = verbs.add_parser("unlink", help="unlink a companion, or --all (logged out at once)")
-    unlink.add_argument(
-        "device",
-        nargs="?",
-        metavar="DEVICE",
-        help="device id, id prefix or name (after --, if it starts with -)",
-    )
+    add_id_argument(unlink, "device", nargs="?", metavar="DEVICE", help="device id, id prefix or name")
     unlink.add_argument(
         "--all", action="store_true", help="log out of every companion with one signed device list"
     )
@@ -98,14 +94,12 @@ def register(subparsers: Any) -> None:
         "end-probation",
         help="send a companion linked from another network its history now, before its 24 hours end",
     )
-    end.add_argument(
-        "device", metavar="DEVICE", help="device id, id prefix or name (after --, if it starts with -)"
-    )
+    add_id_argument(end, "device", metavar="DEVICE", help="device id, id prefix or name")
     add_state_argument(end, Role.PRIMARY)
     end.set_defaults(handler=run_end_probation)
 
     rename = verbs.add_parser("rename", help="rename a device")
-    rename.add_argument("device", metavar="DEVICE", help="device id, id prefix or name")
+    add_id_argument(rename, "device", metavar="DEVICE", help="device id, id prefix or name")
     rename.add_argument("name", metavar="NAME")
     add_state_argument(rename, Role.PRIMARY)
     rename.set_defaults(handler=run_rename)
