@@ -76,11 +76,16 @@ WATCH = """
     }
   }).observe({ type: "long-animation-frame", buffered: false });
   const list = document.querySelector('[data-testid="messages"]');
-  new MutationObserver(() => {
+  // Only the rows added (reading every row's text at each change cost the page more than some of what
+  // is measured here).
+  new MutationObserver((records) => {
     w.mostRows = Math.max(w.mostRows, list.children.length);
-    const texts = [...list.querySelectorAll('[data-testid="message-text"]')].map((t) => t.textContent);
     const now = [];
-    for (const text of texts) if (!(text in w.shownAt)) now.push(text);
+    for (const record of records)
+      for (const row of record.addedNodes) {
+        const text = row.querySelector?.('[data-testid="message-text"]')?.textContent;
+        if (text != null && !(text in w.shownAt)) now.push(text);
+      }
     if (now.length) requestAnimationFrame(() => { for (const text of now) w.shownAt[text] = Date.now(); });
   }).observe(list, { childList: true });
   const put = IDBObjectStore.prototype.put;

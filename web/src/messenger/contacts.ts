@@ -6,6 +6,7 @@
  * go back to an older version (rollback). Verified contacts are cached for the page.
  */
 import { b64uEncode } from "../crypto/base64";
+import { equalBytes } from "../crypto/bytes";
 import { ServerError } from "../net/socket";
 import type { Device } from "./device";
 import { MessengerError } from "./errors";
@@ -168,7 +169,7 @@ export class Contacts {
    */
   async checkSenderKey(accountId: string, deviceId: string, senderKey: Uint8Array): Promise<FormerDevice | null> {
     const sameKey = (keys: DeviceKeys | undefined): boolean =>
-      keys !== undefined && b64uEncode(keys.identityKey) === b64uEncode(senderKey);
+      keys !== undefined && equalBytes(keys.identityKey, senderKey);
     if (sameKey((await this.get({ accountId })).keys.get(deviceId))) return null;
     const contact = await this.get({ accountId }, true);
     if (sameKey(contact.keys.get(deviceId))) return null;

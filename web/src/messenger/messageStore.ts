@@ -12,8 +12,8 @@
  *   seen      one record per message id this device handled, `{id, n, sealed}` (n counts up); index `n`,
  *             so the oldest are dropped once there are more than MAX_SEEN_IDS
  *
- * `commit` writes in one transaction the sections it is given (`core` only if it changed since it was
- * last written), the messages it is given and the ids seen since the last commit: ratchets, queue
+ * `commit` writes in one transaction the sections it is given (each only if it changed since it was last
+ * written), the messages it is given and the ids seen since the last commit: ratchets, queue
  * position and the messages they produced reach disk together, before the server forgets the ciphertext.
  *
  * `load` opens the sections, summaries and seen ids, never a message: a page with 10,000 messages starts as
@@ -30,7 +30,17 @@
  * fields yet); the messenger splits it into sections and commits them with `dropLegacy` (every message is
  * written again with its index fields then).
  */
-import { isSealed, openAtRest, seal, type SealedRecord, unseal } from "../store/atRest";
+import {
+  type Encoded,
+  encodeRecord,
+  isSealed,
+  openAtRest,
+  sameEncoding,
+  seal,
+  sealEncoded,
+  type SealedRecord,
+  unseal,
+} from "../store/atRest";
 import { deleteDatabase } from "../store/deleteDatabase";
 import { SLICE_MS, yieldToPage } from "./yieldToPage";
 
@@ -135,11 +145,32 @@ async function inSlices<T, R>(
   return out;
 }
 
+/**
+ * Places a transaction's writes a slice at a time: each `put` clones its record on the page's thread
+ * (~0.1 ms), so a batch of hundreds placed at once is one long task. The next slice is placed when the
+ * last request of the one before succeeds, which keeps the transaction open: all the writes still commit
+ * together or not at all, and the page gets a turn between slices.
+ */
+function placeInSlices(writes: readonly (() => IDBRequest)[]): void {
+  let next = 0;
+  const slice = (): void => {
+    const started = performance.now();
+    let last: IDBRequest | undefined;
+    while (next < writes.length && (!last || performance.now() - started < SLICE_MS))
+      last = (writes[next++] as () => IDBRequest)();
+    if (last && next < writes.length) last.onsuccess = slice;
+  };
+  slice();
+}
+
 export class MessageStore {
   private chatNumbers = new Map<string, number>();
   private numbersDirty = false;
-  /** The `core` section's JSON as last written: an unchanged section is not written again. */
-  private coreWritten = "";
+  /**
+   * Each section as last written: one that did not change is not sealed and written again. A batch that
+   * moves no ratchet (marking messages read, say) then writes no Olm state, however many sessions it holds.
+   */
+  private sectionsWritten = new Map<string, Encoded>();
   private seenCount = 0;
   private nextSeen = 1;
 
@@ -195,7 +226,7 @@ export class MessageStore {
     const sections: Partial<Record<Section, unknown>> = {};
     for (const section of ["core", "olm", "megolm"] as const)
       if (opened.has(section)) sections[section] = opened.get(section);
-    if (sections.core !== undefined) this.coreWritten = JSON.stringify(sections.core);
+    for (const [name, value] of Object.entries(sections)) this.sectionsWritten.set(name, encodeRecord(value));
     const summaries = new Map<string, Summary<M>>();
     for (const [conversation, number] of this.chatNumbers) {
       const summary = opened.get(`${SUMMARY}${number}`) as Summary<M> | undefined;
@@ -288,13 +319,12 @@ export class MessageStore {
   async commit<M extends Indexed>(changes: Commit<M>): Promise<void> {
     const storeKey = await openAtRest();
     const sections: [string, Promise<SealedRecord>][] = [];
-    let core: string | undefined;
+    const encodedSections = new Map<string, Encoded>();
     for (const [name, value] of Object.entries(changes.sections ?? {})) {
-      if (name === "core") {
-        core = JSON.stringify(value);
-        if (core === this.coreWritten) continue;
-      }
-      sections.push([name, seal(value, this.label(KV, name), storeKey)]);
+      const encoded = encodeRecord(value);
+      if (sameEncoding(this.sectionsWritten.get(name), encoded)) continue;
+      encodedSections.set(name, encoded);
+      sections.push([name, sealEncoded(encoded, this.label(KV, name), storeKey)]);
     }
     const messages = [...(changes.messages ?? [])];
     for (const message of messages) this.chatNumber(message.conversation);
@@ -322,12 +352,20 @@ export class MessageStore {
     const tx = this.db.transaction([KV, MESSAGES, SEEN], "readwrite");
     const finished = done(tx);
     const kv = tx.objectStore(KV);
-    for (const [name, sealed] of sealedSections) kv.put(sealed, name);
-    if (changes.dropLegacy) kv.delete(LEGACY_STATE);
     const store = tx.objectStore(MESSAGES);
-    for (const record of records) store.put(record);
     const seenStore = tx.objectStore(SEEN);
-    for (const record of seen) seenStore.put({ ...record, n: this.nextSeen++ });
+    const writes: (() => IDBRequest)[] = sealedSections.map(
+      ([name, sealed]) =>
+        () =>
+          kv.put(sealed, name),
+    );
+    if (changes.dropLegacy) writes.push(() => kv.delete(LEGACY_STATE));
+    for (const record of records) writes.push(() => store.put(record));
+    for (const record of seen) {
+      const numbered = { ...record, n: this.nextSeen++ };
+      writes.push(() => seenStore.put(numbered));
+    }
+    placeInSlices(writes);
     this.seenCount += seen.length;
     if (this.seenCount > MAX_SEEN_IDS + PRUNE_STEP) {
       const excess = this.seenCount - MAX_SEEN_IDS;
@@ -344,7 +382,7 @@ export class MessageStore {
     }
     await finished;
     // Only what reached disk counts as written (a failed commit writes it all again next time).
-    if (core !== undefined) this.coreWritten = core;
+    for (const [name, encoded] of encodedSections) this.sectionsWritten.set(name, encoded);
     if (numbersWritten) this.numbersDirty = false;
   }
 

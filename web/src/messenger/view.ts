@@ -20,6 +20,7 @@ import { SearchView } from "./searchView";
 import { VoiceRecorder, voicePlayer } from "./voiceNotes";
 import type { Messenger } from "./messenger";
 import { Timeline } from "./timeline";
+import { yieldToPage } from "./yieldToPage";
 
 /** The width below which the messenger shows one screen at a time (messenger.css's breakpoint). */
 const PHONE_SCREEN = window.matchMedia("(max-width: 700px)");
@@ -69,6 +70,7 @@ export class MessengerView {
   /** Messages changed since the last render, and whether one is scheduled. */
   private changes = new Set<string>();
   private renderScheduled = false;
+  private markReadScheduled = false;
   private unsubscribe: () => void = () => undefined;
   private messenger: Messenger | null = null;
   private downloading = new Set<string>();
@@ -427,6 +429,19 @@ export class MessengerView {
     setTimeout(() => row.classList.remove("highlighted"), HIGHLIGHT_MS);
   }
 
+  /**
+   * Marks the open chat read in a task of its own once this frame is drawn: what that sets off (a change
+   * every listener hears, receipts, a save) is not added to the frame, which in a burst already draws rows.
+   */
+  private markReadAfterFrame(): void {
+    if (this.markReadScheduled) return;
+    this.markReadScheduled = true;
+    void yieldToPage().then(() => {
+      this.markReadScheduled = false;
+      this.markReadIfVisible();
+    });
+  }
+
   private markReadIfVisible(): void {
     if (this.current && this.messenger && document.visibilityState === "visible") this.messenger.markRead(this.current);
   }
@@ -478,7 +493,7 @@ export class MessengerView {
       this.shown = current.id;
       this.timeline.show(m.messagesOf(current.id));
     }
-    this.markReadIfVisible();
+    this.markReadAfterFrame();
   }
 
   /** The chat list, most recent first: a row is rebuilt only if what it shows changed, and moved only if its place did. */

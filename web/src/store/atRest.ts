@@ -212,11 +212,37 @@ function decodeInto(
   container[name] = out;
 }
 
+/** A value in the form `seal` encrypts: its JSON (markers for bytes and keys) and the keys kept as they are. */
+export interface Encoded {
+  json: string;
+  clearKeys: CryptoKey[];
+}
+
+/** The form `value` is sealed in: two values with the same form are the same record (a wrapped key is
+ * named by its wrapping, unique to it; a clear key by its place in `clearKeys`). */
+export function encodeRecord(value: unknown): Encoded {
+  const clearKeys: CryptoKey[] = [];
+  return { json: JSON.stringify(encode(value, clearKeys)), clearKeys };
+}
+
+export function sameEncoding(a: Encoded | undefined, b: Encoded): boolean {
+  return (
+    a?.json === b.json && a.clearKeys.length === b.clearKeys.length && a.clearKeys.every((k, i) => k === b.clearKeys[i])
+  );
+}
+
 /** `value` sealed under the store key for the place `label` (`storeKey`: one already read, for many records). */
 export async function seal(value: unknown, label: string, storeKey?: CryptoKey): Promise<SealedRecord> {
+  return sealEncoded(encodeRecord(value), label, storeKey);
+}
+
+/** A value already encoded (`encodeRecord`) sealed under the store key for the place `label`. */
+export async function sealEncoded(
+  { json, clearKeys }: Encoded,
+  label: string,
+  storeKey?: CryptoKey,
+): Promise<SealedRecord> {
   storeKey ??= await openAtRest();
-  const clearKeys: CryptoKey[] = [];
-  const json = JSON.stringify(encode(value, clearKeys));
   const iv = randomBytes(12);
   const data = new Uint8Array(
     await subtle.encrypt({ name: "AES-GCM", iv: buf(iv), additionalData: buf(utf8(label)) }, storeKey, buf(utf8(json))),

@@ -11,7 +11,10 @@ let unread = 0;
 
 function render(): void {
   const base = state ? `${state} — ${APP}` : APP;
-  document.title = unread > 0 ? `(${unread}) ${base}` : base;
+  const title = unread > 0 ? `(${unread}) ${base}` : base;
+  // Set on every change the messenger hears (hundreds in a burst); writing the same title still costs a
+  // call into the browser.
+  if (document.title !== title) document.title = title;
 }
 
 /** What the page is doing, in a few words ("" for the app's name alone). */
