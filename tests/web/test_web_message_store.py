@@ -68,7 +68,7 @@ async () => {
   }
   const late = await cost(5000);
   const unchanged = { ...window.idbWrites };
-  await store.commit({ sections: { core, olm: { ratchet: "x".repeat(2000) } } }); // as written: nothing to write
+  await store.commit({ sections: { core, olm: { ratchet: "x".repeat(2000) } } }); // as written: no write
   const idle = window.idbWrites.puts - unchanged.puts;
   await store.commit({ sections: { core, olm: { ratchet: "y".repeat(2000) } } }); // a ratchet moved: olm only
   const ratchetMoved = window.idbWrites.puts - unchanged.puts - idle;
@@ -94,7 +94,7 @@ def test_a_commit_writes_the_same_whatever_the_history(harness: Any) -> None:
     # the message and its seen id; the same after 3,000 more.
     assert out["early"]["transactions"] == out["late"]["transactions"] == 1
     assert out["early"]["puts"] == 4 and out["late"]["puts"] == 3
-    assert out["late"]["bytes"] <= out["early"]["bytes"] - 2000  # no olm, a longer lastSeq, nothing that grows
+    assert out["late"]["bytes"] <= out["early"]["bytes"] - 2000  # no olm; a longer lastSeq, nothing grows
     assert out["idle"] == 0 and out["ratchetMoved"] == 1
     assert out["newest"] == [6000, 4008, 4007, 4005, 4004]  # by the index: newest first, one chat only
     assert out["older"] == [4002, 4001, 3999]
