@@ -1,5 +1,6 @@
-"""Queueing a send (``Store.send``): a few multi-row statements whatever the number of devices, and
-numbers without gaps when a retry reaches devices that already hold the message."""
+"""Queueing a send (``Store.send``): a few multi-row statements whatever the number of devices (members
+who never wrote into the group included), and numbers without gaps when a retry reaches devices that
+already hold the message."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ from typing import Any, TypeVar
 import pytest
 from store_helpers import TestAccount, opened
 
+from lockstep.server.errors import StrangerLimit
 from lockstep.server.store import Audience, Conversation, Delivery, Store, StrangerLimits
 from lockstep.server.store.queues import ROWS_PER_STATEMENT
-from lockstep.server.store.sql import Statement, Work, WorkFactory, execute
+from lockstep.server.store.sql import Statement, Work, WorkFactory, execute, json_text
 
 pytestmark = pytest.mark.anyio
 T = TypeVar("T")
@@ -101,6 +103,40 @@ async def test_a_send_is_three_statements_and_grows_only_by_chunks_of_devices(da
         assert len(queued) == len(members)
         # Past ROWS_PER_STATEMENT devices, the upsert of numbers and the insert each take one more.
         assert len(counter.statements) == 3 + 2, counter.statements
+
+
+async def test_members_who_never_wrote_are_checked_against_the_stranger_limits_by_chunks(
+    database_url: str,
+) -> None:
+    """A large group's silent members are strangers to it (messaging.md §7.7): their queues are read
+    a chunk of devices per statement, not one query per device, and the limits hold all the same."""
+    async with opened(database_url) as (store,):
+        alice = TestAccount("alice")
+        members = [TestAccount(f"member{i}") for i in range(ROWS_PER_STATEMENT + 40)]
+        await keyed(store, alice, *members)
+        await store.create_group("g", alice.account_id, [m.account_id for m in members], 3)
+        group = Conversation(alice.account_id, group_id="g")
+        payload = {"megolm": "x" * 200}
+        two_and_a_half = 5 * len(json_text(payload)) // 2
+        limits = StrangerLimits(per_sender_bytes=two_and_a_half, all_strangers_bytes=1 << 20)
+        counter = CountingBackend(store)
+
+        _, queued = await store.send(group, to_every_device("group00000000001", alice, payload), 4, limits)
+        assert len(queued) == len(members)
+        # The audience; then per chunk of devices: the numbers, which hold the message already (a
+        # retry), the strangers' queued bytes, the copies.
+        assert len(counter.statements) == 1 + 4 * 2, counter.statements
+        await store.send(group, to_every_device("group00000000002", alice, payload), 5, limits)
+        with pytest.raises(StrangerLimit) as refused:
+            await store.send(group, to_every_device("group00000000003", alice, payload), 6, limits)
+        first = min(members, key=lambda m: m.primary_id)
+        assert refused.value.details.recipient == first.account_id and refused.value.details.sender_share
+        # A retry of a message every device holds adds nothing, so it is not refused.
+        _, queued = await store.send(group, to_every_device("group00000000002", alice, payload), 7, limits)
+        assert queued == []
+        for member in (members[0], members[-1]):
+            held = await store.fetch_messages(member.primary_id, 0, 10)
+            assert [m.message_id for m in held] == ["group00000000001", "group00000000002"]
 
 
 async def test_a_retry_that_reaches_one_more_device_numbers_only_that_one(database_url: str) -> None:

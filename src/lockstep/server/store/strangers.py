@@ -11,18 +11,24 @@ from __future__ import annotations
 
 from lockstep.server.errors import StrangerLimit, StrangerLimitDetails
 from lockstep.server.store.records import Audience, Delivery, StrangerLimits
-from lockstep.server.store.sql import Work, execute, marks, query, query_one
+from lockstep.server.store.sql import Work, execute, marks, query
 
-STRANGER_BYTES = """
-SELECT CAST(coalesce(sum(length(q.payload)), 0) AS BIGINT),
+
+def _stranger_bytes(count: int) -> str:
+    """Bytes waiting in each of ``count`` devices' queues from conversations its account never wrote
+    to, and the share of one sender among them (payloads are ASCII JSON: characters are bytes); a
+    device with none has no row. One statement for many devices: a large group's later message would
+    otherwise cost a query per member device that never wrote into it (docs/benchmarks.md)."""
+    return f"""
+SELECT q.device_id,
+       CAST(coalesce(sum(length(q.payload)), 0) AS BIGINT),
        CAST(coalesce(sum(CASE WHEN q.sender_account = ? THEN length(q.payload) ELSE 0 END), 0) AS BIGINT)
-FROM message_queue q
-WHERE q.device_id = ? AND q.sender_account != ?
+FROM message_queue q JOIN devices d ON d.device_id = q.device_id
+WHERE q.device_id IN ({marks(count)}) AND q.sender_account != d.account_id
   AND NOT EXISTS (SELECT 1 FROM known_peers k
-                  WHERE k.account_id = ? AND k.peer_id = coalesce(q.group_id, q.sender_account))
-"""
-"""Bytes waiting in a device's queue from conversations its account never wrote to, and the share of
-one sender among them (payloads are ASCII JSON: characters are bytes)."""
+                  WHERE k.account_id = d.account_id AND k.peer_id = coalesce(q.group_id, q.sender_account))
+GROUP BY q.device_id
+"""  # noqa: S608 - only placeholders
 
 
 class StrangerCheck:
@@ -53,21 +59,26 @@ class StrangerCheck:
         """Those of ``device_ids`` whose account never wrote into this conversation."""
         return [device_id for device_id in device_ids if self._owners.get(device_id) in self._strangers]
 
-    def admit(self, device_id: str, size: int) -> Work[None]:
-        """Refuse (:class:`StrangerLimit`) if ``size`` more bytes would pass a limit of this device's."""
-        owner = self._owners.get(device_id)
-        if owner is None or owner not in self._strangers:
-            return
-        sender = self._delivery.sender_account
-        row = yield from query_one(STRANGER_BYTES, sender, device_id, owner, owner)
-        assert row is not None
-        all_bytes, sender_bytes = row
-        for used, limit, sender_share in (
-            (sender_bytes, self._limits.per_sender_bytes, True),
-            (all_bytes, self._limits.all_strangers_bytes, False),
-        ):
-            if used + size > limit:
-                raise StrangerLimit(StrangerLimitDetails(owner, sender_share, limit))
+    def admit(self, sizes: dict[str, int], chunk: int) -> Work[None]:
+        """Refuse (:class:`StrangerLimit`) if a device's new bytes (``sizes``: device id → bytes this
+        send adds) would pass one of its limits; the first such device in id order is named. Devices
+        are read ``chunk`` to a statement."""
+        devices = sorted(self.stranger_devices(list(sizes)))
+        used: dict[str, tuple[int, int]] = {}
+        for start in range(0, len(devices), chunk):
+            part = devices[start : start + chunk]
+            rows = yield from query(_stranger_bytes(len(part)), self._delivery.sender_account, *part)
+            used.update((device_id, (int(all_bytes), int(mine))) for device_id, all_bytes, mine in rows)
+        for device_id in devices:
+            all_bytes, sender_bytes = used.get(device_id, (0, 0))
+            size = sizes[device_id]
+            for queued, limit, sender_share in (
+                (sender_bytes, self._limits.per_sender_bytes, True),
+                (all_bytes, self._limits.all_strangers_bytes, False),
+            ):
+                if queued + size > limit:
+                    owner = self._owners[device_id]
+                    raise StrangerLimit(StrangerLimitDetails(owner, sender_share, limit))
 
 
 def _knowing(peer: str, accounts: list[str]) -> Work[frozenset[str]]:
