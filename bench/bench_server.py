@@ -28,6 +28,10 @@ from lockstep_servers import free_port
 TRACEMALLOC_ENV = "LOCKSTEP_BENCH_TRACEMALLOC"
 """Set to a path prefix: the server traces Python allocations and, on each SIGUSR1, dumps a snapshot
 to PREFIX.0, PREFIX.1, … (bench/connections.py --tracemalloc reads them)."""
+PROFILE_ENV = "LOCKSTEP_BENCH_PROFILE"
+"""Set to a path prefix: SIGUSR1 starts profiling the server's thread (cProfile, counting CPU time, not
+wall time: on a loaded box a sampling profiler blames whatever ran when the process was preempted),
+SIGUSR2 stops and writes PREFIX.0, PREFIX.1, … (``python -m pstats`` reads them)."""
 
 
 def _snapshots_on_signal(prefix: str) -> None:
@@ -43,6 +47,27 @@ def _snapshots_on_signal(prefix: str) -> None:
         os.rename(path + ".part", path)
 
     signal.signal(signal.SIGUSR1, dump)
+
+
+def _profile_on_signal(prefix: str) -> None:
+    import cProfile
+    import signal
+
+    numbers = itertools.count()
+    profiles: list[cProfile.Profile] = []
+
+    def start(_signum: int, _frame: object) -> None:
+        profiles.append(cProfile.Profile(time.thread_time))
+        profiles[-1].enable()
+
+    def stop(_signum: int, _frame: object) -> None:
+        if profiles:
+            profile = profiles.pop()
+            profile.disable()
+            profile.dump_stats(f"{prefix}.{next(numbers)}")
+
+    signal.signal(signal.SIGUSR1, start)
+    signal.signal(signal.SIGUSR2, stop)
 
 
 def serve_with_generous_limits(
@@ -94,6 +119,8 @@ def serve_with_generous_limits(
     raise_open_file_limit()  # as `lockstep serve` does: one descriptor per socket
     if os.environ.get(TRACEMALLOC_ENV):
         _snapshots_on_signal(os.environ[TRACEMALLOC_ENV])
+    if os.environ.get(PROFILE_ENV):
+        _profile_on_signal(os.environ[PROFILE_ENV])
     uvicorn.Server(uvicorn_config(app, Listener("127.0.0.1", port))).run()
 
 
