@@ -286,7 +286,7 @@ class FakePeer:
         self.closed: tuple[int, str] | None = None
         self.arrived = asyncio.Event()
 
-    def push(self, frame: Outgoing) -> None:
+    def push(self, frame: Outgoing, timer: object = None) -> None:
         self.events.append(json.loads(frame) if isinstance(frame, str) else frame)
         self.arrived.set()
 

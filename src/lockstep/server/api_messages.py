@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import re
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,7 @@ from lockstep.server import catch_up
 from lockstep.server.api_accounts import require_device
 from lockstep.server.connection import Connection
 from lockstep.server.errors import ApiError, ErrorCode, StrangerLimit
+from lockstep.server.fanout import FanoutTimer, message_frames
 from lockstep.server.frames import Request, bad_request
 from lockstep.server.services import Services
 from lockstep.server.store import Audience, Conversation, Delivery
@@ -147,6 +149,7 @@ class SendRequest:
 
 
 async def send(services: Services, connection: Connection, request: Request) -> dict[str, Any]:
+    arrived = time.perf_counter()
     identity = require_device(connection)
     if not await services.limits.sends.allow(identity.device_id, services.clock()):
         raise ApiError(ErrorCode.RATE_LIMITED, "too many messages from this device; wait a minute")
@@ -158,7 +161,8 @@ async def send(services: Services, connection: Connection, request: Request) -> 
     except StrangerLimit as error:
         raise _stranger_refusal(error, parsed.conversation.group_id is not None) from error
     services.metrics.messages_queued.inc(len(queued))
-    await services.hub.push_each([(device_id, message.to_event()) for device_id, message in queued])
+    timer = FanoutTimer(arrived, services.metrics.send_fanout_seconds.observe)
+    await services.hub.push_each(message_frames(queued), timer)
     new = {device_id for device_id, _ in queued}
     if repeated := [device_id for device_id, _ in delivery.payloads if device_id not in new]:
         # A retried send (same message id): the first try may have stored its copies but never

@@ -12,6 +12,7 @@ import logging
 
 from lockstep.server.connection import CLOSE_UNLINKED
 from lockstep.server.events import DeviceUnlinked
+from lockstep.server.fanout import message_frames
 from lockstep.server.frames import encode
 from lockstep.server.hub import device_topic
 from lockstep.server.services import Services
@@ -22,7 +23,7 @@ log = logging.getLogger(__name__)
 async def announce_queued(services: Services, device_ids: list[str]) -> None:
     """Push each device's newest queued message to its sockets, wherever they are."""
     newest = await services.store.newest_queued(device_ids)
-    await services.hub.push_each([(device_id, message.to_event()) for device_id, message in newest.items()])
+    await services.hub.push_each(message_frames(newest.items()))
 
 
 async def after_outage(services: Services) -> None:

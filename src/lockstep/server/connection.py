@@ -16,6 +16,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from lockstep.link.devices import Role
 from lockstep.server.client_address import address_key
+from lockstep.server.fanout import FanoutTimer
 from lockstep.server.frames import Outgoing, encode
 
 log = logging.getLogger(__name__)
@@ -53,15 +54,21 @@ class Connection:
         self.deadline_task: asyncio.Task[None] | None = None
         """Closes the socket unless it authenticates or links in time (api_linking.watch_deadline)."""
         self.last_touched = 0
-        self._outbox: asyncio.Queue[Outgoing | None] = asyncio.Queue(maxsize=OUTBOX_SIZE)
+        self._outbox: asyncio.Queue[tuple[Outgoing, FanoutTimer | None] | None] = asyncio.Queue(
+            maxsize=OUTBOX_SIZE
+        )
         self._close: tuple[int, str] | None = None
 
-    def push(self, frame: Outgoing) -> None:
+    def push(self, frame: Outgoing, timer: FanoutTimer | None = None) -> None:
+        """Queue a frame; ``timer`` is told once it is written (a send's copy, fanout.py)."""
         try:
-            self._outbox.put_nowait(frame)
+            self._outbox.put_nowait((frame, timer))
         except asyncio.QueueFull:
             log.warning("closing a client that does not read its events (%s)", self.address)
             self.close_soon(CLOSE_TOO_SLOW, "client too slow")
+            return
+        if timer is not None:
+            timer.expect()
 
     def close_soon(self, code: int, reason: str) -> None:
         """Close after what is queued; the first reason given is the one the client sees."""
@@ -72,8 +79,11 @@ class Connection:
     async def write_outbox(self) -> None:
         """Send queued frames in order until a close is asked for or the socket goes away."""
         try:
-            while (frame := await self._outbox.get()) is not None:
+            while (queued := await self._outbox.get()) is not None:
+                frame, timer = queued
                 await self.websocket.send_text(frame if isinstance(frame, str) else encode(frame))
+                if timer is not None:
+                    timer.written()
             code, reason = self._close or (1000, "")
             await self.websocket.close(code, reason)
         except (WebSocketDisconnect, RuntimeError, OSError):

@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
 
 from lockstep.server.errors import Unavailable
+from lockstep.server.fanout import FanoutTimer
 from lockstep.server.frames import Encoded, Outgoing, encode
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ def link_topic(session_id: str) -> str:
 class Peer(Protocol):
     """What the hub needs of a connection."""
 
-    def push(self, frame: Outgoing) -> None: ...
+    def push(self, frame: Outgoing, timer: FanoutTimer | None = None) -> None: ...
 
     def close_soon(self, code: int, reason: str) -> None: ...
 
@@ -178,13 +179,15 @@ class Hub:
                     peer.push(frame)
         await self._publish([(topic, frame, None) for topic in topics])
 
-    async def push_each(self, events: list[tuple[str, dict[str, Any]]]) -> None:
-        """One event per device (``(device id, event)`` pairs), published together."""
-        messages: list[BusMessage] = [
-            (device_topic(device_id), encode(event), None) for device_id, event in events
-        ]
-        for topic, frame, close in messages:
-            self.deliver(topic, frame, close)
+    async def push_each(self, frames: list[tuple[str, Encoded]], timer: FanoutTimer | None = None) -> None:
+        """One frame per device (``(device id, frame)`` pairs), published together; ``timer`` counts
+        the copies for sockets here until they are written."""
+        messages: list[BusMessage] = [(device_topic(device_id), frame, None) for device_id, frame in frames]
+        for topic, frame, _ in messages:
+            for peer in tuple(self._peers.get(topic, ())):
+                peer.push(frame, timer)
+        if timer is not None:
+            timer.arm()
         await self._publish(messages)
 
     async def push_link(self, session_id: str, event: dict[str, Any]) -> None:

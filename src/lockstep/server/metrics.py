@@ -60,6 +60,12 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.send_fanout_seconds = Histogram(
+            "lockstep_send_fanout_seconds",
+            "From a messages.send's arrival to its last copy written to a socket here",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.http_request_seconds = Histogram(
             "lockstep_http_request_seconds",
             "HTTP request handling time by route",

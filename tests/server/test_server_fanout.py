@@ -1,0 +1,90 @@
+"""A send's copies on their way to sockets (server/fanout.py): each copy's event is the event its queued
+message makes, however the text is shared, and the fan-out time is reported once the last copy here
+was written."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers_messaging import make_account, messengers
+from hypothesis import given
+from hypothesis import strategies as st
+
+from lockstep.client.messenger import Messenger
+from lockstep.server.fanout import message_frames
+from lockstep.server.store import QueuedMessage
+
+pytestmark = pytest.mark.anyio
+
+texts = st.text(max_size=24)
+json_leaves = st.one_of(st.none(), st.booleans(), st.integers(-(2**53), 2**53), texts)
+payloads = st.dictionaries(texts, st.one_of(json_leaves, st.lists(json_leaves, max_size=3)), max_size=4)
+messages = st.builds(
+    QueuedMessage,
+    seq=st.integers(0, 2**53),
+    message_id=texts,
+    sender_account=texts,
+    sender_device=texts,
+    group_id=st.none() | texts,
+    payload=payloads,
+    server_time=st.integers(0, 2**53),
+)
+
+
+@given(st.lists(st.tuples(messages, st.lists(st.integers(0, 2**53), min_size=1, max_size=4)), max_size=4))
+def test_each_copys_frame_is_its_own_event_whatever_it_shares_with_the_others(
+    sends: list[tuple[QueuedMessage, list[int]]],
+) -> None:
+    # Each send's copies share its payload object (a group's Megolm message) and differ in their
+    # numbers, whose texts differ in length; two sends may have equal fields but distinct payloads.
+    copies = [
+        (f"device-{number}-{seq}", dataclasses.replace(message, seq=seq))
+        for number, (message, seqs) in enumerate(sends)
+        for seq in seqs
+    ]
+    frames = message_frames(copies)
+    assert [device_id for device_id, _ in frames] == [device_id for device_id, _ in copies]
+    assert [json.loads(frame) for _, frame in frames] == [message.to_event() for _, message in copies]
+
+
+def fanouts(live_server: Any) -> tuple[float, float]:
+    """How many sends' fan-outs were timed, and their seconds in all."""
+    registry = live_server.services.metrics.registry
+    count = registry.get_sample_value("lockstep_send_fanout_seconds_count") or 0.0
+    return count, registry.get_sample_value("lockstep_send_fanout_seconds_sum") or 0.0
+
+
+async def next_message(messenger: Messenger, message_id: str) -> None:
+    for _ in range(10):  # skip other events (a key top-up); the message is among the first few
+        event = await messenger.session.connection.next_event(timeout=10)
+        if event.get("event") == "message" and event["message_id"] == message_id:
+            return
+    raise AssertionError(f"no message event for {message_id}")
+
+
+async def test_a_sends_fanout_is_timed_until_its_last_copy_here_is_written(
+    live_server: Any, tmp_path: Path
+) -> None:
+    alice = await make_account(live_server.url, tmp_path, "alice")
+    bob = await make_account(live_server.url, tmp_path, "bob")
+    directories = (alice.primary_dir, alice.companion_dir, bob.primary_dir, bob.companion_dir)
+    async with messengers(*directories) as (phone, laptop, bobs_phone, bobs_laptop):
+        started = time.perf_counter()
+        sent = await phone.send("bob", "to three devices")
+        for receiver in (laptop, bobs_phone, bobs_laptop):
+            await next_message(receiver, sent.message_id)
+        for _ in range(100):  # the writer tells the timer right after the socket took the last copy
+            if fanouts(live_server)[0]:
+                break
+            await asyncio.sleep(0.01)
+        count, seconds = fanouts(live_server)
+        assert count == 1 and 0 < seconds < time.perf_counter() - started
+    async with messengers(alice.primary_dir) as (phone,):
+        await phone.send("bob", "to nobody online")  # every copy waits in the store: nothing to time
+    assert fanouts(live_server) == (count, seconds)
