@@ -9,7 +9,9 @@ SQLite unless ``--database``; its rate limits raised, since every device connect
 Each receiving device handles its pushed events as the Python client does (decrypt, save its state,
 acknowledge) and reports when it decrypted, on the system's monotonic clock. All devices share this
 box's CPUs, so "decrypted on all devices" counts much of every device's work one after another; the
-server's CPU and the devices' CPU per device are shown beside it.
+server's CPU and the devices' CPU per device are shown beside it, and the server's own clock on the
+message (its /metrics): from a ``messages.send``'s arrival to stored and answered, and to its last copy
+written to a socket (for a later message, its one send; a first message's key share is many).
 
     .venv/bin/python bench/group_fanout.py [--sizes 50,256,1024] [--later 5] [--processes 4] [--database URL]
 """
@@ -24,6 +26,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,9 +34,56 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from bench_server import generous_server
 from loadgen import CpuMeter
+from prometheus_client.parser import text_string_to_metric_families
 
 from group_of_devices import Devices, LoopThread, Person, load, make_people, opened
 from lockstep.client.messenger import Kind, Messenger, new_message_id
+
+
+@dataclass
+class ServerClock:
+    """The server's own timing of one message's ``messages.send`` requests (its /metrics)."""
+
+    sends: int
+    answered_s: float
+    """From each send's arrival to its answer (stored in the database), summed over the sends."""
+    last_written_s: float | None
+    """From the send's arrival to its last copy written to a socket; for a message of one send."""
+
+
+class ServerMetrics:
+    """Reads the server's /metrics before and after a message."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url + "/metrics"
+        self._before: dict[str, float] = {}
+
+    def read(self) -> dict[str, float]:
+        with urllib.request.urlopen(self.url, timeout=30) as answer:
+            text = answer.read().decode()
+        wanted = {
+            ("lockstep_request_seconds_count", "messages.send"): "sends",
+            ("lockstep_request_seconds_sum", "messages.send"): "answered",
+            ("lockstep_send_fanout_seconds_count", None): "fanouts",
+            ("lockstep_send_fanout_seconds_sum", None): "written",
+        }
+        values = dict.fromkeys(wanted.values(), 0.0)
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                name = wanted.get((sample.name, sample.labels.get("op")))
+                if name is not None:
+                    values[name] = sample.value
+        return values
+
+    def start(self) -> None:
+        self._before = self.read()
+
+    def clock(self) -> ServerClock:
+        now = self.read()
+        delta = {name: value - self._before.get(name, 0.0) for name, value in now.items()}
+        sends = round(delta["sends"])
+        one = sends == 1 and round(delta["fanouts"]) == 1
+        return ServerClock(sends, delta["answered"], delta["written"] if one else None)
 
 
 @dataclass
@@ -43,6 +93,9 @@ class Figure:
     which: str
     accepted_s: float
     """From the send call to the server's answer to its last request (every copy queued)."""
+    server: ServerClock
+    half_decrypted_s: float
+    """From the send call to the message decrypted on half of the devices (the median device)."""
     decrypted_s: float
     """From the send call to the message decrypted (and saved, and acknowledged) on the last device."""
     server_cpu_s: float
@@ -121,8 +174,15 @@ async def send(sender: Messenger, group_id: str, text: str) -> tuple[str, float,
 
 
 async def measured(
-    sender: Messenger, group_id: str, size: int, which: str, meter: CpuMeter, reports: Reports
+    sender: Messenger,
+    group_id: str,
+    size: int,
+    which: str,
+    meters: tuple[CpuMeter, ServerMetrics],
+    reports: Reports,
 ) -> Figure:
+    meter, metrics = meters
+    metrics.start()
     meter.start()
     message_id, start, accepted = await send(sender, group_id, which)
     times = await reports.wait(message_id, 2 * size - 1)
@@ -133,6 +193,8 @@ async def measured(
         2 * size - 1,
         which,
         accepted - start,
+        metrics.clock(),
+        statistics.median(times) - start,
         max(times) - start,
         used["server"],
         used["devices"] * 1000 / (2 * size - 1),
@@ -142,7 +204,8 @@ async def measured(
 
 
 def table(figures: list[Figure]) -> str:
-    header = ["members x devices", "message", "accepted by the server", "decrypted on all devices"]
+    header = ["members x devices", "message", "accepted (sender's clock)", "server: sends answered"]
+    header += ["server: last copy written", "decrypted on half the devices", "decrypted on all devices"]
     header += ["server CPU", "client CPU per device"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for size in sorted({f.members for f in figures}):
@@ -153,6 +216,11 @@ def table(figures: list[Figure]) -> str:
             label = which if len(rows) == 1 else f"{which} (median of {len(rows)})"
             cells = [f"{size} x 2 ({rows[0].devices} receiving)", label]
             cells += [f"{statistics.median(r.accepted_s for r in rows):.2f} s"]
+            sends = f" ({rows[0].server.sends} sends)" if rows[0].server.sends != 1 else ""
+            cells += [f"{statistics.median(r.server.answered_s for r in rows) * 1000:.0f} ms{sends}"]
+            written = [r.server.last_written_s for r in rows if r.server.last_written_s is not None]
+            cells += [f"{statistics.median(written) * 1000:.0f} ms" if written else "-"]
+            cells += [f"{statistics.median(r.half_decrypted_s for r in rows):.2f} s"]
             cells += [f"{statistics.median(r.decrypted_s for r in rows):.2f} s"]
             cells += [f"{statistics.median(r.server_cpu_s for r in rows):.2f} s"]
             cells += [f"{statistics.median(r.client_cpu_ms_per_device for r in rows):.1f} ms"]
@@ -216,13 +284,14 @@ def main() -> None:
         try:
             fleet.start()
             meter = CpuMeter({"server": [server.pid], "devices": [w.pid for w in fleet.workers]})
+            meters = (meter, ServerMetrics(url))
             for size in sizes:
                 group_id = loop.run(create_group(sender, people[:size]))
                 # Every device online, the largest group's too: a request's timeout grows with its size
                 # (client/connection.py), so 2,047 devices verifying the sender at once no longer cut it.
-                figures.append(loop.run(measured(sender, group_id, size, "first", meter, reports)))
+                figures.append(loop.run(measured(sender, group_id, size, "first", meters, reports)))
                 for _ in range(args.later):
-                    figures.append(loop.run(measured(sender, group_id, size, "later", meter, reports)))
+                    figures.append(loop.run(measured(sender, group_id, size, "later", meters, reports)))
         finally:
             fleet.stop()
             loop.run(devices.close_all())
