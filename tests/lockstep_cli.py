@@ -5,17 +5,21 @@
 - ``start_terminal_companion(url, state, qr)`` starts `companion link` and returns once its code is
   saved as a picture (``start_code_companion(url, state)``: `companion link --code`, once its typed
   code is printed), ``link_terminal_companion(url, primary, state, qr)`` also has a terminal primary
-  approve it; ``number_shown(process)`` reads the number a companion shows a primary on another network.
+  approve it; ``number_shown(process)`` reads the number a companion shows a primary on another network;
+- ``with running(*args, env=IN_A_CALL) as process:`` runs it in the background for a block (a terminal
+  calling or answering), and kills and reaps it if it outlives the block.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +62,25 @@ def receive_json(state: Path | None, wait: float = 0.0) -> list[dict[str, Any]]:
     assert state is not None
     out = lockstep_ok("receive", "--json", "--wait", str(wait), "--state", str(state))
     return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+IN_A_CALL = {**os.environ, "LOCKSTEP_ICE_HOSTS": "127.0.0.1"}
+"""The environment of a terminal in a call: its ICE offers only 127.0.0.1, so media keeps to loopback."""
+
+
+@contextlib.contextmanager
+def running(*args: str, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[str]]:
+    """``lockstep ARGS`` in the background for the length of the block (its output piped, as text); if it
+    is still running when the block ends, however it ends, it is killed, and it is always reaped."""
+    process = subprocess.Popen(
+        [LOCKSTEP, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.communicate()  # reaped and its pipes closed, or its Popen warns into a later test
 
 
 def start_terminal_companion(

@@ -5,7 +5,6 @@ other side recorded."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import time
@@ -14,11 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from lockstep_cli import LOCKSTEP, link_terminal_companion, lockstep, lockstep_ok, receive_json
+from lockstep_cli import IN_A_CALL, LOCKSTEP, link_terminal_companion, lockstep, lockstep_ok, receive_json
 from tone import dominant_frequency, write_tone
-
-LOOPBACK_ONLY = {**os.environ, "LOCKSTEP_ICE_HOSTS": "127.0.0.1"}
-
 
 STARTED: list[subprocess.Popen[str]] = []
 
@@ -36,7 +32,7 @@ def no_process_left() -> Iterator[None]:
 
 def start(*args: str) -> subprocess.Popen[str]:
     process = subprocess.Popen(
-        [LOCKSTEP, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=LOOPBACK_ONLY
+        [LOCKSTEP, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=IN_A_CALL
     )
     STARTED.append(process)
     return process
@@ -48,7 +44,7 @@ def call(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         timeout=timeout,
-        env=LOOPBACK_ONLY,
+        env=IN_A_CALL,
         check=False,
     )
 

@@ -43,6 +43,11 @@ class Terminal:
     def type(self, line: str) -> None:
         os.write(self.fd, line.encode() + b"\r")
 
+    def answer(self, prompt: str, line: str) -> None:
+        """Once the terminal shows ``prompt``, type ``line``."""
+        self.expect(prompt)
+        self.type(line)
+
     def exit_status(self, timeout: float = 60) -> int:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -54,58 +59,42 @@ class Terminal:
         raise AssertionError(f"lockstep did not end; the terminal shows {self.seen!r}")
 
 
+def sealed_init(url: str, handle: str, folder: Path, passphrase: str, again: str) -> Terminal:
+    """`lockstep primary init --passphrase`, typing ``passphrase`` and then ``again`` when asked twice."""
+    made = ("primary", "init", "--server", url, "--handle", handle, "--passphrase")
+    init = Terminal(*made, "--state", str(folder))
+    init.answer("Passphrase for this device's keys: ", passphrase)
+    init.answer("The same passphrase again: ", again)
+    return init
+
+
+def devices(folder: Path, passphrase: str) -> Terminal:
+    """`lockstep primary devices` on the sealed ``folder``, typing ``passphrase`` when asked."""
+    listing = Terminal("primary", "devices", "--state", str(folder))
+    listing.answer(f"Passphrase for {folder}: ", passphrase)
+    return listing
+
+
 def test_the_passphrase_is_asked_twice_when_made_once_after_and_never_echoed(
     server_process, tmp_path: Path
 ) -> None:
     folder = tmp_path / "alice"
-    init = Terminal(
-        "primary",
-        "init",
-        "--server",
-        server_process.url,
-        "--handle",
-        "alice",
-        "--passphrase",
-        "--state",
-        str(folder),
-    )
-    init.expect("Passphrase for this device's keys: ")
-    init.type(PASSPHRASE)
-    init.expect("The same passphrase again: ")
-    init.type(PASSPHRASE)
+    init = sealed_init(server_process.url, "alice", folder, PASSPHRASE, PASSPHRASE)
     assert init.exit_status() == 0, init.seen
     assert "sealed" in init.seen and PASSPHRASE not in init.seen
 
-    listing = Terminal("primary", "devices", "--state", str(folder))
-    listing.expect(f"Passphrase for {folder}: ")
-    listing.type(PASSPHRASE)
+    listing = devices(folder, PASSPHRASE)
     assert listing.exit_status() == 0, listing.seen
     assert "Terminal primary" in listing.seen and PASSPHRASE not in listing.seen
 
-    wrong = Terminal("primary", "devices", "--state", str(folder))
-    wrong.expect(f"Passphrase for {folder}: ")
-    wrong.type("not the passphrase")
+    wrong = devices(folder, "not the passphrase")
     assert wrong.exit_status() != 0
     assert "wrong passphrase" in wrong.seen and "not the passphrase" not in wrong.seen
 
 
 def test_two_different_passphrases_make_nothing(server_process, tmp_path: Path) -> None:
     folder = tmp_path / "bob"
-    init = Terminal(
-        "primary",
-        "init",
-        "--server",
-        server_process.url,
-        "--handle",
-        "bob",
-        "--passphrase",
-        "--state",
-        str(folder),
-    )
-    init.expect("Passphrase for this device's keys: ")
-    init.type(PASSPHRASE)
-    init.expect("The same passphrase again: ")
-    init.type(PASSPHRASE + " and back")
+    init = sealed_init(server_process.url, "bob", folder, PASSPHRASE, PASSPHRASE + " and back")
     assert init.exit_status() != 0
     assert "the two passphrases differ; nothing was made" in init.seen
     assert not folder.exists()

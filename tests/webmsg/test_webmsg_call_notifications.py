@@ -7,8 +7,6 @@ explains)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +15,7 @@ from call_pages import linked_browser
 from webmsg_helpers import HIDEABLE, TIMEOUT, cli_primary, send_text, shown_once, start_chat
 
 from fake_camera import Phone
-from lockstep_cli import LOCKSTEP
+from lockstep_cli import IN_A_CALL, running
 from phone_linking import app_url, create_account
 
 pytestmark = pytest.mark.browser
@@ -31,17 +29,6 @@ async () => {
                    sticky: n.requireInteraction }));
 }
 """
-
-
-def call(caller: Path) -> subprocess.Popen[str]:
-    """`lockstep call alice` from the terminal ``caller``, ringing until answered or declined."""
-    return subprocess.Popen(
-        [LOCKSTEP, "call", "alice", "--state", str(caller)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "LOCKSTEP_ICE_HOSTS": "127.0.0.1"},
-    )
 
 
 def test_an_incoming_call_in_the_background_notifies_and_the_notification_goes_when_it_stops_ringing(
@@ -59,8 +46,7 @@ def test_an_incoming_call_in_the_background_notifies_and_the_notification_goes_w
 
     # Bob calls while Alice's app is in the background.
     phone.evaluate("window.lockstepTestSetHidden(true)")
-    calling = call(bob.primary)
-    try:
+    with running("call", "alice", "--state", str(bob.primary), env=IN_A_CALL) as calling:
         [shown] = shown_once(phone, CALL_NOTIFICATIONS, lambda shown: len(shown) == 1)
         assert shown == {
             "title": "Incoming voice call",
@@ -73,9 +59,6 @@ def test_an_incoming_call_in_the_background_notifies_and_the_notification_goes_w
         phone.get_by_test_id("call-decline").click()
         shown_once(phone, CALL_NOTIFICATIONS, lambda shown: shown == [])
         out, err = calling.communicate(timeout=30)
-    finally:
-        if calling.poll() is None:
-            calling.kill()
     assert "declined" in (out + err).lower(), (out, err)
 
 
@@ -115,8 +98,7 @@ def test_a_computer_notifies_an_incoming_call_with_the_pages_notification_and_cl
     send_text(laptop, "call me")
 
     laptop.evaluate("window.lockstepTestSetHidden(true)")
-    calling = call(bob.primary)
-    try:
+    with running("call", "alice", "--state", str(bob.primary), env=IN_A_CALL) as calling:
         [shown] = shown_once(laptop, "window.lockstepTestNotifications", lambda shown: len(shown) == 1)
         assert (shown["title"], shown["body"], shown["open"]) == ("Incoming voice call", "Bob", True)
         assert shown["tag"].startswith("call:")
@@ -124,7 +106,4 @@ def test_a_computer_notifies_an_incoming_call_with_the_pages_notification_and_cl
         laptop.get_by_test_id("call-decline").click()
         shown_once(laptop, "window.lockstepTestNotifications", lambda shown: not shown[0]["open"])
         out, err = calling.communicate(timeout=30)
-    finally:
-        if calling.poll() is None:
-            calling.kill()
     assert "declined" in (out + err).lower(), (out, err)

@@ -6,7 +6,6 @@ reason logged (never their content), and the next call still rings and connects.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -20,18 +19,11 @@ from webmsg_helpers import cli_primary, start_chat
 from calls_samples import sdp
 from lockstep.calls.signals import Media, Offer, to_body
 from lockstep.client.state import DeviceState
-from lockstep_cli import LOCKSTEP
+from lockstep_cli import IN_A_CALL, running
 from lockstep_servers import start_server
 
 pytestmark = pytest.mark.browser
-TERMINAL_ENV = {**os.environ, "LOCKSTEP_ICE_HOSTS": "127.0.0.1"}
 HERE = Path(__file__).parent
-
-
-def terminal(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [LOCKSTEP, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=TERMINAL_ENV
-    )
 
 
 def test_a_server_that_flips_a_byte_of_the_answer_makes_the_browser_call_fail_with_the_reason(
@@ -51,14 +43,10 @@ def test_a_server_that_flips_a_byte_of_the_answer_makes_the_browser_call_fail_wi
         record_states(laptop)
         # From now on the relay changes what bob's terminal sends: its answer cannot be decrypted.
         tampered_devices.write_text(DeviceState.load(bob.primary, "primary").device_id)
-        answering = terminal("answer", "--wait", "60", "--state", str(bob.primary))
-        try:
+        with running("answer", "--wait", "60", "--state", str(bob.primary), env=IN_A_CALL) as answering:
             laptop.get_by_test_id("call-voice").click()
             when(laptop, "ended")
             status, (_out, err) = answering.wait(timeout=60), answering.communicate()
-        finally:
-            if answering.poll() is None:
-                answering.kill()
     finally:
         server.stop()
     problem = laptop.get_by_test_id("call-problem")
@@ -115,14 +103,11 @@ def test_malformed_call_signals_are_dropped_with_the_reason_and_the_next_call_ri
     assert not any("v=0" in line or "candidate:x" in line for line in dropped)  # reasons, never content
     assert shown_states(laptop) == []  # nothing rang
 
-    dialling = terminal("call", "bob", "--seconds", "1", "--state", str(alice.primary))
-    try:
+    dial = ("call", "bob", "--seconds", "1", "--state", str(alice.primary))
+    with running(*dial, env=IN_A_CALL) as dialling:
         when(laptop, "ringing-in")
         laptop.get_by_test_id("call-answer").click()
         wait_connected(laptop)
         when(laptop, "ended")
         status, (out, err) = dialling.wait(timeout=60), dialling.communicate()
-    finally:
-        if dialling.poll() is None:
-            dialling.kill()
     assert status == 0 and out.startswith("voice call, "), err

@@ -6,8 +6,6 @@ the terminal likewise (LOCKSTEP_ICE_HOSTS)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -15,13 +13,12 @@ import pytest
 from call_pages import HEARD, linked_browser, stats, wait_connected
 from webmsg_helpers import TIMEOUT, cli_primary, start_chat
 
-from lockstep_cli import LOCKSTEP, lockstep_ok
+from lockstep_cli import IN_A_CALL, lockstep_ok, running
 from lockstep_servers import start_server
 from tone import dominant_frequency, write_tone
 from turn_server import coturn
 
 pytestmark = pytest.mark.browser
-TERMINAL_ENV = {**os.environ, "LOCKSTEP_ICE_HOSTS": "127.0.0.1"}
 
 
 def test_a_browser_calls_a_terminal_tones_both_ways_and_the_chat_keeps_the_call(
@@ -32,25 +29,9 @@ def test_a_browser_calls_a_terminal_tones_both_ways_and_the_chat_keeps_the_call(
     bob = cli_primary(url, tmp_path / "bob", "bob", "Bob")
     laptop = linked_browser(call_browser, page_errors, url, alice.primary, tmp_path / "qr.png")
     start_chat(laptop, "bob")
-    answering = subprocess.Popen(
-        [
-            LOCKSTEP,
-            "answer",
-            "--wait",
-            "60",
-            "--play",
-            str(write_tone(tmp_path / "660.wav", 660)),
-            "--record",
-            str(tmp_path / "bob-heard.wav"),
-            "--state",
-            str(bob.primary),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=TERMINAL_ENV,
-    )
-    try:
+    tone, bob_heard = write_tone(tmp_path / "660.wav", 660), tmp_path / "bob-heard.wav"
+    answer = ("answer", "--wait", "60", "--play", str(tone), "--record", str(bob_heard))
+    with running(*answer, "--state", str(bob.primary), env=IN_A_CALL) as answering:
         laptop.get_by_test_id("call-voice").click()
         laptop.get_by_test_id("call-screen").wait_for(timeout=TIMEOUT)
         screen = laptop.get_by_test_id("call-screen")
@@ -62,9 +43,6 @@ def test_a_browser_calls_a_terminal_tones_both_ways_and_the_chat_keeps_the_call(
         assert laptop.get_by_test_id("call-duration").inner_text().startswith("0:0")
         laptop.get_by_test_id("call-hangup").click()
         out, err = answering.communicate(timeout=30)
-    finally:
-        if answering.poll() is None:
-            answering.kill()
     assert answering.returncode == 0, err
     assert out.startswith("voice call, ") and out.strip().endswith("with @alice")
     assert measured["outbound"]["audio"]["packets"] > 50, measured
@@ -72,7 +50,7 @@ def test_a_browser_calls_a_terminal_tones_both_ways_and_the_chat_keeps_the_call(
     assert measured["inbound"]["audio"]["level"] > 0.01, measured
     assert measured["pair"][0] == "host" and measured["pair"][2] == "127.0.0.1", measured
     assert abs(heard - 660) < 15 and level_db > -70, (heard, level_db)
-    terminal_heard, level = dominant_frequency(tmp_path / "bob-heard.wav")
+    terminal_heard, level = dominant_frequency(bob_heard)
     assert abs(terminal_heard - 440) <= 5 and level > 500
     entry = laptop.get_by_test_id("message").filter(has_text="voice call, ")
     entry.wait_for(timeout=TIMEOUT)
@@ -105,23 +83,14 @@ def test_a_relay_only_browser_call_goes_through_coturn(
                 query="?relay&ice-host=127.0.0.1",
             )
             start_chat(laptop, "bob")
-            answering = subprocess.Popen(
-                [LOCKSTEP, "answer", "--wait", "60", "--relay-only", "--state", str(bob.primary)],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                env=TERMINAL_ENV,
-            )
-            try:
+            answer = ("answer", "--wait", "60", "--relay-only", "--state", str(bob.primary))
+            with running(*answer, env=IN_A_CALL) as answering:
                 laptop.get_by_test_id("call-voice").click()
                 wait_connected(laptop)
                 laptop.wait_for_timeout(1500)
                 measured = stats(laptop)
                 laptop.get_by_test_id("call-hangup").click()
                 _out, err = answering.communicate(timeout=30)
-            finally:
-                if answering.poll() is None:
-                    answering.kill()
         finally:
             server.stop()
     assert answering.returncode == 0, err

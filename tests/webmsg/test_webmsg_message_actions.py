@@ -39,6 +39,11 @@ ROW_STATE = """
 """
 
 
+def sent_id(page: Any, text: str) -> str:
+    """Send ``text`` from the open chat; the id of the message once it shows as sent."""
+    return str(send_text(page, text).get_attribute("data-message-id"))
+
+
 def row_by_id(page: Any, message_id: str) -> Any:
     return page.locator(f'[data-testid="message"][data-message-id="{message_id}"]')
 
@@ -85,8 +90,8 @@ def test_reply_react_edit_delete_are_seen_alike_on_three_devices_and_after_histo
     token = secrets.token_hex(3)
     plan_text, secret_text = f"dinner at 8? {token}", f"my bank pin is 4711 {token}"
     start_chat(alice, "@bob")
-    plan = str(send_text(alice, plan_text).get_attribute("data-message-id"))
-    doomed = str(send_text(alice, secret_text).get_attribute("data-message-id"))
+    plan = sent_id(alice, plan_text)
+    doomed = sent_id(alice, secret_text)
     open_chat(bob, "Alice")
     open_chat(laptop, "Bob")
     for page in (bob, laptop):
@@ -95,7 +100,7 @@ def test_reply_react_edit_delete_are_seen_alike_on_three_devices_and_after_histo
     # Bob replies to the plan from its menu; the composer says what it answers.
     menu(bob, plan, "action-reply")
     assert f"Replying to Alice: {plan_text}" in bob.get_by_test_id("composer-context").inner_text()
-    reply = str(send_text(bob, f"yes! {token}").get_attribute("data-message-id"))
+    reply = sent_id(bob, f"yes! {token}")
     assert bob.get_by_test_id("composer-context").is_hidden()
 
     # Bob reacts 👍, Alice's laptop ❤️ (then changes its mind to 😂), Alice's phone edits and deletes.
@@ -163,6 +168,16 @@ def test_reply_react_edit_delete_are_seen_alike_on_three_devices_and_after_histo
     assert_no_plaintext(server_process, [plan_text, secret_text, f"dinner at 9? {token}", "😂"])
 
 
+def chat_with_terminal_bob(server_process: Any, phone: Phone, tmp_path: Path) -> tuple[Any, Path, str]:
+    """Alice makes her account on the phone app and opens a chat with Bob, a terminal primary:
+    (Alice's page, Bob's state folder, a token that makes this test's texts unique)."""
+    url = server_process.url
+    create_account(phone, url, "alice", "Alice")
+    bob = cli_primary(url, tmp_path / "bob", "bob", "Bob").primary
+    start_chat(phone.page, "@bob")
+    return phone.page, bob, secrets.token_hex(3)
+
+
 def cli_sent_id(output: str) -> str:
     """The message id `lockstep send` prints last ("Sent to 1 device of @alice: ID")."""
     return output.strip().rsplit(": ", 1)[1]
@@ -171,13 +186,8 @@ def cli_sent_id(output: str) -> str:
 def test_a_terminal_peers_reply_reaction_edit_and_delete_show_in_the_browser(
     server_process, phone: Phone, tmp_path: Path
 ) -> None:
-    url = server_process.url
-    alice = phone.page
-    create_account(phone, url, "alice", "Alice")
-    bob = cli_primary(url, tmp_path / "bob", "bob", "Bob").primary
-    token = secrets.token_hex(3)
-    start_chat(alice, "@bob")
-    question = str(send_text(alice, f"lunch? {token}").get_attribute("data-message-id"))
+    alice, bob, token = chat_with_terminal_bob(server_process, phone, tmp_path)
+    question = sent_id(alice, f"lunch? {token}")
     receive_json(bob, wait=10)
 
     # Bob, in the terminal: two messages, then a reply, a reaction, an edit and a delete.
@@ -205,14 +215,9 @@ def test_a_terminal_peers_reply_reaction_edit_and_delete_show_in_the_browser(
 def test_reactions_edits_and_deletes_made_offline_show_at_once_and_go_out_when_back(
     server_process, phone: Phone, tmp_path: Path
 ) -> None:
-    url = server_process.url
-    alice = phone.page
-    create_account(phone, url, "alice", "Alice")
-    bob = cli_primary(url, tmp_path / "bob", "bob", "Bob").primary
-    token = secrets.token_hex(3)
-    start_chat(alice, "@bob")
-    mine = str(send_text(alice, f"see you at 8 {token}").get_attribute("data-message-id"))
-    doomed = str(send_text(alice, f"my pin is 4711 {token}").get_attribute("data-message-id"))
+    alice, bob, token = chat_with_terminal_bob(server_process, phone, tmp_path)
+    mine = sent_id(alice, f"see you at 8 {token}")
+    doomed = sent_id(alice, f"my pin is 4711 {token}")
     receive_json(bob, wait=10)
     theirs = cli_sent_id(lockstep_ok("send", "--to", "alice", f"bring cake {token}", "--state", str(bob)))
     row_by_id(alice, theirs).wait_for(timeout=TIMEOUT)
