@@ -29,6 +29,7 @@ export class MessengerHost {
   /** `settings`: where the page shows the messenger's settings (the phone app's Settings screen), if it has such a place. */
   constructor(parent: HTMLElement, before: Node | null = null, settings: HTMLElement | null = null) {
     const mount = document.createElement("div");
+    mount.className = "messenger-mount"; // layout.css lays the linked computer's page out around it
     parent.insertBefore(mount, before);
     this.view = new MessengerView(mount);
     const view = this.view;

@@ -106,10 +106,16 @@ function hideCode(placeholder: string): void {
   ui.countdown.textContent = "";
 }
 
+/** The linked account's bar, and the page laid out around the messenger while it shows (layout.css's `.page.linked`). */
+function showLinked(linked: boolean): void {
+  show(ui.linked, linked);
+  ui.linked.parentElement?.classList.toggle("linked", linked);
+}
+
 /** The panel with the code: a placeholder instead of the code, the status line, and maybe a button. */
 function showPanel(placeholder: string, status: string, button?: string): void {
   show(ui.panel);
-  hide(ui.linked);
+  showLinked(false);
   hide(ui.loggedOut);
   hideCode(placeholder);
   ui.status.textContent = status;
@@ -220,7 +226,7 @@ function render(phase: CompanionPhase): void {
       hide(ui.loggedOut);
       ui.linkedTitle.textContent = `Linked to @${handle} (${displayName}) as ${state.deviceName}`;
       ui.connection.textContent = CONNECTION[phase.connection];
-      show(ui.linked);
+      showLinked(true);
       messaging.setDevices(`This browser is a linked device of @${handle} (${state.deviceName})`);
       drawNotices();
       break;
@@ -229,7 +235,7 @@ function render(phase: CompanionPhase): void {
       break; // the old screen stays until the keys are gone
     case "logged_out":
       hide(ui.panel);
-      hide(ui.linked);
+      showLinked(false);
       ui.loggedOutReason.textContent = `${phase.reason} Its keys were deleted from this browser.`;
       show(ui.loggedOut);
       break;

@@ -278,6 +278,7 @@ async function onEvent(event: ServerEvent): Promise<void> {
 
 function showOnboarding(): void {
   hide(ui.home);
+  document.body.querySelector(".app")?.classList.add("no-account"); // layout.css: the app bar is the brand only
   // The server closes a socket that has not signed in after a minute, and start() runs again on the
   // new one: leave the focus where the person is typing.
   if (!ui.onboarding.hidden) return;
@@ -390,6 +391,7 @@ function showHome(): void {
   ui.accountName.textContent = state.displayName;
   if (ui.flow.hidden) setTitleState(`@${state.handle}`);
   show(ui.home);
+  document.body.querySelector(".app")?.classList.remove("no-account");
   appLockSettings.render();
   renderDevices();
 }

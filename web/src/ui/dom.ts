@@ -11,7 +11,9 @@ export function byTestId<T extends HTMLElement = HTMLElement>(id: string, root: 
 }
 
 export function show(element: HTMLElement, visible = true): void {
-  element.hidden = !visible;
+  // Views call this on every redraw: an unchanged element is not touched (setting `hidden` again still
+  // makes the browser check the styles that depend on it).
+  if (element.hidden === visible) element.hidden = !visible;
 }
 
 export function hide(element: HTMLElement): void {
