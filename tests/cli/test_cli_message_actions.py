@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from audio_samples import wav
+from e2e_state import stored_bytes
 from lockstep.client.errors import ClientError
 from lockstep.client.messenger import Messenger
 from lockstep.client.state import DeviceState
@@ -94,7 +95,7 @@ def test_reply_react_edit_delete_and_search_agree_on_every_device(server_process
     assert "No messages on this device contain 'pin'" in lockstep_ok("search", "pin", "--state", str(desk))
     # The deleted text is gone from every device's store, not only hidden.
     for state in [*devices, desk]:
-        assert b"bank pin" not in (state / "e2e.json").read_bytes()
+        assert b"bank pin" not in stored_bytes(state)
 
 
 def test_the_terminal_sends_an_audio_file_as_a_voice_note(server_process, tmp_path: Path) -> None:
@@ -144,5 +145,5 @@ def test_python_typing_and_presence_reach_a_terminal_which_prints_typing_but_no_
     assert lines == ["@alice is typing…", "#lunch @alice stopped typing"], printed
     assert "online" not in printed and "last seen" not in printed, printed
     # Nothing of them is kept: Bob's store has no trace of either kind.
-    assert b"typing" not in (bob / "e2e.json").read_bytes()
-    assert b"presence" not in (bob / "e2e.json").read_bytes()
+    assert b"typing" not in stored_bytes(bob)
+    assert b"presence" not in stored_bytes(bob)

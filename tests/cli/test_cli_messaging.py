@@ -6,6 +6,7 @@ import json
 import sqlite3
 from pathlib import Path
 
+from e2e_state import stored_olm_pickle
 from lockstep_cli import link_terminal_companion, lockstep, lockstep_ok, receive_json
 
 
@@ -132,14 +133,13 @@ def test_an_unlinked_terminal_companion_keeps_no_secret_and_no_plaintext(
     kinds = [m["kind"] for m in receive_json(laptop, wait=10)]
     assert "text" in kinds and "media" in kinds
     # What the laptop holds before the unlink: each must be gone after it.
-    secrets_before = {name: (laptop / name).read_bytes() for name in ("device.key", "pickle.key", "e2e.json")}
-    olm_pickle = json.loads(secrets_before["e2e.json"])["olm"]
+    secrets_before = {name: (laptop / name).read_bytes() for name in ("device.key", "pickle.key")}
     needles = [
         secret_text.encode(),
         b"private picture bytes",
         secrets_before["device.key"],
         secrets_before["pickle.key"],
-        olm_pickle.encode() if isinstance(olm_pickle, str) else json.dumps(olm_pickle).encode(),
+        stored_olm_pickle(laptop),
         b"alice",  # contacts and the account (handles are plaintext the device learnt)
     ]
     assert all(any(n in p.read_bytes() for p in laptop.rglob("*") if p.is_file()) for n in needles[:2])

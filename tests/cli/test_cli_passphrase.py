@@ -9,6 +9,7 @@ import json
 import secrets
 from pathlib import Path
 
+from e2e_state import stored_olm_pickle, unsealed_values
 from lockstep.client import vault
 from lockstep.client.state import load_key, read_private
 from lockstep_cli import (
@@ -85,12 +86,12 @@ def test_a_sealed_primary_keeps_nothing_readable_and_links_and_unlinks_as_before
 
     # What a thief copying the folder would look for: none of it is there, and every file is sealed.
     vault.unlock(alice, PASSPHRASE)  # this test process reads the secrets it then searches for
-    olm = json.loads(read_private(alice / "e2e.json"))["olm"]
+    olm_pickle = stored_olm_pickle(alice)
     needles = {
         "account key": load_key(alice / "account.key").private_bytes_raw(),
         "device key": load_key(alice / "device.key").private_bytes_raw(),
         "pickle key": read_private(alice / "pickle.key"),
-        "olm pickle": (olm if isinstance(olm, str) else json.dumps(olm)).encode()[:64],
+        "olm pickle": olm_pickle[:64],
         "message to alice": to_alice.encode(),
         "message to bob": to_bob.encode(),
         "a contact's handle": b"bob.builder",
@@ -98,10 +99,11 @@ def test_a_sealed_primary_keeps_nothing_readable_and_links_and_unlinks_as_before
     }
     vault.forget(alice)
     files = [p for p in alice.rglob("*") if p.is_file()]
-    assert {p.name for p in files} >= {"vault.json", "account.key", "device.key", "pickle.key", "e2e.json"}
+    assert {p.name for p in files} >= {"vault.json", "account.key", "device.key", "pickle.key", "e2e.db"}
     for path in files:
         data = path.read_bytes()
         hits = [what for what, needle in needles.items() if needle in data]
         assert not hits, (path.name, hits)
-        if path.name not in ("vault.json", "e2e.lock"):
+        if path.name not in ("vault.json", "e2e.lock", "e2e.db"):
             assert data.startswith(vault.MAGIC), path.name
+    assert unsealed_values(alice) == []  # the database is SQLite's format, each value in it sealed

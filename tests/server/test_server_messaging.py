@@ -14,10 +14,11 @@ from helpers_messaging import Account, load, make_account, messengers, shown
 
 from group_of_devices import limits
 from lockstep.client.errors import ClientError, ConnectionLost, ServerRefused
+from lockstep.client.messaging.records import history_record, new_message_id
 from lockstep.client.messenger import Received
 from lockstep.client.primary import PrimarySession, create_account
 from lockstep.client.session import DeviceUnlinked
-from lockstep.e2e.envelope import Kind, ReceiptStatus
+from lockstep.e2e.envelope import Kind, MessageEnvelope, ReceiptStatus, direct_conversation
 from lockstep.e2e.errors import DecryptionError
 from lockstep.link.encoding import b64u_decode
 from lockstep_servers import stored_bytes
@@ -300,7 +301,7 @@ async def test_a_new_companion_gets_recent_history_from_the_primary_and_more_on_
         await b.send("alice", "an answer")
         await a.receive(wait=5, until=shown)
         # An old entry in the phone's own history: older than 30 days, it is not transferred.
-        a.store.history.insert(0, {**a.store.history[0], "id": "ancient-message-id-0", "ts": 1})
+        a.store.remember({**a.store.history[0], "id": "ancient-message-id-0", "ts": 1})
         a.store.save()
         phone = await PrimarySession.open(load(alice.primary_dir))
         tablet = await link_one(live_server.url, phone, tmp_path / "alice-tablet", "Tablet")
@@ -326,6 +327,45 @@ async def test_a_new_companion_gets_recent_history_from_the_primary_and_more_on_
             (older,) = [m for m in got if m.kind == "history"]
             assert older.body["count"] == 1 and older.body["note"] == "1 older messages were transferred"
             assert "ancient-message-id-0" in {r["id"] for r in t.store.history}
+
+
+async def test_a_python_primary_serves_older_history_from_every_message_it_keeps(
+    live_server, tmp_path: Path
+) -> None:
+    """Past the 1,000 messages it holds in memory (and all the file-based store kept): the first bundle
+    keeps to the 1,000 default, and a request for more gets the other 1,500 (messaging.md §12.1)."""
+    alice = await make_account(live_server.url, tmp_path, "alice")
+    async with messengers(alice.primary_dir, alice.companion_dir) as (phone, laptop):
+        own = direct_conversation(phone.account_id, phone.account_id)
+        now = phone.session.clock.now_ms()
+        for number in range(2_500):  # notes to self, kept as a sent message is kept
+            note = MessageEnvelope(
+                Kind.TEXT,
+                new_message_id(),
+                own,
+                phone.account_id,
+                phone.device_id,
+                now - 2_500 + number,
+                {"text": f"note {number}"},
+            )
+            phone.store.remember(history_record(note))
+        phone.store.save()
+        await phone.receive()  # the phone sends the laptop its first bundle
+        got = await laptop.receive(wait=10, until=lambda r: any(m.kind == "history" for m in r))
+        (first,) = [m for m in got if m.kind == "history"]
+        assert (
+            first.body["count"] == 1_000
+            and "1500 older messages stay only on the phone" in first.body["note"]
+        )
+
+        await laptop.request_older_history(limit=10_000)
+        await phone.receive()  # the phone serves the request
+        got = await laptop.receive(wait=10, until=lambda r: any(m.kind == "history" for m in r))
+        (older,) = [m for m in got if m.kind == "history"]
+        assert older.body["count"] == 1_500 and older.body["note"] == "1500 older messages were transferred"
+        assert laptop.store.message_count() == 2_500
+        texts = [r["body"]["text"] for r in laptop.store.newest_messages(2_500)[0]]
+        assert texts == [f"note {n}" for n in range(2_500)]
 
 
 async def test_pushed_messages_with_a_gap_are_completed_from_the_queue_in_order(

@@ -152,8 +152,9 @@ def test_terminal_primary_sends_history_to_a_browser_companion(
     with e2estate.locked(erin.primary):
         store = e2estate.E2EStore.load_or_create(erin.primary)
         first = store.history[0]
-        store.history.insert(0, {**first, "id": "ancient-message-id-0", "ts": 1, "body": {"text": ancient}})
+        store.remember({**first, "id": "ancient-message-id-0", "ts": 1, "body": {"text": ancient}})
         store.save()
+        store.close()
 
     laptop = open_companion(computer, url)
     link_to_terminal_primary(laptop, erin.primary, tmp_path / "qr.png")

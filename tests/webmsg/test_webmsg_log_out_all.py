@@ -42,7 +42,7 @@ def test_log_out_of_all_computers_wipes_every_companion(
     open_chat(laptop, "Bob")
     message(laptop, said).wait_for(timeout=TIMEOUT)
     receive_until(terminal, lambda got: said in texts(got))
-    assert any(p.name == "e2e.json" for p in terminal.iterdir())
+    assert any(p.name == "e2e.db" for p in terminal.iterdir())
 
     if alice.get_by_test_id("back").is_visible():
         alice.get_by_test_id("back").click()

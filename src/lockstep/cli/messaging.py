@@ -267,10 +267,11 @@ def run_search(args: argparse.Namespace) -> int:
     if args.limit < 1:
         raise CommandError("--limit must be at least 1")
     state = load_device(args)
-    if not (state.directory / e2estate.E2E_FILE).is_file():
+    if not e2estate.exists(state.directory):
         raise CommandError(f"no messages on this device yet ({state.directory})")
     with e2estate.locked(state.directory), refusals():  # only this device's own store: no server involved
         store = E2EStore.load_or_create(state.directory)
+        store.close()
         hits = store.timeline().search(args.query, args.limit)
         handles = {a: str(c.get("handle")) for a, c in store.contacts.items() if c.get("handle")}
     for hit in hits:

@@ -1,19 +1,32 @@
-"""A device's end-to-end state on disk, beside its linking state (client/state.py).
+"""A device's end-to-end state, beside its linking state (client/state.py): the model, and what a save
+writes of it.
 
 Files added to the state folder, all mode 0600::
 
     pickle.key    32 random bytes: the key vodozemac encrypts every pickle with
-    e2e.json      Olm account and sessions, Megolm sessions (vodozemac pickles under pickle.key), the
-                  last queue sequence handled, message ids seen, known contacts and groups, the status
-                  of sent messages, recent history (this device's own copy of its chats), and the
-                  messages handled but not yet handed to the application (``unreported``)
+    e2e.db        the state, one row per item (client/e2edb.py): the Olm account and sessions, Megolm
+                  sessions (vodozemac pickles under pickle.key), the last queue sequence handled, message
+                  ids seen, known contacts and groups, the status of sent messages, every text and media
+                  message (this device's own copy of its chats), the messages handled but not yet handed
+                  to the application (``unreported``) and the requests sent but not answered (``in_flight``)
+    e2e.db-wal, e2e.db-shm   SQLite's write-ahead log and its index
     e2e.lock      held while a process uses the state, so two commands never race on the ratchets
+
+A state folder of an earlier version keeps it all in ``e2e.json``, rewritten whole on every save: it is
+read once, written into ``e2e.db`` in one transaction and then overwritten and removed.
 
 The ratchets move on every message, so the state is saved after each batch *before* it is acknowledged
 to the server: a crash re-delivers, and duplicates are dropped by message id. What a batch brought is
-saved in the same write as ``unreported`` and leaves it only once the application has it, so a connection
-lost between the save and the acknowledgement never hides a message: the re-delivery is dropped as a
-duplicate, and the saved copy is what the next receive shows.
+saved in the same transaction as ``unreported`` and leaves it only once the application has it, so a
+connection lost between the save and the acknowledgement never hides a message: the re-delivery is
+dropped as a duplicate, and the saved copy is what the next receive shows.
+
+A save writes only what changed since the last one: the Olm and Megolm sessions that moved (they say so,
+:meth:`OlmDevice.take_changed`), the messages remembered or changed, the seen ids added, the items of
+keyed sections that were added, replaced or removed (an item is replaced, never changed in place, except
+a sent message's status, which :meth:`E2EStore.note_status` marks), and the small sections whose JSON
+differs from what was last written. Only the newest :data:`MAX_HISTORY` messages are held in memory
+(:attr:`E2EStore.history`); the rest are read from the database when asked for.
 """
 
 from __future__ import annotations
@@ -23,14 +36,16 @@ import fcntl
 import json
 import os
 import secrets
+import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lockstep.client.e2edb import DB_FILE, Change, E2EDatabase
 from lockstep.client.errors import StateError
-from lockstep.client.state import _write_private, read_private, wipe_folder
+from lockstep.client.state import _overwrite_and_remove, _write_private, read_private, wipe_folder
 from lockstep.e2e.actions import TARGETED
 from lockstep.e2e.dedup import SeenMessages
 from lockstep.e2e.errors import E2EError
@@ -40,15 +55,49 @@ from lockstep.e2e.receipts import Position, Receipt
 from lockstep.e2e.timeline import Timeline, forget_deleted
 
 E2E_FILE = "e2e.json"
+"""Where earlier versions kept the whole state (migrated on first open)."""
 PICKLE_KEY_FILE = "pickle.key"
 LOCK_FILE = "e2e.lock"
 MAX_HISTORY = 1000
+"""Messages held in memory (the newest), and sent messages whose status is kept."""
 MAX_ACTIONS = 2000
 MAX_OPEN_CALLS = 50
 LOCK_TIMEOUT_S = 30.0
 
 STATUS_ORDER = {"sent": 1, "delivered": 2, "read": 3}
 TARGETED_KINDS = frozenset(kind.value for kind in TARGETED)
+
+
+def position(record: dict[str, Any]) -> Position:
+    """Where a history record is in its chat's order (time, then id), the order bundles are cut in
+    (messaging.md §12.1): many messages of a burst share one millisecond."""
+    return Position(int(record.get("ts") or 0), str(record.get("id") or ""))
+
+
+def _storable(record: object) -> bool:
+    """A history record the database can index: a string id and an integer time (or none)."""
+    if not isinstance(record, dict) or not isinstance(record.get("id"), str):
+        return False
+    ts = record.get("ts")
+    return ts is None or (isinstance(ts, int) and not isinstance(ts, bool))
+
+
+@dataclass(slots=True)
+class _Written:
+    """What the database holds, as far as a save needs to know to write only what changed."""
+
+    kv: dict[str, bytes] = field(default_factory=dict)
+    """Small section → its JSON as last written."""
+    items: dict[str, dict[str, object]] = field(default_factory=dict)
+    """Keyed section → key → the very object last written (items are replaced, not changed in place)."""
+    touched: set[str] = field(default_factory=set)
+    """Sent messages whose status changed in place since the last save."""
+    messages: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Records remembered or changed since the last save (not yet in the database)."""
+    everything: bool = True
+    """Write it all (a new or migrated state, or after a save that failed)."""
+    forgot: bool = False
+    """A message's content was dropped (deleted for everyone) since the last save."""
 
 
 @dataclass
@@ -65,12 +114,13 @@ class E2EStore:
     """handle → account id, pinned at first contact (a change is refused, like a safety-number change)."""
     group_names: dict[str, str] = field(default_factory=dict)
     sent: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """message id → {conversation, status, by: {account id: status}}, for ticks."""
+    """message id → {conversation, status, by: {account id: status}}, for ticks (the newest MAX_HISTORY)."""
     history: list[dict[str, Any]] = field(default_factory=list)
+    """The newest :data:`MAX_HISTORY` messages, oldest first; all of them are in the database."""
     bundle: dict[str, Any] | None = None
     """This device's signed key bundle as published (kept, so re-publishing changes nothing)."""
     history_dropped: int = 0
-    """Messages that fell out of ``history`` (over :data:`MAX_HISTORY`): never transferable."""
+    """Messages an earlier version dropped (it kept only 1,000): never transferable."""
     history_sent_to: list[str] = field(default_factory=list)
     """Primary only: companions that got a history bundle from this device."""
     history_note: str | None = None
@@ -87,23 +137,49 @@ class E2EStore:
     refused_members: dict[str, list[str]] = field(default_factory=dict)
     """group id → accounts this device refused as members: a device on probation added them (or made
     the group), linking.md §4.6. They get no group key from this device."""
+    in_flight: dict[int, dict[str, Any]] = field(default_factory=dict)
+    """``messages.send`` requests that left (saved first) and got no answer yet: resent as they are
+    after a crash (messaging.md §11), and what to record once one is accepted (client/messaging/outbox.py)."""
+    _db: E2EDatabase | None = field(default=None, repr=False)
+    _written: _Written = field(default_factory=_Written, repr=False)
 
+    # --- opening and saving ------------------------------------------------------------------------
     @classmethod
     def load_or_create(cls, directory: Path) -> E2EStore:
-        key_path, path = directory / PICKLE_KEY_FILE, directory / E2E_FILE
+        """The folder's state: from ``e2e.db``, from an earlier version's ``e2e.json`` (converted in
+        one transaction, then the file wiped), or new."""
+        key_path, json_path = directory / PICKLE_KEY_FILE, directory / E2E_FILE
         if not key_path.is_file():
-            if path.is_file():
-                raise StateError(f"{path} exists without {key_path}: the E2E state cannot be opened")
-            key = secrets.token_bytes(PICKLE_KEY_SIZE)
-            _write_private(key_path, key)
-            return cls(directory, key, OlmDevice.create(), GroupSessions())
+            if json_path.is_file() or (directory / DB_FILE).is_file():
+                raise StateError(f"{directory} holds E2E state without {key_path}: it cannot be opened")
+            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            _write_private(key_path, secrets.token_bytes(PICKLE_KEY_SIZE))
         key = read_private(key_path)
         if len(key) != PICKLE_KEY_SIZE:
             raise StateError(f"{key_path} is damaged")
-        if not path.is_file():
-            return cls(directory, key, OlmDevice.create(), GroupSessions())
+        db = E2EDatabase.open(directory)
+        try:
+            if not db.is_new():
+                store = cls._from_database(directory, key, db)
+            elif json_path.is_file():
+                store = cls._from_document(directory, key, json_path)
+            else:
+                store = cls(directory, key, OlmDevice.create(), GroupSessions())
+            store._db = db
+            if store._written.everything:
+                store.save()
+        except BaseException:
+            db.close()
+            raise
+        _overwrite_and_remove(json_path)  # converted (now, or by a run that stopped before this)
+        return store
+
+    @classmethod
+    def _from_document(cls, directory: Path, key: bytes, path: Path) -> E2EStore:
+        """An earlier version's ``e2e.json`` (plain, or sealed in a sealed folder)."""
         try:
             document = json.loads(read_private(path))
+            history = [r for r in document["history"] if _storable(r)]
             return cls(
                 directory,
                 key,
@@ -115,7 +191,7 @@ class E2EStore:
                 document["handles"],
                 document["group_names"],
                 document["sent"],
-                document["history"],
+                sorted(history, key=position),
                 document["bundle"],
                 int(document.get("history_dropped", 0)),
                 list(document.get("history_sent_to", [])),
@@ -128,28 +204,155 @@ class E2EStore:
         except (OSError, ValueError, KeyError, TypeError, E2EError) as error:
             raise StateError(f"damaged E2E state {path}: {error}") from error
 
-    def save(self) -> None:
-        document = {
-            "version": 1,
-            "olm": self.olm.pickle(self.pickle_key),
-            "groups": self.groups.pickle(self.pickle_key),
-            "seen": self.seen.to_json(),
+    @classmethod
+    def _from_database(cls, directory: Path, key: bytes, db: E2EDatabase) -> E2EStore:
+        loaded = db.load()
+        kv, rows = loaded.kv, loaded.rows
+        try:
+            olm = OlmDevice.from_pickle(
+                {"account": kv["olm_account"], "counter": kv["olm_counter"], "sessions": rows.get("olm", {})},
+                key,
+            )
+            groups = GroupSessions.from_pickle(
+                {"outbound": rows.get("megolm_out", {}), "inbound": list(rows.get("megolm_in", {}).values())},
+                key,
+            )
+            store = cls(
+                directory,
+                key,
+                olm,
+                groups,
+                SeenMessages(loaded.seen),
+                int(kv["last_seq"]),
+                dict(rows.get("contacts", {})),
+                dict(kv["handles"]),
+                dict(kv["group_names"]),
+                dict(rows.get("sent", {})),
+                db.newest_messages(MAX_HISTORY)[0],
+                kv["bundle"],
+                int(kv["history_dropped"]),
+                list(kv["history_sent_to"]),
+                kv["history_note"],
+                list(rows.get("unreported", {}).values()),
+                list(rows.get("actions", {}).values()),
+                list(kv["open_calls"]),
+                dict(kv["refused_members"]),
+                {int(n): value for n, value in loaded.in_flight.items()},
+            )
+        except (KeyError, TypeError, ValueError, E2EError) as error:
+            raise StateError(f"damaged E2E state {directory / DB_FILE}: {error}") from error
+        written = store._written
+        written.everything = False
+        written.kv = {name: _encode(value) for name, value in store._small_sections().items()}
+        written.items = {name: dict(items) for name, items in store._keyed_sections().items()}
+        written.items["in_flight"] = {str(n): v for n, v in store.in_flight.items()}
+        return store
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    @property
+    def rows_written(self) -> int:
+        """Database rows this store inserted, changed or deleted since it opened (tests and bench/)."""
+        return self._database().rows_written
+
+    def _database(self) -> E2EDatabase:
+        if self._db is None:
+            raise StateError("the E2E state is closed")
+        return self._db
+
+    def _small_sections(self) -> dict[str, Any]:
+        return {
+            "version": 2,
             "last_seq": self.last_seq,
-            "contacts": self.contacts,
+            "olm_counter": self.olm.counter,
             "handles": self.handles,
             "group_names": self.group_names,
-            "sent": dict(list(self.sent.items())[-MAX_HISTORY:]),
-            "history": self.history[-MAX_HISTORY:],
             "bundle": self.bundle,
             "history_dropped": self.history_dropped,
             "history_sent_to": self.history_sent_to,
             "history_note": self.history_note,
-            "unreported": self.unreported,
-            "actions": self.actions[-MAX_ACTIONS:],
             "open_calls": self.open_calls[-MAX_OPEN_CALLS:],
             "refused_members": self.refused_members,
         }
-        _write_private(self.directory / E2E_FILE, json.dumps(document).encode())
+
+    def _keyed_sections(self) -> dict[str, dict[str, Any]]:
+        return {
+            "contacts": self.contacts,
+            "sent": self.sent,
+            "actions": {str(a.get("id")): a for a in self.actions},
+            "unreported": {str(r.get("message_id")): r for r in self.unreported},
+        }
+
+    def save(self, *, durable: bool = False) -> None:
+        """Write what changed since the last save, in one transaction. ``durable`` before something
+        leaves the device (a request with the ratchet steps it used, keys to publish): then it is on
+        disk, not only in the log the OS holds, when this returns (client/e2edb.py, "Durability")."""
+        written, key = self._written, self.pickle_key
+        change = Change(seen=self.seen.take_added(), seen_limit=self.seen.limit)
+        olm, groups = self.olm.take_changed(), self.groups.take_changed()
+        if written.everything:
+            change.replace_all = True
+            change.seen = self.seen.to_json()
+            olm.account, olm.peers = True, set(self.olm.peers)
+            groups.outbound, groups.inbound = set(self.groups.outbound), set(self.groups.inbound)
+            written.kv, written.items = {}, {}
+            written.messages.update((r["id"], r) for r in self.history)
+        if olm.account:
+            change.kv["olm_account"] = self.olm.pickle_account(key)
+        for name, value in self._small_sections().items():
+            encoded = _encode(value)
+            if written.kv.get(name) != encoded:
+                change.kv[name] = value
+                written.kv[name] = encoded
+        for peer in olm.peers:
+            sessions = self.olm.pickle_peer(peer, key)
+            if sessions:
+                change.rows.setdefault("olm", {})[peer] = sessions
+            else:
+                change.gone.setdefault("olm", []).append(peer)
+        for group_id in groups.outbound:
+            if group_id in self.groups.outbound:
+                change.rows.setdefault("megolm_out", {})[group_id] = self.groups.pickle_outbound(
+                    group_id, key
+                )
+            else:
+                change.gone.setdefault("megolm_out", []).append(group_id)
+        for pair in groups.inbound:
+            change.rows.setdefault("megolm_in", {})[" ".join(pair)] = self.groups.pickle_inbound(pair, key)
+        for name, items in self._keyed_sections().items():
+            before = written.items.get(name, {})
+            touched = written.touched if name == "sent" else set()
+            fresh = {k: v for k, v in items.items() if before.get(k) is not v or k in touched}
+            if fresh:
+                change.rows.setdefault(name, {}).update(fresh)
+            gone = [k for k in before if k not in items]
+            if gone:
+                change.gone.setdefault(name, []).extend(gone)
+            written.items[name] = dict(items)
+        written.touched = set()
+        change.messages = list(written.messages.values())
+        change.forgets = written.forgot
+        before_flight = written.items.get("in_flight", {})
+        change.in_flight = {n: v for n, v in self.in_flight.items() if before_flight.get(str(n)) is not v}
+        change.in_flight_done = [int(n) for n in before_flight if int(n) not in self.in_flight]
+        written.items["in_flight"] = {str(n): v for n, v in self.in_flight.items()}
+        try:
+            self._database().write(change, durable=durable)
+        except (sqlite3.Error, OSError) as error:
+            written.everything = True  # what this change held is no longer known to be on disk
+            raise StateError(f"cannot save the E2E state in {self.directory / DB_FILE}: {error}") from error
+        written.messages = {}
+        written.everything = written.forgot = False
+
+    # --- sent messages and receipts ----------------------------------------------------------------
+    def record_sent(self, message_id: str, entry: dict[str, Any]) -> None:
+        """Keep a sent message's status (the newest :data:`MAX_HISTORY`)."""
+        self.sent[message_id] = entry
+        while len(self.sent) > MAX_HISTORY:
+            del self.sent[next(iter(self.sent))]
 
     def note_status(self, message_id: str, account_id: str, status: str) -> str | None:
         """Record a receipt; the message's status is the least advanced among recipients' accounts."""
@@ -159,6 +362,7 @@ class E2EStore:
         by: dict[str, str] = entry.setdefault("by", {})
         if STATUS_ORDER.get(status, 0) > STATUS_ORDER.get(by.get(account_id, "sent"), 0):
             by[account_id] = status
+            self._written.touched.add(message_id)
         recipients = entry.get("recipients") or list(by)
         statuses = [by.get(a, "sent") for a in recipients]
         entry["status"] = min(statuses, key=lambda s: STATUS_ORDER[s]) if statuses else entry["status"]
@@ -170,34 +374,75 @@ class E2EStore:
             self.note_status(message_id, account_id, receipt.status.value)
         if not receipt.marks:
             return
-        for message_id, entry in self.sent.items():  # at most MAX_HISTORY once saved
+        for message_id, entry in self.sent.items():  # at most MAX_HISTORY
             position = Position(int(entry.get("ts") or 0), message_id)
             if any(mark.covers(str(entry.get("conversation")), position) for mark in receipt.marks):
                 self.note_status(message_id, account_id, receipt.status.value)
 
+    # --- messages ----------------------------------------------------------------------------------
     def has_message(self, message_id: str) -> bool:
         """Whether a text or media message with this id is in this device's history or was sent by it."""
-        return message_id in self.sent or any(r.get("id") == message_id for r in self.history)
+        return (
+            message_id in self.sent
+            or message_id in self._written.messages
+            or self._database().has_message(message_id)
+        )
 
     def remember(self, record: dict[str, Any]) -> None:
+        if not _storable(record):
+            return
         self.history.append(record)
-        self.history_dropped += max(0, len(self.history) - MAX_HISTORY)
         del self.history[:-MAX_HISTORY]
+        self._written.messages[record["id"]] = record
         message_id = record.get("id")
         if any(a.get("kind") == "delete" and a["body"].get("target") == message_id for a in self.actions):
-            forget_deleted(self.history, self.actions)  # its delete overtook it
+            self._forget_deleted([])  # its delete overtook it
 
     def merge_history(self, records: list[dict[str, Any]], actions: Sequence[object] = ()) -> int:
         """Add records from a history bundle that this device does not have; returns how many. Its
         reactions, edits and deletes join :attr:`actions` (§15.6)."""
-        known = {r.get("id") for r in self.history}
         for action in actions:
             if isinstance(action, dict) and action.get("kind") in TARGETED_KINDS:
                 self.keep_action(action, forget=False)
-        fresh = [r for r in records if isinstance(r, dict) and r.get("id") not in known]
-        self.history = sorted(self.history + fresh, key=lambda r: int(r.get("ts") or 0))[-MAX_HISTORY:]
-        forget_deleted(self.history, self.actions)
+        fresh: dict[str, dict[str, Any]] = {}
+        for record in records:
+            if _storable(record) and record["id"] not in fresh and not self.has_message(record["id"]):
+                fresh[record["id"]] = record
+        self._written.messages.update(fresh)
+        self.history = sorted([*self.history, *fresh.values()], key=position)[-MAX_HISTORY:]
+        self._forget_deleted(list(fresh.values()))
         return len(fresh)
+
+    def newest_messages(
+        self, limit: int, *, before: Position | None = None, since: int | None = None
+    ) -> tuple[list[dict[str, Any]], int]:
+        """The newest ``limit`` messages this device keeps (all of them, not only those in memory) before
+        ``before`` in (time, id) order and not older than ``since``, oldest first; and how many match."""
+        db = self._database()
+        stored, count = db.newest_messages(
+            limit, before=None if before is None else (before.ts, before.message_id), since=since
+        )
+
+        def matches(record: dict[str, Any]) -> bool:
+            at = position(record)
+            return (before is None or at < before) and (since is None or at.ts >= since)
+
+        unsaved = [r for r in self._written.messages.values() if matches(r)]
+        count += sum(1 for r in unsaved if not db.has_message(r["id"]))
+        merged = {r["id"]: r for r in stored} | {r["id"]: r for r in unsaved}
+        return sorted(merged.values(), key=position)[len(merged) - limit :] if limit else [], count
+
+    def message_count(self) -> int:
+        """How many text and media messages this device keeps."""
+        return self.newest_messages(0)[1]
+
+    def oldest_position(self) -> Position | None:
+        """Where the oldest message this device keeps is (None if it keeps none)."""
+        candidates = [position(r) for r in self._written.messages.values()]
+        stored = self._database().oldest_position()
+        if stored is not None:
+            candidates.append(Position(*stored))
+        return min(candidates, default=None)
 
     def keep_action(self, record: dict[str, Any], *, forget: bool = True) -> None:
         """Keep a reaction, edit or delete (once per id); a delete that applies drops the target's
@@ -207,11 +452,31 @@ class E2EStore:
         self.actions.append(record)
         del self.actions[:-MAX_ACTIONS]
         if forget and record.get("kind") == "delete":
-            forget_deleted(self.history, self.actions)
+            target = record["body"].get("target") if isinstance(record.get("body"), dict) else None
+            held = any(r.get("id") == target for r in self.history)
+            stored = None if held or not isinstance(target, str) else self._database().message(target)
+            self._forget_deleted([stored] if stored is not None else [])
+
+    def _forget_deleted(self, also: list[dict[str, Any]]) -> None:
+        """Apply deletes (timeline.forget_deleted) to the messages held and ``also``; the next save
+        writes what changed."""
+        records = {r["id"]: r for r in [*self.history, *also] if _storable(r)}
+        for message_id in forget_deleted(list(records.values()), self.actions):
+            self._written.messages[message_id] = records[message_id]
+            self._written.forgot = True
 
     def timeline(self) -> Timeline:
         """What this device shows: its history with every action applied."""
         return Timeline(self.history, self.actions)
+
+
+def _encode(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+
+
+def exists(directory: Path) -> bool:
+    """Whether the folder holds E2E state (of this version or an earlier one)."""
+    return (directory / DB_FILE).is_file() or (directory / E2E_FILE).is_file()
 
 
 def write_private(path: Path, data: bytes) -> None:

@@ -75,19 +75,26 @@ class Messenger:
             except DeviceUnlinked:
                 e2estate.wipe(state.directory)
                 raise
+            store: E2EStore | None = None
             try:
-                messenger = cls(session, E2EStore.load_or_create(state.directory), ca_file)
+                store = E2EStore.load_or_create(state.directory)
+                messenger = cls(session, store, ca_file)
                 try:
                     await messenger.publish_keys()
                 except ServerRefused as error:
                     if error.code not in (ErrorCode.STORAGE_FULL, ErrorCode.UNAVAILABLE):
                         raise
                     log.warning("keys not published, receiving anyway: %s", error)  # a full server disk
+                await messenger.outbox.resend_in_flight()  # what a killed run sent, before anything new
                 yield messenger
             except DeviceUnlinked:
+                if store is not None:
+                    store.close()
                 e2estate.wipe(state.directory)
                 raise
             finally:
+                if store is not None:
+                    store.close()
                 await session.close()
 
     # --- this device -------------------------------------------------------------------------------

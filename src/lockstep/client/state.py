@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from lockstep.client import vault
+from lockstep.client.e2edb import DB_FILES
 from lockstep.client.errors import StateError
 from lockstep.link.devices import DeviceList, ListUpdate, Role, list_update
 from lockstep.link.envelope import Envelope
@@ -33,8 +34,10 @@ from lockstep.link.grant import AccountInfo
 
 STATE_FILE = "state.json"
 
-SECRET_FILES = ("account.key", "device.key", "pickle.key", "e2e.json")
-"""Private keys, then the E2E pickles and plaintext (client/e2estate.py): overwritten, then removed."""
+SECRET_FILES = ("account.key", "device.key", "pickle.key", *DB_FILES, "e2e.json")
+"""Private keys, then the E2E pickles and plaintext (client/e2estate.py: the database, its write-ahead
+log, its shared-memory index or rollback journal, and an earlier version's e2e.json): overwritten, then
+removed."""
 OTHER_FILES = (STATE_FILE, ".history-upload.json", "e2e.lock", vault.VAULT_FILE)
 """The link state (contacts' lists, account), a history bundle being uploaded, the E2E lock, and what
 finds the passphrase's key (gone with the files it sealed)."""
@@ -171,8 +174,10 @@ def _overwrite_and_remove(path: Path) -> None:
 
 def wipe_folder(directory: Path) -> None:
     """Remove every secret and every plaintext a device keeps in its state folder: private keys
-    first, then the E2E pickles and history (e2e.json), the link state, received files and any
-    half-written file. Files Lockstep did not make are left alone (the folder may be shared)."""
+    first, then the E2E pickles and history (e2e.db and SQLite's files beside it), the link state,
+    received files and any half-written file. Files Lockstep did not make are left alone (the folder
+    may be shared). The database must be closed first (E2EStore.close): an open connection would
+    write its log again."""
     for name in SECRET_FILES:
         _overwrite_and_remove(directory / name)
     for leftover in sorted(directory.glob("*.tmp")):  # an interrupted _write_private

@@ -17,10 +17,9 @@ so a file cannot be swapped for another's ciphertext. Files given to the person 
 and are written in the clear, as they asked.
 
 :class:`FolderKey` is the pure core. The rest is this process's registry of unlocked folders: a command
-unlocks its folder once (cli/common.py), and :func:`read_file` / :func:`write_file`, which every store
-uses (client/state.py, client/e2estate.py, messaging/history.py), seal and open through it — so a new
-store gets the same protection by reading and writing through them, or by sealing its values with
-:func:`key_for`.
+unlocks its folder once (cli/common.py), and :func:`read_file` / :func:`write_file`, which the file
+stores use (client/state.py, messaging/history.py), seal and open through it; the E2E database
+(client/e2edb.py) seals each value it keeps with :func:`key_for`'s key, under the name of its row.
 """
 
 from __future__ import annotations
@@ -28,12 +27,15 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.hazmat.primitives.hmac import HMAC
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from lockstep.client.errors import StateError
@@ -64,6 +66,12 @@ class FolderKey:
     """The AES-256-GCM key of one sealed folder: seals and opens its files by name."""
 
     key: bytes
+    _names: bytes = field(init=False, repr=False)
+    """A key of its own (HKDF) for :meth:`pseudonym`: one key, one job."""
+
+    def __post_init__(self) -> None:
+        names = HKDF(SHA256(), 32, salt=None, info=b"lockstep-vault names").derive(self.key)
+        object.__setattr__(self, "_names", names)
 
     @classmethod
     def derive(cls, passphrase: str, salt: bytes, n: int, r: int, p: int) -> FolderKey:
@@ -72,6 +80,13 @@ class FolderKey:
     def seal(self, name: str, data: bytes) -> bytes:
         nonce = secrets.token_bytes(_NONCE_SIZE)
         return MAGIC + nonce + AESGCM(self.key).encrypt(nonce, data, _aad(name))
+
+    def pseudonym(self, name: str) -> str:
+        """A stable stand-in for a name that says who a record is about (a contact's account id, a peer's
+        key), so a sealed database can find a row by it without showing it (client/e2edb.py)."""
+        mac = HMAC(self._names, SHA256())
+        mac.update(name.encode())
+        return b64u_encode(mac.finalize()[:18])
 
     def open(self, name: str, sealed: bytes) -> bytes:
         """The contents of ``sealed``, the file called ``name``; StateError if it was not sealed by this

@@ -69,10 +69,20 @@ class GroupPlaintext:
     message_index: int
 
 
+@dataclass(slots=True)
+class Changed:
+    """Sessions changed since a store last took them (:meth:`GroupSessions.take_changed`): outbound by
+    group id, inbound by (sender device, session id); a key no longer in :class:`GroupSessions` is gone."""
+
+    outbound: set[str] = field(default_factory=set)
+    inbound: set[tuple[str, str]] = field(default_factory=set)
+
+
 class GroupSessions:
     def __init__(self) -> None:
         self.outbound: dict[str, OutboundGroup] = {}
         self.inbound: dict[tuple[str, str], InboundGroup] = {}
+        self.changed = Changed()
 
     def prepare(self, group_id: str, targets: set[str]) -> KeyShare:
         """Rotate if needed and say who still needs the current session key (§6.2)."""
@@ -85,6 +95,7 @@ class GroupSessions:
         if rotated or current is None:
             current = OutboundGroup(vodozemac.GroupSession())
             self.outbound[group_id] = current
+            self.changed.outbound.add(group_id)
         body = {
             "group_id": group_id,
             "session_id": current.session.session_id,
@@ -94,15 +105,18 @@ class GroupSessions:
 
     def mark_shared(self, group_id: str, devices: set[str] | frozenset[str]) -> None:
         self.outbound[group_id].shared_with |= devices
+        self.changed.outbound.add(group_id)
 
     def forget_outbound(self, group_id: str) -> None:
         self.outbound.pop(group_id, None)
+        self.changed.outbound.add(group_id)
 
     def encrypt(self, group_id: str, plaintext: bytes) -> bytes:
         current = self.outbound.get(group_id)
         if current is None:
             raise LocalE2EError("prepare the group session before encrypting")
         current.messages += 1
+        self.changed.outbound.add(group_id)
         return current.session.encrypt(plaintext).to_bytes()
 
     def add_inbound(self, sender_device: str, sender_key: str, body: dict[str, Any]) -> None:
@@ -123,6 +137,7 @@ class GroupSessions:
         # indices seen stay seen, or every earlier message could be shown again (a replay).
         seen = existing.seen if existing is not None else SeenIndexes()
         self.inbound[key] = InboundGroup(session, str(body["group_id"]), sender_key, seen)
+        self.changed.inbound.add(key)
 
     def session_id(self, group_id: str) -> str:
         return self.outbound[group_id].session.session_id
@@ -143,31 +158,39 @@ class GroupSessions:
             raise DecryptionError("the group message does not decrypt") from error
         if not entry.seen.add(result.message_index):
             raise ReplayedMessage("a group message index already decrypted")
+        self.changed.inbound.add((sender_device, session_id))
         return GroupPlaintext(result.plaintext, entry.group_id, result.message_index)
+
+    def pickle_outbound(self, group_id: str, pickle_key: bytes) -> dict[str, Any]:
+        g = self.outbound[group_id]
+        return {
+            "pickle": g.session.pickle(pickle_key),
+            "shared_with": sorted(g.shared_with),
+            "messages": g.messages,
+            "share_id": g.share_id,
+        }
+
+    def pickle_inbound(self, key: tuple[str, str], pickle_key: bytes) -> dict[str, Any]:
+        g = self.inbound[key]
+        return {
+            "sender_device": key[0],
+            "session_id": key[1],
+            "group_id": g.group_id,
+            "sender_key": g.sender_key,
+            "pickle": g.session.pickle(pickle_key),
+            "seen": g.seen.to_json(),
+        }
 
     def pickle(self, pickle_key: bytes) -> dict[str, Any]:
         return {
-            "outbound": {
-                group_id: {
-                    "pickle": g.session.pickle(pickle_key),
-                    "shared_with": sorted(g.shared_with),
-                    "messages": g.messages,
-                    "share_id": g.share_id,
-                }
-                for group_id, g in self.outbound.items()
-            },
-            "inbound": [
-                {
-                    "sender_device": sender_device,
-                    "session_id": session_id,
-                    "group_id": g.group_id,
-                    "sender_key": g.sender_key,
-                    "pickle": g.session.pickle(pickle_key),
-                    "seen": g.seen.to_json(),
-                }
-                for (sender_device, session_id), g in self.inbound.items()
-            ],
+            "outbound": {group_id: self.pickle_outbound(group_id, pickle_key) for group_id in self.outbound},
+            "inbound": [self.pickle_inbound(key, pickle_key) for key in self.inbound],
         }
+
+    def take_changed(self) -> Changed:
+        """What changed since the last call (a store writes those, and only those, in its next save)."""
+        changed, self.changed = self.changed, Changed()
+        return changed
 
     @classmethod
     def from_pickle(cls, value: dict[str, Any], pickle_key: bytes) -> GroupSessions:

@@ -19,7 +19,7 @@ At most :data:`MAX_SESSIONS_PER_PEER` sessions are kept per peer, least recently
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import vodozemac
@@ -43,6 +43,15 @@ class OlmType(enum.IntEnum):
 class OlmCiphertext:
     type: OlmType
     body: bytes
+
+
+@dataclass(slots=True)
+class Changed:
+    """The parts of an :class:`OlmDevice` changed since a store last took them
+    (:meth:`OlmDevice.take_changed`)."""
+
+    account: bool = False
+    peers: set[str] = field(default_factory=set)
 
 
 @dataclass(slots=True)
@@ -70,6 +79,8 @@ class OlmDevice:
         self.account = account
         self._sessions: dict[str, list[_Entry]] = {}
         self._counter = 0
+        self.changed = Changed()
+        """What moved since the store last wrote it: a store writes only those (client/e2estate.py)."""
 
     @classmethod
     def create(cls) -> OlmDevice:
@@ -98,6 +109,7 @@ class OlmDevice:
         self.account.generate_one_time_keys(count)
         keys = [self._sign_key(key_id, key, False) for key_id, key in self.account.one_time_keys.items()]
         self.account.mark_keys_as_published()
+        self.changed.account = True
         return keys
 
     def new_fallback_key(self) -> OneTimeKey:
@@ -108,12 +120,14 @@ class OlmDevice:
         ((key_id, key),) = fallback.items()
         signed = self._sign_key(key_id, key, True)
         self.account.mark_keys_as_published()
+        self.changed.account = True
         return signed
 
     # --- session choice --------------------------------------------------------------------------
     def _touch(self, peer: str, entry: _Entry) -> None:
         self._counter += 1
         entry.last_used = self._counter
+        self.changed.peers.add(peer)
         entries = self._sessions.setdefault(peer, [])
         if entry not in entries:
             entries.append(entry)
@@ -141,6 +155,7 @@ class OlmDevice:
         else:
             raise LocalE2EError("no Olm session with this device; claim a one-time key first")
         message_type, body = session.encrypt(plaintext).to_parts()
+        self.changed.peers.add(peer)  # the sending chain moved on
         return OlmCiphertext(OlmType(message_type), body)
 
     def decrypt(self, peer_identity_key: bytes, ciphertext: OlmCiphertext) -> bytes:
@@ -164,6 +179,7 @@ class OlmDevice:
                     raise NoSession(
                         "a pre-key message for a one-time key this device no longer has (or a replay)"
                     ) from error
+                self.changed.account = True  # its one-time key is used up
                 self._touch(peer, _Entry(session, 0))
                 return plaintext
             entries = matching
@@ -179,16 +195,35 @@ class OlmDevice:
         raise NoSession("no Olm session with this device")
 
     # --- persistence -----------------------------------------------------------------------------
+    @property
+    def counter(self) -> int:
+        """The use counter that orders sessions (``last_used``); kept with the account."""
+        return self._counter
+
+    @property
+    def peers(self) -> list[str]:
+        return list(self._sessions)
+
+    def pickle_account(self, pickle_key: bytes) -> str:
+        return self.account.pickle(pickle_key)
+
+    def pickle_peer(self, peer: str, pickle_key: bytes) -> list[dict[str, Any]]:
+        """The sessions with one peer device (identity key, b64u), preferred first; [] once none is left."""
+        entries = self._sessions.get(peer, [])
+        return [{"pickle": e.session.pickle(pickle_key), "last_used": e.last_used} for e in entries]
+
     def pickle(self, pickle_key: bytes) -> dict[str, Any]:
         """A JSON-able dict whose secrets are vodozemac pickles encrypted under ``pickle_key``."""
         return {
-            "account": self.account.pickle(pickle_key),
+            "account": self.pickle_account(pickle_key),
             "counter": self._counter,
-            "sessions": {
-                peer: [{"pickle": e.session.pickle(pickle_key), "last_used": e.last_used} for e in entries]
-                for peer, entries in self._sessions.items()
-            },
+            "sessions": {peer: self.pickle_peer(peer, pickle_key) for peer in self._sessions},
         }
+
+    def take_changed(self) -> Changed:
+        """What changed since the last call (a store writes those, and only those, in its next save)."""
+        changed, self.changed = self.changed, Changed()
+        return changed
 
     @classmethod
     def from_pickle(cls, value: dict[str, Any], pickle_key: bytes) -> OlmDevice:

@@ -49,6 +49,7 @@ class Device:
 
     def unlinked(self) -> NoReturn:
         """The server said this device was unlinked: forget everything it kept, and say so."""
+        self.store.close()
         self.session.state.wipe()
         e2estate.wipe(self.session.state.directory)
         raise DeviceUnlinked("this device was unlinked from its account; its keys are wiped")

@@ -25,21 +25,6 @@ HISTORY_DAYS = 30
 HISTORY_MAX = 1000
 
 
-def position(record: dict[str, Any]) -> Position:
-    """Where a history record is in its chat's order (time, then id). Bundles are cut in this order, so
-    what a companion holds is the newest part and a request can name exactly where it ends (§12.1):
-    many messages of a burst share one millisecond."""
-    return Position(int(record.get("ts") or 0), str(record.get("id") or ""))
-
-
-def _is_before(record: dict[str, Any], request: dict[str, Any]) -> bool:
-    """Whether a record is older than what a history request says the companion holds: before the
-    position (``before``, ``before_id``), or before the time ``before`` when an older client sent no id."""
-    if "before_id" in request:
-        return position(record) < Position(int(request["before"]), str(request["before_id"]))
-    return int(record.get("ts") or 0) < int(request["before"])
-
-
 class History:
     def __init__(self, device: Device, contacts: Contacts, outbox: Outbox, media: MediaTransfer) -> None:
         self.device = device
@@ -75,10 +60,9 @@ class History:
     async def _send(self, keys: DeviceKeys) -> None:
         store = self.device.store
         cutoff = self.device.session.clock.now_ms() - HISTORY_DAYS * 86_400_000
-        recent = sorted((r for r in store.history if int(r.get("ts") or 0) >= cutoff), key=position)
-        older = len(store.history) - len(recent) + store.history_dropped
-        over_limit = max(0, len(recent) - HISTORY_MAX)
-        recent = recent[-HISTORY_MAX:]
+        recent, matched = store.newest_messages(HISTORY_MAX, since=cutoff)
+        older = store.message_count() - matched + store.history_dropped
+        over_limit = matched - len(recent)
         not_transferred = {"older_than_30_days_or_dropped": older, "over_1000_limit": over_limit}
         note = f"{len(recent)} messages from the last {HISTORY_DAYS} days were transferred"
         if older or over_limit:
@@ -87,7 +71,8 @@ class History:
 
     async def serve_request(self, envelope: MessageEnvelope) -> None:
         """Primary: a companion of this account asked for messages older than it holds (§12.1); the
-        newest ``limit`` of them, however old, go to that companion alone."""
+        newest ``limit`` of them, however old, go to that companion alone, from every message this
+        device keeps (the database, not only the newest held in memory)."""
         device, store = self.device, self.device.store
         if device.session.state.role is not Role.PRIMARY:
             return  # not ours to answer
@@ -102,10 +87,11 @@ class History:
             until = probation.until_text(entry.probation_until or 0)
             raise EnvelopeError(probation_text("no_history", until=until))
         body = envelope.body  # checked by decode
-        limit = int(body["limit"])
-        older = sorted((r for r in store.history if _is_before(r, body)), key=position)
-        records = older[-limit:]
-        left = len(older) - len(records)
+        # Before the position the companion names; an older companion names only a time, and "before
+        # (ts, '')" is strictly before that time, since no id sorts below the empty one.
+        before = Position(int(body["before"]), str(body.get("before_id", "")))
+        records, older = store.newest_messages(int(body["limit"]), before=before)
+        left = older - len(records)
         note = f"{len(records)} older messages were transferred"
         if left or store.history_dropped:
             note += f"; {left + store.history_dropped} older messages stay only on the phone"
@@ -125,8 +111,8 @@ class History:
             "before": device.session.clock.now_ms(),
             "limit": min(limit, MAX_HISTORY_REQUEST),
         }
-        if device.store.history:
-            oldest = position(min(device.store.history, key=position))
+        oldest = device.store.oldest_position()
+        if oldest is not None:
             body["before"], body["before_id"] = oldest.ts, oldest.message_id
         own = direct_conversation(device.account_id, device.account_id)
         envelope = device.envelope(Kind.HISTORY_REQUEST, own, body, new_message_id())

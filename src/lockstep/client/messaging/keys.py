@@ -16,12 +16,12 @@ async def publish_keys(device: Device) -> int:
         keys = store.olm.device_keys(device.account_id, device.device_id, device.session.clock.now_ms())
         store.bundle = keys.seal(state.device_key()).to_json()
         fallback = store.olm.new_fallback_key().to_json()
-        store.save()
+        store.save(durable=True)
     result = await device.request("keys.upload", bundle=store.bundle, fallback_key=fallback)
     left = int(result["one_time_keys_left"])
     if left < ONE_TIME_KEYS_TARGET // 2:
         fresh = store.olm.new_one_time_keys(ONE_TIME_KEYS_TARGET - left)
-        store.save()  # private halves on disk before the public halves are out
+        store.save(durable=True)  # private halves on disk before the public halves are out
         result = await device.request(
             "keys.upload", bundle=store.bundle, one_time_keys=[k.to_json() for k in fresh]
         )

@@ -14,15 +14,14 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from lockstep.client.errors import ClientError, ServerRefused
+from lockstep.client.e2estate import TARGETED_KINDS
+from lockstep.client.errors import ClientError, ConnectionLost, RequestTimedOut, ServerRefused
 from lockstep.client.messaging.contacts import Contacts
 from lockstep.client.messaging.device import MAX_FRAME, TOO_LARGE, Device
 from lockstep.client.messaging.records import Contact, Received, Sent, history_record, new_message_id
 from lockstep.e2e import receipts
-from lockstep.e2e.actions import TARGETED
 from lockstep.e2e.envelope import (
     Kind,
-    MessageEnvelope,
     ReceiptStatus,
     direct_conversation,
     group_conversation,
@@ -97,7 +96,7 @@ class Outbox:
         fields: dict[str, Any],
         *,
         whole: bool = False,
-        accepted: Callable[[list[str], dict[str, Any]], None] = lambda device_ids, answer: None,
+        then: Callable[[list[str]], dict[str, Any]] = lambda device_ids: {},
     ) -> list[dict[str, Any]]:
         """Send ``plaintext`` over Olm to every target as ``messages.send`` with ``fields`` (message id
         and routing), in as many requests as it takes to keep each under the frame limit (§6.3); one
@@ -105,11 +104,10 @@ class Outbox:
 
         The split is planned before anything is encrypted, and one-time keys are claimed per request
         just before it is sent, so none is claimed for a request the client would refuse, nor for the
-        requests after one the server refused. The ratchet steps a request's ciphertexts used are
-        saved before it is sent (messaging.md §11, "Saved before sent"); each accepted request is
-        reported to ``accepted`` (its devices and the server's answer) and saved, with what
-        ``accepted`` recorded, before the next. Every request carries the same message id, so the
-        server queues a copy at most once per device however often the rest is retried.
+        requests after one the server refused. Each request is sent as :meth:`send_saved` sends, with
+        ``then(its devices)`` as what to record once the server accepts it; that is saved before the next
+        request. Every request carries the same message id, so the server queues a copy at most once per
+        device however often the rest is retried.
         """
         budget = MAX_FRAME - len(json.dumps({**fields, "payloads": []}))
         by_device = {keys.device_id: keys for keys in targets}
@@ -123,12 +121,63 @@ class Outbox:
         for device_ids in requests:
             try:
                 payloads = await self.olm_payloads([by_device[d] for d in device_ids], plaintext)
-                self.device.store.save()  # a step whose ciphertext left must never be used again
-                results.append(await self.device.request("messages.send", **fields, payloads=payloads))
-                accepted(device_ids, results[-1])
+                results.append(await self.send_saved({**fields, "payloads": payloads}, then(device_ids)))
             finally:
-                self.device.store.save()  # what `accepted` recorded (or sessions begun, if a claim failed)
+                self.device.store.save()  # what was accepted (or sessions begun, if a claim failed)
         return results
+
+    async def send_saved(self, fields: dict[str, Any], then: dict[str, Any]) -> dict[str, Any]:
+        """``messages.send`` as messaging.md §11 says ("Saved before sent"): the request is kept with the
+        ratchet state that made it, in one transaction, before it leaves (a step or index whose
+        ciphertext left must never be used again), and stays kept until the server answers; a run that
+        dies in between sends it again as it is (:meth:`resend_in_flight`). Once it is accepted,
+        ``then`` is recorded (:meth:`_accepted`); the caller's next save writes that and forgets the
+        request in one transaction."""
+        store = self.device.store
+        number = max(store.in_flight, default=0) + 1
+        store.in_flight[number] = {"fields": fields, "then": then}
+        store.save(durable=True)
+        try:
+            answer = await self.device.request("messages.send", **fields)
+        except (ConnectionLost, RequestTimedOut):
+            raise  # unanswered: it may have been queued; the next run sends it again
+        except BaseException:
+            del store.in_flight[number]  # refused (or never sent): nothing was queued
+            raise
+        del store.in_flight[number]
+        self._accepted(then, answer)
+        return answer
+
+    async def resend_in_flight(self) -> None:
+        """Send again, before anything new, the requests a run sent and never heard back about: the very
+        same ciphertexts under the same message ids, which the server queues at most once per device and
+        receivers drop once seen (§7.2). One the server now refuses queued nothing, then or now: it is
+        dropped, with a warning (its message was not sent)."""
+        store = self.device.store
+        for number, kept in sorted(store.in_flight.items()):
+            try:
+                answer = await self.device.request("messages.send", **kept["fields"])
+            except ServerRefused as error:
+                log.warning(
+                    "a message sent before this device stopped was refused when sent again: %s", error
+                )
+                answer = None
+            del store.in_flight[number]
+            if answer is not None:
+                self._accepted(kept.get("then") or {}, answer)
+            store.save()
+
+    def _accepted(self, then: dict[str, Any], answer: dict[str, Any]) -> None:
+        """Record what a ``messages.send`` the server accepted did: a message sent (its status and this
+        device's copy), and/or a group key shared with some devices."""
+        shared = then.get("shared")
+        if shared is not None:
+            outbound = self.device.store.groups.outbound.get(shared["group_id"])
+            if outbound is not None and outbound.session.session_id == shared["session_id"]:
+                self.device.store.groups.mark_shared(shared["group_id"], set(shared["devices"]))
+        sent = then.get("sent")
+        if sent is not None:
+            self._record_sent(sent["record"], sent["recipients"], int(answer["server_time"]))
 
     async def send_direct(
         self, handle: str, kind: Kind, body: dict[str, Any], *, message_id: str | None = None
@@ -159,14 +208,9 @@ class Outbox:
                 # so that a receipt does not make the peer a known contact (SECURITY.md)
                 **({"receipt": True} if kind is Kind.RECEIPT else {}),
             }
+            sent = {"sent": {"record": history_record(envelope), "recipients": [peer_id]}}
             (result,) = await self.fan_out(
-                list(targets.values()),
-                envelope.encode(),
-                fields,
-                whole=True,
-                accepted=lambda device_ids, answer: self._record_sent(
-                    envelope, [peer_id], int(answer["server_time"])
-                ),
+                list(targets.values()), envelope.encode(), fields, whole=True, then=lambda device_ids: sent
             )
             own = sum(1 for k in targets.values() if k.account_id == device.account_id)
             return Sent(message_id, conversation, len(targets), int(result["server_time"]), own)
@@ -197,23 +241,22 @@ class Outbox:
             try:
                 if share.devices:
                     key_message = device.envelope(Kind.GROUP_KEY, conversation, share.body, share.message_id)
+                    session_id = groups.session_id(group_id)
                     await self.fan_out(
                         [targets[d] for d in sorted(share.devices)],
                         key_message.encode(),
                         {"message_id": share.message_id, "group_id": group_id},
-                        accepted=lambda device_ids, answer: groups.mark_shared(group_id, set(device_ids)),
+                        then=lambda device_ids: {
+                            "shared": {"group_id": group_id, "session_id": session_id, "devices": device_ids}
+                        },
                     )
                 envelope = device.envelope(kind, conversation, body, message_id)
                 ciphertext = groups.encrypt(group_id, envelope.encode())
-                device.store.save()  # an index whose ciphertext left must never be used again
-                result = await device.request(
-                    "messages.send",
-                    message_id=message_id,
-                    group_id=group_id,
-                    megolm={"session_id": groups.session_id(group_id), "ciphertext": b64u_encode(ciphertext)},
-                )
-                self._record_sent(
-                    envelope, [m for m in members if m != device.account_id], int(result["server_time"])
+                recipients = [m for m in members if m != device.account_id]
+                megolm = {"session_id": groups.session_id(group_id), "ciphertext": b64u_encode(ciphertext)}
+                result = await self.send_saved(
+                    {"message_id": message_id, "group_id": group_id, "megolm": megolm},
+                    {"sent": {"record": history_record(envelope), "recipients": recipients}},
                 )
             finally:
                 device.store.save()
@@ -222,20 +265,25 @@ class Outbox:
 
         return await retry_on_changed_devices(attempt)
 
-    def _record_sent(self, envelope: MessageEnvelope, recipients: list[str], server_time: int) -> None:
+    def _record_sent(self, record: dict[str, Any], recipients: list[str], server_time: int) -> None:
+        """Keep what this device sent (``record`` as :func:`history_record` makes it): an action like a
+        received one, so this device shows it the same way; a text or media message with its status."""
         store = self.device.store
-        if envelope.kind in TARGETED:  # kept like a received one, so this device shows it the same way
-            store.keep_action(history_record(envelope, server_time))
-        if envelope.kind not in (Kind.TEXT, Kind.MEDIA):
+        if record["kind"] in TARGETED_KINDS:
+            store.keep_action({**record, "server_time": server_time})
+        if record["kind"] not in (Kind.TEXT, Kind.MEDIA):
             return
-        store.sent[envelope.message_id] = {
-            "conversation": envelope.conversation,
-            "status": "sent",
-            "ts": envelope.timestamp,
-            "recipients": recipients,
-            "by": {},
-        }
-        store.remember(history_record(envelope))
+        store.record_sent(
+            record["id"],
+            {
+                "conversation": record["conversation"],
+                "status": "sent",
+                "ts": record["ts"],
+                "recipients": recipients,
+                "by": {},
+            },
+        )
+        store.remember(record)
 
     async def send_receipts(self, messages: list[Received], status: ReceiptStatus) -> None:
         """One receipt per sender account for the text and media messages of other accounts among
