@@ -147,6 +147,9 @@ class E2EDatabase:
         sealing = vault.key_for(path)
         os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))  # SQLite gives -wal and -shm its mode
         try:
+            # isolation_level=None: transactions are this module's own BEGIN/COMMIT. Not tied to the
+            # opening thread: a store may be opened before the event loop's thread uses it (the
+            # e2e.lock, not sqlite3, keeps one user at a time).
             connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("PRAGMA synchronous=NORMAL")  # FULL for a durable write
