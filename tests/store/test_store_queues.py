@@ -1,17 +1,20 @@
 """Queueing a send (``Store.send``): a few multi-row statements whatever the number of devices (members
 who never wrote into the group included), and numbers without gaps when a retry reaches devices that
-already hold the message."""
+already hold the message. Acknowledgements arriving together are deleted a few statements at a time."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, TypeVar
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from store_helpers import TestAccount, opened
 
 from lockstep.server.errors import StrangerLimit
 from lockstep.server.store import Audience, Conversation, Delivery, Store, StrangerLimits
-from lockstep.server.store.queues import ROWS_PER_STATEMENT
+from lockstep.server.store.queues import ROWS_PER_STATEMENT, deleted_by_each
 from lockstep.server.store.sql import Statement, Work, WorkFactory, execute, json_text
 
 pytestmark = pytest.mark.anyio
@@ -105,17 +108,22 @@ async def test_a_send_is_three_statements_and_grows_only_by_chunks_of_devices(da
         assert len(counter.statements) == 3 + 2, counter.statements
 
 
+async def large_group(store: Store) -> tuple[TestAccount, list[TestAccount], Conversation]:
+    """Alice's group "g" of more members than one statement takes; none of them wrote into it."""
+    alice = TestAccount("alice")
+    members = [TestAccount(f"member{i}") for i in range(ROWS_PER_STATEMENT + 40)]
+    await keyed(store, alice, *members)
+    await store.create_group("g", alice.account_id, [m.account_id for m in members], 3)
+    return alice, members, Conversation(alice.account_id, group_id="g")
+
+
 async def test_members_who_never_wrote_are_checked_against_the_stranger_limits_by_chunks(
     database_url: str,
 ) -> None:
     """A large group's silent members are strangers to it (messaging.md §7.7): their queues are read
     a chunk of devices per statement, not one query per device, and the limits hold all the same."""
     async with opened(database_url) as (store,):
-        alice = TestAccount("alice")
-        members = [TestAccount(f"member{i}") for i in range(ROWS_PER_STATEMENT + 40)]
-        await keyed(store, alice, *members)
-        await store.create_group("g", alice.account_id, [m.account_id for m in members], 3)
-        group = Conversation(alice.account_id, group_id="g")
+        alice, members, group = await large_group(store)
         payload = {"megolm": "x" * 200}
         two_and_a_half = 5 * len(json_text(payload)) // 2
         limits = StrangerLimits(per_sender_bytes=two_and_a_half, all_strangers_bytes=1 << 20)
@@ -161,3 +169,45 @@ async def test_a_retry_that_reaches_one_more_device_numbers_only_that_one(databa
         for device in (bob.primary_id, carol.primary_id):
             held = await store.fetch_messages(device, 0, 10)
             assert [(m.seq, m.message_id) for m in held] == [(1, "first"), (2, "second")]  # no gap
+
+
+async def test_acks_arriving_together_are_deleted_together_and_each_gets_its_own_count(
+    database_url: str,
+) -> None:
+    async with opened(database_url) as (store,):
+        alice, members, group = await large_group(store)
+        for number in (1, 2, 3):
+            await store.send(group, to_every_device(f"group0000000000{number}", alice, {"m": number}), 4)
+        counter = CountingBackend(store)
+        devices = sorted(m.primary_id for m in members)
+        # Every device acknowledges its first two (as after a group message at scale), and the first
+        # device, on a second socket, all three in the same turn: that one deletes only the third.
+        acks = [store.ack_messages(device_id, 2) for device_id in devices]
+        counts = await asyncio.gather(*acks, store.ack_messages(devices[0], 3))
+        assert counts == [2] * len(devices) + [1]
+        assert len(counter.statements) == 2, counter.statements  # ROWS_PER_STATEMENT acks a statement
+        assert await store.fetch_messages(devices[0], 0, 10) == []
+        (left,) = await store.fetch_messages(devices[-1], 0, 10)
+        assert (left.seq, left.message_id) == (3, "group00000000003")
+
+
+@given(
+    st.dictionaries(st.sampled_from("abcd"), st.sets(st.integers(1, 12), max_size=8)),
+    st.lists(st.tuples(st.sampled_from("abcde"), st.integers(0, 14)), max_size=12),
+)
+def test_a_batchs_deleted_rows_are_shared_out_as_if_its_acks_ran_one_by_one(
+    queued: dict[str, set[int]], acks: list[tuple[str, int]]
+) -> None:
+    held = {device_id: set(seqs) for device_id, seqs in queued.items()}
+    one_by_one = []
+    for device_id, up_to in acks:
+        gone = {seq for seq in held.get(device_id, set()) if seq <= up_to}
+        held[device_id] = held.get(device_id, set()) - gone
+        one_by_one.append(len(gone))
+    deleted = [
+        (device_id, seq)
+        for device_id, seqs in queued.items()
+        for seq in seqs
+        if seq <= max((up_to for d, up_to in acks if d == device_id), default=-1)
+    ]
+    assert deleted_by_each(acks, deleted) == one_by_one

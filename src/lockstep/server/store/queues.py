@@ -17,7 +17,7 @@ from typing import Any
 
 from lockstep.server.store.audience import audience
 from lockstep.server.store.records import Audience, Conversation, Delivery, QueuedMessage, StrangerLimits
-from lockstep.server.store.sql import Work, execute, json_text, marks, query, query_one
+from lockstep.server.store.sql import Row, Work, execute, json_text, marks, query, query_one
 from lockstep.server.store.strangers import StrangerCheck, introduce
 
 ROWS_PER_STATEMENT = 256
@@ -205,7 +205,34 @@ def newest_queued(device_ids: list[str]) -> Work[dict[str, QueuedMessage]]:
     return newest
 
 
-def ack_messages(device_id: str, up_to: int) -> Work[int]:
-    return (
-        yield from execute("DELETE FROM message_queue WHERE device_id = ? AND seq <= ?", device_id, up_to)
-    )
+Ack = tuple[str, int]
+"""A device acknowledging everything queued for it up to a sequence number (messaging.md §7.2)."""
+
+
+def ack_messages(acks: list[Ack]) -> Work[list[int]]:
+    """Delete what each ack covers, ``ROWS_PER_STATEMENT`` acks to a statement; gives how many copies
+    each deleted, as if they had run one after another in order (a device may ack twice in a batch)."""
+    deleted: list[Row] = []
+    for start in range(0, len(acks), ROWS_PER_STATEMENT):
+        chunk = acks[start : start + ROWS_PER_STATEMENT]
+        covered = " OR ".join(["(device_id = ? AND seq <= ?)"] * len(chunk))
+        deleted += yield from query(
+            f"DELETE FROM message_queue WHERE {covered} RETURNING device_id, seq",  # noqa: S608
+            *(value for ack in chunk for value in ack),
+        )
+    return deleted_by_each(acks, [(str(device_id), int(seq)) for device_id, seq in deleted])
+
+
+def deleted_by_each(acks: list[Ack], deleted: list[Ack]) -> list[int]:
+    """Share the deleted ``(device, seq)`` rows out among ``acks`` in order: each ack deleted its
+    device's rows above what an earlier ack of the same device in the batch covered."""
+    seqs: dict[str, list[int]] = {}
+    for device_id, seq in deleted:
+        seqs.setdefault(device_id, []).append(seq)
+    covered: dict[str, int] = {}
+    counts: list[int] = []
+    for device_id, up_to in acks:
+        floor = covered.get(device_id, -1)
+        counts.append(sum(1 for seq in seqs.get(device_id, ()) if floor < seq <= up_to))
+        covered[device_id] = max(floor, up_to)
+    return counts

@@ -11,6 +11,7 @@ from lockstep.link.envelope import Envelope
 from lockstep.link.grant import AccountInfo
 from lockstep.server.store import accounts, groups, keys, media, queues, schema
 from lockstep.server.store.backend import StoreBackend, backend_for
+from lockstep.server.store.group_commit import GroupCommit
 from lockstep.server.store.records import (
     AccountRecord,
     ClaimedKeys,
@@ -39,6 +40,9 @@ class Store:
     def __init__(self, backend: StoreBackend) -> None:
         self.backend = backend
         self.is_open = False
+        self._acks: GroupCommit[queues.Ack, int] = GroupCommit(
+            lambda acks: self._plain(lambda: queues.ack_messages(acks))
+        )
 
     @classmethod
     def for_url(cls, url: str) -> Store:
@@ -151,7 +155,9 @@ class Store:
         return await self._plain(lambda: queues.newest_queued(device_ids))
 
     async def ack_messages(self, device_id: str, up_to: int) -> int:
-        return await self._plain(lambda: queues.ack_messages(device_id, up_to))
+        """Delete the device's copies up to ``up_to``; how many there were. Acknowledgements that
+        arrive together are deleted together (group_commit.py); each is answered once it is done."""
+        return await self._acks.submit((device_id, up_to))
 
     # --- groups (store/groups.py) ---------------------------------------------------------------
     async def create_group(self, group_id: str, creator: str, members: list[str], now: int) -> GroupRecord:
