@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import multiprocessing
 import statistics
 import sys
@@ -99,6 +100,7 @@ class Figure:
     decrypted_s: float
     """From the send call to the message decrypted (and saved, and acknowledged) on the last device."""
     server_cpu_s: float
+    """CPU time of the server's process, and of PostgreSQL's when it is the database."""
     client_cpu_ms_per_device: float
     """CPU time of the receiving devices' processes, per receiving device."""
 
@@ -257,13 +259,31 @@ class Fleet:
         self.workers = []
 
 
+def database(choice: str | None) -> tuple[str | None, list[int]]:
+    """The server's database URL (None: SQLite) and the processes whose CPU counts as the server's
+    with it: for 'postgres', a throwaway PostgreSQL (tests/pg_server.py), stopped when this exits."""
+    if choice != "postgres":
+        return choice, []
+    from pg_server import start_postgres
+
+    postgres = start_postgres()
+    atexit.register(postgres.close)
+    assert postgres.data_dir is not None
+    postmaster = int((postgres.data_dir / "postmaster.pid").read_text().split()[0])
+    return postgres.create_database("fanout"), [postmaster]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="50,256,1024", help="group sizes in members (two devices each)")
     parser.add_argument("--later", type=int, default=5, help="later messages per group, after the first")
     parser.add_argument("--processes", type=int, default=4, help="processes playing the receiving devices")
-    parser.add_argument("--database", help="a postgresql:// URL (default: SQLite in a temporary folder)")
+    parser.add_argument(
+        "--database",
+        help="a postgresql:// URL, or 'postgres' for a throwaway one (default: SQLite in a temporary folder)",
+    )
     args = parser.parse_args()
+    args.database, database_pids = database(args.database)
     sizes = sorted(int(s) for s in args.sizes.split(","))
     loop = LoopThread()
     figures: list[Figure] = []
@@ -283,7 +303,9 @@ def main() -> None:
         sender = devices.open[people[0].phone]
         try:
             fleet.start()
-            meter = CpuMeter({"server": [server.pid], "devices": [w.pid for w in fleet.workers]})
+            meter = CpuMeter(
+                {"server": [server.pid, *database_pids], "devices": [w.pid for w in fleet.workers]}
+            )
             meters = (meter, ServerMetrics(url))
             for size in sizes:
                 group_id = loop.run(create_group(sender, people[:size]))
