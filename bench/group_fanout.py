@@ -13,7 +13,16 @@ server's CPU and the devices' CPU per device are shown beside it, and the server
 message (its /metrics): from a ``messages.send``'s arrival to stored and answered, and to its last copy
 written to a socket (for a later message, its one send; a first message's key share is many).
 
+With ``--browser`` one member's laptop is a real Chromium companion (bench/browser_member.py) and that
+member's account administers each group. Measured for it: a Python member's first message (with its key
+share) and later ones, from the send to drawn in the page; the page's own first message (its key share to
+every Python device: one-time keys claimed, Olm sessions begun, the requests planned under the frame
+limit) and later ones, from the click to the server's acceptance and to decrypted on every Python device;
+and a member removed in the page's group panel, then a message (a new group session, shared with every
+device left). Beside each: the page's main-thread time, its long tasks and its JavaScript heap.
+
     .venv/bin/python bench/group_fanout.py [--sizes 50,256,1024] [--later 5] [--processes 4] [--database URL]
+    .venv/bin/python bench/group_fanout.py --browser [--sizes 1024] [--later 2]
 """
 
 from __future__ import annotations
@@ -28,16 +37,18 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from bench_server import generous_server
+from browser_member import BrowserMember, MainThread
 from loadgen import CpuMeter
 from prometheus_client.parser import text_string_to_metric_families
 
-from group_of_devices import Devices, LoopThread, Person, load, make_people, opened
+from group_of_devices import Devices, LoopThread, Person, approve_browser, load, make_people, opened
 from lockstep.client.messenger import Kind, Messenger, new_message_id
 
 
@@ -105,29 +116,34 @@ class Figure:
     """CPU time of the receiving devices' processes, per receiving device."""
 
 
+async def listen(messenger: Messenger, report: Callable[[str, float], None]) -> None:
+    """Handle ``messenger``'s pushed events as the Python client does; report each message decrypted."""
+    connection = messenger.session.connection
+    while True:
+        event = await connection.next_event()
+        await messenger.handle_events([event, *connection.drain_events()])
+        for message in messenger.take_unreported():
+            report(message.message_id, time.monotonic())
+
+
 def device_worker(directories: list[str], reports: Any, ready: Any) -> None:
     """A process playing some of the devices: each handles its pushed events as the Python client does
     and reports ``(message id, time.monotonic())`` for every message it decrypted."""
 
-    async def listen(messenger: Messenger) -> None:
-        connection = messenger.session.connection
-        while True:
-            event = await connection.next_event()
-            await messenger.handle_events([event, *connection.drain_events()])
-            for message in messenger.take_unreported():
-                reports.put((message.message_id, time.monotonic()))
-
     async def catch_up(messenger: Messenger) -> None:
         await messenger.inbox.fetch()  # what was queued while away
         for message in messenger.take_unreported():
-            reports.put((message.message_id, time.monotonic()))
+            report(message.message_id, time.monotonic())
 
     async def run() -> None:
         async with opened([Path(d) for d in directories]) as devices:
             await asyncio.gather(*(catch_up(m) for m in devices.open.values()))
-            tasks = [asyncio.create_task(listen(m)) for m in devices.open.values()]
+            tasks = [asyncio.create_task(listen(m, report)) for m in devices.open.values()]
             ready.set()
             await asyncio.gather(*tasks)
+
+    def report(message_id: str, at: float) -> None:
+        reports.put((message_id, at))
 
     asyncio.run(run())
 
@@ -143,9 +159,11 @@ class Reports:
 
     def _drain(self) -> None:
         while True:
-            message_id, at = self._queue.get()
-            with self._lock:
-                self.times.setdefault(message_id, []).append(at)
+            self.add(*self._queue.get())
+
+    def add(self, message_id: str, at: float) -> None:
+        with self._lock:
+            self.times.setdefault(message_id, []).append(at)
 
     async def wait(self, message_id: str, devices: int, timeout: float = 900) -> list[float]:
         deadline = time.monotonic() + timeout
@@ -273,6 +291,142 @@ def database(choice: str | None) -> tuple[str | None, list[int]]:
     return postgres.create_database("fanout"), [postmaster]
 
 
+@dataclass
+class BrowserFigure:
+    members: int
+    which: str
+    accepted_s: float
+    """Python's send: from the call to the server's answer; the page's: from the click to its row
+    saying the server took it (every request answered)."""
+    reached_s: float
+    """Python's send: to drawn in the page; the page's: to decrypted on the last Python device."""
+    page: MainThread
+
+
+def browser_table(figures: list[BrowserFigure]) -> str:
+    header = ["members x devices", "message", "accepted", "drawn / decrypted on every device"]
+    header += ["page main thread", "long tasks (longest, sum)", "JS heap"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for f in figures:
+        cells = [f"{f.members} x 2", f.which, f"{f.accepted_s:.2f} s", f"{f.reached_s:.2f} s"]
+        cells += [f"{f.page.busy_s:.2f} s"]
+        cells += [f"{f.page.long_tasks} ({f.page.longest_ms:.0f} ms, {f.page.long_total_s:.2f} s)"]
+        cells += [f"{f.page.heap_mb:.0f} MB"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+async def created_by(phone: Path, members: list[Person]) -> str:
+    """A group made by the account of ``phone`` (its admin), with ``members``."""
+    async with opened([phone]) as devices:
+        return await create_group(devices.open[phone], [Person("", phone), *members])
+
+
+class WithBrowser:
+    """--browser: the groups are made by the account whose laptop is the page; person0's phone (in this
+    process) is the Python member who sends to it, and the other Python devices are the fleet's."""
+
+    def __init__(self, url: str, root: Path, loop: LoopThread, sizes: list[int], later: int) -> None:
+        self.url, self.root, self.loop, self.sizes, self.later = url, root, loop, sizes, later
+        self.figures: list[BrowserFigure] = []
+        self.to_wall = time.time() - time.monotonic()  # the devices report on the monotonic clock
+
+    def make_people(self) -> list[Person]:
+        """person0 … person(N-2) with a phone and a Python laptop; the page's member with a phone only."""
+        handles = [f"person{i}" for i in range(self.sizes[-1] - 1)]
+        people = self.loop.run(make_people(self.url, self.root, handles, laptops=len(handles)), timeout=7200)
+        (self.member,) = self.loop.run(make_people(self.url, self.root, ["browser"], laptops=0))
+        return [*people, self.member]
+
+    def link_and_make_groups(self, browser: BrowserMember, people: list[Person]) -> None:
+        code = browser.screenshot_code(self.root / "qr.png")
+        self.loop.run(approve_browser(self.member.phone, code, self.url))
+        browser.wait_linked()
+        self.groups = {
+            size: self.loop.run(created_by(self.member.phone, people[: size - 1]), timeout=600)
+            for size in self.sizes
+        }
+
+    def from_python(self, browser: BrowserMember, sender: Messenger, reports: Reports) -> None:
+        """Person0's phone sends the first message (its key share) and later ones; the page draws them."""
+        for size in self.sizes:
+            browser.open_group(self.groups[size])
+            for number, which in enumerate(["first"] + ["later"] * self.later):
+                text = f"from Python to {size}, {which} {number}"
+                browser.start()
+                message_id, start, accepted = self.loop.run(
+                    send(sender, self.groups[size], text), timeout=900
+                )
+                drawn = browser.shown_at(text) - (start + self.to_wall)
+                times = self.loop.run(reports.wait(message_id, 2 * size - 2), timeout=1000)
+                assert len(times) == 2 * size - 2, f"every Python device exactly once: {len(times)}"
+                self.note(
+                    BrowserFigure(size, f"Python's {which}", accepted - start, drawn, browser.reading())
+                )
+
+    def from_the_page(self, browser: BrowserMember, people: list[Person], reports: Reports) -> None:
+        """The page sends its first message (its key share to every Python device) and later ones; then it
+        removes a member, and its next message goes under a new group session to every device left."""
+        for size in self.sizes:
+            browser.open_group(self.groups[size])
+            for number, which in enumerate(["first"] + ["later"] * self.later):
+                self.page_sends(
+                    browser, reports, size, f"{which}", f"from the page to {size}, {which} {number}", 0
+                )
+            removed = load(people[1].phone).account.account_id
+            browser.remove_member(removed)
+            self.page_sends(
+                browser, reports, size, "after a removal", f"to {size} after a removal", removed=2
+            )
+
+    def page_sends(
+        self, browser: BrowserMember, reports: Reports, size: int, which: str, text: str, removed: int
+    ) -> None:
+        browser.start()
+        browser.send(text)
+        message_id, accepted = browser.sent(text)
+        clicked = browser.clicked_at()
+        devices = 2 * size - 1 - removed
+        times = self.loop.run(reports.wait(message_id, devices), timeout=1000)
+        assert len(times) == devices, f"every Python device left exactly once: {len(times)} of {devices}"
+        decrypted = max(times) + self.to_wall - clicked
+        self.note(
+            BrowserFigure(size, f"the page's {which}", accepted - clicked, decrypted, browser.reading())
+        )
+
+    def note(self, figure: BrowserFigure) -> None:
+        self.figures.append(figure)
+        print(figure, flush=True)
+
+    def run(self, server: Any, processes: int) -> None:
+        from playwright.sync_api import sync_playwright
+
+        started = time.monotonic()
+        people = self.make_people()
+        print(f"{len(people)} accounts: {time.monotonic() - started:.0f} s", flush=True)
+        sender_phone = people[0].phone
+        fleet = Fleet([str(d) for p in people for d in p.devices if d != sender_phone], processes)
+        reports = Reports(fleet.queue)
+        devices = Devices()
+        with sync_playwright() as playwright:
+            browser = BrowserMember(playwright, self.url)
+            try:
+                self.link_and_make_groups(browser, people)
+                self.loop.run(devices.add([sender_phone]))
+                sender = devices.open[sender_phone]
+                fleet.start()
+                self.from_python(browser, sender, reports)
+                # The sender sends no more: from now on its phone is one more device the page sends to.
+                asyncio.run_coroutine_threadsafe(listen(sender, reports.add), self.loop.loop)
+                self.from_the_page(browser, people, reports)
+                print(f"DOM elements in the page at the end: {browser.dom_nodes()}", flush=True)
+            finally:
+                browser.close()
+                fleet.stop()
+                self.loop.run(devices.close_all())
+        print(browser_table(self.figures))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="50,256,1024", help="group sizes in members (two devices each)")
@@ -282,10 +436,18 @@ def main() -> None:
         "--database",
         help="a postgresql:// URL, or 'postgres' for a throwaway one (default: SQLite in a temporary folder)",
     )
+    parser.add_argument("--browser", action="store_true", help="one member's laptop is a Chromium companion")
     args = parser.parse_args()
     args.database, database_pids = database(args.database)
     sizes = sorted(int(s) for s in args.sizes.split(","))
     loop = LoopThread()
+    if args.browser:
+        with tempfile.TemporaryDirectory() as root, generous_server(args.database) as (url, server):
+            try:
+                WithBrowser(url, Path(root), loop, sizes, args.later).run(server, args.processes)
+            finally:
+                loop.close()
+        return
     figures: list[Figure] = []
     catch_up = ""
     with tempfile.TemporaryDirectory() as root, generous_server(args.database) as (url, server):

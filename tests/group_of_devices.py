@@ -19,11 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from lockstep.client import qrimage
 from lockstep.client.companion import ShownCode, link
 from lockstep.client.messenger import Messenger, Received
 from lockstep.client.primary import PrimarySession, create_account
 from lockstep.client.state import DeviceState
 from lockstep.link.devices import Role
+from lockstep.link.qr import decode_text
 from lockstep.server.ratelimit import MemoryRateLimiter
 from lockstep.server.services import Limits
 
@@ -83,6 +85,17 @@ async def link_laptop(url: str, phone: DeviceState, directory: Path) -> None:
         await primary.inspect(code)
         await primary.approve(code, "Laptop")
         await (await asyncio.wait_for(task, timeout=30)).close()
+    finally:
+        await primary.close()
+
+
+async def approve_browser(phone: Path, qr: Path, origin: str | None) -> None:
+    """``phone`` scans a browser companion page's link code (a screenshot of it) and approves it."""
+    code = decode_text(qrimage.read_image(qr), own_origin=origin)
+    primary = await PrimarySession.open(load(phone))
+    try:
+        await primary.inspect(code)
+        await primary.approve(code, "Browser")
     finally:
         await primary.close()
 

@@ -18,13 +18,20 @@ from typing import Any, TypeVar
 import pytest
 from webmsg_helpers import message, open_chat
 
-from group_of_devices import Devices, LoopThread, Person, limits, load, make_people, opened
-from lockstep.client import qrimage
+from group_of_devices import (
+    Devices,
+    LoopThread,
+    Person,
+    approve_browser,
+    limits,
+    load,
+    make_people,
+    opened,
+)
 from lockstep.client.errors import ServerRefused
 from lockstep.client.messaging.records import Received, new_message_id
 from lockstep.client.messenger import Kind, Messenger
 from lockstep.client.primary import PrimarySession
-from lockstep.link.qr import decode_text
 from lockstep.server.errors import ErrorCode
 from lockstep.server.services import Services
 from lockstep.server.store import Store, sqlite_url
@@ -80,13 +87,7 @@ class Group:
         return url
 
     async def link_browser(self, person: Person, qr: Path) -> None:
-        code = decode_text(qrimage.read_image(qr), own_origin=self.services.origin)
-        primary = await PrimarySession.open(load(person.phone))
-        try:
-            await primary.inspect(code)
-            await primary.approve(code, "Browser")
-        finally:
-            await primary.close()
+        await approve_browser(person.phone, qr, self.services.origin)
 
     async def open_devices(self) -> None:
         self.receivers = [d for m in self.members for d in m.devices]
