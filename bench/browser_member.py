@@ -50,6 +50,16 @@ WATCH = """
 }
 """
 
+# Open the group panel's member list; the time from the click to the frame that shows it.
+OPEN_PANEL = """
+async () => {
+  const started = performance.now();
+  document.querySelector('[data-testid="group-panel"] summary').click();
+  await new Promise((drawn) => requestAnimationFrame(() => setTimeout(drawn, 0)));
+  return (performance.now() - started) / 1000;
+}
+"""
+
 
 @dataclass(frozen=True)
 class MainThread:
@@ -146,14 +156,37 @@ class BrowserMember:
             time.sleep(0.05)
         raise TimeoutError(f"{expression}: not within {timeout} s")
 
-    def remove_member(self, account_id: str) -> None:
-        """Remove a member through the group panel (Members, then that member's Remove)."""
-        panel = self.page.locator("details", has=self.page.locator("summary", has_text="Members"))
-        if not panel.evaluate("(d) => d.open"):
-            panel.locator("summary").click()
-        member = self.page.locator(f'[data-testid="group-member"][data-account-id="{account_id}"]')
+    def remove_member(self, handle: str) -> float:
+        """Remove @``handle`` through the group panel (Members, a search, their Remove); how long the
+        panel took to open (seconds, from the click to the next frame)."""
+        panel = self.page.get_by_test_id("group-panel")
+        opened = 0.0
+        if not panel.locator("details").evaluate("(details) => details.open"):
+            opened = self.page.evaluate(OPEN_PANEL)
+        panel.get_by_test_id("group-member-search").fill(f"@{handle}")
+        member = panel.get_by_test_id("group-member").filter(has_text=f"(@{handle})")
         member.get_by_test_id("group-remove").click(timeout=60_000)
         member.wait_for(state="detached", timeout=120_000)
+        return opened
+
+    # --- where the main thread's time goes (--profile) ----------------------------------------------------
+    def start_profile(self) -> None:
+        self.cdp.send("Profiler.enable")
+        self.cdp.send("Profiler.setSamplingInterval", {"interval": 1000})
+        self.cdp.send("Profiler.start")
+
+    def stop_profile(self, top: int = 15) -> list[tuple[float, str]]:
+        """The functions the page spent most time in since :meth:`start_profile` (self time, ms), idle and
+        garbage collection included, as ``(ms, "name file:line")``."""
+        profile = self.cdp.send("Profiler.stop")["profile"]
+        frames = {n["id"]: n["callFrame"] for n in profile["nodes"]}
+        spent: dict[str, float] = {}
+        for node, delta in zip(profile["samples"], profile["timeDeltas"], strict=True):
+            frame = frames[node]
+            where = f"{frame['functionName'] or '(anonymous)'} {frame['url'].rsplit('/', 1)[-1]}"
+            where += f":{frame['lineNumber'] + 1}" if frame["url"] else ""
+            spent[where] = spent.get(where, 0.0) + delta / 1000
+        return sorted(((ms, where) for where, ms in spent.items()), reverse=True)[:top]
 
     def dom_nodes(self) -> int:
         return int(self.page.evaluate("document.getElementsByTagName('*').length"))

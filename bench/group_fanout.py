@@ -326,8 +326,11 @@ class WithBrowser:
     """--browser: the groups are made by the account whose laptop is the page; person0's phone (in this
     process) is the Python member who sends to it, and the other Python devices are the fleet's."""
 
-    def __init__(self, url: str, root: Path, loop: LoopThread, sizes: list[int], later: int) -> None:
+    def __init__(
+        self, url: str, root: Path, loop: LoopThread, sizes: list[int], later: int, profile: bool
+    ) -> None:
         self.url, self.root, self.loop, self.sizes, self.later = url, root, loop, sizes, later
+        self.profile = profile
         self.figures: list[BrowserFigure] = []
         self.to_wall = time.time() - time.monotonic()  # the devices report on the monotonic clock
 
@@ -383,9 +386,15 @@ class WithBrowser:
         self, browser: BrowserMember, reports: Reports, size: int, which: str, text: str, removed: int
     ) -> None:
         browser.start()
+        if self.profile:
+            browser.start_profile()
         browser.send(text)
         message_id, accepted = browser.sent(text)
         clicked = browser.clicked_at()
+        if self.profile:
+            print(f"where the page's time went until {which} was accepted (self time):", flush=True)
+            for ms, where in browser.stop_profile():
+                print(f"  {ms:8.0f} ms  {where}", flush=True)
         devices = 2 * size - 1 - removed
         times = self.loop.run(reports.wait(message_id, devices), timeout=1000)
         assert len(times) == devices, f"every Python device left exactly once: {len(times)} of {devices}"
@@ -421,6 +430,8 @@ class WithBrowser:
                 self.from_the_page(browser, people, reports)
                 print(f"DOM elements in the page at the end: {browser.dom_nodes()}", flush=True)
             finally:
+                if server.poll() is not None:
+                    print(f"the server exited ({server.returncode})", flush=True)
                 browser.close()
                 fleet.stop()
                 self.loop.run(devices.close_all())
@@ -437,14 +448,16 @@ def main() -> None:
         help="a postgresql:// URL, or 'postgres' for a throwaway one (default: SQLite in a temporary folder)",
     )
     parser.add_argument("--browser", action="store_true", help="one member's laptop is a Chromium companion")
+    parser.add_argument("--profile", action="store_true", help="with --browser: where the page's time goes")
     args = parser.parse_args()
     args.database, database_pids = database(args.database)
     sizes = sorted(int(s) for s in args.sizes.split(","))
     loop = LoopThread()
     if args.browser:
         with tempfile.TemporaryDirectory() as root, generous_server(args.database) as (url, server):
+            bench = WithBrowser(url, Path(root), loop, sizes, args.later, args.profile)
             try:
-                WithBrowser(url, Path(root), loop, sizes, args.later).run(server, args.processes)
+                bench.run(server, args.processes)
             finally:
                 loop.close()
         return

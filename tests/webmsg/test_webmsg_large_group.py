@@ -1,11 +1,13 @@
 """A group of 300 Python devices and a browser companion (issue 15): the key share no longer fits one
 request, so it goes in several, and one-time keys are claimed per request (messaging.md §6.3).
 
-The first message (with the key share), a rotation after a member's laptop is unlinked, and a message
-after a member is removed each reach every device exactly once, the browser included; then the browser
-sends its own key share and message to every Python device. The server's send limit refuses some
-requests of each sender on the way: each refusal leaves the rest to a retry that duplicates nothing,
-and no one-time key is spent on a refused request.
+The group is made by the account whose laptop is the browser. The first message (with the key share), a
+rotation after a member's laptop is unlinked, and a message after the browser removed a member each reach
+every device exactly once, the browser included; then the browser sends its own key share and message to
+every Python device, removes another member and sends again under a new group session. The server's send
+limit refuses some requests of each sender on the way: each refusal leaves the rest to a retry that
+duplicates nothing, and no one-time key is spent on a refused request. The browser's member list shows
+MEMBER_ROWS of the 260 members and finds the others by search.
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ MEMBERS = GROUP_DEVICES - LAPTOPS - 1  # 259 accounts besides the sender's: over
 SENDS_PER_MINUTE = 4
 """The server's send limit here: a key share to 300 devices takes 7 requests, so some are refused."""
 NAME = "Everyone"
+MEMBER_ROWS = 50
+"""Members the browser's group panel lists at once (web/src/messenger/groupPanel.ts)."""
 T = TypeVar("T")
 
 
@@ -130,9 +134,12 @@ class Group:
             assert all(copies(late[d], message_id) == 0 for d in left)
 
     async def first_message(self) -> str:
-        accounts = [load(m.phone).account.account_id for m in self.members]
+        """The browser's account makes the group (so the browser may remove members); Alice writes first."""
+        admin = self.devices.open[self.members[LAPTOPS].phone]
+        others = [self.alice, *(m for m in self.members if m is not self.members[LAPTOPS])]
+        accounts = [load(m.phone).account.account_id for m in others]
         created = await self.retrying(
-            lambda: self.sender.session.connection.request("groups.create", members=accounts)
+            lambda: admin.session.connection.request("groups.create", members=accounts)
         )
         self.group_id = created["group_id"]
         self.sender.store.group_names[self.group_id] = NAME
@@ -166,9 +173,8 @@ class Group:
         assert self.sender.store.groups.session_id(self.group_id) != session
         return text
 
-    async def removal(self) -> str:
-        removed = self.members[1]
-        await self.retrying(lambda: self.sender.remove_member(self.group_id, f"@{removed.handle}"))
+    async def removed_in_the_browser(self, removed: Person) -> str:
+        """The browser removed ``removed``: Alice's next message reaches everyone else once, not them."""
         self.receivers = [d for d in self.receivers if d not in removed.devices]
         text = "after the removal"
         await self.everyone_gets_once(await self.send(Kind.TEXT, {"text": text}), text, left=removed.devices)
@@ -181,17 +187,71 @@ class Group:
         devices = [self.alice.phone, *self.receivers]
         return {d: await self.services.store.one_time_keys_left(load(d).device_id) for d in devices}
 
-    async def everyone_gets_from_the_browser(self, text: str, before: dict[Path, int | None]) -> None:
+    async def everyone_gets_from_the_browser(
+        self,
+        text: str,
+        before: dict[Path, int | None],
+        *,
+        left: Sequence[Path] = (),
+        new_sessions: bool = True,
+    ) -> None:
+        """Every Python device gets ``text`` from the browser once (``left`` not at all); one-time keys are
+        spent only for devices the browser begins a session with, one each, and none on a refused request."""
         devices = [self.alice.phone, *self.receivers]
         got = await self.devices.receive_until(devices, lambda got: any(m.text == text for m in got))
         assert all(sum(1 for m in got[d] if m.text == text) == 1 for d in devices), "each device, once"
+        if left:
+            late = await self.devices.receive_until(left, lambda got: False, wait=1)
+            assert not any(m.text == text for d in left for m in late[d])
         after = await self.python_keys_left()
         spent = {d: (before[d] or 0) - (after[d] or 0) for d in devices}
         # One key for each device the browser had no Olm session with: not the sender's phone nor its own
         # account's phone, whose messages it has read (their sessions serve it back).
         answered = {self.alice.phone, self.members[LAPTOPS].phone}
-        assert {spent[d] for d in answered} == {0}
-        assert {spent[d] for d in devices if d not in answered} == {1}, "none spent on a refused request"
+        assert {spent[d] for d in devices if d in answered or not new_sessions} == {0}
+        if new_sessions:
+            assert {spent[d] for d in devices if d not in answered} == {1}, "none spent on a refused request"
+
+    def browser_sessions(self, devices: Sequence[Path]) -> dict[Path, int]:
+        """How many group sessions each device holds from the browser (from anyone but Alice's phone)."""
+        alice = load(self.alice.phone).device_id
+        return {
+            d: len({s for sender, s in self.devices.open[d].store.groups.inbound if sender != alice})
+            for d in devices
+        }
+
+
+def remove_in_the_panel(page: Any, person: Person, members: int) -> None:
+    """Remove ``person`` in the group panel: MEMBER_ROWS of the ``members`` are listed; a search finds any."""
+    panel = page.get_by_test_id("group-panel")
+    if not panel.locator("details").evaluate("(details) => details.open"):
+        panel.locator("summary").click()
+    panel.get_by_test_id("group-member-search").fill("")
+    panel.get_by_test_id("group-members-more").filter(has_text=f"{members - MEMBER_ROWS} more").wait_for()
+    assert panel.get_by_test_id("group-member").count() == MEMBER_ROWS
+    panel.get_by_test_id("group-member-search").fill(f"@{person.handle}")
+    member = panel.get_by_test_id("group-member").filter(has_text=f"(@{person.handle})")
+    member.get_by_test_id("group-remove").click(timeout=TIMEOUT)
+    member.wait_for(state="detached", timeout=TIMEOUT)
+
+
+def send_from_the_browser(page: Any, group: Group, loop: LoopThread, text: str) -> int:
+    """Send ``text`` from the browser's composer; while the server refuses (its send limit), let a (fake)
+    minute pass and click Retry. How many times it was refused."""
+    page.get_by_test_id("composer").fill(text)
+    page.get_by_test_id("composer-send").click()
+    sent = message(page, text)
+    settled = 'xpath=self::*[@data-status="sent" or @data-status="delivered" or @data-status="read"]'
+    refused = 0
+    for _ in range(20):  # sent, or failed with Retry offered (a Retry clicked leaves it failed meanwhile)
+        sent.locator(f'{settled} | self::*[.//*[@data-testid="retry"]]').wait_for(timeout=TIMEOUT)
+        if sent.get_attribute("data-status") != "failed":
+            break
+        refused += 1
+        loop.run(group.advance_a_minute())
+        sent.get_by_test_id("retry").click()
+    assert sent.get_attribute("data-status") in ("sent", "delivered", "read")
+    return refused
 
 
 def shown_once(page: Any, text: str) -> None:
@@ -218,24 +278,28 @@ def test_a_group_of_300_devices_and_a_browser_get_each_message_exactly_once(
         open_chat(browser, NAME)
         shown_once(browser, first)
         shown_once(browser, loop.run(group.rotation()))
-        shown_once(browser, loop.run(group.removal()))
+        members = len(group.members) + 1  # and Alice
+        remove_in_the_panel(browser, group.members[1], members)
+        shown_once(browser, loop.run(group.removed_in_the_browser(group.members[1])))
 
         # The browser sends: its own key share to every Python device, past the same send limit.
-        refused, text = 0, "from the browser"
         before = loop.run(group.python_keys_left())
-        browser.get_by_test_id("composer").fill(text)
-        browser.get_by_test_id("composer-send").click()
-        sent = message(browser, text)
-        settled = 'xpath=self::*[@data-status="sent" or @data-status="delivered" or @data-status="read"]'
-        for _ in range(20):  # sent, or failed with Retry offered (a Retry clicked leaves it failed meanwhile)
-            sent.locator(f'{settled} | self::*[.//*[@data-testid="retry"]]').wait_for(timeout=TIMEOUT)
-            if sent.get_attribute("data-status") != "failed":
-                break
-            refused += 1
-            loop.run(group.advance_a_minute())
-            sent.get_by_test_id("retry").click()
-        assert refused and sent.get_attribute("data-status") in ("sent", "delivered", "read")
-        loop.run(group.everyone_gets_from_the_browser(text, before))
+        assert send_from_the_browser(browser, group, loop, "from the browser")
+        loop.run(group.everyone_gets_from_the_browser("from the browser", before))
+
+        # The browser removes another member: its next message goes under a new session, to the rest only.
+        removed = group.members[2]
+        remove_in_the_panel(browser, removed, members - 1)
+        group.receivers = [d for d in group.receivers if d not in removed.devices]
+        before = loop.run(group.python_keys_left())
+        send_from_the_browser(browser, group, loop, "after the browser removed a member")
+        loop.run(
+            group.everyone_gets_from_the_browser(
+                "after the browser removed a member", before, left=removed.devices, new_sessions=False
+            )
+        )
+        assert set(group.browser_sessions([group.alice.phone, *group.receivers]).values()) == {2}
+        assert set(group.browser_sessions(removed.devices).values()) == {1}
         assert [message(browser, t).count() for t in (first, "after the rotation")] == [1, 1]
     finally:
         loop.run(group.stack.aclose())

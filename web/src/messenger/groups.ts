@@ -125,10 +125,10 @@ export class Groups {
     return members.filter((m) => !refused.has(m));
   }
 
-  /** Creates a group of this account and the accounts of `handles` (each verified first); returns its id. */
+  /** Creates a group of this account and the accounts of `handles` (each verified first, 128 to a look-up);
+   * returns its id. */
   async create(name: string, handles: string[]): Promise<string> {
-    const members: string[] = [];
-    for (const handle of handles) members.push((await this.contacts.get({ handle }, true)).account.id);
+    const members = (await this.contacts.getByHandles(handles)).map((contact) => contact.account.id);
     const group = await this.device.request("groups.create", { members });
     const groupId = String(group.group_id);
     this.note(group);

@@ -70,32 +70,52 @@ export class Outbox {
   ) {}
 
   // --- Olm (§4) -------------------------------------------------------------------------------------
-  /** One Olm ciphertext of `plaintext` per target device, starting a session (with a claimed one-time
-   * key) for each device this one has none with yet. */
+  /**
+   * One Olm ciphertext of `plaintext` per target device, starting a session (with a claimed one-time key)
+   * for each device this one has none with yet. The devices are encrypted for side by side: each step
+   * awaits WebCrypto, and one device after another would leave the page waiting on each in turn (a key share
+   * to 2,047 devices is some 30,000 such steps). Two targets with the same identity key (never two real
+   * devices) go one after the other, so a session's ratchet only ever takes one step at a time.
+   */
   async olmPayloads(targets: DeviceKeys[], plaintext: Uint8Array): Promise<Record<string, unknown>[]> {
     const olm = this.device.olm;
-    const missing = targets.filter((t) => !olm.hasSession(t.identityKey));
-    if (missing.length) {
-      const claimed = (await this.device.request("keys.claim", { device_ids: missing.map((k) => k.deviceId) }))
-        .devices as Record<string, Record<string, unknown> | undefined>;
-      for (const keys of missing) {
-        const entry = claimed[keys.deviceId];
-        if (!entry || entry.one_time_key === null || entry.one_time_key === undefined)
-          throw new MessengerError("A device of this contact has no one-time keys left; try again later.");
-        await olm.startOutbound(keys.identityKey, await verifyOneTimeKey(entry.one_time_key, keys.signingKey));
-      }
+    const missing = new Set(targets.filter((t) => !olm.hasSession(t.identityKey)).map((t) => t.deviceId));
+    let claimed: Record<string, Record<string, unknown> | undefined> = {};
+    if (missing.size) {
+      claimed = (await this.device.request("keys.claim", { device_ids: [...missing] })).devices as typeof claimed;
+      if ([...missing].some((d) => !claimed[d]?.one_time_key))
+        throw new MessengerError("A device of this contact has no one-time keys left; try again later.");
     }
     const sender = b64uEncode(olm.identityKey);
-    const payloads: Record<string, unknown>[] = [];
-    for (const keys of targets) {
+    const payloadFor = async (keys: DeviceKeys): Promise<Record<string, unknown>> => {
+      const oneTimeKey = claimed[keys.deviceId]?.one_time_key;
+      if (missing.has(keys.deviceId))
+        await olm.startOutbound(keys.identityKey, await verifyOneTimeKey(oneTimeKey, keys.signingKey));
       const message = await olm.encrypt(keys.identityKey, plaintext);
-      payloads.push({
+      return {
         device_id: keys.deviceId,
         type: "olm",
         olm_type: message.type,
         sender_key: sender,
         ciphertext: b64uEncode(message.body),
-      });
+      };
+    };
+    const before = new Map<string, Promise<unknown>>(); // by identity key: the previous target's work
+    const work = targets.map((keys) => {
+      const peer = b64uEncode(keys.identityKey);
+      const done = (before.get(peer) ?? Promise.resolve()).then(() => payloadFor(keys));
+      before.set(
+        peer,
+        done.catch(() => undefined),
+      );
+      return done;
+    });
+    // Every device's work ends before this does (a failure included): the next operation on the ratchets
+    // (`serial`) must never overlap one still running here.
+    const payloads: Record<string, unknown>[] = [];
+    for (const result of await Promise.allSettled(work)) {
+      if (result.status === "rejected") throw result.reason;
+      payloads.push(result.value);
     }
     return payloads;
   }

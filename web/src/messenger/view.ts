@@ -15,6 +15,7 @@ import type { ChatMessage, Conversation } from "./model";
 import { describe } from "./errors";
 import { formatBytes } from "./media";
 import type { VoiceNote } from "./actions";
+import { GroupPanel } from "./groupPanel";
 import { MessageExtras } from "./messageExtras";
 import { SearchView } from "./searchView";
 import { VoiceRecorder, voicePlayer } from "./voiceNotes";
@@ -52,7 +53,7 @@ export class MessengerView {
   private subtitle: HTMLElement;
   /** Buttons the page adds to a direct chat's header (calls); `data-peer` names the chat's peer account. */
   readonly headActions: HTMLElement;
-  private groupPanel: HTMLElement;
+  private readonly groupPanel: GroupPanel;
   private list: HTMLOListElement;
   private composer: HTMLTextAreaElement;
   private attach: HTMLInputElement;
@@ -66,7 +67,6 @@ export class MessengerView {
   private shown: string | null = null;
   private timeline: Timeline;
   private chatRows = new Map<string, { row: HTMLLIElement; shows: string }>();
-  private groupPanelShows = "";
   /** Messages changed since the last render, and whether one is scheduled. */
   private changes = new Set<string>();
   private renderScheduled = false;
@@ -189,7 +189,10 @@ export class MessengerView {
     this.title = el("h2", { testid: "conversation-title" });
     this.headActions = el("div", { className: "conv-actions", testid: "conversation-actions" });
     this.subtitle = el("p", { className: "muted small", testid: "conversation-subtitle" });
-    this.groupPanel = el("div", { className: "group-panel", testid: "group-panel" });
+    this.groupPanel = new GroupPanel(
+      () => this.messenger,
+      (work) => this.act(work),
+    );
     this.list = el("ol", { className: "messages", testid: "messages", attrs: { "aria-live": "polite" } });
     this.timeline = new Timeline(this.list, {
       create: (message) => this.messageRow(message),
@@ -234,7 +237,7 @@ export class MessengerView {
         this.headActions,
         this.chatControls,
       ),
-      this.groupPanel,
+      this.groupPanel.root,
       this.list,
       this.progress,
       this.extras.bar,
@@ -483,7 +486,7 @@ export class MessengerView {
     this.headActions.dataset.peer = current.peer ?? "";
     show(this.headActions, current.kind === "direct" && current.peer !== undefined);
     this.renderSubtitle(current, m);
-    this.renderGroupPanel(current);
+    this.groupPanel.render(current);
     const closed = current.left === true;
     this.composer.disabled = this.attach.disabled = closed;
     this.voice.disabled = closed;
@@ -556,65 +559,6 @@ export class MessengerView {
     if (names.length === 1) return `${names[0]} is typing…`;
     if (names.length === 2) return `${names[0]} and ${names[1]} are typing…`;
     return `${names.length} people are typing…`;
-  }
-
-  private renderGroupPanel(conversation: Conversation): void {
-    const m = this.messenger;
-    if (!m || conversation.kind !== "group" || !conversation.groupId) {
-      this.groupPanelShows = "";
-      this.groupPanel.replaceChildren();
-      hide(this.groupPanel);
-      return;
-    }
-    const groupId = conversation.groupId;
-    const members = m.groupMembers(groupId);
-    const active = document.activeElement;
-    // Typing a handle: keep the panel as is.
-    if (active instanceof HTMLInputElement && this.groupPanel.contains(active)) return;
-    const labels = members.map((id) =>
-      id === m.identity.accountId ? "You" : `${m.nameOf(id)}${m.handleOf(id) ? ` (@${m.handleOf(id)})` : ""}`,
-    );
-    const shows = [groupId, conversation.left, ...members, ...labels].join("\n");
-    if (shows === this.groupPanelShows && !this.groupPanel.hidden) return; // drawn already
-    this.groupPanelShows = shows;
-    const wasOpen = this.groupPanel.querySelector("details")?.open ?? false;
-    const items = members.map((id, i) => {
-      const label = labels[i] ?? "";
-      const remove = el("button", {
-        className: "danger small-button",
-        text: id === m.identity.accountId ? "Leave" : "Remove",
-        testid: "group-remove",
-        attrs: { type: "button" },
-      });
-      remove.addEventListener("click", () => void this.act((mm) => mm.removeMember(groupId, id)));
-      return el(
-        "li",
-        { testid: "group-member", attrs: { "data-account-id": id } },
-        el("span", { text: label }),
-        remove,
-      );
-    });
-    const addHandle = el("input", {
-      testid: "group-add-handle",
-      attrs: { type: "text", placeholder: "@handle", "aria-label": "Add member", autocapitalize: "none" },
-    });
-    const add = el("button", { text: "Add", testid: "group-add", attrs: { type: "submit" } });
-    const form = unkeptForm({ className: "inline-form" }, addHandle, add);
-    form.addEventListener("submit", (event) => {
-      event.preventDefault();
-      const handle = addHandle.value.trim().replace(/^@/, "");
-      if (handle) void this.act((mm) => mm.addMember(groupId, handle));
-    });
-    const details = el(
-      "details",
-      {},
-      el("summary", { text: "Members" }),
-      el("ul", { className: "members" }, ...items),
-      ...(conversation.left ? [] : [form]),
-    );
-    details.open = wasOpen;
-    this.groupPanel.replaceChildren(details);
-    show(this.groupPanel);
   }
 
   /** What the chat list says of a chat's newest message. */
