@@ -373,14 +373,12 @@ class WithBrowser:
         for size in self.sizes:
             browser.open_group(self.groups[size])
             for number, which in enumerate(["first"] + ["later"] * self.later):
-                self.page_sends(
-                    browser, reports, size, f"{which}", f"from the page to {size}, {which} {number}", 0
-                )
-            removed = load(people[1].phone).account.account_id
-            browser.remove_member(removed)
-            self.page_sends(
-                browser, reports, size, "after a removal", f"to {size} after a removal", removed=2
-            )
+                text = f"from the page to {size}, {which} {number}"
+                self.page_sends(browser, reports, size, which, text, removed=0)
+            opened = browser.remove_member(people[1].handle)
+            print(f"the member list of {size} opened in {opened * 1000:.0f} ms", flush=True)
+            text = f"to {size} after a removal"
+            self.page_sends(browser, reports, size, "after a removal", text, removed=2)
 
     def page_sends(
         self, browser: BrowserMember, reports: Reports, size: int, which: str, text: str, removed: int
