@@ -267,6 +267,15 @@ def test_attachments_preview_caption_drop_and_paste_and_shortcuts(
     receive_until(bob.primary, lambda m: any(x["kind"] == "media" for x in m))
 
 
+# The /assets/ paths in the service worker's caches (a Promise: polled from Python, see shown_once).
+CACHED_ASSETS = """
+async () => {
+  const lists = await Promise.all((await caches.keys()).map(async (k) => (await caches.open(k)).keys()));
+  return lists.flat().map((r) => new URL(r.url).pathname).filter((path) => path.startsWith("/assets/"));
+}
+"""
+
+
 def test_the_phone_app_opens_offline(server_process: Any, small_phone: Phone) -> None:
     """The service worker keeps the app shell and its scripts and styles: with no network at all, the
     installed app still opens on the account, and says it cannot reach the server."""
@@ -274,12 +283,7 @@ def test_the_phone_app_opens_offline(server_process: Any, small_phone: Phone) ->
     phone = small_phone.page
     create_account(small_phone, url, "alice", "Alice")
     phone.wait_for_function("navigator.serviceWorker.controller !== null", timeout=TIMEOUT)
-    phone.wait_for_function(
-        "caches.keys().then((keys) => Promise.all(keys.map((k) => caches.open(k).then((c) => c.keys()))))"
-        ".then((lists) => lists.flat().filter((r) => new URL(r.url).pathname.startsWith('/assets/')))"
-        ".then((assets) => assets.length >= 2)",
-        timeout=TIMEOUT,
-    )
+    shown_once(phone, CACHED_ASSETS, lambda assets: len(assets) >= 2)  # the service worker kept them
     phone.context.set_offline(True)
     try:
         phone.reload()

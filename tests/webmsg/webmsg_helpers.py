@@ -212,9 +212,9 @@ WATCH_PROGRESS = """
 
 
 def shown_once(page: Any, script: str, check: Any) -> list[dict[str, Any]]:
-    """What ``script`` reads of the page's notifications, once ``check`` holds. Polled from here:
-    Playwright's wait_for_function takes a returned Promise for a truthy value at once, so it cannot
-    wait on the service worker's asynchronous list."""
+    """What ``script`` reads of the page (the service worker's notifications, its caches…), once ``check``
+    holds. Polled from here: Playwright's wait_for_function takes a returned Promise for a truthy value
+    at once, so it cannot wait on anything the page learns asynchronously."""
     shown: list[dict[str, Any]] = []
     for _ in range(100):
         shown = page.evaluate(script)
