@@ -1,7 +1,8 @@
 """What the Python client's E2E store costs per received message (issue 15): a device that already keeps
 ``--history`` messages and ``--seen`` seen ids receives ``--messages`` group (Megolm) and direct (Olm)
 messages one batch each, as the inbox handles them: decrypt, remember the message, mark its id seen,
-move the queue position, save (client/messaging/inbox.py). No server: the sender is in this process.
+move the queue position, save (client/messaging/inbox.py); and the save before a sent request leaves
+(outbox.py: durable, fsynced, in the database version). No server: the sender is in this process.
 
     .venv/bin/python bench/client_store.py [--messages 500] [--history 1000] [--seen 5000]
 
@@ -13,6 +14,7 @@ file measures an earlier checkout too: ``PYTHONPATH=<checkout>/src .venv/bin/pyt
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import statistics
 import tempfile
@@ -94,11 +96,20 @@ def main() -> None:
         def direct_message(number: int) -> None:
             received(number, store.olm.decrypt(sender.identity_key, direct[number - first_direct]))
 
+        durable = "durable" in inspect.signature(store.save).parameters  # the database's FULL commit
+
+        def sent_message(number: int) -> None:
+            store.olm.encrypt(sender.identity_key, b"a direct message " * 4)
+            start = time.perf_counter()
+            store.save(durable=True) if durable else store.save()
+            saves.append((time.perf_counter() - start) * 1000)
+
         first_group = args.history
         first_direct = first_group + total
         results = {
             "group (Megolm)": measure(group_message, total, first_group),
             "direct (Olm)": measure(direct_message, total, first_direct),
+            "sent direct (saved before it leaves)": measure(sent_message, min(total, 100), 0),
         }
         files = {p.name: p.stat().st_size for p in Path(folder).iterdir() if p.is_file()}
         if hasattr(store, "close"):
@@ -106,8 +117,8 @@ def main() -> None:
     print(f"a device keeping {args.history} messages and {args.seen} seen ids receives {total} of each:")
     print("| message | handle + save, median | 90th percentile | save alone, median |")
     print("|---|---|---|---|")
-    half = len(saves) // 2
-    for (kind, (median, p90)), kind_saves in zip(results.items(), (saves[:half], saves[half:]), strict=True):
+    cuts = (saves[:total], saves[total : 2 * total], saves[2 * total :])
+    for (kind, (median, p90)), kind_saves in zip(results.items(), cuts, strict=True):
         print(f"| {kind} | {median:.2f} ms | {p90:.2f} ms | {statistics.median(kind_saves):.2f} ms |")
     print("files:", ", ".join(f"{name} {size // 1024} KiB" for name, size in sorted(files.items())))
     print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
