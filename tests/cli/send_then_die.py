@@ -1,7 +1,7 @@
 """A terminal device that sends one text and dies at once, for test_cli_killed_send.py (run as a
 subprocess, then killed with SIGKILL once it printed ``LEFT``).
 
-usage: python send_then_die.py STATE_DIR HANDLE TEXT WHEN
+usage: python send_then_die.py STATE_DIR TO TEXT WHEN     (TO: a handle, or #group whose key is shared)
 
 The real messenger sends the text: it saves the request with its ratchet state, then writes the
 ``messages.send`` frame. With WHEN ``answered`` the server takes it and its answer arrives, but the
@@ -23,7 +23,10 @@ from lockstep.client.state import DeviceState
 
 async def main(state_dir: str, handle: str, text: str, when: str) -> None:
     async with Messenger.open(DeviceState.load(Path(state_dir), "primary")) as messenger:
-        await messenger.contact(handle=handle)  # its keys looked up before the hook: only the send dies
+        if handle.startswith("#"):  # keys shared, looked up before the hook: only the send dies
+            await messenger.resolve_group(handle)
+        else:
+            await messenger.contact(handle=handle)
         connection: Any = messenger.session.connection
         socket = connection._socket
         send = socket.send

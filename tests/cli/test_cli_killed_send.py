@@ -2,7 +2,8 @@
 answer, or between saving the message and sending it, loses nothing and sends nothing twice
 (messaging.md §11, "Saved before sent"): the request was kept with the ratchet state that made it, and
 the next run sends it again as it was, before anything new. The recipient gets the message exactly
-once, the sender keeps it as sent, and the Olm sessions go on both ways. Without the kept requests (the
+once, the sender keeps it as sent, and the sessions go on both ways: Olm for a direct message, the
+group's Megolm session for a group message. Without the kept requests (the
 resend taken out), the unsent message never arrives and the answered one is missing from the sender's
 own history."""
 
@@ -46,27 +47,34 @@ def send_and_kill(state: Path, handle: str, text: str, when: str) -> None:
                 stream.close()
 
 
-@pytest.mark.parametrize("when", ["answered", "unsent"])
+@pytest.mark.parametrize(
+    ("when", "to"),
+    [("answered", "bob"), ("unsent", "bob"), ("unsent", "#Lunch")],
+    ids=["answered", "unsent", "group"],
+)
 def test_a_send_killed_mid_way_is_resent_by_the_next_run_exactly_once(
-    server_process, tmp_path: Path, when: str
+    server_process, tmp_path: Path, when: str, to: str
 ) -> None:
     url, alice, bob = server_process.url, tmp_path / "alice", tmp_path / "bob"
     for handle, state in (("alice", alice), ("bob", bob)):
         lockstep_ok("primary", "init", "--server", url, "--handle", handle, "--state", str(state))
-    lockstep_ok("send", "--to", "bob", "hello bob", "--state", str(alice))
-    assert texts(bob, wait=10) == ["hello bob"]
-    lockstep_ok("send", "--to", "alice", "hello alice", "--state", str(bob))
+    if to.startswith("#"):  # a group (Megolm) message; its key is shared when the group is made
+        lockstep_ok("group", "create", "Lunch", "--members", "bob", "--state", str(alice))
+    else:
+        lockstep_ok("send", "--to", "bob", "hello bob", "--state", str(alice))
+    receive_json(bob, wait=10)  # the first message, or the group's name and key
+    lockstep_ok("send", "--to", to.replace("bob", "alice"), "hello alice", "--state", str(bob))
     assert texts(alice, wait=10) == ["hello alice"]
 
     killed = f"sent by a process that was killed {secrets.token_hex(4)}"
-    send_and_kill(alice, "bob", killed, when)
-    lockstep_ok("send", "--to", "bob", "after the kill", "--state", str(alice))  # resends first
+    send_and_kill(alice, to, killed, when)
+    lockstep_ok("send", "--to", to, "after the kill", "--state", str(alice))  # resends first
 
     assert texts(bob, wait=10) == [killed, "after the kill"]  # once each, in order
     assert texts(bob) == []
-    lockstep_ok("send", "--to", "alice", "and a reply", "--state", str(bob))
+    lockstep_ok("send", "--to", to.replace("bob", "alice"), "and a reply", "--state", str(bob))
     assert texts(alice, wait=10) == ["and a reply"]  # bob's session with alice goes on
-    lockstep_ok("send", "--to", "bob", "and another", "--state", str(alice))
+    lockstep_ok("send", "--to", to, "and another", "--state", str(alice))
     assert texts(bob, wait=10) == ["and another"]
     # The sender keeps it as sent, like any other.
     assert killed in lockstep_ok("search", killed.split()[-1], "--state", str(alice))

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from e2e_state import stored_bytes, unsealed_values
 from lockstep.client import vault
-from lockstep.client.e2edb import DB_FILES, Sealing
+from lockstep.client.e2edb import DB_FILES, Sealing, keyed
 from lockstep.client.e2estate import MAX_HISTORY, E2EStore
 from lockstep.client.errors import StateError
 from lockstep.client.state import wipe_folder
@@ -200,6 +200,14 @@ def test_a_damaged_stored_value_is_a_state_error_never_another(blob: bytes) -> N
     for sealing in (Sealing(None), SEALED):
         with contextlib.suppress(StateError):
             sealing.unpack("kv/last_seq", blob)
+
+
+@given(json_values)
+def test_a_keyed_row_is_its_key_and_value_or_a_state_error(value: Any) -> None:
+    with contextlib.suppress(StateError):
+        key, _ = keyed(value, "rows/contacts/k")
+        assert isinstance(key, str) and isinstance(value, dict) and value["k"] == key
+    assert keyed({"k": "acct", "v": value}, "rows/contacts/k") == ("acct", value)
 
 
 def test_a_sealed_value_moved_to_another_row_does_not_open() -> None:
