@@ -36,7 +36,7 @@ def test_cli_primary_links_a_cli_companion_lists_and_unlinks_it(server_process, 
     assert listing["account"] == "carol" and len(companions) == 1
 
     assert lockstep("companion", "status", "--state", str(laptop)).returncode == 0
-    # "--": a device id is base64url and may start with "-", which argparse would take for an option
+    # "-- ID", as `primary devices` prints it (a bare id works too, even one that begins with "-")
     unlink = lockstep("primary", "unlink", "--state", str(primary), "--", companions[0]["device_id"])
     assert unlink.returncode == 0, unlink.stderr
     status = lockstep("companion", "status", "--state", str(laptop))
