@@ -10,12 +10,16 @@ store key opens each sealed record, and wrapped keys are unwrapped as extractabl
 from __future__ import annotations
 
 import base64
+import contextlib
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from webmsg_helpers import (
+    HIDEABLE,
+    SHOWN_NOTIFICATIONS,
     TIMEOUT,
     cli_primary,
     message,
@@ -23,12 +27,13 @@ from webmsg_helpers import (
     receive_json,
     send_cli,
     send_text,
+    shown_once,
     start_chat,
 )
 
 from chromium import CHROMIUM, CHROMIUM_ARGS, PHONE, add_platform_authenticator
 from fake_camera import FakeCamera, Phone
-from phone_linking import create_account
+from phone_linking import app_url, create_account, open_settings
 
 pytestmark = pytest.mark.browser
 
@@ -121,17 +126,33 @@ def found_in(folder: Path, needles: dict[str, list[bytes]]) -> list[str]:
     return hits
 
 
-def test_a_copied_browser_profile_holds_no_plaintext_and_no_private_key(
-    server_process: Any, playwright: Any, tmp_path: Path
-) -> None:
-    url = server_process.url
+def text_forms(text: str) -> list[bytes]:
+    """How a text may be written in a file: UTF-8 (JSON, SQLite) or UTF-16 (Chromium's pickles)."""
+    return [text.encode(), text.encode("utf-16-le")]
+
+
+@contextlib.contextmanager
+def phone_with_profile(playwright: Any, tmp_path: Path) -> Iterator[tuple[Phone, Path]]:
+    """The phone app in a Chromium that keeps its profile in a folder: (the phone, the folder). When the
+    block ends Chromium closes and writes everything out: the folder is then what a thief would copy."""
     profile = tmp_path / "profile"
     context = playwright.chromium.launch_persistent_context(
         str(profile), executable_path=CHROMIUM, args=CHROMIUM_ARGS, **PHONE
     )
     try:
         page = context.pages[0] if context.pages else context.new_page()
-        phone = Phone(page, FakeCamera(tmp_path / "unused-camera.y4m"), add_platform_authenticator(page))
+        camera = FakeCamera(tmp_path / "unused-camera.y4m")
+        yield Phone(page, camera, add_platform_authenticator(page)), profile
+    finally:
+        context.close()
+
+
+def test_a_copied_browser_profile_holds_no_plaintext_and_no_private_key(
+    server_process: Any, playwright: Any, tmp_path: Path
+) -> None:
+    url = server_process.url
+    with phone_with_profile(playwright, tmp_path) as (phone, profile):
+        page = phone.page
         create_account(phone, url, "alice", "Alice")
         bob = cli_primary(url, tmp_path / "bob", "bob", "Bob")
         sent = f"pay on friday {secrets.token_hex(12)}"
@@ -158,14 +179,12 @@ def test_a_copied_browser_profile_holds_no_plaintext_and_no_private_key(
         open_chat(page, "@bob")
         page.get_by_test_id("composer").fill(draft)
         page.goto("about:blank")
-    finally:
-        context.close()  # Chromium writes everything out; the profile is now what a thief would copy
 
     needles: dict[str, list[bytes]] = {
-        "the sent plaintext": [sent.encode(), sent.encode("utf-16-le")],
-        "the received plaintext": [received.encode(), received.encode("utf-16-le")],
-        "the unsent draft": [draft.encode(), draft.encode("utf-16-le")],
-        "the group name being typed": [group_name.encode(), group_name.encode("utf-16-le")],
+        "the sent plaintext": text_forms(sent),
+        "the received plaintext": text_forms(received),
+        "the unsent draft": text_forms(draft),
+        "the group name being typed": text_forms(group_name),
     }
     for index, key in enumerate(held["privateKeys"]):
         needles[f"private key {index}"] = encodings(bytes.fromhex(key))
@@ -178,3 +197,37 @@ def test_a_copied_browser_profile_holds_no_plaintext_and_no_private_key(
     # The device key, the Olm identity and signing keys, one-time and fallback keys, ratchet keys.
     assert len(held["privateKeys"]) >= 5
     assert held["ratchetSecrets"]
+
+
+# The switch once its state is drawn: after a reload, when the device's choices are read back.
+UNCHECKED = "(box) => !box.checked && !box.disabled"
+
+
+def test_notifications_without_names_or_text_leave_neither_in_the_profile(
+    server_process: Any, playwright: Any, tmp_path: Path
+) -> None:
+    """Chromium keeps the phone app's notifications in the profile, in the clear (SECURITY.md): with
+    "Show names and message text" off, a notification says only "New message", so none is kept."""
+    url = server_process.url
+    bob_name = f"Bob {secrets.token_hex(6)}"
+    text = f"meet me at the pier {secrets.token_hex(12)}"
+    with phone_with_profile(playwright, tmp_path) as (phone, profile):
+        page = phone.page
+        page.context.grant_permissions(["notifications"], origin=app_url(url).removesuffix("/app"))
+        page.add_init_script(HIDEABLE)
+        create_account(phone, url, "alice", "Alice")
+        page.wait_for_function("navigator.serviceWorker.controller !== null", timeout=TIMEOUT)
+        open_settings(page)
+        previews = page.get_by_test_id("notification-previews")
+        assert previews.is_checked()  # names and text by default, as WhatsApp and Signal
+        previews.uncheck()
+        bob = cli_primary(url, tmp_path / "bob", "bob", bob_name)
+        page.evaluate("window.lockstepTestSetHidden(true)")
+        send_cli(bob.primary, "@alice", text)
+        [shown] = shown_once(page, SHOWN_NOTIFICATIONS, lambda shown: len(shown) == 1)
+        assert (shown["title"], shown["body"]) == ("Lockstep", "New message")
+        page.reload()  # the choice is this device's, kept sealed with its muted chats
+        open_settings(page)
+        page.wait_for_function(UNCHECKED, arg=previews.element_handle(), timeout=TIMEOUT)
+    hits = found_in(profile, {"the message": text_forms(text), "the sender's name": text_forms(bob_name)})
+    assert hits == [], "\n".join(hits)

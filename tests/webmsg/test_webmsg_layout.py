@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from webmsg_helpers import (
     HIDEABLE,
+    SHOWN_NOTIFICATIONS,
     TIMEOUT,
     cli_primary,
     make_png,
@@ -53,13 +54,6 @@ BACKGROUND = (
 })();
 """
 )
-
-SHOWN_NOTIFICATIONS = """
-async () => {
-  const registration = await navigator.serviceWorker.ready;
-  return (await registration.getNotifications()).map((n) => ({ title: n.title, body: n.body, tag: n.tag }));
-}
-"""
 
 
 def box(locator: Any) -> dict[str, float]:

@@ -211,6 +211,15 @@ WATCH_PROGRESS = """
 """
 
 
+# The notifications the phone app's service worker shows now (read with shown_once: it is a Promise).
+SHOWN_NOTIFICATIONS = """
+async () => {
+  const registration = await navigator.serviceWorker.ready;
+  return (await registration.getNotifications()).map((n) => ({ title: n.title, body: n.body, tag: n.tag }));
+}
+"""
+
+
 def shown_once(page: Any, script: str, check: Any) -> list[dict[str, Any]]:
     """What ``script`` reads of the page (the service worker's notifications, its caches…), once ``check``
     holds. Polled from here: Playwright's wait_for_function takes a returned Promise for a truthy value

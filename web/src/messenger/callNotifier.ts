@@ -26,6 +26,8 @@ export class CallNotifier {
   constructor(
     private readonly phone: Phone,
     private readonly permission: () => Permission,
+    /** Whether notifications may name who calls ("Show names and message text", ./notifier.ts). */
+    private readonly showsNames: () => boolean,
   ) {
     this.unsubscribe = phone.subscribe(() => this.changed());
     document.addEventListener("visibilitychange", this.onVisibility);
@@ -62,7 +64,7 @@ export class CallNotifier {
     void notify(
       `Incoming ${video ? "video" : "voice"} call`,
       {
-        body: this.phone.snapshot().peerName,
+        body: this.showsNames() ? this.phone.snapshot().peerName : "",
         tag: `call:${ringing.callId}`,
         requireInteraction: true, // it rings until answered, declined or over: it stays until then
         data: { call: ringing.callId },

@@ -88,7 +88,11 @@ export class MessengerHost {
       this.callNotifier?.close();
       this.calls = attachCalls(messenger, this.view, () => this.socket);
       const notifier = this.controls.notifier;
-      this.callNotifier = new CallNotifier(this.calls.phone, () => notifier.permission);
+      this.callNotifier = new CallNotifier(
+        this.calls.phone,
+        () => notifier.permission,
+        () => notifier.showsPreviews,
+      );
       this.controls.bind(messenger, identity.deviceId);
       messenger.setVisible(document.visibilityState === "visible");
     }

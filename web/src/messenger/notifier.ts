@@ -8,19 +8,22 @@
  *   that way), else the page's `Notification`. Clicking it brings the page forward at that chat.
  * - Nothing is shown for muted chats, for our own messages, or for history a device loads.
  * - The unread count of unmuted chats goes on the app's badge (Badging API, where the browser has it).
- * - Which chats are muted is this device's choice, kept sealed like every record (StateStore), in a
- *   database of its own that the device's wipe deletes too.
+ * - Which chats are muted, and whether notifications show names and text ("Show names and message
+ *   text"; off: only "New message"), are this device's choices, kept sealed like every record
+ *   (StateStore), in a database of its own that the device's wipe deletes too.
  *
  * It watches the messenger (`subscribe`) rather than being called by it: a new incoming message is a
  * chat whose newest message is incoming, unread and not yet seen by this notifier.
  */
 import { StateStore } from "../store/db";
-import type { Conversation } from "./model";
+import type { ChatMessage, Conversation } from "./model";
 import type { Messenger } from "./messenger";
 
 interface ChatPrefs {
   v: 1;
   muted: string[];
+  /** Notifications show the chat, who wrote and what (the default), or only "New message". */
+  previews?: boolean;
 }
 
 export type Permission = "granted" | "denied" | "default" | "unsupported";
@@ -34,6 +37,7 @@ export class Notifier {
   private unsubscribe: () => void = () => undefined;
   private store: StateStore<ChatPrefs> | null = null;
   private muted = new Set<string>();
+  private previews = true;
   /** Per chat, the newest incoming message already seen (shown, or there before we looked). */
   private seen = new Map<string, string>();
   private listeners = new Set<() => void>();
@@ -62,6 +66,8 @@ export class Notifier {
     const prefs = await this.store?.load().catch(() => undefined);
     if (this.messenger !== messenger) return; // rebound meanwhile
     this.muted = new Set(prefs?.muted ?? []);
+    this.previews = prefs?.previews ?? true;
+    this.emit();
     if (!messenger) {
       void this.setBadge(0);
       return;
@@ -86,7 +92,31 @@ export class Notifier {
     else this.muted.delete(conversation);
     this.emit();
     this.changed();
-    await this.store?.save({ v: 1, muted: [...this.muted] });
+    await this.savePrefs();
+  }
+
+  /** Whether notifications show names and text; a device without a messenger yet keeps the default. */
+  get showsPreviews(): boolean {
+    return this.previews;
+  }
+
+  get canChangePreviews(): boolean {
+    return this.store !== null;
+  }
+
+  /**
+   * Off: a notification says only "New message", with no chat name, sender or text. What a notification
+   * shows leaves the sealed store: Chromium keeps the phone app's (service-worker) notifications in the
+   * profile's Platform Notifications database in the clear, and the OS's notification list may keep them.
+   */
+  async setShowsPreviews(on: boolean): Promise<void> {
+    this.previews = on;
+    this.emit();
+    await this.savePrefs();
+  }
+
+  private async savePrefs(): Promise<void> {
+    await this.store?.save({ v: 1, muted: [...this.muted], previews: this.previews });
   }
 
   /**
@@ -151,21 +181,16 @@ export class Notifier {
     if (this.permission !== "granted" || !this.messenger) return;
     const last = c.last;
     if (!last) return;
-    const who = c.kind === "group" ? `${this.messenger.nameOf(last.senderAccount)}: ` : "";
-    const what =
-      last.kind === "media"
-        ? last.media?.type === "image"
-          ? "📷 Photo"
-          : `📎 ${last.media?.name ?? "File"}`
-        : last.kind === "undecryptable"
-          ? "New message"
-          : (last.text ?? "");
+    const messenger = this.messenger;
+    const { title, body } = this.previews
+      ? preview(c, last, (account) => messenger.nameOf(account))
+      : { title: "Lockstep", body: "New message" };
     const options: NotificationOptions = {
-      body: `${who}${what}${last.kind === "media" && last.text ? ` ${last.text}` : ""}`,
+      body,
       tag: `chat:${c.id}`, // one notification per chat: the next message replaces it
       data: { conversation: c.id },
     };
-    await notify(c.title, options, () => this.open(c.id));
+    await notify(title, options, () => this.open(c.id));
   }
 
   private async setBadge(count: number): Promise<void> {
@@ -181,6 +206,24 @@ export class Notifier {
       // not installed, or the platform has no badge: the tab title still shows the count
     }
   }
+}
+
+/** What a notification with names and text shows of `last`, the newest message of `c`. */
+function preview(
+  c: Conversation,
+  last: ChatMessage,
+  nameOf: (account: string) => string,
+): { title: string; body: string } {
+  const who = c.kind === "group" ? `${nameOf(last.senderAccount)}: ` : "";
+  const what =
+    last.kind === "media"
+      ? last.media?.type === "image"
+        ? "📷 Photo"
+        : `📎 ${last.media?.name ?? "File"}`
+      : last.kind === "undecryptable"
+        ? "New message"
+        : (last.text ?? "");
+  return { title: c.title, body: `${who}${what}${last.kind === "media" && last.text ? ` ${last.text}` : ""}` };
 }
 
 /**

@@ -6,7 +6,7 @@
  * leaving the app.
  */
 import type { Notifier } from "../../messenger/notifier";
-import { byTestId } from "../../ui/dom";
+import { byTestId, el } from "../../ui/dom";
 
 export type Screen = "chats" | "settings";
 
@@ -53,10 +53,22 @@ export class Screens {
   }
 }
 
-/** The Settings screen's Notifications card: whether they are on, and the button that asks for them. */
+/** The Settings screen's Notifications card: whether they are on, the button that asks for them, and
+ * whether they show names and text. */
 export function showNotificationSettings(notifier: Notifier): void {
   const state = byTestId("notification-state");
   const enable = byTestId<HTMLButtonElement>("settings-enable-notifications");
+  const previews = el("input", { testid: "notification-previews", attrs: { type: "checkbox" } });
+  byTestId("notifications-card").append(
+    el("label", {}, previews, " Show names and message text"),
+    el("p", {
+      className: "muted small",
+      text:
+        "Off: a notification says only “New message”. What notifications show is kept outside " +
+        "Lockstep's encrypted storage, by this browser and in your phone's notification list.",
+    }),
+  );
+  previews.addEventListener("change", () => void notifier.setShowsPreviews(previews.checked));
   const render = (): void => {
     const permission = notifier.permission;
     state.textContent =
@@ -68,6 +80,8 @@ export function showNotificationSettings(notifier: Notifier): void {
             ? "This browser cannot show notifications."
             : "Off. Turn them on to hear about new messages while Lockstep is in the background.";
     enable.hidden = permission !== "default";
+    previews.checked = notifier.showsPreviews;
+    previews.disabled = !notifier.canChangePreviews;
   };
   enable.addEventListener("click", () => void notifier.requestPermission());
   notifier.onChange(render);
