@@ -1,9 +1,10 @@
 /**
  * What every part of the messenger shares (the twin of client/messaging/device.py): this device's identity,
- * its Olm and Megolm state, what it keeps (./messageStore.ts: state sections, one record per message and
- * per seen id, written once per batch; in memory the messages are indexed by conversation, ./chatIndex.ts,
- * and unsealed after the page starts, ./storedChats.ts), the socket, and the one way requests go out. Operations that touch ratchets run one at a time (`serial`),
- * so state is never interleaved; `changed` tells the page to render again, with the messages that changed.
+ * its Olm and Megolm state, what it keeps (./messageStore.ts: state sections, one record per message, per
+ * seen id and per peer device's Olm sessions, written once per batch; in memory the messages are indexed by
+ * conversation, ./chatIndex.ts, and unsealed after the page starts, ./storedChats.ts), the socket, and the
+ * one way requests go out. Operations that touch ratchets run one at a time (`serial`), so state is never
+ * interleaved; `changed` tells the page to render again, with the messages that changed.
  */
 import type { Party } from "../calls/machine";
 import type { Envelope } from "../crypto/envelope";
@@ -14,7 +15,7 @@ import { GroupSessions, type GroupSessionsPickle } from "./groupSessions";
 import { ChatIndex } from "./chatIndex";
 import { type Loaded, MessageStore } from "./messageStore";
 import type { ChatMessage } from "./model";
-import { OlmDevice, type OlmDevicePickle } from "./olmDevice";
+import { OlmDevice, type OlmDevicePickle, type PeerSessionsPickle } from "./olmDevice";
 import { StoredChats } from "./storedChats";
 
 /** The longest request this app sends, in characters of JSON (the server takes 64 KiB frames). */
@@ -146,7 +147,7 @@ export class Device {
       for (const message of loaded.legacyMessages) device.put(message); // written again, with index fields
       await device.save(true);
     } else if (sections.core?.v === 2 && sections.olm && sections.megolm) {
-      const olm = await OlmDevice.unpickle(sections.olm);
+      const olm = await OlmDevice.unpickle(sections.olm, loaded.olmSessions as Map<number, PeerSessionsPickle>);
       const megolm = GroupSessions.unpickle(sections.megolm);
       device = new Device(identity, db, olm, megolm, sections.core as State, loaded.seen, loaded);
       void device
@@ -210,11 +211,13 @@ export class Device {
       .filter((m): m is ChatMessage => m !== undefined);
     const seen = this.newlySeen;
     const summaries = this.chats.takeSummaries();
+    const olmSessions = this.olm.takeChangedSessions();
     this.dirty.clear();
     this.newlySeen = [];
     try {
       await this.db.commit({
         sections: { core: this.state, olm: this.olm.pickle(), megolm: this.megolm.pickle() },
+        olmSessions: olmSessions.records,
         messages,
         summaries,
         seen,
@@ -224,6 +227,7 @@ export class Device {
       for (const message of messages) this.dirty.add(message.id); // written with the next save
       this.newlySeen.push(...seen);
       this.chats.restore(summaries.keys());
+      this.olm.restoreChanged(olmSessions.peers);
       throw error;
     }
   }

@@ -3,7 +3,8 @@
  * batch of messages costs to write does not depend on how much history the device holds:
  *
  *   kv        sealed sections of the messenger's state, one record each: `core` (queue position, contacts,
- *             groups, chats…), `olm` (Olm account and sessions), `megolm` (group sessions), the store's
+ *             groups, chats…), `olm` (the Olm account), `olm-sessions/<number>` (the Olm sessions with one
+ *             peer device, written only when they changed), `megolm` (group sessions), the store's
  *             own `chat-numbers` (conversation id → a number used in the index below), and one summary per
  *             conversation, `summary/<number>`: its newest message and unread count, what the chat list
  *             shows before any message is unsealed
@@ -53,6 +54,7 @@ const SEEN_ORDER = "n";
 const LEGACY_STATE = "state";
 const CHAT_NUMBERS = "chat-numbers";
 const SUMMARY = "summary/";
+const OLM_SESSIONS = "olm-sessions/";
 /** Records read from the index at once while unsealing a whole conversation. */
 const READ_CHUNK = 500;
 /** Ids of handled messages kept to drop copies that come again (retries, a lost acknowledgement). */
@@ -84,6 +86,8 @@ export interface Loaded<M> {
   /** Every conversation with stored messages, and the summaries written of them (conversation → summary). */
   conversations: string[];
   summaries: Map<string, Summary<M>>;
+  /** One peer device's Olm sessions per record, by the number the `olm` section gives it. */
+  olmSessions: Map<number, unknown>;
   seen: string[];
 }
 
@@ -92,6 +96,8 @@ export interface Commit<M> {
   messages?: Iterable<M>;
   /** Summaries of the conversations whose messages changed (conversation → summary). */
   summaries?: ReadonlyMap<string, Summary<M>>;
+  /** The Olm sessions of the peers whose sessions changed (record number → sessions). */
+  olmSessions?: ReadonlyMap<number, unknown>;
   seen?: Iterable<string>;
   dropLegacy?: boolean;
 }
@@ -232,11 +238,22 @@ export class MessageStore {
       const summary = opened.get(`${SUMMARY}${number}`) as Summary<M> | undefined;
       if (summary) summaries.set(conversation, summary);
     }
+    const olmSessions = new Map<number, unknown>();
+    for (const [name, value] of opened)
+      if (name.startsWith(OLM_SESSIONS)) olmSessions.set(Number(name.slice(OLM_SESSIONS.length)), value);
     this.seenCount = seen.length;
     this.nextSeen = (typeof newestSeen?.key === "number" ? newestSeen.key : 0) + 1;
     const legacy = opened.get(LEGACY_STATE);
     const legacyMessages = legacy === undefined ? [] : await this.allMessages<M>(storeKey);
-    return { sections, legacy, legacyMessages, conversations: [...this.chatNumbers.keys()], summaries, seen };
+    return {
+      sections,
+      legacy,
+      legacyMessages,
+      conversations: [...this.chatNumbers.keys()],
+      summaries,
+      olmSessions,
+      seen,
+    };
   }
 
   /** Every stored message (only to migrate a version 1 store, whose messages have no index fields). */
@@ -331,6 +348,10 @@ export class MessageStore {
     for (const [conversation, summary] of changes.summaries ?? []) {
       const key = `${SUMMARY}${this.chatNumber(conversation)}`;
       sections.push([key, seal(summary, this.label(KV, key), storeKey)]);
+    }
+    for (const [number, sessions] of changes.olmSessions ?? []) {
+      const key = `${OLM_SESSIONS}${number}`;
+      sections.push([key, seal(sessions, this.label(KV, key), storeKey)]);
     }
     const numbersWritten = this.numbersDirty;
     if (numbersWritten)

@@ -11,6 +11,9 @@
  *   key none knows is tried until NEW_CHAIN_BUDGET chain steps are spent (forged messages stay cheap).
  * - At most 5 sessions per peer, least recently used dropped first. Duplicates are dropped by message id
  *   before decrypting (by the caller): an Olm message key works once.
+ *
+ * The store keeps each peer's sessions as a record of its own (`takeChangedSessions`): a save writes the
+ * peers this device encrypted to or decrypted from since the last one, not every session it holds.
  */
 import { b64uEncode } from "../crypto/base64";
 import {
@@ -35,10 +38,21 @@ export const MAX_SESSIONS_PER_PEER = 5;
  */
 export const NEW_CHAIN_BUDGET = 2 * (MAX_MESSAGE_GAP + 1);
 
+/** One peer device's sessions, most recently used first, as the store keeps them. */
+export type PeerSessionsPickle = { pickle: OlmSessionPickle; lastUsed: number }[];
+
+/**
+ * What the store keeps of the device besides the sessions: the account, and the number of each peer's
+ * record (the store keeps each peer's sessions as a record of its own, written only when they changed:
+ * a device in a group of 1,024 has a session with each of 2,047 devices, and a message moves one).
+ * Numbers, not keys, name the records: which devices this one talks to stays sealed.
+ */
 export interface OlmDevicePickle {
   account: OlmAccountPickle;
-  counter: number;
-  sessions: Record<string, { pickle: OlmSessionPickle; lastUsed: number }[]>;
+  peers?: Record<string, number>;
+  /** Before sessions were records of their own: every peer's sessions here (read, never written). */
+  sessions?: Record<string, PeerSessionsPickle>;
+  counter?: number;
 }
 
 interface Entry {
@@ -49,6 +63,9 @@ interface Entry {
 export class OlmDevice {
   private counter = 0;
   private readonly sessions = new Map<string, Entry[]>();
+  private readonly peerNumbers = new Map<string, number>();
+  /** Peers whose sessions may have changed since they were last taken for a save. */
+  private changed = new Set<string>();
 
   private constructor(readonly account: OlmAccount) {}
 
@@ -56,23 +73,69 @@ export class OlmDevice {
     return new OlmDevice(await OlmAccount.create());
   }
 
-  static async unpickle(pickle: OlmDevicePickle): Promise<OlmDevice> {
+  /** The device from its pickle and its peers' session records (by number). */
+  static async unpickle(
+    pickle: OlmDevicePickle,
+    peerRecords: ReadonlyMap<number, PeerSessionsPickle> = new Map(),
+  ): Promise<OlmDevice> {
     const device = new OlmDevice(OlmAccount.unpickle(pickle.account));
-    device.counter = pickle.counter;
-    for (const [peer, entries] of Object.entries(pickle.sessions)) {
+    const byPeer = new Map<string, PeerSessionsPickle>();
+    for (const [peer, number] of Object.entries(pickle.peers ?? {})) {
+      device.peerNumbers.set(peer, number);
+      byPeer.set(peer, peerRecords.get(number) ?? []);
+    }
+    for (const [peer, entries] of Object.entries(pickle.sessions ?? {})) {
+      byPeer.set(peer, entries);
+      device.changed.add(peer); // kept in the old section: written as a record of its own next time
+    }
+    let counter = pickle.counter ?? 0;
+    for (const [peer, entries] of byPeer) {
       const restored: Entry[] = [];
-      for (const entry of entries)
+      for (const entry of entries) {
         restored.push({ session: await OlmSession.unpickle(entry.pickle), lastUsed: entry.lastUsed });
+        counter = Math.max(counter, entry.lastUsed);
+      }
       device.sessions.set(peer, restored);
     }
+    device.counter = counter; // the newest use anywhere: what comes next is used later
     return device;
   }
 
+  /** The account and the numbers of the peers' records (the sessions are `takeChangedSessions`'s). */
   pickle(): OlmDevicePickle {
-    const sessions: OlmDevicePickle["sessions"] = {};
-    for (const [peer, entries] of this.sessions)
-      sessions[peer] = entries.map((e) => ({ pickle: e.session.pickle(), lastUsed: e.lastUsed }));
-    return { account: this.account.pickle(), counter: this.counter, sessions };
+    for (const peer of this.sessions.keys()) this.numberOf(peer);
+    return { account: this.account.pickle(), peers: Object.fromEntries(this.peerNumbers) };
+  }
+
+  /**
+   * The sessions of every peer that may have changed since the last call, by record number: what a save
+   * writes. If the save fails, `restoreChanged` puts them back for the next one.
+   */
+  takeChangedSessions(): { records: Map<number, PeerSessionsPickle>; peers: string[] } {
+    const peers = [...this.changed];
+    this.changed = new Set();
+    const records = new Map<number, PeerSessionsPickle>();
+    for (const peer of peers) {
+      const entries = this.sessions.get(peer) ?? [];
+      records.set(
+        this.numberOf(peer),
+        entries.map((e) => ({ pickle: e.session.pickle(), lastUsed: e.lastUsed })),
+      );
+    }
+    return { records, peers };
+  }
+
+  restoreChanged(peers: Iterable<string>): void {
+    for (const peer of peers) this.changed.add(peer);
+  }
+
+  private numberOf(peer: string): number {
+    let number = this.peerNumbers.get(peer);
+    if (number === undefined) {
+      number = this.peerNumbers.size + 1;
+      this.peerNumbers.set(peer, number);
+    }
+    return number;
   }
 
   /** The Curve25519 identity key, raw. */
@@ -85,6 +148,7 @@ export class OlmDevice {
   }
 
   private touch(peer: string, entry: Entry): void {
+    this.changed.add(peer);
     this.counter += 1;
     entry.lastUsed = this.counter;
     const entries = this.sessions.get(peer) ?? [];
@@ -101,13 +165,18 @@ export class OlmDevice {
   }
 
   async encrypt(peerIdentityKey: Uint8Array, plaintext: Uint8Array): Promise<OlmMessage> {
-    const entry = this.sessions.get(b64uEncode(peerIdentityKey))?.[0];
+    const peer = b64uEncode(peerIdentityKey);
+    const entry = this.sessions.get(peer)?.[0];
     if (!entry) throw new SessionMismatchError("no Olm session with this device; claim a one-time key first");
+    this.changed.add(peer); // encrypting moves the sending chain
     return entry.session.encrypt(plaintext);
   }
 
   async decrypt(peerIdentityKey: Uint8Array, type: 0 | 1, body: Uint8Array): Promise<Uint8Array> {
     const peer = b64uEncode(peerIdentityKey);
+    // Whatever happens below, the peer's sessions are written with the next save: a failed attempt leaves
+    // a session as it was, but being sure costs one small record.
+    this.changed.add(peer);
     let entries = [...(this.sessions.get(peer) ?? [])];
     let newChainSteps = 0;
     if (type === 0) {
