@@ -161,6 +161,9 @@ def test_a_burst_of_2000_messages_is_shown_acknowledged_and_read(
     # wrote five transactions per message, each with the whole list of seen ids: ~367 KB per message).
     assert watch["transactions"] < len(expected), watch
     assert watch["bytes"] / len(expected) < 10_000, watch
+    # A batch's state is its core section, the senders' Olm sessions (one record per device, which grows to
+    # a bound as the sessions keep their last receiving chains), the chat's summary and now and then the
+    # Olm account (when one-time keys changed): a few KB, whatever the length of the chat. Version 1 wrote
+    # every seen id with each: ~500 KB by the end of this burst.
     state = [b for b in watch["stateBytes"] if b]
-    quarter = max(1, len(state) // 4)
-    assert max(state[-quarter:]) <= 1.25 * max(state[:quarter]) + 1_000, state
+    assert max(state) <= 16_000, state
