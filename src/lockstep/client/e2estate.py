@@ -290,55 +290,28 @@ class E2EStore:
         """Write what changed since the last save, in one transaction. ``durable`` before something
         leaves the device (a request with the ratchet steps it used, keys to publish): then it is on
         disk, not only in the log the OS holds, when this returns (client/e2edb.py, "Durability")."""
-        written, key = self._written, self.pickle_key
-        change = Change(seen=self.seen.take_added(), seen_limit=self.seen.limit)
-        olm, groups = self.olm.take_changed(), self.groups.take_changed()
+        written = self._written
+        change = Change(seen=self.seen.take_added(), seen_limit=self.seen.limit, forgets=written.forgot)
         if written.everything:
-            change.replace_all = True
-            change.seen = self.seen.to_json()
-            olm.account, olm.peers = True, set(self.olm.peers)
-            groups.outbound, groups.inbound = set(self.groups.outbound), set(self.groups.inbound)
+            change.replace_all, change.seen = True, self.seen.to_json()
             written.kv, written.items = {}, {}
             written.messages.update((r["id"], r) for r in self.history)
-        if olm.account:
-            change.kv["olm_account"] = self.olm.pickle_account(key)
+        self._changed_sessions(change, everything=written.everything)
         for name, value in self._small_sections().items():
             encoded = _encode(value)
             if written.kv.get(name) != encoded:
-                change.kv[name] = value
-                written.kv[name] = encoded
-        for peer in olm.peers:
-            sessions = self.olm.pickle_peer(peer, key)
-            if sessions:
-                change.rows.setdefault("olm", {})[peer] = sessions
-            else:
-                change.gone.setdefault("olm", []).append(peer)
-        for group_id in groups.outbound:
-            if group_id in self.groups.outbound:
-                change.rows.setdefault("megolm_out", {})[group_id] = self.groups.pickle_outbound(
-                    group_id, key
-                )
-            else:
-                change.gone.setdefault("megolm_out", []).append(group_id)
-        for pair in groups.inbound:
-            change.rows.setdefault("megolm_in", {})[" ".join(pair)] = self.groups.pickle_inbound(pair, key)
+                change.kv[name], written.kv[name] = value, encoded
         for name, items in self._keyed_sections().items():
-            before = written.items.get(name, {})
-            touched = written.touched if name == "sent" else set()
-            fresh = {k: v for k, v in items.items() if before.get(k) is not v or k in touched}
+            fresh, gone = self._diff(name, items, written.touched if name == "sent" else set())
             if fresh:
-                change.rows.setdefault(name, {}).update(fresh)
-            gone = [k for k in before if k not in items]
+                change.rows[name] = fresh
             if gone:
-                change.gone.setdefault(name, []).extend(gone)
-            written.items[name] = dict(items)
+                change.gone[name] = gone
         written.touched = set()
+        fresh, gone = self._diff("in_flight", {str(n): v for n, v in self.in_flight.items()}, set())
+        change.in_flight = {int(n): v for n, v in fresh.items()}
+        change.in_flight_done = [int(n) for n in gone]
         change.messages = list(written.messages.values())
-        change.forgets = written.forgot
-        before_flight = written.items.get("in_flight", {})
-        change.in_flight = {n: v for n, v in self.in_flight.items() if before_flight.get(str(n)) is not v}
-        change.in_flight_done = [int(n) for n in before_flight if int(n) not in self.in_flight]
-        written.items["in_flight"] = {str(n): v for n, v in self.in_flight.items()}
         try:
             self._database().write(change, durable=durable)
         except (sqlite3.Error, OSError) as error:
@@ -346,6 +319,37 @@ class E2EStore:
             raise StateError(f"cannot save the E2E state in {self.directory / DB_FILE}: {error}") from error
         written.messages = {}
         written.everything = written.forgot = False
+
+    def _changed_sessions(self, change: Change, *, everything: bool) -> None:
+        """The Olm and Megolm sessions that moved (all of them if ``everything``), pickled into ``change``."""
+        key, olm, groups = self.pickle_key, self.olm.take_changed(), self.groups.take_changed()
+        if everything:
+            olm.account, olm.peers = True, set(self.olm.peers)
+            groups.outbound, groups.inbound = set(self.groups.outbound), set(self.groups.inbound)
+        if olm.account:
+            change.kv["olm_account"] = self.olm.pickle_account(key)
+        for peer in olm.peers:
+            if sessions := self.olm.pickle_peer(peer, key):
+                change.rows.setdefault("olm", {})[peer] = sessions
+            else:
+                change.gone.setdefault("olm", []).append(peer)
+        for group_id in groups.outbound:
+            if group_id in self.groups.outbound:
+                outbound = self.groups.pickle_outbound(group_id, key)
+                change.rows.setdefault("megolm_out", {})[group_id] = outbound
+            else:
+                change.gone.setdefault("megolm_out", []).append(group_id)
+        for pair in groups.inbound:
+            change.rows.setdefault("megolm_in", {})[" ".join(pair)] = self.groups.pickle_inbound(pair, key)
+
+    def _diff(self, name: str, items: dict[str, Any], touched: set[str]) -> tuple[dict[str, Any], list[str]]:
+        """A keyed section's items added or replaced since the last save (or ``touched``: changed in
+        place), and the keys gone; what is current becomes what was written."""
+        before = self._written.items.get(name, {})
+        fresh = {k: v for k, v in items.items() if before.get(k) is not v or k in touched}
+        gone = [k for k in before if k not in items]
+        self._written.items[name] = dict(items)
+        return fresh, gone
 
     # --- sent messages and receipts ----------------------------------------------------------------
     def record_sent(self, message_id: str, entry: dict[str, Any]) -> None:
