@@ -76,6 +76,9 @@ def test_a_folder_of_the_json_version_is_converted_once_and_its_sessions_go_on(
         assert (later.plaintext, later.message_index) == (b"g1", 1)
         for store in (alice, bob):
             store.save()
+        if sealed:  # nothing in the clear while the database is open either (its log and index too)
+            assert (bob_dir / "e2e.db-wal").is_file() and SECRET_TEXT not in stored_bytes(bob_dir)
+        for store in (alice, bob):
             store.close()
         # Reopened from the database: what the last save wrote is what goes on.
         bob, alice = E2EStore.load_or_create(bob_dir), E2EStore.load_or_create(alice_dir)
