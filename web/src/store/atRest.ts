@@ -90,13 +90,27 @@ async function loadOrCreateStoreKey(): Promise<CryptoKey> {
   }
 }
 
+/** The read of the store key under way, if one is: callers that ask meanwhile share it. */
+let storeKeyRead: Promise<CryptoKey> | null = null;
+
+/**
+ * The store key as IndexedDB holds it now. Keys made side by side (a key share's new Olm sessions, 45 to a
+ * request) share one read instead of opening the database once each: 2,047 opens for a key share to a
+ * 1,024-member group, each a round trip to the browser's storage process.
+ */
+function currentStoreKey(): Promise<CryptoKey> {
+  storeKeyRead ??= loadOrCreateStoreKey().finally(() => (storeKeyRead = null));
+  return storeKeyRead;
+}
+
 /**
  * The origin's store key, made on first use. It is read from IndexedDB on every use (a tab never seals
- * under a key another tab has since deleted), and from then on new private keys are kept wrapped.
+ * under a key another tab has since deleted; uses at the same moment share a read), and from then on new
+ * private keys are kept wrapped.
  */
 export async function openAtRest(): Promise<CryptoKey> {
-  const storeKey = await loadOrCreateStoreKey();
-  setKeyKeeper(async (extractable) => keep(await loadOrCreateStoreKey(), extractable));
+  const storeKey = await currentStoreKey();
+  setKeyKeeper(async (extractable) => keep(await currentStoreKey(), extractable));
   return storeKey;
 }
 
