@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -11,6 +12,9 @@ from lockstep.link.devices import DeviceEntry, DeviceList, Role
 from lockstep.link.encoding import key_id
 from lockstep.link.grant import AccountInfo
 from lockstep.server.store import DeviceListChange, Store
+from lockstep.server.store.sql import Statement, Work, WorkFactory
+
+T = TypeVar("T")
 
 
 def public(key: Ed25519PrivateKey) -> bytes:
@@ -58,3 +62,29 @@ async def opened(*urls: str) -> AsyncIterator[list[Store]]:
         for store in stores:
             if store.is_open:
                 await store.close()
+
+
+class CountingBackend:
+    """The store's backend, noting the text of every statement an operation runs."""
+
+    def __init__(self, store: Store) -> None:
+        self.inner = store.backend
+        self.statements: list[str] = []
+        store.backend = self
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def run(self, work: WorkFactory[T], *, atomic: bool) -> T:
+        def counted() -> Work[T]:
+            inner = work()
+            try:
+                statement: Statement = next(inner)
+                while True:
+                    self.statements.append(statement.text)
+                    statement = inner.send((yield statement))
+            except StopIteration as done:
+                result: T = done.value
+                return result
+
+        return await self.inner.run(counted, atomic=atomic)

@@ -5,47 +5,20 @@ already hold the message. Acknowledgements arriving together are deleted a few s
 from __future__ import annotations
 
 import asyncio
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from store_helpers import TestAccount, opened
+from store_helpers import CountingBackend, TestAccount, opened
 
 from lockstep.server.errors import StrangerLimit
 from lockstep.server.store import Audience, Conversation, Delivery, Store, StrangerLimits
-from lockstep.server.store.queues import ROWS_PER_STATEMENT, deleted_by_each
-from lockstep.server.store.sql import Statement, Work, WorkFactory, execute, json_text
+from lockstep.server.store.queues import deleted_by_each
+from lockstep.server.store.sql import ROWS_PER_STATEMENT, execute, json_text
 
 pytestmark = pytest.mark.anyio
-T = TypeVar("T")
 ROOMY = StrangerLimits(per_sender_bytes=1 << 20, all_strangers_bytes=1 << 20)
-
-
-class CountingBackend:
-    """The store's backend, noting the text of every statement an operation runs."""
-
-    def __init__(self, store: Store) -> None:
-        self.inner = store.backend
-        self.statements: list[str] = []
-        store.backend = self
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-    async def run(self, work: WorkFactory[T], *, atomic: bool) -> T:
-        def counted() -> Work[T]:
-            inner = work()
-            try:
-                statement: Statement = next(inner)
-                while True:
-                    self.statements.append(statement.text)
-                    statement = inner.send((yield statement))
-            except StopIteration as done:
-                result: T = done.value
-                return result
-
-        return await self.inner.run(counted, atomic=atomic)
 
 
 def to_every_device(message_id: str, sender: TestAccount, payload: dict[str, Any]) -> Any:

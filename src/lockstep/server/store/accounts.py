@@ -15,7 +15,7 @@ from lockstep.link.envelope import Envelope
 from lockstep.link.grant import AccountInfo
 from lockstep.server.errors import HandleTaken, StaleDeviceList, StorageError
 from lockstep.server.store.records import AccountRecord, DeviceListChange, DeviceRecord
-from lockstep.server.store.sql import Work, execute, json_text, marks, query, query_one
+from lockstep.server.store.sql import ROWS_PER_STATEMENT, Work, execute, json_text, marks, query, query_one
 
 INSERT_DEVICE = (
     "INSERT INTO devices (device_id, account_id, device_key, role, certificate, linked_at, last_active) "
@@ -117,8 +117,23 @@ def last_active(account_id: str) -> Work[dict[str, int | None]]:
     return {device_id: active for device_id, active in rows}
 
 
-def touch(device_id: str, now: int) -> Work[None]:
-    yield from execute("UPDATE devices SET last_active = ? WHERE device_id = ?", now, device_id)
+def touch(touches: list[tuple[str, int]]) -> Work[list[None]]:
+    """Note when each device was last active (``(device id, now)``; a device's latest time wins),
+    ``ROWS_PER_STATEMENT`` devices to a statement."""
+    latest: dict[str, int] = {}
+    for device_id, now in touches:
+        latest[device_id] = max(now, latest.get(device_id, now))
+    devices = list(latest.items())
+    for start in range(0, len(devices), ROWS_PER_STATEMENT):
+        chunk = devices[start : start + ROWS_PER_STATEMENT]
+        times = " ".join(["WHEN ? THEN CAST(? AS BIGINT)"] * len(chunk))
+        yield from execute(
+            f"UPDATE devices SET last_active = CASE device_id {times} END "  # noqa: S608 - only placeholders
+            f"WHERE device_id IN ({marks(len(chunk))})",
+            *(value for device in chunk for value in device),
+            *(device_id for device_id, _ in chunk),
+        )
+    return [None] * len(touches)
 
 
 FORMER_DEVICE_DAYS = 30

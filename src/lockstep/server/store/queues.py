@@ -17,12 +17,17 @@ from typing import Any
 
 from lockstep.server.store.audience import audience
 from lockstep.server.store.records import Audience, Conversation, Delivery, QueuedMessage, StrangerLimits
-from lockstep.server.store.sql import Row, Work, execute, json_text, marks, query, query_one
+from lockstep.server.store.sql import (
+    ROWS_PER_STATEMENT,
+    Row,
+    Work,
+    execute,
+    json_text,
+    marks,
+    query,
+    query_one,
+)
 from lockstep.server.store.strangers import StrangerCheck, introduce
-
-ROWS_PER_STATEMENT = 256
-"""Rows per multi-row statement: 8 parameters a row stays far below PostgreSQL's 65,535 a statement,
-and a group send of 2,000 devices is still only a handful of statements."""
 
 Plan = Callable[[Audience | None], Delivery]
 """Checks a send against whom it may reach (None: its group or recipient does not exist) and gives what

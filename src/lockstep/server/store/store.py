@@ -43,6 +43,9 @@ class Store:
         self._acks: GroupCommit[queues.Ack, int] = GroupCommit(
             lambda acks: self._plain(lambda: queues.ack_messages(acks))
         )
+        self._touches: GroupCommit[tuple[str, int], None] = GroupCommit(
+            lambda touches: self._plain(lambda: accounts.touch(touches))
+        )
 
     @classmethod
     def for_url(cls, url: str) -> Store:
@@ -102,7 +105,9 @@ class Store:
         return await self._plain(lambda: accounts.last_active(account_id))
 
     async def touch(self, device_id: str, now: int) -> None:
-        await self._plain(lambda: accounts.touch(device_id, now))
+        """Note the device active at ``now``; touches that arrive together are one statement (a
+        group message's 2,047 acknowledgements each touch their device, every 30 s of activity)."""
+        await self._touches.submit((device_id, now))
 
     async def change_device_list(self, change: DeviceListChange, now: int) -> None:
         await self._atomic(lambda: accounts.change_device_list(change, now))
