@@ -128,7 +128,9 @@ class Inbox:
         taken = [m for m in self._unreported if which(m)]
         if taken:
             self._unreported = [m for m in self._unreported if not which(m)]
-            self.store.unreported[:] = [m.to_record() for m in self._unreported]
+            left = {m.message_id for m in self._unreported}
+            # The records kept, not copies of them: the store rewrites only the rows that changed.
+            self.store.unreported[:] = [r for r in self.store.unreported if r.get("message_id") in left]
             self.store.save()
         return taken
 
