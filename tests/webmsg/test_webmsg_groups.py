@@ -51,6 +51,12 @@ def test_group_membership_and_media_across_browser_and_terminal(
 
     alice.get_by_test_id("new-group").click()
     alice.get_by_test_id("group-name").fill("Trip")
+    # The members' handles are looked up together (128 to a request): one unknown makes no group at all.
+    alice.get_by_test_id("group-members").fill("@bob, @Nobody, @dave")
+    alice.get_by_test_id("group-create").click()
+    error = alice.get_by_test_id("messenger-error")
+    error.filter(has_text="There is no account @nobody on this server.").wait_for(timeout=TIMEOUT)
+    assert alice.get_by_test_id("chat-row").count() == 0
     alice.get_by_test_id("group-members").fill("@bob, @dave")
     alice.get_by_test_id("group-create").click()
     conversation = alice.get_by_test_id("conversation")
