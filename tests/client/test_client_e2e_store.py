@@ -148,6 +148,9 @@ def test_every_message_is_kept_and_found_past_the_newest_held_in_memory(tmp_path
     page, count = store.newest_messages(100, before=oldest_held)
     assert count == 1_500 and [r["id"] for r in page] == [f"msg-{n:06d}" for n in range(1_400, 1_500)]
     assert store.has_message("msg-000000")
+    # A search covers every message kept, not only those held in memory.
+    assert [hit.text for hit in store.timeline(everything=True).search("text 777", 3)] == ["text 777"]
+    assert store.timeline().search("text 777", 3) == []
     store.close()
 
 

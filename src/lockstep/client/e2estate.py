@@ -469,9 +469,12 @@ class E2EStore:
             self._written.messages[message_id] = records[message_id]
             self._written.forgot = True
 
-    def timeline(self) -> Timeline:
-        """What this device shows: its history with every action applied."""
-        return Timeline(self.history, self.actions)
+    def timeline(self, *, everything: bool = False) -> Timeline:
+        """What this device shows, with every action applied: the newest :data:`MAX_HISTORY` messages
+        (held in memory), or with ``everything`` every message it keeps (read from the database, for
+        a search)."""
+        messages = self.newest_messages(self.message_count())[0] if everything else self.history
+        return Timeline(messages, self.actions)
 
 
 def _encode(value: Any) -> bytes:
