@@ -1,6 +1,6 @@
-"""A send's copies on their way to sockets (server/fanout.py): each copy's event is the event its queued
-message makes, however the text is shared, and the fan-out time is reported once the last copy here
-was written."""
+"""A send's copies on their way to sockets (server/fanout.py, hub.py): each copy's event is the event its
+queued message makes, however the text is shared; the sender's answer goes out before the copies; and
+the fan-out time is reported once the last copy here was written."""
 
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lockstep.client.messenger import Messenger
-from lockstep.server.fanout import message_frames
+from lockstep.server.fanout import FanoutTimer, message_frames
+from lockstep.server.frames import Encoded, Outgoing
+from lockstep.server.hub import Hub
 from lockstep.server.store import QueuedMessage
 
 pytestmark = pytest.mark.anyio
@@ -51,6 +53,36 @@ def test_each_copys_frame_is_its_own_event_whatever_it_shares_with_the_others(
     frames = message_frames(copies)
     assert [device_id for device_id, _ in frames] == [device_id for device_id, _ in copies]
     assert [json.loads(frame) for _, frame in frames] == [message.to_event() for _, message in copies]
+
+
+class OrderedPeer:
+    """A socket that notes, in one list shared with the others, when a frame was queued for it."""
+
+    def __init__(self, name: str, order: list[str]) -> None:
+        self.name, self.order = name, order
+
+    def push(self, frame: Outgoing, timer: FanoutTimer | None = None) -> None:
+        self.order.append(self.name)
+
+    def close_soon(self, code: int, reason: str) -> None:
+        raise AssertionError("not closed here")
+
+
+async def test_a_senders_answer_is_queued_before_the_copies_of_its_message() -> None:
+    # The gateway queues a request's answer right after its handler returns; the handler has pushed
+    # the copies by then. If the copies went into their outboxes at once, their writers would be woken
+    # first, and the sender would wait for every one of a large group's copies to be written.
+    hub, order = Hub(), []
+    await hub.start()
+    sender = OrderedPeer("sender's answer", order)
+    await hub.attach("sender", sender)
+    for device_id in ("a", "b", "c"):
+        await hub.attach(device_id, OrderedPeer(device_id, order))
+    await hub.push_each([(device_id, Encoded("{}")) for device_id in ("a", "b", "c")])
+    sender.push(Encoded('{"id": 1, "ok": true}'))
+    await asyncio.sleep(0)
+    assert order == ["sender's answer", "a", "b", "c"]
+    await hub.close()
 
 
 def fanouts(live_server: Any) -> tuple[float, float]:

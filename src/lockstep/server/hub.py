@@ -14,6 +14,7 @@ bus, which carries it as text: no instance decodes or re-encodes what it passes 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections import defaultdict
@@ -181,14 +182,22 @@ class Hub:
 
     async def push_each(self, frames: list[tuple[str, Encoded]], timer: FanoutTimer | None = None) -> None:
         """One frame per device (``(device id, frame)`` pairs), published together; ``timer`` counts
-        the copies for sockets here until they are written."""
+        the copies for sockets here until they are written.
+
+        The sockets here get theirs in the event loop's next turn, not at once: the request that made
+        them (a ``messages.send``) puts its answer in its own socket's outbox first, so its writer is
+        woken before the 2,047 of a large group's devices and the sender hears "accepted" without
+        waiting for every copy to be written (docs/benchmarks.md, "Large groups")."""
         messages: list[BusMessage] = [(device_topic(device_id), frame, None) for device_id, frame in frames]
+        asyncio.get_running_loop().call_soon(self._deliver_each, messages, timer)
+        await self._publish(messages)
+
+    def _deliver_each(self, messages: list[BusMessage], timer: FanoutTimer | None) -> None:
         for topic, frame, _ in messages:
             for peer in tuple(self._peers.get(topic, ())):
                 peer.push(frame, timer)
         if timer is not None:
             timer.arm()
-        await self._publish(messages)
 
     async def push_link(self, session_id: str, event: dict[str, Any]) -> None:
         """An event for the companion socket that owns a link session, wherever it is connected."""
