@@ -1,6 +1,7 @@
 """A throwaway coturn for tests: Debian's ``turnserver`` on a free loopback UDP port, with a shared secret
 (``use-auth-secret``, the scheme ``lockstep serve --turn-secret`` hands credentials out in), relaying only
-between loopback addresses. Nothing listens beyond 127.0.0.1; no TLS, no CLI, no database of its own."""
+between loopback addresses. Nothing listens beyond 127.0.0.1; no TCP, no TLS, no CLI, no database
+of its own."""
 
 from __future__ import annotations
 
@@ -81,6 +82,9 @@ def config(port: int, secret: str, folder: Path) -> str:
             f"static-auth-secret={secret}",
             "realm=lockstep.test",
             "fingerprint",
+            # UDP only, as every test's TURN URL says: a TCP listener on the same port number could find it
+            # taken by some other process's outgoing connection, and coturn then retries for ever.
+            "no-tcp",
             "no-tls",
             "no-dtls",
             "no-cli",
@@ -106,6 +110,7 @@ def _start(port: int, folder: Path) -> subprocess.Popen[bytes]:
     while not stun_binding_answered(port):
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
+            process.wait()
             log = folder / "turn.log"
             raise RuntimeError(f"coturn did not start: {log.read_text() if log.exists() else ''}")
     return process
