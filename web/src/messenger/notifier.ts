@@ -63,10 +63,18 @@ export class Notifier {
     this.seen.clear();
     this.muted.clear();
     this.store = deviceId ? prefsStore(deviceId) : null;
-    const prefs = await this.store?.load().catch(() => undefined);
+    let prefs: ChatPrefs | undefined;
+    let unreadable = false;
+    try {
+      prefs = await this.store?.load();
+    } catch {
+      unreadable = true;
+    }
     if (this.messenger !== messenger) return; // rebound meanwhile
     this.muted = new Set(prefs?.muted ?? []);
-    this.previews = prefs?.previews ?? true;
+    // Fail closed: a choice that cannot be read may have been "off", and "on" puts message text in the
+    // clear where notifications are kept (setShowsPreviews). Nothing stored yet (first use) means on.
+    this.previews = !unreadable && (prefs?.previews ?? true);
     this.emit();
     if (!messenger) {
       void this.setBadge(0);
@@ -150,6 +158,8 @@ export class Notifier {
   async requestPermission(): Promise<Permission> {
     if (!("Notification" in window)) return "unsupported";
     await Notification.requestPermission();
+    // Once watched, the answer is kept now rather than when the "change" event comes (it may come after
+    // emit() below). Until the Permissions API answers, nothing is kept: the getter asks the browser.
     if (this.watchedPermission) this.watchedPermission = Notification.permission;
     this.emit();
     return this.permission;
