@@ -29,10 +29,10 @@ function labelOf({ name, handle }: Member): string {
 }
 
 /**
- * The members to list for `query` (any case, with or without "@": part of a name or handle), at most
- * `limit`, and how many more match. Whoever's handle or name is exactly the query comes first (searching
- * "@ann" finds @ann, however many @anne and @annika come before her), then the group's order. Without a
- * query only the listed members are looked at.
+ * The members to list for `query` (any case: part of a name or handle; with "@", of a handle only), at
+ * most `limit`, and how many more match. Whoever's handle or name is exactly the query comes first
+ * (searching "@ann" finds @ann, however many @anne and @annika come before her), then the group's order.
+ * Without a query only the listed members are looked at.
  */
 export function listedMembers(
   members: readonly string[],
@@ -40,6 +40,7 @@ export function listedMembers(
   query: string,
   limit = MEMBER_ROWS,
 ): { rows: MemberRow[]; more: number } {
+  const handlesOnly = query.trim().startsWith("@");
   const wanted = query.trim().replace(/^@/, "").toLowerCase();
   if (!wanted) {
     const rows = members.slice(0, limit).map((accountId) => ({ accountId, label: labelOf(describe(accountId)) }));
@@ -49,10 +50,12 @@ export function listedMembers(
   const partial: MemberRow[] = [];
   for (const accountId of members) {
     const member = describe(accountId);
-    const name = member.name.toLowerCase();
     const handle = member.handle?.toLowerCase() ?? "";
-    if (handle === wanted || name === wanted) exact.push({ accountId, label: labelOf(member) });
-    else if (handle.includes(wanted) || name.includes(wanted)) partial.push({ accountId, label: labelOf(member) });
+    // A handle is the account's own; a name is whatever the member chose: searching "@ann" before pressing
+    // Remove must not list someone who named themself "ann" beside (or instead of) @ann.
+    const fields = handlesOnly ? [handle] : [handle, member.name.toLowerCase()];
+    if (fields.includes(wanted)) exact.push({ accountId, label: labelOf(member) });
+    else if (fields.some((field) => field.includes(wanted))) partial.push({ accountId, label: labelOf(member) });
   }
   const rows = [...exact, ...partial].slice(0, limit);
   return { rows, more: exact.length + partial.length - rows.length };

@@ -33,6 +33,23 @@ describe("the group panel's member list (1,024 members: listed in part, found by
     expect(listedMembers(shuffled, person, "Person 1").rows[0]?.accountId).toBe("account1");
   });
 
+  test('a search beginning with "@" finds handles only: a member named "ann" is not listed for @ann', () => {
+    const group = ["account1", "impostor", "account2", "ann"];
+    const describe = (id: string): Member =>
+      id === "impostor"
+        ? { name: "ann", handle: "mallory" }
+        : id === "ann"
+          ? { name: "Ann Lee", handle: "ann" }
+          : person(id);
+    expect(listedMembers(group, describe, "@Ann").rows.map((r) => r.accountId)).toEqual(["ann"]);
+    expect(listedMembers(group, describe, "@an").rows.map((r) => r.accountId)).toEqual(["ann"]);
+    // Without "@" a name is searched too: both are listed, each labelled with their handle.
+    expect(listedMembers(group, describe, "ann").rows).toEqual([
+      { accountId: "impostor", label: "ann (@mallory)" },
+      { accountId: "ann", label: "Ann Lee (@ann)" },
+    ]);
+  });
+
   test("a member this device has not verified shows by name alone, and is found by it", () => {
     const unknown = (id: string): Member => (id === "account5" ? { name: "Someone" } : person(id));
     expect(listedMembers(members, unknown, "").rows[5]).toEqual({ accountId: "account5", label: "Someone" });
