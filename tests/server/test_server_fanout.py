@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from lockstep.client.messenger import Messenger
 from lockstep.server.fanout import FanoutTimer, message_frames
 from lockstep.server.frames import Encoded, Outgoing
-from lockstep.server.hub import Hub
+from lockstep.server.hub import Hub, device_topic
 from lockstep.server.store import QueuedMessage
 
 pytestmark = pytest.mark.anyio
@@ -82,6 +82,46 @@ async def test_a_senders_answer_is_queued_before_the_copies_of_its_message() -> 
     sender.push(Encoded('{"id": 1, "ok": true}'))
     await asyncio.sleep(0)
     assert order == ["sender's answer", "a", "b", "c"]
+    await hub.close()
+
+
+class RecordingPeer:
+    """A socket that notes, in one list shared with the others, each event queued for it and its close."""
+
+    def __init__(self, name: str, seen: list[str]) -> None:
+        self.name, self.seen = name, seen
+
+    def push(self, frame: Outgoing, timer: FanoutTimer | None = None) -> None:
+        assert isinstance(frame, str)
+        self.seen.append(f"{self.name}: {json.loads(frame).get('event', 'answer')}")
+
+    def close_soon(self, code: int, reason: str) -> None:
+        self.seen.append(f"{self.name}: closed ({reason})")
+
+
+async def test_events_made_after_a_send_reach_a_device_after_its_copy() -> None:
+    # A send's copies wait a turn (so the sender's answer goes first); a group change, a device-list
+    # change from another instance or an unlink made in that turn must not overtake them: a receiver
+    # would apply a membership change before the message sent before it, or be closed before its copy.
+    hub, seen = Hub(), []
+    await hub.start()
+    sender = RecordingPeer("sender", seen)
+    await hub.attach("sender", sender)
+    await hub.attach("bob", RecordingPeer("bob", seen))
+    await hub.push_each([("bob", Encoded('{"event": "message", "seq": 1}'))])
+    sender.push(Encoded('{"id": 1, "ok": true}'))
+    await hub.push(["bob"], {"event": "groups.changed"})
+    hub.deliver(device_topic("bob"), Encoded('{"event": "devices.changed"}'), None)  # from the bus
+    await hub.disconnect("bob", {"event": "device.unlinked"}, 4001, "unlinked")
+    await asyncio.sleep(0)
+    assert seen == [
+        "sender: answer",
+        "bob: message",
+        "bob: groups.changed",
+        "bob: devices.changed",
+        "bob: device.unlinked",
+        "bob: closed (unlinked)",
+    ]
     await hub.close()
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
 
@@ -58,6 +58,8 @@ class Receiver(Protocol):
 Close = tuple[int, str]
 BusMessage = tuple[str, Encoded, Close | None]
 """A topic, an event for it, and (optionally) the code and reason to close its sockets with."""
+_Delivery = tuple[list[BusMessage], FanoutTimer | None, Peer | None]
+"""Events for sockets here, the timer of a send's copies among them, and a socket to leave out."""
 
 
 class Bus(Protocol):
@@ -116,6 +118,8 @@ class Hub:
         self.bus: Bus = bus or LocalBus()
         self._peers: defaultdict[str, dict[Peer, None]] = defaultdict(dict)
         """Sockets per topic, oldest first."""
+        self._waiting: deque[_Delivery] = deque()
+        """Deliveries for the loop's next turn, in the order they were made (``push_each``)."""
         self.on_reconnected: Callable[[], Awaitable[None]] | None = None
         """Run after the bus was cut off and is back (events meanwhile may be lost): catch-up."""
 
@@ -173,12 +177,9 @@ class Hub:
         self, device_ids: Iterable[str], event: dict[str, Any], *, skip: Peer | None = None
     ) -> None:
         frame = encode(event)
-        topics = [device_topic(device_id) for device_id in device_ids]
-        for topic in topics:
-            for peer in tuple(self._peers.get(topic, ())):
-                if peer is not skip:
-                    peer.push(frame)
-        await self._publish([(topic, frame, None) for topic in topics])
+        messages: list[BusMessage] = [(device_topic(device_id), frame, None) for device_id in device_ids]
+        self._deliver_in_order((messages, None, skip))
+        await self._publish(messages)
 
     async def push_each(self, frames: list[tuple[str, Encoded]], timer: FanoutTimer | None = None) -> None:
         """One frame per device (``(device id, frame)`` pairs), published together; ``timer`` counts
@@ -187,29 +188,50 @@ class Hub:
         The sockets here get theirs in the event loop's next turn, not at once: the request that made
         them (a ``messages.send``) puts its answer in its own socket's outbox first, so its writer is
         woken before the 2,047 of a large group's devices and the sender hears "accepted" without
-        waiting for every copy to be written (docs/benchmarks.md, "Large groups")."""
+        waiting for every copy to be written (docs/benchmarks.md, "Large groups"). Whatever is made for
+        sockets here meanwhile waits behind them (``_deliver_in_order``)."""
         messages: list[BusMessage] = [(device_topic(device_id), frame, None) for device_id, frame in frames]
-        asyncio.get_running_loop().call_soon(self._deliver_each, messages, timer)
+        if not self._waiting:
+            asyncio.get_running_loop().call_soon(self._deliver_waiting)
+        self._waiting.append((messages, timer, None))
         await self._publish(messages)
 
-    def _deliver_each(self, messages: list[BusMessage], timer: FanoutTimer | None) -> None:
-        for topic, frame, _ in messages:
+    def _deliver_in_order(self, delivery: _Delivery) -> None:
+        """Deliver at once, unless a send's copies wait for the next turn: then behind them, so a
+        device's sockets get events in the order they were made (a group change or an unlink made
+        right after a message never overtakes its copy, messaging.md §7.2)."""
+        if self._waiting:
+            self._waiting.append(delivery)
+        else:
+            self._deliver(delivery)
+
+    def _deliver_waiting(self) -> None:
+        while self._waiting:  # delivering adds nothing: sockets only queue frames
+            self._deliver(self._waiting.popleft())
+
+    def _deliver(self, delivery: _Delivery) -> None:
+        messages, timer, skip = delivery
+        for topic, frame, close in messages:
             for peer in tuple(self._peers.get(topic, ())):
+                if peer is skip:
+                    continue
                 peer.push(frame, timer)
+                if close is not None:
+                    peer.close_soon(*close)
         if timer is not None:
             timer.arm()
 
     async def push_link(self, session_id: str, event: dict[str, Any]) -> None:
         """An event for the companion socket that owns a link session, wherever it is connected."""
-        topic, frame = link_topic(session_id), encode(event)
-        self.deliver(topic, frame, None)
-        await self._publish([(topic, frame, None)])
+        messages: list[BusMessage] = [(link_topic(session_id), encode(event), None)]
+        self._deliver_in_order((messages, None, None))
+        await self._publish(messages)
 
     async def disconnect(self, device_id: str, event: dict[str, Any], code: int, reason: str) -> None:
         """Tell every socket of a device, on every instance, why, then close them."""
-        topic, frame = device_topic(device_id), encode(event)
-        self.deliver(topic, frame, (code, reason))
-        await self._publish([(topic, frame, (code, reason))])
+        messages: list[BusMessage] = [(device_topic(device_id), encode(event), (code, reason))]
+        self._deliver_in_order((messages, None, None))
+        await self._publish(messages)
 
     async def _publish(self, messages: list[BusMessage]) -> None:
         if not messages:
@@ -221,11 +243,9 @@ class Hub:
 
     def deliver(self, topic: str, frame: Encoded, close: Close | None) -> None:
         """Push to this instance's sockets on ``topic`` (and close them if asked: each detaches itself
-        as its socket ends, which ends the subscription with the last one)."""
-        for peer in tuple(self._peers.get(topic, ())):
-            peer.push(frame)
-            if close is not None:
-                peer.close_soon(*close)
+        as its socket ends, which ends the subscription with the last one), after what was made for
+        them before."""
+        self._deliver_in_order(([(topic, frame, close)], None, None))
 
     async def reconnected(self) -> None:
         if self.on_reconnected is not None:
