@@ -81,6 +81,7 @@ class CountingBackend:
             try:
                 statement: Statement = next(inner)
                 while True:
+                    self.refuse(statement.text)
                     self.statements.append(statement.text)
                     statement = inner.send((yield statement))
             except StopIteration as done:
@@ -88,3 +89,23 @@ class CountingBackend:
                 return result
 
         return await self.inner.run(counted, atomic=atomic)
+
+    def refuse(self, text: str) -> None:
+        """Raise to fail the statement before the database runs it (this one never does)."""
+
+
+class RefusingBackend(CountingBackend):
+    """A :class:`CountingBackend` whose database refuses the ``nth`` statement that starts with
+    ``start`` once, with ``error`` (as PostgreSQL does on a serialization failure, or a full disk)."""
+
+    def __init__(self, store: Store, start: str, nth: int, error: Exception) -> None:
+        super().__init__(store)
+        self.start, self.nth, self.error = start, nth, error
+        self.refused = False
+
+    def refuse(self, text: str) -> None:
+        if not self.refused and text.startswith(self.start):
+            self.nth -= 1
+            if self.nth == 0:
+                self.refused = True
+                raise self.error

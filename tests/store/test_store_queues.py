@@ -5,12 +5,14 @@ already hold the message. Acknowledgements arriving together are deleted a few s
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from typing import Any
 
+import asyncpg
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from store_helpers import CountingBackend, TestAccount, opened
+from store_helpers import CountingBackend, RefusingBackend, TestAccount, opened
 
 from lockstep.server.errors import StrangerLimit
 from lockstep.server.store import Audience, Conversation, Delivery, Store, StrangerLimits
@@ -162,6 +164,31 @@ async def test_acks_arriving_together_are_deleted_together_and_each_gets_its_own
         assert await store.fetch_messages(devices[0], 0, 10) == []
         (left,) = await store.fetch_messages(devices[-1], 0, 10)
         assert (left.seq, left.message_id) == (3, "group00000000003")
+
+
+async def test_a_batch_of_acks_refused_part_way_deletes_nothing_so_every_count_stays_right(
+    database_url: str,
+) -> None:
+    """A batch of more acks than one statement takes is one transaction: when the database refuses its
+    second statement, PostgreSQL's retry runs all of it again (each ack still gets its count), and on
+    SQLite every ack fails with nothing deleted (acking again gets the full counts)."""
+    async with opened(database_url) as (store,):
+        alice, members, group = await large_group(store)
+        for number in (1, 2):
+            await store.send(group, to_every_device(f"group0000000000{number}", alice, {"m": number}), 4)
+        devices = sorted(m.primary_id for m in members)
+        postgres = store.backend.postgres
+        refused = asyncpg.exceptions.SerializationError if postgres else sqlite3.OperationalError
+        RefusingBackend(store, "DELETE FROM message_queue", 2, refused("refused for the test"))
+        first = await asyncio.gather(*(store.ack_messages(d, 2) for d in devices), return_exceptions=True)
+        again = await asyncio.gather(*(store.ack_messages(d, 2) for d in devices))
+        if postgres:
+            assert first == [2] * len(devices)
+            assert again == [0] * len(devices)
+        else:
+            assert all(isinstance(result, sqlite3.OperationalError) for result in first), first
+            assert again == [2] * len(devices)
+        assert [await store.fetch_messages(d, 0, 10) for d in (devices[0], devices[-1])] == [[], []]
 
 
 @given(

@@ -40,8 +40,8 @@ class Store:
     def __init__(self, backend: StoreBackend) -> None:
         self.backend = backend
         self.is_open = False
-        self._acks: GroupCommit[queues.Ack, int] = GroupCommit(
-            lambda acks: self._plain(lambda: queues.ack_messages(acks))
+        self._acks: GroupCommit[queues.Ack, int] = GroupCommit(  # one transaction for the whole batch:
+            lambda acks: self._atomic(lambda: queues.ack_messages(acks))  # a retry counts it all again
         )
         self._touches: GroupCommit[tuple[str, int], None] = GroupCommit(
             lambda touches: self._plain(lambda: accounts.touch(touches))
