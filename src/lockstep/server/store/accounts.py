@@ -119,19 +119,27 @@ def last_active(account_id: str) -> Work[dict[str, int | None]]:
 
 def touch(touches: list[tuple[str, int]]) -> Work[list[None]]:
     """Note when each device was last active (``(device id, now)``; a device's latest time wins),
-    ``ROWS_PER_STATEMENT`` devices to a statement."""
+    ``ROWS_PER_STATEMENT`` devices to a statement.
+
+    The rows are locked in device id order first (``ORDER BY … FOR NO KEY UPDATE``, the lock the
+    UPDATE takes anyway, so inserts that refer to a device are not held up), as
+    ``change_device_list`` deletes them: the UPDATE alone locks them in whatever order its scan finds
+    them, and a touch holding a higher device while waiting for a lower one deadlocks against a
+    device-list change that holds the lower one (PostgreSQL then runs one of them again)."""
     latest: dict[str, int] = {}
     for device_id, now in touches:
         latest[device_id] = max(now, latest.get(device_id, now))
-    devices = list(latest.items())
+    devices = sorted(latest.items())
     for start in range(0, len(devices), ROWS_PER_STATEMENT):
         chunk = devices[start : start + ROWS_PER_STATEMENT]
         times = " ".join(["WHEN ? THEN CAST(? AS BIGINT)"] * len(chunk))
         yield from execute(
-            f"UPDATE devices SET last_active = CASE device_id {times} END "  # noqa: S608 - only placeholders
-            f"WHERE device_id IN ({marks(len(chunk))})",
-            *(value for device in chunk for value in device),
+            f"WITH locked AS (SELECT device_id FROM devices WHERE device_id IN ({marks(len(chunk))}) "  # noqa: S608 - only placeholders
+            "ORDER BY device_id FOR NO KEY UPDATE) "
+            f"UPDATE devices SET last_active = CASE device_id {times} END "
+            "WHERE device_id IN (SELECT device_id FROM locked)",
             *(device_id for device_id, _ in chunk),
+            *(value for device in chunk for value in device),
         )
     return [None] * len(touches)
 
