@@ -219,8 +219,25 @@ def test_grant_naming_another_device_is_refused(
     assert names == ["lockstep-at-rest"]
 
 
+# Counts, per page, the opens of a messenger database that succeeded. One tab at a time runs the messenger;
+# a tab that opens its database while or after another tab wipes it blocks that wipe (the records stay after
+# "logged out") or makes the database afresh (a new device's keys and records in a logged-out browser).
+COUNT_MESSENGER_OPENS = """
+window.messengerOpens = 0;
+const open = IDBFactory.prototype.open;
+IDBFactory.prototype.open = function (name, ...rest) {
+  const request = open.call(this, name, ...rest);
+  if (name.startsWith("lockstep-messenger-"))
+    request.addEventListener("success", () => (window.messengerOpens += 1));
+  return request;
+};
+"""
+
+
 def test_other_tabs_follow_link_and_unlink(page: Any, fake_server: FakeServer, static_origin: str) -> None:
-    """Tabs in one browser share the stored keys: linking one links both; unlinking logs both out."""
+    """Tabs in one browser share the stored keys: linking one links both; unlinking logs both out, and the
+    tab that waits for the messenger's lock does not open its database while or after the other wipes it."""
+    page.context.add_init_script(COUNT_MESSENGER_OPENS)
     start_linking(fake_server)
     primary = Primary()
     other_tab = page.context.new_page()
@@ -238,6 +255,8 @@ def test_other_tabs_follow_link_and_unlink(page: Any, fake_server: FakeServer, s
         tab.get_by_test_id("logged-out").wait_for()
     # Chromium deletes a database another tab still had open once that tab lets go: wait for it (bounded).
     wait_for_no_databases(page)
+    opens = [tab.evaluate("window.messengerOpens") for tab in (page, other_tab)]
+    assert sorted(opens) == [0, 1], f"messenger database opens per tab: {opens} (the tab waiting opens none)"
 
 
 def test_linked_page_reauthenticates_after_a_dropped_socket(

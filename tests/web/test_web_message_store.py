@@ -344,3 +344,30 @@ async () => {
 def test_a_whole_chat_is_read_in_chunks_even_when_a_burst_shares_one_millisecond(harness: Any) -> None:
     out = harness.evaluate(SAME_MILLISECOND)
     assert out == {"count": 1500, "unique": 1500, "inOrder": True}
+
+
+def test_a_tab_taking_over_opens_only_a_database_that_is_there(harness: Any) -> None:
+    """A tab that takes the messenger over from another tab (which deletes the database on an unlink before
+    it lets go) must not make the database afresh: no database and no store key after "logged out"."""
+    outcome = harness.evaluate(
+        """async () => {
+          const { messageStore } = window.lockstep;
+          const names = async () => (await indexedDB.databases()).map((db) => db.name).sort();
+          const before = await names();
+          const gone = await messageStore.MessageStore.open("wiped-device", true).then(
+            (store) => (store.close(), "opened"),
+            (error) => error.name,
+          );
+          const afterGone = await names();
+          const made = await messageStore.MessageStore.open("kept-device");
+          made.close();
+          const kept = await messageStore.MessageStore.open("kept-device", true).then(
+            (store) => (store.close(), "opened"),
+            (error) => error.name,
+          );
+          return { before, gone, afterGone, kept };
+        }"""
+    )
+    assert outcome["gone"] == "DatabaseGone"
+    assert outcome["afterGone"] == outcome["before"]  # nothing made, not even for a moment kept
+    assert outcome["kept"] == "opened"

@@ -131,9 +131,10 @@ export class Device {
   /**
    * The device with its state, ratchets and chat summaries: the page can draw the chat list now. Messages
    * are unsealed after (`loadAll` is the first thing `serial` runs), so all that changes them waits for it.
+   * `existing`: open only a database that is there (MessageStore.open).
    */
-  static async open(identity: Identity): Promise<Device> {
-    const db = await MessageStore.open(identity.deviceId);
+  static async open(identity: Identity, existing = false): Promise<Device> {
+    const db = await MessageStore.open(identity.deviceId, existing);
     const loaded = await db.load<ChatMessage>();
     // This device wrote it, perhaps an older version: the first version kept one record for everything.
     const legacy = loaded.legacy as Partial<LegacyState> | undefined;

@@ -4,6 +4,7 @@
  */
 import type { LockstepSocket, ServerEvent } from "../net/socket";
 import { type Identity, Messenger } from "./messenger";
+import { DatabaseGone } from "./messageStore";
 import { MessengerControls } from "./controls";
 import { Notifier } from "./notifier";
 import { MessengerView } from "./view";
@@ -62,15 +63,17 @@ export class MessengerHost {
       this.release();
       this.messenger = null;
       this.deviceId = identity.deviceId;
-      this.opening = this.acquire(identity.deviceId).then(() => {
+      this.opening = this.acquire(identity.deviceId).then((tookOver) => {
         performance.mark("lockstep:messenger-opening"); // for bench/burst.py: what page start costs
-        return Messenger.open(identity);
+        return Messenger.open(identity, tookOver);
       });
     }
     let messenger: Messenger;
     try {
       messenger = await (this.opening as Promise<Messenger>);
-    } catch {
+    } catch (error) {
+      // Another tab wiped the device before it let the lock go: this tab logs out on its message ("unlinked").
+      if (error instanceof DatabaseGone) return;
       // A damaged or foreign database (e.g. written by another version): say so instead of failing silently.
       this.view.root.hidden = false;
       this.view.showProblem(
@@ -104,9 +107,10 @@ export class MessengerHost {
   /**
    * One tab at a time runs a device's messenger (its ratchets live in one IndexedDB database, like
    * messenger.py's e2e.lock): a second tab waits, says so, and takes over when the first one closes.
+   * Resolves true if it took over (the database then exists unless the first tab wiped it).
    */
-  private acquire(deviceId: string): Promise<void> {
-    if (!("locks" in navigator)) return Promise.resolve();
+  private acquire(deviceId: string): Promise<boolean> {
+    if (!("locks" in navigator)) return Promise.resolve(false);
     const name = `lockstep-messenger-${deviceId}`;
     const hold = (): Promise<void> => {
       this.holding = true;
@@ -117,13 +121,13 @@ export class MessengerHost {
         };
       });
     };
-    return new Promise<void>((resolve) => {
+    return new Promise<boolean>((resolve) => {
       let got = false;
       void navigator.locks
         .request(name, { ifAvailable: true }, (lock) => {
           if (!lock) return undefined;
           got = true;
-          resolve();
+          resolve(false);
           return hold();
         })
         .then(() => {
@@ -133,7 +137,7 @@ export class MessengerHost {
           void navigator.locks.request(name, () => {
             if (this.deviceId !== deviceId) return undefined; // wiped while waiting: let it go
             this.view.setElsewhere(false);
-            resolve();
+            resolve(true);
             return hold();
           });
         });
@@ -170,10 +174,11 @@ export class MessengerHost {
     this.opening = null;
     this.deviceId = null;
     if (opening) await opening.then((m) => m.close()).catch(() => undefined);
-    this.release();
     this.view.bind(null);
     this.controls.bind(null, null);
     this.view.root.hidden = true;
+    // Deleted before the lock is let go: a tab waiting for it then finds no database and makes none.
     if (deviceId) await Promise.all([Messenger.wipe(deviceId), Notifier.wipe(deviceId)]);
+    this.release();
   }
 }

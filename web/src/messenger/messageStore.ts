@@ -169,6 +169,11 @@ function placeInSlices(writes: readonly (() => IDBRequest)[]): void {
   slice();
 }
 
+/** The device's database is gone (another tab wiped it): nothing was opened or made. */
+export class DatabaseGone extends Error {
+  override name = "DatabaseGone";
+}
+
 export class MessageStore {
   private chatNumbers = new Map<string, number>();
   private numbersDirty = false;
@@ -182,11 +187,21 @@ export class MessageStore {
 
   private constructor(private readonly db: IDBDatabase) {}
 
-  static open(deviceId: string): Promise<MessageStore> {
+  /**
+   * `existing`: open only a database that is there. A tab that took the device's lock over from another
+   * tab must not make the database afresh: that tab deletes it (an unlink) before it lets the lock go, so
+   * one made now would be a new device's keys and records in a browser that says "logged out".
+   */
+  static open(deviceId: string, existing = false): Promise<MessageStore> {
     return new Promise((resolve, reject) => {
       const req = indexedDB.open(databaseName(deviceId), VERSION);
       req.onupgradeneeded = (event) => {
         const db = req.result;
+        if (existing && event.oldVersion === 0) {
+          // Aborting the upgrade of a database made by this open deletes it again (IndexedDB §5.8).
+          (req.transaction as IDBTransaction).abort();
+          return;
+        }
         if (event.oldVersion < 1) {
           db.createObjectStore(KV);
           db.createObjectStore(MESSAGES, { keyPath: "id" });
@@ -197,7 +212,12 @@ export class MessageStore {
           db.createObjectStore(SEEN, { keyPath: "id" }).createIndex(SEEN_ORDER, "n");
       };
       req.onsuccess = () => resolve(new MessageStore(req.result));
-      req.onerror = () => reject(req.error ?? new Error("IndexedDB open failed"));
+      req.onerror = () =>
+        reject(
+          existing && req.error?.name === "AbortError"
+            ? new DatabaseGone(`the database ${databaseName(deviceId)} was deleted`)
+            : (req.error ?? new Error("IndexedDB open failed")),
+        );
     });
   }
 

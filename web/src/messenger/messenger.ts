@@ -74,8 +74,9 @@ export class Messenger {
     );
   }
 
-  static async open(identity: Identity): Promise<Messenger> {
-    return new Messenger(await Device.open(identity));
+  /** `existing`: open only a database that is there (DatabaseGone if another tab wiped it). */
+  static async open(identity: Identity, existing = false): Promise<Messenger> {
+    return new Messenger(await Device.open(identity, existing));
   }
 
   /** Deletes this device's messenger database (used when the device is unlinked). */
