@@ -142,3 +142,33 @@ def test_keys_made_side_by_side_share_one_read_of_the_store_key(harness: Any) ->
     assert 1 <= out["sideBySide"] <= 10, out  # one read per key before: 45
     assert out["oneAfterAnother"] == 3
     assert out["clearKeys"] == 0 and out["kept"] == "private"  # wrapped, not kept in the clear
+
+
+def test_a_save_after_logging_out_makes_no_new_store_key(harness: Any) -> None:
+    """Once a tab logs out (stopAtRest) and the store key is deleted, a save or key read that lands late
+    (a pending commit, the background unsealer, the key keeper) fails instead of making a fresh store key:
+    "logged out" leaves no database. Linking again (openAtRest) makes one anew."""
+    out = harness.evaluate(
+        """async () => {
+          const { atRest } = window.lockstep;
+          const names = async () => (await indexedDB.databases()).map((db) => db.name);
+          await atRest.openAtRest();
+          atRest.stopAtRest();
+          await new Promise((resolve, reject) => {
+            const req = indexedDB.deleteDatabase("lockstep-at-rest");
+            req.onsuccess = resolve;
+            req.onerror = reject;
+          });
+          const late = await atRest.seal({ text: "late" }, "db/store/late").then(
+            () => "sealed",
+            (error) => error.name,
+          );
+          const left = await names();
+          await atRest.openAtRest();
+          const again = await atRest.seal({ text: "again" }, "db/store/again").then(() => "sealed");
+          return { late, left, again, after: await names() };
+        }"""
+    )
+    assert out["late"] == "AtRestError"
+    assert "lockstep-at-rest" not in out["left"]
+    assert out["again"] == "sealed" and "lockstep-at-rest" in out["after"]

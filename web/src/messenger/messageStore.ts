@@ -35,7 +35,7 @@ import {
   type Encoded,
   encodeRecord,
   isSealed,
-  openAtRest,
+  storeKeyNow,
   sameEncoding,
   seal,
   sealEncoded,
@@ -237,7 +237,7 @@ export class MessageStore {
       request(seenStore.getAllKeys() as IDBRequest<string[]>), // the ids are the keys: nothing to open
       request(seenStore.index(SEEN_ORDER).openKeyCursor(null, "prev")),
     ]);
-    const storeKey = await openAtRest();
+    const storeKey = await storeKeyNow();
     const opened = new Map<string, unknown>();
     await Promise.all(
       keys.map(async (key, i) => {
@@ -291,7 +291,7 @@ export class MessageStore {
   async chatMessages<M>(conversation: string): Promise<M[]> {
     const chat = this.chatNumbers.get(conversation);
     if (chat === undefined) return [];
-    const storeKey = await openAtRest();
+    const storeKey = await storeKeyNow();
     const out: M[] = [];
     // The next read starts at time `from`, inclusive; `taken` are the ids already read at that time. The
     // index orders records of one time by id, so those come first again, and asking for that many more
@@ -348,13 +348,13 @@ export class MessageStore {
       };
       cursor.onerror = () => reject(cursor.error ?? new Error("IndexedDB cursor failed"));
     });
-    const storeKey = await openAtRest();
+    const storeKey = await storeKeyNow();
     return Promise.all(records.map((r) => unseal<M>(r.sealed as SealedRecord, this.label(MESSAGES, r.id), storeKey)));
   }
 
   /** Writes sections, messages and newly seen ids in one transaction (sealed first: WebCrypto is asynchronous). */
   async commit<M extends Indexed>(changes: Commit<M>): Promise<void> {
-    const storeKey = await openAtRest();
+    const storeKey = await storeKeyNow();
     const sections: [string, Promise<SealedRecord>][] = [];
     const encodedSections = new Map<string, Encoded>();
     for (const [name, value] of Object.entries(changes.sections ?? {})) {

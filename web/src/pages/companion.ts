@@ -7,7 +7,7 @@ import "../ui/styles.css";
 import { banner, untilText } from "../link/probation";
 import { companionNotice, idleText, linkCodeText, probationText } from "../link/wording";
 import { LockstepSocket, defaultSocketUrl } from "../net/socket";
-import { forgetStoreKeyIfUnused, openAtRest } from "../store/atRest";
+import { forgetStoreKeyIfUnused, openAtRest, stopAtRest } from "../store/atRest";
 import { StateStore } from "../store/db";
 import { clearQr, drawQr } from "../ui/qrcode";
 import { byTestId, checkClock, el, flashNotice, hide, show } from "../ui/dom";
@@ -81,7 +81,10 @@ const linker = new CompanionLinker<LockstepSocket>(
     linked: () => {
       tabs?.postMessage("linked");
     },
-    wipe: (deviceId) => messaging.wipe(deviceId),
+    wipe: (deviceId) => {
+      stopAtRest(); // a save or key made late must not leave a fresh store key behind
+      return messaging.wipe(deviceId);
+    },
     unlinked: async (here) => {
       if (here) tabs?.postMessage("unlinked");
       await forgetStoreKeyIfUnused(); // the last tab to wipe deletes the store key too
@@ -300,7 +303,9 @@ ui.useCode.addEventListener("click", () => {
 });
 
 ui.linkAgain.addEventListener("click", () => {
-  linker.linkAgain();
+  void openAtRest() // a new store key for the new link (the old one was deleted with the rest)
+    .catch(() => undefined)
+    .then(() => linker.linkAgain());
 });
 
 setInterval(tick, 250);

@@ -4,7 +4,8 @@
  *
  * One *store key* per origin: an AES-256-GCM CryptoKey, non-extractable, kept in the database
  * `lockstep-at-rest` (object store `keys`, key `store-key`), deleted when the last Lockstep database of
- * the origin is wiped (an unlinked companion). Every record is stored *sealed*:
+ * the origin is wiped (an unlinked companion); once a tab has logged out nothing makes a new one until the
+ * page starts again or links again (a save landing late fails instead). Every record is stored *sealed*:
  *
  *   { sealed: 1, iv: 12 random bytes, data: AES-GCM(store key, iv, aad = UTF-8(label), UTF-8(JSON)),
  *     clearKeys: [CryptoKey…] }
@@ -61,18 +62,33 @@ function request<T>(req: IDBRequest<T>): Promise<T> {
   });
 }
 
+/**
+ * Whether a read may make the store key when there is none. False once this tab logs out (`stopAtRest`):
+ * a save or a key made late, after the wipe, must not leave a fresh store key (and its database) behind
+ * in a browser that says "logged out". The page's start, or linking again, allows it again (`openAtRest`).
+ */
+let mayCreate = true;
+
+const WIPED = "this browser's stored data was wiped: nothing is sealed any more";
+
 async function loadOrCreateStoreKey(): Promise<CryptoKey> {
+  const create = mayCreate;
   const db = await new Promise<IDBDatabase>((resolve, reject) => {
     const req = indexedDB.open(DATABASE, 1);
-    req.onupgradeneeded = () => req.result.createObjectStore(KEYS);
+    req.onupgradeneeded = (event) => {
+      // Aborting the upgrade of a database made by this open deletes it again (IndexedDB §5.8).
+      if (!create && event.oldVersion === 0) (req.transaction as IDBTransaction).abort();
+      else req.result.createObjectStore(KEYS);
+    };
     req.onsuccess = () => resolve(req.result);
-    req.onerror = () => reject(req.error ?? new Error("IndexedDB open failed"));
+    req.onerror = () => reject(create ? (req.error ?? new Error("IndexedDB open failed")) : new AtRestError(WIPED));
   });
   try {
     const existing = await request(
       db.transaction(KEYS).objectStore(KEYS).get(STORE_KEY) as IDBRequest<CryptoKey | undefined>,
     );
     if (existing instanceof CryptoKey) return existing;
+    if (!create) throw new AtRestError(WIPED);
     const candidate = await subtle.generateKey({ name: "AES-GCM", length: 256 }, false, [
       "encrypt",
       "decrypt",
@@ -109,6 +125,12 @@ function currentStoreKey(): Promise<CryptoKey> {
  * private keys are kept wrapped.
  */
 export async function openAtRest(): Promise<CryptoKey> {
+  mayCreate = true;
+  return storeKeyNow();
+}
+
+/** The store key for sealing now (as `openAtRest`, but made only if this tab has not logged out). */
+export async function storeKeyNow(): Promise<CryptoKey> {
   const storeKey = await currentStoreKey();
   setKeyKeeper(async (extractable) => keep(await currentStoreKey(), extractable));
   return storeKey;
@@ -141,6 +163,11 @@ async function unwrap(storeKey: CryptoKey, entry: WrappedKey): Promise<CryptoKey
   );
   wrappedKeys.set(key, entry);
   return key;
+}
+
+/** This tab logs out: from now on nothing makes a store key (see `mayCreate`) until `openAtRest` again. */
+export function stopAtRest(): void {
+  mayCreate = false;
 }
 
 /**
@@ -256,7 +283,7 @@ export async function sealEncoded(
   label: string,
   storeKey?: CryptoKey,
 ): Promise<SealedRecord> {
-  storeKey ??= await openAtRest();
+  storeKey ??= await storeKeyNow();
   const iv = randomBytes(12);
   const data = new Uint8Array(
     await subtle.encrypt({ name: "AES-GCM", iv: buf(iv), additionalData: buf(utf8(label)) }, storeKey, buf(utf8(json))),
@@ -266,7 +293,7 @@ export async function sealEncoded(
 
 /** The value of a sealed record (AtRestError if it does not open for `label`). */
 export async function unseal<T>(record: SealedRecord, label: string, storeKey?: CryptoKey): Promise<T> {
-  storeKey ??= await openAtRest();
+  storeKey ??= await storeKeyNow();
   let plain: Uint8Array;
   try {
     plain = new Uint8Array(
