@@ -368,6 +368,45 @@ async def test_a_python_primary_serves_older_history_from_every_message_it_keeps
         assert texts == [f"note {n}" for n in range(2_500)]
 
 
+async def test_fewer_messages_than_the_limit_all_go_over_in_the_bundle_and_on_request(
+    live_server, tmp_path: Path
+) -> None:
+    """More than half the limit but fewer than it: every one of them goes over, both in the first
+    bundle (600 recent, limit 1,000) and when the companion asks for older ones (700, limit 1,000)."""
+    alice = await make_account(live_server.url, tmp_path, "alice")
+    async with messengers(alice.primary_dir, alice.companion_dir) as (phone, laptop):
+        own = direct_conversation(phone.account_id, phone.account_id)
+        now = phone.session.clock.now_ms()
+        ancient = now - 40 * 86_400_000
+        for number in range(1_300):  # 700 notes older than 30 days, then 600 recent ones
+            ts = ancient + number if number < 700 else now - 1_300 + number
+            note = MessageEnvelope(
+                Kind.TEXT,
+                new_message_id(),
+                own,
+                phone.account_id,
+                phone.device_id,
+                ts,
+                {"text": f"note {number}"},
+            )
+            phone.store.remember(history_record(note))
+        phone.store.save()
+        await phone.receive()  # the phone sends the laptop its first bundle
+        got = await laptop.receive(wait=10, until=lambda r: any(m.kind == "history" for m in r))
+        (first,) = [m for m in got if m.kind == "history"]
+        assert first.body["count"] == 600
+        assert first.body["not_transferred"] == {"older_than_30_days_or_dropped": 700, "over_1000_limit": 0}
+        assert "600 messages from the last 30 days" in first.body["note"]
+
+        await laptop.request_older_history(limit=1_000)
+        await phone.receive()  # the phone serves the request
+        got = await laptop.receive(wait=10, until=lambda r: any(m.kind == "history" for m in r))
+        (older,) = [m for m in got if m.kind == "history"]
+        assert older.body["count"] == 700 and older.body["note"] == "700 older messages were transferred"
+        texts = [r["body"]["text"] for r in laptop.store.newest_messages(2_000)[0]]
+        assert texts == [f"note {n}" for n in range(1_300)]
+
+
 async def test_pushed_messages_with_a_gap_are_completed_from_the_queue_in_order(
     live_server, tmp_path: Path
 ) -> None:

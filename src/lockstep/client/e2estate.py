@@ -434,7 +434,7 @@ class E2EStore:
         unsaved = [r for r in self._written.messages.values() if matches(r)]
         count += sum(1 for r in unsaved if not db.has_message(r["id"]))
         merged = {r["id"]: r for r in stored} | {r["id"]: r for r in unsaved}
-        return sorted(merged.values(), key=position)[len(merged) - limit :] if limit else [], count
+        return sorted(merged.values(), key=position)[max(0, len(merged) - limit) :] if limit else [], count
 
     def message_count(self) -> int:
         """How many text and media messages this device keeps."""
