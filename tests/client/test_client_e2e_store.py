@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from e2e_state import stored_bytes, unsealed_values
 from lockstep.client import vault
-from lockstep.client.e2edb import DB_FILES, Sealing, keyed
+from lockstep.client.e2edb import DB_FILES, Change, E2EDatabase, Sealing, keyed
 from lockstep.client.e2estate import MAX_HISTORY, E2EStore
 from lockstep.client.errors import StateError
 from lockstep.client.state import wipe_folder
@@ -29,6 +29,7 @@ from lockstep.e2e.receipts import Position
 FIXTURES = Path(__file__).parent / "fixtures" / "e2e-json-v1"
 PASSPHRASE = "fixture passphrase"  # tests/client/fixtures/make_e2e_json.py
 SECRET_TEXT = b"fixture plaintext 1b2c"
+SYNCHRONOUS_FULL = 2  # what PRAGMA synchronous reads for FULL (sqlite.org/pragma.html#pragma_synchronous)
 
 
 def text_record(number: int, ts: int | None = None) -> dict[str, Any]:
@@ -96,6 +97,27 @@ def test_a_folder_of_the_json_version_is_converted_once_and_its_sessions_go_on(
         assert unsealed_values(bob_dir) == []
     else:
         assert SECRET_TEXT in stored_bytes(bob_dir)  # the search is real: a plain folder is readable
+
+
+def test_the_converted_state_is_on_disk_before_the_json_file_is_wiped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A power cut right after the conversion must not lose both copies: the commit that holds the
+    converted state runs with synchronous=FULL (fsynced) while e2e.json is still there."""
+    folder = tmp_path / "alice"
+    shutil.copytree(FIXTURES / "alice", folder)
+    commits: list[tuple[int, bool]] = []  # (PRAGMA synchronous the commit ran under, e2e.json still there)
+    write = E2EDatabase.write
+
+    def observed(db: E2EDatabase, change: Change, *, durable: bool = False) -> None:
+        write(db, change, durable=durable)
+        (synchronous,) = db._db.execute("PRAGMA synchronous").fetchone()
+        commits.append((synchronous, (folder / "e2e.json").exists()))
+
+    monkeypatch.setattr(E2EDatabase, "write", observed)
+    E2EStore.load_or_create(folder).close()
+    assert not (folder / "e2e.json").exists()
+    assert commits == [(SYNCHRONOUS_FULL, True)]
 
 
 def test_a_sealed_folder_does_not_open_without_its_passphrase(tmp_path: Path) -> None:

@@ -167,7 +167,8 @@ class E2EStore:
                 store = cls(directory, key, OlmDevice.create(), GroupSessions())
             store._db = db
             if store._written.everything:
-                store.save()
+                # Durable: the JSON file is wiped next, and a power cut must not leave neither copy.
+                store.save(durable=True)
         except BaseException:
             db.close()
             raise
