@@ -6,6 +6,7 @@ tamper checks, receipts, unlinking, and a database that never holds plaintext.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -127,6 +128,41 @@ async def test_a_connection_lost_between_save_and_ack_still_shows_each_message_o
         assert [m.text for m in await b_laptop.receive(receipts=False)] == texts
         assert await b_laptop.receive() == []
     assert await store.fetch_messages(laptop_id, 0, 100) == []
+
+
+async def test_a_send_cancelled_after_its_frame_left_is_kept_and_resent_once(
+    live_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cancellation (or Ctrl-C) that arrives once ``messages.send`` left, before its answer is handled,
+    may follow a send the server took: the request stays kept, the next run sends it again, and the
+    recipient gets the message exactly once (messaging.md §11, "Saved before sent")."""
+    alice = await make_account(live_server.url, tmp_path, "alice")
+    bob = await make_account(live_server.url, tmp_path, "bob")
+    async with messengers(alice.primary_dir, bob.primary_dir) as (a, b):
+        await a.send("bob", "before")
+        assert [m.text for m in await b.receive(wait=5, until=shown) if m.kind == "text"] == ["before"]
+        socket = a.session.connection._socket
+        send_frame = socket.send
+
+        async def send_then_cancel(frame: str) -> None:
+            await send_frame(frame)
+            if '"op": "messages.send"' in frame:  # it left: cancelled while waiting for the answer
+                current = asyncio.current_task()
+                assert current is not None
+                current.cancel()
+
+        monkeypatch.setattr(socket, "send", send_then_cancel)
+        task = asyncio.create_task(a.send("bob", "cancelled after it left"))
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert len(a.store.in_flight) == 1
+        monkeypatch.undo()
+    async with messengers(alice.primary_dir, bob.primary_dir) as (a, b):  # the open resends it
+        assert a.store.in_flight == {}
+        got = await b.receive(wait=5, until=shown)
+        assert [m.text for m in got if m.kind == "text"] == ["cancelled after it left"]
+        assert [m for m in await b.receive() if m.kind == "text"] == []  # once only
+        assert "cancelled after it left" in [r["body"]["text"] for r in a.store.history]
 
 
 async def test_live_delivery_and_a_gap_are_both_handled_in_order(live_server, tmp_path: Path) -> None:

@@ -128,21 +128,23 @@ class ServerConnection:
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
         frame = json.dumps({"id": request_id, "op": op, **fields})
-        try:
-            await self._socket.send(frame)
-        except ConnectionClosed as error:
-            self._pending.pop(request_id, None)
-            if future.done():  # the reader failed it first: mark its error seen, we raise our own
-                future.exception()
-            else:
-                future.cancel()
-            raise ConnectionLost("the server closed the connection") from error
         timeout = request_timeout(len(frame), self.request_timeout)
         try:
-            reply = await asyncio.wait_for(future, timeout)
-        except TimeoutError as error:
-            self._pending.pop(request_id, None)  # a late answer is dropped, not matched to another
-            raise RequestTimedOut(f"the server did not answer {op} within {timeout:.0f} s") from error
+            try:
+                await self._socket.send(frame)
+            except ConnectionClosed as error:
+                raise ConnectionLost("the server closed the connection") from error
+            try:
+                reply = await asyncio.wait_for(future, timeout)
+            except TimeoutError as error:
+                raise RequestTimedOut(f"the server did not answer {op} within {timeout:.0f} s") from error
+        finally:
+            # Timed out, lost or cancelled too: a late answer is dropped, not matched to another.
+            self._pending.pop(request_id, None)
+            if not future.done():
+                future.cancel()
+            elif not future.cancelled():
+                future.exception()  # the reader may have failed it: seen, the caller has our own error
         if not reply.get("ok"):
             refusal = reply.get("error", {})
             raise ServerRefused(str(refusal.get("code")), str(refusal.get("message")))

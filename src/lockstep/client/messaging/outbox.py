@@ -141,9 +141,12 @@ class Outbox:
             answer = await self.device.request("messages.send", **fields)
         except (ConnectionLost, RequestTimedOut):
             raise  # unanswered: it may have been queued; the next run sends it again
-        except BaseException:
-            del store.in_flight[number]  # refused (or never sent): nothing was queued
+        except ClientError:
+            # Refused by the server, or too large to leave (Device.request): nothing was queued.
+            del store.in_flight[number]
             raise
+        # Anything else (a cancellation, Ctrl-C) may come after the frame left and the server took it:
+        # the request stays kept, and the next run sends it again.
         del store.in_flight[number]
         self._accepted(then, answer)
         return answer
