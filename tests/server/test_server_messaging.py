@@ -165,6 +165,45 @@ async def test_a_send_cancelled_after_its_frame_left_is_kept_and_resent_once(
         assert "cancelled after it left" in [r["body"]["text"] for r in a.store.history]
 
 
+async def test_a_kept_send_refused_for_a_while_is_kept_and_sent_by_a_later_run(
+    live_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kept request the server refuses with rate_limited when the next run sends it again is kept, not
+    dropped: the run after the limit passed sends it, and the recipient gets the message once."""
+    alice = await make_account(live_server.url, tmp_path, "alice")
+    bob = await make_account(live_server.url, tmp_path, "bob")
+    async with messengers(alice.primary_dir, bob.primary_dir) as (a, b):
+        await a.send("bob", "before")
+        await b.receive(wait=5, until=shown)
+        socket = a.session.connection._socket
+        send_frame = socket.send
+
+        async def cancel_before_sending(frame: str) -> None:
+            if '"op": "messages.send"' in frame:  # saved and kept, then stopped before it left
+                current = asyncio.current_task()
+                assert current is not None
+                current.cancel()
+                await asyncio.sleep(0)
+            await send_frame(frame)
+
+        monkeypatch.setattr(socket, "send", cancel_before_sending)
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.create_task(a.send("bob", "sent once the limit passed"))
+        monkeypatch.undo()
+        phone_id = a.device_id
+    sends, clock = live_server.services.limits.sends, live_server.clock
+    while await sends.allow(phone_id, clock()):  # the phone used up its sends for this minute
+        pass
+    async with messengers(alice.primary_dir) as (a,):
+        assert len(a.store.in_flight) == 1  # refused with rate_limited: kept
+    clock.advance(120_000)
+    async with messengers(alice.primary_dir, bob.primary_dir) as (a, b):
+        assert a.store.in_flight == {}
+        got = await b.receive(wait=5, until=shown)
+        assert [m.text for m in got if m.kind == "text"] == ["sent once the limit passed"]
+        assert [m for m in await b.receive() if m.kind == "text"] == []
+
+
 async def test_live_delivery_and_a_gap_are_both_handled_in_order(live_server, tmp_path: Path) -> None:
     alice = await make_account(live_server.url, tmp_path, "alice")
     bob = await make_account(live_server.url, tmp_path, "bob")

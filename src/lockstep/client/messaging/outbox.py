@@ -38,6 +38,8 @@ SEND_ATTEMPTS = 3
 MAX_PAYLOADS = 1024
 """Olm payloads the server takes in one ``messages.send`` (messaging.md §7.2)."""
 T = TypeVar("T")
+TEMPORARY_REFUSALS = frozenset({ErrorCode.RATE_LIMITED, ErrorCode.UNAVAILABLE, ErrorCode.STORAGE_FULL})
+"""Refusals of a kept request that say "not now": it stays kept and the next run sends it again."""
 
 
 async def retry_on_changed_devices(attempt: Callable[[bool], Awaitable[T]]) -> T:
@@ -154,13 +156,17 @@ class Outbox:
     async def resend_in_flight(self) -> None:
         """Send again, before anything new, the requests a run sent and never heard back about: the very
         same ciphertexts under the same message ids, which the server queues at most once per device and
-        receivers drop once seen (§7.2). One the server now refuses queued nothing, then or now: it is
-        dropped, with a warning (its message was not sent)."""
+        receivers drop once seen (§7.2). One the server now refuses queued nothing, then or now: for a
+        while only (:data:`TEMPORARY_REFUSALS`) it stays kept for the next run; for good (a device list
+        changed meanwhile, a bad request) it is dropped, with a warning (its message was not sent)."""
         store = self.device.store
         for number, kept in sorted(store.in_flight.items()):
             try:
                 answer = await self.device.request("messages.send", **kept["fields"])
             except ServerRefused as error:
+                if error.code in TEMPORARY_REFUSALS:
+                    log.warning("a message sent before this device stopped waits for the next run: %s", error)
+                    continue
                 log.warning(
                     "a message sent before this device stopped was refused when sent again: %s", error
                 )
