@@ -151,6 +151,25 @@ def test_a_save_writes_what_changed_and_not_what_the_device_already_holds(tmp_pa
     store.close()
 
 
+def test_a_save_that_fails_for_any_reason_leaves_its_change_for_the_next_save(tmp_path: Path) -> None:
+    """Not only a database error: whatever stops a save, what it took from the bookkeeping (a seen id,
+    a contact, the Olm account's counter) is written by the next one and is there after reopening."""
+    store = E2EStore.load_or_create(tmp_path)
+    store.seen.add("m-seen-before-the-failure")
+    store.contacts["acct-good"] = {"handle": "good"}
+    store.last_seq = 41
+    store.contacts["acct-bad"] = {"handle": object()}  # not JSON: the save fails with a TypeError
+    with pytest.raises(TypeError):
+        store.save()
+    del store.contacts["acct-bad"]
+    store.save()
+    store.close()
+    again = E2EStore.load_or_create(tmp_path)
+    assert "m-seen-before-the-failure" in again.seen
+    assert again.contacts == {"acct-good": {"handle": "good"}} and again.last_seq == 41
+    again.close()
+
+
 def test_every_message_is_kept_and_found_past_the_newest_held_in_memory(tmp_path: Path) -> None:
     store = E2EStore.load_or_create(tmp_path)
     for number in range(2_500):

@@ -242,6 +242,7 @@ class E2EDatabase:
             return
         pack, row_key, db = self._sealing.pack, self._sealing.row_key, self._db
         db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+        counters = self._n, self._seen_n  # as they were, if this transaction rolls back
         db.execute("BEGIN IMMEDIATE")
         try:
             if change.replace_all:
@@ -288,6 +289,7 @@ class E2EDatabase:
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")
+            self._n, self._seen_n = counters
             raise
         if change.forgets:
             # secure_delete zeroed the old content in the database file; the write-ahead log still has

@@ -292,6 +292,22 @@ class E2EStore:
         leaves the device (a request with the ratchet steps it used, keys to publish): then it is on
         disk, not only in the log the OS holds, when this returns (client/e2edb.py, "Durability")."""
         written = self._written
+        try:
+            self._database().write(self._change(), durable=durable)
+        except BaseException as error:
+            # The change was taken from the bookkeeping (sessions that moved, seen ids added, sections
+            # diffed): whatever failed, it is not known to be on disk, so the next save writes it all.
+            written.everything = True
+            if isinstance(error, sqlite3.Error | OSError):
+                where = self.directory / DB_FILE
+                raise StateError(f"cannot save the E2E state in {where}: {error}") from error
+            raise
+        written.messages = {}
+        written.everything = written.forgot = False
+
+    def _change(self) -> Change:
+        """What changed since the last save (all of it after a failed one), taken from the bookkeeping."""
+        written = self._written
         change = Change(seen=self.seen.take_added(), seen_limit=self.seen.limit, forgets=written.forgot)
         if written.everything:
             change.replace_all, change.seen = True, self.seen.to_json()
@@ -313,13 +329,7 @@ class E2EStore:
         change.in_flight = {int(n): v for n, v in fresh.items()}
         change.in_flight_done = [int(n) for n in gone]
         change.messages = list(written.messages.values())
-        try:
-            self._database().write(change, durable=durable)
-        except (sqlite3.Error, OSError) as error:
-            written.everything = True  # what this change held is no longer known to be on disk
-            raise StateError(f"cannot save the E2E state in {self.directory / DB_FILE}: {error}") from error
-        written.messages = {}
-        written.everything = written.forgot = False
+        return change
 
     def _changed_sessions(self, change: Change, *, everything: bool) -> None:
         """The Olm and Megolm sessions that moved (all of them if ``everything``), pickled into ``change``."""
