@@ -217,8 +217,8 @@ Ack = tuple[str, int]
 def ack_messages(acks: list[Ack]) -> Work[list[int]]:
     """Delete what each ack covers, ``ROWS_PER_STATEMENT`` acks to a statement; gives how many copies
     each deleted, as if they had run one after another in order (a device may ack twice in a batch).
-    Run it as one transaction: a rerun after a chunk had been committed would count that chunk's
-    copies as deleted by nobody."""
+    Run more than one statement's worth as one transaction: a rerun after a chunk had been committed
+    would count that chunk's copies as deleted by nobody."""
     deleted: list[Row] = []
     for start in range(0, len(acks), ROWS_PER_STATEMENT):
         chunk = acks[start : start + ROWS_PER_STATEMENT]
