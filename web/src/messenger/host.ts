@@ -165,6 +165,7 @@ export class MessengerHost {
   async wipe(knownDeviceId?: string): Promise<void> {
     const deviceId = knownDeviceId ?? this.deviceId;
     const opening = this.holding ? this.opening : null; // waiting for another tab's lock: nothing opens
+    const release = this.release; // this device's lock, not one a later start() takes meanwhile
     this.calls?.close();
     this.calls = null;
     this.callNotifier?.close();
@@ -179,6 +180,6 @@ export class MessengerHost {
     this.view.root.hidden = true;
     // Deleted before the lock is let go: a tab waiting for it then finds no database and makes none.
     if (deviceId) await Promise.all([Messenger.wipe(deviceId), Notifier.wipe(deviceId)]);
-    this.release();
+    release();
   }
 }
