@@ -16,7 +16,7 @@ from helpers_messaging import Account, load, make_account, messengers, shown
 from group_of_devices import limits
 from lockstep.client.errors import ClientError, ConnectionLost, ServerRefused
 from lockstep.client.messaging.records import history_record, new_message_id
-from lockstep.client.messenger import Received
+from lockstep.client.messenger import Messenger, Received
 from lockstep.client.primary import PrimarySession, create_account
 from lockstep.client.session import DeviceUnlinked
 from lockstep.e2e.envelope import Kind, MessageEnvelope, ReceiptStatus, direct_conversation
@@ -25,6 +25,53 @@ from lockstep.link.encoding import b64u_decode
 from lockstep_servers import stored_bytes
 
 pytestmark = pytest.mark.anyio
+
+
+async def send_cancelled(
+    sender: Messenger, text: str, monkeypatch: pytest.MonkeyPatch, *, after_it_left: bool
+) -> None:
+    """``sender`` sends ``text`` to bob, and the send is cancelled once its ``messages.send`` was saved:
+    right before the frame leaves, or right after (while it waits for the answer)."""
+    socket = sender.session.connection._socket
+    send_frame = socket.send
+
+    async def send_and_cancel(frame: str) -> None:
+        sending = '"op": "messages.send"' in frame
+        if sending and not after_it_left:
+            await cancel_now()
+        await send_frame(frame)
+        if sending and after_it_left:
+            await cancel_now()
+
+    async def cancel_now() -> None:
+        current = asyncio.current_task()
+        assert current is not None
+        current.cancel()
+        await asyncio.sleep(0)  # where the cancellation lands
+
+    with monkeypatch.context() as patch:
+        patch.setattr(socket, "send", send_and_cancel)
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.create_task(sender.send("bob", text))
+
+
+def remember_notes(messenger: Messenger, times: list[int]) -> None:
+    """Notes to self ("note 0", "note 1", ...) at these times, kept as a sent message is kept."""
+    own = direct_conversation(messenger.account_id, messenger.account_id)
+    for number, ts in enumerate(times):
+        body = {"text": f"note {number}"}
+        note = MessageEnvelope(
+            Kind.TEXT, new_message_id(), own, messenger.account_id, messenger.device_id, ts, body
+        )
+        messenger.store.remember(history_record(note))
+    messenger.store.save()
+
+
+async def history_bundle(companion: Messenger) -> Received:
+    """The one history bundle the companion receives next."""
+    got = await companion.receive(wait=10, until=lambda r: any(m.kind == "history" for m in r))
+    (bundle,) = [m for m in got if m.kind == "history"]
+    return bundle
 
 
 async def test_a_message_from_a_companion_reaches_every_other_device_and_receipts_flow_back(
@@ -141,20 +188,7 @@ async def test_a_send_cancelled_after_its_frame_left_is_kept_and_resent_once(
     async with messengers(alice.primary_dir, bob.primary_dir) as (a, b):
         await a.send("bob", "before")
         assert [m.text for m in await b.receive(wait=5, until=shown) if m.kind == "text"] == ["before"]
-        socket = a.session.connection._socket
-        send_frame = socket.send
-
-        async def send_then_cancel(frame: str) -> None:
-            await send_frame(frame)
-            if '"op": "messages.send"' in frame:  # it left: cancelled while waiting for the answer
-                current = asyncio.current_task()
-                assert current is not None
-                current.cancel()
-
-        monkeypatch.setattr(socket, "send", send_then_cancel)
-        task = asyncio.create_task(a.send("bob", "cancelled after it left"))
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        await send_cancelled(a, "cancelled after it left", monkeypatch, after_it_left=True)
         assert len(a.store.in_flight) == 1
         monkeypatch.undo()
     async with messengers(alice.primary_dir, bob.primary_dir) as (a, b):  # the open resends it
@@ -175,21 +209,7 @@ async def test_a_kept_send_refused_for_a_while_is_kept_and_sent_by_a_later_run(
     async with messengers(alice.primary_dir, bob.primary_dir) as (a, b):
         await a.send("bob", "before")
         await b.receive(wait=5, until=shown)
-        socket = a.session.connection._socket
-        send_frame = socket.send
-
-        async def cancel_before_sending(frame: str) -> None:
-            if '"op": "messages.send"' in frame:  # saved and kept, then stopped before it left
-                current = asyncio.current_task()
-                assert current is not None
-                current.cancel()
-                await asyncio.sleep(0)
-            await send_frame(frame)
-
-        monkeypatch.setattr(socket, "send", cancel_before_sending)
-        with pytest.raises(asyncio.CancelledError):
-            await asyncio.create_task(a.send("bob", "sent once the limit passed"))
-        monkeypatch.undo()
+        await send_cancelled(a, "sent once the limit passed", monkeypatch, after_it_left=False)
         phone_id = a.device_id
     sends, clock = live_server.services.limits.sends, live_server.clock
     while await sends.allow(phone_id, clock()):  # the phone used up its sends for this minute
@@ -411,23 +431,10 @@ async def test_a_python_primary_serves_older_history_from_every_message_it_keeps
     keeps to the 1,000 default, and a request for more gets the other 1,500 (messaging.md §12.1)."""
     alice = await make_account(live_server.url, tmp_path, "alice")
     async with messengers(alice.primary_dir, alice.companion_dir) as (phone, laptop):
-        own = direct_conversation(phone.account_id, phone.account_id)
         now = phone.session.clock.now_ms()
-        for number in range(2_500):  # notes to self, kept as a sent message is kept
-            note = MessageEnvelope(
-                Kind.TEXT,
-                new_message_id(),
-                own,
-                phone.account_id,
-                phone.device_id,
-                now - 2_500 + number,
-                {"text": f"note {number}"},
-            )
-            phone.store.remember(history_record(note))
-        phone.store.save()
+        remember_notes(phone, [now - 2_500 + number for number in range(2_500)])
         await phone.receive()  # the phone sends the laptop its first bundle
-        got = await laptop.receive(wait=10, until=lambda r: any(m.kind == "history" for m in r))
-        (first,) = [m for m in got if m.kind == "history"]
+        first = await history_bundle(laptop)
         assert (
             first.body["count"] == 1_000
             and "1500 older messages stay only on the phone" in first.body["note"]
@@ -435,8 +442,7 @@ async def test_a_python_primary_serves_older_history_from_every_message_it_keeps
 
         await laptop.request_older_history(limit=10_000)
         await phone.receive()  # the phone serves the request
-        got = await laptop.receive(wait=10, until=lambda r: any(m.kind == "history" for m in r))
-        (older,) = [m for m in got if m.kind == "history"]
+        older = await history_bundle(laptop)
         assert older.body["count"] == 1_500 and older.body["note"] == "1500 older messages were transferred"
         assert laptop.store.message_count() == 2_500
         texts = [r["body"]["text"] for r in laptop.store.newest_messages(2_500)[0]]
@@ -450,33 +456,19 @@ async def test_fewer_messages_than_the_limit_all_go_over_in_the_bundle_and_on_re
     bundle (600 recent, limit 1,000) and when the companion asks for older ones (700, limit 1,000)."""
     alice = await make_account(live_server.url, tmp_path, "alice")
     async with messengers(alice.primary_dir, alice.companion_dir) as (phone, laptop):
-        own = direct_conversation(phone.account_id, phone.account_id)
         now = phone.session.clock.now_ms()
         ancient = now - 40 * 86_400_000
-        for number in range(1_300):  # 700 notes older than 30 days, then 600 recent ones
-            ts = ancient + number if number < 700 else now - 1_300 + number
-            note = MessageEnvelope(
-                Kind.TEXT,
-                new_message_id(),
-                own,
-                phone.account_id,
-                phone.device_id,
-                ts,
-                {"text": f"note {number}"},
-            )
-            phone.store.remember(history_record(note))
-        phone.store.save()
+        # 700 notes older than 30 days, then 600 recent ones
+        remember_notes(phone, [ancient + n for n in range(700)] + [now - 600 + n for n in range(600)])
         await phone.receive()  # the phone sends the laptop its first bundle
-        got = await laptop.receive(wait=10, until=lambda r: any(m.kind == "history" for m in r))
-        (first,) = [m for m in got if m.kind == "history"]
+        first = await history_bundle(laptop)
         assert first.body["count"] == 600
         assert first.body["not_transferred"] == {"older_than_30_days_or_dropped": 700, "over_1000_limit": 0}
         assert "600 messages from the last 30 days" in first.body["note"]
 
         await laptop.request_older_history(limit=1_000)
         await phone.receive()  # the phone serves the request
-        got = await laptop.receive(wait=10, until=lambda r: any(m.kind == "history" for m in r))
-        (older,) = [m for m in got if m.kind == "history"]
+        older = await history_bundle(laptop)
         assert older.body["count"] == 700 and older.body["note"] == "700 older messages were transferred"
         texts = [r["body"]["text"] for r in laptop.store.newest_messages(2_000)[0]]
         assert texts == [f"note {n}" for n in range(1_300)]
