@@ -170,6 +170,45 @@ def test_a_save_that_fails_for_any_reason_leaves_its_change_for_the_next_save(tm
     again.close()
 
 
+def test_a_message_deleted_for_everyone_is_written_again_only_when_its_content_goes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The save after a delete rewrites the deleted message and empties the log (forgets); later saves
+    write only what is new, not every deleted message again with a wal_checkpoint(TRUNCATE) each."""
+    saved: list[tuple[list[str], bool]] = []  # (messages a save wrote, whether it emptied the log)
+    write = E2EDatabase.write
+
+    def observed(db: E2EDatabase, change: Change, *, durable: bool = False) -> None:
+        saved.append(([r["id"] for r in change.messages], change.forgets))
+        write(db, change, durable=durable)
+
+    def message(number: int) -> dict[str, Any]:
+        return {**text_record(number), "id": f"message-number-{number:04d}"}  # ids as actions need them
+
+    store = E2EStore.load_or_create(tmp_path)
+    monkeypatch.setattr(E2EDatabase, "write", observed)
+    store.remember(message(1))
+    store.save()
+    delete = {
+        **message(2),
+        "id": "delete-of-number-1",
+        "kind": "delete",
+        "body": {"target": message(1)["id"]},
+    }
+    store.keep_action(delete)
+    store.save()
+    store.remember(message(3))
+    store.save()
+    assert store.merge_history([message(4)]) == 1
+    store.save()
+    first, third, fourth = (message(n)["id"] for n in (1, 3, 4))
+    assert saved == [([first], False), ([first], True), ([third], False), ([fourth], False)]
+    store.close()
+    again = E2EStore.load_or_create(tmp_path)
+    assert again.history[0]["body"] == {}  # the content is gone on disk too
+    again.close()
+
+
 def test_every_message_is_kept_and_found_past_the_newest_held_in_memory(tmp_path: Path) -> None:
     store = E2EStore.load_or_create(tmp_path)
     for number in range(2_500):

@@ -122,9 +122,11 @@ class Timeline:
 def forget_deleted(messages: list[dict[str, Any]], actions: list[dict[str, Any]]) -> set[str]:
     """Apply §15.3's last rule in place: for every message deleted for everyone, empty its body and
     drop every action naming it except its deletes (so later actions still find it and stay ignored).
-    Returns the ids of deleted messages."""
+    Returns the ids of the messages whose content this call dropped (not those emptied before), so a
+    store writes, and wipes from its log, only what changed."""
     targets = {t.message_id: (t, r) for r in messages if (t := target_from_record(r)) is not None}
     deleted: set[str] = set()
+    emptied: set[str] = set()
     for record in actions:
         try:
             action = action_from_record(record)
@@ -133,7 +135,9 @@ def forget_deleted(messages: list[dict[str, Any]], actions: list[dict[str, Any]]
         found = targets.get(action.target)
         if isinstance(action.change, Delete) and found is not None and refusal(found[0], action) is None:
             deleted.add(action.target)
-            found[1]["body"] = {}
+            if found[1].get("body") != {}:
+                emptied.add(action.target)
+                found[1]["body"] = {}
     actions[:] = [
         r
         for r in actions
@@ -143,4 +147,4 @@ def forget_deleted(messages: list[dict[str, Any]], actions: list[dict[str, Any]]
             and r.get("kind") != "delete"
         )
     ]
-    return deleted
+    return emptied
