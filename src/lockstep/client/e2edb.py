@@ -28,9 +28,13 @@ batch. ``secure_delete`` zeroes what a delete or an update frees in the database
 **Sealing**: in a folder sealed with a passphrase (client/vault.py) every value is AES-256-GCM under the
 folder key, with the row's place (``e2e.db/<table>/<key>``) as additional data, so a value moved to
 another row does not open; keys that say whom the device talks to (account ids, peers' identity keys,
-device, session and group ids) are replaced by keyed pseudonyms (:meth:`FolderKey.pseudonym`). Message
-and seen ids (128 random bits) and message times stay in the clear for the index, as in the browser's
-store (messaging.md §11.1).
+device, session and group ids) are replaced by keyed pseudonyms (:meth:`FolderKey.pseudonym`). What
+stays readable without the passphrase: message and seen ids (128 random bits) and message times, for
+the index, as in the browser's store (messaging.md §11.1); the ``kv`` names and the ``rows`` section
+names, and so the number of rows per section (contacts, peer devices with Olm sessions, Megolm
+sessions, sent statuses, actions, unreported messages) and of requests in flight; the ``n`` columns
+(the order rows were written in); every value's length; and, between two copies of the file, which
+rows changed (a key's pseudonym does not change).
 """
 
 from __future__ import annotations
