@@ -20,11 +20,12 @@ from hypothesis import strategies as st
 from e2e_state import stored_bytes, unsealed_values
 from lockstep.client import vault
 from lockstep.client.e2edb import DB_FILES, Change, E2EDatabase, Sealing, keyed
-from lockstep.client.e2estate import MAX_HISTORY, E2EStore
+from lockstep.client.e2estate import MAX_HISTORY, SEARCH_PAGE, E2EStore
 from lockstep.client.errors import StateError
 from lockstep.client.state import wipe_folder
 from lockstep.e2e.olm import OlmDevice
 from lockstep.e2e.receipts import Position
+from lockstep.e2e.timeline import Timeline
 
 FIXTURES = Path(__file__).parent / "fixtures" / "e2e-json-v1"
 PASSPHRASE = "fixture passphrase"  # tests/client/fixtures/make_e2e_json.py
@@ -229,8 +230,34 @@ def test_every_message_is_kept_and_found_past_the_newest_held_in_memory(tmp_path
     assert count == 1_500 and [r["id"] for r in page] == [f"msg-{n:06d}" for n in range(1_400, 1_500)]
     assert store.has_message("msg-000000")
     # A search covers every message kept, not only those held in memory.
-    assert [hit.text for hit in store.timeline(everything=True).search("text 777", 3)] == ["text 777"]
+    assert [hit.text for hit in store.search("text 777", 3)] == ["text 777"]
     assert store.timeline().search("text 777", 3) == []
+    store.close()
+
+
+def test_a_search_finds_every_match_newest_first_reading_a_page_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Across pages of SEARCH_PAGE messages (ties of time included): what a search of all of them in one
+    go finds, in the same order, and never more than a page read from the database at once."""
+    store = E2EStore.load_or_create(tmp_path)
+    for number in range(2 * SEARCH_PAGE + 300):
+        store.remember(text_record(number, ts=1_000_000 + number // 3))  # three messages per millisecond
+    store.save()
+    pages: list[int] = []
+    newest_messages = store.newest_messages
+
+    def read(limit: int, **window: Any) -> tuple[list[dict[str, Any]], int]:
+        pages.append(limit)
+        return newest_messages(limit, **window)
+
+    monkeypatch.setattr(store, "newest_messages", read)
+    everything = newest_messages(10_000)[0]
+    expected = [s.message_id for s in Timeline(everything, store.actions).search("text 1", 10_000)]
+    assert len(expected) == 411  # "text 1", "text 10".."text 19", "text 100".."text 199", "text 1000"..
+    assert [s.message_id for s in store.search("text 1", 10_000)] == expected
+    assert [s.message_id for s in store.search("TEXT 1", 5)] == expected[:5]
+    assert pages and max(pages) == SEARCH_PAGE
     store.close()
 
 

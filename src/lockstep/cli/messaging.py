@@ -271,7 +271,7 @@ def run_search(args: argparse.Namespace) -> int:
         raise CommandError(f"no messages on this device yet ({state.directory})")
     with e2estate.locked(state.directory), refusals():  # only this device's own store: no server involved
         store = E2EStore.load_or_create(state.directory)
-        hits = store.timeline(everything=True).search(args.query, args.limit)
+        hits = store.search(args.query, args.limit)
         store.close()
         handles = {a: str(c.get("handle")) for a, c in store.contacts.items() if c.get("handle")}
     for hit in hits:

@@ -52,7 +52,7 @@ from lockstep.e2e.errors import E2EError
 from lockstep.e2e.megolm import GroupSessions
 from lockstep.e2e.olm import PICKLE_KEY_SIZE, OlmDevice
 from lockstep.e2e.receipts import Position, Receipt
-from lockstep.e2e.timeline import Timeline, forget_deleted
+from lockstep.e2e.timeline import Shown, Timeline, forget_deleted
 
 E2E_FILE = "e2e.json"
 """Where earlier versions kept the whole state (migrated on first open)."""
@@ -62,6 +62,8 @@ MAX_HISTORY = 1000
 """Messages held in memory (the newest), and sent messages whose status is kept."""
 MAX_ACTIONS = 2000
 MAX_OPEN_CALLS = 50
+SEARCH_PAGE = 500
+"""Messages a search reads from the database at a time."""
 LOCK_TIMEOUT_S = 30.0
 
 STATUS_ORDER = {"sent": 1, "delivered": 2, "read": 3}
@@ -480,12 +482,24 @@ class E2EStore:
             self._written.messages[message_id] = records[message_id]
             self._written.forgot = True
 
-    def timeline(self, *, everything: bool = False) -> Timeline:
-        """What this device shows, with every action applied: the newest :data:`MAX_HISTORY` messages
-        (held in memory), or with ``everything`` every message it keeps (read from the database, for
-        a search)."""
-        messages = self.newest_messages(self.message_count())[0] if everything else self.history
-        return Timeline(messages, self.actions)
+    def timeline(self) -> Timeline:
+        """What this device shows of the newest :data:`MAX_HISTORY` messages (held in memory), with
+        every action applied."""
+        return Timeline(self.history, self.actions)
+
+    def search(self, query: str, limit: int) -> list[Shown]:
+        """Every message this device keeps whose text, caption or file name as shown contains ``query``
+        (messaging.md §15.7), newest first, at most ``limit``: read from the database
+        :data:`SEARCH_PAGE` messages at a time, newest first, so a long history is never all in memory."""
+        hits: list[Shown] = []
+        before: Position | None = None
+        while len(hits) < limit:
+            page = self.newest_messages(SEARCH_PAGE, before=before)[0]
+            if not page:
+                break
+            hits += Timeline(page, self.actions).search(query, limit - len(hits))
+            before = position(page[0])
+        return hits
 
 
 def _encode(value: Any) -> bytes:

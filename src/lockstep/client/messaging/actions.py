@@ -104,7 +104,7 @@ class MessageActions:
         return await self.send_into(target.conversation, kind, body)
 
     def search(self, query: str, limit: int = 50) -> list[Shown]:
-        return self.device.store.timeline(everything=True).search(query, limit)
+        return self.device.store.search(query, limit)
 
 
 def _kind_and_body(change: Change) -> tuple[Kind, dict[str, Any]]:
