@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from lockstep.client import vault
 from lockstep.client.errors import StateError
-from lockstep.client.state import _write_private, read_private
+from lockstep.client.state import read_private, write_private
 
 names = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=40)
 
@@ -61,9 +61,9 @@ def test_files_of_a_sealed_folder_are_sealed_on_disk_and_locked_until_unlocked(t
     folder, plain = tmp_path / "sealed", tmp_path / "plain"
     vault.seal_new_folder(folder, "correct horse battery staple")
     secret = b'{"text": "meet at noon"}'
-    _write_private(folder / "e2e.json", secret)
-    _write_private(folder / ".history" / "bundle.json", secret)  # a sub-folder: sealed too
-    _write_private(plain / "e2e.json", secret)
+    write_private(folder / "e2e.json", secret)
+    write_private(folder / ".history" / "bundle.json", secret)  # a sub-folder: sealed too
+    write_private(plain / "e2e.json", secret)
     assert (folder / "e2e.json").read_bytes().startswith(vault.MAGIC)
     assert secret not in (folder / ".history" / "bundle.json").read_bytes()
     assert (plain / "e2e.json").read_bytes() == secret  # a folder without a passphrase is as before
@@ -73,7 +73,7 @@ def test_files_of_a_sealed_folder_are_sealed_on_disk_and_locked_until_unlocked(t
     with pytest.raises(vault.FolderLocked):
         read_private(folder / "e2e.json")
     with pytest.raises(vault.FolderLocked):
-        _write_private(folder / "e2e.json", b"overwritten")
+        write_private(folder / "e2e.json", b"overwritten")
     with pytest.raises(vault.WrongPassphrase):
         vault.unlock(folder, "wrong horse")
     vault.unlock(folder, "correct horse battery staple")

@@ -13,7 +13,8 @@ Files added to the state folder, all mode 0600::
     e2e.lock      held while a process uses the state, so two commands never race on the ratchets
 
 A state folder of an earlier version keeps it all in ``e2e.json``, rewritten whole on every save: it is
-read once, written into ``e2e.db`` in one transaction and then overwritten and removed.
+read once (client/e2emigrate.py), written into ``e2e.db`` in one durable transaction and then
+overwritten and removed.
 
 The ratchets move on every message, so the state is saved after each batch *before* it is acknowledged
 to the server: a crash re-delivers, and duplicates are dropped by message id. What a batch brought is
@@ -44,8 +45,9 @@ from pathlib import Path
 from typing import Any
 
 from lockstep.client.e2edb import DB_FILE, Change, E2EDatabase
+from lockstep.client.e2emigrate import E2E_FILE, earlier_state
 from lockstep.client.errors import StateError
-from lockstep.client.state import _overwrite_and_remove, _write_private, read_private, wipe_folder
+from lockstep.client.state import overwrite_and_remove, read_private, wipe_folder, write_private
 from lockstep.e2e.actions import TARGETED
 from lockstep.e2e.dedup import SeenMessages
 from lockstep.e2e.errors import E2EError
@@ -54,8 +56,6 @@ from lockstep.e2e.olm import PICKLE_KEY_SIZE, OlmDevice
 from lockstep.e2e.receipts import Position, Receipt
 from lockstep.e2e.timeline import Shown, Timeline, forget_deleted
 
-E2E_FILE = "e2e.json"
-"""Where earlier versions kept the whole state (migrated on first open)."""
 PICKLE_KEY_FILE = "pickle.key"
 LOCK_FILE = "e2e.lock"
 MAX_HISTORY = 1000
@@ -155,7 +155,7 @@ class E2EStore:
             if json_path.is_file() or (directory / DB_FILE).is_file():
                 raise StateError(f"{directory} holds E2E state without {key_path}: it cannot be opened")
             directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-            _write_private(key_path, secrets.token_bytes(PICKLE_KEY_SIZE))
+            write_private(key_path, secrets.token_bytes(PICKLE_KEY_SIZE))
         key = read_private(key_path)
         if len(key) != PICKLE_KEY_SIZE:
             raise StateError(f"{key_path} is damaged")
@@ -164,9 +164,13 @@ class E2EStore:
             if not db.is_new():
                 store = cls._from_database(directory, key, db)
             elif json_path.is_file():
-                store = cls._from_document(directory, key, json_path)
+                fields = earlier_state(json_path, key)
+                fields["history"] = sorted(filter(_storable, fields["history"]), key=position)
+                store = cls(directory=directory, pickle_key=key, **fields)
             else:
-                store = cls(directory, key, OlmDevice.create(), GroupSessions())
+                store = cls(
+                    directory=directory, pickle_key=key, olm=OlmDevice.create(), groups=GroupSessions()
+                )
             store._db = db
             if store._written.everything:
                 # Durable: the JSON file is wiped next, and a power cut must not leave neither copy.
@@ -174,38 +178,8 @@ class E2EStore:
         except BaseException:
             db.close()
             raise
-        _overwrite_and_remove(json_path)  # converted (now, or by a run that stopped before this)
+        overwrite_and_remove(json_path)  # converted (now, or by a run that stopped before this)
         return store
-
-    @classmethod
-    def _from_document(cls, directory: Path, key: bytes, path: Path) -> E2EStore:
-        """An earlier version's ``e2e.json`` (plain, or sealed in a sealed folder)."""
-        try:
-            document = json.loads(read_private(path))
-            history = [r for r in document["history"] if _storable(r)]
-            return cls(
-                directory,
-                key,
-                OlmDevice.from_pickle(document["olm"], key),
-                GroupSessions.from_pickle(document["groups"], key),
-                SeenMessages(document["seen"]),
-                int(document["last_seq"]),
-                document["contacts"],
-                document["handles"],
-                document["group_names"],
-                document["sent"],
-                sorted(history, key=position),
-                document["bundle"],
-                int(document.get("history_dropped", 0)),
-                list(document.get("history_sent_to", [])),
-                document.get("history_note"),
-                list(document.get("unreported", [])),
-                list(document.get("actions", [])),
-                list(document.get("open_calls", [])),
-                dict(document.get("refused_members", {})),
-            )
-        except (OSError, ValueError, KeyError, TypeError, E2EError) as error:
-            raise StateError(f"damaged E2E state {path}: {error}") from error
 
     @classmethod
     def _from_database(cls, directory: Path, key: bytes, db: E2EDatabase) -> E2EStore:
@@ -221,26 +195,26 @@ class E2EStore:
                 key,
             )
             store = cls(
-                directory,
-                key,
-                olm,
-                groups,
-                SeenMessages(loaded.seen),
-                int(kv["last_seq"]),
-                dict(rows.get("contacts", {})),
-                dict(kv["handles"]),
-                dict(kv["group_names"]),
-                dict(rows.get("sent", {})),
-                db.newest_messages(MAX_HISTORY)[0],
-                kv["bundle"],
-                int(kv["history_dropped"]),
-                list(kv["history_sent_to"]),
-                kv["history_note"],
-                list(rows.get("unreported", {}).values()),
-                list(rows.get("actions", {}).values()),
-                list(kv["open_calls"]),
-                dict(kv["refused_members"]),
-                {int(n): value for n, value in loaded.in_flight.items()},
+                directory=directory,
+                pickle_key=key,
+                olm=olm,
+                groups=groups,
+                seen=SeenMessages(loaded.seen),
+                last_seq=int(kv["last_seq"]),
+                contacts=dict(rows.get("contacts", {})),
+                handles=dict(kv["handles"]),
+                group_names=dict(kv["group_names"]),
+                sent=dict(rows.get("sent", {})),
+                history=db.newest_messages(MAX_HISTORY)[0],
+                bundle=kv["bundle"],
+                history_dropped=int(kv["history_dropped"]),
+                history_sent_to=list(kv["history_sent_to"]),
+                history_note=kv["history_note"],
+                unreported=list(rows.get("unreported", {}).values()),
+                actions=list(rows.get("actions", {}).values()),
+                open_calls=list(kv["open_calls"]),
+                refused_members=dict(kv["refused_members"]),
+                in_flight={int(n): value for n, value in loaded.in_flight.items()},
             )
         except (KeyError, TypeError, ValueError, E2EError) as error:
             raise StateError(f"damaged E2E state {directory / DB_FILE}: {error}") from error
@@ -509,11 +483,6 @@ def _encode(value: Any) -> bytes:
 def exists(directory: Path) -> bool:
     """Whether the folder holds E2E state (of this version or an earlier one)."""
     return (directory / DB_FILE).is_file() or (directory / E2E_FILE).is_file()
-
-
-def write_private(path: Path, data: bytes) -> None:
-    """Write a file only its owner can read (atomically)."""
-    _write_private(path, data)
 
 
 def wipe(directory: Path) -> None:

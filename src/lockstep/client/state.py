@@ -8,7 +8,7 @@ Layout of a state folder::
 
 Messaging adds its own files beside these (client/e2estate.py); :func:`wipe_folder` removes all of them.
 A primary made with ``--passphrase`` keeps them all sealed (client/vault.py): every file is read and
-written through :func:`read_private` and :func:`_write_private`, which seal when the folder is sealed.
+written through :func:`read_private` and :func:`write_private`, which seal when the folder is sealed.
 """
 
 from __future__ import annotations
@@ -50,13 +50,13 @@ def default_state_dir(role: Role) -> Path:
     return Path(base) / "lockstep" / role
 
 
-def _write_private(path: Path, data: bytes) -> None:
+def write_private(path: Path, data: bytes) -> None:
     """Write a secret file that is never, even briefly, readable by others (sealed in a sealed folder)."""
     vault.write_file(path, data)
 
 
 def read_private(path: Path) -> bytes:
-    """What :func:`_write_private` wrote (opened, in a sealed folder)."""
+    """What :func:`write_private` wrote (opened, in a sealed folder)."""
     return vault.read_file(path)
 
 
@@ -64,7 +64,7 @@ def save_key(path: Path, key: Ed25519PrivateKey) -> None:
     pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    _write_private(path, pem)
+    write_private(path, pem)
 
 
 def load_key(path: Path) -> Ed25519PrivateKey:
@@ -131,7 +131,7 @@ class DeviceState:
             "device_name": self.device_name,
             "device_list": self.device_list.to_json(),
         }
-        _write_private(self.directory / STATE_FILE, json.dumps(document, indent=2).encode())
+        write_private(self.directory / STATE_FILE, json.dumps(document, indent=2).encode())
 
     @classmethod
     def load(cls, directory: Path, role: Role) -> DeviceState:
@@ -161,7 +161,7 @@ class DeviceState:
         wipe_folder(self.directory)
 
 
-def _overwrite_and_remove(path: Path) -> None:
+def overwrite_and_remove(path: Path) -> None:
     """Zero a file's bytes before unlinking it: best effort against reading it back from the disk
     (journaling and copy-on-write file systems or SSDs may still keep old blocks)."""
     with contextlib.suppress(FileNotFoundError):
@@ -179,9 +179,9 @@ def wipe_folder(directory: Path) -> None:
     may be shared). The database must be closed first (E2EStore.close): an open connection would
     write its log again."""
     for name in SECRET_FILES:
-        _overwrite_and_remove(directory / name)
-    for leftover in sorted(directory.glob("*.tmp")):  # an interrupted _write_private
-        _overwrite_and_remove(leftover)
+        overwrite_and_remove(directory / name)
+    for leftover in sorted(directory.glob("*.tmp")):  # an interrupted write_private
+        overwrite_and_remove(leftover)
     for name in OTHER_FILES:
         (directory / name).unlink(missing_ok=True)
     for name in FOLDERS:
