@@ -10,6 +10,7 @@ open it (nor did the reopened page know of the message it had sent).
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import pytest
 from playwright.sync_api import Error as PlaywrightError
 from webmsg_helpers import (
     TIMEOUT,
+    CliAccount,
     cli_primary,
     cli_primary_with_browser_companion,
     message,
@@ -77,12 +79,27 @@ def reopen(computer: Any, url: str, chat: str) -> Any:
     return page
 
 
-def test_a_page_that_dies_right_after_sending_keeps_its_sessions_and_the_message(
-    server_process: Any, computer: Any, tmp_path: Path
-) -> None:
+@dataclass
+class Accounts:
+    """Alice, a terminal primary with her laptop (the browser page) linked; Bob, a terminal primary."""
+
+    url: str
+    alice: CliAccount
+    laptop: Any
+    bob: CliAccount
+
+
+@pytest.fixture
+def accounts(server_process: Any, computer: Any, tmp_path: Path) -> Accounts:
     url = server_process.url
     alice, laptop = cli_primary_with_browser_companion(url, computer, tmp_path, "alice", "Alice")
-    bob = cli_primary(url, tmp_path / "bob", "bob", "Bob")
+    return Accounts(url, alice, laptop, cli_primary(url, tmp_path / "bob", "bob", "Bob"))
+
+
+def test_a_page_that_dies_right_after_sending_keeps_its_sessions_and_the_message(
+    accounts: Accounts, computer: Any
+) -> None:
+    url, alice, laptop, bob = accounts.url, accounts.alice, accounts.laptop, accounts.bob
     start_chat(laptop, "@bob")
     send_text(laptop, "hello bob")
 
@@ -114,11 +131,9 @@ def test_a_page_that_dies_right_after_sending_keeps_its_sessions_and_the_message
 
 
 def test_a_page_that_dies_right_after_a_group_message_keeps_its_megolm_session(
-    server_process: Any, computer: Any, tmp_path: Path
+    accounts: Accounts, computer: Any
 ) -> None:
-    url = server_process.url
-    alice, laptop = cli_primary_with_browser_companion(url, computer, tmp_path, "alice", "Alice")
-    bob = cli_primary(url, tmp_path / "bob", "bob", "Bob")
+    url, alice, laptop, bob = accounts.url, accounts.alice, accounts.laptop, accounts.bob
     laptop.get_by_test_id("new-group").click()
     laptop.get_by_test_id("group-name").fill("Trip")
     laptop.get_by_test_id("group-members").fill("@bob")
