@@ -15,7 +15,7 @@ from lockstep.link.envelope import Envelope
 from lockstep.link.grant import AccountInfo
 from lockstep.server.errors import HandleTaken, StaleDeviceList, StorageError
 from lockstep.server.store.records import AccountRecord, DeviceListChange, DeviceRecord
-from lockstep.server.store.sql import ROWS_PER_STATEMENT, Work, execute, json_text, marks, query, query_one
+from lockstep.server.store.sql import Work, chunks, execute, json_text, marks, query, query_one
 
 INSERT_DEVICE = (
     "INSERT INTO devices (device_id, account_id, device_key, role, certificate, linked_at, last_active) "
@@ -130,8 +130,7 @@ def touch(touches: list[tuple[str, int]]) -> Work[list[None]]:
     for device_id, now in touches:
         latest[device_id] = max(now, latest.get(device_id, now))
     devices = sorted(latest.items())
-    for start in range(0, len(devices), ROWS_PER_STATEMENT):
-        chunk = devices[start : start + ROWS_PER_STATEMENT]
+    for chunk in chunks(devices):
         times = " ".join(["WHEN ? THEN CAST(? AS BIGINT)"] * len(chunk))
         yield from execute(
             f"WITH locked AS (SELECT device_id FROM devices WHERE device_id IN ({marks(len(chunk))}) "  # noqa: S608 - only placeholders

@@ -12,15 +12,15 @@ the insert sees every copy committed before, on any instance.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from lockstep.server.store.audience import audience
 from lockstep.server.store.records import Audience, Conversation, Delivery, QueuedMessage, StrangerLimits
 from lockstep.server.store.sql import (
-    ROWS_PER_STATEMENT,
     Row,
     Work,
+    chunks,
     execute,
     json_text,
     marks,
@@ -67,9 +67,9 @@ def enqueue(
         unknown = check.stranger_devices(devices)
         holding = yield from _holding(unknown, delivery)  # a retry's copies are counted already
         sizes = {device_id: len(texts[device_id]) for device_id in unknown if device_id not in holding}
-        yield from check.admit(sizes, ROWS_PER_STATEMENT)
+        yield from check.admit(sizes)
     inserted: set[str] = set()
-    for chunk in _chunks(devices):
+    for chunk in chunks(devices):
         rows = yield from query(
             _insert_copies(len(chunk)),
             *(
@@ -112,11 +112,6 @@ def _encoded(payloads: list[tuple[str, dict[str, Any]]]) -> dict[str, str]:
     return encoded
 
 
-def _chunks(device_ids: list[str]) -> Iterator[list[str]]:
-    for start in range(0, len(device_ids), ROWS_PER_STATEMENT):
-        yield device_ids[start : start + ROWS_PER_STATEMENT]
-
-
 def _insert_copies(count: int) -> str:
     """Insert ``count`` copies; returns the devices that did not hold the message yet."""
     values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * count)
@@ -140,7 +135,7 @@ def _count_up_rows(count: int) -> str:
 def _count_up(device_ids: list[str]) -> Work[dict[str, int]]:
     """Each device's next sequence number, taken (and its counter row locked) in id order."""
     numbers: dict[str, int] = {}
-    for chunk in _chunks(device_ids):
+    for chunk in chunks(device_ids):
         rows = yield from query(_count_up_rows(len(chunk)), *chunk)
         numbers.update((device_id, int(seq)) for device_id, seq in rows)
     return numbers
@@ -148,7 +143,7 @@ def _count_up(device_ids: list[str]) -> Work[dict[str, int]]:
 
 def _give_back(device_ids: list[str]) -> Work[None]:
     """Undo ``_count_up`` for devices that already held the message (their rows are still locked)."""
-    for chunk in _chunks(device_ids):
+    for chunk in chunks(device_ids):
         yield from execute(
             f"UPDATE device_sequences SET last_seq = last_seq - 1 WHERE device_id IN ({marks(len(chunk))})",  # noqa: S608
             *chunk,
@@ -158,7 +153,7 @@ def _give_back(device_ids: list[str]) -> Work[None]:
 def _holding(device_ids: list[str], delivery: Delivery) -> Work[set[str]]:
     """Those of ``device_ids`` that hold this message already (a retry)."""
     holding: set[str] = set()
-    for chunk in _chunks(device_ids):
+    for chunk in chunks(device_ids):
         rows = yield from query(
             "SELECT device_id FROM message_queue WHERE sender_device = ? AND message_id = ? "  # noqa: S608
             f"AND device_id IN ({marks(len(chunk))})",
@@ -220,8 +215,7 @@ def ack_messages(acks: list[Ack]) -> Work[list[int]]:
     Run more than one statement's worth as one transaction: a rerun after a chunk had been committed
     would count that chunk's copies as deleted by nobody."""
     deleted: list[Row] = []
-    for start in range(0, len(acks), ROWS_PER_STATEMENT):
-        chunk = acks[start : start + ROWS_PER_STATEMENT]
+    for chunk in chunks(acks):
         covered = " OR ".join(["(device_id = ? AND seq <= ?)"] * len(chunk))
         deleted += yield from query(
             f"DELETE FROM message_queue WHERE {covered} RETURNING device_id, seq",  # noqa: S608

@@ -16,7 +16,7 @@ backend drops them, because its ``BEGIN IMMEDIATE`` already lets one writer in a
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
@@ -24,8 +24,15 @@ T = TypeVar("T")
 Row = tuple[Any, ...]
 
 ROWS_PER_STATEMENT = 256
+
 """Rows per multi-row statement: 8 parameters a row stays far below PostgreSQL's 65,535 a statement,
 and a group send of 2,000 devices is still only a handful of statements."""
+
+
+def chunks(items: list[T]) -> Iterator[list[T]]:
+    """``items`` in runs of at most ``ROWS_PER_STATEMENT``: one statement's worth each."""
+    for start in range(0, len(items), ROWS_PER_STATEMENT):
+        yield items[start : start + ROWS_PER_STATEMENT]
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from lockstep.server.errors import StrangerLimit, StrangerLimitDetails
 from lockstep.server.store.records import Audience, Delivery, StrangerLimits
-from lockstep.server.store.sql import Work, execute, marks, query
+from lockstep.server.store.sql import Work, chunks, execute, marks, query
 
 
 def _stranger_bytes(count: int) -> str:
@@ -59,14 +59,13 @@ class StrangerCheck:
         """Those of ``device_ids`` whose account never wrote into this conversation."""
         return [device_id for device_id in device_ids if self._owners.get(device_id) in self._strangers]
 
-    def admit(self, sizes: dict[str, int], chunk: int) -> Work[None]:
-        """Refuse (:class:`StrangerLimit`) if a device's new bytes (``sizes``: device id → bytes this
-        send adds) would pass one of its limits; the first such device in id order is named. Devices
-        are read ``chunk`` to a statement."""
-        devices = sorted(self.stranger_devices(list(sizes)))
+    def admit(self, sizes: dict[str, int]) -> Work[None]:
+        """Refuse (:class:`StrangerLimit`) if a stranger device's new bytes (``sizes``: device id → bytes
+        this send adds, for devices :meth:`stranger_devices` named) would pass one of its limits; the
+        first such device in id order is named. Devices are read a statement's worth at a time."""
+        devices = sorted(sizes)
         used: dict[str, tuple[int, int]] = {}
-        for start in range(0, len(devices), chunk):
-            part = devices[start : start + chunk]
+        for part in chunks(devices):
             rows = yield from query(_stranger_bytes(len(part)), self._delivery.sender_account, *part)
             used.update((device_id, (int(all_bytes), int(mine))) for device_id, all_bytes, mine in rows)
         for device_id in devices:
