@@ -43,7 +43,7 @@ import {
   unseal,
 } from "../store/atRest";
 import { deleteDatabase } from "../store/deleteDatabase";
-import { SLICE_MS, yieldToPage } from "./yieldToPage";
+import { Slicer, yieldToPage } from "./yieldToPage";
 
 const VERSION = 2;
 const KV = "kv";
@@ -139,13 +139,14 @@ async function inSlices<T, R>(
   priority: Parameters<typeof yieldToPage>[0] = "continue",
 ): Promise<R[]> {
   const out: R[] = [];
+  const slicer = new Slicer();
   let next = 0;
   while (next < items.length) {
     if (next) await yieldToPage(priority);
-    const started = performance.now();
+    slicer.restart();
     const slice: Promise<R>[] = [];
     do slice.push(work(items[next++] as T));
-    while (next < items.length && performance.now() - started < SLICE_MS);
+    while (next < items.length && !slicer.due());
     out.push(...(await Promise.all(slice)));
   }
   return out;
@@ -158,12 +159,12 @@ async function inSlices<T, R>(
  * together or not at all, and the page gets a turn between slices.
  */
 function placeInSlices(writes: readonly (() => IDBRequest)[]): void {
+  const slicer = new Slicer();
   let next = 0;
   const slice = (): void => {
-    const started = performance.now();
+    slicer.restart();
     let last: IDBRequest | undefined;
-    while (next < writes.length && (!last || performance.now() - started < SLICE_MS))
-      last = (writes[next++] as () => IDBRequest)();
+    while (next < writes.length && (!last || !slicer.due())) last = (writes[next++] as () => IDBRequest)();
     if (last && next < writes.length) last.onsuccess = slice;
   };
   slice();

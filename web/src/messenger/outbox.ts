@@ -185,6 +185,7 @@ export class Outbox {
   async resendInFlight(): Promise<void> {
     const device = this.device;
     const inFlight = device.state.inFlight ?? [];
+    if (!inFlight.length) return; // nothing kept (nearly every connect): nothing to send or save
     for (const fields of [...inFlight]) {
       try {
         await device.request("messages.send", fields);

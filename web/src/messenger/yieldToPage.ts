@@ -52,9 +52,19 @@ export class Slicer {
     this.started = now();
   }
 
-  async pause(): Promise<void> {
-    if (this.now() - this.started < this.budgetMs) return;
-    await this.yieldTo();
+  /** Whether this slice has used its budget. */
+  due(): boolean {
+    return this.now() - this.started >= this.budgetMs;
+  }
+
+  /** A new slice starts now (after the page had its turn). */
+  restart(): void {
     this.started = this.now();
+  }
+
+  async pause(): Promise<void> {
+    if (!this.due()) return;
+    await this.yieldTo();
+    this.restart();
   }
 }
