@@ -42,7 +42,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -205,6 +205,17 @@ class E2EDatabase:
     def has_message(self, message_id: str) -> bool:
         return self._db.execute("SELECT 1 FROM messages WHERE id = ?", (message_id,)).fetchone() is not None
 
+    def stored_ids(self, message_ids: Collection[str]) -> set[str]:
+        """Those of ``message_ids`` stored here: one query per 500 (a history bundle holds up to 1,000)."""
+        ids = list(message_ids)
+        found: set[str] = set()
+        for start in range(0, len(ids), 500):
+            part = ids[start : start + 500]
+            marks = ", ".join("?" * len(part))
+            rows = self._db.execute(f"SELECT id FROM messages WHERE id IN ({marks})", part)  # noqa: S608
+            found.update(str(row[0]) for row in rows)
+        return found
+
     def message(self, message_id: str) -> dict[str, Any] | None:
         found = self._records(self._db.execute("SELECT id, value FROM messages WHERE id = ?", (message_id,)))
         return found[0] if found else None
@@ -215,14 +226,22 @@ class E2EDatabase:
         return None if row is None else (int(row[0]), str(row[1]))
 
     def newest_messages(
-        self, limit: int, *, before: tuple[int, str] | None = None, since: int | None = None
+        self,
+        limit: int,
+        *,
+        before: tuple[int, str] | None = None,
+        since: int | None = None,
+        counted: bool = True,
     ) -> tuple[list[dict[str, Any]], int]:
         """The newest ``limit`` messages in (ts, id) order, oldest first, of those before the position
-        ``before`` and at or after the time ``since``; and how many there are in all."""
+        ``before`` and at or after the time ``since``; and how many there are in all (0 unless
+        ``counted``: a reader going page by page has no use for it)."""
         where, args = self._window(before, since)
         # ``where`` is made of this module's literal clauses; the values are bound parameters.
         query = f"SELECT id, value FROM messages{where} ORDER BY ts DESC, id DESC LIMIT ?"  # noqa: S608
         records = self._records(self._db.execute(query, (*args, limit)))
+        if not counted:
+            return records[::-1], 0
         (count,) = self._db.execute(f"SELECT COUNT(*) FROM messages{where}", args).fetchone()  # noqa: S608
         return records[::-1], int(count)
 

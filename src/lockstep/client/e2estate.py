@@ -379,6 +379,11 @@ class E2EStore:
             or self._database().has_message(message_id)
         )
 
+    def _known_ids(self, message_ids: set[str]) -> set[str]:
+        """Those of ``message_ids`` :meth:`has_message` says yes to, with one query for the lot."""
+        here = {i for i in message_ids if i in self.sent or i in self._written.messages}
+        return here | self._database().stored_ids(message_ids - here)
+
     def remember(self, record: dict[str, Any]) -> None:
         if not _storable(record):
             return
@@ -395,9 +400,11 @@ class E2EStore:
         for action in actions:
             if isinstance(action, dict) and action.get("kind") in TARGETED_KINDS:
                 self.keep_action(action, forget=False)
+        storable = [record for record in records if _storable(record)]
+        known = self._known_ids({record["id"] for record in storable})
         fresh: dict[str, dict[str, Any]] = {}
-        for record in records:
-            if _storable(record) and record["id"] not in fresh and not self.has_message(record["id"]):
+        for record in storable:
+            if record["id"] not in fresh and record["id"] not in known:
                 fresh[record["id"]] = record
         self._written.messages.update(fresh)
         self.history = sorted([*self.history, *fresh.values()], key=position)[-MAX_HISTORY:]
@@ -405,21 +412,23 @@ class E2EStore:
         return len(fresh)
 
     def newest_messages(
-        self, limit: int, *, before: Position | None = None, since: int | None = None
+        self, limit: int, *, before: Position | None = None, since: int | None = None, counted: bool = True
     ) -> tuple[list[dict[str, Any]], int]:
         """The newest ``limit`` messages this device keeps (all of them, not only those in memory) before
-        ``before`` in (time, id) order and not older than ``since``, oldest first; and how many match."""
+        ``before`` in (time, id) order and not older than ``since``, oldest first; and how many match
+        (0 unless ``counted``)."""
         db = self._database()
-        stored, count = db.newest_messages(
-            limit, before=None if before is None else (before.ts, before.message_id), since=since
-        )
+        end = None if before is None else (before.ts, before.message_id)
+        stored, count = db.newest_messages(limit, before=end, since=since, counted=counted)
 
         def matches(record: dict[str, Any]) -> bool:
             at = position(record)
             return (before is None or at < before) and (since is None or at.ts >= since)
 
         unsaved = [r for r in self._written.messages.values() if matches(r)]
-        count += sum(1 for r in unsaved if not db.has_message(r["id"]))
+        if counted:
+            stored_already = db.stored_ids({r["id"] for r in unsaved})
+            count += sum(1 for r in unsaved if r["id"] not in stored_already)
         merged = {r["id"]: r for r in stored} | {r["id"]: r for r in unsaved}
         return sorted(merged.values(), key=position)[max(0, len(merged) - limit) :] if limit else [], count
 
@@ -468,7 +477,7 @@ class E2EStore:
         hits: list[Shown] = []
         before: Position | None = None
         while len(hits) < limit:
-            page = self.newest_messages(SEARCH_PAGE, before=before)[0]
+            page = self.newest_messages(SEARCH_PAGE, before=before, counted=False)[0]
             if not page:
                 break
             hits += Timeline(page, self.actions).search(query, limit - len(hits))
